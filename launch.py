@@ -1,0 +1,45 @@
+r"""Runs one rlhf_tf experiment.
+
+  python launch.py --experiment=experiments/inspect.py[:arg] --workdir=DIR \
+      [--experiment.some.key=value ...]
+
+The experiment file's `get_config(arg)` returns a locked ConfigDict; dotted
+flags override its fields (an unknown key is an error listing the valid ones).
+`config.job` picks the entry point from the explicit `JOBS` dict.
+"""
+
+import logging as pylogging
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from rlhf_tf.jobs import JOBS
+
+_EXPERIMENT = config_flags.DEFINE_config_file(
+    'experiment', None, 'Experiment file (experiments/x.py[:arg]).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None,
+                               'Folder for outputs (figures, checkpoints).')
+flags.mark_flags_as_required(['experiment', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = _EXPERIMENT.value
+  job = config.get('job')
+  if job not in JOBS:
+    raise app.UsageError(f'unknown job {job!r} in {_EXPERIMENT.config_filename};'
+                         f' valid jobs: {", ".join(sorted(JOBS))}')
+  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+  os.makedirs(workdir, exist_ok=True)
+  pylogging.getLogger('jax').setLevel(pylogging.WARNING)
+  logging.info('job %s, workdir %s\n%s', job, workdir, config)
+  JOBS[job](config, workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,68 @@
+"""One entry point from a config to a Volume: phantom | cranium | dicom | inv3.
+
+Config fields (``config.volume``):
+  source: 'phantom' | 'cranium' | 'dicom' | 'inv3'
+  seed, shape, metal, noise: the built-in phantom (deterministic per seed)
+  path: DICOM directory or .inv3 file for 'dicom' / 'inv3'
+  series_uid: which series of a DICOM folder holding several ('' = the only one)
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from rlhf_tf.data.volume import Volume
+
+
+def default_volume_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      source='phantom', seed=0, shape=(128, 128, 128), metal=True,
+      noise=True, path='', series_uid=''))
+
+
+def _phantom(cfg) -> Volume:
+  from rlhf_tf.data import phantom  # pylint: disable=g-import-not-at-top
+  return phantom.make_head_phantom(jax.random.key(cfg.seed),
+                                   shape=tuple(cfg.shape), metal=cfg.metal,
+                                   noise=cfg.noise)
+
+
+def _cranium(cfg) -> Volume:
+  del cfg
+  from rlhf_tf.data import sample_fetch  # pylint: disable=g-import-not-at-top
+  return sample_fetch.load_cranium()
+
+
+def _require_path(cfg, what: str) -> str:
+  if not cfg.path:
+    raise ValueError(f'volume.source={cfg.source!r} needs volume.path (the '
+                     f'{what})')
+  return cfg.path
+
+
+def _dicom(cfg) -> Volume:
+  from rlhf_tf.data import dicom_io  # pylint: disable=g-import-not-at-top
+  return dicom_io.read_dicom_series(_require_path(cfg, 'DICOM directory'),
+                                    series_uid=cfg.series_uid or None)
+
+
+def _inv3(cfg) -> Volume:
+  from rlhf_tf.data import invesalius  # pylint: disable=g-import-not-at-top
+  return invesalius.read_inv3(_require_path(cfg, '.inv3 file'))
+
+
+SOURCES = {
+    'phantom': _phantom,
+    'cranium': _cranium,
+    'dicom': _dicom,
+    'inv3': _inv3,
+}
+
+
+def load_volume(cfg: ml_collections.ConfigDict) -> Volume:
+  """The volume a ``config.volume`` block describes."""
+  if cfg.source not in SOURCES:
+    raise ValueError(f'unknown volume.source {cfg.source!r}; valid: '
+                     f'{", ".join(SOURCES)}')
+  return SOURCES[cfg.source](cfg)

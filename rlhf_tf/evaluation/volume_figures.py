@@ -1,0 +1,60 @@
+"""Figures of a volume and its joint histogram (the `inspect` job's output)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from rlhf_tf.data.volume import Volume
+from rlhf_tf.render.histogram import JointHistogram
+
+
+def draw_jh(ax, jh: JointHistogram, title: str = 'joint histogram'):
+  """Draws a JH in physical units: x = HU, y = |grad| in HU/mm.
+
+  The image's [0, 1]^2 JH coordinates are mapped through ``jh.axes`` so the
+  tick labels read in HU and HU/mm; polygons drawn later on this axes must be
+  mapped the same way (``axes.x_to_hu``, ``axes.y_to_grad``).
+  """
+  a = jh.axes
+  extent = (a.hu_min, a.hu_max, 0.0, a.grad_max)
+  ax.imshow(jh.image, origin='lower', extent=extent, aspect='auto',
+            cmap='magma', interpolation='nearest')
+  ax.set_xlabel('intensity (HU)')
+  ax.set_ylabel('gradient magnitude (HU/mm)')
+  ax.set_title(title)
+  return ax
+
+
+def orthogonal_slices_figure(volume: Volume, jh: JointHistogram,
+                             path: str, window=(-1000.0, 2000.0)) -> str:
+  """Axial, coronal and sagittal centre slices (true mm proportions) + JH."""
+  hu = np.asarray(volume.hu)
+  dz, dy, dx = (float(s) for s in np.asarray(volume.spacing))
+  nz, ny, nx = hu.shape
+  views = [
+      ('axial (z = %d)' % (nz // 2), hu[nz // 2], (0, nx * dx, ny * dy, 0),
+       'x (mm)', 'y (mm)'),
+      ('coronal (y = %d)' % (ny // 2), hu[:, ny // 2, :],
+       (0, nx * dx, nz * dz, 0), 'x (mm)', 'z (mm)'),
+      ('sagittal (x = %d)' % (nx // 2), hu[:, :, nx // 2],
+       (0, ny * dy, nz * dz, 0), 'y (mm)', 'z (mm)'),
+  ]
+  fig, axes = plt.subplots(1, 4, figsize=(18, 4.8))
+  for ax, (title, image, extent, xl, yl) in zip(axes[:3], views):
+    im = ax.imshow(image, cmap='gray', vmin=window[0], vmax=window[1],
+                   extent=extent, interpolation='nearest')
+    ax.set_title(title)
+    ax.set_xlabel(xl)
+    ax.set_ylabel(yl)
+  fig.colorbar(im, ax=axes[2], label='HU', fraction=0.046)
+  draw_jh(axes[3], jh, 'joint histogram (log counts)')
+  fig.suptitle(f'{volume.name}: {nz}x{ny}x{nx} voxels, spacing '
+               f'{dz:.3g} x {dy:.3g} x {dx:.3g} mm (z, y, x)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

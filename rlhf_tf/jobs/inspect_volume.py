@@ -1,0 +1,48 @@
+"""Job `inspect`: facts, three orthogonal slices and the JH of a volume."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import ml_collections
+
+from rlhf_tf.data import sources
+from rlhf_tf.evaluation import volume_figures
+from rlhf_tf.render import histogram
+
+
+def compute_histogram(volume, cfg: ml_collections.ConfigDict):
+  """The JH a ``config.histogram`` block describes."""
+  window = tuple(cfg.hu_window) if cfg.hu_window else None
+  return histogram.joint_histogram(volume, bins=cfg.bins, hu_window=window,
+                                   grad_percentile=cfg.grad_percentile)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Loads the volume, writes `inspect.png` and `volume.json`, prints facts."""
+  t0 = time.perf_counter()
+  logging.info('loading volume (source=%s)', config.volume.source)
+  volume = sources.load_volume(config.volume)
+  t1 = time.perf_counter()
+  logging.info('loaded %s in %.1f s; computing the joint histogram',
+               volume.name, t1 - t0)
+  jh = compute_histogram(volume, config.histogram)
+  t2 = time.perf_counter()
+  facts = volume.describe()
+  facts['histogram'] = {
+      'bins': jh.bins,
+      'hu_window': [jh.axes.hu_min, jh.axes.hu_max],
+      'grad_max_hu_per_mm': jh.axes.grad_max,
+      'occupied_bins': int((jh.counts > 0).sum()),
+  }
+  facts['seconds'] = {'load': round(t1 - t0, 3), 'histogram': round(t2 - t1, 3)}
+  figure = volume_figures.orthogonal_slices_figure(
+      volume, jh, os.path.join(workdir, 'inspect.png'))
+  with open(os.path.join(workdir, 'volume.json'), 'w') as f:
+    json.dump(facts, f, indent=2)
+  print(json.dumps(facts, indent=2))
+  print(f'figure: {figure}')
+  return facts
