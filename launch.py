@@ -10,6 +10,7 @@ flags override its fields (an unknown key is an error listing the valid ones).
 
 import logging as pylogging
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -17,6 +18,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from rlhf_tf.jobs import JOBS
+from rlhf_tf.jobs import experiment_file
 
 _EXPERIMENT = config_flags.DEFINE_config_file(
     'experiment', None, 'Experiment file (experiments/x.py[:arg]).',
@@ -41,5 +43,18 @@ def main(argv):
   JOBS[job](config, workdir)
 
 
+def parse_flags(argv):
+  """absl parsing, after a readable check of the experiment's override keys."""
+  spec = experiment_file.spec_in_argv(argv)
+  keys = experiment_file.overrides_in_argv(argv)
+  if spec and keys:
+    try:
+      experiment_file.check_override_keys(experiment_file.load_config(spec),
+                                          keys)
+    except (KeyError, FileNotFoundError) as e:
+      sys.exit(f'launch.py: {e.args[0]}')
+  return flags.FLAGS(argv)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,63 @@
+"""Loading experiment files and checking `--experiment.a.b=v` overrides early.
+
+`ml_collections.config_flags` already rejects unknown keys, but deep inside
+absl's flag parsing; this check runs first and names the valid keys.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """`experiments/x.py[:arg]` -> the ConfigDict its get_config(arg) returns."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'experiment file {path!r} not found')
+  module_spec = importlib.util.spec_from_file_location(
+      'experiment_' + os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def check_override_keys(config: ml_collections.ConfigDict,
+                        dotted_keys: list[str]) -> None:
+  """Raises KeyError naming the first unknown key and the valid ones there."""
+  for dotted in dotted_keys:
+    node, walked = config, []
+    for part in dotted.split('.'):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        valid = (', '.join(sorted(node.keys()))
+                 if isinstance(node, ml_collections.ConfigDict) else
+                 f'none: {".".join(walked)} is a value, not a group')
+        where = '.'.join(walked) or 'the top level'
+        raise KeyError(f'unknown config key {dotted!r}: no {part!r} in '
+                       f'{where}; valid keys there: {valid}')
+      node = node[part]
+      walked.append(part)
+
+
+def overrides_in_argv(argv: list[str], flag: str = 'experiment') -> list[str]:
+  """The dotted keys of `--flag.key=value` / `--flag.key value` arguments."""
+  keys = []
+  for arg in argv:
+    for prefix in (f'--{flag}.', f'-{flag}.'):
+      if arg.startswith(prefix):
+        keys.append(arg[len(prefix):].split('=', 1)[0])
+        break
+  return keys
+
+
+def spec_in_argv(argv: list[str], flag: str = 'experiment') -> str | None:
+  """The value of `--flag=spec` or `--flag spec` in argv, if any."""
+  for i, arg in enumerate(argv):
+    for prefix in (f'--{flag}=', f'-{flag}='):
+      if arg.startswith(prefix):
+        return arg[len(prefix):]
+    if arg in (f'--{flag}', f'-{flag}') and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
