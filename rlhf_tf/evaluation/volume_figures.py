@@ -35,18 +35,20 @@ def orthogonal_slices_figure(volume: Volume, jh: JointHistogram,
   hu = np.asarray(volume.hu)
   dz, dy, dx = (float(s) for s in np.asarray(volume.spacing))
   nz, ny, nx = hu.shape
+  # Axial: row 0 on top, as DICOM shows it. Coronal / sagittal: slice 0
+  # (inferior in a feet-first-sorted stack) at the bottom, head upright.
   views = [
       ('axial (z = %d)' % (nz // 2), hu[nz // 2], (0, nx * dx, ny * dy, 0),
-       'x (mm)', 'y (mm)'),
+       'upper', 'x (mm)', 'y (mm)'),
       ('coronal (y = %d)' % (ny // 2), hu[:, ny // 2, :],
-       (0, nx * dx, nz * dz, 0), 'x (mm)', 'z (mm)'),
+       (0, nx * dx, 0, nz * dz), 'lower', 'x (mm)', 'z (mm)'),
       ('sagittal (x = %d)' % (nx // 2), hu[:, :, nx // 2],
-       (0, ny * dy, nz * dz, 0), 'y (mm)', 'z (mm)'),
+       (0, ny * dy, 0, nz * dz), 'lower', 'y (mm)', 'z (mm)'),
   ]
   fig, axes = plt.subplots(1, 4, figsize=(18, 4.8))
-  for ax, (title, image, extent, xl, yl) in zip(axes[:3], views):
+  for ax, (title, image, extent, origin, xl, yl) in zip(axes[:3], views):
     im = ax.imshow(image, cmap='gray', vmin=window[0], vmax=window[1],
-                   extent=extent, interpolation='nearest')
+                   extent=extent, origin=origin, interpolation='nearest')
     ax.set_title(title)
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
