@@ -30,6 +30,7 @@ def _peak_rss_gb() -> float:
 def _stage(stage: str, shape, directory: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from rlhf_tf.data import dicom_io  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.data import dicom_write  # pylint: disable=g-import-not-at-top
   from rlhf_tf.data import phantom  # pylint: disable=g-import-not-at-top
   from rlhf_tf.render import histogram  # pylint: disable=g-import-not-at-top
   out = {}
@@ -39,7 +40,7 @@ def _stage(stage: str, shape, directory: str) -> dict:
     out['build_s'] = time.perf_counter() - t
     if stage == 'write':
       t = time.perf_counter()
-      dicom_io.write_dicom_series(volume, directory, overwrite=True)
+      dicom_write.write_dicom_series(volume, directory, overwrite=True)
       out['write_s'] = time.perf_counter() - t
   else:
     t = time.perf_counter()
