@@ -1,0 +1,328 @@
+"""Schema, errors and validation of the preference store (see ``store``).
+
+The Python checks here give the clear error messages; the table constraints
+and triggers are the last line of defence (direct SQL, imports) and keep the
+vote log append-only.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+CHOICES = ('left', 'right', 'equal', 'skip')
+SOURCES = ('human', 'simulated')
+PROVENANCES = ('random', 'expert', 'augmented', 'learned', 'user')
+
+# Primary-key columns and all columns of each table, in export order.
+TABLES = {
+    'scene': ('scenes', ('scene_id',),
+              ('scene_id', 'description', 'volume_source', 'jh_meta',
+               'created')),
+    'action': ('actions', ('scene_id', 'action_id'),
+               ('scene_id', 'action_id', 'vertices', 'provenance',
+                'parent_action_id', 'created')),
+    'pair': ('pairs', ('scene_id', 'pair_id'),
+             ('scene_id', 'pair_id', 'action_a', 'action_b', 'created')),
+    'render': ('renders', ('scene_id', 'action_id', 'render_key'),
+               ('scene_id', 'action_id', 'render_key', 'png_sha256', 'path',
+                'created')),
+    'vote': ('votes', ('event_id',),
+             ('event_id', 'kind', 'scene_id', 'pair_id', 'left_action',
+              'right_action', 'choice', 'undoes_event_id', 'inspector',
+              'source', 'session', 'shown_at', 'answered_at', 'created')),
+}
+JSON_COLUMNS = ('volume_source', 'jh_meta', 'vertices')
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS scenes (
+  scene_id TEXT PRIMARY KEY CHECK (length(scene_id) > 0),
+  description TEXT NOT NULL DEFAULT '',
+  volume_source TEXT CHECK (volume_source IS NULL OR json_valid(volume_source)),
+  jh_meta TEXT CHECK (jh_meta IS NULL OR json_valid(jh_meta)),
+  created REAL NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS actions (
+  scene_id TEXT NOT NULL REFERENCES scenes (scene_id),
+  action_id INTEGER NOT NULL CHECK (action_id >= 0),
+  vertices TEXT NOT NULL CHECK (json_valid(vertices)),
+  provenance TEXT NOT NULL CHECK (provenance IN
+    ('random', 'expert', 'augmented', 'learned', 'user')),
+  parent_action_id INTEGER,
+  created REAL NOT NULL,
+  PRIMARY KEY (scene_id, action_id),
+  FOREIGN KEY (scene_id, parent_action_id)
+    REFERENCES actions (scene_id, action_id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS pairs (
+  scene_id TEXT NOT NULL,
+  pair_id INTEGER NOT NULL CHECK (pair_id >= 0),
+  action_a INTEGER NOT NULL,
+  action_b INTEGER NOT NULL,
+  created REAL NOT NULL,
+  PRIMARY KEY (scene_id, pair_id),
+  UNIQUE (scene_id, action_a, action_b),
+  CHECK (action_a < action_b),
+  FOREIGN KEY (scene_id, action_a) REFERENCES actions (scene_id, action_id),
+  FOREIGN KEY (scene_id, action_b) REFERENCES actions (scene_id, action_id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS renders (
+  scene_id TEXT NOT NULL,
+  action_id INTEGER NOT NULL,
+  render_key TEXT NOT NULL CHECK (length(render_key) > 0),
+  png_sha256 TEXT NOT NULL CHECK (length(png_sha256) = 64),
+  path TEXT NOT NULL,
+  created REAL NOT NULL,
+  PRIMARY KEY (scene_id, action_id, render_key),
+  FOREIGN KEY (scene_id, action_id) REFERENCES actions (scene_id, action_id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS votes (
+  event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL CHECK (kind IN ('vote', 'undo')),
+  scene_id TEXT NOT NULL,
+  pair_id INTEGER NOT NULL,
+  left_action INTEGER NOT NULL,
+  right_action INTEGER NOT NULL,
+  choice TEXT CHECK (choice IN ('left', 'right', 'equal', 'skip')),
+  undoes_event_id INTEGER UNIQUE REFERENCES votes (event_id),
+  inspector TEXT NOT NULL CHECK (length(inspector) > 0),
+  source TEXT NOT NULL CHECK (source IN ('human', 'simulated')),
+  session TEXT,
+  shown_at REAL,
+  answered_at REAL,
+  created REAL NOT NULL,
+  CHECK ((kind = 'vote' AND choice IS NOT NULL AND undoes_event_id IS NULL)
+      OR (kind = 'undo' AND choice IS NULL AND undoes_event_id IS NOT NULL)),
+  FOREIGN KEY (scene_id, pair_id) REFERENCES pairs (scene_id, pair_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS votes_by_inspector ON votes (inspector, event_id);
+CREATE INDEX IF NOT EXISTS votes_by_pair ON votes (scene_id, pair_id);
+CREATE TRIGGER IF NOT EXISTS votes_no_update BEFORE UPDATE ON votes BEGIN
+  SELECT RAISE(ABORT, 'votes is append-only: rows cannot be updated');
+END;
+CREATE TRIGGER IF NOT EXISTS votes_no_delete BEFORE DELETE ON votes BEGIN
+  SELECT RAISE(ABORT, 'votes is append-only: record an undo instead');
+END;
+CREATE TRIGGER IF NOT EXISTS votes_match_pair BEFORE INSERT ON votes BEGIN
+  SELECT RAISE(ABORT, 'vote actions do not match the pair') WHERE NOT EXISTS (
+    SELECT 1 FROM pairs p WHERE p.scene_id = NEW.scene_id
+      AND p.pair_id = NEW.pair_id
+      AND p.action_a = min(NEW.left_action, NEW.right_action)
+      AND p.action_b = max(NEW.left_action, NEW.right_action));
+END;
+CREATE TRIGGER IF NOT EXISTS votes_undo_target BEFORE INSERT ON votes
+WHEN NEW.kind = 'undo' BEGIN
+  SELECT RAISE(ABORT, 'an undo must target a vote of the same inspector')
+  WHERE NOT EXISTS (
+    SELECT 1 FROM votes v WHERE v.event_id = NEW.undoes_event_id
+      AND v.kind = 'vote' AND v.inspector = NEW.inspector);
+END;
+"""
+
+
+class StoreError(ValueError):
+  """Anything the store refuses; nothing is written when it is raised."""
+
+
+class SchemaError(StoreError):
+  """The file is not a preference store of this schema version."""
+
+
+class SceneError(StoreError):
+  pass
+
+
+class ActionError(StoreError):
+  pass
+
+
+class PairError(StoreError):
+  pass
+
+
+class VoteError(StoreError):
+  pass
+
+
+class ImageError(StoreError):
+  pass
+
+
+class ImportConflictError(StoreError):
+  """An imported row clashes with a stored one (or is malformed)."""
+
+
+# ---------------------------------------------------------------- opening
+
+def open_connection(path: Path) -> sqlite3.Connection:
+  """Connect, check the file is ours before changing anything, set it up."""
+  conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S,
+                         isolation_level=None)  # the store issues BEGIN
+  try:
+    conn.execute(f'PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}')
+    version = conn.execute('PRAGMA user_version').fetchone()[0]
+    n_tables = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchone()[0]
+  except sqlite3.DatabaseError as e:
+    conn.close()
+    raise SchemaError(f'{path} is not a SQLite database ({e}); left '
+                      f'untouched') from e
+  problem = None
+  if version == 0 and n_tables:
+    problem = 'is a SQLite database but not a preference store'
+  elif version not in (0, SCHEMA_VERSION):
+    problem = (f'has schema version {version}, this code reads version '
+               f'{SCHEMA_VERSION} (no migration available)')
+  if problem:
+    conn.close()
+    raise SchemaError(f'{path} {problem}; left untouched')
+  conn.execute('PRAGMA foreign_keys = ON')
+  mode = conn.execute('PRAGMA journal_mode = WAL').fetchone()[0]
+  if mode.lower() != 'wal':
+    conn.close()
+    raise SchemaError(f'{path}: cannot enable WAL (journal_mode is {mode})')
+  conn.execute('PRAGMA synchronous = FULL')
+  if version == 0:
+    # IF NOT EXISTS throughout: when two processes create the store at once,
+    # the second finds the tables and only sets the version again.
+    try:
+      conn.executescript(f'BEGIN IMMEDIATE; {SCHEMA_SQL} '
+                         f'PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;')
+    except sqlite3.Error:
+      if conn.in_transaction:
+        conn.execute('ROLLBACK')
+      conn.close()
+      raise
+  return conn
+
+
+# ---------------------------------------------------------------- validation
+
+def check_text(value, what: str, error=StoreError) -> str:
+  """A non-empty string, or ``error`` naming ``what``."""
+  if not isinstance(value, str) or not value.strip():
+    raise error(f'{what} must be a non-empty string; got {value!r}')
+  return value
+
+
+def check_optional_text(value, what: str, error=StoreError):
+  if value is not None and not isinstance(value, str):
+    raise error(f'{what} must be a string or None; got {value!r}')
+  return value
+
+
+def check_int(value, what: str, error=StoreError) -> int:
+  """An integer (numpy ones too); bools are refused, True is not an id."""
+  if isinstance(value, bool) or not isinstance(value, int) and not (
+      hasattr(value, 'dtype') and getattr(value.dtype, 'kind', '') in 'iu'):
+    raise error(f'{what} must be an integer; got {value!r}')
+  return int(value)
+
+
+def check_one_of(value, allowed, what: str, error=StoreError) -> str:
+  if not isinstance(value, str) or value not in allowed:
+    raise error(f'{what} must be one of {", ".join(allowed)}; got {value!r}')
+  return value
+
+
+def check_time(value, what: str, error=StoreError):
+  """None or finite unix seconds (float)."""
+  if value is None:
+    return None
+  try:
+    if isinstance(value, (bool, str, bytes)):
+      raise TypeError
+    value = float(value)
+  except (TypeError, ValueError):
+    raise error(f'{what} must be unix seconds or None; got {value!r}') from None
+  if value != value or value in (float('inf'), float('-inf')):
+    raise error(f'{what} must be finite; got {value}')
+  return value
+
+
+def check_vertices(vertices, what: str = 'vertices') -> list:
+  """[[x, y], ...]: at least 3 finite vertices in JH coordinates [0, 1]^2."""
+  try:
+    arr = np.asarray(vertices, dtype=np.float64)
+  except (TypeError, ValueError) as e:
+    raise ActionError(f'{what} must be a list of [x, y] ({e})') from e
+  if arr.ndim != 2 or arr.shape[0] < 3 or arr.shape[1] != 2:
+    raise ActionError(f'{what} must have shape [n >= 3, 2]; got shape '
+                      f'{arr.shape}')
+  if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
+    raise ActionError(f'{what} must be finite JH coordinates in [0, 1]; got '
+                      f'{arr.tolist()}')
+  return arr.tolist()
+
+
+def dumps(obj, what: str, error=StoreError):
+  """Canonical JSON text (sorted keys): equal objects give equal text."""
+  if obj is None:
+    return None
+  try:
+    return json.dumps(obj, sort_keys=True, separators=(',', ':'),
+                      allow_nan=False)
+  except (TypeError, ValueError) as e:
+    raise error(f'{what} is not JSON-serialisable: {e}') from e
+
+
+def insert_row(conn: sqlite3.Connection, table: str, row: dict) -> int:
+  """INSERT one {column: value} row; its rowid."""
+  cur = conn.execute(
+      f'INSERT INTO {table} ({", ".join(row)}) '
+      f'VALUES ({", ".join("?" * len(row))})', tuple(row.values()))
+  return cur.lastrowid
+
+
+def check_vote_row(conn: sqlite3.Connection, row: dict) -> dict:
+  """Validate a vote-log row (either kind) against the stored pairs and
+  votes; returns it with ids as int and times as float."""
+  check_one_of(row['kind'], ('vote', 'undo'), 'kind', VoteError)
+  check_text(row['inspector'], 'inspector', VoteError)
+  check_one_of(row['source'], SOURCES, 'source', VoteError)
+  check_optional_text(row['session'], 'session', VoteError)
+  check_text(row['scene_id'], 'scene_id', VoteError)
+  for key in ('pair_id', 'left_action', 'right_action'):
+    row[key] = check_int(row[key], key, VoteError)
+  for key in ('shown_at', 'answered_at', 'created'):
+    row[key] = check_time(row[key], key, VoteError)
+  if row['kind'] == 'vote':
+    check_one_of(row['choice'], CHOICES, 'choice', VoteError)
+  else:
+    _check_undo_target(conn, row)
+  scene, pair_id = row['scene_id'], row['pair_id']
+  shown = (row['left_action'], row['right_action'])
+  got = conn.execute('SELECT action_a, action_b FROM pairs WHERE scene_id = ? '
+                     'AND pair_id = ?', (scene, pair_id)).fetchone()
+  if got is None:
+    if conn.execute('SELECT 1 FROM scenes WHERE scene_id = ?',
+                    (scene,)).fetchone() is None:
+      raise VoteError(f'unknown scene {scene!r}')
+    raise VoteError(f'unknown pair {pair_id} in scene {scene!r}')
+  if tuple(sorted(shown)) != tuple(got):
+    raise VoteError(f'shown actions {shown} do not match pair {pair_id} in '
+                    f'scene {scene!r}, which compares actions {tuple(got)}')
+  return row
+
+
+def _check_undo_target(conn: sqlite3.Connection, row: dict):
+  """An undo withdraws a not-yet-undone vote of the same inspector on the
+  same scene and pair."""
+  target = row['undoes_event_id'] = check_int(row['undoes_event_id'],
+                                              'undoes_event_id', VoteError)
+  got = conn.execute('SELECT kind, inspector, scene_id, pair_id FROM votes '
+                     'WHERE event_id = ?', (target,)).fetchone()
+  wanted = ('vote', row['inspector'], row['scene_id'], row['pair_id'])
+  if got is None or tuple(got) != wanted:
+    raise VoteError(f'undo targets event {target}, which is not a vote by '
+                    f'inspector {row["inspector"]!r} on pair '
+                    f'{row["pair_id"]} of scene {row["scene_id"]!r}')
+  if conn.execute('SELECT 1 FROM votes WHERE undoes_event_id = ?',
+                  (target,)).fetchone():
+    raise VoteError(f'vote event {target} is already undone')

@@ -1,0 +1,231 @@
+"""The vote log: recording votes and undos, effective votes, training data.
+
+``VoteLog`` is a mixin of ``PreferenceStore`` (it needs the store's ``conn``
+and ``transaction()``); use it through ``rlhf_tf.preferences.store``.
+
+The log is append-only (triggers refuse UPDATE and DELETE). Undo is an event
+(``kind='undo'``, ``undoes_event_id``) that copies the scene, pair and shown
+order of the vote it withdraws.
+
+Effective votes are the vote events that no undo targets and whose choice is
+not 'skip'. An inspector who votes twice on a pair keeps both votes: each is
+an independent noisy judgement (Bradley-Terry weighs them, and repeats
+measure the inspector's consistency). ``latest_only=True`` keeps only each
+inspector's latest effective vote per pair instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Iterable, NamedTuple, Optional
+
+from rlhf_tf.preferences.store_schema import (
+    CHOICES, SOURCES, VoteError, check_int, check_one_of, check_optional_text,
+    check_text, check_vote_row, insert_row)
+
+# mu of eq. (4): the probability mass on the left rendering; ties (1/2, 1/2).
+TARGETS = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
+
+
+class VoteEvent(NamedTuple):
+  """One row of the vote log (a vote, or an undo of an earlier vote)."""
+  event_id: int
+  kind: str  # 'vote' or 'undo'
+  scene_id: str
+  pair_id: int
+  left_action: int
+  right_action: int
+  choice: Optional[str]  # None for undo events
+  undoes_event_id: Optional[int]  # set for undo events only
+  inspector: str
+  source: str
+  session: Optional[str]
+  shown_at: Optional[float]
+  answered_at: Optional[float]
+  created: float
+
+
+class Example(NamedTuple):
+  """A training example: target = P(left preferred) = mu_left of eq. (4)."""
+  scene_id: str
+  left_action: int
+  right_action: int
+  target: float
+
+
+VOTE_COLUMNS = VoteEvent._fields
+
+
+def _unit_hash(*parts) -> float:
+  """A deterministic number in [0, 1) from JSON-able parts (not hash(): that
+  is salted per process)."""
+  digest = hashlib.sha256(json.dumps(parts).encode()).digest()
+  return int.from_bytes(digest[:8], 'big') / 2.0**64
+
+
+def split_examples(examples: Iterable[Example], held_out_fraction: float,
+                   seed: int, by: str = 'pair'):
+  """Deterministic (train, held_out) split of training examples.
+
+  by='pair': a pair (scene, unordered actions) is held out when a hash of
+  (seed, scene, pair) falls below ``held_out_fraction``, so all votes on a pair
+  land on the same side, and the side of a pair never changes as votes arrive.
+  by='action': each (scene, action) is held out by the same hash rule; an
+  example is held out when both its actions are, trained on when neither is,
+  and DROPPED from both sides when it mixes the two -- held-out actions never
+  appear in training. About fraction^2 of the pairs end up held out.
+  """
+  try:
+    fraction = float(held_out_fraction)
+  except (TypeError, ValueError):
+    fraction = float('nan')
+  if isinstance(held_out_fraction, bool) or not 0.0 <= fraction <= 1.0:
+    raise ValueError(f'held_out_fraction must be in [0, 1]; got '
+                     f'{held_out_fraction!r}')
+  check_one_of(by, ('pair', 'action'), 'by', ValueError)
+  seed = check_int(seed, 'seed', ValueError)
+  train, held_out = [], []
+  for ex in examples:
+    scene, a, b = ex[0], int(ex[1]), int(ex[2])
+    if by == 'pair':
+      out = _unit_hash(seed, 'pair', scene, min(a, b), max(a, b)) < fraction
+      (held_out if out else train).append(ex)
+      continue
+    out_a = _unit_hash(seed, 'action', scene, a) < fraction
+    out_b = _unit_hash(seed, 'action', scene, b) < fraction
+    if out_a and out_b:
+      held_out.append(ex)
+    elif not out_a and not out_b:
+      train.append(ex)
+  return train, held_out
+
+
+class VoteLog:
+  """Vote-log methods of ``PreferenceStore``."""
+
+  def record_vote(self, scene_id: str, pair_id: int, left_action: int,
+                  right_action: int, choice: str, inspector: str,
+                  source: str = 'human', session: Optional[str] = None,
+                  shown_at: Optional[float] = None,
+                  answered_at: Optional[float] = None) -> int:
+    """Append one answer (left, right, equal or skip); its event id."""
+    row = dict(kind='vote', scene_id=scene_id, pair_id=pair_id,
+               left_action=left_action, right_action=right_action,
+               choice=choice, undoes_event_id=None, inspector=inspector,
+               source=source, session=session, shown_at=shown_at,
+               answered_at=answered_at, created=time.time())
+    # Cheap checks first so a bad call never takes the write lock.
+    check_one_of(choice, CHOICES, 'choice', VoteError)
+    check_text(inspector, 'inspector', VoteError)
+    check_one_of(source, SOURCES, 'source', VoteError)
+    with self.transaction() as conn:
+      return insert_row(conn, 'votes', check_vote_row(conn, row))
+
+  def record_undo(self, inspector: str, session: Optional[str] = None) -> int:
+    """Withdraw the inspector's latest not-yet-undone vote (skips included;
+    only votes of ``session`` when it is given); the undo's event id."""
+    check_text(inspector, 'inspector', VoteError)
+    check_optional_text(session, 'session', VoteError)
+    where = 'v.kind = ? AND v.inspector = ?'
+    params = ['vote', inspector]
+    if session is not None:
+      where += ' AND v.session = ?'
+      params.append(session)
+    with self.transaction() as conn:
+      target = conn.execute(
+          f'SELECT {", ".join(VOTE_COLUMNS)} FROM votes v WHERE {where} AND '
+          'NOT EXISTS (SELECT 1 FROM votes u WHERE u.undoes_event_id = '
+          'v.event_id) ORDER BY v.event_id DESC LIMIT 1', params).fetchone()
+      if target is None:
+        scope = '' if session is None else f' in session {session!r}'
+        raise VoteError(f'inspector {inspector!r} has no vote to undo{scope}')
+      target = VoteEvent(*target)
+      row = target._asdict()
+      del row['event_id']
+      row.update(kind='undo', choice=None, undoes_event_id=target.event_id,
+                 session=session, shown_at=None, answered_at=None,
+                 created=time.time())
+      return insert_row(conn, 'votes', check_vote_row(conn, row))
+
+  def event(self, event_id: int) -> VoteEvent:
+    """One vote-log row (e.g. which vote an undo withdrew)."""
+    row = self.conn.execute(
+        f'SELECT {", ".join(VOTE_COLUMNS)} FROM votes WHERE event_id = ?',
+        (event_id,)).fetchone()
+    if row is None:
+      raise VoteError(f'unknown vote event {event_id}')
+    return VoteEvent(*row)
+
+  def _votes(self, scene_id=None, inspector=None, source=None,
+             include_skips=False) -> list[VoteEvent]:
+    """Vote events no undo targets, oldest first, optionally filtered."""
+    where = ["v.kind = 'vote'", 'NOT EXISTS (SELECT 1 FROM votes u WHERE '
+             'u.undoes_event_id = v.event_id)']
+    params = []
+    if not include_skips:
+      where.append("v.choice != 'skip'")
+    for col, value in (('scene_id', scene_id), ('inspector', inspector),
+                       ('source', source)):
+      if value is not None:
+        where.append(f'v.{col} = ?')
+        params.append(value)
+    rows = self.conn.execute(
+        f'SELECT {", ".join("v." + c for c in VOTE_COLUMNS)} FROM votes v '
+        f'WHERE {" AND ".join(where)} ORDER BY v.event_id', params).fetchall()
+    return [VoteEvent(*r) for r in rows]
+
+  def effective_votes(self, scene_id: Optional[str] = None,
+                      inspector: Optional[str] = None,
+                      source: Optional[str] = None,
+                      latest_only: bool = False) -> list[VoteEvent]:
+    """Votes minus undone ones minus skips, oldest first. Repeated votes of
+    an inspector on a pair all count, unless ``latest_only``."""
+    if source is not None:
+      check_one_of(source, SOURCES, 'source', VoteError)
+    votes = self._votes(scene_id, inspector, source)
+    if not latest_only:
+      return votes
+    latest = {(v.inspector, v.scene_id, v.pair_id): v for v in votes}
+    return sorted(latest.values(), key=lambda v: v.event_id)
+
+  def vote_counts(self, scene_id: Optional[str] = None) -> dict:
+    """Totals: 'events' (log rows), 'votes' (vote events), 'undone' (votes
+    withdrawn by an undo), and of the rest 'skip', 'left', 'right', 'equal'
+    and 'effective' (left + right + equal)."""
+    where, params = ('', ())
+    if scene_id is not None:
+      where, params = 'WHERE scene_id = ?', (scene_id,)
+    events, votes, undos = self.conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE kind = 'vote'), "
+        f"count(*) FILTER (WHERE kind = 'undo') FROM votes {where}",
+        params).fetchone()
+    counts = dict(events=events, votes=votes, undone=undos)
+    counts.update(dict.fromkeys(CHOICES, 0))
+    and_scene = '' if scene_id is None else 'AND v.scene_id = ?'
+    counts.update(self.conn.execute(
+        f"SELECT v.choice, count(*) FROM votes v WHERE v.kind = 'vote' "
+        f'{and_scene} AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
+        f'u.undoes_event_id = v.event_id) GROUP BY v.choice', params))
+    counts['effective'] = counts['left'] + counts['right'] + counts['equal']
+    return counts
+
+  def judged_pairs(self, inspector: str,
+                   include_skips: bool = True) -> set[tuple[str, int]]:
+    """{(scene_id, pair_id)} the inspector has answered and not undone;
+    skipped pairs count by default, so a UI does not show them again."""
+    check_text(inspector, 'inspector', VoteError)
+    return {(v.scene_id, v.pair_id) for v in self._votes(
+        inspector=inspector, include_skips=include_skips)}
+
+  def training_examples(self, scene_id: Optional[str] = None,
+                        source: Optional[str] = None,
+                        inspector: Optional[str] = None,
+                        latest_only: bool = False) -> list[Example]:
+    """(scene_id, left_action, right_action, target) per effective vote:
+    target 1.0 left preferred, 0.0 right preferred, 0.5 equal."""
+    return [Example(v.scene_id, v.left_action, v.right_action,
+                    TARGETS[v.choice])
+            for v in self.effective_votes(scene_id, inspector, source,
+                                          latest_only)]
