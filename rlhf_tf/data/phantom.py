@@ -1,0 +1,340 @@
+"""Procedural, deterministic CBCT-like dental head phantom with a label map.
+
+``make_head_phantom(key)`` paints analytic anatomy (head outline with a fat
+layer, cranial base with brain, maxilla with sinuses and palate, zygomatic
+arches, U-shaped mandible, 2 x 14 teeth with enamel, dentin, pulp and roots,
+airway, optional metal fillings) into the paper's field of view: chin to
+zygomatic arch, 109.4 x 84.2 x 109.4 mm (Z, Y, X) = 547 x 421 x 547 voxels of
+0.2 mm. Then come the scanner effects: metal streaks, Gaussian blur (the
+system PSF plus the voxel footprint), correlated Gaussian noise and the CT
+value range clip.
+
+Everything is built slab by slab along Z into preallocated float32 HU and
+int32 label arrays (peak memory ~ 2 x 4 bytes per voxel + O(slab)).
+
+HU of the materials (``PhantomConfig`` defaults, before artifacts): air and
+airway -1000, fat -100, soft tissue 40, brain 30, pulp 40, cancellous bone
+400, cortical bone 1500, dentin 1750, enamel 2850, metal 4000. The output is
+clipped to ``hu_clip`` = (-1024, 3071), the 12-bit range of clinical CT, so
+metal (and the brightest streaks) saturate at 3071 HU as on real scanners.
+
+Randomness: one jax PRNG key, split by purpose (geometry, teeth, metal,
+noise); each part seeds a numpy generator, and the noise of slice k comes from
+(noise key, k) only. Same key + same shape + same config -> bitwise the same
+volume, whatever the slab size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+from scipy import ndimage
+
+from rlhf_tf.data import phantom_shapes as shapes
+from rlhf_tf.data.volume import Volume, make_volume
+
+LABELS = shapes.LABELS
+LABEL_VALUES = {name: value for value, name in LABELS}
+# Label groups that structure_mask answers from the label map alone.
+STRUCTURES = {
+    'teeth': ('enamel', 'dentin', 'pulp'),
+    'dental': ('enamel', 'dentin', 'pulp', 'metal'),
+    'bone': ('cancellous_bone', 'cortical_bone'),
+    'air_all': ('air', 'airway'),
+    'soft': ('soft_tissue', 'fat', 'brain', 'pulp'),
+}
+# Anatomical regions: bone voxels inside the region's analytic envelope.
+REGIONS = ('mandible', 'maxilla', 'jaw', 'zygoma', 'skull', 'head')
+
+# Plausible median HU per label of a default phantom (blur, noise, metal),
+# from CBCT literature values; pulp sits well above water because its thin
+# canal is partial-volumed with the surrounding dentin.
+HU_RANGES = {
+    'air': (-1024, -950), 'soft_tissue': (0, 80), 'fat': (-150, -50),
+    'brain': (0, 80), 'cancellous_bone': (300, 500),
+    'cortical_bone': (1200, 1800), 'enamel': (2500, 3000),
+    'dentin': (1500, 2000), 'pulp': (-50, 800), 'airway': (-1024, -900),
+    'metal': (3000, 3071),
+}
+
+FOV_MM_ZYX = (547 * 0.2, 421 * 0.2, 547 * 0.2)
+FOV_CENTER_XYZ = (0.0, -4.0, 0.5 * 547 * 0.2)  # mm; z = 0 below the chin.
+PAPER_SHAPE = (547, 421, 547)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhantomConfig:
+  """Tunables of the phantom (HU, mm, counts)."""
+  hu_air: float = -1000.0
+  hu_soft_tissue: float = 40.0
+  hu_fat: float = -100.0
+  hu_brain: float = 30.0
+  hu_cancellous: float = 400.0
+  hu_cortical: float = 1500.0
+  hu_enamel: float = 2850.0
+  hu_dentin: float = 1750.0
+  hu_pulp: float = 40.0
+  hu_airway: float = -1000.0
+  hu_metal: float = 4000.0
+  hu_clip: tuple = (-1024.0, 3071.0)  # Output range (12-bit CT).
+  noise_sigma_hu: float = 40.0  # Std of the final noise.
+  noise_corr_mm: float = 0.25  # In-plane correlation length (Gaussian std).
+  blur_mm: float = 0.3  # System PSF std, isotropic.
+  partial_volume: bool = True  # Add the voxel footprint (std = 1/sqrt(12)).
+  streak_hu: float = 900.0  # Peak amplitude of a metal streak at the metal.
+  streak_lines: int = 10  # Streaks through each filling.
+  streak_decay_mm: float = 15.0  # Amplitude ~ decay / (r + decay).
+  dark_band_hu: float = 600.0  # Beam-hardening band between two fillings.
+  num_fillings: int = 3
+  missing_tooth_prob: float = 0.08
+  jitter_mm: float = 1.5  # Std of the anatomical jitter.
+  slab: int = 32  # Slices per slab (memory only; results do not depend on it).
+
+
+def label_hu_table(config: PhantomConfig) -> np.ndarray:
+  """(11,) float32 HU of each label value."""
+  c = config
+  return np.array([c.hu_air, c.hu_soft_tissue, c.hu_fat, c.hu_brain,
+                   c.hu_cancellous, c.hu_cortical, c.hu_enamel, c.hu_dentin,
+                   c.hu_pulp, c.hu_airway, c.hu_metal], np.float32)
+
+
+def _key_words(key) -> list:
+  """The uint32 words of a jax key (typed or raw), as Python ints."""
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  return [int(w) for w in np.asarray(key, np.uint32).reshape(-1)]
+
+
+def _np_rng(key) -> np.random.Generator:
+  """A numpy generator seeded by the bits of a jax key."""
+  return np.random.default_rng(_key_words(key))
+
+
+def _split(key):
+  """Independent keys per purpose, so metal=False or noise=False never
+  changes the anatomy."""
+  geom, teeth, metal, noise = jax.random.split(key, 4)
+  return {'geom': geom, 'teeth': teeth, 'metal': metal, 'noise': noise}
+
+
+def sample_anatomy(key, config: Optional[PhantomConfig] = None
+                  ) -> shapes.HeadAnatomy:
+  """The anatomy make_head_phantom(key, ...) paints (for region queries)."""
+  c = config or PhantomConfig()
+  k = _split(key)
+  return shapes.sample_anatomy(_np_rng(k['geom']), _np_rng(k['teeth']),
+                               _np_rng(k['metal']), c.jitter_mm,
+                               c.missing_tooth_prob, c.num_fillings)
+
+
+def phantom_geometry(shape: Sequence[int], spacing=None):
+  """(spacing (3,) mm along Z, Y, X; origin (3,) mm patient x, y, z).
+
+  The field of view stays centred on the paper's; without spacing it is
+  exactly the paper's FOV (spacing = FOV / shape).
+  """
+  shape = tuple(int(s) for s in shape)
+  if len(shape) != 3 or min(shape) < 1:
+    raise ValueError(f'shape must be 3 positive ints (Z, Y, X), got {shape}')
+  if spacing is None:
+    spacing = np.asarray(FOV_MM_ZYX) / np.asarray(shape)
+  spacing = np.broadcast_to(np.asarray(spacing, np.float64), (3,)).copy()
+  if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+    raise ValueError(f'spacing must be positive mm, got {spacing.tolist()}')
+  extent_xyz = (np.asarray(shape) * spacing)[::-1]
+  first_xyz = np.asarray(FOV_CENTER_XYZ) - 0.5 * extent_xyz
+  origin = first_xyz + 0.5 * spacing[::-1]  # Centre of voxel [0, 0, 0].
+  return spacing, origin
+
+
+def _axes_mm(shape, spacing, origin):
+  """Voxel-centre coordinate vectors (z, y, x) in mm, float32."""
+  return tuple((origin[2 - a] + spacing[a] * np.arange(shape[a])).astype(
+      np.float32) for a in range(3))
+
+
+def _gaussian_kernel(sigma_vox: float) -> np.ndarray:
+  """Normalised 1D Gaussian taps (radius 4 sigma); [1] for sigma ~ 0."""
+  if sigma_vox < 1e-3:
+    return np.ones(1, np.float32)
+  r = max(int(math.ceil(4.0 * sigma_vox)), 1)
+  k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma_vox) ** 2)
+  return (k / k.sum()).astype(np.float32)
+
+
+def _blur_kernels(spacing, config):
+  """Per-axis kernels (Z, Y, X): PSF std in voxels, combined in quadrature
+  with the voxel footprint (a box of one voxel ~ Gaussian std 1/sqrt(12))."""
+  pv = 1.0 / 12.0 if config.partial_volume else 0.0
+  return [_gaussian_kernel(math.sqrt((config.blur_mm / s) ** 2 + pv))
+          if (config.blur_mm > 0 or pv > 0) else np.ones(1, np.float32)
+          for s in spacing]
+
+
+def _streak_planes(anat, maps, rng, config):
+  """In-plane metal artifacts: per filling a (Y, X) pattern of bright/dark
+  lines through it (photon starvation / scatter streaks, amplitude ~ 1/r),
+  and a dark band between each pair of fillings at the same height (beam
+  hardening). Returns [(pattern, z0, z1)] with the z range it applies to
+  (all in the anatomy's frame, like the fillings)."""
+  yy, xx = maps.y[:, None], maps.x[None, :]
+  fills = shapes.fillings(anat)
+  planes = []
+  for fx, fy, z0, z1 in fills:
+    dx, dy = xx - np.float32(fx), yy - np.float32(fy)
+    r = np.hypot(dx, dy)
+    width = 0.4 + 0.01 * r  # Streaks widen away from the metal.
+    pattern = np.zeros_like(r)
+    for theta, amp in zip(rng.uniform(0, np.pi, config.streak_lines),
+                          rng.choice([-1.0, 1.0], config.streak_lines) *
+                          rng.uniform(0.4, 1.0, config.streak_lines)):
+      d = dx * np.float32(math.sin(theta)) - dy * np.float32(math.cos(theta))
+      pattern += np.float32(amp) * np.exp(-0.5 * (d / width) ** 2)
+    decay = config.streak_decay_mm / (r + config.streak_decay_mm)
+    planes.append((config.streak_hu * pattern * decay, z0, z1))
+  for i in range(len(fills)):
+    for j in range(i + 1, len(fills)):
+      (xa, ya, a0, a1), (xb, yb, b0, b1) = fills[i], fills[j]
+      if min(a1, b1) <= max(a0, b0):
+        continue  # Not in the same slices: no shared projection path.
+      ux, uy = xb - xa, yb - ya
+      length = math.hypot(ux, uy)
+      t = ((xx - xa) * ux + (yy - ya) * uy) / max(length, 1e-6) ** 2
+      d = np.abs((xx - xa) * uy - (yy - ya) * ux) / max(length, 1e-6)
+      beyond = np.maximum(np.maximum(-t, t - 1.0), 0.0) * length
+      band = np.exp(-0.5 * (d / 1.5) ** 2 - beyond / 10.0)
+      planes.append((-config.dark_band_hu * band, max(a0, b0), min(a1, b1)))
+  return [(p.astype(np.float32), z0, z1) for p, z0, z1 in planes]
+
+
+def _add_streaks(hu, z, planes, dz):
+  """Adds each plane, weighted 1 inside its z range and a Gaussian tail of
+  std max(dz, 0.5 mm) outside, to the slab hu [nz, Y, X] in place."""
+  sigma = max(dz, 0.5)
+  for pattern, z0, z1 in planes:
+    outside = np.maximum(np.maximum(z0 - z, z - z1), 0.0)
+    wz = np.exp(-0.5 * (outside / sigma) ** 2).astype(np.float32)
+    for k in np.nonzero(wz > 1e-3)[0]:
+      hu[k] += wz[k] * pattern
+
+
+def _noise_slice(noise_key_words, k, shape_yx, ky, kx):
+  """Unit-variance, in-plane correlated Gaussian noise of slice k."""
+  rng = np.random.default_rng(list(noise_key_words) + [int(k)])
+  white = rng.standard_normal(shape_yx, dtype=np.float32)
+  white = ndimage.correlate1d(white, ky, axis=0, mode='reflect')
+  white = ndimage.correlate1d(white, kx, axis=1, mode='reflect')
+  # A normalised kernel k scales white-noise variance by sum(k^2).
+  return white / np.float32(math.sqrt(float((ky ** 2).sum() *
+                                            (kx ** 2).sum())))
+
+
+def _blur_noise_clip(hu, spacing, config, noise_words, slab):
+  """In place: separable blur (Z with a rolling halo of original slices),
+  then noise and the HU clip, slab by slab."""
+  kz, ky, kx = _blur_kernels(spacing, config)
+  nk = [_gaussian_kernel(config.noise_corr_mm / s) for s in spacing[1:]]
+  halo = len(kz) // 2
+  slab = max(slab, halo, 1)
+  nz = hu.shape[0]
+  prev = hu[:0].copy()  # Original (unblurred) slices just below the slab.
+  for k0 in range(0, nz, slab):
+    k1 = min(k0 + slab, nz)
+    ext = np.concatenate([prev, hu[k0:min(k1 + halo, nz)]])
+    prev = hu[max(k1 - halo, 0):k1].copy()
+    if halo:
+      ext = ndimage.correlate1d(ext, kz, axis=0, mode='nearest')
+    out = ext[ext.shape[0] - (min(k1 + halo, nz) - k0):][:k1 - k0]
+    if len(ky) > 1:
+      out = ndimage.correlate1d(out, ky, axis=1, mode='nearest')
+    if len(kx) > 1:
+      out = ndimage.correlate1d(out, kx, axis=2, mode='nearest')
+    if noise_words is not None and config.noise_sigma_hu > 0:
+      for k in range(k0, k1):
+        out[k - k0] += np.float32(config.noise_sigma_hu) * _noise_slice(
+            noise_words, k, hu.shape[1:], nk[0], nk[1])
+    np.clip(out, config.hu_clip[0], config.hu_clip[1], out=out)
+    hu[k0:k1] = out
+
+
+def make_head_phantom(key, shape=(128, 128, 128), spacing=None,
+                      metal: bool = True, noise: bool = True,
+                      config: Optional[PhantomConfig] = None) -> Volume:
+  """A CBCT-like dental head volume with its tissue label map.
+
+  Args:
+    key: jax PRNG key (typed or raw uint32); everything random derives from it.
+    shape: (Z, Y, X) voxels; (547, 421, 547) gives the paper's 0.2 mm grid.
+    spacing: (3,) mm along (Z, Y, X) or a scalar; None = FOV / shape. The
+      field of view is shape * spacing, centred on the paper's.
+    metal: paint metal fillings and their streak artifacts.
+    noise: add correlated Gaussian noise (blur is always applied unless the
+      config switches it off: blur_mm=0, partial_volume=False).
+    config: PhantomConfig; None = defaults.
+
+  Returns:
+    Volume with hu float32 [Z, Y, X] in [hu_clip], labels int32 (LABELS).
+  """
+  c = config or PhantomConfig()
+  spacing, origin = phantom_geometry(shape, spacing)
+  shape = tuple(int(s) for s in shape)
+  keys = _split(key)
+  anat = sample_anatomy(key, c)
+  z, y, x = _axes_mm(shape, spacing, origin)
+  maps = shapes.PlaneMaps(anat, y, x)
+  planes = (_streak_planes(anat, maps, _np_rng(jax.random.fold_in(
+      keys['metal'], 1)), c) if metal else [])
+  lut = label_hu_table(c)
+  hu = np.empty(shape, np.float32)
+  labels = np.empty(shape, np.int32)
+  slab = max(int(c.slab), 1)
+  for k0 in range(0, shape[0], slab):
+    k1 = min(k0 + slab, shape[0])
+    lab = shapes.paint_slab(anat, maps, z[k0:k1], metal)
+    labels[k0:k1] = lab
+    hu[k0:k1] = lut[lab]
+    if planes:
+      _add_streaks(hu[k0:k1], anat.local_z(z[k0:k1]), planes,
+                   float(spacing[0]))
+  noise_words = _key_words(keys['noise']) if noise else None
+  _blur_noise_clip(hu, spacing, c, noise_words, slab)
+  return make_volume(hu, spacing, origin, labels=labels, label_names=LABELS,
+                     name='head_phantom', modality='CT')
+
+
+def structure_mask(volume: Volume, name: str,
+                   anatomy: Optional[shapes.HeadAnatomy] = None,
+                   slab: int = 32) -> np.ndarray:
+  """Bool [Z, Y, X] mask of a label ('enamel'), a label group (STRUCTURES:
+  'teeth', 'bone', ...) or the bone of an anatomical region (REGIONS:
+  'mandible', 'maxilla', 'jaw', 'zygoma', 'skull'; needs the anatomy from
+  sample_anatomy(key) of the key the phantom was made with)."""
+  if volume.labels is None:
+    raise ValueError('volume has no label map')
+  labels = np.asarray(volume.labels)
+  if name in LABEL_VALUES:
+    return labels == LABEL_VALUES[name]
+  if name in STRUCTURES:
+    return np.isin(labels, [LABEL_VALUES[n] for n in STRUCTURES[name]])
+  if name not in REGIONS:
+    raise KeyError(f'unknown structure {name!r}; labels: '
+                   f'{", ".join(LABEL_VALUES)}; groups: '
+                   f'{", ".join(STRUCTURES)}; regions: {", ".join(REGIONS)}')
+  if anatomy is None:
+    raise ValueError(f'region {name!r} needs anatomy=sample_anatomy(key)')
+  spacing = np.asarray(volume.spacing, np.float64)
+  z, y, x = _axes_mm(volume.shape, spacing, np.asarray(volume.origin))
+  maps = shapes.PlaneMaps(anatomy, y, x)
+  if name == 'head':
+    out = labels > 0
+  else:
+    out = np.isin(labels, (shapes.CANCELLOUS, shapes.CORTICAL))
+  for k0 in range(0, volume.shape[0], slab):
+    k1 = min(k0 + slab, volume.shape[0])
+    out[k0:k1] &= shapes.region_slab(anatomy, maps, z[k0:k1], name)
+  return out
