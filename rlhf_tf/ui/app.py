@@ -1,0 +1,441 @@
+"""The browser preference interface: a Flask app over a ``PreferenceStore``.
+
+  app = create_app(store_path, render_png, scene_ids=['phantom-0'], ...)
+  serve(app, host='127.0.0.1', port=8765)   # waitress, threads
+
+Routes (all JSON errors are ``{"error": message}`` with a 4xx/5xx status):
+  GET  /                          the voting page
+  GET  /results, /api/results     votes per inspector, tie rate, agreement
+  GET  /export.jsonl              the whole store as JSONL (download)
+  POST /api/next   {inspector}    the pair to show (leased) and progress
+  POST /api/vote   {inspector, scene_id, pair_id, left_action, right_action,
+                    choice, vote_id[, shown_at]}  -> {event_id, ...}
+  POST /api/undo   {inspector[, vote_id]}         -> {event_id, pair, ...}
+  GET  /render/<scene>/<action>.png   the rendering (render_png, cached)
+  GET  /jh/<scene>/<left>/<right>.png the JH with both polygons (jh_png)
+  GET  /healthz
+
+State: every vote and undo goes to the store at once (one transaction), so a
+restarted app resumes each inspector where they were. Only the leases live in
+memory (see ``rlhf_tf.ui.pairs``).
+
+Idempotent retries: the client names each vote with a random ``vote_id``,
+stored as the vote's ``session``. Under a process-wide lock the app looks the
+id up before recording, so a vote retried after a lost answer is stored once
+and answered with the original event id. This is exact for one server
+process; several processes on one store would need a unique index in the
+store (see the report). ``/api/undo`` with ``vote_id`` withdraws exactly that
+vote and is idempotent the same way.
+
+SQLite connections belong to the thread that opened them, so each server
+thread opens its own ``PreferenceStore`` on the same file (WAL).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import flask
+from werkzeug import exceptions
+
+from rlhf_tf.preferences import store as store_lib
+from rlhf_tf.ui import pairs as pairs_lib
+from rlhf_tf.ui import results as results_lib
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+VOTE_ID = re.compile(r'^[A-Za-z0-9_-]{8,64}$')
+MAX_INSPECTOR = 64
+MAX_SHOWN_AGE_S = 24 * 3600.0  # an echoed shown_at older than this is dropped
+JH_CACHE_SIZE = 512
+
+
+class ApiError(Exception):
+  """A request the app refuses: status code and a message for the client."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+    self.message = message
+
+
+# ------------------------------------------------------------ validation
+
+def json_body() -> dict:
+  """The request's JSON object, or 400."""
+  data = flask.request.get_json(silent=True, force=True)
+  if not isinstance(data, dict):
+    raise ApiError(400, 'the request body must be a JSON object')
+  return data
+
+
+def inspector_of(data: dict) -> str:
+  """The inspector name: 1-64 printable characters, trimmed."""
+  name = data.get('inspector')
+  if not isinstance(name, str) or not name.strip():
+    raise ApiError(400, 'inspector (your name) is required')
+  name = name.strip()
+  if len(name) > MAX_INSPECTOR or not name.isprintable():
+    raise ApiError(400, f'inspector must be at most {MAX_INSPECTOR} printable '
+                   'characters')
+  return name
+
+
+def int_field(data: dict, key: str) -> int:
+  value = data.get(key)
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ApiError(400, f'{key} must be a non-negative integer; got {value!r}')
+  return value
+
+
+def vote_id_of(data: dict, required: bool = True) -> Optional[str]:
+  value = data.get('vote_id')
+  if value is None and not required:
+    return None
+  if not isinstance(value, str) or not VOTE_ID.match(value):
+    raise ApiError(400, 'vote_id must be 8-64 characters [A-Za-z0-9_-] '
+                   '(a random id the client makes per vote)')
+  return value
+
+
+def echoed_time(value, now: float) -> Optional[float]:
+  """A client-echoed shown_at, kept only when plausible (else None)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return None
+  value = float(value)
+  if not math.isfinite(value) or not now - MAX_SHOWN_AGE_S <= value <= now:
+    return None
+  return value
+
+
+# ------------------------------------------------------------ the app
+
+class PreferenceApp:
+  """Routes and their state (dispenser, locks, caches) for one process."""
+
+  def __init__(self, store_path, render_png: Callable[[str, int], bytes],
+               scene_ids: Optional[Sequence[str]], render_key: str,
+               jh_png: Optional[Callable], votes_target: int,
+               dispenser_kwargs: dict):
+    self.store_path = Path(store_path)
+    self.render_png = render_png
+    self.render_key = render_key
+    self.jh_png = jh_png
+    self.votes_target = int(votes_target)
+    self._local = threading.local()
+    known = [s['scene_id'] for s in self.store().scenes()]
+    scene_ids = list(scene_ids) if scene_ids else known
+    unknown = sorted(set(scene_ids) - set(known))
+    if not scene_ids or unknown:
+      raise ValueError(f'scenes {unknown or scene_ids} are not in the store '
+                       f'{self.store_path} (it has {known})')
+    self.scene_ids = tuple(scene_ids)
+    self.dispenser = pairs_lib.Dispenser(self.scene_ids, **dispenser_kwargs)
+    self.clock = self.dispenser.leases.clock
+    self.vote_lock = threading.Lock()
+    self.render_locks = collections.defaultdict(threading.Lock)
+    self.jh_cache: collections.OrderedDict = collections.OrderedDict()
+    self.jh_lock = threading.Lock()
+
+  def store(self) -> store_lib.PreferenceStore:
+    """This thread's store (SQLite connections are per thread)."""
+    s = getattr(self._local, 'store', None)
+    if s is None:
+      s = self._local.store = store_lib.PreferenceStore(self.store_path)
+    return s
+
+  # -------------------------------------------------------- lookups
+
+  def scene(self, scene_id) -> str:
+    if not isinstance(scene_id, str) or scene_id not in self.scene_ids:
+      raise ApiError(404, f'unknown scene {scene_id!r}')
+    return scene_id
+
+  def pair_actions(self, scene_id: str, pair_id: int) -> tuple[int, int]:
+    row = self.store().conn.execute(
+        'SELECT action_a, action_b FROM pairs WHERE scene_id = ? AND '
+        'pair_id = ?', (scene_id, pair_id)).fetchone()
+    if row is None:
+      raise ApiError(404, f'unknown pair {pair_id} in scene {scene_id!r}')
+    return tuple(row)
+
+  def progress(self, inspector: str, remaining: Optional[int] = None) -> dict:
+    store = self.store()
+    mine = store.effective_votes(inspector=inspector)
+    return dict(votes=sum(v.scene_id in self.scene_ids for v in mine),
+                target=self.votes_target, remaining=remaining,
+                total_votes=sum(store.vote_counts(s)['effective']
+                                for s in self.scene_ids))
+
+  def undo_hint(self, inspector: str) -> Optional[str]:
+    """The vote_id of the inspector's latest vote an undo would withdraw."""
+    row = self.store().conn.execute(
+        "SELECT v.session FROM votes v WHERE v.kind = 'vote' AND "
+        'v.inspector = ? AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
+        'u.undoes_event_id = v.event_id) ORDER BY v.event_id DESC LIMIT 1',
+        (inspector,)).fetchone()
+    return None if row is None else (row[0] or '')
+
+  def handout(self, lease: Optional[pairs_lib.Lease]) -> Optional[dict]:
+    """What the page needs to show a leased pair."""
+    if lease is None:
+      return None
+    s, l, r = lease.scene_id, lease.left_action, lease.right_action
+    return dict(scene_id=s, pair_id=lease.pair_id, left_action=l,
+                right_action=r, shown_at=lease.shown_at,
+                lease_expires=lease.expires_at,
+                left_url=f'/render/{s}/{l}.png',
+                right_url=f'/render/{s}/{r}.png',
+                jh_url=f'/jh/{s}/{l}/{r}.png' if self.jh_png else None)
+
+  # -------------------------------------------------------- API
+
+  def api_next(self):
+    inspector = inspector_of(json_body())
+    lease, remaining = self.dispenser.next_pair(self.store(), inspector)
+    return dict(pair=self.handout(lease), done=lease is None,
+                progress=self.progress(inspector, remaining),
+                undo_vote_id=self.undo_hint(inspector))
+
+  def api_vote(self):
+    data = json_body()
+    inspector = inspector_of(data)
+    scene_id = self.scene(data.get('scene_id'))
+    pair_id = int_field(data, 'pair_id')
+    left, right = int_field(data, 'left_action'), int_field(data,
+                                                            'right_action')
+    choice = data.get('choice')
+    if choice not in store_lib.CHOICES:
+      raise ApiError(400, 'choice must be one of '
+                     f'{", ".join(store_lib.CHOICES)}; got {choice!r}')
+    vote_id = vote_id_of(data)
+    pair = self.pair_actions(scene_id, pair_id)
+    if tuple(sorted((left, right))) != pair or left == right:
+      raise ApiError(400, f'left/right actions ({left}, {right}) are not the '
+                     f'actions {pair} of pair {pair_id}')
+    now = self.clock()
+    lease = self.dispenser.leases.current(inspector)
+    if lease and (lease.scene_id, lease.pair_id) == (scene_id, pair_id):
+      if (lease.left_action, lease.right_action) != (left, right):
+        raise ApiError(409, f'shown order ({left}, {right}) differs from the '
+                       f'order handed out ({lease.left_action}, '
+                       f'{lease.right_action})')
+      shown_at = lease.shown_at
+    else:  # lease expired or the server restarted: trust a plausible echo
+      shown_at = echoed_time(data.get('shown_at'), now)
+    event_id, duplicate = self.record_vote(
+        scene_id, pair_id, left, right, choice, inspector, vote_id, shown_at,
+        now)
+    self.dispenser.leases.release(inspector, scene_id, pair_id)
+    return dict(event_id=event_id, duplicate=duplicate,
+                progress=self.progress(inspector),
+                undo_vote_id=self.undo_hint(inspector))
+
+  def record_vote(self, scene_id, pair_id, left, right, choice, inspector,
+                  vote_id, shown_at, answered_at) -> tuple[int, bool]:
+    """(event id, was it a retry) -- one vote per vote_id (see docstring)."""
+    store = self.store()
+    with self.vote_lock:
+      row = store.conn.execute(
+          "SELECT event_id, scene_id, pair_id, left_action, right_action, "
+          "choice FROM votes WHERE kind = 'vote' AND inspector = ? AND "
+          'session = ?', (inspector, vote_id)).fetchone()
+      if row is not None:
+        if tuple(row[1:]) != (scene_id, pair_id, left, right, choice):
+          raise ApiError(409, f'vote_id {vote_id!r} was already used for '
+                         'another vote')
+        return row[0], True
+      try:
+        return store.record_vote(
+            scene_id, pair_id, left, right, choice, inspector,
+            session=vote_id, shown_at=shown_at,
+            answered_at=answered_at), False
+      except store_lib.VoteError as e:
+        raise ApiError(400, str(e)) from e
+
+  def api_undo(self):
+    data = json_body()
+    inspector = inspector_of(data)
+    vote_id = vote_id_of(data, required=False)
+    store = self.store()
+    with self.vote_lock:
+      row = None if vote_id is None else store.conn.execute(
+          "SELECT event_id FROM votes WHERE kind = 'undo' AND inspector = ? "
+          'AND session = ?', (inspector, vote_id)).fetchone()
+      duplicate = row is not None
+      try:
+        event_id = row[0] if duplicate else store.record_undo(inspector,
+                                                              vote_id)
+      except store_lib.VoteError as e:
+        raise ApiError(409, str(e)) from e
+    undone = store.event(store.event(event_id).undoes_event_id)
+    lease = None
+    if undone.scene_id in self.scene_ids:
+      lease = self.dispenser.give_back(inspector, undone.scene_id,
+                                       undone.pair_id, undone.left_action,
+                                       undone.right_action)
+    return dict(event_id=event_id, duplicate=duplicate,
+                undone=dict(event_id=undone.event_id, choice=undone.choice,
+                            scene_id=undone.scene_id, pair_id=undone.pair_id),
+                pair=self.handout(lease), progress=self.progress(inspector),
+                undo_vote_id=self.undo_hint(inspector))
+
+  # -------------------------------------------------------- images
+
+  def inside_cache(self, path: Optional[Path]) -> Path:
+    """A cached file, resolved and checked to lie inside the image cache."""
+    root = self.store().images_dir.resolve()
+    if path is None:
+      raise ApiError(404, 'not rendered')
+    path = path.resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+      raise ApiError(404, 'image not found in the cache')
+    return path
+
+  def render(self, scene_id: str, action_id: int):
+    scene_id = self.scene(scene_id)
+    store = self.store()
+    path = store.render_path(scene_id, action_id, self.render_key)
+    if path is None:
+      if not store.conn.execute(
+          'SELECT 1 FROM actions WHERE scene_id = ? AND action_id = ?',
+          (scene_id, action_id)).fetchone():
+        raise ApiError(404, f'unknown action {action_id} in scene '
+                       f'{scene_id!r}')
+      # One render per action even when both sides' requests arrive at once.
+      with self.render_locks[(scene_id, action_id)]:
+        path = store.render_path(scene_id, action_id, self.render_key)
+        if path is None:
+          png = self.render_png(scene_id, action_id)
+          if not isinstance(png, bytes) or not png.startswith(PNG_MAGIC):
+            raise ApiError(500, 'the renderer did not return PNG bytes')
+          store.add_render(scene_id, action_id, self.render_key, png)
+          path = store.render_path(scene_id, action_id, self.render_key)
+    return flask.send_file(self.inside_cache(path), mimetype='image/png',
+                           max_age=3600)
+
+  def jh(self, scene_id: str, left: int, right: int):
+    scene_id = self.scene(scene_id)
+    if self.jh_png is None:
+      raise ApiError(404, 'this app has no joint-histogram view')
+    if self.store().pair_id(scene_id, left, right) is None or left == right:
+      raise ApiError(404, f'({left}, {right}) is not a pair of scene '
+                     f'{scene_id!r}')
+    key = (scene_id, left, right)
+    with self.jh_lock:
+      png = self.jh_cache.get(key)
+      if png is not None:
+        self.jh_cache.move_to_end(key)
+    if png is None:
+      png = self.jh_png(scene_id, left, right)
+      with self.jh_lock:
+        self.jh_cache[key] = png
+        while len(self.jh_cache) > JH_CACHE_SIZE:
+          self.jh_cache.popitem(last=False)
+    response = flask.make_response(png)
+    response.headers['Content-Type'] = 'image/png'
+    response.headers['Cache-Control'] = 'max-age=3600'
+    return response
+
+  # -------------------------------------------------------- results
+
+  def export(self):
+    fd, tmp = tempfile.mkstemp(suffix='.jsonl')
+    os.close(fd)
+    try:
+      self.store().export_jsonl(tmp)
+      data = Path(tmp).read_bytes()
+    finally:
+      os.unlink(tmp)
+    response = flask.make_response(data)
+    response.headers['Content-Type'] = 'application/x-ndjson'
+    response.headers['Content-Disposition'] = (
+        'attachment; filename="preferences.jsonl"')
+    return response
+
+
+def _register(app: flask.Flask, ui: PreferenceApp):
+  """URL rules; every handler's ApiError becomes a JSON error."""
+  app.add_url_rule('/', 'index', lambda: flask.render_template(
+      'index.html', votes_target=ui.votes_target, has_jh=ui.jh_png is not None,
+      lease_seconds=ui.dispenser.leases.lease_seconds))
+  app.add_url_rule('/results', 'results', lambda: flask.render_template(
+      'results.html', r=results_lib.summary(ui.store(), ui.scene_ids),
+      scenes=ui.scene_ids))
+  app.add_url_rule('/api/results', 'api_results',
+                   lambda: results_lib.summary(ui.store(), ui.scene_ids))
+  app.add_url_rule('/export.jsonl', 'export', ui.export)
+  app.add_url_rule('/api/next', 'next', ui.api_next, methods=['POST'])
+  app.add_url_rule('/api/vote', 'vote', ui.api_vote, methods=['POST'])
+  app.add_url_rule('/api/undo', 'undo', ui.api_undo, methods=['POST'])
+  app.add_url_rule('/render/<scene_id>/<int:action_id>.png', 'render',
+                   ui.render)
+  app.add_url_rule('/jh/<scene_id>/<int:left>/<int:right>.png', 'jh', ui.jh)
+  app.add_url_rule('/healthz', 'healthz', lambda: dict(ok=True))
+
+  @app.errorhandler(ApiError)
+  def _api_error(e):
+    return dict(error=e.message), e.status
+
+  @app.errorhandler(exceptions.HTTPException)
+  def _http_error(e):
+    return dict(error=e.description or e.name), e.code
+
+  @app.errorhandler(Exception)
+  def _crash(e):
+    logging.exception('request failed: %s', e)
+    return dict(error=f'internal error: {type(e).__name__}: {e}'), 500
+
+
+def create_app(store_path, render_png: Callable[[str, int], bytes],
+               scene_ids: Optional[Sequence[str]] = None,
+               render_key: str = 'default',
+               jh_png: Optional[Callable[[str, int, int], bytes]] = None,
+               votes_target: int = 200, lease_seconds: float = 120.0,
+               overlap: float = 0.0, seed: int = 0,
+               selection: str = 'random',
+               ensemble_rewards: Optional[Callable] = None,
+               clock: Callable[[], float] = time.time) -> flask.Flask:
+  """The Flask app (see the module docstring).
+
+  Args:
+    store_path: the preference store (SQLite file); it must hold the scenes.
+    render_png: (scene_id, action_id) -> PNG bytes, called once per action
+      and render_key; the bytes are cached in the store's image cache.
+    scene_ids: scenes whose pairs are handed out (default: all in the store).
+    render_key: names the render settings (a new key = new renderings).
+    jh_png: (scene_id, left_action, right_action) -> PNG of the JH with both
+      polygons (left, right), or None to hide the JH toggle.
+    votes_target: votes per inspector the progress bar counts towards.
+    lease_seconds, overlap, seed, selection, ensemble_rewards: pair handout,
+      see ``rlhf_tf.ui.pairs``. clock: unix seconds (injectable for tests).
+  """
+  ui = PreferenceApp(store_path, render_png, scene_ids, render_key, jh_png,
+                     votes_target, dict(
+                         lease_seconds=lease_seconds, overlap=overlap,
+                         seed=seed, selection=selection,
+                         ensemble_rewards=ensemble_rewards, clock=clock))
+  app = flask.Flask(__name__)
+  app.config['MAX_CONTENT_LENGTH'] = 64 * 1024  # votes are tiny
+  app.json.sort_keys = False
+  app.extensions['rlhf_tf_ui'] = ui
+  _register(app, ui)
+  return app
+
+
+def serve(app: flask.Flask, host: str = '127.0.0.1', port: int = 8765,
+          threads: int = 8):
+  """Serve with waitress (production WSGI, thread pool) until interrupted."""
+  import waitress  # pylint: disable=g-import-not-at-top
+  print(f'rlhf_tf preference UI: http://{host}:{port}/  (results: '
+        f'http://{host}:{port}/results)', flush=True)
+  waitress.serve(app, host=host, port=port, threads=threads,
+                 ident='rlhf_tf-ui')

@@ -1,0 +1,223 @@
+// rlhf_tf preference UI. The server holds all state (votes, leases); this
+// page only shows the leased pair and posts answers. Every vote carries a
+// random vote_id so a retry after a network error is stored once.
+'use strict';
+
+const NAME_KEY = 'rlhf_tf.inspector';
+const JH_KEY = 'rlhf_tf.showJH';
+const KEYS = { ArrowLeft: 'left', ArrowRight: 'right', ArrowDown: 'equal',
+  '=': 'equal', s: 'skip', S: 'skip' };
+const LABELS = { left: 'left preferred', right: 'right preferred',
+  equal: 'equal', skip: 'skipped' };
+
+const $ = (id) => document.getElementById(id);
+const state = { inspector: null, pair: null, busy: false, undoVoteId: null,
+  loaded: 0 };
+
+function randomId() {
+  // crypto.getRandomValues also works on plain http (randomUUID does not).
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function setStatus(text, isError) {
+  const el = $('status');
+  el.textContent = text || '';
+  el.classList.toggle('error', !!isError);
+}
+
+async function api(path, body) {
+  // Retries only network failures (same body: the vote_id makes it safe).
+  let lastError;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let response;
+    try {
+      response = await fetch(path, { method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body) });
+    } catch (e) {
+      lastError = e;
+      setStatus('connection lost, retrying…', true);
+      await new Promise((r) => setTimeout(r, 400 * 2 ** attempt));
+      continue;
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    return data;
+  }
+  throw new Error(`server unreachable (${lastError})`);
+}
+
+function setReady(ready) {
+  $('stage').dataset.ready = ready ? '1' : '0';
+  for (const b of document.querySelectorAll('.controls button.choice')) {
+    b.disabled = !ready;
+  }
+}
+
+function showProgress(p) {
+  if (!p) return;
+  $('progress-text').textContent = `${p.votes} / ${p.target}` +
+    (p.votes >= p.target ? '  ✓ target reached' : '');
+  $('meter-fill').style.width = `${Math.min(100, 100 * p.votes / p.target)}%`;
+}
+
+function onImageLoaded() {
+  state.loaded += 1;
+  this.parentElement.classList.remove('loading');
+  if (state.loaded >= 2 && state.pair) setReady(true);
+}
+
+function onImageError() {
+  this.parentElement.classList.remove('loading');
+  setStatus('a rendering failed to load; press S to skip', true);
+}
+
+function showPair(pair) {
+  state.pair = pair;
+  state.loaded = 0;
+  setReady(false);
+  for (const f of document.querySelectorAll('.frame')) {
+    f.classList.remove('picked', 'tie');
+  }
+  $('stage').classList.toggle('finished', !pair);
+  $('done').hidden = !!pair;
+  if (!pair) { setStatus('all pairs done'); return; }
+  for (const side of ['left', 'right']) {
+    const img = $(`${side}-img`);
+    if (img.getAttribute('src') === pair[`${side}_url`] && img.complete) {
+      state.loaded += 1;
+      continue;
+    }
+    img.parentElement.classList.add('loading');
+    img.src = pair[`${side}_url`];
+  }
+  if (pair.jh_url && $('jh-img')) $('jh-img').src = pair.jh_url;
+  if (state.loaded >= 2) setReady(true);
+}
+
+function afterAnswer(data) {
+  showProgress(data.progress);
+  state.undoVoteId = data.undo_vote_id;
+  $('undo').disabled = data.undo_vote_id === null;
+}
+
+async function loadNext() {
+  const data = await api('/api/next', { inspector: state.inspector });
+  afterAnswer(data);
+  showPair(data.pair);
+}
+
+function flash(choice) {
+  if (choice === 'left' || choice === 'right') {
+    $(`${choice}-view`).querySelector('.frame').classList.add('picked');
+  } else if (choice === 'equal') {
+    for (const f of document.querySelectorAll('.frame')) f.classList.add('tie');
+  }
+}
+
+async function vote(choice) {
+  const pair = state.pair;
+  if (state.busy || !pair || $('stage').dataset.ready !== '1') return;
+  state.busy = true;
+  setReady(false);
+  flash(choice);
+  try {
+    const data = await api('/api/vote', { inspector: state.inspector,
+      scene_id: pair.scene_id, pair_id: pair.pair_id,
+      left_action: pair.left_action, right_action: pair.right_action,
+      choice, vote_id: randomId(), shown_at: pair.shown_at });
+    afterAnswer(data);
+    setStatus(`saved: ${LABELS[choice]}`);
+    await loadNext();
+  } catch (e) {
+    setStatus(`not saved: ${e.message}`, true);
+    setReady(true);
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function undo() {
+  if (state.busy || !state.inspector || state.undoVoteId === null) return;
+  state.busy = true;
+  try {
+    const body = { inspector: state.inspector };
+    if (state.undoVoteId) body.vote_id = state.undoVoteId;
+    const data = await api('/api/undo', body);
+    afterAnswer(data);
+    setStatus(`undone: ${LABELS[data.undone.choice]} — answer this pair again`);
+    showPair(data.pair);
+  } catch (e) {
+    setStatus(`undo failed: ${e.message}`, true);
+  } finally {
+    state.busy = false;
+  }
+}
+
+function setJH(on) {
+  if (!$('jh-toggle')) return;
+  $('jh-toggle').checked = on;
+  $('jh-panel').hidden = !on;
+  document.body.classList.toggle('with-jh', on);
+  localStorage.setItem(JH_KEY, on ? '1' : '0');
+}
+
+function askName() {
+  $('name-dialog').hidden = false;
+  $('inspector-name').value = state.inspector || '';
+  $('inspector-name').focus();
+}
+
+async function start(name) {
+  state.inspector = name;
+  localStorage.setItem(NAME_KEY, name);
+  $('who-name').textContent = name;
+  $('name-dialog').hidden = true;
+  setStatus('');
+  try {
+    await loadNext();
+  } catch (e) {
+    setStatus(e.message, true);
+    if (/inspector/.test(e.message)) askName();
+  }
+}
+
+function onKey(e) {
+  if (!$('name-dialog').hidden || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.target instanceof HTMLInputElement && e.target.type !== 'checkbox') return;
+  if (e.repeat) { e.preventDefault(); return; }
+  if (KEYS[e.key]) { e.preventDefault(); vote(KEYS[e.key]); }
+  else if (e.key === 'u' || e.key === 'U') { e.preventDefault(); undo(); }
+  else if ((e.key === 'j' || e.key === 'J') && $('jh-toggle')) {
+    setJH(!$('jh-toggle').checked);
+  }
+}
+
+function init() {
+  for (const side of ['left', 'right']) {
+    $(`${side}-img`).addEventListener('load', onImageLoaded);
+    $(`${side}-img`).addEventListener('error', onImageError);
+  }
+  for (const b of document.querySelectorAll('button.choice')) {
+    b.addEventListener('click', () => vote(b.dataset.choice));
+  }
+  $('undo').addEventListener('click', undo);
+  $('change-name').addEventListener('click', askName);
+  if ($('jh-toggle')) {
+    $('jh-toggle').addEventListener('change', (e) => setJH(e.target.checked));
+    setJH(localStorage.getItem(JH_KEY) === '1');
+  }
+  $('name-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = $('inspector-name').value.trim();
+    if (name) start(name);
+  });
+  document.addEventListener('keydown', onKey);
+  setReady(false);
+  $('undo').disabled = true;
+  const saved = localStorage.getItem(NAME_KEY);
+  if (saved) start(saved); else askName();
+}
+
+init();

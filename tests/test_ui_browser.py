@@ -1,0 +1,106 @@
+"""The voting page in a real headless Chromium (Debian's /usr/bin/chromium,
+driven by playwright; never `playwright install`).
+
+Set RLHF_TF_SCREENSHOT=path to keep the screenshot (docs/ui_screenshot.png is
+made that way); it always goes to the test's tmp folder too.
+"""
+
+import io
+import itertools
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlhf_tf.preferences.store import PreferenceStore
+from rlhf_tf.ui.app import create_app
+
+CHROMIUM = '/usr/bin/chromium'
+ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--no-first-run']
+
+if not os.path.exists(CHROMIUM):
+  pytest.skip(f'{CHROMIUM} missing (apt-get install -y chromium)',
+              allow_module_level=True)
+sync_api = pytest.importorskip('playwright.sync_api',
+                               reason='pip install playwright')
+waitress = pytest.importorskip('waitress')
+
+
+def fake_render(scene_id, action_id) -> bytes:
+  """A 256^2 stand-in 'rendering': a shaded disc whose size depends on the
+  action, so the two sides look different in the screenshot."""
+  from PIL import Image
+  yy, xx = np.mgrid[-1:1:256j, -1:1:256j]
+  r = np.hypot(xx, yy) / (0.45 + 0.08 * (action_id % 5))
+  shade = np.clip(1.0 - r, 0.0, 1.0) ** 0.6
+  rgb = np.stack([shade * 0.95, shade * 0.78, shade * 0.62], -1)
+  buf = io.BytesIO()
+  Image.fromarray((rgb * 255).astype(np.uint8)).save(buf, 'PNG')
+  return buf.getvalue()
+
+
+def fake_jh(scene_id, left, right) -> bytes:
+  return fake_render(scene_id, left + right)
+
+
+@pytest.fixture
+def server(tmp_path):
+  path = tmp_path / 'p.sqlite'
+  with PreferenceStore(path) as s:
+    s.add_scene('s0')
+    s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
+                         for i in range(6)], 'random')
+    s.add_pairs('s0', list(itertools.combinations(range(6), 2)))
+  app = create_app(path, fake_render, jh_png=fake_jh, votes_target=50)
+  srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
+  thread = threading.Thread(target=srv.run, daemon=True)
+  thread.start()
+  yield path, f'http://127.0.0.1:{srv.effective_port}/'
+  srv.close()
+
+
+def test_vote_with_keys_in_chromium(server, tmp_path):
+  path, url = server
+  with sync_api.sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+      page = browser.new_page(viewport=dict(width=1280, height=800))
+      page.goto(url)
+      page.fill('#inspector-name', 'Dr. Keys')
+      page.press('#inspector-name', 'Enter')
+      ready = '#stage[data-ready="1"]'
+      for key in ('ArrowLeft', 'ArrowRight', 'ArrowDown'):
+        page.wait_for_selector(ready, timeout=10_000)
+        page.keyboard.press(key)
+      page.wait_for_selector(ready, timeout=10_000)
+      page.wait_for_function(
+          "document.getElementById('progress-text').textContent"
+          ".startsWith('3 /')", timeout=10_000)
+      # The page fits 1280x800 without scrolling.
+      assert page.evaluate('document.documentElement.scrollHeight') <= 800
+      assert page.evaluate('document.documentElement.scrollWidth') <= 1280
+      page.check('#jh-toggle')
+      page.wait_for_function(
+          "document.getElementById('jh-img').complete && "
+          "document.getElementById('jh-img').naturalWidth > 0")
+      shot = tmp_path / 'ui.png'
+      page.screenshot(path=str(shot))
+      assert page.evaluate(
+          "localStorage.getItem('rlhf_tf.inspector')") == 'Dr. Keys'
+    finally:
+      browser.close()
+  if os.environ.get('RLHF_TF_SCREENSHOT'):
+    target = Path(os.environ['RLHF_TF_SCREENSHOT'])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, target)
+  with PreferenceStore(path) as s:
+    votes = s.effective_votes()
+  assert [(v.inspector, v.choice) for v in votes] == [
+      ('Dr. Keys', 'left'), ('Dr. Keys', 'right'), ('Dr. Keys', 'equal')]
+  assert all(v.shown_at is not None and v.answered_at >= v.shown_at
+             for v in votes)
+  assert len({v.pair_id for v in votes}) == 3
