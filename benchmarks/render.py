@@ -1,0 +1,309 @@
+"""Raymarcher benchmark: naive map_coordinates vs direct vs cached re-render,
+the TF-gradient cost, and VTK's CPU ray caster when ``import vtk`` works.
+
+  .venv/bin/python benchmarks/render.py            # 256^2, ~256 samples/ray
+  .venv/bin/python benchmarks/render.py --large    # + 547x421x547 at 512^2
+
+Prints one JSON object. Times are medians over --repeats runs after
+compilation (first call timed separately as 'compile_s').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhf_tf.data.volume import make_volume  # noqa: E402
+from rlhf_tf.render import camera as camera_lib  # noqa: E402
+from rlhf_tf.render import histogram  # noqa: E402
+from rlhf_tf.render import ray_cache  # noqa: E402
+from rlhf_tf.render import raymarch  # noqa: E402
+
+
+def _synthetic_head(shape=(108, 256, 256), spacing=(1.5, 0.957, 0.957)):
+  """A head-like volume: air, skin/fat shell, skull, brain, when the project's
+  phantom is unavailable."""
+  try:
+    from rlhf_tf.data.phantom import make_head_phantom  # pylint: disable=g-import-not-at-top
+    vol = make_head_phantom(jax.random.PRNGKey(0), shape)
+    return vol, 'rlhf_tf.data.phantom.make_head_phantom'
+  except (ImportError, FileNotFoundError, TypeError) as e:
+    note = f'phantom unavailable ({type(e).__name__}); ellipsoid head'
+  ext = np.asarray(shape) * np.asarray(spacing)
+  z, y, x = [(np.arange(n, dtype=np.float32) + 0.5) * s - e / 2
+             for n, s, e in zip(shape, spacing, ext)]
+  hu = np.empty(shape, np.float32)
+  rng = np.random.default_rng(0)
+  for k in range(shape[0]):  # Slice by slice: low peak memory at 547^3.
+    r = np.sqrt((z[k] / (0.45 * ext[0])) ** 2 +
+                (y[:, None] / (0.42 * ext[1])) ** 2 +
+                (x[None, :] / (0.36 * ext[2])) ** 2)
+    sl = np.full(shape[1:], -1000.0, np.float32)
+    sl[r < 1.0] = 40.0  # Soft tissue.
+    sl[(r < 0.93) & (r > 0.85)] = 900.0  # Skull.
+    sl[r <= 0.85] = 30.0  # Brain.
+    hu[k] = sl + rng.standard_normal(shape[1:], np.float32) * 20.0
+  return make_volume(hu, spacing, name='synthetic_head'), note
+
+
+def load_test_volume():
+  """(Volume, source): the real Cranium CT if fetched, else a synthetic head."""
+  try:
+    from rlhf_tf.data.sample_fetch import load_cranium  # pylint: disable=g-import-not-at-top
+    return load_cranium(), 'Cranium (InVesalius example CT)'
+  except (ImportError, FileNotFoundError) as e:
+    vol, note = _synthetic_head()
+    return vol, f'{note}; Cranium unavailable: {type(e).__name__}'
+
+
+def demo_tf(axes: histogram.JHAxes, bins: int = 256) -> np.ndarray:
+  """A skin + bone TF table [bins, bins, 4]: skin (-300..200 HU, faint, at
+  non-trivial gradients), bone (>= 350 HU, opaque-ish, ivory)."""
+  c = (np.arange(bins) + 0.5) / bins
+  hu = axes.x_to_hu(c)[None, :]
+  grad = axes.y_to_grad(c)[:, None]
+  g_on = np.clip(grad / (0.05 * axes.grad_max), 0, 1)
+  skin = np.clip(1 - np.abs(hu + 50) / 250, 0, 1) * g_on * 0.15
+  bone = np.clip((hu - 350) / 400, 0, 1) * 0.8
+  table = np.zeros((bins, bins, 4), np.float32)
+  table[..., 0] = np.where(bone > skin, 0.95, 0.9)
+  table[..., 1] = np.where(bone > skin, 0.9, 0.6)
+  table[..., 2] = np.where(bone > skin, 0.8, 0.5)
+  table[..., 3] = np.maximum(skin, bone)
+  return table
+
+
+def _time(fn, repeats):
+  t = time.perf_counter()
+  jax.block_until_ready(fn())
+  compile_s = time.perf_counter() - t
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return statistics.median(times), compile_s
+
+
+def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
+  """VTK's vtkFixedPointVolumeRayCastMapper, offscreen. It has no 2D TF: the
+  table's alpha at zero-gradient / mid-gradient is approximated by a scalar
+  opacity (max over gradient rows) times a gradient-opacity ramp."""
+  try:
+    import vtk  # pylint: disable=g-import-not-at-top
+    from vtk.util import numpy_support  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return {'skipped': f'import vtk failed: {e}'}
+  try:
+    z, y, x = hu.shape
+    img = vtk.vtkImageData()
+    img.SetDimensions(x, y, z)
+    img.SetSpacing(spacing[2], spacing[1], spacing[0])
+    arr = numpy_support.numpy_to_vtk(np.ascontiguousarray(hu).ravel(),
+                                     deep=True, array_type=vtk.VTK_FLOAT)
+    img.GetPointData().SetScalars(arr)
+    bins = table.shape[1]
+    centres = axes.x_to_hu((np.arange(bins) + 0.5) / bins)
+    opacity = vtk.vtkPiecewiseFunction()
+    color = vtk.vtkColorTransferFunction()
+    alpha_x = table[..., 3].max(axis=0)
+    rows = table[..., 3].argmax(axis=0)
+    for i in range(0, bins, 4):
+      opacity.AddPoint(float(centres[i]), float(alpha_x[i]))
+      r, g, b = table[rows[i], i, :3]
+      color.AddRGBPoint(float(centres[i]), float(r), float(g), float(b))
+    gopac = vtk.vtkPiecewiseFunction()
+    gopac.AddPoint(0.0, 0.0)
+    gopac.AddPoint(0.05 * axes.grad_max, 1.0)
+    prop = vtk.vtkVolumeProperty()
+    prop.SetColor(color)
+    prop.SetScalarOpacity(opacity)
+    prop.SetGradientOpacity(gopac)
+    prop.SetScalarOpacityUnitDistance(settings.reference_step_mm)
+    prop.SetInterpolationTypeToLinear()
+    prop.ShadeOn() if settings.shading else prop.ShadeOff()
+    prop.SetAmbient(settings.ambient)
+    prop.SetDiffuse(settings.diffuse)
+    prop.SetSpecular(settings.specular)
+    prop.SetSpecularPower(settings.shininess)
+    mapper = vtk.vtkFixedPointVolumeRayCastMapper()
+    mapper.SetInputData(img)
+    mapper.SetSampleDistance(step_mm)
+    mapper.SetAutoAdjustSampleDistances(0)
+    mapper.SetNumberOfThreads(2)
+    volume = vtk.vtkVolume()
+    volume.SetMapper(mapper)
+    volume.SetProperty(prop)
+    ren = vtk.vtkRenderer()
+    ren.AddVolume(volume)
+    ren.SetBackground(*settings.background)
+    win = vtk.vtkRenderWindow()
+    win.SetOffScreenRendering(1)
+    win.AddRenderer(ren)
+    win.SetSize(size, size)
+    cam = ren.GetActiveCamera()
+    cam.ParallelProjectionOn()
+    # World (z, y, x) -> VTK (x, y, z).
+    cam.SetPosition(*np.asarray(view.eye)[::-1].tolist())
+    cam.SetFocalPoint(*np.asarray(view.centre)[::-1].tolist())
+    cam.SetViewUp(*np.asarray(view.up)[::-1].tolist())
+    cam.SetParallelScale(float(view.ortho_width_mm) / 2)
+    ren.ResetCameraClippingRange()
+    win.Render()
+    times = []
+    for _ in range(5):
+      t = time.perf_counter()
+      win.Modified()
+      volume.Modified()
+      win.Render()
+      times.append(time.perf_counter() - t)
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(win)
+    grab.Update()
+    shot = numpy_support.vtk_to_numpy(grab.GetOutput().GetPointData(
+    ).GetScalars()).reshape(size, size, -1)[::-1, :, :3]
+    return {'median_s': statistics.median(times), 'version': vtk.vtkVersion(
+    ).GetVTKVersion(), 'mapper': 'vtkFixedPointVolumeRayCastMapper',
+            'mean_rgb': float(shot.mean() / 255.0), 'image': shot,
+            'note': '1D scalar opacity x gradient-opacity ramp approximating '
+                    'the 2D TF; early ray termination + space leaping; '
+                    'offscreen (no X server needed)'}
+  except Exception as e:  # pylint: disable=broad-except
+    return {'error': f'{type(e).__name__}: {e}'}
+
+
+def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
+        source=None):
+  if volume is None:
+    volume, source = load_test_volume()
+  hu = jnp.asarray(volume.hu)
+  spacing = tuple(float(s) for s in np.asarray(volume.spacing))
+  packed = raymarch.packed_volume(volume.hu, spacing)
+  grad = packed[..., 1:]
+  grad_mag = np.asarray(jnp.linalg.norm(grad, axis=-1))
+  axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
+  diag = float(np.linalg.norm(np.asarray(volume.extent_mm)))
+  step = diag / samples
+  settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=1.0,
+                                     shading=True)
+  view = camera_lib.head_camera(volume.shape, spacing, size, size,
+                                azimuth_deg=30.0, elevation_deg=10.0, zoom=1.3)
+  table = jnp.asarray(demo_tf(axes))
+  out = {'device': jax.devices()[0].device_kind, 'cpu_count': os.cpu_count(),
+         'platform': platform.platform(), 'volume': source,
+         'volume_shape': list(volume.shape), 'spacing_mm': list(spacing),
+         'image': [size, size], 'samples_per_ray': raymarch.num_samples(
+             volume.shape, spacing, step), 'step_mm': step}
+  naive = lambda: raymarch.render_naive(hu, grad, spacing, axes, table, view,
+                                        settings)
+  direct = lambda: raymarch.render(None, None, spacing, axes, table, view,
+                                   settings, packed=packed)
+  out['naive_s'], out['naive_compile_s'] = _time(naive, max(1, repeats // 2))
+  out['direct_s'], out['direct_compile_s'] = _time(direct, repeats)
+  t = time.perf_counter()
+  cache = ray_cache.build_ray_cache(None, None, spacing, axes, view, 256,
+                                    settings, packed=packed)
+  jax.block_until_ready(cache)
+  out['cache_build_s'] = time.perf_counter() - t
+  out['cache_samples'] = cache.num_samples
+  out['cache_mb'] = cache.nbytes / 2**20
+  cached = lambda: ray_cache.render_cached(cache, table, settings)
+  out['cached_s'], out['cached_compile_s'] = _time(cached, repeats)
+  loss = lambda t: jnp.mean(ray_cache.render_cached(cache, t, settings)[
+      ..., :3])
+  grad_fn = jax.jit(jax.grad(loss))
+  out['cached_grad_s'], _ = _time(lambda: grad_fn(table), repeats)
+  out['speedup_cached_vs_naive'] = out['naive_s'] / out['cached_s']
+  out['grad_over_forward'] = out['cached_grad_s'] / out['cached_s']
+  img_n, img_d, img_c = naive(), direct(), cached()
+  out['max_abs_diff_direct_naive'] = float(jnp.abs(img_d - img_n).max())
+  out['max_abs_diff_cached_direct'] = float(jnp.abs(img_c - img_d).max())
+  out['mean_alpha'] = float(img_d[..., 3].mean())
+  vtk_img = None
+  if do_vtk:
+    out['vtk'] = bench_vtk(np.asarray(volume.hu), spacing, axes,
+                           np.asarray(table), size, step, settings, view)
+    vtk_img = out['vtk'].pop('image', None)
+  out['direct_mean_rgb'] = float(img_d[..., :3].mean())
+  return out, img_d, vtk_img
+
+
+def run_large(size=512):
+  """547x421x547 synthetic head at 512^2: first-call times and peak RSS."""
+  shape = (547, 421, 547)
+  vol, _ = _synthetic_head(shape, (0.2, 0.2, 0.2))
+  spacing = tuple(float(s) for s in vol.spacing)
+  extent = vol.extent_mm
+  packed = raymarch.packed_volume(vol.hu, spacing)
+  del vol
+  axes = histogram.JHAxes(hu_min=-1000.0, hu_max=2000.0, grad_max=2000.0)
+  step = float(np.linalg.norm(extent)) / 256
+  settings = raymarch.RenderSettings(step_mm=step)
+  view = camera_lib.head_camera(shape, spacing, size, size, azimuth_deg=30.0,
+                                zoom=1.3)
+  table = jnp.asarray(demo_tf(axes))
+  t = time.perf_counter()
+  img = raymarch.render(None, None, spacing, axes, table, view, settings,
+                        packed=packed)
+  jax.block_until_ready(img)
+  direct_first = time.perf_counter() - t
+  rss_render = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  t = time.perf_counter()
+  cache = ray_cache.build_ray_cache(None, None, spacing, axes, view, 256,
+                                    settings, packed=packed)
+  jax.block_until_ready(cache)
+  build = time.perf_counter() - t
+  del packed
+  cached_s, _ = _time(lambda: ray_cache.render_cached(cache, table, settings),
+                      3)
+  loss = jax.jit(jax.grad(lambda t: jnp.mean(ray_cache.render_cached(
+      cache, t, settings)[..., :3])))
+  grad_s, _ = _time(lambda: loss(table), 3)
+  rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  return {'volume_shape': list(shape), 'spacing_mm': list(spacing),
+          'image': [size, size], 'samples_per_ray': raymarch.num_samples(
+              shape, spacing, step),
+          'direct_first_call_s': direct_first, 'cache_build_s': build,
+          'cache_samples': cache.num_samples, 'cache_mb': cache.nbytes / 2**20,
+          'cached_s': cached_s, 'cached_grad_s': grad_s,
+          'peak_rss_gb_after_direct': rss_render, 'peak_rss_gb': rss_gb,
+          'mean_alpha': float(img[..., 3].mean())}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument('--size', type=int, default=256)
+  p.add_argument('--samples', type=int, default=256)
+  p.add_argument('--repeats', type=int, default=5)
+  p.add_argument('--no-vtk', action='store_true')
+  p.add_argument('--large', action='store_true')
+  p.add_argument('--save', type=str, default='', help='PNG of the direct image')
+  args = p.parse_args(argv)
+  out, img, vtk_img = run(args.size, args.samples, args.repeats,
+                          not args.no_vtk)
+  if args.save:
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    both = np.clip(np.asarray(img[..., :3]), 0, 1)
+    if vtk_img is not None:
+      both = np.concatenate([both, vtk_img / 255.0], axis=1)
+    plt.imsave(args.save, both)
+  if args.large:
+    out['large'] = run_large()
+  print(json.dumps(out, indent=1))
+
+
+if __name__ == '__main__':
+  main()

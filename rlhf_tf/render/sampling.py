@@ -1,0 +1,163 @@
+"""Sampling primitives of the raymarcher: ray/box intersection, sample
+segments, trilinear volume sampling, the bilinear TF lookup and the packed
+(HU + gradient) volume layout. Conventions: rlhf_tf.render.raymarch and
+rlhf_tf.render.camera (world mm, (z, y, x), voxel centres at index * spacing).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_tf.render.gradient import central_gradient
+
+
+def num_samples(shape, spacing, step_mm: float) -> int:
+  """S = ceil(box diagonal / step): enough for the longest chord."""
+  diag = float(np.linalg.norm(np.asarray(shape, np.float64) *
+                              np.asarray(spacing, np.float64)))
+  return max(1, int(math.ceil(diag / step_mm - 1e-9)))
+
+
+def intersect_box(origins, directions, lo, hi):
+  """Slab-method ray/box intersection.
+
+  Args:
+    origins, directions: [..., 3] (directions need not be unit; zero
+      components are safe: they are replaced by a tiny positive value).
+    lo, hi: (3,) box corners.
+
+  Returns:
+    (t_near [...], t_far [...]): the ray parameter interval inside the box,
+    t_near clamped to >= 0; t_far <= t_near when the ray misses.
+  """
+  tiny = jnp.asarray(1e-20, directions.dtype)
+  d = jnp.where(jnp.abs(directions) < tiny, tiny, directions)
+  t_lo = (jnp.asarray(lo, d.dtype) - origins) / d
+  t_hi = (jnp.asarray(hi, d.dtype) - origins) / d
+  t_near = jnp.max(jnp.minimum(t_lo, t_hi), axis=-1)
+  t_far = jnp.min(jnp.maximum(t_lo, t_hi), axis=-1)
+  return jnp.maximum(t_near, 0.0), t_far
+
+
+def segment_lengths(length, num: int, step_mm: float):
+  """[..., num] length (mm) of each sample's segment on a chord [...]."""
+  i = jnp.arange(num, dtype=length.dtype)
+  return jnp.clip(length[..., None] - i * step_mm, 0.0, step_mm)
+
+
+def trilinear(volume_flat, shape, coords):
+  """Trilinear interpolation with clamp-to-edge, as 8 gathers.
+
+  Args:
+    volume_flat: [Z * Y * X, C] (or [Z * Y * X]) values, C-order flattened.
+    shape: (Z, Y, X) static.
+    coords: [..., 3] continuous voxel indices (z, y, x); voxel centres at
+      integers.
+
+  Returns:
+    [..., C] (or [...]) interpolated values.
+  """
+  idx0, idx1, frac = [], [], []
+  for a in range(3):
+    n = shape[a]
+    c = jnp.clip(coords[..., a], 0.0, n - 1.0)
+    i0 = jnp.clip(jnp.floor(c), 0, max(n - 2, 0)).astype(jnp.int32)
+    idx0.append(i0)
+    idx1.append(jnp.minimum(i0 + 1, n - 1))
+    frac.append(c - i0.astype(c.dtype))
+  strides = (shape[1] * shape[2], shape[2], 1)
+  out = 0.0
+  for corner in range(8):
+    bits = [(corner >> (2 - a)) & 1 for a in range(3)]
+    flat = sum((idx1[a] if bits[a] else idx0[a]) * strides[a]
+               for a in range(3))
+    w = 1.0
+    for a in range(3):
+      w = w * (frac[a] if bits[a] else 1.0 - frac[a])
+    vals = volume_flat.at[flat].get(mode='promise_in_bounds')
+    out = out + (w[..., None] * vals if vals.ndim > w.ndim else w * vals)
+  return out
+
+
+def tf_coords(x, y, bins_x: int, bins_y: int):
+  """Bilinear-lookup coordinates of JH points on a [bins_y, bins_x] table.
+
+  Bin i is centred at (i + 1/2) / bins; points beyond the outer bin centres
+  take the border values (clamp).
+
+  Returns:
+    (i0 [...] int32 flat index of the lower-left corner = iy * bins_x + ix,
+     fx [...], fy [...] fractional weights in [0, 1]).
+  """
+  out = []
+  for v, n in ((x, bins_x), (y, bins_y)):
+    u = jnp.clip(v * n - 0.5, 0.0, n - 1.0)
+    i = jnp.clip(jnp.floor(u), 0, n - 2).astype(jnp.int32)
+    out += [i, u - i.astype(u.dtype)]
+  ix, fx, iy, fy = out
+  return iy * bins_x + ix, fx, fy
+
+
+def corner_table(tf_table):
+  """[bins_y * bins_x, 4, 4] table of each bin's 2x2 neighbourhood (corners
+  00, 01 (x + 1), 10 (y + 1), 11; RGBA), so a bilinear lookup is one gather of
+  16 contiguous values. Edge-padded; rows past the border are never used."""
+  by, bx, ch = tf_table.shape
+  p = jnp.pad(tf_table, ((0, 1), (0, 1), (0, 0)), mode='edge')
+  corners = jnp.stack([p[:by, :bx], p[:by, 1:], p[1:, :bx], p[1:, 1:]],
+                      axis=-2)
+  return corners.reshape(by * bx, 4, ch)
+
+
+def bilinear_lookup(corners, i0, fx, fy):
+  """RGBA [..., 4] from a corner table and tf_coords' (i0, fx, fy)."""
+  g = corners.at[i0].get(mode='promise_in_bounds')  # [..., 4, 4]
+  fx, fy = fx[..., None], fy[..., None]
+  bottom = g[..., 0, :] + fx * (g[..., 1, :] - g[..., 0, :])
+  top = g[..., 2, :] + fx * (g[..., 3, :] - g[..., 2, :])
+  return bottom + fy * (top - bottom)
+
+
+def pack_volume(volume_hu, gradient):
+  """[Z, Y, X, 4] (HU, d/dz, d/dy, d/dx): one 16-byte row per voxel, so a
+  trilinear sample is 8 row gathers instead of 32 scalar ones. gradient is
+  central_gradient(volume_hu, spacing) [Z, Y, X, 3]; see packed_volume for a
+  memory-frugal version for large volumes."""
+  volume_hu = jnp.asarray(volume_hu)
+  return jnp.concatenate([volume_hu[..., None],
+                          jnp.asarray(gradient, volume_hu.dtype)], -1)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _put_slab(buf, slab, start):
+  return jax.lax.dynamic_update_slice(buf, slab, (start, 0, 0, 0))
+
+
+@functools.partial(jax.jit, static_argnames=('spacing', 'keep'))
+def _packed_slab(hu, spacing, keep):
+  g = central_gradient(hu, spacing)
+  return pack_volume(hu, g)[keep[0]:keep[1]]
+
+
+def packed_volume(hu, spacing, slab: int = 64) -> jnp.ndarray:
+  """pack_volume(hu, central_gradient(hu, spacing)) [Z, Y, X, 4] float32,
+  built in z-slabs (one-slice halo) into a donated buffer: peak memory is
+  the packed volume plus one slab, not 2-3 volume-sized temporaries (a
+  547x421x547 CBCT: 2 GB instead of ~6 GB)."""
+  spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
+  hu = jnp.asarray(hu, jnp.float32)
+  nz = hu.shape[0]
+  if nz <= slab + 2:
+    return pack_volume(hu, central_gradient(hu, spacing))
+  buf = jnp.zeros(hu.shape + (4,), jnp.float32)
+  for start in range(0, nz, slab):
+    stop = min(start + slab, nz)
+    lo, hi = max(start - 1, 0), min(stop + 1, nz)
+    part = _packed_slab(hu[lo:hi], spacing, (start - lo, stop - lo))
+    buf = _put_slab(buf, part, start)
+  return buf
