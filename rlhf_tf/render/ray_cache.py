@@ -60,6 +60,7 @@ class CacheBucket:
   fy: jnp.ndarray  # [R, S] uint16 fixed-point weight along y.
   diffuse: Optional[jnp.ndarray] = None  # [R, S] uint16 or None.
   specular: Optional[jnp.ndarray] = None  # [R, S] uint16 or None.
+  label: Optional[jnp.ndarray] = None  # [R, S] uint8 label or None.
 
 
 @flax.struct.dataclass
@@ -95,19 +96,21 @@ def _dequantise(q, dtype=jnp.float32):
 
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
                                              'num', 'bins', 'settings'))
-def _sample_bucket(packed, origins, directions, shape,
+def _sample_bucket(packed, labels_flat, origins, directions, shape,
                    spacing, axes, num, bins, settings):
   by, bx = bins
 
   def tile_fn(rays):
     o, d = rays
     s = raymarch.sample_rays(packed, shape, spacing, axes, o, d,
-                             num, settings)
+                             num, settings, labels_flat=labels_flat)
     idx, fx, fy = raymarch.tf_coords(s['x'], s['y'], bx, by)
     out = dict(idx=idx, fx=_quantise(fx), fy=_quantise(fy))
     if settings.shading:
       out['diffuse'] = _quantise(s['diffuse'])
       out['specular'] = _quantise(s['specular'])
+    if labels_flat is not None:
+      out['label'] = s['label'].astype(jnp.uint8)
     return out
 
   out = raymarch.map_tiles(tile_fn, (origins, directions), settings.tile_rays,
@@ -127,7 +130,7 @@ def _chords(camera, shape, spacing):
 def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
                     camera: camera_lib.Camera, bins,
                     settings: raymarch.RenderSettings = raymarch.RenderSettings(),
-                    num_buckets: int = 8, *, packed=None) -> RayCache:
+                    num_buckets: int = 8, labels=None, *, packed=None) -> RayCache:
   """Samples a view once for ``render_cached``.
 
   Args:
@@ -140,6 +143,9 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
       tile_rays sets the tile size of both building and rendering.
     num_buckets: groups of rays with similar sample counts (compile time
       grows with it, padding shrinks).
+    labels: optional [Z, Y, X] integer map (values < 256, e.g. tissue
+      groups); each sample then stores its nearest voxel's label, for
+      ``render_cached_labels``.
     packed: optional [Z, Y, X, 4] raymarch.packed_volume; replaces
       volume_hu and gradient (saves memory on large volumes).
 
@@ -157,6 +163,14 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
       int(b) for b in bins)
   if min(by, bx) < 2:
     raise ValueError(f'bins must be >= 2, got {(by, bx)}')
+  labels_flat = None
+  if labels is not None:
+    labels = np.asarray(labels)
+    if labels.shape != shape or labels.min() < 0 or labels.max() > 255:
+      raise ValueError(f'labels must be a {shape} map of values in 0..255, '
+                       f'got shape {labels.shape}, range '
+                       f'{labels.min()}..{labels.max()}')
+    labels_flat = jnp.asarray(labels.reshape(-1).astype(np.uint8))
   origins, directions, length = _chords(camera, shape, spacing)
   length_np = np.asarray(length)
   s_max = raymarch.num_samples(shape, spacing, settings.step_mm)
@@ -176,7 +190,8 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
         np.int32)
     take = np.concatenate([rays, np.full(pad, rays[0])])
     ray_len = np.where(pixels < length_np.size, length_np[take], 0.0)
-    data = _sample_bucket(packed, origins[take], directions[take],
+    data = _sample_bucket(packed, labels_flat, origins[take],
+                          directions[take],
                           shape, spacing, axes, num, (by, bx), settings)
     buckets.append(CacheBucket(pixels=jnp.asarray(pixels),
                                length=jnp.asarray(ray_len, jnp.float32),
@@ -247,3 +262,60 @@ def render_cached(cache: RayCache, tf_table,
   """
   _check(cache, tf_table, settings)
   return _render_cached(cache, tf_table, settings)
+
+
+@functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
+def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
+  corners = raymarch.corner_table(tf_table)
+  dtype = tf_table.dtype
+  n_pix = cache.height * cache.width
+  weights = jnp.zeros((n_pix, num_labels), dtype)
+  hits = jnp.zeros((n_pix, num_labels), bool)
+  for b in cache.buckets:
+    num = b.idx.shape[1]
+
+    def tile_fn(t, num=num):
+      fx, fy = _dequantise(t['fx'], dtype), _dequantise(t['fy'], dtype)
+      alpha = raymarch.bilinear_lookup(corners, t['idx'], fx, fy)[..., 3]
+      seg = raymarch.segment_lengths(t['length'].astype(dtype), num,
+                                     settings.step_mm)
+      log_trans = compositing.opacity_log_transmittance(
+          alpha, seg, settings.reference_step_mm)
+      # The compositing weights T_i a_i split by label: composite a one-hot
+      # "colour" of the sample's label instead of its RGB.
+      onehot = jax.nn.one_hot(t['label'], num_labels, dtype=dtype)
+      w, _ = compositing.composite_log(onehot, log_trans)
+      hit = jnp.any((onehot > 0) & (seg > 0)[..., None], axis=-2)
+      return w, hit
+
+    fields = dict(length=b.length, idx=b.idx, fx=b.fx, fy=b.fy, label=b.label)
+    w, hit = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
+    weights = weights.at[b.pixels].set(w, mode='drop')
+    hits = hits.at[b.pixels].set(hit, mode='drop')
+  shape = (cache.height, cache.width, num_labels)
+  return weights.reshape(shape), hits.reshape(shape)
+
+
+def render_cached_labels(cache: RayCache, tf_table, num_labels: int,
+                         settings: raymarch.RenderSettings = raymarch.RenderSettings()):
+  """Per-pixel compositing weight of each label under a TF.
+
+  W_g(pixel) = sum_i T_i a_i [label_i = g], the share of the pixel's colour
+  C = sum_i T_i a_i c_i that samples of label g make; sum_g W_g is the
+  pixel's opacity. The cache must have been built with ``labels``.
+
+  Args:
+    cache: from build_ray_cache(..., labels=...).
+    tf_table: [bins_y, bins_x, 4] RGBA (only alpha matters here).
+    num_labels: G, labels are 0..G-1.
+    settings: as for render_cached.
+
+  Returns:
+    (weights [H, W, G] in [0, 1], hits [H, W, G] bool: whether the pixel's
+    ray meets each label at all, whatever the TF).
+  """
+  _check(cache, tf_table, settings)
+  if any(b.label is None for b in cache.buckets):
+    raise ValueError('the ray cache was built without labels; pass '
+                     'labels= to build_ray_cache')
+  return _render_cached_labels(cache, tf_table, settings, int(num_labels))

@@ -78,7 +78,7 @@ class RenderSettings:
 
 
 def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
-                num: int, settings: RenderSettings):
+                num: int, settings: RenderSettings, labels_flat=None):
   """Samples rays through the volume (everything that does not depend on the
   TF).
 
@@ -87,10 +87,13 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
     shape, spacing: static (Z, Y, X) and mm.
     origins, directions: [..., 3] world rays (unit directions).
     num: static sample count S.
+    labels_flat: optional [Z * Y * X] integer label per voxel (e.g. tissue
+      groups), looked up at the nearest voxel of each sample.
 
   Returns:
     dict of [..., S] arrays: x, y (JH coordinates), seg (segment length mm),
-    and, with shading on, diffuse / specular headlight factors.
+    with shading on, diffuse / specular headlight factors, and with
+    labels_flat, 'label' (nearest-voxel label).
   """
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = intersect_box(origins, directions, lo, hi)
@@ -107,7 +110,18 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
     out['diffuse'], out['specular'] = compositing.headlight_terms(
         grad, directions[..., None, :], settings.shininess,
         settings.normal_eps * axes.grad_max)
+  if labels_flat is not None:
+    out['label'] = nearest_label(labels_flat, shape, coords)
   return out
+
+
+def nearest_label(labels_flat, shape, coords):
+  """[...] label of the voxel nearest to continuous voxel coords [..., 3]."""
+  flat = 0
+  for a, stride in enumerate((shape[1] * shape[2], shape[2], 1)):
+    i = jnp.clip(jnp.round(coords[..., a]), 0, shape[a] - 1).astype(jnp.int32)
+    flat = flat + i * stride
+  return labels_flat.at[flat].get(mode='promise_in_bounds')
 
 
 def shade_and_composite(rgba, samples, settings: RenderSettings):

@@ -1,0 +1,52 @@
+"""Per-label compositing weights from the ray cache."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_tf.render import camera
+from rlhf_tf.render import ray_cache
+from rlhf_tf.render import raymarch
+from rlhf_tf.render.histogram import JHAxes
+
+
+def _two_label_slab():
+  """8^3 constant-HU volume whose front half (low y) is label 1, back 0."""
+  hu = np.full((8, 8, 8), 100.0, np.float32)
+  labels = np.zeros((8, 8, 8), np.uint8)
+  labels[:, :4, :] = 1
+  return hu, labels
+
+
+def _render(alpha):
+  hu, labels = _two_label_slab()
+  spacing = (1.0, 1.0, 1.0)
+  axes = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=10.0)
+  # The default head view looks from -y (anterior) towards +y.
+  cam = camera.head_camera(hu.shape, spacing, width=8, height=8,
+                           projection='orthographic')
+  settings = raymarch.RenderSettings(step_mm=0.5, shading=False)
+  cache = ray_cache.build_ray_cache(hu, None, spacing, axes, cam, 4, settings,
+                                    labels=labels)
+  table = jnp.zeros((4, 4, 4)).at[..., :3].set(1.0).at[..., 3].set(alpha)
+  rgba = ray_cache.render_cached(cache, table, settings)
+  weights, hits = ray_cache.render_cached_labels(cache, table, 2, settings)
+  return np.asarray(rgba), np.asarray(weights), np.asarray(hits)
+
+
+def test_weights_sum_to_the_pixel_opacity_and_split_front_to_back():
+  rgba, weights, hits = _render(alpha=0.3)
+  np.testing.assert_allclose(weights.sum(-1), rgba[..., 3], atol=1e-5)
+  centre = (4, 4)
+  assert hits[centre].all()
+  # Front label 1 covers 4 mm at alpha 0.3 per mm: 1 - 0.7^4 of the pixel;
+  # the back label gets what is left times its own 1 - 0.7^4.
+  front = 1 - 0.7 ** 4
+  np.testing.assert_allclose(weights[centre][1], front, atol=1e-4)
+  np.testing.assert_allclose(weights[centre][0], (1 - front) * front,
+                             atol=1e-4)
+
+
+def test_transparent_tf_gives_zero_weights_but_keeps_hits():
+  _, weights, hits = _render(alpha=0.0)
+  assert np.all(weights == 0)
+  assert hits[..., 0].sum() == hits[..., 1].sum() > 0
