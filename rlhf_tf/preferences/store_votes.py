@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 from rlhf_tf.preferences.store_schema import (
     CHOICES, SOURCES, VoteError, check_int, check_one_of, check_optional_text,
@@ -56,6 +56,11 @@ class Example(NamedTuple):
 
 
 VOTE_COLUMNS = VoteEvent._fields
+
+
+_VOTE_ARGS = frozenset(('scene_id', 'pair_id', 'left_action', 'right_action',
+                        'choice', 'inspector', 'source', 'session',
+                        'shown_at', 'answered_at'))
 
 
 def _unit_hash(*parts) -> float:
@@ -122,6 +127,39 @@ class VoteLog:
     check_one_of(source, SOURCES, 'source', VoteError)
     with self.transaction() as conn:
       return insert_row(conn, 'votes', check_vote_row(conn, row))
+
+  def record_votes(self, votes: Sequence[dict]) -> list[int]:
+    """Append many answers in ONE transaction (all or none); their event ids.
+
+    For machine-made votes (the simulated inspector's thousands of answers),
+    where one fsync per vote would dominate. Each dict has record_vote's
+    arguments; every vote is validated as record_vote validates it, and a bad
+    one aborts the whole batch with its index in the message.
+    """
+    now = time.time()
+    rows = []
+    for i, v in enumerate(votes):
+      unknown = set(v) - _VOTE_ARGS
+      if unknown:
+        raise VoteError(f'vote {i}: unknown fields {sorted(unknown)}')
+      row = dict(kind='vote', undoes_event_id=None, source='human',
+                 session=None, shown_at=None, answered_at=None, created=now)
+      row.update(v)
+      try:
+        check_one_of(row.get('choice'), CHOICES, 'choice', VoteError)
+        check_text(row.get('inspector'), 'inspector', VoteError)
+        check_one_of(row['source'], SOURCES, 'source', VoteError)
+      except VoteError as e:
+        raise VoteError(f'vote {i}: {e}') from e
+      rows.append(row)
+    with self.transaction() as conn:
+      ids = []
+      for i, row in enumerate(rows):
+        try:
+          ids.append(insert_row(conn, 'votes', check_vote_row(conn, row)))
+        except VoteError as e:
+          raise VoteError(f'vote {i}: {e}') from e
+      return ids
 
   def record_undo(self, inspector: str, session: Optional[str] = None) -> int:
     """Withdraw the inspector's latest not-yet-undone vote (skips included;
