@@ -1,6 +1,6 @@
 """Tissue groups the simulated inspector judges a rendering by.
 
-Every voxel falls in one of five groups. With a label map (the phantom) the
+Every voxel falls in one of five groups (METAL also holds artifacts). With a label map (the phantom) the
 groups come from the labels; without one (Cranium, user DICOM) from HU
 thresholds, which is what a radiologist's eye does on a CT of the head.
 """
@@ -8,6 +8,7 @@ thresholds, which is what a radiologist's eye does on a CT of the head.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from rlhf_tf.data.volume import Volume
 
@@ -62,9 +63,40 @@ def groups_from_hu(hu) -> np.ndarray:
   return out
 
 
+def attribute_partial_volume(groups: np.ndarray, hu, bone_hu: float = 250.0,
+                             radius: int = 2) -> np.ndarray:
+  """Re-assigns dense voxels of soft tissue / air to what makes them dense.
+
+  A label map is the anatomy; the image is blurred, so the soft-tissue voxels
+  next to bone carry bone-like HU and are where a bone TF draws the surface.
+  An inspector sees them as bone (or teeth, when teeth are nearer). Dense
+  soft/air voxels far from any bone or teeth are artifacts (metal streaks)
+  and join the METAL (artifact) group.
+
+  Args:
+    groups: uint8 [Z, Y, X] groups from the labels.
+    hu: [Z, Y, X] HU.
+    bone_hu: HU above which a soft/air voxel is "dense".
+    radius: voxels; how far a dense voxel may lie from bone / teeth.
+  """
+  hu = np.asarray(hu)
+  dense = ((groups == SOFT) | (groups == AIR)) & (hu >= bone_hu)
+  if not dense.any():
+    return groups
+  size = 2 * radius + 1
+  near_teeth = ndimage.maximum_filter(groups == TEETH, size=size)
+  near_bone = ndimage.maximum_filter(groups == BONE, size=size)
+  out = groups.copy()
+  out[dense & near_bone] = BONE
+  out[dense & near_teeth] = TEETH  # Teeth win where both are near.
+  out[dense & ~near_bone & ~near_teeth] = METAL
+  return out
+
+
 def tissue_groups(volume: Volume) -> np.ndarray:
-  """Groups from the labels when they all have known names, else from HU."""
+  """Groups from the labels when they all have known names (with partial
+  volume attributed, see attribute_partial_volume), else from HU."""
   if volume.labels is not None and all(
       name in _LABEL_GROUPS for _, name in volume.label_names):
-    return groups_from_labels(volume)
+    return attribute_partial_volume(groups_from_labels(volume), volume.hu)
   return groups_from_hu(volume.hu)

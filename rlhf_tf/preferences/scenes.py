@@ -1,0 +1,138 @@
+"""A scene: one volume, its JH, a fixed view and the expert actions.
+
+Paper sec. 2-3: each CT image is a scene; actions are polygons in its JH and
+each is judged by its 3D rendering. A Scene bundles what every later stage
+needs: the JH (the reward model's state, eq. 1), the ray cache of the view
+(so any TF re-renders as a lookup, see rlhf_tf.render.ray_cache), tissue
+groups for the simulated inspector, and expert actions.
+
+Config (``config.render``):
+  image_size: rendered images are image_size^2 pixels.
+  step_mm: sample spacing along rays (0 = the smallest voxel spacing).
+  tau, alpha_max: TF edge softness (JH units) and polygon opacity.
+  zoom, azimuth, elevation: the orbit view of the head (degrees).
+  shading: Blinn-Phong headlight on/off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rlhf_tf.data.volume import Volume
+from rlhf_tf.preferences import experts as experts_lib
+from rlhf_tf.preferences import tissues
+from rlhf_tf.render import camera as camera_lib
+from rlhf_tf.render import gradient as gradient_lib
+from rlhf_tf.render import histogram
+from rlhf_tf.render import ray_cache
+from rlhf_tf.render import raymarch
+from rlhf_tf.render import transfer_function
+
+
+def default_render_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      image_size=256, step_mm=0.0, tau=0.01, alpha_max=0.5, zoom=1.3,
+      azimuth=0.0, elevation=10.0, shading=True))
+
+
+def default_histogram_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      bins=256, hu_window=(-1024.0, 3071.0), grad_percentile=99.5))
+
+
+def compute_histogram(volume: Volume, cfg, grad_mag=None):
+  """The JH a ``config.histogram`` block describes."""
+  window = tuple(cfg.hu_window) if cfg.hu_window else None
+  return histogram.joint_histogram(volume, bins=cfg.bins, hu_window=window,
+                                   grad_percentile=cfg.grad_percentile,
+                                   grad_mag=grad_mag)
+
+
+@dataclasses.dataclass
+class Scene:
+  """Everything needed to show, judge and learn from actions on one volume."""
+
+  scene_id: str
+  volume: Volume
+  jh: histogram.JointHistogram
+  groups: np.ndarray  # uint8 [Z, Y, X] tissue group per voxel
+  camera: camera_lib.Camera
+  settings: raymarch.RenderSettings
+  cache: ray_cache.RayCache  # built with the tissue groups as labels
+  experts: np.ndarray  # [E, n, 2]
+  tau: float
+  alpha_max: float
+
+  @property
+  def bins(self) -> int:
+    return self.jh.bins
+
+  def tf_table(self, vertices):
+    """[..., bins, bins, 4] RGBA TF of one action [n, 2] (vmap for many)."""
+    return transfer_function.tf_table(vertices, self.bins, tau=self.tau,
+                                      alpha_max=self.alpha_max)
+
+  def render(self, vertices) -> jnp.ndarray:
+    """[H, W, 4] RGBA rendering of one action [n, 2]."""
+    return ray_cache.render_cached(self.cache, self.tf_table(vertices),
+                                   self.settings)
+
+  def render_tissues(self, vertices):
+    """(rgba [H, W, 4], tissue weights [H, W, G], hits [H, W, G])."""
+    table = self.tf_table(vertices)
+    rgba = ray_cache.render_cached(self.cache, table, self.settings)
+    weights, hits = ray_cache.render_cached_labels(
+        self.cache, table, len(tissues.GROUPS), self.settings)
+    return rgba, weights, hits
+
+
+def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
+                experts: Optional[np.ndarray] = None) -> Scene:
+  """Computes the JH, tissue groups, view and ray cache of a volume.
+
+  Args:
+    scene_id: name of the scene (store key).
+    volume: the CT volume.
+    histogram_cfg: ``config.histogram`` (bins, hu_window, grad_percentile).
+    render_cfg: ``config.render`` (see the module docstring).
+    experts: [E, n, 2] expert actions; None = derived from the tissue groups
+      (``experts.expert_actions``).
+  """
+  grad_mag = gradient_lib.gradient_magnitude(volume.hu, volume.spacing)
+  jh = compute_histogram(volume, histogram_cfg, grad_mag=grad_mag)
+  groups = tissues.tissue_groups(volume)
+  if experts is None:
+    experts = experts_lib.expert_actions(volume.hu, grad_mag, groups, jh.axes)
+  size = int(render_cfg.image_size)
+  camera = camera_lib.head_camera(
+      volume.shape, volume.spacing, width=size, height=size,
+      azimuth_deg=render_cfg.azimuth, elevation_deg=render_cfg.elevation,
+      zoom=render_cfg.zoom)
+  step = float(render_cfg.step_mm) or float(np.min(volume.spacing))
+  settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step,
+                                     shading=bool(render_cfg.shading))
+  cache = ray_cache.build_ray_cache(volume.hu, None, volume.spacing, jh.axes,
+                                    camera, jh.bins, settings, labels=groups)
+  return Scene(scene_id=scene_id, volume=volume, jh=jh, groups=groups,
+               camera=camera, settings=settings, cache=cache,
+               experts=np.asarray(experts, np.float32),
+               tau=float(render_cfg.tau),
+               alpha_max=float(render_cfg.alpha_max))
+
+
+@functools.partial(jax.jit, static_argnames=('size',))
+def _to_uint8(rgba, size=None):
+  del size
+  return jnp.round(jnp.clip(rgba[..., :3], 0.0, 1.0) * 255).astype(jnp.uint8)
+
+
+def rgb_uint8(rgba) -> np.ndarray:
+  """[H, W, 3] uint8 of a rendering (for PNG files and the UI)."""
+  return np.asarray(_to_uint8(rgba))
