@@ -2,8 +2,11 @@
 
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import inspect_volume
+from rlhf_tf.jobs import simulate
 
 JOBS = {
     'collect': collect.run,
+    'build_actions': simulate.build_actions,
     'inspect': inspect_volume.run,
+    'simulate_preferences': simulate.simulate_preferences,
 }

@@ -1,0 +1,191 @@
+"""Scenes of a preference dataset, registered in the preference store.
+
+A dataset config names its scenes (``config.volume`` + ``config.scene_seeds``
+for phantoms); ``ensure_scene`` builds a scene's action set D and pairs and
+writes them to the store the first time, and afterwards rebuilds the scene
+from what the store recorded, so every stage (simulated inspector, browser
+UI, reward training, evaluation) sees the same actions with the same ids.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from rlhf_tf.data import sources
+from rlhf_tf.preferences import actions as actions_lib
+from rlhf_tf.preferences import experts as experts_lib
+from rlhf_tf.preferences import scenes as scenes_lib
+from rlhf_tf.preferences import store as store_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneSpec:
+  """How to make one scene: its id and the volume config it comes from."""
+  scene_id: str
+  volume: dict
+
+
+def scene_specs(config: ml_collections.ConfigDict) -> list[SceneSpec]:
+  """The scenes of a dataset config: one per phantom seed, else one."""
+  vol = config.volume.to_dict()
+  if vol['source'] == 'phantom':
+    shape = 'x'.join(str(s) for s in vol['shape'])
+    return [SceneSpec(f'phantom-s{seed}-{shape}', dict(vol, seed=int(seed)))
+            for seed in config.scene_seeds]
+  if vol['source'] == 'cranium':
+    return [SceneSpec('cranium', vol)]
+  name = vol['path'].rstrip('/').split('/')[-1] or vol['source']
+  return [SceneSpec(f'{vol["source"]}-{name}', vol)]
+
+
+def scene_hash(scene_id: str) -> int:
+  """A stable 31-bit integer per scene id, to fold into PRNG keys."""
+  return int(hashlib.sha256(scene_id.encode()).hexdigest()[:8], 16) >> 1
+
+
+def _scene_record(spec: SceneSpec, config) -> dict:
+  """What the store keeps to rebuild a scene exactly."""
+  return dict(volume=spec.volume, histogram=config.histogram.to_dict(),
+              render=config.render.to_dict())
+
+
+def _cfg(d: dict) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(copy.deepcopy(d))
+
+
+def load_volume(record: dict):
+  return sources.load_volume(_cfg(record['volume']))
+
+
+def scene_jh(store: store_lib.PreferenceStore, scene_id: str):
+  """The JH of a stored scene, recomputed from its recorded volume source."""
+  record = _stored_record(store, scene_id)
+  volume = load_volume(record)
+  return scenes_lib.compute_histogram(volume, _cfg(record['histogram']))
+
+
+def _stored_record(store, scene_id: str) -> dict:
+  for s in store.scenes():
+    if s['scene_id'] == scene_id:
+      return s['volume_source']
+  known = ', '.join(s['scene_id'] for s in store.scenes()) or '(none)'
+  raise KeyError(f'scene {scene_id!r} is not in the store; it has: {known}')
+
+
+@dataclasses.dataclass
+class SceneData:
+  """A scene with its action set (store ids = row index) and pair order."""
+  scene: scenes_lib.Scene
+  vertices: np.ndarray  # [A, n, 2]
+  provenance: tuple
+  pairs: np.ndarray  # [P, 2] (left, right) as shown to the inspector
+  pair_ids: np.ndarray  # [P] store pair ids
+
+
+def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
+                 config, build_cache: bool = True) -> SceneData:
+  """Registers a scene (D and pairs) in the store, or reloads it.
+
+  Config fields used: histogram, render, actions (num_random, num_augmented,
+  sigma, seed), pairs (num, seed), expert_file ('' = experts from the
+  volume's tissue groups).
+
+  Raises:
+    ValueError: if the store holds this scene id made from another volume /
+      histogram / render config, or an incomplete one (then nothing is
+      changed: use a new workdir or store).
+  """
+  record = _scene_record(spec, config)
+  existing = {s['scene_id']: s for s in store.scenes()}
+  volume = sources.load_volume(_cfg(spec.volume))
+  experts = (experts_lib.load_expert_actions(config.expert_file)
+             if config.expert_file else None)
+  scene = scenes_lib.build_scene(spec.scene_id, volume, config.histogram,
+                                 config.render, experts=experts) if (
+                                     build_cache) else None
+  key = jax.random.fold_in(jax.random.key(config.actions.seed),
+                           scene_hash(spec.scene_id))
+  if spec.scene_id in existing:
+    stored = existing[spec.scene_id]['volume_source']
+    if json.loads(json.dumps(record)) != stored:
+      raise ValueError(f'scene {spec.scene_id!r} in the store was made from '
+                       f'another config ({stored}); use another store')
+    stored_actions = store.actions(spec.scene_id)
+    vertices = store.vertices_array(spec.scene_id)
+    provenance = tuple(a.provenance for a in stored_actions)
+  else:
+    if scene is None:
+      raise ValueError(f'scene {spec.scene_id!r} is not in the store yet')
+    d = actions_lib.build_action_set(
+        key, scene.experts, num_random=config.actions.num_random,
+        num_augmented=config.actions.num_augmented,
+        sigma=config.actions.sigma)
+    store.add_scene(spec.scene_id, description=f'{spec.volume["source"]} '
+                    f'scene', volume_source=record,
+                    jh_meta=dict(bins=scene.bins,
+                                 hu_window=[scene.jh.axes.hu_min,
+                                            scene.jh.axes.hu_max],
+                                 grad_max=scene.jh.axes.grad_max))
+    for kind in (actions_lib.EXPERT, actions_lib.RANDOM,
+                 actions_lib.AUGMENTED):
+      idx = d.indices(kind)
+      if idx.size:
+        parents = [None if d.parent[i] < 0 else int(d.parent[i]) for i in idx]
+        store.add_actions(spec.scene_id, d.vertices[idx], kind, parents)
+    vertices, provenance = d.vertices, d.provenance
+  pairs = actions_lib.sample_pairs(jax.random.fold_in(
+      jax.random.key(config.pairs.seed), scene_hash(spec.scene_id)),
+      len(vertices),
+      config.pairs.num)
+  if store.pairs(spec.scene_id):
+    ids = [store.pair_id(spec.scene_id, int(l), int(r)) for l, r in pairs]
+    if any(i is None for i in ids):
+      raise ValueError(f'scene {spec.scene_id!r}: the stored pairs differ '
+                       f'from config.pairs; use another store')
+  else:
+    ids = store.add_pairs(spec.scene_id,
+                          [(int(min(l, r)), int(max(l, r))) for l, r in pairs])
+  return SceneData(scene=scene, vertices=np.asarray(vertices, np.float32),
+                   provenance=tuple(provenance), pairs=pairs,
+                   pair_ids=np.asarray(ids, np.int64))
+
+
+def dataset_config() -> ml_collections.ConfigDict:
+  """The dataset part shared by the simulate / reward / evaluation configs."""
+  c = ml_collections.ConfigDict()
+  c.store_path = ''  # '' = <workdir>/preferences.sqlite
+  c.volume = sources.default_volume_config()
+  c.scene_seeds = (0,)
+  c.histogram = scenes_lib.default_histogram_config()
+  c.render = scenes_lib.default_render_config()
+  c.actions = ml_collections.ConfigDict(dict(
+      num_random=50, num_augmented=40, sigma=0.02, seed=0))
+  c.pairs = ml_collections.ConfigDict(dict(num=4000, seed=0))
+  c.expert_file = ''
+  return c
+
+
+def store_path(config, workdir: str) -> str:
+  return config.store_path or os.path.join(workdir, 'preferences.sqlite')
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """Every size small: 24^3 phantom, 32 bins, 16^2 images, few actions."""
+  c.volume.shape = (24, 24, 24)
+  c.histogram.bins = 32
+  c.render.image_size = 16
+  c.actions.num_random = 6
+  c.actions.num_augmented = 4
+  c.pairs.num = 60
+
+
+def open_store(config, workdir: str) -> store_lib.PreferenceStore:
+  return store_lib.PreferenceStore(store_path(config, workdir))
