@@ -13,21 +13,14 @@ Args: '' | 'smoke' (24^3 phantom, 16^2 images, 20 actions, 60 pairs) |
 'build' (job build_actions: actions, pairs and renderings only).
 """
 
-import ml_collections
-
+from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
-
-
-def inspector_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name='simulated', tolerances=(0.08, 0.06, 0.04, 0.06, 0.04),
-      flip_prob=0.0, temperature=0.0, seed=0))
 
 
 def get_config(arg=None):
   config = dataset.dataset_config()
   config.job = 'simulate_preferences'
-  config.inspector = inspector_config()
+  config.inspector = simulate.default_inspector_config()
   for part in (arg or '').split(','):
     if part == 'smoke':
       dataset.shrink_for_smoke(config)

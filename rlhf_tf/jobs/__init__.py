@@ -2,6 +2,7 @@
 
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import inspect_volume
+from rlhf_tf.jobs import reward
 from rlhf_tf.jobs import simulate
 
 JOBS = {
@@ -9,4 +10,5 @@ JOBS = {
     'build_actions': simulate.build_actions,
     'inspect': inspect_volume.run,
     'simulate_preferences': simulate.simulate_preferences,
+    'train_reward': reward.train_reward,
 }

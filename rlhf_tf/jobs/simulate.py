@@ -17,6 +17,7 @@ import time
 
 from absl import logging
 import jax
+import ml_collections
 import numpy as np
 from PIL import Image
 import tqdm
@@ -38,6 +39,14 @@ def png_bytes(rgba) -> bytes:
   buf = io.BytesIO()
   Image.fromarray(scenes_lib.rgb_uint8(rgba)).save(buf, format='PNG')
   return buf.getvalue()
+
+
+def default_inspector_config() -> ml_collections.ConfigDict:
+  """config.inspector: the simulated inspector's name, tolerances, noise."""
+  return ml_collections.ConfigDict(dict(
+      name='simulated',
+      tolerances=inspector_lib.InspectorConfig().tolerances,
+      flip_prob=0.0, temperature=0.0, seed=0))
 
 
 def inspector_config(cfg) -> inspector_lib.InspectorConfig:

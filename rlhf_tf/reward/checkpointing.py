@@ -1,0 +1,71 @@
+"""Orbax checkpoints of the (seed-stacked) reward-model train state.
+
+One CheckpointManager per loss job, in ``<workdir>/<loss>/checkpoints``; the
+checkpoint step is the number of completed epochs. Items:
+
+- ``params``    the parameters, stacked over seeds (leading axis = seed),
+- ``opt_state`` the optax state, stacked over seeds,
+- ``history``   JSON: ``{"seed_<k>": [per-epoch metrics, ...], ...}`` so that a
+                resumed run rewrites its metrics.jsonl files exactly.
+
+Orbax writes each step to a temporary folder and renames it when complete, so
+a run killed during a save (kill -9) leaves the previous step as the latest.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Tuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def open_manager(directory: str, max_to_keep: int = 3,
+                 use_async: bool = False) -> ocp.CheckpointManager:
+  """A CheckpointManager keeping the last ``max_to_keep`` steps."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True,
+      enable_async_checkpointing=use_async)
+  return ocp.CheckpointManager(
+      os.path.abspath(directory), options=options,
+      item_names=('params', 'opt_state', 'history'))
+
+
+def save(mngr: ocp.CheckpointManager, epoch: int, params, opt_state,
+         history: dict) -> None:
+  """Saves the state after ``epoch`` completed epochs.
+
+  The arrays are copied to host numpy first: the train step donates its
+  input buffers, so an asynchronous save must not read device buffers that
+  the next step reuses.
+  """
+  params, opt_state = jax.tree_util.tree_map(np.array, (params, opt_state))
+  mngr.save(epoch, args=ocp.args.Composite(
+      params=ocp.args.StandardSave(params),
+      opt_state=ocp.args.StandardSave(opt_state),
+      history=ocp.args.JsonSave(history)))
+
+
+def restore(mngr: ocp.CheckpointManager, epoch: int, params_like,
+            opt_state_like) -> Tuple[Any, Any, dict]:
+  """Restores (params, opt_state, history) into the structure of the *_like."""
+  abstract = lambda t: jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t)
+  out = mngr.restore(epoch, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract(params_like)),
+      opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
+      history=ocp.args.JsonRestore()))
+  return out['params'], out['opt_state'], out['history']
+
+
+def load_params(directory: str, epoch: Optional[int] = None):
+  """Seed-stacked params of step ``epoch`` (default: latest) from a folder."""
+  with open_manager(directory) as mngr:
+    step = mngr.latest_step() if epoch is None else epoch
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint in {directory}')
+    out = mngr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore()))
+  return out['params']

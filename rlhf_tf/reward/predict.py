@@ -1,0 +1,67 @@
+"""Inference with a trained reward model (for the evaluation module).
+
+- :func:`load_params`: one run's parameters from a training workdir
+  (``<workdir>/<loss>/checkpoints``, seed-stacked; see train.py).
+- :func:`predict_rewards`: eval-mode r(JH, a) for many actions of one JH,
+  the JH encoded once and the actions scored in fixed-size chunks (Fig. 2 uses
+  20,000 random actions, Fig. 3 one action per JH pixel).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import model as model_lib
+
+
+def load_params(workdir: str, loss_name: str, seed_index: int,
+                epoch: Optional[int] = None) -> dict:
+  """Parameters of one run from its job's checkpoints (default: latest)."""
+  stacked = checkpointing.load_params(
+      os.path.join(workdir, loss_name, 'checkpoints'), epoch)
+  return jax.tree_util.tree_map(lambda x: jnp.asarray(x[seed_index]), stacked)
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _encode_eval(params, jh, *, model):
+  return model_lib.encode(model, params, jh)
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _score_chunk(params, z, actions, *, model):
+  return model_lib.score(model, params, z, actions)
+
+
+def predict_rewards(params, config, jh, actions, chunk_size=None
+                    ) -> np.ndarray:
+  """Eval-mode rewards r(JH, a) [N] for jh [B, B] and actions [N, n, 2].
+
+  The JH is encoded once; actions are scored in chunks of ``chunk_size``
+  (default config.predict_chunk), the last chunk zero-padded so that one
+  compiled program serves every N (e.g. the 20,000 actions of Fig. 2).
+  """
+  model = model_lib.model_from_config(config)
+  chunk = int(chunk_size or config.predict_chunk)
+  actions = np.asarray(actions, np.float32)
+  if np.ndim(jh) != 2 or actions.ndim != 3:
+    raise ValueError(f'need jh [B, B] and actions [N, n, 2], got '
+                     f'{np.shape(jh)} and {actions.shape}')
+  n = actions.shape[0]
+  z = _encode_eval(params, jnp.asarray(jh, jnp.float32), model=model)
+  out = []
+  for start in range(0, n, chunk):
+    part = actions[start:start + chunk]
+    pad = chunk - part.shape[0]
+    if pad:
+      part = np.concatenate([part, np.zeros((pad,) + part.shape[1:],
+                                            np.float32)])
+    out.append(np.asarray(_score_chunk(params, z, jnp.asarray(part),
+                                       model=model))[:chunk - pad])
+  return np.concatenate(out) if out else np.zeros((0,), np.float32)
