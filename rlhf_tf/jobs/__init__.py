@@ -2,6 +2,7 @@
 
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import inspect_volume
+from rlhf_tf.jobs import render
 from rlhf_tf.jobs import reward
 from rlhf_tf.jobs import simulate
 
@@ -9,6 +10,7 @@ JOBS = {
     'collect': collect.run,
     'build_actions': simulate.build_actions,
     'inspect': inspect_volume.run,
+    'render': render.run,
     'simulate_preferences': simulate.simulate_preferences,
     'train_reward': reward.train_reward,
 }

@@ -69,6 +69,15 @@ class Scene:
   experts: np.ndarray  # [E, n, 2]
   tau: float
   alpha_max: float
+  render_cfg: dict  # the config.render the view was made with
+
+  def with_view(self, **changes) -> 'Scene':
+    """The same scene seen from another view (e.g. azimuth=90): a new
+    camera and ray cache, nothing else recomputed."""
+    cfg = ml_collections.ConfigDict(dict(self.render_cfg, **changes))
+    camera, settings, cache = _view(self.volume, self.jh, self.groups, cfg)
+    return dataclasses.replace(self, camera=camera, settings=settings,
+                               cache=cache, render_cfg=cfg.to_dict())
 
   @property
   def bins(self) -> int:
@@ -110,6 +119,17 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
   groups = tissues.tissue_groups(volume)
   if experts is None:
     experts = experts_lib.expert_actions(volume.hu, grad_mag, groups, jh.axes)
+  camera, settings, cache = _view(volume, jh, groups, render_cfg)
+  return Scene(scene_id=scene_id, volume=volume, jh=jh, groups=groups,
+               camera=camera, settings=settings, cache=cache,
+               experts=np.asarray(experts, np.float32),
+               tau=float(render_cfg.tau),
+               alpha_max=float(render_cfg.alpha_max),
+               render_cfg=render_cfg.to_dict())
+
+
+def _view(volume: Volume, jh, groups, render_cfg):
+  """(camera, settings, ray cache with tissue labels) of a render config."""
   size = int(render_cfg.image_size)
   camera = camera_lib.head_camera(
       volume.shape, volume.spacing, width=size, height=size,
@@ -120,11 +140,7 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
                                      shading=bool(render_cfg.shading))
   cache = ray_cache.build_ray_cache(volume.hu, None, volume.spacing, jh.axes,
                                     camera, jh.bins, settings, labels=groups)
-  return Scene(scene_id=scene_id, volume=volume, jh=jh, groups=groups,
-               camera=camera, settings=settings, cache=cache,
-               experts=np.asarray(experts, np.float32),
-               tau=float(render_cfg.tau),
-               alpha_max=float(render_cfg.alpha_max))
+  return camera, settings, cache
 
 
 @functools.partial(jax.jit, static_argnames=('size',))

@@ -1,0 +1,44 @@
+"""Render actions (polygons in the JH) of a CT volume.
+
+  python launch.py --experiment=experiments/render.py --workdir=/tmp/render
+  python launch.py --experiment=experiments/render.py:cranium,turntable \
+      --workdir=/tmp/render_cranium
+  python launch.py --experiment=experiments/render.py \
+      --experiment.actions_file=my_actions.json --workdir=...
+
+Writes render_<i>.png, jh_<i>.png (the polygon on the JH in HU and HU/mm)
+and, with a turntable, turntable_<i>.gif. Without actions it renders the
+scene's built-in expert polygon: bone and teeth, soft tissue and air
+transparent. Args (comma-separated): cranium, turntable (12 views), smoke.
+"""
+
+import ml_collections
+
+from rlhf_tf.data import sources
+from rlhf_tf.preferences import scenes
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.job = 'render'
+  config.volume = sources.default_volume_config()
+  config.histogram = scenes.default_histogram_config()
+  config.render = scenes.default_render_config()
+  config.actions_file = ''
+  config.polygons = ()  # e.g. (((0.35, 0.0), (1.0, 0.0), (1.0, 0.8), ...),)
+  config.turntable = 0
+  parts = [p for p in (arg or '').split(',') if p]
+  for part in parts:
+    if part == 'cranium':
+      config.volume.source = 'cranium'
+    elif part == 'turntable':
+      config.turntable = 12
+    elif part != 'smoke':
+      raise ValueError(f'unknown arg {part!r}; valid: cranium, turntable, '
+                       f'smoke')
+  if 'smoke' in parts:
+    config.volume.shape = (24, 24, 24)
+    config.histogram.bins = 32
+    config.render.image_size = 16
+    config.turntable = min(config.turntable, 2)
+  return config

@@ -1,0 +1,93 @@
+"""Job `render`: actions -> PNG renderings, the JH with the polygon, turntables.
+
+Actions come from ``config.actions_file`` (JSON: a list of polygons, each a
+list of [x, y] in JH coordinates), else ``config.polygons``, else the scene's
+built-in expert action (a polygon around the bone and teeth clusters of the
+JH; rlhf_tf.preferences.experts). Writes per action i to the workdir:
+render_<i>.png, jh_<i>.png (the JH in HU and HU/mm with the polygon) and,
+with ``config.turntable`` = N > 0, turntable_<i>.gif (N azimuths).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import logging
+import matplotlib
+import numpy as np
+from PIL import Image
+
+matplotlib.use('Agg')
+from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+from rlhf_tf.data import sources
+from rlhf_tf.evaluation import volume_figures
+from rlhf_tf.preferences import experts as experts_lib
+from rlhf_tf.preferences import scenes as scenes_lib
+from rlhf_tf.render import polygon as polygon_lib
+
+
+def _actions(config, scene) -> np.ndarray:
+  if config.actions_file:
+    return experts_lib.load_expert_actions(config.actions_file)
+  if config.polygons:
+    out = []
+    for i, p in enumerate(config.polygons):
+      try:
+        out.append(polygon_lib.validate_polygon(p))
+      except polygon_lib.PolygonError as e:
+        raise ValueError(f'config.polygons[{i}]: {e}') from e
+    return np.asarray(out, np.float32)
+  return scene.experts[:1]
+
+
+def jh_with_polygon_png(jh, vertices, path: str) -> str:
+  """The JH in physical units with the action's polygon outlined."""
+  fig = Figure(figsize=(5, 4.2))
+  ax = fig.add_subplot()
+  volume_figures.draw_jh(ax, jh, 'action on the joint histogram')
+  a = jh.axes
+  v = np.asarray(vertices, np.float64)
+  xy = np.stack([a.x_to_hu(v[:, 0]), a.y_to_grad(v[:, 1])], axis=-1)
+  closed = np.concatenate([xy, xy[:1]])
+  ax.plot(closed[:, 0], closed[:, 1], '-o', color='#38b6ff', lw=2, ms=4)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  return path
+
+
+def turntable_views(scene, num_views: int) -> list:
+  """The scene seen from ``num_views`` azimuths around the head."""
+  start = scene.render_cfg['azimuth']
+  views = []
+  for k in range(num_views):
+    views.append(scene.with_view(azimuth=start + 360.0 * k / num_views))
+    logging.info('turntable view %d/%d', k + 1, num_views)
+  return views
+
+
+def run(config, workdir: str) -> list:
+  volume = sources.load_volume(config.volume)
+  scene = scenes_lib.build_scene(volume.name, volume, config.histogram,
+                                 config.render)
+  actions = _actions(config, scene)
+  views = turntable_views(scene, config.turntable) if config.turntable else []
+  written = []
+  for i, vertices in enumerate(actions):
+    png = os.path.join(workdir, f'render_{i}.png')
+    Image.fromarray(scenes_lib.rgb_uint8(scene.render(vertices))).save(png)
+    written += [png, jh_with_polygon_png(
+        scene.jh, vertices, os.path.join(workdir, f'jh_{i}.png'))]
+    if views:
+      frames = [scenes_lib.rgb_uint8(v.render(vertices)) for v in views]
+      gif = os.path.join(workdir, f'turntable_{i}.gif')
+      Image.fromarray(frames[0]).save(
+          gif, save_all=True, append_images=[Image.fromarray(f)
+                                             for f in frames[1:]],
+          duration=120, loop=0)
+      written.append(gif)
+  with open(os.path.join(workdir, 'actions.json'), 'w') as f:
+    json.dump(np.asarray(actions).tolist(), f)
+  print('\n'.join(written))
+  return written
