@@ -2,36 +2,32 @@
 
   python launch.py --experiment=experiments/collect.py --workdir=DIR
 
-Opens (or creates) the preference store, makes sure the configured scene is
-in it (``default_scene``: the built-in phantom, its action set and pairs),
-and serves ``rlhf_tf.ui.app`` with waitress until Ctrl-C. All state is in the
+Opens (or creates) the preference store, makes sure the dataset's first
+scene is in it (``rlhf_tf.preferences.dataset``: the same scenes, actions
+and pairs the simulate and reward experiments use, so human votes train the
+reward model exactly like simulated ones), and serves ``rlhf_tf.ui.app``
+with waitress until Ctrl-C (or for ``serve_seconds``). All state is in the
 store, so stopping and restarting resumes every inspector.
 
-Renderings: ``config.render.mode`` 'volume' raymarches the phantom with each
-action's transfer function (``rlhf_tf.render.ray_cache``: the view is
-sampled once, then each TF renders in well under a second on a CPU);
-'jh' draws a stand-in instead: the joint histogram with the action's polygon;
-'auto' (default) uses 'volume' when the renderer imports, else 'jh'. Each
-rendering is made on first request and cached in the store's image cache
-under a key naming the mode and settings; ``render.prerender`` fills the
-cache in a background thread so inspectors rarely wait.
+Renderings come from the scene's ray cache (the view is sampled once, then
+each TF renders in a fraction of a second on a CPU), are made on first
+request and cached in the store's image cache; ``prerender`` fills the cache
+in a background thread so inspectors rarely wait.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import threading
 from typing import Callable, NamedTuple, Optional
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
-from rlhf_tf.preferences import actions as actions_lib
+from rlhf_tf.jobs import simulate
+from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.render import histogram
 from rlhf_tf.ui import app as app_lib
 
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
@@ -45,20 +41,7 @@ class Scene(NamedTuple):
   jh_png: Callable[[str, int, int], bytes]
 
 
-def store_path(config, workdir: str) -> str:
-  return config.store_path or os.path.join(workdir, 'preferences.sqlite')
-
-
 # ---------------------------------------------------------------- images
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-  """[H, W, 3] floats in [0, 1] -> PNG bytes."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  img = (np.clip(np.asarray(rgb, np.float32), 0.0, 1.0) * 255 + 0.5)
-  buf = io.BytesIO()
-  Image.fromarray(img.astype(np.uint8)).save(buf, format='PNG')
-  return buf.getvalue()
-
 
 def jh_figure_png(jh_image: np.ndarray, polygons, colors,
                   size_px: int = 384, fill: bool = False) -> bytes:
@@ -90,87 +73,15 @@ def jh_figure_png(jh_image: np.ndarray, polygons, colors,
 
 # ---------------------------------------------------------------- scene
 
-def _experts(config) -> np.ndarray:
-  return np.asarray(config.scene.experts, np.float32)
+def dataset_scene(config, store, spec) -> Scene:
+  """A dataset scene (registered in the store when missing, exactly as the
+  simulate / reward experiments do) with its render and JH callbacks.
 
-
-def create_scene(config, store, volume, jh) -> None:
-  """Register the scene: actions (experts, random, augmented) and pairs."""
-  sc = config.scene
-  key = jax.random.key(config.seed)
-  key_actions, key_pairs = jax.random.split(key)
-  aset = actions_lib.build_action_set(
-      key_actions, _experts(config), num_random=sc.num_random,
-      num_augmented=sc.num_augmented, sigma=sc.sigma)
-  store.add_scene(config.scene_id, description=f'{volume.name} (built-in)',
-                  volume_source=sc.volume.to_dict(),
-                  jh_meta=dict(bins=jh.bins, hu_min=jh.axes.hu_min,
-                               hu_max=jh.axes.hu_max,
-                               grad_max=jh.axes.grad_max))
-  verts = np.asarray(aset.vertices)
-  first = None
-  for kind in (actions_lib.EXPERT, actions_lib.RANDOM, actions_lib.AUGMENTED):
-    idx = aset.indices(kind)
-    if len(idx) == 0:
-      continue
-    parents = None
-    if kind == actions_lib.AUGMENTED:
-      parents = [first + aset.parent[i] for i in idx]
-    ids = store.add_actions(config.scene_id, verts[idx].tolist(), kind,
-                            parent_ids=parents)
-    if first is None:
-      first = ids[0]
-  num_pairs = min(sc.num_pairs, len(aset) * (len(aset) - 1) // 2)
-  pairs = actions_lib.sample_pairs(key_pairs, len(aset), num_pairs)
-  store.add_pairs(config.scene_id, [tuple(map(int, p)) for p in pairs])
-  logging.info('scene %s: %d actions, %d pairs', config.scene_id, len(aset),
-               num_pairs)
-
-
-def _volume_renderer(config, volume, jh) -> Optional[Callable]:
-  """action vertices -> RGB via the ray cache, or None if not importable."""
-  try:
-    # pylint: disable=g-import-not-at-top
-    from rlhf_tf.render import camera, ray_cache, raymarch
-    from rlhf_tf.render import transfer_function
-  except ImportError as e:
-    logging.warning('renderer not importable (%s): JH stand-in images', e)
-    return None
-  rc = config.render
-  settings = raymarch.RenderSettings(step_mm=rc.step_mm)
-  cam = camera.head_camera(volume.hu.shape, volume.spacing, width=rc.size,
-                           height=rc.size)
-  grad = raymarch.gradient_volume(volume.hu, volume.spacing)
-  cache = ray_cache.build_ray_cache(volume.hu, grad, volume.spacing, jh.axes,
-                                    cam, jh.bins, settings)
-
-  def render(vertices):
-    table = transfer_function.tf_table(np.asarray(vertices, np.float32),
-                                       jh.bins, tau=rc.tau)
-    return np.asarray(ray_cache.render_cached(cache, table, settings))[..., :3]
-  return render
-
-
-def default_scene(config, store) -> Scene:
-  """The configured phantom scene: created in the store when missing, plus
-  its render and JH-overlay callbacks (the volume is rebuilt each start;
-  the phantom is deterministic per seed)."""
-  from rlhf_tf.data import sources  # pylint: disable=g-import-not-at-top
-  volume = sources.load_volume(config.scene.volume)
-  h = config.scene.histogram
-  jh = histogram.joint_histogram(volume, bins=h.bins,
-                                 hu_window=tuple(h.hu_window),
-                                 grad_percentile=h.grad_percentile)
-  if config.scene_id not in {s['scene_id'] for s in store.scenes()}:
-    create_scene(config, store, volume, jh)
-  mode = config.render.mode
-  if mode not in ('auto', 'volume', 'jh'):
-    raise ValueError(f"render.mode must be 'auto', 'volume' or 'jh'; got "
-                     f'{mode!r}')
-  volume_render = None if mode == 'jh' else _volume_renderer(config, volume,
-                                                             jh)
-  if mode == 'volume' and volume_render is None:
-    raise ImportError("render.mode='volume' but the renderer is unavailable")
+  Renders are cached under ``simulate.render_key(config)``, the key the
+  simulated inspector's job uses, so a store it filled shows at once.
+  """
+  data = dataset.ensure_scene(store, spec, config)
+  scene = data.scene
   path = store.path
   local = threading.local()
   lock = threading.Lock()  # one render at a time: each uses every core
@@ -184,20 +95,19 @@ def default_scene(config, store) -> Scene:
   def render_png(scene_id, action_id):
     v = vertices(scene_id, action_id)
     with lock:
-      if volume_render is None:
-        return jh_figure_png(jh.image, [v], [LEFT_COLOR], config.render.size,
-                             fill=True)
-      return png_bytes(volume_render(v))
+      return simulate.png_bytes(scene.render(v))
 
   def jh_png(scene_id, left, right):
-    return jh_figure_png(jh.image, [vertices(scene_id, left),
-                                    vertices(scene_id, right)],
+    return jh_figure_png(scene.jh.image, [vertices(scene_id, left),
+                                          vertices(scene_id, right)],
                          [LEFT_COLOR, RIGHT_COLOR], 300)
 
-  kind = 'volume' if volume_render else 'jh-standin'
-  key = (f'{kind}-{config.render.size}px-step{config.render.step_mm}'
-         f'-tau{config.render.tau}')
-  return Scene(config.scene_id, render_png, key, jh_png)
+  return Scene(spec.scene_id, render_png, simulate.render_key(config), jh_png)
+
+
+def default_scene(config, store) -> Scene:
+  """The first scene of the dataset config (the built-in phantom)."""
+  return dataset_scene(config, store, dataset.scene_specs(config)[0])
 
 
 def prerender(path: str, scene: Scene, stop: threading.Event):
@@ -236,7 +146,7 @@ def load_ensemble_rewards(config) -> Optional[Callable]:
 def run(config: ml_collections.ConfigDict, workdir: str,
         prepare_scene: Callable = None):
   """Prepare the scene, then serve the preference UI until interrupted."""
-  path = store_path(config, workdir)
+  path = dataset.store_path(config, workdir)
   store = store_lib.PreferenceStore(path)
   scene = (prepare_scene or default_scene)(config, store)
   store.close()
@@ -247,11 +157,31 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       overlap=config.overlap, seed=config.seed, selection=config.selection,
       ensemble_rewards=load_ensemble_rewards(config))
   stop = threading.Event()
-  if config.render.prerender:
+  if config.prerender:
     threading.Thread(target=prerender, args=(path, scene, stop),
                      daemon=True, name='prerender').start()
   print(f'store: {path} (render key {scene.render_key})', flush=True)
   try:
-    app_lib.serve(app, config.host, config.port, config.threads)
+    if config.serve_seconds > 0:
+      serve_for(app, config, config.serve_seconds)
+    else:
+      app_lib.serve(app, config.host, config.port, config.threads)
   finally:
     stop.set()
+
+
+def serve_for(app, config, seconds: float) -> None:
+  """Serve for a fixed time, then stop (smoke runs, demos)."""
+  import waitress  # pylint: disable=g-import-not-at-top
+  server = waitress.create_server(app, host=config.host, port=config.port,
+                                  threads=config.threads)
+  print(f'rlhf_tf preference UI: http://{config.host}:{server.effective_port}/'
+        f' for {seconds:g} s', flush=True)
+  timer = threading.Timer(seconds, server.close)
+  timer.start()
+  try:
+    server.run()
+  except (OSError, ValueError):  # The listening socket closed under run().
+    pass
+  finally:
+    timer.cancel()

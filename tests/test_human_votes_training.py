@@ -1,0 +1,55 @@
+"""Votes cast in the browser UI train the reward model exactly like
+simulated ones: same scenes, same action ids, same targets."""
+
+import numpy as np
+
+from rlhf_tf.jobs import collect
+from rlhf_tf.jobs import reward
+from rlhf_tf.preferences import dataset
+from rlhf_tf.reward import from_store
+from rlhf_tf.ui import app as app_lib
+
+
+def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
+  config = reward.experiment_config(('ce',), smoke=True)
+  config.simulate_if_empty = False
+  config.data_source = 'human'
+  workdir = str(tmp_path)
+  store = dataset.open_store(config, workdir)
+  scene = collect.default_scene(config, store)
+  app = app_lib.create_app(store.path, scene.render_png,
+                           scene_ids=[scene.scene_id],
+                           render_key=scene.render_key)
+  client = app.test_client()
+  shown = []
+  for i, choice in enumerate(('left', 'right', 'equal')):
+    pair = client.post('/api/next', json=dict(inspector='ann')).json['pair']
+    r = client.post('/api/vote', json=dict(
+        inspector='ann', scene_id=pair['scene_id'], pair_id=pair['pair_id'],
+        left_action=pair['left_action'], right_action=pair['right_action'],
+        choice=choice, vote_id=f'vote-{i:08d}'))
+    assert r.status_code == 200, r.json
+    shown.append((pair['pair_id'], pair['left_action'],
+                  pair['right_action'], choice))
+  # The same answers, given by the simulated inspector.
+  store.record_votes([dict(scene_id=scene.scene_id, pair_id=p, left_action=l,
+                           right_action=r, choice=c, inspector='simulated',
+                           source='simulated') for p, l, r, c in shown])
+  scene_ids, human = reward.load_training_data(config, workdir)
+  assert scene_ids == [scene.scene_id]
+  jh = [dataset.scene_jh(store, scene.scene_id).image]
+  simulated = from_store.preference_data(store, scene_ids, jh,
+                                         source='simulated')
+  for field in ('jh', 'actions', 'scene', 'left', 'right', 'target'):
+    np.testing.assert_array_equal(getattr(human, field),
+                                  getattr(simulated, field))
+  expected = {(l, r): {'left': 1.0, 'right': 0.0, 'equal': 0.5}[c]
+              for _, l, r, c in shown}
+  got = {(int(l), int(r)): float(t)
+         for l, r, t in zip(human.left, human.right, human.target)}
+  assert got == expected
+  # And the reward job trains on them.
+  config.reward.held_out_fraction = 0.0
+  config.reward.num_epochs = 1
+  summary = reward.train_reward(config, workdir)
+  assert summary['num_train_pairs'] == 3
