@@ -23,6 +23,7 @@ from rlhf_tf.jobs import experiment_file
 _EXPERIMENT = config_flags.DEFINE_config_file(
     'experiment', None, 'Experiment file (experiments/x.py[:arg]).',
     lock_config=True)
+FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Folder for outputs (figures, checkpoints).')
 flags.mark_flags_as_required(['experiment', 'workdir'])
@@ -34,11 +35,15 @@ def main(argv):
   config = _EXPERIMENT.value
   job = config.get('job')
   if job not in JOBS:
-    raise app.UsageError(f'unknown job {job!r} in {_EXPERIMENT.config_filename};'
-                         f' valid jobs: {", ".join(sorted(JOBS))}')
+    spec = config_flags.get_config_filename(FLAGS['experiment'])
+    raise app.UsageError(f'unknown job {job!r} in {spec}; valid jobs: '
+                         f'{", ".join(sorted(JOBS))}')
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   os.makedirs(workdir, exist_ok=True)
   pylogging.getLogger('jax').setLevel(pylogging.WARNING)
+  # Orbax logs several INFO lines per checkpoint save; keep its warnings.
+  pylogging.getLogger('absl').addFilter(
+      lambda r: r.levelno >= pylogging.WARNING or '/orbax/' not in r.pathname)
   logging.info('job %s, workdir %s\n%s', job, workdir, config)
   JOBS[job](config, workdir)
 

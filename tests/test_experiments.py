@@ -1,0 +1,58 @@
+"""Every experiment file runs end to end with ':smoke'; launch.py's errors."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rlhf_tf.jobs import JOBS
+from rlhf_tf.jobs import experiment_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, 'experiments', '*.py')))
+
+
+def _launch(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize('path', EXPERIMENTS,
+                         ids=[os.path.basename(p) for p in EXPERIMENTS])
+def test_experiment_runs_with_smoke(path, tmp_path):
+  config = experiment_file.load_config(path + ':smoke')
+  assert config.job in JOBS, f'{path}: job {config.job!r} not in JOBS'
+  JOBS[config.job](config, str(tmp_path))
+  assert os.listdir(tmp_path), f'{path} wrote nothing to its workdir'
+
+
+def test_every_experiment_documents_its_command():
+  for path in EXPERIMENTS:
+    module_doc = open(path).read().split('"""')[1]
+    assert 'launch.py --experiment=experiments/' in module_doc, path
+
+
+def test_launch_runs_inspect_smoke_in_a_temp_workdir(tmp_path):
+  proc = _launch('--experiment=experiments/inspect.py:smoke',
+                 f'--workdir={tmp_path}', '--experiment.histogram.bins=16')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert os.path.getsize(tmp_path / 'inspect.png') > 10_000
+  assert '"bins": 16' in (tmp_path / 'volume.json').read_text()
+
+
+def test_launch_unknown_key_lists_the_valid_ones(tmp_path):
+  proc = _launch('--experiment=experiments/inspect.py:smoke',
+                 f'--workdir={tmp_path}', '--experiment.histogram.binz=16')
+  assert proc.returncode != 0
+  assert "unknown config key 'histogram.binz'" in proc.stderr
+  assert 'bins, grad_percentile, hu_window' in proc.stderr
+
+
+def test_launch_unknown_job_lists_the_jobs(tmp_path):
+  proc = _launch('--experiment=experiments/inspect.py:smoke',
+                 f'--workdir={tmp_path}', '--experiment.job=fly')
+  assert proc.returncode != 0
+  assert "unknown job 'fly'" in proc.stderr
+  assert 'inspect' in proc.stderr and 'train_reward' in proc.stderr
