@@ -29,7 +29,9 @@ def _render(alpha):
                                     labels=labels)
   table = jnp.zeros((4, 4, 4)).at[..., :3].set(1.0).at[..., 3].set(alpha)
   rgba = ray_cache.render_cached(cache, table, settings)
-  weights, hits = ray_cache.render_cached_labels(cache, table, 2, settings)
+  same, weights, hits = ray_cache.render_cached_labels(cache, table, 2,
+                                                       settings)
+  np.testing.assert_allclose(same, rgba, atol=1e-6)
   return np.asarray(rgba), np.asarray(weights), np.asarray(hits)
 
 

@@ -95,11 +95,9 @@ class Scene:
 
   def render_tissues(self, vertices):
     """(rgba [H, W, 4], tissue weights [H, W, G], hits [H, W, G])."""
-    table = self.tf_table(vertices)
-    rgba = ray_cache.render_cached(self.cache, table, self.settings)
-    weights, hits = ray_cache.render_cached_labels(
-        self.cache, table, len(tissues.GROUPS), self.settings)
-    return rgba, weights, hits
+    return ray_cache.render_cached_labels(
+        self.cache, self.tf_table(vertices), len(tissues.GROUPS),
+        self.settings)
 
 
 def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,

@@ -269,6 +269,9 @@ def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
   corners = raymarch.corner_table(tf_table)
   dtype = tf_table.dtype
   n_pix = cache.height * cache.width
+  bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
+                        jnp.zeros((1,), dtype)])
+  image = jnp.broadcast_to(bg, (n_pix, 4))
   weights = jnp.zeros((n_pix, num_labels), dtype)
   hits = jnp.zeros((n_pix, num_labels), bool)
   for b in cache.buckets:
@@ -276,43 +279,54 @@ def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
 
     def tile_fn(t, num=num):
       fx, fy = _dequantise(t['fx'], dtype), _dequantise(t['fy'], dtype)
-      alpha = raymarch.bilinear_lookup(corners, t['idx'], fx, fy)[..., 3]
-      seg = raymarch.segment_lengths(t['length'].astype(dtype), num,
-                                     settings.step_mm)
+      rgba = raymarch.bilinear_lookup(corners, t['idx'], fx, fy)
+      s = dict(seg=raymarch.segment_lengths(t['length'].astype(dtype), num,
+                                            settings.step_mm))
+      if settings.shading:
+        s['diffuse'] = _dequantise(t['diffuse'], dtype)
+        s['specular'] = _dequantise(t['specular'], dtype)
+      rgb, acc = raymarch.shade_and_composite(rgba, s, settings)
       log_trans = compositing.opacity_log_transmittance(
-          alpha, seg, settings.reference_step_mm)
+          rgba[..., 3], s['seg'], settings.reference_step_mm)
       # The compositing weights T_i a_i split by label: composite a one-hot
       # "colour" of the sample's label instead of its RGB.
       onehot = jax.nn.one_hot(t['label'], num_labels, dtype=dtype)
       w, _ = compositing.composite_log(onehot, log_trans)
-      hit = jnp.any((onehot > 0) & (seg > 0)[..., None], axis=-2)
-      return w, hit
+      hit = jnp.any((onehot > 0) & (s['seg'] > 0)[..., None], axis=-2)
+      return rgb, acc, w, hit
 
-    fields = dict(length=b.length, idx=b.idx, fx=b.fx, fy=b.fy, label=b.label)
-    w, hit = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
+    fields = {k: getattr(b, k) for k in ('length', 'idx', 'fx', 'fy',
+                                         'diffuse', 'specular', 'label')
+              if getattr(b, k) is not None}
+    rgb, acc, w, hit = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
+    rgba = compositing.over_background(rgb, acc, settings.background)
+    image = image.at[b.pixels].set(rgba, mode='drop')
     weights = weights.at[b.pixels].set(w, mode='drop')
     hits = hits.at[b.pixels].set(hit, mode='drop')
-  shape = (cache.height, cache.width, num_labels)
-  return weights.reshape(shape), hits.reshape(shape)
+  shape = (cache.height, cache.width)
+  return (image.reshape(shape + (4,)), weights.reshape(shape + (num_labels,)),
+          hits.reshape(shape + (num_labels,)))
 
 
 def render_cached_labels(cache: RayCache, tf_table, num_labels: int,
                          settings: raymarch.RenderSettings = raymarch.RenderSettings()):
-  """Per-pixel compositing weight of each label under a TF.
+  """A cached rendering and the per-pixel compositing weight of each label.
 
   W_g(pixel) = sum_i T_i a_i [label_i = g], the share of the pixel's colour
   C = sum_i T_i a_i c_i that samples of label g make; sum_g W_g is the
-  pixel's opacity. The cache must have been built with ``labels``.
+  pixel's opacity. One pass gives the image too (same as render_cached).
+  The cache must have been built with ``labels``.
 
   Args:
     cache: from build_ray_cache(..., labels=...).
-    tf_table: [bins_y, bins_x, 4] RGBA (only alpha matters here).
+    tf_table: [bins_y, bins_x, 4] RGBA.
     num_labels: G, labels are 0..G-1.
     settings: as for render_cached.
 
   Returns:
-    (weights [H, W, G] in [0, 1], hits [H, W, G] bool: whether the pixel's
-    ray meets each label at all, whatever the TF).
+    (rgba [H, W, 4] as render_cached, weights [H, W, G] in [0, 1],
+     hits [H, W, G] bool: whether the pixel's ray meets each label at all,
+     whatever the TF).
   """
   _check(cache, tf_table, settings)
   if any(b.label is None for b in cache.buckets):
