@@ -1,0 +1,410 @@
+"""Contextual-bandit PPO against a learned reward, KL-tied to the warm start.
+
+Phase three of the RLHF pipeline the paper follows (§2, Ziegler et al.),
+written in the PureJaxRL ``ppo_continuous_action.py`` style: the whole run is
+one jitted function, updates in a lax.scan, PPO epochs and minibatches in
+nested scans, vmappable over seeds.
+
+One step per episode (the paper's one-shot agent, §2): every update samples
+N = batch_per_scene actions for each of the S scenes (jh [S, B, B]) from the
+current policy pi_old, scores them with the reward model and ends. With
+episodes of length one the return is the reward, so GAE(gamma, lambda)
+reduces to A = R - V(s) for every gamma, lambda; no bootstrapping.
+
+KL penalty (Ziegler et al. eq. 2): per-sample reward shaping with the
+log-ratio to the reference (warm-start) policy rho,
+
+    R(s, x) = r_cons(s, a) - beta * [log pi_old(x|s) - log rho(x|s)],
+    a = canonicalize(sigmoid(u).reshape(n, 2)),  x = sigmoid(u).
+
+E_x[log pi_old - log rho] = KL(pi_old || rho), so this optimises
+E[r] - beta KL. The sigmoid Jacobian cancels in the difference, so it is
+computed from the Gaussian densities of u. The reported ``kl`` is this
+sample estimate; ``kl_exact`` is the closed form (policy.gaussian_kl, mean
+over scenes) and ``sqrt_kl`` = sqrt(kl_exact) (the x axis of Gao et al. 2022).
+
+Conservative reward: ``reward_fn(jh [B, B], actions [N, n, 2])`` may return
+[N] or an ensemble [M, N]; then r_cons = mean_M - ensemble_k * std_M.
+
+Loss on a minibatch (pi = current params, A normalised over the whole
+update's batch when normalize_advantages):
+
+    ratio = exp(log pi(x) - log pi_old(x))              (Gaussian in u)
+    L_pi  = -mean(min(ratio A, clip(ratio, 1 - eps, 1 + eps) A))
+    L_V   = 0.5 mean((V(s) - R)^2)
+    H     = mean(H[N(mu, sigma)] + sum_d log sigmoid'(mu + sigma * eps_noise))
+    L     = L_pi + vf_coef L_V - ent_coef H,
+
+H being the reparameterised estimate of the squashed entropy (policy.py),
+eps_noise the rollout's standard-normal draws.
+
+Randomness: k = fold_in(fold_in(key, 0), update); actions from
+fold_in(k, 0), minibatch order of epoch e from fold_in(fold_in(k, 1), e);
+monitor samples from fold_in(fold_in(key, 1), update). Nothing is carried,
+so chunked training equals one long scan bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Dict, Sequence, Union
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from rlhf_tf.agent import policy as policy_lib
+
+_TRAIN, _EVAL = 0, 1  # purposes of the run key
+_SAMPLE, _SHUFFLE = 0, 1  # purposes of an update key
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.num_updates = 200
+  c.batch_per_scene = 64  # actions sampled per scene per update (N)
+  c.num_epochs = 4
+  c.num_minibatches = 4  # S * N must be divisible by this
+  c.clip_eps = 0.2
+  c.vf_coef = 0.5
+  c.ent_coef = 0.0
+  c.kl_beta = 0.05
+  c.lr = 5e-5  # wide flattened-conv actor: 3e-4 gave approx-KL 0.3 and
+  #               70 % clipped in the first update after BC (256 JH)
+  c.max_grad_norm = 0.5
+  c.ensemble_k = 1.0  # r_cons = mean - k * std over an [M, N] ensemble
+  c.normalize_advantages = True
+  c.policy = policy_lib.get_config()
+  return c
+
+
+@flax.struct.dataclass
+class TrainState:
+  params: Any
+  opt_state: Any
+  key: jax.Array  # run key of purpose _TRAIN
+  update: jax.Array  # int32 [], updates done
+
+
+@flax.struct.dataclass
+class Batch:
+  """One update's rollout, T = S * N samples (flattened scene-major)."""
+  scene: jax.Array  # [T] int32 scene index
+  u: jax.Array  # [T, D] Gaussian samples
+  noise: jax.Array  # [T, D] standard normal draws, u = mu + sigma * noise
+  logp_old: jax.Array  # [T] Gaussian log pi_old(u)
+  target: jax.Array  # [T] shaped reward R (value target)
+  adv: jax.Array  # [T] advantage
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                     optax.adam(config.lr, eps=1e-5))
+
+
+def init_state(config, key, params_init) -> TrainState:
+  return TrainState(params=params_init,
+                    opt_state=make_optimizer(config).init(params_init),
+                    key=jax.random.fold_in(key, _TRAIN),
+                    update=jnp.zeros((), jnp.int32))
+
+
+def combine_ensemble(r, k: float):
+  """r [S, N] or [S, M, N] -> (mean [S, N], mean - k std [S, N], std)."""
+  if r.ndim == 2:
+    return r, r, jnp.zeros_like(r)
+  mean, std = jnp.mean(r, axis=1), jnp.std(r, axis=1)
+  return mean, mean - k * std, std
+
+
+def rollout(net, config, params, ref_params, jh, reward_fn, key):
+  """Samples N actions per scene, scores them, builds the PPO batch.
+
+  Args: jh [S, B, B]; reward_fn(jh [B, B], actions [N, n, 2]) -> [N] | [M, N].
+  Returns: (Batch with T = S N, info dict of scalars / [S, n, 2] mode).
+  """
+  s_count, n_act = jh.shape[0], config.batch_per_scene
+  mu, log_std, value = net.apply(params, jh)  # [S, D], [S, D], [S]
+  noise = jax.random.normal(key, (s_count, n_act, mu.shape[-1]), mu.dtype)
+  u = mu[:, None] + jnp.exp(log_std)[:, None] * noise  # [S, N, D]
+  r = jax.vmap(reward_fn)(jh, policy_lib.to_polygon(u, net.n_vertices))
+  r = jnp.asarray(r, jnp.float32)
+  r_mean, r_cons, r_std = combine_ensemble(r, config.ensemble_k)
+  mu_ref, log_std_ref, _ = net.apply(ref_params, jh)
+  logp_old = policy_lib.gaussian_log_prob(u, mu[:, None], log_std[:, None])
+  logp_ref = policy_lib.gaussian_log_prob(u, mu_ref[:, None],
+                                          log_std_ref[:, None])
+  kl_sample = logp_old - logp_ref  # [S, N]
+  target = r_cons - config.kl_beta * kl_sample
+  adv = target - value[:, None]
+  if config.normalize_advantages:
+    adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+  kl_exact = policy_lib.gaussian_kl(mu, log_std, mu_ref, log_std_ref)  # [S]
+  scene = jnp.broadcast_to(jnp.arange(s_count, dtype=jnp.int32)[:, None],
+                           (s_count, n_act))
+  flat = lambda x: x.reshape((s_count * n_act,) + x.shape[2:])
+  batch = Batch(scene=flat(scene), u=flat(u), noise=flat(noise),
+                logp_old=flat(logp_old), target=flat(target), adv=flat(adv))
+  info = {
+      'reward': jnp.mean(r_mean), 'reward_used': jnp.mean(r_cons),
+      'reward_std': jnp.mean(r_std), 'shaped_reward': jnp.mean(target),
+      'kl': jnp.mean(kl_sample), 'kl_exact': jnp.mean(kl_exact),
+      'sqrt_kl': jnp.sqrt(jnp.maximum(jnp.mean(kl_exact), 0.0)),
+      'entropy': jnp.mean(policy_lib.squashed_entropy(mu, log_std, noise)),
+      'log_std': jnp.mean(log_std), 'value': jnp.mean(value),
+      'mode': policy_lib.to_polygon(mu, net.n_vertices),
+      'nonfinite_reward': ~jnp.all(jnp.isfinite(r)),
+  }
+  return batch, info
+
+
+def ppo_loss(params, net, jh, batch: Batch, clip_eps, vf_coef, ent_coef):
+  """Clipped PPO loss on a minibatch (module docstring). -> (loss, aux)."""
+  mu, log_std, value = net.apply(params, jh)  # all S scenes, then gather
+  mu, log_std, value = mu[batch.scene], log_std[batch.scene], value[
+      batch.scene]
+  logp = policy_lib.gaussian_log_prob(batch.u, mu, log_std)
+  log_ratio = logp - batch.logp_old
+  ratio = jnp.exp(log_ratio)
+  clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+  policy_loss = -jnp.mean(jnp.minimum(ratio * batch.adv, clipped * batch.adv))
+  value_loss = 0.5 * jnp.mean((value - batch.target) ** 2)
+  entropy = jnp.mean(policy_lib.squashed_entropy(mu, log_std,
+                                                 batch.noise[:, None]))
+  total = policy_loss + vf_coef * value_loss - ent_coef * entropy
+  aux = {'total_loss': total, 'policy_loss': policy_loss,
+         'value_loss': value_loss, 'entropy_bonus': entropy,
+         'clip_frac': jnp.mean((jnp.abs(ratio - 1.0) > clip_eps)
+                               .astype(jnp.float32)),
+         'approx_kl': jnp.mean((ratio - 1.0) - log_ratio)}
+  return total, aux
+
+
+def make_chunk(config, reward_fn: Callable, num_updates: int):
+  """Returns chunk(state, jh [S,B,B], ref_params) -> (state, metrics).
+
+  Pure and jittable; runs ``num_updates`` PPO updates in one lax.scan.
+  metrics[name] has leading axis [num_updates] ('mode': [U, S, n, 2]).
+  """
+  net = policy_lib.net_from_config(config.policy)
+  tx = make_optimizer(config)
+  grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
+
+  def update_step(state: TrainState, jh, ref_params):
+    k = jax.random.fold_in(state.key, state.update)
+    batch, info = rollout(net, config, state.params, ref_params, jh,
+                          reward_fn, jax.random.fold_in(k, _SAMPLE))
+    total = batch.adv.shape[0]
+    if total % config.num_minibatches:
+      raise ValueError(f'S * batch_per_scene = {total} is not divisible by '
+                       f'num_minibatches = {config.num_minibatches}')
+    mb = total // config.num_minibatches
+    k_shuffle = jax.random.fold_in(k, _SHUFFLE)
+
+    def epoch(carry, e):
+      perm = jax.random.permutation(jax.random.fold_in(k_shuffle, e), total)
+      mbs = jax.tree.map(
+          lambda x: x[perm].reshape((config.num_minibatches, mb) + x.shape[1:]),
+          batch)
+
+      def mb_step(carry, minibatch):
+        params, opt_state = carry
+        (_, aux), grads = grad_fn(params, net, jh, minibatch, config.clip_eps,
+                                  config.vf_coef, config.ent_coef)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), aux
+
+      return jax.lax.scan(mb_step, carry, mbs)
+
+    (params, opt_state), aux = jax.lax.scan(
+        epoch, (state.params, state.opt_state),
+        jnp.arange(config.num_epochs))
+    metrics = dict(info, **jax.tree.map(jnp.mean, aux))
+    metrics['nonfinite_loss'] = ~jnp.all(jnp.isfinite(aux['total_loss']))
+    return TrainState(params=params, opt_state=opt_state, key=state.key,
+                      update=state.update + 1), metrics
+
+  def chunk(state, jh, ref_params):
+    jh = jnp.asarray(jh, jnp.float32)
+    return jax.lax.scan(lambda s, _: update_step(s, jh, ref_params), state,
+                        None, length=num_updates)
+
+  return chunk
+
+
+def _freeze(config) -> ml_collections.FrozenConfigDict:
+  if isinstance(config, ml_collections.FrozenConfigDict):
+    return config
+  return ml_collections.FrozenConfigDict(config)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_chunk(config, reward_fn, num_updates: int):
+  return jax.jit(make_chunk(config, reward_fn, num_updates))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_train(config, reward_fn):
+  chunk = make_chunk(config, reward_fn, config.num_updates)
+
+  def run(key, jh, params_init, ref_params):
+    return chunk(init_state(config, key, params_init), jh, ref_params)
+
+  return jax.jit(run)
+
+
+def check_finite(metrics: Dict[str, Any], first_update: int = 0) -> None:
+  """Raises FloatingPointError naming the first update with a non-finite
+  reward or loss. metrics[...] arrays [..., U] (leading seed axes allowed)."""
+  for flag, what in (('nonfinite_reward', 'reward from reward_fn'),
+                     ('nonfinite_loss', 'PPO loss')):
+    bad = np.asarray(metrics[flag]).reshape(-1, np.shape(metrics[flag])[-1])
+    hits = np.flatnonzero(bad.any(axis=0))
+    if hits.size:
+      raise FloatingPointError(f'PPO update {first_update + int(hits[0])}: '
+                               f'non-finite {what}')
+
+
+def train(config, key, jh, params_init, ref_params, reward_fn: Callable):
+  """Runs config.num_updates PPO updates as ONE jitted function.
+
+  Vmappable over seeds: jax.vmap(train, in_axes=(None, 0, None, None, None,
+  None)); to jit that, mark config (frozen: ml_collections.FrozenConfigDict)
+  and reward_fn static. Compiled programs are cached per (config, reward_fn).
+  Called eagerly, it checks the metrics (check_finite) before returning;
+  under vmap / jit the caller should call check_finite.
+
+  Args:
+    config: get_config() fields (config.policy builds the net).
+    key: PRNG key.
+    jh: [S, B, B] joint histograms.
+    params_init: initial policy parameters (usually the warm start).
+    ref_params: reference policy parameters for the KL penalty.
+    reward_fn: jittable (jh [B, B], actions [N, n, 2]) -> [N] or [M, N].
+
+  Returns:
+    (final params, metrics dict of arrays [num_updates]).
+  """
+  state, metrics = _compiled_train(_freeze(config), reward_fn)(
+      key, jh, params_init, ref_params)
+  if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(metrics)):
+    check_finite(metrics)
+  return state.params, metrics
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_eval(config, reward_fn, num: int):
+  net = policy_lib.net_from_config(config.policy)
+
+  def evaluate(params, ref_params, jh, key):
+    mu, log_std, _ = net.apply(params, jh)
+    noise = jax.random.normal(key, (jh.shape[0], num, mu.shape[-1]))
+    sampled = policy_lib.to_polygon(mu[:, None] + jnp.exp(log_std)[:, None]
+                                    * noise, net.n_vertices)  # [S, K, n, 2]
+    modes = policy_lib.to_polygon(mu, net.n_vertices)  # [S, n, 2]
+    both = jnp.concatenate([sampled, modes[:, None]], axis=1)
+    _, r_cons, _ = combine_ensemble(jax.vmap(reward_fn)(jh, both),
+                                    config.ensemble_k)
+    mu_ref, log_std_ref, _ = net.apply(ref_params, jh)
+    kl = jnp.mean(policy_lib.gaussian_kl(mu, log_std, mu_ref, log_std_ref))
+    return sampled, modes, r_cons[:, :num], r_cons[:, num], kl
+
+  return jax.jit(evaluate)
+
+
+def train_with_monitor(config, key, jh, params_init, ref_params,
+                       reward_fn: Callable,
+                       gold_fn: Union[Callable, Sequence[Callable]],
+                       every: int, num_eval_samples: int = 8):
+  """``train`` in chunks of ``every`` updates with a gold-score monitor.
+
+  The state is carried between jitted chunks (same numbers as one long
+  scan). Before the first update and after every chunk, num_eval_samples
+  actions per scene and the mode are scored by the proxy (reward_fn, the
+  optimised conservative reward) and by gold_fn (numpy, not jitted).
+
+  Args:
+    gold_fn: gold(actions np [K, n, 2]) -> np [K] for a single scene, or a
+      sequence of S such callables (one per scene).
+    every: updates per chunk (the last chunk may be shorter).
+
+  Returns:
+    (params, metrics [num_updates], series) with series entries [P]:
+    update, kl, sqrt_kl, proxy_reward, proxy_reward_mode, gold_score,
+    gold_score_mode (means over scenes and samples), P = #chunks + 1.
+  """
+  cfg, jh = _freeze(config), jnp.asarray(jh, jnp.float32)
+  golds = list(gold_fn) if isinstance(gold_fn, (list, tuple)) else [gold_fn]
+  if len(golds) != jh.shape[0]:
+    raise ValueError(f'{len(golds)} gold functions for {jh.shape[0]} scenes')
+  if every < 1:
+    raise ValueError(f'every must be >= 1, got {every}')
+  evaluate = _compiled_eval(cfg, reward_fn, int(num_eval_samples))
+  eval_key = jax.random.fold_in(key, _EVAL)
+  series = {k: [] for k in ('update', 'kl', 'sqrt_kl', 'proxy_reward',
+                            'proxy_reward_mode', 'gold_score',
+                            'gold_score_mode')}
+
+  def record(params, step):
+    sampled, modes, proxy, proxy_mode, kl = jax.tree.map(np.asarray, evaluate(
+        params, ref_params, jh, jax.random.fold_in(eval_key, step)))
+    gold = [np.asarray(g(sampled[s]), np.float64) for s, g in enumerate(golds)]
+    gold_mode = [float(np.asarray(g(modes[s][None])).reshape(-1)[0])
+                 for s, g in enumerate(golds)]
+    for name, v in (('update', step), ('kl', float(kl)),
+                    ('sqrt_kl', math.sqrt(max(float(kl), 0.0))),
+                    ('proxy_reward', float(np.mean(proxy))),
+                    ('proxy_reward_mode', float(np.mean(proxy_mode))),
+                    ('gold_score', float(np.mean(gold))),
+                    ('gold_score_mode', float(np.mean(gold_mode)))):
+      series[name].append(v)
+
+  state = init_state(cfg, key, params_init)
+  record(state.params, 0)
+  chunks, done = [], 0
+  while done < cfg.num_updates:
+    n = min(int(every), cfg.num_updates - done)
+    state, metrics = _compiled_chunk(cfg, reward_fn, n)(state, jh, ref_params)
+    check_finite(metrics, first_update=done)
+    chunks.append(metrics)
+    done += n
+    record(state.params, done)
+  metrics = jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
+  return state.params, metrics, {k: np.asarray(v) for k, v in series.items()}
+
+
+def plot_overoptimisation(series: Dict[str, np.ndarray], path: str) -> str:
+  """Gold score and proxy reward vs sqrt(KL to the reference) (Gao et al.
+  2022) to a PNG at ``path``; the two have their own y axes."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  x = np.asarray(series['sqrt_kl'])
+  fig = Figure(figsize=(7.0, 4.5), dpi=100)
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  ax.plot(x, series['gold_score'], 'o-', color='tab:red', label='gold (samples)')
+  if 'gold_score_mode' in series:
+    ax.plot(x, series['gold_score_mode'], 's--', color='tab:red', alpha=0.6,
+            label='gold (mode)')
+  ax.set_xlabel('sqrt(KL(pi || pi_ref)) [sqrt nats]')
+  ax.set_ylabel('gold score (inspector)', color='tab:red')
+  ax2 = ax.twinx()
+  ax2.plot(x, series['proxy_reward'], 'o-', color='tab:blue',
+           label='proxy (samples)')
+  if 'proxy_reward_mode' in series:
+    ax2.plot(x, series['proxy_reward_mode'], 's--', color='tab:blue',
+             alpha=0.6, label='proxy (mode)')
+  ax2.set_ylabel('proxy reward (reward model)', color='tab:blue')
+  lines = ax.get_legend_handles_labels()
+  lines2 = ax2.get_legend_handles_labels()
+  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc='upper center',
+            bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize='small')
+  ax.set_title('Reward over-optimisation (Gao et al. 2022)')
+  fig.tight_layout()
+  fig.savefig(path)
+  return path

@@ -1,0 +1,189 @@
+"""Tests for rlhf_tf.agent.policy and rlhf_tf.agent.warm_start."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlhf_tf.agent import policy
+from rlhf_tf.agent import warm_start
+from rlhf_tf.render import polygon
+
+BINS = 16
+
+
+def small_net(**kw):
+  args = dict(n_vertices=4, pool_to=16, features=(4, 8), hidden=32)
+  args.update(kw)
+  return policy.PolicyValueNet(**args)
+
+
+def logit(x):
+  return np.log(x) - np.log1p(-x)
+
+
+@pytest.mark.parametrize('mu,log_std', [(0.0, 0.0), (1.3, -0.7), (-2.0, 0.5)])
+def test_squashed_density_integrates_to_one_1d(mu, log_std):
+  x = (np.arange(200_000) + 0.5) / 200_000  # midpoint rule on (0, 1)
+  u = jnp.asarray(logit(x), jnp.float32)[:, None]
+  logp = policy.squashed_log_prob(u, jnp.array([mu]), jnp.array([log_std]))
+  np.testing.assert_allclose(np.sum(np.exp(np.asarray(logp, np.float64)))
+                             / x.size, 1.0, atol=2e-3)
+
+
+def test_squashed_density_integrates_to_one_2d():
+  m = 600
+  g = (np.arange(m) + 0.5) / m
+  xx, yy = np.meshgrid(g, g, indexing='ij')
+  u = jnp.asarray(np.stack([logit(xx), logit(yy)], -1), jnp.float32)
+  logp = policy.squashed_log_prob(u, jnp.array([0.4, -0.8]),
+                                  jnp.array([-0.3, 0.2]))
+  total = np.sum(np.exp(np.asarray(logp, np.float64))) / m ** 2
+  np.testing.assert_allclose(total, 1.0, atol=3e-3)
+
+
+def test_log_prob_matches_float64_hand_formula_even_for_large_u():
+  rng = np.random.default_rng(0)
+  u = rng.normal(size=(5, 8)) * 3.0
+  u[0, :] = [40.0, -40.0, 25.0, -25.0, 0.0, 1.0, -1.0, 15.0]  # saturated
+  mu, log_std = rng.normal(size=8), rng.normal(size=8) * 0.3
+  got = np.asarray(policy.squashed_log_prob(jnp.asarray(u, jnp.float32),
+                                            jnp.asarray(mu, jnp.float32),
+                                            jnp.asarray(log_std, jnp.float32)))
+  assert np.all(np.isfinite(got))
+  # float64 hand formula: log N(u) - sum log(s (1 - s)), with s(1-s) formed
+  # directly (exact in float64 up to |u| ~ 700).
+  want = policy.numpy_squashed_log_prob(u, mu, log_std)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_sample_log_prob_mode_and_shapes():
+  net = small_net()
+  params = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  jh = jax.random.uniform(jax.random.PRNGKey(1), (BINS, BINS))
+  action, u, logp = policy.sample(net, params, jh, jax.random.PRNGKey(2),
+                                  num=32)
+  assert action.shape == (32, 4, 2) and u.shape == (32, 8)
+  assert logp.shape == (32,)
+  np.testing.assert_array_equal(
+      action, polygon.canonicalize(jax.nn.sigmoid(u).reshape(32, 4, 2)))
+  assert np.all((np.asarray(action) > 0) & (np.asarray(action) < 1))
+  for a in np.asarray(action):  # canonical order: counter-clockwise, simple
+    assert polygon.is_simple(a) and float(polygon.polygon_area(a)) > 0
+  np.testing.assert_allclose(logp, policy.log_prob(net, params, jh, u),
+                             rtol=1e-6)
+  mu, log_std, value = jax.jit(net.apply)(params, jh)
+  np.testing.assert_allclose(
+      logp, policy.numpy_squashed_log_prob(u, mu, log_std), rtol=1e-5)
+  np.testing.assert_array_equal(
+      policy.mode(net, params, jh),
+      polygon.canonicalize(jax.nn.sigmoid(mu).reshape(4, 2)))
+  assert value.shape == ()
+  one = policy.sample(net, params, jh, jax.random.PRNGKey(2))
+  assert one[0].shape == (4, 2) and one[1].shape == (8,) and one[2].shape == ()
+  # Batched scenes and a 256-bin JH (average-pooled to pool_to first).
+  mu_b, ls_b, v_b = jax.jit(net.apply)(params, jnp.stack([jh, jh, jh]))
+  assert mu_b.shape == (3, 8) and ls_b.shape == (3, 8) and v_b.shape == (3,)
+  np.testing.assert_allclose(mu_b[1], mu, rtol=1e-5, atol=1e-6)
+  big = small_net(pool_to=32)  # 256 -> 32 bins by an 8x8 average pool
+  p_big = jax.eval_shape(lambda k: big.init(k, jnp.zeros((256, 256))),
+                         jax.random.PRNGKey(0))
+  assert p_big['params']['actor_0']['kernel'].shape == (8 * 8 * 8, 32)
+  out = jax.eval_shape(lambda p: policy.mode(big, p, jnp.zeros((2, 256, 256))),
+                       p_big)
+  assert out.shape == (2, 4, 2)
+
+
+def test_kl_exact_matches_monte_carlo_of_squashed_densities():
+  net = small_net()
+  pa = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  pb = policy.init_params(net, jax.random.PRNGKey(7), BINS)
+  pb = jax.tree.map(lambda x: x, pb)
+  pb['params']['log_std'] = pb['params']['log_std'] + jnp.linspace(-.3, .3, 8)
+  jh = jax.random.uniform(jax.random.PRNGKey(1), (BINS, BINS))
+  _, u, logp_a = policy.sample(net, pa, jh, jax.random.PRNGKey(3),
+                               num=200_000)
+  logp_b = policy.log_prob(net, pb, jh, u)  # squashed: Jacobians cancel
+  mc = float(jnp.mean(logp_a - logp_b))
+  exact = float(policy.kl(net, pa, pb, jh))
+  assert exact > 0.05
+  np.testing.assert_allclose(mc, exact, rtol=0.03)
+  np.testing.assert_allclose(policy.kl(net, pa, pa, jh), 0.0, atol=1e-6)
+
+
+def test_entropy_estimate_matches_numerical_integral_1d():
+  mu, log_std = jnp.array([0.7]), jnp.array([0.4])
+  x = (np.arange(100_000) + 0.5) / 100_000
+  logp = np.asarray(policy.squashed_log_prob(
+      jnp.asarray(logit(x), jnp.float32)[:, None], mu, log_std), np.float64)
+  h_grid = -np.sum(np.exp(logp) * logp) / x.size
+  eps = jax.random.normal(jax.random.PRNGKey(0), (200_000, 1))
+  h_mc = float(policy.squashed_entropy(mu, log_std, eps))
+  np.testing.assert_allclose(h_mc, h_grid, atol=5e-3)
+  assert h_grid < 0  # below the uniform density's entropy (0)
+
+
+def test_policy_entropy_is_consistent_with_sample_log_probs():
+  net = small_net()
+  params = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  jh = jax.random.uniform(jax.random.PRNGKey(1), (BINS, BINS))
+  h = float(policy.entropy(net, params, jh, jax.random.PRNGKey(4), 100_000))
+  _, _, logp = policy.sample(net, params, jh, jax.random.PRNGKey(5),
+                             num=100_000)
+  np.testing.assert_allclose(h, -float(jnp.mean(logp)), atol=0.05)
+
+
+def _bc_data():
+  base = np.array([[[0.2, 0.2], [0.6, 0.15], [0.7, 0.6], [0.3, 0.7]],
+                   [[0.5, 0.3], [0.85, 0.4], [0.8, 0.8], [0.45, 0.75]]])
+  rng = np.random.default_rng(0)
+  experts = base[:, None] + rng.normal(scale=0.01, size=(2, 4, 4, 2))
+  experts = np.asarray(polygon.canonicalize(jnp.asarray(experts, jnp.float32)))
+  jh = np.stack([np.eye(BINS), np.fliplr(np.eye(BINS))]).astype(np.float32)
+  return jnp.asarray(jh), jnp.asarray(experts)
+
+
+def test_behaviour_cloning_moves_mode_to_expert():
+  net = small_net()
+  params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  jh, experts = _bc_data()
+  config = warm_start.get_config()
+  config.num_steps = 300
+  config.lr = 1e-2
+  err0 = warm_start.mode_error(net, params0, jh, experts)
+  params, hist = warm_start.behaviour_clone(config, net, params0, jh, experts)
+  err1 = warm_start.mode_error(net, params, jh, experts)
+  assert hist['nll'].shape == (300,)
+  assert hist['nll'][-1] < hist['nll'][0] - 1.0
+  assert np.all(err1 < err0 / 5.0), (err0, err1)
+  # learn_std=False: log-std untouched; critic head untouched (no gradient;
+  # the conv encoder is shared, so V(jh) itself may move).
+  np.testing.assert_array_equal(params['params']['log_std'],
+                                params0['params']['log_std'])
+  for name in ('critic_0', 'critic_1', 'value'):
+    jax.tree.map(np.testing.assert_array_equal, params['params'][name],
+                 params0['params'][name])
+
+
+def test_behaviour_cloning_learn_std_shrinks_std():
+  net = small_net()
+  params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  jh, experts = _bc_data()
+  config = warm_start.get_config()
+  config.num_steps = 300  # as above: the compiled fit is reused
+  config.lr = 1e-2
+  config.learn_std = True
+  params, _ = warm_start.behaviour_clone(config, net, params0, jh, experts)
+  assert float(jnp.mean(params['params']['log_std'])) < -0.5 - 0.5
+
+
+def test_behaviour_cloning_rejects_bad_shapes():
+  net = small_net()
+  params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  jh, experts = _bc_data()
+  with pytest.raises(ValueError, match='vertices'):
+    warm_start.behaviour_clone(warm_start.get_config(), net, params0, jh,
+                               experts[:, :, :3])
+  with pytest.raises(ValueError, match='jh'):
+    warm_start.behaviour_clone(warm_start.get_config(), net, params0, jh[0],
+                               experts)
