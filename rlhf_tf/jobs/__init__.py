@@ -1,6 +1,7 @@
 """The jobs `launch.py` can run: one explicit dict, name -> fn(config, workdir)."""
 
 from rlhf_tf.jobs import collect
+from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import inspect_volume
 from rlhf_tf.jobs import render
 from rlhf_tf.jobs import reward
@@ -9,7 +10,9 @@ from rlhf_tf.jobs import simulate
 JOBS = {
     'collect': collect.run,
     'build_actions': simulate.build_actions,
+    'evaluate': evaluate.evaluate,
     'inspect': inspect_volume.run,
+    'quickstart': evaluate.quickstart,
     'render': render.run,
     'simulate_preferences': simulate.simulate_preferences,
     'train_reward': reward.train_reward,
