@@ -1,5 +1,6 @@
 """The jobs `launch.py` can run: one explicit dict, name -> fn(config, workdir)."""
 
+from rlhf_tf.jobs import agent
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import inspect_volume
@@ -15,5 +16,6 @@ JOBS = {
     'quickstart': evaluate.quickstart,
     'render': render.run,
     'simulate_preferences': simulate.simulate_preferences,
+    'train_agent': agent.train_agent,
     'train_reward': reward.train_reward,
 }

@@ -1,0 +1,214 @@
+"""Job `train_agent`: a PPO agent that proposes a TF from the JH (sec. 2, 6).
+
+Completes the RLHF pipeline of Ziegler et al.: (1) a reward model from
+preferences (reused from <reward_workdir>/reward, or trained first on the
+simulated inspector's votes), (2) a supervised warm start of the policy by
+behaviour cloning of the expert actions of the training scenes, (3) PPO
+against the reward model with a KL penalty to the warm-start policy
+(rlhf_tf.agent.ppo), optionally on the conservative ensemble reward
+mean - k * std over the reward model's seeds.
+
+Training scenes are phantoms of ``agent.train_seeds``; evaluation scenes a
+phantom of a seed never seen (``agent.eval_seeds``) and Cranium when it has
+been fetched. Writes to <workdir>/agent: metrics.jsonl (per PPO update),
+overoptimisation.png (inspector score and proxy reward vs sqrt(KL), Gao et
+al. 2022), agent_tfs.png (per evaluation scene: expert, agent, a random
+action), checkpoint/ (orbax, policy params) and summary.json (inspector
+scores of the agent's mean action, the expert and the median random action).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from rlhf_tf.agent import policy as policy_lib
+from rlhf_tf.agent import ppo
+from rlhf_tf.agent import warm_start
+from rlhf_tf.data import sample_fetch
+from rlhf_tf.data import sources
+from rlhf_tf.evaluation import figures
+from rlhf_tf.jobs import reward as reward_job
+from rlhf_tf.jobs import simulate
+from rlhf_tf.preferences import inspector as inspector_lib
+from rlhf_tf.preferences import scenes as scenes_lib
+from rlhf_tf.render import polygon
+from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import model as model_lib
+
+
+def default_agent_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.train_seeds = (0, 1, 2)
+  c.eval_seeds = (7,)
+  c.eval_cranium = True
+  c.gold_image_size = 64  # the inspector's renderings during monitoring
+  c.ensemble = True  # conservative reward over the reward model's seeds
+  c.loss = 'ce'  # which trained reward model
+  c.seed = 0
+  c.monitor_every = 25
+  c.num_random_eval = 16
+  c.warm_start = warm_start.get_config()
+  c.ppo = ppo.get_config()
+  return c
+
+
+def experiment_config(smoke: bool = False) -> ml_collections.ConfigDict:
+  config = reward_job.experiment_config(('ce',), smoke=smoke)
+  config.job = 'train_agent'
+  config.reward_workdir = ''  # '' = this workdir (trained here when absent)
+  config.agent = default_agent_config()
+  if smoke:
+    a = config.agent
+    a.train_seeds, a.eval_seeds, a.eval_cranium = (0,), (1,), False
+    a.gold_image_size, a.monitor_every, a.num_random_eval = 12, 2, 4
+    a.warm_start.num_steps = 20
+    a.ppo.num_updates, a.ppo.batch_per_scene = 4, 8
+    a.ppo.policy.pool_to, a.ppo.policy.features = 16, (4, 4)
+    a.ppo.policy.hidden = 16
+  return config
+
+
+def _reward_fn(config, reward_dir: str):
+  """jittable (jh [B, B], actions [N, n, 2]) -> [M, N] (ensemble) or [N]."""
+  loss, a = config.agent.loss, config.agent
+  stacked = checkpointing.load_params(os.path.join(reward_dir, loss,
+                                                   'checkpoints'))
+  if not a.ensemble:
+    with open(os.path.join(reward_dir, 'summary.json')) as f:
+      seed = json.load(f)['selected'][loss]['seed']
+    stacked = jax.tree_util.tree_map(lambda x: x[seed:seed + 1], stacked)
+  stacked = jax.tree_util.tree_map(jnp.asarray, stacked)
+  model = model_lib.model_from_config(config.reward)
+
+  def one(params, jh, actions):
+    return model_lib.score(model, params, model_lib.encode(model, params, jh),
+                           actions)
+
+  def reward_fn(jh, actions):
+    r = jax.vmap(one, in_axes=(0, None, None))(stacked, jh, actions)
+    return r if a.ensemble else r[0]
+  return reward_fn
+
+
+def _phantom_scene(config, seed: int, image_size: int):
+  vol = config.volume.to_dict()
+  vol.update(source='phantom', seed=int(seed))
+  volume = sources.load_volume(ml_collections.ConfigDict(vol))
+  render = config.render.copy_and_resolve_references()
+  render.image_size = image_size
+  return scenes_lib.build_scene(f'phantom-s{seed}', volume, config.histogram,
+                                render)
+
+
+def _gold(scene, config):
+  icfg = simulate.inspector_config(config.inspector)
+
+  def gold(actions):
+    out = []
+    for v in np.asarray(actions, np.float32):
+      rgba, w, h = scene.render_tissues(v)
+      out.append(inspector_lib.score(inspector_lib.criteria(
+          np.asarray(w), np.asarray(h), np.asarray(rgba)), icfg))
+    return np.asarray(out)
+  return gold
+
+
+def _ensure_reward(config, workdir: str) -> str:
+  """The reward model's folder; trained here first when there is none."""
+  root = config.reward_workdir or workdir
+  reward_dir = os.path.join(root, 'reward')
+  if not os.path.exists(os.path.join(reward_dir, 'summary.json')):
+    logging.info('no reward model in %s: training one first', reward_dir)
+    reward_job.train_reward(config, root)
+  return reward_dir
+
+
+def _eval_scenes(config):
+  a = config.agent
+  out = [_phantom_scene(config, s, config.render.image_size)
+         for s in a.eval_seeds]
+  if a.eval_cranium and os.path.exists(sample_fetch.cranium_path()):
+    vol = ml_collections.ConfigDict(dict(config.volume.to_dict(),
+                                         source='cranium'))
+    out.append(scenes_lib.build_scene('cranium', sources.load_volume(vol),
+                                      config.histogram, config.render))
+  return out
+
+
+def train_agent(config, workdir: str) -> dict:
+  t0 = time.perf_counter()
+  a = config.agent
+  out_dir = os.path.join(workdir, 'agent')
+  os.makedirs(out_dir, exist_ok=True)
+  reward_fn = _reward_fn(config, _ensure_reward(config, workdir))
+  logging.info('training scenes: phantom seeds %s', list(a.train_seeds))
+  train = [_phantom_scene(config, s, a.gold_image_size) for s in a.train_seeds]
+  jh = np.stack([s.jh.image for s in train]).astype(np.float32)
+  experts = np.stack([s.experts for s in train])
+  net = policy_lib.net_from_config(a.ppo.policy)
+  key = jax.random.key(a.seed)
+  k_init, k_ppo, k_eval = jax.random.split(key, 3)
+  params = policy_lib.init_params(net, k_init, jh.shape[-1])
+  logging.info('warm start: behaviour cloning on %d experts / scene',
+               experts.shape[1])
+  ref_params, bc = warm_start.behaviour_clone(a.warm_start, net, params, jh,
+                                              experts)
+  logging.info('PPO: %d updates', a.ppo.num_updates)
+  params, metrics, series = ppo.train_with_monitor(
+      a.ppo, k_ppo, jh, ref_params, ref_params, reward_fn,
+      [_gold(s, config) for s in train], every=a.monitor_every)
+  rows = {k: np.asarray(v) for k, v in metrics.items()
+          if np.ndim(v) == 1}
+  with open(os.path.join(out_dir, 'metrics.jsonl'), 'w') as f:
+    for i in range(a.ppo.num_updates):
+      f.write(json.dumps({k: float(v[i]) for k, v in rows.items()}) + '\n')
+  ppo.plot_overoptimisation({k: np.asarray(v) for k, v in series.items()},
+                            os.path.join(out_dir, 'overoptimisation.png'))
+  ocp.StandardCheckpointer().save(
+      os.path.abspath(os.path.join(out_dir, 'checkpoint')),
+      jax.tree_util.tree_map(np.asarray, params), force=True)
+
+  summary = dict(bc_final_mode_mse=float(bc['mode_mse'][-1]),
+                 monitor={k: np.asarray(v).tolist() for k, v in
+                          series.items()}, scenes={})
+  images, titles = [], []
+  for scene in _eval_scenes(config):
+    gold = _gold(scene.with_view(image_size=a.gold_image_size), config)
+    agent_action = np.asarray(policy_lib.mode(
+        net, params, jnp.asarray(scene.jh.image[None], jnp.float32)))[0]
+    warm_action = np.asarray(policy_lib.mode(
+        net, ref_params, jnp.asarray(scene.jh.image[None], jnp.float32)))[0]
+    randoms = np.asarray(polygon.random_actions(
+        jax.random.fold_in(k_eval, len(summary['scenes'])),
+        a.num_random_eval, experts.shape[2]))
+    s_agent, s_warm = gold(agent_action[None])[0], gold(warm_action[None])[0]
+    s_expert = gold(scene.experts[:1])[0]
+    s_random = gold(randoms)
+    median = float(np.median(s_random))
+    summary['scenes'][scene.scene_id] = dict(
+        agent_score=float(s_agent), warm_start_score=float(s_warm),
+        expert_score=float(s_expert), random_median_score=median,
+        agent_relative_to_expert=float(s_agent / max(s_expert, 1e-9)),
+        agent_action=agent_action.tolist())
+    j = int(np.argsort(s_random)[len(s_random) // 2])
+    for name, act, sc in (('expert', scene.experts[0], s_expert),
+                          ('agent', agent_action, s_agent),
+                          ('random (median)', randoms[j], s_random[j])):
+      images.append(np.asarray(scene.render(act))[..., :3])
+      titles.append(f'{scene.scene_id}: {name}\ninspector {sc:.2f}')
+  figures.overview(images, titles, os.path.join(out_dir, 'agent_tfs.png'),
+                   ncols=3)
+  summary['seconds'] = round(time.perf_counter() - t0, 1)
+  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  print(json.dumps(summary['scenes'], indent=2))
+  return summary
