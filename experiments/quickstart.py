@@ -2,20 +2,23 @@
 
   python launch.py --experiment=experiments/quickstart.py --workdir=workdir/quickstart
 
-Actions (10 expert, 50 random, 40 augmented), 4,000 simulated preferences,
+Actions (10 expert, 200 random, 40 augmented), 4,000 simulated preferences,
 the reward model with both losses (L_C, L_L) x 3 seeds, then the evaluation:
 Fig. 2-4, reliability diagram, gradient probing and evaluation/summary.json.
-Expected on 2 CPU cores: <= 10 minutes; held-out decisive accuracy >= 0.9
-for both losses; Spearman rho between reward and the simulated inspector's
-score >= 0.8 for the better loss; reward ascent reaching >= 90 % of the
-expert's inspector score.
-Arg: '' | 'smoke' (every size tiny, about a minute).
+Expected on 2 CPU cores: <= 10 minutes (about 5); held-out decisive accuracy
+>= 0.9 for both losses; Spearman rho between reward and the simulated
+inspector's score over 2,000 unseen random actions >= 0.8 for the better
+loss; reward ascent reaching >= 90 % of the expert's inspector score.
+Args: '' | 'paper' (the paper's 50 random actions: the model then ranks
+unseen random actions with rho ~ 0.6 only, see rlhf_tf/jobs/evaluate.py) |
+'smoke' (every size tiny, about half a minute).
 """
 
 from rlhf_tf.jobs import evaluate
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  return evaluate.experiment_config(smoke=arg == 'smoke')
+  if arg not in (None, '', 'smoke', 'paper'):
+    raise ValueError(f'unknown arg {arg!r}; valid: paper, smoke')
+  return evaluate.experiment_config(smoke=arg == 'smoke',
+                                    paper_actions=arg == 'paper')
