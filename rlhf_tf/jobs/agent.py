@@ -38,7 +38,6 @@ from rlhf_tf.data import sources
 from rlhf_tf.evaluation import figures
 from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.jobs import simulate
-from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import checkpointing
@@ -110,16 +109,8 @@ def _phantom_scene(config, seed: int, image_size: int):
 
 
 def _gold(scene, config):
-  icfg = simulate.inspector_config(config.inspector)
-
-  def gold(actions):
-    out = []
-    for v in np.asarray(actions, np.float32):
-      rgba, w, h = scene.render_tissues(v)
-      out.append(inspector_lib.score(inspector_lib.criteria(
-          np.asarray(w), np.asarray(h), np.asarray(rgba)), icfg))
-    return np.asarray(out)
-  return gold
+  return lambda actions: simulate.inspector_scores(scene, actions,
+                                                   config.inspector)
 
 
 def _ensure_reward(config, workdir: str) -> str:

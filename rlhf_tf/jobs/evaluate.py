@@ -40,7 +40,6 @@ from rlhf_tf.evaluation import probing
 from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict
@@ -52,22 +51,6 @@ def default_eval_config() -> ml_collections.ConfigDict:
       seed=0, num_random=20000, num_gold=2000, gold_image_size=64,
       num_eval_tfs=12, eval_candidates=60, ascent_starts=32,
       ascent_steps=200, ascent_lr=0.01))
-
-
-class _Gold:
-  """The simulated inspector's score of actions (the 'gold' reward)."""
-
-  def __init__(self, scene, config):
-    self.scene = scene
-    self.config = simulate.inspector_config(config.inspector)
-
-  def __call__(self, actions) -> np.ndarray:
-    out = []
-    for v in np.asarray(actions, np.float32):
-      rgba, w, h = self.scene.render_tissues(v)
-      out.append(inspector_lib.score(inspector_lib.criteria(
-          np.asarray(w), np.asarray(h), np.asarray(rgba)), self.config))
-    return np.asarray(out)
 
 
 def _selected_params(reward_dir: str):
@@ -121,7 +104,7 @@ def _corner_renders(scene, maps, base, k=3):
   return out
 
 
-def _eval_tfs(key, scene, gold: _Gold, num: int, candidates: int):
+def _eval_tfs(key, scene, gold, num: int, candidates: int):
   """``num`` unseen TFs spread from expert-like to poor by inspector score:
   augmentations of the experts with growing shifts and random actions."""
   k_aug, k_rand = jax.random.split(key)
@@ -157,7 +140,9 @@ def evaluate(config, workdir: str) -> dict:
   spec = dataset.scene_specs(config)[0]
   scene = dataset.ensure_scene(store, spec, config).scene
   store.close()
-  gold = _Gold(scene.with_view(image_size=ev.gold_image_size), config)
+  gold_scene = scene.with_view(image_size=ev.gold_image_size)
+  gold = lambda actions: simulate.inspector_scores(gold_scene, actions,
+                                                   config.inspector)
   jh = np.asarray(scene.jh.image, np.float32)
   key = jax.random.key(ev.seed)
   k_random, k_gold, k_eval, k_ascent = jax.random.split(key, 4)

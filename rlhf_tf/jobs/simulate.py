@@ -55,6 +55,18 @@ def inspector_config(cfg) -> inspector_lib.InspectorConfig:
       temperature=cfg.temperature)
 
 
+def inspector_scores(scene, actions, cfg) -> np.ndarray:
+  """The simulated inspector's score [A] of actions [A, n, 2] on a scene
+  (the 'gold' reward of the evaluation and of the agent's monitor)."""
+  icfg = inspector_config(cfg)
+  out = []
+  for v in np.asarray(actions, np.float32):
+    rgba, w, h = scene.render_tissues(v)
+    out.append(inspector_lib.score(inspector_lib.criteria(
+        np.asarray(w), np.asarray(h), np.asarray(rgba)), icfg))
+  return np.asarray(out)
+
+
 def judge_scene(data: dataset.SceneData, store, config, key, progress=True):
   """Renders every action, judges all pairs; returns (criteria, answers)."""
   crit = []

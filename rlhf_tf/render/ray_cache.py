@@ -215,14 +215,19 @@ def _check(cache: RayCache, tf_table, settings):
                          f'the cache ({v}); rebuild the cache')
 
 
-@functools.partial(jax.jit, static_argnames=('settings',))
-def _render_cached(cache: RayCache, tf_table, settings):
+def _render_buckets(cache: RayCache, tf_table, settings, num_labels: int):
+  """The cached rendering [H*W, 4] and, when num_labels > 0, the per-label
+  compositing weights [H*W, G] and hits [H*W, G] (else None, None)."""
   corners = raymarch.corner_table(tf_table)
   dtype = tf_table.dtype
   n_pix = cache.height * cache.width
   bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
                         jnp.zeros((1,), dtype)])
   image = jnp.broadcast_to(bg, (n_pix, 4))
+  weights = hits = None
+  if num_labels:
+    weights = jnp.zeros((n_pix, num_labels), dtype)
+    hits = jnp.zeros((n_pix, num_labels), bool)
   for b in cache.buckets:
     num = b.idx.shape[1]
 
@@ -234,14 +239,33 @@ def _render_cached(cache: RayCache, tf_table, settings):
       if settings.shading:
         s['diffuse'] = _dequantise(t['diffuse'], dtype)
         s['specular'] = _dequantise(t['specular'], dtype)
-      return raymarch.shade_and_composite(rgba, s, settings)
+      rgb, acc = raymarch.shade_and_composite(rgba, s, settings)
+      if not num_labels:
+        return rgb, acc
+      log_trans = compositing.opacity_log_transmittance(
+          rgba[..., 3], s['seg'], settings.reference_step_mm)
+      # The compositing weights T_i a_i split by label: composite a one-hot
+      # "colour" of the sample's label instead of its RGB.
+      onehot = jax.nn.one_hot(t['label'], num_labels, dtype=dtype)
+      w, _ = compositing.composite_log(onehot, log_trans)
+      hit = jnp.any((onehot > 0) & (s['seg'] > 0)[..., None], axis=-2)
+      return rgb, acc, w, hit
 
-    fields = {k: getattr(b, k) for k in ('length', 'idx', 'fx', 'fy',
-                                         'diffuse', 'specular')
-              if getattr(b, k) is not None}
-    rgb, acc = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
-    rgba = compositing.over_background(rgb, acc, settings.background)
+    names = ('length', 'idx', 'fx', 'fy', 'diffuse', 'specular') + (
+        ('label',) if num_labels else ())
+    fields = {k: getattr(b, k) for k in names if getattr(b, k) is not None}
+    out = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
+    rgba = compositing.over_background(out[0], out[1], settings.background)
     image = image.at[b.pixels].set(rgba, mode='drop')
+    if num_labels:
+      weights = weights.at[b.pixels].set(out[2], mode='drop')
+      hits = hits.at[b.pixels].set(out[3], mode='drop')
+  return image, weights, hits
+
+
+@functools.partial(jax.jit, static_argnames=('settings',))
+def _render_cached(cache: RayCache, tf_table, settings):
+  image, _, _ = _render_buckets(cache, tf_table, settings, 0)
   return image.reshape(cache.height, cache.width, 4)
 
 
@@ -266,43 +290,8 @@ def render_cached(cache: RayCache, tf_table,
 
 @functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
 def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
-  corners = raymarch.corner_table(tf_table)
-  dtype = tf_table.dtype
-  n_pix = cache.height * cache.width
-  bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
-                        jnp.zeros((1,), dtype)])
-  image = jnp.broadcast_to(bg, (n_pix, 4))
-  weights = jnp.zeros((n_pix, num_labels), dtype)
-  hits = jnp.zeros((n_pix, num_labels), bool)
-  for b in cache.buckets:
-    num = b.idx.shape[1]
-
-    def tile_fn(t, num=num):
-      fx, fy = _dequantise(t['fx'], dtype), _dequantise(t['fy'], dtype)
-      rgba = raymarch.bilinear_lookup(corners, t['idx'], fx, fy)
-      s = dict(seg=raymarch.segment_lengths(t['length'].astype(dtype), num,
-                                            settings.step_mm))
-      if settings.shading:
-        s['diffuse'] = _dequantise(t['diffuse'], dtype)
-        s['specular'] = _dequantise(t['specular'], dtype)
-      rgb, acc = raymarch.shade_and_composite(rgba, s, settings)
-      log_trans = compositing.opacity_log_transmittance(
-          rgba[..., 3], s['seg'], settings.reference_step_mm)
-      # The compositing weights T_i a_i split by label: composite a one-hot
-      # "colour" of the sample's label instead of its RGB.
-      onehot = jax.nn.one_hot(t['label'], num_labels, dtype=dtype)
-      w, _ = compositing.composite_log(onehot, log_trans)
-      hit = jnp.any((onehot > 0) & (s['seg'] > 0)[..., None], axis=-2)
-      return rgb, acc, w, hit
-
-    fields = {k: getattr(b, k) for k in ('length', 'idx', 'fx', 'fy',
-                                         'diffuse', 'specular', 'label')
-              if getattr(b, k) is not None}
-    rgb, acc, w, hit = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
-    rgba = compositing.over_background(rgb, acc, settings.background)
-    image = image.at[b.pixels].set(rgba, mode='drop')
-    weights = weights.at[b.pixels].set(w, mode='drop')
-    hits = hits.at[b.pixels].set(hit, mode='drop')
+  image, weights, hits = _render_buckets(cache, tf_table, settings,
+                                         num_labels)
   shape = (cache.height, cache.width)
   return (image.reshape(shape + (4,)), weights.reshape(shape + (num_labels,)),
           hits.reshape(shape + (num_labels,)))

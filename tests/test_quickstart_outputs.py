@@ -1,0 +1,32 @@
+"""The quickstart (smoke) writes every figure and number of the evaluation."""
+
+import json
+import os
+
+from rlhf_tf.jobs import evaluate
+
+FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
+           'fig4_evaluation_tfs.png', 'reliability.png',
+           'probing_gradients.png')
+
+
+def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path):
+  config = evaluate.experiment_config(smoke=True)
+  evaluate.quickstart(config, str(tmp_path))
+  out = tmp_path / 'evaluation'
+  for name in FIGURES:
+    path = out / name
+    assert path.exists(), name
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+    assert os.path.getsize(path) > 20_000, name
+  summary = json.loads((out / 'summary.json').read_text())
+  for loss in ('ce', 'nll'):
+    s = summary[loss]
+    assert 0.0 <= s['heldout']['accuracy'] <= 1.0
+    assert 0.0 <= s['heldout']['ece'] <= 1.0
+    assert -1.0 <= s['rank_correlation']['spearman_rho'] <= 1.0
+    assert 0.0 <= s['sharpness']['share_above_expert_mean'] <= 1.0
+    assert s['probing']['ascent_final_mean_reward'] >= s['probing'][
+        'ascent_start_mean_reward']
+    assert len(s['probing']['grad_at_expert']) == 4
+  assert len(summary['image_space_gradient']['grad']) == 4
