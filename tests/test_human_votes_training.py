@@ -1,12 +1,16 @@
 """Votes cast in the browser UI train the reward model exactly like
 simulated ones: same scenes, same action ids, same targets."""
 
+import json
+
 import numpy as np
+import pytest
 
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import reward
 from rlhf_tf.preferences import dataset
 from rlhf_tf.reward import from_store
+from rlhf_tf.reward import tensorboard
 from rlhf_tf.ui import app as app_lib
 
 
@@ -53,3 +57,9 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
   config.reward.num_epochs = 1
   summary = reward.train_reward(config, workdir)
   assert summary['num_train_pairs'] == 3
+  # Its metrics, also as TensorBoard events.
+  run = tmp_path / 'reward' / 'ce' / 'seed_0'
+  last = json.loads((run / 'metrics.jsonl').read_text().splitlines()[-1])
+  scalars = {t: v for t, _, v in tensorboard.read_scalars(
+      str(run / 'tensorboard'))}
+  assert scalars['train_loss'] == pytest.approx(last['train_loss'], rel=1e-6)

@@ -31,8 +31,8 @@ Outputs in ``workdir``:
   <loss>/checkpoints/            orbax, one step per epoch (see checkpointing)
   <loss>/run_meta.json           fingerprint of config + data (resume guard)
   summary.json                   final metrics of all runs, selected runs.
-Metrics go to metrics.jsonl (tensorboardX is not installed and
-flax.metrics.tensorboard needs tensorflow).
+Metrics go to metrics.jsonl, and, when a run ends, to TensorBoard event
+files in <loss>/seed_<k>/tensorboard (tensorboard.py, via tensorboardX).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import losses as losses_lib
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import tensorboard
 from rlhf_tf.reward.predict import load_params, predict_rewards  # noqa: F401
 
 _INIT, _SHUFFLE, _DROPOUT = 0, 1, 2
@@ -308,6 +309,8 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
                            history)
     mngr.wait_until_finished()
   _write_all_metrics(root, history)
+  for name, rows in history.items():
+    tensorboard.write_events(os.path.join(root, name), rows)
   return [history[f'seed_{k}'] for k in range(seeds)]
 
 
