@@ -4,7 +4,7 @@
   python launch.py --experiment=experiments/collect.py --workdir=DIR \
       --experiment.port=9000 --experiment.overlap=0.25 \
       --experiment.selection=disagreement \
-      --experiment.ensemble_rewards_path=DIR/rewards.npy
+      --experiment.ensemble_reward_workdir=DIR_OF_A_REWARD_RUN
 
 Prints the URL (default http://127.0.0.1:8765/). Each inspector enters a name,
 then sees two renderings of the phantom head side by side and answers with
@@ -21,6 +21,7 @@ Arg: '' | 'smoke' (tiny scene, serves for 3 s on a free port, then stops).
 """
 
 from rlhf_tf.preferences import dataset
+from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
@@ -34,7 +35,12 @@ def get_config(arg=None):
   config.overlap = 0.2  # fraction of pairs that get a second inspector
   config.votes_target = 200  # per inspector, for the progress bar
   config.selection = 'random'  # 'random' | 'disagreement'
-  config.ensemble_rewards_path = ''  # .npy [M models, A actions]
+  # Active querying (selection='disagreement'): a trained reward model's
+  # workdir (all its seeds form the ensemble) or an .npy [M, A] of rewards.
+  config.ensemble_reward_workdir = ''
+  config.ensemble_loss = 'ce'
+  config.ensemble_rewards_path = ''
+  config.reward = train.get_config()  # the trained model's architecture
   config.prerender = True
   config.serve_seconds = 0.0  # 0 = until Ctrl-C
   if arg == 'smoke':

@@ -3,6 +3,7 @@ simulated ones: same scenes, same action ids, same targets."""
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -63,3 +64,37 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
   scalars = {t: v for t, _, v in tensorboard.read_scalars(
       str(run / 'tensorboard'))}
   assert scalars['train_loss'] == pytest.approx(last['train_loss'], rel=1e-6)
+
+
+def test_disagreement_selection_uses_the_trained_reward_checkpoints(tmp_path):
+  config = reward.experiment_config(('ce',), smoke=True)
+  config.reward.num_epochs = 1
+  workdir = str(tmp_path)
+  reward.train_reward(config, workdir)  # simulated votes, 2 seeds
+  store = dataset.open_store(config, workdir)
+  scene_id = dataset.scene_specs(config)[0].scene_id
+  ui = ml_collections.ConfigDict(dict(
+      ensemble_reward_workdir=workdir, ensemble_loss='ce',
+      ensemble_rewards_path='', selection='disagreement',
+      reward=config.reward))
+  rewards = collect.ensemble_rewards_from_checkpoints(ui, store, scene_id)
+  num_actions = len(store.actions(scene_id))
+  assert rewards.shape == (config.reward.num_seeds, num_actions)
+  assert np.all(np.isfinite(rewards))
+  assert not np.allclose(rewards[0], rewards[1])  # two seeds, two models
+  scene = collect.default_scene(config, store)
+  app = app_lib.create_app(store.path, scene.render_png,
+                           scene_ids=[scene_id], render_key=scene.render_key,
+                           selection='disagreement',
+                           ensemble_rewards=collect.load_ensemble_rewards(
+                               ui, store.path))
+  r = app.test_client().post('/api/next', json=dict(inspector='bob'))
+  assert r.status_code == 200, r.json
+  # The most disputed pair: the largest variance over the seeds of
+  # sigmoid(r_a - r_b) among the pairs.
+  p = 1 / (1 + np.exp(-(rewards[:, :, None] - rewards[:, None, :])))
+  var = p.var(axis=0)
+  pairs = [(q.action_a, q.action_b) for q in store.pairs(scene_id)]
+  best = max(pairs, key=lambda ab: var[ab])
+  got = r.json['pair']
+  assert {got['left_action'], got['right_action']} == set(best)

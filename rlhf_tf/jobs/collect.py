@@ -18,16 +18,20 @@ in a background thread so inspectors rarely wait.
 from __future__ import annotations
 
 import io
+import os
 import threading
 from typing import Callable, NamedTuple, Optional
 
 from absl import logging
+import jax
 import ml_collections
 import numpy as np
 
 from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import store as store_lib
+from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import predict
 from rlhf_tf.ui import app as app_lib
 
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
@@ -128,13 +132,46 @@ def prerender(path: str, scene: Scene, stop: threading.Event):
     store.close()
 
 
-def load_ensemble_rewards(config) -> Optional[Callable]:
-  """scene_id -> [M, A] rewards from ``config.ensemble_rewards_path`` (.npy),
-  for selection='disagreement'."""
+def ensemble_rewards_from_checkpoints(config, store, scene_id: str
+                                     ) -> np.ndarray:
+  """[M, A] rewards of a scene's actions under every seed of a trained
+  reward model (``<ensemble_reward_workdir>/reward/<ensemble_loss>``)."""
+  folder = os.path.join(config.ensemble_reward_workdir, 'reward',
+                        config.ensemble_loss, 'checkpoints')
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f'no reward checkpoints in {folder}; train one '
+                            f'with experiments/reward_ce.py first')
+  stacked = checkpointing.load_params(folder)
+  jh = dataset.scene_jh(store, scene_id).image
+  actions = store.vertices_array(scene_id)
+  seeds = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+  return np.stack([predict.predict_rewards(
+      jax.tree_util.tree_map(lambda x, m=m: x[m], stacked), config.reward,
+      jh, actions) for m in range(seeds)])
+
+
+def load_ensemble_rewards(config, store_file: str) -> Optional[Callable]:
+  """scene_id -> [M, A] rewards for selection='disagreement': from trained
+  reward checkpoints (``ensemble_reward_workdir``, all seeds of one loss) or
+  from an .npy file (``ensemble_rewards_path``)."""
+  if config.ensemble_reward_workdir:
+    cache = {}
+
+    def from_checkpoints(scene_id):
+      if scene_id not in cache:
+        store = store_lib.PreferenceStore(store_file)
+        try:
+          cache[scene_id] = ensemble_rewards_from_checkpoints(
+              config, store, scene_id)
+        finally:
+          store.close()
+      return cache[scene_id]
+    return from_checkpoints
   if not config.ensemble_rewards_path:
     if config.selection == 'disagreement':
-      raise ValueError("selection='disagreement' needs ensemble_rewards_path "
-                       '(an .npy [M models, A actions] array)')
+      raise ValueError("selection='disagreement' needs ensemble_reward_workdir"
+                       ' (trained reward checkpoints) or ensemble_rewards_path'
+                       ' (an .npy [M models, A actions] array)')
     return None
   rewards = np.load(config.ensemble_rewards_path)
   if rewards.ndim != 2:
@@ -155,7 +192,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       render_key=scene.render_key, jh_png=scene.jh_png,
       votes_target=config.votes_target, lease_seconds=config.lease_seconds,
       overlap=config.overlap, seed=config.seed, selection=config.selection,
-      ensemble_rewards=load_ensemble_rewards(config))
+      ensemble_rewards=load_ensemble_rewards(config, path))
   stop = threading.Event()
   if config.prerender:
     threading.Thread(target=prerender, args=(path, scene, stop),

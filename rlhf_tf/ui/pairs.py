@@ -262,10 +262,14 @@ class Dispenser:
     return [Candidate(*p) for s in self.scene_ids for p in store.pairs(s)]
 
   def raters(self, store) -> dict:
-    """{(scene, pair): inspectors with an effective vote on it}."""
+    """{(scene, pair): human inspectors with an effective vote on it}.
+
+    Only human votes count: a store that also holds the simulated
+    inspector's answers to every pair still hands the pairs to people.
+    """
     out: dict = {}
     for s in self.scene_ids:
-      for v in store.effective_votes(scene_id=s):
+      for v in store.effective_votes(scene_id=s, source='human'):
         out.setdefault((v.scene_id, v.pair_id), set()).add(v.inspector)
     return out
 
