@@ -12,6 +12,10 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from rlhf_tf.data import dicom_io
+from rlhf_tf.data import invesalius
+from rlhf_tf.data import phantom
+from rlhf_tf.data import sample_fetch
 from rlhf_tf.data.volume import Volume
 
 
@@ -22,7 +26,6 @@ def default_volume_config() -> ml_collections.ConfigDict:
 
 
 def _phantom(cfg) -> Volume:
-  from rlhf_tf.data import phantom  # pylint: disable=g-import-not-at-top
   return phantom.make_head_phantom(jax.random.key(cfg.seed),
                                    shape=tuple(cfg.shape), metal=cfg.metal,
                                    noise=cfg.noise)
@@ -30,7 +33,6 @@ def _phantom(cfg) -> Volume:
 
 def _cranium(cfg) -> Volume:
   del cfg
-  from rlhf_tf.data import sample_fetch  # pylint: disable=g-import-not-at-top
   return sample_fetch.load_cranium()
 
 
@@ -42,13 +44,11 @@ def _require_path(cfg, what: str) -> str:
 
 
 def _dicom(cfg) -> Volume:
-  from rlhf_tf.data import dicom_io  # pylint: disable=g-import-not-at-top
   return dicom_io.read_dicom_series(_require_path(cfg, 'DICOM directory'),
                                     series_uid=cfg.series_uid or None)
 
 
 def _inv3(cfg) -> Volume:
-  from rlhf_tf.data import invesalius  # pylint: disable=g-import-not-at-top
   return invesalius.read_inv3(_require_path(cfg, '.inv3 file'))
 
 
