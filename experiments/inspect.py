@@ -14,14 +14,14 @@ Arg: '' (phantom) | 'cranium' | 'smoke' (a 24^3 phantom, 64 bins).
 import ml_collections
 
 from rlhf_tf.data import sources
+from rlhf_tf.render import histogram
 
 
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.job = 'inspect'
   config.volume = sources.default_volume_config()
-  config.histogram = ml_collections.ConfigDict(dict(
-      bins=256, hu_window=(-1024.0, 3071.0), grad_percentile=99.5))
+  config.histogram = histogram.default_config()
   if arg == 'cranium':
     config.volume.source = 'cranium'
   elif arg == 'smoke':

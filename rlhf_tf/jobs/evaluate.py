@@ -60,7 +60,7 @@ def _selected_params(reward_dir: str):
           for loss, sel in summary['selected'].items()}
 
 
-def _heldout_numbers(config, workdir, params, model_cfg, scene_index=0):
+def _heldout_numbers(config, workdir, params, model_cfg):
   """Held-out pair metrics and calibration, on train.py's own split."""
   _, data = reward_job.load_training_data(config, workdir)
   _, held = data_lib.split_pairs(data, float(config.reward.held_out_fraction),
@@ -83,7 +83,6 @@ def _heldout_numbers(config, workdir, params, model_cfg, scene_index=0):
         p_left, (target[decisive] == 1.0).astype(float), num_bins=10)
     numbers['ece'] = ece
     out[loss] = (numbers, bins)
-  del scene_index
   return out
 
 

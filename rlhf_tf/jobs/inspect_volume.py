@@ -14,13 +14,6 @@ from rlhf_tf.evaluation import volume_figures
 from rlhf_tf.render import histogram
 
 
-def compute_histogram(volume, cfg: ml_collections.ConfigDict):
-  """The JH a ``config.histogram`` block describes."""
-  window = tuple(cfg.hu_window) if cfg.hu_window else None
-  return histogram.joint_histogram(volume, bins=cfg.bins, hu_window=window,
-                                   grad_percentile=cfg.grad_percentile)
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Loads the volume, writes `inspect.png` and `volume.json`, prints facts."""
   t0 = time.perf_counter()
@@ -29,7 +22,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   t1 = time.perf_counter()
   logging.info('loaded %s in %.1f s; computing the joint histogram',
                volume.name, t1 - t0)
-  jh = compute_histogram(volume, config.histogram)
+  jh = histogram.from_config(volume, config.histogram)
   t2 = time.perf_counter()
   facts = volume.describe()
   facts['histogram'] = {

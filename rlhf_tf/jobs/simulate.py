@@ -58,13 +58,17 @@ def inspector_config(cfg) -> inspector_lib.InspectorConfig:
 def inspector_scores(scene, actions, cfg) -> np.ndarray:
   """The simulated inspector's score [A] of actions [A, n, 2] on a scene
   (the 'gold' reward of the evaluation and of the agent's monitor)."""
-  icfg = inspector_config(cfg)
-  out = []
-  for v in np.asarray(actions, np.float32):
-    rgba, w, h = scene.render_tissues(v)
-    out.append(inspector_lib.score(inspector_lib.criteria(
-        np.asarray(w), np.asarray(h), np.asarray(rgba)), icfg))
-  return np.asarray(out)
+  crit = [judge_rendering(scene, v)[1]
+          for v in np.asarray(actions, np.float32)]
+  return inspector_lib.score(np.reshape(crit, (-1, len(
+      inspector_lib.CRITERIA))), inspector_config(cfg))
+
+
+def judge_rendering(scene, vertices):
+  """(rgba [H, W, 4], the inspector's criteria (5,)) of one action."""
+  rgba, weights, hits = scene.render_tissues(vertices)
+  return rgba, inspector_lib.criteria(np.asarray(weights), np.asarray(hits),
+                                      np.asarray(rgba))
 
 
 def judge_scene(data: dataset.SceneData, store, config, key, progress=True):
@@ -73,9 +77,8 @@ def judge_scene(data: dataset.SceneData, store, config, key, progress=True):
   name = config.inspector.name
   for i in tqdm.trange(len(data.vertices), desc=f'render {data.scene.scene_id}',
                        disable=not progress):
-    rgba, weights, hits = data.scene.render_tissues(data.vertices[i])
-    crit.append(inspector_lib.criteria(np.asarray(weights), np.asarray(hits),
-                                       np.asarray(rgba)))
+    rgba, c = judge_rendering(data.scene, data.vertices[i])
+    crit.append(c)
     store.add_render(data.scene.scene_id, i, render_key(config),
                      png_bytes(rgba))
   crit = np.stack(crit)

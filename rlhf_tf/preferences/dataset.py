@@ -24,6 +24,7 @@ from rlhf_tf.preferences import actions as actions_lib
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
+from rlhf_tf.render import histogram
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +62,11 @@ def _cfg(d: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(copy.deepcopy(d))
 
 
-def load_volume(record: dict):
-  return sources.load_volume(_cfg(record['volume']))
-
-
 def scene_jh(store: store_lib.PreferenceStore, scene_id: str):
   """The JH of a stored scene, recomputed from its recorded volume source."""
   record = _stored_record(store, scene_id)
-  volume = load_volume(record)
-  return scenes_lib.compute_histogram(volume, _cfg(record['histogram']))
+  volume = sources.load_volume(_cfg(record['volume']))
+  return histogram.from_config(volume, _cfg(record['histogram']))
 
 
 def _stored_record(store, scene_id: str) -> dict:

@@ -42,17 +42,7 @@ def default_render_config() -> ml_collections.ConfigDict:
       azimuth=0.0, elevation=10.0, shading=True))
 
 
-def default_histogram_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      bins=256, hu_window=(-1024.0, 3071.0), grad_percentile=99.5))
-
-
-def compute_histogram(volume: Volume, cfg, grad_mag=None):
-  """The JH a ``config.histogram`` block describes."""
-  window = tuple(cfg.hu_window) if cfg.hu_window else None
-  return histogram.joint_histogram(volume, bins=cfg.bins, hu_window=window,
-                                   grad_percentile=cfg.grad_percentile,
-                                   grad_mag=grad_mag)
+default_histogram_config = histogram.default_config
 
 
 @dataclasses.dataclass
@@ -113,7 +103,7 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
       (``experts.expert_actions``).
   """
   grad_mag = gradient_lib.gradient_magnitude(volume.hu, volume.spacing)
-  jh = compute_histogram(volume, histogram_cfg, grad_mag=grad_mag)
+  jh = histogram.from_config(volume, histogram_cfg, grad_mag=grad_mag)
   groups = tissues.tissue_groups(volume)
   if experts is None:
     experts = experts_lib.expert_actions(volume.hu, grad_mag, groups, jh.axes)

@@ -20,6 +20,7 @@ then nothing of the file is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,26 +60,33 @@ def put_image(images_dir: Path, png_bytes) -> str:
   if path.exists():  # content-addressed: same name, same bytes
     return sha
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-', suffix='.png')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    # A reader sees either no file or the whole file, never a partial PNG.
-    os.replace(tmp, path)
-  except BaseException:
-    _unlink_quietly(tmp)
-    raise
+  with _atomic_file(path, 'wb') as f:
+    f.write(data)
   return sha
 
 
-def _unlink_quietly(path):
-  """Remove a temp file after a failed write (it may never have existed)."""
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str):
+  """Write a file next to ``path``, fsync it and rename it into place.
+
+  A reader sees either no file (or the old one) or the whole new file, never
+  a partial one; a failed write leaves no temp file behind.
+  """
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-',
+                             suffix=path.suffix)
   try:
-    os.unlink(path)
-  except FileNotFoundError:
-    pass
+    with os.fdopen(fd, mode, **({} if 'b' in mode else
+                                {'encoding': 'utf-8'})) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    try:
+      os.unlink(tmp)
+    except FileNotFoundError:
+      pass
+    raise
 
 
 # ---------------------------------------------------------------- JSONL
@@ -96,29 +104,21 @@ def export_jsonl(conn: sqlite3.Connection, path) -> dict:
   snapshot); counts of lines per type."""
   path = Path(path)
   counts = {}
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-', suffix='.jsonl')
-  try:
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      f.write(json.dumps({'type': 'header', 'format': FORMAT,
-                          'schema_version': SCHEMA_VERSION}) + '\n')
-      conn.execute('BEGIN')  # one read snapshot for all tables
-      try:
-        for kind, (table, key, cols) in TABLES.items():
-          rows = conn.execute(f'SELECT {", ".join(cols)} FROM {table} '
-                              f'ORDER BY {", ".join(key)}')
-          counts[kind] = 0
-          for row in rows:
-            f.write(json.dumps(_to_json_row(kind, row), allow_nan=False)
-                    + '\n')
-            counts[kind] += 1
-      finally:
-        conn.execute('COMMIT')
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    _unlink_quietly(tmp)
-    raise
+  with _atomic_file(path, 'w') as f:
+    f.write(json.dumps({'type': 'header', 'format': FORMAT,
+                        'schema_version': SCHEMA_VERSION}) + '\n')
+    conn.execute('BEGIN')  # one read snapshot for all tables
+    try:
+      for kind, (table, key, cols) in TABLES.items():
+        rows = conn.execute(f'SELECT {", ".join(cols)} FROM {table} '
+                            f'ORDER BY {", ".join(key)}')
+        counts[kind] = 0
+        for row in rows:
+          f.write(json.dumps(_to_json_row(kind, row), allow_nan=False)
+                  + '\n')
+          counts[kind] += 1
+    finally:
+      conn.execute('COMMIT')
   return counts
 
 

@@ -20,6 +20,7 @@ import logging
 from typing import Optional, Sequence
 
 import flax.struct
+import ml_collections
 import numpy as np
 
 from rlhf_tf.data.volume import Volume
@@ -135,6 +136,22 @@ def normalise_counts(counts: np.ndarray) -> np.ndarray:
   logc = np.log1p(counts.astype(np.float64))
   top = logc.max()
   return (logc / top if top > 0 else logc).astype(np.float32)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """``config.histogram``: bins, HU window (12-bit CT range), |grad| pct."""
+  return ml_collections.ConfigDict(dict(
+      bins=256, hu_window=(-1024.0, 3071.0), grad_percentile=99.5))
+
+
+def from_config(volume: Volume, cfg,
+                grad_mag: Optional[np.ndarray] = None) -> 'JointHistogram':
+  """The JH a ``config.histogram`` block describes (empty window = the
+  volume's range)."""
+  window = tuple(cfg.hu_window) if cfg.hu_window else None
+  return joint_histogram(volume, bins=cfg.bins, hu_window=window,
+                         grad_percentile=cfg.grad_percentile,
+                         grad_mag=grad_mag)
 
 
 def joint_histogram(volume: Volume, bins: int = 256,
