@@ -15,6 +15,11 @@ and stores per sample
 sample (the 2x2 bin neighbourhood, see ``raymarch.corner_table``), bilinear
 weights, shading and compositing.
 
+RENDERING: ``rlhf_tf.render.cached_march`` walks all rays of a bucket one
+sample index at a time (fields stored sample-major, [S, R]), forward and,
+for d image / d TF table, by a hand-written adjoint that re-walks the rays.
+Memory of both: [R] carries per bucket, whatever the sample count.
+
 EXACT SAMPLE COMPACTION: samples outside the volume box are empty for every
 TF, so the cache keeps, per ray, only the ceil(chord / step) samples inside
 the box, and drops rays that miss the box (they show the background). Rays are
@@ -26,9 +31,9 @@ compiled loops). This is exact -- the cached image differs from
 adjacent bins amplifies rounding of the sample positions the most).
 Samples in air are kept: a TF may make air visible.
 
-MEMORY: as in the direct renderer, each bucket is rendered by lax.map over
-jax.checkpoint-ed tiles, so reverse mode (d image / d TF table) holds one
-tile's sample intermediates at a time.
+No early ray termination: on the benchmark view, tiles of rays would stop
+early in under 15 % of their sample steps (rays rarely saturate together),
+and it would make the image depend on a threshold.
 """
 
 from __future__ import annotations
@@ -41,26 +46,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_tf.render import cached_march
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing
 from rlhf_tf.render import raymarch
 from rlhf_tf.render.histogram import JHAxes
 
-_FIXED = 65535.0
 
 
 @flax.struct.dataclass
 class CacheBucket:
-  """Rays with similar sample counts: R rays x S samples."""
+  """Rays with similar sample counts: R rays x S samples, sample-major."""
 
   pixels: jnp.ndarray  # [R] int32 flat pixel index; H * W for padding rays.
   length: jnp.ndarray  # [R] float32 chord length in the box (mm).
-  idx: jnp.ndarray  # [R, S] int32 flat TF-bin index.
-  fx: jnp.ndarray  # [R, S] uint16 fixed-point weight along x.
-  fy: jnp.ndarray  # [R, S] uint16 fixed-point weight along y.
-  diffuse: Optional[jnp.ndarray] = None  # [R, S] uint16 or None.
-  specular: Optional[jnp.ndarray] = None  # [R, S] uint16 or None.
-  label: Optional[jnp.ndarray] = None  # [R, S] uint8 label or None.
+  idx: jnp.ndarray  # [S, R] int32 flat TF-bin index.
+  fx: jnp.ndarray  # [S, R] uint16 fixed-point weight along x.
+  fy: jnp.ndarray  # [S, R] uint16 fixed-point weight along y.
+  diffuse: Optional[jnp.ndarray] = None  # [S, R] uint16 or None.
+  specular: Optional[jnp.ndarray] = None  # [S, R] uint16 or None.
+  label: Optional[jnp.ndarray] = None  # [S, R] uint8 label or None.
 
 
 @flax.struct.dataclass
@@ -86,14 +90,6 @@ class RayCache:
     return int(sum(x.nbytes for x in jax.tree_util.tree_leaves(self)))
 
 
-def _quantise(v):
-  return jnp.round(jnp.clip(v, 0.0, 1.0) * _FIXED).astype(jnp.uint16)
-
-
-def _dequantise(q, dtype=jnp.float32):
-  return q.astype(dtype) * (1.0 / _FIXED)
-
-
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
                                              'num', 'bins', 'settings'))
 def _sample_bucket(packed, labels_flat, origins, directions, shape,
@@ -105,17 +101,18 @@ def _sample_bucket(packed, labels_flat, origins, directions, shape,
     s = raymarch.sample_rays(packed, shape, spacing, axes, o, d,
                              num, settings, labels_flat=labels_flat)
     idx, fx, fy = raymarch.tf_coords(s['x'], s['y'], bx, by)
-    out = dict(idx=idx, fx=_quantise(fx), fy=_quantise(fy))
+    out = dict(idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy))
     if settings.shading:
-      out['diffuse'] = _quantise(s['diffuse'])
-      out['specular'] = _quantise(s['specular'])
+      out['diffuse'] = cached_march.quantise(s['diffuse'])
+      out['specular'] = cached_march.quantise(s['specular'])
     if labels_flat is not None:
       out['label'] = s['label'].astype(jnp.uint8)
     return out
 
   out = raymarch.map_tiles(tile_fn, (origins, directions), settings.tile_rays,
                            checkpoint=False)
-  return out
+  # Sample-major [S, R]: the forward march reads one contiguous row per step.
+  return {k: v.T for k, v in out.items()}
 
 
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing'))
@@ -215,57 +212,9 @@ def _check(cache: RayCache, tf_table, settings):
                          f'the cache ({v}); rebuild the cache')
 
 
-def _render_buckets(cache: RayCache, tf_table, settings, num_labels: int):
-  """The cached rendering [H*W, 4] and, when num_labels > 0, the per-label
-  compositing weights [H*W, G] and hits [H*W, G] (else None, None)."""
-  corners = raymarch.corner_table(tf_table)
-  dtype = tf_table.dtype
-  n_pix = cache.height * cache.width
-  bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
-                        jnp.zeros((1,), dtype)])
-  image = jnp.broadcast_to(bg, (n_pix, 4))
-  weights = hits = None
-  if num_labels:
-    weights = jnp.zeros((n_pix, num_labels), dtype)
-    hits = jnp.zeros((n_pix, num_labels), bool)
-  for b in cache.buckets:
-    num = b.idx.shape[1]
-
-    def tile_fn(t, num=num):
-      fx, fy = _dequantise(t['fx'], dtype), _dequantise(t['fy'], dtype)
-      rgba = raymarch.bilinear_lookup(corners, t['idx'], fx, fy)
-      s = dict(seg=raymarch.segment_lengths(t['length'].astype(dtype), num,
-                                            settings.step_mm))
-      if settings.shading:
-        s['diffuse'] = _dequantise(t['diffuse'], dtype)
-        s['specular'] = _dequantise(t['specular'], dtype)
-      rgb, acc = raymarch.shade_and_composite(rgba, s, settings)
-      if not num_labels:
-        return rgb, acc
-      log_trans = compositing.opacity_log_transmittance(
-          rgba[..., 3], s['seg'], settings.reference_step_mm)
-      # The compositing weights T_i a_i split by label: composite a one-hot
-      # "colour" of the sample's label instead of its RGB.
-      onehot = jax.nn.one_hot(t['label'], num_labels, dtype=dtype)
-      w, _ = compositing.composite_log(onehot, log_trans)
-      hit = jnp.any((onehot > 0) & (s['seg'] > 0)[..., None], axis=-2)
-      return rgb, acc, w, hit
-
-    names = ('length', 'idx', 'fx', 'fy', 'diffuse', 'specular') + (
-        ('label',) if num_labels else ())
-    fields = {k: getattr(b, k) for k in names if getattr(b, k) is not None}
-    out = raymarch.map_tiles(tile_fn, fields, settings.tile_rays)
-    rgba = compositing.over_background(out[0], out[1], settings.background)
-    image = image.at[b.pixels].set(rgba, mode='drop')
-    if num_labels:
-      weights = weights.at[b.pixels].set(out[2], mode='drop')
-      hits = hits.at[b.pixels].set(out[3], mode='drop')
-  return image, weights, hits
-
-
 @functools.partial(jax.jit, static_argnames=('settings',))
 def _render_cached(cache: RayCache, tf_table, settings):
-  image, _, _ = _render_buckets(cache, tf_table, settings, 0)
+  image = cached_march.cached_image(cache, tf_table, settings)
   return image.reshape(cache.height, cache.width, 4)
 
 
@@ -290,8 +239,8 @@ def render_cached(cache: RayCache, tf_table,
 
 @functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
 def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
-  image, weights, hits = _render_buckets(cache, tf_table, settings,
-                                         num_labels)
+  image, _, weights, hits = cached_march.render_buckets(
+      cache, tf_table, settings, num_labels)
   shape = (cache.height, cache.width)
   return (image.reshape(shape + (4,)), weights.reshape(shape + (num_labels,)),
           hits.reshape(shape + (num_labels,)))
