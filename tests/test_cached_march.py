@@ -120,8 +120,9 @@ def test_march_equals_composite_log_on_the_cached_samples():
                           SETTINGS.ambient, SETTINGS.diffuse,
                           SETTINGS.specular)
   seg = raymarch.segment_lengths(b.length, b.idx.shape[0], SETTINGS.step_mm)
-  rgb, acc = compositing.composite_log(col, compositing.opacity_log_transmittance(
-      rgba[..., 3], seg, SETTINGS.reference_step_mm))
+  log_trans = compositing.opacity_log_transmittance(
+      rgba[..., 3], seg, SETTINGS.reference_step_mm)
+  rgb, acc = compositing.composite_log(col, log_trans)
   expected = compositing.over_background(rgb, acc, SETTINGS.background)
   real = np.asarray(b.pixels) < image.shape[0]
   np.testing.assert_allclose(image[np.asarray(b.pixels)[real]],

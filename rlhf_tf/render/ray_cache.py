@@ -101,7 +101,8 @@ def _sample_bucket(packed, labels_flat, origins, directions, shape,
     s = raymarch.sample_rays(packed, shape, spacing, axes, o, d,
                              num, settings, labels_flat=labels_flat)
     idx, fx, fy = raymarch.tf_coords(s['x'], s['y'], bx, by)
-    out = dict(idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy))
+    out = dict(idx=idx, fx=cached_march.quantise(fx),
+               fy=cached_march.quantise(fy))
     if settings.shading:
       out['diffuse'] = cached_march.quantise(s['diffuse'])
       out['specular'] = cached_march.quantise(s['specular'])
