@@ -127,3 +127,20 @@ def test_march_equals_composite_log_on_the_cached_samples():
   real = np.asarray(b.pixels) < image.shape[0]
   np.testing.assert_allclose(image[np.asarray(b.pixels)[real]],
                              expected[real], atol=2e-6)
+
+
+def test_adjoint_with_a_non_square_table():
+  """The adjoint's flat 2x2 offsets (idx + 1, idx + bins_x) on a table with
+  bins_y != bins_x."""
+  hu = _volume()
+  cam = _camera(hu.shape, size=8)
+  cache = _cache(hu, cam, SETTINGS, bins=(5, 9))
+  table = jnp.asarray(np.random.default_rng(3).uniform(0.05, 0.6, (5, 9, 4)),
+                      jnp.float32)
+  loss = lambda img: jnp.sum(img * jnp.array([0.3, -0.5, 0.7, 1.1]))
+  g_direct = jax.grad(lambda t: loss(raymarch.render(
+      hu, None, SPACING, AXES, t, cam, SETTINGS)))(table)
+  g_cached = jax.grad(lambda t: loss(ray_cache.render_cached(
+      cache, t, SETTINGS)))(table)
+  assert float(jnp.abs(g_direct).max()) > 0.1
+  np.testing.assert_allclose(g_cached, g_direct, atol=2e-3)
