@@ -39,6 +39,7 @@ import numpy as np
 
 from rlhf_tf.render import compositing
 from rlhf_tf.render import raymarch
+from rlhf_tf.render import sampling
 
 _FIXED = 65535.0
 # Sample steps per loop iteration, measured on 2 CPU cores (Cranium, 256^2):
@@ -71,9 +72,8 @@ def _step_samples(bucket, fields, corners, i, settings, dtype):
   [R]."""
   t = {k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
        for k, v in fields.items()}
-  step = settings.step_mm
-  t['seg'] = jnp.clip(bucket.length.astype(dtype) - i.astype(dtype) * step,
-                      0.0, step)
+  t['seg'] = sampling.segment_length(bucket.length.astype(dtype),
+                                     i.astype(dtype), settings.step_mm)
   t['fx'], t['fy'] = dequantise(t['fx'], dtype), dequantise(t['fy'], dtype)
   rgba = raymarch.bilinear_lookup(corners, t['idx'], t['fx'], t['fy'])
   col = rgba[..., :3]
@@ -87,8 +87,9 @@ def _step_samples(bucket, fields, corners, i, settings, dtype):
   return t, rgba, col, log_trans
 
 
-def _unroll(num):
-  return max(1, min(MARCH_UNROLL, num))
+def _unroll(factor, num):
+  """fori_loop's unroll for a loop of num steps (at least 1, at most num)."""
+  return max(1, min(factor, num))
 
 
 def march_bucket(bucket, corners, settings, num_labels: int, dtype):
@@ -115,8 +116,8 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
   init = (jnp.zeros((rays,), dtype), jnp.zeros((rays, 3), dtype),
           jnp.zeros((rays, num_labels), dtype) if num_labels else None,
           jnp.zeros((rays, num_labels), bool) if num_labels else None)
-  log_t, rgb, weights, hits = jax.lax.fori_loop(0, num, body, init,
-                                                unroll=_unroll(num))
+  log_t, rgb, weights, hits = jax.lax.fori_loop(
+      0, num, body, init, unroll=_unroll(MARCH_UNROLL, num))
   return rgb, log_t, weights, hits
 
 
@@ -171,7 +172,7 @@ def march_bucket_vjp(bucket, tf_table, corners, settings, rgb_total,
   init = (jnp.ones((rays,), dtype), rgb_total,
           jnp.zeros((tf_table.shape[-3] * bins_x, 4), dtype))
   return jax.lax.fori_loop(0, num, body, init,
-                           unroll=max(1, min(VJP_UNROLL, num)))[2]
+                           unroll=_unroll(VJP_UNROLL, num))[2]
 
 
 def render_buckets(cache, tf_table, settings, num_labels: int):

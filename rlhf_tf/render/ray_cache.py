@@ -52,7 +52,6 @@ from rlhf_tf.render import raymarch
 from rlhf_tf.render.histogram import JHAxes
 
 
-
 @flax.struct.dataclass
 class CacheBucket:
   """Rays with similar sample counts: R rays x S samples, sample-major."""

@@ -44,10 +44,16 @@ def intersect_box(origins, directions, lo, hi):
   return jnp.maximum(t_near, 0.0), t_far
 
 
+def segment_length(length, i, step_mm: float):
+  """Length (mm) of sample i's segment [i step, (i + 1) step] on chords of
+  ``length`` mm (broadcasting): step_mm, the partial last one, or 0."""
+  return jnp.clip(length - i * step_mm, 0.0, step_mm)
+
+
 def segment_lengths(length, num: int, step_mm: float):
   """[..., num] length (mm) of each sample's segment on a chord [...]."""
-  i = jnp.arange(num, dtype=length.dtype)
-  return jnp.clip(length[..., None] - i * step_mm, 0.0, step_mm)
+  return segment_length(length[..., None], jnp.arange(num, dtype=length.dtype),
+                        step_mm)
 
 
 def trilinear(volume_flat, shape, coords):
