@@ -14,29 +14,13 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import compositing
 from rlhf_tf.render import ray_cache
 from rlhf_tf.render import raymarch
-from rlhf_tf.render.histogram import JHAxes
 
-AXES = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=400.0)
-SPACING = (1.0, 1.25, 0.8)
+from render_testing import AXES, SPACING, random_table, smooth_volume
+
 # Strong specular: some shaded colours clip at 1 (their colour gradient is 0).
 SETTINGS = raymarch.RenderSettings(step_mm=1.1, tile_rays=16, sample_levels=1,
                                    background=(0.1, 0.2, 0.3), specular=0.9,
                                    diffuse=0.8)
-
-
-def _volume(shape=(8, 8, 8), seed=0, dtype=np.float32):
-  rng = np.random.default_rng(seed)
-  v = rng.normal(size=shape)
-  for a in range(3):
-    v = (v + np.roll(v, 1, a) + np.roll(v, -1, a)) / 3
-  return jnp.asarray(600 * v / np.abs(v).max(), dtype)
-
-
-def _table(bins=8, seed=0, dtype=np.float32):
-  rng = np.random.default_rng(seed)
-  t = rng.uniform(0.05, 1.0, (bins, bins, 4))
-  t[..., 3] *= 0.6
-  return jnp.asarray(t, dtype)
 
 
 def _camera(shape, size=6):
@@ -50,11 +34,11 @@ def _cache(hu, cam, settings, bins=8, num_buckets=3):
 
 
 def test_some_colours_clip_so_the_clip_branch_is_exercised():
-  hu = _volume()
+  hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
   b = cache.buckets[0]
   rgb = raymarch.bilinear_lookup(
-      raymarch.corner_table(_table()), b.idx, np.asarray(b.fx) / 65535.0,
+      raymarch.corner_table(random_table()), b.idx, np.asarray(b.fx) / 65535.0,
       np.asarray(b.fy) / 65535.0)[..., :3]
   lit = (rgb * (SETTINGS.ambient + SETTINGS.diffuse * np.asarray(
       b.diffuse)[..., None] / 65535.0) + SETTINGS.specular * np.asarray(
@@ -65,8 +49,8 @@ def test_some_colours_clip_so_the_clip_branch_is_exercised():
 
 def test_adjoint_matches_finite_differences_float64():
   with jax.enable_x64(True):
-    hu = _volume((6, 6, 6), dtype=np.float64)
-    table = _table(bins=6, dtype=np.float64)
+    hu = smooth_volume((6, 6, 6), dtype=np.float64)
+    table = random_table(bins=6, dtype=np.float64)
     for shading in (True, False):
       settings = SETTINGS.replace(shading=shading)
       cache = _cache(hu, _camera(hu.shape, size=5), settings, bins=6)
@@ -75,12 +59,12 @@ def test_adjoint_matches_finite_differences_float64():
 
 
 def test_adjoint_equals_autodiff_of_the_direct_renderer():
-  hu = _volume()
+  hu = smooth_volume()
   cam = _camera(hu.shape, size=8)
   cache = _cache(hu, cam, SETTINGS)
   # Opaque bins (alpha = 1: zero alpha gradient there, like safe_log1m) and
   # a cotangent on every channel, alpha included.
-  table = _table().at[:, 3:, 3].set(1.0)
+  table = random_table().at[:, 3:, 3].set(1.0)
   weights = jnp.array([0.3, -0.5, 0.7, 1.1])
   loss = lambda img: jnp.sum(img * weights)
   g_direct = jax.grad(lambda t: loss(raymarch.render(
@@ -93,9 +77,9 @@ def test_adjoint_equals_autodiff_of_the_direct_renderer():
 
 
 def test_gradient_under_vmap_equals_a_loop():
-  hu = _volume()
+  hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
-  tables = jnp.stack([_table(seed=s) for s in range(3)])
+  tables = jnp.stack([random_table(seed=s) for s in range(3)])
   loss = lambda t: jnp.mean(ray_cache.render_cached(cache, t, SETTINGS))
   batched = jax.vmap(jax.grad(loss))(tables)
   for i in range(3):
@@ -106,9 +90,9 @@ def test_gradient_under_vmap_equals_a_loop():
 def test_march_equals_composite_log_on_the_cached_samples():
   """The step-by-step accumulation is composite_log in another order of
   operations: rebuild [rays, S] arrays from the cache and composite them."""
-  hu = _volume()
+  hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS, num_buckets=1)
-  table = _table()
+  table = random_table()
   image = ray_cache.render_cached(cache, table, SETTINGS).reshape(-1, 4)
   b = cache.buckets[0]
   fx = np.asarray(b.fx, np.float32).T / 65535.0
@@ -132,7 +116,7 @@ def test_march_equals_composite_log_on_the_cached_samples():
 def test_adjoint_with_a_non_square_table():
   """The adjoint's flat 2x2 offsets (idx + 1, idx + bins_x) on a table with
   bins_y != bins_x."""
-  hu = _volume()
+  hu = smooth_volume()
   cam = _camera(hu.shape, size=8)
   cache = _cache(hu, cam, SETTINGS, bins=(5, 9))
   table = jnp.asarray(np.random.default_rng(3).uniform(0.05, 0.6, (5, 9, 4)),

@@ -19,24 +19,7 @@ from rlhf_tf.render import raymarch
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
 
-AXES = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=400.0)
-SPACING = (1.0, 1.25, 0.8)
-
-
-def _volume(shape=(8, 8, 8), seed=0, dtype=np.float32):
-  """A smooth random volume in HU (blurred noise, spans the window)."""
-  rng = np.random.default_rng(seed)
-  v = rng.normal(size=shape)
-  for a in range(3):
-    v = (v + np.roll(v, 1, a) + np.roll(v, -1, a)) / 3
-  return jnp.asarray(600 * v / np.abs(v).max(), dtype)
-
-
-def _table(bins=8, seed=0, alpha_max=0.6, dtype=np.float32):
-  rng = np.random.default_rng(seed)
-  t = rng.uniform(0.05, 1.0, (bins, bins, 4))
-  t[..., 3] *= alpha_max
-  return jnp.asarray(t, dtype)
+from render_testing import AXES, SPACING, random_table, smooth_volume
 
 
 def _camera(shape, size=8, projection='perspective', **kw):
@@ -111,8 +94,8 @@ def test_constant_slab_transmittance_is_exact_in_float64():
 
 
 def test_empty_tf_gives_exactly_the_background():
-  hu = _volume()
-  table = _table().at[..., 3].set(0.0)
+  hu = smooth_volume()
+  table = random_table().at[..., 3].set(0.0)
   img = raymarch.render(hu, None, SPACING, AXES, table, _camera(hu.shape),
                         SETTINGS)
   np.testing.assert_array_equal(img[..., :3], jnp.broadcast_to(
@@ -150,8 +133,8 @@ def test_anisotropic_sphere_renders_round():
 
 @pytest.mark.parametrize('shading', [True, False])
 def test_naive_direct_and_cached_paths_agree(shading):
-  hu = _volume()
-  table = _table()
+  hu = smooth_volume()
+  table = random_table()
   cam = _camera(hu.shape)
   settings = SETTINGS.replace(shading=shading)
   direct = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
@@ -169,26 +152,27 @@ def test_naive_direct_and_cached_paths_agree(shading):
 
 
 def test_cache_rejects_mismatched_settings():
-  hu = _volume()
+  hu = smooth_volume()
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, _camera(hu.shape),
                                     8, SETTINGS)
   with pytest.raises(ValueError, match='step_mm'):
-    ray_cache.render_cached(cache, _table(), SETTINGS.replace(step_mm=0.5))
+    ray_cache.render_cached(cache, random_table(),
+                            SETTINGS.replace(step_mm=0.5))
   with pytest.raises(ValueError, match='bins'):
-    ray_cache.render_cached(cache, _table(bins=6), SETTINGS)
+    ray_cache.render_cached(cache, random_table(bins=6), SETTINGS)
 
 
 def test_packed_volume_in_slabs_equals_central_gradient():
-  hu = _volume((9, 5, 6))
+  hu = smooth_volume((9, 5, 6))
   packed = raymarch.packed_volume(hu, SPACING, slab=2)
   expected = raymarch.pack_volume(hu, central_gradient(hu, SPACING))
   np.testing.assert_allclose(packed, expected, rtol=1e-6, atol=1e-4)
 
 
 def test_render_volume_matches_render():
-  hu = _volume()
+  hu = smooth_volume()
   vol = make_volume(np.asarray(hu), SPACING)
-  table, cam = _table(), _camera(hu.shape)
+  table, cam = random_table(), _camera(hu.shape)
   np.testing.assert_allclose(
       raymarch.render_volume(vol, AXES, table, cam, SETTINGS),
       raymarch.render(hu, None, SPACING, AXES, table, cam, SETTINGS),
@@ -196,8 +180,8 @@ def test_render_volume_matches_render():
 
 
 def test_tile_size_does_not_change_the_result():
-  hu = _volume()
-  table, cam = _table(), _camera(hu.shape)
+  hu = smooth_volume()
+  table, cam = random_table(), _camera(hu.shape)
   a = raymarch.render(hu, None, SPACING, AXES, table, cam, SETTINGS)
   b = raymarch.render(None, None, SPACING, AXES, table, cam,
                       SETTINGS.replace(tile_rays=5),
@@ -206,9 +190,9 @@ def test_tile_size_does_not_change_the_result():
 
 
 def test_vmap_over_tf_tables_equals_a_loop():
-  hu = _volume()
+  hu = smooth_volume()
   cam = _camera(hu.shape)
-  tables = jnp.stack([_table(seed=s) for s in range(3)])
+  tables = jnp.stack([random_table(seed=s) for s in range(3)])
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, SETTINGS)
   direct = jax.vmap(lambda t: raymarch.render(hu, None, SPACING, AXES, t, cam,
                                               SETTINGS))(tables)
@@ -225,8 +209,8 @@ def test_vmap_over_tf_tables_equals_a_loop():
 
 def test_gradients_match_finite_differences_float64():
   with jax.enable_x64(True):
-    hu = _volume((6, 6, 6), dtype=np.float64)
-    table = _table(bins=6, dtype=np.float64)
+    hu = smooth_volume((6, 6, 6), dtype=np.float64)
+    table = random_table(bins=6, dtype=np.float64)
     cam = _camera(hu.shape, size=4)
     settings = GRAD_SETTINGS.replace(step_mm=1.5, tile_rays=8)
     render = lambda v, t: raymarch.render(v, None, SPACING, AXES, t, cam,
@@ -239,8 +223,8 @@ def test_gradients_match_finite_differences_float64():
 
 
 def test_cached_gradient_equals_direct_gradient():
-  hu = _volume()
-  table, cam = _table(), _camera(hu.shape)
+  hu = smooth_volume()
+  table, cam = random_table(), _camera(hu.shape)
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, SETTINGS)
   loss = lambda img: jnp.sum(img[..., :3] * jnp.linspace(0, 1, 3))
   g_direct = jax.grad(lambda t: loss(raymarch.render(
@@ -252,7 +236,7 @@ def test_cached_gradient_equals_direct_gradient():
 
 
 def test_extreme_opacities_keep_values_and_gradients_finite():
-  hu = _volume()
+  hu = smooth_volume()
   cam = _camera(hu.shape)
   settings = GRAD_SETTINGS
   # A sharp edge from alpha 0 to exactly 1 in the middle of the window.
@@ -269,7 +253,7 @@ def test_extreme_opacities_keep_values_and_gradients_finite():
 
 def test_gradient_flows_to_polygon_vertices():
   tf = pytest.importorskip('rlhf_tf.render.transfer_function')
-  hu = _volume()
+  hu = smooth_volume()
   cam = _camera(hu.shape)
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 16, SETTINGS)
   vertices = jnp.array([[0.3, 0.05], [0.9, 0.05], [0.9, 0.9], [0.3, 0.9]])

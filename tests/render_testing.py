@@ -1,0 +1,27 @@
+"""Shared inputs of the renderer tests: tiny smooth volumes and random TF
+tables with explicit seeds (test_raymarch.py, test_cached_march.py)."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_tf.render.histogram import JHAxes
+
+AXES = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=400.0)
+SPACING = (1.0, 1.25, 0.8)
+
+
+def smooth_volume(shape=(8, 8, 8), seed=0, dtype=np.float32):
+  """A smooth random volume in HU (blurred noise, spans the window)."""
+  rng = np.random.default_rng(seed)
+  v = rng.normal(size=shape)
+  for a in range(3):
+    v = (v + np.roll(v, 1, a) + np.roll(v, -1, a)) / 3
+  return jnp.asarray(600 * v / np.abs(v).max(), dtype)
+
+
+def random_table(bins=8, seed=0, alpha_max=0.6, dtype=np.float32):
+  """[bins, bins, 4] RGBA with colours in [0.05, 1], alpha <= alpha_max."""
+  rng = np.random.default_rng(seed)
+  t = rng.uniform(0.05, 1.0, (bins, bins, 4))
+  t[..., 3] *= alpha_max
+  return jnp.asarray(t, dtype)
