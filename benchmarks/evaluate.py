@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -32,19 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 from rlhf_tf.evaluation import probing  # noqa: E402
 from rlhf_tf.reward import model as model_lib  # noqa: E402
 from rlhf_tf.reward import train  # noqa: E402
-
-
-def _time(fn, repeats: int):
-  """(first call incl. compilation, median of ``repeats`` later calls), s."""
-  t0 = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - t0
-  runs = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    runs.append(time.perf_counter() - t0)
-  return first, statistics.median(runs), runs
+from timing import time_calls  # noqa: E402
 
 
 def main():
@@ -61,11 +47,11 @@ def main():
   jh = jax.random.uniform(jax.random.key(1), (args.bins, args.bins))
   base = jnp.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]])
 
-  rand_first, rand_med, rand_runs = _time(
+  rand_first, rand_med, rand_runs = time_calls(
       lambda: probing.random_action_rewards(model, params, jh,
                                             jax.random.key(2), num=args.num),
       args.repeats)
-  corner_first, corner_med, corner_runs = _time(
+  corner_first, corner_med, corner_runs = time_calls(
       lambda: probing.corner_maps(model, params, jh, base,
                                   chunk=args.corner_chunk), args.repeats)
   print(json.dumps({

@@ -31,6 +31,7 @@ from rlhf_tf.render import camera as camera_lib  # noqa: E402
 from rlhf_tf.render import histogram  # noqa: E402
 from rlhf_tf.render import ray_cache  # noqa: E402
 from rlhf_tf.render import raymarch  # noqa: E402
+from timing import time_calls  # noqa: E402
 
 
 def _synthetic_head(shape=(108, 256, 256), spacing=(1.5, 0.957, 0.957)):
@@ -84,18 +85,6 @@ def demo_tf(axes: histogram.JHAxes, bins: int = 256) -> np.ndarray:
   table[..., 2] = np.where(bone > skin, 0.8, 0.5)
   table[..., 3] = np.maximum(skin, bone)
   return table
-
-
-def _time(fn, repeats):
-  t = time.perf_counter()
-  jax.block_until_ready(fn())
-  compile_s = time.perf_counter() - t
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t)
-  return statistics.median(times), compile_s
 
 
 def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
@@ -211,8 +200,9 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
                                         settings)
   direct = lambda: raymarch.render(None, None, spacing, axes, table, view,
                                    settings, packed=packed)
-  out['naive_s'], out['naive_compile_s'] = _time(naive, max(1, repeats // 2))
-  out['direct_s'], out['direct_compile_s'] = _time(direct, repeats)
+  out['naive_compile_s'], out['naive_s'], _ = time_calls(
+      naive, max(1, repeats // 2))
+  out['direct_compile_s'], out['direct_s'], _ = time_calls(direct, repeats)
   t = time.perf_counter()
   cache = ray_cache.build_ray_cache(None, None, spacing, axes, view, 256,
                                     settings, packed=packed)
@@ -221,11 +211,11 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
   out['cache_samples'] = cache.num_samples
   out['cache_mb'] = cache.nbytes / 2**20
   cached = lambda: ray_cache.render_cached(cache, table, settings)
-  out['cached_s'], out['cached_compile_s'] = _time(cached, repeats)
+  out['cached_compile_s'], out['cached_s'], _ = time_calls(cached, repeats)
   loss = lambda t: jnp.mean(ray_cache.render_cached(cache, t, settings)[
       ..., :3])
   grad_fn = jax.jit(jax.grad(loss))
-  out['cached_grad_s'], _ = _time(lambda: grad_fn(table), repeats)
+  _, out['cached_grad_s'], _ = time_calls(lambda: grad_fn(table), repeats)
   out['speedup_cached_vs_naive'] = out['naive_s'] / out['cached_s']
   out['grad_over_forward'] = out['cached_grad_s'] / out['cached_s']
   img_n, img_d, img_c = naive(), direct(), cached()
@@ -267,11 +257,11 @@ def run_large(size=512):
   jax.block_until_ready(cache)
   build = time.perf_counter() - t
   del packed
-  cached_s, _ = _time(lambda: ray_cache.render_cached(cache, table, settings),
-                      3)
+  _, cached_s, _ = time_calls(
+      lambda: ray_cache.render_cached(cache, table, settings), 3)
   loss = jax.jit(jax.grad(lambda t: jnp.mean(ray_cache.render_cached(
       cache, t, settings)[..., :3])))
-  grad_s, _ = _time(lambda: loss(table), 3)
+  _, grad_s, _ = time_calls(lambda: loss(table), 3)
   rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   return {'volume_shape': list(shape), 'spacing_mm': list(spacing),
           'image': [size, size], 'samples_per_ray': raymarch.num_samples(
