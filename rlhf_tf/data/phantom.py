@@ -22,6 +22,12 @@ Randomness: one jax PRNG key, split by purpose (geometry, teeth, metal,
 noise); each part seeds a numpy generator, and the noise of slice k comes from
 (noise key, k) only. Same key + same shape + same config -> bitwise the same
 volume, whatever the slab size.
+
+Patients: ``patient_config(key)`` draws the build of the patient a key stands
+for (head size and shape, arch, missing and third-molar teeth, fillings,
+noise, blur, streaks, field of view and so voxel size), so the phantoms of a
+dataset differ as patients do (``make_head_phantom(key, shape,
+config=patient_config(key))``); the default config is one reference head.
 """
 
 from __future__ import annotations
@@ -96,7 +102,63 @@ class PhantomConfig:
   num_fillings: int = 3
   missing_tooth_prob: float = 0.08
   jitter_mm: float = 1.5  # Std of the anatomical jitter.
+  # The patient's build (see phantom_shapes.sample_anatomy); patient_config
+  # draws these per seed, the defaults are the reference head.
+  head_scale: float = 1.0
+  head_width: float = 1.0
+  face_depth_mm: float = 0.0
+  arch_radius_mm: float = 22.0
+  arch_flare_deg: float = 17.0
+  third_molars: tuple = ()  # Quadrants with an extra molar ('lower_left').
+  # Field of view relative to the paper's (Z, Y, X), when no spacing is
+  # given: the voxel size is then fov_scale * FOV / shape.
+  fov_scale: tuple = (1.0, 1.0, 1.0)
   slab: int = 32  # Slices per slab (memory only; results do not depend on it).
+
+
+# What patient_config draws (uniform ranges), so that phantoms differ like
+# the patients of a CBCT study: build, dentition and scanner.
+PATIENT_RANGES = {
+    'head_scale': (0.9, 1.1),
+    'head_width': (0.9, 1.1),
+    'face_depth_mm': (-4.0, 4.0),
+    'arch_radius_mm': (19.0, 25.0),
+    'arch_flare_deg': (11.0, 23.0),
+    'missing_tooth_prob': (0.0, 0.25),
+    'noise_sigma_hu': (20.0, 70.0),
+    'noise_corr_mm': (0.2, 0.4),
+    'blur_mm': (0.2, 0.5),
+    'streak_hu': (500.0, 1300.0),
+    'fov_scale': (0.85, 1.15),
+}
+MAX_FILLINGS = 8
+THIRD_MOLAR_PROB = 0.35  # Per quadrant.
+QUADRANTS = ('lower_left', 'lower_right', 'upper_left', 'upper_right')
+_PATIENT_TAG = 0x9A7  # fold_in tag of the patient key (keeps the old splits).
+
+
+def patient_config(key, base: Optional['PhantomConfig'] = None
+                  ) -> 'PhantomConfig':
+  """The PhantomConfig of the patient a key stands for.
+
+  Head size and shape, arch shape, missing and extra (third-molar) teeth,
+  number of metal fillings (0..MAX_FILLINGS), noise and blur level, metal
+  streak strength and field of view (hence voxel size) are drawn from
+  fold_in(key, tag), uniformly over PATIENT_RANGES; the anatomy's jitter,
+  tooth sizes and noise realisation still come from the key's own splits.
+  Deterministic: the same key gives the same patient.
+  """
+  rng = _np_rng(jax.random.fold_in(key, _PATIENT_TAG))
+  r = {name: float(rng.uniform(lo, hi))
+       for name, (lo, hi) in PATIENT_RANGES.items() if name != 'fov_scale'}
+  lo, hi = PATIENT_RANGES['fov_scale']
+  fov = rng.uniform(lo, hi, 3)
+  fov[0] = fov[2]  # Cylindrical CBCT FOVs: the same height and diameter.
+  r['fov_scale'] = tuple(float(f) for f in fov)
+  r['num_fillings'] = int(rng.integers(0, MAX_FILLINGS + 1))
+  r['third_molars'] = tuple(q for q in QUADRANTS
+                            if rng.random() < THIRD_MOLAR_PROB)
+  return dataclasses.replace(base or PhantomConfig(), **r)
 
 
 def label_hu_table(config: PhantomConfig) -> np.ndarray:
@@ -131,22 +193,28 @@ def sample_anatomy(key, config: Optional[PhantomConfig] = None
   """The anatomy make_head_phantom(key, ...) paints (for region queries)."""
   c = config or PhantomConfig()
   k = _split(key)
-  return shapes.sample_anatomy(_np_rng(k['geom']), _np_rng(k['teeth']),
-                               _np_rng(k['metal']), c.jitter_mm,
-                               c.missing_tooth_prob, c.num_fillings)
+  return shapes.sample_anatomy(
+      _np_rng(k['geom']), _np_rng(k['teeth']), _np_rng(k['metal']),
+      c.jitter_mm, c.missing_tooth_prob, c.num_fillings,
+      head_scale=c.head_scale, head_width=c.head_width,
+      face_depth_mm=c.face_depth_mm, arch_radius_mm=c.arch_radius_mm,
+      arch_flare_deg=c.arch_flare_deg, third_molars=tuple(c.third_molars))
 
 
-def phantom_geometry(shape: Sequence[int], spacing=None):
+def phantom_geometry(shape: Sequence[int], spacing=None,
+                     fov_scale=(1.0, 1.0, 1.0)):
   """(spacing (3,) mm along Z, Y, X; origin (3,) mm patient x, y, z).
 
   The field of view stays centred on the paper's; without spacing it is
-  exactly the paper's FOV (spacing = FOV / shape).
+  the paper's FOV times fov_scale (Z, Y, X): spacing = FOV * fov_scale /
+  shape.
   """
   shape = tuple(int(s) for s in shape)
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f'shape must be 3 positive ints (Z, Y, X), got {shape}')
   if spacing is None:
-    spacing = np.asarray(FOV_MM_ZYX) / np.asarray(shape)
+    spacing = (np.asarray(FOV_MM_ZYX) * np.asarray(fov_scale, np.float64) /
+               np.asarray(shape))
   spacing = np.broadcast_to(np.asarray(spacing, np.float64), (3,)).copy()
   if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
     raise ValueError(f'spacing must be positive mm, got {spacing.tolist()}')
@@ -274,19 +342,21 @@ def make_head_phantom(key, shape=(128, 128, 128), spacing=None,
 
   Args:
     key: jax PRNG key (typed or raw uint32); everything random derives from it.
-    shape: (Z, Y, X) voxels; (547, 421, 547) gives the paper's 0.2 mm grid.
-    spacing: (3,) mm along (Z, Y, X) or a scalar; None = FOV / shape. The
-      field of view is shape * spacing, centred on the paper's.
+    shape: (Z, Y, X) voxels; (547, 421, 547) gives the paper's 0.2 mm grid
+      (about 1 GB: 4-byte HU and labels, built slab by slab).
+    spacing: (3,) mm along (Z, Y, X) or a scalar; None = FOV * fov_scale /
+      shape. The field of view is shape * spacing, centred on the paper's.
     metal: paint metal fillings and their streak artifacts.
     noise: add correlated Gaussian noise (blur is always applied unless the
       config switches it off: blur_mm=0, partial_volume=False).
-    config: PhantomConfig; None = defaults.
+    config: PhantomConfig; None = the reference head; patient_config(key)
+      = the patient this key stands for (a dataset's phantoms).
 
   Returns:
     Volume with hu float32 [Z, Y, X] in [hu_clip], labels int32 (LABELS).
   """
   c = config or PhantomConfig()
-  spacing, origin = phantom_geometry(shape, spacing)
+  spacing, origin = phantom_geometry(shape, spacing, c.fov_scale)
   shape = tuple(int(s) for s in shape)
   keys = _split(key)
   anat = sample_anatomy(key, c)

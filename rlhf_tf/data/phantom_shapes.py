@@ -47,7 +47,11 @@ UPPER_TEETH = ((8.5, 7.0, 10.5, 13.0, 1, 22), (6.5, 6.0, 9.0, 13.0, 1, 20),
                (7.5, 8.0, 10.0, 17.0, 1, 12), (7.0, 9.0, 8.5, 14.0, 1, 5),
                (6.5, 9.0, 7.5, 14.0, 1, 3), (10.0, 11.0, 7.5, 12.5, 2, 0),
                (9.0, 11.0, 7.0, 12.0, 2, 0))
-FILLABLE = (3, 4, 5, 6)  # Premolars and molars carry the fillings.
+FILLABLE = (3, 4, 5, 6, 7)  # Premolars and molars carry the fillings.
+# Third molars (wisdom teeth), the extra teeth some patients have: a row 7
+# after the second molars, half buried in the rising ramus as when impacted.
+LOWER_THIRD_MOLAR = (10.0, 9.5, 6.5, 11.0, 2, 0)
+UPPER_THIRD_MOLAR = (8.5, 10.0, 6.5, 11.0, 2, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Arch:
 class Tooth:
   """One tooth in its jaw's arch coordinates (all lengths mm)."""
   up: int  # +1 lower jaw (crown points up), -1 upper jaw.
-  kind: int  # 0 central incisor ... 6 second molar (row of the size table).
+  kind: int  # 0 central incisor ... 6 second molar, 7 third molar.
   s: float  # Arch position of the tooth axis.
   width: float
   depth: float
@@ -154,12 +158,25 @@ def _ellipsoid(z, y, x, center, radii, shrink=0.0, p_xy=2):
   return (f((x - cx) / rx) + f((y - cy) / ry) + _sq((z - cz) / rz)) <= 1.0
 
 
-def _sample_teeth(arch, table, up, z_occ, rng, missing_prob):
-  """Teeth of one jaw along its arch, left (s < 0) and right (s > 0)."""
+def _sample_teeth(arch, table, up, z_occ, rng, missing_prob, extra_row=None,
+                  extra_sides=()):
+  """Teeth of one jaw along its arch, left (s < 0) and right (s > 0).
+
+  extra_row: the size row of an extra (third) molar, placed behind the
+  second molar on the sides in extra_sides (-1.0 and / or 1.0). Returns
+  (teeth, arch length of the regular rows, arch length with the extra
+  molar), both of the right side (s > 0), as the jaw bones are symmetric.
+  """
   teeth = []
+  regular = full = 0.0
   for sign in (-1.0, 1.0):
     s = 0.15
-    for kind, (w, b, hc, hr, roots, tilt) in enumerate(table):
+    rows = list(enumerate(table))
+    if extra_row is not None and sign in extra_sides:
+      rows.append((len(table), extra_row))
+    for kind, (w, b, hc, hr, roots, tilt) in rows:
+      if kind == len(table):
+        regular = s
       jit = 1.0 + 0.04 * rng.standard_normal(4)
       w, b, hc, hr = w * jit[0], b * jit[1], hc * jit[2], hr * jit[3]
       center = sign * (s + w / 2)
@@ -171,23 +188,43 @@ def _sample_teeth(arch, table, up, z_occ, rng, missing_prob):
       teeth.append(Tooth(up, kind, center, w, b, hc, hr, roots,
                          math.radians(tilt + rng.normal(0, 2)), z_cej, False,
                          (x, y)))
-  return teeth, s
+    if len(rows) == len(table):
+      regular = s
+    full = s
+  return teeth, regular, full
 
 
 def sample_anatomy(rng_geom: np.random.Generator,
                    rng_teeth: np.random.Generator,
                    rng_metal: np.random.Generator, jitter_mm: float = 1.5,
                    missing_prob: float = 0.08,
-                   num_fillings: int = 3) -> HeadAnatomy:
-  """Draws one head: jittered jaw geometry, present teeth and filled teeth."""
+                   num_fillings: int = 3, head_scale: float = 1.0,
+                   head_width: float = 1.0, face_depth_mm: float = 0.0,
+                   arch_radius_mm: float = 22.0,
+                   arch_flare_deg: float = 17.0,
+                   third_molars: tuple = ()) -> HeadAnatomy:
+  """Draws one head: jittered jaw geometry, present teeth and filled teeth.
+
+  The patient's build (PhantomConfig, drawn per seed by
+  phantom.patient_config): head_scale (overall size factor), head_width
+  (lateral half-width factor of the head outline), face_depth_mm (anterior
+  profile moved forwards, > 0, or back), arch_radius_mm and arch_flare_deg
+  (the U of the dental arches: front radius and divergence of the limbs),
+  third_molars: the quadrants with an extra molar, of 'lower_left',
+  'lower_right', 'upper_left', 'upper_right'.
+  """
   g = lambda sd=1.0: float(jitter_mm * sd * rng_geom.standard_normal())
   z_occ = 47.0 + g()
-  lower = Arch(22.0 + g(0.6), -6.0 + g(0.6), math.radians(17.0 + 2 * g(0.5)))
+  lower = Arch(arch_radius_mm + g(0.6), -6.0 + g(0.6),
+               math.radians(arch_flare_deg + 2 * g(0.5)))
   upper = Arch(lower.radius + 1.5, lower.yc - 1.0, lower.phi - 0.05)
-  low, s_low = _sample_teeth(lower, LOWER_TEETH, 1, z_occ, rng_teeth,
-                             missing_prob)
-  upp, s_upp = _sample_teeth(upper, UPPER_TEETH, -1, z_occ, rng_teeth,
-                             missing_prob)
+  side = {'left': 1.0, 'right': -1.0}
+  extra = {jaw: tuple(side[q.split('_')[1]] for q in third_molars
+                      if q.startswith(jaw)) for jaw in ('lower', 'upper')}
+  low, s_low, _ = _sample_teeth(lower, LOWER_TEETH, 1, z_occ, rng_teeth,
+                             missing_prob, LOWER_THIRD_MOLAR, extra['lower'])
+  upp, _, s_upp = _sample_teeth(upper, UPPER_TEETH, -1, z_occ, rng_teeth,
+                             missing_prob, UPPER_THIRD_MOLAR, extra['upper'])
   teeth = low + upp
   candidates = [i for i, t in enumerate(teeth) if t.kind in FILLABLE]
   pick = rng_metal.permutation(len(candidates))[:max(num_fillings, 0)]
@@ -205,18 +242,19 @@ def sample_anatomy(rng_geom: np.random.Generator,
                  menton + 6.0, menton + 7.0, menton + 9.0, menton + 14.0,
                  menton + 40.0, menton + 55.0)
   mand_halfwidth = (7.5, 6.5, 6.5, 6.5, 5.0, 3.8, 3.6, 3.8, 4.5, 4.5)
-  molar_y = max(t.xy[1] for t in upp) if upp else 10.0
+  molar_y = max((t.xy[1] for t in upp if t.kind < len(UPPER_TEETH)),
+                default=10.0)
   face_z = (0.0, 6.0, 12.0, 20.0, 30.0, 40.0, 47.0, 55.0, 63.0, 75.0, 110.0)
-  face_y = tuple(v + g(0.5) for v in (-20.0, -32.0, -40.0, -43.0, -40.0,
-                                      -42.0, -43.5, -43.0, -38.0, -37.0,
-                                      -36.0))
-  face_a = (42.0, 44.0, 46.0, 48.0, 50.0, 51.0, 52.0, 53.0, 54.0, 55.0,
-            58.0)
+  face_y = tuple(v - face_depth_mm + g(0.5) for v in (
+      -20.0, -32.0, -40.0, -43.0, -40.0, -42.0, -43.5, -43.0, -38.0, -37.0,
+      -36.0))
+  face_a = tuple(head_width * a for a in (42.0, 44.0, 46.0, 48.0, 50.0, 51.0,
+                                          52.0, 53.0, 54.0, 55.0, 58.0))
   shift = (g(0.5), g(0.5), g(0.5))
   return HeadAnatomy(lower, upper, z_occ, teeth, mand_s, mand_top, mand_bottom,
                      mand_halfwidth, s_r0 + 24.0, s_upp + 5.0, molar_y + 3.0,
                      face_z, face_y, face_a, 27.0 + g(), 84.0 + g(), shift,
-                     1.0 + 0.02 * g())
+                     head_scale * (1.0 + 0.02 * g()))
 
 
 class PlaneMaps:

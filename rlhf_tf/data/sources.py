@@ -3,6 +3,12 @@
 Config fields (``config.volume``):
   source: 'phantom' | 'cranium' | 'dicom' | 'inv3'
   seed, shape, metal, noise: the built-in phantom (deterministic per seed)
+  patient: True = each seed a different patient (phantom.patient_config:
+    build, teeth, fillings, noise, blur, field of view); False = the
+    reference head with only small anatomical jitter (absent = False: stores
+    made before patients existed)
+  spacing: phantom voxel size in mm (0 = the patient's FOV / shape; 0.2 with
+    shape (547, 421, 547) is the paper's grid)
   path: DICOM directory or .inv3 file for 'dicom' / 'inv3'
   series_uid: which series of a DICOM folder holding several ('' = the only one)
 """
@@ -22,13 +28,17 @@ from rlhf_tf.data.volume import Volume
 def default_volume_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       source='phantom', seed=0, shape=(128, 128, 128), metal=True,
-      noise=True, path='', series_uid=''))
+      noise=True, patient=True, spacing=0.0, path='', series_uid=''))
 
 
 def _phantom(cfg) -> Volume:
-  return phantom.make_head_phantom(jax.random.key(cfg.seed),
-                                   shape=tuple(cfg.shape), metal=cfg.metal,
-                                   noise=cfg.noise)
+  key = jax.random.key(cfg.seed)
+  config = (phantom.patient_config(key) if cfg.get('patient', False)
+            else None)
+  spacing = float(cfg.get('spacing', 0.0)) or None
+  return phantom.make_head_phantom(key, shape=tuple(cfg.shape),
+                                   spacing=spacing, metal=cfg.metal,
+                                   noise=cfg.noise, config=config)
 
 
 def _cranium(cfg) -> Volume:
