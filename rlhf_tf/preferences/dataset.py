@@ -1,7 +1,19 @@
 """Scenes of a preference dataset, registered in the preference store.
 
-A dataset config names its scenes (``config.volume`` + ``config.scene_seeds``
-for phantoms); ``ensure_scene`` builds a scene's action set D and pairs and
+A dataset config names its scenes: ``config.scenes``, a comma-separated
+list of entries
+
+  phantom:SEEDS  phantoms (``config.volume``'s shape, metal, noise, patient,
+                 spacing) of seeds '3', '0-7' (inclusive) or '1+4+9'
+  cranium        the InVesalius sample head CT
+  inv3:PATH      an InVesalius project file
+  dicom:PATH     every CT series under the folder PATH (grouped by
+                 SeriesInstanceUID over the whole tree): one scene each
+
+e.g. ``--experiment.scenes=phantom:0-7,cranium``; '' = the scene(s) of
+``config.volume`` (phantoms: one per ``config.scene_seeds``; a DICOM folder
+holding several series: one per series). Pairs are always drawn within one
+scene. ``ensure_scene`` builds a scene's action set D and pairs and
 writes them to the store the first time, and afterwards rebuilds the scene
 from what the store recorded, so every stage (simulated inspector, browser
 UI, reward training, evaluation) sees the same actions with the same ids.
@@ -15,10 +27,12 @@ import dataclasses
 import json
 import os
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
+from rlhf_tf.data import dicom_series
 from rlhf_tf.data import sources
 from rlhf_tf.preferences import actions as actions_lib
 from rlhf_tf.preferences import experts as experts_lib
@@ -34,17 +48,83 @@ class SceneSpec:
   volume: dict
 
 
+def _phantom_specs(vol: dict, seeds) -> list[SceneSpec]:
+  shape = 'x'.join(str(s) for s in vol['shape'])
+  return [SceneSpec(f'phantom-s{int(seed)}-{shape}',
+                    dict(vol, source='phantom', seed=int(seed)))
+          for seed in seeds]
+
+
+def _dicom_specs(vol: dict) -> list[SceneSpec]:
+  """One scene per CT series under vol['path'] (or the one series_uid)."""
+  if vol.get('series_uid'):
+    name = vol['path'].rstrip('/').split('/')[-1] or 'dicom'
+    return [SceneSpec(f'dicom-{name}-{vol["series_uid"][-8:]}', vol)]
+  listing = dicom_series.find_series(vol['path'])
+  logging.info('DICOM scenes:\n%s', listing.describe())
+  if not listing.series:
+    raise ValueError(f'{vol["path"]}: no CT image series found\n'
+                     f'{listing.describe()}')
+  if len(listing.series) == 1:  # Today's single-series scene id.
+    name = vol['path'].rstrip('/').split('/')[-1] or 'dicom'
+    return [SceneSpec(f'dicom-{name}', vol)]
+  return [SceneSpec(f'dicom-{s.scene_name}',
+                    dict(vol, path=str(s.folder), series_uid=s.uid))
+          for s in listing.series]
+
+
+def parse_seeds(text: str) -> list[int]:
+  """'3' -> [3]; '0-7' -> [0, ..., 7]; '1+4+9' -> [1, 4, 9]."""
+  try:
+    if '-' in text:
+      lo, hi = (int(t) for t in text.split('-'))
+      return list(range(lo, hi + 1))
+    return [int(t) for t in text.split('+')]
+  except ValueError as e:
+    raise ValueError(f'scenes: bad phantom seeds {text!r}; use 3, 0-7 or '
+                     f'1+4+9') from e
+
+
+def _entry_specs(entry: str, vol: dict) -> list[SceneSpec]:
+  kind, _, arg = entry.partition(':')
+  if kind == 'phantom':
+    return _phantom_specs(vol, parse_seeds(arg or '0'))
+  if kind == 'cranium' and not arg:
+    return [SceneSpec('cranium', dict(vol, source='cranium'))]
+  if kind == 'inv3' and arg:
+    name = arg.rstrip('/').split('/')[-1]
+    return [SceneSpec(f'inv3-{name}', dict(vol, source='inv3', path=arg))]
+  if kind == 'dicom' and arg:
+    return _dicom_specs(dict(vol, source='dicom', path=arg, series_uid=''))
+  raise ValueError(f'scenes: bad entry {entry!r}; valid: phantom:SEEDS, '
+                   f'cranium, inv3:PATH, dicom:PATH')
+
+
 def scene_specs(config: ml_collections.ConfigDict) -> list[SceneSpec]:
-  """The scenes of a dataset config: one per phantom seed, else one."""
+  """The scenes of a dataset config (see the module docstring).
+
+  Raises:
+    ValueError: naming a bad ``scenes`` entry or a repeated scene id.
+  """
   vol = config.volume.to_dict()
-  if vol['source'] == 'phantom':
-    shape = 'x'.join(str(s) for s in vol['shape'])
-    return [SceneSpec(f'phantom-s{seed}-{shape}', dict(vol, seed=int(seed)))
-            for seed in config.scene_seeds]
-  if vol['source'] == 'cranium':
-    return [SceneSpec('cranium', vol)]
-  name = vol['path'].rstrip('/').split('/')[-1] or vol['source']
-  return [SceneSpec(f'{vol["source"]}-{name}', vol)]
+  entries = [e.strip() for e in str(config.get('scenes', '') or '').split(',')
+             if e.strip()]
+  if entries:
+    specs = [s for e in entries for s in _entry_specs(e, vol)]
+  elif vol['source'] == 'phantom':
+    specs = _phantom_specs(vol, config.scene_seeds)
+  elif vol['source'] == 'cranium':
+    specs = [SceneSpec('cranium', vol)]
+  elif vol['source'] == 'dicom':
+    specs = _dicom_specs(vol)
+  else:
+    name = vol['path'].rstrip('/').split('/')[-1] or vol['source']
+    specs = [SceneSpec(f'{vol["source"]}-{name}', vol)]
+  ids = [s.scene_id for s in specs]
+  repeated = sorted({i for i in ids if ids.count(i) > 1})
+  if repeated:
+    raise ValueError(f'scenes: scene(s) listed twice: {", ".join(repeated)}')
+  return specs
 
 
 def scene_hash(scene_id: str) -> int:
@@ -161,6 +241,7 @@ def dataset_config() -> ml_collections.ConfigDict:
   c.store_path = ''  # '' = <workdir>/preferences.sqlite
   c.volume = sources.default_volume_config()
   c.scene_seeds = (0,)
+  c.scenes = ''  # e.g. 'phantom:0-7,cranium' (see the module docstring)
   c.histogram = scenes_lib.default_histogram_config()
   c.render = scenes_lib.default_render_config()
   c.actions = ml_collections.ConfigDict(dict(
