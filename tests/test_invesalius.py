@@ -37,7 +37,8 @@ def make_inv3(path, voxels, spacing_xyz=(0.8, 0.7, 2.0), masks=(),
       'spacing': [float(s) for s in spacing_xyz], 'annotations': {},
       'scalar_range': [int(voxels.min()), int(voxels.max())],
       'window_level': -18.0, 'window_width': 406.0,
-      'measurements': 'measurements.plist', 'surfaces': {'0': 'surface_0.plist'},
+      'measurements': 'measurements.plist',
+      'surfaces': {'0': 'surface_0.plist'},
       'matrix': {'dtype': dtype_name or voxels.dtype.name,
                  'filename': 'matrix.dat', 'shape': list(voxels.shape)},
       'masks': {str(i): f'mask_{i}.plist' for i in range(len(masks))},
@@ -74,7 +75,8 @@ def test_synthetic_project_reads_back_exactly(tmp_path):
   volume = read_inv3(path)
   assert volume.shape == (3, 4, 5)
   # InVesalius stores rows bottom-up; the reader restores DICOM row order.
-  np.testing.assert_array_equal(volume.hu, stored[:, ::-1, :].astype(np.float32))
+  np.testing.assert_array_equal(volume.hu,
+                                stored[:, ::-1, :].astype(np.float32))
   assert volume.hu.dtype == np.float32
   np.testing.assert_allclose(volume.spacing, (2.0, 0.7, 0.8))
   np.testing.assert_array_equal(volume.origin, (0.0, 0.0, 0.0))

@@ -1,7 +1,5 @@
 """Tests of the procedural CBCT head phantom (rlhf_tf.data.phantom)."""
 
-import dataclasses
-
 import jax
 import numpy as np
 import pytest

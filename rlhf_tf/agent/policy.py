@@ -15,7 +15,8 @@ Change of variables for the squash x = sigmoid(u) (a bijection R^D ->
 (0,1)^D with diagonal Jacobian sigmoid'(u) = sigmoid(u) sigmoid(-u)):
 
     log p(x) = log N(u; mu, sigma) - sum_d log sigmoid'(u_d)
-             = log N(u; mu, sigma) - sum_d [log_sigmoid(u_d) + log_sigmoid(-u_d)]
+             = log N(u; mu, sigma)
+               - sum_d [log_sigmoid(u_d) + log_sigmoid(-u_d)]
 
 (the log_sigmoid form is finite for any |u|, unlike log(s (1 - s))).
 
@@ -82,8 +83,9 @@ class PolicyValueNet(nn.Module):
   3x3 convs (relu), flatten (keeps *where* in the JH a structure is, which a
   polygon in JH coordinates needs), then separate tanh MLP heads for actor
   and critic (PureJaxRL). The encoder is trained by the actor only (BC and
-  the policy loss); the critic sees it through stop_gradient. Orthogonal init; the mean head is scaled by 0.01
-  so the initial mean is ~0 (x ~ 0.5). log-std is a learned,
+  the policy loss); the critic sees it through stop_gradient. Orthogonal
+  init; the mean head is scaled by 0.01 so the initial mean is ~0
+  (x ~ 0.5). log-std is a learned,
   state-independent vector clipped to [log_std_min, log_std_max].
   """
 
@@ -101,7 +103,7 @@ class PolicyValueNet(nn.Module):
 
   @nn.compact
   def __call__(self, jh: jax.Array) -> Tuple[jax.Array, jax.Array, jax.Array]:
-    """Args: jh [..., B, B]. Returns mu [..., D], log_std [..., D], value [...]."""
+    """jh [..., B, B] -> mu [..., D], log_std [..., D], value [...]."""
     lead = jh.shape[:-2]
     bins = jh.shape[-1]
     x = jnp.asarray(jh, jnp.float32).reshape((-1,) + jh.shape[-2:] + (1,))

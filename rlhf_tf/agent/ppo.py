@@ -387,7 +387,8 @@ def plot_overoptimisation(series: Dict[str, np.ndarray], path: str) -> str:
   fig = Figure(figsize=(7.0, 4.5), dpi=100)
   FigureCanvasAgg(fig)
   ax = fig.add_subplot(1, 1, 1)
-  ax.plot(x, series['gold_score'], 'o-', color='tab:red', label='gold (samples)')
+  ax.plot(x, series['gold_score'], 'o-', color='tab:red',
+          label='gold (samples)')
   if 'gold_score_mode' in series:
     ax.plot(x, series['gold_score_mode'], 's--', color='tab:red', alpha=0.6,
             label='gold (mode)')

@@ -12,8 +12,8 @@ s = signed arc length in mm (0 at the midline, > 0 on the patient's left),
 n = signed distance in mm from the curve (> 0 buccal, i.e. outwards).
 
 Sizes are adult textbook values (tooth crowns and roots, mandible height,
-cortical thickness), lightly compressed front-to-back so that lips and mandibular
-rami both fit the 84 mm deep field of view of the paper's CBCT scans.
+cortical thickness), lightly compressed front-to-back so that lips and
+mandibular rami both fit the 84 mm deep field of view of the paper's CBCT scans.
 """
 
 from __future__ import annotations

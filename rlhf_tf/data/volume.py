@@ -7,7 +7,8 @@ Conventions (used everywhere in the project):
 - ``spacing``: (3,) float, millimetres per voxel along (Z, Y, X), i.e. the
   array-axis order: (slice spacing, row spacing, column spacing).
 - ``origin``: (3,) float, millimetres, patient (x, y, z) coordinates of the
-  centre of voxel [0, 0, 0] -- the DICOM ImagePositionPatient of the first slice.
+  centre of voxel [0, 0, 0] -- the DICOM ImagePositionPatient of the first
+  slice.
 - ``orientation``: 6 direction cosines (row direction, column direction) as in
   DICOM ImageOrientationPatient; (1, 0, 0, 0, 1, 0) is a plain axial stack.
 - ``labels``: optional int32 array [Z, Y, X]; ``label_names`` maps each label

@@ -362,9 +362,9 @@ def reliability_diagram(bins_by_loss: Mapping[str, Mapping], path,
     ax2.set_yscale('log' if count.max() > 20 * max(count[count > 0].min(), 1)
                    else 'linear')
     ax2.set_ylabel('pairs', fontsize=LABEL_SIZE)
-    ax2.set_xlabel('confidence of the predicted winner, max(p, 1 - p)'
-                   if lo >= 0.5 else r'predicted probability $p(a_1 \succ a_2)$',
-                   fontsize=LABEL_SIZE)
+    ax2.set_xlabel(
+        'confidence of the predicted winner, max(p, 1 - p)' if lo >= 0.5
+        else r'predicted probability $p(a_1 \succ a_2)$', fontsize=LABEL_SIZE)
     ax2.tick_params(labelsize=SMALL_SIZE)
     ax2.grid(alpha=0.25)
   fig.suptitle(title or 'Calibration of the preference probability '

@@ -1,8 +1,9 @@
 """Tissue groups the simulated inspector judges a rendering by.
 
-Every voxel falls in one of five groups (METAL also holds artifacts). With a label map (the phantom) the
-groups come from the labels; without one (Cranium, user DICOM) from HU
-thresholds, which is what a radiologist's eye does on a CT of the head.
+Every voxel falls in one of five groups (METAL also holds artifacts). With a
+label map (the phantom) the groups come from the labels; without one
+(Cranium, user DICOM) from HU thresholds, which is what a radiologist's eye
+does on a CT of the head.
 """
 
 from __future__ import annotations

@@ -126,8 +126,10 @@ def _chords(camera, shape, spacing):
 
 def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
                     camera: camera_lib.Camera, bins,
-                    settings: raymarch.RenderSettings = raymarch.RenderSettings(),
-                    num_buckets: int = 8, labels=None, *, packed=None) -> RayCache:
+                    settings: raymarch.RenderSettings = (
+                        raymarch.RenderSettings()),
+                    num_buckets: int = 8, labels=None, *,
+                    packed=None) -> RayCache:
   """Samples a view once for ``render_cached``.
 
   Args:
@@ -219,7 +221,8 @@ def _render_cached(cache: RayCache, tf_table, settings):
 
 
 def render_cached(cache: RayCache, tf_table,
-                  settings: raymarch.RenderSettings = raymarch.RenderSettings()):
+                  settings: raymarch.RenderSettings = (
+                      raymarch.RenderSettings())):
   """Renders a cached view with a TF table (jitted, vmappable over tables,
   differentiable w.r.t. the table).
 
@@ -247,7 +250,8 @@ def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
 
 
 def render_cached_labels(cache: RayCache, tf_table, num_labels: int,
-                         settings: raymarch.RenderSettings = raymarch.RenderSettings()):
+                         settings: raymarch.RenderSettings = (
+                             raymarch.RenderSettings())):
   """A cached rendering and the per-pixel compositing weight of each label.
 
   W_g(pixel) = sum_i T_i a_i [label_i = g], the share of the pixel's colour

@@ -22,8 +22,9 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 
 SPEED: a tile of rays that misses the box is skipped, and a tile whose
 longest chord is short runs with S/2 or S/4 samples (lax.switch over
-``sample_levels``; exact; settings.sample_levels). ``rlhf_tf.render.ray_cache`` goes further for
-re-rendering one view under many TFs.
+``sample_levels``; exact; settings.sample_levels).
+``rlhf_tf.render.ray_cache`` goes further for re-rendering one view under
+many TFs.
 
 MEMORY: rays are processed in tiles of ``tile_rays`` by ``jax.lax.map`` over a
 ``jax.checkpoint``-ed tile function. The forward pass keeps one tile's
@@ -125,7 +126,8 @@ def nearest_label(labels_flat, shape, coords):
 
 
 def shade_and_composite(rgba, samples, settings: RenderSettings):
-  """[..., S, 4] classified samples -> (premultiplied rgb [..., 3], acc [...])."""
+  """[..., S, 4] classified samples -> (premultiplied rgb [..., 3],
+  acc [...])."""
   rgb = rgba[..., :3]
   if settings.shading:
     rgb = compositing.shade(rgb, samples['diffuse'], samples['specular'],

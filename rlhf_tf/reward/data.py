@@ -75,7 +75,7 @@ def is_tie(target) -> jnp.ndarray:
 
 
 def validate(data: PreferenceData) -> PreferenceData:
-  """Checks shapes, index ranges and targets; raises ValueError; returns data."""
+  """Checks shapes, index ranges and targets (ValueError); returns data."""
   jh = np.asarray(data.jh)
   actions = np.asarray(data.actions)
   num_actions = np.asarray(data.num_actions)
