@@ -8,12 +8,12 @@ DIR/evaluation/*.png and summary.json (see rlhf_tf/jobs/evaluate.py).
 Arg: '' | 'smoke' (trains a tiny model first so that it runs on its own).
 """
 
-from rlhf_tf.jobs import evaluate
+from rlhf_tf.jobs import quickstart
 
 
 def get_config(arg=None):
   if arg not in (None, '', 'smoke'):
     raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  config = evaluate.experiment_config(smoke=arg == 'smoke')
+  config = quickstart.experiment_config(smoke=arg == 'smoke')
   config.job = 'quickstart' if arg == 'smoke' else 'evaluate'
   return config

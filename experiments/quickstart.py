@@ -1,6 +1,7 @@
 """The whole paper pipeline on the built-in phantom (the README's command).
 
-  python launch.py --experiment=experiments/quickstart.py --workdir=workdir/quickstart
+  python launch.py --experiment=experiments/quickstart.py \
+      --workdir=workdir/quickstart
 
 Actions (10 expert, 200 random, 40 augmented), 4,000 simulated preferences,
 the reward model with both losses (L_C, L_L) x 3 seeds, then the evaluation:
@@ -14,11 +15,11 @@ unseen random actions with rho ~ 0.6 only, see rlhf_tf/jobs/evaluate.py) |
 'smoke' (every size tiny, about half a minute).
 """
 
-from rlhf_tf.jobs import evaluate
+from rlhf_tf.jobs import quickstart
 
 
 def get_config(arg=None):
   if arg not in (None, '', 'smoke', 'paper'):
     raise ValueError(f'unknown arg {arg!r}; valid: paper, smoke')
-  return evaluate.experiment_config(smoke=arg == 'smoke',
-                                    paper_actions=arg == 'paper')
+  return quickstart.experiment_config(smoke=arg == 'smoke',
+                                      paper_actions=arg == 'paper')

@@ -13,14 +13,14 @@ Args: '' | 'smoke' (24^3 phantom, 16^2 images, 20 actions, 60 pairs) |
 'build' (job build_actions: actions, pairs and renderings only).
 """
 
-from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import inspector
 
 
 def get_config(arg=None):
   config = dataset.dataset_config()
   config.job = 'simulate_preferences'
-  config.inspector = simulate.default_inspector_config()
+  config.inspector = inspector.default_config()
   for part in (arg or '').split(','):
     if part == 'smoke':
       dataset.shrink_for_smoke(config)

@@ -3,7 +3,7 @@
 import json
 import os
 
-from rlhf_tf.jobs import evaluate
+from rlhf_tf.jobs import quickstart
 
 FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
            'fig4_evaluation_tfs.png', 'reliability.png',
@@ -11,8 +11,8 @@ FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
 
 
 def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path):
-  config = evaluate.experiment_config(smoke=True)
-  evaluate.quickstart(config, str(tmp_path))
+  config = quickstart.experiment_config(smoke=True)
+  quickstart.run(config, str(tmp_path))
   out = tmp_path / 'evaluation'
   for name in FIGURES:
     path = out / name

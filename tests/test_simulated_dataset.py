@@ -49,7 +49,7 @@ def test_tie_rate_on_the_default_phantom_scene_is_between_10_and_20_percent():
 def test_simulate_job_fills_the_store_once(tmp_path):
   config = dataset.dataset_config()
   dataset.shrink_for_smoke(config)
-  config.inspector = simulate.default_inspector_config()
+  config.inspector = inspector.default_config()
   first = simulate.simulate_preferences(config, str(tmp_path))
   scene_id = dataset.scene_specs(config)[0].scene_id
   assert first[scene_id]['votes'] == config.pairs.num
@@ -62,7 +62,7 @@ def test_simulate_job_fills_the_store_once(tmp_path):
   assert provenance.count('random') == config.actions.num_random
   assert provenance.count('augmented') == config.actions.num_augmented
   # Every action has its rendering in the image cache.
-  key = simulate.render_key(config)
+  key = scenes.render_key(config.render)
   assert all(store.render_path(scene_id, i, key) is not None
              for i in range(len(provenance)))
   store.close()

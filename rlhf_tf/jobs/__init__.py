@@ -1,9 +1,11 @@
-"""The jobs `launch.py` can run: one explicit dict, name -> fn(config, workdir)."""
+"""The jobs `launch.py` can run: one explicit dict, name -> fn(config,
+workdir)."""
 
 from rlhf_tf.jobs import agent
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import inspect_volume
+from rlhf_tf.jobs import quickstart
 from rlhf_tf.jobs import render
 from rlhf_tf.jobs import reward
 from rlhf_tf.jobs import simulate
@@ -13,7 +15,7 @@ JOBS = {
     'build_actions': simulate.build_actions,
     'evaluate': evaluate.evaluate,
     'inspect': inspect_volume.run,
-    'quickstart': evaluate.quickstart,
+    'quickstart': quickstart.run,
     'render': render.run,
     'simulate_preferences': simulate.simulate_preferences,
     'train_agent': agent.train_agent,

@@ -37,7 +37,7 @@ from rlhf_tf.data import sample_fetch
 from rlhf_tf.data import sources
 from rlhf_tf.evaluation import figures
 from rlhf_tf.jobs import reward as reward_job
-from rlhf_tf.jobs import simulate
+from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import checkpointing
@@ -109,8 +109,8 @@ def _phantom_scene(config, seed: int, image_size: int):
 
 
 def _gold(scene, config):
-  return lambda actions: simulate.inspector_scores(scene, actions,
-                                                   config.inspector)
+  return lambda actions: inspector_lib.score_actions(scene, actions,
+                                                     config.inspector)
 
 
 def _ensure_reward(config, workdir: str) -> str:

@@ -27,8 +27,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import predict
@@ -81,7 +81,7 @@ def dataset_scene(config, store, spec) -> Scene:
   """A dataset scene (registered in the store when missing, exactly as the
   simulate / reward experiments do) with its render and JH callbacks.
 
-  Renders are cached under ``simulate.render_key(config)``, the key the
+  Renders are cached under ``scenes.render_key(config.render)``, the key the
   simulated inspector's job uses, so a store it filled shows at once.
   """
   data = dataset.ensure_scene(store, spec, config)
@@ -99,14 +99,15 @@ def dataset_scene(config, store, spec) -> Scene:
   def render_png(scene_id, action_id):
     v = vertices(scene_id, action_id)
     with lock:
-      return simulate.png_bytes(scene.render(v))
+      return scenes_lib.png_bytes(scene.render(v))
 
   def jh_png(scene_id, left, right):
     return jh_figure_png(scene.jh.image, [vertices(scene_id, left),
                                           vertices(scene_id, right)],
                          [LEFT_COLOR, RIGHT_COLOR], 300)
 
-  return Scene(spec.scene_id, render_png, simulate.render_key(config), jh_png)
+  return Scene(spec.scene_id, render_png,
+               scenes_lib.render_key(config.render), jh_png)
 
 
 def default_scene(config, store) -> Scene:

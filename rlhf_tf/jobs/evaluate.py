@@ -37,10 +37,10 @@ from rlhf_tf.evaluation import figures
 from rlhf_tf.evaluation import figures_probing
 from rlhf_tf.evaluation import metrics
 from rlhf_tf.evaluation import probing
-from rlhf_tf.jobs import reward as reward_job
-from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.reward import data as data_lib
+from rlhf_tf.reward import from_store
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict
 from rlhf_tf.render import polygon
@@ -62,7 +62,11 @@ def _selected_params(reward_dir: str):
 
 def _heldout_numbers(config, workdir, params, model_cfg):
   """Held-out pair metrics and calibration, on train.py's own split."""
-  _, data = reward_job.load_training_data(config, workdir)
+  store = dataset.open_store(config, workdir)
+  try:
+    _, data = from_store.dataset_preference_data(store, config)
+  finally:
+    store.close()
   _, held = data_lib.split_pairs(data, float(config.reward.held_out_fraction),
                                  int(config.reward.split_seed))
   out = {}
@@ -140,8 +144,8 @@ def evaluate(config, workdir: str) -> dict:
   scene = dataset.ensure_scene(store, spec, config).scene
   store.close()
   gold_scene = scene.with_view(image_size=ev.gold_image_size)
-  gold = lambda actions: simulate.inspector_scores(gold_scene, actions,
-                                                   config.inspector)
+  gold = lambda actions: inspector_lib.score_actions(gold_scene, actions,
+                                                     config.inspector)
   jh = np.asarray(scene.jh.image, np.float32)
   key = jax.random.key(ev.seed)
   k_random, k_gold, k_eval, k_ascent = jax.random.split(key, 4)
@@ -258,45 +262,4 @@ def evaluate(config, workdir: str) -> dict:
           'share_above_expert_mean'],
       probing_relative=summary[loss]['probing']['found_relative_to_expert'])
                     for loss in params}, indent=2, default=float))
-  return summary
-
-
-# Random actions in D for the quickstart. The paper's 50 give a model that
-# ranks its own 100 actions well (held-out accuracy ~0.97) but unseen random
-# actions only fairly (Spearman ~0.6 against the inspector); 200, with the
-# same 4,000 preferences, give ~0.86 -- the paper's own suggestion (sec. 5:
-# "a larger number of actions"). experiments/quickstart.py:paper keeps 50.
-QUICKSTART_RANDOM_ACTIONS = 200
-
-
-def experiment_config(smoke: bool = False,
-                      paper_actions: bool = False) -> ml_collections.ConfigDict:
-  """The quickstart's config: dataset, inspector, both losses, evaluation."""
-  config = reward_job.experiment_config(('ce', 'nll'), smoke=smoke)
-  config.job = 'quickstart'
-  config.eval = default_eval_config()
-  if not (smoke or paper_actions):
-    config.actions.num_random = QUICKSTART_RANDOM_ACTIONS
-  if smoke:
-    config.eval.update(dict(num_random=500, num_gold=24, gold_image_size=16,
-                            eval_candidates=16, ascent_starts=4,
-                            ascent_steps=5))
-  return config
-
-
-def quickstart(config, workdir: str) -> dict:
-  """The whole paper pipeline: simulated preferences, both losses x seeds,
-  evaluation and figures, all in ``workdir``."""
-  t0 = time.perf_counter()
-  timings = {}
-  simulate.simulate_preferences(config, workdir)
-  timings['simulate_s'] = time.perf_counter() - t0
-  reward_job.train_reward(config, workdir)
-  timings['train_s'] = time.perf_counter() - t0 - timings['simulate_s']
-  summary = evaluate(config, workdir)
-  timings['total_s'] = time.perf_counter() - t0
-  with open(os.path.join(workdir, 'quickstart_timings.json'), 'w') as f:
-    json.dump({k: round(v, 1) for k, v in timings.items()}, f, indent=2)
-  print(f'quickstart done in {timings["total_s"]:.0f} s; figures in '
-        f'{os.path.join(workdir, "evaluation")}')
   return summary

@@ -17,19 +17,17 @@ import ml_collections
 
 from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import train
 
 
 def load_training_data(config, workdir: str):
   """(scene ids, PreferenceData) for the dataset config, simulating votes
-  into an empty store when config.simulate_if_empty."""
+  into an empty store first when config.simulate_if_empty."""
   store = dataset.open_store(config, workdir)
-  scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
-  have = [s['scene_id'] for s in store.scenes()]
-  has_votes = any(store.training_examples(s, source=config.data_source or None)
-                  for s in scene_ids if s in have)
-  if not has_votes:
+  if not from_store.has_dataset_votes(store, config):
+    scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
     if not config.simulate_if_empty:
       raise ValueError(f'the store {dataset.store_path(config, workdir)} has '
                        f'no votes for scenes {scene_ids}')
@@ -37,11 +35,10 @@ def load_training_data(config, workdir: str):
     store.close()
     simulate.simulate_preferences(config, workdir)
     store = dataset.open_store(config, workdir)
-  jhs = [dataset.scene_jh(store, s).image for s in scene_ids]
-  data = from_store.preference_data(store, scene_ids, jhs,
-                                    source=config.data_source or None)
-  store.close()
-  return scene_ids, data
+  try:
+    return from_store.dataset_preference_data(store, config)
+  finally:
+    store.close()
 
 
 def train_reward(config, workdir: str) -> dict:
@@ -61,7 +58,7 @@ def experiment_config(losses, smoke: bool = False) -> ml_collections.ConfigDict:
   config.job = 'train_reward'
   config.data_source = ''  # '' = human and simulated | 'human' | 'simulated'
   config.simulate_if_empty = True
-  config.inspector = simulate.default_inspector_config()
+  config.inspector = inspector_lib.default_config()
   config.reward = train.get_config()
   config.reward.losses = tuple(losses)
   if smoke:

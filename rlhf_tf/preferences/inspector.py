@@ -32,6 +32,7 @@ import dataclasses
 from typing import Sequence
 
 import jax
+import ml_collections
 import numpy as np
 
 from rlhf_tf.preferences import tissues
@@ -71,6 +72,19 @@ class InspectorConfig:
       raise ValueError(f'temperature must be >= 0, got {self.temperature}')
 
 
+def default_config() -> ml_collections.ConfigDict:
+  """config.inspector: the simulated inspector's name, tolerances, noise."""
+  return ml_collections.ConfigDict(dict(
+      name='simulated', tolerances=InspectorConfig().tolerances,
+      flip_prob=0.0, temperature=0.0, seed=0))
+
+
+def from_config(cfg: ml_collections.ConfigDict) -> InspectorConfig:
+  """The InspectorConfig of a ``config.inspector`` block."""
+  return InspectorConfig(tolerances=tuple(cfg.tolerances),
+                         flip_prob=cfg.flip_prob, temperature=cfg.temperature)
+
+
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
   count = mask.sum()
   return float((values * mask).sum() / count) if count else 0.0
@@ -108,9 +122,27 @@ def criteria(weights: np.ndarray, hits: np.ndarray,
 
 
 def score(crit, config: InspectorConfig = InspectorConfig()) -> np.ndarray:
-  """Scalar quality [...] in [0, 1] from criteria [..., 5] (priority-weighted)."""
+  """Scalar quality [...] in [0, 1] of criteria [..., 5], priority-weighted."""
   w = np.asarray(config.weights, np.float64)
   return np.asarray(crit, np.float64) @ w / w.sum()
+
+
+def judge_rendering(scene, vertices):
+  """(rgba [H, W, 4], criteria (5,)) of one action [n, 2] on a scene
+  (a ``preferences.scenes.Scene``: its tissue-labelled rendering)."""
+  rgba, weights, hits = scene.render_tissues(vertices)
+  return rgba, criteria(np.asarray(weights), np.asarray(hits),
+                        np.asarray(rgba))
+
+
+def score_actions(scene, actions,
+                  cfg: ml_collections.ConfigDict) -> np.ndarray:
+  """The inspector's score [A] of actions [A, n, 2] on a scene: the 'gold'
+  reward of the evaluation and of the agent's monitor (``cfg`` is a
+  ``config.inspector`` block)."""
+  crit = [judge_rendering(scene, v)[1]
+          for v in np.asarray(actions, np.float32)]
+  return score(np.reshape(crit, (-1, len(CRITERIA))), from_config(cfg))
 
 
 def compare_criteria(left, right,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from rlhf_tf.data.volume import Volume
 from rlhf_tf.preferences import experts as experts_lib
@@ -43,6 +45,15 @@ def default_render_config() -> ml_collections.ConfigDict:
 
 
 default_histogram_config = histogram.default_config
+
+
+def render_key(render_cfg: ml_collections.ConfigDict) -> str:
+  """Names the view and TF settings (``config.render``) a cached PNG was
+  made with, so the store's image cache never mixes renderings."""
+  r = render_cfg
+  return (f'vol-{r.image_size}px-az{r.azimuth:g}-el{r.elevation:g}-'
+          f'zoom{r.zoom:g}-step{r.step_mm:g}-tau{r.tau:g}-a{r.alpha_max:g}-'
+          f'shade{int(r.shading)}')
 
 
 @dataclasses.dataclass
@@ -140,3 +151,10 @@ def _to_uint8(rgba, size=None):
 def rgb_uint8(rgba) -> np.ndarray:
   """[H, W, 3] uint8 of a rendering (for PNG files and the UI)."""
   return np.asarray(_to_uint8(rgba))
+
+
+def png_bytes(rgba) -> bytes:
+  """PNG file bytes of a rendering [H, W, 4] (its RGB over the background)."""
+  buf = io.BytesIO()
+  Image.fromarray(rgb_uint8(rgba)).save(buf, format='PNG')
+  return buf.getvalue()

@@ -3,14 +3,18 @@
 Human and simulated votes are read the same way: the store's effective votes
 (undone votes and skips removed) become (scene, left, right, target) with
 target = 1 (left preferred), 0 (right) or 1/2 (equal: mu uniform, eq. 4).
+``dataset_preference_data`` reads the scenes of a dataset config
+(``preferences.dataset``), filtered by ``config.data_source``.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import ml_collections
 import numpy as np
 
+from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import data as data_lib
 
@@ -43,3 +47,28 @@ def preference_data(store: store_lib.PreferenceStore,
                      f'scenes {list(scene_ids)} of the store')
   actions = [store.vertices_array(s) for s in scene_ids]
   return data_lib.from_examples(list(jh_by_scene), actions, examples)
+
+
+def _source(config: ml_collections.ConfigDict) -> Optional[str]:
+  """config.data_source: '' = human and simulated, or 'human'/'simulated'."""
+  return config.data_source or None
+
+
+def has_dataset_votes(store: store_lib.PreferenceStore,
+                      config: ml_collections.ConfigDict) -> bool:
+  """Whether a scene of the dataset config has a vote of config.data_source."""
+  scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
+  have = [s['scene_id'] for s in store.scenes()]
+  return any(store.training_examples(s, source=_source(config))
+             for s in scene_ids if s in have)
+
+
+def dataset_preference_data(store: store_lib.PreferenceStore,
+                            config: ml_collections.ConfigDict
+                            ) -> tuple[list[str], data_lib.PreferenceData]:
+  """(scene ids, PreferenceData) of every scene of the dataset config, the
+  JHs recomputed from the volumes the store recorded."""
+  scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
+  jhs = [dataset.scene_jh(store, s).image for s in scene_ids]
+  return scene_ids, preference_data(store, scene_ids, jhs,
+                                    source=_source(config))
