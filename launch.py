@@ -6,6 +6,11 @@ r"""Runs one rlhf_tf experiment.
 The experiment file's `get_config(arg)` returns a locked ConfigDict; dotted
 flags override its fields (an unknown key is an error listing the valid ones).
 `config.job` picks the entry point from the explicit `JOBS` dict.
+
+Several processes / hosts (see BUILD.md): `config.distributed` or the
+environment (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)
+start `jax.distributed` before anything else; every process runs the job,
+process 0 alone writes results and logs at INFO.
 """
 
 import logging as pylogging
@@ -17,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from rlhf_tf.devices import distributed
 from rlhf_tf.jobs import JOBS
 from rlhf_tf.jobs import experiment_file
 
@@ -38,6 +44,10 @@ def main(argv):
     spec = config_flags.get_config_filename(FLAGS['experiment'])
     raise app.UsageError(f'unknown job {job!r} in {spec}; valid jobs: '
                          f'{", ".join(sorted(JOBS))}')
+  # Before any JAX computation: a no-op unless several processes are asked.
+  distributed.initialize(config.get('distributed'))
+  if not distributed.is_primary():
+    logging.set_verbosity(logging.WARNING)
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   os.makedirs(workdir, exist_ok=True)
   pylogging.getLogger('jax').setLevel(pylogging.WARNING)

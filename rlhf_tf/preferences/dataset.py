@@ -34,6 +34,8 @@ import numpy as np
 
 from rlhf_tf.data import dicom_series
 from rlhf_tf.data import sources
+from rlhf_tf.devices import distributed
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.preferences import actions as actions_lib
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import scenes as scenes_lib
@@ -248,6 +250,8 @@ def dataset_config() -> ml_collections.ConfigDict:
       num_random=50, num_augmented=40, sigma=0.02, seed=0))
   c.pairs = ml_collections.ConfigDict(dict(num=4000, seed=0))
   c.expert_file = ''
+  c.mesh = mesh_lib.default_config()  # devices: all on one 'data' axis
+  c.distributed = distributed.default_config()  # processes / hosts
   return c
 
 

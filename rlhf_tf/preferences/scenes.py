@@ -33,6 +33,7 @@ from rlhf_tf.preferences import tissues
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import gradient as gradient_lib
 from rlhf_tf.render import histogram
+from rlhf_tf.render import many_actions
 from rlhf_tf.render import ray_cache
 from rlhf_tf.render import raymarch
 from rlhf_tf.render import transfer_function
@@ -99,6 +100,24 @@ class Scene:
     return ray_cache.render_cached_labels(
         self.cache, self.tf_table(vertices), len(tissues.GROUPS),
         self.settings)
+
+  def iter_render_many(self, vertices, tissue_weights: bool = False,
+                       mesh=None, per_device: int = 4):
+    """Renders actions [A, n, 2] in chunks split over ``mesh``'s 'data'
+    axis; yields (start, (rgba [k, H, W, 4],)) or, with tissue_weights,
+    (start, (rgba, weights [k, H, W, G], hits [k, H, W, G])) as host
+    arrays (see rlhf_tf.render.many_actions)."""
+    return many_actions.iter_render_actions(
+        self.cache, vertices, tau=self.tau, alpha_max=self.alpha_max,
+        settings=self.settings,
+        num_labels=len(tissues.GROUPS) if tissue_weights else 0, mesh=mesh,
+        per_device=per_device)
+
+  def render_many(self, vertices, mesh=None) -> np.ndarray:
+    """[A, H, W, 4] host RGBA of actions [A, n, 2] (split over ``mesh``)."""
+    return many_actions.render_actions(
+        self.cache, vertices, tau=self.tau, alpha_max=self.alpha_max,
+        settings=self.settings, mesh=mesh)[0]
 
 
 def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,

@@ -1,0 +1,12 @@
+"""Devices and processes: the bottom of the import graph.
+
+- :mod:`rlhf_tf.devices.distributed`: ``jax.distributed.initialize`` when the
+  config or the environment asks for several processes / hosts, and
+  ``is_primary`` (only process 0 writes figures, summaries and the store).
+- :mod:`rlhf_tf.devices.mesh`: the device mesh of ``config.mesh`` (default:
+  every device on one ``data`` axis), shardings, padding to the data axis and
+  bringing sharded results back to the host.
+
+Nothing here imports another rlhf_tf package; every stage (render, reward,
+evaluation, agent, jobs) may import this one.
+"""

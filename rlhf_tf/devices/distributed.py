@@ -1,0 +1,108 @@
+"""Several processes / hosts: ``jax.distributed.initialize`` from config.
+
+JAX runs one process per host (or per GPU); every process runs the same
+program on its own devices and the processes together see one global set of
+devices (``jax.devices()``), so a mesh over them spans hosts. This module
+starts that runtime when asked and otherwise does nothing (one process: the
+program behaves exactly as without it).
+
+Config (``config.distributed``, see :func:`default_config`):
+  coordinator_address: 'host:port' of process 0 ('' = the environment's
+    JAX_COORDINATOR_ADDRESS, else single-process).
+  num_processes: total processes (0 = JAX_NUM_PROCESSES from the
+    environment).
+  process_id: this process, 0 .. num_processes - 1 (-1 = JAX_PROCESS_ID).
+  auto_detect: True = let JAX find all three itself (Cloud TPU VMs and
+    slices, SLURM, Open MPI): ``jax.distributed.initialize()`` without
+    arguments.
+  initialization_timeout_s: how long processes wait for each other.
+
+Must run before anything touches a JAX backend (``launch.py`` calls
+:func:`initialize` first). On CPU the cross-process collectives use gloo
+(``jax_cpu_collectives_implementation``), which is what two local CPU
+processes on 127.0.0.1 need.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from absl import logging
+import jax
+import ml_collections
+
+ENV_COORDINATOR = 'JAX_COORDINATOR_ADDRESS'  # JAX reads this one itself too.
+ENV_NUM_PROCESSES = 'JAX_NUM_PROCESSES'
+ENV_PROCESS_ID = 'JAX_PROCESS_ID'
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """``config.distributed``: single-process unless set here or in the env."""
+  return ml_collections.ConfigDict(dict(
+      coordinator_address='', num_processes=0, process_id=-1,
+      auto_detect=False, initialization_timeout_s=300))
+
+
+def requested(cfg: Optional[ml_collections.ConfigDict] = None,
+              environ=os.environ) -> Optional[dict]:
+  """The ``jax.distributed.initialize`` arguments asked for, or None.
+
+  Config values win over the environment. Several processes are asked for
+  when a coordinator address and more than one process are known, or when
+  ``auto_detect`` is on (then an empty dict: JAX detects everything).
+
+  Raises:
+    ValueError: an address without a process count / id (or the reverse),
+      naming the config key and environment variable to set.
+  """
+  cfg = cfg if cfg is not None else default_config()
+  if cfg.get('auto_detect', False):
+    return {}
+  address = cfg.get('coordinator_address', '') or environ.get(
+      ENV_COORDINATOR, '')
+  num = int(cfg.get('num_processes', 0) or environ.get(ENV_NUM_PROCESSES, 0))
+  pid = int(cfg.get('process_id', -1))
+  if pid < 0:
+    pid = int(environ.get(ENV_PROCESS_ID, -1))
+  if not address and num <= 1:
+    return None
+  if not address or num < 1 or not 0 <= pid < num:
+    raise ValueError(
+        f'several processes need distributed.coordinator_address '
+        f'(${ENV_COORDINATOR}), distributed.num_processes (${ENV_NUM_PROCESSES})'
+        f' and distributed.process_id (${ENV_PROCESS_ID}) in 0..num-1; got '
+        f'address {address!r}, num_processes {num}, process_id {pid}')
+  if num == 1:
+    return None
+  return dict(coordinator_address=address, num_processes=num,
+              process_id=pid)
+
+
+def initialize(cfg: Optional[ml_collections.ConfigDict] = None) -> bool:
+  """Starts the multi-process runtime if asked (see :func:`requested`).
+
+  Returns True if this call (or an earlier one) initialised it. Must be
+  called before any JAX computation; a second call is a no-op.
+  """
+  if jax.distributed.is_initialized():
+    return True
+  args = requested(cfg)
+  if args is None:
+    return False
+  # CPU processes exchange data over gloo (TCP); accelerators use their own
+  # collectives (NCCL, ICI) and ignore this option.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  timeout = int((cfg or default_config()).get('initialization_timeout_s',
+                                              300))
+  jax.distributed.initialize(initialization_timeout=timeout, **args)
+  logging.info('process %d of %d, %d local / %d global devices',
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
+  return True
+
+
+def is_primary() -> bool:
+  """True in process 0: the one process that writes figures, summaries,
+  the preference store and logs results (every process computes)."""
+  return jax.process_index() == 0
