@@ -70,8 +70,9 @@ def requested(cfg: Optional[ml_collections.ConfigDict] = None,
   if not address or num < 1 or not 0 <= pid < num:
     raise ValueError(
         f'several processes need distributed.coordinator_address '
-        f'(${ENV_COORDINATOR}), distributed.num_processes (${ENV_NUM_PROCESSES})'
-        f' and distributed.process_id (${ENV_PROCESS_ID}) in 0..num-1; got '
+        f'(${ENV_COORDINATOR}), distributed.num_processes '
+        f'(${ENV_NUM_PROCESSES}) and distributed.process_id '
+        f'(${ENV_PROCESS_ID}) in 0..num-1; got '
         f'address {address!r}, num_processes {num}, process_id {pid}')
   if num == 1:
     return None

@@ -18,7 +18,7 @@ images equal those within float32 rounding (max abs difference <= 1e-6 on
 from __future__ import annotations
 
 import functools
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Tuple
 
 import jax
 import jax.numpy as jnp
