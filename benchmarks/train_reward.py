@@ -77,10 +77,11 @@ def naive_step(state, key, i, w, data, *, model):
     return losses_lib.loss_ce(rl, rr, data.target[i], w)
 
   loss, grads = jax.value_and_grad(objective)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return train.TrainState(state.step + 1,
-                          optax.apply_updates(state.params, updates),
-                          opt_state), loss
+  trained = (state.params, state.loss_params)  # L_C: loss_params = {}
+  updates, opt_state = tx.update((grads, {}), state.opt_state, trained)
+  params, loss_params = optax.apply_updates(trained, updates)
+  return train.TrainState(state.step + 1, params, opt_state,
+                          loss_params), loss
 
 
 def naive_epoch(state, key, epoch, data, *, model, batch_size):

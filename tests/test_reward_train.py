@@ -242,6 +242,42 @@ def test_resume_after_kill_9(tmp_path, task, reference):
   assert _read(tmp_path / 'k' / rel) == _read(ref_dir / rel)
 
 
+def test_davidson_learns_ties_and_resumes_its_tie_parameter(
+    tmp_path, task, reference, monkeypatch):
+  """L_D: the tie parameter is trained, reported, checkpointed, resumed."""
+  config = tiny_config(num_epochs=12, losses=('davidson',),
+                       checkpoint_every_epochs=4)
+  full = train.train_and_evaluate(config, str(tmp_path / 'full'), task)
+  final = full['selected']['davidson']['final']
+  assert final['heldout_accuracy'] >= 0.8, final
+  nu0 = float(np.log(2))  # softplus(0): the initial value
+  assert final['tie_nu'] > 0 and abs(final['tie_nu'] - nu0) > 1e-3
+  assert final['tie_prob_at_equal'] == pytest.approx(
+      final['tie_nu'] / (2 + final['tie_nu']), rel=1e-5)
+  for key in ('train_davidson', 'heldout_davidson',
+              'heldout_davidson_tie_loglik', 'heldout_tie_loglik'):
+    assert np.isfinite(final[key]), key
+  assert 'tie_nu' not in reference[1]['runs']['ce']['seed_0']  # L_C: none
+
+  class Killed(BaseException):
+    pass
+
+  real_save = checkpointing.save
+
+  def save_then_die(mngr, epoch, *args):
+    real_save(mngr, epoch, *args)
+    raise Killed()
+
+  monkeypatch.setattr(checkpointing, 'save', save_then_die)
+  with pytest.raises(Killed):
+    train.train_and_evaluate(config, str(tmp_path / 'r'), task)
+  monkeypatch.setattr(checkpointing, 'save', real_save)
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'r'), task)
+  assert resumed['runs'] == full['runs']  # tie_nu of every seed included
+  _assert_trees_equal(_params(tmp_path / 'full', 'davidson'),
+                      _params(tmp_path / 'r', 'davidson'))
+
+
 def test_non_finite_loss_names_epoch_and_step(tmp_path, task):
   with pytest.raises(FloatingPointError, match=r'epoch 1, step \d+'):
     train.train_and_evaluate(tiny_config(learning_rate=1e38), str(tmp_path),

@@ -5,6 +5,9 @@ checkpoint step is the number of completed epochs. Items:
 
 - ``params``    the parameters, stacked over seeds (leading axis = seed),
 - ``opt_state`` the optax state, stacked over seeds,
+- ``loss_params`` the loss's own learned parameters (L_D's tie parameter),
+                stacked over seeds; absent for losses without any (orbax
+                cannot save an empty tree),
 - ``history``   JSON: ``{"seed_<k>": [per-epoch metrics, ...], ...}`` so that a
                 resumed run rewrites its metrics.jsonl files exactly.
 
@@ -30,34 +33,43 @@ def open_manager(directory: str, max_to_keep: int = 3,
       enable_async_checkpointing=use_async)
   return ocp.CheckpointManager(
       os.path.abspath(directory), options=options,
-      item_names=('params', 'opt_state', 'history'))
+      item_names=('params', 'opt_state', 'history', 'loss_params'))
 
 
 def save(mngr: ocp.CheckpointManager, epoch: int, params, opt_state,
-         history: dict) -> None:
+         history: dict, loss_params=None) -> None:
   """Saves the state after ``epoch`` completed epochs.
 
   The arrays are copied to host numpy first: the train step donates its
   input buffers, so an asynchronous save must not read device buffers that
   the next step reuses.
   """
-  params, opt_state = jax.tree_util.tree_map(np.array, (params, opt_state))
-  mngr.save(epoch, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(params),
-      opt_state=ocp.args.StandardSave(opt_state),
-      history=ocp.args.JsonSave(history)))
+  params, opt_state, loss_params = jax.tree_util.tree_map(
+      np.array, (params, opt_state, loss_params or {}))
+  items = dict(params=ocp.args.StandardSave(params),
+               opt_state=ocp.args.StandardSave(opt_state),
+               history=ocp.args.JsonSave(history))
+  if loss_params:
+    items['loss_params'] = ocp.args.StandardSave(loss_params)
+  mngr.save(epoch, args=ocp.args.Composite(**items))
 
 
 def restore(mngr: ocp.CheckpointManager, epoch: int, params_like,
-            opt_state_like) -> Tuple[Any, Any, dict]:
-  """Restores (params, opt_state, history) into the structure of the *_like."""
+            opt_state_like, loss_params_like=None
+            ) -> Tuple[Any, Any, Any, dict]:
+  """Restores (params, opt_state, loss_params, history) into the structure
+  of the *_like ({} loss_params when loss_params_like is empty)."""
   abstract = lambda t: jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t)
-  out = mngr.restore(epoch, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract(params_like)),
-      opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
-      history=ocp.args.JsonRestore()))
-  return out['params'], out['opt_state'], out['history']
+  items = dict(params=ocp.args.StandardRestore(abstract(params_like)),
+               opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
+               history=ocp.args.JsonRestore())
+  if loss_params_like:
+    items['loss_params'] = ocp.args.StandardRestore(
+        abstract(loss_params_like))
+  out = mngr.restore(epoch, args=ocp.args.Composite(**items))
+  loss_params = out['loss_params'] if loss_params_like else {}
+  return out['params'], out['opt_state'], loss_params, out['history']
 
 
 def load_params(directory: str, epoch: Optional[int] = None):

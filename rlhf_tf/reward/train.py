@@ -1,8 +1,8 @@
 """Reward-model training from pairwise preferences (paper §2 eq. 3-5, §3).
 
 ``train_and_evaluate(config, workdir, data)`` trains, for every loss in
-``config.losses`` ('ce' = L_C eq. 4, 'nll' = L_L eq. 5), ``config.num_seeds``
-runs together: the train state is stacked over seeds and the jitted train
+``config.losses`` ('ce' = L_C eq. 4, 'nll' = L_L eq. 5, 'davidson' = L_D,
+Bradley-Terry with ties, losses.py), ``config.num_seeds`` runs together: the train state is stacked over seeds and the jitted train
 step is ``vmap``-ed over seeds (each seed has its own batch order).
 
 Randomness (same config.seed -> same numbers; runs of both losses with the
@@ -27,7 +27,8 @@ model.py). The held-out split is deterministic (``data.split_pairs`` with
 Outputs in ``workdir``:
   <loss>/seed_<k>/metrics.jsonl  one JSON per epoch (train loss, train and
                                  held-out CE / NLL / accuracy / tie_loglik /
-                                 margin; NaN written as null)
+                                 margin; for L_D also its loss, tie log-lik.,
+                                 the learned tie_nu; NaN written as null)
   <loss>/checkpoints/            orbax, one step per epoch (see checkpointing)
   <loss>/run_meta.json           fingerprint of config + data (resume guard)
   summary.json                   final metrics of all runs, selected runs.
@@ -69,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.num_seeds = 3
-  c.losses = ('ce', 'nll')  # each looked up in losses.LOSSES
+  c.losses = ('ce', 'nll')  # each looked up in losses.LOSSES (+ 'davidson')
   c.num_epochs = 75
   c.batch_size = 128
   c.learning_rate = 1e-3  # Adam default (PyTorch / optax): b1 .9, b2 .999
@@ -92,7 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
 class TrainState:
   step: jnp.ndarray  # [] int32, optimizer steps taken
   params: dict
-  opt_state: optax.OptState
+  opt_state: optax.OptState  # of (params, loss_params)
+  # The loss's own learned parameters, trained with the model by the same
+  # Adam: {} for L_C, L_L; {'tie_raw': []} for L_D (losses.py).
+  loss_params: dict
 
 
 def seed_keys(config) -> jax.Array:
@@ -117,14 +121,21 @@ def make_optimizer(learning_rate) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'bins'))
-def init_states(keys, *, model, bins: int) -> TrainState:
-  """Seed-stacked initial TrainState (leading axis = seed) for keys [K]."""
+def init_states(keys, loss_params=None, *, model, bins: int) -> TrainState:
+  """Seed-stacked initial TrainState (leading axis = seed) for keys [K].
+
+  ``loss_params``: the loss's initial parameters (losses.initial_loss_params;
+  default {}), the same for every seed. The model parameters depend on the
+  keys only, so every loss starts from the same model.
+  """
   tx = make_optimizer(1e-3)
+  loss_params = {} if loss_params is None else loss_params
 
   def one(key):
     params = model_lib.init_params(model, jax.random.fold_in(key, _INIT), bins)
     return TrainState(step=jnp.int32(0), params=params,
-                      opt_state=tx.init(params))
+                      opt_state=tx.init((params, loss_params)),
+                      loss_params=loss_params)
   return jax.vmap(one)(keys)
 
 
@@ -167,14 +178,16 @@ def train_step(states: TrainState, keys, idx, weight, data, learning_rate, *,
   def one_seed(state, key, i, w):
     rng = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), state.step)
 
-    def objective(params):
+    def objective(trained):
+      params, loss_params = trained
       rl, rr = pair_rewards(model, params, data, i, True, rng)
-      return loss_fn(rl, rr, data.target[i], w)
+      return loss_fn(rl, rr, data.target[i], w, **loss_params)
 
-    loss, grads = jax.value_and_grad(objective)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return TrainState(state.step + 1, params, opt_state), loss
+    trained = (state.params, state.loss_params)
+    loss, grads = jax.value_and_grad(objective)(trained)
+    updates, opt_state = tx.update(grads, state.opt_state, trained)
+    params, loss_params = optax.apply_updates(trained, updates)
+    return TrainState(state.step + 1, params, opt_state, loss_params), loss
 
   return jax.vmap(one_seed)(states, keys, idx, weight)
 
@@ -203,18 +216,20 @@ def train_epoch(states: TrainState, keys, epoch: int, data, *, model,
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
-def evaluate(params, data, *, model) -> Dict[str, jnp.ndarray]:
-  """Seed-stacked eval metrics of the pairs in ``data`` (losses.metrics)."""
-  def one(p):
+def evaluate(params, data, loss_params=None, *, model
+             ) -> Dict[str, jnp.ndarray]:
+  """Seed-stacked eval metrics of the pairs in ``data`` (losses.metrics);
+  with the seed-stacked ``loss_params`` of L_D also its tie metrics."""
+  def one(p, lp):
     r = reward_table(model, p, data)
     m = losses_lib.metrics(r[data.scene, data.left],
-                           r[data.scene, data.right], data.target)
+                           r[data.scene, data.right], data.target, **lp)
     valid = jnp.arange(r.shape[1])[None, :] < data.num_actions[:, None]
     m['reward_mean'] = jnp.sum(r * valid) / jnp.sum(valid)
     m['reward_std'] = jnp.sqrt(jnp.sum((r - m['reward_mean']) ** 2 * valid)
                                / jnp.sum(valid))
     return m
-  return jax.vmap(one)(params)
+  return jax.vmap(one)(params, {} if loss_params is None else loss_params)
 
 
 def _fingerprint(config, data: data_lib.PreferenceData) -> str:
@@ -256,7 +271,7 @@ def _check_finite(losses, loss_name, epoch, steps_before):
 
 
 def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
-                    held_data, init) -> List[List[dict]]:
+                    held_data) -> List[List[dict]]:
   """Trains/resumes all seeds of one loss; returns per-seed metric rows."""
   root = os.path.join(workdir, loss_name)
   os.makedirs(root, exist_ok=True)
@@ -272,7 +287,9 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
       json.dump({'fingerprint': fp}, f)
   seeds = int(config.num_seeds)
   nb = data_lib.num_batches(train_data.num_pairs, int(config.batch_size))
-  # A copy: train_step donates its input buffers, and init serves each loss.
+  init = init_states(keys, losses_lib.initial_loss_params(loss_name),
+                     model=model, bins=train_data.bins)
+  # A copy: train_step donates its input buffers, and resuming reads init.
   states = jax.tree_util.tree_map(jnp.copy, init)
   history, start = {f'seed_{k}': [] for k in range(seeds)}, 0
   with checkpointing.open_manager(
@@ -280,22 +297,23 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
       bool(config.async_checkpointing)) as mngr:
     latest = mngr.latest_step()
     if latest is not None:
-      params, opt_state, history = checkpointing.restore(
-          mngr, latest, init.params, init.opt_state)
+      params, opt_state, loss_params, history = checkpointing.restore(
+          mngr, latest, init.params, init.opt_state, init.loss_params)
       start = int(latest)
       if start > int(config.num_epochs):
         raise ValueError(f'{root} already holds {start} epochs > num_epochs '
                          f'= {config.num_epochs}')
       _write_all_metrics(root, history)  # drop lines of unsaved epochs
       states = TrainState(step=jnp.full((seeds,), start * nb, jnp.int32),
-                          params=params, opt_state=opt_state)
+                          params=params, opt_state=opt_state,
+                          loss_params=loss_params)
       logging.info('%s: resumed from epoch %d', root, start)
     for epoch in range(start, int(config.num_epochs)):
       states, step_losses, counts = train_epoch(
           states, keys, epoch, train_data, model=model, learning_rate=lr,
           loss_name=loss_name, batch_size=int(config.batch_size))
       _check_finite(step_losses, loss_name, epoch, epoch * nb)
-      rows = _epoch_rows(states.params, step_losses, counts, train_data,
+      rows = _epoch_rows(states, step_losses, counts, train_data,
                          held_data, model, epoch, nb)
       for k, row in enumerate(rows):
         history[f'seed_{k}'].append(row)
@@ -306,7 +324,7 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
         # rewritten from the checkpoint's history, so they always agree.
         _write_all_metrics(root, history)
         checkpointing.save(mngr, done, states.params, states.opt_state,
-                           history)
+                           history, states.loss_params)
     mngr.wait_until_finished()
   _write_all_metrics(root, history)
   for name, rows in history.items():
@@ -319,13 +337,15 @@ def _write_all_metrics(root, history):
     _write_metrics(os.path.join(root, name, 'metrics.jsonl'), rows)
 
 
-def _epoch_rows(params, step_losses, counts, train_data, held_data, model,
+def _epoch_rows(states, step_losses, counts, train_data, held_data, model,
                 epoch, nb) -> List[dict]:
   step_losses, counts = np.asarray(step_losses), np.asarray(counts)
   train_loss = (step_losses * counts).sum(1) / counts.sum(1)
-  evals = {'train': evaluate(params, train_data, model=model)}
+  evals = {'train': evaluate(states.params, train_data, states.loss_params,
+                             model=model)}
   if held_data is not None:
-    evals['heldout'] = evaluate(params, held_data, model=model)
+    evals['heldout'] = evaluate(states.params, held_data, states.loss_params,
+                                model=model)
   rows = []
   for k in range(step_losses.shape[0]):
     # train_loss: the training objective with dropout, averaged over the
@@ -334,7 +354,7 @@ def _epoch_rows(params, step_losses, counts, train_data, held_data, model,
            'train_loss': _jsonable(train_loss[k])}
     for prefix, m in evals.items():
       for name, v in m.items():
-        if name.startswith('reward_'):  # the same table for both splits
+        if name.startswith(('reward_', 'tie_nu', 'tie_prob')):  # per run
           if prefix == 'train':
             row[name] = _jsonable(np.asarray(v)[k])
         else:
@@ -398,7 +418,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError('no training pairs')
   lr = float(config.learning_rate)
   keys = seed_keys(config)
-  init = init_states(keys, model=model, bins=data.bins)
   os.makedirs(workdir, exist_ok=True)
   summary = {'selection': config.selection,
              'num_train_pairs': train_data.num_pairs,
@@ -407,7 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
              'runs': {}, 'selected': {}}
   for loss_name in config.losses:
     rows = _train_one_loss(config, workdir, loss_name, model, lr, keys,
-                           train_data, held_data, init)
+                           train_data, held_data)
     summary['runs'][loss_name] = {f'seed_{k}': r[-1] if r else None
                                   for k, r in enumerate(rows)}
     if rows and rows[0]:

@@ -1,0 +1,20 @@
+"""Reward model with L_D (Bradley-Terry with ties, Davidson 1970; no paper eq.).
+
+  python launch.py --experiment=experiments/reward_davidson.py --workdir=/tmp/rm_davidson
+
+The same data and settings as experiments/reward_ce.py; ties are modelled as
+their own outcome, P(tie) = nu / (2 cosh((r_l - r_r) / 2) + nu), with the tie
+parameter nu = softplus(raw) learned with each run (rlhf_tf/reward/losses.py).
+Expected: held-out accuracy on decisive pairs >= 0.90, and the learned
+tie_prob_at_equal = nu / (2 + nu) above the data's tie rate (ties happen at
+near-equal rewards) in reward/summary.json.
+Args: '' | 'smoke' (tiny scene, 2 epochs, 2 seeds).
+"""
+
+from rlhf_tf.jobs import reward
+
+
+def get_config(arg=None):
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
+  return reward.experiment_config(('davidson',), smoke=arg == 'smoke')
