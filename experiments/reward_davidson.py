@@ -1,6 +1,7 @@
-"""Reward model with L_D (Bradley-Terry with ties, Davidson 1970; no paper eq.).
+"""Reward model with L_D (Bradley-Terry with ties, Davidson 1970).
 
-  python launch.py --experiment=experiments/reward_davidson.py --workdir=/tmp/rm_davidson
+  python launch.py --experiment=experiments/reward_davidson.py \
+      --workdir=/tmp/rm_davidson
 
 The same data and settings as experiments/reward_ce.py; ties are modelled as
 their own outcome, P(tie) = nu / (2 cosh((r_l - r_r) / 2) + nu), with the tie

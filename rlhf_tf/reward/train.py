@@ -2,8 +2,9 @@
 
 ``train_and_evaluate(config, workdir, data)`` trains, for every loss in
 ``config.losses`` ('ce' = L_C eq. 4, 'nll' = L_L eq. 5, 'davidson' = L_D,
-Bradley-Terry with ties, losses.py), ``config.num_seeds`` runs together: the train state is stacked over seeds and the jitted train
-step is ``vmap``-ed over seeds (each seed has its own batch order).
+Bradley-Terry with ties, losses.py), ``config.num_seeds`` runs together:
+the train state is stacked over seeds and the jitted train step is
+``vmap``-ed over seeds (each seed has its own batch order).
 
 Randomness (same config.seed -> same numbers; runs of both losses with the
 same seed index share initial parameters and batch order, a controlled
