@@ -16,8 +16,9 @@ import numpy as np
 LOSS_LABELS = {
     'ce': r'$\mathcal{L}_C$ (cross-entropy, ties kept)',
     'nll': r'$\mathcal{L}_L$ (NLL, ties dropped)',
+    'davidson': r'$\mathcal{L}_D$ (Davidson, ties modelled)',
 }
-LOSS_COLORS = {'ce': '#1f77b4', 'nll': '#e66101'}
+LOSS_COLORS = {'ce': '#1f77b4', 'nll': '#e66101', 'davidson': '#1b9e77'}
 _EXTRA_COLORS = ('#5e3c99', '#1b9e77', '#7f7f7f', '#b2182b')
 INSPECTOR_CMAP = 'RdYlGn'  # inspector quality 0 (red) .. 1 (green)
 TITLE_SIZE = 11
