@@ -33,6 +33,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from rlhf_tf.devices import distributed
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures
 from rlhf_tf.evaluation import figures_probing
 from rlhf_tf.evaluation import metrics
@@ -144,8 +146,12 @@ def evaluate(config, workdir: str) -> dict:
   scene = dataset.ensure_scene(store, spec, config).scene
   store.close()
   gold_scene = scene.with_view(image_size=ev.gold_image_size)
-  gold = lambda actions: inspector_lib.score_actions(gold_scene, actions,
-                                                     config.inspector)
+  # Devices split the 20,000 rewards, corner maps and renderings; every
+  # process computes, process 0 alone writes figures and summary.json.
+  mesh = mesh_lib.make_mesh(config.get('mesh'))
+  primary = distributed.is_primary()
+  gold = lambda actions: inspector_lib.score_actions(  # noqa: E731
+      gold_scene, actions, config.inspector, mesh=mesh)
   jh = np.asarray(scene.jh.image, np.float32)
   key = jax.random.key(ev.seed)
   k_random, k_gold, k_eval, k_ascent = jax.random.split(key, 4)
@@ -155,24 +161,26 @@ def evaluate(config, workdir: str) -> dict:
   held = _heldout_numbers(config, workdir, params, model_cfg)
   for loss, (numbers, _) in held.items():
     summary[loss]['heldout'] = numbers
-  figures.reliability_diagram({l: b for l, (_, b) in held.items()},
-                              os.path.join(out_dir, 'reliability.png'),
-                              {l: n['ece'] for l, (n, _) in held.items()})
+  if primary:
+    figures.reliability_diagram({l: b for l, (_, b) in held.items()},
+                                os.path.join(out_dir, 'reliability.png'),
+                                {l: n['ece'] for l, (n, _) in held.items()})
 
   logging.info('Fig. 2: %d random actions', ev.num_random)
   random_rewards, expert_rewards, sharp = {}, {}, {}
   for loss, p in params.items():
     _, random_rewards[loss] = probing.random_action_rewards(
         model, p, jh, k_random, num=ev.num_random,
-        n_vertices=scene.experts.shape[1])
+        n_vertices=scene.experts.shape[1], mesh=mesh)
     expert_rewards[loss] = predict.predict_rewards(p, model_cfg, jh,
                                                    scene.experts)
     sharp[loss] = metrics.sharpness(np.asarray(random_rewards[loss]),
                                     expert_rewards[loss])
     summary[loss]['sharpness'] = sharp[loss]
-  figures.reward_histograms(
-      random_rewards, os.path.join(out_dir, 'fig2_reward_histograms.png'),
-      expert_rewards_by_loss=expert_rewards, stats_by_loss=sharp)
+  if primary:
+    figures.reward_histograms(
+        random_rewards, os.path.join(out_dir, 'fig2_reward_histograms.png'),
+        expert_rewards_by_loss=expert_rewards, stats_by_loss=sharp)
 
   logging.info('rank correlation with the inspector over %d unseen actions',
                ev.num_gold)
@@ -188,22 +196,24 @@ def evaluate(config, workdir: str) -> dict:
   base = scene.experts[0]
   maps, renders = {}, {}
   for loss, p in params.items():
-    maps[loss] = np.asarray(probing.corner_maps(model, p, jh, base))
+    maps[loss] = np.asarray(probing.corner_maps(model, p, jh, base,
+                                                mesh=mesh))
     renders[loss] = _corner_renders(scene, maps[loss], base)
-  figures_probing.corner_plots(
-      maps, jh, base, os.path.join(out_dir, 'fig3_corner_plots.png'),
-      axes=scene.jh.axes, renders_by_loss=renders)
+  if primary:
+    figures_probing.corner_plots(
+        maps, jh, base, os.path.join(out_dir, 'fig3_corner_plots.png'),
+        axes=scene.jh.axes, renders_by_loss=renders)
 
   logging.info('Fig. 4: %d evaluation TFs', ev.num_eval_tfs)
   eval_actions, eval_gold = _eval_tfs(k_eval, scene, gold, ev.num_eval_tfs,
                                       ev.eval_candidates)
-  images = np.stack([np.asarray(scene.render(a))[..., :3]
-                     for a in eval_actions])
+  images = scene.render_many(eval_actions, mesh=mesh)[..., :3]
   eval_rewards = {loss: predict.predict_rewards(p, model_cfg, jh,
                                                 eval_actions)
                   for loss, p in params.items()}
-  figures.evaluation_grids(images, eval_rewards, eval_gold,
-                           os.path.join(out_dir, 'fig4_evaluation_tfs.png'))
+  if primary:
+    figures.evaluation_grids(images, eval_rewards, eval_gold,
+                             os.path.join(out_dir, 'fig4_evaluation_tfs.png'))
   for loss in params:
     summary[loss]['eval_tfs'] = metrics.rank_correlations(eval_rewards[loss],
                                                           eval_gold)
@@ -243,15 +253,18 @@ def evaluate(config, workdir: str) -> dict:
         corner_map_best_distance=float(dist.min(axis=1).mean()))
     ascent_by_loss[loss] = (grad, np.asarray(asc['actions'])[area >= 1e-4])
   first = next(iter(params))
-  figures_probing.gradient_arrows(
-      jh, base, ascent_by_loss[first][0],
-      os.path.join(out_dir, 'probing_gradients.png'), axes=scene.jh.axes,
-      ascent_actions=ascent_by_loss[first][1])
+  if primary:
+    figures_probing.gradient_arrows(
+        jh, base, ascent_by_loss[first][0],
+        os.path.join(out_dir, 'probing_gradients.png'), axes=scene.jh.axes,
+        ascent_actions=ascent_by_loss[first][1])
   value, grad = probing.image_objective_gradient(scene, base, 'mean_alpha')
   summary['image_space_gradient'] = dict(objective='mean_alpha',
                                          value=float(value),
                                          grad=np.asarray(grad).tolist())
   summary['seconds'] = round(time.perf_counter() - t0, 1)
+  if not primary:
+    return summary
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
   print(json.dumps({loss: dict(

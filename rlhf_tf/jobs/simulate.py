@@ -19,6 +19,8 @@ from absl import logging
 import jax
 import numpy as np
 
+from rlhf_tf.devices import distributed
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import simulated_votes
@@ -27,10 +29,11 @@ from rlhf_tf.preferences import simulated_votes
 def build_actions(config, workdir: str) -> dict:
   """Registers D and the pairs of every scene; renders each action once."""
   store = dataset.open_store(config, workdir)
+  mesh = mesh_lib.make_mesh(config.get('mesh'))
   out = {}
   for spec in dataset.scene_specs(config):
     data = dataset.ensure_scene(store, spec, config)
-    simulated_votes.cache_renders(store, data, config.render)
+    simulated_votes.cache_renders(store, data, config.render, mesh=mesh)
     out[spec.scene_id] = dict(actions=len(data.vertices),
                               pairs=len(data.pairs))
   print(json.dumps(out, indent=2))
@@ -45,6 +48,7 @@ def simulate_preferences(config, workdir: str) -> dict:
   """
   t0 = time.perf_counter()
   store = dataset.open_store(config, workdir)
+  mesh = mesh_lib.make_mesh(config.get('mesh'))
   summary = {}
   for spec in dataset.scene_specs(config):
     data = dataset.ensure_scene(store, spec, config)
@@ -56,10 +60,12 @@ def simulate_preferences(config, workdir: str) -> dict:
       continue
     key = jax.random.fold_in(jax.random.key(config.inspector.seed),
                              dataset.scene_hash(spec.scene_id))
-    crit, answers = simulated_votes.judge_scene(data, store, config, key)
+    crit, answers = simulated_votes.judge_scene(data, store, config, key,
+                                                mesh=mesh)
     scores = inspector_lib.score(crit,
                                  inspector_lib.from_config(config.inspector))
-    np.save(os.path.join(workdir, f'criteria_{spec.scene_id}.npy'), crit)
+    if distributed.is_primary():
+      np.save(os.path.join(workdir, f'criteria_{spec.scene_id}.npy'), crit)
     experts = [i for i, p in enumerate(data.provenance) if p == 'expert']
     randoms = [i for i, p in enumerate(data.provenance) if p == 'random']
     summary[spec.scene_id] = dict(
@@ -68,6 +74,8 @@ def simulate_preferences(config, workdir: str) -> dict:
         expert_score_mean=float(scores[experts].mean()),
         random_score_median=float(np.median(scores[randoms])))
   summary['seconds'] = round(time.perf_counter() - t0, 2)
+  if not distributed.is_primary():
+    return summary
   with open(os.path.join(workdir, 'simulate_summary.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   print(json.dumps(summary, indent=2))
