@@ -7,8 +7,8 @@ pairs, each judged by the simulated inspector's priority list (see
 rlhf_tf/preferences/inspector.py) and stored as 'simulated' votes in
 <workdir>/preferences.sqlite with PNG renderings of every action. Expected:
 a tie rate between 10 % and 20 % (paper: 613 / 4,000 = 15.3 %; the default
-phantom gives about 14 %) and experts scoring far above the median random
-action (simulate_summary.json).
+scene gives about 16 %, see rlhf_tf/preferences/inspector.py) and experts
+scoring far above the median random action (simulate_summary.json).
 Args: '' | 'smoke' (24^3 phantom, 16^2 images, 20 actions, 60 pairs) |
 'build' (job build_actions: actions, pairs and renderings only).
 """

@@ -39,6 +39,7 @@ def test_launch_runs_inspect_smoke_in_a_temp_workdir(tmp_path):
                  f'--workdir={tmp_path}', '--experiment.histogram.bins=16')
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert os.path.getsize(tmp_path / 'inspect.png') > 10_000
+  assert os.path.getsize(tmp_path / 'groups.png') > 10_000
   assert '"bins": 16' in (tmp_path / 'volume.json').read_text()
 
 

@@ -24,6 +24,20 @@ def test_first_differing_criterion_decides_and_all_close_is_equal():
   assert inspector.compare_criteria(base + 0.09, base, cfg) == 'equal'
 
 
+def test_two_renderings_failing_the_first_priority_are_equal():
+  cfg = inspector.InspectorConfig(tolerances=(0.01,) * 5, fail_below=0.5)
+  poor = np.array([0.2, 0.9, 0.9, 0.9, 0.9])
+  worse = np.array([0.45, 0.1, 0.1, 0.1, 0.1])
+  assert inspector.compare_criteria(poor, worse, cfg) == 'equal'
+  # One passing rendering is compared as usual, whatever the other.
+  assert inspector.compare_criteria(poor + [0.35, 0, 0, 0, 0], worse,
+                                    cfg) == 'left'
+  off = inspector.InspectorConfig(tolerances=(0.01,) * 5, fail_below=0.0)
+  assert inspector.compare_criteria(poor, worse, off) == 'right'
+  with pytest.raises(ValueError, match='fail_below'):
+    inspector.InspectorConfig(fail_below=1.5)
+
+
 def test_judging_is_antisymmetric_and_identical_renderings_tie():
   crit = np.random.RandomState(0).rand(30, 5)
   crit[7] = crit[3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use('Agg')
+from matplotlib import patches  # pylint: disable=g-import-not-at-top
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
@@ -56,6 +57,53 @@ def orthogonal_slices_figure(volume: Volume, jh: JointHistogram,
   draw_jh(axes[3], jh, 'joint histogram (log counts)')
   fig.suptitle(f'{volume.name}: {nz}x{ny}x{nx} voxels, spacing '
                f'{dz:.3g} x {dy:.3g} x {dx:.3g} mm (z, y, x)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+# Group colours (tissues.GROUPS order: teeth, bone, soft, air, metal,
+# support), RGBA over the grey CT; air stays transparent.
+GROUP_COLOURS = ((1.0, 0.95, 0.3, 0.75), (0.95, 0.5, 0.2, 0.6),
+                 (0.3, 0.6, 1.0, 0.25), (0.0, 0.0, 0.0, 0.0),
+                 (0.9, 0.1, 0.9, 0.85), (0.1, 0.9, 0.3, 0.8))
+
+
+def tissue_groups_figure(volume: Volume, groups, group_names, path: str,
+                         window=(-1000.0, 2000.0)) -> str:
+  """Axial, coronal and sagittal slices with each voxel's tissue group
+  (uint8 [Z, Y, X], values index group_names) coloured over the CT; the
+  axial slice is the one with the most voxels of the last group (supports)
+  when there are any."""
+  hu = np.asarray(volume.hu)
+  groups = np.asarray(groups)
+  dz, dy, dx = (float(s) for s in np.asarray(volume.spacing))
+  nz, ny, nx = hu.shape
+  last = groups == len(group_names) - 1
+  kz = int(last.sum(axis=(1, 2)).argmax()) if last.any() else nz // 2
+  colours = np.asarray(GROUP_COLOURS[:len(group_names)], np.float32)
+  views = [
+      (f'axial (z = {kz})', np.s_[kz], (0, nx * dx, ny * dy, 0), 'upper'),
+      (f'coronal (y = {ny // 2})', np.s_[:, ny // 2, :],
+       (0, nx * dx, 0, nz * dz), 'lower'),
+      (f'sagittal (x = {nx // 2})', np.s_[:, :, nx // 2],
+       (0, ny * dy, 0, nz * dz), 'lower'),
+  ]
+  fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
+  for ax, (title, index, extent, origin) in zip(axes, views):
+    ax.imshow(hu[index], cmap='gray', vmin=window[0], vmax=window[1],
+              extent=extent, origin=origin, interpolation='nearest')
+    ax.imshow(colours[groups[index]], extent=extent, origin=origin,
+              interpolation='nearest')
+    ax.set_title(title)
+  counts = np.bincount(groups.reshape(-1), minlength=len(group_names))
+  handles = [patches.Patch(color=colours[i][:3], label=(
+      f'{name}: {counts[i] / groups.size:.1%}'))
+             for i, name in enumerate(group_names) if colours[i][3] > 0]
+  axes[-1].legend(handles=handles, loc='lower right', fontsize=8)
+  fig.suptitle(f'{volume.name}: tissue groups the simulated inspector judges '
+               f'by')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
