@@ -23,10 +23,11 @@ come from. Otherwise criteria are compared in this order; the first whose
 difference exceeds its tolerance decides; all within tolerance -> 'equal'.
 The defaults give the paper's tie rate (613 / 4,000 = 15 %) on both the
 paper's action set (50 random actions) and the quickstart's (200): 12-17 %
-and 14-17 % over phantom patients 0-4 (tests/test_simulated_dataset.py). All criteria are "higher
-is better" and lie in [0, 1]. The scalar ``score`` weights the criteria by
-priority (each weight a quarter of the one before), so it mostly orders
-actions as the comparisons do (measured in the tests).
+and 14-17 % over phantom patients 0-4 (tests/test_simulated_dataset.py).
+All criteria are "higher is better" and lie in [0, 1]. The scalar
+``score`` weights the criteria by priority (each weight a quarter of the one
+before), so it mostly orders actions as the comparisons do (measured in the
+tests).
 
 The per-pixel tissue weights come from the renderer: W_g(pixel) =
 sum_i T_i alpha_i [sample i in group g] (the compositing weights of eq.
