@@ -5,6 +5,7 @@ from rlhf_tf.jobs import agent
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import inspect_volume
+from rlhf_tf.jobs import multiscene
 from rlhf_tf.jobs import quickstart
 from rlhf_tf.jobs import render
 from rlhf_tf.jobs import reward
@@ -15,6 +16,7 @@ JOBS = {
     'build_actions': simulate.build_actions,
     'evaluate': evaluate.evaluate,
     'inspect': inspect_volume.run,
+    'multiscene': multiscene.run,
     'quickstart': quickstart.run,
     'render': render.run,
     'simulate_preferences': simulate.simulate_preferences,

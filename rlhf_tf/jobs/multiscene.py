@@ -1,0 +1,177 @@
+"""Job `multiscene`: leave-one-scene-out evaluation of the reward.
+
+For every scene of the dataset config (phantoms that differ like patients,
+Cranium, user DICOM series): the simulated inspector's votes, and gold
+scores of ``eval.num_gold`` unseen random actions. Then for every fold
+(evaluation/scene_holdout.folds) a reward model is trained on the other
+scenes' votes only and measured on the held-out scene: decisive-pair
+accuracy, Spearman rho vs the inspector, reward ascent vs the expert.
+Writes to <workdir>/multiscene: summary.json, table.md, held_out.png, and
+each fold's reward runs under fold_<scene>/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import numpy as np
+
+from rlhf_tf.evaluation import figures_scenes
+from rlhf_tf.evaluation import scene_holdout
+from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import inspector as inspector_lib
+from rlhf_tf.preferences import simulated_votes
+from rlhf_tf.reward import from_store
+from rlhf_tf.reward import predict
+from rlhf_tf.reward import train
+
+
+def _scenes_with_votes(config, store):
+  """SceneData of every scene, simulating its votes when it has none."""
+  out = {}
+  for spec in dataset.scene_specs(config):
+    data = dataset.ensure_scene(store, spec, config)
+    if not store.effective_votes(scene_id=spec.scene_id, source='simulated',
+                                 inspector=config.inspector.name):
+      key = jax.random.fold_in(jax.random.key(config.inspector.seed),
+                               dataset.scene_hash(spec.scene_id))
+      _, answers = simulated_votes.judge_scene(data, store, config, key,
+                                               progress=False)
+      logging.info('scene %s: %d votes, tie rate %.3f', spec.scene_id,
+                   len(answers), inspector_lib.tie_rate(answers))
+    out[spec.scene_id] = data
+  return out
+
+
+def _gold(config, scene):
+  """(actions -> inspector scores) at eval.gold_image_size."""
+  size = int(config.eval.gold_image_size)
+  gold_scene = (scene if size == int(config.render.image_size)
+                else scene.with_view(image_size=size))
+  return lambda a: inspector_lib.score_actions(gold_scene, a,
+                                               config.inspector)
+
+
+def _gold_scores(config, scenes, out_dir):
+  """Per scene: (unseen random actions, their scores, expert score),
+  cached in gold_<scene>.npz (the renderings are the slow part)."""
+  key = jax.random.key(config.eval.seed)
+  out = {}
+  for scene_id, data in scenes.items():
+    path = os.path.join(out_dir, f'gold_{scene_id}.npz')
+    if os.path.exists(path):
+      with np.load(path) as f:
+        out[scene_id] = (f['actions'], f['scores'], float(f['expert']))
+      continue
+    experts = data.scene.experts
+    actions = scene_holdout.gold_actions(key, dataset.scene_hash(scene_id),
+                                         config.eval.num_gold,
+                                         experts.shape[1])
+    gold = _gold(config, data.scene)
+    scores = gold(actions)
+    expert = float(gold(experts[:1])[0])
+    np.savez(path, actions=actions, scores=scores, expert=expert)
+    out[scene_id] = (actions, scores, expert)
+  return out
+
+
+def _train_fold(config, store, scenes, fold, fold_dir):
+  """Trains on the fold's training scenes only; the selected params."""
+  if fold.held_out in fold.train_ids:  # Never: Fold checks it too.
+    raise AssertionError(f'{fold.held_out} would reach training')
+  jhs = [np.asarray(scenes[s].scene.jh.image) for s in fold.train_ids]
+  data = from_store.preference_data(store, list(fold.train_ids), jhs,
+                                    source='simulated')
+  assert data.jh.shape[0] == len(fold.train_ids)
+  summary = train.train_and_evaluate(config.reward, fold_dir, data)
+  loss = config.reward.losses[0]
+  return predict.load_params(fold_dir, loss,
+                             summary['selected'][loss]['seed'])
+
+
+def _held_out_pairs(store, scene_id, jh):
+  """(actions, pairs [P, 2], target [P]) of a scene's simulated votes."""
+  d = from_store.preference_data(store, [scene_id], [jh], source='simulated')
+  return (np.asarray(d.actions[0]),
+          np.stack([np.asarray(d.left), np.asarray(d.right)], axis=-1),
+          np.asarray(d.target))
+
+
+def _table(rows) -> str:
+  lines = ['| held-out scene | trained on | decisive accuracy | Spearman ρ | '
+           'ascent / expert |', '| --- | --- | --- | --- | --- |']
+  for r in rows:
+    lines.append(f'| {r["scene_id"]} | {r["train_scenes"]} scenes | '
+                 f'{r["decisive_accuracy"]:.3f} | {r["spearman_rho"]:.3f} | '
+                 f'{r["ascent_relative"]:.2f} |')
+  return '\n'.join(lines)
+
+
+def _means(rows) -> dict:
+  keys = ('decisive_accuracy', 'spearman_rho', 'ascent_relative')
+  return {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows \
+      else {}
+
+
+def run(config, workdir: str) -> dict:
+  t0 = time.perf_counter()
+  out_dir = os.path.join(workdir, 'multiscene')
+  os.makedirs(out_dir, exist_ok=True)
+  store = dataset.open_store(config, workdir)
+  scenes = _scenes_with_votes(config, store)
+  t_votes = time.perf_counter()
+  gold = _gold_scores(config, scenes, out_dir)
+  t_gold = time.perf_counter()
+  fold_list = scene_holdout.folds(
+      list(scenes), [s for s in config.held_out.split(',') if s],
+      [s for s in config.train_pool.split(',') if s])
+  rows = []
+  key = jax.random.key(config.eval.seed)
+  for fold in fold_list:
+    t_fold = time.perf_counter()
+    logging.info('fold: hold out %s, train on %s', fold.held_out,
+                 fold.train_ids)
+    params = _train_fold(config, store, scenes, fold,
+                         os.path.join(out_dir, f'fold_{fold.held_out}'))
+    held = scenes[fold.held_out]
+    jh = np.asarray(held.scene.jh.image)
+    actions, pairs, target = _held_out_pairs(store, fold.held_out, jh)
+    gold_actions, gold_scores, expert_score = gold[fold.held_out]
+    numbers = scene_holdout.held_out_numbers(
+        params, config.reward, jh, actions, pairs, target, gold_actions,
+        gold_scores, held.scene.experts[0], expert_score,
+        _gold(config, held.scene),
+        jax.random.fold_in(key, dataset.scene_hash(fold.held_out)),
+        ascent_starts=config.eval.ascent_starts,
+        ascent_steps=config.eval.ascent_steps, ascent_lr=config.eval.ascent_lr)
+    rows.append(dict(scene_id=fold.held_out, train_ids=list(fold.train_ids),
+                     train_scenes=len(fold.train_ids),
+                     seconds=round(time.perf_counter() - t_fold, 1),
+                     **numbers))
+    logging.info('held out %s: %s', fold.held_out, json.dumps(
+        {k: v for k, v in rows[-1].items() if k != 'ascent_action'}))
+  store.close()
+  phantoms = [r for r in rows if r['scene_id'].startswith('phantom-')]
+  others = [r for r in rows if not r['scene_id'].startswith('phantom-')]
+  summary = dict(
+      folds=rows, phantom_mean=_means(phantoms),
+      other_scenes={r['scene_id']: _means([r]) for r in others},
+      seconds=dict(votes=round(t_votes - t0, 1),
+                   gold=round(t_gold - t_votes, 1),
+                   folds=round(time.perf_counter() - t_gold, 1),
+                   total=round(time.perf_counter() - t0, 1)))
+  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2, default=float)
+  table = _table(rows)
+  with open(os.path.join(out_dir, 'table.md'), 'w') as f:
+    f.write(table + '\n')
+  figures_scenes.held_out_figure(rows, os.path.join(out_dir, 'held_out.png'))
+  print(table)
+  print(json.dumps(dict(phantom_mean=summary['phantom_mean'],
+                        other_scenes=summary['other_scenes'],
+                        seconds=summary['seconds']), indent=2))
+  return summary

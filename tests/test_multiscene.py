@@ -1,0 +1,56 @@
+"""Leave-one-scene-out: folds, and held-out scenes never reach training."""
+
+import json
+import os
+
+import pytest
+
+from rlhf_tf.evaluation import scene_holdout
+from rlhf_tf.jobs import JOBS
+from rlhf_tf.jobs import experiment_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_one_fold_per_scene_without_it():
+  folds = scene_holdout.folds(['a', 'b', 'c'])
+  assert [(f.held_out, f.train_ids) for f in folds] == [
+      ('a', ('b', 'c')), ('b', ('a', 'c')), ('c', ('a', 'b'))]
+  only = scene_holdout.folds(['a', 'b', 'cranium'], held_out=['cranium'],
+                             train_pool=['a', 'b'])
+  assert [(f.held_out, f.train_ids) for f in only] == [('cranium',
+                                                         ('a', 'b'))]
+  # A pool that names the held-out scene still never trains on it.
+  assert scene_holdout.folds(['a', 'b'], ['a'], ['a', 'b'])[0].train_ids == (
+      'b',)
+
+
+def test_bad_folds_are_refused():
+  with pytest.raises(ValueError, match='among the training scenes'):
+    scene_holdout.Fold('a', ('a', 'b'))
+  with pytest.raises(ValueError, match='no training scene'):
+    scene_holdout.folds(['a'])
+  with pytest.raises(ValueError, match='unknown scene'):
+    scene_holdout.folds(['a', 'b'], held_out=['c'])
+
+
+def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
+  config = experiment_file.load_config(
+      os.path.join(ROOT, 'experiments', 'multiscene.py') + ':smoke')
+  config.scenes = 'phantom:0-1,phantom:5'
+  summary = JOBS[config.job](config, str(tmp_path))
+  ids = ['phantom-s0-24x24x24', 'phantom-s1-24x24x24', 'phantom-s5-24x24x24']
+  assert [f['scene_id'] for f in summary['folds']] == ids
+  for fold in summary['folds']:
+    assert fold['scene_id'] not in fold['train_ids']
+    assert sorted(fold['train_ids'] + [fold['scene_id']]) == ids
+    # The fold's reward saw exactly the votes of its training scenes.
+    with open(tmp_path / 'multiscene' / f'fold_{fold["scene_id"]}' /
+              'summary.json') as f:
+      trained = json.load(f)
+    assert (trained['num_train_pairs'] + trained['num_heldout_pairs'] ==
+            config.pairs.num * len(fold['train_ids']))
+    assert 0.0 <= fold['decisive_accuracy'] <= 1.0
+    assert fold['num_decisive'] > 0
+  for name in ('summary.json', 'table.md', 'held_out.png'):
+    assert os.path.getsize(tmp_path / 'multiscene' / name) > 100
