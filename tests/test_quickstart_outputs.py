@@ -7,7 +7,7 @@ from rlhf_tf.jobs import quickstart
 
 FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
            'fig4_evaluation_tfs.png', 'reliability.png',
-           'probing_gradients.png')
+           'probing_gradients.png', 'ties_closer.png')
 
 
 def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path):
@@ -20,8 +20,20 @@ def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path):
     assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
     assert os.path.getsize(path) > 20_000, name
   summary = json.loads((out / 'summary.json').read_text())
-  for loss in ('ce', 'nll'):
+  tie_nu = json.loads((tmp_path / 'reward' / 'summary.json').read_text())[
+      'selected']['davidson']['final']['tie_nu']
+  for loss in ('ce', 'nll', 'davidson'):
     s = summary[loss]
+    ties = s['heldout_ties']
+    assert 0.0 <= ties['three_way_accuracy'] <= 1.0
+    assert 0.0 <= ties['pickscore_accuracy'] <= 1.0
+    assert ties['num_validation'] + ties['num_test'] == s['heldout'][
+        'num_pairs']
+    assert 0.0 <= ties['ties_closer']['share_below_median'] <= 1.0
+    # L_D brings its learned nu; L_C and L_L get one fitted on validation.
+    assert ties['tie_nu_fitted_on_validation'] == (loss != 'davidson')
+    if loss == 'davidson':
+      assert ties['tie_nu'] == tie_nu
     assert 0.0 <= s['heldout']['accuracy'] <= 1.0
     assert 0.0 <= s['heldout']['ece'] <= 1.0
     assert -1.0 <= s['rank_correlation']['spearman_rho'] <= 1.0

@@ -10,10 +10,15 @@ to <workdir>/evaluation:
   fig4_evaluation_tfs.png     12 unseen TFs sorted by reward, with the
                               inspector's score under each
   reliability.png             calibration of p(left > right), held-out pairs
+  ties_closer.png             |r_a - r_b| of tied vs untied held-out pairs
   probing_gradients.png       dr/dvertices at the expert + ascent results
   summary.json                every number below, per loss
 
 Numbers per loss: held-out decisive accuracy, log-loss, ECE (10 bins);
+tie-aware held-out numbers (tie_metrics: the held-out pairs split into a
+validation half that tunes the tie thresholds, and L_C / L_L's Davidson tie
+parameter, and a test half that is only scored): three-way and PickScore
+accuracy, Davidson tie log-likelihood, "ties are closer" share and AUC;
 Spearman / Kendall between reward and the simulated inspector's score over
 ``eval.num_gold`` unseen random actions (scored at ``eval.gold_image_size``);
 sharpness (share of random actions above the mean expert reward, histogram
@@ -37,8 +42,10 @@ from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures
 from rlhf_tf.evaluation import figures_probing
+from rlhf_tf.evaluation import figures_ties
 from rlhf_tf.evaluation import metrics
 from rlhf_tf.evaluation import probing
+from rlhf_tf.evaluation import tie_metrics
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.reward import data as data_lib
@@ -50,7 +57,8 @@ from rlhf_tf.render import polygon
 
 def default_eval_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      seed=0, num_random=20000, num_gold=2000, gold_image_size=64,
+      seed=0, tie_validation_fraction=0.5, num_random=20000, num_gold=2000,
+      gold_image_size=64,
       num_eval_tfs=12, eval_candidates=60, ascent_starts=32,
       ascent_steps=200, ascent_lr=0.01))
 
@@ -62,8 +70,22 @@ def _selected_params(reward_dir: str):
           for loss, sel in summary['selected'].items()}
 
 
+def _learned_tie_nus(reward_dir: str):
+  """{loss: nu} of the selected runs of losses that learn one (L_D)."""
+  with open(os.path.join(reward_dir, 'summary.json')) as f:
+    summary = json.load(f)
+  return {loss: sel['final']['tie_nu']
+          for loss, sel in summary['selected'].items()
+          if sel['final'].get('tie_nu') is not None}
+
+
 def _heldout_numbers(config, workdir, params, model_cfg):
-  """Held-out pair metrics and calibration, on train.py's own split."""
+  """Held-out pair metrics and calibration, on train.py's own split.
+
+  Returns:
+    ({loss: (numbers, calibration bins, delta [P])}, target [P], ids [P]):
+    ids = each pair's index in the held-out split, in the order of delta.
+  """
   store = dataset.open_store(config, workdir)
   try:
     _, data = from_store.dataset_preference_data(store, config)
@@ -88,7 +110,35 @@ def _heldout_numbers(config, workdir, params, model_cfg):
     ece, bins = metrics.expected_calibration_error(
         p_left, (target[decisive] == 1.0).astype(float), num_bins=10)
     numbers['ece'] = ece
-    out[loss] = (numbers, bins)
+    out[loss] = (numbers, bins, rl - rr)
+  ids = np.concatenate([np.nonzero(held.scene == s)[0]
+                        for s in range(held.jh.shape[0])])
+  return out, np.asarray(held.target)[ids], ids
+
+
+def _tie_numbers(config, held, target, ids, tie_nus, out_dir):
+  """Tie-aware numbers per loss; the ties-closer figure when both kinds of
+  pair are held out and ``out_dir`` is given (process 0). Thresholds (and
+  nu for L_C / L_L) are tuned on the validation ids only; the ties-closer
+  check reads all held-out pairs (it tunes nothing)."""
+  val_ids, test_ids = tie_metrics.split_validation_test(
+      ids, target, float(config.eval.tie_validation_fraction),
+      int(config.eval.seed))
+  assert not np.intersect1d(val_ids, test_ids).size
+  out = {}
+  for loss, (_, _, delta) in held.items():
+    out[loss] = tie_metrics.tie_aware_metrics(delta, target, ids, val_ids,
+                                              tie_nu=tie_nus.get(loss))
+    out[loss]['ties_closer'] = tie_metrics.ties_closer(delta, target)
+  if out_dir is None:
+    return out
+  num_ties = int(np.sum(target == 0.5))
+  if 0 < num_ties < target.size:
+    figures_ties.ties_closer({loss: h[2] for loss, h in held.items()},
+                             target, os.path.join(out_dir, 'ties_closer.png'))
+  else:
+    logging.warning('ties_closer.png not drawn: %d ties of %d held-out pairs',
+                    num_ties, target.size)
   return out
 
 
@@ -157,14 +207,18 @@ def evaluate(config, workdir: str) -> dict:
   k_random, k_gold, k_eval, k_ascent = jax.random.split(key, 4)
   summary = {loss: {} for loss in params}
 
-  logging.info('held-out pairs: accuracy, log-loss, calibration')
-  held = _heldout_numbers(config, workdir, params, model_cfg)
-  for loss, (numbers, _) in held.items():
+  logging.info('held-out pairs: accuracy, log-loss, calibration, ties')
+  held, target, ids = _heldout_numbers(config, workdir, params, model_cfg)
+  for loss, (numbers, _, _) in held.items():
     summary[loss]['heldout'] = numbers
   if primary:
-    figures.reliability_diagram({l: b for l, (_, b) in held.items()},
+    figures.reliability_diagram({l: h[1] for l, h in held.items()},
                                 os.path.join(out_dir, 'reliability.png'),
-                                {l: n['ece'] for l, (n, _) in held.items()})
+                                {l: h[0]['ece'] for l, h in held.items()})
+  ties = _tie_numbers(config, held, target, ids, _learned_tie_nus(reward_dir),
+                      out_dir if primary else None)
+  for loss, numbers in ties.items():
+    summary[loss]['heldout_ties'] = numbers
 
   logging.info('Fig. 2: %d random actions', ev.num_random)
   random_rewards, expert_rewards, sharp = {}, {}, {}
@@ -269,6 +323,9 @@ def evaluate(config, workdir: str) -> dict:
     json.dump(summary, f, indent=2, default=float)
   print(json.dumps({loss: dict(
       heldout_accuracy=summary[loss]['heldout']['accuracy'],
+      three_way_accuracy=summary[loss]['heldout_ties']['three_way_accuracy'],
+      ties_below_untied_median=summary[loss]['heldout_ties']['ties_closer'][
+          'share_below_median'],
       ece=summary[loss]['heldout']['ece'],
       spearman=summary[loss]['rank_correlation']['spearman_rho'],
       share_above_expert=summary[loss]['sharpness'][

@@ -28,8 +28,9 @@ QUICKSTART_RANDOM_ACTIONS = 200
 
 def experiment_config(smoke: bool = False,
                       paper_actions: bool = False) -> ml_collections.ConfigDict:
-  """The quickstart's config: dataset, inspector, both losses, evaluation."""
-  config = reward_job.experiment_config(('ce', 'nll'), smoke=smoke)
+  """The quickstart's config: dataset, inspector, three losses, evaluation."""
+  config = reward_job.experiment_config(('ce', 'nll', 'davidson'),
+                                       smoke=smoke)
   config.job = 'quickstart'
   config.eval = evaluate_job.default_eval_config()
   if not (smoke or paper_actions):
