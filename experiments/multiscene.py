@@ -1,7 +1,8 @@
 """Leave-one-scene-out: a reward trained on the other scans, measured on one
 it never saw (issue 13).
 
-  python launch.py --experiment=experiments/multiscene.py --workdir=workdir/multiscene
+  python launch.py --experiment=experiments/multiscene.py \
+      --workdir=workdir/multiscene
 
 Scenes: 8 phantoms that differ like patients (seeds 0-7, 128^3) and the
 InVesalius Cranium CT when it is fetched (.ci/fetch_cranium.sh). Per scene

@@ -54,3 +54,36 @@ def held_out_figure(rows: Sequence[Mapping], path: str,
   axes[0].invert_yaxis()
   fig.suptitle(title, fontsize=style.TITLE_SIZE)
   return style.save_figure(fig, path)
+
+
+def learning_curve_figure(rows: Sequence[Mapping], path: str) -> str:
+  """Spearman rho on unseen actions vs number of labels, per protocol:
+  mean over seeds with the seeds' range as a band.
+
+  Args:
+    rows: per budget: 'labels', 'uniform_rho' and 'two_stage_rho' (lists,
+      one value per seed).
+  """
+  if not rows:
+    raise ValueError('no budget to draw')
+  labels = np.array([r['labels'] for r in rows], float)
+  fig = style.new_figure(5.5, 4.0)
+  ax = fig.subplots()
+  for key, name, colour in (('uniform_rho', 'uniform pairs, paper D',
+                             '#7f7f7f'),
+                            ('two_stage_rho', 'two-stage (high reward + '
+                             'ensemble disagreement)', '#1b9e77')):
+    values = np.array([r[key] for r in rows], float)
+    ax.plot(labels, values.mean(axis=1), 'o-', color=colour, label=name)
+    ax.fill_between(labels, values.min(axis=1), values.max(axis=1),
+                    color=colour, alpha=0.2)
+  ax.axhline(0.9, color='k', ls='--', lw=1)
+  ax.set_xscale('log')
+  ax.set_xticks(labels)
+  ax.set_xticklabels([f'{int(x):,}' for x in labels])
+  ax.set_xlabel('labels (pairs judged)', fontsize=style.LABEL_SIZE)
+  ax.set_ylabel('Spearman ρ vs inspector, unseen actions',
+                fontsize=style.LABEL_SIZE)
+  ax.legend(fontsize=style.SMALL_SIZE, loc='lower right')
+  ax.set_title('fewer labels for the same reward', fontsize=style.TITLE_SIZE)
+  return style.save_figure(fig, path)

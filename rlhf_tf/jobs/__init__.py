@@ -5,6 +5,7 @@ from rlhf_tf.jobs import agent
 from rlhf_tf.jobs import collect
 from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import inspect_volume
+from rlhf_tf.jobs import label_protocols
 from rlhf_tf.jobs import multiscene
 from rlhf_tf.jobs import quickstart
 from rlhf_tf.jobs import render
@@ -16,6 +17,7 @@ JOBS = {
     'build_actions': simulate.build_actions,
     'evaluate': evaluate.evaluate,
     'inspect': inspect_volume.run,
+    'label_protocols': label_protocols.run,
     'multiscene': multiscene.run,
     'quickstart': quickstart.run,
     'render': render.run,

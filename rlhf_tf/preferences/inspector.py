@@ -152,17 +152,23 @@ def judge_rendering(scene, vertices):
                         np.asarray(rgba))
 
 
-def score_actions(scene, actions, cfg: ml_collections.ConfigDict,
-                  mesh=None) -> np.ndarray:
-  """The inspector's score [A] of actions [A, n, 2] on a scene: the 'gold'
-  reward of the evaluation and of the agent's monitor (``cfg`` is a
-  ``config.inspector`` block); the renderings split over ``mesh``."""
+def action_criteria(scene, actions, mesh=None) -> np.ndarray:
+  """The criteria [A, 5] of actions [A, n, 2] on a scene (each rendered
+  once with its tissue weights; the renderings split over ``mesh``)."""
   crit = [criteria(weights[k], hits[k], rgba[k])
           for _, (rgba, weights, hits) in scene.iter_render_many(
               np.asarray(actions, np.float32), tissue_weights=True,
               mesh=mesh)
           for k in range(len(rgba))]
-  return score(np.reshape(crit, (-1, len(CRITERIA))), from_config(cfg))
+  return np.reshape(crit, (-1, len(CRITERIA)))
+
+
+def score_actions(scene, actions, cfg: ml_collections.ConfigDict,
+                  mesh=None) -> np.ndarray:
+  """The inspector's score [A] of actions [A, n, 2] on a scene: the 'gold'
+  reward of the evaluation and of the agent's monitor (``cfg`` is a
+  ``config.inspector`` block); the renderings split over ``mesh``."""
+  return score(action_criteria(scene, actions, mesh), from_config(cfg))
 
 
 def compare_criteria(left, right,

@@ -1,0 +1,135 @@
+"""Job `label_protocols`: uniform vs two-stage labels at the same budget.
+
+On one scene (the dataset config's first), for each label budget: the
+uniform protocol labels uniform pairs of the paper's action set (10 expert,
+50 random, 40 augmented); the two-stage protocol (preferences/two_stage.py)
+labels half the budget that way, trains the seeds as an ensemble, adds the
+candidate actions the ensemble rates high or disagrees on, and labels the
+pairs it disagrees on most. Each protocol's final reward (every seed) is
+scored by Spearman rho against the simulated inspector over unseen random
+actions. Writes <workdir>/label_protocols/{summary.json, learning_curve.png}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from rlhf_tf.data import sources
+from rlhf_tf.evaluation import figures_scenes
+from rlhf_tf.evaluation import metrics
+from rlhf_tf.preferences import actions as actions_lib
+from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import inspector as inspector_lib
+from rlhf_tf.preferences import scenes as scenes_lib
+from rlhf_tf.preferences import two_stage
+from rlhf_tf.render import polygon
+from rlhf_tf.reward import data as data_lib
+from rlhf_tf.reward import predict
+from rlhf_tf.reward import train
+
+_TARGET = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
+
+
+def _train_ensemble(config, run_dir, jh, vertices, pairs, answers):
+  """Trains config.reward (all seeds) on the labels; [S] params."""
+  examples = [(0, int(l), int(r), _TARGET[a])
+              for (l, r), a in zip(pairs, answers)]
+  data = data_lib.from_examples([jh], [vertices], examples)
+  train.train_and_evaluate(config.reward, run_dir, data)
+  loss = config.reward.losses[0]
+  return [predict.load_params(run_dir, loss, s)
+          for s in range(int(config.reward.num_seeds))]
+
+
+def _rewards(config, params, jh, vertices) -> np.ndarray:
+  return np.stack([predict.predict_rewards(p, config.reward, jh, vertices)
+                   for p in params])
+
+
+def _rho(config, params, jh, gold_actions, gold_scores) -> list:
+  return [metrics.rank_correlations(r, gold_scores)['spearman_rho']
+          for r in _rewards(config, params, jh, gold_actions)]
+
+
+def run(config, workdir: str) -> dict:
+  t0 = time.perf_counter()
+  out_dir = os.path.join(workdir, 'label_protocols')
+  os.makedirs(out_dir, exist_ok=True)
+  spec = dataset.scene_specs(config)[0]
+  volume = sources.load_volume(ml_collections.ConfigDict(spec.volume))
+  scene = scenes_lib.build_scene(spec.scene_id, volume, config.histogram,
+                                 config.render)
+  jh = np.asarray(scene.jh.image, np.float32)
+  n = scene.experts.shape[1]
+  icfg = inspector_lib.from_config(config.inspector)
+  key = jax.random.key(config.protocol.seed)
+  k_gold, k_d, k_pairs, k_cand, k_select = jax.random.split(key, 5)
+  gold_actions = np.asarray(polygon.random_actions(
+      k_gold, config.protocol.num_gold, n))
+  gold_scores = inspector_lib.score(
+      inspector_lib.action_criteria(scene, gold_actions), icfg)
+  d = actions_lib.build_action_set(
+      k_d, scene.experts, num_random=config.actions.num_random,
+      num_augmented=config.actions.num_augmented, sigma=config.actions.sigma)
+  crit_d = inspector_lib.action_criteria(scene, d.vertices)
+  rows = []
+  for budget in config.protocol.budgets:
+    t_budget = time.perf_counter()
+    budget = int(budget)
+    k_b = jax.random.fold_in(k_pairs, budget)
+    # Uniform: the paper's protocol.
+    pairs = actions_lib.sample_pairs(k_b, len(d), budget)
+    answers = inspector_lib.judge_pairs(None, crit_d, pairs, icfg)
+    params = _train_ensemble(config, os.path.join(
+        out_dir, f'uniform_{budget}'), jh, d.vertices, pairs, answers)
+    uniform = _rho(config, params, jh, gold_actions, gold_scores)
+    # Two stages: half uniform, then where the ensemble looks.
+    half = budget // 2
+    pairs1 = actions_lib.sample_pairs(k_b, len(d), half)
+    answers1 = inspector_lib.judge_pairs(None, crit_d, pairs1, icfg)
+    first = _train_ensemble(config, os.path.join(
+        out_dir, f'stage1_{budget}'), jh, d.vertices, pairs1, answers1)
+    cands = two_stage.candidate_actions(
+        jax.random.fold_in(k_cand, budget), config.protocol.num_candidates, n)
+    pick = two_stage.new_actions(_rewards(config, first, jh, cands),
+                                 config.protocol.num_high,
+                                 config.protocol.num_disagree)
+    grown = np.concatenate([d.vertices, cands[pick]])
+    crit = np.concatenate([crit_d, inspector_lib.action_criteria(
+        scene, cands[pick])])
+    pairs2 = two_stage.disagreement_pairs(
+        jax.random.fold_in(k_select, budget), _rewards(config, first, jh,
+                                                       grown),
+        budget - half, exclude=[tuple(p) for p in pairs1],
+        num_candidates=config.protocol.num_candidate_pairs)
+    all_pairs = np.concatenate([pairs1, pairs2])
+    all_answers = list(answers1) + inspector_lib.judge_pairs(
+        None, crit, pairs2, icfg)
+    params = _train_ensemble(config, os.path.join(
+        out_dir, f'two_stage_{budget}'), jh, grown, all_pairs, all_answers)
+    staged = _rho(config, params, jh, gold_actions, gold_scores)
+    rows.append(dict(labels=budget, uniform_rho=uniform,
+                     two_stage_rho=staged,
+                     two_stage_actions=int(len(grown)),
+                     uniform_tie_rate=inspector_lib.tie_rate(answers),
+                     two_stage_tie_rate=inspector_lib.tie_rate(all_answers),
+                     seconds=round(time.perf_counter() - t_budget, 1)))
+    logging.info('%d labels: uniform rho %s, two-stage rho %s', budget,
+                 np.round(uniform, 3), np.round(staged, 3))
+  summary = dict(scene_id=spec.scene_id, rows=rows,
+                 seconds=round(time.perf_counter() - t0, 1))
+  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2, default=float)
+  figures_scenes.learning_curve_figure(
+      rows, os.path.join(out_dir, 'learning_curve.png'))
+  print(json.dumps([{k: (np.round(v, 3).tolist() if k.endswith('rho')
+                         else v) for k, v in r.items()} for r in rows],
+                   indent=1, default=float))
+  return summary
