@@ -7,6 +7,7 @@ from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import inspect_volume
 from rlhf_tf.jobs import label_protocols
 from rlhf_tf.jobs import multiscene
+from rlhf_tf.jobs import propose
 from rlhf_tf.jobs import quickstart
 from rlhf_tf.jobs import render
 from rlhf_tf.jobs import reward
@@ -19,6 +20,7 @@ JOBS = {
     'inspect': inspect_volume.run,
     'label_protocols': label_protocols.run,
     'multiscene': multiscene.run,
+    'propose': propose.run,
     'quickstart': quickstart.run,
     'render': render.run,
     'simulate_preferences': simulate.simulate_preferences,

@@ -1,0 +1,51 @@
+"""A TF for a new scan from a trained reward, exported to Slicer/ParaView/VTK.
+
+  python launch.py --experiment=experiments/propose.py \
+      --experiment.volume.source=cranium \
+      --experiment.reward_workdir=workdir/quickstart --workdir=workdir/propose
+
+Your own scan: --experiment.volume.source=dicom
+--experiment.volume.path=/path/to/dicom_folder (or source=inv3, path=x.inv3);
+add --experiment.agent_workdir=<train_agent workdir> to include the agent's
+action among the candidates.
+
+Writes proposal.json (ranked candidates: polygon in JH coordinates and in
+HU x HU/mm, reward mean/std over the ensemble seeds, inspector score,
+out-of-distribution distance, provenance), candidate_<i>.png,
+polygons_on_jh.png, turntable.gif, export/ (tf.nrrd + render_tf_vtk.py,
+tf.vp.json, tf.vp, tf_paraview.json) and baselines.json/.png (proposal vs
+built-in expert vs every InVesalius preset vs the median random action).
+Expected with the quickstart's reward: about a minute on 2 CPU cores
+(README: "Your own scan"); proposal's inspector score >= 0.95 x the
+expert's on the unseen phantom (seed 7, the default volume).
+
+Args: '' (the quickstart's reward model and JH bins) | 'smoke' (every size
+tiny; trains its own smoke reward in the workdir first).
+"""
+
+from rlhf_tf.agent import policy as policy_lib
+from rlhf_tf.jobs import propose
+from rlhf_tf.jobs import reward as reward_job
+
+
+def get_config(arg=None):
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
+  smoke = arg == 'smoke'
+  # The dataset / inspector / reward blocks of the reward's own training
+  # config: the checkpoint must fit config.reward.model and histogram.bins.
+  config = reward_job.experiment_config(('ce',), smoke=smoke)
+  config.job = 'propose'
+  config.volume.seed = 7  # an unseen phantom (the quickstart trains on 0)
+  config.reward_workdir = ''
+  config.loss = 'ce'
+  config.train_reward_if_missing = smoke
+  config.agent_workdir = ''
+  config.agent_policy = policy_lib.get_config()
+  config.update(propose.default_config())
+  if smoke:
+    p = config.propose
+    p.ascent_starts, p.ascent_steps, p.top_k = 4, 5, 2
+    p.gold_image_size, p.turntable_views, p.turntable_size = 16, 2, 16
+    config.baselines.num_random = 4
+  return config

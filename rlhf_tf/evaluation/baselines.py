@@ -1,0 +1,128 @@
+"""Baselines a proposed TF is compared with, judged by the simulated inspector.
+
+A baseline is any TF the renderer can draw on a scene: a polygon action (the
+built-in expert, random actions) or an imported preset (InVesalius .plist,
+3D Slicer .vp.json), which becomes a TF table on the scene's JH grid with
+the scene's opacity unit (``export.tables.SeparableTF.table``). Presets are
+rendered with the scene's own lighting and view, so the comparison is about
+the transfer function alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from rlhf_tf.export import invesalius_presets
+from rlhf_tf.export import slicer
+from rlhf_tf.export import tables
+from rlhf_tf.preferences import inspector as inspector_lib
+from rlhf_tf.preferences import tissues
+from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.render import ray_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """An imported TF: its name, kind ('invesalius' | 'slicer') and group."""
+
+  name: str
+  kind: str
+  group: str
+  tf: tables.SeparableTF
+
+
+def load_presets(invesalius_dir: str = '', slicer_files: Sequence[str] = (),
+                 volume_min_hu: float = -1024.0,
+                 gradient_scale_mm: float = 1.0) -> list[Preset]:
+  """InVesalius presets of a folder ('' = the cache, skipped when not
+  fetched) and the given Slicer .vp.json files."""
+  out = []
+  folder = Path(invesalius_dir) if invesalius_dir else \
+      invesalius_presets.presets_dir()
+  for path in invesalius_presets.list_presets(folder):
+    out.append(Preset(name=path.stem, kind='invesalius',
+                      group=invesalius_presets.preset_group(path),
+                      tf=invesalius_presets.read_preset(path, volume_min_hu)))
+  for path in slicer_files:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f'Slicer preset {path} not found')
+    tf = slicer.read_vp_json(path, gradient_scale_mm=gradient_scale_mm)
+    out.append(Preset(name=tf.name, kind='slicer', group='user', tf=tf))
+  return out
+
+
+def preset_table(scene, preset: tables.SeparableTF) -> np.ndarray:
+  """[bins, bins, 4] RGBA of a preset on the scene's JH grid, alpha per the
+  scene's reference step."""
+  t = preset.table(scene.jh.axes, scene.bins,
+                   unit_distance_mm=scene.settings.reference_step_mm)
+  return t.rgba
+
+
+def table_criteria(scene, rgba_table) -> tuple[np.ndarray, np.ndarray]:
+  """(rgba [H, W, 4], the inspector's criteria (5,)) of a TF table."""
+  rgba, weights, hits = ray_cache.render_cached_labels(
+      scene.cache, jnp.asarray(rgba_table, jnp.float32), len(tissues.GROUPS),
+      scene.settings)
+  return rgba, inspector_lib.criteria(np.asarray(weights), np.asarray(hits),
+                                      np.asarray(rgba))
+
+
+def table_score(scene, rgba_table, inspector_cfg) -> float:
+  """The inspector's score of a TF table on a scene."""
+  _, crit = table_criteria(scene, rgba_table)
+  return float(inspector_lib.score(crit, inspector_lib.from_config(
+      inspector_cfg)))
+
+
+def random_median(scene, key, num: int, n_vertices: int,
+                  inspector_cfg) -> tuple[float, np.ndarray]:
+  """(median inspector score of ``num`` random actions, the median action)."""
+  actions = np.asarray(polygon_lib.random_actions(key, num, n_vertices))
+  scores = inspector_lib.score_actions(scene, actions, inspector_cfg)
+  j = int(np.argsort(scores)[len(scores) // 2])
+  return float(np.median(scores)), actions[j]
+
+
+def bone_presets(presets: Sequence[Preset]) -> list[Preset]:
+  """The InVesalius presets of the 'Bone CT' group."""
+  return [p for p in presets if p.kind == 'invesalius' and
+          p.group == 'Bone CT']
+
+
+def baselines_rows(scene, proposal, expert, presets: Sequence[Preset],
+                   inspector_cfg, key, num_random: int):
+  """(one row per TF: name, kind, [group,] inspector score on ``scene``;
+  the median random action [n, 2])."""
+  rows = []
+  for name, kind, vertices in (('proposal', 'proposal', proposal),
+                               ('built-in expert', 'expert', expert)):
+    rows.append(dict(name=name, kind=kind, score=float(
+        inspector_lib.score_actions(scene, np.asarray(vertices)[None],
+                                    inspector_cfg)[0])))
+  median, median_action = random_median(scene, key, num_random,
+                                        np.asarray(proposal).shape[0],
+                                        inspector_cfg)
+  rows.append(dict(name=f'median of {num_random} random actions',
+                   kind='random', score=median))
+  for p in presets:
+    rows.append(dict(name=p.name, kind=p.kind, group=p.group,
+                     score=table_score(scene, preset_table(scene, p.tf),
+                                       inspector_cfg)))
+  return rows, median_action
+
+
+def rgba_of(scene, vertices_or_table) -> np.ndarray:
+  """A rendering [H, W, 4] of a polygon [n, 2] or a TF table [B, B, 4]."""
+  x = np.asarray(vertices_or_table)
+  if x.ndim == 2:
+    return np.asarray(scene.render(x))
+  return np.asarray(ray_cache.render_cached(
+      scene.cache, jnp.asarray(x, jnp.float32), scene.settings))
+

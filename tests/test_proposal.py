@@ -1,0 +1,144 @@
+"""The propose job's pieces: reward ensemble loading and its errors, the
+conservative ranking, the OOD distance, baselines scored from TF tables."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from rlhf_tf.data import phantom
+from rlhf_tf.data import sample_fetch
+from rlhf_tf.data import sources
+from rlhf_tf.evaluation import baselines
+from rlhf_tf.evaluation import proposal
+from rlhf_tf.export import tables
+from rlhf_tf.preferences import inspector as inspector_lib
+from rlhf_tf.preferences import scenes
+from rlhf_tf.render import histogram
+from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import train
+
+
+def _tiny_reward_config(n_vertices=4):
+  cfg = train.get_config()
+  m = cfg.model
+  m.conv_features, m.strides, m.input_pool, m.readout_pool = (4, 4), (2, 2), \
+      1, 1
+  m.action_features, m.hidden, m.n_vertices = (8, 8), (8, 4), n_vertices
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def reward_workdir(tmp_path_factory):
+  """A hand-made 2-seed checkpoint of a tiny model on 16-bin JHs."""
+  root = tmp_path_factory.mktemp('reward_root')
+  model = model_lib.model_from_config(_tiny_reward_config())
+  keys = jax.random.split(jax.random.key(3), 2)
+  params = jax.vmap(lambda k: model_lib.init_params(model, k, 16))(keys)
+  params = jax.tree_util.tree_map(np.asarray, params)
+  ckpt = root / 'reward' / 'ce' / 'checkpoints'
+  with checkpointing.open_manager(str(ckpt)) as mngr:
+    checkpointing.save(mngr, 5, params, params, {'seed_0': []})
+  return str(root), model, params
+
+
+def test_load_ensemble_and_rewards(reward_workdir):
+  root, model, params = reward_workdir
+  ens = proposal.load_ensemble(root, _tiny_reward_config(), 'ce', 16)
+  assert ens.num_seeds == 2 and ens.step == 5
+  jh = np.random.default_rng(0).uniform(size=(16, 16)).astype(np.float32)
+  actions = np.random.default_rng(1).uniform(size=(5, 4, 2)).astype(
+      np.float32)
+  r = proposal.ensemble_rewards(ens, jh, actions)
+  assert r.shape == (2, 5)
+  p1 = jax.tree_util.tree_map(lambda x: x[1], params)
+  want = model_lib.score(model, p1, model_lib.encode(model, p1, jh), actions)
+  np.testing.assert_allclose(r[1], want, rtol=1e-5, atol=1e-6)
+
+
+def test_load_ensemble_errors_say_what_differs(reward_workdir, tmp_path):
+  root, _, _ = reward_workdir
+  with pytest.raises(proposal.RewardWorkdirError, match='quickstart'):
+    proposal.load_ensemble(str(tmp_path), _tiny_reward_config(), 'ce', 16)
+  with pytest.raises(proposal.RewardWorkdirError, match="losses there: .'ce'"):
+    proposal.load_ensemble(root, _tiny_reward_config(), 'nll', 16)
+  with pytest.raises(proposal.RewardWorkdirError,
+                     match='histogram.bins=16 and reward.model.n_vertices=4'):
+    proposal.load_ensemble(root, _tiny_reward_config(), 'ce', 32)
+  with pytest.raises(proposal.RewardWorkdirError,
+                     match='n_vertices=5.*fits.*n_vertices=4'):
+    proposal.load_ensemble(root, _tiny_reward_config(5), 'ce', 16)
+  with pytest.raises(proposal.RewardWorkdirError, match='empty'):
+    proposal.load_ensemble('', _tiny_reward_config(), 'ce', 16)
+
+
+def test_conservative_rank_and_duplicates():
+  square = np.array([[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]])
+  actions = np.stack([square, square + 0.005, square + 0.2, square - 0.1])
+  rewards = np.array([[1.0, 1.2, 0.9, 2.0],
+                      [1.0, 1.2, 0.9, 0.0]])  # [S=2, N=4]
+  mean, std, cons = proposal.conservative(rewards, k=1.0)
+  np.testing.assert_allclose(mean, [1.0, 1.2, 0.9, 1.0])
+  np.testing.assert_allclose(cons, [1.0, 1.2, 0.9, 0.0])
+  # #1 is best; #0 is a near-duplicate of it (0.005 apart) and is skipped.
+  np.testing.assert_array_equal(proposal.rank(actions, rewards, 1.0, 3),
+                                [1, 2, 3])
+  np.testing.assert_array_equal(proposal.rank(actions, rewards, 0.0, 2),
+                                [1, 3])
+
+
+def test_ood_distance_hand_case():
+  a = np.zeros((4, 4))
+  b = np.zeros((4, 4))
+  b[0] = 1.0  # one row of 4 of 16 bins differs by 1
+  out = proposal.ood_distance(a, [b, a + 0.5])
+  assert out['per_training_scene'] == [0.25, 0.5]
+  assert out['distance'] == 0.25 and out['out_of_distribution']
+  assert not proposal.ood_distance(a, [a])['out_of_distribution']
+  assert proposal.ood_distance(a, [])['out_of_distribution']
+
+
+def test_ood_threshold_separates_phantoms_from_cranium():
+  """The documented numbers: default histogram, phantom seeds 0 and 7 are
+  in distribution of each other, the Cranium is not."""
+  cfg = histogram.default_config()
+
+  def jh(**vol):
+    c = ml_collections.ConfigDict(dict(sources.default_volume_config(
+    ).to_dict(), **vol))
+    return histogram.from_config(sources.load_volume(c), cfg).image
+
+  p0, p7 = jh(seed=0), jh(seed=7)
+  d = proposal.jh_distance(p0, p7)
+  assert 0.0 < d < proposal.OOD_THRESHOLD, d
+  if not sample_fetch.cranium_path().is_file():
+    pytest.skip('Cranium not fetched (.ci/fetch_cranium.sh)')
+  out = proposal.ood_distance(jh(source='cranium'), [p0, p7])
+  assert out['out_of_distribution'], out
+
+
+@pytest.fixture(scope='module')
+def small_scene():
+  vol = phantom.make_head_phantom(jax.random.key(0), shape=(24, 24, 24))
+  render = scenes.default_render_config()
+  render.image_size = 16
+  hist = histogram.default_config()
+  hist.bins = 32
+  return scenes.build_scene('p24', vol, hist, render)
+
+
+def test_table_scores_match_polygon_scores(small_scene):
+  """The preset path (a TF table) scores exactly like the polygon path when
+  the table is the polygon's own."""
+  cfg = inspector_lib.default_config()
+  v = small_scene.experts[0]
+  by_polygon = inspector_lib.score_actions(small_scene, v[None], cfg)[0]
+  by_table = baselines.table_score(small_scene, small_scene.tf_table(v), cfg)
+  assert by_table == pytest.approx(float(by_polygon), abs=1e-6)
+  # A preset that is transparent everywhere scores lower than the expert.
+  empty = tables.SeparableTF(scalar_opacity=[[0, 0]],
+                             gradient_opacity=[[0, 1]], color=[[0, 1, 1, 1]])
+  assert baselines.table_score(
+      small_scene, baselines.preset_table(small_scene, empty), cfg) < \
+      by_table
