@@ -1,7 +1,7 @@
 """Job `quickstart`: the whole paper pipeline in one workdir (the README's).
 
-Runs the jobs `simulate_preferences` (sec. 3 data), `train_reward` (both
-losses x seeds) and `evaluate` (Fig. 2-4, calibration, probing) one after
+Runs the jobs `simulate_preferences` (sec. 3 data), `train_reward` (three
+losses x seeds) and `evaluate` (Fig. 2-4, calibration, ties, probing) one after
 the other on the same config, and writes their times to
 <workdir>/quickstart_timings.json.
 """
@@ -43,7 +43,7 @@ def experiment_config(smoke: bool = False,
 
 
 def run(config, workdir: str) -> dict:
-  """The whole paper pipeline: simulated preferences, both losses x seeds,
+  """The whole paper pipeline: simulated preferences, three losses x seeds,
   evaluation and figures, all in ``workdir``."""
   t0 = time.perf_counter()
   timings = {}
