@@ -13,6 +13,10 @@ files into a ``Volume`` (see ``rlhf_tf.data.volume`` for the conventions):
 - Anything that would make the geometry a lie -- inconsistent Rows/Columns,
   PixelSpacing or orientation, missing or duplicated slices -- raises a
   ``DicomSeriesError`` naming the file and the reason.
+- A file cut short (inside its header or its pixel data) is an error naming
+  it, never a silently missing slice; so is an unreadable header value.
+- Only CT is read unless ``allow_non_ct=True``: MR, NM, PET or RT dose values
+  are not Hounsfield units (and RT dose frame offsets are not slices).
 
 The writer is ``rlhf_tf.data.dicom_write.write_dicom_series``.
 """
@@ -32,7 +36,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import UID
 
-from rlhf_tf.data.volume import AXIAL, Volume, make_volume
+from rlhf_tf.data.volume import AXIAL, Volume, VolumeError, make_volume
+from rlhf_tf.input_error import InputError
 
 PathsLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -46,7 +51,13 @@ _REL_TOL, _ABS_TOL_MM = 0.01, 0.01
 _COSINE_TOL, _SPACING_TOL_MM = 1e-4, 1e-4
 
 
-class DicomSeriesError(ValueError):
+# Media Storage Directory Storage: a DICOMDIR index, never an image.
+_DICOMDIR_SOP_CLASS = '1.2.840.10008.1.3.10'
+# Modalities whose stored values, after rescale, are Hounsfield units.
+CT_MODALITIES = ('CT',)
+
+
+class DicomSeriesError(InputError):
   """A DICOM input that cannot become a faithful Volume; says file and why."""
 
 
@@ -138,37 +149,73 @@ def _floats(value, count, label, keyword):
   return floats if count > 1 else floats[0]
 
 
+def _int(value, label, keyword, default=None) -> Optional[int]:
+  """An integer header value (IS strings too), or an error naming it."""
+  if value is None:
+    return default
+  try:
+    number = float(value)
+  except (TypeError, ValueError) as err:
+    raise DicomSeriesError(f'{label}: unreadable {keyword} {value!r} (an '
+                           f'integer expected)') from err
+  if not number.is_integer():
+    raise DicomSeriesError(f'{label}: {keyword} {value!r} is not an integer')
+  return int(number)
+
+
 def _frames_of(path: Path, ds) -> list:
+  """One _Frame per frame of the file; header errors name the file."""
+  try:
+    return _parse_frames(path, ds)
+  except DicomSeriesError:
+    raise
+  except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+    # pydicom converts values lazily, so a malformed element (a bad VR, a
+    # value that does not parse) only fails here, on first access.
+    raise DicomSeriesError(f'{path}: malformed DICOM header: '
+                           f'{type(err).__name__}: {err}') from err
+
+
+def _parse_frames(path: Path, ds) -> list:
   """One _Frame per frame of the file, geometry from the right place."""
-  n_frames = int(_value(ds, 'NumberOfFrames') or 1)
+  n_frames = _int(_value(ds, 'NumberOfFrames'), str(path), 'NumberOfFrames',
+                  1)
+  if n_frames < 1:
+    raise DicomSeriesError(f'{path}: NumberOfFrames is {n_frames}, needs >= 1')
   per_frame = ds.get('PerFrameFunctionalGroupsSequence')
   if per_frame is not None and len(per_frame) != n_frames:
     raise DicomSeriesError(f'{path}: PerFrameFunctionalGroupsSequence has '
                            f'{len(per_frame)} items for {n_frames} frames')
   if 'Rows' not in ds or 'Columns' not in ds:
     raise DicomSeriesError(f'{path}: missing Rows/Columns')
-  instance = _value(ds, 'InstanceNumber')
+  instance = _int(_value(ds, 'InstanceNumber'), str(path), 'InstanceNumber')
+  rows = _int(_value(ds, 'Rows'), str(path), 'Rows', 0)
+  cols = _int(_value(ds, 'Columns'), str(path), 'Columns', 0)
+  if rows < 1 or cols < 1:
+    raise DicomSeriesError(f'{path}: Rows x Columns is {rows} x {cols}, an '
+                           f'image needs at least 1 x 1')
   frames = []
   for i in range(n_frames):
     label = str(path) if n_frames == 1 else f'{path} (frame {i + 1})'
-    get = lambda seq, kw, top=True: _group_value(ds, per_frame, i, seq, kw,
-                                                  top)
+
+    def get(seq, kw, top=True, i=i):
+      return _group_value(ds, per_frame, i, seq, kw, top)
     # A multi-frame file's top-level position can only describe frame 1.
     position = get('PlanePositionSequence', 'ImagePositionPatient',
                    n_frames == 1)
     thickness = (get('PixelMeasuresSequence', 'SpacingBetweenSlices') or
                  get('PixelMeasuresSequence', 'SliceThickness'))
-    stack_index = get('FrameContentSequence', 'InStackPositionNumber', False)
+    stack_index = _int(get('FrameContentSequence', 'InStackPositionNumber',
+                           False), label, 'InStackPositionNumber')
     order_key = None
     if n_frames > 1:
-      order_key = (int(instance or 0), int(stack_index or i + 1))
+      order_key = (instance or 0, stack_index or i + 1)
     elif instance is not None:
-      order_key = (int(instance), 0)
+      order_key = (instance, 0)
     slope = get('PixelValueTransformationSequence', 'RescaleSlope')
     intercept = get('PixelValueTransformationSequence', 'RescaleIntercept')
     frames.append(_Frame(
-        path=path, frame_index=i, n_frames=n_frames, rows=int(ds.Rows),
-        cols=int(ds.Columns),
+        path=path, frame_index=i, n_frames=n_frames, rows=rows, cols=cols,
         pixel_spacing=_floats(get('PixelMeasuresSequence', 'PixelSpacing'),
                               2, label, 'PixelSpacing'),
         orientation=_floats(get('PlaneOrientationSequence',
@@ -311,23 +358,56 @@ def _list_files(paths: PathsLike) -> list[Path]:
   return files
 
 
+def _found(path: Path, ds: pydicom.Dataset) -> str:
+  """What a parsed file holds, for messages: SOP class, elements, size."""
+  meta = getattr(ds, 'file_meta', None)
+  sop = meta.get('MediaStorageSOPClassUID') if meta is not None else None
+  kind = UID(str(sop)).name if sop else 'no SOP class in its file meta'
+  last = f', the last is {list(ds.keys())[-1]}' if len(ds) else ''
+  return (f'{kind}; {len(ds)} top-level element(s){last}; '
+          f'{path.stat().st_size} bytes')
+
+
+def _read_header(path: Path) -> Optional[pydicom.Dataset]:
+  """The parsed header of one file; None (with a warning) for a file to skip.
+
+  Skipped: files that are not DICOM (no 'DICM' preamble) and DICOMDIR
+  indexes. A DICOM file whose data set ends before its SeriesInstanceUID is
+  cut short (or is not an image): an error naming it, never a missing slice.
+  """
+  try:
+    ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=False)
+  except InvalidDicomError as err:
+    if path.suffix.lower() in ('.dcm', '.dicom'):
+      raise DicomSeriesError(f'{path}: named like a DICOM file but not '
+                             f'readable as one (truncated, or not DICOM): '
+                             f'{err}') from err
+    warnings.warn(f'{path}: skipped, not a DICOM file ({err})', stacklevel=4)
+    return None
+  except Exception as err:  # truncated or corrupt: never skip silently
+    raise DicomSeriesError(f'{path}: unreadable DICOM file: '
+                           f'{type(err).__name__}: {err}') from err
+  if 'SeriesInstanceUID' in ds:
+    return ds
+  meta = getattr(ds, 'file_meta', None)
+  sop = str(meta.get('MediaStorageSOPClassUID', '')) if meta is not None else ''
+  if sop == _DICOMDIR_SOP_CLASS or 'DirectoryRecordSequence' in ds:
+    warnings.warn(f'{path}: skipped, a DICOMDIR (an index of files, not an '
+                  f'image)', stacklevel=4)
+    return None
+  raise DicomSeriesError(
+      f'{path}: DICOM file without SeriesInstanceUID, so it belongs to no '
+      f'series: cut short inside its header, or not an image (found: '
+      f'{_found(path, ds)})')
+
+
 def _read_headers(files: Iterable[Path]) -> list[tuple[Path, pydicom.Dataset]]:
-  """Parses each file's header; non-DICOM and non-image files are skipped."""
+  """Parses each file's header; non-DICOM files and DICOMDIRs are skipped."""
   headers = []
   for path in files:
-    try:
-      ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=False)
-    except InvalidDicomError as err:
-      warnings.warn(f'{path}: skipped, not a DICOM file ({err})', stacklevel=3)
-      continue
-    except Exception as err:  # truncated or corrupt: never skip silently
-      raise DicomSeriesError(f'{path}: unreadable DICOM file: {err}') from err
-    if 'SeriesInstanceUID' not in ds:
-      # DICOMDIR indexes and similar carry no series: nothing to stack.
-      warnings.warn(f'{path}: skipped, DICOM file without SeriesInstanceUID '
-                    f'(not an image, e.g. a DICOMDIR)', stacklevel=3)
-      continue
-    headers.append((path, ds))
+    ds = _read_header(path)
+    if ds is not None:
+      headers.append((path, ds))
   return headers
 
 
@@ -371,8 +451,9 @@ def _choose_series(headers, series_uid: Optional[str], where: str):
 def _check_pixels_readable(path: Path, ds: pydicom.Dataset) -> None:
   """Fails early, naming the file, on absent or undecodable pixel data."""
   if 'PixelData' not in ds:
-    raise DicomSeriesError(f'{path}: missing PixelData (7FE0,0010), not an '
-                           f'image file')
+    raise DicomSeriesError(f'{path}: missing PixelData (7FE0,0010): cut short '
+                           f'before its pixels, or not an image (found: '
+                           f'{_found(path, ds)})')
   if int(ds.get('SamplesPerPixel', 1)) != 1:
     raise DicomSeriesError(f'{path}: SamplesPerPixel '
                            f'{ds.SamplesPerPixel} (colour image), CT needs 1')
@@ -412,8 +493,7 @@ def _load_hu(frames: Sequence[_Frame], datasets: dict) -> np.ndarray:
     by_file[frame.path].append((z, frame))
   for path, members in by_file.items():
     ds = datasets[path]
-    n_frames = int(ds.get('NumberOfFrames', 1) or 1)
-    stored = _decode(path, ds, n_frames)
+    stored = _decode(path, ds, members[0][1].n_frames)
     if stored.shape[1:] != (rows, cols):
       raise DicomSeriesError(f'{path}: decoded pixels are {stored.shape[1:]}, '
                              f'header says Rows x Columns = {rows} x {cols}')
@@ -430,14 +510,34 @@ def _load_hu(frames: Sequence[_Frame], datasets: dict) -> np.ndarray:
   return hu
 
 
+def _check_modality(members, allow_non_ct: bool) -> str:
+  """The series' modality; non-CT is refused unless explicitly allowed."""
+  path, ds = members[0]
+  modality = str(ds.get('Modality', '') or 'CT').upper()
+  if modality in CT_MODALITIES:
+    return modality
+  if not allow_non_ct:
+    raise DicomSeriesError(
+        f'{path}: Modality {modality}, not CT: its values are not Hounsfield '
+        f'units (and e.g. RT dose frames are not slices); set '
+        f'volume.allow_non_ct=True (allow_non_ct=True) to load it anyway')
+  warnings.warn(f'{path}: Modality {modality} loaded on request '
+                f'(allow_non_ct): values are {modality} stored values after '
+                f'rescale, not Hounsfield units', stacklevel=3)
+  return modality
+
+
 def read_dicom_series(paths: PathsLike, series_uid: Optional[str] = None,
-                      name: Optional[str] = None) -> Volume:
+                      name: Optional[str] = None,
+                      allow_non_ct: bool = False) -> Volume:
   """Reads one CT series (single-frame slices or multi-frame) as a Volume.
 
   Args:
     paths: a directory (searched recursively), one file, or a list of files.
     series_uid: the SeriesInstanceUID to read when several are present.
     name: the volume name; default SeriesDescription, else the series UID.
+    allow_non_ct: read a non-CT series (MR, NM, ...) with a warning; its
+      values are then not HU (``Volume.modality`` says what they are).
 
   Returns:
     A Volume with float32 HU [Z, Y, X] sorted along the slice normal,
@@ -448,13 +548,15 @@ def read_dicom_series(paths: PathsLike, series_uid: Optional[str] = None,
     DicomSeriesError (a ValueError): naming the file and reason, for no DICOM
       files, several series without ``series_uid``, missing or undecodable
       pixel data, inconsistent Rows/Columns/PixelSpacing/orientation, and
-      missing or duplicated slices.
+      missing or duplicated slices, a file cut short, a malformed header
+      value, or a non-CT modality without ``allow_non_ct``.
   """
   files = _list_files(paths)
   where = str(paths) if isinstance(paths, (str, os.PathLike)) else (
       f'{len(files)} given file(s)')
   headers = _read_headers(files)
   members = _choose_series(headers, series_uid, where)
+  modality = _check_modality(members, allow_non_ct)
   frames = []
   for path, ds in members:
     _check_pixels_readable(path, ds)
@@ -467,7 +569,10 @@ def read_dicom_series(paths: PathsLike, series_uid: Optional[str] = None,
   if name is None:
     name = str(first.get('SeriesDescription', '') or first.SeriesInstanceUID)
   row_spacing, col_spacing = stack.frames[0].pixel_spacing
-  return make_volume(hu, spacing=(stack.slice_spacing, row_spacing,
-                                  col_spacing),
-                     origin=stack.origin, orientation=stack.orientation,
-                     name=name, modality=str(first.get('Modality', 'CT')))
+  try:
+    return make_volume(hu, spacing=(stack.slice_spacing, row_spacing,
+                                    col_spacing),
+                       origin=stack.origin, orientation=stack.orientation,
+                       name=name, modality=modality)
+  except VolumeError as err:  # e.g. a rescale overflowing float32
+    raise DicomSeriesError(f'{where}: {err}') from err

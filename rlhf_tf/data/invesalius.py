@@ -45,6 +45,13 @@ from typing import Optional
 import numpy as np
 
 from rlhf_tf.data.volume import AXIAL, Volume, make_volume
+from rlhf_tf.input_error import InputError
+
+
+
+class Inv3Error(InputError):
+  """An .inv3 project that cannot become a faithful Volume; names the file."""
+
 
 # dtypes InVesalius can write for the image matrix; anything else is refused.
 _IMAGE_DTYPES = ('int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32',
@@ -66,7 +73,7 @@ def _read_members(path: Path) -> dict[str, bytes]:
   # Check the container up front so a wrong file type and a damaged project
   # get different messages (streaming mode reports both as ReadError).
   if magic != b'\x1f\x8b' and not tarfile.is_tarfile(path):
-    raise ValueError(f'{path}: not an InVesalius project (expected a gzip '
+    raise Inv3Error(f'{path}: not an InVesalius project (expected a gzip '
                      f'tar archive, found neither gzip nor tar data)')
   members: dict[str, bytes] = {}
   try:
@@ -78,11 +85,11 @@ def _read_members(path: Path) -> dict[str, bytes]:
         if base.lower().endswith(_SKIPPED_SUFFIXES):
           continue
         if base in members:
-          raise ValueError(f'{path}: archive holds two members named {base!r}; '
+          raise Inv3Error(f'{path}: archive holds two members named {base!r}; '
                            f'cannot tell which belongs to the project')
         members[base] = tar.extractfile(info).read()
   except (EOFError, zlib.error, tarfile.TarError, OSError) as e:
-    raise ValueError(f'{path}: corrupt or truncated .inv3 archive (gzip tar '
+    raise Inv3Error(f'{path}: corrupt or truncated .inv3 archive (gzip tar '
                      f'expected): {e}') from e
   return members
 
@@ -90,14 +97,14 @@ def _read_members(path: Path) -> dict[str, bytes]:
 def _load_plist(path: Path, members: dict[str, bytes], name: str) -> dict:
   """Parses member ``name`` as a property list dict, or a clear ValueError."""
   if name not in members:
-    raise ValueError(f'{path}: archive has no {name} (members: '
+    raise Inv3Error(f'{path}: archive has no {name} (members: '
                      f'{", ".join(sorted(members)) or "none"})')
   try:
     value = plistlib.loads(members[name])
   except Exception as e:  # plistlib raises several parser-specific types
-    raise ValueError(f'{path}: {name} is not a valid property list: {e}') from e
+    raise Inv3Error(f'{path}: {name} is not a valid property list: {e}') from e
   if not isinstance(value, dict):
-    raise ValueError(f'{path}: {name} must hold a dict, got '
+    raise Inv3Error(f'{path}: {name} must hold a dict, got '
                      f'{type(value).__name__}')
   return value
 
@@ -109,7 +116,7 @@ def _shape3(path: Path, what: str, value) -> tuple[int, int, int]:
   except (TypeError, ValueError):
     shape = ()
   if len(shape) != 3 or min(shape) < 1:
-    raise ValueError(f'{path}: {what} must be 3 positive integers, got '
+    raise Inv3Error(f'{path}: {what} must be 3 positive integers, got '
                      f'{value!r}')
   return shape
 
@@ -121,7 +128,7 @@ def _image_dtype(path: Path, name) -> np.dtype:
   except TypeError:
     dtype = None
   if dtype is None or dtype.newbyteorder('=').name not in _IMAGE_DTYPES:
-    raise ValueError(f'{path}: unknown matrix dtype {name!r} in main.plist '
+    raise Inv3Error(f'{path}: unknown matrix dtype {name!r} in main.plist '
                      f'(supported: {", ".join(_IMAGE_DTYPES)})')
   if dtype.byteorder in ('=', '|'):
     # Native at save time; every platform InVesalius ships on is little-endian.
@@ -133,12 +140,12 @@ def _raw_array(path: Path, members: dict[str, bytes], member: str,
                shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
   """Interprets a headerless memmap dump, checking its size exactly."""
   if member not in members:
-    raise ValueError(f'{path}: archive has no {member} (members: '
+    raise Inv3Error(f'{path}: archive has no {member} (members: '
                      f'{", ".join(sorted(members)) or "none"})')
   raw = members[member]
   expected = int(np.prod(shape)) * dtype.itemsize
   if len(raw) != expected:
-    raise ValueError(f'{path}: {member} has {len(raw)} bytes but shape '
+    raise Inv3Error(f'{path}: {member} has {len(raw)} bytes but shape '
                      f'{list(shape)} of {dtype.name} needs {expected}')
   return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
@@ -150,7 +157,7 @@ def _spacing_zyx(path: Path, value) -> np.ndarray:
   except (TypeError, ValueError):
     xyz = np.zeros(0)
   if xyz.shape != (3,) or not np.all(np.isfinite(xyz)) or np.any(xyz <= 0):
-    raise ValueError(f'{path}: spacing in main.plist must be 3 positive mm '
+    raise Inv3Error(f'{path}: spacing in main.plist must be 3 positive mm '
                      f'values (x, y, z), got {value!r}')
   return xyz[::-1].copy()
 
@@ -159,7 +166,7 @@ def _check_axial(path: Path, orientation) -> None:
   """Refuses coronal/sagittal projects, whose matrix axes are permuted."""
   if orientation in (1, '1') or str(orientation).upper() == 'AXIAL':
     return
-  raise ValueError(f'{path}: only axial InVesalius projects are supported, '
+  raise Inv3Error(f'{path}: only axial InVesalius projects are supported, '
                    f'this one has orientation {orientation!r} (1/AXIAL '
                    f'expected; coronal/sagittal matrices use another axis '
                    f'layout)')
@@ -178,12 +185,12 @@ def _read_mask(path: Path, members: dict[str, bytes], plist_name: str,
   plist = _load_plist(path, members, plist_name)
   data_name = _mask_field(plist, 'mask_file')
   if not data_name:
-    raise ValueError(f'{path}: {plist_name} names no mask_file')
+    raise Inv3Error(f'{path}: {plist_name} names no mask_file')
   buffered = tuple(s + 1 for s in shape)
   mask_shape = _shape3(path, f'mask_shape in {plist_name}',
                        _mask_field(plist, 'mask_shape'))
   if mask_shape != buffered:
-    raise ValueError(f'{path}: {plist_name} has mask_shape {list(mask_shape)}; '
+    raise Inv3Error(f'{path}: {plist_name} has mask_shape {list(mask_shape)}; '
                      f'expected the image shape plus one buffer voxel per '
                      f'axis, {list(buffered)}')
   raw = _raw_array(path, members, os.path.basename(str(data_name)), mask_shape,
@@ -205,7 +212,7 @@ def _label_map(path: Path, members: dict[str, bytes], masks: dict,
   if not masks:
     return None, ()
   if not isinstance(masks, dict):
-    raise ValueError(f'{path}: masks in main.plist must be a dict, got '
+    raise Inv3Error(f'{path}: masks in main.plist must be a dict, got '
                      f'{type(masks).__name__}')
   loaded = []
   for key in sorted(masks, key=lambda k: int(k) if str(k).isdigit() else 0):
@@ -218,7 +225,19 @@ def _label_map(path: Path, members: dict[str, bytes], masks: dict,
   return labels, names
 
 
-def read_inv3(path, name: Optional[str] = None, masks: bool = True) -> Volume:
+def _modality(path: Path, main: dict, allow_non_ct: bool) -> str:
+  """The project's modality; non-CT is refused unless explicitly allowed."""
+  modality = str(main.get('modality') or 'CT').strip().upper() or 'CT'
+  if modality != 'CT' and not allow_non_ct:
+    raise Inv3Error(f'{path}: modality {modality} in main.plist, not CT: its '
+                    f'values are not Hounsfield units; set '
+                    f'volume.allow_non_ct=True (allow_non_ct=True) to load '
+                    f'it anyway')
+  return modality
+
+
+def read_inv3(path, name: Optional[str] = None, masks: bool = True,
+              allow_non_ct: bool = False) -> Volume:
   """Reads an InVesalius ``.inv3`` project into a ``Volume``.
 
   Args:
@@ -227,6 +246,7 @@ def read_inv3(path, name: Optional[str] = None, masks: bool = True) -> Volume:
       patient name, which we do not propagate).
     masks: merge the project's masks into ``labels`` (see ``_label_map``);
       False skips them and returns ``labels=None``.
+    allow_non_ct: read a non-CT project (values then not HU).
 
   Returns:
     Volume with float32 HU [Z, Y, X] (rows in DICOM order, see module doc),
@@ -234,9 +254,10 @@ def read_inv3(path, name: Optional[str] = None, masks: bool = True) -> Volume:
 
   Raises:
     FileNotFoundError: ``path`` does not exist.
-    ValueError: naming the file, for a non-tar file, a missing main.plist or
-      matrix.dat, a byte-size mismatch, an unknown dtype, bad spacing/shape,
-      a non-axial project or a malformed mask.
+    Inv3Error (an InputError, a ValueError): naming the file, for a non-tar
+      file, a missing main.plist or matrix.dat, a byte-size mismatch, an
+      unknown dtype, bad spacing/shape, a non-axial or non-CT project, a
+      malformed mask or non-finite voxels.
   """
   path = Path(path)
   if not path.is_file():
@@ -245,12 +266,13 @@ def read_inv3(path, name: Optional[str] = None, masks: bool = True) -> Volume:
   main = _load_plist(path, members, 'main.plist')
   matrix = main.get('matrix')
   if not isinstance(matrix, dict):
-    raise ValueError(f'{path}: main.plist has no matrix dict (keys: '
+    raise Inv3Error(f'{path}: main.plist has no matrix dict (keys: '
                      f'{", ".join(sorted(main))})')
   shape = _shape3(path, 'matrix shape in main.plist', matrix.get('shape'))
   dtype = _image_dtype(path, matrix.get('dtype'))
   spacing = _spacing_zyx(path, main.get('spacing'))
   _check_axial(path, main.get('orientation', 1))
+  modality = _modality(path, main, allow_non_ct)
   data_name = os.path.basename(str(matrix.get('filename') or 'matrix.dat'))
   voxels = _raw_array(path, members, data_name, shape, dtype)
   labels, label_names = (_label_map(path, members, main.get('masks'), shape)
@@ -263,6 +285,6 @@ def read_inv3(path, name: Optional[str] = None, masks: bool = True) -> Volume:
     return make_volume(hu, spacing, origin=(0.0, 0.0, 0.0), labels=labels,
                        label_names=label_names, orientation=AXIAL,
                        name=name or path.stem,
-                       modality=str(main.get('modality') or 'CT'))
-  except ValueError as e:
-    raise ValueError(f'{path}: {e}') from e
+                       modality=modality)
+  except ValueError as e:  # make_volume's checks (e.g. non-finite voxels)
+    raise Inv3Error(f'{path}: {e}') from e

@@ -11,6 +11,8 @@ Config fields (``config.volume``):
     shape (547, 421, 547) is the paper's grid)
   path: DICOM directory or .inv3 file for 'dicom' / 'inv3'
   series_uid: which series of a DICOM folder holding several ('' = the only one)
+  allow_non_ct: read a non-CT DICOM series / .inv3 project (MR, NM, ...) with a
+    warning; its values are then not Hounsfield units
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ from rlhf_tf.data import dicom_io
 from rlhf_tf.data import invesalius
 from rlhf_tf.data import phantom
 from rlhf_tf.data import sample_fetch
-from rlhf_tf.data.volume import Volume
+from rlhf_tf.data.volume import Volume, VolumeError
+from rlhf_tf.input_error import ConfigError
+
+# Central-difference gradients and trilinear sampling need two voxels.
+MIN_VOXELS_PER_AXIS = 2
 
 
 def default_volume_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       source='phantom', seed=0, shape=(128, 128, 128), metal=True,
-      noise=True, patient=True, spacing=0.0, path='', series_uid=''))
+      noise=True, patient=True, spacing=0.0, path='', series_uid='',
+      allow_non_ct=False))
 
 
 def _phantom(cfg) -> Volume:
@@ -48,18 +55,21 @@ def _cranium(cfg) -> Volume:
 
 def _require_path(cfg, what: str) -> str:
   if not cfg.path:
-    raise ValueError(f'volume.source={cfg.source!r} needs volume.path (the '
-                     f'{what})')
+    raise ConfigError(f'volume.source={cfg.source!r} needs volume.path (the '
+                      f'{what})')
   return cfg.path
 
 
 def _dicom(cfg) -> Volume:
-  return dicom_io.read_dicom_series(_require_path(cfg, 'DICOM directory'),
-                                    series_uid=cfg.series_uid or None)
+  return dicom_io.read_dicom_series(
+      _require_path(cfg, 'DICOM directory'), series_uid=cfg.series_uid or None,
+      allow_non_ct=bool(cfg.get('allow_non_ct', False)))
 
 
 def _inv3(cfg) -> Volume:
-  return invesalius.read_inv3(_require_path(cfg, '.inv3 file'))
+  return invesalius.read_inv3(
+      _require_path(cfg, '.inv3 file'),
+      allow_non_ct=bool(cfg.get('allow_non_ct', False)))
 
 
 SOURCES = {
@@ -71,8 +81,20 @@ SOURCES = {
 
 
 def load_volume(cfg: ml_collections.ConfigDict) -> Volume:
-  """The volume a ``config.volume`` block describes."""
+  """The volume a ``config.volume`` block describes.
+
+  Raises:
+    InputError: naming the key or file, for an unknown source, a missing
+      path, an unreadable file or a volume too thin to render.
+  """
   if cfg.source not in SOURCES:
-    raise ValueError(f'unknown volume.source {cfg.source!r}; valid: '
-                     f'{", ".join(SOURCES)}')
-  return SOURCES[cfg.source](cfg)
+    raise ConfigError(f'unknown volume.source {cfg.source!r}; valid: '
+                      f'{", ".join(SOURCES)}')
+  volume = SOURCES[cfg.source](cfg)
+  if min(volume.shape) < MIN_VOXELS_PER_AXIS:
+    where = cfg.path or f'volume.source={cfg.source}'
+    raise VolumeError(
+        f'{where}: the volume is {" x ".join(map(str, volume.shape))} voxels '
+        f'(Z x Y x X); gradients and rendering need at least '
+        f'{MIN_VOXELS_PER_AXIS} voxels along every axis')
+  return volume

@@ -22,7 +22,13 @@ from typing import Any, Optional
 import flax.struct
 import numpy as np
 
+from rlhf_tf.input_error import InputError
+
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+class VolumeError(InputError):
+  """Voxels or geometry that cannot make a faithful Volume."""
 
 
 @flax.struct.dataclass
@@ -85,35 +91,35 @@ def make_volume(hu, spacing, origin=(0.0, 0.0, 0.0), labels=None,
   """Builds a validated Volume from array-likes (numpy, kept on host).
 
   Raises:
-    ValueError: naming the problem, for a non-3D or empty array, non-finite HU,
+    VolumeError (an InputError): naming the problem, for a non-3D or empty array, non-finite HU,
       non-positive or non-finite spacing, or a label map of another shape.
   """
   hu = np.asarray(hu)
   if hu.ndim != 3 or min(hu.shape) < 1:
-    raise ValueError(f'volume must be a non-empty 3D [Z, Y, X] array, got '
+    raise VolumeError(f'volume must be a non-empty 3D [Z, Y, X] array, got '
                      f'shape {hu.shape}')
   hu = hu.astype(np.float32, copy=False)
   if not np.isfinite(hu).all():
     bad = int((~np.isfinite(hu)).sum())
-    raise ValueError(f'volume {name!r} has {bad} non-finite (NaN/inf) voxels')
+    raise VolumeError(f'volume {name!r} has {bad} non-finite (NaN/inf) voxels')
   spacing = np.asarray(spacing, np.float64).reshape(-1)
   if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(
       spacing <= 0):
-    raise ValueError(f'spacing must be 3 positive finite mm values (z, y, x), '
+    raise VolumeError(f'spacing must be 3 positive finite mm values (z, y, x), '
                      f'got {spacing.tolist()}')
   origin = np.asarray(origin, np.float64).reshape(-1)
   if origin.shape != (3,) or not np.all(np.isfinite(origin)):
-    raise ValueError(f'origin must be 3 finite mm values (x, y, z), got '
+    raise VolumeError(f'origin must be 3 finite mm values (x, y, z), got '
                      f'{origin.tolist()}')
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != hu.shape:
-      raise ValueError(f'label map shape {labels.shape} differs from volume '
+      raise VolumeError(f'label map shape {labels.shape} differs from volume '
                        f'shape {hu.shape}')
     labels = labels.astype(np.int32, copy=False)
   orientation = tuple(float(c) for c in orientation)
   if len(orientation) != 6:
-    raise ValueError(f'orientation needs 6 direction cosines, got '
+    raise VolumeError(f'orientation needs 6 direction cosines, got '
                      f'{len(orientation)}')
   label_names = tuple((int(v), str(n)) for v, n in label_names)
   return Volume(hu=hu, spacing=spacing, origin=origin, labels=labels,

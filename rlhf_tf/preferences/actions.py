@@ -103,10 +103,7 @@ def build_action_set(key, experts, num_random: int = 50,
     raise ValueError(f'experts must be [E, n, 2] with E >= 1, got '
                      f'{experts.shape}')
   for i, e in enumerate(experts):
-    try:
-      polygon.validate_polygon(e)
-    except polygon.PolygonError as err:
-      raise ValueError(f'expert action {i} is invalid: {err}') from err
+    polygon.validate_polygon(e, name=f'expert action {i}')
   n = experts.shape[1]
   key_random, key_augment = jax.random.split(key)
   random = random_valid_actions(key_random, num_random, n, min_area)

@@ -16,6 +16,7 @@ import json
 
 import numpy as np
 
+from rlhf_tf.input_error import InputError
 from rlhf_tf.preferences import tissues
 from rlhf_tf.render import polygon
 from rlhf_tf.render.histogram import JHAxes
@@ -64,21 +65,23 @@ def load_expert_actions(path: str) -> np.ndarray:
   All polygons must have the same number of vertices (the action size of the
   reward model) and be valid (``polygon.validate_polygon``).
   """
-  with open(path) as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{path}: not valid JSON ({e})') from e
+  try:
+    with open(path, 'rb') as f:
+      data = json.loads(f.read().decode('utf-8'))
+  except UnicodeDecodeError as e:
+    raise InputError(f'{path}: not UTF-8 JSON text ({e})') from e
+  except json.JSONDecodeError as e:
+    raise InputError(f'{path}: not valid JSON ({e})') from e
+  except RecursionError:
+    raise InputError(f'{path}: JSON nested too deeply') from None
   if not isinstance(data, list) or not data:
-    raise ValueError(f'{path}: expected a non-empty list of polygons')
-  sizes = {len(p) if isinstance(p, list) else -1 for p in data}
-  if len(sizes) != 1 or -1 in sizes:
-    raise ValueError(f'{path}: every polygon must be a list of [x, y] with '
-                     f'the same vertex count, got counts {sorted(sizes)}')
-  out = []
-  for i, p in enumerate(data):
-    try:
-      out.append(polygon.validate_polygon(p))
-    except polygon.PolygonError as e:
-      raise ValueError(f'{path}: polygon {i}: {e}') from e
+    raise InputError(f'{path}: expected a non-empty list of polygons, got '
+                     f'{type(data).__name__}')
+  out = [polygon.validate_polygon(p, name=f'{path}: polygon {i}')
+         for i, p in enumerate(data)]
+  sizes = sorted({len(p) for p in out})
+  if len(sizes) != 1:
+    raise InputError(f'{path}: every polygon must have the same vertex count '
+                     f'(the action size of the reward model), got counts '
+                     f'{sizes}')
   return np.asarray(polygon.canonicalize(np.stack(out)), np.float32)

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from rlhf_tf.data.volume import Volume
+from rlhf_tf.input_error import ConfigError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import tissues
 from rlhf_tf.render import camera as camera_lib
@@ -55,6 +56,41 @@ def render_key(render_cfg: ml_collections.ConfigDict) -> str:
   return (f'vol-{r.image_size}px-az{r.azimuth:g}-el{r.elevation:g}-'
           f'zoom{r.zoom:g}-step{r.step_mm:g}-tau{r.tau:g}-a{r.alpha_max:g}-'
           f'shade{int(r.shading)}')
+
+
+def _number(cfg, key: str, low: float, high: float = np.inf,
+            low_open: bool = False, integer: bool = False) -> float:
+  """``config.render.<key>`` as a number in range, or a ConfigError naming
+  the key."""
+  value = cfg[key]
+  ok = not isinstance(value, (bool, str)) and isinstance(
+      value, (int, float, np.number))
+  if ok:
+    v = float(value)
+    ok = (np.isfinite(v) or high == np.inf and v == np.inf) and (
+        v > low if low_open else v >= low) and v <= high and (
+            not integer or v.is_integer())
+  if not ok:
+    bracket = '(' if low_open else '['
+    kind = 'an integer' if integer else 'a number'
+    raise ConfigError(f'render.{key} must be {kind} in {bracket}{low:g}, '
+                      f'{high:g}]; got {value!r}')
+  return value
+
+
+def check_render_config(cfg) -> None:
+  """Refuses ``config.render`` values that cannot make an image, naming the
+  key (e.g. ``render.step_mm=-1``)."""
+  _number(cfg, 'image_size', 1, 8192, integer=True)
+  _number(cfg, 'step_mm', 0.0)  # 0 = the smallest voxel spacing
+  _number(cfg, 'tau', 0.0, low_open=True)
+  _number(cfg, 'alpha_max', 0.0, 1.0, low_open=True)
+  _number(cfg, 'zoom', 0.0, low_open=True)
+  _number(cfg, 'azimuth', -1e6, 1e6)
+  _number(cfg, 'elevation', -90.0, 90.0)
+  if not isinstance(cfg.shading, (bool, int, np.bool_)):
+    raise ConfigError(f'render.shading must be True or False; got '
+                      f'{cfg.shading!r}')
 
 
 @dataclasses.dataclass
@@ -132,6 +168,7 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
     experts: [E, n, 2] expert actions; None = derived from the tissue groups
       (``experts.expert_actions``).
   """
+  check_render_config(render_cfg)
   grad_mag = gradient_lib.gradient_magnitude(volume.hu, volume.spacing)
   jh = histogram.from_config(volume, histogram_cfg, grad_mag=grad_mag)
   groups = tissues.tissue_groups(volume)
@@ -148,6 +185,7 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
 
 def _view(volume: Volume, jh, groups, render_cfg):
   """(camera, settings, ray cache with tissue labels) of a render config."""
+  check_render_config(render_cfg)
   size = int(render_cfg.image_size)
   camera = camera_lib.head_camera(
       volume.shape, volume.spacing, width=size, height=size,

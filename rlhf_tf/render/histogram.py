@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from rlhf_tf.data.volume import Volume
+from rlhf_tf.input_error import ConfigError
 from rlhf_tf.render import gradient as gradient_lib
 
 
@@ -62,16 +63,24 @@ class JointHistogram:
 
 
 def _validate(bins: int, hu_window, grad_percentile: float):
-  if int(bins) != bins or bins < 2:
-    raise ValueError(f'histogram bins must be an integer >= 2, got {bins}')
-  if not 0.0 < grad_percentile <= 100.0:
-    raise ValueError(f'grad_percentile must be in (0, 100], got '
-                     f'{grad_percentile}')
+  """ConfigError naming the ``config.histogram`` key of a bad value."""
+  if (isinstance(bins, (bool, str)) or not isinstance(bins, (int, np.integer))
+      or bins < 2 or bins > 1 << 14):
+    raise ConfigError(f'histogram.bins must be an integer in [2, 16384], got '
+                      f'{bins!r}')
+  if (isinstance(grad_percentile, (bool, str)) or
+      not isinstance(grad_percentile, (int, float, np.number)) or
+      not 0.0 < grad_percentile <= 100.0):
+    raise ConfigError(f'histogram.grad_percentile must be in (0, 100], got '
+                      f'{grad_percentile!r}')
   if hu_window is not None:
-    lo, hi = (float(v) for v in hu_window)
+    try:
+      lo, hi = (float(v) for v in hu_window)
+    except (TypeError, ValueError):
+      lo, hi = np.nan, np.nan
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-      raise ValueError(f'hu_window must be (low, high) with high > low, got '
-                       f'{tuple(hu_window)}')
+      raise ConfigError(f'histogram.hu_window must be (low, high) HU with '
+                        f'high > low, got {hu_window!r}')
 
 
 def _percentile_from_histogram(values: np.ndarray, q: float,
@@ -81,6 +90,13 @@ def _percentile_from_histogram(values: np.ndarray, q: float,
   A fine histogram instead of a sort: O(n) and no copy of the volume, which
   matters for 10^8 voxels.
   """
+  finite = np.isfinite(values)
+  if not finite.all():
+    # Overflowed gradients (voxels near the float32 limit) count as the
+    # largest finite value, so one corrupt voxel cannot set the scale.
+    values = np.where(finite, values, 0.0)
+    top = float(values.max())
+    values = np.where(finite, values, top)
   vmax = float(values.max())
   if vmax <= 0.0:
     return 0.0
@@ -123,10 +139,13 @@ def bin_counts(hu: np.ndarray, grad_mag: np.ndarray, axes: JHAxes,
   sx = bins / (axes.hu_max - axes.hu_min)
   sy = bins / axes.grad_max
   for start in range(0, hu_flat.size, chunk):
-    h = hu_flat[start:start + chunk]
-    g = g_flat[start:start + chunk]
-    ix = np.clip(((h - axes.hu_min) * sx).astype(np.int64), 0, bins - 1)
-    iy = np.clip((g * sy).astype(np.int64), 0, bins - 1)
+    h = hu_flat[start:start + chunk].astype(np.float64)
+    g = g_flat[start:start + chunk].astype(np.float64)
+    # Clip before the integer cast: inf (an overflowed gradient) would cast
+    # to an arbitrary integer and land in a wrong bin.
+    ix = np.clip((h - axes.hu_min) * sx, 0, bins - 1).astype(np.int64)
+    iy = np.clip(np.nan_to_num(g * sy, nan=bins - 1.0), 0,
+                 bins - 1).astype(np.int64)
     counts += np.bincount(iy * bins + ix, minlength=bins * bins)
   return counts.reshape(bins, bins)
 
@@ -176,6 +195,12 @@ def joint_histogram(volume: Volume, bins: int = 256,
     logging.info('JH: gradient magnitude of %s voxels', 'x'.join(
         map(str, hu.shape)))
     grad_mag = gradient_lib.gradient_magnitude(hu, volume.spacing)
+  overflowed = int(np.size(grad_mag) - np.count_nonzero(
+      np.isfinite(grad_mag)))
+  if overflowed:
+    logging.warning('JH of %s: %d voxel(s) have a non-finite gradient '
+                    'magnitude (values near the float32 limit?); they count '
+                    'in the top gradient bin', volume.name, overflowed)
   axes = make_axes(volume, grad_mag, hu_window, grad_percentile)
   counts = bin_counts(hu, grad_mag, axes, int(bins))
   return JointHistogram(image=normalise_counts(counts), counts=counts,

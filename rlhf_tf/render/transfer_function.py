@@ -79,6 +79,29 @@ def _check_concrete(name: str, value, low, high, low_open: bool):
     raise ValueError(f'{name} must be in {bracket}{low}, {high}], got {v}')
 
 
+def check_polygons(vertices, what: str = 'polygons') -> None:
+  """Refuses concrete TF polygons that would give a wrong table.
+
+  A NaN/inf vertex would make the whole JH uniformly opaque, a bow-tie or
+  collinear polygon has no well-defined inside: PolygonError naming the
+  polygon's batch index. Traced values (inside jit/grad: the learner's
+  canonicalised actions) pass unchecked -- checking needs concrete numbers,
+  and the learner's ``canonicalize``/``random_actions`` only make simple
+  polygons.
+  """
+  if isinstance(vertices, jax.core.Tracer):
+    return
+  v = np.asarray(vertices)
+  if v.dtype.kind not in 'iuf':
+    raise polygon_lib.PolygonError(f'{what}: vertices must be real numbers, '
+                                   f'got dtype {v.dtype}')
+  problem = polygon_lib.polygon_batch_problem(v)
+  if problem is not None:
+    index, reason = problem
+    where = f'{what}[{", ".join(map(str, index))}]' if index else what
+    raise polygon_lib.PolygonError(f'{where}: {reason}')
+
+
 def bin_centres(bins: int, dtype=jnp.float32):
   """JH bin centres.
 
@@ -162,8 +185,9 @@ def opacity_table(vertices, bins: int, tau=0.01, alpha_max=1.0,
   (eq. 2); hard=True gives alpha_max inside and 0 outside (display).
 
   Args:
-    vertices: [..., n, 2] polygon(s), JH coordinates (may extend beyond
-      [0, 1]^2 here, unlike validate_polygon).
+    vertices: [..., n, 2] simple polygon(s), n >= 3, JH coordinates (may
+      extend beyond [0, 1]^2 here, unlike validate_polygon); checked by
+      ``check_polygons`` when concrete.
     bins: table resolution per axis (static int >= 2).
     tau: sigmoid edge width in JH units (> 0).
     alpha_max: opacity deep inside the polygon, in (0, 1].
@@ -175,6 +199,7 @@ def opacity_table(vertices, bins: int, tau=0.01, alpha_max=1.0,
   bins = _check_static_int('bins', bins, 2)
   _check_concrete('tau', tau, 0.0, np.inf, low_open=True)
   _check_concrete('alpha_max', alpha_max, 0.0, 1.0, low_open=True)
+  check_polygons(vertices, 'opacity_table vertices')
   return _opacity_table(jnp.asarray(vertices), tau, alpha_max, bins,
                         bool(hard))
 
@@ -199,7 +224,8 @@ def tf_table(polygons, bins: int, tau=0.01, alpha_max=1.0, colors=None,
   constant colour.
 
   Args:
-    polygons: [n, 2] (one polygon) or [..., P, n, 2] (P polygons per TF).
+    polygons: [n, 2] (one polygon) or [..., P, n, 2] (P polygons per TF);
+      simple, n >= 3, checked by ``check_polygons`` when concrete.
     bins: table resolution per axis (static int >= 2).
     tau: sigmoid edge width in JH units (> 0).
     alpha_max: opacity deep inside a polygon, in (0, 1].
@@ -211,6 +237,7 @@ def tf_table(polygons, bins: int, tau=0.01, alpha_max=1.0, colors=None,
   Returns:
     [..., bins, bins, 4] RGBA, [row = y bin, col = x bin, (r, g, b, alpha)].
   """
+  check_polygons(polygons, 'tf_table polygons')
   polygons = jnp.asarray(polygons)
   if polygons.ndim < 2 or polygons.shape[-1] != 2:
     raise ValueError(f'polygons must be [n, 2] or [..., P, n, 2], got '
