@@ -506,6 +506,10 @@ def _load_hu(frames: Sequence[_Frame], datasets: dict) -> np.ndarray:
       if frame.intercept != 0.0:
         values += frame.intercept
       hu[z] = values
+      if not np.isfinite(hu[z]).all():
+        raise DicomSeriesError(
+            f'{frame.label}: rescaled values overflow float32 (RescaleSlope '
+            f'{frame.slope:g}, RescaleIntercept {frame.intercept:g})')
     del stored
   return hu
 

@@ -91,8 +91,9 @@ def make_volume(hu, spacing, origin=(0.0, 0.0, 0.0), labels=None,
   """Builds a validated Volume from array-likes (numpy, kept on host).
 
   Raises:
-    VolumeError (an InputError): naming the problem, for a non-3D or empty array, non-finite HU,
-      non-positive or non-finite spacing, or a label map of another shape.
+    VolumeError (an InputError): naming the problem, for a non-3D or empty
+      array, non-finite HU, non-positive or non-finite spacing, or a label
+      map of another shape.
   """
   hu = np.asarray(hu)
   if hu.ndim != 3 or min(hu.shape) < 1:

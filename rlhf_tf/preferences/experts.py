@@ -34,7 +34,9 @@ def target_coordinates(hu, grad_mag, groups, axes: JHAxes,
   target = (groups == tissues.BONE) | (groups == tissues.TEETH)
   idx = np.flatnonzero(target.reshape(-1))
   if idx.size == 0:
-    raise ValueError('the volume has no bone or teeth voxels to outline')
+    raise InputError('the volume has no bone or teeth voxels to outline for '
+                     'the built-in expert action (not a head CT?); give '
+                     'actions with actions_file= or polygons=')
   if idx.size > max_samples:
     idx = np.random.default_rng(seed).choice(idx, max_samples, replace=False)
   x = np.clip(axes.hu_to_x(np.asarray(hu).reshape(-1)[idx]), 0.0, 1.0)

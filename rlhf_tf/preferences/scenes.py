@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from rlhf_tf.data.volume import Volume
-from rlhf_tf.input_error import ConfigError
+from rlhf_tf.input_error import ConfigError, InputError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import tissues
 from rlhf_tf.render import camera as camera_lib
@@ -173,7 +173,11 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
   jh = histogram.from_config(volume, histogram_cfg, grad_mag=grad_mag)
   groups = tissues.tissue_groups(volume)
   if experts is None:
-    experts = experts_lib.expert_actions(volume.hu, grad_mag, groups, jh.axes)
+    try:
+      experts = experts_lib.expert_actions(volume.hu, grad_mag, groups,
+                                           jh.axes)
+    except InputError as e:
+      raise InputError(f'volume {volume.name!r}: {e}') from e
   camera, settings, cache = _view(volume, jh, groups, render_cfg)
   return Scene(scene_id=scene_id, volume=volume, jh=jh, groups=groups,
                camera=camera, settings=settings, cache=cache,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlhf_tf.input_error import InputError
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
 CHOICES = ('left', 'right', 'equal', 'skip')
@@ -125,7 +127,7 @@ END;
 """
 
 
-class StoreError(ValueError):
+class StoreError(InputError):
   """Anything the store refuses; nothing is written when it is raised."""
 
 

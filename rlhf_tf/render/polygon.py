@@ -237,6 +237,7 @@ def signed_distance(points, vertices):
 # User-input validation (numpy).
 
 _EPS = 1e-12  # Orientation tolerance for JH-scale (unit) coordinates.
+_FAR = 1e3  # TF polygons may leave [0, 1]^2, but not absurdly far.
 
 
 def _orient(p, q, r) -> float:
@@ -301,7 +302,7 @@ def is_simple(vertices) -> bool:
 
 
 def _orient_np(p, q, r):
-  """Twice the signed area of triangles (p, q, r), batched: [..., 2] -> [...]."""
+  """Twice the signed area of triangles (p, q, r); [..., 2] -> [...]."""
   return ((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
           - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
 
@@ -340,7 +341,11 @@ def polygon_batch_problem(vertices: np.ndarray) -> Optional[tuple]:
     bad[:] |= mask
 
   mark(~np.all(np.isfinite(flat), axis=(1, 2)), 'a vertex is not finite')
-  safe = np.where(np.isfinite(flat), flat, 0.0)
+  finite = np.where(np.isfinite(flat), flat, 0.0)
+  # Far beyond the JH a float32 table loses all precision (or overflows).
+  mark(np.max(np.abs(finite), axis=(1, 2)) > _FAR, f'a vertex lies more '
+       f'than {_FAR:g} JH units from the JH [0, 1]^2')
+  safe = np.where(np.abs(finite) <= _FAR, finite, 0.0)
   scale = np.maximum(np.max(np.abs(safe), axis=(1, 2)), 1.0)
   eps = _EPS * scale * scale  # orientation tolerance, area units
   centred = safe - safe.mean(axis=1, keepdims=True)
