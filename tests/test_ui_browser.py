@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.preferences.store import PreferenceStore
+from rlhf_tf.ui import auth
 from rlhf_tf.ui.app import create_app
 
 CHROMIUM = '/usr/bin/chromium'
@@ -55,23 +56,27 @@ def server(tmp_path):
     s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
                          for i in range(6)], 'random')
     s.add_pairs('s0', list(itertools.combinations(range(6), 2)))
-  app = create_app(path, fake_render, jh_png=fake_jh, votes_target=50)
+  keys = auth.keys_for_store(path, ['Dr. Keys', 'Dr. Other'])
+  app = create_app(path, fake_render, keys, jh_png=fake_jh, votes_target=50)
   srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
   thread = threading.Thread(target=srv.run, daemon=True)
   thread.start()
-  yield path, f'http://127.0.0.1:{srv.effective_port}/'
+  yield path, f'http://127.0.0.1:{srv.effective_port}', keys
   srv.close()
 
 
 def test_vote_with_keys_in_chromium(server, tmp_path):
-  path, url = server
+  path, url, keys = server
   with sync_api.sync_playwright() as p:
     browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     try:
       page = browser.new_page(viewport=dict(width=1280, height=800))
-      page.goto(url)
-      page.fill('#inspector-name', 'Dr. Keys')
-      page.press('#inspector-name', 'Enter')
+      page.goto(url + '/')  # not signed in: the page asks for the link
+      assert page.is_visible('#name-dialog')
+      assert 'personal link' in page.inner_text('#name-dialog')
+      page.goto(keys.link(url, 'Dr. Keys'))  # signs in, back to /
+      assert page.url == url + '/'
+      assert page.inner_text('#who-name') == 'Dr. Keys'
       ready = '#stage[data-ready="1"]'
       for key in ('ArrowLeft', 'ArrowRight', 'ArrowDown'):
         page.wait_for_selector(ready, timeout=10_000)
@@ -89,8 +94,8 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
           "document.getElementById('jh-img').naturalWidth > 0")
       shot = tmp_path / 'ui.png'
       page.screenshot(path=str(shot))
-      assert page.evaluate(
-          "localStorage.getItem('rlhf_tf.inspector')") == 'Dr. Keys'
+      # The session cookie is out of the page script's reach (HttpOnly).
+      assert 'rlhf_tf_session' not in page.evaluate('document.cookie')
     finally:
       browser.close()
   if os.environ.get('RLHF_TF_SCREENSHOT'):

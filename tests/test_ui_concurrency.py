@@ -1,6 +1,9 @@
 """The real server (waitress, subprocess) under 4 concurrent inspectors, with
 a SIGKILL and a restart in the middle: every acknowledged vote is in the
-store exactly once, and retried votes (same vote_id) are never duplicated."""
+store exactly once, and retried votes (same vote_id) are never duplicated.
+Each inspector signs its requests with its own token; the leases handed out
+before the kill stay valid after the restart (they are signed, the secret
+file persists)."""
 
 import http.client
 import itertools
@@ -17,19 +20,23 @@ from pathlib import Path
 import pytest
 
 from rlhf_tf.preferences.store import PreferenceStore
+from rlhf_tf.ui import auth
 
 pytest.importorskip('waitress')
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS, VOTES = 4, 500
-SERVER = """
+INSPECTORS = [f'insp{i}' for i in range(CLIENTS)]
+SERVER = f"""
 import sys
-from rlhf_tf.ui import app
+from rlhf_tf.ui import app, auth
 PNG = bytes.fromhex('89504e470d0a1a0a')  # never requested here
-a = app.create_app(sys.argv[1], lambda s, i: PNG, lease_seconds=120,
+keys = auth.keys_for_store(sys.argv[1], {INSPECTORS!r})
+a = app.create_app(sys.argv[1], lambda s, i: PNG, keys, lease_seconds=120,
                    overlap=1.0)
 app.serve(a, '127.0.0.1', int(sys.argv[2]), threads=8)
 """
+TOKENS = {}  # inspector -> bearer token, from the store's secret file
 
 
 def free_port() -> int:
@@ -39,11 +46,13 @@ def free_port() -> int:
 
 
 def post(port, path, body, timeout=10.0):
-  """(status, JSON) -- raises OSError / HTTPException on connection trouble."""
+  """(status, JSON) -- raises OSError / HTTPException on connection trouble.
+  Signed in as the body's inspector."""
   conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
   try:
     conn.request('POST', path, json.dumps(body),
-                 {'Content-Type': 'application/json'})
+                 {'Content-Type': 'application/json',
+                  'Authorization': f'Bearer {TOKENS[body["inspector"]]}'})
     r = conn.getresponse()
     return r.status, json.loads(r.read() or b'{}')
   finally:
@@ -89,7 +98,7 @@ def client(port, inspector, acked, sent, errors, deadline):
       body = dict(inspector=inspector, scene_id=p['scene_id'],
                   pair_id=p['pair_id'], left_action=p['left_action'],
                   right_action=p['right_action'], choice='left' if k % 3 else
-                  'equal', vote_id=f'{inspector}-{k:04d}-x')
+                  'equal', vote_id=f'{inspector}-{k:04d}-x', lease=p['lease'])
       sent.append(body['vote_id'])
       status, got = post_retrying(port, '/api/vote', body, deadline)
       assert status == 200, got
@@ -105,6 +114,8 @@ def test_votes_survive_sigkill_and_retries_are_idempotent(tmp_path):
     s.add_actions('s0', [[[0.1, 0.1], [0.4, 0.1], [0.2 + i / 200, 0.5]]
                          for i in range(46)], 'random')
     s.add_pairs('s0', list(itertools.combinations(range(46), 2)))  # 1035
+  keys = auth.keys_for_store(store_path, INSPECTORS)
+  TOKENS.update({name: keys.token(name) for name in INSPECTORS})
   script = tmp_path / 'server.py'
   script.write_text(SERVER)
   port = free_port()
@@ -112,7 +123,7 @@ def test_votes_survive_sigkill_and_retries_are_idempotent(tmp_path):
   acked, sent, errors = [], [], []
   deadline = time.time() + 120
   threads = [threading.Thread(target=client, args=(
-      port, f'insp{i}', acked, sent, errors, deadline)) for i in range(CLIENTS)]
+      port, name, acked, sent, errors, deadline)) for name in INSPECTORS]
   try:
     for t in threads:
       t.start()

@@ -1,4 +1,9 @@
-"""The preference web app through Flask's test client (no server, no JAX)."""
+"""The preference web app through Flask's test client (no server, no JAX).
+
+Requests are signed in as the inspector their body names (``AuthClient``),
+as that inspector's own browser would be; tests/test_ui_auth.py checks what
+happens when they are not.
+"""
 
 import io
 import itertools
@@ -8,13 +13,40 @@ import sqlite3
 import numpy as np
 import pytest
 
+import flask.testing
+
 from rlhf_tf.preferences.store import PreferenceStore
+from rlhf_tf.ui import auth
 from rlhf_tf.ui import pairs as pairs_lib
 from rlhf_tf.ui import results as results_lib
-from rlhf_tf.ui.app import create_app
+from rlhf_tf.ui.app import create_app as _create_app
 
 SCENE = 's0'
 LEASE = 120.0
+KEYS = auth.InspectorKeys(b'test-secret-0123456789', ['ann', 'bob', 'cid'])
+
+
+def bearer(inspector: str) -> dict:
+  return {'Authorization': f'Bearer {KEYS.token(inspector)}'}
+
+
+class AuthClient(flask.testing.FlaskClient):
+  """Signs each POST in as the inspector its JSON body names (unless the
+  request brings its own Authorization header)."""
+
+  def open(self, *args, **kwargs):
+    body = kwargs.get('json')
+    headers = dict(kwargs.pop('headers', None) or {})
+    if (isinstance(body, dict) and body.get('inspector') in KEYS.inspectors
+        and 'Authorization' not in headers):
+      headers.update(bearer(body['inspector']))
+    return super().open(*args, headers=headers, **kwargs)
+
+
+def create_app(path, render, **kw):
+  app = _create_app(path, render, KEYS, **kw)
+  app.test_client_class = AuthClient
+  return app
 
 
 def tiny_png(value: int = 0) -> bytes:
@@ -73,9 +105,14 @@ def next_pair(client, inspector):
 
 
 def vote(client, inspector, pair, choice, vote_id=None, status=200):
+  """Answers a pair; one not handed out by /api/next gets the lease the
+  server would have signed for it."""
+  lease = pair.get('lease') or KEYS.sign_lease(auth.SignedLease(
+      inspector, pair['scene_id'], pair['pair_id'], pair['left_action'],
+      pair['right_action'], 1_700_000_000.0))
   body = dict(inspector=inspector, scene_id=pair['scene_id'],
               pair_id=pair['pair_id'], left_action=pair['left_action'],
-              right_action=pair['right_action'], choice=choice,
+              right_action=pair['right_action'], choice=choice, lease=lease,
               vote_id=vote_id or f'v{np.random.randint(1 << 40):012d}')
   r = client.post('/api/vote', json=body)
   assert r.status_code == status, r.json
@@ -198,11 +235,20 @@ def test_resume_after_restart(env):
         'left', 'right', 'equal']
 
 
+ANN_LEASE_0 = KEYS.sign_lease(auth.SignedLease('ann', SCENE, 0, 0, 1,
+                                               1_700_000_000.0))
 BAD_VOTES = [
-    ('no inspector', dict(inspector=None), 400, 'inspector'),
-    ('blank inspector', dict(inspector='   '), 400, 'inspector'),
-    ('long inspector', dict(inspector='x' * 65), 400, 'inspector'),
-    ('control char', dict(inspector='a\nb'), 400, 'inspector'),
+    ('forged inspector', dict(inspector='bob'), 403, 'signed in as'),
+    ('blank inspector', dict(inspector='   '), 403, 'signed in as'),
+    ('long inspector', dict(inspector='x' * 65), 403, 'signed in as'),
+    ('control char', dict(inspector='a\nb'), 403, 'signed in as'),
+    ('no lease', dict(lease=None), 409, 'no valid lease'),
+    ('forged lease', dict(lease=ANN_LEASE_0[:-3] + 'abc'), 409,
+     'no valid lease'),
+    ('lease of another pair', dict(pair_id=1, right_action=2), 409,
+     'the lease is for pair 0'),
+    ('huge pair id', dict(pair_id=2**70), 400, 'out of range'),
+    ('huge action id', dict(left_action=2**64), 400, 'out of range'),
     ('bad choice', dict(choice='both'), 400, 'choice'),
     ('unknown scene', dict(scene_id='nope'), 404, 'unknown scene'),
     ('unknown pair', dict(pair_id=999), 404, 'unknown pair'),
@@ -221,9 +267,10 @@ def test_malformed_votes_are_rejected(env, name, change, status, message):
   path, _, _, factory = env
   c = factory()
   body = dict(inspector='ann', scene_id=SCENE, pair_id=0, left_action=0,
-              right_action=1, choice='left', vote_id='valid-id-1')
+              right_action=1, choice='left', vote_id='valid-id-1',
+              lease=ANN_LEASE_0)
   body.update(change)
-  r = c.post('/api/vote', json=body)
+  r = c.post('/api/vote', json=body, headers=bearer('ann'))
   assert r.status_code == status, (name, r.json)
   assert message in r.json['error']
   with PreferenceStore(path) as s:
@@ -261,7 +308,9 @@ def test_get_on_post_routes_and_unknown_urls_are_json(env):
     f'/render/{SCENE}/..%2f..%2fetc%2fpasswd.png', '/render/%2e%2e/0.png',
     f'/render/{SCENE}/-1.png', f'/render/{SCENE}/99.png',
     '/render/nope/0.png', f'/render/{SCENE}/0.png/..', f'/jh/{SCENE}/0/0.png',
-    '/static/../app.py', '/static/..%2fapp.py'])
+    '/static/../app.py', '/static/..%2fapp.py',
+    f'/render/{SCENE}/{2**70}.png', f'/jh/{SCENE}/0/{2**70}.png',
+    f'/jh/{SCENE}/{10**30}/1.png'])
 def test_path_traversal_refused(env, url):
   r = env[3](jh_png=lambda *a: tiny_png()).get(url)
   assert r.status_code in (400, 404), url
@@ -298,6 +347,17 @@ def test_renderer_returning_garbage_is_a_500(tmp_path):
   c = create_app(path, lambda s, a: b'<html>').test_client()
   r = c.get(f'/render/{SCENE}/0.png')
   assert r.status_code == 500 and 'PNG' in r.json['error']
+
+
+def test_a_crash_shows_no_exception_text(tmp_path):
+  path = make_store(tmp_path / 'p.sqlite')
+
+  def render(scene_id, action_id):
+    raise RuntimeError(f'cannot open /secret/dir/{scene_id}.npz')
+  r = create_app(path, render).test_client().get(f'/render/{SCENE}/0.png')
+  assert r.status_code == 500
+  assert 'secret' not in r.get_data(as_text=True)
+  assert 'RuntimeError' not in r.get_data(as_text=True)
 
 
 def test_jh_overlay_is_cached(env):

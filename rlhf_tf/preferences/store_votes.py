@@ -187,6 +187,19 @@ class VoteLog:
                  created=time.time())
       return insert_row(conn, 'votes', check_vote_row(conn, row))
 
+  def current_answer(self, inspector: str, scene_id: str,
+                     pair_id: int) -> Optional[VoteEvent]:
+    """The inspector's latest not-undone answer (skips included) to a pair,
+    or None. The preference UI allows one at a time: to change an answer,
+    undo it first."""
+    row = self.conn.execute(
+        f'SELECT {", ".join("v." + c for c in VOTE_COLUMNS)} FROM votes v '
+        "WHERE v.kind = 'vote' AND v.inspector = ? AND v.scene_id = ? AND "
+        'v.pair_id = ? AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
+        'u.undoes_event_id = v.event_id) ORDER BY v.event_id DESC LIMIT 1',
+        (inspector, scene_id, pair_id)).fetchone()
+    return None if row is None else VoteEvent(*row)
+
   def event(self, event_id: int) -> VoteEvent:
     """One vote-log row (e.g. which vote an undo withdrew)."""
     row = self.conn.execute(

@@ -1,16 +1,29 @@
 """The browser preference interface: a Flask app over a ``PreferenceStore``.
 
-  app = create_app(store_path, render_png, scene_ids=['phantom-0'], ...)
+  keys = auth.keys_for_store(store_path, ['ann', 'bob'])
+  app = create_app(store_path, render_png, keys, scene_ids=['phantom-0'])
   serve(app, host='127.0.0.1', port=8765)   # waitress, threads
+  keys.link('http://127.0.0.1:8765', 'ann')  # ann's personal link
 
-Routes (all JSON errors are ``{"error": message}`` with a 4xx/5xx status):
+Who votes (``rlhf_tf.ui.auth``): each inspector opens a personal link
+(``/login?key=<signed token>``) that puts their name in a signed session
+cookie; scripts may send ``Authorization: Bearer <token>`` instead. The
+three POST routes act as that inspector only (401 without a session, 403
+for a body naming someone else). A vote needs the signed lease its
+``/api/next`` handed out: no votes on pairs leased to others or never leased
+(409), and one answer per inspector and pair until it is undone (409).
+
+Routes (all JSON errors are ``{"error": message}`` with a 4xx/5xx status;
+ids beyond 2^63 - 1 are 400/404, and a 500 never shows exception text):
+  GET  /login?key=...             sign in (sets the session), then /
+  GET  /logout
   GET  /                          the voting page
   GET  /results, /api/results     votes per inspector, tie rate, agreement
   GET  /export.jsonl              the whole store as JSONL (download)
-  POST /api/next   {inspector}    the pair to show (leased) and progress
-  POST /api/vote   {inspector, scene_id, pair_id, left_action, right_action,
-                    choice, vote_id[, shown_at]}  -> {event_id, ...}
-  POST /api/undo   {inspector[, vote_id]}         -> {event_id, pair, ...}
+  POST /api/next   {}             the pair to show (leased) and progress
+  POST /api/vote   {lease, scene_id, pair_id, left_action, right_action,
+                    choice, vote_id}  -> {event_id, ...}
+  POST /api/undo   {[vote_id]}    -> {event_id, pair, ...}
   GET  /render/<scene>/<action>.png   the rendering (render_png, cached)
   GET  /jh/<scene>/<left>/<right>.png the JH with both polygons (jh_png)
   GET  /healthz
@@ -35,7 +48,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import os
 import re
 import tempfile
@@ -48,14 +60,17 @@ import flask
 from werkzeug import exceptions
 
 from rlhf_tf.preferences import store as store_lib
+from rlhf_tf.ui import auth
 from rlhf_tf.ui import pairs as pairs_lib
 from rlhf_tf.ui import results as results_lib
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 VOTE_ID = re.compile(r'^[A-Za-z0-9_-]{8,64}$')
-MAX_INSPECTOR = 64
-MAX_SHOWN_AGE_S = 24 * 3600.0  # an echoed shown_at older than this is dropped
+MAX_INSPECTOR = auth.MAX_NAME
+MAX_LEASE_AGE_S = 24 * 3600.0  # a vote on a pair shown longer ago is refused
+MAX_ID = 2**63 - 1  # SQLite INTEGER
 JH_CACHE_SIZE = 512
+LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 
 
 class ApiError(Exception):
@@ -77,22 +92,13 @@ def json_body() -> dict:
   return data
 
 
-def inspector_of(data: dict) -> str:
-  """The inspector name: 1-64 printable characters, trimmed."""
-  name = data.get('inspector')
-  if not isinstance(name, str) or not name.strip():
-    raise ApiError(400, 'inspector (your name) is required')
-  name = name.strip()
-  if len(name) > MAX_INSPECTOR or not name.isprintable():
-    raise ApiError(400, f'inspector must be at most {MAX_INSPECTOR} printable '
-                   'characters')
-  return name
-
-
 def int_field(data: dict, key: str) -> int:
   value = data.get(key)
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise ApiError(400, f'{key} must be a non-negative integer; got {value!r}')
+    raise ApiError(400, f'{key} must be a non-negative integer; got '
+                   f'{str(value)[:40]!r}')
+  if value > MAX_ID:
+    raise ApiError(400, f'{key} is out of range (at most 2^63 - 1)')
   return value
 
 
@@ -106,13 +112,10 @@ def vote_id_of(data: dict, required: bool = True) -> Optional[str]:
   return value
 
 
-def echoed_time(value, now: float) -> Optional[float]:
-  """A client-echoed shown_at, kept only when plausible (else None)."""
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    return None
-  value = float(value)
-  if not math.isfinite(value) or not now - MAX_SHOWN_AGE_S <= value <= now:
-    return None
+def url_id(value: int, what: str) -> int:
+  """An id from a URL: beyond SQLite's range it cannot exist (404)."""
+  if value > MAX_ID:
+    raise ApiError(404, f'unknown {what}')
   return value
 
 
@@ -122,9 +125,14 @@ class PreferenceApp:
   """Routes and their state (dispenser, locks, caches) for one process."""
 
   def __init__(self, store_path, render_png: Callable[[str, int], bytes],
+               keys: auth.InspectorKeys,
                scene_ids: Optional[Sequence[str]], render_key: str,
                jh_png: Optional[Callable], votes_target: int,
                dispenser_kwargs: dict):
+    if not isinstance(keys, auth.InspectorKeys):
+      raise TypeError('create_app needs keys=auth.InspectorKeys(...): every '
+                      'inspector signs in with a personal link')
+    self.keys = keys
     self.store_path = Path(store_path)
     self.render_png = render_png
     self.render_key = render_key
@@ -151,6 +159,44 @@ class PreferenceApp:
     if s is None:
       s = self._local.store = store_lib.PreferenceStore(self.store_path)
     return s
+
+  # -------------------------------------------------------- who
+
+  def signed_in(self) -> Optional[str]:
+    """The inspector of this request's session or bearer token, or None."""
+    header = flask.request.headers.get('Authorization', '')
+    if header.startswith('Bearer '):
+      return self.keys.inspector_of(header[len('Bearer '):].strip())
+    name = flask.session.get('inspector')
+    # Re-checked on every request: a name taken off the roster is out.
+    return name if name in self.keys.inspectors else None
+
+  def inspector(self, data: dict) -> str:
+    """The signed-in inspector; a body naming someone else is refused."""
+    name = self.signed_in()
+    if name is None:
+      raise ApiError(401, 'not signed in: open your personal link (ask the '
+                     'study operator for it)')
+    claimed = data.get('inspector')
+    if claimed is not None and claimed != name:
+      raise ApiError(403, f'signed in as {name!r}; cannot act as '
+                     f'{str(claimed)[:MAX_INSPECTOR]!r}')
+    return name
+
+  def login(self):
+    name = self.keys.inspector_of(flask.request.args.get('key'))
+    if name is None:
+      flask.session.clear()
+      raise ApiError(403, 'this link is not valid (any more): ask the study '
+                     'operator for your personal link')
+    flask.session.clear()
+    flask.session['inspector'] = name
+    flask.session.permanent = True
+    return flask.redirect('/')
+
+  def logout(self):
+    flask.session.clear()
+    return flask.redirect('/')
 
   # -------------------------------------------------------- lookups
 
@@ -185,13 +231,15 @@ class PreferenceApp:
     return None if row is None else (row[0] or '')
 
   def handout(self, lease: Optional[pairs_lib.Lease]) -> Optional[dict]:
-    """What the page needs to show a leased pair."""
+    """What the page needs to show a leased pair, with its signed lease."""
     if lease is None:
       return None
     s, l, r = lease.scene_id, lease.left_action, lease.right_action
+    signed = self.keys.sign_lease(auth.SignedLease(
+        lease.inspector, s, lease.pair_id, l, r, lease.shown_at))
     return dict(scene_id=s, pair_id=lease.pair_id, left_action=l,
                 right_action=r, shown_at=lease.shown_at,
-                lease_expires=lease.expires_at,
+                lease_expires=lease.expires_at, lease=signed,
                 left_url=f'/render/{s}/{l}.png',
                 right_url=f'/render/{s}/{r}.png',
                 jh_url=f'/jh/{s}/{l}/{r}.png' if self.jh_png else None)
@@ -199,7 +247,7 @@ class PreferenceApp:
   # -------------------------------------------------------- API
 
   def api_next(self):
-    inspector = inspector_of(json_body())
+    inspector = self.inspector(json_body())
     lease, remaining = self.dispenser.next_pair(self.store(), inspector)
     return dict(pair=self.handout(lease), done=lease is None,
                 progress=self.progress(inspector, remaining),
@@ -207,7 +255,7 @@ class PreferenceApp:
 
   def api_vote(self):
     data = json_body()
-    inspector = inspector_of(data)
+    inspector = self.inspector(data)
     scene_id = self.scene(data.get('scene_id'))
     pair_id = int_field(data, 'pair_id')
     left, right = int_field(data, 'left_action'), int_field(data,
@@ -222,26 +270,36 @@ class PreferenceApp:
       raise ApiError(400, f'left/right actions ({left}, {right}) are not the '
                      f'actions {pair} of pair {pair_id}')
     now = self.clock()
-    lease = self.dispenser.leases.current(inspector)
-    if lease and (lease.scene_id, lease.pair_id) == (scene_id, pair_id):
-      if (lease.left_action, lease.right_action) != (left, right):
-        raise ApiError(409, f'shown order ({left}, {right}) differs from the '
-                       f'order handed out ({lease.left_action}, '
-                       f'{lease.right_action})')
-      shown_at = lease.shown_at
-    else:  # lease expired or the server restarted: trust a plausible echo
-      shown_at = echoed_time(data.get('shown_at'), now)
     event_id, duplicate = self.record_vote(
-        scene_id, pair_id, left, right, choice, inspector, vote_id, shown_at,
-        now)
+        scene_id, pair_id, left, right, choice, inspector, vote_id,
+        data.get('lease'), now)
     self.dispenser.leases.release(inspector, scene_id, pair_id)
     return dict(event_id=event_id, duplicate=duplicate,
                 progress=self.progress(inspector),
                 undo_vote_id=self.undo_hint(inspector))
 
+  def leased_shown_at(self, token, inspector, scene_id, pair_id, left,
+                      right) -> float:
+    """When the pair was shown, from the voter's signed lease on it."""
+    lease = self.keys.lease_of(token, MAX_LEASE_AGE_S)
+    if lease is None:
+      raise ApiError(409, f'no valid lease on pair {pair_id}: vote on the '
+                     'pair the page was handed (ask /api/next for one)')
+    if lease.inspector != inspector:
+      raise ApiError(403, f'pair {pair_id} was handed to another inspector')
+    if (lease.scene_id, lease.pair_id) != (scene_id, pair_id):
+      raise ApiError(409, f'the lease is for pair {lease.pair_id} of scene '
+                     f'{lease.scene_id!r}, not pair {pair_id}')
+    if (lease.left_action, lease.right_action) != (left, right):
+      raise ApiError(409, f'shown order ({left}, {right}) differs from the '
+                     f'order handed out ({lease.left_action}, '
+                     f'{lease.right_action})')
+    return lease.shown_at
+
   def record_vote(self, scene_id, pair_id, left, right, choice, inspector,
-                  vote_id, shown_at, answered_at) -> tuple[int, bool]:
-    """(event id, was it a retry) -- one vote per vote_id (see docstring)."""
+                  vote_id, lease_token, answered_at) -> tuple[int, bool]:
+    """(event id, was it a retry) -- one vote per vote_id (see docstring),
+    on a pair leased to the voter, one answer per inspector and pair."""
     store = self.store()
     with self.vote_lock:
       row = store.conn.execute(
@@ -253,6 +311,12 @@ class PreferenceApp:
           raise ApiError(409, f'vote_id {vote_id!r} was already used for '
                          'another vote')
         return row[0], True
+      shown_at = self.leased_shown_at(lease_token, inspector, scene_id,
+                                      pair_id, left, right)
+      answered = store.current_answer(inspector, scene_id, pair_id)
+      if answered is not None:
+        raise ApiError(409, f'you already answered pair {pair_id} '
+                       f'({answered.choice}); undo that answer to change it')
       try:
         return store.record_vote(
             scene_id, pair_id, left, right, choice, inspector,
@@ -263,7 +327,7 @@ class PreferenceApp:
 
   def api_undo(self):
     data = json_body()
-    inspector = inspector_of(data)
+    inspector = self.inspector(data)
     vote_id = vote_id_of(data, required=False)
     store = self.store()
     with self.vote_lock:
@@ -302,6 +366,7 @@ class PreferenceApp:
 
   def render(self, scene_id: str, action_id: int):
     scene_id = self.scene(scene_id)
+    action_id = url_id(action_id, f'action in scene {scene_id!r}')
     store = self.store()
     path = store.render_path(scene_id, action_id, self.render_key)
     if path is None:
@@ -324,6 +389,7 @@ class PreferenceApp:
 
   def jh(self, scene_id: str, left: int, right: int):
     scene_id = self.scene(scene_id)
+    left, right = url_id(left, 'action'), url_id(right, 'action')
     if self.jh_png is None:
       raise ApiError(404, 'this app has no joint-histogram view')
     if self.store().pair_id(scene_id, left, right) is None or left == right:
@@ -366,7 +432,10 @@ def _register(app: flask.Flask, ui: PreferenceApp):
   """URL rules; every handler's ApiError becomes a JSON error."""
   app.add_url_rule('/', 'index', lambda: flask.render_template(
       'index.html', votes_target=ui.votes_target, has_jh=ui.jh_png is not None,
-      lease_seconds=ui.dispenser.leases.lease_seconds))
+      lease_seconds=ui.dispenser.leases.lease_seconds,
+      inspector=ui.signed_in()))
+  app.add_url_rule('/login', 'login', ui.login)
+  app.add_url_rule('/logout', 'logout', ui.logout)
   app.add_url_rule('/results', 'results', lambda: flask.render_template(
       'results.html', r=results_lib.summary(ui.store(), ui.scene_ids),
       scenes=ui.scene_ids))
@@ -391,11 +460,14 @@ def _register(app: flask.Flask, ui: PreferenceApp):
 
   @app.errorhandler(Exception)
   def _crash(e):
+    # The details go to the server log only: exception text can leak paths,
+    # SQL or data to a client.
     logging.exception('request failed: %s', e)
-    return dict(error=f'internal error: {type(e).__name__}: {e}'), 500
+    return dict(error='internal error (details are in the server log)'), 500
 
 
 def create_app(store_path, render_png: Callable[[str, int], bytes],
+               keys: auth.InspectorKeys,
                scene_ids: Optional[Sequence[str]] = None,
                render_key: str = 'default',
                jh_png: Optional[Callable[[str, int, int], bytes]] = None,
@@ -410,6 +482,7 @@ def create_app(store_path, render_png: Callable[[str, int], bytes],
     store_path: the preference store (SQLite file); it must hold the scenes.
     render_png: (scene_id, action_id) -> PNG bytes, called once per action
       and render_key; the bytes are cached in the store's image cache.
+    keys: the inspectors and the study secret (``auth.keys_for_store``).
     scene_ids: scenes whose pairs are handed out (default: all in the store).
     render_key: names the render settings (a new key = new renderings).
     jh_png: (scene_id, left_action, right_action) -> PNG of the JH with both
@@ -418,23 +491,38 @@ def create_app(store_path, render_png: Callable[[str, int], bytes],
     lease_seconds, overlap, seed, selection, ensemble_rewards: pair handout,
       see ``rlhf_tf.ui.pairs``. clock: unix seconds (injectable for tests).
   """
-  ui = PreferenceApp(store_path, render_png, scene_ids, render_key, jh_png,
+  ui = PreferenceApp(store_path, render_png, keys, scene_ids, render_key,
+                     jh_png,
                      votes_target, dict(
                          lease_seconds=lease_seconds, overlap=overlap,
                          seed=seed, selection=selection,
                          ensemble_rewards=ensemble_rewards, clock=clock))
   app = flask.Flask(__name__)
   app.config['MAX_CONTENT_LENGTH'] = 64 * 1024  # votes are tiny
+  app.secret_key = keys.secret  # signs the session cookie (itsdangerous)
+  app.config.update(SESSION_COOKIE_NAME='rlhf_tf_session',
+                    SESSION_COOKIE_HTTPONLY=True,
+                    SESSION_COOKIE_SAMESITE='Strict')
   app.json.sort_keys = False
   app.extensions['rlhf_tf_ui'] = ui
   _register(app, ui)
   return app
 
 
+def check_bind(app: flask.Flask, host: str) -> None:
+  """Refuses to listen beyond this machine for an app without inspector
+  keys (anyone reaching it could vote as anyone)."""
+  ui = app.extensions.get('rlhf_tf_ui')
+  if host not in LOOPBACK and (ui is None or not ui.keys.inspectors):
+    raise ValueError(f'refusing to serve on {host!r} without inspector keys: '
+                     f'bind to 127.0.0.1, or give every inspector a link')
+
+
 def serve(app: flask.Flask, host: str = '127.0.0.1', port: int = 8765,
           threads: int = 8):
   """Serve with waitress (production WSGI, thread pool) until interrupted."""
   import waitress  # pylint: disable=g-import-not-at-top
+  check_bind(app, host)
   print(f'rlhf_tf preference UI: http://{host}:{port}/  (results: '
         f'http://{host}:{port}/results)', flush=True)
   waitress.serve(app, host=host, port=port, threads=threads,

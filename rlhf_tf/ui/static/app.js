@@ -1,9 +1,10 @@
 // rlhf_tf preference UI. The server holds all state (votes, leases); this
-// page only shows the leased pair and posts answers. Every vote carries a
-// random vote_id so a retry after a network error is stored once.
+// page only shows the leased pair and posts answers. The inspector is signed
+// in by their personal link (a session cookie); every vote carries the
+// pair's signed lease and a random vote_id, so a retry after a network error
+// is stored once.
 'use strict';
 
-const NAME_KEY = 'rlhf_tf.inspector';
 const JH_KEY = 'rlhf_tf.showJH';
 const KEYS = { ArrowLeft: 'left', ArrowRight: 'right', ArrowDown: 'equal',
   '=': 'equal', s: 'skip', S: 'skip' };
@@ -103,7 +104,7 @@ function afterAnswer(data) {
 }
 
 async function loadNext() {
-  const data = await api('/api/next', { inspector: state.inspector });
+  const data = await api('/api/next', {});
   afterAnswer(data);
   showPair(data.pair);
 }
@@ -123,10 +124,10 @@ async function vote(choice) {
   setReady(false);
   flash(choice);
   try {
-    const data = await api('/api/vote', { inspector: state.inspector,
+    const data = await api('/api/vote', { lease: pair.lease,
       scene_id: pair.scene_id, pair_id: pair.pair_id,
       left_action: pair.left_action, right_action: pair.right_action,
-      choice, vote_id: randomId(), shown_at: pair.shown_at });
+      choice, vote_id: randomId() });
     afterAnswer(data);
     setStatus(`saved: ${LABELS[choice]}`);
     await loadNext();
@@ -142,7 +143,7 @@ async function undo() {
   if (state.busy || !state.inspector || state.undoVoteId === null) return;
   state.busy = true;
   try {
-    const body = { inspector: state.inspector };
+    const body = {};
     if (state.undoVoteId) body.vote_id = state.undoVoteId;
     const data = await api('/api/undo', body);
     afterAnswer(data);
@@ -163,23 +164,19 @@ function setJH(on) {
   localStorage.setItem(JH_KEY, on ? '1' : '0');
 }
 
-function askName() {
+function askToSignIn() {
   $('name-dialog').hidden = false;
-  $('inspector-name').value = state.inspector || '';
-  $('inspector-name').focus();
 }
 
 async function start(name) {
   state.inspector = name;
-  localStorage.setItem(NAME_KEY, name);
-  $('who-name').textContent = name;
   $('name-dialog').hidden = true;
   setStatus('');
   try {
     await loadNext();
   } catch (e) {
     setStatus(e.message, true);
-    if (/inspector/.test(e.message)) askName();
+    if (/signed in|personal link/.test(e.message)) askToSignIn();
   }
 }
 
@@ -203,21 +200,15 @@ function init() {
     b.addEventListener('click', () => vote(b.dataset.choice));
   }
   $('undo').addEventListener('click', undo);
-  $('change-name').addEventListener('click', askName);
   if ($('jh-toggle')) {
     $('jh-toggle').addEventListener('change', (e) => setJH(e.target.checked));
     setJH(localStorage.getItem(JH_KEY) === '1');
   }
-  $('name-form').addEventListener('submit', (e) => {
-    e.preventDefault();
-    const name = $('inspector-name').value.trim();
-    if (name) start(name);
-  });
   document.addEventListener('keydown', onKey);
   setReady(false);
   $('undo').disabled = true;
-  const saved = localStorage.getItem(NAME_KEY);
-  if (saved) start(saved); else askName();
+  const name = document.body.dataset.inspector;
+  if (name) start(name); else askToSignIn();
 }
 
 init();
