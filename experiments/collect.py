@@ -1,12 +1,15 @@
 """Collect pairwise preferences from human inspectors in the browser.
 
-  python launch.py --experiment=experiments/collect.py --workdir=/tmp/collect
+  python launch.py --experiment=experiments/collect.py --workdir=/tmp/collect \
+      --experiment.inspectors=ann,bob
   python launch.py --experiment=experiments/collect.py --workdir=DIR \
-      --experiment.port=9000 --experiment.overlap=0.25 \
-      --experiment.selection=disagreement \
+      --experiment.inspectors=ann,bob --experiment.port=9000 \
+      --experiment.overlap=0.25 --experiment.selection=disagreement \
       --experiment.ensemble_reward_workdir=DIR_OF_A_REWARD_RUN
 
-Prints the URL (default http://127.0.0.1:8765/). Each inspector enters a name,
+Prints one personal link per inspector (default server
+http://127.0.0.1:8765/; send each link to its inspector only: it signs them
+in, and nobody can vote or undo as someone else). Each inspector
 then sees two renderings of the phantom head side by side and answers with
 the arrow keys (left / right / down = equal), 's' (skip) or 'u' (undo).
 Votes go to DIR/preferences.sqlite at once; /results shows votes per
@@ -35,6 +38,9 @@ def get_config(arg=None):
   config.overlap = 0.2  # fraction of pairs that get a second inspector
   config.votes_target = 200  # per inspector, for the progress bar
   config.selection = 'random'  # 'random' | 'disagreement'
+  # Who may vote: each name gets a personal link (printed at start; the
+  # secret that signs them is <workdir>/ui_secret.key).
+  config.inspectors = 'inspector1'
   # Active querying (selection='disagreement'): a trained reward model's
   # workdir (all its seeds form the ensemble) or an .npy [M, A] of rewards.
   config.ensemble_reward_workdir = ''

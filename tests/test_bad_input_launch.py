@@ -107,3 +107,10 @@ def test_a_bug_keeps_its_traceback(tmp_path):
   run = _launch([f'--experiment={bug}'], tmp_path / 'w')
   assert run.returncode not in (0, 2)
   assert 'Traceback' in run.stderr
+
+
+def test_turntable_must_be_a_number_of_views(tmp_path):
+  run = _launch([f'--experiment={RENDER}', '--experiment.turntable=-3'],
+                tmp_path / 'w')
+  assert run.returncode == 2 and 'Traceback' not in run.stderr
+  assert 'error: turntable must be a number of views' in run.stderr

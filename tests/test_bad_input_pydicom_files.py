@@ -9,8 +9,11 @@ import warnings
 import numpy as np
 import pydicom.data
 import pytest
+from matplotlib.figure import Figure
 
 from rlhf_tf.data.dicom_io import DicomSeriesError, read_dicom_series
+from rlhf_tf.evaluation import volume_figures
+from rlhf_tf.render import histogram
 
 
 def test_every_bundled_pydicom_file_loads_or_is_refused_by_name(capsys):
@@ -45,3 +48,10 @@ def test_non_ct_loads_only_when_allowed(name):
   with pytest.warns(UserWarning, match='not Hounsfield units'):
     volume = read_dicom_series(path, allow_non_ct=True)
   assert volume.modality in ('MR', 'RTDOSE')
+  # Figures never call its values HU.
+  jh = histogram.joint_histogram(volume, bins=8)
+  assert jh.axes.unit == f'{volume.modality} value'
+  ax = Figure().add_subplot()
+  volume_figures.draw_jh(ax, jh)
+  assert 'HU' not in ax.get_xlabel() + ax.get_ylabel()
+  assert volume.modality in ax.get_xlabel()

@@ -13,6 +13,13 @@ from rlhf_tf.preferences import dataset
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import tensorboard
 from rlhf_tf.ui import app as app_lib
+from rlhf_tf.ui import auth
+
+KEYS = auth.InspectorKeys(b'human-votes-test-secret', ['ann', 'bob'])
+
+
+def signed_in(name):
+  return {'Authorization': f'Bearer {KEYS.token(name)}'}
 
 
 def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
@@ -22,17 +29,19 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
   workdir = str(tmp_path)
   store = dataset.open_store(config, workdir)
   scene = collect.default_scene(config, store)
-  app = app_lib.create_app(store.path, scene.render_png,
+  app = app_lib.create_app(store.path, scene.render_png, KEYS,
                            scene_ids=[scene.scene_id],
                            render_key=scene.render_key)
   client = app.test_client()
   shown = []
   for i, choice in enumerate(('left', 'right', 'equal')):
-    pair = client.post('/api/next', json=dict(inspector='ann')).json['pair']
+    pair = client.post('/api/next', json={},
+                       headers=signed_in('ann')).json['pair']
     r = client.post('/api/vote', json=dict(
-        inspector='ann', scene_id=pair['scene_id'], pair_id=pair['pair_id'],
+        scene_id=pair['scene_id'], pair_id=pair['pair_id'],
         left_action=pair['left_action'], right_action=pair['right_action'],
-        choice=choice, vote_id=f'vote-{i:08d}'))
+        choice=choice, vote_id=f'vote-{i:08d}', lease=pair['lease']),
+                    headers=signed_in('ann'))
     assert r.status_code == 200, r.json
     shown.append((pair['pair_id'], pair['left_action'],
                   pair['right_action'], choice))
@@ -83,12 +92,12 @@ def test_disagreement_selection_uses_the_trained_reward_checkpoints(tmp_path):
   assert np.all(np.isfinite(rewards))
   assert not np.allclose(rewards[0], rewards[1])  # two seeds, two models
   scene = collect.default_scene(config, store)
-  app = app_lib.create_app(store.path, scene.render_png,
+  app = app_lib.create_app(store.path, scene.render_png, KEYS,
                            scene_ids=[scene_id], render_key=scene.render_key,
                            selection='disagreement',
                            ensemble_rewards=collect.load_ensemble_rewards(
                                ui, store.path))
-  r = app.test_client().post('/api/next', json=dict(inspector='bob'))
+  r = app.test_client().post('/api/next', json={}, headers=signed_in('bob'))
   assert r.status_code == 200, r.json
   # The most disputed pair: the largest variance over the seeds of
   # sigmoid(r_a - r_b) among the pairs.

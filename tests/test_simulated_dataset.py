@@ -1,6 +1,8 @@
 """The simulated inspector on the default phantom scene, and the store it
 fills: tie rate, experts on top, re-runs add nothing twice."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -74,9 +76,16 @@ def test_simulate_job_fills_the_store_once(tmp_path):
              for i in range(len(provenance)))
   store.close()
   again = simulate.simulate_preferences(config, str(tmp_path))
-  assert scene_id not in again  # skipped: no vote is added twice
   store = dataset.open_store(config, str(tmp_path))
   assert len(store.training_examples(scene_id)) == config.pairs.num
+  # Skipped (no vote is added twice), and its summary is kept, not lost.
+  written = json.loads((tmp_path / 'simulate_summary.json').read_text())
+  assert again[scene_id] == first[scene_id] == written[scene_id]
+  # The recovery after a kill before the summary: recounted from the store.
+  (tmp_path / 'simulate_summary.json').unlink()
+  recount = simulate.simulate_preferences(config, str(tmp_path))[scene_id]
+  for k in ('votes', 'tie_rate', 'left', 'right'):
+    assert recount[k] == first[scene_id][k], k
 
 
 def test_a_store_made_from_another_config_is_refused(tmp_path):

@@ -128,7 +128,8 @@ def draw_jh_image(ax, image, axes=None, cmap='gray', title=None,
   if axes is None:
     xl, yl = 'intensity x (JH units)', 'gradient magnitude y (JH units)'
   else:
-    xl, yl = 'intensity (HU)', 'gradient magnitude (HU/mm)'
+    unit = getattr(axes, 'unit', 'HU')
+    xl, yl = f'intensity ({unit})', f'gradient magnitude ({unit}/mm)'
   if xlabel:
     ax.set_xlabel(xl, fontsize=LABEL_SIZE)
   if ylabel:

@@ -24,8 +24,8 @@ def draw_jh(ax, jh: JointHistogram, title: str = 'joint histogram'):
   extent = (a.hu_min, a.hu_max, 0.0, a.grad_max)
   ax.imshow(jh.image, origin='lower', extent=extent, aspect='auto',
             cmap='magma', interpolation='nearest')
-  ax.set_xlabel('intensity (HU)')
-  ax.set_ylabel('gradient magnitude (HU/mm)')
+  ax.set_xlabel(f'intensity ({a.unit})')
+  ax.set_ylabel(f'gradient magnitude ({a.unit}/mm)')
   ax.set_title(title)
   return ax
 
@@ -53,7 +53,7 @@ def orthogonal_slices_figure(volume: Volume, jh: JointHistogram,
     ax.set_title(title)
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
-  fig.colorbar(im, ax=axes[2], label='HU', fraction=0.046)
+  fig.colorbar(im, ax=axes[2], label=jh.axes.unit, fraction=0.046)
   draw_jh(axes[3], jh, 'joint histogram (log counts)')
   fig.suptitle(f'{volume.name}: {nz}x{ny}x{nx} voxels, spacing '
                f'{dz:.3g} x {dy:.3g} x {dx:.3g} mm (z, y, x)')

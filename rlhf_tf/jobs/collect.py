@@ -33,6 +33,7 @@ from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import predict
 from rlhf_tf.ui import app as app_lib
+from rlhf_tf.ui import auth
 
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
 
@@ -188,8 +189,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   store = store_lib.PreferenceStore(path)
   scene = (prepare_scene or default_scene)(config, store)
   store.close()
+  keys = auth.keys_for_store(path, config.inspectors)
   app = app_lib.create_app(
-      path, scene.render_png, scene_ids=[scene.scene_id],
+      path, scene.render_png, keys, scene_ids=[scene.scene_id],
       render_key=scene.render_key, jh_png=scene.jh_png,
       votes_target=config.votes_target, lease_seconds=config.lease_seconds,
       overlap=config.overlap, seed=config.seed, selection=config.selection,
@@ -201,18 +203,30 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   print(f'store: {path} (render key {scene.render_key})', flush=True)
   try:
     if config.serve_seconds > 0:
-      serve_for(app, config, config.serve_seconds)
+      serve_for(app, config, config.serve_seconds, keys)
     else:
+      print_links(keys, config.host, config.port)
       app_lib.serve(app, config.host, config.port, config.threads)
   finally:
     stop.set()
 
 
-def serve_for(app, config, seconds: float) -> None:
+def print_links(keys: auth.InspectorKeys, host: str, port: int) -> None:
+  """Each inspector's personal link (send it to them, and only them)."""
+  print('personal links (each signs one inspector in; keep them private):',
+        flush=True)
+  for name in keys.inspectors:
+    print(f'  {name}: {keys.link(f"http://{host}:{port}", name)}', flush=True)
+
+
+def serve_for(app, config, seconds: float, keys=None) -> None:
   """Serve for a fixed time, then stop (smoke runs, demos)."""
   import waitress  # pylint: disable=g-import-not-at-top
+  app_lib.check_bind(app, config.host)
   server = waitress.create_server(app, host=config.host, port=config.port,
                                   threads=config.threads)
+  if keys is not None:
+    print_links(keys, config.host, server.effective_port)
   print(f'rlhf_tf preference UI: http://{config.host}:{server.effective_port}/'
         f' for {seconds:g} s', flush=True)
   timer = threading.Timer(seconds, server.close)

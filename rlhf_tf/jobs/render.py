@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
 from rlhf_tf.data import sources
 from rlhf_tf.evaluation import volume_figures
+from rlhf_tf.input_error import ConfigError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon as polygon_lib
@@ -32,12 +33,11 @@ def _actions(config, scene) -> np.ndarray:
   if config.actions_file:
     return experts_lib.load_expert_actions(config.actions_file)
   if config.polygons:
-    out = []
-    for i, p in enumerate(config.polygons):
-      try:
-        out.append(polygon_lib.validate_polygon(p))
-      except polygon_lib.PolygonError as e:
-        raise ValueError(f'config.polygons[{i}]: {e}') from e
+    out = [polygon_lib.validate_polygon(p, name=f'config.polygons[{i}]')
+           for i, p in enumerate(config.polygons)]
+    if len({len(v) for v in out}) > 1:
+      raise ConfigError('config.polygons: every polygon needs the same '
+                        'number of vertices')
     return np.asarray(out, np.float32)
   return scene.experts[:1]
 
@@ -68,6 +68,9 @@ def turntable_views(scene, num_views: int) -> list:
 
 
 def run(config, workdir: str) -> list:
+  if not 0 <= config.turntable <= 360:
+    raise ConfigError(f'turntable must be a number of views in [0, 360] '
+                      f'(0 = none); got {config.turntable}')
   volume = sources.load_volume(config.volume)
   scene = scenes_lib.build_scene(volume.name, volume, config.histogram,
                                  config.render)

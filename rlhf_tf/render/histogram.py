@@ -35,6 +35,9 @@ class JHAxes:
   hu_min: float = flax.struct.field(pytree_node=False)
   hu_max: float = flax.struct.field(pytree_node=False)
   grad_max: float = flax.struct.field(pytree_node=False)  # HU/mm
+  # What the intensities are: 'HU' for CT; a non-CT volume (loaded with
+  # allow_non_ct) is labelled e.g. 'MR value' so no figure calls it HU.
+  unit: str = flax.struct.field(pytree_node=False, default='HU')
 
   def hu_to_x(self, hu):
     return (hu - self.hu_min) / (self.hu_max - self.hu_min)
@@ -113,6 +116,12 @@ def _percentile_from_histogram(values: np.ndarray, q: float,
   return (k + 1) * vmax / fine_bins
 
 
+def intensity_unit(volume: Volume) -> str:
+  """'HU' for CT, else e.g. 'MR value' (never HU for a non-CT volume)."""
+  modality = str(volume.modality or 'CT').upper()
+  return 'HU' if modality == 'CT' else f'{modality} value'
+
+
 def make_axes(volume: Volume, grad_mag: np.ndarray,
               hu_window: Optional[Sequence[float]] = None,
               grad_percentile: float = 99.5) -> JHAxes:
@@ -127,7 +136,7 @@ def make_axes(volume: Volume, grad_mag: np.ndarray,
   if grad_max <= 0.0:
     grad_max = 1.0  # A constant volume: any positive scale maps 0 to y = 0.
   return JHAxes(hu_min=float(hu_window[0]), hu_max=float(hu_window[1]),
-                grad_max=float(grad_max))
+                grad_max=float(grad_max), unit=intensity_unit(volume))
 
 
 def bin_counts(hu: np.ndarray, grad_mag: np.ndarray, axes: JHAxes,
