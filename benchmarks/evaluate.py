@@ -1,6 +1,6 @@
 """Benchmark: reward-model probing at paper size on CPU; prints one JSON.
 
-Default reward config (``train.get_config().model``) with random-init
+Default reward config (``train.default_config().model``) with random-init
 parameters (``init_params``) and a random --bins x --bins JH (default 256):
 
 - random_rewards: 20,000 uniform random actions scored (JH encoded once;
@@ -41,8 +41,8 @@ def main():
   ap.add_argument('--corner-chunk', type=int, default=65536)
   args = ap.parse_args()
 
-  config = train.get_config()
-  model = model_lib.model_from_config(config)
+  config = train.default_config()
+  model = model_lib.model_from_config(config.model)
   params = model_lib.init_params(model, jax.random.key(0), args.bins)
   jh = jax.random.uniform(jax.random.key(1), (args.bins, args.bins))
   base = jnp.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]])

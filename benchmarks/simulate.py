@@ -24,6 +24,7 @@ from rlhf_tf.data import phantom  # pylint: disable=wrong-import-position
 from rlhf_tf.preferences import actions  # pylint: disable=wrong-import-position
 from rlhf_tf.preferences import inspector  # pylint: disable=wrong-import-position
 from rlhf_tf.preferences import scenes  # pylint: disable=wrong-import-position
+from rlhf_tf.render import histogram  # pylint: disable=wrong-import-position
 
 
 def main():
@@ -33,10 +34,10 @@ def main():
   out = {'image_size': args.image_size, 'cpu_count': os.cpu_count()}
   t = time.perf_counter()
   volume = phantom.make_head_phantom(jax.random.key(0), (128, 128, 128))
-  render = scenes.default_render_config()
+  render = scenes.default_config()
   render.image_size = args.image_size
   scene = scenes.build_scene('bench', volume,
-                             scenes.default_histogram_config(), render)
+                             histogram.default_config(), render)
   d = actions.build_action_set(jax.random.key(1), scene.experts)
   pairs = actions.sample_pairs(jax.random.key(2), len(d), 4000)
   out['scene_setup_s'] = time.perf_counter() - t

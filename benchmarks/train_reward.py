@@ -104,11 +104,11 @@ def main():
   args = parser.parse_args()
 
   data = synthetic_data(args.bins, 100, 4000, 0.15)
-  config = train.get_config()
+  config = train.default_config()
   config.num_seeds = args.seeds
   config.losses = (args.loss,)
   config.num_epochs = args.epochs
-  model = model_lib.model_from_config(config)
+  model = model_lib.model_from_config(config.model)
   feat, act_feat = model_lib.shapes_summary(model, args.bins)
 
   with tempfile.TemporaryDirectory() as workdir:

@@ -10,13 +10,42 @@ reward. Evaluated on phantom 7 (never seen) and Cranium when fetched.
 Expected: the agent's mean action reaches >= 90 % of the expert TF's
 inspector score on the unseen phantom, far above the median random action
 (agent/summary.json), in <= 10 minutes on 2 CPU cores.
-Arg: '' | 'smoke'.
+Arg: '' | 'smoke' (reward_ce.py:smoke's scene and model, 4 PPO updates).
+Builds on reward_ce.py (the data and the reward model it trains).
 """
 
-from rlhf_tf.jobs import agent
+import ml_collections
+
+from rlhf_tf.agent import ppo
+from rlhf_tf.agent import warm_start
+from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  return agent.experiment_config(smoke=arg == 'smoke')
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  config = experiment_file.load_config(
+      'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
+      relative_to=__file__)
+  config.job = 'train_agent'
+  config.reward_workdir = ''  # '' = this workdir (trained here when absent)
+  config.agent = ml_collections.ConfigDict()
+  a = config.agent
+  a.train_seeds = (0, 1, 2)  # phantom seeds of the training scenes
+  a.eval_seeds = (7,)  # a phantom never seen in training
+  a.eval_cranium = True  # and Cranium, when it has been fetched
+  a.gold_image_size = 64  # the inspector's renderings during monitoring
+  a.ensemble = True  # conservative reward over the reward model's seeds
+  a.loss = 'ce'  # which trained reward model
+  a.seed = 0
+  a.monitor_every = 25  # PPO updates between inspector scores
+  a.num_random_eval = 16
+  a.warm_start = warm_start.default_config()  # behaviour cloning
+  a.ppo = ppo.default_config()  # includes the policy network (ppo.policy)
+  if arg.smoke:
+    a.train_seeds, a.eval_seeds, a.eval_cranium = (0,), (1,), False
+    a.gold_image_size, a.monitor_every, a.num_random_eval = 12, 2, 4
+    a.warm_start.num_steps = 20
+    a.ppo.num_updates, a.ppo.batch_per_scene = 4, 8
+    a.ppo.policy.pool_to, a.ppo.policy.features = 16, (4, 4)
+    a.ppo.policy.hidden = 16
+  return config

@@ -20,15 +20,20 @@ and reward_*.py): train on the human votes with
 `launch.py --experiment=experiments/reward_ce.py --workdir=DIR
  --experiment.data_source=human`.
 
-Arg: '' | 'smoke' (tiny scene, serves for 3 s on a free port, then stops).
+Arg: '' | 'smoke' (simulate.py:smoke's tiny scene, serves for 3 s on a free
+port, then stops). Builds on simulate.py.
 """
 
-from rlhf_tf.preferences import dataset
+from rlhf_tf.jobs import experiment_file
 from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
-  config = dataset.dataset_config()
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  # The scenes, actions and pairs of simulate.py (same ids as its votes).
+  config = experiment_file.load_config(
+      'simulate.py:smoke' if arg.smoke else 'simulate.py',
+      relative_to=__file__)
   config.job = 'collect'
   config.host = '127.0.0.1'
   config.port = 8765
@@ -46,14 +51,11 @@ def get_config(arg=None):
   config.ensemble_reward_workdir = ''
   config.ensemble_loss = 'ce'
   config.ensemble_rewards_path = ''
-  config.reward = train.get_config()  # the trained model's architecture
+  config.reward = train.default_config()  # the trained model's architecture
   config.prerender = True
   config.serve_seconds = 0.0  # 0 = until Ctrl-C
-  if arg == 'smoke':
-    dataset.shrink_for_smoke(config)
+  if arg.smoke:
     config.port = 0  # any free port
     config.serve_seconds = 3.0
     config.votes_target = 20
-  elif arg:
-    raise ValueError(f'unknown arg {arg!r} for collect; valid: smoke')
   return config

@@ -5,15 +5,23 @@
 DIR must hold reward/ from experiments/reward_ce.py, reward_nll.py or the
 quickstart (same dataset config), and preferences.sqlite. Writes
 DIR/evaluation/*.png and summary.json (see rlhf_tf/jobs/evaluate.py).
-Arg: '' | 'smoke' (trains a tiny model first so that it runs on its own).
+The config is the quickstart's (experiments/quickstart.py) with the job
+'evaluate'. With train_if_missing (set by 'smoke'), a workdir without a
+reward model gets one first (simulated votes, train_reward), so that the
+smoke run stands alone.
+Arg: '' | 'smoke' (quickstart.py:smoke, trains its tiny model first).
 """
 
-from rlhf_tf.jobs import quickstart
+from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  config = quickstart.experiment_config(smoke=arg == 'smoke')
-  config.job = 'quickstart' if arg == 'smoke' else 'evaluate'
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  config = experiment_file.load_config(
+      'quickstart.py:smoke' if arg.smoke else 'quickstart.py',
+      relative_to=__file__)
+  config.job = 'evaluate'
+  config.train_if_missing = False  # no <workdir>/reward: train it first
+  if arg.smoke:
+    config.train_if_missing = True
   return config

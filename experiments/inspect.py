@@ -14,19 +14,18 @@ Arg: '' (phantom) | 'cranium' | 'smoke' (a 24^3 phantom, 64 bins).
 import ml_collections
 
 from rlhf_tf.data import sources
+from rlhf_tf.jobs import experiment_file
 from rlhf_tf.render import histogram
 
 
 def get_config(arg=None):
+  arg = experiment_file.parse_arg(arg, cranium=False, smoke=False)
   config = ml_collections.ConfigDict()
   config.job = 'inspect'
   config.volume = sources.default_volume_config()
+  config.volume.source = 'cranium' if arg.cranium else 'phantom'
   config.histogram = histogram.default_config()
-  if arg == 'cranium':
-    config.volume.source = 'cranium'
-  elif arg == 'smoke':
+  if arg.smoke:
     config.volume.shape = (24, 24, 24)
     config.histogram.bins = 64
-  elif arg:
-    raise ValueError(f'unknown arg {arg!r} for inspect; valid: cranium, smoke')
   return config

@@ -15,33 +15,33 @@ accuracy over its own labelled pairs, Spearman rho vs the inspector over
 The Cranium fold trains on the phantoms only (phantoms -> real CT).
 Outputs: multiscene/summary.json, table.md, held_out.png.
 Args: '' | 'phantoms' (no Cranium) | 'smoke' (3 tiny phantoms, seconds).
+Builds on simulate.py (scenes, actions, pairs and inspector).
 Expected (2 CPU cores, <= 30 min): see the README's multiscene table.
 """
 
 import ml_collections
 
 from rlhf_tf.data import sample_fetch
-from rlhf_tf.jobs import reward as reward_job
-from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import inspector
+from rlhf_tf.jobs import experiment_file
 from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke', 'phantoms'):
-    raise ValueError(f'unknown arg {arg!r}; valid: phantoms, smoke')
-  config = dataset.dataset_config()
+  arg = experiment_file.parse_arg(arg, phantoms=False, smoke=False)
+  config = experiment_file.load_config(
+      'simulate.py:smoke' if arg.smoke else 'simulate.py',
+      relative_to=__file__)
   config.job = 'multiscene'
   config.scenes = 'phantom:0-7'
-  if arg in (None, '') and sample_fetch.cranium_path().is_file():
+  if not (arg.phantoms or arg.smoke) and sample_fetch.cranium_path().is_file():
     config.scenes += ',cranium'
   config.held_out = ''  # Comma-separated scene ids; '' = every scene.
   config.train_pool = ''  # Scenes a fold may train on; '' = all.
   config.render.image_size = 64
   config.actions.num_random = 200
   config.pairs.num = 2000
-  config.inspector = inspector.default_config()
-  config.reward = train.get_config()
+  # One L_C reward per fold (reward/train.py), trained on the other scenes.
+  config.reward = train.default_config()
   config.reward.losses = ('ce',)
   config.reward.num_seeds = 1
   config.reward.num_epochs = 30
@@ -49,11 +49,19 @@ def get_config(arg=None):
   config.eval = ml_collections.ConfigDict(dict(
       seed=0, num_gold=2000, gold_image_size=64, ascent_starts=32,
       ascent_steps=200, ascent_lr=0.01))
-  if arg == 'smoke':
-    dataset.shrink_for_smoke(config)
+  if arg.smoke:
     config.scenes = 'phantom:0-2'
-    reward_job.shrink_reward_for_smoke(config.reward)
-    config.reward.num_seeds = 1
+    config.render.image_size = 16
+    config.actions.num_random = 6
+    config.pairs.num = 60
+    config.reward.num_epochs = 2
+    config.reward.batch_size = 16
+    config.reward.model.conv_features = (4, 4, 4)
+    config.reward.model.strides = (2, 2, 2)
+    config.reward.model.input_pool = 1
+    config.reward.model.readout_pool = 1
+    config.reward.model.action_features = (8, 16)
+    config.reward.model.hidden = (16, 8)
     config.eval.update(dict(num_gold=16, gold_image_size=16,
                             ascent_starts=2, ascent_steps=3))
   return config

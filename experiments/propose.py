@@ -20,30 +20,39 @@ Expected with the quickstart's reward: about a minute on 2 CPU cores
 expert's on the unseen phantom (seed 7, the default volume).
 
 Args: '' (the quickstart's reward model and JH bins) | 'smoke' (every size
-tiny; trains its own smoke reward in the workdir first).
+tiny; trains its own smoke reward in the workdir first). Builds on
+reward_ce.py: the checkpoint must fit its config.reward.model and
+histogram.bins.
 """
 
+import ml_collections
+
 from rlhf_tf.agent import policy as policy_lib
-from rlhf_tf.jobs import propose
-from rlhf_tf.jobs import reward as reward_job
+from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  smoke = arg == 'smoke'
+  arg = experiment_file.parse_arg(arg, smoke=False)
   # The dataset / inspector / reward blocks of the reward's own training
   # config: the checkpoint must fit config.reward.model and histogram.bins.
-  config = reward_job.experiment_config(('ce',), smoke=smoke)
+  config = experiment_file.load_config(
+      'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
+      relative_to=__file__)
   config.job = 'propose'
   config.volume.seed = 7  # an unseen phantom (the quickstart trains on 0)
   config.reward_workdir = ''
   config.loss = 'ce'
-  config.train_reward_if_missing = smoke
+  config.train_reward_if_missing = False
   config.agent_workdir = ''
-  config.agent_policy = policy_lib.get_config()
-  config.update(propose.default_config())
-  if smoke:
+  config.agent_policy = policy_lib.default_config()
+  config.propose = ml_collections.ConfigDict(dict(
+      seed=0, ascent_starts=16, ascent_steps=150, reference_actions=256,
+      ascent_lr=0.01, ensemble_k=1.0, top_k=3, gold_image_size=64,
+      turntable_views=8, turntable_size=128))
+  config.baselines = ml_collections.ConfigDict(dict(
+      enabled=True, invesalius_dir='', slicer_files=(), num_random=32))
+  if arg.smoke:
+    config.train_reward_if_missing = True
     p = config.propose
     p.ascent_starts, p.ascent_steps, p.top_k = 4, 5, 2
     p.gold_image_size, p.turntable_views, p.turntable_size = 16, 2, 16

@@ -15,28 +15,24 @@ transparent. Args (comma-separated): cranium, turntable (12 views), smoke.
 import ml_collections
 
 from rlhf_tf.data import sources
+from rlhf_tf.jobs import experiment_file
 from rlhf_tf.preferences import scenes
+from rlhf_tf.render import histogram
 
 
 def get_config(arg=None):
+  arg = experiment_file.parse_arg(arg, cranium=False, turntable=False,
+                                  smoke=False)
   config = ml_collections.ConfigDict()
   config.job = 'render'
   config.volume = sources.default_volume_config()
-  config.histogram = scenes.default_histogram_config()
-  config.render = scenes.default_render_config()
+  config.volume.source = 'cranium' if arg.cranium else 'phantom'
+  config.histogram = histogram.default_config()
+  config.render = scenes.default_config()
   config.actions_file = ''
   config.polygons = ()  # e.g. (((0.35, 0.0), (1.0, 0.0), (1.0, 0.8), ...),)
-  config.turntable = 0
-  parts = [p for p in (arg or '').split(',') if p]
-  for part in parts:
-    if part == 'cranium':
-      config.volume.source = 'cranium'
-    elif part == 'turntable':
-      config.turntable = 12
-    elif part != 'smoke':
-      raise ValueError(f'unknown arg {part!r}; valid: cranium, turntable, '
-                       f'smoke')
-  if 'smoke' in parts:
+  config.turntable = 12 if arg.turntable else 0  # views around the head
+  if arg.smoke:
     config.volume.shape = (24, 24, 24)
     config.histogram.bins = 32
     config.render.image_size = 16

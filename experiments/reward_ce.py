@@ -7,13 +7,40 @@ simulated inspector (made first when the store in the workdir is empty; votes
 of real inspectors collected with experiments/collect.py into the same store
 are read the same way), 75 epochs, batch 128, Adam lr 1e-3, 3 seeds.
 Expected: held-out accuracy on decisive pairs >= 0.90 (reward/summary.json).
-Args: '' | 'smoke' (tiny scene, 2 epochs, 2 seeds).
+Args: '' | 'smoke' (simulate.py:smoke's tiny scene, 2 epochs, 2 seeds, a
+tiny model). reward_nll.py, quickstart.py and agent_ppo.py build on this file.
 """
 
-from rlhf_tf.jobs import reward
+from rlhf_tf.jobs import experiment_file
+from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  return reward.experiment_config(('ce',), smoke=arg == 'smoke')
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  # The data: simulate.py's scenes, actions, pairs and simulated inspector.
+  config = experiment_file.load_config(
+      'simulate.py:smoke' if arg.smoke else 'simulate.py',
+      relative_to=__file__)
+  config.job = 'train_reward'
+  config.data_source = ''  # '' = human and simulated | 'human' | 'simulated'
+  config.simulate_if_empty = True  # an empty store: simulated votes first
+  # The reward model (reward/model.py) and its training, paper sec. 3.
+  config.reward = train.default_config()
+  config.reward.losses = ('ce',)  # L_C, eq. 4
+  config.reward.num_seeds = 3
+  config.reward.num_epochs = 75
+  config.reward.batch_size = 128
+  config.reward.learning_rate = 1e-3
+  config.reward.held_out_fraction = 0.1  # the paper holds nothing out
+  config.reward.selection = 'paper'  # the seed with the highest train loss
+  if arg.smoke:
+    config.reward.num_seeds = 2
+    config.reward.num_epochs = 2
+    config.reward.batch_size = 16
+    config.reward.model.conv_features = (4, 4, 4)
+    config.reward.model.strides = (2, 2, 2)
+    config.reward.model.input_pool = 1
+    config.reward.model.readout_pool = 1
+    config.reward.model.action_features = (8, 16)
+    config.reward.model.hidden = (16, 8)
+  return config

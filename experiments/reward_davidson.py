@@ -9,13 +9,16 @@ parameter nu = softplus(raw) learned with each run (rlhf_tf/reward/losses.py).
 Expected: held-out accuracy on decisive pairs >= 0.90, and the learned
 tie_prob_at_equal = nu / (2 + nu) above the data's tie rate (ties happen at
 near-equal rewards) in reward/summary.json.
-Args: '' | 'smoke' (tiny scene, 2 epochs, 2 seeds).
+Args: '' | 'smoke' (reward_ce.py:smoke).
 """
 
-from rlhf_tf.jobs import reward
+from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  return reward.experiment_config(('davidson',), smoke=arg == 'smoke')
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  config = experiment_file.load_config(
+      'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
+      relative_to=__file__)
+  config.reward.losses = ('davidson',)  # ties as their own outcome
+  return config

@@ -4,13 +4,16 @@
 
 The same data and settings as experiments/reward_ce.py; ties are dropped from
 the loss. Expected: held-out accuracy on decisive pairs >= 0.90.
-Args: '' | 'smoke' (tiny scene, 2 epochs, 2 seeds).
+Args: '' | 'smoke' (reward_ce.py:smoke).
 """
 
-from rlhf_tf.jobs import reward
+from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  return reward.experiment_config(('nll',), smoke=arg == 'smoke')
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  config = experiment_file.load_config(
+      'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
+      relative_to=__file__)
+  config.reward.losses = ('nll',)  # L_L, eq. 5: ties dropped
+  return config

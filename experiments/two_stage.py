@@ -11,25 +11,23 @@ two-stage protocol (half the budget uniform; then 50 candidate actions the
 random ones, and the pairs it disagrees on most); L_C, 75 epochs, 3 seeds.
 Spearman rho of each seed's reward vs the inspector over 2,000 unseen random
 actions: label_protocols/summary.json and learning_curve.png.
-Args: '' | 'smoke' (tiny, seconds).
+Args: '' | 'smoke' (tiny, seconds). Builds on simulate.py.
 """
 
 import ml_collections
 
-from rlhf_tf.jobs import reward as reward_job
-from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import inspector
+from rlhf_tf.jobs import experiment_file
 from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'smoke'):
-    raise ValueError(f'unknown arg {arg!r}; valid: smoke')
-  config = dataset.dataset_config()
+  arg = experiment_file.parse_arg(arg, smoke=False)
+  config = experiment_file.load_config(
+      'simulate.py:smoke' if arg.smoke else 'simulate.py',
+      relative_to=__file__)
   config.job = 'label_protocols'
   config.render.image_size = 64
-  config.inspector = inspector.default_config()
-  config.reward = train.get_config()
+  config.reward = train.default_config()
   config.reward.losses = ('ce',)
   config.reward.held_out_fraction = 0.0  # Every label trains.
   config.reward.checkpoint_every_epochs = 75
@@ -37,9 +35,17 @@ def get_config(arg=None):
       seed=0, budgets=(500, 1000, 2000, 4000), num_gold=2000,
       num_candidates=5000, num_high=50, num_disagree=150,
       num_candidate_pairs=20000))
-  if arg == 'smoke':
-    dataset.shrink_for_smoke(config)
-    reward_job.shrink_reward_for_smoke(config.reward)
+  if arg.smoke:
+    config.render.image_size = 16
+    config.reward.num_seeds = 2
+    config.reward.num_epochs = 2
+    config.reward.batch_size = 16
+    config.reward.model.conv_features = (4, 4, 4)
+    config.reward.model.strides = (2, 2, 2)
+    config.reward.model.input_pool = 1
+    config.reward.model.readout_pool = 1
+    config.reward.model.action_features = (8, 16)
+    config.reward.model.hidden = (16, 8)
     config.reward.checkpoint_every_epochs = 2
     config.protocol.update(dict(budgets=(20, 40), num_gold=16,
                                 num_candidates=30, num_high=2,

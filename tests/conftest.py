@@ -1,4 +1,4 @@
-"""Collection rules shared by every test file.
+"""Collection rules and fixtures shared by every test file.
 
 tests/sharded/ needs several JAX devices, which on a CPU exist only when
 XLA_FLAGS=--xla_force_host_platform_device_count=N is set before JAX starts;
@@ -8,6 +8,23 @@ flag it is not collected (its tests would see one device).
 
 import os
 
+import pytest
+
+from rlhf_tf.jobs import experiment_file
+
+EXPERIMENTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments')
+
 if '--xla_force_host_platform_device_count' not in os.environ.get(
     'XLA_FLAGS', ''):
   collect_ignore = ['sharded']
+
+
+@pytest.fixture
+def smoke_config():
+  """name -> the ':smoke' config of experiments/<name>.py (every size tiny):
+  the tests run the experiments' own small configs."""
+  def load(name: str):
+    return experiment_file.load_config(
+        os.path.join(EXPERIMENTS, f'{name}.py:smoke'))
+  return load

@@ -147,7 +147,7 @@ def test_behaviour_cloning_moves_mode_to_expert():
   net = small_net()
   params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
   jh, experts = _bc_data()
-  config = warm_start.get_config()
+  config = warm_start.default_config()
   config.num_steps = 300
   config.lr = 1e-2
   err0 = warm_start.mode_error(net, params0, jh, experts)
@@ -169,7 +169,7 @@ def test_behaviour_cloning_learn_std_shrinks_std():
   net = small_net()
   params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
   jh, experts = _bc_data()
-  config = warm_start.get_config()
+  config = warm_start.default_config()
   config.num_steps = 300  # as above: the compiled fit is reused
   config.lr = 1e-2
   config.learn_std = True
@@ -182,8 +182,8 @@ def test_behaviour_cloning_rejects_bad_shapes():
   params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
   jh, experts = _bc_data()
   with pytest.raises(ValueError, match='vertices'):
-    warm_start.behaviour_clone(warm_start.get_config(), net, params0, jh,
+    warm_start.behaviour_clone(warm_start.default_config(), net, params0, jh,
                                experts[:, :, :3])
   with pytest.raises(ValueError, match='jh'):
-    warm_start.behaviour_clone(warm_start.get_config(), net, params0, jh[0],
+    warm_start.behaviour_clone(warm_start.default_config(), net, params0, jh[0],
                                experts)

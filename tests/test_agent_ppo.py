@@ -16,7 +16,7 @@ TARGET = jnp.array([0.75, 0.3])
 
 
 def small_config(**kw):
-  c = ppo.get_config()
+  c = ppo.default_config()
   c.policy.pool_to = 16
   c.policy.features = (4,)
   c.policy.hidden = 32

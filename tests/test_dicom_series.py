@@ -1,5 +1,6 @@
 """A folder tree of many DICOM series -> one scene per series."""
 
+import os
 import shutil
 
 import jax
@@ -10,6 +11,7 @@ import pytest
 from rlhf_tf.data import dicom_series
 from rlhf_tf.data import dicom_write
 from rlhf_tf.data import phantom
+from rlhf_tf.jobs import experiment_file
 from rlhf_tf.preferences import dataset
 
 SHAPE = (6, 10, 8)
@@ -89,8 +91,8 @@ def test_keeping_every_modality_adds_the_mr_series(tree):
 
 
 def _config(**fields):
-  config = dataset.dataset_config()
-  dataset.shrink_for_smoke(config)
+  config = experiment_file.load_config(os.path.join(
+      os.path.dirname(__file__), '..', 'experiments', 'simulate.py:smoke'))
   for name, value in fields.items():
     config[name] = value
   return config

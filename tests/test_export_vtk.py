@@ -20,6 +20,7 @@ from rlhf_tf.export import slicer
 from rlhf_tf.export import tables
 from rlhf_tf.export import vtk_script
 from rlhf_tf.preferences import scenes
+from rlhf_tf.render import histogram
 
 vtk = pytest.importorskip('vtk')
 vtk_render = pytest.importorskip('rlhf_tf.export.vtk_render')
@@ -28,10 +29,10 @@ vtk_render = pytest.importorskip('rlhf_tf.export.vtk_render')
 @pytest.fixture(scope='module')
 def phantom_scene():
   volume = phantom.make_head_phantom(jax.random.key(0), shape=(64, 64, 64))
-  cfg = scenes.default_render_config()
+  cfg = scenes.default_config()
   cfg.image_size = 96
   scene = scenes.build_scene('phantom64', volume,
-                             scenes.default_histogram_config(), cfg)
+                             histogram.default_config(), cfg)
   vertices = scene.experts[0]
   table = tables.polygon_table(vertices, scene.jh.axes, scene.bins,
                                scene.tau, scene.alpha_max,

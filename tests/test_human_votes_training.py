@@ -22,8 +22,9 @@ def signed_in(name):
   return {'Authorization': f'Bearer {KEYS.token(name)}'}
 
 
-def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
-  config = reward.experiment_config(('ce',), smoke=True)
+def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
+                                                         smoke_config):
+  config = smoke_config('reward_ce')
   config.simulate_if_empty = False
   config.data_source = 'human'
   workdir = str(tmp_path)
@@ -75,8 +76,9 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path):
   assert scalars['train_loss'] == pytest.approx(last['train_loss'], rel=1e-6)
 
 
-def test_disagreement_selection_uses_the_trained_reward_checkpoints(tmp_path):
-  config = reward.experiment_config(('ce',), smoke=True)
+def test_disagreement_selection_uses_the_trained_reward_checkpoints(
+    tmp_path, smoke_config):
+  config = smoke_config('reward_ce')
   config.reward.num_epochs = 1
   workdir = str(tmp_path)
   reward.train_reward(config, workdir)  # simulated votes, 2 seeds

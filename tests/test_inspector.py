@@ -11,6 +11,7 @@ from rlhf_tf.preferences import actions
 from rlhf_tf.preferences import inspector
 from rlhf_tf.preferences import scenes
 from rlhf_tf.preferences import tissues
+from rlhf_tf.render import histogram
 
 
 def test_first_differing_criterion_decides_and_all_close_is_equal():
@@ -90,9 +91,9 @@ def test_dense_soft_voxels_near_bone_count_as_bone_far_ones_as_artifacts():
 @functools.lru_cache(maxsize=None)
 def _small_scene():
   volume = phantom.make_head_phantom(jax.random.key(0), (40, 40, 40))
-  render = scenes.default_render_config()
+  render = scenes.default_config()
   render.image_size = 24
-  hist = scenes.default_histogram_config()
+  hist = histogram.default_config()
   hist.bins = 64
   return scenes.build_scene('small', volume, hist, render)
 

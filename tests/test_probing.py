@@ -11,6 +11,7 @@ import pytest
 from rlhf_tf.data import phantom
 from rlhf_tf.evaluation import probing
 from rlhf_tf.preferences import scenes
+from rlhf_tf.render import histogram
 from rlhf_tf.render import polygon as polygon_lib
 from rlhf_tf.reward import model as model_lib
 
@@ -20,10 +21,10 @@ BINS = 16
 @pytest.fixture(scope='module')
 def tiny():
   """(model, params, jh) of a tiny reward model on a 16 x 16 JH."""
-  cfg = ml_collections.ConfigDict({'model': dict(
+  cfg = ml_collections.ConfigDict(dict(
       conv_features=(4, 4, 4), kernel=3, strides=(2, 2, 2), input_pool=1,
       readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-      n_vertices=4)})
+      n_vertices=4))
   model = model_lib.model_from_config(cfg)
   # x2 on every leaf: the 5 action-path layers scale dr/da by ~2^5, so that
   # float32 finite differences resolve the gradient (PyTorch-style init gives
@@ -155,9 +156,9 @@ def test_reward_ascent_increases_rewards(tiny):
 @pytest.fixture(scope='module')
 def scene():
   volume = phantom.make_head_phantom(jax.random.key(0), (24, 24, 24))
-  hist = scenes.default_histogram_config()
+  hist = histogram.default_config()
   hist.bins = 32
-  render = scenes.default_render_config()
+  render = scenes.default_config()
   render.image_size = 12
   render.tau = 0.05  # smooth TF edges: finite differences are meaningful
   return scenes.build_scene('probe', volume, hist, render)

@@ -21,7 +21,7 @@ from rlhf_tf.reward import train
 
 
 def _tiny_reward_config(n_vertices=4):
-  cfg = train.get_config()
+  cfg = train.default_config()
   m = cfg.model
   m.conv_features, m.strides, m.input_pool, m.readout_pool = (4, 4), (2, 2), \
       1, 1
@@ -121,7 +121,7 @@ def test_ood_threshold_separates_phantoms_from_cranium():
 @pytest.fixture(scope='module')
 def small_scene():
   vol = phantom.make_head_phantom(jax.random.key(0), shape=(24, 24, 24))
-  render = scenes.default_render_config()
+  render = scenes.default_config()
   render.image_size = 16
   hist = histogram.default_config()
   hist.bins = 32

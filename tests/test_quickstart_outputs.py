@@ -10,8 +10,9 @@ FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
            'probing_gradients.png', 'ties_closer.png')
 
 
-def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path):
-  config = quickstart.experiment_config(smoke=True)
+def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path,
+                                                        smoke_config):
+  config = smoke_config('quickstart')
   quickstart.run(config, str(tmp_path))
   out = tmp_path / 'evaluation'
   for name in FIGURES:

@@ -112,8 +112,8 @@ def test_rejects_wrong_vertex_count(params):
 
 
 def test_default_model_sizes():
-  config = train.get_config()
-  m = model_lib.model_from_config(config)
+  config = train.default_config()
+  m = model_lib.model_from_config(config.model)
   feat, act = model_lib.shapes_summary(m, 256)
   assert (feat, act) == (512, 512)  # balanced image / action features
   p = model_lib.init_params(m, jax.random.PRNGKey(0), 256)

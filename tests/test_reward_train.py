@@ -14,6 +14,7 @@ import pytest
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import predict
 from rlhf_tf.reward import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +40,7 @@ def synthetic_task(num_pairs=400, seed=0):
 
 
 def tiny_config(**overrides):
-  c = train.get_config()
+  c = train.default_config()
   c.num_seeds = 2
   c.losses = ('ce',)
   c.num_epochs = 2
@@ -66,7 +67,7 @@ def reference(tmp_path_factory, task):
 
 
 def _params(workdir, loss='ce', seeds=2):
-  return [train.load_params(str(workdir), loss, k) for k in range(seeds)]
+  return [predict.load_params(str(workdir), loss, k) for k in range(seeds)]
 
 
 def _assert_trees_equal(a, b):
@@ -150,16 +151,16 @@ def test_learns_synthetic_task(tmp_path, task):
                  if s.isdigit())
   assert steps == [15, 20, 25]
   # predict_rewards: eval mode, chunked == one call of the model.
-  params = train.load_params(str(tmp_path), 'ce', 0)
-  model = model_lib.model_from_config(config)
+  params = predict.load_params(str(tmp_path), 'ce', 0)
+  model = model_lib.model_from_config(config.model)
   acts = np.random.default_rng(0).random((11, 4, 2)).astype(np.float32)
-  r = train.predict_rewards(params, config, task.jh[0], acts, chunk_size=4)
+  r = predict.predict_rewards(params, config, task.jh[0], acts, chunk_size=4)
   np.testing.assert_allclose(
       r, model.apply({'params': params}, task.jh[0], acts), rtol=1e-5,
       atol=1e-6)
   assert r.shape == (11,)
   many = np.random.default_rng(1).random((20000, 4, 2)).astype(np.float32)
-  r = train.predict_rewards(params, config, task.jh[1], many)
+  r = predict.predict_rewards(params, config, task.jh[1], many)
   assert r.shape == (20000,) and np.all(np.isfinite(r))
   np.testing.assert_allclose(
       r[-5:], model.apply({'params': params}, task.jh[1], many[-5:]),

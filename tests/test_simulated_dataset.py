@@ -23,7 +23,7 @@ def test_tie_rate_on_the_default_scene_is_the_papers():
   judged at 64^2 pixels: the criteria are averages over the image, so they
   match 256^2 renderings closely (Spearman 0.9998 measured). Paper: 613 /
   4,000 = 15 % ties; measured 13.9 % and 16.5 %."""
-  config = dataset.dataset_config()
+  config = dataset.default_config()
   spec = dataset.scene_specs(config)[0]
   volume = sources.load_volume(config.volume)
   render = config.render
@@ -55,10 +55,8 @@ def test_tie_rate_on_the_default_scene_is_the_papers():
   assert agree > 0.9
 
 
-def test_simulate_job_fills_the_store_once(tmp_path):
-  config = dataset.dataset_config()
-  dataset.shrink_for_smoke(config)
-  config.inspector = inspector.default_config()
+def test_simulate_job_fills_the_store_once(tmp_path, smoke_config):
+  config = smoke_config('simulate')
   first = simulate.simulate_preferences(config, str(tmp_path))
   scene_id = dataset.scene_specs(config)[0].scene_id
   assert first[scene_id]['votes'] == config.pairs.num
@@ -88,9 +86,8 @@ def test_simulate_job_fills_the_store_once(tmp_path):
     assert recount[k] == first[scene_id][k], k
 
 
-def test_a_store_made_from_another_config_is_refused(tmp_path):
-  config = dataset.dataset_config()
-  dataset.shrink_for_smoke(config)
+def test_a_store_made_from_another_config_is_refused(tmp_path, smoke_config):
+  config = smoke_config('simulate')
   store = dataset.open_store(config, str(tmp_path))
   spec = dataset.scene_specs(config)[0]
   dataset.ensure_scene(store, spec, config)

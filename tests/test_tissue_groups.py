@@ -13,6 +13,7 @@ from rlhf_tf.data.volume import make_volume
 from rlhf_tf.preferences import inspector
 from rlhf_tf.preferences import scenes
 from rlhf_tf.preferences import tissues
+from rlhf_tf.render import histogram
 
 SHAPE = (40, 40, 40)
 HOLDER = np.s_[5:30, 1:4, 2:9]  # A bar beside the face (Z, Y, X).
@@ -78,10 +79,10 @@ def test_specks_of_noise_outside_the_head_stay_what_their_hu_says():
 
 
 def _criteria(vol, vertices):
-  render = scenes.default_render_config()
+  render = scenes.default_config()
   render.image_size = 24
   render.azimuth, render.elevation = 0.0, 0.0  # The holder in front.
-  hist = scenes.default_histogram_config()
+  hist = histogram.default_config()
   hist.bins = 64
   scene = scenes.build_scene('s', vol, hist, render,
                              experts=np.zeros((1, 4, 2), np.float32))

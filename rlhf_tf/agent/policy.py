@@ -63,7 +63,7 @@ from rlhf_tf.render import polygon
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def get_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
   """Network hyper-parameters (CPU-cheap for a 256 x 256 JH)."""
   c = ml_collections.ConfigDict()
   c.n_vertices = 4  # paper §2: four corner points
@@ -134,7 +134,7 @@ class PolicyValueNet(nn.Module):
 
 
 def net_from_config(config: ml_collections.ConfigDict) -> PolicyValueNet:
-  """Builds the module from ``get_config()``-style fields."""
+  """Builds the module from ``default_config()``-style fields."""
   return PolicyValueNet(
       n_vertices=config.n_vertices, pool_to=config.pool_to,
       features=tuple(config.features), hidden=config.hidden,

@@ -63,7 +63,7 @@ _TRAIN, _EVAL = 0, 1  # purposes of the run key
 _SAMPLE, _SHUFFLE = 0, 1  # purposes of an update key
 
 
-def get_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.num_updates = 200
   c.batch_per_scene = 64  # actions sampled per scene per update (N)
@@ -78,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_grad_norm = 0.5
   c.ensemble_k = 1.0  # r_cons = mean - k * std over an [M, N] ensemble
   c.normalize_advantages = True
-  c.policy = policy_lib.get_config()
+  c.policy = policy_lib.default_config()
   return c
 
 
@@ -279,7 +279,7 @@ def train(config, key, jh, params_init, ref_params, reward_fn: Callable):
   under vmap / jit the caller should call check_finite.
 
   Args:
-    config: get_config() fields (config.policy builds the net).
+    config: default_config() fields (config.policy builds the net).
     key: PRNG key.
     jh: [S, B, B] joint histograms.
     params_init: initial policy parameters (usually the warm start).

@@ -46,7 +46,7 @@ from rlhf_tf.agent import policy as policy_lib
 from rlhf_tf.render import polygon
 
 
-def get_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.num_steps = 500  # full-batch Adam steps ("epochs": the batch is all data)
   c.lr = 3e-3
@@ -99,7 +99,7 @@ def behaviour_clone(config: ml_collections.ConfigDict, net, params, jh,
   """Fits the policy to expert polygons.
 
   Args:
-    config: ``get_config()`` fields (num_steps, lr, clip_eps, learn_std).
+    config: ``default_config()`` fields (num_steps, lr, clip_eps, learn_std).
     net: PolicyValueNet.
     params: initial policy parameters.
     jh: [S, B, B] joint histograms.

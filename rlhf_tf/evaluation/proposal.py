@@ -127,7 +127,7 @@ def load_ensemble(reward_workdir: str, reward_cfg, loss: str,
   if step is None:
     raise RewardWorkdirError(f'{ckpt}: no checkpoint saved yet')
   stacked = checkpointing.load_params(ckpt, step)
-  model = model_lib.model_from_config(reward_cfg)
+  model = model_lib.model_from_config(reward_cfg.model)
   loaded = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)[1:]), stacked)
   expected = _param_shapes(model, bins)
   if loaded != expected:

@@ -92,7 +92,7 @@ def held_out_numbers(params, reward_cfg, jh: np.ndarray, actions: np.ndarray,
     ascent_inspector_score, expert_inspector_score, ascent_relative,
     ascent_action.
   """
-  reward_model = model_lib.model_from_config(reward_cfg)
+  reward_model = model_lib.model_from_config(reward_cfg.model)
   r = predict.predict_rewards(params, reward_cfg, jh, actions)
   pairs = np.asarray(pairs)
   pm = metrics.pair_metrics(r[pairs[:, 0]], r[pairs[:, 1]], target)

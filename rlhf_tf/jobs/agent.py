@@ -44,38 +44,6 @@ from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import model as model_lib
 
 
-def default_agent_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.train_seeds = (0, 1, 2)
-  c.eval_seeds = (7,)
-  c.eval_cranium = True
-  c.gold_image_size = 64  # the inspector's renderings during monitoring
-  c.ensemble = True  # conservative reward over the reward model's seeds
-  c.loss = 'ce'  # which trained reward model
-  c.seed = 0
-  c.monitor_every = 25
-  c.num_random_eval = 16
-  c.warm_start = warm_start.get_config()
-  c.ppo = ppo.get_config()
-  return c
-
-
-def experiment_config(smoke: bool = False) -> ml_collections.ConfigDict:
-  config = reward_job.experiment_config(('ce',), smoke=smoke)
-  config.job = 'train_agent'
-  config.reward_workdir = ''  # '' = this workdir (trained here when absent)
-  config.agent = default_agent_config()
-  if smoke:
-    a = config.agent
-    a.train_seeds, a.eval_seeds, a.eval_cranium = (0,), (1,), False
-    a.gold_image_size, a.monitor_every, a.num_random_eval = 12, 2, 4
-    a.warm_start.num_steps = 20
-    a.ppo.num_updates, a.ppo.batch_per_scene = 4, 8
-    a.ppo.policy.pool_to, a.ppo.policy.features = 16, (4, 4)
-    a.ppo.policy.hidden = 16
-  return config
-
-
 def _reward_fn(config, reward_dir: str):
   """jittable (jh [B, B], actions [N, n, 2]) -> [M, N] (ensemble) or [N]."""
   loss, a = config.agent.loss, config.agent
@@ -86,7 +54,7 @@ def _reward_fn(config, reward_dir: str):
       seed = json.load(f)['selected'][loss]['seed']
     stacked = jax.tree_util.tree_map(lambda x: x[seed:seed + 1], stacked)
   stacked = jax.tree_util.tree_map(jnp.asarray, stacked)
-  model = model_lib.model_from_config(config.reward)
+  model = model_lib.model_from_config(config.reward.model)
 
   def one(params, jh, actions):
     return model_lib.score(model, params, model_lib.encode(model, params, jh),

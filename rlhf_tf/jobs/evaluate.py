@@ -1,8 +1,8 @@
 """Job `evaluate`: the paper's Fig. 2-4, numbers it lacks, gradient probing.
 
 Reads the trained reward models of <workdir>/reward (the run each loss's
-selection rule picked) and the first scene of the dataset config, and writes
-to <workdir>/evaluation:
+selection rule picked; trained first with config.train_if_missing) and the
+first scene of the dataset config, and writes to <workdir>/evaluation:
 
   fig2_reward_histograms.png  rewards of 20,000 random actions per loss
   fig3_corner_plots.png       reward of each vertex at every JH pixel, the
@@ -35,7 +35,6 @@ import time
 
 from absl import logging
 import jax
-import ml_collections
 import numpy as np
 
 from rlhf_tf.devices import distributed
@@ -46,21 +45,14 @@ from rlhf_tf.evaluation import figures_ties
 from rlhf_tf.evaluation import metrics
 from rlhf_tf.evaluation import probing
 from rlhf_tf.evaluation import tie_metrics
+from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import inspector as inspector_lib
-from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict
+from rlhf_tf.reward import train
 from rlhf_tf.render import polygon
-
-
-def default_eval_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      seed=0, tie_validation_fraction=0.5, num_random=20000, num_gold=2000,
-      gold_image_size=64,
-      num_eval_tfs=12, eval_candidates=60, ascent_starts=32,
-      ascent_steps=200, ascent_lr=0.01))
 
 
 def _selected_params(reward_dir: str):
@@ -91,8 +83,7 @@ def _heldout_numbers(config, workdir, params, model_cfg):
     _, data = from_store.dataset_preference_data(store, config)
   finally:
     store.close()
-  _, held = data_lib.split_pairs(data, float(config.reward.held_out_fraction),
-                                 int(config.reward.split_seed))
+  _, held = train.heldout_split(config.reward, data)
   out = {}
   for loss, p in params.items():
     rl, rr = [], []
@@ -188,9 +179,18 @@ def evaluate(config, workdir: str) -> dict:
   out_dir = os.path.join(workdir, 'evaluation')
   os.makedirs(out_dir, exist_ok=True)
   reward_dir = os.path.join(workdir, 'reward')
+  if not os.path.exists(os.path.join(reward_dir, 'summary.json')):
+    # Only experiments/evaluate.py sets train_if_missing (':smoke' does).
+    if not config.get('train_if_missing', False):
+      raise FileNotFoundError(
+          f'no trained reward model in {reward_dir}: run '
+          f'experiments/reward_ce.py or the quickstart with this workdir '
+          f'first, or set --experiment.train_if_missing=True')
+    logging.info('no reward model in %s: training one first', reward_dir)
+    reward_job.train_reward(config, workdir)
   params = _selected_params(reward_dir)
   model_cfg = config.reward
-  model = model_lib.model_from_config(model_cfg)
+  model = model_lib.model_from_config(model_cfg.model)
   store = dataset.open_store(config, workdir)
   spec = dataset.scene_specs(config)[0]
   scene = dataset.ensure_scene(store, spec, config).scene

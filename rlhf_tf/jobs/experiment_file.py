@@ -1,7 +1,11 @@
-"""Loading experiment files and checking `--experiment.a.b=v` overrides early.
+"""Experiment files: loading them, their `:arg`, early override checks.
 
-`ml_collections.config_flags` already rejects unknown keys, but deep inside
-absl's flag parsing; this check runs first and names the valid keys.
+An experiment file's `get_config(arg)` reads its `:arg` with `parse_arg`
+and may start from another experiment's config (`load_config(...,
+relative_to=__file__)`: reward_ce.py builds on simulate.py's data).
+`ml_collections.config_flags` rejects unknown `--experiment.a.b=v` keys, but
+deep inside absl's flag parsing; `check_override_keys` runs first and names
+the valid keys.
 """
 
 from __future__ import annotations
@@ -12,9 +16,18 @@ import os
 import ml_collections
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """`experiments/x.py[:arg]` -> the ConfigDict its get_config(arg) returns."""
+def load_config(spec: str, relative_to: str | None = None
+                ) -> ml_collections.ConfigDict:
+  """`experiments/x.py[:arg]` -> the ConfigDict its get_config(arg) returns.
+
+  Args:
+    spec: the file's path, then optionally `:` and its arg.
+    relative_to: a file whose folder a relative path starts from (an
+      experiment building on another passes its own `__file__`).
+  """
   path, _, arg = spec.partition(':')
+  if relative_to is not None:
+    path = os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'experiment file {path!r} not found')
   module_spec = importlib.util.spec_from_file_location(
@@ -22,6 +35,31 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def parse_arg(arg: str | None, **words: bool) -> ml_collections.ConfigDict:
+  """An experiment's `:arg`, comma-separated words, e.g. 'cranium,smoke'.
+
+  Args:
+    arg: what follows the `:` of `--experiment=x.py:arg` (None or '' = none).
+    **words: every word the experiment knows, with its default (False).
+
+  Returns:
+    A ConfigDict word -> bool, True for each word given.
+
+  Raises:
+    ValueError: naming an unknown word and the valid ones.
+  """
+  out = ml_collections.ConfigDict(dict(words))
+  for word in (arg or '').split(','):
+    word = word.strip()
+    if not word:
+      continue
+    if word not in words:
+      raise ValueError(f'unknown arg {word!r}; valid: '
+                       f'{", ".join(sorted(words))}')
+    out[word] = True
+  return out
 
 
 def check_override_keys(config: ml_collections.ConfigDict,

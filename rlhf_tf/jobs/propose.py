@@ -31,7 +31,6 @@ import time
 from absl import logging
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image
@@ -299,15 +298,3 @@ def _baselines(config, workdir, gold_scene, scene, best, say) -> dict:
       f'{best_bone["score"] if best_bone else float("nan"):.3f}, median '
       f'random {by_kind["random"]["score"]:.3f} ({len(presets)} presets)')
   return summary
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """config.propose / baselines blocks of experiments/propose.py."""
-  return ml_collections.ConfigDict(dict(
-      propose=dict(seed=0, ascent_starts=16, ascent_steps=150,
-                   reference_actions=256,
-                   ascent_lr=0.01, ensemble_k=1.0, top_k=3,
-                   gold_image_size=64, turntable_views=8,
-                   turntable_size=128),
-      baselines=dict(enabled=True, invesalius_dir='', slicer_files=(),
-                     num_random=32)))

@@ -12,34 +12,9 @@ import json
 import os
 import time
 
-import ml_collections
-
 from rlhf_tf.jobs import evaluate as evaluate_job
 from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.jobs import simulate as simulate_job
-
-# Random actions in D for the quickstart. The paper's 50 give a model that
-# ranks its own 100 actions well (held-out accuracy ~0.97) but unseen random
-# actions only fairly (Spearman ~0.6 against the inspector); 200, with the
-# same 4,000 preferences, give ~0.86 -- the paper's own suggestion (sec. 5:
-# "a larger number of actions"). experiments/quickstart.py:paper keeps 50.
-QUICKSTART_RANDOM_ACTIONS = 200
-
-
-def experiment_config(smoke: bool = False,
-                      paper_actions: bool = False) -> ml_collections.ConfigDict:
-  """The quickstart's config: dataset, inspector, three losses, evaluation."""
-  config = reward_job.experiment_config(('ce', 'nll', 'davidson'),
-                                       smoke=smoke)
-  config.job = 'quickstart'
-  config.eval = evaluate_job.default_eval_config()
-  if not (smoke or paper_actions):
-    config.actions.num_random = QUICKSTART_RANDOM_ACTIONS
-  if smoke:
-    config.eval.update(dict(num_random=500, num_gold=24, gold_image_size=16,
-                            eval_candidates=16, ascent_starts=4,
-                            ascent_steps=5))
-  return config
 
 
 def run(config, workdir: str) -> dict:

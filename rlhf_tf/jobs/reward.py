@@ -13,11 +13,9 @@ import json
 import os
 
 from absl import logging
-import ml_collections
 
 from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import train
 
@@ -50,31 +48,3 @@ def train_reward(config, workdir: str) -> dict:
   print(json.dumps({loss: s['final'] for loss, s in
                     summary['selected'].items()}, indent=2))
   return summary
-
-
-def experiment_config(losses, smoke: bool = False) -> ml_collections.ConfigDict:
-  """The config of a train_reward experiment (experiments/reward_*.py)."""
-  config = dataset.dataset_config()
-  config.job = 'train_reward'
-  config.data_source = ''  # '' = human and simulated | 'human' | 'simulated'
-  config.simulate_if_empty = True
-  config.inspector = inspector_lib.default_config()
-  config.reward = train.get_config()
-  config.reward.losses = tuple(losses)
-  if smoke:
-    dataset.shrink_for_smoke(config)
-    shrink_reward_for_smoke(config.reward)
-  return config
-
-
-def shrink_reward_for_smoke(reward: ml_collections.ConfigDict) -> None:
-  """2 epochs, 2 seeds, a tiny model."""
-  reward.num_epochs = 2
-  reward.num_seeds = 2
-  reward.batch_size = 16
-  reward.model.conv_features = (4, 4, 4)
-  reward.model.strides = (2, 2, 2)
-  reward.model.input_pool = 1
-  reward.model.readout_pool = 1
-  reward.model.action_features = (8, 16)
-  reward.model.hidden = (16, 8)

@@ -237,15 +237,15 @@ def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
                    pair_ids=np.asarray(ids, np.int64))
 
 
-def dataset_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
   """The dataset part shared by the simulate / reward / evaluation configs."""
   c = ml_collections.ConfigDict()
   c.store_path = ''  # '' = <workdir>/preferences.sqlite
   c.volume = sources.default_volume_config()
   c.scene_seeds = (0,)
   c.scenes = ''  # e.g. 'phantom:0-7,cranium' (see the module docstring)
-  c.histogram = scenes_lib.default_histogram_config()
-  c.render = scenes_lib.default_render_config()
+  c.histogram = histogram.default_config()
+  c.render = scenes_lib.default_config()
   c.actions = ml_collections.ConfigDict(dict(
       num_random=50, num_augmented=40, sigma=0.02, seed=0))
   c.pairs = ml_collections.ConfigDict(dict(num=4000, seed=0))
@@ -257,16 +257,6 @@ def dataset_config() -> ml_collections.ConfigDict:
 
 def store_path(config, workdir: str) -> str:
   return config.store_path or os.path.join(workdir, 'preferences.sqlite')
-
-
-def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
-  """Every size small: 24^3 phantom, 32 bins, 16^2 images, few actions."""
-  c.volume.shape = (24, 24, 24)
-  c.histogram.bins = 32
-  c.render.image_size = 16
-  c.actions.num_random = 6
-  c.actions.num_augmented = 4
-  c.pairs.num = 60
 
 
 def open_store(config, workdir: str) -> store_lib.PreferenceStore:

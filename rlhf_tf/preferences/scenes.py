@@ -40,13 +40,12 @@ from rlhf_tf.render import raymarch
 from rlhf_tf.render import transfer_function
 
 
-def default_render_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
+  """``config.render``: the view and TF settings of a scene's renderings."""
   return ml_collections.ConfigDict(dict(
       image_size=256, step_mm=0.0, tau=0.01, alpha_max=0.5, zoom=1.3,
       azimuth=0.0, elevation=10.0, shading=True))
 
-
-default_histogram_config = histogram.default_config
 
 
 def render_key(render_cfg: ml_collections.ConfigDict) -> str:

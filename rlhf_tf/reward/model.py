@@ -10,11 +10,11 @@ config):
   concat [f; g] -> Dense(hidden[0]) + ReLU -> Dense(hidden[i]) + ReLU ...
   -> linear Dense(1) = scalar reward r.
 
-Defaults (config.model) for a 256-bin JH, chosen to be cheap on CPU: pool 2
--> 128^2, 5x5 convs with 16/32/32 features and strides 4/2/2 -> 8x8x32,
-readout pool 2 -> F = 4*4*32 = 512 image features; action coordinates mapped
-to [-1, 1] then 8 -> 64 -> 512 (balanced with F, as §2 asks); hidden 256, 64;
-351,649 parameters.
+Defaults (``default_config``, the reward config's ``model``) for a 256-bin
+JH, chosen to be cheap on CPU: pool 2 -> 128^2, 5x5 convs with 16/32/32
+features and strides 4/2/2 -> 8x8x32, readout pool 2 -> F = 4*4*32 = 512
+image features; action coordinates mapped to [-1, 1] then 8 -> 64 -> 512
+(balanced with F, as §2 asks); hidden 256, 64; 351,649 parameters.
 
 The JH is encoded ONCE per scene: the model is split into
 
@@ -44,18 +44,31 @@ import jax.numpy as jnp
 import ml_collections
 
 
-class RewardModel(nn.Module):
-  """r_psi(JH, action) of Fig. 1; see the module docstring for the layout."""
+def default_config() -> ml_collections.ConfigDict:
+  """``config.model``: the sizes of the module docstring (351,649 parameters
+  for a 256-bin JH); ``model_from_config`` builds the model from it."""
+  return ml_collections.ConfigDict(dict(
+      conv_features=(16, 32, 32), kernel=5, strides=(4, 2, 2),
+      input_pool=2, readout_pool=2, action_features=(64, 512),
+      hidden=(256, 64), dropout=0.5, n_vertices=4))
 
-  conv_features: Sequence[int] = (16, 32, 32)
-  kernel: int = 5
-  strides: Sequence[int] = (4, 2, 2)
-  input_pool: int = 2
-  readout_pool: int = 2
-  action_features: Sequence[int] = (64, 512)
-  hidden: Sequence[int] = (256, 64)
-  dropout: float = 0.5
-  n_vertices: int = 4
+
+class RewardModel(nn.Module):
+  """r_psi(JH, action) of Fig. 1; see the module docstring for the layout.
+
+  Sizes have no defaults here: they come from a ``config.model`` block
+  (``default_config``, via ``model_from_config``).
+  """
+
+  conv_features: Sequence[int]
+  kernel: int
+  strides: Sequence[int]
+  input_pool: int
+  readout_pool: int
+  action_features: Sequence[int]
+  hidden: Sequence[int]
+  dropout: float
+  n_vertices: int
 
   def setup(self):
     if len(self.strides) != len(self.conv_features):
@@ -153,9 +166,9 @@ class RewardModel(nn.Module):
     return self.score(self.encode_jh(jh, train), actions)
 
 
-def model_from_config(config: ml_collections.ConfigDict) -> RewardModel:
-  """RewardModel from ``config.model`` (tuples coerced; hashable module)."""
-  m = config.model
+def model_from_config(m: ml_collections.ConfigDict) -> RewardModel:
+  """RewardModel from a ``config.model`` block (tuples coerced, so the
+  module is hashable and a static jit argument)."""
   return RewardModel(
       conv_features=tuple(int(f) for f in m.conv_features),
       kernel=int(m.kernel), strides=tuple(int(s) for s in m.strides),

@@ -47,7 +47,7 @@ def predict_rewards(params, config, jh, actions, chunk_size=None
   (default config.predict_chunk), the last chunk zero-padded so that one
   compiled program serves every N (e.g. the 20,000 actions of Fig. 2).
   """
-  model = model_lib.model_from_config(config)
+  model = model_lib.model_from_config(config.model)
   chunk = int(chunk_size or config.predict_chunk)
   actions = np.asarray(actions, np.float32)
   if np.ndim(jh) != 2 or actions.ndim != 3:

@@ -60,13 +60,12 @@ from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import losses as losses_lib
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import tensorboard
-from rlhf_tf.reward.predict import load_params, predict_rewards  # noqa: F401
 
 _INIT, _SHUFFLE, _DROPOUT = 0, 1, 2
 SELECTION_RULES = ('paper', 'heldout_accuracy')
 
 
-def get_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
   """Paper settings (§3): 75 epochs, batch 128, Adam lr 1e-3, 3 runs/loss."""
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -83,10 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_to_keep = 3
   c.async_checkpointing = False
   c.predict_chunk = 4096
-  c.model = ml_collections.ConfigDict(dict(
-      conv_features=(16, 32, 32), kernel=5, strides=(4, 2, 2),
-      input_pool=2, readout_pool=2, action_features=(64, 512),
-      hidden=(256, 64), dropout=0.5, n_vertices=4))
+  c.model = model_lib.default_config()
   return c
 
 
@@ -388,6 +384,18 @@ def select_run(rows_by_seed: List[List[dict]], rule: str) -> int:
   return int(np.argmax(finals))
 
 
+def heldout_split(config: ml_collections.ConfigDict,
+                  data: data_lib.PreferenceData
+                  ) -> tuple[data_lib.PreferenceData,
+                             data_lib.PreferenceData | None]:
+  """(train, held-out or None) pairs of ``data``: the one split every run and
+  the evaluation use (``config.held_out_fraction``, ``config.split_seed``)."""
+  if float(config.held_out_fraction) > 0:
+    return data_lib.split_pairs(data, float(config.held_out_fraction),
+                                int(config.split_seed))
+  return data, None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        data: data_lib.PreferenceData) -> dict:
   """Trains every loss x seed (resuming from checkpoints), writes summary.json.
@@ -403,15 +411,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   for name in config.losses:
     losses_lib.get_loss(name)
   data = data_lib.validate(data)
-  model = model_lib.model_from_config(config)
+  model = model_lib.model_from_config(config.model)
   if data.num_vertices != model.n_vertices:
     raise ValueError(f'data has {data.num_vertices}-vertex actions, config '
                      f'model.n_vertices = {model.n_vertices}')
-  if float(config.held_out_fraction) > 0:
-    train_np, held_np = data_lib.split_pairs(
-        data, float(config.held_out_fraction), int(config.split_seed))
-  else:
-    train_np, held_np = data, None
+  train_np, held_np = heldout_split(config, data)
   to_jax = lambda d: jax.tree_util.tree_map(jnp.asarray, d)
   train_data = to_jax(train_np)
   held_data = to_jax(held_np) if held_np is not None else None

@@ -15,10 +15,10 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.fixture(scope='module')
 def tiny():
-  cfg = ml_collections.ConfigDict({'model': dict(
+  cfg = ml_collections.ConfigDict(dict(
       conv_features=(4, 4, 4), kernel=3, strides=(2, 2, 2), input_pool=1,
       readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-      n_vertices=4)})
+      n_vertices=4))
   model = model_lib.model_from_config(cfg)
   params = model_lib.init_params(model, jax.random.key(0), BINS)
   jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))

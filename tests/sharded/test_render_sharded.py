@@ -7,6 +7,7 @@ import numpy as np
 
 from rlhf_tf.data import phantom
 from rlhf_tf.preferences import scenes
+from rlhf_tf.render import histogram
 from rlhf_tf.render import polygon
 
 ATOL = 1e-6  # float32 rounding; values in [0, 1]
@@ -15,9 +16,9 @@ ATOL = 1e-6  # float32 rounding; values in [0, 1]
 @functools.lru_cache(maxsize=None)
 def _scene():
   volume = phantom.make_head_phantom(jax.random.key(0), (24, 24, 24))
-  hist = scenes.default_histogram_config()
+  hist = histogram.default_config()
   hist.bins = 32
-  render = scenes.default_render_config()
+  render = scenes.default_config()
   render.image_size = 12
   return scenes.build_scene('sharded', volume, hist, render)
 
