@@ -33,7 +33,7 @@ def _tiny_reward_config(n_vertices=4):
 def reward_workdir(tmp_path_factory):
   """A hand-made 2-seed checkpoint of a tiny model on 16-bin JHs."""
   root = tmp_path_factory.mktemp('reward_root')
-  model = model_lib.model_from_config(_tiny_reward_config())
+  model = model_lib.model_from_config(_tiny_reward_config().model)
   keys = jax.random.split(jax.random.key(3), 2)
   params = jax.vmap(lambda k: model_lib.init_params(model, k, 16))(keys)
   params = jax.tree_util.tree_map(np.asarray, params)
