@@ -450,7 +450,7 @@ def _absent_actions(tmp):
 
 def render_case(key, value):
   def build(tmp):
-    cfg = scenes.default_render_config()
+    cfg = scenes.default_config()
     cfg[key] = value
     return lambda: scenes.check_render_config(cfg)
   case('config', f'render.{key}={value!r}', ConfigError, f'render.{key}')(
