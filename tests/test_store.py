@@ -142,7 +142,8 @@ def test_votes_undo_effective_votes_and_targets(filled):
   assert [v.event_id for v in s.effective_votes(inspector='ann')] == [
       e_left, e_right]
   assert s.vote_counts() == dict(events=6, votes=5, undone=1, left=1,
-                                 right=1, equal=1, skip=1, effective=3)
+                                 right=1, equal=1, both_bad=0, skip=1,
+                                 effective=3)
   assert s.judged_pairs('ann') == {(SCENE, pairs[(0, 1)]),
                                    (SCENE, pairs[(2, 3)]),
                                    (SCENE, pairs[(0, 5)])}
@@ -186,7 +187,7 @@ def test_repeated_votes_all_count_unless_latest_only(filled):
     (dict(left_action=3), r'shown actions \(3, 1\) do not match pair 0'),
     (dict(right_action=0), r'shown actions \(0, 0\) do not match'),
     (dict(choice='maybe'),
-     "choice must be one of left, right, equal, skip; got 'maybe'"),
+     "choice must be one of left, right, equal, both_bad, skip; got 'maybe'"),
     (dict(inspector=''), 'inspector must be a non-empty string'),
     (dict(inspector=None), 'inspector must be a non-empty string'),
     (dict(source='robot'),

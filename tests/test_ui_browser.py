@@ -78,13 +78,16 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
       assert page.url == url + '/'
       assert page.inner_text('#who-name') == 'Dr. Keys'
       ready = '#stage[data-ready="1"]'
-      for key in ('ArrowLeft', 'ArrowRight', 'ArrowDown'):
+      for key in ('ArrowLeft', 'ArrowRight', 'ArrowDown', 'b'):
         page.wait_for_selector(ready, timeout=10_000)
         page.keyboard.press(key)
       page.wait_for_selector(ready, timeout=10_000)
+      page.click('button[data-choice="both_bad"]')  # the button, too
+      page.wait_for_selector(ready, timeout=10_000)
       page.wait_for_function(
           "document.getElementById('progress-text').textContent"
-          ".startsWith('3 /')", timeout=10_000)
+          ".startsWith('5 /')", timeout=10_000)
+      assert 'saved: both bad' in page.inner_text('#status')
       # The page fits 1280x800 without scrolling.
       assert page.evaluate('document.documentElement.scrollHeight') <= 800
       assert page.evaluate('document.documentElement.scrollWidth') <= 1280
@@ -105,7 +108,8 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
   with PreferenceStore(path) as s:
     votes = s.effective_votes()
   assert [(v.inspector, v.choice) for v in votes] == [
-      ('Dr. Keys', 'left'), ('Dr. Keys', 'right'), ('Dr. Keys', 'equal')]
+      ('Dr. Keys', 'left'), ('Dr. Keys', 'right'), ('Dr. Keys', 'equal'),
+      ('Dr. Keys', 'both_bad'), ('Dr. Keys', 'both_bad')]
   assert all(v.shown_at is not None and v.answered_at >= v.shown_at
              for v in votes)
-  assert len({v.pair_id for v in votes}) == 3
+  assert len({v.pair_id for v in votes}) == 5

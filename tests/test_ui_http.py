@@ -504,6 +504,35 @@ def test_results_and_kappa_against_a_hand_computation(env):
   assert results_lib.cohen_kappa(['a', 'b'], ['a', 'b']) == pytest.approx(1)
 
 
+def test_both_bad_is_kept_apart_from_equal(env):
+  """'both_bad' is its own stored answer, results category and export
+  value; both kinds count as ties in the tie rate."""
+  path, _, _, factory = env
+  c = factory()
+  pairs = list(itertools.combinations(range(6), 2))[:2]
+  for who, answers in (('ann', ('equal', 'both_bad')),
+                       ('bob', ('both_bad', 'both_bad'))):
+    for pid, ((lo, hi), choice) in enumerate(zip(pairs, answers)):
+      vote(c, who, dict(scene_id=SCENE, pair_id=pid, left_action=lo,
+                        right_action=hi), choice)
+  r = c.get('/api/results').json
+  assert (r['votes'], r['equal'], r['both_bad']) == (4, 1, 3)
+  assert r['tie_rate'] == pytest.approx(1.0)
+  by = {i['inspector']: i for i in r['inspectors']}
+  assert (by['ann']['equal'], by['ann']['both_bad']) == (1, 1)
+  # equal vs both_bad on pair 0 is a disagreement; pair 1 agrees.
+  assert r['agreement']['pooled']['percent'] == pytest.approx(50.0)
+  with PreferenceStore(path) as s:
+    assert [v.choice for v in s.effective_votes()] == [
+        'equal', 'both_bad', 'both_bad', 'both_bad']
+  rows = [json.loads(line) for line in
+          c.get('/export.jsonl').data.decode().splitlines()]
+  assert sorted(row['choice'] for row in rows if row['type'] == 'vote') == [
+      'both_bad', 'both_bad', 'both_bad', 'equal']
+  page = c.get('/results')
+  assert page.status_code == 200 and b'Both bad' in page.data
+
+
 def test_export_jsonl(env):
   _, _, _, factory = env
   c = factory()
@@ -520,5 +549,6 @@ def test_pages_render(env):
   c = env[3](jh_png=lambda *a: tiny_png())
   page = c.get('/')
   assert page.status_code == 200 and b'jh-toggle' in page.data
+  assert b'data-choice="both_bad"' in page.data  # the "Both bad" button
   assert c.get('/static/app.js').status_code == 200
   assert c.get('/healthz').json == {'ok': True}

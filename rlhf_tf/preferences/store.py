@@ -14,7 +14,9 @@ Durability and concurrency
   a new ``PreferenceStore`` in each worker process.
 - ``PRAGMA user_version`` holds the schema version; opening a store with
   another version, or a SQLite file that is not a preference store, raises
-  ``SchemaError`` and leaves the file untouched. Opening never truncates.
+  ``SchemaError`` and leaves the file untouched. Opening never truncates. A
+  version-1 store (before the 'both_bad' choice) is migrated to version 2 in
+  one transaction when opened; every row is kept.
 
 Conventions
 - Timestamps (``created``, ``shown_at``, ``answered_at``) are unix seconds
@@ -49,10 +51,11 @@ from rlhf_tf.preferences.store_schema import (  # re-exported: the public API
     VoteError, check_int, check_one_of, check_text, check_vertices, dumps,
     insert_row, open_connection)
 from rlhf_tf.preferences.store_votes import (  # re-exported: the public API
-    TARGETS, Example, VoteEvent, VoteLog, split_examples)
+    BOTH_BAD_RULES, TARGETS, Example, VoteEvent, VoteLog, split_examples)
 
 __all__ = [
-    'CHOICES', 'PROVENANCES', 'SCHEMA_VERSION', 'SOURCES', 'TARGETS',
+    'BOTH_BAD_RULES', 'CHOICES', 'PROVENANCES', 'SCHEMA_VERSION', 'SOURCES',
+    'TARGETS',
     'Action', 'ActionError', 'Example', 'ImageError', 'ImportConflictError',
     'Pair', 'PairError', 'PreferenceStore', 'SceneError', 'SchemaError',
     'StoreError', 'VoteError', 'VoteEvent', 'split_examples']

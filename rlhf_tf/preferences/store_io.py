@@ -135,8 +135,9 @@ def _read_lines(path) -> list:
         raise ImportConflictError(f'{path} line {n}: not JSON ({e})') from e
       kind = obj.get('type') if isinstance(obj, dict) else None
       if kind == 'header':
+        # A version-1 export is valid in version 2 (it lacks 'both_bad').
         if obj.get('format') != FORMAT or obj.get(
-            'schema_version') != SCHEMA_VERSION:
+            'schema_version') not in (1, SCHEMA_VERSION):
           raise ImportConflictError(
               f'{path} line {n}: expected format {FORMAT!r} version '
               f'{SCHEMA_VERSION}; got {obj.get("format")!r} version '

@@ -15,9 +15,14 @@ import numpy as np
 
 from rlhf_tf.input_error import InputError
 
-SCHEMA_VERSION = 1
+# Version 2 adds the choice 'both_bad' (version-1 stores are migrated when
+# opened, see _migrate_v1_to_v2).
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
-CHOICES = ('left', 'right', 'equal', 'skip')
+# An inspector's answers: one side better, 'equal' (about the same), or
+# 'both_bad' (neither is acceptable: a tie of two failures, stored apart from
+# 'equal' so training and analyses can tell them apart), or 'skip'.
+CHOICES = ('left', 'right', 'equal', 'both_bad', 'skip')
 SOURCES = ('human', 'simulated')
 PROVENANCES = ('random', 'expert', 'augmented', 'learned', 'user')
 
@@ -90,7 +95,8 @@ CREATE TABLE IF NOT EXISTS votes (
   pair_id INTEGER NOT NULL,
   left_action INTEGER NOT NULL,
   right_action INTEGER NOT NULL,
-  choice TEXT CHECK (choice IN ('left', 'right', 'equal', 'skip')),
+  choice TEXT CHECK (choice IN ('left', 'right', 'equal', 'both_bad',
+                                 'skip')),
   undoes_event_id INTEGER UNIQUE REFERENCES votes (event_id),
   inspector TEXT NOT NULL CHECK (length(inspector) > 0),
   source TEXT NOT NULL CHECK (source IN ('human', 'simulated')),
@@ -178,7 +184,7 @@ def open_connection(path: Path) -> sqlite3.Connection:
   problem = None
   if version == 0 and n_tables:
     problem = 'is a SQLite database but not a preference store'
-  elif version not in (0, SCHEMA_VERSION):
+  elif version not in (0, 1, SCHEMA_VERSION):
     problem = (f'has schema version {version}, this code reads version '
                f'{SCHEMA_VERSION} (no migration available)')
   if problem:
@@ -201,7 +207,60 @@ def open_connection(path: Path) -> sqlite3.Connection:
         conn.execute('ROLLBACK')
       conn.close()
       raise
+  elif version == 1:
+    try:
+      _migrate_v1_to_v2(conn)
+    except sqlite3.Error as e:
+      conn.close()
+      raise SchemaError(f'{path}: migrating schema version 1 to 2 failed '
+                        f'({e}); nothing was changed') from e
   return conn
+
+
+def _sql_statements(script: str) -> list:
+  """The statements of an SQL script (trigger bodies kept whole)."""
+  out, buf = [], ''
+  for line in script.splitlines(keepends=True):
+    buf += line
+    if sqlite3.complete_statement(buf):
+      out.append(buf.strip())
+      buf = ''
+  return out
+
+
+def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
+  """Version 1 -> 2 in one transaction: the votes table gets the 'both_bad'
+  choice. SQLite cannot change a CHECK constraint, so the table is rebuilt
+  as sqlite.org/lang_altertable.html (section 7) describes: a new table,
+  every row copied (event ids kept), the old one dropped, the new renamed,
+  its indexes and triggers made again, the foreign keys checked. Another
+  process that migrated first leaves nothing to do."""
+  votes_sql = _sql_statements(
+      SCHEMA_SQL[SCHEMA_SQL.index('CREATE TABLE IF NOT EXISTS votes ('):])
+  cols = ', '.join(TABLES['vote'][2])
+  conn.execute('PRAGMA foreign_keys = OFF')  # a no-op inside a transaction
+  try:
+    conn.execute('BEGIN IMMEDIATE')
+    try:
+      if conn.execute('PRAGMA user_version').fetchone()[0] == 1:
+        conn.execute(votes_sql[0].replace('EXISTS votes (',
+                                          'EXISTS votes_v2 (', 1))
+        conn.execute(f'INSERT INTO votes_v2 ({cols}) SELECT {cols} FROM votes')
+        conn.execute('DROP TABLE votes')
+        conn.execute('ALTER TABLE votes_v2 RENAME TO votes')
+        for statement in votes_sql[1:]:
+          conn.execute(statement)
+        broken = conn.execute('PRAGMA foreign_key_check').fetchall()
+        if broken:
+          raise sqlite3.IntegrityError(f'foreign keys broken: {broken[:3]}')
+        conn.execute('PRAGMA user_version = 2')
+      conn.execute('COMMIT')
+    except BaseException:
+      if conn.in_transaction:
+        conn.execute('ROLLBACK')
+      raise
+  finally:
+    conn.execute('PRAGMA foreign_keys = ON')
 
 
 # ---------------------------------------------------------------- validation

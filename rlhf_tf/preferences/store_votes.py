@@ -26,7 +26,10 @@ from rlhf_tf.preferences.store_schema import (
     check_text, check_vote_row, insert_row)
 
 # mu of eq. (4): the probability mass on the left rendering; ties (1/2, 1/2).
-TARGETS = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
+# 'both_bad' is a tie of two failures: 1/2 when training treats it as a tie
+# (training_examples' both_bad='tie', the default), else dropped.
+TARGETS = {'left': 1.0, 'right': 0.0, 'equal': 0.5, 'both_bad': 0.5}
+BOTH_BAD_RULES = ('tie', 'drop')
 
 
 class VoteEvent(NamedTuple):
@@ -115,7 +118,8 @@ class VoteLog:
                   source: str = 'human', session: Optional[str] = None,
                   shown_at: Optional[float] = None,
                   answered_at: Optional[float] = None) -> int:
-    """Append one answer (left, right, equal or skip); its event id."""
+    """Append one answer (a CHOICES entry: left, right, equal, both_bad or
+    skip); its event id."""
     row = dict(kind='vote', scene_id=scene_id, pair_id=pair_id,
                left_action=left_action, right_action=right_action,
                choice=choice, undoes_event_id=None, inspector=inspector,
@@ -243,8 +247,8 @@ class VoteLog:
 
   def vote_counts(self, scene_id: Optional[str] = None) -> dict:
     """Totals: 'events' (log rows), 'votes' (vote events), 'undone' (votes
-    withdrawn by an undo), and of the rest 'skip', 'left', 'right', 'equal'
-    and 'effective' (left + right + equal)."""
+    withdrawn by an undo), and of the rest 'skip', 'left', 'right', 'equal',
+    'both_bad' and 'effective' (left + right + equal + both_bad)."""
     where, params = ('', ())
     if scene_id is not None:
       where, params = 'WHERE scene_id = ?', (scene_id,)
@@ -259,7 +263,8 @@ class VoteLog:
         f"SELECT v.choice, count(*) FROM votes v WHERE v.kind = 'vote' "
         f'{and_scene} AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
         f'u.undoes_event_id = v.event_id) GROUP BY v.choice', params))
-    counts['effective'] = counts['left'] + counts['right'] + counts['equal']
+    counts['effective'] = (counts['left'] + counts['right']
+                           + counts['equal'] + counts['both_bad'])
     return counts
 
   def judged_pairs(self, inspector: str,
@@ -273,10 +278,14 @@ class VoteLog:
   def training_examples(self, scene_id: Optional[str] = None,
                         source: Optional[str] = None,
                         inspector: Optional[str] = None,
-                        latest_only: bool = False) -> list[Example]:
+                        latest_only: bool = False,
+                        both_bad: str = 'tie') -> list[Example]:
     """(scene_id, left_action, right_action, target) per effective vote:
-    target 1.0 left preferred, 0.0 right preferred, 0.5 equal."""
+    target 1.0 left preferred, 0.0 right preferred, 0.5 equal. A 'both_bad'
+    answer is a tie (0.5) with both_bad='tie', and left out with 'drop'."""
+    check_one_of(both_bad, BOTH_BAD_RULES, 'both_bad', VoteError)
     return [Example(v.scene_id, v.left_action, v.right_action,
                     TARGETS[v.choice])
             for v in self.effective_votes(scene_id, inspector, source,
-                                          latest_only)]
+                                          latest_only)
+            if not (v.choice == 'both_bad' and both_bad == 'drop')]

@@ -2,8 +2,9 @@
 
 Agreement is measured on overlapping pairs (judged by two or more
 inspectors). Each inspector's latest effective vote on a pair is mapped to
-the pair's canonical orientation -- 'a' (the lower action id preferred), 'b'
-or 'equal' -- because inspectors saw the two sides in different orders.
+the pair's canonical orientation -- 'a' (the lower action id preferred), 'b',
+'equal' or 'both_bad' -- because inspectors saw the two sides in different
+orders. The tie rate counts both kinds of tie ('equal' and 'both_bad').
 For every two inspectors who share pairs we report percent agreement and
 Cohen's kappa over the three categories,
 
@@ -20,13 +21,15 @@ import itertools
 from collections import Counter, defaultdict
 from typing import Optional, Sequence
 
-CATEGORIES = ('a', 'b', 'equal')
+CATEGORIES = ('a', 'b', 'equal', 'both_bad')
+TIES = ('equal', 'both_bad')
 
 
 def canonical_choice(left_action: int, right_action: int, choice: str) -> str:
-  """A vote as 'a' / 'b' / 'equal' relative to the pair's (min, max) ids."""
-  if choice == 'equal':
-    return 'equal'
+  """A vote as 'a' / 'b' relative to the pair's (min, max) ids, or its tie
+  kind ('equal' / 'both_bad')."""
+  if choice in TIES:
+    return choice
   winner = left_action if choice == 'left' else right_action
   return 'a' if winner == min(left_action, right_action) else 'b'
 
@@ -105,8 +108,8 @@ def _median(values) -> Optional[float]:
 
 
 def _blank(inspector: str) -> dict:
-  return dict(inspector=inspector, left=0, right=0, equal=0, skip=0,
-              undone=0, _times=[])
+  return dict(inspector=inspector, left=0, right=0, equal=0, both_bad=0,
+              skip=0, undone=0, _times=[])
 
 
 def per_inspector(effective, skips: dict, undos: dict) -> list[dict]:
@@ -123,8 +126,10 @@ def per_inspector(effective, skips: dict, undos: dict) -> list[dict]:
       rows.setdefault(inspector, _blank(inspector))[key] = count
   out = []
   for row in sorted(rows.values(), key=lambda r: r['inspector']):
-    row['votes'] = row['left'] + row['right'] + row['equal']
-    row['tie_rate'] = row['equal'] / row['votes'] if row['votes'] else None
+    row['votes'] = (row['left'] + row['right'] + row['equal']
+                    + row['both_bad'])
+    ties = row['equal'] + row['both_bad']
+    row['tie_rate'] = ties / row['votes'] if row['votes'] else None
     row['median_seconds'] = _median(row.pop('_times'))
     out.append(row)
   return out
@@ -155,6 +160,7 @@ def summary(store, scene_ids: Optional[Sequence[str]] = None) -> dict:
   return dict(
       votes=n, skips=sum(skips.values()), undos=sum(undos.values()),
       left=counts['left'], right=counts['right'], equal=counts['equal'],
-      tie_rate=counts['equal'] / n if n else None,
+      both_bad=counts['both_bad'],
+      tie_rate=(counts['equal'] + counts['both_bad']) / n if n else None,
       inspectors=per_inspector(effective, skips, undos),
       agreement=agreement(effective))

@@ -7,9 +7,9 @@
 
 const JH_KEY = 'rlhf_tf.showJH';
 const KEYS = { ArrowLeft: 'left', ArrowRight: 'right', ArrowDown: 'equal',
-  '=': 'equal', s: 'skip', S: 'skip' };
+  '=': 'equal', b: 'both_bad', B: 'both_bad', s: 'skip', S: 'skip' };
 const LABELS = { left: 'left preferred', right: 'right preferred',
-  equal: 'equal', skip: 'skipped' };
+  equal: 'equal', both_bad: 'both bad', skip: 'skipped' };
 
 const $ = (id) => document.getElementById(id);
 const state = { inspector: null, pair: null, busy: false, undoVoteId: null,
@@ -79,7 +79,7 @@ function showPair(pair) {
   state.loaded = 0;
   setReady(false);
   for (const f of document.querySelectorAll('.frame')) {
-    f.classList.remove('picked', 'tie');
+    f.classList.remove('picked', 'tie', 'both-bad');
   }
   $('stage').classList.toggle('finished', !pair);
   $('done').hidden = !!pair;
@@ -112,8 +112,9 @@ async function loadNext() {
 function flash(choice) {
   if (choice === 'left' || choice === 'right') {
     $(`${choice}-view`).querySelector('.frame').classList.add('picked');
-  } else if (choice === 'equal') {
-    for (const f of document.querySelectorAll('.frame')) f.classList.add('tie');
+  } else if (choice === 'equal' || choice === 'both_bad') {
+    const cls = choice === 'equal' ? 'tie' : 'both-bad';
+    for (const f of document.querySelectorAll('.frame')) f.classList.add(cls);
   }
 }
 
