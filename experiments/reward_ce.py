@@ -23,6 +23,9 @@ def get_config(arg=None):
       relative_to=__file__)
   config.job = 'train_reward'
   config.data_source = ''  # '' = human and simulated | 'human' | 'simulated'
+  # A "both bad" answer (stored apart from "about equal"): 'tie' trains on
+  # it as a tie (L_C, L_D; L_L drops every tie) | 'drop' leaves it out.
+  config.both_bad = 'tie'
   config.simulate_if_empty = True  # an empty store: simulated votes first
   # The reward model (reward/model.py) and its training, paper sec. 3.
   config.reward = train.default_config()

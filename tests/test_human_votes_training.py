@@ -35,7 +35,7 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
                            render_key=scene.render_key)
   client = app.test_client()
   shown = []
-  for i, choice in enumerate(('left', 'right', 'equal')):
+  for i, choice in enumerate(('left', 'right', 'equal', 'both_bad')):
     pair = client.post('/api/next', json={},
                        headers=signed_in('ann')).json['pair']
     r = client.post('/api/vote', json=dict(
@@ -58,16 +58,24 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
   for field in ('jh', 'actions', 'scene', 'left', 'right', 'target'):
     np.testing.assert_array_equal(getattr(human, field),
                                   getattr(simulated, field))
-  expected = {(l, r): {'left': 1.0, 'right': 0.0, 'equal': 0.5}[c]
+  # 'both_bad' is stored apart from 'equal' but trains as a tie by default.
+  assert config.both_bad == 'tie'
+  expected = {(l, r): {'left': 1.0, 'right': 0.0, 'equal': 0.5,
+                       'both_bad': 0.5}[c]
               for _, l, r, c in shown}
   got = {(int(l), int(r)): float(t)
          for l, r, t in zip(human.left, human.right, human.target)}
   assert got == expected
+  config.both_bad = 'drop'  # ... or is left out when configured so
+  _, dropped = reward.load_training_data(config, workdir)
+  assert {(int(l), int(r)) for l, r in zip(dropped.left, dropped.right)} == {
+      (l, r) for _, l, r, c in shown if c != 'both_bad'}
+  config.both_bad = 'tie'
   # And the reward job trains on them.
   config.reward.held_out_fraction = 0.0
   config.reward.num_epochs = 1
   summary = reward.train_reward(config, workdir)
-  assert summary['num_train_pairs'] == 3
+  assert summary['num_train_pairs'] == 4
   # Its metrics, also as TensorBoard events.
   run = tmp_path / 'reward' / 'ce' / 'seed_0'
   last = json.loads((run / 'metrics.jsonl').read_text().splitlines()[-1])

@@ -2,7 +2,9 @@
 
 Human and simulated votes are read the same way: the store's effective votes
 (undone votes and skips removed) become (scene, left, right, target) with
-target = 1 (left preferred), 0 (right) or 1/2 (equal: mu uniform, eq. 4).
+target = 1 (left preferred), 0 (right) or 1/2 (equal: mu uniform, eq. 4). A
+'both_bad' answer is a tie too, or left out, as ``config.both_bad`` says
+('tie' | 'drop').
 ``dataset_preference_data`` reads the scenes of a dataset config
 (``preferences.dataset``), filtered by ``config.data_source``.
 """
@@ -23,8 +25,8 @@ def preference_data(store: store_lib.PreferenceStore,
                     scene_ids: Sequence[str],
                     jh_by_scene: Sequence[np.ndarray],
                     source: Optional[str] = None,
-                    inspector: Optional[str] = None
-                    ) -> data_lib.PreferenceData:
+                    inspector: Optional[str] = None,
+                    both_bad: str = 'tie') -> data_lib.PreferenceData:
   """PreferenceData of the given scenes (in that order).
 
   Args:
@@ -33,6 +35,7 @@ def preference_data(store: store_lib.PreferenceStore,
     jh_by_scene: the JH image [B, B] of each scene.
     source: 'human' | 'simulated' | None (both).
     inspector: only this inspector's votes (None: all).
+    both_bad: 'tie' (a 'both_bad' answer is a tie, target 1/2) | 'drop'.
 
   Raises:
     ValueError: when the scenes hold no usable vote (names the scenes).
@@ -40,7 +43,7 @@ def preference_data(store: store_lib.PreferenceStore,
   examples = []
   for k, scene_id in enumerate(scene_ids):
     for e in store.training_examples(scene_id, source=source,
-                                     inspector=inspector):
+                                     inspector=inspector, both_bad=both_bad):
       examples.append((k, e.left_action, e.right_action, e.target))
   if not examples:
     raise ValueError(f'no votes (source={source}, inspector={inspector}) in '
@@ -59,7 +62,8 @@ def has_dataset_votes(store: store_lib.PreferenceStore,
   """Whether a scene of the dataset config has a vote of config.data_source."""
   scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
   have = [s['scene_id'] for s in store.scenes()]
-  return any(store.training_examples(s, source=_source(config))
+  return any(store.training_examples(s, source=_source(config),
+                                     both_bad=config.both_bad)
              for s in scene_ids if s in have)
 
 
@@ -71,4 +75,5 @@ def dataset_preference_data(store: store_lib.PreferenceStore,
   scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
   jhs = [dataset.scene_jh(store, s).image for s in scene_ids]
   return scene_ids, preference_data(store, scene_ids, jhs,
-                                    source=_source(config))
+                                    source=_source(config),
+                                    both_bad=config.both_bad)
