@@ -11,7 +11,9 @@ Prints one personal link per inspector (default server
 http://127.0.0.1:8765/; send each link to its inspector only: it signs them
 in, and nobody can vote or undo as someone else). Each inspector
 then sees two renderings of the phantom head side by side and answers with
-the arrow keys (left / right / down = equal), 's' (skip) or 'u' (undo).
+the arrow keys (left / right / down = equal), 'b' (both bad: neither is
+acceptable, stored apart from equal; reward training treats it as a tie
+unless --experiment.both_bad=drop), 's' (skip) or 'u' (undo).
 Votes go to DIR/preferences.sqlite at once; /results shows votes per
 inspector, the tie rate and agreement on pairs rated twice, and
 /export.jsonl downloads the store. Stop with Ctrl-C; restarting resumes.
