@@ -13,8 +13,9 @@ Writes proposal.json (ranked candidates: polygon in JH coordinates and in
 HU x HU/mm, reward mean/std over the ensemble seeds, inspector score,
 out-of-distribution distance, provenance), candidate_<i>.png,
 polygons_on_jh.png, turntable.gif, export/ (tf.nrrd + render_tf_vtk.py,
-tf.vp.json, tf.vp, tf_paraview.json) and baselines.json/.png (proposal vs
-built-in expert vs every InVesalius preset vs the median random action).
+tf.vp.json, tf.vp, tf_paraview.json, volume.nrrd, open_in_slicer.py) and
+baselines.json/.png (proposal vs built-in expert vs every InVesalius preset
+vs the median random action).
 Expected with the quickstart's reward: about a minute on 2 CPU cores
 (README: "Your own scan"); proposal's inspector score >= 0.95 x the
 expert's on the unseen phantom (seed 7, the default volume).
@@ -44,6 +45,7 @@ def get_config(arg=None):
   config.loss = 'ce'
   config.train_reward_if_missing = False
   config.agent_workdir = ''
+  config.export_volume = True  # export/volume.nrrd + open_in_slicer.py
   config.agent_policy = policy_lib.default_config()
   config.propose = ml_collections.ConfigDict(dict(
       seed=0, ascent_starts=16, ascent_steps=150, reference_actions=256,

@@ -142,3 +142,38 @@ def test_table_scores_match_polygon_scores(small_scene):
   assert baselines.table_score(
       small_scene, baselines.preset_table(small_scene, empty), cfg) < \
       by_table
+
+
+def test_propose_job_names_the_missing_reward(tmp_path):
+  from rlhf_tf.jobs import experiment_file  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.jobs import propose  # pylint: disable=g-import-not-at-top
+  config = experiment_file.load_config(
+      f'{__file__.rsplit("/tests/", 1)[0]}/experiments/propose.py:smoke')
+  config.train_reward_if_missing = False
+  with pytest.raises(proposal.RewardWorkdirError, match='reward_workdir'):
+    propose.run(config, str(tmp_path))
+  config.reward_workdir = str(tmp_path / 'nowhere')
+  with pytest.raises(proposal.RewardWorkdirError, match='nowhere'):
+    propose.run(config, str(tmp_path))
+
+
+def test_bundle_writes_every_format(small_scene, tmp_path):
+  from rlhf_tf.export import bundle  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.export import nrrd_table  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.export import slicer  # pylint: disable=g-import-not-at-top
+  scene = small_scene
+  table = tables.polygon_table(scene.experts[0], scene.jh.axes, scene.bins,
+                               scene.tau, scene.alpha_max,
+                               scene.settings.reference_step_mm)
+  out = bundle.write_exports(str(tmp_path), table, scene.jh, 1.5,
+                             bundle.shading_of(scene.settings),
+                             volume=scene.volume)
+  assert set(out['files']) == {'nrrd', 'vtk_script', 'slicer_vp_json',
+                               'slicer_vp', 'paraview', 'volume',
+                               'open_in_slicer'}
+  np.testing.assert_array_equal(
+      nrrd_table.read_nrrd(out['files']['nrrd']).rgba, table.rgba)
+  sep = slicer.read_vp_json(out['files']['slicer_vp_json'])
+  assert sep.gradient_scale_mm == 1.5
+  assert 0.0 < out['separable']['support_iou'] <= 1.0
+  assert sep.shading.specular_power == scene.settings.shininess

@@ -5,6 +5,9 @@
   tf.vp.json         3D Slicer volume property (separable approximation)
   tf.vp              legacy Slicer volume property (same)
   tf_paraview.json   ParaView transfer-function JSON (same)
+  volume.nrrd        (with a volume) the scan in HU, for Slicer / the script
+  open_in_slicer.py  (with a volume) Slicer --python-script: loads
+                     volume.nrrd and tf.vp.json and turns volume rendering on
 
 The separable formats hold s(HU) x g(|grad|) fitted to the table with the JH
 as weights (``separable.separable_tf``); their error is reported.
@@ -32,9 +35,38 @@ def shading_of(settings) -> tables.Shading:
                         specular_power=float(settings.shininess))
 
 
+_SLICER_SCRIPT = '''"""Opens the rlhf_tf proposal in 3D Slicer:
+
+  Slicer --python-script {name}
+"""
+import os
+
+import slicer
+
+here = os.path.dirname(os.path.abspath(__file__))
+volume = slicer.util.loadVolume(os.path.join(here, 'volume.nrrd'))
+prop = slicer.util.loadNodeFromFile(os.path.join(here, 'tf.vp.json'),
+                                    'TransferFunctionFile')
+logic = slicer.modules.volumerendering.logic()
+display = logic.CreateDefaultVolumeRenderingNodes(volume)
+display.GetVolumePropertyNode().Copy(prop)
+display.SetVisibility(True)
+slicer.util.resetThreeDViews()
+'''
+
+
+def write_slicer_script(folder: str) -> str:
+  """open_in_slicer.py next to volume.nrrd and tf.vp.json (Slicer's
+  script-repository calls; not run here: no Slicer on the build machine)."""
+  path = os.path.join(folder, 'open_in_slicer.py')
+  with open(path, 'w') as f:
+    f.write(_SLICER_SCRIPT.format(name='open_in_slicer.py'))
+  return path
+
+
 def write_exports(folder: str, table: tables.TFTable, jh,
                   mean_spacing_mm: float, shading: tables.Shading,
-                  provenance: Optional[dict] = None) -> dict:
+                  provenance: Optional[dict] = None, volume=None) -> dict:
   """Writes every format; returns {'files': {format: path}, 'separable':
   the approximation's report (support IoU on the JH, bins and voxels)}."""
   os.makedirs(folder, exist_ok=True)
@@ -52,6 +84,10 @@ def write_exports(folder: str, table: tables.TFTable, jh,
       slicer_vp=slicer.write_vp(path('tf.vp'), sep),
       paraview=paraview.write_paraview(path('tf_paraview.json'), sep,
                                        provenance))
+  if volume is not None:
+    files['volume'] = nrrd_table.write_volume_nrrd(path('volume.nrrd'),
+                                                   volume.hu, volume.spacing)
+    files['open_in_slicer'] = write_slicer_script(folder)
   report.update(scalar_opacity_points=len(sep.scalar_opacity),
                 gradient_opacity_points=len(sep.gradient_opacity),
                 color_points=len(sep.color),

@@ -226,7 +226,8 @@ def run(config, workdir: str) -> dict:
       os.path.join(workdir, 'export'), table, scene.jh,
       float(np.mean(np.asarray(volume.spacing))),
       bundle.shading_of(scene.settings),
-      provenance=dict(volume=volume.name, checkpoint_step=ens.step))
+      provenance=dict(volume=volume.name, checkpoint_step=ens.step),
+      volume=volume if config.export_volume else None)
   say(f'exports in {os.path.join(workdir, "export")} (separable support IoU '
       f'{exports["separable"]["support_iou"]:.3f})')
   result = dict(
