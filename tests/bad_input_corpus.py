@@ -27,6 +27,7 @@ from rlhf_tf.data import sources
 from rlhf_tf.data.dicom_write import write_dicom_series
 from rlhf_tf.data.volume import VolumeError, make_volume
 from rlhf_tf.input_error import ConfigError, InputError
+from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import experts
 from rlhf_tf.preferences import scenes
 from rlhf_tf.preferences import store as store_lib
@@ -502,6 +503,22 @@ volume_case('volume.source=inv3 without path', 'volume.path', source='inv3')
 volume_case('volume.path to a missing folder', '/no/such/dicom/folder',
             error=DicomSeriesError, source='dicom',
             path='/no/such/dicom/folder')
+volume_case('volume.shape of 2 axes', 'volume.shape', shape=(4, 4))
+volume_case('volume.shape 12x1x1', 'volume.shape', shape=(12, 1, 1))
+volume_case('volume.spacing negative', 'volume.spacing', spacing=-1.0)
+
+
+def scenes_case(entry, needle):
+  def build(tmp):
+    config = dataset.dataset_config()
+    config.scenes = entry
+    return lambda: dataset.scene_specs(config)
+  case('config', f'scenes={entry!r}', ConfigError, needle)(build)
+
+
+scenes_case('nonsense:3', "scenes: bad entry 'nonsense:3'")
+scenes_case('phantom:a-b', "scenes: bad phantom seeds 'a-b'")
+scenes_case('phantom:1,phantom:1', 'scenes: scene(s) listed twice')
 
 
 # ----------------------------------------------------------------- votes

@@ -48,6 +48,9 @@ def test_non_ct_loads_only_when_allowed(name):
   with pytest.warns(UserWarning, match='not Hounsfield units'):
     volume = read_dicom_series(path, allow_non_ct=True)
   assert volume.modality in ('MR', 'RTDOSE')
+  if name == 'rtdose.dcm':  # 15 frames 5 mm apart (GridFrameOffsetVector)
+    assert volume.shape == (15, 10, 10)
+    np.testing.assert_allclose(volume.spacing, [5.0, 10.0, 10.0])
   # Figures never call its values HU.
   jh = histogram.joint_histogram(volume, bins=8)
   assert jh.axes.unit == f'{volume.modality} value'

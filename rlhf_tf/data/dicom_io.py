@@ -176,6 +176,24 @@ def _frames_of(path: Path, ds) -> list:
                            f'{type(err).__name__}: {err}') from err
 
 
+def _grid_frame_offsets(path: Path, ds, n_frames: int) -> Optional[dict]:
+  """RT dose frames: GridFrameOffsetVector (mm along the slice normal from
+  the top-level ImagePositionPatient), or None when not applicable."""
+  value = _value(ds, 'GridFrameOffsetVector')
+  origin = _value(ds, 'ImagePositionPatient')
+  orientation = _value(ds, 'ImageOrientationPatient')
+  if n_frames < 2 or value is None or origin is None or orientation is None:
+    return None
+  mm = _floats(value, n_frames, str(path), 'GridFrameOffsetVector')
+  try:
+    normal = slice_normal(_floats(orientation, 6, str(path),
+                                  'ImageOrientationPatient'))
+  except ValueError as err:
+    raise DicomSeriesError(f'{path}: {err}') from err
+  return dict(mm=mm, normal=normal,
+              origin=_floats(origin, 3, str(path), 'ImagePositionPatient'))
+
+
 def _parse_frames(path: Path, ds) -> list:
   """One _Frame per frame of the file, geometry from the right place."""
   n_frames = _int(_value(ds, 'NumberOfFrames'), str(path), 'NumberOfFrames',
@@ -194,15 +212,21 @@ def _parse_frames(path: Path, ds) -> list:
   if rows < 1 or cols < 1:
     raise DicomSeriesError(f'{path}: Rows x Columns is {rows} x {cols}, an '
                            f'image needs at least 1 x 1')
+  offsets = _grid_frame_offsets(path, ds, n_frames)
   frames = []
   for i in range(n_frames):
     label = str(path) if n_frames == 1 else f'{path} (frame {i + 1})'
 
     def get(seq, kw, top=True, i=i):
       return _group_value(ds, per_frame, i, seq, kw, top)
-    # A multi-frame file's top-level position can only describe frame 1.
+    # A multi-frame file's top-level position can only describe frame 1,
+    # unless a GridFrameOffsetVector (RT dose) places the others from it.
     position = get('PlanePositionSequence', 'ImagePositionPatient',
                    n_frames == 1)
+    if position is None and offsets is not None:
+      position = tuple(float(c) for c in
+                       np.asarray(offsets['origin']) + offsets['normal'] *
+                       (offsets['mm'][i] - offsets['mm'][0]))
     thickness = (get('PixelMeasuresSequence', 'SpacingBetweenSlices') or
                  get('PixelMeasuresSequence', 'SliceThickness'))
     stack_index = _int(get('FrameContentSequence', 'InStackPositionNumber',

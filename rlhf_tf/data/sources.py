@@ -39,6 +39,13 @@ def default_volume_config() -> ml_collections.ConfigDict:
 
 
 def _phantom(cfg) -> Volume:
+  shape = tuple(cfg.shape)
+  if len(shape) != 3 or not all(isinstance(s, int) and s >= 2 for s in shape):
+    raise ConfigError(f'volume.shape must be 3 integers >= 2 (Z, Y, X); got '
+                      f'{cfg.shape!r}')
+  if not float(cfg.get('spacing', 0.0)) >= 0.0:
+    raise ConfigError(f'volume.spacing must be >= 0 mm (0 = the patient\'s '
+                      f'field of view / shape); got {cfg.spacing!r}')
   key = jax.random.key(cfg.seed)
   config = (phantom.patient_config(key) if cfg.get('patient', False)
             else None)

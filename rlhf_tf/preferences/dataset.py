@@ -36,6 +36,7 @@ from rlhf_tf.data import dicom_series
 from rlhf_tf.data import sources
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
+from rlhf_tf.input_error import ConfigError, InputError
 from rlhf_tf.preferences import actions as actions_lib
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import scenes as scenes_lib
@@ -65,7 +66,7 @@ def _dicom_specs(vol: dict) -> list[SceneSpec]:
   listing = dicom_series.find_series(vol['path'])
   logging.info('DICOM scenes:\n%s', listing.describe())
   if not listing.series:
-    raise ValueError(f'{vol["path"]}: no CT image series found\n'
+    raise InputError(f'{vol["path"]}: no CT image series found\n'
                      f'{listing.describe()}')
   if len(listing.series) == 1:  # Today's single-series scene id.
     name = vol['path'].rstrip('/').split('/')[-1] or 'dicom'
@@ -83,8 +84,8 @@ def parse_seeds(text: str) -> list[int]:
       return list(range(lo, hi + 1))
     return [int(t) for t in text.split('+')]
   except ValueError as e:
-    raise ValueError(f'scenes: bad phantom seeds {text!r}; use 3, 0-7 or '
-                     f'1+4+9') from e
+    raise ConfigError(f'scenes: bad phantom seeds {text!r}; use 3, 0-7 or '
+                      f'1+4+9') from e
 
 
 def _entry_specs(entry: str, vol: dict) -> list[SceneSpec]:
@@ -98,8 +99,8 @@ def _entry_specs(entry: str, vol: dict) -> list[SceneSpec]:
     return [SceneSpec(f'inv3-{name}', dict(vol, source='inv3', path=arg))]
   if kind == 'dicom' and arg:
     return _dicom_specs(dict(vol, source='dicom', path=arg, series_uid=''))
-  raise ValueError(f'scenes: bad entry {entry!r}; valid: phantom:SEEDS, '
-                   f'cranium, inv3:PATH, dicom:PATH')
+  raise ConfigError(f'scenes: bad entry {entry!r}; valid: phantom:SEEDS, '
+                    f'cranium, inv3:PATH, dicom:PATH')
 
 
 def scene_specs(config: ml_collections.ConfigDict) -> list[SceneSpec]:
@@ -125,7 +126,7 @@ def scene_specs(config: ml_collections.ConfigDict) -> list[SceneSpec]:
   ids = [s.scene_id for s in specs]
   repeated = sorted({i for i in ids if ids.count(i) > 1})
   if repeated:
-    raise ValueError(f'scenes: scene(s) listed twice: {", ".join(repeated)}')
+    raise ConfigError(f'scenes: scene(s) listed twice: {", ".join(repeated)}')
   return specs
 
 
@@ -195,14 +196,14 @@ def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
   if spec.scene_id in existing:
     stored = existing[spec.scene_id]['volume_source']
     if json.loads(json.dumps(record)) != stored:
-      raise ValueError(f'scene {spec.scene_id!r} in the store was made from '
+      raise InputError(f'scene {spec.scene_id!r} in the store was made from '
                        f'another config ({stored}); use another store')
     stored_actions = store.actions(spec.scene_id)
     vertices = store.vertices_array(spec.scene_id)
     provenance = tuple(a.provenance for a in stored_actions)
   else:
     if scene is None:
-      raise ValueError(f'scene {spec.scene_id!r} is not in the store yet')
+      raise InputError(f'scene {spec.scene_id!r} is not in the store yet')
     d = actions_lib.build_action_set(
         key, scene.experts, num_random=config.actions.num_random,
         num_augmented=config.actions.num_augmented,
@@ -227,7 +228,7 @@ def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
   if store.pairs(spec.scene_id):
     ids = [store.pair_id(spec.scene_id, int(l), int(r)) for l, r in pairs]
     if any(i is None for i in ids):
-      raise ValueError(f'scene {spec.scene_id!r}: the stored pairs differ '
+      raise InputError(f'scene {spec.scene_id!r}: the stored pairs differ '
                        f'from config.pairs; use another store')
   else:
     ids = store.add_pairs(spec.scene_id,
