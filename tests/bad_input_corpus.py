@@ -510,7 +510,7 @@ volume_case('volume.spacing negative', 'volume.spacing', spacing=-1.0)
 
 def scenes_case(entry, needle):
   def build(tmp):
-    config = dataset.dataset_config()
+    config = dataset.default_config()
     config.scenes = entry
     return lambda: dataset.scene_specs(config)
   case('config', f'scenes={entry!r}', ConfigError, needle)(build)
