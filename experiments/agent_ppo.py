@@ -10,7 +10,10 @@ reward. Evaluated on phantom 7 (never seen) and Cranium when fetched.
 Expected: the agent's mean action reaches >= 90 % of the expert TF's
 inspector score on the unseen phantom, far above the median random action
 (agent/summary.json), in <= 10 minutes on 2 CPU cores.
-Arg: '' | 'smoke' (reward_ce.py:smoke's scene and model, 4 PPO updates).
+Arg: '' | 'smoke' (reward_ce.py:smoke's scene and model, 4 PPO updates) |
+'multiscene' (issue 13: the reward trained on 6 patient phantoms, seeds 0-5,
+2,000 pairs each judged at 64^2 px, 30 epochs; the agent trained on the same
+6 scenes and evaluated on phantoms 6 and 7, which neither saw, and Cranium).
 Builds on reward_ce.py (the data and the reward model it trains).
 """
 
@@ -22,7 +25,7 @@ from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
-  arg = experiment_file.parse_arg(arg, smoke=False)
+  arg = experiment_file.parse_arg(arg, smoke=False, multiscene=False)
   config = experiment_file.load_config(
       'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
       relative_to=__file__)
@@ -41,6 +44,13 @@ def get_config(arg=None):
   a.num_random_eval = 16
   a.warm_start = warm_start.default_config()  # behaviour cloning
   a.ppo = ppo.default_config()  # includes the policy network (ppo.policy)
+  if arg.multiscene:
+    config.scenes = 'phantom:0-5'
+    config.render.image_size = 64
+    config.pairs.num = 2000
+    config.actions.num_random = 200
+    config.reward.num_epochs = 30
+    a.train_seeds, a.eval_seeds = tuple(range(6)), (6, 7)
   if arg.smoke:
     a.train_seeds, a.eval_seeds, a.eval_cranium = (0,), (1,), False
     a.gold_image_size, a.monitor_every, a.num_random_eval = 12, 2, 4

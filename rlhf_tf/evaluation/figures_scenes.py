@@ -79,11 +79,14 @@ def learning_curve_figure(rows: Sequence[Mapping], path: str) -> str:
                     color=colour, alpha=0.2)
   ax.axhline(0.9, color='k', ls='--', lw=1)
   ax.set_xscale('log')
+  ax.minorticks_off()
   ax.set_xticks(labels)
   ax.set_xticklabels([f'{int(x):,}' for x in labels])
   ax.set_xlabel('labels (pairs judged)', fontsize=style.LABEL_SIZE)
   ax.set_ylabel('Spearman ρ vs inspector, unseen actions',
                 fontsize=style.LABEL_SIZE)
   ax.legend(fontsize=style.SMALL_SIZE, loc='lower right')
-  ax.set_title('fewer labels for the same reward', fontsize=style.TITLE_SIZE)
+  ax.set_title('fewer labels for the same reward (mean and range of '
+               f'{len(rows[0]["uniform_rho"])} seeds)',
+               fontsize=style.TITLE_SIZE)
   return style.save_figure(fig, path)

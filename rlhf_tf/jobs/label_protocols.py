@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 
 from absl import logging
@@ -123,8 +124,10 @@ def run(config, workdir: str) -> dict:
                      seconds=round(time.perf_counter() - t_budget, 1)))
     logging.info('%d labels: uniform rho %s, two-stage rho %s', budget,
                  np.round(uniform, 3), np.round(staged, 3))
+  usage = resource.getrusage(resource.RUSAGE_SELF)
   summary = dict(scene_id=spec.scene_id, rows=rows,
-                 seconds=round(time.perf_counter() - t0, 1))
+                 seconds=round(time.perf_counter() - t0, 1),
+                 cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1))
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
   figures_scenes.learning_curve_figure(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 
 from absl import logging
@@ -28,6 +29,11 @@ from rlhf_tf.preferences import simulated_votes
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import predict
 from rlhf_tf.reward import train
+
+
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
 
 
 def _scenes_with_votes(config, store):
@@ -163,7 +169,10 @@ def run(config, workdir: str) -> dict:
       seconds=dict(votes=round(t_votes - t0, 1),
                    gold=round(t_gold - t_votes, 1),
                    folds=round(time.perf_counter() - t_gold, 1),
-                   total=round(time.perf_counter() - t0, 1)))
+                   total=round(time.perf_counter() - t0, 1),
+                   # CPU time of this process: on an idle machine with c
+                   # cores the run takes about cpu / c (JAX uses them all).
+                   cpu=round(_cpu_seconds(), 1)))
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
   table = _table(rows)
