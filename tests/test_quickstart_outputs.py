@@ -35,6 +35,11 @@ def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path,
     assert ties['tie_nu_fitted_on_validation'] == (loss != 'davidson')
     if loss == 'davidson':
       assert ties['tie_nu'] == tie_nu
+    # Every seed's numbers; the selected seed's are the ones above.
+    spread = s['heldout_ties_every_seed']['three_way_accuracy']
+    assert len(spread['by_seed']) == 2  # :smoke trains 2 seeds
+    assert spread['min'] <= ties['three_way_accuracy'] <= spread['max']
+    assert ties['three_way_accuracy'] in spread['by_seed'].values()
     assert 0.0 <= s['heldout']['accuracy'] <= 1.0
     assert 0.0 <= s['heldout']['ece'] <= 1.0
     assert -1.0 <= s['rank_correlation']['spearman_rho'] <= 1.0

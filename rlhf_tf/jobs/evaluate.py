@@ -18,7 +18,8 @@ Numbers per loss: held-out decisive accuracy, log-loss, ECE (10 bins);
 tie-aware held-out numbers (tie_metrics: the held-out pairs split into a
 validation half that tunes the tie thresholds, and L_C / L_L's Davidson tie
 parameter, and a test half that is only scored): three-way and PickScore
-accuracy, Davidson tie log-likelihood, "ties are closer" share and AUC;
+accuracy, Davidson tie log-likelihood, "ties are closer" share and AUC,
+also for every seed of every loss (heldout_ties_every_seed: min, mean, max);
 Spearman / Kendall between reward and the simulated inspector's score over
 ``eval.num_gold`` unseen random actions (scored at ``eval.gold_image_size``);
 sharpness (share of random actions above the mean expert reward, histogram
@@ -69,6 +70,44 @@ def _learned_tie_nus(reward_dir: str):
   return {loss: sel['final']['tie_nu']
           for loss, sel in summary['selected'].items()
           if sel['final'].get('tie_nu') is not None}
+
+
+def _every_seed(reward_dir: str):
+  """({'<loss>/seed_<k>': params}, {'<loss>/seed_<k>': learned nu}) of
+  every trained run, not only the selected ones."""
+  with open(os.path.join(reward_dir, 'summary.json')) as f:
+    runs = json.load(f)['runs']
+  params, nus = {}, {}
+  for loss, by_seed in runs.items():
+    for name, final in by_seed.items():
+      key = f'{loss}/{name}'
+      params[key] = predict.load_params(reward_dir, loss,
+                                        int(name.split('_')[1]))
+      if final and final.get('tie_nu') is not None:
+        nus[key] = final['tie_nu']
+  return params, nus
+
+
+def _seed_spread(by_run: dict, loss: str) -> dict:
+  """{number: {'by_seed': {seed: value}, 'min', 'max', 'mean'}} of a loss's
+  runs for the headline tie-aware numbers (one run says little: runs of one
+  loss differ by more than the losses do on some of these)."""
+  runs = {k.split('/')[1]: v for k, v in by_run.items()
+          if k.split('/')[0] == loss}
+  out = {}
+  for name in ('three_way_accuracy', 'pickscore_accuracy',
+               'decisive_accuracy', 'tie_loglik_davidson',
+               'three_way_loglik'):
+    values = {seed: v[name] for seed, v in runs.items()}
+    out[name] = dict(by_seed=values, min=min(values.values()),
+                     max=max(values.values()),
+                     mean=float(np.mean(list(values.values()))))
+  closer = {seed: v['ties_closer']['share_below_median']
+            for seed, v in runs.items()}
+  out['ties_below_untied_median'] = dict(
+      by_seed=closer, min=min(closer.values()), max=max(closer.values()),
+      mean=float(np.mean(list(closer.values()))))
+  return out
 
 
 def _heldout_numbers(config, workdir, params, model_cfg):
@@ -219,6 +258,12 @@ def evaluate(config, workdir: str) -> dict:
                       out_dir if primary else None)
   for loss, numbers in ties.items():
     summary[loss]['heldout_ties'] = numbers
+  every, every_nu = _every_seed(reward_dir)
+  by_run = _tie_numbers(config, _heldout_numbers(config, workdir, every,
+                                                 model_cfg)[0],
+                        target, ids, every_nu, None)
+  for loss in params:
+    summary[loss]['heldout_ties_every_seed'] = _seed_spread(by_run, loss)
 
   logging.info('Fig. 2: %d random actions', ev.num_random)
   random_rewards, expert_rewards, sharp = {}, {}, {}
