@@ -177,3 +177,29 @@ def test_bundle_writes_every_format(small_scene, tmp_path):
   assert sep.gradient_scale_mm == 1.5
   assert 0.0 < out['separable']['support_iou'] <= 1.0
   assert sep.shading.specular_power == scene.settings.shininess
+
+
+def test_agent_action_from_a_saved_policy(tmp_path):
+  """The agent candidate: a policy checkpoint where train_agent saves it,
+  read back and turned into a valid polygon (the policy's mode)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.agent import policy as policy_lib  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.jobs import propose  # pylint: disable=g-import-not-at-top
+  cfg = policy_lib.default_config()
+  cfg.pool_to, cfg.features, cfg.hidden = 16, (4, 4), 8
+  net = policy_lib.net_from_config(cfg)
+  params = policy_lib.init_params(net, jax.random.key(5), 16)
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(str(tmp_path / 'agent' / 'checkpoint'), params)
+  ckptr.wait_until_finished()
+  config = ml_collections.ConfigDict(dict(agent_workdir=str(tmp_path),
+                                          agent_policy=cfg))
+  jh = np.random.default_rng(0).uniform(size=(16, 16)).astype(np.float32)
+  action = propose._agent_action(config, jh)  # pylint: disable=protected-access
+  want = policy_lib.mode(net, params, jax.numpy.asarray(jh[None]))[0]
+  np.testing.assert_allclose(action, want, atol=1e-6)
+  assert action.shape == (cfg.n_vertices, 2)
+  assert 0.0 <= action.min() and action.max() <= 1.0
+  config.agent_workdir = str(tmp_path / 'none')
+  with pytest.raises(FileNotFoundError, match='train_agent'):
+    propose._agent_action(config, jh)  # pylint: disable=protected-access
