@@ -13,4 +13,8 @@ package. One module per idea:
   paraview      ParaView transfer-function JSON.
   vtk_script    a ready-to-run VTK script rendering a volume with a TFTable.
   invesalius_presets  InVesalius raycasting presets (.plist) as baselines.
+  bundle        every format of one TF into one folder (the propose job).
+  vtk_render    optional: VTK's ray casters render an exported TF from the
+                project's camera (checks that what we export is what VTK
+                shows).
 """
