@@ -92,3 +92,32 @@ def test_generated_script_renders_the_2d_table(phantom_scene, tmp_path):
   if shot.max() == 0:
     pytest.skip('the GPU ray caster drew nothing (no usable OpenGL context)')
   assert vtk_render.silhouette_iou(ours, shot) >= 0.9
+
+
+def test_generated_script_reads_a_dicom_folder_in_hu(tmp_path):
+  """vtkDICOMImageReader applies the slope/intercept itself: the script
+  must not apply it again (a 16-bit series with intercept -1024)."""
+  import pydicom  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.data import dicom_write  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.data.volume import make_volume  # pylint: disable=g-import-not-at-top
+  hu = np.round(np.linspace(-1024, 2000, 8 * 9 * 10)).reshape(8, 9, 10)
+  dicom_write.write_dicom_series(make_volume(hu.astype(np.float32),
+                                             (2.0, 1.0, 1.5)),
+                                 tmp_path / 'signed')
+  (tmp_path / 'unsigned').mkdir()
+  for f in sorted((tmp_path / 'signed').iterdir()):
+    d = pydicom.dcmread(f)
+    raw = d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(
+        d.RescaleIntercept) + 1024
+    d.PixelRepresentation, d.RescaleSlope, d.RescaleIntercept = 0, 1, -1024
+    d.PixelData = raw.astype(np.uint16).tobytes()
+    d.save_as(tmp_path / 'unsigned' / f.name)
+  table = tables.TFTable(rgba=np.zeros((2, 2, 4)), hu_min=-1000.0,
+                         hu_max=3000.0, grad_max=100.0)
+  path = vtk_script.write_vtk_script(tmp_path / 's.py', table, 'tf.nrrd')
+  spec = importlib.util.spec_from_file_location('s', path)
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  image = script.read_volume(str(tmp_path / 'unsigned'))
+  assert image.GetDimensions() == (10, 9, 8)
+  assert image.GetScalarRange() == (-1024.0, 2000.0)

@@ -5,9 +5,9 @@ next to the table's .nrrd. It needs only ``vtk`` and ``numpy``:
 
   python render_tf_vtk.py VOLUME [--screenshot out.png]
 
-VOLUME: a DICOM folder (vtkDICOMImageReader; rescaled to HU with the
-series' slope/intercept), or a .nrrd/.nhdr, .mha/.mhd, .nii/.nii.gz file in
-HU. The 2D TF goes into vtkVolumeProperty.SetTransferFunction2D (GPU ray
+VOLUME: a DICOM folder (vtkDICOMImageReader, which applies the series'
+slope/intercept), or a .nrrd/.nhdr, .mha/.mhd, .nii/.nii.gz file in HU.
+The 2D TF goes into vtkVolumeProperty.SetTransferFunction2D (GPU ray
 caster, TransferFunctionMode = TF_2D). VTK looks the table up at
 (scalar normalised over the volume's scalar range, |grad| normalised over
 [0, 0.25 x scalar range] in HU per mean voxel spacing) -- see
@@ -48,17 +48,16 @@ SHADE, AMBIENT, DIFFUSE, SPECULAR, POWER = {shade!r}, {ambient!r}, \\
 def read_volume(path):
   """vtkImageData of the volume in HU (float)."""
   if os.path.isdir(path):
+    # vtkDICOMImageReader applies the series' rescale slope / intercept
+    # itself (HU out); it cannot decode every encoding (e.g. 32-bit pixels).
     reader = vtk.vtkDICOMImageReader()
     reader.SetDirectoryName(path)
     reader.Update()
-    hu = vtk.vtkImageShiftScale()
-    slope = reader.GetRescaleSlope() or 1.0
-    hu.SetShift(reader.GetRescaleOffset() / slope)
-    hu.SetScale(slope)
-    hu.SetOutputScalarTypeToFloat()
-    hu.SetInputConnection(reader.GetOutputPort())
-    hu.Update()
-    return hu.GetOutput()
+    if reader.GetOutput().GetScalarRange() == (0.0, 0.0):
+      raise SystemExit(f'{{path}}: vtkDICOMImageReader read no pixel values '
+                       f'from this series; use the volume.nrrd the propose '
+                       f'job wrote next to this script')
+    return reader.GetOutput()
   lower = path.lower()
   if lower.endswith(('.nrrd', '.nhdr')):
     reader = vtk.vtkNrrdReader()
