@@ -53,8 +53,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import PartitionSpec as P
 import optax
 
+from rlhf_tf.devices import distributed
+from rlhf_tf.devices import mesh as mesh_lib
+from rlhf_tf.reward import batch_rewards
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import losses as losses_lib
@@ -62,6 +66,7 @@ from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import tensorboard
 
 _INIT, _SHUFFLE, _DROPOUT = 0, 1, 2
+DATA_AXIS = mesh_lib.DATA
 SELECTION_RULES = ('paper', 'heldout_accuracy')
 
 
@@ -137,14 +142,9 @@ def init_states(keys, loss_params=None, *, model, bins: int) -> TrainState:
 
 
 def pair_rewards(model, params, data, idx, train: bool, rng=None):
-  """(r_left, r_right) [len(idx)] for the pairs idx, encoding each JH once."""
-  z = model_lib.encode(model, params, data.jh, train, rng)  # [S, H]
-  scene = data.scene[idx]
-  zs = z[scene]
-  acts = jnp.concatenate([data.actions[scene, data.left[idx]],
-                          data.actions[scene, data.right[idx]]])
-  r = model_lib.score(model, params, jnp.concatenate([zs, zs]), acts)
-  return jnp.split(r, 2)
+  """(r_left, r_right) [len(idx)] for the pairs idx, encoding each JH once
+  (from the reward table when it is smaller; batch_rewards.py)."""
+  return batch_rewards.pair_rewards(model, params, data, idx, train, rng)
 
 
 def reward_table(model, params, data) -> jnp.ndarray:
@@ -160,42 +160,65 @@ def epoch_indices(keys, epoch, *, num_pairs: int, batch_size: int):
       jax.random.fold_in(k, _SHUFFLE), epoch, num_pairs, batch_size))(keys)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'loss_name'),
+@functools.partial(jax.jit, static_argnames=('model', 'loss_name', 'mesh'),
                    donate_argnums=(0,))
 def train_step(states: TrainState, keys, idx, weight, data, learning_rate, *,
-               model, loss_name: str):
+               model, loss_name: str, mesh=None):
   """One Adam step of every seed (vmap) on its batch idx [seeds, batch].
+
+  mesh: optional jax.sharding.Mesh. Data-parallel over its 'data' axis: the
+  state and batch are replicated, the batch's rewards are split over the
+  devices (batch_rewards.py), each device's share of the model gradient is
+  summed over 'data' (``lax.psum``: the 1-device gradient, up to float
+  rounding; the loss's own parameters see the whole batch on every device
+  already), and every device applies the same Adam update. None or 1
+  device: the plain step.
 
   Returns:
     (states, loss [seeds]). Dropout rng = fold_in(fold_in(key, 2), step).
   """
   loss_fn = losses_lib.get_loss(loss_name)
-  tx = make_optimizer(learning_rate)
+  axis = DATA_AXIS if mesh is not None else None
 
-  def one_seed(state, key, i, w):
+  def one_seed(state, key, i, w, data, learning_rate):
+    tx = make_optimizer(learning_rate)
     rng = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), state.step)
 
     def objective(trained):
       params, loss_params = trained
-      rl, rr = pair_rewards(model, params, data, i, True, rng)
+      rl, rr = batch_rewards.pair_rewards(model, params, data, i, True, rng,
+                                          axis_name=axis)
       return loss_fn(rl, rr, data.target[i], w, **loss_params)
 
     trained = (state.params, state.loss_params)
     loss, grads = jax.value_and_grad(objective)(trained)
+    if axis is not None:
+      grads = (jax.lax.psum(grads[0], axis), grads[1])
     updates, opt_state = tx.update(grads, state.opt_state, trained)
     params, loss_params = optax.apply_updates(trained, updates)
     return TrainState(state.step + 1, params, opt_state, loss_params), loss
 
-  return jax.vmap(one_seed)(states, keys, idx, weight)
+  step = jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None, None))
+  args = (states, keys, idx, weight, data, learning_rate)
+  if mesh is None:
+    return step(*args)
+  # check_vma=False: every input is replicated and the body's collectives
+  # (all_gather, pmean) are explicit; see batch_rewards for the arithmetic.
+  return jax.shard_map(step, mesh=mesh, in_specs=P(), out_specs=P(),
+                       check_vma=False)(*args)
 
 
 def train_epoch(states: TrainState, keys, epoch: int, data, *, model,
-                learning_rate: float, loss_name: str, batch_size: int):
+                learning_rate: float, loss_name: str, batch_size: int,
+                mesh=None):
   """One epoch for all seeds: a Python loop of jitted, vmapped steps.
 
   Not a lax.scan: XLA:CPU runs the backward pass of convolutions inside a
   while loop about 20x slower than outside one (measured here), and the
   per-step dispatch costs well under a millisecond.
+
+  With a mesh (see train_step) states, keys and data must be replicated on
+  it (``mesh_lib.replicate``); the batch indices are passed as host arrays.
 
   Returns:
     (states, per-step losses [seeds, nb], real pairs per batch [seeds, nb]).
@@ -203,11 +226,14 @@ def train_epoch(states: TrainState, keys, epoch: int, data, *, model,
   idx, weight = epoch_indices(keys, jnp.int32(epoch),
                               num_pairs=int(data.target.shape[0]),
                               batch_size=batch_size)
-  lr = jnp.float32(learning_rate)
+  if mesh is not None:  # host values: the same in every process
+    idx, weight = np.asarray(idx), np.asarray(weight)
+  lr = np.float32(learning_rate)
   losses = []
   for b in range(idx.shape[1]):
     states, loss = train_step(states, keys, idx[:, b], weight[:, b], data,
-                              lr, model=model, loss_name=loss_name)
+                              lr, model=model, loss_name=loss_name,
+                              mesh=mesh)
     losses.append(loss)
   return states, jnp.stack(losses, axis=1), weight.sum(axis=2)
 
@@ -268,7 +294,7 @@ def _check_finite(losses, loss_name, epoch, steps_before):
 
 
 def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
-                    held_data) -> List[List[dict]]:
+                    held_data, mesh=None) -> List[List[dict]]:
   """Trains/resumes all seeds of one loss; returns per-seed metric rows."""
   root = os.path.join(workdir, loss_name)
   os.makedirs(root, exist_ok=True)
@@ -279,7 +305,7 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
       if json.load(f)['fingerprint'] != fp:
         raise ValueError(f'{root} holds a run with another config or data; '
                          f'use a fresh workdir')
-  else:
+  elif distributed.is_primary():
     with open(meta_path, 'w') as f:
       json.dump({'fingerprint': fp}, f)
   seeds = int(config.num_seeds)
@@ -287,7 +313,7 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
   init = init_states(keys, losses_lib.initial_loss_params(loss_name),
                      model=model, bins=train_data.bins)
   # A copy: train_step donates its input buffers, and resuming reads init.
-  states = jax.tree_util.tree_map(jnp.copy, init)
+  states = _on_mesh(jax.tree_util.tree_map(jnp.copy, init), mesh)
   history, start = {f'seed_{k}': [] for k in range(seeds)}, 0
   with checkpointing.open_manager(
       os.path.join(root, 'checkpoints'), int(config.max_to_keep),
@@ -301,14 +327,14 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
         raise ValueError(f'{root} already holds {start} epochs > num_epochs '
                          f'= {config.num_epochs}')
       _write_all_metrics(root, history)  # drop lines of unsaved epochs
-      states = TrainState(step=jnp.full((seeds,), start * nb, jnp.int32),
-                          params=params, opt_state=opt_state,
-                          loss_params=loss_params)
+      states = _on_mesh(TrainState(
+          step=jnp.full((seeds,), start * nb, jnp.int32), params=params,
+          opt_state=opt_state, loss_params=loss_params), mesh)
       logging.info('%s: resumed from epoch %d', root, start)
     for epoch in range(start, int(config.num_epochs)):
       states, step_losses, counts = train_epoch(
           states, keys, epoch, train_data, model=model, learning_rate=lr,
-          loss_name=loss_name, batch_size=int(config.batch_size))
+          loss_name=loss_name, batch_size=int(config.batch_size), mesh=mesh)
       _check_finite(step_losses, loss_name, epoch, epoch * nb)
       rows = _epoch_rows(states, step_losses, counts, train_data,
                          held_data, model, epoch, nb)
@@ -324,12 +350,15 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
                            history, states.loss_params)
     mngr.wait_until_finished()
   _write_all_metrics(root, history)
-  for name, rows in history.items():
-    tensorboard.write_events(os.path.join(root, name), rows)
+  if distributed.is_primary():
+    for name, rows in history.items():
+      tensorboard.write_events(os.path.join(root, name), rows)
   return [history[f'seed_{k}'] for k in range(seeds)]
 
 
 def _write_all_metrics(root, history):
+  if not distributed.is_primary():
+    return
   for name, rows in history.items():
     _write_metrics(os.path.join(root, name, 'metrics.jsonl'), rows)
 
@@ -396,9 +425,21 @@ def heldout_split(config: ml_collections.ConfigDict,
   return data, None
 
 
+def _on_mesh(tree, mesh):
+  """Host copies of ``tree`` replicated over the mesh (global arrays in a
+  multi-process run); unchanged without a mesh."""
+  if mesh is None:
+    return tree
+  return mesh_lib.replicate(jax.tree_util.tree_map(np.asarray, tree), mesh)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       data: data_lib.PreferenceData) -> dict:
+                       data: data_lib.PreferenceData, mesh=None) -> dict:
   """Trains every loss x seed (resuming from checkpoints), writes summary.json.
+
+  mesh: optional jax.sharding.Mesh: every step data-parallel over its 'data'
+  axis (train_step); process 0 alone writes metrics and summaries, every
+  process takes part in the (orbax) checkpoints.
 
   Returns:
     the summary dict: {'selection', 'num_train_pairs', 'num_heldout_pairs',
@@ -417,12 +458,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      f'model.n_vertices = {model.n_vertices}')
   train_np, held_np = heldout_split(config, data)
   to_jax = lambda d: jax.tree_util.tree_map(jnp.asarray, d)
-  train_data = to_jax(train_np)
-  held_data = to_jax(held_np) if held_np is not None else None
+  if mesh_lib.data_size(mesh) == 1:
+    mesh = None
+  train_data = _on_mesh(to_jax(train_np), mesh)
+  held_data = (_on_mesh(to_jax(held_np), mesh) if held_np is not None
+               else None)
   if train_data.num_pairs == 0:
     raise ValueError('no training pairs')
   lr = float(config.learning_rate)
-  keys = seed_keys(config)
+  keys = _on_mesh(seed_keys(config), mesh)
   os.makedirs(workdir, exist_ok=True)
   summary = {'selection': config.selection,
              'num_train_pairs': train_data.num_pairs,
@@ -431,7 +475,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
              'runs': {}, 'selected': {}}
   for loss_name in config.losses:
     rows = _train_one_loss(config, workdir, loss_name, model, lr, keys,
-                           train_data, held_data)
+                           train_data, held_data, mesh)
     summary['runs'][loss_name] = {f'seed_{k}': r[-1] if r else None
                                   for k, r in enumerate(rows)}
     if rows and rows[0]:
@@ -440,6 +484,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'seed': k, 'run_dir': os.path.join(loss_name, f'seed_{k}'),
           'final': rows[k][-1]}
   summary['train_seconds'] = time.time() - t0
+  if not distributed.is_primary():
+    return summary
   with open(os.path.join(workdir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   return summary

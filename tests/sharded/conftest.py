@@ -17,3 +17,9 @@ def _eight_devices():
 def mesh(request):
   """A 'data' mesh over the first 2 or 8 devices."""
   return mesh_lib.local_mesh(request.param)
+
+
+@pytest.fixture(scope='session')
+def mesh8():
+  """A 'data' mesh over 8 devices (for the slower tests)."""
+  return mesh_lib.local_mesh(8)
