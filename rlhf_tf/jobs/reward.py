@@ -14,6 +14,7 @@ import os
 
 from absl import logging
 
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.jobs import simulate
 from rlhf_tf.preferences import dataset
 from rlhf_tf.reward import from_store
@@ -43,8 +44,9 @@ def train_reward(config, workdir: str) -> dict:
   scene_ids, data = load_training_data(config, workdir)
   logging.info('%d preferences (%d ties) over scenes %s', data.num_pairs,
                int((data.target == 0.5).sum()), scene_ids)
-  summary = train.train_and_evaluate(config.reward,
-                                     os.path.join(workdir, 'reward'), data)
+  summary = train.train_and_evaluate(
+      config.reward, os.path.join(workdir, 'reward'), data,
+      mesh=mesh_lib.make_mesh(config.get('mesh')))
   print(json.dumps({loss: s['final'] for loss, s in
                     summary['selected'].items()}, indent=2))
   return summary
