@@ -46,6 +46,7 @@ def tiny_config(**overrides):
   c.num_epochs = 2
   c.batch_size = 32
   c.held_out_fraction = 0.2
+  c.checkpoint_every_epochs = 1  # the resume tests kill after epoch 1
   c.model.update(dict(conv_features=(4, 8, 8), kernel=3, strides=(2, 2, 2),
                       input_pool=1, readout_pool=1, action_features=(16, 32),
                       hidden=(32, 16)))

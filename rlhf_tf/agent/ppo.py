@@ -53,11 +53,13 @@ from typing import Any, Callable, Dict, Sequence, Union
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 import optax
 
 from rlhf_tf.agent import policy as policy_lib
+from rlhf_tf.devices import mesh as mesh_lib
 
 _TRAIN, _EVAL = 0, 1  # purposes of the run key
 _SAMPLE, _SHUFFLE = 0, 1  # purposes of an update key
@@ -121,17 +123,42 @@ def combine_ensemble(r, k: float):
   return mean, mean - k * std, std
 
 
-def rollout(net, config, params, ref_params, jh, reward_fn, key):
+def score_rollout(reward_fn, jh, actions, mesh=None):
+  """reward_fn over every scene: jh [S, B, B], actions [S, N, n, 2] ->
+  [S, N] or [S, M, N] (ensemble).
+
+  With a mesh (of more than one device) the N actions of every scene are
+  split over its 'data' axis (``shard_map``; N padded to a multiple of the
+  devices by repeating the last action): the environments of a rollout run
+  on all devices, the policy update stays replicated.
+  """
+  score = jax.vmap(reward_fn)
+  if mesh_lib.data_size(mesh) == 1:
+    return score(jh, actions)
+  num = actions.shape[1]
+  padded = jnp.swapaxes(mesh_lib.pad_leading(
+      jnp.swapaxes(actions, 0, 1), mesh_lib.data_size(mesh)), 0, 1)
+  out_ndim = jax.eval_shape(score, jh, actions).ndim
+  r = jax.shard_map(
+      score, mesh=mesh, in_specs=(P(), P(None, mesh_lib.DATA)),
+      out_specs=P(*([None] * (out_ndim - 1) + [mesh_lib.DATA])),
+      check_vma=False)(jh, padded)
+  return r[..., :num]
+
+
+def rollout(net, config, params, ref_params, jh, reward_fn, key, mesh=None):
   """Samples N actions per scene, scores them, builds the PPO batch.
 
-  Args: jh [S, B, B]; reward_fn(jh [B, B], actions [N, n, 2]) -> [N] | [M, N].
+  Args: jh [S, B, B]; reward_fn(jh [B, B], actions [N, n, 2]) -> [N] | [M, N];
+    mesh: optional, splits the scoring over devices (score_rollout).
   Returns: (Batch with T = S N, info dict of scalars / [S, n, 2] mode).
   """
   s_count, n_act = jh.shape[0], config.batch_per_scene
   mu, log_std, value = net.apply(params, jh)  # [S, D], [S, D], [S]
   noise = jax.random.normal(key, (s_count, n_act, mu.shape[-1]), mu.dtype)
   u = mu[:, None] + jnp.exp(log_std)[:, None] * noise  # [S, N, D]
-  r = jax.vmap(reward_fn)(jh, policy_lib.to_polygon(u, net.n_vertices))
+  r = score_rollout(reward_fn, jh, policy_lib.to_polygon(u, net.n_vertices),
+                    mesh)
   r = jnp.asarray(r, jnp.float32)
   r_mean, r_cons, r_std = combine_ensemble(r, config.ensemble_k)
   mu_ref, log_std_ref, _ = net.apply(ref_params, jh)
@@ -184,10 +211,11 @@ def ppo_loss(params, net, jh, batch: Batch, clip_eps, vf_coef, ent_coef):
   return total, aux
 
 
-def make_chunk(config, reward_fn: Callable, num_updates: int):
+def make_chunk(config, reward_fn: Callable, num_updates: int, mesh=None):
   """Returns chunk(state, jh [S,B,B], ref_params) -> (state, metrics).
 
-  Pure and jittable; runs ``num_updates`` PPO updates in one lax.scan.
+  Pure and jittable; runs ``num_updates`` PPO updates in one lax.scan
+  (rollout rewards split over ``mesh``'s devices, see score_rollout).
   metrics[name] has leading axis [num_updates] ('mode': [U, S, n, 2]).
   """
   net = policy_lib.net_from_config(config.policy)
@@ -197,7 +225,7 @@ def make_chunk(config, reward_fn: Callable, num_updates: int):
   def update_step(state: TrainState, jh, ref_params):
     k = jax.random.fold_in(state.key, state.update)
     batch, info = rollout(net, config, state.params, ref_params, jh,
-                          reward_fn, jax.random.fold_in(k, _SAMPLE))
+                          reward_fn, jax.random.fold_in(k, _SAMPLE), mesh)
     total = batch.adv.shape[0]
     if total % config.num_minibatches:
       raise ValueError(f'S * batch_per_scene = {total} is not divisible by '
@@ -243,18 +271,23 @@ def _freeze(config) -> ml_collections.FrozenConfigDict:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_chunk(config, reward_fn, num_updates: int):
-  return jax.jit(make_chunk(config, reward_fn, num_updates))
+def _compiled_chunk(config, reward_fn, num_updates: int, mesh=None):
+  return jax.jit(make_chunk(config, reward_fn, num_updates, mesh))
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_train(config, reward_fn):
-  chunk = make_chunk(config, reward_fn, config.num_updates)
+def _compiled_train(config, reward_fn, mesh=None):
+  chunk = make_chunk(config, reward_fn, config.num_updates, mesh)
 
   def run(key, jh, params_init, ref_params):
     return chunk(init_state(config, key, params_init), jh, ref_params)
 
   return jax.jit(run)
+
+
+def _mesh(mesh):
+  """None for no mesh or one device (the unsharded program)."""
+  return mesh if mesh_lib.data_size(mesh) > 1 else None
 
 
 def check_finite(metrics: Dict[str, Any], first_update: int = 0) -> None:
@@ -269,7 +302,8 @@ def check_finite(metrics: Dict[str, Any], first_update: int = 0) -> None:
                                f'non-finite {what}')
 
 
-def train(config, key, jh, params_init, ref_params, reward_fn: Callable):
+def train(config, key, jh, params_init, ref_params, reward_fn: Callable,
+          mesh=None):
   """Runs config.num_updates PPO updates as ONE jitted function.
 
   Vmappable over seeds: jax.vmap(train, in_axes=(None, 0, None, None, None,
@@ -285,11 +319,12 @@ def train(config, key, jh, params_init, ref_params, reward_fn: Callable):
     params_init: initial policy parameters (usually the warm start).
     ref_params: reference policy parameters for the KL penalty.
     reward_fn: jittable (jh [B, B], actions [N, n, 2]) -> [N] or [M, N].
+    mesh: optional jax.sharding.Mesh: rollout rewards split over devices.
 
   Returns:
     (final params, metrics dict of arrays [num_updates]).
   """
-  state, metrics = _compiled_train(_freeze(config), reward_fn)(
+  state, metrics = _compiled_train(_freeze(config), reward_fn, _mesh(mesh))(
       key, jh, params_init, ref_params)
   if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(metrics)):
     check_finite(metrics)
@@ -319,7 +354,7 @@ def _compiled_eval(config, reward_fn, num: int):
 def train_with_monitor(config, key, jh, params_init, ref_params,
                        reward_fn: Callable,
                        gold_fn: Union[Callable, Sequence[Callable]],
-                       every: int, num_eval_samples: int = 8):
+                       every: int, num_eval_samples: int = 8, mesh=None):
   """``train`` in chunks of ``every`` updates with a gold-score monitor.
 
   The state is carried between jitted chunks (same numbers as one long
@@ -331,6 +366,7 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
     gold_fn: gold(actions np [K, n, 2]) -> np [K] for a single scene, or a
       sequence of S such callables (one per scene).
     every: updates per chunk (the last chunk may be shorter).
+    mesh: optional jax.sharding.Mesh: rollout rewards split over devices.
 
   Returns:
     (params, metrics [num_updates], series) with series entries [P]:
@@ -368,7 +404,8 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
   chunks, done = [], 0
   while done < cfg.num_updates:
     n = min(int(every), cfg.num_updates - done)
-    state, metrics = _compiled_chunk(cfg, reward_fn, n)(state, jh, ref_params)
+    state, metrics = _compiled_chunk(cfg, reward_fn, n, _mesh(mesh))(
+        state, jh, ref_params)
     check_finite(metrics, first_update=done)
     chunks.append(metrics)
     done += n

@@ -35,6 +35,7 @@ from rlhf_tf.agent import ppo
 from rlhf_tf.agent import warm_start
 from rlhf_tf.data import sample_fetch
 from rlhf_tf.data import sources
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures
 from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.preferences import inspector as inspector_lib
@@ -124,7 +125,8 @@ def train_agent(config, workdir: str) -> dict:
   logging.info('PPO: %d updates', a.ppo.num_updates)
   params, metrics, series = ppo.train_with_monitor(
       a.ppo, k_ppo, jh, ref_params, ref_params, reward_fn,
-      [_gold(s, config) for s in train], every=a.monitor_every)
+      [_gold(s, config) for s in train], every=a.monitor_every,
+      mesh=mesh_lib.make_mesh(config.get('mesh')))
   rows = {k: np.asarray(v) for k, v in metrics.items()
           if np.ndim(v) == 1}
   with open(os.path.join(out_dir, 'metrics.jsonl'), 'w') as f:

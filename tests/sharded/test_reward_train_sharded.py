@@ -20,7 +20,7 @@ def task():
 def _first_step_gradient(task, loss, batch_size, mesh):
   """Adam's first moment after one step = (1 - b1) x the gradient."""
   config = single.tiny_config()
-  model = model_lib.model_from_config(config)
+  model = model_lib.model_from_config(config.model)
   data = jax.tree_util.tree_map(jnp.asarray, task)
   keys = train.seed_keys(config)
   idx, w = train.epoch_indices(keys, jnp.int32(0), num_pairs=data.num_pairs,
