@@ -44,8 +44,10 @@ from typing import Optional
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.render import cached_march
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import raymarch
@@ -115,6 +117,25 @@ def _sample_bucket(packed, labels_flat, origins, directions, shape,
   return {k: v.T for k, v in out.items()}
 
 
+@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
+                                             'num', 'bins', 'settings',
+                                             'mesh'))
+def _sample_bucket_on_mesh(packed, labels_flat, origins, directions, shape,
+                           spacing, axes, num, bins, settings, mesh):
+  """_sample_bucket with the rays [R] split over mesh axis 'data' (R a
+  multiple of its size); the fields come back [S, R] split along R."""
+  def per_device(packed, labels_flat, o, d):
+    return _sample_bucket(packed, labels_flat, o, d, shape, spacing, axes,
+                          num, bins, settings)
+  # check_vma=False: the march's loops start from constant carries; nothing
+  # crosses devices.
+  return jax.shard_map(
+      per_device, mesh=mesh,
+      in_specs=(P(), P(), P(mesh_lib.DATA), P(mesh_lib.DATA)),
+      out_specs=P(None, mesh_lib.DATA), check_vma=False)(
+          packed, labels_flat, origins, directions)
+
+
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing'))
 def _chords(camera, shape, spacing):
   origins, directions = camera_lib.generate_rays(camera)
@@ -129,7 +150,7 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
                     settings: raymarch.RenderSettings = (
                         raymarch.RenderSettings()),
                     num_buckets: int = 8, labels=None, *,
-                    packed=None) -> RayCache:
+                    packed=None, mesh=None) -> RayCache:
   """Samples a view once for ``render_cached``.
 
   Args:
@@ -147,6 +168,10 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
       ``render_cached_labels``.
     packed: optional [Z, Y, X, 4] raymarch.packed_volume; replaces
       volume_hu and gradient (saves memory on large volumes).
+    mesh: optional jax.sharding.Mesh: each bucket's rays are split over
+      its 'data' axis (every device holds the packed volume and samples its
+      share of the rays; the same cache, its [S, R] fields left split along
+      R on the devices).
 
   Returns:
     RayCache (host-independent pytree of device arrays).
@@ -189,9 +214,17 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
         np.int32)
     take = np.concatenate([rays, np.full(pad, rays[0])])
     ray_len = np.where(pixels < length_np.size, length_np[take], 0.0)
-    data = _sample_bucket(packed, labels_flat, origins[take],
-                          directions[take],
-                          shape, spacing, axes, num, (by, bx), settings)
+    if mesh_lib.data_size(mesh) > 1:
+      split = mesh_lib.padded_size(take.size, mesh_lib.data_size(mesh))
+      take_all = mesh_lib.pad_leading(take, split)
+      data = _sample_bucket_on_mesh(
+          packed, labels_flat, origins[take_all], directions[take_all],
+          shape, spacing, axes, num, (by, bx), settings, mesh)
+      data = {k: v[:, :take.size] for k, v in data.items()}
+    else:
+      data = _sample_bucket(packed, labels_flat, origins[take],
+                            directions[take],
+                            shape, spacing, axes, num, (by, bx), settings)
     buckets.append(CacheBucket(pixels=jnp.asarray(pixels),
                                length=jnp.asarray(ray_len, jnp.float32),
                                **data))

@@ -9,6 +9,7 @@ from rlhf_tf.data import phantom
 from rlhf_tf.preferences import scenes
 from rlhf_tf.render import histogram
 from rlhf_tf.render import polygon
+from rlhf_tf.render import ray_cache
 
 ATOL = 1e-6  # float32 rounding; values in [0, 1]
 
@@ -50,3 +51,27 @@ def test_tissue_weights_sharded_equal_render_tissues(mesh):
       for got, want in zip((rgba[k], weights[k], hits[k]), ref):
         np.testing.assert_allclose(got, np.asarray(want), atol=ATOL, rtol=0)
   assert starts == list(range(0, 6, mesh.devices.size))
+
+
+def test_ray_cache_build_split_over_rays_equals_one_device(mesh):
+  scene = _scene()
+  volume = scene.volume
+  common = (volume.hu, None, volume.spacing, scene.jh.axes, scene.camera,
+            scene.bins, scene.settings)
+  one = ray_cache.build_ray_cache(*common, labels=scene.groups)
+  split = ray_cache.build_ray_cache(*common, labels=scene.groups, mesh=mesh)
+  assert len(split.buckets) == len(one.buckets)
+  for a, b in zip(one.buckets, split.buckets):
+    for name in ('pixels', 'length', 'idx', 'label'):  # exactly the same
+      np.testing.assert_array_equal(getattr(b, name), getattr(a, name))
+    for name in ('fx', 'fy', 'diffuse', 'specular'):
+      # uint16 fixed point: float32 rounding of the sample positions in
+      # tiles of another size may move a weight by one step (1 / 65535).
+      diff = np.abs(np.asarray(getattr(b, name), np.int32)
+                    - np.asarray(getattr(a, name), np.int32))
+      assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3, name
+  table = scene.tf_table(scene.experts[0])
+  np.testing.assert_allclose(
+      np.asarray(ray_cache.render_cached(split, table, scene.settings)),
+      np.asarray(ray_cache.render_cached(one, table, scene.settings)),
+      atol=1e-5, rtol=0)

@@ -7,6 +7,7 @@ import pytest
 
 from rlhf_tf.reward import losses as losses_lib
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import predict
 from rlhf_tf.reward import train
 
 import test_reward_train as single  # tests/ is on sys.path (rootdir)
@@ -74,5 +75,5 @@ def test_training_run_and_resume_on_a_mesh(tmp_path, task, mesh8):
     for k in range(2):
       jax.tree_util.tree_map(
           np.testing.assert_array_equal,
-          train.load_params(str(tmp_path / 'full'), loss, k),
-          train.load_params(str(tmp_path / 'resumed'), loss, k))
+          predict.load_params(str(tmp_path / 'full'), loss, k),
+          predict.load_params(str(tmp_path / 'resumed'), loss, k))
