@@ -43,7 +43,8 @@ def held_out_figure(rows: Sequence[Mapping], path: str,
               style.format_stat(v),
               va='center', fontsize=style.SMALL_SIZE)
     ax.axvline(target, color='k', ls='--', lw=1)
-    ax.set_xlim(min(0.0, float(np.nanmin(values, initial=0.0)) - 0.3), 1.25)
+    low = float(np.nanmin(values, initial=0.0))
+    ax.set_xlim(low - 0.3 if low < 0 else 0.0, 1.25)
     ax.set_title(f'{style.panel_letter(i)} {label}',
                  fontsize=style.TITLE_SIZE)
     ax.tick_params(labelsize=style.SMALL_SIZE)
