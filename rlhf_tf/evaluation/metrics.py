@@ -136,6 +136,28 @@ def expected_calibration_error(p, y, num_bins: int = 10
                'accuracy': mean_acc, 'count': count}
 
 
+def sigmoid(x) -> np.ndarray:
+  """sigma(x) = 1 / (1 + exp(-x)), elementwise (the Bradley-Terry p of a
+  reward difference, eq. 3)."""
+  return 1.0 / (1.0 + np.exp(-np.asarray(x)))
+
+
+def pair_metrics_and_calibration(r_left, r_right, target, num_bins: int = 10
+                                 ) -> Tuple[Dict[str, float],
+                                            Dict[str, np.ndarray]]:
+  """``pair_metrics`` plus 'ece' of p = sigma(r_left - r_right) on the
+  decisive pairs; returns (numbers, the reliability bins)."""
+  r_left, r_right = np.asarray(r_left), np.asarray(r_right)
+  target = np.asarray(target)
+  numbers = pair_metrics(r_left, r_right, target)
+  decisive = target != 0.5
+  p_left = sigmoid((r_left - r_right)[decisive])
+  ece, bins = expected_calibration_error(
+      p_left, (target[decisive] == 1.0).astype(float), num_bins=num_bins)
+  numbers['ece'] = ece
+  return numbers, bins
+
+
 def rank_correlations(reward, gold) -> Dict[str, float]:
   """Rank agreement of predicted rewards with a gold score.
 

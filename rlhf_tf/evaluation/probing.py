@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import numpy as np
 import optax
 
 from rlhf_tf.devices import mesh as mesh_lib
@@ -327,3 +328,46 @@ def image_objective_gradient(scene, vertices,
     objective = IMAGE_OBJECTIVES[objective]
   fn = lambda v: objective(scene.render(v))  # noqa: E731
   return jax.value_and_grad(fn)(jnp.asarray(vertices, jnp.float32))
+
+
+def corner_map_optima(maps) -> np.ndarray:
+  """[n, 2] (x, y) pixel centre of the highest reward of each vertex's map.
+
+  Args:
+    maps: [n, G, G] corner maps (``corner_maps``; row = y, column = x).
+  """
+  maps = np.asarray(maps)
+  grid = maps.shape[-1]
+  best = []
+  for k in range(maps.shape[0]):
+    row, col = np.unravel_index(np.argmax(maps[k]), maps[k].shape)
+    best.append(((col + 0.5) / grid, (row + 0.5) / grid))
+  return np.asarray(best)
+
+
+def distance_to_optima(action, optima) -> float:
+  """Mean over the optima [m, 2] of the distance (JH units) to the nearest
+  vertex of ``action`` [n, 2]: how close a found TF sits to the corner maps'
+  best positions (each optimum matched to its nearest vertex)."""
+  action, optima = np.asarray(action), np.asarray(optima)
+  dist = np.linalg.norm(action[None, :, :] - optima[:, None, :], axis=-1)
+  return float(dist.min(axis=1).mean())
+
+
+def corner_map_picks(maps, base_action, k: int):
+  """Vertex k of ``base_action`` moved to the lowest, median and highest
+  pixel of its corner map: [(label, (x, y), reward, action [n, 2])] for the
+  renders of Fig. 3."""
+  maps = np.asarray(maps)
+  grid = maps.shape[-1]
+  flat = maps[k].reshape(-1)
+  order = np.argsort(flat)
+  out = []
+  for label, idx in (('low', order[0]), ('medium', order[len(order) // 2]),
+                     ('high', order[-1])):
+    row, col = divmod(int(idx), grid)
+    xy = ((col + 0.5) / grid, (row + 0.5) / grid)
+    action = np.array(base_action, np.float32)
+    action[k] = xy
+    out.append((label, xy, float(flat[idx]), action))
+  return out

@@ -26,6 +26,11 @@ sharpness (share of random actions above the mean expert reward, histogram
 entropy); reward ascent from 32 starts: best reward, the inspector score of
 the found TF relative to the expert's, distance to the corner maps' best
 positions; and the image-space gradient through the renderer.
+
+``evaluate`` runs one named step per figure or group of numbers, in this
+order; each step's PRNG key is split from ``eval.seed`` by purpose. Devices
+(config.mesh) split the 20,000 rewards, corner maps and renderings; every
+process computes, process 0 alone writes figures and summary.json.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Callable, NamedTuple
 
 from absl import logging
 import jax
@@ -49,6 +55,7 @@ from rlhf_tf.evaluation import tie_metrics
 from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import inspector as inspector_lib
+from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict
@@ -56,36 +63,159 @@ from rlhf_tf.reward import train
 from rlhf_tf.render import polygon
 
 
-def _selected_params(reward_dir: str):
-  with open(os.path.join(reward_dir, 'summary.json')) as f:
-    summary = json.load(f)
-  return {loss: predict.load_params(reward_dir, loss, sel['seed'])
-          for loss, sel in summary['selected'].items()}
+class Setup(NamedTuple):
+  """What every step reads: the models, the scene and the inspector."""
+  config: object  # the experiment's config
+  workdir: str
+  out_dir: str  # <workdir>/evaluation
+  params: dict  # loss -> the selected run's parameters
+  model: model_lib.RewardModel
+  scene: scenes_lib.Scene
+  jh: np.ndarray  # [B, B] float32, the scene's JH image
+  gold: Callable[[np.ndarray], np.ndarray]  # actions [A, n, 2] -> [A]
+  mesh: object  # jax.sharding.Mesh or None
+  primary: bool  # process 0: writes figures and summary.json
 
 
-def _learned_tie_nus(reward_dir: str):
-  """{loss: nu} of the selected runs of losses that learn one (L_D)."""
-  with open(os.path.join(reward_dir, 'summary.json')) as f:
-    summary = json.load(f)
-  return {loss: sel['final']['tie_nu']
-          for loss, sel in summary['selected'].items()
-          if sel['final'].get('tie_nu') is not None}
+def evaluate(config, workdir: str) -> dict:
+  t0 = time.perf_counter()
+  s = _setup(config, workdir)
+  k_random, k_gold, k_eval, k_ascent = jax.random.split(
+      jax.random.key(config.eval.seed), 4)
+  summary = {loss: {} for loss in s.params}
+  heldout_pairs(s, summary)
+  expert_rewards = reward_histograms(s, k_random, summary)  # Fig. 2
+  rank_correlation(s, k_gold, summary)
+  maps = corner_maps(s)  # Fig. 3
+  evaluation_tfs(s, k_eval, summary)  # Fig. 4
+  reward_probing(s, k_ascent, maps, expert_rewards, summary)
+  image_space_gradient(s, summary)
+  summary['seconds'] = round(time.perf_counter() - t0, 1)
+  if s.primary:
+    _write_summary(s, summary)
+  return summary
 
 
-def _every_seed(reward_dir: str):
-  """({'<loss>/seed_<k>': params}, {'<loss>/seed_<k>': learned nu}) of
-  every trained run, not only the selected ones."""
-  with open(os.path.join(reward_dir, 'summary.json')) as f:
-    runs = json.load(f)['runs']
-  params, nus = {}, {}
-  for loss, by_seed in runs.items():
-    for name, final in by_seed.items():
-      key = f'{loss}/{name}'
-      params[key] = predict.load_params(reward_dir, loss,
-                                        int(name.split('_')[1]))
-      if final and final.get('tie_nu') is not None:
-        nus[key] = final['tie_nu']
-  return params, nus
+def _setup(config, workdir: str) -> Setup:
+  """The selected reward models (trained first when missing and asked to),
+  the dataset's first scene and the inspector scoring at gold_image_size."""
+  reward_dir = os.path.join(workdir, 'reward')
+  if not os.path.exists(os.path.join(reward_dir, 'summary.json')):
+    # Only experiments/evaluate.py sets train_if_missing (':smoke' does).
+    if not config.get('train_if_missing', False):
+      raise FileNotFoundError(
+          f'no trained reward model in {reward_dir}: run '
+          f'experiments/reward_ce.py or the quickstart with this workdir '
+          f'first, or set --experiment.train_if_missing=True')
+    logging.info('no reward model in %s: training one first', reward_dir)
+    reward_job.train_reward(config, workdir)
+  out_dir = os.path.join(workdir, 'evaluation')
+  os.makedirs(out_dir, exist_ok=True)
+  store = dataset.open_store(config, workdir)
+  try:
+    scene = dataset.ensure_scene(store, dataset.scene_specs(config)[0],
+                                 config).scene
+  finally:
+    store.close()
+  gold_scene = scene.with_view(image_size=config.eval.gold_image_size)
+  mesh = mesh_lib.make_mesh(config.get('mesh'))
+  return Setup(
+      config=config, workdir=workdir, out_dir=out_dir,
+      params=predict.load_selected_params(reward_dir),
+      model=model_lib.model_from_config(config.reward.model), scene=scene,
+      jh=np.asarray(scene.jh.image, np.float32),
+      gold=lambda actions: inspector_lib.score_actions(
+          gold_scene, actions, config.inspector, mesh=mesh),
+      mesh=mesh, primary=distributed.is_primary())
+
+
+def _rewards(s: Setup, params, actions) -> np.ndarray:
+  return predict.predict_rewards(params, s.config.reward, s.jh, actions)
+
+
+def heldout_pairs(s: Setup, summary: dict) -> None:
+  """Held-out accuracy, log-loss and ECE on train.py's own split, and the
+  tie-aware numbers of the selected runs and of every seed of every loss;
+  reliability.png and ties_closer.png."""
+  logging.info('held-out pairs: accuracy, log-loss, calibration, ties')
+  store = dataset.open_store(s.config, s.workdir)
+  try:
+    _, data = from_store.dataset_preference_data(store, s.config)
+  finally:
+    store.close()
+  _, held = train.heldout_split(s.config.reward, data)
+  if held is None:
+    raise ValueError('config.reward.held_out_fraction is 0: no held-out '
+                     'pairs to evaluate')
+  # Pairs grouped by scene; ids = each pair's index in the held-out split.
+  ids = np.concatenate([np.nonzero(held.scene == k)[0]
+                        for k in range(held.jh.shape[0])])
+  target = np.asarray(held.target)[ids]
+  bins, delta = {}, {}
+  for loss, p in s.params.items():
+    summary[loss]['heldout'], bins[loss], delta[loss] = _pair_numbers(
+        s, held, p)
+  if s.primary:
+    figures.reliability_diagram(
+        bins, os.path.join(s.out_dir, 'reliability.png'),
+        {loss: summary[loss]['heldout']['ece'] for loss in s.params})
+  reward_dir = os.path.join(s.workdir, 'reward')
+  ties = _tie_numbers(s, delta, target, ids,
+                      predict.selected_tie_nus(reward_dir))
+  for loss, numbers in ties.items():
+    summary[loss]['heldout_ties'] = numbers
+  if s.primary:
+    _ties_closer_figure(s, delta, target)
+  every, every_nu = predict.load_every_run(reward_dir)
+  by_run = _tie_numbers(
+      s, {run: _pair_numbers(s, held, p)[2] for run, p in every.items()},
+      target, ids, every_nu)
+  for loss in s.params:
+    summary[loss]['heldout_ties_every_seed'] = _seed_spread(by_run, loss)
+
+
+def _pair_numbers(s: Setup, held, params):
+  """(pair metrics with ECE, reliability bins, r_left - r_right [P]) of one
+  run on the held-out pairs, grouped by scene."""
+  rl, rr, target = [], [], []
+  for k in range(held.jh.shape[0]):
+    r = predict.predict_rewards(params, s.config.reward, held.jh[k],
+                                held.actions[k])
+    m = held.scene == k
+    rl.append(r[held.left[m]])
+    rr.append(r[held.right[m]])
+    target.append(held.target[m])
+  rl, rr = np.concatenate(rl), np.concatenate(rr)
+  numbers, bins = metrics.pair_metrics_and_calibration(
+      rl, rr, np.concatenate(target))
+  return numbers, bins, rl - rr
+
+
+def _tie_numbers(s: Setup, delta: dict, target, ids, tie_nus: dict) -> dict:
+  """Tie-aware numbers per run (key of ``delta``). Thresholds (and nu for
+  L_C / L_L) are tuned on the validation ids only; the ties-closer check
+  reads all held-out pairs (it tunes nothing)."""
+  ev = s.config.eval
+  val_ids, test_ids = tie_metrics.split_validation_test(
+      ids, target, float(ev.tie_validation_fraction), int(ev.seed))
+  assert not np.intersect1d(val_ids, test_ids).size
+  out = {}
+  for run, d in delta.items():
+    out[run] = tie_metrics.tie_aware_metrics(d, target, ids, val_ids,
+                                             tie_nu=tie_nus.get(run))
+    out[run]['ties_closer'] = tie_metrics.ties_closer(d, target)
+  return out
+
+
+def _ties_closer_figure(s: Setup, delta: dict, target) -> None:
+  """ties_closer.png, when both kinds of pair are held out."""
+  num_ties = int(np.sum(target == 0.5))
+  if 0 < num_ties < target.size:
+    figures_ties.ties_closer(delta, target,
+                             os.path.join(s.out_dir, 'ties_closer.png'))
+  else:
+    logging.warning('ties_closer.png not drawn: %d ties of %d held-out pairs',
+                    num_ties, target.size)
 
 
 def _seed_spread(by_run: dict, loss: str) -> dict:
@@ -110,91 +240,69 @@ def _seed_spread(by_run: dict, loss: str) -> dict:
   return out
 
 
-def _heldout_numbers(config, workdir, params, model_cfg):
-  """Held-out pair metrics and calibration, on train.py's own split.
-
-  Returns:
-    ({loss: (numbers, calibration bins, delta [P])}, target [P], ids [P]):
-    ids = each pair's index in the held-out split, in the order of delta.
-  """
-  store = dataset.open_store(config, workdir)
-  try:
-    _, data = from_store.dataset_preference_data(store, config)
-  finally:
-    store.close()
-  _, held = train.heldout_split(config.reward, data)
-  out = {}
-  for loss, p in params.items():
-    rl, rr = [], []
-    for s in range(held.jh.shape[0]):
-      r = predict.predict_rewards(p, model_cfg, held.jh[s], held.actions[s])
-      m = held.scene == s
-      rl.append(r[held.left[m]])
-      rr.append(r[held.right[m]])
-    rl, rr = np.concatenate(rl), np.concatenate(rr)
-    target = np.concatenate([held.target[held.scene == s]
-                             for s in range(held.jh.shape[0])])
-    numbers = metrics.pair_metrics(rl, rr, target)
-    decisive = target != 0.5
-    p_left = 1.0 / (1.0 + np.exp(-(rl - rr)[decisive]))
-    ece, bins = metrics.expected_calibration_error(
-        p_left, (target[decisive] == 1.0).astype(float), num_bins=10)
-    numbers['ece'] = ece
-    out[loss] = (numbers, bins, rl - rr)
-  ids = np.concatenate([np.nonzero(held.scene == s)[0]
-                        for s in range(held.jh.shape[0])])
-  return out, np.asarray(held.target)[ids], ids
+def reward_histograms(s: Setup, key, summary: dict) -> dict:
+  """Fig. 2: rewards of eval.num_random random actions and sharpness;
+  returns the experts' rewards per loss."""
+  logging.info('Fig. 2: %d random actions', s.config.eval.num_random)
+  random_rewards, expert_rewards, sharp = {}, {}, {}
+  for loss, p in s.params.items():
+    _, random_rewards[loss] = probing.random_action_rewards(
+        s.model, p, s.jh, key, num=s.config.eval.num_random,
+        n_vertices=s.scene.experts.shape[1], mesh=s.mesh)
+    expert_rewards[loss] = _rewards(s, p, s.scene.experts)
+    sharp[loss] = metrics.sharpness(np.asarray(random_rewards[loss]),
+                                    expert_rewards[loss])
+    summary[loss]['sharpness'] = sharp[loss]
+  if s.primary:
+    figures.reward_histograms(
+        random_rewards, os.path.join(s.out_dir, 'fig2_reward_histograms.png'),
+        expert_rewards_by_loss=expert_rewards, stats_by_loss=sharp)
+  return expert_rewards
 
 
-def _tie_numbers(config, held, target, ids, tie_nus, out_dir):
-  """Tie-aware numbers per loss; the ties-closer figure when both kinds of
-  pair are held out and ``out_dir`` is given (process 0). Thresholds (and
-  nu for L_C / L_L) are tuned on the validation ids only; the ties-closer
-  check reads all held-out pairs (it tunes nothing)."""
-  val_ids, test_ids = tie_metrics.split_validation_test(
-      ids, target, float(config.eval.tie_validation_fraction),
-      int(config.eval.seed))
-  assert not np.intersect1d(val_ids, test_ids).size
-  out = {}
-  for loss, (_, _, delta) in held.items():
-    out[loss] = tie_metrics.tie_aware_metrics(delta, target, ids, val_ids,
-                                              tie_nu=tie_nus.get(loss))
-    out[loss]['ties_closer'] = tie_metrics.ties_closer(delta, target)
-  if out_dir is None:
-    return out
-  num_ties = int(np.sum(target == 0.5))
-  if 0 < num_ties < target.size:
-    figures_ties.ties_closer({loss: h[2] for loss, h in held.items()},
-                             target, os.path.join(out_dir, 'ties_closer.png'))
-  else:
-    logging.warning('ties_closer.png not drawn: %d ties of %d held-out pairs',
-                    num_ties, target.size)
-  return out
+def rank_correlation(s: Setup, key, summary: dict) -> None:
+  """Spearman / Kendall of reward vs inspector over unseen random actions."""
+  num = s.config.eval.num_gold
+  logging.info('rank correlation with the inspector over %d unseen actions',
+               num)
+  actions = np.asarray(polygon.random_actions(key, num,
+                                              s.scene.experts.shape[1]))
+  gold_scores = s.gold(actions)
+  for loss, p in s.params.items():
+    summary[loss]['rank_correlation'] = metrics.rank_correlations(
+        _rewards(s, p, actions), gold_scores)
 
 
-def _corner_renders(scene, maps, base, k=3):
-  """Renders with vertex k at the map's lowest, median and highest reward."""
-  grid = maps.shape[-1]
-  flat = maps[k].reshape(-1)
-  order = np.argsort(flat)
-  out = []
-  for label, idx in (('low', order[0]), ('medium', order[len(order) // 2]),
-                     ('high', order[-1])):
-    row, col = divmod(int(idx), grid)
-    xy = ((col + 0.5) / grid, (row + 0.5) / grid)
-    action = np.array(base, np.float32)
-    action[k] = xy
-    image = np.asarray(scene.render(action))[..., :3]
-    out.append((label, xy, float(flat[idx]), image))
-  return out
+def corner_maps(s: Setup) -> dict:
+  """Fig. 3: the reward of each vertex at every JH pixel (the others at the
+  first expert), with renders at vertex 4's low, medium and high reward;
+  returns the maps per loss."""
+  logging.info('Fig. 3: corner maps')
+  base = s.scene.experts[0]
+  maps, renders = {}, {}
+  for loss, p in s.params.items():
+    maps[loss] = np.asarray(probing.corner_maps(s.model, p, s.jh, base,
+                                                mesh=s.mesh))
+    renders[loss] = [
+        (label, xy, value, np.asarray(s.scene.render(action))[..., :3])
+        for label, xy, value, action in probing.corner_map_picks(
+            maps[loss], base, k=3)]
+  if s.primary:
+    figures_probing.corner_plots(
+        maps, s.jh, base, os.path.join(s.out_dir, 'fig3_corner_plots.png'),
+        axes=s.scene.jh.axes, renders_by_loss=renders)
+  return maps
 
 
-def _eval_tfs(key, scene, gold, num: int, candidates: int):
-  """``num`` unseen TFs spread from expert-like to poor by inspector score:
-  augmentations of the experts with growing shifts and random actions."""
+def evaluation_tfs(s: Setup, key, summary: dict) -> None:
+  """Fig. 4: eval.num_eval_tfs unseen TFs spread from expert-like to poor
+  by inspector score (augmented experts with growing shifts, and random
+  actions), sorted by each loss's reward."""
+  ev = s.config.eval
+  logging.info('Fig. 4: %d evaluation TFs', ev.num_eval_tfs)
   k_aug, k_rand = jax.random.split(key)
-  experts = scene.experts
-  n_aug = candidates // 2
+  experts = s.scene.experts
+  n_aug = ev.eval_candidates // 2
   pool = []
   for j in range(n_aug):
     sigma = 0.01 + 0.12 * j / max(n_aug - 1, 1)
@@ -203,126 +311,38 @@ def _eval_tfs(key, scene, gold, num: int, candidates: int):
                                                  e.shape))
     pool.append(np.asarray(polygon.canonicalize(np.clip(e + shift, 0, 1))))
   pool += list(np.asarray(polygon.random_actions(
-      k_rand, candidates - n_aug, experts.shape[1])))
+      k_rand, ev.eval_candidates - n_aug, experts.shape[1])))
   pool = np.stack(pool).astype(np.float32)
-  scores = gold(pool)
+  scores = s.gold(pool)
   # Pick evenly over the score ranking, best to worst.
   order = np.argsort(-scores)
-  pick = order[np.round(np.linspace(0, len(order) - 1, num)).astype(int)]
-  return pool[pick], scores[pick]
+  pick = order[np.round(np.linspace(0, len(order) - 1,
+                                    ev.num_eval_tfs)).astype(int)]
+  actions, gold_scores = pool[pick], scores[pick]
+  images = s.scene.render_many(actions, mesh=s.mesh)[..., :3]
+  rewards = {loss: _rewards(s, p, actions) for loss, p in s.params.items()}
+  if s.primary:
+    figures.evaluation_grids(
+        images, rewards, gold_scores,
+        os.path.join(s.out_dir, 'fig4_evaluation_tfs.png'))
+  for loss in s.params:
+    summary[loss]['eval_tfs'] = metrics.rank_correlations(rewards[loss],
+                                                          gold_scores)
 
 
-def evaluate(config, workdir: str) -> dict:
-  t0 = time.perf_counter()
-  ev = config.eval
-  out_dir = os.path.join(workdir, 'evaluation')
-  os.makedirs(out_dir, exist_ok=True)
-  reward_dir = os.path.join(workdir, 'reward')
-  if not os.path.exists(os.path.join(reward_dir, 'summary.json')):
-    # Only experiments/evaluate.py sets train_if_missing (':smoke' does).
-    if not config.get('train_if_missing', False):
-      raise FileNotFoundError(
-          f'no trained reward model in {reward_dir}: run '
-          f'experiments/reward_ce.py or the quickstart with this workdir '
-          f'first, or set --experiment.train_if_missing=True')
-    logging.info('no reward model in %s: training one first', reward_dir)
-    reward_job.train_reward(config, workdir)
-  params = _selected_params(reward_dir)
-  model_cfg = config.reward
-  model = model_lib.model_from_config(model_cfg.model)
-  store = dataset.open_store(config, workdir)
-  spec = dataset.scene_specs(config)[0]
-  scene = dataset.ensure_scene(store, spec, config).scene
-  store.close()
-  gold_scene = scene.with_view(image_size=ev.gold_image_size)
-  # Devices split the 20,000 rewards, corner maps and renderings; every
-  # process computes, process 0 alone writes figures and summary.json.
-  mesh = mesh_lib.make_mesh(config.get('mesh'))
-  primary = distributed.is_primary()
-  gold = lambda actions: inspector_lib.score_actions(  # noqa: E731
-      gold_scene, actions, config.inspector, mesh=mesh)
-  jh = np.asarray(scene.jh.image, np.float32)
-  key = jax.random.key(ev.seed)
-  k_random, k_gold, k_eval, k_ascent = jax.random.split(key, 4)
-  summary = {loss: {} for loss in params}
-
-  logging.info('held-out pairs: accuracy, log-loss, calibration, ties')
-  held, target, ids = _heldout_numbers(config, workdir, params, model_cfg)
-  for loss, (numbers, _, _) in held.items():
-    summary[loss]['heldout'] = numbers
-  if primary:
-    figures.reliability_diagram({l: h[1] for l, h in held.items()},
-                                os.path.join(out_dir, 'reliability.png'),
-                                {l: h[0]['ece'] for l, h in held.items()})
-  ties = _tie_numbers(config, held, target, ids, _learned_tie_nus(reward_dir),
-                      out_dir if primary else None)
-  for loss, numbers in ties.items():
-    summary[loss]['heldout_ties'] = numbers
-  every, every_nu = _every_seed(reward_dir)
-  by_run = _tie_numbers(config, _heldout_numbers(config, workdir, every,
-                                                 model_cfg)[0],
-                        target, ids, every_nu, None)
-  for loss in params:
-    summary[loss]['heldout_ties_every_seed'] = _seed_spread(by_run, loss)
-
-  logging.info('Fig. 2: %d random actions', ev.num_random)
-  random_rewards, expert_rewards, sharp = {}, {}, {}
-  for loss, p in params.items():
-    _, random_rewards[loss] = probing.random_action_rewards(
-        model, p, jh, k_random, num=ev.num_random,
-        n_vertices=scene.experts.shape[1], mesh=mesh)
-    expert_rewards[loss] = predict.predict_rewards(p, model_cfg, jh,
-                                                   scene.experts)
-    sharp[loss] = metrics.sharpness(np.asarray(random_rewards[loss]),
-                                    expert_rewards[loss])
-    summary[loss]['sharpness'] = sharp[loss]
-  if primary:
-    figures.reward_histograms(
-        random_rewards, os.path.join(out_dir, 'fig2_reward_histograms.png'),
-        expert_rewards_by_loss=expert_rewards, stats_by_loss=sharp)
-
-  logging.info('rank correlation with the inspector over %d unseen actions',
-               ev.num_gold)
-  gold_actions = np.asarray(polygon.random_actions(
-      k_gold, ev.num_gold, scene.experts.shape[1]))
-  gold_scores = gold(gold_actions)
-  for loss, p in params.items():
-    r = predict.predict_rewards(p, model_cfg, jh, gold_actions)
-    summary[loss]['rank_correlation'] = metrics.rank_correlations(
-        r, gold_scores)
-
-  logging.info('Fig. 3: corner maps')
-  base = scene.experts[0]
-  maps, renders = {}, {}
-  for loss, p in params.items():
-    maps[loss] = np.asarray(probing.corner_maps(model, p, jh, base,
-                                                mesh=mesh))
-    renders[loss] = _corner_renders(scene, maps[loss], base)
-  if primary:
-    figures_probing.corner_plots(
-        maps, jh, base, os.path.join(out_dir, 'fig3_corner_plots.png'),
-        axes=scene.jh.axes, renders_by_loss=renders)
-
-  logging.info('Fig. 4: %d evaluation TFs', ev.num_eval_tfs)
-  eval_actions, eval_gold = _eval_tfs(k_eval, scene, gold, ev.num_eval_tfs,
-                                      ev.eval_candidates)
-  images = scene.render_many(eval_actions, mesh=mesh)[..., :3]
-  eval_rewards = {loss: predict.predict_rewards(p, model_cfg, jh,
-                                                eval_actions)
-                  for loss, p in params.items()}
-  if primary:
-    figures.evaluation_grids(images, eval_rewards, eval_gold,
-                             os.path.join(out_dir, 'fig4_evaluation_tfs.png'))
-  for loss in params:
-    summary[loss]['eval_tfs'] = metrics.rank_correlations(eval_rewards[loss],
-                                                          eval_gold)
-
+def reward_probing(s: Setup, key, maps: dict, expert_rewards: dict,
+                   summary: dict) -> None:
+  """dr/dvertices at the expert and reward ascent from eval.ascent_starts
+  random actions: the found TF's inspector score and its distance to the
+  corner maps' optima; probing_gradients.png of the first loss."""
+  ev = s.config.eval
   logging.info('probing: gradients and reward ascent')
-  expert_gold = float(gold(base[None])[0])
-  ascent_by_loss = {}
-  for loss, p in params.items():
-    grad = np.asarray(probing.reward_gradient(model, p, jh, base))
-    asc = probing.reward_ascent(model, p, jh, k_ascent,
+  base = s.scene.experts[0]
+  expert_gold = float(s.gold(base[None])[0])
+  arrows = {}
+  for loss, p in s.params.items():
+    grad = np.asarray(probing.reward_gradient(s.model, p, s.jh, base))
+    asc = probing.reward_ascent(s.model, p, s.jh, key,
                                 num_starts=ev.ascent_starts,
                                 steps=ev.ascent_steps, lr=ev.ascent_lr,
                                 n_vertices=base.shape[0])
@@ -330,15 +350,7 @@ def evaluate(config, workdir: str) -> dict:
     rewards = np.where(area >= 1e-4, np.asarray(asc['rewards']), -np.inf)
     best = int(np.argmax(rewards))
     found = np.asarray(asc['actions'])[best]
-    found_gold = float(gold(found[None])[0])
-    best_xy = []
-    for k in range(base.shape[0]):
-      row, col = np.unravel_index(np.argmax(maps[loss][k]), maps[loss][k].shape)
-      g = maps[loss].shape[-1]
-      best_xy.append(((col + 0.5) / g, (row + 0.5) / g))
-    best_xy = np.asarray(best_xy)
-    # Match each corner-map optimum to the nearest vertex of the found TF.
-    dist = np.linalg.norm(found[None, :, :] - best_xy[:, None, :], axis=-1)
+    found_gold = float(s.gold(found[None])[0])
     summary[loss]['probing'] = dict(
         grad_at_expert=grad.tolist(),
         ascent_start_mean_reward=float(np.mean(asc['initial_rewards'])),
@@ -349,22 +361,29 @@ def evaluate(config, workdir: str) -> dict:
         found_inspector_score=found_gold,
         expert_inspector_score=expert_gold,
         found_relative_to_expert=found_gold / max(expert_gold, 1e-9),
-        corner_map_best_distance=float(dist.min(axis=1).mean()))
-    ascent_by_loss[loss] = (grad, np.asarray(asc['actions'])[area >= 1e-4])
-  first = next(iter(params))
-  if primary:
+        corner_map_best_distance=probing.distance_to_optima(
+            found, probing.corner_map_optima(maps[loss])))
+    arrows[loss] = (grad, np.asarray(asc['actions'])[area >= 1e-4])
+  if s.primary:
+    grad, ascent_actions = arrows[next(iter(s.params))]
     figures_probing.gradient_arrows(
-        jh, base, ascent_by_loss[first][0],
-        os.path.join(out_dir, 'probing_gradients.png'), axes=scene.jh.axes,
-        ascent_actions=ascent_by_loss[first][1])
-  value, grad = probing.image_objective_gradient(scene, base, 'mean_alpha')
+        s.jh, base, grad, os.path.join(s.out_dir, 'probing_gradients.png'),
+        axes=s.scene.jh.axes, ascent_actions=ascent_actions)
+
+
+def image_space_gradient(s: Setup, summary: dict) -> None:
+  """d(mean alpha of the rendering)/dvertices at the expert, through the
+  renderer."""
+  value, grad = probing.image_objective_gradient(
+      s.scene, s.scene.experts[0], 'mean_alpha')
   summary['image_space_gradient'] = dict(objective='mean_alpha',
                                          value=float(value),
                                          grad=np.asarray(grad).tolist())
-  summary['seconds'] = round(time.perf_counter() - t0, 1)
-  if not primary:
-    return summary
-  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+
+
+def _write_summary(s: Setup, summary: dict) -> None:
+  """summary.json, and the headline numbers per loss on stdout."""
+  with open(os.path.join(s.out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
   print(json.dumps({loss: dict(
       heldout_accuracy=summary[loss]['heldout']['accuracy'],
@@ -376,5 +395,4 @@ def evaluate(config, workdir: str) -> dict:
       share_above_expert=summary[loss]['sharpness'][
           'share_above_expert_mean'],
       probing_relative=summary[loss]['probing']['found_relative_to_expert'])
-                    for loss in params}, indent=2, default=float))
-  return summary
+                    for loss in s.params}, indent=2, default=float))

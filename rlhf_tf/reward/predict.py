@@ -1,7 +1,10 @@
 """Inference with a trained reward model (for the evaluation module).
 
 - :func:`load_params`: one run's parameters from a training workdir
-  (``<workdir>/<loss>/checkpoints``, seed-stacked; see train.py).
+  (``<workdir>/<loss>/checkpoints``, seed-stacked; see train.py);
+  :func:`load_selected_params` those of each loss's selected run,
+  :func:`selected_tie_nus` their learned tie parameters (summary.json) and
+  :func:`load_every_run` those of every run.
 - :func:`predict_rewards`: eval-mode r(JH, a) for many actions of one JH,
   the JH encoded once and the actions scored in fixed-size chunks (Fig. 2 uses
   20,000 random actions, Fig. 3 one action per JH pixel).
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Optional
 
@@ -27,6 +31,41 @@ def load_params(workdir: str, loss_name: str, seed_index: int,
   stacked = checkpointing.load_params(
       os.path.join(workdir, loss_name, 'checkpoints'), epoch)
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x[seed_index]), stacked)
+
+
+def _selected_runs(workdir: str) -> dict:
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    return json.load(f)['selected']
+
+
+def load_selected_params(workdir: str) -> dict:
+  """{loss: parameters of the run its selection rule picked} of a
+  training workdir (train.py's summary.json)."""
+  return {loss: load_params(workdir, loss, sel['seed'])
+          for loss, sel in _selected_runs(workdir).items()}
+
+
+def selected_tie_nus(workdir: str) -> dict:
+  """{loss: learned tie parameter nu} of the selected runs of the losses
+  that learn one (L_D)."""
+  return {loss: sel['final']['tie_nu']
+          for loss, sel in _selected_runs(workdir).items()
+          if sel['final'].get('tie_nu') is not None}
+
+
+def load_every_run(workdir: str) -> tuple[dict, dict]:
+  """({'<loss>/seed_<k>': params}, {'<loss>/seed_<k>': learned nu}) of
+  every trained run of a training workdir, not only the selected ones."""
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    runs = json.load(f)['runs']
+  params, nus = {}, {}
+  for loss, by_seed in runs.items():
+    for name, final in by_seed.items():
+      key = f'{loss}/{name}'
+      params[key] = load_params(workdir, loss, int(name.split('_')[1]))
+      if final and final.get('tie_nu') is not None:
+        nus[key] = final['tie_nu']
+  return params, nus
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
