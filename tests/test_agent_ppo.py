@@ -10,6 +10,7 @@ import pytest
 
 from rlhf_tf.agent import policy
 from rlhf_tf.agent import ppo
+from rlhf_tf.evaluation import figures_agent
 
 BINS = 16
 TARGET = jnp.array([0.75, 0.3])
@@ -48,7 +49,7 @@ def setup(config, scenes=2):
   net = policy.net_from_config(config.policy)
   rng = np.random.default_rng(11)
   jh = jnp.asarray(rng.uniform(size=(scenes, BINS, BINS)), jnp.float32)
-  params = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  params = policy.init_params(net, jax.random.key(0), BINS)
   return net, jh, params
 
 
@@ -77,7 +78,7 @@ def test_rollout_and_loss_match_numpy_hand_computation():
   ref = perturb(params, 1, 0.05)
   rollout = jax.jit(ppo.rollout, static_argnums=(0, 1, 5))
   batch, info = rollout(net, ppo._freeze(config), params, ref, jh,
-                        ensemble_reward, jax.random.PRNGKey(2))
+                        ensemble_reward, jax.random.key(2))
   s, n, d = 2, config.batch_per_scene, 8
   apply = jax.jit(net.apply)
   mu, log_std, value = (np.asarray(t, np.float64) for t in apply(params, jh))
@@ -145,7 +146,7 @@ def test_combine_ensemble():
 def unpenalised_run():
   config = small_config(num_updates=40, kl_beta=0.0, ent_coef=0.0)
   _, jh, params = setup(config)
-  final, m = ppo.train(config, jax.random.PRNGKey(0), jh, params, params,
+  final, m = ppo.train(config, jax.random.key(0), jh, params, params,
                        toy_reward)
   return config, jh, params, final, m
 
@@ -169,7 +170,7 @@ def test_ppo_improves_toy_reward(unpenalised_run):
 def test_kl_penalty_keeps_policy_closer_to_reference(unpenalised_run):
   config, jh, params, _, m_free = unpenalised_run
   config = small_config(num_updates=40, kl_beta=1.0, ent_coef=0.0)
-  _, m = ppo.train(config, jax.random.PRNGKey(0), jh, params, params,
+  _, m = ppo.train(config, jax.random.key(0), jh, params, params,
                    toy_reward)
   kls = [float(np.asarray(x['kl_exact'])[-1]) for x in (m_free, m)]
   assert kls[1] < 0.5 * kls[0], kls
@@ -178,7 +179,7 @@ def test_kl_penalty_keeps_policy_closer_to_reference(unpenalised_run):
 def test_same_seed_same_numbers_and_vmap_matches_separate_runs(
     unpenalised_run):
   config, jh, params, _, _ = unpenalised_run  # same config: compile reused
-  keys = jax.random.split(jax.random.PRNGKey(5), 2)
+  keys = jax.random.split(jax.random.key(5), 2)
   runs = [ppo.train(config, k, jh, params, params, toy_reward) for k in keys]
   again = ppo.train(config, keys[0], jh, params, params, toy_reward)
   assert_trees_equal(runs[0], again)  # bitwise
@@ -200,7 +201,7 @@ def test_same_seed_same_numbers_and_vmap_matches_separate_runs(
 def test_chunked_monitor_equals_one_long_scan_and_plot(unpenalised_run,
                                                        tmp_path):
   config, jh, params, final, metrics = unpenalised_run
-  key = jax.random.PRNGKey(0)
+  key = jax.random.key(0)
   calls = []
 
   def gold(target):
@@ -223,7 +224,8 @@ def test_chunked_monitor_equals_one_long_scan_and_plot(unpenalised_run,
     assert series[k].shape == (3,) and np.all(np.isfinite(series[k])), k
   assert series['sqrt_kl'][0] == 0.0 and np.all(series['kl'][1:] > 0)
   assert series['proxy_reward'][-1] > series['proxy_reward'][0]
-  path = ppo.plot_overoptimisation(series, str(tmp_path / 'overopt.png'))
+  path = figures_agent.overoptimisation(series,
+                                        str(tmp_path / 'overopt.png'))
   with open(path, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   assert os.path.getsize(path) > 5000
@@ -243,12 +245,12 @@ def test_nan_reward_raises_naming_the_first_bad_update():
   config.policy.init_log_std = -3.0
   _, jh, params = setup(config)
   with pytest.raises(FloatingPointError, match='non-finite reward') as err:
-    ppo.train(config, jax.random.PRNGKey(0), jh, params, params, reward)
+    ppo.train(config, jax.random.key(0), jh, params, params, reward)
   bad = int(re.search(r'PPO update (\d+)', str(err.value)).group(1))
   assert 0 < bad < 30
   # Same (cached) jitted run, unchecked: every update before `bad` is finite.
-  _, m = ppo._compiled_train(ppo._freeze(config), reward)(
-      jax.random.PRNGKey(0), jh, params, params)
+  _, m = ppo._jitted(ppo._whole_run, ppo._freeze(config), reward)(
+      jax.random.key(0), jh, params, params)
   assert np.all(np.isfinite(np.asarray(m['reward'])[:bad]))
   assert not np.isfinite(np.asarray(m['reward'])[bad])
   metrics = {'nonfinite_reward': np.zeros((2, 5), bool),

@@ -271,18 +271,22 @@ def _freeze(config) -> ml_collections.FrozenConfigDict:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_chunk(config, reward_fn, num_updates: int, mesh=None):
-  return jax.jit(make_chunk(config, reward_fn, num_updates, mesh))
+def _jitted(build: Callable, *args):
+  """jax.jit(build(*args)), compiled once per (build, args): the one cache
+  of this module's programs (chunks, whole runs, the monitor), keyed by the
+  frozen config, the reward_fn, sizes and the mesh."""
+  return jax.jit(build(*args))
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_train(config, reward_fn, mesh=None):
+def _whole_run(config, reward_fn, mesh=None):
+  """(key, jh, params_init, ref_params) -> (state, metrics) of
+  config.num_updates updates from a fresh state."""
   chunk = make_chunk(config, reward_fn, config.num_updates, mesh)
 
   def run(key, jh, params_init, ref_params):
     return chunk(init_state(config, key, params_init), jh, ref_params)
 
-  return jax.jit(run)
+  return run
 
 
 def _mesh(mesh):
@@ -324,15 +328,17 @@ def train(config, key, jh, params_init, ref_params, reward_fn: Callable,
   Returns:
     (final params, metrics dict of arrays [num_updates]).
   """
-  state, metrics = _compiled_train(_freeze(config), reward_fn, _mesh(mesh))(
+  state, metrics = _jitted(_whole_run, _freeze(config), reward_fn,
+                           _mesh(mesh))(
       key, jh, params_init, ref_params)
   if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(metrics)):
     check_finite(metrics)
   return state.params, metrics
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_eval(config, reward_fn, num: int):
+def _monitor(config, reward_fn, num: int):
+  """(params, ref_params, jh, key) -> num sampled actions and the mode per
+  scene, their conservative proxy rewards and the KL to the reference."""
   net = policy_lib.net_from_config(config.policy)
 
   def evaluate(params, ref_params, jh, key):
@@ -348,7 +354,7 @@ def _compiled_eval(config, reward_fn, num: int):
     kl = jnp.mean(policy_lib.gaussian_kl(mu, log_std, mu_ref, log_std_ref))
     return sampled, modes, r_cons[:, :num], r_cons[:, num], kl
 
-  return jax.jit(evaluate)
+  return evaluate
 
 
 def train_with_monitor(config, key, jh, params_init, ref_params,
@@ -379,7 +385,7 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
     raise ValueError(f'{len(golds)} gold functions for {jh.shape[0]} scenes')
   if every < 1:
     raise ValueError(f'every must be >= 1, got {every}')
-  evaluate = _compiled_eval(cfg, reward_fn, int(num_eval_samples))
+  evaluate = _jitted(_monitor, cfg, reward_fn, int(num_eval_samples))
   eval_key = jax.random.fold_in(key, _EVAL)
   series = {k: [] for k in ('update', 'kl', 'sqrt_kl', 'proxy_reward',
                             'proxy_reward_mode', 'gold_score',
@@ -404,7 +410,7 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
   chunks, done = [], 0
   while done < cfg.num_updates:
     n = min(int(every), cfg.num_updates - done)
-    state, metrics = _compiled_chunk(cfg, reward_fn, n, _mesh(mesh))(
+    state, metrics = _jitted(make_chunk, cfg, reward_fn, n, _mesh(mesh))(
         state, jh, ref_params)
     check_finite(metrics, first_update=done)
     chunks.append(metrics)
@@ -412,37 +418,3 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
     record(state.params, done)
   metrics = jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
   return state.params, metrics, {k: np.asarray(v) for k, v in series.items()}
-
-
-def plot_overoptimisation(series: Dict[str, np.ndarray], path: str) -> str:
-  """Gold score and proxy reward vs sqrt(KL to the reference) (Gao et al.
-  2022) to a PNG at ``path``; the two have their own y axes."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-
-  x = np.asarray(series['sqrt_kl'])
-  fig = Figure(figsize=(7.0, 4.5), dpi=100)
-  FigureCanvasAgg(fig)
-  ax = fig.add_subplot(1, 1, 1)
-  ax.plot(x, series['gold_score'], 'o-', color='tab:red',
-          label='gold (samples)')
-  if 'gold_score_mode' in series:
-    ax.plot(x, series['gold_score_mode'], 's--', color='tab:red', alpha=0.6,
-            label='gold (mode)')
-  ax.set_xlabel('sqrt(KL(pi || pi_ref)) [sqrt nats]')
-  ax.set_ylabel('gold score (inspector)', color='tab:red')
-  ax2 = ax.twinx()
-  ax2.plot(x, series['proxy_reward'], 'o-', color='tab:blue',
-           label='proxy (samples)')
-  if 'proxy_reward_mode' in series:
-    ax2.plot(x, series['proxy_reward_mode'], 's--', color='tab:blue',
-             alpha=0.6, label='proxy (mode)')
-  ax2.set_ylabel('proxy reward (reward model)', color='tab:blue')
-  lines = ax.get_legend_handles_labels()
-  lines2 = ax2.get_legend_handles_labels()
-  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc='upper center',
-            bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize='small')
-  ax.set_title('Reward over-optimisation (Gao et al. 2022)')
-  fig.tight_layout()
-  fig.savefig(path)
-  return path

@@ -37,6 +37,7 @@ from rlhf_tf.data import sample_fetch
 from rlhf_tf.data import sources
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures
+from rlhf_tf.evaluation import figures_agent
 from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
@@ -115,49 +116,76 @@ def train_agent(config, workdir: str) -> dict:
   jh = np.stack([s.jh.image for s in train]).astype(np.float32)
   experts = np.stack([s.experts for s in train])
   net = policy_lib.net_from_config(a.ppo.policy)
-  key = jax.random.key(a.seed)
-  k_init, k_ppo, k_eval = jax.random.split(key, 3)
-  params = policy_lib.init_params(net, k_init, jh.shape[-1])
+  k_init, k_ppo, k_eval = jax.random.split(jax.random.key(a.seed), 3)
+  ref_params, bc = warm_start_policy(config, net, k_init, jh, experts)
+  params, series = train_ppo(config, k_ppo, jh, ref_params, reward_fn,
+                             [_gold(s, config) for s in train], out_dir)
+  summary = dict(bc_final_mode_mse=float(bc['mode_mse'][-1]),
+                 monitor={k: np.asarray(v).tolist() for k, v in
+                          series.items()},
+                 scenes=evaluate_policy(config, net, params, ref_params,
+                                        k_eval, experts.shape[2], out_dir))
+  summary['seconds'] = round(time.perf_counter() - t0, 1)
+  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  print(json.dumps(summary['scenes'], indent=2))
+  return summary
+
+
+def warm_start_policy(config, net, key, jh, experts):
+  """Behaviour cloning of the experts [S, E, n, 2] of the training scenes
+  (JHs [S, B, B]); returns (policy params, BC metrics)."""
+  params = policy_lib.init_params(net, key, jh.shape[-1])
   logging.info('warm start: behaviour cloning on %d experts / scene',
                experts.shape[1])
-  ref_params, bc = warm_start.behaviour_clone(a.warm_start, net, params, jh,
-                                              experts)
+  return warm_start.behaviour_clone(config.agent.warm_start, net, params, jh,
+                                    experts)
+
+
+def train_ppo(config, key, jh, ref_params, reward_fn, golds, out_dir: str):
+  """PPO from the warm start with a KL penalty to it, the inspector's score
+  monitored every agent.monitor_every updates; writes metrics.jsonl,
+  overoptimisation.png and checkpoint/. Returns (params, monitor series)."""
+  a = config.agent
   logging.info('PPO: %d updates', a.ppo.num_updates)
   params, metrics, series = ppo.train_with_monitor(
-      a.ppo, k_ppo, jh, ref_params, ref_params, reward_fn,
-      [_gold(s, config) for s in train], every=a.monitor_every,
-      mesh=mesh_lib.make_mesh(config.get('mesh')))
+      a.ppo, key, jh, ref_params, ref_params, reward_fn, golds,
+      every=a.monitor_every, mesh=mesh_lib.make_mesh(config.get('mesh')))
   rows = {k: np.asarray(v) for k, v in metrics.items()
           if np.ndim(v) == 1}
   with open(os.path.join(out_dir, 'metrics.jsonl'), 'w') as f:
     for i in range(a.ppo.num_updates):
       f.write(json.dumps({k: float(v[i]) for k, v in rows.items()}) + '\n')
-  ppo.plot_overoptimisation({k: np.asarray(v) for k, v in series.items()},
-                            os.path.join(out_dir, 'overoptimisation.png'))
+  figures_agent.overoptimisation(
+      {k: np.asarray(v) for k, v in series.items()},
+      os.path.join(out_dir, 'overoptimisation.png'))
   ocp.StandardCheckpointer().save(
       os.path.abspath(os.path.join(out_dir, 'checkpoint')),
       jax.tree_util.tree_map(np.asarray, params), force=True)
+  return params, series
 
-  summary = dict(bc_final_mode_mse=float(bc['mode_mse'][-1]),
-                 monitor={k: np.asarray(v).tolist() for k, v in
-                          series.items()}, scenes={})
-  images, titles = [], []
+
+def evaluate_policy(config, net, params, ref_params, key, n_vertices: int,
+                    out_dir: str) -> dict:
+  """Inspector scores of the agent's mean action, the warm start's, the
+  expert's and the median of agent.num_random_eval random actions on every
+  evaluation scene; agent_tfs.png. Returns {scene id: numbers}."""
+  a = config.agent
+  scores, images, titles = {}, [], []
   for scene in _eval_scenes(config):
     gold = _gold(scene.with_view(image_size=a.gold_image_size), config)
-    agent_action = np.asarray(policy_lib.mode(
-        net, params, jnp.asarray(scene.jh.image[None], jnp.float32)))[0]
-    warm_action = np.asarray(policy_lib.mode(
-        net, ref_params, jnp.asarray(scene.jh.image[None], jnp.float32)))[0]
+    jh = jnp.asarray(scene.jh.image[None], jnp.float32)
+    agent_action = np.asarray(policy_lib.mode(net, params, jh))[0]
+    warm_action = np.asarray(policy_lib.mode(net, ref_params, jh))[0]
     randoms = np.asarray(polygon.random_actions(
-        jax.random.fold_in(k_eval, len(summary['scenes'])),
-        a.num_random_eval, experts.shape[2]))
+        jax.random.fold_in(key, len(scores)), a.num_random_eval, n_vertices))
     s_agent, s_warm = gold(agent_action[None])[0], gold(warm_action[None])[0]
     s_expert = gold(scene.experts[:1])[0]
     s_random = gold(randoms)
-    median = float(np.median(s_random))
-    summary['scenes'][scene.scene_id] = dict(
+    scores[scene.scene_id] = dict(
         agent_score=float(s_agent), warm_start_score=float(s_warm),
-        expert_score=float(s_expert), random_median_score=median,
+        expert_score=float(s_expert),
+        random_median_score=float(np.median(s_random)),
         agent_relative_to_expert=float(s_agent / max(s_expert, 1e-9)),
         agent_action=agent_action.tolist())
     j = int(np.argsort(s_random)[len(s_random) // 2])
@@ -168,8 +196,4 @@ def train_agent(config, workdir: str) -> dict:
       titles.append(f'{scene.scene_id}: {name}\ninspector {sc:.2f}')
   figures.overview(images, titles, os.path.join(out_dir, 'agent_tfs.png'),
                    ncols=3)
-  summary['seconds'] = round(time.perf_counter() - t0, 1)
-  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=2)
-  print(json.dumps(summary['scenes'], indent=2))
-  return summary
+  return scores
