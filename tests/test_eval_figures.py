@@ -77,9 +77,9 @@ def test_corner_plots_with_renders(tmp_path):
                                           ('medium', (0.5, 0.3), 0.2, 0.4),
                                           ('high', (0.6, 0.45), 1.0, 0.7)]]
              for loss in maps}
-  path = figures.corner_plots(maps, _jh(rng), EXPERT,
-                              str(tmp_path / 'fig3.png'),
-                              renders_by_loss=renders)
+  path = figures_probing.corner_plots(maps, _jh(rng), EXPERT,
+                                      str(tmp_path / 'fig3.png'),
+                                      renders_by_loss=renders)
   _assert_png(path, min_kb=50)
 
 
@@ -98,24 +98,26 @@ def test_corner_plots_bad_inputs(tmp_path):
   rng = np.random.RandomState(3)
   p, jh = str(tmp_path / 'x.png'), _jh(rng)
   with pytest.raises(ValueError, match=r'\[n=4, G, G\]'):
-    figures.corner_plots({'ce': _maps(rng)[:3]}, jh, EXPERT, p)
+    figures_probing.corner_plots({'ce': _maps(rng)[:3]}, jh, EXPERT, p)
   with pytest.raises(ValueError, match=r'\[n=4, G, G\]'):
-    figures.corner_plots({'ce': _maps(rng)[:, :, :-1]}, jh, EXPERT, p)
+    figures_probing.corner_plots({'ce': _maps(rng)[:, :, :-1]}, jh, EXPERT, p)
   with pytest.raises(ValueError, match='no finite'):
-    figures.corner_plots({'ce': np.full((N, G, G), np.nan)}, jh, EXPERT, p)
+    figures_probing.corner_plots({'ce': np.full((N, G, G), np.nan)}, jh,
+                                 EXPERT, p)
   with pytest.raises(ValueError, match=r'\[B, B\]'):
-    figures.corner_plots({'ce': _maps(rng)}, jh[0], EXPERT, p)
+    figures_probing.corner_plots({'ce': _maps(rng)}, jh[0], EXPERT, p)
   with pytest.raises(ValueError, match=r'\[n, 2\]'):
-    figures.corner_plots({'ce': _maps(rng)}, jh, EXPERT[:, :1], p)
+    figures_probing.corner_plots({'ce': _maps(rng)}, jh, EXPERT[:, :1], p)
   with pytest.raises(ValueError, match='without a map'):
-    figures.corner_plots({'ce': _maps(rng)}, jh, EXPERT, p,
+    figures_probing.corner_plots({'ce': _maps(rng)}, jh, EXPERT, p,
                          renders_by_loss={'nll': [('a', (0, 0), 0.0,
                                                    _render(rng, .5))]})
   with pytest.raises(ValueError, match='label'):
-    figures.corner_plots({'ce': _maps(rng)}, jh, EXPERT, p,
+    figures_probing.corner_plots({'ce': _maps(rng)}, jh, EXPERT, p,
                          renders_by_loss={'ce': [('a', (0, 0), 0.0)]})
   with pytest.raises(ValueError, match='render_vertex'):
-    figures.corner_plots({'ce': _maps(rng)}, jh, EXPERT, p, render_vertex=4)
+    figures_probing.corner_plots({'ce': _maps(rng)}, jh, EXPERT, p,
+                                 render_vertex=4)
 
 
 def test_evaluation_grid_and_grids(tmp_path):
@@ -125,7 +127,7 @@ def test_evaluation_grid_and_grids(tmp_path):
   rgba = np.concatenate([images / 255.0, np.ones((12, 24, 24, 1))], -1)
   _assert_png(figures.evaluation_grid(rgba, 3 * gold, gold,
                                       str(tmp_path / 'ce.png'),
-                                      figures.loss_label('ce')))
+                                      figures_style.loss_label('ce')))
   _assert_png(figures.evaluation_grids(
       images, {'ce': 3 * gold, 'nll': rng.randn(12)}, gold,
       str(tmp_path / 'fig4.png'), labels=[f'TF {i}' for i in range(12)]))
@@ -192,10 +194,10 @@ def test_gradient_arrows(tmp_path):
   grad = rng.randn(N, 2)
   grad[0] = 0.0  # a zero gradient draws no arrow
   ascent = EXPERT[None] + 0.03 * rng.randn(5, N, 2)
-  _assert_png(figures.gradient_arrows(_jh(rng), EXPERT, grad,
-                                      str(tmp_path / 'g.png'),
-                                      ascent_actions=ascent))
-  _assert_png(figures.gradient_arrows(
+  _assert_png(figures_probing.gradient_arrows(_jh(rng), EXPERT, grad,
+                                              str(tmp_path / 'g.png'),
+                                              ascent_actions=ascent))
+  _assert_png(figures_probing.gradient_arrows(
       _jh(rng), EXPERT, grad, str(tmp_path / 'g_hu.png'),
       axes=JHAxes(hu_min=-1000.0, hu_max=3000.0, grad_max=1500.0),
       ascent_actions=ascent[0]))
@@ -205,12 +207,13 @@ def test_gradient_arrows_bad_inputs(tmp_path):
   rng = np.random.RandomState(7)
   p = str(tmp_path / 'x.png')
   with pytest.raises(ValueError, match='shape of action'):
-    figures.gradient_arrows(_jh(rng), EXPERT, np.zeros((3, 2)), p)
+    figures_probing.gradient_arrows(_jh(rng), EXPERT, np.zeros((3, 2)), p)
   with pytest.raises(ValueError, match='non-finite'):
-    figures.gradient_arrows(_jh(rng), EXPERT, np.full((N, 2), np.inf), p)
+    figures_probing.gradient_arrows(_jh(rng), EXPERT, np.full((N, 2), np.inf),
+                                    p)
   with pytest.raises(ValueError, match=r'\[m, n, 2\]'):
-    figures.gradient_arrows(_jh(rng), EXPERT, np.ones((N, 2)), p,
-                            ascent_actions=np.zeros((2, N, 3)))
+    figures_probing.gradient_arrows(_jh(rng), EXPERT, np.ones((N, 2)), p,
+                                    ascent_actions=np.zeros((2, N, 3)))
 
 
 def test_overview(tmp_path):
@@ -251,20 +254,11 @@ def test_figures_can_be_drawn_from_threads(tmp_path):
 
 
 def test_style_helpers():
-  assert figures.loss_color('ce') != figures.loss_color('nll')
-  assert 'ties kept' in figures.loss_label('ce')
-  assert figures.loss_label('other') == 'other'
+  assert figures_style.loss_color('ce') != figures_style.loss_color('nll')
+  assert 'ties kept' in figures_style.loss_label('ce')
+  assert figures_style.loss_label('other') == 'other'
   a = figures_style.as_rgb(np.full((2, 2, 4), 255, np.uint8))
   assert a.shape == (2, 2, 3) and a.dtype == np.float32 and a.max() == 1.0
   axes = JHAxes(hu_min=-1000.0, hu_max=3000.0, grad_max=1500.0)
   np.testing.assert_allclose(figures_style.to_plot([[0.5, 0.2]], axes),
                              [[1000.0, 300.0]])
-
-
-def test_spearman_matches_scipy():
-  scipy_stats = pytest.importorskip('scipy.stats')
-  rng = np.random.RandomState(10)
-  a, b = rng.randn(12), rng.randn(12)
-  b[3] = b[5]  # a tie
-  rho = figures._spearman(a, b)  # pylint: disable=protected-access
-  np.testing.assert_allclose(rho, scipy_stats.spearmanr(a, b)[0], atol=1e-12)

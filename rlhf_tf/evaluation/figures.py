@@ -9,8 +9,8 @@ and ``'nll'`` (L_L, Eq. 5: NLL, ties dropped); each has one colour used in
 every figure (``loss_color``). Any other key is drawn with its own name.
 
 The JH probing figures (Fig. 3 corner plots, reward-gradient arrows) live in
-``figures_probing``, the shared style in ``figures_style``; both are
-re-exported here, so ``figures.corner_plots`` and ``figures.loss_color`` work.
+``figures_probing``, the shared style (loss colours, the JH image) in
+``figures_style``.
 """
 
 from __future__ import annotations
@@ -22,16 +22,11 @@ from matplotlib import cm
 from matplotlib import colors as mcolors
 import numpy as np
 
-from rlhf_tf.evaluation.figures_probing import corner_plots  # re-export
-from rlhf_tf.evaluation.figures_probing import gradient_arrows  # re-export
-from rlhf_tf.evaluation.figures_style import (  # draw_jh_image re-exported
+from rlhf_tf.evaluation import metrics
+from rlhf_tf.evaluation.figures_style import (
     INSPECTOR_CMAP, LABEL_SIZE, SMALL_SIZE, TITLE_SIZE, as_rgb, check_losses,
-    draw_jh_image, format_stat, loss_color, loss_label, new_figure,
-    panel_letter, rewards_1d, save_figure)
-
-__all__ = ['reward_histograms', 'evaluation_grid', 'evaluation_grids',
-           'reliability_diagram', 'overview', 'corner_plots',
-           'gradient_arrows', 'draw_jh_image', 'loss_color', 'loss_label']
+    format_stat, loss_color, loss_label, new_figure, panel_letter,
+    rewards_1d, save_figure)
 
 # ------------------------------------------------------ Fig. 2 histograms
 
@@ -158,22 +153,6 @@ def reward_histograms(rewards_by_loss: Mapping[str, np.ndarray], path,
 # --------------------------------------------------- Fig. 4 evaluation grid
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation (average ranks for ties); nan if constant."""
-  def ranks(v):
-    order = np.argsort(v, kind='mergesort')
-    r = np.empty(len(v))
-    r[order] = np.arange(len(v), dtype=np.float64)
-    for u in np.unique(v):  # average ranks of ties
-      m = v == u
-      r[m] = r[m].mean()
-    return r
-  ra, rb = ranks(a), ranks(b)
-  if ra.std() == 0 or rb.std() == 0:
-    return float('nan')
-  return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def _check_grid(images, rewards, gold_scores, labels, grid):
   rows, cols = grid
   n = rows * cols
@@ -213,7 +192,7 @@ def _draw_grid(sub, imgs, r, g, labels, title, grid, color='black'):
             va='top', color='white', fontsize=SMALL_SIZE, fontweight='bold',
             bbox=dict(boxstyle='round,pad=0.2', fc='black', alpha=0.55,
                       lw=0))
-  rho = _spearman(r, g)
+  rho = metrics.rank_correlations(r, g)['spearman_rho']
   sub.suptitle(f'{title}\nsorted by reward, highest first '
                f'(Spearman ρ reward vs inspector = {rho:.2f})',
                fontsize=TITLE_SIZE, color=color)
