@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from rlhf_tf.data.dicom_io import DicomSeriesError, read_dicom_series
-from rlhf_tf.evaluation import volume_figures
+from rlhf_tf.evaluation import figures_style
 from rlhf_tf.render import histogram
 
 
@@ -55,6 +55,6 @@ def test_non_ct_loads_only_when_allowed(name):
   jh = histogram.joint_histogram(volume, bins=8)
   assert jh.axes.unit == f'{volume.modality} value'
   ax = Figure().add_subplot()
-  volume_figures.draw_jh(ax, jh)
+  figures_style.draw_jh_image(ax, jh)
   assert 'HU' not in ax.get_xlabel() + ax.get_ylabel()
   assert volume.modality in ax.get_xlabel()

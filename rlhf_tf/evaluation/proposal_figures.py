@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 
 from rlhf_tf.evaluation import figures_style
-from rlhf_tf.evaluation import volume_figures
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import raymarch
@@ -22,7 +21,8 @@ def polygons_on_jh(jh, polygons: Sequence, labels: Sequence[str],
   """The JH in HU x HU/mm with each polygon outlined and labelled."""
   fig = figures_style.new_figure(5.6, 4.6)
   ax = fig.add_subplot()
-  volume_figures.draw_jh(ax, jh, 'proposed TFs on the joint histogram')
+  figures_style.draw_jh_image(ax, jh, cmap='magma',
+                              title='proposed TFs on the joint histogram')
   a = jh.axes
   for i, (v, label) in enumerate(zip(polygons, labels)):
     v = np.asarray(v, np.float64)

@@ -1,33 +1,64 @@
-"""Figures of a volume and its joint histogram (the `inspect` job's output)."""
+"""Figures of a volume and its joint histogram: the `inspect` job's slices
+and tissue groups, the `render` job's polygon on the JH, the preference UI's
+JH panel. The JH itself is drawn by ``figures_style.draw_jh_image``.
+"""
 
 from __future__ import annotations
+
+import io
 
 import matplotlib
 
 matplotlib.use('Agg')
 from matplotlib import patches  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from rlhf_tf.data.volume import Volume
+from rlhf_tf.evaluation import figures_style
 from rlhf_tf.render.histogram import JointHistogram
 
 
-def draw_jh(ax, jh: JointHistogram, title: str = 'joint histogram'):
-  """Draws a JH in physical units: x = HU, y = |grad| in HU/mm.
+def jh_with_polygon_png(jh: JointHistogram, vertices, path: str) -> str:
+  """The JH in physical units (HU, HU/mm) with one action's polygon
+  [n, 2] outlined (the render job's jh_<i>.png)."""
+  fig = Figure(figsize=(5, 4.2))
+  ax = fig.add_subplot()
+  figures_style.draw_jh_image(ax, jh, cmap='magma',
+                              title='action on the joint histogram')
+  xy = figures_style.to_plot(np.asarray(vertices, np.float64), jh.axes)
+  closed = np.concatenate([xy, xy[:1]])
+  ax.plot(closed[:, 0], closed[:, 1], '-o', color='#38b6ff', lw=2, ms=4)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  return path
 
-  The image's [0, 1]^2 JH coordinates are mapped through ``jh.axes`` so the
-  tick labels read in HU and HU/mm; polygons drawn later on this axes must be
-  mapped the same way (``axes.x_to_hu``, ``axes.y_to_grad``).
+
+def jh_polygons_png(jh_image: np.ndarray, polygons, colors,
+                    size_px: int = 384, fill: bool = False) -> bytes:
+  """PNG bytes of the JH image [B, B] (JH units, no axes) with polygon
+  outlines (or fills) in the given colours: the preference UI's JH panel.
+
+  Uses matplotlib's object API (no pyplot state), so server threads can draw
+  at the same time.
   """
-  a = jh.axes
-  extent = (a.hu_min, a.hu_max, 0.0, a.grad_max)
-  ax.imshow(jh.image, origin='lower', extent=extent, aspect='auto',
-            cmap='magma', interpolation='nearest')
-  ax.set_xlabel(f'intensity ({a.unit})')
-  ax.set_ylabel(f'gradient magnitude ({a.unit}/mm)')
-  ax.set_title(title)
-  return ax
+  fig = Figure(figsize=(size_px / 100, size_px / 100), dpi=100)
+  ax = fig.add_axes((0, 0, 1, 1))
+  figures_style.draw_jh_image(ax, jh_image, cmap='gray')
+  for verts, color in zip(polygons, colors):
+    ax.add_patch(patches.Polygon(np.asarray(verts), closed=True, fill=fill,
+                                 facecolor=color, alpha=0.35 if fill else 1.0,
+                                 edgecolor=color, linewidth=2.0))
+    if fill:
+      ax.add_patch(patches.Polygon(np.asarray(verts), closed=True, fill=False,
+                                   edgecolor=color, linewidth=2.0))
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_axis_off()
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', facecolor='black')
+  return buf.getvalue()
 
 
 def orthogonal_slices_figure(volume: Volume, jh: JointHistogram,
@@ -54,7 +85,8 @@ def orthogonal_slices_figure(volume: Volume, jh: JointHistogram,
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
   fig.colorbar(im, ax=axes[2], label=jh.axes.unit, fraction=0.046)
-  draw_jh(axes[3], jh, 'joint histogram (log counts)')
+  figures_style.draw_jh_image(axes[3], jh, cmap='magma',
+                              title='joint histogram (log counts)')
   fig.suptitle(f'{volume.name}: {nz}x{ny}x{nx} voxels, spacing '
                f'{dz:.3g} x {dy:.3g} x {dx:.3g} mm (z, y, x)')
   fig.tight_layout()

@@ -17,7 +17,6 @@ in a background thread so inspectors rarely wait.
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from typing import Callable, NamedTuple, Optional
@@ -27,6 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from rlhf_tf.evaluation import volume_figures
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
@@ -47,34 +47,6 @@ class Scene(NamedTuple):
 
 
 # ---------------------------------------------------------------- images
-
-def jh_figure_png(jh_image: np.ndarray, polygons, colors,
-                  size_px: int = 384, fill: bool = False) -> bytes:
-  """The JH (log counts, origin lower-left) with polygon outlines.
-
-  Uses matplotlib's object API (no pyplot state), so server threads can draw
-  at the same time.
-  """
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  from matplotlib.patches import Polygon  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=(size_px / 100, size_px / 100), dpi=100)
-  ax = fig.add_axes((0, 0, 1, 1))
-  ax.imshow(jh_image, origin='lower', extent=(0, 1, 0, 1), cmap='gray',
-            interpolation='nearest')
-  for verts, color in zip(polygons, colors):
-    ax.add_patch(Polygon(np.asarray(verts), closed=True, fill=fill,
-                         facecolor=color, alpha=0.35 if fill else 1.0,
-                         edgecolor=color, linewidth=2.0))
-    if fill:
-      ax.add_patch(Polygon(np.asarray(verts), closed=True, fill=False,
-                           edgecolor=color, linewidth=2.0))
-  ax.set_xlim(0, 1)
-  ax.set_ylim(0, 1)
-  ax.set_axis_off()
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png', facecolor='black')
-  return buf.getvalue()
-
 
 # ---------------------------------------------------------------- scene
 
@@ -103,9 +75,9 @@ def dataset_scene(config, store, spec) -> Scene:
       return scenes_lib.png_bytes(scene.render(v))
 
   def jh_png(scene_id, left, right):
-    return jh_figure_png(scene.jh.image, [vertices(scene_id, left),
-                                          vertices(scene_id, right)],
-                         [LEFT_COLOR, RIGHT_COLOR], 300)
+    return volume_figures.jh_polygons_png(
+        scene.jh.image, [vertices(scene_id, left), vertices(scene_id, right)],
+        [LEFT_COLOR, RIGHT_COLOR], 300)
 
   return Scene(spec.scene_id, render_png,
                scenes_lib.render_key(config.render), jh_png)

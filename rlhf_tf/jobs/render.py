@@ -14,12 +14,8 @@ import json
 import os
 
 from absl import logging
-import matplotlib
 import numpy as np
 from PIL import Image
-
-matplotlib.use('Agg')
-from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
 from rlhf_tf.data import sources
 from rlhf_tf.evaluation import volume_figures
@@ -40,21 +36,6 @@ def _actions(config, scene) -> np.ndarray:
                         'number of vertices')
     return np.asarray(out, np.float32)
   return scene.experts[:1]
-
-
-def jh_with_polygon_png(jh, vertices, path: str) -> str:
-  """The JH in physical units with the action's polygon outlined."""
-  fig = Figure(figsize=(5, 4.2))
-  ax = fig.add_subplot()
-  volume_figures.draw_jh(ax, jh, 'action on the joint histogram')
-  a = jh.axes
-  v = np.asarray(vertices, np.float64)
-  xy = np.stack([a.x_to_hu(v[:, 0]), a.y_to_grad(v[:, 1])], axis=-1)
-  closed = np.concatenate([xy, xy[:1]])
-  ax.plot(closed[:, 0], closed[:, 1], '-o', color='#38b6ff', lw=2, ms=4)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  return path
 
 
 def turntable_views(scene, num_views: int) -> list:
@@ -80,7 +61,7 @@ def run(config, workdir: str) -> list:
   for i, vertices in enumerate(actions):
     png = os.path.join(workdir, f'render_{i}.png')
     Image.fromarray(scenes_lib.rgb_uint8(scene.render(vertices))).save(png)
-    written += [png, jh_with_polygon_png(
+    written += [png, volume_figures.jh_with_polygon_png(
         scene.jh, vertices, os.path.join(workdir, f'jh_{i}.png'))]
     if views:
       frames = [scenes_lib.rgb_uint8(v.render(vertices)) for v in views]
