@@ -1,5 +1,7 @@
 """Tests for rlhf_tf.agent.policy and rlhf_tf.agent.warm_start."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +22,68 @@ def small_net(**kw):
 
 def logit(x):
   return np.log(x) - np.log1p(-x)
+
+
+# The policy as a distribution over actions, on (net, params, jh): what PPO
+# computes inline on (mu, log_std), here to test the distribution math.
+
+
+@functools.partial(jax.jit, static_argnames=('net', 'num'))
+def sample(net: policy.PolicyValueNet, params, jh, key, num: int | None = None):
+  """Draws actions for one JH.
+
+  Args:
+    net, params: the policy.
+    jh: [B, B].
+    key: PRNG key.
+    num: None for one action, else the number of actions (one encoder pass).
+
+  Returns:
+    action [(num,) n, 2] canonical polygon (for the environment),
+    u [(num,) D] the raw Gaussian sample (in the order drawn),
+    logp [(num,)] log-density of x = sigmoid(u) (squashed, ordered vector).
+  """
+  mu, log_std, _ = net.apply(params, jh)
+  shape = (() if num is None else (num,)) + mu.shape
+  u = mu + jnp.exp(log_std) * jax.random.normal(key, shape, mu.dtype)
+  return (policy.to_polygon(u, net.n_vertices), u,
+          policy.squashed_log_prob(u, mu, log_std))
+
+
+@functools.partial(jax.jit, static_argnames=('net',))
+def log_prob(net: policy.PolicyValueNet, params, jh, u):
+  """log p(sigmoid(u) | jh): jh [B, B], u [..., D] -> [...]."""
+  mu, log_std, _ = net.apply(params, jh)
+  return policy.squashed_log_prob(u, mu, log_std)
+
+
+@functools.partial(jax.jit, static_argnames=('net', 'num_samples'))
+def entropy(net: policy.PolicyValueNet, params, jh, key,
+            num_samples: int = 256):
+  """Monte-Carlo estimate of H[x] (squashed): jh [..., B, B] -> [...]."""
+  mu, log_std, _ = net.apply(params, jh)
+  eps = jax.random.normal(key, mu.shape[:-1] + (num_samples, mu.shape[-1]),
+                          mu.dtype)
+  return policy.squashed_entropy(mu, log_std, eps)
+
+
+@functools.partial(jax.jit, static_argnames=('net',))
+def kl(net: policy.PolicyValueNet, params_a, params_b, jh):
+  """Exact KL(pi_a(.|jh) || pi_b(.|jh)): jh [..., B, B] -> [...] (nats)."""
+  mu_a, ls_a, _ = net.apply(params_a, jh)
+  mu_b, ls_b, _ = net.apply(params_b, jh)
+  return policy.gaussian_kl(mu_a, ls_a, mu_b, ls_b)
+
+
+def numpy_squashed_log_prob(u, mu, log_std) -> np.ndarray:
+  """float64 reference of ``policy.squashed_log_prob`` written out by hand."""
+  u, mu, log_std = (np.asarray(t, np.float64) for t in (u, mu, log_std))
+  sigma = np.exp(log_std)
+  log_n = -0.5 * ((u - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(
+      2 * np.pi)
+  s = 1.0 / (1.0 + np.exp(-u))
+  one_minus_s = 1.0 / (1.0 + np.exp(u))  # not 1 - s: that rounds to 0
+  return np.sum(log_n - np.log(s * one_minus_s), axis=-1)
 
 
 @pytest.mark.parametrize('mu,log_std', [(0.0, 0.0), (1.3, -0.7), (-2.0, 0.5)])
@@ -53,15 +117,15 @@ def test_log_prob_matches_float64_hand_formula_even_for_large_u():
   assert np.all(np.isfinite(got))
   # float64 hand formula: log N(u) - sum log(s (1 - s)), with s(1-s) formed
   # directly (exact in float64 up to |u| ~ 700).
-  want = policy.numpy_squashed_log_prob(u, mu, log_std)
+  want = numpy_squashed_log_prob(u, mu, log_std)
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_sample_log_prob_mode_and_shapes():
   net = small_net()
-  params = policy.init_params(net, jax.random.PRNGKey(0), BINS)
-  jh = jax.random.uniform(jax.random.PRNGKey(1), (BINS, BINS))
-  action, u, logp = policy.sample(net, params, jh, jax.random.PRNGKey(2),
+  params = policy.init_params(net, jax.random.key(0), BINS)
+  jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
+  action, u, logp = sample(net, params, jh, jax.random.key(2),
                                   num=32)
   assert action.shape == (32, 4, 2) and u.shape == (32, 8)
   assert logp.shape == (32,)
@@ -70,16 +134,16 @@ def test_sample_log_prob_mode_and_shapes():
   assert np.all((np.asarray(action) > 0) & (np.asarray(action) < 1))
   for a in np.asarray(action):  # canonical order: counter-clockwise, simple
     assert polygon.is_simple(a) and float(polygon.polygon_area(a)) > 0
-  np.testing.assert_allclose(logp, policy.log_prob(net, params, jh, u),
+  np.testing.assert_allclose(logp, log_prob(net, params, jh, u),
                              rtol=1e-6)
   mu, log_std, value = jax.jit(net.apply)(params, jh)
   np.testing.assert_allclose(
-      logp, policy.numpy_squashed_log_prob(u, mu, log_std), rtol=1e-5)
+      logp, numpy_squashed_log_prob(u, mu, log_std), rtol=1e-5)
   np.testing.assert_array_equal(
       policy.mode(net, params, jh),
       polygon.canonicalize(jax.nn.sigmoid(mu).reshape(4, 2)))
   assert value.shape == ()
-  one = policy.sample(net, params, jh, jax.random.PRNGKey(2))
+  one = sample(net, params, jh, jax.random.key(2))
   assert one[0].shape == (4, 2) and one[1].shape == (8,) and one[2].shape == ()
   # Batched scenes and a 256-bin JH (average-pooled to pool_to first).
   mu_b, ls_b, v_b = jax.jit(net.apply)(params, jnp.stack([jh, jh, jh]))
@@ -87,7 +151,7 @@ def test_sample_log_prob_mode_and_shapes():
   np.testing.assert_allclose(mu_b[1], mu, rtol=1e-5, atol=1e-6)
   big = small_net(pool_to=32)  # 256 -> 32 bins by an 8x8 average pool
   p_big = jax.eval_shape(lambda k: big.init(k, jnp.zeros((256, 256))),
-                         jax.random.PRNGKey(0))
+                         jax.random.key(0))
   assert p_big['params']['actor_0']['kernel'].shape == (8 * 8 * 8, 32)
   out = jax.eval_shape(lambda p: policy.mode(big, p, jnp.zeros((2, 256, 256))),
                        p_big)
@@ -96,19 +160,19 @@ def test_sample_log_prob_mode_and_shapes():
 
 def test_kl_exact_matches_monte_carlo_of_squashed_densities():
   net = small_net()
-  pa = policy.init_params(net, jax.random.PRNGKey(0), BINS)
-  pb = policy.init_params(net, jax.random.PRNGKey(7), BINS)
+  pa = policy.init_params(net, jax.random.key(0), BINS)
+  pb = policy.init_params(net, jax.random.key(7), BINS)
   pb = jax.tree.map(lambda x: x, pb)
   pb['params']['log_std'] = pb['params']['log_std'] + jnp.linspace(-.3, .3, 8)
-  jh = jax.random.uniform(jax.random.PRNGKey(1), (BINS, BINS))
-  _, u, logp_a = policy.sample(net, pa, jh, jax.random.PRNGKey(3),
+  jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
+  _, u, logp_a = sample(net, pa, jh, jax.random.key(3),
                                num=200_000)
-  logp_b = policy.log_prob(net, pb, jh, u)  # squashed: Jacobians cancel
+  logp_b = log_prob(net, pb, jh, u)  # squashed: Jacobians cancel
   mc = float(jnp.mean(logp_a - logp_b))
-  exact = float(policy.kl(net, pa, pb, jh))
+  exact = float(kl(net, pa, pb, jh))
   assert exact > 0.05
   np.testing.assert_allclose(mc, exact, rtol=0.03)
-  np.testing.assert_allclose(policy.kl(net, pa, pa, jh), 0.0, atol=1e-6)
+  np.testing.assert_allclose(kl(net, pa, pa, jh), 0.0, atol=1e-6)
 
 
 def test_entropy_estimate_matches_numerical_integral_1d():
@@ -117,7 +181,7 @@ def test_entropy_estimate_matches_numerical_integral_1d():
   logp = np.asarray(policy.squashed_log_prob(
       jnp.asarray(logit(x), jnp.float32)[:, None], mu, log_std), np.float64)
   h_grid = -np.sum(np.exp(logp) * logp) / x.size
-  eps = jax.random.normal(jax.random.PRNGKey(0), (200_000, 1))
+  eps = jax.random.normal(jax.random.key(0), (200_000, 1))
   h_mc = float(policy.squashed_entropy(mu, log_std, eps))
   np.testing.assert_allclose(h_mc, h_grid, atol=5e-3)
   assert h_grid < 0  # below the uniform density's entropy (0)
@@ -125,10 +189,10 @@ def test_entropy_estimate_matches_numerical_integral_1d():
 
 def test_policy_entropy_is_consistent_with_sample_log_probs():
   net = small_net()
-  params = policy.init_params(net, jax.random.PRNGKey(0), BINS)
-  jh = jax.random.uniform(jax.random.PRNGKey(1), (BINS, BINS))
-  h = float(policy.entropy(net, params, jh, jax.random.PRNGKey(4), 100_000))
-  _, _, logp = policy.sample(net, params, jh, jax.random.PRNGKey(5),
+  params = policy.init_params(net, jax.random.key(0), BINS)
+  jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
+  h = float(entropy(net, params, jh, jax.random.key(4), 100_000))
+  _, _, logp = sample(net, params, jh, jax.random.key(5),
                              num=100_000)
   np.testing.assert_allclose(h, -float(jnp.mean(logp)), atol=0.05)
 
@@ -145,7 +209,7 @@ def _bc_data():
 
 def test_behaviour_cloning_moves_mode_to_expert():
   net = small_net()
-  params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  params0 = policy.init_params(net, jax.random.key(0), BINS)
   jh, experts = _bc_data()
   config = warm_start.default_config()
   config.num_steps = 300
@@ -167,7 +231,7 @@ def test_behaviour_cloning_moves_mode_to_expert():
 
 def test_behaviour_cloning_learn_std_shrinks_std():
   net = small_net()
-  params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  params0 = policy.init_params(net, jax.random.key(0), BINS)
   jh, experts = _bc_data()
   config = warm_start.default_config()
   config.num_steps = 300  # as above: the compiled fit is reused
@@ -179,7 +243,7 @@ def test_behaviour_cloning_learn_std_shrinks_std():
 
 def test_behaviour_cloning_rejects_bad_shapes():
   net = small_net()
-  params0 = policy.init_params(net, jax.random.PRNGKey(0), BINS)
+  params0 = policy.init_params(net, jax.random.key(0), BINS)
   jh, experts = _bc_data()
   with pytest.raises(ValueError, match='vertices'):
     warm_start.behaviour_clone(warm_start.default_config(), net, params0, jh,

@@ -110,16 +110,13 @@ def test_split_is_deterministic_stratified_and_disjoint(task):
 
 
 def test_epoch_batches_cover_every_pair_once():
-  key = jax.random.PRNGKey(0)
+  key = jax.random.key(0)
   idx, w = data_lib.epoch_batches(key, 0, 70, 32)
   assert idx.shape == (3, 32) and float(w.sum()) == 70
   real = np.asarray(idx)[np.asarray(w) > 0]
   assert sorted(real.tolist()) == list(range(70))
   idx1, _ = data_lib.epoch_batches(key, 1, 70, 32)
   assert not np.array_equal(idx, idx1)
-  it = list(data_lib.iterate_batches(key, 70, 32, num_epochs=2))
-  assert len(it) == 6 and it[3][0] == 1
-  np.testing.assert_array_equal(it[3][1], idx1[0])
 
 
 # ------------------------------------------------------------- training ---

@@ -43,7 +43,8 @@ parameters is unbiased. H[x] <= 0, with equality for the uniform density on
 the unit cube.
 
 Functions take the (stateless) module first, like ``rlhf_tf.reward.model``:
-``sample(net, params, jh, key)``.
+``mode(net, params, jh)``; PPO (``agent.ppo``) samples and scores actions on
+(mu, log_std) with the distribution math below.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from rlhf_tf.render import polygon
 
@@ -212,72 +212,9 @@ def to_unconstrained(vertices, eps: float = 1e-4):
 # Policy API on (net, params, jh).
 
 
-@functools.partial(jax.jit, static_argnames=('net', 'num'))
-def sample(net: PolicyValueNet, params, jh, key, num: int | None = None):
-  """Draws actions for one JH.
-
-  Args:
-    net, params: the policy.
-    jh: [B, B].
-    key: PRNG key.
-    num: None for one action, else the number of actions (one encoder pass).
-
-  Returns:
-    action [(num,) n, 2] canonical polygon (for the environment),
-    u [(num,) D] the raw Gaussian sample (in the order drawn),
-    logp [(num,)] log-density of x = sigmoid(u) (squashed, ordered vector).
-  """
-  mu, log_std, _ = net.apply(params, jh)
-  shape = (() if num is None else (num,)) + mu.shape
-  u = mu + jnp.exp(log_std) * jax.random.normal(key, shape, mu.dtype)
-  return (to_polygon(u, net.n_vertices), u,
-          squashed_log_prob(u, mu, log_std))
-
-
-@functools.partial(jax.jit, static_argnames=('net',))
-def log_prob(net: PolicyValueNet, params, jh, u):
-  """log p(sigmoid(u) | jh): jh [B, B], u [..., D] -> [...]."""
-  mu, log_std, _ = net.apply(params, jh)
-  return squashed_log_prob(u, mu, log_std)
-
-
 @functools.partial(jax.jit, static_argnames=('net',))
 def mode(net: PolicyValueNet, params, jh):
   """Deterministic "mean action" canonicalize(sigmoid(mu)): jh [..., B, B]
   -> [..., n, 2]. (sigmoid(mu) is the median of x, not its mean.)"""
   mu, _, _ = net.apply(params, jh)
   return to_polygon(mu, net.n_vertices)
-
-
-@functools.partial(jax.jit, static_argnames=('net',))
-def value(net: PolicyValueNet, params, jh):
-  """Critic V(jh): [..., B, B] -> [...]."""
-  return net.apply(params, jh)[2]
-
-
-@functools.partial(jax.jit, static_argnames=('net', 'num_samples'))
-def entropy(net: PolicyValueNet, params, jh, key, num_samples: int = 256):
-  """Monte-Carlo estimate of H[x] (squashed): jh [..., B, B] -> [...]."""
-  mu, log_std, _ = net.apply(params, jh)
-  eps = jax.random.normal(key, mu.shape[:-1] + (num_samples, mu.shape[-1]),
-                          mu.dtype)
-  return squashed_entropy(mu, log_std, eps)
-
-
-@functools.partial(jax.jit, static_argnames=('net',))
-def kl(net: PolicyValueNet, params_a, params_b, jh):
-  """Exact KL(pi_a(.|jh) || pi_b(.|jh)): jh [..., B, B] -> [...] (nats)."""
-  mu_a, ls_a, _ = net.apply(params_a, jh)
-  mu_b, ls_b, _ = net.apply(params_b, jh)
-  return gaussian_kl(mu_a, ls_a, mu_b, ls_b)
-
-
-def numpy_squashed_log_prob(u, mu, log_std) -> np.ndarray:
-  """float64 reference of ``squashed_log_prob`` written out by hand (tests)."""
-  u, mu, log_std = (np.asarray(t, np.float64) for t in (u, mu, log_std))
-  sigma = np.exp(log_std)
-  log_n = -0.5 * ((u - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(
-      2 * np.pi)
-  s = 1.0 / (1.0 + np.exp(-u))
-  one_minus_s = 1.0 / (1.0 + np.exp(u))  # not 1 - s: that rounds to 0
-  return np.sum(log_n - np.log(s * one_minus_s), axis=-1)

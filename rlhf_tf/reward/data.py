@@ -26,7 +26,7 @@ per epoch and the jitted step has one static shape.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import flax.struct
 import jax
@@ -205,17 +205,3 @@ def epoch_batches(key: jax.Array, epoch, num_pairs: int, batch_size: int
                             jnp.zeros((pad,), jnp.float32)])
   return (idx.reshape(nb, batch_size).astype(jnp.int32),
           weight.reshape(nb, batch_size))
-
-
-def iterate_batches(key: jax.Array, num_pairs: int, batch_size: int,
-                    num_epochs: int = 1, start_epoch: int = 0
-                    ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-  """Yields (epoch, indices [batch_size], weights [batch_size]) per batch.
-
-  A Python-loop view of :func:`epoch_batches` (the training loop itself uses
-  the jittable version inside ``lax.scan``).
-  """
-  for epoch in range(start_epoch, start_epoch + num_epochs):
-    idx, weight = epoch_batches(key, epoch, num_pairs, batch_size)
-    for i, w in zip(np.asarray(idx), np.asarray(weight)):
-      yield epoch, i, w
