@@ -39,7 +39,7 @@ def _synthetic_head(shape=(108, 256, 256), spacing=(1.5, 0.957, 0.957)):
   phantom is unavailable."""
   try:
     from rlhf_tf.data.phantom import make_head_phantom  # pylint: disable=g-import-not-at-top
-    vol = make_head_phantom(jax.random.PRNGKey(0), shape)
+    vol = make_head_phantom(jax.random.key(0), shape)
     return vol, 'rlhf_tf.data.phantom.make_head_phantom'
   except (ImportError, FileNotFoundError, TypeError) as e:
     note = f'phantom unavailable ({type(e).__name__}); ellipsoid head'

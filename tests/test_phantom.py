@@ -41,7 +41,7 @@ def test_same_key_is_bitwise_identical_and_slab_independent(vol):
 
 def test_raw_and_typed_keys_agree():
   typed = phantom.make_head_phantom(jax.random.key(3), (16, 16, 16))
-  raw = phantom.make_head_phantom(jax.random.PRNGKey(3), (16, 16, 16))
+  raw = phantom.make_head_phantom(jax.random.key(3), (16, 16, 16))
   assert np.array_equal(typed.hu, raw.hu)
 
 

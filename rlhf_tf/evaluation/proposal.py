@@ -80,7 +80,7 @@ class RewardEnsemble:
 def _param_shapes(model, bins: int) -> dict:
   jh = jnp.zeros((bins, bins), jnp.float32)
   actions = jnp.zeros((1, model.n_vertices, 2), jnp.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jh,
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jh,
                                              actions))['params']
   return jax.tree_util.tree_map(lambda s: tuple(s.shape), shapes)
 

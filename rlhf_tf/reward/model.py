@@ -191,7 +191,7 @@ def init_params(model: RewardModel, key: jax.Array, bins: int) -> dict:
   jh = jnp.zeros((bins, bins), jnp.float32)
   actions = jnp.zeros((1, model.n_vertices, 2), jnp.float32)
   shapes = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), jh, actions))['params']
+      jax.random.key(0), jh, actions))['params']
   fused_in = (shapes['fuse_image']['kernel'].shape[0]
               + shapes['fuse_action']['kernel'].shape[0])
 

@@ -10,7 +10,7 @@ Randomness (same config.seed -> same numbers; runs of both losses with the
 same seed index share initial parameters and batch order, a controlled
 comparison):
 
-  seed_key(k)   = fold_in(PRNGKey(config.seed), k)
+  seed_key(k)   = fold_in(key(config.seed), k)
   init          = fold_in(seed_key, 0)
   batch order   = fold_in(fold_in(seed_key, 1), epoch)        (data.py)
   dropout       = fold_in(fold_in(seed_key, 2), global_step)
@@ -42,12 +42,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import math
 import os
 import time
 from typing import Dict, List
 
+from absl import logging
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -105,13 +105,13 @@ class TrainState:
 
 
 def seed_keys(config) -> jax.Array:
-  """[num_seeds] keys; key k = fold_in(PRNGKey(seed), k)."""
+  """[num_seeds] keys; key k = fold_in(key(seed), k)."""
   return _seed_keys(int(config.seed), int(config.num_seeds))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _seed_keys(seed: int, num_seeds: int) -> jax.Array:
-  root = jax.random.PRNGKey(seed)
+  root = jax.random.key(seed)
   return jax.vmap(lambda k: jax.random.fold_in(root, k))(
       jnp.arange(num_seeds))
 
