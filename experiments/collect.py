@@ -1,9 +1,9 @@
 """Collect pairwise preferences from human inspectors in the browser.
 
   python launch.py --experiment=experiments/collect.py --workdir=/tmp/collect \
-      --experiment.inspectors=ann,bob
+      --experiment.inspectors=inspector-1,inspector-2
   python launch.py --experiment=experiments/collect.py --workdir=DIR \
-      --experiment.inspectors=ann,bob --experiment.port=9000 \
+      --experiment.inspectors=inspector-1,inspector-2 --experiment.port=9000 \
       --experiment.overlap=0.25 --experiment.selection=disagreement \
       --experiment.ensemble_reward_workdir=DIR_OF_A_REWARD_RUN
 

@@ -37,7 +37,7 @@ stored as the vote's ``session``. Under a process-wide lock the app looks the
 id up before recording, so a vote retried after a lost answer is stored once
 and answered with the original event id. This is exact for one server
 process; several processes on one store would need a unique index in the
-store (see the report). ``/api/undo`` with ``vote_id`` withdraws exactly that
+store. ``/api/undo`` with ``vote_id`` withdraws exactly that
 vote and is idempotent the same way.
 
 SQLite connections belong to the thread that opened them, so each server
