@@ -46,8 +46,6 @@ class Scene(NamedTuple):
   jh_png: Callable[[str, int, int], bytes]
 
 
-# ---------------------------------------------------------------- images
-
 # ---------------------------------------------------------------- scene
 
 def dataset_scene(config, store, spec) -> Scene:
