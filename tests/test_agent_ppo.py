@@ -249,7 +249,7 @@ def test_nan_reward_raises_naming_the_first_bad_update():
   bad = int(re.search(r'PPO update (\d+)', str(err.value)).group(1))
   assert 0 < bad < 30
   # Same (cached) jitted run, unchecked: every update before `bad` is finite.
-  _, m = ppo._jitted(ppo._whole_run, ppo._freeze(config), reward)(
+  _, m = ppo._jitted(ppo._whole_run, ppo._freeze(config), reward, None)(
       jax.random.key(0), jh, params, params)
   assert np.all(np.isfinite(np.asarray(m['reward'])[:bad]))
   assert not np.isfinite(np.asarray(m['reward'])[bad])
