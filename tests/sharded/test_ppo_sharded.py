@@ -28,7 +28,7 @@ def test_score_rollout_sharded_equals_vmap(mesh, reward_fn, num):
 def test_ppo_train_on_a_mesh_equals_one_device(mesh8):
   config = single.small_config(num_updates=3)
   _, jh, params = single.setup(config)
-  key = jax.random.PRNGKey(1)
+  key = jax.random.key(1)
   one = ppo.train(config, key, jh, params, params, single.ensemble_reward)
   eight = ppo.train(config, key, jh, params, params, single.ensemble_reward,
                     mesh=mesh8)
