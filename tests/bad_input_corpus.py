@@ -22,6 +22,7 @@ import numpy as np
 import pydicom
 
 from rlhf_tf.data import dicom_io
+from rlhf_tf.data import dicom_series as dicom_series_lib
 from rlhf_tf.data import invesalius
 from rlhf_tf.data import sources
 from rlhf_tf.data.dicom_write import write_dicom_series
@@ -200,6 +201,14 @@ for _modality in ('MR', 'NM', 'PT', 'RTDOSE'):
 def _missing_slice(tmp):
   dicom_series(tmp)[3].unlink()
   return read_series(tmp)
+
+
+@case('dicom', 'first slice cut short, found by the multi-series scan',
+      DicomSeriesError, 'slice_0000.dcm')
+def _cut_in_a_tree(tmp):
+  first = dicom_series(tmp)[0]
+  first.write_bytes(first.read_bytes()[:600])
+  return lambda: dicom_series_lib.find_series(tmp)
 
 
 @case('dicom', 'no such folder', DicomSeriesError, 'nowhere')

@@ -26,7 +26,6 @@ def _inputs(tmp: Path) -> dict:
   mr.mkdir()
   edited(mr, 0, lambda ds: setattr(ds, 'Modality', 'MR'))
   (tmp / 'strings.json').write_text('[[["a", 0.1], [0.9, 0.1], [0.5, 0.9]]]')
-  (tmp / 'ragged.json').write_text('[[[0.1, 0.1], [0.9], [0.5, 0.9]]]')
   inv3(tmp, voxels=np.zeros((12, 1, 1), np.int16), name='thin.inv3')
   (tmp / 'a_file').write_text('')
   return dict(cut=cut / 'series', mr=mr / 'series', first=first)
@@ -51,19 +50,12 @@ def _cases(tmp: Path, files: dict) -> list:
        'render.step_mm'),
       ('turntable=-3', [f'--experiment={RENDER}',
                         '--experiment.turntable=-3'], 'turntable must be'),
-      ('histogram.bins=1', [f'--experiment={RENDER}',
-                            '--experiment.histogram.bins=1'],
-       'histogram.bins'),
       ('polygons=abc', [f'--experiment={RENDER}',
                         '--experiment.polygons=abc'], 'config.polygons[0]'),
       ('actions file with text vertices', [
           f'--experiment={RENDER}',
           f'--experiment.actions_file={tmp / "strings.json"}'],
        'strings.json: polygon 0'),
-      ('actions file with ragged vertices', [
-          f'--experiment={RENDER}',
-          f'--experiment.actions_file={tmp / "ragged.json"}'],
-       'ragged.json: polygon 0'),
       ('12x1x1 .inv3', [f'--experiment={RENDER}', f'{vol}source=inv3',
                         f'{vol}path={tmp / "thin.inv3"}'], 'thin.inv3'),
       ('DICOM slice cut in its header', [

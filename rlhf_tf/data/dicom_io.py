@@ -392,37 +392,50 @@ def _found(path: Path, ds: pydicom.Dataset) -> str:
           f'{path.stat().st_size} bytes')
 
 
-def _read_header(path: Path) -> Optional[pydicom.Dataset]:
-  """The parsed header of one file; None (with a warning) for a file to skip.
+def series_header(path: Path, defer_size: int = _DEFER_SIZE):
+  """(header, None) for a DICOM file of some series, (None, why) for a file
+  to skip; one rule for every reader of a folder (this module and
+  ``dicom_series``).
 
   Skipped: files that are not DICOM (no 'DICM' preamble) and DICOMDIR
-  indexes. A DICOM file whose data set ends before its SeriesInstanceUID is
-  cut short (or is not an image): an error naming it, never a missing slice.
+  indexes. A file named like DICOM that is not readable as DICOM, a corrupt
+  file, and a DICOM file whose data set ends before its SeriesInstanceUID
+  (cut short, or not an image) raise DicomSeriesError naming the file: a
+  slice cut short must never become a silently missing slice.
   """
+  path = Path(path)
   try:
-    ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=False)
+    ds = pydicom.dcmread(path, defer_size=defer_size, force=False)
   except InvalidDicomError as err:
     if path.suffix.lower() in ('.dcm', '.dicom'):
       raise DicomSeriesError(f'{path}: named like a DICOM file but not '
                              f'readable as one (truncated, or not DICOM): '
                              f'{err}') from err
-    warnings.warn(f'{path}: skipped, not a DICOM file ({err})', stacklevel=4)
-    return None
+    return None, f'not a DICOM file ({err})'
   except Exception as err:  # truncated or corrupt: never skip silently
     raise DicomSeriesError(f'{path}: unreadable DICOM file: '
                            f'{type(err).__name__}: {err}') from err
   if 'SeriesInstanceUID' in ds:
-    return ds
+    return ds, None
   meta = getattr(ds, 'file_meta', None)
   sop = str(meta.get('MediaStorageSOPClassUID', '')) if meta is not None else ''
-  if sop == _DICOMDIR_SOP_CLASS or 'DirectoryRecordSequence' in ds:
-    warnings.warn(f'{path}: skipped, a DICOMDIR (an index of files, not an '
-                  f'image)', stacklevel=4)
-    return None
+  if (sop == _DICOMDIR_SOP_CLASS or 'DirectoryRecordSequence' in ds or
+      path.name.upper() == 'DICOMDIR'):
+    return None, ('a DICOMDIR (an index of files without '
+                  'SeriesInstanceUID, not an image)')
   raise DicomSeriesError(
       f'{path}: DICOM file without SeriesInstanceUID, so it belongs to no '
       f'series: cut short inside its header, or not an image (found: '
       f'{_found(path, ds)})')
+
+
+def _read_header(path: Path) -> Optional[pydicom.Dataset]:
+  """The parsed header of one file; None (with a warning) for a file to skip
+  (see ``series_header``)."""
+  ds, why = series_header(path)
+  if ds is None:
+    warnings.warn(f'{path}: skipped, {why}', stacklevel=4)
+  return ds
 
 
 def _read_headers(files: Iterable[Path]) -> list[tuple[Path, pydicom.Dataset]]:

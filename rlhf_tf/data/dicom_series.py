@@ -26,8 +26,6 @@ import re
 from pathlib import Path
 from typing import Sequence, Union
 
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 from rlhf_tf.data import dicom_io
 from rlhf_tf.data.volume import Volume
@@ -88,13 +86,10 @@ class SeriesListing:
 
 
 def _header(path: Path):
-  """(dataset, None) or (None, reason it is skipped)."""
-  try:
-    return pydicom.dcmread(path, defer_size=_DEFER_SIZE), None
-  except InvalidDicomError:
-    return None, 'not a DICOM file'
-  except Exception as err:  # Truncated / corrupt: say so, keep going.
-    return None, f'unreadable DICOM file ({type(err).__name__}: {err})'
+  """(dataset, None) or (None, reason it is skipped); a file cut short or
+  corrupt raises DicomSeriesError naming it (dicom_io.series_header): its
+  series would silently lose a slice."""
+  return dicom_io.series_header(path, defer_size=_DEFER_SIZE)
 
 
 def find_series(root: Union[str, os.PathLike],
@@ -127,10 +122,6 @@ def find_series(root: Union[str, os.PathLike],
     ds, reason = _header(path)
     if ds is None:
       skipped.append((str(path), reason))
-      continue
-    if 'SeriesInstanceUID' not in ds:
-      skipped.append((str(path), 'DICOM object without SeriesInstanceUID '
-                                 '(not an image, e.g. a DICOMDIR)'))
       continue
     groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
   series = []
