@@ -119,3 +119,18 @@ def test_volume_validation_names_the_problem():
     make_volume(np.zeros((2, 2)), (1, 1, 1))
   with pytest.raises(ValueError, match='label map shape'):
     make_volume(np.zeros((2, 2, 2)), (1, 1, 1), labels=np.zeros((2, 2, 3)))
+
+
+def test_a_voxel_near_the_float32_limit_does_not_break_the_jh():
+  """One corrupt voxel at 3e38 (its gradient overflows to inf): the JH is
+  still finite, counts every voxel, and the gradient scale comes from the
+  finite gradients, not from inf."""
+  hu = np.full((8, 8, 8), -1000.0, np.float32)
+  hu[:, :, 4:] = 1000.0  # a finite edge: gradient 1000 HU/mm
+  hu[4, 4, 2] = 3e38
+  volume = make_volume(hu, (1.0, 1.0, 1.0))
+  for window in ((-1024.0, 3071.0), None):
+    jh = histogram.joint_histogram(volume, bins=16, hu_window=window)
+    assert jh.counts.sum() == hu.size
+    assert np.all(np.isfinite(jh.image))
+    assert 0 < jh.axes.grad_max < 1e6
