@@ -159,9 +159,13 @@ def train_ppo(config, key, jh, ref_params, reward_fn, golds, out_dir: str):
   figures_agent.overoptimisation(
       {k: np.asarray(v) for k, v in series.items()},
       os.path.join(out_dir, 'overoptimisation.png'))
-  ocp.StandardCheckpointer().save(
+  # StandardCheckpointer saves asynchronously: wait, or a job that ends
+  # right after this line may leave no (or half a) checkpoint behind.
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(
       os.path.abspath(os.path.join(out_dir, 'checkpoint')),
       jax.tree_util.tree_map(np.asarray, params), force=True)
+  checkpointer.wait_until_finished()
   return params, series
 
 
