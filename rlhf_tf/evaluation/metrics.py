@@ -28,14 +28,16 @@ def _log_sigmoid(x: np.ndarray) -> np.ndarray:
   return -np.logaddexp(0.0, -x)
 
 
-def _as_1d(name: str, x) -> np.ndarray:
+def as_1d(name: str, x) -> np.ndarray:
+  """x as a 1-D float64 array; a ValueError naming it otherwise."""
   a = np.asarray(x, np.float64)
   if a.ndim != 1:
     raise ValueError(f'{name} must be 1-D, got shape {a.shape}')
   return a
 
 
-def _mean_or_nan(x: np.ndarray) -> float:
+def mean_or_nan(x: np.ndarray) -> float:
+  """The mean of x, NaN when x is empty (no pairs of that kind)."""
   return float(np.mean(x)) if x.size else float('nan')
 
 
@@ -62,8 +64,8 @@ def pair_metrics(r_left, r_right, target) -> Dict[str, float]:
       margin       mean over D of m; NaN if D empty.
       num_pairs, num_decisive, num_ties: counts (as floats).
   """
-  rl, rr, t = (_as_1d('r_left', r_left), _as_1d('r_right', r_right),
-               _as_1d('target', target))
+  rl, rr, t = (as_1d('r_left', r_left), as_1d('r_right', r_right),
+               as_1d('target', target))
   if not rl.shape == rr.shape == t.shape:
     raise ValueError(f'shapes differ: {rl.shape}, {rr.shape}, {t.shape}')
   d = rl - rr
@@ -71,11 +73,11 @@ def pair_metrics(r_left, r_right, target) -> Dict[str, float]:
   dec, tie = t != 0.5, t == 0.5
   m = np.where(t > 0.5, d, -d)[dec]
   return {
-      'accuracy': _mean_or_nan((m > 0).astype(np.float64)),
-      'log_loss': _mean_or_nan(-(t * log_p + (1.0 - t) * log_q)),
-      'nll': _mean_or_nan(-_log_sigmoid(m)),
-      'tie_loglik': _mean_or_nan((0.5 * log_p + 0.5 * log_q)[tie]),
-      'margin': _mean_or_nan(m),
+      'accuracy': mean_or_nan((m > 0).astype(np.float64)),
+      'log_loss': mean_or_nan(-(t * log_p + (1.0 - t) * log_q)),
+      'nll': mean_or_nan(-_log_sigmoid(m)),
+      'tie_loglik': mean_or_nan((0.5 * log_p + 0.5 * log_q)[tie]),
+      'margin': mean_or_nan(m),
       'num_pairs': float(t.size),
       'num_decisive': float(np.sum(dec)),
       'num_ties': float(np.sum(tie)),
@@ -108,7 +110,7 @@ def expected_calibration_error(p, y, num_bins: int = 10
     'edges' [M + 1], 'confidence' [M], 'accuracy' [M] (NaN where empty) and
     'count' [M] (int).
   """
-  p, y = _as_1d('p', p), _as_1d('y', y)
+  p, y = as_1d('p', p), as_1d('y', y)
   if p.shape != y.shape:
     raise ValueError(f'p {p.shape} and y {y.shape} differ in shape')
   if num_bins < 1:
@@ -173,7 +175,7 @@ def rank_correlations(reward, gold) -> Dict[str, float]:
     {'spearman_rho', 'kendall_tau', 'n'}; the correlations are NaN for
     N < 2 or a constant input.
   """
-  r, g = _as_1d('reward', reward), _as_1d('gold', gold)
+  r, g = as_1d('reward', reward), as_1d('gold', gold)
   if r.shape != g.shape:
     raise ValueError(f'reward {r.shape} and gold {g.shape} differ in shape')
   n = int(r.size)
@@ -192,7 +194,7 @@ def histogram_entropy_bits(values, bins: int = 50) -> float:
   H = -sum_b q_b log2 q_b, 0 <= H <= log2(bins): 0 when all values share a
   bin, log2(bins) when every bin holds the same count.
   """
-  v = _as_1d('values', values)
+  v = as_1d('values', values)
   if v.size == 0:
     return float('nan')
   counts, _ = np.histogram(v, bins=bins, range=(v.min(), v.max()))
@@ -224,8 +226,8 @@ def sharpness(rewards_random, expert_rewards, bins: int = 50
     expert_rewards: [E] rewards of expert actions on the same scene (E >= 1).
     bins: histogram bins.
   """
-  r = _as_1d('rewards_random', rewards_random)
-  e = _as_1d('expert_rewards', expert_rewards)
+  r = as_1d('rewards_random', rewards_random)
+  e = as_1d('expert_rewards', expert_rewards)
   if r.size == 0 or e.size == 0:
     raise ValueError('need at least one random and one expert reward')
   expert_mean = float(np.mean(e))

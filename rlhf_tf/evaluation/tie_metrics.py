@@ -30,18 +30,10 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
+from rlhf_tf.evaluation.metrics import as_1d
+from rlhf_tf.evaluation.metrics import mean_or_nan
+
 OBJECTIVES = ('three_way', 'pickscore')
-
-
-def _as_1d(name: str, x) -> np.ndarray:
-  a = np.asarray(x, np.float64)
-  if a.ndim != 1:
-    raise ValueError(f'{name} must be 1-D, got shape {a.shape}')
-  return a
-
-
-def _mean_or_nan(x: np.ndarray) -> float:
-  return float(np.mean(x)) if x.size else float('nan')
 
 
 def davidson_log_probs(d, nu: float) -> Tuple[np.ndarray, ...]:
@@ -68,7 +60,7 @@ def fit_tie_nu(delta, target) -> float:
   whose right side grows monotonically from 0 to N: one root, found in
   u = log nu by Brent's method. No ties gives nu = 0; only ties gives inf.
   """
-  d, t = _as_1d('delta', delta), _as_1d('target', target)
+  d, t = as_1d('delta', delta), as_1d('target', target)
   n_ties = int(np.sum(t == 0.5))
   if n_ties == 0:
     return 0.0
@@ -82,7 +74,7 @@ def fit_tie_nu(delta, target) -> float:
 
 def predict_three_way(delta, threshold: float) -> np.ndarray:
   """[P] predicted target: 0.5 (tie) where |d| < tau, else 1 (d > 0) / 0."""
-  d = _as_1d('delta', delta)
+  d = as_1d('delta', delta)
   return np.where(np.abs(d) < threshold, 0.5, np.where(d > 0, 1.0, 0.0))
 
 
@@ -113,7 +105,7 @@ def tune_tie_threshold(delta, target, objective: str = 'three_way'
   Returns:
     (tau, mean score at tau); (0.0, NaN) without pairs.
   """
-  d, t = _as_1d('delta', delta), _as_1d('target', target)
+  d, t = as_1d('delta', delta), as_1d('target', target)
   if d.size == 0:
     return 0.0, float('nan')
   order = np.argsort(np.abs(d), kind='stable')
@@ -138,8 +130,8 @@ def tune_tie_threshold(delta, target, objective: str = 'three_way'
 def three_way_scores(delta, target, threshold: float,
                      objective: str = 'three_way') -> float:
   """Mean pair score of the three-way prediction at ``threshold``."""
-  t = _as_1d('target', target)
-  return _mean_or_nan(_pair_scores(predict_three_way(delta, threshold), t,
+  t = as_1d('target', target)
+  return mean_or_nan(_pair_scores(predict_three_way(delta, threshold), t,
                                    objective))
 
 
@@ -152,7 +144,7 @@ def ties_closer(delta, target) -> Dict[str, float]:
   (Mann-Whitney U / (n_tie n_untied)); the two medians. NaN if a kind is
   missing.
   """
-  d, t = _as_1d('delta', delta), _as_1d('target', target)
+  d, t = as_1d('delta', delta), as_1d('target', target)
   a = np.abs(d)
   tied, untied = a[t == 0.5], a[t != 0.5]
   if tied.size == 0 or untied.size == 0:
@@ -177,7 +169,7 @@ def split_validation_test(pair_ids, target, validation_fraction: float = 0.5,
   before the seeded permutation).
   """
   ids = np.asarray(pair_ids)
-  t = _as_1d('target', target)
+  t = as_1d('target', target)
   if ids.shape != t.shape or np.unique(ids).size != ids.size:
     raise ValueError('pair_ids must be unique, one per target')
   if not 0.0 < validation_fraction < 1.0:
@@ -212,7 +204,7 @@ def tie_aware_metrics(delta, target, pair_ids, validation_ids,
     (mean log P(observed outcome) over test pairs), num_validation,
     num_test, num_test_ties. Non-finite values are NaN or +-inf.
   """
-  d, t = _as_1d('delta', delta), _as_1d('target', target)
+  d, t = as_1d('delta', delta), as_1d('target', target)
   ids = np.asarray(pair_ids)
   if not d.shape == t.shape == ids.shape:
     raise ValueError(f'shapes differ: {d.shape}, {t.shape}, {ids.shape}')
@@ -235,13 +227,13 @@ def tie_aware_metrics(delta, target, pair_ids, validation_ids,
       'three_way_accuracy': three_way_scores(dt, tt, tau, 'three_way'),
       'pickscore_threshold': tau_ps,
       'pickscore_accuracy': three_way_scores(dt, tt, tau_ps, 'pickscore'),
-      'decisive_accuracy': _mean_or_nan((chosen > 0).astype(np.float64)),
-      'predicted_tie_rate': _mean_or_nan(
+      'decisive_accuracy': mean_or_nan((chosen > 0).astype(np.float64)),
+      'predicted_tie_rate': mean_or_nan(
           (predict_three_way(dt, tau) == 0.5).astype(np.float64)),
       'tie_nu': nu,
       'tie_nu_fitted_on_validation': float(fitted),
-      'tie_loglik_davidson': _mean_or_nan(log_tie[tt == 0.5]),
-      'three_way_loglik': _mean_or_nan(observed),
+      'tie_loglik_davidson': mean_or_nan(log_tie[tt == 0.5]),
+      'three_way_loglik': mean_or_nan(observed),
       'num_validation': float(np.sum(val)),
       'num_test': float(np.sum(test)),
       'num_test_ties': float(np.sum(tt == 0.5)),

@@ -1,9 +1,9 @@
 """The browser preference interface: a Flask app over a ``PreferenceStore``.
 
-  keys = auth.keys_for_store(store_path, ['ann', 'bob'])
+  keys = auth.keys_for_store(store_path, ['inspector-1', 'inspector-2'])
   app = create_app(store_path, render_png, keys, scene_ids=['phantom-0'])
   serve(app, host='127.0.0.1', port=8765)   # waitress, threads
-  keys.link('http://127.0.0.1:8765', 'ann')  # ann's personal link
+  keys.link('http://127.0.0.1:8765', 'inspector-1')  # a personal link
 
 Who votes (``rlhf_tf.ui.auth``): each inspector opens a personal link
 (``/login?key=<signed token>``) that puts their name in a signed session

@@ -60,15 +60,16 @@ def check_name(name) -> str:
 
 
 def parse_roster(value) -> tuple[str, ...]:
-  """``'ann, bob'`` or a sequence of names -> unique names, in order."""
+  """``'inspector-1, inspector-2'`` or a sequence of names -> unique names,
+  in order."""
   if isinstance(value, str):
     names = [n.strip() for n in value.split(',') if n.strip()]
   else:
     names = [str(n).strip() for n in value]
   if not names:
     raise ConfigError('inspectors: name at least one inspector (e.g. '
-                      '--experiment.inspectors=ann,bob); each gets a '
-                      'personal link')
+                      '--experiment.inspectors=inspector-1,inspector-2); '
+                      'each gets a personal link')
   for name in names:
     check_name(name)
   doubles = sorted({n for n in names if names.count(n) > 1})
