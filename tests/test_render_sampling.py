@@ -11,6 +11,7 @@ from rlhf_tf.render import ray_cache
 from rlhf_tf.render import raymarch
 from rlhf_tf.render import sampling
 from rlhf_tf.render import skipping
+from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
 
 from render_testing import AXES, SPACING, random_table, smooth_volume
@@ -116,7 +117,7 @@ def test_blocks_marked_empty_hold_only_transparent_segments():
   <= skip_alpha."""
   rng = np.random.default_rng(0)
   hu = smooth_volume((19, 17, 21), seed=3)
-  packed = sampling.pack_volume(hu, raymarch.central_gradient(hu, SPACING))
+  packed = sampling.pack_volume(hu, central_gradient(hu, SPACING))
   table = np.zeros((16, 16, 4), np.float32)
   table[:, 12:14, 3] = rng.uniform(0.1, 1.0, (16, 2))  # Only > ~440 HU.
   table = jnp.asarray(table)
@@ -163,7 +164,7 @@ def test_skipping_and_termination_change_pixels_within_the_tolerance():
                                  cam, s))
   assert float(spans[1][..., 3].max()) > 0.99
   np.testing.assert_allclose(spans[0], spans[1], atol=2.0 ** -10 + 1e-5)
-  packed = sampling.pack_volume(hu, raymarch.central_gradient(hu, (1.,) * 3))
+  packed = sampling.pack_volume(hu, central_gradient(hu, (1.,) * 3))
   np.testing.assert_allclose(
       raymarch._render_exact(packed, (1.0, 1.0, 1.0), SHELL_AXES, table, cam,
                              fast), spans[1], atol=5e-5)
@@ -171,7 +172,7 @@ def test_skipping_and_termination_change_pixels_within_the_tolerance():
 
 def test_ray_spans_skip_the_air_in_front():
   hu = jnp.asarray(_shell((24, 24, 24), radius=8.0))
-  packed = sampling.pack_volume(hu, raymarch.central_gradient(hu, (1.,) * 3))
+  packed = sampling.pack_volume(hu, central_gradient(hu, (1.,) * 3))
   cam = camera_lib.orbit_camera(hu.shape, (1.0, 1.0, 1.0), 0.0, 0.0,
                                 width=8, height=8)
   settings = raymarch.RenderSettings(step_mm=0.5, block_voxels=4)

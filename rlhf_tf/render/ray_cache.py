@@ -95,7 +95,7 @@ class RayCache:
 
 
 _DEFAULT_SETTINGS = raymarch.RenderSettings()
-BUILD_CHUNK = 2048  # Rays per compiled sampling call (at most).
+BUILD_CHUNK = 4096  # Rays per compiled sampling call (at most).
 
 
 def padded_count(n: int) -> int:
@@ -165,7 +165,7 @@ def _rays(camera, shape, spacing, step_mm):
 def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
                     camera: camera_lib.Camera, bins,
                     settings: raymarch.RenderSettings = _DEFAULT_SETTINGS,
-                    num_buckets: int = 64, labels=None, *,
+                    num_buckets: int = 16, labels=None, *,
                     packed=None, mesh=None) -> RayCache:
   """Samples a view once for ``render_cached``.
 
