@@ -348,6 +348,8 @@ def main(argv=None):
   p.add_argument('--large', action='store_true')
   p.add_argument('--scenes', default='cranium,phantom',
                  help='issue 14 figures for these volumes ("" = none)')
+  p.add_argument('--views', type=int, default=5,
+                 help='new views (azimuths 30, 60, ...) for the new-view times')
   p.add_argument('--no-legacy', action='store_true',
                  help='skip the naive / diag-256 comparison')
   p.add_argument('--save', type=str, default='', help='PNG of the direct image')
@@ -359,7 +361,8 @@ def main(argv=None):
   loaders = {'cranium': load_test_volume, 'phantom': load_phantom}
   for name in filter(None, args.scenes.split(',')):
     out.setdefault('scenes', {})[name] = scene_figures(
-        *loaders[name](), args.size, args.repeats, not args.no_vtk)
+        *loaders[name](), args.size, args.repeats, not args.no_vtk,
+        tuple(30.0 * (k + 1) for k in range(args.views)))
   if args.save and img is not None:
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     both = np.clip(np.asarray(img[..., :3]), 0, 1)

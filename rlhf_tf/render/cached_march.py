@@ -253,33 +253,40 @@ def bucket_labels(bucket, tf_table, settings, num_labels: int):
   return rgba, weights, hits
 
 
-def _blank(n_pix, tf_table, settings):
-  dtype = tf_table.dtype
-  bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
-                        jnp.zeros((1,), dtype)])
-  return jnp.broadcast_to(bg, tf_table.shape[:-3] + (n_pix, 4))
+@functools.partial(jax.jit, static_argnames=('n_pix', 'background'))
+def _assemble(pixels, parts, n_pix: int, background):
+  """[n_pix, C] image from per-bucket [R, C] rows at pixels [R] (padding
+  rays, pixel n_pix, are dropped): one small compiled scatter; the image
+  starts as the background (RGBA parts) or zeros (label parts)."""
+  dtype = parts[0].dtype
+  if background is None:
+    image = jnp.zeros((n_pix,) + parts[0].shape[1:], dtype)
+  else:
+    image = jnp.broadcast_to(jnp.asarray(background + (0.0,), dtype),
+                             (n_pix, 4))
+  for p, rows in zip(pixels, parts):
+    image = image.at[p].set(rows, mode='drop')
+  return image
 
 
 def cached_image(cache, tf_table, settings):
   """[H*W, 4] RGBA of a cached view; differentiable w.r.t. tf_table. Each
   bucket is one call of the jitted bucket_rgba, so a new view whose buckets
-  have shapes seen before compiles nothing."""
-  image = _blank(cache.height * cache.width, tf_table, settings)
-  for b in cache.buckets:
-    image = image.at[..., b.pixels, :].set(bucket_rgba(b, tf_table, settings),
-                                           mode='drop')
-  return image
+  have shapes seen before compiles only the small _assemble."""
+  pixels = tuple(b.pixels for b in cache.buckets)
+  parts = tuple(bucket_rgba(b, tf_table, settings) for b in cache.buckets)
+  return _assemble(pixels, parts, cache.height * cache.width,
+                   tuple(float(c) for c in settings.background))
 
 
 def cached_labels(cache, tf_table, settings, num_labels: int):
   """(rgba [H*W, 4], weights [H*W, G], hits [H*W, G]) of a cached view."""
   n_pix = cache.height * cache.width
-  image = _blank(n_pix, tf_table, settings)
-  weights = jnp.zeros((n_pix, num_labels), tf_table.dtype)
-  hits = jnp.zeros((n_pix, num_labels), bool)
-  for b in cache.buckets:
-    rgba, w, hit = bucket_labels(b, tf_table, settings, num_labels)
-    image = image.at[b.pixels].set(rgba, mode='drop')
-    weights = weights.at[b.pixels].set(w, mode='drop')
-    hits = hits.at[b.pixels].set(hit, mode='drop')
+  pixels = tuple(b.pixels for b in cache.buckets)
+  outs = [bucket_labels(b, tf_table, settings, num_labels)
+          for b in cache.buckets]
+  image = _assemble(pixels, tuple(o[0] for o in outs), n_pix,
+                    tuple(float(c) for c in settings.background))
+  weights = _assemble(pixels, tuple(o[1] for o in outs), n_pix, None)
+  hits = _assemble(pixels, tuple(o[2] for o in outs), n_pix, None)
   return image, weights, hits

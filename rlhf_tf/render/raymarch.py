@@ -91,8 +91,11 @@ class RenderSettings:
   # conditioned (float32 rounding of a tiny g would otherwise swing it).
   normal_eps: float = _static(default=1e-2)
   # Classification points per segment (pre-integration); 1 = the segment's
-  # middle only.
-  substeps: int = _static(default=4)
+  # middle only. Measured on the phantom (128^2, shaded, step = 1 voxel, vs
+  # 1/8 step): PSNR 34.6 / 38.0 / 39.8 dB with 1 / 2 / 4 points for a sharp
+  # TF, 38.2 / 40.8 / 41.3 dB for the default one; each point costs a TF
+  # lookup, so 2 is the default.
+  substeps: int = _static(default=2)
   # Forward pass only: skip blocks where the TF opacity is <= skip_alpha
   # (< 0: never skip), stop a tile once every ray's transmittance is below
   # stop_transmittance (0: never stop early).
