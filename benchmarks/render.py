@@ -31,9 +31,6 @@ from rlhf_tf.render import camera as camera_lib  # noqa: E402
 from rlhf_tf.render import histogram  # noqa: E402
 from rlhf_tf.render import ray_cache  # noqa: E402
 from rlhf_tf.render import raymarch  # noqa: E402
-from rlhf_tf.render import reference_march  # noqa: E402
-from rlhf_tf.render import sampling  # noqa: E402
-import render_quality  # noqa: E402
 from timing import time_calls  # noqa: E402
 
 
@@ -90,8 +87,7 @@ def demo_tf(axes: histogram.JHAxes, bins: int = 256) -> np.ndarray:
   return table
 
 
-def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
-              repeats=5):
+def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
   """VTK's vtkFixedPointVolumeRayCastMapper, offscreen. It has no 2D TF: the
   table's alpha at zero-gradient / mid-gradient is approximated by a scalar
   opacity (max over gradient rows) times a gradient-opacity ramp."""
@@ -157,7 +153,7 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
     ren.ResetCameraClippingRange()
     win.Render()
     times = []
-    for _ in range(repeats):
+    for _ in range(5):
       t = time.perf_counter()
       win.Modified()
       volume.Modified()
@@ -168,9 +164,8 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
     grab.Update()
     shot = numpy_support.vtk_to_numpy(grab.GetOutput().GetPointData(
     ).GetScalars()).reshape(size, size, -1)[::-1, :, :3]
-    return {'median_s': statistics.median(times) if times else None,
-            'version': vtk.vtkVersion().GetVTKVersion(),
-            'mapper': 'vtkFixedPointVolumeRayCastMapper',
+    return {'median_s': statistics.median(times), 'version': vtk.vtkVersion(
+    ).GetVTKVersion(), 'mapper': 'vtkFixedPointVolumeRayCastMapper',
             'mean_rgb': float(shot.mean() / 255.0), 'image': shot,
             'note': '1D scalar opacity x gradient-opacity ramp approximating '
                     'the 2D TF; early ray termination + space leaping; '
@@ -185,7 +180,7 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
     volume, source = load_test_volume()
   hu = jnp.asarray(volume.hu)
   spacing = tuple(float(s) for s in np.asarray(volume.spacing))
-  packed = sampling.packed_volume(volume.hu, spacing)
+  packed = raymarch.packed_volume(volume.hu, spacing)
   grad = packed[..., 1:]
   grad_mag = np.asarray(jnp.linalg.norm(grad, axis=-1))
   axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
@@ -199,10 +194,10 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
   out = {'device': jax.devices()[0].device_kind, 'cpu_count': os.cpu_count(),
          'platform': platform.platform(), 'volume': source,
          'volume_shape': list(volume.shape), 'spacing_mm': list(spacing),
-         'image': [size, size], 'samples_per_ray': sampling.num_samples(
+         'image': [size, size], 'samples_per_ray': raymarch.num_samples(
              volume.shape, spacing, step), 'step_mm': step}
-  naive = lambda: reference_march.render_naive(hu, grad, spacing, axes, table,
-                                               view, settings)
+  naive = lambda: raymarch.render_naive(hu, grad, spacing, axes, table, view,
+                                        settings)
   direct = lambda: raymarch.render(None, None, spacing, axes, table, view,
                                    settings, packed=packed)
   out['naive_compile_s'], out['naive_s'], _ = time_calls(
@@ -236,74 +231,13 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
   return out, img_d, vtk_img
 
 
-def scene_figures(volume, source, size=256, repeats=5, do_vtk=True,
-                  azimuths=(30.0, 60.0, 90.0, 120.0, 150.0)):
-  """Issue 14 figures of one volume at its default step (the smallest voxel
-  size, as rlhf_tf.preferences.scenes): quality vs the 1/8-step reference
-  (project and VTK, default and sharp TF, shading off/on), and per shading
-  mode the time of a direct render, a cache build and a cached re-render of a
-  new view, the compile time per new view, the TF gradient and VTK."""
-  spacing = tuple(float(s) for s in np.asarray(volume.spacing))
-  packed = sampling.packed_volume(volume.hu, spacing)
-  grad_mag = np.asarray(jnp.linalg.norm(packed[..., 1:], axis=-1))
-  axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
-  step = float(np.min(spacing))
-  view = camera_lib.head_camera(volume.shape, spacing, size, size,
-                                azimuth_deg=30.0, elevation_deg=10.0, zoom=1.3)
-  tables = {'default': demo_tf(axes), 'sharp': render_quality.sharp_tf(axes)}
-  hu = np.asarray(volume.hu)
-  vtk_fn = None
-  if do_vtk:
-    def vtk_fn(table, step_mm, settings):
-      return bench_vtk(hu, spacing, axes, np.asarray(table), size, step_mm,
-                       settings, view, repeats=0).get('image')
-  out = {'volume': source, 'volume_shape': list(volume.shape),
-         'spacing_mm': list(spacing), 'step_mm': step, 'image': [size, size]}
-  out['quality'] = render_quality.quality(
-      packed, hu, spacing, axes, {k: jnp.asarray(v) for k, v in
-                                  tables.items()}, view, step, vtk_fn=vtk_fn)
-  table = jnp.asarray(tables['default'])
-  for shading in (False, True):
-    settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step,
-                                       shading=shading)
-    row = render_quality.new_views(packed, spacing, axes, table, settings,
-                                   size, azimuths)
-    direct = lambda: raymarch.render(None, None, spacing, axes, table, view,
-                                     settings, packed=packed)
-    _, row['direct_s'], _ = time_calls(direct, repeats)
-    cache = ray_cache.build_ray_cache(None, None, spacing, axes, view, 256,
-                                      settings, packed=packed)
-    cached = lambda: ray_cache.render_cached(cache, table, settings)
-    _, row['cached_s'], _ = time_calls(cached, repeats)
-    grad_fn = jax.jit(jax.grad(lambda t: jnp.mean(ray_cache.render_cached(
-        cache, t, settings)[..., :3])))
-    _, row['cached_grad_s'], _ = time_calls(lambda: grad_fn(table), repeats)
-    row['grad_over_forward'] = row['cached_grad_s'] / row['cached_s']
-    if do_vtk:
-      v = bench_vtk(hu, spacing, axes, tables['default'], size, step,
-                    settings, view, repeats=repeats)
-      v.pop('image', None)
-      row['vtk'] = v
-      if v.get('median_s'):
-        row['direct_over_vtk'] = row['direct_s'] / v['median_s']
-        row['cached_over_vtk'] = row['cached_s'] / v['median_s']
-    out['shading_on' if shading else 'shading_off'] = row
-  return out
-
-
-def load_phantom(shape=(128, 128, 128)):
-  from rlhf_tf.data.phantom import make_head_phantom  # pylint: disable=g-import-not-at-top
-  return (make_head_phantom(jax.random.key(0), shape),
-          f'head phantom {shape} (rlhf_tf.data.phantom, key 0)')
-
-
 def run_large(size=512):
   """547x421x547 synthetic head at 512^2: first-call times and peak RSS."""
   shape = (547, 421, 547)
   vol, _ = _synthetic_head(shape, (0.2, 0.2, 0.2))
   spacing = tuple(float(s) for s in vol.spacing)
   extent = vol.extent_mm
-  packed = sampling.packed_volume(vol.hu, spacing)
+  packed = raymarch.packed_volume(vol.hu, spacing)
   del vol
   axes = histogram.JHAxes(hu_min=-1000.0, hu_max=2000.0, grad_max=2000.0)
   step = float(np.linalg.norm(extent)) / 256
@@ -330,7 +264,7 @@ def run_large(size=512):
   _, grad_s, _ = time_calls(lambda: loss(table), 3)
   rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   return {'volume_shape': list(shape), 'spacing_mm': list(spacing),
-          'image': [size, size], 'samples_per_ray': sampling.num_samples(
+          'image': [size, size], 'samples_per_ray': raymarch.num_samples(
               shape, spacing, step),
           'direct_first_call_s': direct_first, 'cache_build_s': build,
           'cache_samples': cache.num_samples, 'cache_mb': cache.nbytes / 2**20,
@@ -346,24 +280,11 @@ def main(argv=None):
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--no-vtk', action='store_true')
   p.add_argument('--large', action='store_true')
-  p.add_argument('--scenes', default='cranium,phantom',
-                 help='issue 14 figures for these volumes ("" = none)')
-  p.add_argument('--views', type=int, default=5,
-                 help='new views (azimuths 30, 60, ...) for the new-view times')
-  p.add_argument('--no-legacy', action='store_true',
-                 help='skip the naive / diag-256 comparison')
   p.add_argument('--save', type=str, default='', help='PNG of the direct image')
   args = p.parse_args(argv)
-  out, img, vtk_img = {}, None, None
-  if not args.no_legacy:
-    out, img, vtk_img = run(args.size, args.samples, args.repeats,
-                            not args.no_vtk)
-  loaders = {'cranium': load_test_volume, 'phantom': load_phantom}
-  for name in filter(None, args.scenes.split(',')):
-    out.setdefault('scenes', {})[name] = scene_figures(
-        *loaders[name](), args.size, args.repeats, not args.no_vtk,
-        tuple(30.0 * (k + 1) for k in range(args.views)))
-  if args.save and img is not None:
+  out, img, vtk_img = run(args.size, args.samples, args.repeats,
+                          not args.no_vtk)
+  if args.save:
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     both = np.clip(np.asarray(img[..., :3]), 0, 1)
     if vtk_img is not None:

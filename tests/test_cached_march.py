@@ -14,7 +14,6 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import compositing
 from rlhf_tf.render import ray_cache
 from rlhf_tf.render import raymarch
-from rlhf_tf.render import sampling
 
 from render_testing import AXES, SPACING, random_table, smooth_volume
 
@@ -38,9 +37,9 @@ def test_some_colours_clip_so_the_clip_branch_is_exercised():
   hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
   b = cache.buckets[0]
-  rgb = sampling.bilinear_lookup(
-      sampling.corner_table(random_table()),
-      *sampling.tf_coords(b.x, b.y, 8, 8))[..., :3]
+  rgb = raymarch.bilinear_lookup(
+      raymarch.corner_table(random_table()), b.idx, np.asarray(b.fx) / 65535.0,
+      np.asarray(b.fy) / 65535.0)[..., :3]
   lit = (rgb * (SETTINGS.ambient + SETTINGS.diffuse * np.asarray(
       b.diffuse)[..., None] / 65535.0) + SETTINGS.specular * np.asarray(
           b.specular)[..., None] / 65535.0)
@@ -90,28 +89,23 @@ def test_gradient_under_vmap_equals_a_loop():
 
 def test_march_equals_composite_log_on_the_cached_samples():
   """The step-by-step accumulation is composite_log in another order of
-  operations: rebuild [rays, S m] classification points from the cache
-  (sampling.classify_segments) and composite them."""
+  operations: rebuild [rays, S] arrays from the cache and composite them."""
   hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS, num_buckets=1)
   table = random_table()
   image = ray_cache.render_cached(cache, table, SETTINGS).reshape(-1, 4)
   b = cache.buckets[0]
-  points = {k: np.asarray(getattr(b, k)).T.astype(np.float32) for k in
-            ('x', 'y', 'diffuse', 'specular')}
-  for k in ('diffuse', 'specular'):
-    points[k] /= 65535.0
-  grid = (None, b.ray_step, b.start, b.length)
-  s = sampling.classify_segments(points, grid,
-                                 jnp.zeros(b.start.shape, jnp.int32),
-                                 SETTINGS.substeps)
-  rgba = sampling.bilinear_lookup(sampling.corner_table(table),
-                                  *sampling.tf_coords(s['x'], s['y'], 8, 8))
-  col = compositing.shade(rgba[..., :3], s['diffuse'], s['specular'],
+  fx = np.asarray(b.fx, np.float32).T / 65535.0
+  fy = np.asarray(b.fy, np.float32).T / 65535.0
+  rgba = raymarch.bilinear_lookup(raymarch.corner_table(table), b.idx.T, fx,
+                                  fy)
+  col = compositing.shade(rgba[..., :3], np.asarray(b.diffuse).T / 65535.0,
+                          np.asarray(b.specular).T / 65535.0,
                           SETTINGS.ambient, SETTINGS.diffuse,
                           SETTINGS.specular)
+  seg = raymarch.segment_lengths(b.length, b.idx.shape[0], SETTINGS.step_mm)
   log_trans = compositing.opacity_log_transmittance(
-      rgba[..., 3], s['seg'], SETTINGS.reference_step_mm)
+      rgba[..., 3], seg, SETTINGS.reference_step_mm)
   rgb, acc = compositing.composite_log(col, log_trans)
   expected = compositing.over_background(rgb, acc, SETTINGS.background)
   real = np.asarray(b.pixels) < image.shape[0]

@@ -33,9 +33,8 @@ def safe_log1m(a):
   return jnp.log1p(-jnp.minimum(a, one_minus_eps))
 
 
-def floored_norm(v, eps=1e-12):
-  """max(|v|, eps) over the last axis: the gradient stays finite (0) where
-  |v| < eps. (``polygon.safe_norm`` is the exact norm, 0 at v = 0.)"""
+def safe_norm(v, eps=1e-12):
+  """|v| over the last axis; gradient finite at v = 0 (|v| >= eps)."""
   return jnp.sqrt(jnp.maximum(jnp.sum(v * v, axis=-1), eps * eps))
 
 
@@ -43,7 +42,8 @@ def safe_normalize(v, eps):
   """v / max(|v|, eps) over the last axis: a unit vector where |v| >= eps, and
   shrinking linearly to 0 as v -> 0 (so shading fades out in flat regions
   instead of dividing by zero). Finite values and gradients everywhere."""
-  return v / floored_norm(v, eps)[..., None]
+  sq = jnp.sum(v * v, axis=-1, keepdims=True)
+  return v * jnp.reciprocal(jnp.sqrt(jnp.maximum(sq, eps * eps)))
 
 
 def safe_pow(x, p, tiny=1e-12):

@@ -3,55 +3,40 @@ magnitude) transfer functions, in pure JAX.
 
 Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 1. Intersect the volume box [-s/2, (n - 1/2) s] (slab method).
-2. A fixed sample grid (``sampling.ray_grid``): grid points on the planes
-   perpendicular to the view at depths (k + 1/2) step_mm, the same for every
-   ray, so the sampling phase never jumps between neighbouring rays (no seam
-   where rays switch the box face they enter through). Segment j joins grid
-   points j and j + 1 (point 0 at or before the box entry).
+2. Fixed step ``step_mm``: S = ceil(box diagonal / step) samples (static).
+   Sample i stands for the segment [t0 + i step, min(t0 + (i + 1) step, t1)]
+   of length l_i (the last one is partial, l_i = 0 past the exit) and sits at
+   its midpoint, so a homogeneous medium of any length L composites to
+   exactly 1 - exp(-sigma L).
 3. Trilinear sampling (clamp-to-edge) of HU and of the gradient volume
-   (``rlhf_tf.render.gradient.central_gradient``, HU/mm) at the grid points:
-   8-corner gathers, differentiable w.r.t. the volume values.
-4. Pre-integrated classification (after Engel, Kraus & Ertl 2001, integrated
-   numerically for the 2D TF): the JH coordinates x = axes.hu_to_x(hu), y =
-   axes.grad_to_y(|g|) and the shading terms vary linearly along a segment
-   from its front to its back point; the TF (bilinear lookup of the table
-   [bins_y, bins_x, 4], bin i centred at (i + 1/2) / bins) is evaluated at
-   ``substeps`` = m points of each segment, each standing for 1/m of it. A
-   sharp TF crossed between two grid points is thus seen at m times the
-   resolution at no extra volume fetch: the wood-grain rings shrink.
-5. Opacity correction alpha' = 1 - (1 - alpha)^(l / reference_step_mm), l =
-   the part of the classification interval inside the box
-   (``sampling.sub_length``): the lengths add up to the chord, so a
-   homogeneous medium of any length L composites to exactly 1 - exp(-sigma L).
+   (``rlhf_tf.render.gradient.central_gradient``, HU/mm): 8-corner gathers,
+   differentiable w.r.t. the volume values and, almost everywhere, positions.
+4. JH coordinates x = axes.hu_to_x(hu), y = axes.grad_to_y(|g|) and a
+   post-classification bilinear lookup of the TF table [bins_y, bins_x, 4]
+   (bin i centred at (i + 1/2) / bins, clamped to the border bins).
+5. Opacity correction alpha' = 1 - (1 - alpha)^(l_i / reference_step_mm).
 6. Blinn-Phong headlight shading from n = g / |g| (two-sided), see
    ``compositing.headlight_terms``.
 7. Front-to-back compositing (``compositing.composite_log``) over an opaque
    background: RGBA [H, W, 4] in [0, 1], alpha = accumulated opacity.
 
-SPEED (the forward pass): empty-space skipping and early ray termination.
-Each ray marches only from its first to its last grid point in a block the
-TF may make visible (``rlhf_tf.render.skipping``; skipped TF opacities are
-<= skip_alpha), in chunks of ``chunk_segments`` segments for a tile of rays
-at a time, until every ray of the tile has a transmittance below
-``stop_transmittance`` (2^-10: a pixel changes by less than that, under half
-a level of an 8-bit image). Both are exact in the limit skip_alpha < 0,
-stop_transmittance = 0.
+SPEED: a tile of rays that misses the box is skipped, and a tile whose
+longest chord is short runs with S/2 or S/4 samples (lax.switch over
+``sample_levels``; exact; settings.sample_levels).
+``rlhf_tf.render.ray_cache`` goes further for re-rendering one view under
+many TFs.
 
-GRADIENTS: reverse mode differentiates the exact march (every segment of the
-chord; tiles whose longest chord is short run with fewer segments, lax.switch
-over ``sample_levels``), so d image / d (volume, TF table, camera) sees empty
-space too: a TF can learn to light up what it does not show yet.
-``rlhf_tf.render.ray_cache`` re-renders one view under many TFs faster.
-
-MEMORY: rays are processed in tiles of ``tile_rays`` by ``jax.lax.map``; the
-exact march checkpoints each tile, so the backward pass also holds one
-tile's intermediates at a time (plus the per-tile outputs [H, W, 4]).
+MEMORY: rays are processed in tiles of ``tile_rays`` by ``jax.lax.map`` over a
+``jax.checkpoint``-ed tile function. The forward pass keeps one tile's
+samples alive at a time; reverse mode stores only each tile's inputs and
+recomputes the tile's samples while back-propagating through it, so the
+backward pass also holds one tile's intermediates at a time (plus the
+per-tile outputs [H, W, 4]), whatever the image size.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 import flax.struct
 import jax
@@ -60,10 +45,12 @@ import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import compositing
-from rlhf_tf.render import sampling
-from rlhf_tf.render import skipping
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
+from rlhf_tf.render.sampling import (bilinear_lookup, corner_table,  # noqa: F401
+                                     intersect_box, num_samples, pack_volume,
+                                     packed_volume, segment_lengths,
+                                     tf_coords, trilinear)
 
 _static = functools.partial(flax.struct.field, pytree_node=False)
 
@@ -72,7 +59,7 @@ _static = functools.partial(flax.struct.field, pytree_node=False)
 class RenderSettings:
   """Raymarching settings (all static: hashable, safe as a jit argument)."""
 
-  step_mm: float = _static(default=1.0)  # Depth between grid points.
+  step_mm: float = _static(default=1.0)  # Sample spacing along a ray.
   reference_step_mm: float = _static(default=1.0)  # Step the TF alpha is for.
   ambient: float = _static(default=0.35)
   diffuse: float = _static(default=0.65)
@@ -80,9 +67,8 @@ class RenderSettings:
   shininess: float = _static(default=16.0)
   background: tuple = _static(default=(0.0, 0.0, 0.0))  # RGB in [0, 1].
   tile_rays: int = _static(default=1024)  # Rays per tile (memory bound).
-  # Exact (differentiated) march: per-tile segment counts S, S/2, ...,
-  # S/2^(levels-1) (and 0 for tiles missing the box); more levels = faster,
-  # longer compile.
+  # Direct renderer: per-tile sample counts S, S/2, ..., S/2^(levels-1) (and
+  # 0 for tiles missing the box); more levels = faster, longer compile.
   sample_levels: int = _static(default=3)
   shading: bool = _static(default=True)
   # Normals n = g / max(|g|, normal_eps * axes.grad_max): below that gradient
@@ -90,43 +76,37 @@ class RenderSettings:
   # is lit by the ambient term only; also keeps the normal's direction well
   # conditioned (float32 rounding of a tiny g would otherwise swing it).
   normal_eps: float = _static(default=1e-2)
-  # Classification points per segment (pre-integration); 1 = the segment's
-  # middle only. Measured on the phantom (128^2, shaded, step = 1 voxel, vs
-  # 1/8 step): PSNR 34.6 / 38.0 / 39.8 dB with 1 / 2 / 4 points for a sharp
-  # TF, 38.2 / 40.8 / 41.3 dB for the default one; each point costs a TF
-  # lookup, so 2 is the default.
-  substeps: int = _static(default=2)
-  # Forward pass only: skip blocks where the TF opacity is <= skip_alpha
-  # (< 0: never skip), stop a tile once every ray's transmittance is below
-  # stop_transmittance (0: never stop early).
-  skip_alpha: float = _static(default=1e-6)
-  stop_transmittance: float = _static(default=2.0 ** -10)
-  block_voxels: int = _static(default=8)  # Skipping block side (voxels).
-  chunk_segments: int = _static(default=32)  # Segments per forward step.
 
 
-def sample_points(packed, shape, spacing, axes: JHAxes, points, directions,
-                  settings: RenderSettings, labels_flat=None):
-  """Samples the volume at world points (everything that does not depend on
-  the TF).
+def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
+                num: int, settings: RenderSettings, labels_flat=None):
+  """Samples rays through the volume (everything that does not depend on the
+  TF).
 
   Args:
     packed: [Z, Y, X, 4] from pack_volume (HU, gradient in HU/mm).
     shape, spacing: static (Z, Y, X) and mm.
-    points: [..., P, 3] world positions (mm).
-    directions: [..., 3] unit ray directions (shading).
+    origins, directions: [..., 3] world rays (unit directions).
+    num: static sample count S.
     labels_flat: optional [Z * Y * X] integer label per voxel (e.g. tissue
-      groups), looked up at the nearest voxel of each point.
+      groups), looked up at the nearest voxel of each sample.
 
   Returns:
-    dict of [..., P] arrays: x, y (JH coordinates), with shading on, the
-    diffuse / specular headlight factors, and with labels_flat, 'label'.
+    dict of [..., S] arrays: x, y (JH coordinates), seg (segment length mm),
+    with shading on, diffuse / specular headlight factors, and with
+    labels_flat, 'label' (nearest-voxel label).
   """
+  lo, hi = camera_lib.volume_box(shape, spacing)
+  t0, t1 = intersect_box(origins, directions, lo, hi)
+  seg = segment_lengths(jnp.maximum(t1 - t0, 0.0), num, settings.step_mm)
+  i = jnp.arange(num, dtype=t0.dtype)
+  t = t0[..., None] + i * settings.step_mm + 0.5 * seg
+  points = origins[..., None, :] + t[..., None] * directions[..., None, :]
   coords = points / jnp.asarray(spacing, points.dtype)
-  val = sampling.trilinear(packed.reshape(-1, 4), shape, coords)
+  val = trilinear(packed.reshape(-1, 4), shape, coords)
   hu, grad = val[..., 0], val[..., 1:]
-  out = dict(x=axes.hu_to_x(hu),
-             y=axes.grad_to_y(compositing.floored_norm(grad)))
+  out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(compositing.safe_norm(grad)),
+             seg=seg)
   if settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(
         grad, directions[..., None, :], settings.shininess,
@@ -146,8 +126,8 @@ def nearest_label(labels_flat, shape, coords):
 
 
 def shade_and_composite(rgba, samples, settings: RenderSettings):
-  """[..., N, 4] classified samples -> (premultiplied rgb [..., 3], log
-  transmittance [...] of the N samples)."""
+  """[..., S, 4] classified samples -> (premultiplied rgb [..., 3],
+  acc [...])."""
   rgb = rgba[..., :3]
   if settings.shading:
     rgb = compositing.shade(rgb, samples['diffuse'], samples['specular'],
@@ -155,7 +135,7 @@ def shade_and_composite(rgba, samples, settings: RenderSettings):
                             settings.specular)
   log_trans = compositing.opacity_log_transmittance(
       rgba[..., 3], samples['seg'], settings.reference_step_mm)
-  return compositing.composite_log(rgb, log_trans)[0], jnp.sum(log_trans, -1)
+  return compositing.composite_log(rgb, log_trans)
 
 
 def map_tiles(fn, args, tile: int, checkpoint: bool = True):
@@ -177,135 +157,48 @@ def map_tiles(fn, args, tile: int, checkpoint: bool = True):
 
 
 def sample_levels(num: int, levels: int) -> tuple[int, ...]:
-  """Per-tile segment counts the exact march switches between (0 = the tile
-  misses the box): a tile runs the smallest level >= its longest ray's
-  segment count, which is exact (later segments have zero length)."""
+  """Per-tile sample counts the direct renderer switches between (0 = the
+  tile misses the box): a tile runs the smallest level >= its longest chord
+  / step, which is exact (later samples have zero-length segments)."""
   return tuple(sorted({0, num} | {-(-num // 2**k) for k in range(levels)}))
-
-
-class _March:
-  """The pieces of one rendering shared by the exact and the fast march."""
-
-  def __init__(self, packed, spacing, axes, tf_table, camera, settings):
-    self.packed, self.spacing, self.axes = packed, spacing, axes
-    self.settings = settings
-    self.shape = tuple(packed.shape[:3])
-    self.num = sampling.num_segments(self.shape, spacing, settings.step_mm)
-    self.corners = sampling.corner_table(tf_table)
-    self.bins = tf_table.shape[:2]
-    self.forward = camera.basis()[0]
-    self.box = camera_lib.volume_box(self.shape, spacing)
-    self.dtype = jnp.result_type(packed.dtype, tf_table.dtype)
-
-  def grid(self, o, d):
-    return sampling.ray_grid(o, d, self.forward, *self.box,
-                             self.settings.step_mm)
-
-  def segments(self, o, d, grid, first, count: int):
-    """(rgb [R, 3], log T [R]) of segments first [R] + 0 .. count - 1."""
-    idx = first[:, None] + jnp.arange(count + 1)
-    pts = sample_points(self.packed, self.shape, self.spacing, self.axes,
-                        sampling.grid_points(o, d, grid, idx), d, self.settings)
-    s = sampling.classify_segments(pts, grid, first, self.settings.substeps)
-    by, bx = self.bins
-    rgba = sampling.bilinear_lookup(
-        self.corners, *sampling.tf_coords(s['x'], s['y'], bx, by))
-    rgb, log_t = shade_and_composite(rgba, s, self.settings)
-    return rgb.astype(self.dtype), log_t.astype(self.dtype)
-
-
-def _image(camera, tile_fn, settings, checkpoint):
-  origins, directions = camera_lib.generate_rays(camera)
-  h, w = origins.shape[:2]
-  rgb, log_t = map_tiles(tile_fn, (origins.reshape(-1, 3),
-                                   directions.reshape(-1, 3)),
-                         settings.tile_rays, checkpoint=checkpoint)
-  out = compositing.over_background(rgb, -jnp.expm1(log_t),
-                                    settings.background)
-  return out.reshape(h, w, 4)
-
-
-def _render_exact(packed, spacing, axes, tf_table, camera, settings):
-  """Every segment of every chord; reverse-mode differentiable."""
-  m = _March(packed, spacing, axes, tf_table, camera, settings)
-  levels = sample_levels(m.num, settings.sample_levels)
-
-  def tile_level(n, o, d, grid):
-    if n == 0:
-      return (jnp.zeros(o.shape[:-1] + (3,), m.dtype),
-              jnp.zeros(o.shape[:-1], m.dtype))
-    return m.segments(o, d, grid, jnp.zeros(o.shape[:-1], jnp.int32), n)
-
-  def tile_fn(rays):
-    o, d = rays
-    grid = m.grid(o, d)
-    need = jnp.max(sampling.segment_counts(grid))
-    level = jnp.sum(jnp.asarray(levels[:-1]) < need)
-    branches = [functools.partial(tile_level, n) for n in levels]
-    return jax.lax.switch(level, branches, o, d, grid)
-
-  return _image(camera, tile_fn, settings, checkpoint=True)
-
-
-def _render_fast(packed, spacing, axes, tf_table, camera, settings):
-  """Forward only: empty-space skipping and early ray termination."""
-  m = _March(packed, spacing, axes, tf_table, camera, settings)
-  visible = None
-  if settings.skip_alpha >= 0:
-    visible = skipping.visible_blocks(
-        skipping.block_ranges(packed, axes, settings.block_voxels), tf_table,
-        settings.skip_alpha)
-  chunk = max(1, min(int(settings.chunk_segments), m.num))
-  log_stop = (math.log(settings.stop_transmittance)
-              if settings.stop_transmittance > 0 else -np.inf)
-
-  def tile_fn(rays):
-    o, d = rays
-    grid = m.grid(o, d)
-    first, end = skipping.ray_spans(
-        o, d, grid, visible, m.shape, m.spacing, m.num, settings.step_mm,
-        settings.block_voxels)
-
-    def active(carry):
-      k, _, log_t = carry
-      return jnp.any((first + k * chunk < end) & (log_t > log_stop))
-
-    def step(carry):
-      k, rgb, log_t = carry
-      rgb_c, log_t_c = m.segments(o, d, grid, first + k * chunk, chunk)
-      return k + 1, rgb + jnp.exp(log_t)[:, None] * rgb_c, log_t + log_t_c
-
-    init = (jnp.int32(0), jnp.zeros(o.shape[:-1] + (3,), m.dtype),
-            jnp.zeros(o.shape[:-1], m.dtype))
-    return jax.lax.while_loop(active, step, init)[1:]
-
-  return _image(camera, tile_fn, settings, checkpoint=False)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 5))
-def _render_core(packed, spacing, axes, tf_table, camera, settings):
-  return _render_fast(packed, spacing, axes, tf_table, camera, settings)
-
-
-def _render_core_fwd(packed, spacing, axes, tf_table, camera, settings):
-  out = _render_fast(packed, spacing, axes, tf_table, camera, settings)
-  return out, (packed, tf_table, camera)
-
-
-def _render_core_bwd(spacing, axes, settings, residuals, ct):
-  exact = lambda p, t, c: _render_exact(p, spacing, axes, t, c, settings)
-  return jax.vjp(exact, *residuals)[1](ct)
-
-
-_render_core.defvjp(_render_core_fwd, _render_core_bwd)
 
 
 @functools.partial(jax.jit, static_argnames=('spacing', 'axes', 'settings'))
 def _render(packed, spacing, axes, tf_table, camera, settings):
-  return _render_core(packed, spacing, axes, tf_table, camera, settings)
+  shape = tuple(packed.shape[:3])
+  num = num_samples(shape, spacing, settings.step_mm)
+  levels = sample_levels(num, settings.sample_levels)
+  corners = corner_table(tf_table)
+  by, bx = tf_table.shape[:2]
+  origins, directions = camera_lib.generate_rays(camera)
+  h, w = origins.shape[:2]
+  lo, hi = camera_lib.volume_box(shape, spacing)
+  dtype = jnp.result_type(packed.dtype, tf_table.dtype)
+
+  def tile_level(n, o, d):
+    if n == 0:
+      return (jnp.zeros(o.shape[:-1] + (3,), dtype),
+              jnp.zeros(o.shape[:-1], dtype))
+    s = sample_rays(packed, shape, spacing, axes, o, d, n, settings)
+    rgba = bilinear_lookup(corners, *tf_coords(s['x'], s['y'], bx, by))
+    rgb, acc = shade_and_composite(rgba, s, settings)
+    return rgb.astype(dtype), acc.astype(dtype)
+
+  def tile_fn(rays):
+    o, d = rays
+    t0, t1 = intersect_box(o, d, lo, hi)
+    need = jnp.ceil(jnp.max(t1 - t0) / settings.step_mm)
+    level = jnp.sum(jnp.asarray(levels[:-1]) < need)
+    branches = [functools.partial(tile_level, n) for n in levels]
+    return jax.lax.switch(level, branches, o, d)
+
+  rgb, acc = map_tiles(tile_fn, (origins.reshape(-1, 3),
+                                 directions.reshape(-1, 3)), settings.tile_rays)
+  out = compositing.over_background(rgb, acc, settings.background)
+  return out.reshape(h, w, 4)
 
 
-def check_table(tf_table):
+def _check_table(tf_table):
   if tf_table.ndim != 3 or tf_table.shape[-1] != 4 or min(
       tf_table.shape[:2]) < 2:
     raise ValueError(f'tf_table must be [bins_y, bins_x, 4] with bins >= 2, '
@@ -334,12 +227,12 @@ def render(volume_hu, gradient, spacing, axes: JHAxes, tf_table,
     [H, W, 4] RGBA in [0, 1]: rgb composited over settings.background,
     alpha = accumulated opacity.
   """
-  check_table(tf_table)
+  _check_table(tf_table)
   spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
   if packed is None:
     if gradient is None:
       gradient = central_gradient(volume_hu, spacing)
-    packed = sampling.pack_volume(volume_hu, gradient)
+    packed = pack_volume(volume_hu, gradient)
   return _render(packed, spacing, axes, tf_table, camera, settings)
 
 
@@ -348,36 +241,66 @@ def render_volume(volume, axes: JHAxes, tf_table, camera: camera_lib.Camera,
   """render() for a rlhf_tf.data.volume.Volume (packed HU + gradient built
   with packed_volume if not given; pass it to re-render cheaply)."""
   if packed is None:
-    packed = sampling.packed_volume(volume.hu, volume.spacing)
+    packed = packed_volume(volume.hu, volume.spacing)
   return render(None, None, volume.spacing, axes, tf_table, camera, settings,
                 packed=packed)
 
 
-def render_turntable(volume, axes: JHAxes, tf_table, num_views: int = 12,
-                     settings: RenderSettings = RenderSettings(), packed=None,
-                     elevation_deg: float = 10.0, **camera_kwargs):
-  """Views of a volume at num_views azimuths 0, 360 / n, ... (a turntable).
+@functools.partial(jax.jit, static_argnames=('spacing', 'axes', 'settings'))
+def _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
+                  settings):
+  map_coordinates = jax.scipy.ndimage.map_coordinates
+  shape = volume_hu.shape
+  num = num_samples(shape, spacing, settings.step_mm)
+  by, bx = tf_table.shape[:2]
+  origins, directions = camera_lib.generate_rays(camera)
+  h, w = origins.shape[:2]
+  lo, hi = camera_lib.volume_box(shape, spacing)
 
-  Every view is a render() call with the same shapes and settings, so the
-  code compiled for the first view serves all the others (the camera is a
-  traced argument); the volume is packed once.
+  def tile_fn(rays):
+    o, d = rays
+    t0, t1 = intersect_box(o, d, lo, hi)
+    seg = segment_lengths(jnp.maximum(t1 - t0, 0.0), num, settings.step_mm)
+    t = t0[:, None] + jnp.arange(num) * settings.step_mm + 0.5 * seg
+    p = (o[:, None] + t[..., None] * d[:, None]) / jnp.asarray(spacing)
+    pts = [p[..., a] for a in range(3)]
+    interp = lambda v: map_coordinates(v, pts, order=1, mode='nearest')
+    hu = interp(volume_hu)
+    g = jnp.stack([interp(gradient[..., a]) for a in range(3)], -1)
+    gx = axes.hu_to_x(hu) * bx - 0.5
+    gy = axes.grad_to_y(jnp.linalg.norm(g, axis=-1)) * by - 0.5
+    rgba = jnp.stack([map_coordinates(tf_table[..., c], [gy, gx], order=1,
+                                      mode='nearest') for c in range(4)], -1)
+    rgb = rgba[..., :3]
+    if settings.shading:
+      n = g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True),
+                          settings.normal_eps * axes.grad_max)
+      ndl = jnp.minimum(jnp.abs(jnp.sum(n * d[:, None], -1)), 1.0)
+      lit = rgb * (settings.ambient + settings.diffuse * ndl)[..., None]
+      rgb = jnp.minimum(lit + (settings.specular *
+                               ndl ** settings.shininess)[..., None], 1.0)
+    alpha = 1.0 - (1.0 - rgba[..., 3]) ** (seg / settings.reference_step_mm)
+    trans = jnp.cumprod(1.0 - alpha, axis=-1)
+    trans = jnp.concatenate([jnp.ones_like(trans[:, :1]), trans[:, :-1]], -1)
+    return (jnp.sum((trans * alpha)[..., None] * rgb, axis=1),
+            1.0 - trans[:, -1] * (1.0 - alpha[:, -1]))
 
-  Args:
-    volume: rlhf_tf.data.volume.Volume.
-    axes, tf_table, settings: as render().
-    num_views: azimuths, evenly spaced over 360 degrees.
-    packed: optional sampling.packed_volume(volume.hu, volume.spacing).
-    elevation_deg, camera_kwargs: camera.head_camera's (width, height, zoom,
-      projection, ...).
+  rgb, acc = map_tiles(tile_fn, (origins.reshape(-1, 3),
+                                 directions.reshape(-1, 3)),
+                       settings.tile_rays, checkpoint=False)
+  return compositing.over_background(rgb, acc,
+                                     settings.background).reshape(h, w, 4)
 
-  Returns:
-    (azimuths_deg [V] float, images [V, H, W, 4]).
-  """
-  if packed is None:
-    packed = sampling.packed_volume(volume.hu, volume.spacing)
-  azimuths = np.arange(num_views) * (360.0 / num_views)
-  images = [render_volume(volume, axes, tf_table, camera_lib.head_camera(
-      volume.shape, volume.spacing, azimuth_deg=float(az),
-      elevation_deg=elevation_deg, **camera_kwargs), settings, packed=packed)
-            for az in azimuths]
-  return azimuths, jnp.stack(images)
+
+def render_naive(volume_hu, gradient, spacing, axes: JHAxes, tf_table,
+                 camera: camera_lib.Camera,
+                 settings: RenderSettings = RenderSettings()):
+  """Reference raymarcher: jax.scipy.ndimage.map_coordinates (order 1) for
+  every sample of every ray and a plain cumprod; same geometry and optics as
+  render(). For benchmarks and cross-checks only."""
+  _check_table(tf_table)
+  spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
+  if gradient is None:
+    gradient = central_gradient(volume_hu, spacing)
+  return _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
+                       settings)

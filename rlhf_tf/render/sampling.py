@@ -44,108 +44,16 @@ def intersect_box(origins, directions, lo, hi):
   return jnp.maximum(t_near, 0.0), t_far
 
 
-def ray_grid(origins, directions, forward, lo, hi, step_mm: float,
-             offset=0.5):
-  """The fixed sample grid of each ray and its chord in the volume box.
-
-  Grid points sit on the planes perpendicular to the view direction at depths
-  (k + offset) * step_mm from the eye plane (k integer): along a ray of unit
-  direction d they are t_k = (k + offset) * ray_step with ray_step = step_mm /
-  (d . forward) (orthographic rays start on the eye plane, perspective rays
-  at the eye). Neighbouring rays thus sample at the same depths whichever box
-  face they enter through: no jump of the sampling phase, no seam.
-
-  Args:
-    origins, directions: [..., 3] rays (unit directions, d . forward > 0).
-    forward: (3,) the camera's unit view direction.
-    lo, hi: (3,) volume box corners.
-    step_mm: depth between grid planes.
-    offset: [...] or scalar phase of the grid in [0, 1) (a per-pixel offset
-      gives interleaved sampling); 0.5 by default.
-
-  Returns:
-    (t_first [...] ray parameter of the last grid point at or before the box
-     entry, ray_step [...] mm between grid points along the ray, start [...]
-     = box entry - t_first in [0, ray_step), length [...] chord in the box
-     (mm, 0 for rays that miss)).
-  """
-  t0, t1 = intersect_box(origins, directions, lo, hi)
-  cos = jnp.sum(directions * jnp.asarray(forward, directions.dtype), axis=-1)
-  ray_step = step_mm / jnp.maximum(cos, 1e-6)
-  k0 = jnp.floor(t0 / ray_step - offset)
-  t_first = (k0 + offset) * ray_step
-  start = jnp.clip(t0 - t_first, 0.0, ray_step)
-  return t_first, ray_step, start, jnp.maximum(t1 - t0, 0.0)
+def segment_length(length, i, step_mm: float):
+  """Length (mm) of sample i's segment [i step, (i + 1) step] on chords of
+  ``length`` mm (broadcasting): step_mm, the partial last one, or 0."""
+  return jnp.clip(length - i * step_mm, 0.0, step_mm)
 
 
-def num_segments(shape, spacing, step_mm: float) -> int:
-  """Segments between grid points that any orthographic ray needs: a chord
-  of the box diagonal starting anywhere between two grid points (perspective
-  rays have longer steps, so fewer segments)."""
-  return num_samples(shape, spacing, step_mm) + 1
-
-
-def sub_length(start, length, n, sub_step):
-  """Length (mm) of classification interval n, [n h, (n + 1) h] from the
-  first grid point (h = sub_step), inside the chord [start, start + length]
-  (broadcasting). The lengths of all n add up to the chord exactly (up to
-  rounding), so a homogeneous medium composites to 1 - exp(-sigma L)."""
-  lo = jnp.maximum(start, n * sub_step)
-  hi = jnp.minimum(start + length, (n + 1) * sub_step)
-  return jnp.maximum(hi - lo, 0.0)
-
-
-def sub_weights(substeps: int) -> np.ndarray:
-  """[m] positions (q + 1/2) / m (numpy constants) of a segment's
-  classification points between its front (0) and back (1) grid point."""
-  return (np.arange(substeps) + 0.5) / substeps
-
-
-def expand_segments(front, back, substeps: int):
-  """[..., S] front / back point values -> [..., S * m] values at the m
-  classification points of each segment (linear in between: the segment's
-  scalar field as pre-integrated classification assumes it)."""
-  w = jnp.asarray(sub_weights(substeps), front.dtype)
-  out = front[..., None] + w * (back - front)[..., None]
-  return out.reshape(front.shape[:-1] + (front.shape[-1] * substeps,))
-
-
-def grid_points(origins, directions, grid, index):
-  """World positions [..., P, 3] of the grid points ``index`` [..., P] of
-  rays [..., 3] with grid = sampling.ray_grid(...)."""
-  t_first, ray_step = grid[0], grid[1]
-  t = t_first[..., None] + index.astype(t_first.dtype) * ray_step[..., None]
-  return origins[..., None, :] + t[..., None] * directions[..., None, :]
-
-
-def classify_segments(points, grid, first_segment, substeps: int):
-  """Grid-point fields [..., C + 1] -> fields [..., C * m] at the m
-  classification points of segments first_segment + 0 .. C - 1, plus 'seg'
-  [..., C * m], the length (mm) each stands for inside the box; labels take
-  the nearer grid point's."""
-  _, ray_step, start, length = grid
-  out = {}
-  for k, v in points.items():
-    front, back = v[..., :-1], v[..., 1:]
-    if k == 'label':
-      near_back = sub_weights(substeps) >= 0.5
-      v = jnp.where(near_back, back[..., None], front[..., None])
-      out[k] = v.reshape(front.shape[:-1] + (-1,))
-    else:
-      out[k] = expand_segments(front, back, substeps)
-  count = points['x'].shape[-1] - 1
-  n = (first_segment[..., None].astype(start.dtype) * substeps +
-       jnp.arange(count * substeps, dtype=start.dtype))
-  out['seg'] = sub_length(start[..., None], length[..., None], n,
-                                   ray_step[..., None] / substeps)
-  return out
-
-
-def segment_counts(grid):
-  """[...] int32 segments from grid point 0 to the box exit (0: a miss)."""
-  _, ray_step, start, length = grid
-  n = jnp.ceil((start + length) / ray_step)
-  return jnp.where(length > 0, n, 0).astype(jnp.int32)
+def segment_lengths(length, num: int, step_mm: float):
+  """[..., num] length (mm) of each sample's segment on a chord [...]."""
+  return segment_length(length[..., None], jnp.arange(num, dtype=length.dtype),
+                        step_mm)
 
 
 def trilinear(volume_flat, shape, coords):
