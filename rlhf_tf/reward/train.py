@@ -433,7 +433,17 @@ def _on_mesh(tree, mesh):
   multi-process run); unchanged without a mesh."""
   if mesh is None:
     return tree
-  return mesh_lib.replicate(jax.tree_util.tree_map(np.asarray, tree), mesh)
+  return jax.tree_util.tree_map(lambda x: _replicate_leaf(x, mesh), tree)
+
+
+def _replicate_leaf(x, mesh):
+  """One leaf replicated from its host value; a typed PRNG key (no numpy
+  form) travels as its key data and is wrapped again with its own impl."""
+  if (isinstance(x, jax.Array)
+      and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)):
+    data = mesh_lib.replicate(np.asarray(jax.random.key_data(x)), mesh)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+  return mesh_lib.replicate(np.asarray(x), mesh)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
