@@ -31,6 +31,7 @@ from rlhf_tf.render import camera as camera_lib  # noqa: E402
 from rlhf_tf.render import histogram  # noqa: E402
 from rlhf_tf.render import ray_cache  # noqa: E402
 from rlhf_tf.render import raymarch  # noqa: E402
+from rlhf_tf.render import sampling  # noqa: E402
 from timing import time_calls  # noqa: E402
 
 
@@ -180,7 +181,7 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
     volume, source = load_test_volume()
   hu = jnp.asarray(volume.hu)
   spacing = tuple(float(s) for s in np.asarray(volume.spacing))
-  packed = raymarch.packed_volume(volume.hu, spacing)
+  packed = sampling.packed_volume(volume.hu, spacing)
   grad = packed[..., 1:]
   grad_mag = np.asarray(jnp.linalg.norm(grad, axis=-1))
   axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
@@ -194,7 +195,7 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
   out = {'device': jax.devices()[0].device_kind, 'cpu_count': os.cpu_count(),
          'platform': platform.platform(), 'volume': source,
          'volume_shape': list(volume.shape), 'spacing_mm': list(spacing),
-         'image': [size, size], 'samples_per_ray': raymarch.num_samples(
+         'image': [size, size], 'samples_per_ray': sampling.num_samples(
              volume.shape, spacing, step), 'step_mm': step}
   naive = lambda: raymarch.render_naive(hu, grad, spacing, axes, table, view,
                                         settings)
@@ -237,7 +238,7 @@ def run_large(size=512):
   vol, _ = _synthetic_head(shape, (0.2, 0.2, 0.2))
   spacing = tuple(float(s) for s in vol.spacing)
   extent = vol.extent_mm
-  packed = raymarch.packed_volume(vol.hu, spacing)
+  packed = sampling.packed_volume(vol.hu, spacing)
   del vol
   axes = histogram.JHAxes(hu_min=-1000.0, hu_max=2000.0, grad_max=2000.0)
   step = float(np.linalg.norm(extent)) / 256
@@ -264,7 +265,7 @@ def run_large(size=512):
   _, grad_s, _ = time_calls(lambda: loss(table), 3)
   rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   return {'volume_shape': list(shape), 'spacing_mm': list(spacing),
-          'image': [size, size], 'samples_per_ray': raymarch.num_samples(
+          'image': [size, size], 'samples_per_ray': sampling.num_samples(
               shape, spacing, step),
           'direct_first_call_s': direct_first, 'cache_build_s': build,
           'cache_samples': cache.num_samples, 'cache_mb': cache.nbytes / 2**20,

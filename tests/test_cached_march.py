@@ -14,6 +14,7 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import compositing
 from rlhf_tf.render import ray_cache
 from rlhf_tf.render import raymarch
+from rlhf_tf.render import sampling
 
 from render_testing import AXES, SPACING, random_table, smooth_volume
 
@@ -37,8 +38,8 @@ def test_some_colours_clip_so_the_clip_branch_is_exercised():
   hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
   b = cache.buckets[0]
-  rgb = raymarch.bilinear_lookup(
-      raymarch.corner_table(random_table()), b.idx, np.asarray(b.fx) / 65535.0,
+  rgb = sampling.bilinear_lookup(
+      sampling.corner_table(random_table()), b.idx, np.asarray(b.fx) / 65535.0,
       np.asarray(b.fy) / 65535.0)[..., :3]
   lit = (rgb * (SETTINGS.ambient + SETTINGS.diffuse * np.asarray(
       b.diffuse)[..., None] / 65535.0) + SETTINGS.specular * np.asarray(
@@ -97,13 +98,13 @@ def test_march_equals_composite_log_on_the_cached_samples():
   b = cache.buckets[0]
   fx = np.asarray(b.fx, np.float32).T / 65535.0
   fy = np.asarray(b.fy, np.float32).T / 65535.0
-  rgba = raymarch.bilinear_lookup(raymarch.corner_table(table), b.idx.T, fx,
+  rgba = sampling.bilinear_lookup(sampling.corner_table(table), b.idx.T, fx,
                                   fy)
   col = compositing.shade(rgba[..., :3], np.asarray(b.diffuse).T / 65535.0,
                           np.asarray(b.specular).T / 65535.0,
                           SETTINGS.ambient, SETTINGS.diffuse,
                           SETTINGS.specular)
-  seg = raymarch.segment_lengths(b.length, b.idx.shape[0], SETTINGS.step_mm)
+  seg = sampling.segment_lengths(b.length, b.idx.shape[0], SETTINGS.step_mm)
   log_trans = compositing.opacity_log_transmittance(
       rgba[..., 3], seg, SETTINGS.reference_step_mm)
   rgb, acc = compositing.composite_log(col, log_trans)

@@ -229,20 +229,3 @@ def test_signed_distance_finite_gradients_degenerate():
   point = jnp.full((4, 2), 0.5)
   g = jax.grad(lambda v: jnp.sum(P.signed_distance(pts, v)))(point)
   assert np.isfinite(np.asarray(g)).all()
-
-
-def test_safe_helpers():
-  norm_grad = jax.jit(jax.grad(P.safe_norm))
-  np.testing.assert_array_equal(norm_grad(jnp.zeros(2)), [0.0, 0.0])
-  x = jnp.array([3.0, 4.0])
-  assert float(P.safe_norm(x)) == pytest.approx(5.0)
-  np.testing.assert_allclose(norm_grad(x), [0.6, 0.8])
-  np.testing.assert_allclose(P.safe_norm(jnp.ones((2, 3)), axis=0),
-                             np.sqrt(2.0) * np.ones(3))
-  assert float(P.safe_div(1.0, 0.0, fallback=7.0)) == 7.0
-  div_grad = jax.jit(jax.grad(lambda d: P.safe_div(1.0, d)))
-  assert float(div_grad(0.0)) == 0.0
-  np.testing.assert_allclose(div_grad(2.0), -0.25)
-  with jax.enable_x64(True):
-    check_grads(jax.jit(P.safe_norm), (jnp.array([0.3, -0.2], jnp.float64),),
-                order=2, modes=['rev'])

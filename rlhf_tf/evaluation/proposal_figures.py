@@ -12,6 +12,7 @@ from rlhf_tf.evaluation import figures_style
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import raymarch
+from rlhf_tf.render import sampling
 
 _COLORS = ('#38b6ff', '#ffd166', '#06d6a0', '#ef476f', '#ffffff', '#8338ec')
 
@@ -44,7 +45,7 @@ def turntable_gif(scene, vertices, num_views: int, image_size: int,
   """
   volume, cfg = scene.volume, scene.render_cfg
   table = scene.tf_table(vertices)
-  packed = raymarch.packed_volume(volume.hu, volume.spacing)
+  packed = sampling.packed_volume(volume.hu, volume.spacing)
   frames = []
   for k in range(num_views):
     camera = camera_lib.head_camera(

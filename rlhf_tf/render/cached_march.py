@@ -4,7 +4,7 @@ The cache (``rlhf_tf.render.ray_cache``) stores each bucket's samples
 sample-major, [S, R]: S sample indices along R rays. Both passes walk the
 sample index i = 0 .. S-1 for all R rays at once, so every step reads
 contiguous rows and is one fused elementwise kernel over [R] carries (one
-16-value gather per sample from ``raymarch.corner_table``). On CPU this is
+16-value gather per sample from ``sampling.corner_table``). On CPU this is
 ~2.3x faster than compositing [rays, S] tiles with cumulative sums, whose
 [tile, S, 16] intermediates XLA materialises.
 
@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.render import compositing
-from rlhf_tf.render import raymarch
 from rlhf_tf.render import sampling
 
 _FIXED = 65535.0
@@ -75,7 +74,7 @@ def _step_samples(bucket, fields, corners, i, settings, dtype):
   t['seg'] = sampling.segment_length(bucket.length.astype(dtype),
                                      i.astype(dtype), settings.step_mm)
   t['fx'], t['fy'] = dequantise(t['fx'], dtype), dequantise(t['fy'], dtype)
-  rgba = raymarch.bilinear_lookup(corners, t['idx'], t['fx'], t['fy'])
+  rgba = sampling.bilinear_lookup(corners, t['idx'], t['fx'], t['fy'])
   col = rgba[..., :3]
   if settings.shading:
     t['diffuse'] = dequantise(t['diffuse'], dtype)
@@ -179,7 +178,7 @@ def render_buckets(cache, tf_table, settings, num_labels: int):
   """The cached rendering [H*W, 4], per-bucket (C, log T_N) and, when
   num_labels > 0, the per-label weights [H*W, G] and hits [H*W, G] (else
   None, None)."""
-  corners = raymarch.corner_table(tf_table)
+  corners = sampling.corner_table(tf_table)
   dtype = tf_table.dtype
   n_pix = cache.height * cache.width
   bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
@@ -223,7 +222,7 @@ def _cached_image_fwd(cache, tf_table, settings):
 def _cached_image_bwd(settings, residuals, ct):
   cache, tf_table, totals = residuals
   dtype = tf_table.dtype
-  corners = raymarch.corner_table(tf_table)
+  corners = sampling.corner_table(tf_table)
   bg = jnp.asarray(settings.background, dtype)
   g_table = 0
   for b, (rgb, log_t) in zip(cache.buckets, totals):

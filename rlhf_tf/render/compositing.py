@@ -33,11 +33,6 @@ def safe_log1m(a):
   return jnp.log1p(-jnp.minimum(a, one_minus_eps))
 
 
-def safe_norm(v, eps=1e-12):
-  """|v| over the last axis; gradient finite at v = 0 (|v| >= eps)."""
-  return jnp.sqrt(jnp.maximum(jnp.sum(v * v, axis=-1), eps * eps))
-
-
 def safe_normalize(v, eps):
   """v / max(|v|, eps) over the last axis: a unit vector where |v| >= eps, and
   shrinking linearly to 0 as v -> 0 (so shading fades out in flat regions

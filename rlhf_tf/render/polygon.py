@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.input_error import InputError
+from rlhf_tf.render.safe_math import safe_div
+from rlhf_tf.render.safe_math import safe_norm
 
 
 @flax.struct.dataclass
@@ -51,48 +53,6 @@ class Polygon:
 
 class PolygonError(InputError):
   """A user-supplied polygon is not a valid action; names the polygon."""
-
-
-# ---------------------------------------------------------------------------
-# Numerically safe helpers.
-
-
-def safe_norm(x, axis: int = -1):
-  """Euclidean norm along ``axis`` whose gradient is finite (zero) at x = 0.
-
-  d|x|/dx = x / |x| is 0/0 at the origin; the double-where keeps the NaN out
-  of both the value and the gradient. Away from 0 it is the exact norm.
-
-  Args:
-    x: [..., d, ...] array.
-    axis: the reduced axis.
-
-  Returns:
-    [...] the norm (same units as x).
-  """
-  sq = jnp.sum(x * x, axis=axis)
-  nonzero = sq > 0
-  return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
-
-
-def safe_div(num, den, fallback=0.0, min_den: Optional[float] = None):
-  """num / den where |den| > min_den, else ``fallback``; finite gradients.
-
-  Args:
-    num, den: broadcastable arrays.
-    fallback: value (broadcastable) used where the denominator is too small.
-    min_den: threshold on |den|; default eps(dtype)^2, small enough to be
-      exact for any JH-scale geometry, large enough that 1 / den^2 in the
-      gradient cannot overflow.
-
-  Returns:
-    the broadcast quotient.
-  """
-  den = jnp.asarray(den)
-  if min_den is None:
-    min_den = float(jnp.finfo(jnp.result_type(den, float)).eps) ** 2
-  ok = jnp.abs(den) > min_den
-  return jnp.where(ok, num / jnp.where(ok, den, 1.0), fallback)
 
 
 # ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ and stores per sample
 
 (12 bytes per sample with shading, 8 without) plus per ray the chord length
 (float32) and pixel index. ``render_cached`` is then one 16-value gather per
-sample (the 2x2 bin neighbourhood, see ``raymarch.corner_table``), bilinear
+sample (the 2x2 bin neighbourhood, see ``sampling.corner_table``), bilinear
 weights, shading and compositing.
 
 RENDERING: ``rlhf_tf.render.cached_march`` walks all rays of a bucket one
@@ -51,6 +51,7 @@ from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.render import cached_march
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import raymarch
+from rlhf_tf.render import sampling
 from rlhf_tf.render.histogram import JHAxes
 
 
@@ -101,7 +102,7 @@ def _sample_bucket(packed, labels_flat, origins, directions, shape,
     o, d = rays
     s = raymarch.sample_rays(packed, shape, spacing, axes, o, d,
                              num, settings, labels_flat=labels_flat)
-    idx, fx, fy = raymarch.tf_coords(s['x'], s['y'], bx, by)
+    idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
     out = dict(idx=idx, fx=cached_march.quantise(fx),
                fy=cached_march.quantise(fy))
     if settings.shading:
@@ -140,7 +141,7 @@ def _sample_bucket_on_mesh(packed, labels_flat, origins, directions, shape,
 def _chords(camera, shape, spacing):
   origins, directions = camera_lib.generate_rays(camera)
   lo, hi = camera_lib.volume_box(shape, spacing)
-  t0, t1 = raymarch.intersect_box(origins, directions, lo, hi)
+  t0, t1 = sampling.intersect_box(origins, directions, lo, hi)
   return (origins.reshape(-1, 3), directions.reshape(-1, 3),
           jnp.maximum(t1 - t0, 0.0).reshape(-1))
 
@@ -166,7 +167,7 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
     labels: optional [Z, Y, X] integer map (values < 256, e.g. tissue
       groups); each sample then stores its nearest voxel's label, for
       ``render_cached_labels``.
-    packed: optional [Z, Y, X, 4] raymarch.packed_volume; replaces
+    packed: optional [Z, Y, X, 4] sampling.packed_volume; replaces
       volume_hu and gradient (saves memory on large volumes).
     mesh: optional jax.sharding.Mesh: each bucket's rays are split over
       its 'data' axis (every device holds the packed volume and samples its
@@ -179,9 +180,9 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
   spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
   if packed is None:
     if gradient is None:
-      packed = raymarch.packed_volume(volume_hu, spacing)
+      packed = sampling.packed_volume(volume_hu, spacing)
     else:
-      packed = raymarch.pack_volume(volume_hu, gradient)
+      packed = sampling.pack_volume(volume_hu, gradient)
   shape = tuple(int(n) for n in packed.shape[:3])
   by, bx = (int(bins), int(bins)) if np.ndim(bins) == 0 else tuple(
       int(b) for b in bins)
@@ -197,7 +198,7 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
     labels_flat = jnp.asarray(labels.reshape(-1).astype(np.uint8))
   origins, directions, length = _chords(camera, shape, spacing)
   length_np = np.asarray(length)
-  s_max = raymarch.num_samples(shape, spacing, settings.step_mm)
+  s_max = sampling.num_samples(shape, spacing, settings.step_mm)
   counts = np.minimum(np.ceil(length_np / settings.step_mm - 1e-6),
                       s_max).astype(np.int64)
   counts[length_np <= 0] = 0

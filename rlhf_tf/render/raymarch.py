@@ -45,9 +45,10 @@ import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import compositing
+from rlhf_tf.render import safe_math
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
-from rlhf_tf.render.sampling import (bilinear_lookup, corner_table,  # noqa: F401
+from rlhf_tf.render.sampling import (bilinear_lookup, corner_table,
                                      intersect_box, num_samples, pack_volume,
                                      packed_volume, segment_lengths,
                                      tf_coords, trilinear)
@@ -105,8 +106,8 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
   coords = points / jnp.asarray(spacing, points.dtype)
   val = trilinear(packed.reshape(-1, 4), shape, coords)
   hu, grad = val[..., 0], val[..., 1:]
-  out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(compositing.safe_norm(grad)),
-             seg=seg)
+  grad_norm = safe_math.floored_norm(grad)
+  out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
   if settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(
         grad, directions[..., None, :], settings.shininess,
