@@ -22,9 +22,16 @@ and reward_*.py): train on the human votes with
 `launch.py --experiment=experiments/reward_ce.py --workdir=DIR
  --experiment.data_source=human`.
 
+Reference presets: the page offers the InVesalius raycasting presets (once
+fetched with `python -m rlhf_tf.export.invesalius_presets`) and any Slicer
+file given with --experiment.reference_presets.slicer_files="('my.vp.json',)"
+as a reference rendering beside the pair (key P); votes stay on the pair.
+
 Arg: '' | 'smoke' (simulate.py:smoke's tiny scene, serves for 3 s on a free
 port, then stops). Builds on simulate.py.
 """
+
+import ml_collections
 
 from rlhf_tf.jobs import experiment_file
 from rlhf_tf.reward import train
@@ -54,6 +61,11 @@ def get_config(arg=None):
   config.ensemble_loss = 'ce'
   config.ensemble_rewards_path = ''
   config.reward = train.default_config()  # the trained model's architecture
+  # Presets of the viewers inspectors know, shown beside the pair (never voted
+  # on): InVesalius .plist from invesalius_dir ('' = the fetched cache,
+  # none when not fetched) and these Slicer .vp.json files.
+  config.reference_presets = ml_collections.ConfigDict(dict(
+      enabled=True, invesalius_dir='', slicer_files=()))
   config.prerender = True
   config.serve_seconds = 0.0  # 0 = until Ctrl-C
   if arg.smoke:

@@ -113,3 +113,69 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
   assert all(v.shown_at is not None and v.answered_at >= v.shown_at
              for v in votes)
   assert len({v.pair_id for v in votes}) == 5
+
+
+def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
+  """A preset (InVesalius / Slicer, wired by jobs/collect.py) chosen on the
+  page shows beside the pair, survives the next pair, fits the screen with
+  the JH panel, and is never voted on."""
+  path = tmp_path / 'p.sqlite'
+  with PreferenceStore(path) as s:
+    s.add_scene('s0')
+    s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
+                         for i in range(4)], 'random')
+    s.add_pairs('s0', list(itertools.combinations(range(4), 2)))
+  keys = auth.keys_for_store(path, ['Dr. Keys'])
+  presets = [('InVesalius: Bone + Skin', lambda s: fake_render(s, 7)),
+             ('Slicer: mine', lambda s: fake_render(s, 9))]
+  app = create_app(path, fake_render, keys, jh_png=fake_jh, presets=presets)
+  srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
+  threading.Thread(target=srv.run, daemon=True).start()
+  url = f'http://127.0.0.1:{srv.effective_port}'
+  loaded = ("document.getElementById('preset-img').complete && "
+            "document.getElementById('preset-img').naturalWidth > 0")
+  try:
+    with sync_api.sync_playwright() as p:
+      browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+      try:
+        page = browser.new_page(viewport=dict(width=1280, height=800))
+        page.goto(keys.link(url, 'Dr. Keys'))
+        page.wait_for_selector('#stage[data-ready="1"]', timeout=10_000)
+        assert not page.is_visible('#preset-panel')
+        page.select_option('#preset-select', '1')
+        page.wait_for_function(loaded, timeout=10_000)
+        assert page.is_visible('#preset-panel')
+        assert page.inner_text('#preset-name') == 'Slicer: mine'
+        assert page.get_attribute('#preset-img', 'src') == '/preset/s0/1.png'
+        page.keyboard.press('ArrowLeft')  # a vote, not a preset change
+        page.wait_for_function(
+            "document.getElementById('progress-text').textContent"
+            ".startsWith('1 /')", timeout=10_000)
+        assert page.inner_text('#preset-name') == 'Slicer: mine'
+        page.keyboard.press('p')  # cycles: Slicer: mine -> none
+        assert not page.is_visible('#preset-panel')
+        page.keyboard.press('p')  # -> the first preset
+        page.wait_for_function(loaded, timeout=10_000)
+        assert page.inner_text('#preset-name') == 'InVesalius: Bone + Skin'
+        page.check('#jh-toggle')
+        page.wait_for_function(
+            "document.getElementById('jh-img').complete && "
+            "document.getElementById('jh-img').naturalWidth > 0")
+        assert page.is_visible('#preset-panel') and page.is_visible(
+            '#jh-panel')
+        assert page.evaluate('document.documentElement.scrollHeight') <= 800
+        assert page.evaluate('document.documentElement.scrollWidth') <= 1280
+        for side in ('left', 'right'):  # the pair keeps its size
+          box = page.locator(f'#{side}-img').bounding_box()
+          assert box['width'] > 300 and box['height'] > 300, box
+        page.reload()  # the choice is remembered
+        page.wait_for_function(loaded, timeout=10_000)
+        assert page.inner_text('#preset-name') == 'InVesalius: Bone + Skin'
+        page.screenshot(path=str(tmp_path / 'ui_preset.png'))
+      finally:
+        browser.close()
+  finally:
+    srv.close()
+  with PreferenceStore(path) as s:
+    votes = s.effective_votes()
+  assert [(v.inspector, v.choice) for v in votes] == [('Dr. Keys', 'left')]

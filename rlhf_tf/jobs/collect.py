@@ -13,6 +13,12 @@ Renderings come from the scene's ray cache (the view is sampled once, then
 each TF renders in a fraction of a second on a CPU), are made on first
 request and cached in the store's image cache; ``prerender`` fills the cache
 in a background thread so inspectors rarely wait.
+
+Reference presets (``config.reference_presets``): the InVesalius raycasting
+presets (when fetched: ``python -m rlhf_tf.export.invesalius_presets``) and
+any Slicer .vp.json given become TF tables on the scene's JH grid
+(``evaluation.baselines``) and are offered on the page as a reference
+rendering beside the pair (``rlhf_tf.ui.app``); votes stay on the pair.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from rlhf_tf.evaluation import baselines
 from rlhf_tf.evaluation import volume_figures
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import scenes as scenes_lib
@@ -44,6 +51,8 @@ class Scene(NamedTuple):
   render_png: Callable[[str, int], bytes]
   render_key: str
   jh_png: Callable[[str, int, int], bytes]
+  # (name, scene_id -> PNG) of the reference presets (see module docstring)
+  presets: tuple = ()
 
 
 # ---------------------------------------------------------------- scene
@@ -78,7 +87,36 @@ def dataset_scene(config, store, spec) -> Scene:
         [LEFT_COLOR, RIGHT_COLOR], 300)
 
   return Scene(spec.scene_id, render_png,
-               scenes_lib.render_key(config.render), jh_png)
+               scenes_lib.render_key(config.render), jh_png,
+               reference_presets(config, scene, lock))
+
+
+def reference_presets(config, scene, lock=None) -> tuple:
+  """(label, scene_id -> PNG) per preset of config.reference_presets: the
+  preset's TF table on the scene's JH grid, rendered with the scene's view
+  and lighting (``evaluation.baselines``)."""
+  cfg = config.get('reference_presets')
+  if cfg is None or not cfg.enabled:
+    return ()
+  volume = scene.volume
+  presets = baselines.load_presets(
+      cfg.invesalius_dir, tuple(cfg.slicer_files),
+      volume_min_hu=float(np.min(volume.hu)),
+      gradient_scale_mm=float(np.mean(np.asarray(volume.spacing))))
+  lock = lock or threading.Lock()
+  kinds = dict(invesalius='InVesalius', slicer='Slicer')
+
+  def renderer(preset):
+    def preset_png(scene_id):
+      del scene_id  # the app asks only for the scene it serves
+      with lock:
+        table = baselines.preset_table(scene, preset.tf)
+        return scenes_lib.png_bytes(baselines.rgba_of(scene, table))
+    return preset_png
+
+  logging.info('%d reference presets for the page', len(presets))
+  return tuple((f'{kinds.get(p.kind, p.kind)}: {p.name}', renderer(p))
+               for p in presets)
 
 
 def default_scene(config, store) -> Scene:
@@ -165,7 +203,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       render_key=scene.render_key, jh_png=scene.jh_png,
       votes_target=config.votes_target, lease_seconds=config.lease_seconds,
       overlap=config.overlap, seed=config.seed, selection=config.selection,
-      ensemble_rewards=load_ensemble_rewards(config, path))
+      ensemble_rewards=load_ensemble_rewards(config, path),
+      presets=scene.presets)
   stop = threading.Event()
   if config.prerender:
     threading.Thread(target=prerender, args=(path, scene, stop),

@@ -26,7 +26,15 @@ ids beyond 2^63 - 1 are 400/404, and a 500 never shows exception text):
   POST /api/undo   {[vote_id]}    -> {event_id, pair, ...}
   GET  /render/<scene>/<action>.png   the rendering (render_png, cached)
   GET  /jh/<scene>/<left>/<right>.png the JH with both polygons (jh_png)
+  GET  /preset/<scene>/<index>.png    a reference preset's rendering
   GET  /healthz
+
+Reference presets (``presets``: InVesalius .plist, a user's Slicer .vp.json,
+wired by jobs/collect.py): an inspector who knows the presets of their
+viewer can show one of them, rendered on the pair's scene with the same view
+and lighting, in a panel beside the pair. It is a reference only: the votes
+stay on the pair (the reward model scores polygons, and a preset is a TF
+table, not a polygon).
 
 State: every vote and undo goes to the store at once (one transaction), so a
 restarted app resumes each inspector where they were. Only the leases live in
@@ -128,7 +136,7 @@ class PreferenceApp:
                keys: auth.InspectorKeys,
                scene_ids: Optional[Sequence[str]], render_key: str,
                jh_png: Optional[Callable], votes_target: int,
-               dispenser_kwargs: dict):
+               dispenser_kwargs: dict, presets=()):
     if not isinstance(keys, auth.InspectorKeys):
       raise TypeError('create_app needs keys=auth.InspectorKeys(...): every '
                       'inspector signs in with a personal link')
@@ -152,6 +160,8 @@ class PreferenceApp:
     self.render_locks = collections.defaultdict(threading.Lock)
     self.jh_cache: collections.OrderedDict = collections.OrderedDict()
     self.jh_lock = threading.Lock()
+    self.presets = tuple((str(name), fn) for name, fn in presets)
+    self.preset_cache: dict = {}  # (scene, index) -> PNG; few of them
 
   def store(self) -> store_lib.PreferenceStore:
     """This thread's store (SQLite connections are per thread)."""
@@ -411,6 +421,25 @@ class PreferenceApp:
     response.headers['Cache-Control'] = 'max-age=3600'
     return response
 
+  def preset(self, scene_id: str, index: int):
+    """PNG of reference preset ``index`` on a scene (rendered once)."""
+    scene_id = self.scene(scene_id)
+    if index >= len(self.presets):
+      raise ApiError(404, f'unknown preset {index} (this app has '
+                     f'{len(self.presets)})')
+    key = (scene_id, index)
+    with self.render_locks[('preset',) + key]:
+      png = self.preset_cache.get(key)
+      if png is None:
+        png = self.presets[index][1](scene_id)
+        if not isinstance(png, bytes) or not png.startswith(PNG_MAGIC):
+          raise ApiError(500, 'the preset renderer did not return PNG bytes')
+        self.preset_cache[key] = png
+    response = flask.make_response(png)
+    response.headers['Content-Type'] = 'image/png'
+    response.headers['Cache-Control'] = 'max-age=3600'
+    return response
+
   # -------------------------------------------------------- results
 
   def export(self):
@@ -433,7 +462,7 @@ def _register(app: flask.Flask, ui: PreferenceApp):
   app.add_url_rule('/', 'index', lambda: flask.render_template(
       'index.html', votes_target=ui.votes_target, has_jh=ui.jh_png is not None,
       lease_seconds=ui.dispenser.leases.lease_seconds,
-      inspector=ui.signed_in()))
+      inspector=ui.signed_in(), presets=[n for n, _ in ui.presets]))
   app.add_url_rule('/login', 'login', ui.login)
   app.add_url_rule('/logout', 'logout', ui.logout)
   app.add_url_rule('/results', 'results', lambda: flask.render_template(
@@ -448,6 +477,8 @@ def _register(app: flask.Flask, ui: PreferenceApp):
   app.add_url_rule('/render/<scene_id>/<int:action_id>.png', 'render',
                    ui.render)
   app.add_url_rule('/jh/<scene_id>/<int:left>/<int:right>.png', 'jh', ui.jh)
+  app.add_url_rule('/preset/<scene_id>/<int:index>.png', 'preset',
+                   ui.preset)
   app.add_url_rule('/healthz', 'healthz', lambda: dict(ok=True))
 
   @app.errorhandler(ApiError)
@@ -475,7 +506,9 @@ def create_app(store_path, render_png: Callable[[str, int], bytes],
                overlap: float = 0.0, seed: int = 0,
                selection: str = 'random',
                ensemble_rewards: Optional[Callable] = None,
-               clock: Callable[[], float] = time.time) -> flask.Flask:
+               clock: Callable[[], float] = time.time,
+               presets: Sequence[tuple[str, Callable[[str], bytes]]] = ()
+               ) -> flask.Flask:
   """The Flask app (see the module docstring).
 
   Args:
@@ -490,13 +523,16 @@ def create_app(store_path, render_png: Callable[[str, int], bytes],
     votes_target: votes per inspector the progress bar counts towards.
     lease_seconds, overlap, seed, selection, ensemble_rewards: pair handout,
       see ``rlhf_tf.ui.pairs``. clock: unix seconds (injectable for tests).
+    presets: (name, scene_id -> PNG bytes) of reference presets the page
+      offers beside the pair (module docstring); () hides the choice.
   """
   ui = PreferenceApp(store_path, render_png, keys, scene_ids, render_key,
                      jh_png,
                      votes_target, dict(
                          lease_seconds=lease_seconds, overlap=overlap,
                          seed=seed, selection=selection,
-                         ensemble_rewards=ensemble_rewards, clock=clock))
+                         ensemble_rewards=ensemble_rewards, clock=clock),
+                     presets)
   app = flask.Flask(__name__)
   app.config['MAX_CONTENT_LENGTH'] = 64 * 1024  # votes are tiny
   app.secret_key = keys.secret  # signs the session cookie (itsdangerous)

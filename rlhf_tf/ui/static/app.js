@@ -6,6 +6,7 @@
 'use strict';
 
 const JH_KEY = 'rlhf_tf.showJH';
+const PRESET_KEY = 'rlhf_tf.preset';
 const KEYS = { ArrowLeft: 'left', ArrowRight: 'right', ArrowDown: 'equal',
   '=': 'equal', b: 'both_bad', B: 'both_bad', s: 'skip', S: 'skip' };
 const LABELS = { left: 'left preferred', right: 'right preferred',
@@ -94,6 +95,7 @@ function showPair(pair) {
     img.src = pair[`${side}_url`];
   }
   if (pair.jh_url && $('jh-img')) $('jh-img').src = pair.jh_url;
+  showPreset();
   if (state.loaded >= 2) setReady(true);
 }
 
@@ -165,6 +167,36 @@ function setJH(on) {
   localStorage.setItem(JH_KEY, on ? '1' : '0');
 }
 
+// A reference preset (InVesalius / Slicer) rendered on the pair's scene; it
+// is never voted on.
+function showPreset() {
+  const select = $('preset-select');
+  if (!select) return;
+  const index = select.value;
+  const on = index !== '' && !!state.pair;
+  $('preset-panel').hidden = !on;
+  document.body.classList.toggle('with-preset', on);
+  if (!on) return;
+  $('preset-name').textContent = select.options[select.selectedIndex].text;
+  const url = `/preset/${encodeURIComponent(state.pair.scene_id)}/${index}.png`;
+  if ($('preset-img').getAttribute('src') !== url) $('preset-img').src = url;
+}
+
+function setPreset(index) {
+  const select = $('preset-select');
+  if (!select) return;
+  select.value = index;
+  if (select.selectedIndex < 0) select.value = '';
+  localStorage.setItem(PRESET_KEY, select.value);
+  showPreset();
+}
+
+function nextPreset() {
+  const select = $('preset-select');
+  setPreset(select.options[(select.selectedIndex + 1) %
+    select.options.length].value);
+}
+
 function askToSignIn() {
   $('name-dialog').hidden = false;
 }
@@ -184,11 +216,15 @@ async function start(name) {
 function onKey(e) {
   if (!$('name-dialog').hidden || e.ctrlKey || e.metaKey || e.altKey) return;
   if (e.target instanceof HTMLInputElement && e.target.type !== 'checkbox') return;
+  if (e.target instanceof HTMLSelectElement) return;  // its own arrow keys
   if (e.repeat) { e.preventDefault(); return; }
   if (KEYS[e.key]) { e.preventDefault(); vote(KEYS[e.key]); }
   else if (e.key === 'u' || e.key === 'U') { e.preventDefault(); undo(); }
   else if ((e.key === 'j' || e.key === 'J') && $('jh-toggle')) {
     setJH(!$('jh-toggle').checked);
+  } else if ((e.key === 'p' || e.key === 'P') && $('preset-select')) {
+    e.preventDefault();
+    nextPreset();
   }
 }
 
@@ -204,6 +240,13 @@ function init() {
   if ($('jh-toggle')) {
     $('jh-toggle').addEventListener('change', (e) => setJH(e.target.checked));
     setJH(localStorage.getItem(JH_KEY) === '1');
+  }
+  if ($('preset-select')) {
+    $('preset-select').addEventListener('change', (e) => {
+      setPreset(e.target.value);
+      e.target.blur();  // the arrow keys vote again, not pick presets
+    });
+    setPreset(localStorage.getItem(PRESET_KEY) || '');
   }
   document.addEventListener('keydown', onKey);
   setReady(false);
