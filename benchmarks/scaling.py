@@ -60,6 +60,7 @@ from rlhf_tf.render import histogram  # noqa: E402
 from rlhf_tf.render import polygon  # noqa: E402
 from rlhf_tf.reward import model as model_lib  # noqa: E402
 from rlhf_tf.reward import train  # noqa: E402
+from rlhf_tf.reward import train_step  # noqa: E402
 from timing import time_calls  # noqa: E402
 from train_reward import synthetic_data  # noqa: E402
 
@@ -94,17 +95,17 @@ def main():
 
   data = synthetic_data(args.bins, 100, 4000, 0.15)
   train_np, _ = train.heldout_split(config, data)
-  keys = train.seed_keys(config)
+  keys = train_step.seed_keys(config)
 
   def train_epoch(mesh):
     tdata = jax.tree_util.tree_map(jnp.asarray, train_np)
-    states = train.init_states(keys, model=model, bins=args.bins)
+    states = train_step.init_states(keys, model=model, bins=args.bins)
     k = keys
     if mesh is not None:
       tdata, states, k = (mesh_lib.replicate(jax.tree_util.tree_map(
           np.asarray, t), mesh) for t in (tdata, states, keys))
     # A copy per call: the train step donates (consumes) its states.
-    return lambda: train.train_epoch(
+    return lambda: train_step.train_epoch(
         jax.tree_util.tree_map(jnp.copy, states), k, 0, tdata, model=model,
         learning_rate=1e-3, loss_name='ce', batch_size=config.batch_size,
         mesh=mesh)[1]

@@ -41,6 +41,7 @@ from rlhf_tf.reward import data as data_lib  # noqa: E402
 from rlhf_tf.reward import losses as losses_lib  # noqa: E402
 from rlhf_tf.reward import model as model_lib  # noqa: E402
 from rlhf_tf.reward import train  # noqa: E402
+from rlhf_tf.reward import train_step  # noqa: E402
 
 
 def synthetic_data(bins: int, num_actions: int, num_pairs: int,
@@ -66,10 +67,10 @@ def synthetic_data(bins: int, num_actions: int, num_pairs: int,
 def naive_step(state, key, i, w, data, *, model):
   """The straightforward step: encode jh[scene] for EVERY pair member.
 
-  Same model, loss (L_C), optimizer and batch as train.train_step, but
+  Same model, loss (L_C), optimizer and batch as train_step.train_step, but
   2 x batch JH encodings per step (each member its own dropout mask).
   """
-  tx = train.make_optimizer(1e-3)
+  tx = train_step.make_optimizer(1e-3)
   rng = jax.random.fold_in(jax.random.fold_in(key, 2), state.step)
   scene = data.scene[i]
 
@@ -85,7 +86,7 @@ def naive_step(state, key, i, w, data, *, model):
   trained = (state.params, state.loss_params)  # L_C: loss_params = {}
   updates, opt_state = tx.update((grads, {}), state.opt_state, trained)
   params, loss_params = optax.apply_updates(trained, updates)
-  return train.TrainState(state.step + 1, params, opt_state,
+  return train_step.TrainState(state.step + 1, params, opt_state,
                           loss_params), loss
 
 
@@ -130,15 +131,15 @@ def main():
   train_np, _ = data_lib.split_pairs(data, config.held_out_fraction,
                                      config.split_seed)
   tdata = jax.tree_util.tree_map(jnp.asarray, train_np)
-  keys = train.seed_keys(config)
-  states = train.init_states(keys, model=model, bins=args.bins)
+  keys = train_step.seed_keys(config)
+  states = train_step.init_states(keys, model=model, bins=args.bins)
   kw = dict(model=model, learning_rate=1e-3, loss_name=args.loss,
             batch_size=config.batch_size)
   state0 = jax.tree_util.tree_map(lambda x: jnp.copy(x[0]), states)
-  states, _, _ = train.train_epoch(states, keys, 0, tdata, **kw)
+  states, _, _ = train_step.train_epoch(states, keys, 0, tdata, **kw)
   jax.block_until_ready(states)
   t0 = time.perf_counter()
-  states, _, _ = train.train_epoch(states, keys, 1, tdata, **kw)
+  states, _, _ = train_step.train_epoch(states, keys, 1, tdata, **kw)
   jax.block_until_ready(states)
   epoch_s = time.perf_counter() - t0
   out = {

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rlhf_tf.reward import batch_rewards
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import train
@@ -85,8 +86,8 @@ def test_same_dropout_mask_for_both_members_of_a_pair(params):
   data = jax.tree_util.tree_map(jnp.asarray, data)
   idx = jnp.arange(4)
   for k in range(3):
-    rl, rr = train.pair_rewards(TINY, params, data, idx, True,
-                                jax.random.key(k))
+    rl, rr = batch_rewards.pair_rewards(TINY, params, data, idx, True,
+                                        jax.random.key(k))
     assert float(rl[0] - rr[0]) == 0.0 and float(rl[1] - rr[1]) == 0.0
     assert float(rl[2] - rr[2]) != 0.0
   # The naive way (one encoder pass per member) draws two masks.

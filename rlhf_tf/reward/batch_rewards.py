@@ -12,14 +12,14 @@ entry) at 100 instead of 256 MLP evaluations. Otherwise it scores the 2B
 members directly. Either way the list of (scene, action) QUERIES is static
 in shape (a jit-friendly choice at trace time).
 
-Across devices (inside ``shard_map`` over a mesh axis, see train.py): the
+Across devices (inside ``shard_map`` over a mesh axis, see train_step.py): the
 queries are split over the axis, each device scores its slice, and an
 ``all_gather`` of the (gradient-stopped) values gives every device all
 rewards, its own slice kept differentiable. Each device then computes the
 whole batch loss (the same value everywhere) and its gradient is exactly
 the part of the 1-device gradient that flows through its own queries (and
 the JH encoder they use): ``lax.psum`` over the axis of these parts is the
-1-device gradient of the model, term for term (train.py).
+1-device gradient of the model, term for term (train_step.py).
 """
 
 from __future__ import annotations

@@ -8,22 +8,16 @@ the train state is stacked over seeds and the jitted train step is
 
 Randomness (same config.seed -> same numbers; runs of both losses with the
 same seed index share initial parameters and batch order, a controlled
-comparison):
+comparison): the keys per purpose are listed in train_step.py, where the
+step over seeds, the epoch and the evaluation live. No key is carried
+between epochs, so a run resumed from the checkpoint after epoch e draws
+exactly the numbers an uninterrupted run draws. The held-out split is
+deterministic (``data.split_pairs`` with ``config.split_seed``) and shared
+by all runs.
 
-  seed_key(k)   = fold_in(key(config.seed), k)
-  init          = fold_in(seed_key, 0)
-  batch order   = fold_in(fold_in(seed_key, 1), epoch)        (data.py)
-  dropout       = fold_in(fold_in(seed_key, 2), global_step)
-
-No key is carried between epochs, so a run resumed from the checkpoint after
-epoch e draws exactly the numbers an uninterrupted run draws.
-
-JH encoded once per step: every step encodes all S scene JHs once (exact,
-and cheap when S is small: S <= ~16 JHs vs 2 x batch_size pair members), then
-gathers the image embedding of each pair's scene and scores the left and right
-actions against it, so both members of a pair share one dropout mask (see
-model.py). The held-out split is deterministic (``data.split_pairs`` with
-``config.split_seed``) and shared by all runs.
+This module: the epoch loop with checkpoint-resume (``_train_one_loss``),
+the metric files, the choice of the reported run (``select_run``) and the
+summary (``train_and_evaluate``).
 
 Outputs in ``workdir``:
   <loss>/seed_<k>/metrics.jsonl  one JSON per epoch (train loss, train and
@@ -39,34 +33,32 @@ files in <loss>/seed_<k>/tensorboard (tensorboard.py, via tensorboardX).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import os
 import time
-from typing import Dict, List
+from typing import List
 
 from absl import logging
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import PartitionSpec as P
-import optax
 
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.reward import batch_rewards
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import losses as losses_lib
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import tensorboard
+from rlhf_tf.reward.train_step import TrainState
+from rlhf_tf.reward.train_step import evaluate
+from rlhf_tf.reward.train_step import init_states
+from rlhf_tf.reward.train_step import seed_keys
+from rlhf_tf.reward.train_step import train_epoch
 
-_INIT, _SHUFFLE, _DROPOUT = 0, 1, 2
-DATA_AXIS = mesh_lib.DATA
 SELECTION_RULES = ('paper', 'heldout_accuracy')
 
 
@@ -92,170 +84,6 @@ def default_config() -> ml_collections.ConfigDict:
   c.predict_chunk = 4096
   c.model = model_lib.default_config()
   return c
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jnp.ndarray  # [] int32, optimizer steps taken
-  params: dict
-  opt_state: optax.OptState  # of (params, loss_params)
-  # The loss's own learned parameters, trained with the model by the same
-  # Adam: {} for L_C, L_L; {'tie_raw': []} for L_D (losses.py).
-  loss_params: dict
-
-
-def seed_keys(config) -> jax.Array:
-  """[num_seeds] keys; key k = fold_in(key(seed), k)."""
-  return _seed_keys(int(config.seed), int(config.num_seeds))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _seed_keys(seed: int, num_seeds: int) -> jax.Array:
-  root = jax.random.key(seed)
-  return jax.vmap(lambda k: jax.random.fold_in(root, k))(
-      jnp.arange(num_seeds))
-
-
-def make_optimizer(learning_rate) -> optax.GradientTransformation:
-  """Adam with PyTorch's defaults (b1 0.9, b2 0.999, eps 1e-8), paper §3.
-
-  ``learning_rate`` may be a traced scalar (no recompilation per value); the
-  optimizer state does not depend on it.
-  """
-  return optax.adam(learning_rate)
-
-
-@functools.partial(jax.jit, static_argnames=('model', 'bins'))
-def init_states(keys, loss_params=None, *, model, bins: int) -> TrainState:
-  """Seed-stacked initial TrainState (leading axis = seed) for keys [K].
-
-  ``loss_params``: the loss's initial parameters (losses.initial_loss_params;
-  default {}), the same for every seed. The model parameters depend on the
-  keys only, so every loss starts from the same model.
-  """
-  tx = make_optimizer(1e-3)
-  loss_params = {} if loss_params is None else loss_params
-
-  def one(key):
-    params = model_lib.init_params(model, jax.random.fold_in(key, _INIT), bins)
-    return TrainState(step=jnp.int32(0), params=params,
-                      opt_state=tx.init((params, loss_params)),
-                      loss_params=loss_params)
-  return jax.vmap(one)(keys)
-
-
-def pair_rewards(model, params, data, idx, train: bool, rng=None):
-  """(r_left, r_right) [len(idx)] for the pairs idx, encoding each JH once
-  (from the reward table when it is smaller; batch_rewards.py)."""
-  return batch_rewards.pair_rewards(model, params, data, idx, train, rng)
-
-
-def reward_table(model, params, data) -> jnp.ndarray:
-  """Eval-mode rewards of every action of every scene [S, A]."""
-  z = model_lib.encode(model, params, data.jh)
-  return model_lib.score(model, params, z[:, None, :], data.actions)
-
-
-@functools.partial(jax.jit, static_argnames=('num_pairs', 'batch_size'))
-def epoch_indices(keys, epoch, *, num_pairs: int, batch_size: int):
-  """Per-seed batches of one epoch: indices, weights [seeds, nb, batch]."""
-  return jax.vmap(lambda k: data_lib.epoch_batches(
-      jax.random.fold_in(k, _SHUFFLE), epoch, num_pairs, batch_size))(keys)
-
-
-@functools.partial(jax.jit, static_argnames=('model', 'loss_name', 'mesh'),
-                   donate_argnums=(0,))
-def train_step(states: TrainState, keys, idx, weight, data, learning_rate, *,
-               model, loss_name: str, mesh=None):
-  """One Adam step of every seed (vmap) on its batch idx [seeds, batch].
-
-  mesh: optional jax.sharding.Mesh. Data-parallel over its 'data' axis: the
-  state and batch are replicated, the batch's rewards are split over the
-  devices (batch_rewards.py), each device's share of the model gradient is
-  summed over 'data' (``lax.psum``: the 1-device gradient, up to float
-  rounding; the loss's own parameters see the whole batch on every device
-  already), and every device applies the same Adam update. None or 1
-  device: the plain step.
-
-  Returns:
-    (states, loss [seeds]). Dropout rng = fold_in(fold_in(key, 2), step).
-  """
-  loss_fn = losses_lib.get_loss(loss_name)
-  axis = DATA_AXIS if mesh is not None else None
-
-  def one_seed(state, key, i, w, data, learning_rate):
-    tx = make_optimizer(learning_rate)
-    rng = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), state.step)
-
-    def objective(trained):
-      params, loss_params = trained
-      rl, rr = batch_rewards.pair_rewards(model, params, data, i, True, rng,
-                                          axis_name=axis)
-      return loss_fn(rl, rr, data.target[i], w, **loss_params)
-
-    trained = (state.params, state.loss_params)
-    loss, grads = jax.value_and_grad(objective)(trained)
-    if axis is not None:
-      grads = (jax.lax.psum(grads[0], axis), grads[1])
-    updates, opt_state = tx.update(grads, state.opt_state, trained)
-    params, loss_params = optax.apply_updates(trained, updates)
-    return TrainState(state.step + 1, params, opt_state, loss_params), loss
-
-  step = jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None, None))
-  args = (states, keys, idx, weight, data, learning_rate)
-  if mesh is None:
-    return step(*args)
-  # check_vma=False: every input is replicated and the body's collectives
-  # (all_gather, pmean) are explicit; see batch_rewards for the arithmetic.
-  return jax.shard_map(step, mesh=mesh, in_specs=P(), out_specs=P(),
-                       check_vma=False)(*args)
-
-
-def train_epoch(states: TrainState, keys, epoch: int, data, *, model,
-                learning_rate: float, loss_name: str, batch_size: int,
-                mesh=None):
-  """One epoch for all seeds: a Python loop of jitted, vmapped steps.
-
-  Not a lax.scan: XLA:CPU runs the backward pass of convolutions inside a
-  while loop about 20x slower than outside one (measured here), and the
-  per-step dispatch costs well under a millisecond.
-
-  With a mesh (see train_step) states, keys and data must be replicated on
-  it (``mesh_lib.replicate``); the batch indices are passed as host arrays.
-
-  Returns:
-    (states, per-step losses [seeds, nb], real pairs per batch [seeds, nb]).
-  """
-  idx, weight = epoch_indices(keys, jnp.int32(epoch),
-                              num_pairs=int(data.target.shape[0]),
-                              batch_size=batch_size)
-  if mesh is not None:  # host values: the same in every process
-    idx, weight = np.asarray(idx), np.asarray(weight)
-  lr = np.float32(learning_rate)
-  losses = []
-  for b in range(idx.shape[1]):
-    states, loss = train_step(states, keys, idx[:, b], weight[:, b], data,
-                              lr, model=model, loss_name=loss_name,
-                              mesh=mesh)
-    losses.append(loss)
-  return states, jnp.stack(losses, axis=1), weight.sum(axis=2)
-
-
-@functools.partial(jax.jit, static_argnames=('model',))
-def evaluate(params, data, loss_params=None, *, model
-             ) -> Dict[str, jnp.ndarray]:
-  """Seed-stacked eval metrics of the pairs in ``data`` (losses.metrics);
-  with the seed-stacked ``loss_params`` of L_D also its tie metrics."""
-  def one(p, lp):
-    r = reward_table(model, p, data)
-    m = losses_lib.metrics(r[data.scene, data.left],
-                           r[data.scene, data.right], data.target, **lp)
-    valid = jnp.arange(r.shape[1])[None, :] < data.num_actions[:, None]
-    m['reward_mean'] = jnp.sum(r * valid) / jnp.sum(valid)
-    m['reward_std'] = jnp.sqrt(jnp.sum((r - m['reward_mean']) ** 2 * valid)
-                               / jnp.sum(valid))
-    return m
-  return jax.vmap(one)(params, {} if loss_params is None else loss_params)
 
 
 def _fingerprint(config, data: data_lib.PreferenceData) -> str:

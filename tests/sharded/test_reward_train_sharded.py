@@ -9,6 +9,7 @@ from rlhf_tf.reward import losses as losses_lib
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict
 from rlhf_tf.reward import train
+from rlhf_tf.reward import train_step
 
 import test_reward_train as single  # tests/ is on sys.path (rootdir)
 
@@ -23,12 +24,12 @@ def _first_step_gradient(task, loss, batch_size, mesh):
   config = single.tiny_config()
   model = model_lib.model_from_config(config.model)
   data = jax.tree_util.tree_map(jnp.asarray, task)
-  keys = train.seed_keys(config)
-  idx, w = train.epoch_indices(keys, jnp.int32(0), num_pairs=data.num_pairs,
-                               batch_size=batch_size)
-  states = train.init_states(keys, losses_lib.initial_loss_params(loss),
-                             model=model, bins=data.bins)
-  states, step_loss = train.train_step(
+  keys = train_step.seed_keys(config)
+  idx, w = train_step.epoch_indices(
+      keys, jnp.int32(0), num_pairs=data.num_pairs, batch_size=batch_size)
+  states = train_step.init_states(
+      keys, losses_lib.initial_loss_params(loss), model=model, bins=data.bins)
+  states, step_loss = train_step.train_step(
       states, keys, idx[:, 0], w[:, 0], data, jnp.float32(1e-3), model=model,
       loss_name=loss, mesh=mesh)
   return states.opt_state[0].mu, step_loss
