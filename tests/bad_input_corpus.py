@@ -545,7 +545,7 @@ def vote_case(name, needle, **changes):
   def build(tmp):
     s = vote_store(tmp)
     vote = dict(scene_id='s0', pair_id=0, left_action=0, right_action=1,
-                choice='left', inspector='ann')
+                choice='left', inspector='inspector-1')
     vote.update(changes)
     return lambda: s.record_vote(**vote)
   case('vote', name, VoteError, needle)(build)
@@ -566,10 +566,10 @@ vote_case('shown_at NaN', 'shown_at', shown_at=float('nan'))
 vote_case('shown_at text', 'shown_at', shown_at='noon')
 
 
-@case('vote', 'undo with nothing to undo', VoteError, "'ann'")
+@case('vote', 'undo with nothing to undo', VoteError, "'inspector-1'")
 def _empty_undo(tmp):
   s = vote_store(tmp)
-  return lambda: s.record_undo('ann')
+  return lambda: s.record_undo('inspector-1')
 
 
 @case('vote', 'store file that is not SQLite', store_lib.SchemaError,

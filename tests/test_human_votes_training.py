@@ -15,7 +15,8 @@ from rlhf_tf.reward import tensorboard
 from rlhf_tf.ui import app as app_lib
 from rlhf_tf.ui import auth
 
-KEYS = auth.InspectorKeys(b'human-votes-test-secret', ['ann', 'bob'])
+KEYS = auth.InspectorKeys(b'human-votes-test-secret',
+                          ['inspector-1', 'inspector-2'])
 
 
 def signed_in(name):
@@ -37,12 +38,12 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
   shown = []
   for i, choice in enumerate(('left', 'right', 'equal', 'both_bad')):
     pair = client.post('/api/next', json={},
-                       headers=signed_in('ann')).json['pair']
+                       headers=signed_in('inspector-1')).json['pair']
     r = client.post('/api/vote', json=dict(
         scene_id=pair['scene_id'], pair_id=pair['pair_id'],
         left_action=pair['left_action'], right_action=pair['right_action'],
         choice=choice, vote_id=f'vote-{i:08d}', lease=pair['lease']),
-                    headers=signed_in('ann'))
+                    headers=signed_in('inspector-1'))
     assert r.status_code == 200, r.json
     shown.append((pair['pair_id'], pair['left_action'],
                   pair['right_action'], choice))
@@ -107,7 +108,8 @@ def test_disagreement_selection_uses_the_trained_reward_checkpoints(
                            selection='disagreement',
                            ensemble_rewards=collect.load_ensemble_rewards(
                                ui, store.path))
-  r = app.test_client().post('/api/next', json={}, headers=signed_in('bob'))
+  r = app.test_client().post('/api/next', json={},
+                             headers=signed_in('inspector-2'))
   assert r.status_code == 200, r.json
   # The most disputed pair: the largest variance over the seeds of
   # sigmoid(r_a - r_b) among the pairs.

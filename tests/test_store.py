@@ -70,7 +70,7 @@ def test_schema_created_and_reopen_keeps_data(tmp_path):
   path = tmp_path / 'sub' / 'prefs.sqlite'
   with PreferenceStore(path) as s:
     pairs = _fill(s)
-    event = s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'ann')
+    event = s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1')
     conn = s.conn
     tables = {r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -123,14 +123,14 @@ def test_store_refuses_use_from_another_process(store):
 
 def test_votes_undo_effective_votes_and_targets(filled):
   s, pairs = filled
-  e_left = s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'ann',
+  e_left = s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1',
                          session='s1', shown_at=100.0, answered_at=103.5)
-  e_right = s.record_vote(SCENE, pairs[(2, 3)], 3, 2, 'right', 'ann')
-  e_equal = s.record_vote(SCENE, pairs[(1, 4)], 4, 1, 'equal', 'bob',
+  e_right = s.record_vote(SCENE, pairs[(2, 3)], 3, 2, 'right', 'inspector-1')
+  e_equal = s.record_vote(SCENE, pairs[(1, 4)], 4, 1, 'equal', 'inspector-2',
                           source='simulated')
-  s.record_vote(SCENE, pairs[(0, 5)], 0, 5, 'skip', 'ann')
-  e_undone = s.record_vote(SCENE, pairs[(3, 4)], 3, 4, 'left', 'bob')
-  undo = s.record_undo('bob')
+  s.record_vote(SCENE, pairs[(0, 5)], 0, 5, 'skip', 'inspector-1')
+  e_undone = s.record_vote(SCENE, pairs[(3, 4)], 3, 4, 'left', 'inspector-2')
+  undo = s.record_undo('inspector-2')
   assert s.event(undo).undoes_event_id == e_undone
   assert s.event(undo).kind == 'undo'
   assert [v.event_id for v in s.effective_votes()] == [e_left, e_right,
@@ -139,42 +139,46 @@ def test_votes_undo_effective_votes_and_targets(filled):
   assert s.training_examples() == [(SCENE, 0, 1, 1.0), (SCENE, 3, 2, 0.0),
                                    (SCENE, 4, 1, 0.5)]
   assert s.training_examples(source='simulated') == [(SCENE, 4, 1, 0.5)]
-  assert [v.event_id for v in s.effective_votes(inspector='ann')] == [
+  assert [v.event_id for v in s.effective_votes(inspector='inspector-1')] == [
       e_left, e_right]
   assert s.vote_counts() == dict(events=6, votes=5, undone=1, left=1,
                                  right=1, equal=1, both_bad=0, skip=1,
                                  effective=3)
-  assert s.judged_pairs('ann') == {(SCENE, pairs[(0, 1)]),
+  assert s.judged_pairs('inspector-1') == {(SCENE, pairs[(0, 1)]),
                                    (SCENE, pairs[(2, 3)]),
                                    (SCENE, pairs[(0, 5)])}
-  assert s.judged_pairs('ann', include_skips=False) == {
+  assert s.judged_pairs('inspector-1', include_skips=False) == {
       (SCENE, pairs[(0, 1)]), (SCENE, pairs[(2, 3)])}
-  assert s.judged_pairs('bob') == {(SCENE, pairs[(1, 4)])}
+  assert s.judged_pairs('inspector-2') == {(SCENE, pairs[(1, 4)])}
 
 
 def test_undo_walks_back_and_respects_sessions(filled):
   s, pairs = filled
-  first = s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'ann', session='a')
-  second = s.record_vote(SCENE, pairs[(0, 2)], 0, 2, 'skip', 'ann',
+  first = s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1',
+                        session='a')
+  second = s.record_vote(SCENE, pairs[(0, 2)], 0, 2, 'skip', 'inspector-1',
                          session='b')
-  assert s.event(s.record_undo('ann', session='a')).undoes_event_id == first
-  assert s.event(s.record_undo('ann')).undoes_event_id == second
+  undo = s.event(s.record_undo('inspector-1', session='a'))
+  assert undo.undoes_event_id == first
+  assert s.event(s.record_undo('inspector-1')).undoes_event_id == second
   n = _n_events(s)
-  with pytest.raises(VoteError, match="inspector 'ann' has no vote to undo"):
-    s.record_undo('ann')
+  with pytest.raises(VoteError,
+                     match="inspector 'inspector-1' has no vote to undo"):
+    s.record_undo('inspector-1')
   with pytest.raises(VoteError, match='no vote to undo'):
     s.record_undo('nobody')
   assert _n_events(s) == n
-  assert s.effective_votes() == [] and s.judged_pairs('ann') == set()
+  assert s.effective_votes() == [] and s.judged_pairs('inspector-1') == set()
 
 
 def test_repeated_votes_all_count_unless_latest_only(filled):
   s, pairs = filled
   p = pairs[(0, 1)]
-  s.record_vote(SCENE, p, 0, 1, 'left', 'ann')
-  s.record_vote(SCENE, p, 1, 0, 'left', 'ann')
-  s.record_vote(SCENE, p, 1, 0, 'skip', 'ann')  # a skip never supersedes
-  s.record_vote(SCENE, p, 0, 1, 'equal', 'bob')
+  s.record_vote(SCENE, p, 0, 1, 'left', 'inspector-1')
+  s.record_vote(SCENE, p, 1, 0, 'left', 'inspector-1')
+  # A skip never supersedes.
+  s.record_vote(SCENE, p, 1, 0, 'skip', 'inspector-1')
+  s.record_vote(SCENE, p, 0, 1, 'equal', 'inspector-2')
   assert s.training_examples() == [(SCENE, 0, 1, 1.0), (SCENE, 1, 0, 1.0),
                                    (SCENE, 0, 1, 0.5)]
   assert s.training_examples(latest_only=True) == [(SCENE, 1, 0, 1.0),
@@ -200,9 +204,9 @@ def test_repeated_votes_all_count_unless_latest_only(filled):
 def test_malformed_votes_are_rejected_and_nothing_written(filled, change,
                                                           message):
   s, pairs = filled
-  s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'ann')
+  s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1')
   kwargs = dict(scene_id=SCENE, pair_id=pairs[(0, 1)], left_action=0,
-                right_action=1, choice='right', inspector='ann')
+                right_action=1, choice='right', inspector='inspector-1')
   kwargs.update(change)
   with pytest.raises(VoteError, match=message):
     s.record_vote(**kwargs)
@@ -212,7 +216,7 @@ def test_malformed_votes_are_rejected_and_nothing_written(filled, change,
 
 def test_vote_log_is_append_only(filled):
   s, pairs = filled
-  s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'ann')
+  s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1')
   for sql in ("UPDATE votes SET choice = 'right'", 'DELETE FROM votes'):
     with pytest.raises(sqlite3.IntegrityError, match='append-only'):
       s.conn.execute(sql)
@@ -222,7 +226,8 @@ def test_vote_log_is_append_only(filled):
 def test_numpy_ids_are_accepted(filled):
   s, pairs = filled
   a, b = np.int64(2), np.int32(4)
-  event = s.record_vote(SCENE, np.int64(pairs[(2, 4)]), b, a, 'left', 'ann')
+  event = s.record_vote(SCENE, np.int64(pairs[(2, 4)]), b, a, 'left',
+                        'inspector-1')
   assert s.event(event).left_action == 4
   assert isinstance(s.event(event).left_action, int)
 
@@ -285,13 +290,14 @@ def test_scene_and_action_validation(store):
 # ------------------------------------------------------------------ JSONL
 
 def _some_votes(s, pairs):
-  s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'ann', session='s',
+  s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1', session='s',
                 shown_at=1.0, answered_at=2.5)
-  s.record_vote(SCENE, pairs[(0, 2)], 0, 2, 'equal', 'ann')
-  s.record_vote(SCENE, pairs[(1, 2)], 2, 1, 'skip', 'bob')
-  s.record_vote(SCENE, pairs[(3, 4)], 3, 4, 'right', 'bob', source='simulated')
-  s.record_vote(SCENE, pairs[(4, 5)], 5, 4, 'left', 'bob')
-  s.record_undo('bob')
+  s.record_vote(SCENE, pairs[(0, 2)], 0, 2, 'equal', 'inspector-1')
+  s.record_vote(SCENE, pairs[(1, 2)], 2, 1, 'skip', 'inspector-2')
+  s.record_vote(SCENE, pairs[(3, 4)], 3, 4, 'right', 'inspector-2',
+                source='simulated')
+  s.record_vote(SCENE, pairs[(4, 5)], 5, 4, 'left', 'inspector-2')
+  s.record_undo('inspector-2')
 
 
 def test_jsonl_round_trip(filled, tmp_path):
@@ -335,7 +341,7 @@ def test_jsonl_conflicting_import_writes_nothing(filled, tmp_path):
   with PreferenceStore(tmp_path / 'third.sqlite') as t:
     t.import_jsonl(out)
     t.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'right', 'zed')
-    s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'ann')
+    s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1')
     s.add_scene('new-scene')  # exported before the clashing vote line
     s.export_jsonl(out)
     with pytest.raises(ImportConflictError,
@@ -459,7 +465,7 @@ def test_killed_writer_loses_nothing_committed_and_leaves_no_partial_vote(
   path = tmp_path / 'prefs.sqlite'
   with PreferenceStore(path) as s:
     pairs = _fill(s)
-    before = [s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'ann')
+    before = [s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1')
               for _ in range(5)]
   proc = _run_python(KILLED_WRITER, path, stdout=subprocess.PIPE, text=True)
   try:
@@ -472,10 +478,10 @@ def test_killed_writer_loses_nothing_committed_and_leaves_no_partial_vote(
   with PreferenceStore(path) as s:
     votes = s.effective_votes()
     assert [v.event_id for v in votes][:5] == before
-    assert [v.inspector for v in votes] == ['ann'] * 5 + ['victim'] * 3
+    assert [v.inspector for v in votes] == ['inspector-1'] * 5 + ['victim'] * 3
     assert not s.effective_votes(inspector='partial')
     # The dead writer's lock is gone: writing works again.
-    assert s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'equal', 'ann') > 0
+    assert s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'equal', 'inspector-1') > 0
     check = s.conn.execute('PRAGMA integrity_check').fetchone()[0]
     assert check == 'ok'
 

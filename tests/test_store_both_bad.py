@@ -37,9 +37,9 @@ V1_VOTES = """CREATE TABLE votes (
 def test_both_bad_is_its_own_answer_and_a_tie_unless_dropped(tmp_path):
   with PreferenceStore(tmp_path / 'p.sqlite') as s:
     pairs = _fill(s)
-    s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'equal', 'ann')
-    bad = s.record_vote(SCENE, pairs[(2, 3)], 3, 2, 'both_bad', 'ann')
-    s.record_vote(SCENE, pairs[(1, 4)], 1, 4, 'left', 'bob')
+    s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'equal', 'inspector-1')
+    bad = s.record_vote(SCENE, pairs[(2, 3)], 3, 2, 'both_bad', 'inspector-1')
+    s.record_vote(SCENE, pairs[(1, 4)], 1, 4, 'left', 'inspector-2')
     assert s.event(bad).choice == 'both_bad'
     counts = s.vote_counts()
     assert (counts['equal'], counts['both_bad'], counts['effective']) == (
@@ -90,8 +90,8 @@ def test_version_1_store_is_migrated_keeping_every_vote(tmp_path):
     pairs = _fill(s)
     for i, (a, b) in enumerate([(0, 1), (2, 3), (1, 4), (0, 5)]):
       s.record_vote(SCENE, pairs[(a, b)], a, b,
-                    ('left', 'right', 'equal', 'skip')[i], 'ann')
-    s.record_undo('ann')
+                    ('left', 'right', 'equal', 'skip')[i], 'inspector-1')
+    s.record_undo('inspector-1')
     before = s.conn.execute('SELECT * FROM votes ORDER BY event_id'
                             ).fetchall()
   _downgrade_to_v1(path)
@@ -101,15 +101,15 @@ def test_version_1_store_is_migrated_keeping_every_vote(tmp_path):
     assert conn.execute('SELECT * FROM votes ORDER BY event_id'
                         ).fetchall() == before
     assert conn.execute('PRAGMA foreign_keys').fetchone()[0] == 1
-    new = s.record_vote(SCENE, pairs[(3, 4)], 4, 3, 'both_bad', 'bob')
+    new = s.record_vote(SCENE, pairs[(3, 4)], 4, 3, 'both_bad', 'inspector-2')
     assert new > before[-1][0]
     with pytest.raises(sqlite3.IntegrityError, match='append-only'):
       conn.execute("UPDATE votes SET choice = 'left'")
     with pytest.raises(sqlite3.IntegrityError, match='same inspector'):
       conn.execute("INSERT INTO votes (kind, scene_id, pair_id, left_action,"
                    " right_action, undoes_event_id, inspector, source, "
-                   "created) VALUES ('undo', ?, ?, 4, 3, ?, 'ann', 'human',"
-                   " 0)", (SCENE, pairs[(3, 4)], new))
+                   "created) VALUES ('undo', ?, ?, 4, 3, ?, 'inspector-1',"
+                   " 'human', 0)", (SCENE, pairs[(3, 4)], new))
     names = {r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE tbl_name = 'votes'")}
     assert {'votes_by_inspector', 'votes_by_pair', 'votes_no_update',
@@ -123,7 +123,7 @@ def test_version_1_store_is_migrated_keeping_every_vote(tmp_path):
 def test_version_1_export_imports_into_version_2(tmp_path):
   with PreferenceStore(tmp_path / 'a.sqlite') as s:
     pairs = _fill(s)
-    s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'equal', 'ann')
+    s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'equal', 'inspector-1')
     s.export_jsonl(tmp_path / 'v.jsonl')
   lines = open(tmp_path / 'v.jsonl').read().splitlines()
   header = json.loads(lines[0])

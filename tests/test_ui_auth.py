@@ -10,7 +10,8 @@ from rlhf_tf.ui import app as app_lib
 from rlhf_tf.ui import auth
 from test_ui_http import SCENE, make_store, tiny_png
 
-KEYS = auth.InspectorKeys(b'another-test-secret-42', ['ann', 'bob'])
+KEYS = auth.InspectorKeys(b'another-test-secret-42',
+                          ['inspector-1', 'inspector-2'])
 
 
 def bearer(name):
@@ -49,77 +50,80 @@ def events(path):
 def test_every_write_needs_a_signed_in_inspector(ui, route):
   path, c = ui
   for headers in ({}, {'Authorization': 'Bearer not-a-token'},
-                  {'Authorization': 'Bearer ' + KEYS.token('ann')[:-2]}):
-    r = c.post(route, json={'inspector': 'ann'}, headers=headers)
+                  {'Authorization':
+                   'Bearer ' + KEYS.token('inspector-1')[:-2]}):
+    r = c.post(route, json={'inspector': 'inspector-1'}, headers=headers)
     assert r.status_code == 401 and 'personal link' in r.json['error']
   assert events(path) == 0
 
 
 def test_forged_inspector_in_the_body(ui):
   path, c = ui
-  r = c.post('/api/next', json={'inspector': 'ann'}, headers=bearer('bob'))
-  assert r.status_code == 403 and "signed in as 'bob'" in r.json['error']
-  pair = next_pair(c, 'bob')
-  r = c.post('/api/vote', json=vote_body(pair, inspector='ann'),
-             headers=bearer('bob'))
+  r = c.post('/api/next', json={'inspector': 'inspector-1'},
+             headers=bearer('inspector-2'))
+  assert r.status_code == 403
+  assert "signed in as 'inspector-2'" in r.json['error']
+  pair = next_pair(c, 'inspector-2')
+  r = c.post('/api/vote', json=vote_body(pair, inspector='inspector-1'),
+             headers=bearer('inspector-2'))
   assert r.status_code == 403
   assert events(path) == 0
 
 
 def test_vote_on_a_pair_leased_to_another_inspector(ui):
   path, c = ui
-  anns = next_pair(c, 'ann')
-  r = c.post('/api/vote', json=vote_body(anns), headers=bearer('bob'))
+  anns = next_pair(c, 'inspector-1')
+  r = c.post('/api/vote', json=vote_body(anns), headers=bearer('inspector-2'))
   assert r.status_code == 403 and 'another inspector' in r.json['error']
   assert events(path) == 0
-  r = c.post('/api/vote', json=vote_body(anns), headers=bearer('ann'))
+  r = c.post('/api/vote', json=vote_body(anns), headers=bearer('inspector-1'))
   assert r.status_code == 200  # the lease holder may
 
 
 def test_vote_on_a_pair_never_leased(ui):
   path, c = ui
-  pair = next_pair(c, 'ann')
+  pair = next_pair(c, 'inspector-1')
   other = 1 if pair['pair_id'] != 1 else 2
   with PreferenceStore(path) as s:
     a, b = s.pairs(SCENE)[other][2:]
   for lease in (None, '', 'x' * 3000, pair['lease']):
     r = c.post('/api/vote', json=vote_body(
         pair, pair_id=other, left_action=a, right_action=b, lease=lease),
-               headers=bearer('ann'))
+               headers=bearer('inspector-1'))
     assert r.status_code == 409, r.json
   assert events(path) == 0
 
 
 def test_a_lease_signed_with_another_secret_is_refused(ui):
   path, c = ui
-  pair = next_pair(c, 'ann')
-  other = auth.InspectorKeys(b'not-the-study-secret!', ['ann'])
+  pair = next_pair(c, 'inspector-1')
+  other = auth.InspectorKeys(b'not-the-study-secret!', ['inspector-1'])
   forged = other.sign_lease(auth.SignedLease(
-      'ann', SCENE, pair['pair_id'], pair['left_action'],
+      'inspector-1', SCENE, pair['pair_id'], pair['left_action'],
       pair['right_action'], pair['shown_at']))
   r = c.post('/api/vote', json=vote_body(pair, lease=forged),
-             headers=bearer('ann'))
+             headers=bearer('inspector-1'))
   assert r.status_code == 409 and events(path) == 0
 
 
 def test_double_vote_is_refused_until_undone(ui):
   path, c = ui
-  pair = next_pair(c, 'ann')
+  pair = next_pair(c, 'inspector-1')
   first = c.post('/api/vote', json=vote_body(pair, 'left', 'first-vote-1'),
-                 headers=bearer('ann'))
+                 headers=bearer('inspector-1'))
   assert first.status_code == 200
   again = c.post('/api/vote', json=vote_body(pair, 'right', 'other-vote-2'),
-                 headers=bearer('ann'))
+                 headers=bearer('inspector-1'))
   assert again.status_code == 409 and 'already answered' in again.json[
       'error']
   with PreferenceStore(path) as s:
     assert [v.choice for v in s.effective_votes()] == ['left']
   undo = c.post('/api/undo', json={'vote_id': 'first-vote-1'},
-                headers=bearer('ann'))
+                headers=bearer('inspector-1'))
   assert undo.status_code == 200
   redo = c.post('/api/vote', json=vote_body(undo.json['pair'], 'right',
                                             'third-vote-3'),
-                headers=bearer('ann'))
+                headers=bearer('inspector-1'))
   assert redo.status_code == 200
   with PreferenceStore(path) as s:
     assert [v.choice for v in s.effective_votes()] == ['right']
@@ -127,16 +131,17 @@ def test_double_vote_is_refused_until_undone(ui):
 
 def test_forged_undo_cannot_withdraw_another_inspectors_vote(ui):
   path, c = ui
-  pair = next_pair(c, 'ann')
+  pair = next_pair(c, 'inspector-1')
   assert c.post('/api/vote', json=vote_body(pair),
-                headers=bearer('ann')).status_code == 200
-  for headers in ({}, bearer('bob')):
-    r = c.post('/api/undo', json={'inspector': 'ann'}, headers=headers)
+                headers=bearer('inspector-1')).status_code == 200
+  for headers in ({}, bearer('inspector-2')):
+    r = c.post('/api/undo', json={'inspector': 'inspector-1'}, headers=headers)
     assert r.status_code in (401, 403)
-  r = c.post('/api/undo', json={}, headers=bearer('bob'))  # bob's own: none
+  # inspector-2's own votes: none.
+  r = c.post('/api/undo', json={}, headers=bearer('inspector-2'))
   assert r.status_code == 409
   with PreferenceStore(path) as s:
-    assert len(s.effective_votes(inspector='ann')) == 1
+    assert len(s.effective_votes(inspector='inspector-1')) == 1
 
 
 @pytest.mark.parametrize('change', [dict(pair_id=2**70),
@@ -144,8 +149,8 @@ def test_forged_undo_cannot_withdraw_another_inspectors_vote(ui):
                                     dict(right_action=-2**70)])
 def test_huge_ids_in_the_body_are_400(ui, change):
   path, c = ui
-  r = c.post('/api/vote', json=vote_body(next_pair(c, 'ann'), **change),
-             headers=bearer('ann'))
+  r = c.post('/api/vote', json=vote_body(next_pair(c, 'inspector-1'), **change),
+             headers=bearer('inspector-1'))
   assert r.status_code == 400 and 'Traceback' not in r.get_data(as_text=True)
   assert events(path) == 0
 
@@ -162,16 +167,16 @@ def test_huge_ids_in_urls_are_404(ui, url):
 def test_personal_link_signs_in_with_a_session_cookie(ui):
   path, c = ui
   assert c.get('/login?key=nonsense').status_code == 403
-  r = c.get('/login?key=' + KEYS.token('bob'))
+  r = c.get('/login?key=' + KEYS.token('inspector-2'))
   assert r.status_code == 302 and r.headers['Location'].endswith('/')
   cookie = r.headers['Set-Cookie']
   assert 'HttpOnly' in cookie and 'SameSite=Strict' in cookie
   page = c.get('/').get_data(as_text=True)
-  assert 'data-inspector="bob"' in page
+  assert 'data-inspector="inspector-2"' in page
   pair = c.post('/api/next', json={}).json['pair']  # the cookie suffices
   assert c.post('/api/vote', json=vote_body(pair)).status_code == 200
   with PreferenceStore(path) as s:
-    assert [v.inspector for v in s.effective_votes()] == ['bob']
+    assert [v.inspector for v in s.effective_votes()] == ['inspector-2']
   c.get('/logout')
   assert c.post('/api/next', json={}).status_code == 401
 
@@ -181,25 +186,26 @@ def test_taking_a_name_off_the_roster_revokes_its_link(tmp_path):
   secret = auth.load_or_create_secret(tmp_path / auth.SECRET_FILE)
   assert auth.load_or_create_secret(tmp_path / auth.SECRET_FILE) == secret
   assert (tmp_path / auth.SECRET_FILE).stat().st_mode & 0o777 == 0o600
-  before = auth.InspectorKeys(secret, ['ann', 'bob'])
-  after = auth.InspectorKeys(secret, ['ann'])
+  before = auth.InspectorKeys(secret, ['inspector-1', 'inspector-2'])
+  after = auth.InspectorKeys(secret, ['inspector-1'])
   c = app_lib.create_app(path, lambda s, a: tiny_png(), after).test_client()
   r = c.post('/api/next', json={},
-             headers={'Authorization': 'Bearer ' + before.token('bob')})
+             headers={'Authorization': 'Bearer ' + before.token('inspector-2')})
   assert r.status_code == 401
   r = c.post('/api/next', json={},
-             headers={'Authorization': 'Bearer ' + before.token('ann')})
-  assert r.status_code == 200  # the same secret: ann's link still works
+             headers={'Authorization': 'Bearer ' + before.token('inspector-1')})
+  assert r.status_code == 200  # the same secret: inspector-1's link still works
 
 
 def test_roster_and_bind_checks():
   with pytest.raises(ValueError, match='inspectors'):
     auth.parse_roster('')
   with pytest.raises(ValueError, match='twice'):
-    auth.parse_roster('ann, bob, ann')
+    auth.parse_roster('inspector-1, inspector-2, inspector-1')
   with pytest.raises(ValueError, match='printable'):
     auth.parse_roster(['a\nb'])
-  assert auth.parse_roster('ann, bob') == ('ann', 'bob')
+  assert auth.parse_roster('inspector-1, inspector-2') == ('inspector-1',
+                                                           'inspector-2')
   with pytest.raises(ValueError, match='0.0.0.0'):
     app_lib.check_bind(flask.Flask('plain'), '0.0.0.0')
   app_lib.check_bind(flask.Flask('plain'), '127.0.0.1')

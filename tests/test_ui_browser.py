@@ -56,7 +56,7 @@ def server(tmp_path):
     s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
                          for i in range(6)], 'random')
     s.add_pairs('s0', list(itertools.combinations(range(6), 2)))
-  keys = auth.keys_for_store(path, ['Dr. Keys', 'Dr. Other'])
+  keys = auth.keys_for_store(path, ['inspector-1', 'inspector-2'])
   app = create_app(path, fake_render, keys, jh_png=fake_jh, votes_target=50)
   srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
   thread = threading.Thread(target=srv.run, daemon=True)
@@ -74,9 +74,9 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
       page.goto(url + '/')  # not signed in: the page asks for the link
       assert page.is_visible('#name-dialog')
       assert 'personal link' in page.inner_text('#name-dialog')
-      page.goto(keys.link(url, 'Dr. Keys'))  # signs in, back to /
+      page.goto(keys.link(url, 'inspector-1'))  # signs in, back to /
       assert page.url == url + '/'
-      assert page.inner_text('#who-name') == 'Dr. Keys'
+      assert page.inner_text('#who-name') == 'inspector-1'
       ready = '#stage[data-ready="1"]'
       for key in ('ArrowLeft', 'ArrowRight', 'ArrowDown', 'b'):
         page.wait_for_selector(ready, timeout=10_000)
@@ -108,8 +108,9 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
   with PreferenceStore(path) as s:
     votes = s.effective_votes()
   assert [(v.inspector, v.choice) for v in votes] == [
-      ('Dr. Keys', 'left'), ('Dr. Keys', 'right'), ('Dr. Keys', 'equal'),
-      ('Dr. Keys', 'both_bad'), ('Dr. Keys', 'both_bad')]
+      ('inspector-1', 'left'), ('inspector-1', 'right'),
+      ('inspector-1', 'equal'), ('inspector-1', 'both_bad'),
+      ('inspector-1', 'both_bad')]
   assert all(v.shown_at is not None and v.answered_at >= v.shown_at
              for v in votes)
   assert len({v.pair_id for v in votes}) == 5
@@ -125,7 +126,7 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
     s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
                          for i in range(4)], 'random')
     s.add_pairs('s0', list(itertools.combinations(range(4), 2)))
-  keys = auth.keys_for_store(path, ['Dr. Keys'])
+  keys = auth.keys_for_store(path, ['inspector-1'])
   presets = [('InVesalius: Bone + Skin', lambda s: fake_render(s, 7)),
              ('Slicer: mine', lambda s: fake_render(s, 9))]
   app = create_app(path, fake_render, keys, jh_png=fake_jh, presets=presets)
@@ -139,7 +140,7 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
       browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
       try:
         page = browser.new_page(viewport=dict(width=1280, height=800))
-        page.goto(keys.link(url, 'Dr. Keys'))
+        page.goto(keys.link(url, 'inspector-1'))
         page.wait_for_selector('#stage[data-ready="1"]', timeout=10_000)
         assert not page.is_visible('#preset-panel')
         page.select_option('#preset-select', '1')
@@ -178,4 +179,4 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
     srv.close()
   with PreferenceStore(path) as s:
     votes = s.effective_votes()
-  assert [(v.inspector, v.choice) for v in votes] == [('Dr. Keys', 'left')]
+  assert [(v.inspector, v.choice) for v in votes] == [('inspector-1', 'left')]

@@ -23,7 +23,8 @@ from rlhf_tf.ui.app import create_app as _create_app
 
 SCENE = 's0'
 LEASE = 120.0
-KEYS = auth.InspectorKeys(b'test-secret-0123456789', ['ann', 'bob', 'cid'])
+KEYS = auth.InspectorKeys(b'test-secret-0123456789',
+                          ['inspector-1', 'inspector-2', 'inspector-3'])
 
 
 def bearer(inspector: str) -> dict:
@@ -122,19 +123,20 @@ def vote(client, inspector, pair, choice, vote_id=None, status=200):
 def test_vote_records_order_inspector_and_times(env):
   path, clock, _, factory = env
   c = factory()
-  pair = next_pair(c, 'ann')
+  pair = next_pair(c, 'inspector-1')
   assert pair['shown_at'] == clock.t
   clock.t += 7.5
-  ack = vote(c, 'ann', pair, 'left', vote_id='first-vote-1')
+  ack = vote(c, 'inspector-1', pair, 'left', vote_id='first-vote-1')
   with PreferenceStore(path) as s:
     (v,) = s.effective_votes()
   assert v.event_id == ack['event_id'] and not ack['duplicate']
-  assert (v.inspector, v.choice, v.session) == ('ann', 'left', 'first-vote-1')
+  assert (v.inspector, v.choice, v.session) == ('inspector-1', 'left',
+                                                'first-vote-1')
   assert (v.left_action, v.right_action) == (pair['left_action'],
                                              pair['right_action'])
   assert (v.shown_at, v.answered_at) == (clock.t - 7.5, clock.t)
   assert ack['progress']['votes'] == 1
-  assert next_pair(c, 'ann')['pair_id'] != pair['pair_id']
+  assert next_pair(c, 'inspector-1')['pair_id'] != pair['pair_id']
 
 
 def test_sides_are_randomised(env):
@@ -142,20 +144,20 @@ def test_sides_are_randomised(env):
   c = factory()
   flipped = []
   for _ in range(15):
-    p = next_pair(c, 'ann')
+    p = next_pair(c, 'inspector-1')
     flipped.append(p['left_action'] > p['right_action'])
-    vote(c, 'ann', p, 'equal')
+    vote(c, 'inspector-1', p, 'equal')
   assert 0 < sum(flipped) < 15
 
 
 def test_retried_vote_is_stored_once(env):
   path, _, _, factory = env
   c = factory()
-  pair = next_pair(c, 'ann')
-  a = vote(c, 'ann', pair, 'right', vote_id='retry-me-1')
-  b = vote(c, 'ann', pair, 'right', vote_id='retry-me-1')
+  pair = next_pair(c, 'inspector-1')
+  a = vote(c, 'inspector-1', pair, 'right', vote_id='retry-me-1')
+  b = vote(c, 'inspector-1', pair, 'right', vote_id='retry-me-1')
   assert a['event_id'] == b['event_id'] and b['duplicate']
-  r = vote(c, 'ann', pair, 'left', vote_id='retry-me-1', status=409)
+  r = vote(c, 'inspector-1', pair, 'left', vote_id='retry-me-1', status=409)
   assert 'already used' in r['error']
   with PreferenceStore(path) as s:
     assert s.vote_counts()['votes'] == 1
@@ -164,10 +166,11 @@ def test_retried_vote_is_stored_once(env):
 def test_undo_withdraws_and_shows_the_pair_again(env):
   path, _, _, factory = env
   c = factory()
-  first = next_pair(c, 'ann')
-  vote(c, 'ann', first, 'left', vote_id='undo-target')
-  second = next_pair(c, 'ann')
-  r = c.post('/api/undo', json=dict(inspector='ann', vote_id='undo-target'))
+  first = next_pair(c, 'inspector-1')
+  vote(c, 'inspector-1', first, 'left', vote_id='undo-target')
+  second = next_pair(c, 'inspector-1')
+  r = c.post('/api/undo',
+             json=dict(inspector='inspector-1', vote_id='undo-target'))
   assert r.status_code == 200, r.json
   assert r.json['undone']['choice'] == 'left'
   again = r.json['pair']
@@ -175,17 +178,17 @@ def test_undo_withdraws_and_shows_the_pair_again(env):
       first[k] for k in ('pair_id', 'left_action', 'right_action')]
   assert second['pair_id'] != again['pair_id']
   retry = c.post('/api/undo',
-                 json=dict(inspector='ann', vote_id='undo-target'))
+                 json=dict(inspector='inspector-1', vote_id='undo-target'))
   assert retry.json['duplicate']
   assert retry.json['event_id'] == r.json['event_id']
   with PreferenceStore(path) as s:
     assert s.effective_votes() == []
     assert s.vote_counts()['events'] == 2
-  nothing = c.post('/api/undo', json=dict(inspector='ann'))
+  nothing = c.post('/api/undo', json=dict(inspector='inspector-1'))
   assert nothing.status_code == 409
   assert 'no vote to undo' in nothing.json['error']
   # Answer the withdrawn pair again: it counts once.
-  vote(c, 'ann', again, 'right')
+  vote(c, 'inspector-1', again, 'right')
   with PreferenceStore(path) as s:
     assert [v.choice for v in s.effective_votes()] == ['right']
 
@@ -193,9 +196,9 @@ def test_undo_withdraws_and_shows_the_pair_again(env):
 def test_undo_without_vote_id_takes_the_latest(env):
   path, _, _, factory = env
   c = factory()
-  vote(c, 'ann', next_pair(c, 'ann'), 'left')
-  vote(c, 'ann', next_pair(c, 'ann'), 'equal')
-  r = c.post('/api/undo', json=dict(inspector='ann'))
+  vote(c, 'inspector-1', next_pair(c, 'inspector-1'), 'left')
+  vote(c, 'inspector-1', next_pair(c, 'inspector-1'), 'equal')
+  r = c.post('/api/undo', json=dict(inspector='inspector-1'))
   assert r.json['undone']['choice'] == 'equal'
   with PreferenceStore(path) as s:
     assert [v.choice for v in s.effective_votes()] == ['left']
@@ -204,17 +207,17 @@ def test_undo_without_vote_id_takes_the_latest(env):
 def test_skip_is_not_a_vote_and_not_shown_again(env):
   path, _, _, factory = env
   c = factory(overlap=0.0)
-  pair = next_pair(c, 'ann')
-  vote(c, 'ann', pair, 'skip')
+  pair = next_pair(c, 'inspector-1')
+  vote(c, 'inspector-1', pair, 'skip')
   with PreferenceStore(path) as s:
     assert s.effective_votes() == [] and s.vote_counts()['skip'] == 1
   seen = set()
-  while (p := next_pair(c, 'ann')) is not None:
+  while (p := next_pair(c, 'inspector-1')) is not None:
     seen.add(p['pair_id'])
-    vote(c, 'ann', p, 'left')
+    vote(c, 'inspector-1', p, 'left')
   assert pair['pair_id'] not in seen and len(seen) == 14
   # A skip leaves the pair to another inspector even without overlap.
-  assert next_pair(c, 'bob')['pair_id'] == pair['pair_id']
+  assert next_pair(c, 'inspector-2')['pair_id'] == pair['pair_id']
 
 
 def test_resume_after_restart(env):
@@ -222,23 +225,23 @@ def test_resume_after_restart(env):
   c = factory()
   judged = []
   for choice in ('left', 'right', 'equal'):
-    p = next_pair(c, 'ann')
+    p = next_pair(c, 'inspector-1')
     judged.append(p['pair_id'])
-    vote(c, 'ann', p, choice)
+    vote(c, 'inspector-1', p, choice)
   del c
   c2 = factory()  # a new app on the same store: nothing in memory survives
-  r = c2.post('/api/next', json=dict(inspector='ann'))
+  r = c2.post('/api/next', json=dict(inspector='inspector-1'))
   assert r.json['progress']['votes'] == 3
   assert r.json['pair']['pair_id'] not in judged
   with PreferenceStore(path) as s:
-    assert [v.choice for v in s.effective_votes(inspector='ann')] == [
+    assert [v.choice for v in s.effective_votes(inspector='inspector-1')] == [
         'left', 'right', 'equal']
 
 
-ANN_LEASE_0 = KEYS.sign_lease(auth.SignedLease('ann', SCENE, 0, 0, 1,
+ANN_LEASE_0 = KEYS.sign_lease(auth.SignedLease('inspector-1', SCENE, 0, 0, 1,
                                                1_700_000_000.0))
 BAD_VOTES = [
-    ('forged inspector', dict(inspector='bob'), 403, 'signed in as'),
+    ('forged inspector', dict(inspector='inspector-2'), 403, 'signed in as'),
     ('blank inspector', dict(inspector='   '), 403, 'signed in as'),
     ('long inspector', dict(inspector='x' * 65), 403, 'signed in as'),
     ('control char', dict(inspector='a\nb'), 403, 'signed in as'),
@@ -266,11 +269,11 @@ BAD_VOTES = [
 def test_malformed_votes_are_rejected(env, name, change, status, message):
   path, _, _, factory = env
   c = factory()
-  body = dict(inspector='ann', scene_id=SCENE, pair_id=0, left_action=0,
+  body = dict(inspector='inspector-1', scene_id=SCENE, pair_id=0, left_action=0,
               right_action=1, choice='left', vote_id='valid-id-1',
               lease=ANN_LEASE_0)
   body.update(change)
-  r = c.post('/api/vote', json=body, headers=bearer('ann'))
+  r = c.post('/api/vote', json=body, headers=bearer('inspector-1'))
   assert r.status_code == status, (name, r.json)
   assert message in r.json['error']
   with PreferenceStore(path) as s:
@@ -280,7 +283,7 @@ def test_malformed_votes_are_rejected(env, name, change, status, message):
 @pytest.mark.parametrize('url,data', [
     ('/api/vote', 'not json'), ('/api/vote', '[1, 2]'), ('/api/next', ''),
     ('/api/next', '{"inspector": 3}'), ('/api/undo', '{}'),
-    ('/api/undo', '{"inspector": "ann", "vote_id": 5}')])
+    ('/api/undo', '{"inspector": "inspector-1", "vote_id": 5}')])
 def test_non_json_and_bad_bodies(env, url, data):
   r = env[3]().post(url, data=data, content_type='application/json')
   assert 400 <= r.status_code < 500 and r.json['error']
@@ -289,10 +292,10 @@ def test_non_json_and_bad_bodies(env, url, data):
 def test_wrong_shown_order_is_refused(env):
   _, _, _, factory = env
   c = factory()
-  p = next_pair(c, 'ann')
+  p = next_pair(c, 'inspector-1')
   swapped = dict(p, left_action=p['right_action'],
                  right_action=p['left_action'])
-  r = vote(c, 'ann', swapped, 'left', status=409)
+  r = vote(c, 'inspector-1', swapped, 'left', status=409)
   assert 'differs from the order handed out' in r['error']
 
 
@@ -367,7 +370,7 @@ def test_jh_overlay_is_cached(env):
     calls.append((left, right))
     return tiny_png(left)
   c = env[3](jh_png=jh)
-  p = next_pair(c, 'ann')
+  p = next_pair(c, 'inspector-1')
   for _ in range(2):
     assert c.get(p['jh_url']).status_code == 200
   assert len(calls) == 1
@@ -379,15 +382,15 @@ def test_lease_keeps_two_inspectors_apart_until_it_expires(tmp_path):
   clock = Clock()
   c = create_app(path, lambda s, a: tiny_png(), clock=clock,
                  lease_seconds=LEASE, overlap=0.0).test_client()
-  a = next_pair(c, 'ann')
-  b = next_pair(c, 'bob')
+  a = next_pair(c, 'inspector-1')
+  b = next_pair(c, 'inspector-2')
   assert a['pair_id'] != b['pair_id']
-  assert next_pair(c, 'cid') is None  # both pairs are leased
-  assert next_pair(c, 'ann') == a  # asking again: same pair, same order
+  assert next_pair(c, 'inspector-3') is None  # both pairs are leased
+  assert next_pair(c, 'inspector-1') == a  # asking again: same pair, same order
   clock.t += LEASE - 1
-  assert next_pair(c, 'cid') is None
+  assert next_pair(c, 'inspector-3') is None
   clock.t += 2  # both leases are over
-  assert next_pair(c, 'cid')['pair_id'] in (a['pair_id'], b['pair_id'])
+  assert next_pair(c, 'inspector-3')['pair_id'] in (a['pair_id'], b['pair_id'])
 
 
 def test_lease_on_a_single_pair(tmp_path):
@@ -395,10 +398,10 @@ def test_lease_on_a_single_pair(tmp_path):
   clock = Clock()
   c = create_app(path, lambda s, a: tiny_png(), clock=clock,
                  lease_seconds=LEASE, overlap=0.0).test_client()
-  assert next_pair(c, 'ann')['pair_id'] == 0
-  assert next_pair(c, 'bob') is None
+  assert next_pair(c, 'inspector-1')['pair_id'] == 0
+  assert next_pair(c, 'inspector-2') is None
   clock.t += LEASE + 1
-  assert next_pair(c, 'bob')['pair_id'] == 0
+  assert next_pair(c, 'inspector-2')['pair_id'] == 0
 
 
 def exhaust(c, inspector):
@@ -413,23 +416,23 @@ def exhaust(c, inspector):
 def test_overlap_target(env, overlap):
   path, _, _, factory = env
   c = factory(overlap=overlap, seed=3)
-  first = exhaust(c, 'ann')
-  assert sorted(first) == list(range(15))  # alone: ann gets every pair
-  second = exhaust(c, 'bob')
+  first = exhaust(c, 'inspector-1')
+  assert sorted(first) == list(range(15))  # alone: inspector-1 gets every pair
+  second = exhaust(c, 'inspector-2')
   wanted = [p for p in range(15)
             if pairs_lib.in_overlap_set(3, SCENE, p, overlap)]
   assert sorted(second) == wanted
   if overlap == 0.5:
     assert 0 < len(wanted) < 15
-  assert exhaust(c, 'cid') == []  # every pair has its raters
+  assert exhaust(c, 'inspector-3') == []  # every pair has its raters
 
 
 def test_overlap_pair_can_be_leased_twice(tmp_path):
   path = make_store(tmp_path / 'p.sqlite', 2, [(0, 1)])
   c = create_app(path, lambda s, a: tiny_png(), overlap=1.0).test_client()
-  assert next_pair(c, 'ann')['pair_id'] == 0
-  assert next_pair(c, 'bob')['pair_id'] == 0  # wanted twice
-  assert next_pair(c, 'cid') is None  # but not three times
+  assert next_pair(c, 'inspector-1')['pair_id'] == 0
+  assert next_pair(c, 'inspector-2')['pair_id'] == 0  # wanted twice
+  assert next_pair(c, 'inspector-3') is None  # but not three times
 
 
 def test_disagreement_scores_by_hand():
@@ -454,9 +457,9 @@ def test_disagreement_selection_picks_the_most_disputed_pair(env):
   asked = []
   c = factory(selection='disagreement', ensemble_rewards=lambda s: rewards)
   for _ in range(3):
-    p = next_pair(c, 'ann')
+    p = next_pair(c, 'inspector-1')
     asked.append(tuple(sorted((p['left_action'], p['right_action']))))
-    vote(c, 'ann', p, 'left')
+    vote(c, 'inspector-1', p, 'left')
   assert asked[0] == (2, 5)
   scores = pairs_lib.disagreement_scores(rewards, [
       pairs_lib.Candidate(SCENE, i, a, b)
@@ -472,17 +475,19 @@ def test_results_and_kappa_against_a_hand_computation(env):
   path, _, _, factory = env
   c = factory()
   # Canonical answers ('a' = lower action id preferred) on pairs 0..4:
-  ann = ['a', 'a', 'b', 'equal', 'b']
-  bob = ['a', 'b', 'b', 'equal', 'a']
+  answers_1 = ['a', 'a', 'b', 'equal', 'b']
+  answers_2 = ['a', 'b', 'b', 'equal', 'a']
   pairs = list(itertools.combinations(range(6), 2))[:5]
-  for who, answers, flip in (('ann', ann, False), ('bob', bob, True)):
+  for who, answers, flip in (('inspector-1', answers_1, False),
+                             ('inspector-2', answers_2, True)):
     for pid, ((lo, hi), ans) in enumerate(zip(pairs, answers)):
-      left, right = (hi, lo) if flip else (lo, hi)  # bob sees sides swapped
+      # inspector-2 sees the sides swapped.
+      left, right = (hi, lo) if flip else (lo, hi)
       choice = ('equal' if ans == 'equal' else
                 'left' if (ans == 'a') == (left == lo) else 'right')
       vote(c, who, dict(scene_id=SCENE, pair_id=pid, left_action=left,
                         right_action=right), choice)
-  vote(c, 'ann', dict(scene_id=SCENE, pair_id=8, left_action=1,
+  vote(c, 'inspector-1', dict(scene_id=SCENE, pair_id=8, left_action=1,
                       right_action=5), 'skip')
   r = c.get('/api/results').json
   # p_o = 3/5; marginals a:2 b:2 equal:1 for both: p_e = (4 + 4 + 1) / 25.
@@ -492,12 +497,14 @@ def test_results_and_kappa_against_a_hand_computation(env):
   assert r['agreement']['pooled']['percent'] == pytest.approx(60.0)
   assert r['agreement']['overlapping_pairs'] == 5
   (pair_row,) = r['agreement']['by_inspector_pair']
-  assert pair_row['inspectors'] == ['ann', 'bob'] and pair_row['n'] == 5
+  assert pair_row['inspectors'] == ['inspector-1', 'inspector-2']
+  assert pair_row['n'] == 5
   assert r['votes'] == 10 and r['skips'] == 1
   assert r['tie_rate'] == pytest.approx(0.2)
   by = {i['inspector']: i for i in r['inspectors']}
-  assert by['ann']['skip'] == 1 and by['ann']['votes'] == 5
-  assert by['bob']['equal'] == 1 and by['bob']['tie_rate'] == pytest.approx(.2)
+  assert by['inspector-1']['skip'] == 1 and by['inspector-1']['votes'] == 5
+  assert by['inspector-2']['equal'] == 1
+  assert by['inspector-2']['tie_rate'] == pytest.approx(.2)
   page = c.get('/results')
   assert page.status_code == 200 and b'0.375' in page.data
   assert results_lib.cohen_kappa(['a', 'a'], ['a', 'a']) is None
@@ -510,8 +517,8 @@ def test_both_bad_is_kept_apart_from_equal(env):
   path, _, _, factory = env
   c = factory()
   pairs = list(itertools.combinations(range(6), 2))[:2]
-  for who, answers in (('ann', ('equal', 'both_bad')),
-                       ('bob', ('both_bad', 'both_bad'))):
+  for who, answers in (('inspector-1', ('equal', 'both_bad')),
+                       ('inspector-2', ('both_bad', 'both_bad'))):
     for pid, ((lo, hi), choice) in enumerate(zip(pairs, answers)):
       vote(c, who, dict(scene_id=SCENE, pair_id=pid, left_action=lo,
                         right_action=hi), choice)
@@ -519,7 +526,7 @@ def test_both_bad_is_kept_apart_from_equal(env):
   assert (r['votes'], r['equal'], r['both_bad']) == (4, 1, 3)
   assert r['tie_rate'] == pytest.approx(1.0)
   by = {i['inspector']: i for i in r['inspectors']}
-  assert (by['ann']['equal'], by['ann']['both_bad']) == (1, 1)
+  assert (by['inspector-1']['equal'], by['inspector-1']['both_bad']) == (1, 1)
   # equal vs both_bad on pair 0 is a disagreement; pair 1 agrees.
   assert r['agreement']['pooled']['percent'] == pytest.approx(50.0)
   with PreferenceStore(path) as s:
@@ -536,12 +543,12 @@ def test_both_bad_is_kept_apart_from_equal(env):
 def test_export_jsonl(env):
   _, _, _, factory = env
   c = factory()
-  vote(c, 'ann', next_pair(c, 'ann'), 'equal')
+  vote(c, 'inspector-1', next_pair(c, 'inspector-1'), 'equal')
   r = c.get('/export.jsonl')
   assert r.status_code == 200 and 'attachment' in r.headers[
       'Content-Disposition']
   rows = [json.loads(line) for line in r.data.decode().splitlines()]
-  assert any('equal' in json.dumps(row) and 'ann' in json.dumps(row)
+  assert any('equal' in json.dumps(row) and 'inspector-1' in json.dumps(row)
              for row in rows)
 
 

@@ -18,7 +18,7 @@ from rlhf_tf.preferences.store import PreferenceStore
 from rlhf_tf.ui import auth
 from rlhf_tf.ui.app import create_app
 
-KEYS = auth.InspectorKeys(b'preset-test-secret-0123', ['ann'])
+KEYS = auth.InspectorKeys(b'preset-test-secret-0123', ['inspector-1'])
 
 
 def png(value: int) -> bytes:

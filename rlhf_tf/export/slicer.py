@@ -24,10 +24,10 @@ when the file does not carry an ``rlhf_tf`` block.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Optional
 
+from absl import logging
 import numpy as np
 
 from rlhf_tf.export import separable

@@ -16,9 +16,9 @@ model and every figure use it):
 
 from __future__ import annotations
 
-import logging
 from typing import Optional, Sequence
 
+from absl import logging
 import flax.struct
 import ml_collections
 import numpy as np

@@ -55,7 +55,6 @@ thread opens its own ``PreferenceStore`` on the same file (WAL).
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import re
 import tempfile
@@ -64,6 +63,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from absl import logging
 import flask
 from werkzeug import exceptions
 
