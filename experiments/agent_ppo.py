@@ -40,6 +40,9 @@ def get_config(arg=None):
   a.eval_cranium = True  # and Cranium, when it has been fetched
   a.gold_image_size = 64  # the inspector's renderings during monitoring
   a.ensemble = True  # conservative reward over the reward model's seeds
+  # ... each seed's rewards z-scored against this many fixed random actions
+  # on the same JH (reward/ensemble.py: seeds differ by a free offset).
+  a.reference_actions = 256
   a.loss = 'ce'  # which trained reward model
   a.seed = 0
   a.monitor_every = 25  # PPO updates between inspector scores
@@ -60,4 +63,5 @@ def get_config(arg=None):
     a.ppo.num_updates, a.ppo.batch_per_scene = 4, 8
     a.ppo.policy.pool_to, a.ppo.policy.features = 16, (4, 4)
     a.ppo.policy.hidden = 16
+    a.reference_actions = 32
   return config

@@ -24,7 +24,10 @@ sample estimate; ``kl_exact`` is the closed form (policy.gaussian_kl, mean
 over scenes) and ``sqrt_kl`` = sqrt(kl_exact) (the x axis of Gao et al. 2022).
 
 Conservative reward: ``reward_fn(jh [B, B], actions [N, n, 2])`` may return
-[N] or an ensemble [M, N]; then r_cons = mean_M - ensemble_k * std_M.
+[N] or an ensemble [M, N]; then r_cons = mean_M - ensemble_k * std_M. The M
+members must be on one scale: raw Bradley-Terry rewards of different seeds
+are not (each has a free offset), so jobs/agent.py passes per-seed z-scores
+against a fixed reference set (rlhf_tf.reward.ensemble).
 
 Loss on a minibatch (pi = current params, A normalised over the whole
 update's batch when normalize_advantages):
@@ -116,7 +119,11 @@ def init_state(config, key, params_init) -> TrainState:
 
 
 def combine_ensemble(r, k: float):
-  """r [S, N] or [S, M, N] -> (mean [S, N], mean - k std [S, N], std)."""
+  """r [S, N] or [S, M, N] -> (mean [S, N], mean - k std [S, N], std).
+
+  The M members of r must share one scale (module docstring: standardise
+  them with rlhf_tf.reward.ensemble first).
+  """
   if r.ndim == 2:
     return r, r, jnp.zeros_like(r)
   mean, std = jnp.mean(r, axis=1), jnp.std(r, axis=1)

@@ -13,7 +13,8 @@ Pieces of the `propose` job (rlhf_tf/jobs/propose.py):
   constant (and, across seeds, a scale) per seed, so raw rewards of
   different seeds are not comparable (measured: one quickstart seed sits
   ~120 below the other two). Each seed's rewards are z-scored against the
-  same reference set, R random actions on this JH:
+  same fixed reference set, R random actions on this JH
+  (``rlhf_tf.reward.ensemble``, shared with the agent's PPO):
   z_s(a) = (r_s(a) - mean_ref r_s) / std_ref r_s.
 - ``rank``: conservative ensemble reward  z_cons = mean_s z_s - k std_s z_s
   over the standardised rewards; near-duplicates are dropped.
@@ -49,6 +50,7 @@ import numpy as np
 from rlhf_tf.evaluation import probing
 from rlhf_tf.render import polygon as polygon_lib
 from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
 
 OOD_THRESHOLD = 0.07
@@ -183,10 +185,8 @@ def ascent_candidates(ens: RewardEnsemble, jh, key, num_starts: int,
 def standardise(rewards, reference) -> np.ndarray:
   """Per-seed z-scores [S, N] of rewards [S, N] against reference rewards
   [S, R] of the same seeds (module docstring)."""
-  r = np.asarray(rewards, np.float64)
-  ref = np.asarray(reference, np.float64)
-  return (r - ref.mean(axis=1, keepdims=True)) / np.maximum(
-      ref.std(axis=1, keepdims=True), 1e-12)
+  return np.asarray(ensemble_lib.standardise(
+      np.asarray(rewards, np.float64), np.asarray(reference, np.float64)))
 
 
 def conservative(rewards, k: float):

@@ -6,7 +6,8 @@ simulated inspector's votes), (2) a supervised warm start of the policy by
 behaviour cloning of the expert actions of the training scenes, (3) PPO
 against the reward model with a KL penalty to the warm-start policy
 (rlhf_tf.agent.ppo), optionally on the conservative ensemble reward
-mean - k * std over the reward model's seeds.
+mean - k * std over the reward model's seeds, each seed's rewards z-scored
+against a fixed reference set of random actions (rlhf_tf.reward.ensemble).
 
 Training scenes are phantoms of ``agent.train_seeds``; evaluation scenes a
 phantom of a seed never seen (``agent.eval_seeds``) and Cranium when it has
@@ -43,11 +44,18 @@ from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
 
 
 def _reward_fn(config, reward_dir: str):
-  """jittable (jh [B, B], actions [N, n, 2]) -> [M, N] (ensemble) or [N]."""
+  """jittable (jh [B, B], actions [N, n, 2]) -> [M, N] (ensemble) or [N].
+
+  The ensemble's rewards are per-seed z-scores against a fixed set of
+  agent.reference_actions random actions on the same JH
+  (rlhf_tf.reward.ensemble): raw rewards of different seeds differ by an
+  offset Bradley-Terry leaves free, which mean - k std must not see.
+  """
   loss, a = config.agent.loss, config.agent
   stacked = checkpointing.load_params(os.path.join(reward_dir, loss,
                                                    'checkpoints'))
@@ -57,14 +65,17 @@ def _reward_fn(config, reward_dir: str):
     stacked = jax.tree_util.tree_map(lambda x: x[seed:seed + 1], stacked)
   stacked = jax.tree_util.tree_map(jnp.asarray, stacked)
   model = model_lib.model_from_config(config.reward.model)
+  if a.ensemble:
+    return ensemble_lib.standardised_ensemble_fn(
+        model, stacked, ensemble_lib.reference_actions(
+            model.n_vertices, a.reference_actions))
 
   def one(params, jh, actions):
     return model_lib.score(model, params, model_lib.encode(model, params, jh),
                            actions)
 
   def reward_fn(jh, actions):
-    r = jax.vmap(one, in_axes=(0, None, None))(stacked, jh, actions)
-    return r if a.ensemble else r[0]
+    return jax.vmap(one, in_axes=(0, None, None))(stacked, jh, actions)[0]
   return reward_fn
 
 

@@ -48,7 +48,7 @@ from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import simulated_votes
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import from_store
 from rlhf_tf.reward import train as reward_train
 
@@ -179,12 +179,11 @@ def run(config, workdir: str) -> dict:
   origin.append('expert heuristic')
   actions = np.asarray(actions, np.float32)
   say(f'{len(actions)} candidates ({len(ascent)} from the reward ascent)')
-  reference = np.asarray(polygon_lib.random_actions(
-      jax.random.fold_in(key, 2), p.reference_actions,
-      ens.model.n_vertices))
+  reference = ensemble_lib.reference_actions(ens.model.n_vertices,
+                                             p.reference_actions)
   raw = proposal.ensemble_rewards(ens, scene.jh.image, actions)
-  rewards = proposal.standardise(raw, proposal.ensemble_rewards(
-      ens, scene.jh.image, reference))
+  raw_reference = proposal.ensemble_rewards(ens, scene.jh.image, reference)
+  rewards = proposal.standardise(raw, raw_reference)
   mean, std, cons = proposal.conservative(rewards, p.ensemble_k)
   kept = proposal.rank(actions, rewards, p.ensemble_k, p.top_k)
   gold_scene = scene.with_view(image_size=p.gold_image_size)
@@ -241,6 +240,12 @@ def run(config, workdir: str) -> dict:
       ranking=dict(rule='reward mean - k std over the ensemble seeds',
                    reward_units=f'per-seed z-score against '
                    f'{p.reference_actions} random actions on this JH',
+                   reference=dict(
+                       num_actions=p.reference_actions,
+                       key_seed=ensemble_lib.REFERENCE_SEED,
+                       drawn_by='rlhf_tf.reward.ensemble.reference_actions',
+                       raw_reward_per_seed=ensemble_lib.reference_stats(
+                           raw_reference)),
                    k=p.ensemble_k, top_k=p.top_k,
                    num_candidates=len(actions)),
       exports=exports, provenance=provenance)
