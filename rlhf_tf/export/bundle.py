@@ -35,18 +35,26 @@ def shading_of(settings) -> tables.Shading:
                         specular_power=float(settings.shininess))
 
 
-_SLICER_SCRIPT = '''"""Opens the rlhf_tf proposal in 3D Slicer:
+_SLICER_SCRIPT = '''"""Opens the rlhf_tf proposal in 3D Slicer (5.x):
 
   Slicer --python-script {name}
+
+Loads volume.nrrd and tf.vp.json, written beside this script, and shows the
+volume rendering with the proposal's volume property.
 """
 import os
 
 import slicer
 
 here = os.path.dirname(os.path.abspath(__file__))
-volume = slicer.util.loadVolume(os.path.join(here, 'volume.nrrd'))
-prop = slicer.util.loadNodeFromFile(os.path.join(here, 'tf.vp.json'),
-                                    'TransferFunctionFile')
+volume_path = os.path.join(here, 'volume.nrrd')
+property_path = os.path.join(here, 'tf.vp.json')
+for path in (volume_path, property_path):
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{{path}} not found: keep {name} in the '
+                            f'export folder it was written to')
+volume = slicer.util.loadVolume(volume_path)
+prop = slicer.util.loadNodeFromFile(property_path, 'TransferFunctionFile')
 logic = slicer.modules.volumerendering.logic()
 display = logic.CreateDefaultVolumeRenderingNodes(volume)
 display.GetVolumePropertyNode().Copy(prop)
@@ -56,8 +64,17 @@ slicer.util.resetThreeDViews()
 
 
 def write_slicer_script(folder: str) -> str:
-  """open_in_slicer.py next to volume.nrrd and tf.vp.json (Slicer's
-  script-repository calls; not run here: no Slicer on the build machine)."""
+  """open_in_slicer.py next to volume.nrrd and tf.vp.json.
+
+  Only documented Slicer calls: slicer.util.loadVolume and
+  CreateDefaultVolumeRenderingNodes / GetVolumePropertyNode().Copy /
+  SetVisibility (Slicer's script repository, volumes.md), loadNodeFromFile
+  with file type 'TransferFunctionFile' (vtkSlicerVolumeRenderingReader:
+  *.vp and *.vp.json), slicer.util.resetThreeDViews. Slicer itself is not on
+  the build machine: tests/test_export_slicer_script.py checks the script
+  compiles, reads only the files beside it, and makes these calls in this
+  order, against a recording stand-in for the slicer module.
+  """
   path = os.path.join(folder, 'open_in_slicer.py')
   with open(path, 'w') as f:
     f.write(_SLICER_SCRIPT.format(name='open_in_slicer.py'))
