@@ -94,3 +94,29 @@ def test_a_store_made_from_another_config_is_refused(tmp_path, smoke_config):
   config.render.tau = 0.05
   with pytest.raises(ValueError, match='another config'):
     dataset.ensure_scene(store, spec, config)
+
+
+def test_a_store_from_before_a_volume_key_was_added_still_loads(
+    tmp_path, smoke_config):
+  """A store written before volume.patient / spacing / allow_non_ct existed
+  loads when the config makes the same scene (patient=False: the phantom
+  of those days), and is refused, naming the key, when it asks for another
+  one; allow_non_ct gates loading and is no part of the scene."""
+  config = smoke_config('simulate')
+  config.volume.patient = False
+  store = dataset.open_store(config, str(tmp_path))
+  spec = dataset.scene_specs(config)[0]
+  made = dataset.ensure_scene(store, spec, config)
+  record = store.scenes()[0]['volume_source']
+  for key in ('patient', 'spacing', 'allow_non_ct'):
+    del record['volume'][key]  # As an older version wrote it.
+  with store.conn:
+    store.conn.execute('UPDATE scenes SET volume_source = ? WHERE '
+                       'scene_id = ?', (json.dumps(record), spec.scene_id))
+  config.volume.allow_non_ct = True
+  again = dataset.ensure_scene(store, dataset.scene_specs(config)[0], config)
+  np.testing.assert_array_equal(again.vertices, made.vertices)
+  np.testing.assert_array_equal(again.pair_ids, made.pair_ids)
+  config.volume.patient = True
+  with pytest.raises(ValueError, match=r'volume\.patient: store False'):
+    dataset.ensure_scene(store, dataset.scene_specs(config)[0], config)

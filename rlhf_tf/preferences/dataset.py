@@ -141,6 +141,28 @@ def _scene_record(spec: SceneSpec, config) -> dict:
               render=config.render.to_dict())
 
 
+# Volume keys added after stores were first written, with the value that
+# makes the scene those older stores were made from: a record without the
+# key is read with this value (so an older store still loads when its scene
+# is the same, and is refused when the config now asks for another one).
+_VOLUME_KEYS_ADDED = dict(patient=False, spacing=0.0)
+# Volume keys that decide whether a volume may load, not what its voxels
+# are: not part of a scene's identity.
+_VOLUME_KEYS_NOT_SCENE = ('allow_non_ct',)
+
+
+def _scene_identity(record: dict) -> dict:
+  """A scene record as compared between the store and the config: JSON
+  values, keys added since older stores at their old meaning, and keys
+  that do not change the scene left out."""
+  out = json.loads(json.dumps(record))
+  volume = {**_VOLUME_KEYS_ADDED, **out.get('volume', {})}
+  for key in _VOLUME_KEYS_NOT_SCENE:
+    volume.pop(key, None)
+  out['volume'] = volume
+  return out
+
+
 def _cfg(d: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(copy.deepcopy(d))
 
@@ -195,9 +217,17 @@ def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
                            scene_hash(spec.scene_id))
   if spec.scene_id in existing:
     stored = existing[spec.scene_id]['volume_source']
-    if json.loads(json.dumps(record)) != stored:
+    now, then = _scene_identity(record), _scene_identity(stored)
+    if now != then:
+      differ = [f'{block}.{key}: store {then.get(block, {}).get(key)!r}, '
+                f'config {now.get(block, {}).get(key)!r}'
+                for block in sorted(set(now) | set(then))
+                for key in sorted(set(now.get(block, {})) |
+                                  set(then.get(block, {})))
+                if now.get(block, {}).get(key) != then.get(block, {}).get(key)]
       raise InputError(f'scene {spec.scene_id!r} in the store was made from '
-                       f'another config ({stored}); use another store')
+                       f'another config ({"; ".join(differ)}); use another '
+                       f'store')
     stored_actions = store.actions(spec.scene_id)
     vertices = store.vertices_array(spec.scene_id)
     provenance = tuple(a.provenance for a in stored_actions)
