@@ -10,14 +10,17 @@
 Prints one personal link per inspector (default server
 http://127.0.0.1:8765/; send each link to its inspector only: it signs them
 in, and nobody can vote or undo as someone else). Each inspector
-then sees two renderings of the phantom head side by side and answers with
+then sees two renderings of one scene side by side (every scene of the
+dataset is served, e.g. --experiment.scenes=phantom:0-7,cranium or
+dicom:FOLDER for one scene per series; a pair is always within one scene)
+and answers with
 the arrow keys (left / right / down = equal), 'b' (both bad: neither is
 acceptable, stored apart from equal; reward training treats it as a tie
 unless --experiment.both_bad=drop), 's' (skip) or 'u' (undo).
 Votes go to DIR/preferences.sqlite at once; /results shows votes per
 inspector, the tie rate and agreement on pairs rated twice, and
 /export.jsonl downloads the store. Stop with Ctrl-C; restarting resumes.
-The scene, actions and pairs are the dataset's (as in experiments/simulate.py
+The scenes, actions and pairs are the dataset's (as in experiments/simulate.py
 and reward_*.py): train on the human votes with
 `launch.py --experiment=experiments/reward_ce.py --workdir=DIR
  --experiment.data_source=human`.

@@ -30,10 +30,11 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
   config.data_source = 'human'
   workdir = str(tmp_path)
   store = dataset.open_store(config, workdir)
-  scene = collect.default_scene(config, store)
-  app = app_lib.create_app(store.path, scene.render_png, KEYS,
-                           scene_ids=[scene.scene_id],
-                           render_key=scene.render_key)
+  scenes = collect.dataset_scenes(config, store)
+  (scene_id,) = scenes.scene_ids
+  app = app_lib.create_app(store.path, scenes.render_png, KEYS,
+                           scene_ids=list(scenes.scene_ids),
+                           render_key=scenes.render_key)
   client = app.test_client()
   shown = []
   for i, choice in enumerate(('left', 'right', 'equal', 'both_bad')):
@@ -48,12 +49,12 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
     shown.append((pair['pair_id'], pair['left_action'],
                   pair['right_action'], choice))
   # The same answers, given by the simulated inspector.
-  store.record_votes([dict(scene_id=scene.scene_id, pair_id=p, left_action=l,
+  store.record_votes([dict(scene_id=scene_id, pair_id=p, left_action=l,
                            right_action=r, choice=c, inspector='simulated',
                            source='simulated') for p, l, r, c in shown])
   scene_ids, human = reward.load_training_data(config, workdir)
-  assert scene_ids == [scene.scene_id]
-  jh = [dataset.scene_jh(store, scene.scene_id).image]
+  assert scene_ids == [scene_id]
+  jh = [dataset.scene_jh(store, scene_id).image]
   simulated = from_store.preference_data(store, scene_ids, jh,
                                          source='simulated')
   for field in ('jh', 'actions', 'scene', 'left', 'right', 'target'):
@@ -102,9 +103,9 @@ def test_disagreement_selection_uses_the_trained_reward_checkpoints(
   assert rewards.shape == (config.reward.num_seeds, num_actions)
   assert np.all(np.isfinite(rewards))
   assert not np.allclose(rewards[0], rewards[1])  # two seeds, two models
-  scene = collect.default_scene(config, store)
-  app = app_lib.create_app(store.path, scene.render_png, KEYS,
-                           scene_ids=[scene_id], render_key=scene.render_key,
+  scenes = collect.dataset_scenes(config, store)
+  app = app_lib.create_app(store.path, scenes.render_png, KEYS,
+                           scene_ids=[scene_id], render_key=scenes.render_key,
                            selection='disagreement',
                            ensemble_rewards=collect.load_ensemble_rewards(
                                ui, store.path))
@@ -119,3 +120,43 @@ def test_disagreement_selection_uses_the_trained_reward_checkpoints(
   best = max(pairs, key=lambda ab: var[ab])
   got = r.json['pair']
   assert {got['left_action'], got['right_action']} == set(best)
+
+
+def test_collect_serves_every_scene_of_the_dataset(tmp_path, smoke_config):
+  """A dataset of two phantoms: both are registered and served, each pair
+  handed out lies within one scene, and its renderings and JH come from
+  that scene."""
+  config = smoke_config('collect')
+  config.scenes = 'phantom:0+1'
+  store = dataset.open_store(config, str(tmp_path))
+  scenes = collect.dataset_scenes(config, store)
+  want = [s.scene_id for s in dataset.scene_specs(config)]
+  assert list(scenes.scene_ids) == want and len(want) == 2
+  assert sorted(s['scene_id'] for s in store.scenes()) == sorted(want)
+  app = app_lib.create_app(store.path, scenes.render_png, KEYS,
+                           scene_ids=list(scenes.scene_ids),
+                           render_key=scenes.render_key, jh_png=scenes.jh_png)
+  client = app.test_client()
+  seen = {}
+  for i in range(12):
+    pair = client.post('/api/next', json={},
+                       headers=signed_in('ann')).json['pair']
+    s, l, r = pair['scene_id'], pair['left_action'], pair['right_action']
+    stored = {(q.action_a, q.action_b) for q in store.pairs(s)
+              if q.pair_id == pair['pair_id']}
+    assert stored == {(min(l, r), max(l, r))}
+    seen[s] = (l, r)
+    vote = client.post('/api/vote', json=dict(
+        scene_id=s, pair_id=pair['pair_id'], left_action=l, right_action=r,
+        choice='left', vote_id=f'vote-{i:08d}', lease=pair['lease']),
+                       headers=signed_in('ann'))
+    assert vote.status_code == 200, vote.json
+  assert set(seen) == set(want)
+  # The same action id renders differently in the two scenes.
+  images = [client.get(f'/render/{s}/0.png').data for s in want]
+  assert all(i.startswith(b'\x89PNG') for i in images)
+  assert images[0] != images[1]
+  for s, (l, r) in seen.items():
+    jh = client.get(f'/jh/{s}/{l}/{r}.png')
+    assert jh.status_code == 200 and jh.data.startswith(b'\x89PNG')
+  store.close()

@@ -111,13 +111,13 @@ def test_collect_renders_user_slicer_and_invesalius_presets(
       _bone_vp_json(tmp_path / 'all.vp.json', -1000.0))
   store = dataset.open_store(config, str(tmp_path))
   try:
-    scene = collect.default_scene(config, store)
+    scene = collect.dataset_scenes(config, store)
   finally:
     store.close()
   names = [name for name, _ in scene.presets]
   assert names == ['InVesalius: Ramp', 'Slicer: above 300 HU',
                    'Slicer: above -1000 HU']
-  images = [np.asarray(Image.open(io.BytesIO(render(scene.scene_id))))
+  images = [np.asarray(Image.open(io.BytesIO(render(scene.scene_ids[0]))))
             for _, render in scene.presets]
   lit = [float((im[..., :3].max(-1) > 8).mean()) for im in images]
   # Every preset shows something; opaque above -1000 HU (skin) covers more
@@ -132,7 +132,7 @@ def test_collect_presets_can_be_turned_off(tmp_path, smoke_config):
   config.reference_presets.slicer_files = ('/no/such/file.vp.json',)
   store = dataset.open_store(config, str(tmp_path))
   try:
-    assert collect.default_scene(config, store).presets == ()
+    assert collect.dataset_scenes(config, store).presets == ()
   finally:
     store.close()
 
@@ -143,6 +143,6 @@ def test_collect_missing_slicer_file_names_it(tmp_path, smoke_config):
   store = dataset.open_store(config, str(tmp_path))
   try:
     with pytest.raises(FileNotFoundError, match='gone.vp.json'):
-      collect.default_scene(config, store)
+      collect.dataset_scenes(config, store)
   finally:
     store.close()

@@ -2,10 +2,11 @@
 
   python launch.py --experiment=experiments/collect.py --workdir=DIR
 
-Opens (or creates) the preference store, makes sure the dataset's first
-scene is in it (``rlhf_tf.preferences.dataset``: the same scenes, actions
+Opens (or creates) the preference store, makes sure every scene of the
+dataset is in it (``rlhf_tf.preferences.dataset``: the same scenes, actions
 and pairs the simulate and reward experiments use, so human votes train the
-reward model exactly like simulated ones), and serves ``rlhf_tf.ui.app``
+reward model exactly like simulated ones; each pair within one scene), and
+serves ``rlhf_tf.ui.app``
 with waitress until Ctrl-C (or for ``serve_seconds``). All state is in the
 store, so stopping and restarting resumes every inspector.
 
@@ -45,27 +46,28 @@ from rlhf_tf.ui import auth
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
 
 
-class Scene(NamedTuple):
-  """What the app needs to show a scene."""
-  scene_id: str
-  render_png: Callable[[str, int], bytes]
+class Scenes(NamedTuple):
+  """What the app needs to show the dataset's scenes."""
+  scene_ids: tuple
+  render_png: Callable[[str, int], bytes]  # (scene_id, action_id)
   render_key: str
-  jh_png: Callable[[str, int, int], bytes]
+  jh_png: Callable[[str, int, int], bytes]  # (scene_id, left, right)
   # (name, scene_id -> PNG) of the reference presets (see module docstring)
   presets: tuple = ()
 
 
-# ---------------------------------------------------------------- scene
+# --------------------------------------------------------------- scenes
 
-def dataset_scene(config, store, spec) -> Scene:
-  """A dataset scene (registered in the store when missing, exactly as the
-  simulate / reward experiments do) with its render and JH callbacks.
+def dataset_scenes(config, store) -> Scenes:
+  """Every scene of the dataset config (registered in the store when
+  missing, exactly as the simulate / reward experiments do) with render,
+  JH and preset callbacks that take the scene id.
 
   Renders are cached under ``scenes.render_key(config.render)``, the key the
   simulated inspector's job uses, so a store it filled shows at once.
   """
-  data = dataset.ensure_scene(store, spec, config)
-  scene = data.scene
+  built = {spec.scene_id: dataset.ensure_scene(store, spec, config).scene
+           for spec in dataset.scene_specs(config)}
   path = store.path
   local = threading.local()
   lock = threading.Lock()  # one render at a time: each uses every core
@@ -79,16 +81,25 @@ def dataset_scene(config, store, spec) -> Scene:
   def render_png(scene_id, action_id):
     v = vertices(scene_id, action_id)
     with lock:
-      return scenes_lib.png_bytes(scene.render(v))
+      return scenes_lib.png_bytes(built[scene_id].render(v))
 
   def jh_png(scene_id, left, right):
     return volume_figures.jh_polygons_png(
-        scene.jh.image, [vertices(scene_id, left), vertices(scene_id, right)],
+        built[scene_id].jh.image,
+        [vertices(scene_id, left), vertices(scene_id, right)],
         [LEFT_COLOR, RIGHT_COLOR], 300)
 
-  return Scene(spec.scene_id, render_png,
-               scenes_lib.render_key(config.render), jh_png,
-               reference_presets(config, scene, lock))
+  # Each scene's presets (their tables depend on its volume), by name.
+  per_scene = {scene_id: dict(reference_presets(config, scene, lock))
+               for scene_id, scene in built.items()}
+  names = list(next(iter(per_scene.values())))
+
+  def preset_renderer(name):
+    return lambda scene_id: per_scene[scene_id][name](scene_id)
+
+  return Scenes(tuple(built), render_png,
+                scenes_lib.render_key(config.render), jh_png,
+                tuple((name, preset_renderer(name)) for name in names))
 
 
 def reference_presets(config, scene, lock=None) -> tuple:
@@ -108,7 +119,7 @@ def reference_presets(config, scene, lock=None) -> tuple:
 
   def renderer(preset):
     def preset_png(scene_id):
-      del scene_id  # the app asks only for the scene it serves
+      del scene_id  # this scene's renderer (dataset_scenes picks it)
       with lock:
         table = baselines.preset_table(scene, preset.tf)
         return scenes_lib.png_bytes(baselines.rgba_of(scene, table))
@@ -119,23 +130,19 @@ def reference_presets(config, scene, lock=None) -> tuple:
                for p in presets)
 
 
-def default_scene(config, store) -> Scene:
-  """The first scene of the dataset config (the built-in phantom)."""
-  return dataset_scene(config, store, dataset.scene_specs(config)[0])
-
-
-def prerender(path: str, scene: Scene, stop: threading.Event):
-  """Fill the image cache for every action of the scene (background)."""
+def prerender(path: str, scenes: Scenes, stop: threading.Event):
+  """Fill the image cache for every action of every scene (background)."""
   store = store_lib.PreferenceStore(path)
   try:
-    for action in store.actions(scene.scene_id):
-      if stop.is_set():
-        return
-      if store.render_path(scene.scene_id, action.action_id,
-                           scene.render_key) is None:
-        store.add_render(scene.scene_id, action.action_id, scene.render_key,
-                         scene.render_png(scene.scene_id, action.action_id))
-    logging.info('prerender: all actions of %s cached', scene.scene_id)
+    for scene_id in scenes.scene_ids:
+      for action in store.actions(scene_id):
+        if stop.is_set():
+          return
+        if store.render_path(scene_id, action.action_id,
+                             scenes.render_key) is None:
+          store.add_render(scene_id, action.action_id, scenes.render_key,
+                           scenes.render_png(scene_id, action.action_id))
+      logging.info('prerender: all actions of %s cached', scene_id)
   except Exception:  # pylint: disable=broad-except
     logging.exception('prerender stopped; renders continue on demand')
   finally:
@@ -190,26 +197,26 @@ def load_ensemble_rewards(config, store_file: str) -> Optional[Callable]:
   return lambda scene_id: rewards
 
 
-def run(config: ml_collections.ConfigDict, workdir: str,
-        prepare_scene: Callable = None):
-  """Prepare the scene, then serve the preference UI until interrupted."""
+def run(config: ml_collections.ConfigDict, workdir: str):
+  """Prepare the scenes, then serve the preference UI until interrupted."""
   path = dataset.store_path(config, workdir)
   store = store_lib.PreferenceStore(path)
-  scene = (prepare_scene or default_scene)(config, store)
+  scenes = dataset_scenes(config, store)
   store.close()
   keys = auth.keys_for_store(path, config.inspectors)
   app = app_lib.create_app(
-      path, scene.render_png, keys, scene_ids=[scene.scene_id],
-      render_key=scene.render_key, jh_png=scene.jh_png,
+      path, scenes.render_png, keys, scene_ids=list(scenes.scene_ids),
+      render_key=scenes.render_key, jh_png=scenes.jh_png,
       votes_target=config.votes_target, lease_seconds=config.lease_seconds,
       overlap=config.overlap, seed=config.seed, selection=config.selection,
       ensemble_rewards=load_ensemble_rewards(config, path),
-      presets=scene.presets)
+      presets=scenes.presets)
   stop = threading.Event()
   if config.prerender:
-    threading.Thread(target=prerender, args=(path, scene, stop),
+    threading.Thread(target=prerender, args=(path, scenes, stop),
                      daemon=True, name='prerender').start()
-  print(f'store: {path} (render key {scene.render_key})', flush=True)
+  print(f'store: {path}, scenes {", ".join(scenes.scene_ids)} (render key '
+        f'{scenes.render_key})', flush=True)
   try:
     if config.serve_seconds > 0:
       serve_for(app, config, config.serve_seconds, keys)
