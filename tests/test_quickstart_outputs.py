@@ -3,6 +3,7 @@
 import json
 import os
 
+from rlhf_tf.jobs import evaluate
 from rlhf_tf.jobs import quickstart
 
 FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
@@ -48,3 +49,30 @@ def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path,
         'ascent_start_mean_reward']
     assert len(s['probing']['grad_at_expert']) == 4
   assert len(summary['image_space_gradient']['grad']) == 4
+
+
+def test_evaluate_covers_every_scene_of_the_dataset(tmp_path, smoke_config):
+  """A dataset of two phantoms: each scene gets its figures in its own
+  folder and its numbers under 'scenes' (means in 'scene_mean'); the
+  held-out pairs are split by scene too."""
+  config = smoke_config('evaluate')
+  config.scenes = 'phantom:0+1'
+  config.reward.losses = ('ce',)
+  summary = evaluate.evaluate(config, str(tmp_path))
+  ids = ['phantom-s0-24x24x24', 'phantom-s1-24x24x24']
+  assert sorted(summary['scenes']) == ids
+  out = tmp_path / 'evaluation'
+  for scene_id in ids:
+    for name in FIGURES[:3] + ('probing_gradients.png',):
+      assert (out / scene_id / name).read_bytes()[:4] == b'\x89PNG', name
+  for name in ('reliability.png', 'summary.json'):
+    assert (out / name).exists()
+  rhos = [summary['scenes'][s]['ce']['rank_correlation']['spearman_rho']
+          for s in ids]
+  assert summary['scene_mean']['ce']['spearman_rho'] == sum(rhos) / 2
+  assert rhos[0] != rhos[1]  # two scenes, two different sets of scores
+  by_scene = summary['ce']['heldout_by_scene']
+  assert sum(v['num_pairs'] for v in by_scene.values()) == summary['ce'][
+      'heldout']['num_pairs']
+  written = json.loads((out / 'summary.json').read_text())
+  assert sorted(written['scenes']) == ids

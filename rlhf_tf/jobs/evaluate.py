@@ -1,8 +1,11 @@
 """Job `evaluate`: the paper's Fig. 2-4, numbers it lacks, gradient probing.
 
 Reads the trained reward models of <workdir>/reward (the run each loss's
-selection rule picked; trained first with config.train_if_missing) and the
-first scene of the dataset config, and writes to <workdir>/evaluation:
+selection rule picked; trained first with config.train_if_missing) and every
+scene of the dataset config, and writes to <workdir>/evaluation (with
+several scenes: the held-out pair numbers over all of them there, and the
+figures and numbers of each scene in evaluation/<scene_id>/ and under
+summary.json's 'scenes', with their means in 'scene_mean'):
 
   fig2_reward_histograms.png  rewards of 20,000 random actions per loss
   fig3_corner_plots.png       reward of each vertex at every JH pixel, the
@@ -67,38 +70,90 @@ class Setup(NamedTuple):
   """What every step reads: the models, the scene and the inspector."""
   config: object  # the experiment's config
   workdir: str
-  out_dir: str  # <workdir>/evaluation
+  out_dir: str  # <workdir>/evaluation[/<scene_id>]: this scene's figures
   params: dict  # loss -> the selected run's parameters
   model: model_lib.RewardModel
-  scene: scenes_lib.Scene
+  scene: scenes_lib.Scene  # None until scene_view
   jh: np.ndarray  # [B, B] float32, the scene's JH image
   gold: Callable[[np.ndarray], np.ndarray]  # actions [A, n, 2] -> [A]
   mesh: object  # jax.sharding.Mesh or None
   primary: bool  # process 0: writes figures and summary.json
 
 
+# Per scene, the headline numbers averaged into summary['scene_mean'].
+_SCENE_HEADLINES = {
+    'spearman_rho': ('rank_correlation', 'spearman_rho'),
+    'share_above_expert': ('sharpness', 'share_above_expert_mean'),
+    'probing_relative': ('probing', 'found_relative_to_expert')}
+
+
 def evaluate(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   s = _setup(config, workdir)
-  k_random, k_gold, k_eval, k_ascent = jax.random.split(
-      jax.random.key(config.eval.seed), 4)
+  keys = jax.random.split(jax.random.key(config.eval.seed), 4)
   summary = {loss: {} for loss in s.params}
   heldout_pairs(s, summary)
-  expert_rewards = reward_histograms(s, k_random, summary)  # Fig. 2
-  rank_correlation(s, k_gold, summary)
-  maps = corner_maps(s)  # Fig. 3
-  evaluation_tfs(s, k_eval, summary)  # Fig. 4
-  reward_probing(s, k_ascent, maps, expert_rewards, summary)
-  image_space_gradient(s, summary)
+  specs = dataset.scene_specs(config)
+  if len(specs) == 1:
+    scene_steps(scene_view(s, specs[0], s.out_dir), keys, summary)
+  else:
+    # Every scene gets the same keys (the same random actions, a
+    # comparison across scenes); the figures go to its own folder.
+    summary['scenes'] = {}
+    for spec in specs:
+      logging.info('evaluation of scene %s', spec.scene_id)
+      numbers = {loss: {} for loss in s.params}
+      scene_steps(scene_view(s, spec, os.path.join(s.out_dir,
+                                                   spec.scene_id)),
+                  keys, numbers)
+      summary['scenes'][spec.scene_id] = numbers
+    summary['scene_mean'] = _scene_means(summary['scenes'], s.params)
   summary['seconds'] = round(time.perf_counter() - t0, 1)
   if s.primary:
     _write_summary(s, summary)
   return summary
 
 
+def scene_steps(s: Setup, keys, summary: dict) -> None:
+  """The figures and numbers of one scene, in ``summary[loss]``."""
+  k_random, k_gold, k_eval, k_ascent = keys
+  expert_rewards = reward_histograms(s, k_random, summary)  # Fig. 2
+  rank_correlation(s, k_gold, summary)
+  maps = corner_maps(s)  # Fig. 3
+  evaluation_tfs(s, k_eval, summary)  # Fig. 4
+  reward_probing(s, k_ascent, maps, expert_rewards, summary)
+  image_space_gradient(s, summary)
+
+
+def _scene_means(by_scene: dict, losses) -> dict:
+  """{loss: {headline: mean over the scenes}}."""
+  return {loss: {name: float(np.mean([numbers[loss][a][b]
+                                      for numbers in by_scene.values()]))
+                 for name, (a, b) in _SCENE_HEADLINES.items()}
+          for loss in losses}
+
+
+def scene_view(s: Setup, spec, out_dir: str) -> Setup:
+  """``s`` on one dataset scene (registered in the store when missing),
+  with the inspector scoring at gold_image_size and figures to out_dir."""
+  store = dataset.open_store(s.config, s.workdir)
+  try:
+    scene = dataset.ensure_scene(store, spec, s.config).scene
+  finally:
+    store.close()
+  if s.primary:
+    os.makedirs(out_dir, exist_ok=True)
+  gold_scene = scene.with_view(image_size=s.config.eval.gold_image_size)
+  return s._replace(
+      out_dir=out_dir, scene=scene, jh=np.asarray(scene.jh.image,
+                                                  np.float32),
+      gold=lambda actions: inspector_lib.score_actions(
+          gold_scene, actions, s.config.inspector, mesh=s.mesh))
+
+
 def _setup(config, workdir: str) -> Setup:
-  """The selected reward models (trained first when missing and asked to),
-  the dataset's first scene and the inspector scoring at gold_image_size."""
+  """The selected reward models (trained first when missing and asked to);
+  the scene comes with ``scene_view``."""
   reward_dir = os.path.join(workdir, 'reward')
   if not os.path.exists(os.path.join(reward_dir, 'summary.json')):
     # Only experiments/evaluate.py sets train_if_missing (':smoke' does).
@@ -111,22 +166,12 @@ def _setup(config, workdir: str) -> Setup:
     reward_job.train_reward(config, workdir)
   out_dir = os.path.join(workdir, 'evaluation')
   os.makedirs(out_dir, exist_ok=True)
-  store = dataset.open_store(config, workdir)
-  try:
-    scene = dataset.ensure_scene(store, dataset.scene_specs(config)[0],
-                                 config).scene
-  finally:
-    store.close()
-  gold_scene = scene.with_view(image_size=config.eval.gold_image_size)
-  mesh = mesh_lib.make_mesh(config.get('mesh'))
   return Setup(
       config=config, workdir=workdir, out_dir=out_dir,
       params=predict.load_selected_params(reward_dir),
-      model=model_lib.model_from_config(config.reward.model), scene=scene,
-      jh=np.asarray(scene.jh.image, np.float32),
-      gold=lambda actions: inspector_lib.score_actions(
-          gold_scene, actions, config.inspector, mesh=mesh),
-      mesh=mesh, primary=distributed.is_primary())
+      model=model_lib.model_from_config(config.reward.model), scene=None,
+      jh=None, gold=None, mesh=mesh_lib.make_mesh(config.get('mesh')),
+      primary=distributed.is_primary())
 
 
 def _rewards(s: Setup, params, actions) -> np.ndarray:
@@ -140,7 +185,7 @@ def heldout_pairs(s: Setup, summary: dict) -> None:
   logging.info('held-out pairs: accuracy, log-loss, calibration, ties')
   store = dataset.open_store(s.config, s.workdir)
   try:
-    _, data = from_store.dataset_preference_data(store, s.config)
+    scene_ids, data = from_store.dataset_preference_data(store, s.config)
   finally:
     store.close()
   _, held = train.heldout_split(s.config.reward, data)
@@ -155,6 +200,13 @@ def heldout_pairs(s: Setup, summary: dict) -> None:
   for loss, p in s.params.items():
     summary[loss]['heldout'], bins[loss], delta[loss] = _pair_numbers(
         s, held, p)
+    if len(scene_ids) > 1:  # Each scene's own held-out pairs.
+      scene_of = np.asarray(held.scene)[ids]
+      summary[loss]['heldout_by_scene'] = {
+          scene_id: metrics.pair_metrics(
+              delta[loss][scene_of == k], np.zeros(np.sum(scene_of == k)),
+              target[scene_of == k])
+          for k, scene_id in enumerate(scene_ids) if np.any(scene_of == k)}
   if s.primary:
     figures.reliability_diagram(
         bins, os.path.join(s.out_dir, 'reliability.png'),
@@ -382,17 +434,31 @@ def image_space_gradient(s: Setup, summary: dict) -> None:
 
 
 def _write_summary(s: Setup, summary: dict) -> None:
-  """summary.json, and the headline numbers per loss on stdout."""
-  with open(os.path.join(s.out_dir, 'summary.json'), 'w') as f:
+  """<workdir>/evaluation/summary.json, and the headline numbers per loss
+  (per scene, with several) on stdout."""
+  with open(os.path.join(s.workdir, 'evaluation', 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
-  print(json.dumps({loss: dict(
+  heldout = {loss: dict(
       heldout_accuracy=summary[loss]['heldout']['accuracy'],
       three_way_accuracy=summary[loss]['heldout_ties']['three_way_accuracy'],
       ties_below_untied_median=summary[loss]['heldout_ties']['ties_closer'][
           'share_below_median'],
-      ece=summary[loss]['heldout']['ece'],
-      spearman=summary[loss]['rank_correlation']['spearman_rho'],
-      share_above_expert=summary[loss]['sharpness'][
-          'share_above_expert_mean'],
-      probing_relative=summary[loss]['probing']['found_relative_to_expert'])
-                    for loss in s.params}, indent=2, default=float))
+      ece=summary[loss]['heldout']['ece']) for loss in s.params}
+
+  def per_scene(numbers):
+    return {loss: dict(
+        spearman=numbers[loss]['rank_correlation']['spearman_rho'],
+        share_above_expert=numbers[loss]['sharpness'][
+            'share_above_expert_mean'],
+        probing_relative=numbers[loss]['probing'][
+            'found_relative_to_expert']) for loss in s.params}
+
+  if 'scenes' not in summary:
+    scene = per_scene(summary)
+    print(json.dumps({loss: {**heldout[loss], **scene[loss]}
+                      for loss in s.params}, indent=2, default=float))
+    return
+  print(json.dumps(dict(
+      heldout=heldout, scene_mean=summary['scene_mean'],
+      scenes={k: per_scene(v) for k, v in summary['scenes'].items()}),
+                   indent=2, default=float))
