@@ -119,3 +119,58 @@ def test_default_model_sizes():
   assert (feat, act) == (512, 512)  # balanced image / action features
   p = model_lib.init_params(m, jax.random.key(0), 256)
   assert model_lib.count_params(p) == model_lib.expected_param_count(m, 256)
+
+
+COVER = model_lib.RewardModel(
+    conv_features=(4, 8), kernel=3, strides=(2, 2), input_pool=2,
+    readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
+    n_vertices=3, coverage_grid=8, coverage_features=2, coverage_tau=0.02)
+
+
+def test_coverage_features_count_and_closed_form():
+  """c = mean over the grid of the soft polygon indicator times the maps;
+  channel 0 is the avg-pooled JH, so with a JH of ones c_0 of a triangle is
+  its area (up to the sigmoid edge)."""
+  params = model_lib.init_params(COVER, jax.random.key(0), BINS)
+  assert model_lib.count_params(params) == model_lib.expected_param_count(
+      COVER, BINS)
+  jh, actions = _inputs(6)
+  bound = COVER.bind({'params': params})
+  z = bound.encode_jh(jh)
+  assert z.shape == (16 + 8 * 8 * 3,)
+  # The scores are the batched ones, per action too.
+  r = model_lib.score(COVER, params, z, actions)
+  per = [COVER.apply({'params': params}, jh, actions[i:i + 1])[0]
+         for i in range(6)]
+  np.testing.assert_allclose(r, np.array(per), rtol=1e-5, atol=1e-6)
+  ones = bound.encode_jh(jnp.ones((BINS, BINS)))
+  triangle = jnp.array([[[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]])  # area 1/8
+  _, c = bound.coverage(ones, triangle)
+  assert c.shape == (1, 3)
+  np.testing.assert_allclose(c[0, 0], 1 / 8, atol=0.02)
+  # A polygon off the JH's mass covers none of it.
+  empty = jnp.zeros((BINS, BINS)).at[:4, :4].set(1.0)
+  far = jnp.array([[[0.6, 0.6], [0.9, 0.6], [0.9, 0.9]]])
+  _, c = bound.coverage(bound.encode_jh(empty), far)
+  assert float(c[0, 0]) < 1e-3
+
+
+def test_coverage_reward_gradient_matches_finite_differences():
+  params = model_lib.init_params(COVER, jax.random.key(1), BINS)
+  jh, actions = _inputs(1, seed=3)
+  action = jnp.asarray([[0.2, 0.3], [0.7, 0.25], [0.45, 0.8]], jnp.float32)
+  z = model_lib.encode(COVER, params, jh)
+
+  def reward(a):
+    return model_lib.score(COVER, params, z, a[None])[0]
+
+  grad = np.asarray(jax.grad(reward)(action))
+  assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+  eps = 1e-3
+  for i, j in [(0, 0), (1, 1), (2, 0)]:
+    up = float(reward(action.at[i, j].add(eps)))
+    down = float(reward(action.at[i, j].add(-eps)))
+    np.testing.assert_allclose(grad[i, j], (up - down) / (2 * eps),
+                               rtol=0.05, atol=2e-3)
+  # Degenerate (all-zero) padding actions stay finite too.
+  assert np.isfinite(float(reward(jnp.zeros((3, 2)))))

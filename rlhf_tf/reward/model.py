@@ -10,6 +10,18 @@ config):
   concat [f; g] -> Dense(hidden[0]) + ReLU -> Dense(hidden[i]) + ReLU ...
   -> linear Dense(1) = scalar reward r.
 
+Coverage features (``coverage_grid`` > 0; not in the paper, 0 = off): what
+the TF makes opaque. The JH avg-pooled to a G x G grid, with
+``coverage_features`` ReLU(3x3 conv) maps of it, is kept with the image
+embedding; per action the soft polygon indicator on the same grid,
+sigmoid(signed distance / ``coverage_tau``) (the TF's own opacity shape,
+transfer_function.opacity_table), weights those maps: c_k = mean_ij
+mask_ij M_ijk, joined to the action's coordinates before the action
+layers. The paper's action MLP must learn where each scene's tissue lies in
+the JH from a handful of scenes; c says it directly ("this polygon covers
+that much of the bone peak"), which is what a reward must carry to a scan it
+never saw.
+
 Defaults (``default_config``, the reward config's ``model``) for a 256-bin
 JH, chosen to be cheap on CPU: pool 2 -> 128^2, 5x5 convs with 16/32/32
 features and strides 4/2/2 -> 8x8x32, readout pool 2 -> F = 4*4*32 = 512
@@ -43,6 +55,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.render import transfer_function
+
 
 def default_config() -> ml_collections.ConfigDict:
   """``config.model``: the sizes of the module docstring (351,649 parameters
@@ -50,7 +65,19 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       conv_features=(16, 32, 32), kernel=5, strides=(4, 2, 2),
       input_pool=2, readout_pool=2, action_features=(64, 512),
-      hidden=(256, 64), dropout=0.5, n_vertices=4))
+      hidden=(256, 64), dropout=0.5, n_vertices=4, coverage_grid=0,
+      coverage_features=3, coverage_tau=0.02))
+
+
+def coverage_mask(actions: jnp.ndarray, grid: int, tau: float
+                  ) -> jnp.ndarray:
+  """Soft indicator [..., G, G] of polygons [..., n, 2] at the centres of a
+  G x G grid over the JH ([row = y, col = x]): sigmoid(signed distance /
+  tau), differentiable in the vertices (finite gradients everywhere)."""
+  centres = transfer_function.bin_centres(grid, actions.dtype)
+  flat = actions.reshape((-1,) + actions.shape[-2:])
+  sd = jax.vmap(lambda v: polygon_lib.signed_distance(centres, v))(flat)
+  return jax.nn.sigmoid(sd / tau).reshape(actions.shape[:-2] + (grid, grid))
 
 
 class RewardModel(nn.Module):
@@ -69,6 +96,9 @@ class RewardModel(nn.Module):
   hidden: Sequence[int]
   dropout: float
   n_vertices: int
+  coverage_grid: int = 0
+  coverage_features: int = 3
+  coverage_tau: float = 0.02
 
   def setup(self):
     if len(self.strides) != len(self.conv_features):
@@ -90,6 +120,9 @@ class RewardModel(nn.Module):
     self.hidden_layers = [nn.Dense(h, name=f'hidden_{i + 1}')
                           for i, h in enumerate(self.hidden[1:])]
     self.head = nn.Dense(1, name='head')
+    if self.coverage_grid:
+      self.coverage_conv = nn.Conv(self.coverage_features, (3, 3),
+                                   padding='SAME', name='coverage_conv')
 
   def _dropout_keep_masks(self, n: int, h: int, w: int):
     """Bernoulli(1 - p) keep masks [n, h_i, w_i, c_i] of all conv layers.
@@ -141,7 +174,31 @@ class RewardModel(nn.Module):
     z is the image half of the first fused layer (W_f f + b). In training
     mode it needs the 'dropout' rng; each leading index gets its own mask.
     """
-    return self.fuse_image(self.image_features(jh, train))
+    z = self.fuse_image(self.image_features(jh, train))
+    if not self.coverage_grid:
+      return z
+    return jnp.concatenate([z, self.coverage_maps(jh).reshape(
+        z.shape[:-1] + (-1,))], axis=-1)
+
+  def coverage_maps(self, jh: jnp.ndarray) -> jnp.ndarray:
+    """JH [..., B, B] -> maps [..., G, G, 1 + coverage_features]: the JH
+    avg-pooled to G x G and ReLU(3x3 conv) maps of it (no dropout)."""
+    grid, bins = self.coverage_grid, jh.shape[-1]
+    if bins % grid:
+      raise ValueError(f'coverage_grid {grid} must divide the JH bins {bins}')
+    x = jh.reshape((-1,) + jh.shape[-2:] + (1,)).astype(jnp.float32)
+    x = nn.avg_pool(x, (bins // grid,) * 2, strides=(bins // grid,) * 2)
+    maps = jnp.concatenate([x, nn.relu(self.coverage_conv(x))], axis=-1)
+    return maps.reshape(jh.shape[:-2] + maps.shape[1:])
+
+  def coverage(self, z: jnp.ndarray, actions: jnp.ndarray):
+    """(z without the maps [..., H], coverage c [..., 1 + coverage_features])
+    of actions [..., n, 2] under z [..., H + G*G*(1 + coverage_features)]."""
+    h, grid = self.hidden[0], self.coverage_grid
+    maps = z[..., h:].reshape(z.shape[:-1] + (grid, grid, -1))
+    mask = coverage_mask(actions, grid, self.coverage_tau)
+    c = jnp.sum(mask[..., None] * maps, axis=(-3, -2)) / (grid * grid)
+    return z[..., :h], c
 
   def score(self, z: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
     """Rewards for actions [..., n, 2] given z [..., hidden[0]] -> [...].
@@ -153,6 +210,13 @@ class RewardModel(nn.Module):
       raise ValueError(f'actions must be [..., {self.n_vertices}, 2], got '
                        f'{actions.shape}')
     g = 2.0 * actions.reshape(actions.shape[:-2] + (-1,)) - 1.0  # [-1, 1]
+    if self.coverage_grid:
+      z, c = self.coverage(z, actions)
+      # Mean JH values run ~0.1: scaled to the coordinates' size.
+      lead = jnp.broadcast_shapes(g.shape[:-1], c.shape[:-1])
+      g = jnp.concatenate([jnp.broadcast_to(g, lead + g.shape[-1:]),
+                           jnp.broadcast_to(4.0 * c, lead + c.shape[-1:])],
+                          axis=-1)
     for layer in self.action_layers:
       g = nn.relu(layer(g))
     h = nn.relu(z + self.fuse_action(g))
@@ -175,7 +239,10 @@ def model_from_config(m: ml_collections.ConfigDict) -> RewardModel:
       input_pool=int(m.input_pool), readout_pool=int(m.readout_pool),
       action_features=tuple(int(f) for f in m.action_features),
       hidden=tuple(int(h) for h in m.hidden), dropout=float(m.dropout),
-      n_vertices=int(m.n_vertices))
+      n_vertices=int(m.n_vertices),
+      coverage_grid=int(m.get('coverage_grid', 0)),
+      coverage_features=int(m.get('coverage_features', 3)),
+      coverage_tau=float(m.get('coverage_tau', 0.02)))
 
 
 def init_params(model: RewardModel, key: jax.Array, bins: int) -> dict:
@@ -254,6 +321,10 @@ def expected_param_count(model: RewardModel, bins: int) -> int:
     total += model.kernel * model.kernel * cin * f + f
     cin = f
   fin = 2 * model.n_vertices
+  if model.coverage_grid:
+    c = model.coverage_features
+    total += 3 * 3 * c + c  # coverage_conv on the pooled JH
+    fin += 1 + c  # the coverage c joins the coordinates
   for f in model.action_features:
     total += fin * f + f
     fin = f
