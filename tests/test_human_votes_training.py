@@ -140,7 +140,7 @@ def test_collect_serves_every_scene_of_the_dataset(tmp_path, smoke_config):
   seen = {}
   for i in range(12):
     pair = client.post('/api/next', json={},
-                       headers=signed_in('ann')).json['pair']
+                       headers=signed_in('inspector-1')).json['pair']
     s, l, r = pair['scene_id'], pair['left_action'], pair['right_action']
     stored = {(q.action_a, q.action_b) for q in store.pairs(s)
               if q.pair_id == pair['pair_id']}
@@ -149,7 +149,7 @@ def test_collect_serves_every_scene_of_the_dataset(tmp_path, smoke_config):
     vote = client.post('/api/vote', json=dict(
         scene_id=s, pair_id=pair['pair_id'], left_action=l, right_action=r,
         choice='left', vote_id=f'vote-{i:08d}', lease=pair['lease']),
-                       headers=signed_in('ann'))
+                       headers=signed_in('inspector-1'))
     assert vote.status_code == 200, vote.json
   assert set(seen) == set(want)
   # The same action id renders differently in the two scenes.
