@@ -29,7 +29,8 @@ from rlhf_tf.jobs import experiment_file
 def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, smoke=False, multiscene=False)
   config = experiment_file.load_config(
-      'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
+      'reward_ce.py:smoke' if arg.smoke else
+      'reward_ce.py:multiscene' if arg.multiscene else 'reward_ce.py',
       relative_to=__file__)
   config.job = 'train_agent'
   config.reward_workdir = ''  # '' = this workdir (trained here when absent)
@@ -49,12 +50,7 @@ def get_config(arg=None):
   a.num_random_eval = 16
   a.warm_start = warm_start.default_config()  # behaviour cloning
   a.ppo = ppo.default_config()  # includes the policy network (ppo.policy)
-  if arg.multiscene:
-    config.scenes = 'phantom:0-5'
-    config.render.image_size = 64
-    config.pairs.num = 2000
-    config.actions.num_random = 200
-    config.reward.num_epochs = 30
+  if arg.multiscene:  # the reward: reward_ce.py:multiscene (phantoms 0-5)
     a.train_seeds, a.eval_seeds = tuple(range(6)), (6, 7)
   if arg.smoke:
     a.train_seeds, a.eval_seeds, a.eval_cranium = (0,), (1,), False

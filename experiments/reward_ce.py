@@ -7,8 +7,12 @@ simulated inspector (made first when the store in the workdir is empty; votes
 of real inspectors collected with experiments/collect.py into the same store
 are read the same way), 75 epochs, batch 128, Adam lr 1e-3, 3 seeds.
 Expected: held-out accuracy on decisive pairs >= 0.90 (reward/summary.json).
-Args: '' | 'smoke' (simulate.py:smoke's tiny scene, 2 epochs, 2 seeds, a
-tiny model). reward_nll.py, quickstart.py and agent_ppo.py build on this file.
+Args: '' | 'multiscene' (6 patient phantoms, seeds 0-5, 2,000 pairs each
+judged at 64^2 px, 200 random actions per scene, 30 epochs: the reward to
+give experiments/propose.py for a scan of your own; the quickstart's sees
+one scene) | 'smoke' (simulate.py:smoke's tiny scene, 2 epochs, 2 seeds, a
+tiny model). reward_nll.py, quickstart.py, propose.py and agent_ppo.py build
+on this file.
 """
 
 from rlhf_tf.jobs import experiment_file
@@ -16,7 +20,7 @@ from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
-  arg = experiment_file.parse_arg(arg, smoke=False)
+  arg = experiment_file.parse_arg(arg, multiscene=False, smoke=False)
   # The data: simulate.py's scenes, actions, pairs and simulated inspector.
   config = experiment_file.load_config(
       'simulate.py:smoke' if arg.smoke else 'simulate.py',
@@ -36,6 +40,12 @@ def get_config(arg=None):
   config.reward.learning_rate = 1e-3
   config.reward.held_out_fraction = 0.1  # the paper holds nothing out
   config.reward.selection = 'paper'  # the seed with the highest train loss
+  if arg.multiscene:  # many scans: proposals that depend on the scan
+    config.scenes = 'phantom:0-5'
+    config.render.image_size = 64  # the inspector's criteria are averages
+    config.pairs.num = 2000
+    config.actions.num_random = 200
+    config.reward.num_epochs = 30
   if arg.smoke:
     config.reward.num_seeds = 2
     config.reward.num_epochs = 2

@@ -6,14 +6,24 @@ built-in expert, random actions) or an imported preset (InVesalius .plist,
 the scene's opacity unit (``export.tables.SeparableTF.table``). Presets are
 rendered with the scene's own lighting and view, so the comparison is about
 the transfer function alone.
+
+The table of several propose runs (README, "Your own scan"):
+
+  python -m rlhf_tf.evaluation.baselines DIR [DIR ...]
+
+prints every row of each DIR/baselines.json (a column per scene) as
+markdown.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import os
 from pathlib import Path
-from typing import Sequence
+import sys
+from typing import Optional, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -126,3 +136,62 @@ def rgba_of(scene, vertices_or_table) -> np.ndarray:
   return np.asarray(ray_cache.render_cached(
       scene.cache, jnp.asarray(x, jnp.float32), scene.settings))
 
+
+
+def _row_key(row: dict) -> tuple:
+  order = dict(proposal=0, expert=1, random=2)
+  return (order.get(row['kind'], 3), row.get('group', ''), row['name'])
+
+
+def markdown_table(summaries: Sequence[dict],
+                   labels: Optional[Sequence[str]] = None) -> str:
+  """Markdown: a row per TF (proposal, expert, median random, then every
+  preset by group), a column of inspector scores per baselines summary
+  (``baselines.json``), the proposal's ratio to the expert and whether it
+  beats the best InVesalius bone preset at the bottom."""
+  labels = list(labels or [s['scene'] for s in summaries])
+  scores, rows = [], {}
+  for s in summaries:
+    scores.append({(r['kind'], r['name']): r['score'] for r in s['rows']})
+    for r in s['rows']:
+      rows.setdefault((r['kind'], r['name']), r)
+  head = '| TF | kind | ' + ' | '.join(labels) + ' |'
+  lines = [head, '| --- | --- |' + ' --- |' * len(labels)]
+  for key, r in sorted(rows.items(), key=lambda kv: _row_key(kv[1])):
+    kind = r['kind'] + (f' ({r["group"]})' if r.get('group') else '')
+    cells = [f'{sc[key]:.3f}' if key in sc else '' for sc in scores]
+    name = f'**{r["name"]}**' if r['kind'] == 'proposal' else r['name']
+    lines.append(f'| {name} | {kind} | ' + ' | '.join(cells) + ' |')
+  ratio = [f'{s["proposal_over_expert"]:.3f}' for s in summaries]
+  lines.append('| proposal / expert | | ' + ' | '.join(ratio) + ' |')
+  bone = [('' if s.get('best_invesalius_bone') is None else
+           f'{"yes" if s["proposal_beats_best_bone"] else "no"} (best: '
+           f'{s["best_invesalius_bone"]["name"]})') for s in summaries]
+  lines.append('| proposal >= best InVesalius bone preset | | ' +
+               ' | '.join(bone) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m rlhf_tf.evaluation.baselines',
+      description='The baselines table of propose runs, as markdown.')
+  parser.add_argument('workdirs', nargs='+',
+                      help='workdirs of launch.py --experiment='
+                      'experiments/propose.py runs')
+  args = parser.parse_args(argv)
+  summaries = []
+  for d in args.workdirs:
+    path = os.path.join(d, 'baselines.json')
+    try:
+      with open(path) as f:
+        summaries.append(json.load(f))
+    except (OSError, ValueError) as e:
+      print(f'error: {path}: {e}', file=sys.stderr)
+      return 2
+  sys.stdout.write(markdown_table(summaries))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

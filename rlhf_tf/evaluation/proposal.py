@@ -220,6 +220,21 @@ def jh_distance(a, b) -> float:
   return float(np.abs(a - b).mean())
 
 
+def scan_specificity_note(num_training_scenes: int) -> str:
+  """What a reward trained on this many scenes can say about a new scan."""
+  if num_training_scenes == 0:
+    return ('the reward workdir holds no training scenes (no '
+            'preferences.sqlite): how far this scan is from them is unknown')
+  if num_training_scenes == 1:
+    return ('the reward was trained on ONE scene: it has seen one JH, so its '
+            'ranking barely depends on this scan and the proposal is close '
+            'to what it would propose for any scan; for a scan of your own '
+            'use a reward trained on many scenes (README: "Your own scan", '
+            'experiments/reward_ce.py:multiscene)')
+  return (f'the reward was trained on {num_training_scenes} scenes; the '
+          'distance above says how close this scan is to the nearest')
+
+
 def ood_distance(jh_image, training_images) -> dict:
   """d_OOD (module docstring) against the training JHs, with the verdict."""
   dists = [jh_distance(jh_image, t) for t in training_images]

@@ -13,9 +13,9 @@ Volume (phantom | cranium | DICOM folder | .inv3) + a trained reward workdir
   turntable.gif        the proposal seen from around the head
   export/              tf.nrrd + render_tf_vtk.py, tf.vp.json, tf.vp,
                        tf_paraview.json (rlhf_tf.export.bundle)
-  baselines.json/.png  inspector score of the proposal vs the built-in
+  baselines.json/.md/.png  inspector score of the proposal vs the built-in
                        expert, every imported preset and the median random
-                       action; the renderings side by side
+                       action (.md: the table); the renderings side by side
 
 Candidates: the agent's action (config.agent_workdir), the final polygons of
 the multi-start reward ascent under every seed (evaluation.probing), and the
@@ -155,6 +155,9 @@ def run(config, workdir: str) -> dict:
   train_ids, train_images = _training_jhs(root, scene.bins)
   ood = proposal.ood_distance(scene.jh.image, train_images)
   ood['training_scenes'] = train_ids
+  ood['scan_specificity'] = proposal.scan_specificity_note(len(train_ids))
+  if len(train_ids) <= 1:
+    say(f'NOTE: {ood["scan_specificity"]}')
   if ood['out_of_distribution']:
     msg = (f'WARNING: this JH is {ood["distance"]:.3f} from the reward\'s '
            f'training JHs (threshold {ood["threshold"]}): out of '
@@ -287,6 +290,8 @@ def _baselines(config, workdir, gold_scene, scene, best, say) -> dict:
       presets_loaded=len(presets))
   with open(os.path.join(workdir, 'baselines.json'), 'w') as f:
     json.dump(summary, f, indent=1)
+  with open(os.path.join(workdir, 'baselines.md'), 'w') as f:
+    f.write(baselines.markdown_table([summary]))
   shown = [(by_kind['proposal'], best),
            (by_kind['expert'], scene.experts[0])]
   if best_bone is not None:
