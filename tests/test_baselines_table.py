@@ -52,6 +52,11 @@ def test_cli_reads_workdirs_and_names_a_missing_file(tmp_path, capsys):
     (tmp_path / name / 'baselines.json').write_text(json.dumps(summary))
   assert baselines.main([str(tmp_path / 'a'), str(tmp_path / 'b')]) == 0
   assert capsys.readouterr().out == baselines.markdown_table([A, B])
+  assert baselines.main([str(tmp_path / 'a'), str(tmp_path / 'b'),
+                         '--labels=seed 7, CT']) == 0
+  assert capsys.readouterr().out.startswith('| TF | kind | seed 7 | CT |')
+  assert baselines.main([str(tmp_path / 'a'), '--labels=x,y']) == 2
+  assert '2 labels for 1 workdirs' in capsys.readouterr().err
   assert baselines.main([str(tmp_path / 'a'), str(tmp_path / 'c')]) == 2
   assert str(tmp_path / 'c' / 'baselines.json') in capsys.readouterr().err
 

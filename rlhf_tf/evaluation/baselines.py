@@ -9,10 +9,10 @@ the transfer function alone.
 
 The table of several propose runs (README, "Your own scan"):
 
-  python -m rlhf_tf.evaluation.baselines DIR [DIR ...]
+  python -m rlhf_tf.evaluation.baselines DIR [DIR ...] [--labels=a,b]
 
-prints every row of each DIR/baselines.json (a column per scene) as
-markdown.
+prints every row of each DIR/baselines.json (a column per run, headed by
+its scene or the given label) as markdown.
 """
 
 from __future__ import annotations
@@ -179,7 +179,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('workdirs', nargs='+',
                       help='workdirs of launch.py --experiment='
                       'experiments/propose.py runs')
+  parser.add_argument('--labels', default='',
+                      help='comma-separated column headings, one per workdir '
+                      '(default: the scene ids)')
   args = parser.parse_args(argv)
+  labels = [x.strip() for x in args.labels.split(',')] if args.labels \
+      else None
+  if labels is not None and len(labels) != len(args.workdirs):
+    print(f'error: --labels has {len(labels)} labels for '
+          f'{len(args.workdirs)} workdirs', file=sys.stderr)
+    return 2
   summaries = []
   for d in args.workdirs:
     path = os.path.join(d, 'baselines.json')
@@ -189,7 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError) as e:
       print(f'error: {path}: {e}', file=sys.stderr)
       return 2
-  sys.stdout.write(markdown_table(summaries))
+  sys.stdout.write(markdown_table(summaries, labels))
   return 0
 
 

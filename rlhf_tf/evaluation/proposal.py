@@ -226,10 +226,11 @@ def scan_specificity_note(num_training_scenes: int) -> str:
     return ('the reward workdir holds no training scenes (no '
             'preferences.sqlite): how far this scan is from them is unknown')
   if num_training_scenes == 1:
-    return ('the reward was trained on ONE scene: it has seen one JH, so its '
-            'ranking barely depends on this scan and the proposal is close '
-            'to what it would propose for any scan; for a scan of your own '
-            'use a reward trained on many scenes (README: "Your own scan", '
+    return ('the reward was trained on ONE scene: it has seen one JH, so it '
+            'cannot have learned how the best TF changes from scan to scan; '
+            'expect about the proposal it makes for any scan. Prefer a '
+            'reward trained on many scans, best with votes on scans like '
+            'yours (README: "Your own scan", '
             'experiments/reward_ce.py:multiscene)')
   return (f'the reward was trained on {num_training_scenes} scenes; the '
           'distance above says how close this scan is to the nearest')
