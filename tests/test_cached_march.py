@@ -104,7 +104,8 @@ def test_march_equals_composite_log_on_the_cached_samples():
                           np.asarray(b.specular).T / 65535.0,
                           SETTINGS.ambient, SETTINGS.diffuse,
                           SETTINGS.specular)
-  seg = sampling.segment_lengths(b.length, b.idx.shape[0], SETTINGS.step_mm)
+  seg = sampling.segment_span(b.start, b.length, b.idx.shape[0],
+                              SETTINGS.step_mm)[0]
   log_trans = compositing.opacity_log_transmittance(
       rgba[..., 3], seg, SETTINGS.reference_step_mm)
   rgb, acc = compositing.composite_log(col, log_trans)

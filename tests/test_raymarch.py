@@ -76,7 +76,8 @@ def test_safe_helpers_have_finite_gradients_at_the_edges():
 # ------------------------------------------------------------- closed forms
 
 
-def test_constant_slab_transmittance_is_exact_in_float64():
+@pytest.mark.parametrize('jitter', [False, True])
+def test_constant_slab_transmittance_is_exact_in_float64(jitter):
   shape, a, ref, step = (6, 8, 6), 0.3, 1.0, 0.7  # step does not divide L.
   with jax.enable_x64(True):
     hu = jnp.full(shape, 100.0, jnp.float64)
@@ -84,7 +85,8 @@ def test_constant_slab_transmittance_is_exact_in_float64():
     cam = camera_lib.head_camera(shape, SPACING, width=4, height=4,
                                  ortho_width_mm=4.0)  # Rays along +y.
     settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=ref,
-                                       shading=False, tile_rays=8)
+                                       shading=False, tile_rays=8,
+                                       jitter=jitter)
     img = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
     depth = shape[1] * SPACING[1]
     sigma = -np.log1p(-a) / ref
@@ -131,12 +133,13 @@ def test_anisotropic_sphere_renders_round():
 # -------------------------------------------------------------- cross-checks
 
 
-@pytest.mark.parametrize('shading', [True, False])
-def test_naive_direct_and_cached_paths_agree(shading):
+@pytest.mark.parametrize('shading,jitter', [(True, False), (False, False),
+                                            (True, True)])
+def test_naive_direct_and_cached_paths_agree(shading, jitter):
   hu = smooth_volume()
   table = random_table()
   cam = _camera(hu.shape)
-  settings = SETTINGS.replace(shading=shading)
+  settings = SETTINGS.replace(shading=shading, jitter=jitter)
   direct = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
   naive = raymarch.render_naive(hu, None, SPACING, AXES, table, cam, settings)
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, settings,

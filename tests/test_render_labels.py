@@ -40,12 +40,16 @@ def test_weights_sum_to_the_pixel_opacity_and_split_front_to_back():
   np.testing.assert_allclose(weights.sum(-1), rgba[..., 3], atol=1e-5)
   centre = (4, 4)
   assert hits[centre].all()
-  # Front label 1 covers 4 mm at alpha 0.3 per mm: 1 - 0.7^4 of the pixel;
-  # the back label gets what is left times its own 1 - 0.7^4.
-  front = 1 - 0.7 ** 4
-  np.testing.assert_allclose(weights[centre][1], front, atol=1e-4)
-  np.testing.assert_allclose(weights[centre][0], (1 - front) * front,
-                             atol=1e-4)
+  # Front label 1 covers 4 mm at alpha 0.3 per mm: 1 - 0.7^4 of the pixel,
+  # up to half a step (0.25 mm): samples sit at the midpoints of the view's
+  # fixed depth grid, not of segments starting at the voxel faces, and take
+  # their nearest voxel's label. The back label gets what is left times its
+  # own 1 - 0.7^(8 - front length).
+  front_mm = np.log1p(-weights[centre][1]) / np.log(0.7)
+  assert abs(front_mm - 4.0) <= 0.25 + 1e-4, front_mm
+  np.testing.assert_allclose(
+      weights[centre][0],
+      (1 - weights[centre][1]) * (1 - 0.7 ** (8.0 - front_mm)), atol=1e-4)
 
 
 def test_transparent_tf_gives_zero_weights_but_keeps_hits():

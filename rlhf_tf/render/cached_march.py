@@ -65,14 +65,21 @@ def _fields(bucket, labels: bool):
           if getattr(bucket, k) is not None}
 
 
-def _step_samples(bucket, fields, corners, i, settings, dtype):
+def _chord_ends(bucket, dtype):
+  """(start, end) [R] of each ray's chord from its first depth-grid point."""
+  start = bucket.start.astype(dtype)
+  return start, start + bucket.length.astype(dtype)
+
+
+def _step_samples(bucket, fields, corners, i, settings, dtype, ends):
   """Sample i of every ray of a bucket: the row's fields, the segment length
-  l_i [R], the TF lookup rgba [R, 4], the shaded colour c_i [R, 3] and lt_i
-  [R]."""
+  l_i [R] (ends: _chord_ends), the TF lookup rgba [R, 4], the shaded colour
+  c_i [R, 3] and lt_i [R]."""
   t = {k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
        for k, v in fields.items()}
-  t['seg'] = sampling.segment_length(bucket.length.astype(dtype),
-                                     i.astype(dtype), settings.step_mm)
+  fi = i.astype(dtype)
+  t['seg'] = (sampling.segment_length(ends[1], fi, settings.step_mm) -
+              sampling.segment_length(ends[0], fi, settings.step_mm))
   t['fx'], t['fy'] = dequantise(t['fx'], dtype), dequantise(t['fy'], dtype)
   rgba = sampling.bilinear_lookup(corners, t['idx'], t['fx'], t['fy'])
   col = rgba[..., :3]
@@ -99,11 +106,12 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
   [R, G] (rays that meet label g in the box at all); else None, None)."""
   fields = _fields(bucket, bool(num_labels))
   num, rays = bucket.idx.shape
+  ends = _chord_ends(bucket, dtype)
 
   def body(i, carry):
     log_t, rgb, weights, hits = carry
     t, _, col, log_trans = _step_samples(bucket, fields, corners, i, settings,
-                                         dtype)
+                                         dtype, ends)
     w = jnp.exp(log_t) * -jnp.expm1(log_trans)  # T_i a_i.
     rgb = rgb + w[..., None] * col
     if num_labels:
@@ -136,11 +144,12 @@ def march_bucket_vjp(bucket, tf_table, corners, settings, rgb_total,
   num, rays = bucket.idx.shape
   bins_x = tf_table.shape[-2]
   one_minus_eps = 1.0 - jnp.finfo(dtype).epsneg
+  ends = _chord_ends(bucket, dtype)
 
   def body(i, carry):
     trans, behind, g_table = carry  # T_i and sum_{j>=i} T_j a_j c_j.
     t, rgba, col, log_trans = _step_samples(bucket, fields, corners, i,
-                                            settings, dtype)
+                                            settings, dtype, ends)
     w = trans * -jnp.expm1(log_trans)  # T_i a_i.
     trans_next = trans - w  # T_{i+1} = T_i (1 - a_i).
     behind = behind - w[..., None] * col  # R_i.

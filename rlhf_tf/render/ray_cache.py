@@ -10,10 +10,11 @@ and stores per sample
   fx, fy  uint16  bilinear weights in [0, 1], fixed point (step 1 / 65535)
   d, s    uint16  diffuse |n . l| and specular |n . l|^shininess (shading on)
 
-(12 bytes per sample with shading, 8 without) plus per ray the chord length
-(float32) and pixel index. ``render_cached`` is then one 16-value gather per
-sample (the 2x2 bin neighbourhood, see ``sampling.corner_table``), bilinear
-weights, shading and compositing.
+(12 bytes per sample with shading, 8 without) plus per ray the chord length,
+the offset of the box entry past the depth grid (float32, see
+``sampling.grid_start``) and pixel index. ``render_cached`` is then one
+16-value gather per sample (the 2x2 bin neighbourhood, see
+``sampling.corner_table``), bilinear weights, shading and compositing.
 
 RENDERING: ``rlhf_tf.render.cached_march`` walks all rays of a bucket one
 sample index at a time (fields stored sample-major, [S, R]), forward and,
@@ -21,14 +22,15 @@ for d image / d TF table, by a hand-written adjoint that re-walks the rays.
 Memory of both: [R] carries per bucket, whatever the sample count.
 
 EXACT SAMPLE COMPACTION: samples outside the volume box are empty for every
-TF, so the cache keeps, per ray, only the ceil(chord / step) samples inside
-the box, and drops rays that miss the box (they show the background). Rays are
-sorted by sample count and cut into ``num_buckets`` groups of whole tiles;
-each group is padded only to its own longest ray (static shapes, a few
-compiled loops). This is exact -- the cached image differs from
-``raymarch.render`` only by the fixed-point weights and float32 rounding
-(max abs difference 1e-5 .. 1e-4 on [0, 1] RGBA; a TF with jumps between
-adjacent bins amplifies rounding of the sample positions the most).
+TF, so the cache keeps, per ray, only the ceil((start + length) / step)
+samples inside the box (the depth grid's first segment may be partial), and
+drops rays that miss the box (they show the background). Rays are sorted by
+sample count and cut into ``num_buckets`` groups of whole tiles; each group
+is padded only to its own longest ray (static shapes, a few compiled loops).
+This is exact -- the cached image differs from ``raymarch.render`` only by
+the fixed-point weights and float32 rounding (max abs difference 1e-5 ..
+1e-4 on [0, 1] RGBA; a TF with jumps between adjacent bins amplifies
+rounding of the sample positions the most).
 Samples in air are kept: a TF may make air visible.
 
 No early ray termination: on the benchmark view, tiles of rays would stop
@@ -61,6 +63,7 @@ class CacheBucket:
 
   pixels: jnp.ndarray  # [R] int32 flat pixel index; H * W for padding rays.
   length: jnp.ndarray  # [R] float32 chord length in the box (mm).
+  start: jnp.ndarray  # [R] float32 box entry past its depth-grid point (mm).
   idx: jnp.ndarray  # [S, R] int32 flat TF-bin index.
   fx: jnp.ndarray  # [S, R] uint16 fixed-point weight along x.
   fy: jnp.ndarray  # [S, R] uint16 fixed-point weight along y.
@@ -81,6 +84,7 @@ class RayCache:
   shading: bool = flax.struct.field(pytree_node=False)
   shininess: float = flax.struct.field(pytree_node=False)
   normal_eps: float = flax.struct.field(pytree_node=False)
+  jitter: bool = flax.struct.field(pytree_node=False, default=False)
 
   @property
   def num_samples(self) -> int:
@@ -94,13 +98,13 @@ class RayCache:
 
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
                                              'num', 'bins', 'settings'))
-def _sample_bucket(packed, labels_flat, origins, directions, shape,
+def _sample_bucket(packed, labels_flat, origins, directions, phase, shape,
                    spacing, axes, num, bins, settings):
   by, bx = bins
 
   def tile_fn(rays):
-    o, d = rays
-    s = raymarch.sample_rays(packed, shape, spacing, axes, o, d,
+    o, d, p = rays
+    s = raymarch.sample_rays(packed, shape, spacing, axes, o, d, p,
                              num, settings, labels_flat=labels_flat)
     idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
     out = dict(idx=idx, fx=cached_march.quantise(fx),
@@ -112,8 +116,8 @@ def _sample_bucket(packed, labels_flat, origins, directions, shape,
       out['label'] = s['label'].astype(jnp.uint8)
     return out
 
-  out = raymarch.map_tiles(tile_fn, (origins, directions), settings.tile_rays,
-                           checkpoint=False)
+  out = raymarch.map_tiles(tile_fn, (origins, directions, phase),
+                           settings.tile_rays, checkpoint=False)
   # Sample-major [S, R]: the forward march reads one contiguous row per step.
   return {k: v.T for k, v in out.items()}
 
@@ -121,29 +125,37 @@ def _sample_bucket(packed, labels_flat, origins, directions, shape,
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
                                              'num', 'bins', 'settings',
                                              'mesh'))
-def _sample_bucket_on_mesh(packed, labels_flat, origins, directions, shape,
-                           spacing, axes, num, bins, settings, mesh):
+def _sample_bucket_on_mesh(packed, labels_flat, origins, directions, phase,
+                           shape, spacing, axes, num, bins, settings, mesh):
   """_sample_bucket with the rays [R] split over mesh axis 'data' (R a
   multiple of its size); the fields come back [S, R] split along R."""
-  def per_device(packed, labels_flat, o, d):
-    return _sample_bucket(packed, labels_flat, o, d, shape, spacing, axes,
+  def per_device(packed, labels_flat, o, d, p):
+    return _sample_bucket(packed, labels_flat, o, d, p, shape, spacing, axes,
                           num, bins, settings)
   # check_vma=False: the march's loops start from constant carries; nothing
   # crosses devices.
   return jax.shard_map(
       per_device, mesh=mesh,
-      in_specs=(P(), P(), P(mesh_lib.DATA), P(mesh_lib.DATA)),
+      in_specs=(P(), P(), P(mesh_lib.DATA), P(mesh_lib.DATA),
+                P(mesh_lib.DATA)),
       out_specs=P(None, mesh_lib.DATA), check_vma=False)(
-          packed, labels_flat, origins, directions)
+          packed, labels_flat, origins, directions, phase)
 
 
-@functools.partial(jax.jit, static_argnames=('shape', 'spacing'))
-def _chords(camera, shape, spacing):
+@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'step_mm',
+                                             'jitter'))
+def _chords(camera, shape, spacing, step_mm, jitter):
+  """Per ray [H * W]: origin, direction, depth-grid phase, chord length and
+  grid_start offset of the box entry."""
   origins, directions = camera_lib.generate_rays(camera)
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = sampling.intersect_box(origins, directions, lo, hi)
-  return (origins.reshape(-1, 3), directions.reshape(-1, 3),
-          jnp.maximum(t1 - t0, 0.0).reshape(-1))
+  phase = sampling.pixel_phase(jnp.arange(camera.height * camera.width),
+                               camera.width, jitter)
+  t0 = t0.reshape(-1)
+  return (origins.reshape(-1, 3), directions.reshape(-1, 3), phase,
+          jnp.maximum(t1.reshape(-1) - t0, 0.0),
+          sampling.grid_start(t0, step_mm, phase))
 
 
 def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
@@ -196,11 +208,12 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
                        f'got shape {labels.shape}, range '
                        f'{labels.min()}..{labels.max()}')
     labels_flat = jnp.asarray(labels.reshape(-1).astype(np.uint8))
-  origins, directions, length = _chords(camera, shape, spacing)
-  length_np = np.asarray(length)
+  origins, directions, phase, length, start = _chords(
+      camera, shape, spacing, settings.step_mm, settings.jitter)
+  length_np, start_np = np.asarray(length), np.asarray(start)
   s_max = sampling.num_samples(shape, spacing, settings.step_mm)
-  counts = np.minimum(np.ceil(length_np / settings.step_mm - 1e-6),
-                      s_max).astype(np.int64)
+  counts = np.minimum(np.ceil((start_np + length_np) / settings.step_mm -
+                              1e-6), s_max).astype(np.int64)
   counts[length_np <= 0] = 0
   order = np.argsort(-counts, kind='stable')
   order = order[counts[order] > 0]
@@ -214,25 +227,29 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
     pixels = np.concatenate([rays, np.full(pad, length_np.size)]).astype(
         np.int32)
     take = np.concatenate([rays, np.full(pad, rays[0])])
-    ray_len = np.where(pixels < length_np.size, length_np[take], 0.0)
+    real = pixels < length_np.size
+    ray_len = np.where(real, length_np[take], 0.0)
+    ray_start = np.where(real, start_np[take], 0.0)
     if mesh_lib.data_size(mesh) > 1:
       split = mesh_lib.padded_size(take.size, mesh_lib.data_size(mesh))
       take_all = mesh_lib.pad_leading(take, split)
       data = _sample_bucket_on_mesh(
           packed, labels_flat, origins[take_all], directions[take_all],
-          shape, spacing, axes, num, (by, bx), settings, mesh)
+          phase[take_all], shape, spacing, axes, num, (by, bx), settings,
+          mesh)
       data = {k: v[:, :take.size] for k, v in data.items()}
     else:
       data = _sample_bucket(packed, labels_flat, origins[take],
-                            directions[take],
+                            directions[take], phase[take],
                             shape, spacing, axes, num, (by, bx), settings)
     buckets.append(CacheBucket(pixels=jnp.asarray(pixels),
                                length=jnp.asarray(ray_len, jnp.float32),
+                               start=jnp.asarray(ray_start, jnp.float32),
                                **data))
   return RayCache(buckets=tuple(buckets), height=camera.height,
                   width=camera.width, bins=(by, bx), step_mm=settings.step_mm,
                   shading=settings.shading, shininess=settings.shininess,
-                  normal_eps=settings.normal_eps)
+                  normal_eps=settings.normal_eps, jitter=settings.jitter)
 
 
 def _check(cache: RayCache, tf_table, settings):
@@ -240,9 +257,10 @@ def _check(cache: RayCache, tf_table, settings):
     raise ValueError(f'tf_table {tf_table.shape} does not match the cache '
                      f'bins {cache.bins} (+ RGBA)')
   baked = dict(step_mm=cache.step_mm, shading=cache.shading,
-               shininess=cache.shininess, normal_eps=cache.normal_eps)
+               shininess=cache.shininess, normal_eps=cache.normal_eps,
+               jitter=cache.jitter)
   for k, v in baked.items():
-    if cache.shading or k in ('step_mm', 'shading'):
+    if cache.shading or k in ('step_mm', 'shading', 'jitter'):
       if getattr(settings, k) != v:
         raise ValueError(f'settings.{k}={getattr(settings, k)} differs from '
                          f'the cache ({v}); rebuild the cache')

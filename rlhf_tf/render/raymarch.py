@@ -3,11 +3,17 @@ magnitude) transfer functions, in pure JAX.
 
 Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 1. Intersect the volume box [-s/2, (n - 1/2) s] (slab method).
-2. Fixed step ``step_mm``: S = ceil(box diagonal / step) samples (static).
-   Sample i stands for the segment [t0 + i step, min(t0 + (i + 1) step, t1)]
-   of length l_i (the last one is partial, l_i = 0 past the exit) and sits at
-   its midpoint, so a homogeneous medium of any length L composites to
-   exactly 1 - exp(-sigma L).
+2. Fixed step ``step_mm`` on a depth grid t_k = (k + phase) step measured
+   from the ray origin (the eye plane of an orthographic camera), not from
+   the box entry: S = ceil(box diagonal / step) + 1 segments (static).
+   Sample i stands for the part of the grid segment [t_k0+i, t_k0+i+1]
+   inside the box [t0, t1] (t_k0 the last grid point at or before t0), of
+   length l_i (the first and last are partial, l_i = 0 past the exit), and
+   sits at its midpoint, so a homogeneous medium of any length L composites
+   to exactly 1 - exp(-sigma L); interior samples sit at fixed depths, so
+   the phase never jumps where rays change the box face they enter through
+   (no seam). ``settings.jitter`` gives each pixel its own fixed phase
+   (sampling.pixel_phase), trading coherent rings for fine noise.
 3. Trilinear sampling (clamp-to-edge) of HU and of the gradient volume
    (``rlhf_tf.render.gradient.central_gradient``, HU/mm): 8-corner gathers,
    differentiable w.r.t. the volume values and, almost everywhere, positions.
@@ -49,8 +55,9 @@ from rlhf_tf.render import safe_math
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
 from rlhf_tf.render.sampling import (bilinear_lookup, corner_table,
-                                     intersect_box, num_samples, pack_volume,
-                                     packed_volume, segment_lengths,
+                                     grid_start, intersect_box, num_samples,
+                                     pack_volume, packed_volume, pixel_phase,
+                                     segment_span,
                                      tf_coords, trilinear)
 
 _static = functools.partial(flax.struct.field, pytree_node=False)
@@ -77,10 +84,13 @@ class RenderSettings:
   # is lit by the ambient term only; also keeps the normal's direction well
   # conditioned (float32 rounding of a tiny g would otherwise swing it).
   normal_eps: float = _static(default=1e-2)
+  # A fixed per-pixel phase of the depth grid (sampling.pixel_phase) instead
+  # of one phase for all rays.
+  jitter: bool = _static(default=False)
 
 
 def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
-                num: int, settings: RenderSettings, labels_flat=None):
+                phase, num: int, settings: RenderSettings, labels_flat=None):
   """Samples rays through the volume (everything that does not depend on the
   TF).
 
@@ -88,6 +98,7 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
     packed: [Z, Y, X, 4] from pack_volume (HU, gradient in HU/mm).
     shape, spacing: static (Z, Y, X) and mm.
     origins, directions: [..., 3] world rays (unit directions).
+    phase: [...] depth-grid phase in [0, 1) of each ray (pixel_phase).
     num: static sample count S.
     labels_flat: optional [Z * Y * X] integer label per voxel (e.g. tissue
       groups), looked up at the nearest voxel of each sample.
@@ -99,9 +110,10 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
   """
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = intersect_box(origins, directions, lo, hi)
-  seg = segment_lengths(jnp.maximum(t1 - t0, 0.0), num, settings.step_mm)
-  i = jnp.arange(num, dtype=t0.dtype)
-  t = t0[..., None] + i * settings.step_mm + 0.5 * seg
+  start = grid_start(t0, settings.step_mm, phase)
+  seg, mid = segment_span(start, jnp.maximum(t1 - t0, 0.0), num,
+                          settings.step_mm)
+  t = (t0 - start)[..., None] + mid
   points = origins[..., None, :] + t[..., None] * directions[..., None, :]
   coords = points / jnp.asarray(spacing, points.dtype)
   val = trilinear(packed.reshape(-1, 4), shape, coords)
@@ -176,25 +188,29 @@ def _render(packed, spacing, axes, tf_table, camera, settings):
   lo, hi = camera_lib.volume_box(shape, spacing)
   dtype = jnp.result_type(packed.dtype, tf_table.dtype)
 
-  def tile_level(n, o, d):
+  phase = pixel_phase(jnp.arange(h * w), w, settings.jitter)
+
+  def tile_level(n, o, d, p):
     if n == 0:
       return (jnp.zeros(o.shape[:-1] + (3,), dtype),
               jnp.zeros(o.shape[:-1], dtype))
-    s = sample_rays(packed, shape, spacing, axes, o, d, n, settings)
+    s = sample_rays(packed, shape, spacing, axes, o, d, p, n, settings)
     rgba = bilinear_lookup(corners, *tf_coords(s['x'], s['y'], bx, by))
     rgb, acc = shade_and_composite(rgba, s, settings)
     return rgb.astype(dtype), acc.astype(dtype)
 
   def tile_fn(rays):
-    o, d = rays
+    o, d, p = rays
     t0, t1 = intersect_box(o, d, lo, hi)
-    need = jnp.ceil(jnp.max(t1 - t0) / settings.step_mm)
+    ends = grid_start(t0, settings.step_mm, p) + t1 - t0
+    need = jnp.ceil(jnp.max(jnp.where(t1 > t0, ends, 0.0)) / settings.step_mm)
     level = jnp.sum(jnp.asarray(levels[:-1]) < need)
     branches = [functools.partial(tile_level, n) for n in levels]
-    return jax.lax.switch(level, branches, o, d)
+    return jax.lax.switch(level, branches, o, d, p)
 
   rgb, acc = map_tiles(tile_fn, (origins.reshape(-1, 3),
-                                 directions.reshape(-1, 3)), settings.tile_rays)
+                                 directions.reshape(-1, 3), phase),
+                       settings.tile_rays)
   out = compositing.over_background(rgb, acc, settings.background)
   return out.reshape(h, w, 4)
 
@@ -259,10 +275,12 @@ def _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
   lo, hi = camera_lib.volume_box(shape, spacing)
 
   def tile_fn(rays):
-    o, d = rays
+    o, d, phase = rays
     t0, t1 = intersect_box(o, d, lo, hi)
-    seg = segment_lengths(jnp.maximum(t1 - t0, 0.0), num, settings.step_mm)
-    t = t0[:, None] + jnp.arange(num) * settings.step_mm + 0.5 * seg
+    start = grid_start(t0, settings.step_mm, phase)
+    seg, mid = segment_span(start, jnp.maximum(t1 - t0, 0.0), num,
+                            settings.step_mm)
+    t = (t0 - start)[:, None] + mid
     p = (o[:, None] + t[..., None] * d[:, None]) / jnp.asarray(spacing)
     pts = [p[..., a] for a in range(3)]
     interp = lambda v: map_coordinates(v, pts, order=1, mode='nearest')
@@ -286,8 +304,9 @@ def _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
     return (jnp.sum((trans * alpha)[..., None] * rgb, axis=1),
             1.0 - trans[:, -1] * (1.0 - alpha[:, -1]))
 
+  phase = pixel_phase(jnp.arange(h * w), w, settings.jitter)
   rgb, acc = map_tiles(tile_fn, (origins.reshape(-1, 3),
-                                 directions.reshape(-1, 3)),
+                                 directions.reshape(-1, 3), phase),
                        settings.tile_rays, checkpoint=False)
   return compositing.over_background(rgb, acc,
                                      settings.background).reshape(h, w, 4)

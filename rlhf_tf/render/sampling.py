@@ -17,10 +17,59 @@ from rlhf_tf.render.gradient import central_gradient
 
 
 def num_samples(shape, spacing, step_mm: float) -> int:
-  """S = ceil(box diagonal / step): enough for the longest chord."""
+  """S = ceil(box diagonal / step) + 1: enough segments of the depth grid
+  (``grid_start``) for the longest chord, which may start anywhere between
+  two grid points."""
   diag = float(np.linalg.norm(np.asarray(shape, np.float64) *
                               np.asarray(spacing, np.float64)))
-  return max(1, int(math.ceil(diag / step_mm - 1e-9)))
+  return max(1, int(math.ceil(diag / step_mm - 1e-9))) + 1
+
+
+def pixel_phase(pixels, width: int, jitter: bool):
+  """[...] phase in [0, 1) of the depth grid of each pixel's ray.
+
+  Without jitter every ray uses phase 1/2, so all rays sample the same depth
+  planes (no seam). With jitter, the phase follows interleaved gradient noise
+  (Jimenez 2014) of the pixel's (row, column): a fixed, reproducible pattern
+  whose neighbouring pixels take well-spread phases, which turns coherent
+  wood-grain rings into fine-grained noise.
+
+  Args:
+    pixels: [...] int flat pixel index row * width + column.
+    width: image width in pixels (static).
+    jitter: static bool.
+  """
+  if not jitter:
+    return jnp.full(jnp.shape(pixels), 0.5, jnp.float32)
+  r = (pixels // width).astype(jnp.float32)
+  c = (pixels % width).astype(jnp.float32)
+  f = jnp.mod(0.06711056 * c + 0.00583715 * r, 1.0)
+  return jnp.mod(52.9829189 * f, 1.0)
+
+
+def grid_start(t_near, step_mm: float, phase):
+  """Offset u in [0, step) of the box entry t_near past the last depth-grid
+  point t_k = (k + phase) * step at or before it (ray parameters from the ray
+  origin: for orthographic rays that origin is the eye plane, so the grid
+  points lie on planes perpendicular to the view; for perspective rays on
+  spheres about the eye). Segment i of the ray is then the part of
+  [t_near - u + i step, t_near - u + (i + 1) step] inside the box: every
+  interior segment starts and ends at fixed depths, whichever face the ray
+  enters the box through, so the sampling phase never jumps between
+  neighbouring rays."""
+  k = jnp.floor(t_near / step_mm - phase)
+  return jnp.clip(t_near - (k + phase) * step_mm, 0.0, step_mm)
+
+
+def segment_span(start, length, num: int, step_mm: float):
+  """([..., num] segment lengths (mm), [..., num] midpoints) of a chord of
+  ``length`` mm beginning ``start`` (grid_start) past a grid point; both
+  relative to that grid point. Lengths add up to the chord exactly, so a
+  homogeneous medium composites to 1 - exp(-sigma L)."""
+  i = jnp.arange(num, dtype=length.dtype) * step_mm
+  lo = jnp.maximum(start[..., None], i)
+  hi = jnp.minimum((start + length)[..., None], i + step_mm)
+  return jnp.maximum(hi - lo, 0.0), 0.5 * (lo + hi)
 
 
 def intersect_box(origins, directions, lo, hi):
@@ -46,7 +95,9 @@ def intersect_box(origins, directions, lo, hi):
 
 def segment_length(length, i, step_mm: float):
   """Length (mm) of sample i's segment [i step, (i + 1) step] on chords of
-  ``length`` mm (broadcasting): step_mm, the partial last one, or 0."""
+  ``length`` mm (broadcasting): step_mm, the partial last one, or 0. On a
+  chord [start, start + length] from a grid point it is
+  segment_length(start + length, i) - segment_length(start, i)."""
   return jnp.clip(length - i * step_mm, 0.0, step_mm)
 
 
