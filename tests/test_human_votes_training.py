@@ -52,7 +52,7 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
   store.record_votes([dict(scene_id=scene_id, pair_id=p, left_action=l,
                            right_action=r, choice=c, inspector='simulated',
                            source='simulated') for p, l, r, c in shown])
-  scene_ids, human = reward.load_training_data(config, workdir)
+  scene_ids, human = from_store.load_training_data(config, workdir)
   assert scene_ids == [scene_id]
   jh = [dataset.scene_jh(store, scene_id).image]
   simulated = from_store.preference_data(store, scene_ids, jh,
@@ -69,7 +69,7 @@ def test_ui_votes_become_training_data_like_simulated_ones(tmp_path,
          for l, r, t in zip(human.left, human.right, human.target)}
   assert got == expected
   config.both_bad = 'drop'  # ... or is left out when configured so
-  _, dropped = reward.load_training_data(config, workdir)
+  _, dropped = from_store.load_training_data(config, workdir)
   assert {(int(l), int(r)) for l, r in zip(dropped.left, dropped.right)} == {
       (l, r) for _, l, r, c in shown if c != 'both_bad'}
   config.both_bad = 'tie'

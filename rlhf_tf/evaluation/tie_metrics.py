@@ -238,3 +238,26 @@ def tie_aware_metrics(delta, target, pair_ids, validation_ids,
       'num_test': float(np.sum(test)),
       'num_test_ties': float(np.sum(tt == 0.5)),
   }
+
+
+def seed_spread(by_run: dict, loss: str) -> dict:
+  """{number: {'by_seed': {seed: value}, 'min', 'max', 'mean'}} of a loss's
+  runs (``by_run``: {'<loss>/seed_<k>': tie_aware_metrics + 'ties_closer'})
+  for the headline tie-aware numbers (one run says little: runs of one
+  loss differ by more than the losses do on some of these)."""
+  runs = {k.split('/')[1]: v for k, v in by_run.items()
+          if k.split('/')[0] == loss}
+  out = {}
+  for name in ('three_way_accuracy', 'pickscore_accuracy',
+               'decisive_accuracy', 'tie_loglik_davidson',
+               'three_way_loglik'):
+    values = {seed: v[name] for seed, v in runs.items()}
+    out[name] = dict(by_seed=values, min=min(values.values()),
+                     max=max(values.values()),
+                     mean=float(np.mean(list(values.values()))))
+  closer = {seed: v['ties_closer']['share_below_median']
+            for seed, v in runs.items()}
+  out['ties_below_untied_median'] = dict(
+      by_seed=closer, min=min(closer.values()), max=max(closer.values()),
+      mean=float(np.mean(list(closer.values()))))
+  return out

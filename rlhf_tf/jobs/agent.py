@@ -39,12 +39,12 @@ from rlhf_tf.data import sources
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures
 from rlhf_tf.evaluation import figures_agent
-from rlhf_tf.jobs import reward as reward_job
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import ensemble as ensemble_lib
+from rlhf_tf.reward import from_store
 from rlhf_tf.reward import model as model_lib
 
 
@@ -100,7 +100,7 @@ def _ensure_reward(config, workdir: str) -> str:
   reward_dir = os.path.join(root, 'reward')
   if not os.path.exists(os.path.join(reward_dir, 'summary.json')):
     logging.info('no reward model in %s: training one first', reward_dir)
-    reward_job.train_reward(config, root)
+    from_store.train_on_store(config, root)
   return reward_dir
 
 

@@ -1,8 +1,8 @@
 """Job `quickstart`: the whole paper pipeline in one workdir (the README's).
 
-Runs the jobs `simulate_preferences` (sec. 3 data), `train_reward` (three
-losses x seeds) and `evaluate` (Fig. 2-4, calibration, ties, probing) one after
-the other on the same config, and writes their times to
+Runs what the jobs `simulate_preferences` (sec. 3 data), `train_reward`
+(three losses x seeds) and `evaluate` (Fig. 2-4, calibration, ties, probing)
+run, one after the other on the same config, and writes their times to
 <workdir>/quickstart_timings.json.
 """
 
@@ -12,9 +12,10 @@ import json
 import os
 import time
 
-from rlhf_tf.jobs import evaluate as evaluate_job
-from rlhf_tf.jobs import reward as reward_job
-from rlhf_tf.jobs import simulate as simulate_job
+from rlhf_tf.devices import distributed
+from rlhf_tf.evaluation import report
+from rlhf_tf.preferences import simulated_votes
+from rlhf_tf.reward import from_store
 
 
 def run(config, workdir: str) -> dict:
@@ -22,11 +23,17 @@ def run(config, workdir: str) -> dict:
   evaluation and figures, all in ``workdir``."""
   t0 = time.perf_counter()
   timings = {}
-  simulate_job.simulate_preferences(config, workdir)
+  primary = distributed.is_primary()  # several processes: process 0 prints
+  simulated = simulated_votes.simulate_dataset(config, workdir)
+  if primary:
+    print(json.dumps(simulated, indent=2))
   timings['simulate_s'] = time.perf_counter() - t0
-  reward_job.train_reward(config, workdir)
+  trained = from_store.train_on_store(config, workdir)
+  if primary:
+    print(json.dumps({loss: s['final'] for loss, s in
+                      trained['selected'].items()}, indent=2))
   timings['train_s'] = time.perf_counter() - t0 - timings['simulate_s']
-  summary = evaluate_job.evaluate(config, workdir)
+  summary = report.evaluate(config, workdir)
   timings['total_s'] = time.perf_counter() - t0
   with open(os.path.join(workdir, 'quickstart_timings.json'), 'w') as f:
     json.dump({k: round(v, 1) for k, v in timings.items()}, f, indent=2)

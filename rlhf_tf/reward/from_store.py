@@ -6,19 +6,27 @@ target = 1 (left preferred), 0 (right) or 1/2 (equal: mu uniform, eq. 4). A
 'both_bad' answer is a tie too, or left out, as ``config.both_bad`` says
 ('tie' | 'drop').
 ``dataset_preference_data`` reads the scenes of a dataset config
-(``preferences.dataset``), filtered by ``config.data_source``.
+(``preferences.dataset``), filtered by ``config.data_source``;
+``load_training_data`` first fills an empty store with the simulated
+inspector's votes when ``config.simulate_if_empty``; ``train_on_store``
+trains every loss x seed (``reward.train``) on them in <workdir>/reward.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
+from absl import logging
 import ml_collections
 import numpy as np
 
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import simulated_votes
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import data as data_lib
+from rlhf_tf.reward import train
 
 
 def preference_data(store: store_lib.PreferenceStore,
@@ -77,3 +85,34 @@ def dataset_preference_data(store: store_lib.PreferenceStore,
   return scene_ids, preference_data(store, scene_ids, jhs,
                                     source=_source(config),
                                     both_bad=config.both_bad)
+
+
+def load_training_data(config, workdir: str
+                       ) -> tuple[list[str], data_lib.PreferenceData]:
+  """(scene ids, PreferenceData) for the dataset config, simulating votes
+  into an empty store first when config.simulate_if_empty."""
+  store = dataset.open_store(config, workdir)
+  if not has_dataset_votes(store, config):
+    scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
+    if not config.simulate_if_empty:
+      raise ValueError(f'the store {dataset.store_path(config, workdir)} has '
+                       f'no votes for scenes {scene_ids}')
+    logging.info('no votes yet: running the simulated inspector')
+    store.close()
+    simulated_votes.simulate_dataset(config, workdir)
+    store = dataset.open_store(config, workdir)
+  try:
+    return dataset_preference_data(store, config)
+  finally:
+    store.close()
+
+
+def train_on_store(config, workdir: str) -> dict:
+  """Trains config.reward (every loss x seed) on the store's votes of the
+  dataset config into <workdir>/reward; returns train.py's summary."""
+  scene_ids, data = load_training_data(config, workdir)
+  logging.info('%d preferences (%d ties) over scenes %s', data.num_pairs,
+               int((data.target == 0.5).sum()), scene_ids)
+  return train.train_and_evaluate(
+      config.reward, os.path.join(workdir, 'reward'), data,
+      mesh=mesh_lib.make_mesh(config.get('mesh')))
