@@ -22,7 +22,7 @@ def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, cranium=False, smoke=False)
   config = ml_collections.ConfigDict()
   config.job = 'inspect'
-  config.volume = sources.default_volume_config()
+  config.volume = sources.default_config()
   config.volume.source = 'cranium' if arg.cranium else 'phantom'
   config.histogram = histogram.default_config()
   if arg.smoke:

@@ -60,12 +60,7 @@ def get_config(arg=None):
     config.pairs.num = 60
     config.reward.num_epochs = 2
     config.reward.batch_size = 16
-    config.reward.model.conv_features = (4, 4, 4)
-    config.reward.model.strides = (2, 2, 2)
-    config.reward.model.input_pool = 1
-    config.reward.model.readout_pool = 1
-    config.reward.model.action_features = (8, 16)
-    config.reward.model.hidden = (16, 8)
+    experiment_file.shrink_reward_model(config.reward.model)
     config.eval.update(dict(num_gold=16, gold_image_size=16,
                             ascent_starts=2, ascent_steps=3))
   return config

@@ -45,12 +45,7 @@ def get_config(arg=None):
     config.reward.num_seeds = 2
     config.reward.num_epochs = 2
     config.reward.batch_size = 16
-    config.reward.model.conv_features = (4, 4, 4)
-    config.reward.model.strides = (2, 2, 2)
-    config.reward.model.input_pool = 1
-    config.reward.model.readout_pool = 1
-    config.reward.model.action_features = (8, 16)
-    config.reward.model.hidden = (16, 8)
+    experiment_file.shrink_reward_model(config.reward.model)
     config.reward.checkpoint_every_epochs = 2
     config.protocol.update(dict(budgets=(20, 40), num_gold=16,
                                 num_candidates=30, num_high=2,

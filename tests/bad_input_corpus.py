@@ -352,7 +352,7 @@ def _absent_inv3(tmp):
       'thin.inv3')
 def _thin(tmp):
   path = inv3(tmp, voxels=np.zeros((12, 1, 1), np.int16), name='thin.inv3')
-  cfg = sources.default_volume_config()
+  cfg = sources.default_config()
   cfg.source, cfg.path = 'inv3', str(path)
   return lambda: sources.load_volume(cfg)
 
@@ -499,7 +499,7 @@ histogram_case('histogram.hu_window text', 'histogram.hu_window',
 
 def volume_case(name, needle, error=ConfigError, **fields):
   def build(tmp):
-    cfg = sources.default_volume_config()
+    cfg = sources.default_config()
     cfg.update(fields)
     return lambda: sources.load_volume(cfg)
   case('config', name, error, needle)(build)

@@ -105,7 +105,7 @@ def test_ood_threshold_separates_phantoms_from_cranium():
   cfg = histogram.default_config()
 
   def jh(**vol):
-    c = ml_collections.ConfigDict(dict(sources.default_volume_config(
+    c = ml_collections.ConfigDict(dict(sources.default_config(
     ).to_dict(), **vol))
     return histogram.from_config(sources.load_volume(c), cfg).image
 

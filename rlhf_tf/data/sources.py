@@ -31,7 +31,9 @@ from rlhf_tf.input_error import ConfigError
 MIN_VOXELS_PER_AXIS = 2
 
 
-def default_volume_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
+  """The ``config.volume`` block: the procedural phantom (``load_volume``
+  reads every key; ``source`` picks phantom | cranium | dicom | inv3)."""
   return ml_collections.ConfigDict(dict(
       source='phantom', seed=0, shape=(128, 128, 128), metal=True,
       noise=True, patient=True, spacing=0.0, path='', series_uid='',

@@ -3,7 +3,9 @@
 An experiment file's `get_config(arg)` reads its `:arg` with `parse_arg`
 and may start from another experiment's config (`load_config(...,
 relative_to=__file__)`: reward_ce.py builds on simulate.py's data).
-`ml_collections.config_flags` rejects unknown `--experiment.a.b=v` keys, but
+`shrink_reward_model` is the one tiny reward model every `:smoke` of an
+experiment that trains a reward uses. `ml_collections.config_flags` rejects
+unknown `--experiment.a.b=v` keys, but
 deep inside absl's flag parsing; `check_override_keys` runs first and names
 the valid keys.
 """
@@ -60,6 +62,18 @@ def parse_arg(arg: str | None, **words: bool) -> ml_collections.ConfigDict:
                        f'{", ".join(sorted(words))}')
     out[word] = True
   return out
+
+
+def shrink_reward_model(model: ml_collections.ConfigDict) -> None:
+  """Makes ``config.reward.model`` (reward/model.py) tiny, in place, for a
+  `:smoke` run: 3 conv layers of 4 features at stride 2, no pooling, a
+  small action MLP and head (the sizes are unchanged otherwise)."""
+  model.conv_features = (4, 4, 4)
+  model.strides = (2, 2, 2)
+  model.input_pool = 1
+  model.readout_pool = 1
+  model.action_features = (8, 16)
+  model.hidden = (16, 8)
 
 
 def check_override_keys(config: ml_collections.ConfigDict,

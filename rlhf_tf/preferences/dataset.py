@@ -272,7 +272,7 @@ def default_config() -> ml_collections.ConfigDict:
   """The dataset part shared by the simulate / reward / evaluation configs."""
   c = ml_collections.ConfigDict()
   c.store_path = ''  # '' = <workdir>/preferences.sqlite
-  c.volume = sources.default_volume_config()
+  c.volume = sources.default_config()
   c.scene_seeds = (0,)
   c.scenes = ''  # e.g. 'phantom:0-7,cranium' (see the module docstring)
   c.histogram = histogram.default_config()
