@@ -177,6 +177,23 @@ def test_same_seed_same_numbers(tmp_path, task, reference):
   assert other['runs'] != full['runs']
 
 
+def test_every_seed_rewards_stack_each_seeds_predictions(task, reference):
+  ref_dir, _ = reference
+  config = tiny_config()
+  stacked = checkpointing.load_params(os.path.join(ref_dir, 'ce',
+                                                   'checkpoints'))
+  acts = np.random.default_rng(2).random((9, 4, 2)).astype(np.float32)
+  every = predict.every_seed_rewards(stacked, config, task.jh[1], acts,
+                                     chunk_size=4)
+  assert every.shape == (2, 9)
+  for s in range(2):
+    np.testing.assert_array_equal(
+        every[s], predict.predict_rewards(
+            predict.load_params(str(ref_dir), 'ce', s), config, task.jh[1],
+            acts, chunk_size=4))
+  assert not np.allclose(every[0], every[1])  # the seeds differ
+
+
 def test_resume_after_crash(tmp_path, task, reference, monkeypatch):
   ref_dir, full = reference
   config = tiny_config()

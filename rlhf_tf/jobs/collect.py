@@ -29,7 +29,6 @@ import threading
 from typing import Callable, NamedTuple, Optional
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
@@ -161,10 +160,7 @@ def ensemble_rewards_from_checkpoints(config, store, scene_id: str
   stacked = checkpointing.load_params(folder)
   jh = dataset.scene_jh(store, scene_id).image
   actions = store.vertices_array(scene_id)
-  seeds = jax.tree_util.tree_leaves(stacked)[0].shape[0]
-  return np.stack([predict.predict_rewards(
-      jax.tree_util.tree_map(lambda x, m=m: x[m], stacked), config.reward,
-      jh, actions) for m in range(seeds)])
+  return predict.every_seed_rewards(stacked, config.reward, jh, actions)
 
 
 def load_ensemble_rewards(config, store_file: str) -> Optional[Callable]:

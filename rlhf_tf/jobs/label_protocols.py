@@ -31,6 +31,7 @@ from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import two_stage
 from rlhf_tf.render import polygon
+from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import predict
 from rlhf_tf.reward import train
@@ -39,19 +40,19 @@ _TARGET = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
 
 
 def _train_ensemble(config, run_dir, jh, vertices, pairs, answers):
-  """Trains config.reward (all seeds) on the labels; [S] params."""
+  """Trains config.reward (all seeds) on the labels; the seed-stacked
+  parameters of its first loss."""
   examples = [(0, int(l), int(r), _TARGET[a])
               for (l, r), a in zip(pairs, answers)]
   data = data_lib.from_examples([jh], [vertices], examples)
   train.train_and_evaluate(config.reward, run_dir, data)
   loss = config.reward.losses[0]
-  return [predict.load_params(run_dir, loss, s)
-          for s in range(int(config.reward.num_seeds))]
+  return checkpointing.load_params(os.path.join(run_dir, loss,
+                                                'checkpoints'))
 
 
 def _rewards(config, params, jh, vertices) -> np.ndarray:
-  return np.stack([predict.predict_rewards(p, config.reward, jh, vertices)
-                   for p in params])
+  return predict.every_seed_rewards(params, config.reward, jh, vertices)
 
 
 def _rho(config, params, jh, gold_actions, gold_scores) -> list:

@@ -7,7 +7,9 @@
   :func:`load_every_run` those of every run.
 - :func:`predict_rewards`: eval-mode r(JH, a) for many actions of one JH,
   the JH encoded once and the actions scored in fixed-size chunks (Fig. 2 uses
-  20,000 random actions, Fig. 3 one action per JH pixel).
+  20,000 random actions, Fig. 3 one action per JH pixel);
+  :func:`every_seed_rewards` the same under every seed of seed-stacked
+  parameters (the ensemble's raw rewards, [S, N]).
 """
 
 from __future__ import annotations
@@ -104,3 +106,16 @@ def predict_rewards(params, config, jh, actions, chunk_size=None
     out.append(np.asarray(_score_chunk(params, z, jnp.asarray(part),
                                        model=model))[:chunk - pad])
   return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def every_seed_rewards(stacked_params, config, jh, actions,
+                       chunk_size=None) -> np.ndarray:
+  """Eval-mode rewards [S, N] of actions [N, n, 2] on jh [B, B] under every
+  seed of ``stacked_params`` (leading axis = seed, as checkpointed), one
+  seed at a time with ``predict_rewards``."""
+  num_seeds = int(jax.tree_util.tree_leaves(stacked_params)[0].shape[0])
+  return np.stack([
+      predict_rewards(jax.tree_util.tree_map(lambda x, s=s: x[s],
+                                             stacked_params),
+                      config, jh, actions, chunk_size)
+      for s in range(num_seeds)])
