@@ -10,6 +10,7 @@ import pytest
 
 from rlhf_tf.agent import policy
 from rlhf_tf.agent import ppo
+from rlhf_tf.agent import ppo_objective
 from rlhf_tf.evaluation import figures_agent
 
 BINS = 16
@@ -76,7 +77,7 @@ def test_rollout_and_loss_match_numpy_hand_computation():
                         vf_coef=0.6, ent_coef=0.05)
   net, jh, params = setup(config)
   ref = perturb(params, 1, 0.05)
-  rollout = jax.jit(ppo.rollout, static_argnums=(0, 1, 5))
+  rollout = jax.jit(ppo_objective.rollout, static_argnums=(0, 1, 5))
   batch, info = rollout(net, ppo._freeze(config), params, ref, jh,
                         ensemble_reward, jax.random.key(2))
   s, n, d = 2, config.batch_per_scene, 8
@@ -109,8 +110,8 @@ def test_rollout_and_loss_match_numpy_hand_computation():
   new = perturb(params, 3, 0.02)
   idx = np.arange(0, s * n, 2)
   mb = jax.tree.map(lambda x: x[idx], batch)
-  loss, aux = jax.jit(ppo.ppo_loss, static_argnums=(1,))(new, net, jh, mb, 0.1,
-                                                        0.6, 0.05)
+  loss, aux = jax.jit(ppo_objective.ppo_loss, static_argnums=(1,))(
+      new, net, jh, mb, 0.1, 0.6, 0.05)
   mu_n, log_std_n, value_n = (np.asarray(t, np.float64)[np.asarray(mb.scene)]
                               for t in apply(new, jh))
   ratio = np.exp(np_gauss_logp(mb.u, mu_n, log_std_n)
@@ -134,12 +135,13 @@ def test_rollout_and_loss_match_numpy_hand_computation():
 
 def test_combine_ensemble():
   r = jnp.array([[[1.0, 2.0], [3.0, 2.0]]])  # [S=1, M=2, N=2]
-  mean, cons, std = ppo.combine_ensemble(r, 2.0)
+  mean, cons, std = ppo_objective.combine_ensemble(r, 2.0)
   np.testing.assert_allclose(mean, [[2.0, 2.0]])
   np.testing.assert_allclose(std, [[1.0, 0.0]])
   np.testing.assert_allclose(cons, [[0.0, 2.0]])
   single = jnp.ones((1, 3))
-  assert all(x.shape == (1, 3) for x in ppo.combine_ensemble(single, 2.0))
+  assert all(x.shape == (1, 3)
+             for x in ppo_objective.combine_ensemble(single, 2.0))
 
 
 @pytest.fixture(scope='module')

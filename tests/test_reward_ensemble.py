@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rlhf_tf.agent import ppo
+from rlhf_tf.agent import ppo_objective
 from rlhf_tf.evaluation import proposal
 from rlhf_tf.jobs import agent as agent_job
 from rlhf_tf.reward import checkpointing
@@ -96,8 +96,8 @@ def test_a_seed_100_higher_changes_the_raw_ranking_not_the_standardised():
                                                                     actions))
   np.testing.assert_allclose(z_shifted, z, rtol=1e-3, atol=1e-3)
   # The same through PPO's combine (mean - k std over the seeds).
-  _, cons, _ = ppo.combine_ensemble(z[None], 1.0)
-  _, cons_shifted, _ = ppo.combine_ensemble(z_shifted[None], 1.0)
+  _, cons, _ = ppo_objective.combine_ensemble(z[None], 1.0)
+  _, cons_shifted, _ = ppo_objective.combine_ensemble(z_shifted[None], 1.0)
   assert np.argmax(cons) == np.argmax(cons_shifted)
   np.testing.assert_array_equal(np.argsort(np.asarray(cons)[0])[-5:],
                                 np.argsort(np.asarray(cons_shifted)[0])[-5:])

@@ -12,9 +12,9 @@ fixed reference set, R random actions on the same JH:
   z_s(JH, a) = (r_s(JH, a) - mean_ref r_s(JH, .)) / std_ref r_s(JH, .),
 
 which is invariant to any per-seed a_s + b_s r_s (b_s > 0). The conservative
-reward (agent.ppo.combine_ensemble, evaluation.proposal.rank) is taken over
-z_s. The reference set is drawn once from a fixed key (``reference_actions``)
-and is the same for every JH, call and seed.
+reward (agent.ppo_objective.combine_ensemble, evaluation.proposal.rank) is
+taken over z_s. The reference set is drawn once from a fixed key
+(``reference_actions``) and is the same for every JH, call and seed.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.agent import ppo
+from rlhf_tf.agent import ppo_objective
 
 import test_agent_ppo as single  # tests/ is on sys.path (rootdir)
 
@@ -19,8 +20,8 @@ def test_score_rollout_sharded_equals_vmap(mesh, reward_fn, num):
   jh = jnp.asarray(rng.uniform(size=(3, 8, 8)), jnp.float32)
   actions = jnp.asarray(rng.uniform(size=(3, num, 4, 2)), jnp.float32)
   want = jax.vmap(reward_fn)(jh, actions)
-  got = jax.jit(lambda j, a: ppo.score_rollout(reward_fn, j, a, mesh))(
-      jh, actions)
+  got = jax.jit(lambda j, a: ppo_objective.score_rollout(
+      reward_fn, j, a, mesh))(jh, actions)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
