@@ -191,7 +191,8 @@ def test_repeated_votes_all_count_unless_latest_only(filled):
     (dict(left_action=3), r'shown actions \(3, 1\) do not match pair 0'),
     (dict(right_action=0), r'shown actions \(0, 0\) do not match'),
     (dict(choice='maybe'),
-     "choice must be one of left, right, equal, both_bad, skip; got 'maybe'"),
+     "choice must be one of left, right, equal, both_bad, skip; "
+     "got 'maybe'"),
     (dict(inspector=''), 'inspector must be a non-empty string'),
     (dict(inspector=None), 'inspector must be a non-empty string'),
     (dict(source='robot'),

@@ -342,8 +342,9 @@ class PreferenceApp:
     store = self.store()
     with self.vote_lock:
       row = None if vote_id is None else store.conn.execute(
-          "SELECT event_id FROM votes WHERE kind = 'undo' AND inspector = ? "
-          'AND session = ?', (inspector, vote_id)).fetchone()
+          "SELECT event_id FROM votes WHERE kind = 'undo' "
+          'AND inspector = ? AND session = ?',
+          (inspector, vote_id)).fetchone()
       duplicate = row is not None
       try:
         event_id = row[0] if duplicate else store.record_undo(inspector,
