@@ -43,7 +43,6 @@ import numpy as np
 import optax
 
 from rlhf_tf.agent import policy as policy_lib
-from rlhf_tf.render import polygon
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -131,13 +130,3 @@ def behaviour_clone(config: ml_collections.ConfigDict, net, params, jh,
     raise FloatingPointError(f'behaviour cloning: non-finite NLL at step '
                              f'{int(bad[0])}')
   return params, history
-
-
-def mode_error(net, params, jh, experts) -> np.ndarray:
-  """Per-scene mean vertex distance between the canonical mode and the mean
-  canonical expert polygon: [S] (JH units)."""
-  pred = policy_lib.mode(net, params, jnp.asarray(jh, jnp.float32))
-  target = jnp.mean(polygon.canonicalize(jnp.asarray(experts, jnp.float32)),
-                    axis=1)
-  return np.asarray(jnp.mean(jnp.linalg.norm(pred - target, axis=-1), axis=-1))
-

@@ -144,14 +144,6 @@ def score(crit, config: InspectorConfig = InspectorConfig()) -> np.ndarray:
   return np.asarray(crit, np.float64) @ w / w.sum()
 
 
-def judge_rendering(scene, vertices):
-  """(rgba [H, W, 4], criteria (5,)) of one action [n, 2] on a scene
-  (a ``preferences.scenes.Scene``: its tissue-labelled rendering)."""
-  rgba, weights, hits = scene.render_tissues(vertices)
-  return rgba, criteria(np.asarray(weights), np.asarray(hits),
-                        np.asarray(rgba))
-
-
 def action_criteria(scene, actions, mesh=None) -> np.ndarray:
   """The criteria [A, 5] of actions [A, n, 2] on a scene (each rendered
   once with its tissue weights; the renderings split over ``mesh``)."""
