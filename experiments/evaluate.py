@@ -4,7 +4,7 @@
 
 DIR must hold reward/ from experiments/reward_ce.py, reward_nll.py or the
 quickstart (same dataset config), and preferences.sqlite. Writes
-DIR/evaluation/*.png and summary.json (see rlhf_tf/jobs/evaluate.py).
+DIR/evaluation/*.png and summary.json (see rlhf_tf/evaluation/report.py).
 The config is the quickstart's (experiments/quickstart.py) with the job
 'evaluate'. With train_if_missing (set by 'smoke'), a workdir without a
 reward model gets one first (simulated votes, train_reward), so that the

@@ -37,7 +37,7 @@ def get_config(arg=None):
   # preferences, give ~0.86 -- the paper's own suggestion (sec. 5: "a larger
   # number of actions"). ':paper' keeps 50.
   config.actions.num_random = 50 if arg.paper else 200
-  # The evaluation (jobs/evaluate.py): Fig. 2-4, calibration, probing.
+  # The evaluation (evaluation/report.py): Fig. 2-4, calibration, probing.
   config.eval = ml_collections.ConfigDict(dict(
       seed=0,
       tie_validation_fraction=0.5,  # held-out pairs tuning tie thresholds
