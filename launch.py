@@ -10,7 +10,8 @@ flags override its fields (an unknown key is an error listing the valid ones).
 Several processes / hosts (see BUILD.md): `config.distributed` or the
 environment (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)
 start `jax.distributed` before anything else; every process runs the job,
-process 0 alone writes results and logs at INFO.
+process 0 alone writes results and logs at INFO (jobs in
+`rlhf_tf.jobs.MULTI_PROCESS_JOBS`; the others refuse several processes).
 
 Bad input -- a missing or unreadable file, a bad config value, an invalid
 polygon: any `rlhf_tf.input_error.InputError` or a missing file -- ends the
@@ -30,6 +31,7 @@ from ml_collections import config_flags
 from rlhf_tf.devices import distributed
 from rlhf_tf.input_error import InputError
 from rlhf_tf.jobs import JOBS
+from rlhf_tf.jobs import MULTI_PROCESS_JOBS
 from rlhf_tf.jobs import experiment_file
 
 # What a user's input causes (files named in the message); never a bug.
@@ -66,11 +68,15 @@ def main(argv):
          f'{", ".join(sorted(JOBS))}')
   # Before any JAX computation: a no-op unless several processes are asked.
   distributed.initialize(config.get('distributed'))
+  if distributed.process_count() > 1 and job not in MULTI_PROCESS_JOBS:
+    fail(f'job {job!r} runs in one process; the jobs for several processes '
+         f'are {", ".join(sorted(MULTI_PROCESS_JOBS))}')
   if not distributed.is_primary():
     logging.set_verbosity(logging.WARNING)
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   try:
-    os.makedirs(workdir, exist_ok=True)
+    if distributed.is_primary():  # the others write nothing there
+      os.makedirs(workdir, exist_ok=True)
   except (FileExistsError, *INPUT_ERRORS) as e:
     fail(f'--workdir={workdir}: cannot create the folder ({e})')
   pylogging.getLogger('jax').setLevel(pylogging.WARNING)

@@ -8,8 +8,13 @@ first 1, 2 or 8 devices on 'data'):
 - corner_maps: 4 x --bins^2 actions scored (Fig. 3).
 - render_actions: --actions renderings of the phantom scene at --size^2
   pixels (Scene.render_many: actions split over devices).
+- ray_cache_build: the ray cache of that scene (a --volume^3 phantom seen at
+  --size^2 pixels, tissue labels; rays split over devices).
 - train_epoch: one epoch of reward training, paper sizes (100 actions, 3,600
   training pairs, batch 128, 3 seeds; data-parallel over pairs).
+- ppo_rollout: one PPO rollout, 3 scenes x 64 environments (actions) of the
+  default policy, scored by a 3-seed ensemble of the default reward model
+  (the environments split over devices).
 
 On a CPU the devices are simulated (XLA_FLAGS=
 --xla_force_host_platform_device_count=8, set by this script before JAX
@@ -20,7 +25,8 @@ and the JSON adds the renderer's samples per second.
 
 Each figure: median of --repeats calls after a first call that compiles.
 
-  .venv/bin/python benchmarks/scaling.py [--bins 256] [--repeats 3]
+  .venv/bin/python benchmarks/scaling.py [--bins 256] [--repeats 3] \
+      [--paths random_rewards,ray_cache_build]
 """
 
 from __future__ import annotations
@@ -52,12 +58,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rlhf_tf.agent import policy as policy_lib  # noqa: E402
+from rlhf_tf.agent import ppo  # noqa: E402
+from rlhf_tf.agent import ppo_objective  # noqa: E402
 from rlhf_tf.data import phantom  # noqa: E402
 from rlhf_tf.devices import mesh as mesh_lib  # noqa: E402
 from rlhf_tf.evaluation import probing  # noqa: E402
 from rlhf_tf.preferences import scenes  # noqa: E402
 from rlhf_tf.render import histogram  # noqa: E402
 from rlhf_tf.render import polygon  # noqa: E402
+from rlhf_tf.render import ray_cache  # noqa: E402
 from rlhf_tf.reward import model as model_lib  # noqa: E402
 from rlhf_tf.reward import train  # noqa: E402
 from rlhf_tf.reward import train_step  # noqa: E402
@@ -76,6 +86,8 @@ def main():
   ap.add_argument('--actions', type=int, default=32)
   ap.add_argument('--size', type=int, default=128)
   ap.add_argument('--volume', type=int, default=96)
+  ap.add_argument('--paths', default='',
+                  help='comma-separated subset of the paths (default all)')
   args = ap.parse_args()
   counts = [n for n in (1, 2, 8) if n <= jax.local_device_count()]
 
@@ -110,14 +122,43 @@ def main():
         learning_rate=1e-3, loss_name='ce', batch_size=config.batch_size,
         mesh=mesh)[1]
 
+  def ray_cache_build(mesh):
+    return lambda: ray_cache.build_ray_cache(
+        scene.volume.hu, None, scene.volume.spacing, scene.jh.axes,
+        scene.camera, scene.bins, scene.settings, labels=scene.groups,
+        mesh=mesh).buckets
+
+  ppo_cfg = ppo.default_config()
+  net = policy_lib.net_from_config(ppo_cfg.policy)
+  policy_params = policy_lib.init_params(net, jax.random.key(4), args.bins)
+  seeds = [model_lib.init_params(model, k, args.bins)
+           for k in jax.random.split(jax.random.key(5), 3)]
+  ensemble = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *seeds)
+  scene_jh = jax.random.uniform(jax.random.key(6), (3, args.bins, args.bins))
+
+  def reward_fn(jh_one, acts):  # [B, B], [N, n, 2] -> [3, N]
+    return jax.vmap(lambda p: model_lib.score(
+        model, p, model_lib.encode(model, p, jh_one), acts))(ensemble)
+
+  rollout = jax.jit(ppo_objective.rollout, static_argnums=(0, 1, 5, 7))
+
+  def ppo_rollout(mesh):
+    return lambda: rollout(net, ppo._freeze(ppo_cfg), policy_params,
+                           policy_params, scene_jh, reward_fn,
+                           jax.random.key(7), mesh)
+
   paths = {
       'random_rewards': lambda m: lambda: probing.random_action_rewards(
           model, params, jh, jax.random.key(2), num=20000, mesh=m)[1],
       'corner_maps': lambda m: lambda: probing.corner_maps(
           model, params, jh, base, mesh=m),
       'render_actions': lambda m: lambda: scene.render_many(actions, mesh=m),
+      'ray_cache_build': ray_cache_build,
       'train_epoch': train_epoch,
+      'ppo_rollout': ppo_rollout,
   }
+  if args.paths:
+    paths = {k: paths[k] for k in args.paths.split(',')}
   out = {'device_kind': jax.devices()[0].device_kind,
          'platform': jax.devices()[0].platform,
          'local_devices': jax.local_device_count(),
@@ -134,10 +175,12 @@ def main():
       row[f'speedup_{n}_vs_1'] = round(row['1_devices_s']
                                        / row[f'{n}_devices_s'], 2)
     out['paths'][name] = row
-  render = out['paths']['render_actions']
-  out['paths']['render_actions'].update(
-      num_actions=args.actions, image_size=args.size,
-      cache_samples=scene.cache.num_samples)
+  render = out['paths'].get('render_actions')
+  if render is None:
+    print(json.dumps(out, indent=1))
+    return
+  render.update(num_actions=args.actions, image_size=args.size,
+                cache_samples=scene.cache.num_samples)
   if out['platform'] != 'cpu':
     for n in counts:
       render[f'samples_per_s_{n}_devices'] = round(

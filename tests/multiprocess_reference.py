@@ -11,6 +11,7 @@ import numpy as np
 
 from rlhf_tf.evaluation import probing
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import predict
 from rlhf_tf.reward import train
 
 import test_reward_train as reward_tests
@@ -41,3 +42,19 @@ def sharded_paths(mesh, workdir: str) -> dict:
                                      reward_tests.synthetic_task(), mesh=mesh)
   return dict(rewards=np.asarray(rewards), maps=np.asarray(maps),
               summary=summary['runs'])
+
+
+def train_resumed(mesh, workdir: str) -> dict:
+  """sharded_paths' training stopped after epoch 1, then resumed to 2."""
+  task = reward_tests.synthetic_task()
+  train.train_and_evaluate(reward_tests.tiny_config(num_epochs=1), workdir,
+                           task, mesh=mesh)
+  return train.train_and_evaluate(reward_tests.tiny_config(num_epochs=2),
+                                  workdir, task, mesh=mesh)
+
+
+def assert_same_params(workdir_a: str, workdir_b: str) -> None:
+  for k in range(2):
+    jax.tree_util.tree_map(np.testing.assert_array_equal,
+                           predict.load_params(workdir_a, 'ce', k),
+                           predict.load_params(workdir_b, 'ce', k))

@@ -6,8 +6,10 @@ Joins a 2-process JAX runtime on 127.0.0.1:PORT (CPU collectives over
 gloo), builds the default mesh over the devices of both processes and runs
 the sharded paths on it: the 20,000 random-action rewards, the corner maps
 and a 2-epoch reward training (orbax checkpoints written by both processes
-together). Process 0 writes what it got to OUT_DIR/results.npz; every
-process must get the same numbers (checked by comparing with the other).
+together), and the same training stopped after epoch 1 and resumed from its
+checkpoint (restored onto the mesh), which must reach the same state.
+Process 0 writes what it got to OUT_DIR/results.npz; every process must get
+the same numbers (checked by comparing with the other).
 """
 
 import json
@@ -37,6 +39,12 @@ def main(process_id: int, port: int, out_dir: str):
   mesh = mesh_lib.make_mesh()
   assert jax.process_count() == 2 and mesh.devices.size == 4, mesh
   out = ref.sharded_paths(mesh, os.path.join(out_dir, 'train'))
+  # Stopped after epoch 1 and resumed from the orbax checkpoint (restored
+  # by both processes onto the 4-device mesh): the same run.
+  resumed = ref.train_resumed(mesh, os.path.join(out_dir, 'resumed'))
+  assert resumed['runs'] == out['summary'], (resumed['runs'], out['summary'])
+  ref.assert_same_params(os.path.join(out_dir, 'train'),
+                         os.path.join(out_dir, 'resumed'))
   # Both processes hold the same replicated numbers.
   gathered = multihost_utils.process_allgather(
       out['rewards'])

@@ -25,12 +25,18 @@ processes on 127.0.0.1 need.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Optional
+import pickle
+from typing import Callable, Optional, TypeVar
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
+import numpy as np
+
+T = TypeVar('T')
 
 ENV_COORDINATOR = 'JAX_COORDINATOR_ADDRESS'  # JAX reads this one itself too.
 ENV_NUM_PROCESSES = 'JAX_NUM_PROCESSES'
@@ -103,7 +109,83 @@ def initialize(cfg: Optional[ml_collections.ConfigDict] = None) -> bool:
   return True
 
 
+def process_count() -> int:
+  """Processes of this run (1 unless jax.distributed joined several)."""
+  return jax.process_count()
+
+
 def is_primary() -> bool:
   """True in process 0: the one process that writes figures, summaries,
   the preference store and logs results (every process computes)."""
   return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have reached ``barrier(name)``
+  (``multihost_utils.sync_global_devices``; a no-op in one process).
+
+  Orders a write by process 0 before the reads of the others, e.g. the
+  votes of ``simulate_preferences`` before ``train_reward`` loads them. Every
+  process must call it with the same name in the same order (JAX checks
+  the name).
+  """
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def primary_first(name: str):
+  """Runs the ``with`` block in process 0 first, then in the others.
+
+  Process 0 writes (creates a file, registers a scene in the store) and
+  passes ``barrier(name)``; the others wait there, then run the same block,
+  which finds what process 0 wrote and only reads it. One process: the
+  block alone.
+  """
+  if is_primary():
+    yield
+    barrier(name)
+  else:
+    barrier(name)
+    yield
+
+
+def broadcast_from_primary(value):
+  """Process 0's ``value`` (anything picklable) in every process; the
+  others' argument is ignored. One process: ``value`` itself.
+
+  ``multihost_utils.broadcast_one_to_all`` needs the same shapes
+  everywhere, so the pickled bytes travel in two steps: their length, then
+  the bytes.
+  """
+  if jax.process_count() == 1:
+    return value
+  data = (np.frombuffer(pickle.dumps(value), np.uint8) if is_primary()
+          else np.zeros(0, np.uint8))
+  size = int(multihost_utils.broadcast_one_to_all(
+      np.array([data.size], np.int32))[0])
+  buf = data if is_primary() else np.zeros(size, np.uint8)
+  buf = multihost_utils.broadcast_one_to_all(buf)
+  return value if is_primary() else pickle.loads(np.asarray(buf).tobytes())
+
+
+def on_primary(fn: Callable[[], T]) -> T:
+  """``fn()`` run in process 0 alone, its result (or the exception it
+  raised, raised again) in every process.
+
+  For what only process 0 may touch, e.g. reading the SQLite preference
+  store, which other hosts cannot share safely (WAL needs one machine's
+  shared memory). Every process must call it at the same point.
+  """
+  if jax.process_count() == 1:
+    return fn()
+  outcome = None
+  if is_primary():
+    try:
+      outcome = (True, fn())
+    except Exception as e:  # noqa: BLE001 (every process raises it)
+      outcome = (False, e)
+  ok, value = broadcast_from_primary(outcome)
+  if not ok:
+    raise value
+  return value

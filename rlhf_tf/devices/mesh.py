@@ -97,9 +97,28 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-  """Every leaf on every device of the mesh (the same value everywhere; in
-  several processes each passes the same host value)."""
-  return jax.device_put(tree, replicated(mesh))
+  """Every leaf on every device of the mesh (the same value everywhere).
+
+  In several processes each passes the same value: numpy arrays as they
+  are; an array on this process's devices (a loaded checkpoint, a ray
+  cache) goes through host memory, as ``device_put`` moves nothing between
+  hosts; a typed PRNG key (no numpy form) as its key data.
+  """
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree_util.tree_map(lambda x: _replicate_leaf(x, sharding), tree)
+
+
+def _replicate_leaf(x, sharding: NamedSharding):
+  if isinstance(x, jax.Array):
+    if not x.is_fully_addressable:  # already a global array: reshard
+      return jax.jit(lambda a: a, out_shardings=sharding)(x)
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    x = np.asarray(x)
+  return jax.device_put(x, sharding)
 
 
 def padded_size(num: int, multiple: int) -> int:

@@ -14,6 +14,7 @@ import os
 from absl import logging
 import numpy as np
 
+from rlhf_tf.devices import distributed
 from rlhf_tf.evaluation import figures
 from rlhf_tf.evaluation import figures_ties
 from rlhf_tf.evaluation import metrics
@@ -32,7 +33,8 @@ def heldout_pairs(s: Setup, summary: dict) -> None:
   logging.info('held-out pairs: accuracy, log-loss, calibration, ties')
   store = dataset.open_store(s.config, s.workdir)
   try:
-    scene_ids, data = from_store.dataset_preference_data(store, s.config)
+    scene_ids, data = distributed.on_primary(
+        lambda: from_store.dataset_preference_data(store, s.config))
   finally:
     store.close()
   _, held = train.heldout_split(s.config.reward, data)

@@ -42,7 +42,8 @@ def make_setup(config, workdir: str) -> Setup:
   ``scene_view``."""
   reward_dir = os.path.join(workdir, 'reward')
   out_dir = os.path.join(workdir, 'evaluation')
-  os.makedirs(out_dir, exist_ok=True)
+  if distributed.is_primary():
+    os.makedirs(out_dir, exist_ok=True)
   return Setup(
       config=config, workdir=workdir, out_dir=out_dir,
       params=predict.load_selected_params(reward_dir),
@@ -56,7 +57,7 @@ def scene_view(s: Setup, spec, out_dir: str) -> Setup:
   with the inspector scoring at gold_image_size and figures to out_dir."""
   store = dataset.open_store(s.config, s.workdir)
   try:
-    scene = dataset.ensure_scene(store, spec, s.config).scene
+    scene = dataset.ensure_scene(store, spec, s.config, mesh=s.mesh).scene
   finally:
     store.close()
   if s.primary:

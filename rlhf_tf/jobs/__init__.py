@@ -1,5 +1,5 @@
 """The jobs `launch.py` can run: one explicit dict, name -> fn(config,
-workdir)."""
+workdir), and the ones that may run in several processes / hosts."""
 
 from rlhf_tf.jobs import agent
 from rlhf_tf.jobs import collect
@@ -27,3 +27,10 @@ JOBS = {
     'train_agent': agent.train_agent,
     'train_reward': reward.train_reward,
 }
+
+# Written for several processes (jax.distributed): every process computes,
+# process 0 alone writes, barriers order its writes before the others'
+# reads. launch.py refuses the other jobs in a multi-process run.
+MULTI_PROCESS_JOBS = frozenset({
+    'build_actions', 'evaluate', 'quickstart', 'simulate_preferences',
+    'train_agent', 'train_reward'})

@@ -36,6 +36,7 @@ from rlhf_tf.agent import ppo
 from rlhf_tf.agent import warm_start
 from rlhf_tf.data import sample_fetch
 from rlhf_tf.data import sources
+from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures
 from rlhf_tf.evaluation import figures_agent
@@ -120,7 +121,9 @@ def train_agent(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   a = config.agent
   out_dir = os.path.join(workdir, 'agent')
-  os.makedirs(out_dir, exist_ok=True)
+  primary = distributed.is_primary()  # several processes: process 0 writes
+  if primary:
+    os.makedirs(out_dir, exist_ok=True)
   reward_fn = _reward_fn(config, _ensure_reward(config, workdir))
   logging.info('training scenes: phantom seeds %s', list(a.train_seeds))
   train = [_phantom_scene(config, s, a.gold_image_size) for s in a.train_seeds]
@@ -137,9 +140,10 @@ def train_agent(config, workdir: str) -> dict:
                  scenes=evaluate_policy(config, net, params, ref_params,
                                         k_eval, experts.shape[2], out_dir))
   summary['seconds'] = round(time.perf_counter() - t0, 1)
-  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=2)
-  print(json.dumps(summary['scenes'], indent=2))
+  if primary:
+    with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+    print(json.dumps(summary['scenes'], indent=2))
   return summary
 
 
@@ -164,14 +168,16 @@ def train_ppo(config, key, jh, ref_params, reward_fn, golds, out_dir: str):
       every=a.monitor_every, mesh=mesh_lib.make_mesh(config.get('mesh')))
   rows = {k: np.asarray(v) for k, v in metrics.items()
           if np.ndim(v) == 1}
-  with open(os.path.join(out_dir, 'metrics.jsonl'), 'w') as f:
-    for i in range(a.ppo.num_updates):
-      f.write(json.dumps({k: float(v[i]) for k, v in rows.items()}) + '\n')
-  figures_agent.overoptimisation(
-      {k: np.asarray(v) for k, v in series.items()},
-      os.path.join(out_dir, 'overoptimisation.png'))
-  # StandardCheckpointer saves asynchronously: wait, or a job that ends
-  # right after this line may leave no (or half a) checkpoint behind.
+  if distributed.is_primary():
+    with open(os.path.join(out_dir, 'metrics.jsonl'), 'w') as f:
+      for i in range(a.ppo.num_updates):
+        f.write(json.dumps({k: float(v[i]) for k, v in rows.items()}) + '\n')
+    figures_agent.overoptimisation(
+        {k: np.asarray(v) for k, v in series.items()},
+        os.path.join(out_dir, 'overoptimisation.png'))
+  # Every process calls orbax (it coordinates them; process 0 writes the
+  # host arrays). StandardCheckpointer saves asynchronously: wait, or a job
+  # that ends right after this line may leave no (or half a) checkpoint.
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(
       os.path.abspath(os.path.join(out_dir, 'checkpoint')),
@@ -209,6 +215,7 @@ def evaluate_policy(config, net, params, ref_params, key, n_vertices: int,
                           ('random (median)', randoms[j], s_random[j])):
       images.append(np.asarray(scene.render(act))[..., :3])
       titles.append(f'{scene.scene_id}: {name}\ninspector {sc:.2f}')
-  figures.overview(images, titles, os.path.join(out_dir, 'agent_tfs.png'),
-                   ncols=3)
+  if distributed.is_primary():
+    figures.overview(images, titles, os.path.join(out_dir, 'agent_tfs.png'),
+                     ncols=3)
   return scores

@@ -35,6 +35,8 @@ def run(config, workdir: str) -> dict:
   timings['train_s'] = time.perf_counter() - t0 - timings['simulate_s']
   summary = report.evaluate(config, workdir)
   timings['total_s'] = time.perf_counter() - t0
+  if not primary:
+    return summary
   with open(os.path.join(workdir, 'quickstart_timings.json'), 'w') as f:
     json.dump({k: round(v, 1) for k, v in timings.items()}, f, indent=2)
   print(f'quickstart done in {timings["total_s"]:.0f} s; figures in '

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 
+from rlhf_tf.devices import distributed
 from rlhf_tf.reward import from_store
 
 
 def train_reward(config, workdir: str) -> dict:
   summary = from_store.train_on_store(config, workdir)
-  print(json.dumps({loss: s['final'] for loss, s in
-                    summary['selected'].items()}, indent=2))
+  if distributed.is_primary():
+    print(json.dumps({loss: s['final'] for loss, s in
+                      summary['selected'].items()}, indent=2))
   return summary

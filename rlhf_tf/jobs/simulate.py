@@ -25,11 +25,15 @@ def build_actions(config, workdir: str) -> dict:
   mesh = mesh_lib.make_mesh(config.get('mesh'))
   out = {}
   for spec in dataset.scene_specs(config):
-    data = dataset.ensure_scene(store, spec, config)
+    data = dataset.ensure_scene(store, spec, config, mesh=mesh)
     simulated_votes.cache_renders(store, data, config.render, mesh=mesh)
     out[spec.scene_id] = dict(actions=len(data.vertices),
                               pairs=len(data.pairs))
-  print(json.dumps(out, indent=2))
+  store.close()
+  # Process 0's renders are in the store before any process goes on.
+  distributed.barrier('build_actions done')
+  if distributed.is_primary():
+    print(json.dumps(out, indent=2))
   return out
 
 

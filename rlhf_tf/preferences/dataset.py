@@ -193,26 +193,39 @@ class SceneData:
 
 
 def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
-                 config, build_cache: bool = True) -> SceneData:
+                 config, build_cache: bool = True, mesh=None) -> SceneData:
   """Registers a scene (D and pairs) in the store, or reloads it.
 
   Config fields used: histogram, render, actions (num_random, num_augmented,
   sigma, seed), pairs (num, seed), expert_file ('' = experts from the
   volume's tissue groups).
 
+  Several processes: every process builds the scene (``mesh`` splits its
+  ray-cache build over the devices: a collective); process 0 alone
+  registers it in the store or reads it back, and sends the actions, pairs
+  and ids to the others (``distributed.on_primary``).
+
   Raises:
     ValueError: if the store holds this scene id made from another volume /
       histogram / render config, or an incomplete one (then nothing is
       changed: use a new workdir or store).
   """
-  record = _scene_record(spec, config)
-  existing = {s['scene_id']: s for s in store.scenes()}
   volume = sources.load_volume(_cfg(spec.volume))
   experts = (experts_lib.load_expert_actions(config.expert_file)
              if config.expert_file else None)
   scene = scenes_lib.build_scene(spec.scene_id, volume, config.histogram,
-                                 config.render, experts=experts) if (
-                                     build_cache) else None
+                                 config.render, experts=experts,
+                                 mesh=mesh) if build_cache else None
+  fields = distributed.on_primary(
+      lambda: _register_scene(store, spec, config, scene))
+  return SceneData(scene=scene, **fields)
+
+
+def _register_scene(store, spec: SceneSpec, config, scene) -> dict:
+  """ensure_scene's store part: writes D and the pairs, or reads them;
+  SceneData's fields but the scene."""
+  record = _scene_record(spec, config)
+  existing = {s['scene_id']: s for s in store.scenes()}
   key = jax.random.fold_in(jax.random.key(config.actions.seed),
                            scene_hash(spec.scene_id))
   if spec.scene_id in existing:
@@ -263,9 +276,9 @@ def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
   else:
     ids = store.add_pairs(spec.scene_id,
                           [(int(min(l, r)), int(max(l, r))) for l, r in pairs])
-  return SceneData(scene=scene, vertices=np.asarray(vertices, np.float32),
-                   provenance=tuple(provenance), pairs=pairs,
-                   pair_ids=np.asarray(ids, np.int64))
+  return dict(vertices=np.asarray(vertices, np.float32),
+              provenance=tuple(provenance), pairs=np.asarray(pairs),
+              pair_ids=np.asarray(ids, np.int64))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -291,4 +304,36 @@ def store_path(config, workdir: str) -> str:
 
 
 def open_store(config, workdir: str) -> store_lib.PreferenceStore:
-  return store_lib.PreferenceStore(store_path(config, workdir))
+  """The dataset's preference store; in processes other than 0 a
+  :class:`StoreOfProcess0` (they read through ``distributed.on_primary``)."""
+  path = store_path(config, workdir)
+  if distributed.is_primary():
+    return store_lib.PreferenceStore(path)
+  return StoreOfProcess0(path)
+
+
+class StoreOfProcess0:
+  """The preference store as processes other than 0 hold it: not opened.
+
+  Process 0 alone opens the SQLite file, writes it and reads it (WAL needs
+  one machine's shared memory, so hosts cannot share the file safely); the
+  others get what they need from it through ``distributed.on_primary``.
+  Anything but ``close`` names that rule.
+  """
+
+  def __init__(self, path):
+    self.path = path
+
+  def close(self):
+    pass
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    pass
+
+  def __getattr__(self, name):
+    raise store_lib.StoreError(
+        f'process {jax.process_index()} does not open the store {self.path} '
+        f'(.{name}); process 0 reads it: distributed.on_primary')

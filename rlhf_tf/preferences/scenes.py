@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from rlhf_tf.data.volume import Volume
+from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.input_error import ConfigError, InputError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import tissues
@@ -156,7 +157,7 @@ class Scene:
 
 
 def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
-                experts: Optional[np.ndarray] = None) -> Scene:
+                experts: Optional[np.ndarray] = None, mesh=None) -> Scene:
   """Computes the JH, tissue groups, view and ray cache of a volume.
 
   Args:
@@ -166,6 +167,9 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
     render_cfg: ``config.render`` (see the module docstring).
     experts: [E, n, 2] expert actions; None = derived from the tissue groups
       (``experts.expert_actions``).
+    mesh: optional jax.sharding.Mesh: the ray cache's rays are sampled split
+      over its 'data' axis (``ray_cache.build_ray_cache``), then the cache
+      is gathered onto this process's first device, as without a mesh.
   """
   check_render_config(render_cfg)
   grad_mag = gradient_lib.gradient_magnitude(volume.hu, volume.spacing)
@@ -177,7 +181,7 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
                                            jh.axes)
     except InputError as e:
       raise InputError(f'volume {volume.name!r}: {e}') from e
-  camera, settings, cache = _view(volume, jh, groups, render_cfg)
+  camera, settings, cache = _view(volume, jh, groups, render_cfg, mesh)
   return Scene(scene_id=scene_id, volume=volume, jh=jh, groups=groups,
                camera=camera, settings=settings, cache=cache,
                experts=np.asarray(experts, np.float32),
@@ -186,8 +190,9 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
                render_cfg=render_cfg.to_dict())
 
 
-def _view(volume: Volume, jh, groups, render_cfg):
-  """(camera, settings, ray cache with tissue labels) of a render config."""
+def _view(volume: Volume, jh, groups, render_cfg, mesh=None):
+  """(camera, settings, ray cache with tissue labels) of a render config
+  (the cache built split over ``mesh``, see build_scene)."""
   check_render_config(render_cfg)
   size = int(render_cfg.image_size)
   camera = camera_lib.head_camera(
@@ -198,7 +203,14 @@ def _view(volume: Volume, jh, groups, render_cfg):
   settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step,
                                      shading=bool(render_cfg.shading))
   cache = ray_cache.build_ray_cache(volume.hu, None, volume.spacing, jh.axes,
-                                    camera, jh.bins, settings, labels=groups)
+                                    camera, jh.bins, settings, labels=groups,
+                                    mesh=mesh)
+  if mesh_lib.data_size(mesh) > 1:
+    # Every later use (one rendering, a gradient, render_many's replicated
+    # copy) expects the cache whole on one device; in several processes
+    # its shards live on other hosts (to_host gathers them, a collective).
+    cache = jax.device_put(jax.tree_util.tree_map(mesh_lib.to_host, cache),
+                           jax.local_devices()[0])
   return camera, settings, cache
 
 

@@ -111,9 +111,10 @@ def simulate_dataset(config, workdir: str) -> dict:
     with open(summary_path) as f:
       previous = json.load(f)
   for spec in dataset.scene_specs(config):
-    data = dataset.ensure_scene(store, spec, config)
-    done = store.effective_votes(scene_id=spec.scene_id, source='simulated',
-                                 inspector=config.inspector.name)
+    data = dataset.ensure_scene(store, spec, config, mesh=mesh)
+    done = distributed.on_primary(lambda: store.effective_votes(
+        scene_id=spec.scene_id, source='simulated',
+        inspector=config.inspector.name))
     if done:
       logging.info('scene %s already has %d simulated votes; skipped',
                    spec.scene_id, len(done))
@@ -134,7 +135,11 @@ def simulate_dataset(config, workdir: str) -> dict:
         expert_score_mean=float(scores[experts].mean()),
         random_score_median=float(np.median(scores[randoms])))
   summary['seconds'] = round(time.perf_counter() - t0, 2)
+  store.close()
   if distributed.is_primary():
     with open(summary_path, 'w') as f:
       json.dump(summary, f, indent=2)
+  # Process 0's votes are in the store before any process goes on (reward
+  # training reads them next).
+  distributed.barrier('simulate_dataset done')
   return summary

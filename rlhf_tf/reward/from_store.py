@@ -21,6 +21,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import simulated_votes
@@ -92,7 +93,7 @@ def load_training_data(config, workdir: str
   """(scene ids, PreferenceData) for the dataset config, simulating votes
   into an empty store first when config.simulate_if_empty."""
   store = dataset.open_store(config, workdir)
-  if not has_dataset_votes(store, config):
+  if not distributed.on_primary(lambda: has_dataset_votes(store, config)):
     scene_ids = [s.scene_id for s in dataset.scene_specs(config)]
     if not config.simulate_if_empty:
       raise ValueError(f'the store {dataset.store_path(config, workdir)} has '
@@ -102,7 +103,8 @@ def load_training_data(config, workdir: str
     simulated_votes.simulate_dataset(config, workdir)
     store = dataset.open_store(config, workdir)
   try:
-    return dataset_preference_data(store, config)
+    return distributed.on_primary(
+        lambda: dataset_preference_data(store, config))
   finally:
     store.close()
 

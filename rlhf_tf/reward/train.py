@@ -128,17 +128,20 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
                     held_data, mesh=None) -> List[List[dict]]:
   """Trains/resumes all seeds of one loss; returns per-seed metric rows."""
   root = os.path.join(workdir, loss_name)
-  os.makedirs(root, exist_ok=True)
   meta_path = os.path.join(root, 'run_meta.json')
   fp = _fingerprint(config.copy_and_resolve_references(), train_data)
-  if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      if json.load(f)['fingerprint'] != fp:
-        raise ValueError(f'{root} holds a run with another config or data; '
-                         f'use a fresh workdir')
-  elif distributed.is_primary():
-    with open(meta_path, 'w') as f:
-      json.dump({'fingerprint': fp}, f)
+  # Process 0 checks / writes the fingerprint first; the others then check
+  # the file it wrote (every process refuses a foreign run alike).
+  with distributed.primary_first(f'run_meta {loss_name}'):
+    if os.path.exists(meta_path):
+      with open(meta_path) as f:
+        if json.load(f)['fingerprint'] != fp:
+          raise ValueError(f'{root} holds a run with another config or '
+                           f'data; use a fresh workdir')
+    elif distributed.is_primary():
+      os.makedirs(root, exist_ok=True)
+      with open(meta_path, 'w') as f:
+        json.dump({'fingerprint': fp}, f)
   seeds = int(config.num_seeds)
   nb = data_lib.num_batches(train_data.num_pairs, int(config.batch_size))
   init = init_states(keys, losses_lib.initial_loss_params(loss_name),
@@ -308,7 +311,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError('no training pairs')
   lr = float(config.learning_rate)
   keys = _on_mesh(seed_keys(config), mesh)
-  os.makedirs(workdir, exist_ok=True)
   summary = {'selection': config.selection,
              'num_train_pairs': train_data.num_pairs,
              'num_heldout_pairs': 0 if held_data is None
@@ -325,8 +327,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'seed': k, 'run_dir': os.path.join(loss_name, f'seed_{k}'),
           'final': rows[k][-1]}
   summary['train_seconds'] = time.time() - t0
-  if not distributed.is_primary():
-    return summary
-  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=2)
+  if distributed.is_primary():
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+  # summary.json (what predict.load_selected_params reads) is on disk
+  # before any process goes on.
+  distributed.barrier('train_and_evaluate done')
   return summary

@@ -14,14 +14,18 @@ from rlhf_tf.render import ray_cache
 ATOL = 1e-6  # float32 rounding; values in [0, 1]
 
 
+def _hist_config():
+  hist = histogram.default_config()
+  hist.bins = 32
+  return hist
+
+
 @functools.lru_cache(maxsize=None)
 def _scene():
   volume = phantom.make_head_phantom(jax.random.key(0), (24, 24, 24))
-  hist = histogram.default_config()
-  hist.bins = 32
   render = scenes.default_config()
   render.image_size = 12
-  return scenes.build_scene('sharded', volume, hist, render)
+  return scenes.build_scene('sharded', volume, _hist_config(), render)
 
 
 def _actions(num):
@@ -74,4 +78,24 @@ def test_ray_cache_build_split_over_rays_equals_one_device(mesh):
   np.testing.assert_allclose(
       np.asarray(ray_cache.render_cached(split, table, scene.settings)),
       np.asarray(ray_cache.render_cached(one, table, scene.settings)),
+      atol=1e-5, rtol=0)
+
+
+def test_build_scene_on_a_mesh_gives_the_one_device_cache(mesh):
+  """Jobs build a scene's ray cache split over rays (dataset.ensure_scene's
+  mesh); the scene then holds it whole on one device, as without a mesh."""
+  one = _scene()
+  render = scenes.default_config()
+  render.image_size = 12
+  split = scenes.build_scene('sharded', one.volume, _hist_config(), render,
+                             mesh=mesh)
+  for leaf in jax.tree_util.tree_leaves(split.cache):
+    assert len(leaf.sharding.device_set) == 1
+  table = one.tf_table(one.experts[0])
+  np.testing.assert_allclose(
+      np.asarray(split.render(one.experts[0])),
+      np.asarray(one.render(one.experts[0])), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(
+      np.asarray(ray_cache.render_cached(split.cache, table, one.settings)),
+      np.asarray(ray_cache.render_cached(one.cache, table, one.settings)),
       atol=1e-5, rtol=0)
