@@ -9,7 +9,8 @@ and a 2-epoch reward training (orbax checkpoints written by both processes
 together), and the same training stopped after epoch 1 and resumed from its
 checkpoint (restored onto the mesh), which must reach the same state.
 Process 0 writes what it got to OUT_DIR/results.npz; every process must get
-the same numbers (checked by comparing with the other).
+the same numbers (checked by comparing with the other). Also checks
+distributed.on_primary (a result and an exception sent from process 0).
 """
 
 import json
@@ -38,6 +39,16 @@ def main(process_id: int, port: int, out_dir: str):
 
   mesh = mesh_lib.make_mesh()
   assert jax.process_count() == 2 and mesh.devices.size == 4, mesh
+  # on_primary: process 0's result, or its exception, in both processes.
+  got = distributed.on_primary(
+      lambda: dict(process=jax.process_index(), rows=np.arange(70000)))
+  assert got['process'] == 0 and got['rows'][-1] == 69999, got
+  try:
+    distributed.on_primary(lambda: int('not a number in process 0'))
+  except ValueError as e:
+    assert 'not a number in process 0' in str(e), e
+  else:
+    raise AssertionError('on_primary did not raise process 0\'s error')
   out = ref.sharded_paths(mesh, os.path.join(out_dir, 'train'))
   # Stopped after epoch 1 and resumed from the orbax checkpoint (restored
   # by both processes onto the 4-device mesh): the same run.

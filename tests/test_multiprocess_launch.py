@@ -123,3 +123,21 @@ def test_launch_two_processes_agree_with_one(tmp_path):
   for loss in ('ce', 'nll', 'davidson'):
     assert abs(got[loss]['heldout']['accuracy']
                - want[loss]['heldout']['accuracy']) <= 0.05, loss
+
+
+def test_launch_refuses_a_one_process_job_in_two_processes(tmp_path):
+  """A job not written for several processes (jobs.MULTI_PROCESS_JOBS)
+  stops in every process with one error line, before it writes."""
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, 'launch.py', '--experiment=experiments/inspect.py:smoke',
+       f'--workdir={tmp_path / "w"}'], cwd=ROOT,
+      env=dict(sharded_env(1), JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
+               JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i)),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=TIMEOUT_S)
+    assert p.returncode == 2, err[-3000:]
+    assert "error: job 'inspect' runs in one process" in err
+  assert not (tmp_path / 'w').exists()
