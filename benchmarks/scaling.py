@@ -113,9 +113,9 @@ def main():
     tdata = jax.tree_util.tree_map(jnp.asarray, train_np)
     states = train_step.init_states(keys, model=model, bins=args.bins)
     k = keys
-    if mesh is not None:
-      tdata, states, k = (mesh_lib.replicate(jax.tree_util.tree_map(
-          np.asarray, t), mesh) for t in (tdata, states, keys))
+    if mesh is not None:  # (typed PRNG keys have no numpy form)
+      tdata, states, k = (mesh_lib.replicate(t, mesh)
+                          for t in (tdata, states, keys))
     # A copy per call: the train step donates (consumes) its states.
     return lambda: train_step.train_epoch(
         jax.tree_util.tree_map(jnp.copy, states), k, 0, tdata, model=model,
