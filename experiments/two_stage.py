@@ -38,8 +38,8 @@ def get_config(arg=None):
   config.reward.checkpoint_every_epochs = 75
   config.protocol = ml_collections.ConfigDict(dict(
       seed=0, budgets=(500, 1000, 2000, 4000), num_gold=2000,
-      num_candidates=5000, num_high=50, num_disagree=150,
-      num_candidate_pairs=20000))
+      protocols=('uniform', 'two_stage'), num_candidates=5000,
+      pairs_per_new_action=4, high_fraction=0.25, num_partners=64))
   if arg.smoke:
     config.render.image_size = 16
     config.reward.num_seeds = 2
@@ -48,6 +48,5 @@ def get_config(arg=None):
     experiment_file.shrink_reward_model(config.reward.model)
     config.reward.checkpoint_every_epochs = 2
     config.protocol.update(dict(budgets=(20, 40), num_gold=16,
-                                num_candidates=30, num_high=2,
-                                num_disagree=3, num_candidate_pairs=100))
+                                num_candidates=30, num_partners=8))
   return config

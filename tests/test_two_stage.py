@@ -58,3 +58,31 @@ def test_new_actions_are_high_reward_then_disagreement():
   scaled = r * np.array([[1.0], [100.0], [0.01]])
   np.testing.assert_array_equal(two_stage.new_actions(scaled, 3, 0),
                                 [19, 18, 17])
+
+
+def test_partner_pairs_label_every_new_action_with_its_most_disputed():
+  r = np.tile(np.arange(12.0), (3, 1))  # The seeds agree...
+  r[:, 3] = (20.0, -20.0, 0.0)  # ...except on action 3.
+  new = np.array([10, 11])
+  pairs = two_stage.partner_pairs(jax.random.key(0), r, new, per_action=2,
+                                  num_partners=11)
+  assert len(pairs) == 4
+  by_new = {a: sorted(set(p) - {a}) for a in new for p in pairs if a in p}
+  assert set(by_new) == {10, 11}
+  # Every new action's first partner is the disputed one; no self pairs,
+  # no pair twice, both orders shown, deterministic from the key.
+  for a in new:
+    partners = [int(p[0] if p[1] == a else p[1]) for p in pairs if a in p]
+    assert 3 in partners and a not in partners
+  assert len({tuple(sorted(p)) for p in pairs}) == 4
+  np.testing.assert_array_equal(
+      pairs, two_stage.partner_pairs(jax.random.key(0), r, new, 2,
+                                     num_partners=11))
+  many = two_stage.partner_pairs(jax.random.key(1), _rewards(num=60),
+                                 np.arange(40, 60), 3)
+  assert 0 < np.mean(np.isin(many[:, 0], np.arange(40, 60))) < 1
+  # A labelled pair is not asked again.
+  again = two_stage.partner_pairs(jax.random.key(0), r, new, 2,
+                                  exclude=[(3, 10), (11, 3)],
+                                  num_partners=11)
+  assert not {(3, 10), (3, 11)} & {tuple(sorted(p)) for p in again}

@@ -62,8 +62,8 @@ def learning_curve_figure(rows: Sequence[Mapping], path: str) -> str:
   mean over seeds with the seeds' range as a band.
 
   Args:
-    rows: per budget: 'labels', 'uniform_rho' and 'two_stage_rho' (lists,
-      one value per seed).
+    rows: per budget: 'labels', 'uniform_rho' and / or 'two_stage_rho'
+      (lists, one value per seed); a protocol not run is not drawn.
   """
   if not rows:
     raise ValueError('no budget to draw')
@@ -74,6 +74,8 @@ def learning_curve_figure(rows: Sequence[Mapping], path: str) -> str:
                              '#7f7f7f'),
                             ('two_stage_rho', 'two-stage (high reward + '
                              'ensemble disagreement)', '#1b9e77')):
+    if key not in rows[0]:
+      continue
     values = np.array([r[key] for r in rows], float)
     ax.plot(labels, values.mean(axis=1), 'o-', color=colour, label=name)
     ax.fill_between(labels, values.min(axis=1), values.max(axis=1),
@@ -87,7 +89,8 @@ def learning_curve_figure(rows: Sequence[Mapping], path: str) -> str:
   ax.set_ylabel('Spearman ρ vs inspector, unseen actions',
                 fontsize=style.LABEL_SIZE)
   ax.legend(fontsize=style.SMALL_SIZE, loc='lower right')
+  seeds = len(rows[0].get('uniform_rho') or rows[0]['two_stage_rho'])
   ax.set_title('fewer labels for the same reward (mean and range of '
-               f'{len(rows[0]["uniform_rho"])} seeds)',
+               f'{seeds} seeds)',
                fontsize=style.TITLE_SIZE)
   return style.save_figure(fig, path)

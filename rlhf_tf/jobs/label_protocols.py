@@ -3,11 +3,15 @@
 On one scene (the dataset config's first), for each label budget: the
 uniform protocol labels uniform pairs of the paper's action set (10 expert,
 50 random, 40 augmented); the two-stage protocol (preferences/two_stage.py)
-labels half the budget that way, trains the seeds as an ensemble, adds the
-candidate actions the ensemble rates high or disagrees on, and labels the
-pairs it disagrees on most. Each protocol's final reward (every seed) is
-scored by Spearman rho against the simulated inspector over unseen random
-actions. Writes <workdir>/label_protocols/{summary.json, learning_curve.png}.
+labels half the budget that way, trains the seeds as an ensemble, adds one
+new action per ``pairs_per_new_action`` remaining labels (a
+``high_fraction`` of them those the ensemble rates highest, the rest those
+it disagrees on most, out of ``num_candidates`` random ones) and labels each
+new action against the partners it is most disputed with. Each protocol's
+final reward (every seed) is scored by Spearman rho against the simulated
+inspector over unseen random actions (their scores cached in
+gold_<scene>.npz). Writes <workdir>/label_protocols/{summary.json,
+learning_curve.png}.
 """
 
 from __future__ import annotations
@@ -60,6 +64,21 @@ def _rho(config, params, jh, gold_actions, gold_scores) -> list:
           for r in _rewards(config, params, jh, gold_actions)]
 
 
+def _gold(scene, icfg, key, num: int, path: str):
+  """(unseen random actions [num, n, 2], their inspector scores [num]),
+  cached in ``path`` (rendering them is the slow part)."""
+  if os.path.exists(path):
+    with np.load(path) as f:
+      if len(f['scores']) == num:
+        return f['actions'], f['scores']
+  actions = np.asarray(polygon.random_actions(key, num,
+                                              scene.experts.shape[1]))
+  scores = inspector_lib.score(inspector_lib.action_criteria(scene, actions),
+                               icfg)
+  np.savez(path, actions=actions, scores=scores)
+  return actions, scores
+
+
 def run(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   out_dir = os.path.join(workdir, 'label_protocols')
@@ -71,60 +90,68 @@ def run(config, workdir: str) -> dict:
   jh = np.asarray(scene.jh.image, np.float32)
   n = scene.experts.shape[1]
   icfg = inspector_lib.from_config(config.inspector)
-  key = jax.random.key(config.protocol.seed)
+  proto = config.protocol
+  key = jax.random.key(proto.seed)
   k_gold, k_d, k_pairs, k_cand, k_select = jax.random.split(key, 5)
-  gold_actions = np.asarray(polygon.random_actions(
-      k_gold, config.protocol.num_gold, n))
-  gold_scores = inspector_lib.score(
-      inspector_lib.action_criteria(scene, gold_actions), icfg)
+  gold_actions, gold_scores = _gold(scene, icfg, k_gold, int(proto.num_gold),
+                                    os.path.join(out_dir, f'gold_'
+                                                 f'{spec.scene_id}.npz'))
   d = actions_lib.build_action_set(
       k_d, scene.experts, num_random=config.actions.num_random,
       num_augmented=config.actions.num_augmented, sigma=config.actions.sigma)
   crit_d = inspector_lib.action_criteria(scene, d.vertices)
   rows = []
-  for budget in config.protocol.budgets:
+  for budget in proto.budgets:
     t_budget = time.perf_counter()
     budget = int(budget)
     k_b = jax.random.fold_in(k_pairs, budget)
-    # Uniform: the paper's protocol.
-    pairs = actions_lib.sample_pairs(k_b, len(d), budget)
-    answers = inspector_lib.judge_pairs(None, crit_d, pairs, icfg)
-    params = _train_ensemble(config, os.path.join(
-        out_dir, f'uniform_{budget}'), jh, d.vertices, pairs, answers)
-    uniform = _rho(config, params, jh, gold_actions, gold_scores)
-    # Two stages: half uniform, then where the ensemble looks.
-    half = budget // 2
-    pairs1 = actions_lib.sample_pairs(k_b, len(d), half)
-    answers1 = inspector_lib.judge_pairs(None, crit_d, pairs1, icfg)
-    first = _train_ensemble(config, os.path.join(
-        out_dir, f'stage1_{budget}'), jh, d.vertices, pairs1, answers1)
-    cands = two_stage.candidate_actions(
-        jax.random.fold_in(k_cand, budget), config.protocol.num_candidates, n)
-    pick = two_stage.new_actions(_rewards(config, first, jh, cands),
-                                 config.protocol.num_high,
-                                 config.protocol.num_disagree)
-    grown = np.concatenate([d.vertices, cands[pick]])
-    crit = np.concatenate([crit_d, inspector_lib.action_criteria(
-        scene, cands[pick])])
-    pairs2 = two_stage.disagreement_pairs(
-        jax.random.fold_in(k_select, budget), _rewards(config, first, jh,
-                                                       grown),
-        budget - half, exclude=[tuple(p) for p in pairs1],
-        num_candidates=config.protocol.num_candidate_pairs)
-    all_pairs = np.concatenate([pairs1, pairs2])
-    all_answers = list(answers1) + inspector_lib.judge_pairs(
-        None, crit, pairs2, icfg)
-    params = _train_ensemble(config, os.path.join(
-        out_dir, f'two_stage_{budget}'), jh, grown, all_pairs, all_answers)
-    staged = _rho(config, params, jh, gold_actions, gold_scores)
-    rows.append(dict(labels=budget, uniform_rho=uniform,
-                     two_stage_rho=staged,
-                     two_stage_actions=int(len(grown)),
-                     uniform_tie_rate=inspector_lib.tie_rate(answers),
-                     two_stage_tie_rate=inspector_lib.tie_rate(all_answers),
-                     seconds=round(time.perf_counter() - t_budget, 1)))
+    row = dict(labels=budget)
+    if 'uniform' in proto.protocols:  # The paper's protocol.
+      pairs = actions_lib.sample_pairs(k_b, len(d), budget)
+      answers = inspector_lib.judge_pairs(None, crit_d, pairs, icfg)
+      params = _train_ensemble(config, os.path.join(
+          out_dir, f'uniform_{budget}'), jh, d.vertices, pairs, answers)
+      row.update(uniform_rho=_rho(config, params, jh, gold_actions,
+                                  gold_scores),
+                 uniform_tie_rate=inspector_lib.tie_rate(answers))
+    if 'two_stage' in proto.protocols:
+      # Two stages: half uniform, then where the ensemble looks.
+      half = budget // 2
+      pairs1 = actions_lib.sample_pairs(k_b, len(d), half)
+      answers1 = inspector_lib.judge_pairs(None, crit_d, pairs1, icfg)
+      first = _train_ensemble(config, os.path.join(
+          out_dir, f'stage1_{budget}'), jh, d.vertices, pairs1, answers1)
+      cands = two_stage.candidate_actions(
+          jax.random.fold_in(k_cand, budget), proto.num_candidates, n)
+      num_new = (budget - half) // int(proto.pairs_per_new_action)
+      num_high = int(round(float(proto.high_fraction) * num_new))
+      pick = two_stage.new_actions(_rewards(config, first, jh, cands),
+                                   num_high, num_new - num_high)
+      grown = np.concatenate([d.vertices, cands[pick]])
+      crit = np.concatenate([crit_d, inspector_lib.action_criteria(
+          scene, cands[pick])])
+      pairs2 = two_stage.partner_pairs(
+          jax.random.fold_in(k_select, budget),
+          _rewards(config, first, jh, grown), len(d) + np.arange(len(pick)),
+          int(proto.pairs_per_new_action),
+          exclude=[tuple(p) for p in pairs1],
+          num_partners=int(proto.num_partners))
+      all_pairs = np.concatenate([pairs1, pairs2])
+      all_answers = list(answers1) + inspector_lib.judge_pairs(
+          None, crit, pairs2, icfg)
+      params = _train_ensemble(config, os.path.join(
+          out_dir, f'two_stage_{budget}'), jh, grown, all_pairs,
+                               all_answers)
+      row.update(two_stage_rho=_rho(config, params, jh, gold_actions,
+                                    gold_scores),
+                 two_stage_actions=int(len(grown)),
+                 two_stage_labels=int(len(all_pairs)),
+                 two_stage_tie_rate=inspector_lib.tie_rate(all_answers))
+    row['seconds'] = round(time.perf_counter() - t_budget, 1)
+    rows.append(row)
     logging.info('%d labels: uniform rho %s, two-stage rho %s', budget,
-                 np.round(uniform, 3), np.round(staged, 3))
+                 np.round(row.get('uniform_rho', []), 3),
+                 np.round(row.get('two_stage_rho', []), 3))
   usage = resource.getrusage(resource.RUSAGE_SELF)
   summary = dict(scene_id=spec.scene_id, rows=rows,
                  seconds=round(time.perf_counter() - t0, 1),

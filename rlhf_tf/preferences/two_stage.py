@@ -8,7 +8,15 @@ actions "in the critical range of the JH" instead. Two stages:
   2. Draw many random candidate actions, keep those the ensemble rates high
      or disagrees on (``new_actions``), and label the pairs of the grown
      action set on which the ensemble's P(a > b) disagrees most
-     (``disagreement_pairs``).
+     (``disagreement_pairs``), or, so that every new action is labelled,
+     each new action against the partners it is most disputed with
+     (``partner_pairs``).
+
+Why many new actions: a reward is scored on actions it never saw, and the
+paper's set D has only 100 distinct actions; more labels on the same pairs
+of D stop helping early (uniform pairs: Spearman 0.62 at 1,000 labels and
+still 0.62 at 4,000, experiments/two_stage.py). Labels spread over many
+well-chosen new actions keep adding information.
 
 Everything here works on ensemble rewards (numbers), is deterministic from
 its key, and knows nothing of how the rewards were made.
@@ -102,5 +110,49 @@ def disagreement_pairs(key, rewards: np.ndarray, num_pairs: int,
   score = pair_disagreement(rewards, pairs)
   order = np.lexsort((np.arange(len(pairs)), -score))[:num_pairs]
   chosen = pairs[order]
+  flip = np.asarray(jax.random.bernoulli(k_order, 0.5, (len(chosen),)))
+  return np.where(flip[:, None], chosen[:, ::-1], chosen)
+
+
+def partner_pairs(key, rewards: np.ndarray, new: np.ndarray, per_action: int,
+                  exclude=(), num_partners: int = 64) -> np.ndarray:
+  """``per_action`` pairs [len(new) * per_action, 2] for each new action.
+
+  For every index in ``new``, ``num_partners`` partner actions are drawn
+  uniformly from the A actions (without itself; the key decides which, and
+  the left/right order shown); the partners whose pair with it the ensemble
+  disagrees on most (pair_disagreement) win, ties broken by draw order. A
+  pair already in ``exclude`` (either order) or chosen before is skipped.
+
+  Args:
+    key: PRNG key.
+    rewards: [S, A] ensemble rewards of the action set.
+    new: indices of the actions that need labels.
+    per_action: pairs per new action.
+    exclude: iterable of (a, b) pairs not to ask again.
+    num_partners: candidate partners drawn per new action (capped at A-1).
+  """
+  num_actions = np.shape(rewards)[1]
+  done = {(min(int(a), int(b)), max(int(a), int(b))) for a, b in exclude}
+  k_draw, k_order = jax.random.split(key)
+  draw = min(int(num_partners), num_actions - 1)
+  chosen = []
+  for i, a in enumerate(np.asarray(new, np.int64)):
+    # Partners from the A - 1 others: draw from [0, A - 1), skip over a.
+    others = np.asarray(jax.random.choice(jax.random.fold_in(k_draw, i),
+                                          num_actions - 1, (draw,),
+                                          replace=False))
+    others = others + (others >= a)
+    keep = [b for b in others
+            if (min(a, b), max(a, b)) not in done]
+    if not keep:
+      continue
+    pairs = np.stack([np.full(len(keep), a), np.asarray(keep)], axis=-1)
+    score = pair_disagreement(rewards, pairs)
+    for b in pairs[np.lexsort((np.arange(len(pairs)), -score)), 1][
+        :per_action]:
+      done.add((min(a, int(b)), max(a, int(b))))
+      chosen.append((a, int(b)))
+  chosen = np.asarray(chosen, np.int64).reshape(-1, 2)
   flip = np.asarray(jax.random.bernoulli(k_order, 0.5, (len(chosen),)))
   return np.where(flip[:, None], chosen[:, ::-1], chosen)
