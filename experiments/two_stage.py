@@ -38,7 +38,8 @@ def get_config(arg=None):
   config.reward.checkpoint_every_epochs = 75
   config.protocol = ml_collections.ConfigDict(dict(
       seed=0, budgets=(500, 1000, 2000, 4000), num_gold=2000,
-      protocols=('uniform', 'two_stage'), num_candidates=5000,
+      protocols=('uniform', 'two_stage'), stage1_fraction=0.5,
+      num_candidates=5000,
       pairs_per_new_action=4, high_fraction=0.25, num_partners=64))
   if arg.smoke:
     config.render.image_size = 16

@@ -3,13 +3,13 @@
 On one scene (the dataset config's first), for each label budget: the
 uniform protocol labels uniform pairs of the paper's action set (10 expert,
 50 random, 40 augmented); the two-stage protocol (preferences/two_stage.py)
-labels half the budget that way, trains the seeds as an ensemble, adds one
-new action per ``pairs_per_new_action`` remaining labels (a
-``high_fraction`` of them those the ensemble rates highest, the rest those
-it disagrees on most, out of ``num_candidates`` random ones) and labels each
-new action against the partners it is most disputed with. Each protocol's
-final reward (every seed) is scored by Spearman rho against the simulated
-inspector over unseen random actions (their scores cached in
+labels a ``stage1_fraction`` of the budget that way, trains the seeds as
+an ensemble, adds one new action per ``pairs_per_new_action`` remaining
+labels (a ``high_fraction`` of them those the ensemble rates highest, the
+rest those it disagrees on most, out of ``num_candidates`` random ones) and
+labels each new action against the partners it is most disputed with.
+Each protocol's final reward (every seed) is scored by Spearman rho against
+the simulated inspector over unseen random actions (their scores cached in
 gold_<scene>.npz). Writes <workdir>/label_protocols/{summary.json,
 learning_curve.png}.
 """
@@ -115,8 +115,8 @@ def run(config, workdir: str) -> dict:
                                   gold_scores),
                  uniform_tie_rate=inspector_lib.tie_rate(answers))
     if 'two_stage' in proto.protocols:
-      # Two stages: half uniform, then where the ensemble looks.
-      half = budget // 2
+      # Two stages: a share uniform, then where the ensemble looks.
+      half = int(round(float(proto.stage1_fraction) * budget))
       pairs1 = actions_lib.sample_pairs(k_b, len(d), half)
       answers1 = inspector_lib.judge_pairs(None, crit_d, pairs1, icfg)
       first = _train_ensemble(config, os.path.join(
