@@ -3,11 +3,13 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from rlhf_tf.evaluation import scene_holdout
 from rlhf_tf.jobs import JOBS
 from rlhf_tf.jobs import experiment_file
+from rlhf_tf.preferences import inspector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,5 +54,32 @@ def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
             config.pairs.num * len(fold['train_ids']))
     assert 0.0 <= fold['decisive_accuracy'] <= 1.0
     assert fold['num_decisive'] > 0
+    errors = fold['errors']
+    assert sum(b['n'] for b in errors['by_score_gap']) == fold['num_decisive']
+    assert errors['one_fails']['n'] + errors['both_pass']['n'] == fold[
+        'num_decisive']
   for name in ('summary.json', 'table.md', 'held_out.png'):
     assert os.path.getsize(tmp_path / 'multiscene' / name) > 100
+
+
+def test_error_breakdown_places_the_errors():
+  """Three actions; the inspector decides by target_visible (beyond its
+  tolerance) or, when that ties, by unoccluded. A reward that ranks by
+  target_visible only gets the first kind right and the second wrong."""
+  icfg = inspector.InspectorConfig()
+  crit = np.array([[0.9, 0.5, 1, 1, 1], [0.7, 0.5, 1, 1, 1],
+                   [0.9, 0.9, 1, 1, 1], [0.2, 0.5, 1, 1, 1]], float)
+  pairs = np.array([[0, 1], [1, 2], [0, 2], [3, 1], [0, 0]])
+  target = np.array([1.0, 0.0, 0.0, 0.0, 0.5])
+  rewards = np.array([0.9, 0.7, 0.8, 0.2])  # 0 above 2: wrong on (0, 2)
+  out = scene_holdout.error_breakdown(rewards, crit, pairs, target, icfg,
+                                      num_bins=2)
+  assert out['score_accuracy'] == 1.0
+  assert out['by_criterion']['target_visible'] == dict(n=3, accuracy=1.0)
+  assert out['by_criterion']['unoccluded'] == dict(n=1, accuracy=0.0)
+  assert out['one_fails'] == dict(n=1, accuracy=1.0)
+  assert out['both_pass']['n'] == 3
+  assert sum(b['n'] for b in out['by_score_gap']) == 4
+  # The wrong pair has the smallest score gap: it is in the first bin.
+  assert out['by_score_gap'][0]['accuracy'] < 1.0
+  assert out['by_score_gap'][1]['accuracy'] == 1.0

@@ -24,6 +24,7 @@ import numpy as np
 
 from rlhf_tf.evaluation import metrics
 from rlhf_tf.evaluation import probing
+from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict
@@ -119,3 +120,55 @@ def gold_actions(key, scene_hash: int, num: int, n_vertices: int):
   """The unseen random actions [num, n, 2] a scene is evaluated on."""
   return np.asarray(polygon.random_actions(
       jax.random.fold_in(key, scene_hash), num, n_vertices))
+
+
+def error_breakdown(rewards: np.ndarray, crit: np.ndarray, pairs: np.ndarray,
+                    target: np.ndarray,
+                    icfg: inspector_lib.InspectorConfig,
+                    num_bins: int = 5) -> dict:
+  """Where a reward's decisive-pair errors lie on one scene.
+
+  Args:
+    rewards: [A] the reward of each labelled action.
+    crit: [A, 5] the inspector's criteria of each action.
+    pairs: [P, 2] (left, right); target [P] 1, 0 or 0.5 (ties are skipped).
+    icfg: the inspector whose decisions made ``target`` (noiseless).
+    num_bins: quantile bins of |score difference|.
+
+  Returns:
+    dict: score_accuracy (how often the inspector's own scalar score orders
+    the decisive pairs as its priority list did: the most a reward that
+    learnt the score could reach); by_score_gap (per quantile bin of
+    |score difference|: lo, hi, n, accuracy); by_criterion (the criterion
+    that decided: n, accuracy); one_fails / both_pass (pairs where one or
+    neither rendering fails the first priority: n, accuracy).
+  """
+  pairs, target = np.asarray(pairs), np.asarray(target)
+  decisive = target != 0.5
+  left, right = pairs[decisive, 0], pairs[decisive, 1]
+  wins = target[decisive] == 1.0
+  r = np.asarray(rewards, np.float64)
+  right_call = (r[left] > r[right]) == wins
+  score = inspector_lib.score(crit, icfg)
+  gap = np.abs(score[left] - score[right])
+  edges = np.quantile(gap, np.linspace(0.0, 1.0, num_bins + 1))
+  which = np.clip(np.searchsorted(edges, gap, side='right') - 1, 0,
+                  num_bins - 1)
+  tol = np.asarray(icfg.tolerances)
+  over = np.abs(crit[left] - crit[right]) > tol  # [D, 5]
+  decider = np.argmax(over, axis=1)
+
+  def part(mask):
+    return dict(n=int(mask.sum()),
+                accuracy=float(right_call[mask].mean()) if mask.any()
+                else float('nan'))
+
+  one_fails = np.minimum(crit[left, 0], crit[right, 0]) < icfg.fail_below
+  return dict(
+      score_accuracy=float(((score[left] > score[right]) == wins).mean()),
+      by_score_gap=[dict(lo=float(edges[k]), hi=float(edges[k + 1]),
+                         **part(which == k)) for k in range(num_bins)],
+      by_criterion={name: part(decider == k)
+                    for k, name in enumerate(inspector_lib.CRITERIA)
+                    if np.any(decider == k)},
+      one_fails=part(one_fails), both_pass=part(~one_fails))

@@ -36,8 +36,13 @@ def _cpu_seconds() -> float:
   return usage.ru_utime + usage.ru_stime
 
 
-def _scenes_with_votes(config, store):
-  """SceneData of every scene, simulating its votes when it has none."""
+def _criteria_path(out_dir: str, scene_id: str) -> str:
+  return os.path.join(out_dir, f'criteria_{scene_id}.npy')
+
+
+def _scenes_with_votes(config, store, out_dir):
+  """SceneData of every scene, simulating its votes when it has none (the
+  criteria of its actions kept in criteria_<scene>.npy)."""
   out = {}
   for spec in dataset.scene_specs(config):
     data = dataset.ensure_scene(store, spec, config)
@@ -45,8 +50,9 @@ def _scenes_with_votes(config, store):
                                  inspector=config.inspector.name):
       key = jax.random.fold_in(jax.random.key(config.inspector.seed),
                                dataset.scene_hash(spec.scene_id))
-      _, answers = simulated_votes.judge_scene(data, store, config, key,
-                                               progress=False)
+      crit, answers = simulated_votes.judge_scene(data, store, config, key,
+                                                  progress=False)
+      np.save(_criteria_path(out_dir, spec.scene_id), crit)
       logging.info('scene %s: %d votes, tie rate %.3f', spec.scene_id,
                    len(answers), inspector_lib.tie_rate(answers))
     out[spec.scene_id] = data
@@ -99,6 +105,14 @@ def _train_fold(config, store, scenes, fold, fold_dir):
                              summary['selected'][loss]['seed'])
 
 
+def _criteria(out_dir, data):
+  """[A, 5] criteria of a scene's labelled actions (cached)."""
+  path = _criteria_path(out_dir, data.scene.scene_id)
+  if not os.path.exists(path):
+    np.save(path, inspector_lib.action_criteria(data.scene, data.vertices))
+  return np.load(path)
+
+
 def _held_out_pairs(store, scene_id, jh):
   """(actions, pairs [P, 2], target [P]) of a scene's simulated votes."""
   d = from_store.preference_data(store, [scene_id], [jh], source='simulated')
@@ -128,7 +142,7 @@ def run(config, workdir: str) -> dict:
   out_dir = os.path.join(workdir, 'multiscene')
   os.makedirs(out_dir, exist_ok=True)
   store = dataset.open_store(config, workdir)
-  scenes = _scenes_with_votes(config, store)
+  scenes = _scenes_with_votes(config, store, out_dir)
   t_votes = time.perf_counter()
   gold = _gold_scores(config, scenes, out_dir)
   t_gold = time.perf_counter()
@@ -154,12 +168,18 @@ def run(config, workdir: str) -> dict:
         jax.random.fold_in(key, dataset.scene_hash(fold.held_out)),
         ascent_starts=config.eval.ascent_starts,
         ascent_steps=config.eval.ascent_steps, ascent_lr=config.eval.ascent_lr)
+    # Where its errors lie (the inspector's criteria of the actions).
+    numbers['errors'] = scene_holdout.error_breakdown(
+        predict.predict_rewards(params, config.reward, jh, actions),
+        _criteria(out_dir, held), pairs, target,
+        inspector_lib.from_config(config.inspector))
     rows.append(dict(scene_id=fold.held_out, train_ids=list(fold.train_ids),
                      train_scenes=len(fold.train_ids),
                      seconds=round(time.perf_counter() - t_fold, 1),
                      **numbers))
     logging.info('held out %s: %s', fold.held_out, json.dumps(
-        {k: v for k, v in rows[-1].items() if k != 'ascent_action'}))
+        {k: v for k, v in rows[-1].items()
+         if k not in ('ascent_action', 'errors')}))
   store.close()
   phantoms = [r for r in rows if r['scene_id'].startswith('phantom-')]
   others = [r for r in rows if not r['scene_id'].startswith('phantom-')]
