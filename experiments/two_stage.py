@@ -36,11 +36,15 @@ def get_config(arg=None):
   config.reward.losses = ('ce',)
   config.reward.held_out_fraction = 0.0  # Every label trains.
   config.reward.checkpoint_every_epochs = 75
+  # Chosen on a validation scene (phantom seed 1; the test scene is seed 0),
+  # 4,000 labels, mean rho of 3 seeds: new actions labelled 4 / 2 / 1 times
+  # 0.83 / 0.86 / 0.88; stage 1 at 1/4 of the budget instead of 1/2, 0.89;
+  # 20,000 candidates instead of 5,000 (more concentrated) 0.83.
   config.protocol = ml_collections.ConfigDict(dict(
       seed=0, budgets=(500, 1000, 2000, 4000), num_gold=2000,
-      protocols=('uniform', 'two_stage'), stage1_fraction=0.5,
-      num_candidates=5000,
-      pairs_per_new_action=4, high_fraction=0.25, num_partners=64))
+      protocols=('uniform', 'two_stage'), stage1_fraction=0.25,
+      num_candidates=5000, pairs_per_new_action=1, high_fraction=0.25,
+      num_partners=64))
   if arg.smoke:
     config.render.image_size = 16
     config.reward.num_seeds = 2
