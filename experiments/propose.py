@@ -7,15 +7,20 @@
 Your own scan: --experiment.volume.source=dicom
 --experiment.volume.path=/path/to/dicom_folder (or source=inv3, path=x.inv3);
 add --experiment.agent_workdir=<train_agent workdir> to include the agent's
-action among the candidates.
+action among the candidates. The quickstart's reward has seen one scan;
+for yours prefer the workdir of reward_ce.py:multiscene (six patient
+phantoms; same model and JH bins), best trained on inspectors' votes on
+scans like yours (README: "Your own scan", with how scan-specific the
+proposals measured).
 
 Writes proposal.json (ranked candidates: polygon in JH coordinates and in
 HU x HU/mm, reward mean/std over the ensemble seeds, inspector score,
 out-of-distribution distance, provenance), candidate_<i>.png,
 polygons_on_jh.png, turntable.gif, export/ (tf.nrrd + render_tf_vtk.py,
 tf.vp.json, tf.vp, tf_paraview.json, volume.nrrd, open_in_slicer.py) and
-baselines.json/.png (proposal vs built-in expert vs every InVesalius preset
-vs the median random action).
+baselines.json/.md/.png (proposal vs built-in expert vs every InVesalius
+preset vs the median random action; a table of several runs:
+python -m rlhf_tf.evaluation.baselines DIR ...).
 Expected with the quickstart's reward: about a minute on 2 CPU cores
 (README: "Your own scan"); proposal's inspector score >= 0.95 x the
 expert's on the unseen phantom (seed 7, the default volume).
