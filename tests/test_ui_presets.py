@@ -126,6 +126,23 @@ def test_collect_renders_user_slicer_and_invesalius_presets(
   assert lit[2] > lit[1], lit
 
 
+def test_collect_keeps_files_of_one_name_apart(tmp_path, smoke_config):
+  """Slicer files whose TFs share a name (e.g. two rlhf_tf exports) stay
+  separate choices on the page."""
+  config = smoke_config('collect')
+  config.reference_presets.invesalius_dir = str(tmp_path / 'none')
+  path = _bone_vp_json(tmp_path / 'x.vp.json', 300.0)
+  config.reference_presets.slicer_files = (path,) * 3
+  store = dataset.open_store(config, str(tmp_path))
+  try:
+    scenes = collect.dataset_scenes(config, store)
+  finally:
+    store.close()
+  assert [n for n, _ in scenes.presets] == [
+      'Slicer: above 300 HU', 'Slicer: above 300 HU (2)',
+      'Slicer: above 300 HU (3)']
+
+
 def test_collect_presets_can_be_turned_off(tmp_path, smoke_config):
   config = smoke_config('collect')
   config.reference_presets.enabled = False

@@ -125,8 +125,13 @@ def reference_presets(config, scene, lock=None) -> tuple:
     return preset_png
 
   logging.info('%d reference presets for the page', len(presets))
-  return tuple((f'{kinds.get(p.kind, p.kind)}: {p.name}', renderer(p))
-               for p in presets)
+  labels = []
+  for p in presets:  # two files may name their TF alike: keep both apart
+    label = base = f'{kinds.get(p.kind, p.kind)}: {p.name}'
+    while label in labels:
+      label = f'{base} ({sum(x.startswith(base) for x in labels) + 1})'
+    labels.append(label)
+  return tuple((label, renderer(p)) for label, p in zip(labels, presets))
 
 
 def prerender(path: str, scenes: Scenes, stop: threading.Event):
