@@ -15,7 +15,9 @@ Arg: '' | 'smoke' (reward_ce.py:smoke's scene and model, 4 PPO updates) |
 2,000 pairs each judged at 64^2 px, 30 epochs; the agent trained on the same
 6 scenes and evaluated on phantoms 6 and 7, which neither saw, and Cranium;
 measured: agent / expert inspector score 1.04 and 1.01 on phantoms 6 and 7,
-1.18 on Cranium (0.951 vs 0.805); 26 min wall at load ~20, 5.8 min CPU).
+1.18 on Cranium (0.951 vs 0.805); 26 min wall at load ~20, 5.8 min CPU;
+measured while PPO still combined the seeds' raw rewards, before
+reward/ensemble.py standardised them: not rerun since).
 Builds on reward_ce.py (the data and the reward model it trains).
 """
 
