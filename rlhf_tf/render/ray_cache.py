@@ -96,30 +96,75 @@ class RayCache:
     return int(sum(x.nbytes for x in jax.tree_util.tree_leaves(self)))
 
 
+# Samples per call of the chunked cache build (_sample_chunk): every view
+# and bucket reuses one compiled program; the last chunk of a bucket computes
+# up to CHUNK - 1 samples that are dropped.
+CHUNK = 32
+
+
+def _cache_fields(packed, labels_flat, o, d, p, shape, spacing, axes, num,
+                  bins, settings, first=0):
+  """The stored fields [rays, num] of samples first .. first + num - 1."""
+  by, bx = bins
+  s = raymarch.sample_rays(packed, shape, spacing, axes, o, d, p, num,
+                           settings, labels_flat=labels_flat, first=first)
+  idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
+  out = dict(idx=idx, fx=cached_march.quantise(fx),
+             fy=cached_march.quantise(fy))
+  if settings.shading:
+    out['diffuse'] = cached_march.quantise(s['diffuse'])
+    out['specular'] = cached_march.quantise(s['specular'])
+  if labels_flat is not None:
+    out['label'] = s['label'].astype(jnp.uint8)
+  return out
+
+
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
                                              'num', 'bins', 'settings'))
 def _sample_bucket(packed, labels_flat, origins, directions, phase, shape,
                    spacing, axes, num, bins, settings):
-  by, bx = bins
-
+  """Fields [S, R] of a bucket's rays [R] in one program (shapes of the
+  bucket: compiled per view; the mesh path)."""
   def tile_fn(rays):
-    o, d, p = rays
-    s = raymarch.sample_rays(packed, shape, spacing, axes, o, d, p,
-                             num, settings, labels_flat=labels_flat)
-    idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
-    out = dict(idx=idx, fx=cached_march.quantise(fx),
-               fy=cached_march.quantise(fy))
-    if settings.shading:
-      out['diffuse'] = cached_march.quantise(s['diffuse'])
-      out['specular'] = cached_march.quantise(s['specular'])
-    if labels_flat is not None:
-      out['label'] = s['label'].astype(jnp.uint8)
-    return out
+    return _cache_fields(packed, labels_flat, *rays, shape, spacing, axes,
+                         num, bins, settings)
 
   out = raymarch.map_tiles(tile_fn, (origins, directions, phase),
                            settings.tile_rays, checkpoint=False)
   # Sample-major [S, R]: the forward march reads one contiguous row per step.
   return {k: v.T for k, v in out.items()}
+
+
+@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
+                                             'bins', 'settings'))
+def _sample_chunk(packed, labels_flat, origins, directions, phase, first,
+                  shape, spacing, axes, bins, settings):
+  """Fields [CHUNK, tile] of samples first .. first + CHUNK - 1 of one tile
+  of rays [tile]: the same shapes for every view and bucket."""
+  out = _cache_fields(packed, labels_flat, origins, directions, phase, shape,
+                      spacing, axes, CHUNK, bins, settings, first)
+  return {k: v.T for k, v in out.items()}
+
+
+def _sample_bucket_chunked(packed, labels_flat, origins, directions, phase,
+                           shape, spacing, axes, num, bins, settings):
+  """_sample_bucket by tiles of rays and CHUNK samples (host arrays [R, 3],
+  [R, 3], [R] in, R a multiple of tile_rays): one compiled program for all
+  views, so a new view compiles nothing here."""
+  tile = max(1, int(settings.tile_rays))
+  parts = []
+  for r0 in range(0, origins.shape[0], tile):
+    rays = (origins[r0:r0 + tile], directions[r0:r0 + tile],
+            phase[r0:r0 + tile])
+    parts.append([_sample_chunk(packed, labels_flat, *rays, np.int32(c),
+                                shape, spacing, axes, bins, settings)
+                  for c in range(0, num, CHUNK)])
+  # jnp.array copies into a buffer of XLA's own (aligned) rather than
+  # wrapping the numpy one.
+  return {k: jnp.array(np.concatenate([np.concatenate(
+      [np.asarray(c[k]) for c in chunks], axis=0)[:num] for chunks in parts],
+                                        axis=1))
+          for k in parts[0][0]}
 
 
 @functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
@@ -211,6 +256,9 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
   origins, directions, phase, length, start = _chords(
       camera, shape, spacing, settings.step_mm, settings.jitter)
   length_np, start_np = np.asarray(length), np.asarray(start)
+  origins_np, directions_np, phase_np = (np.asarray(origins),
+                                         np.asarray(directions),
+                                         np.asarray(phase))
   s_max = sampling.num_samples(shape, spacing, settings.step_mm)
   counts = np.minimum(np.ceil((start_np + length_np) / settings.step_mm -
                               1e-6), s_max).astype(np.int64)
@@ -239,9 +287,9 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
           mesh)
       data = {k: v[:, :take.size] for k, v in data.items()}
     else:
-      data = _sample_bucket(packed, labels_flat, origins[take],
-                            directions[take], phase[take],
-                            shape, spacing, axes, num, (by, bx), settings)
+      data = _sample_bucket_chunked(
+          packed, labels_flat, origins_np[take], directions_np[take],
+          phase_np[take], shape, spacing, axes, num, (by, bx), settings)
     buckets.append(CacheBucket(pixels=jnp.asarray(pixels),
                                length=jnp.asarray(ray_len, jnp.float32),
                                start=jnp.asarray(ray_start, jnp.float32),

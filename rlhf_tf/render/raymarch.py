@@ -90,7 +90,8 @@ class RenderSettings:
 
 
 def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
-                phase, num: int, settings: RenderSettings, labels_flat=None):
+                phase, num: int, settings: RenderSettings, labels_flat=None,
+                first=0):
   """Samples rays through the volume (everything that does not depend on the
   TF).
 
@@ -102,6 +103,8 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
     num: static sample count S.
     labels_flat: optional [Z * Y * X] integer label per voxel (e.g. tissue
       groups), looked up at the nearest voxel of each sample.
+    first: index of the first sample (int, may be traced): samples first ..
+      first + S - 1 of each ray.
 
   Returns:
     dict of [..., S] arrays: x, y (JH coordinates), seg (segment length mm),
@@ -112,7 +115,7 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
   t0, t1 = intersect_box(origins, directions, lo, hi)
   start = grid_start(t0, settings.step_mm, phase)
   seg, mid = segment_span(start, jnp.maximum(t1 - t0, 0.0), num,
-                          settings.step_mm)
+                          settings.step_mm, first)
   t = (t0 - start)[..., None] + mid
   points = origins[..., None, :] + t[..., None] * directions[..., None, :]
   coords = points / jnp.asarray(spacing, points.dtype)

@@ -61,12 +61,13 @@ def grid_start(t_near, step_mm: float, phase):
   return jnp.clip(t_near - (k + phase) * step_mm, 0.0, step_mm)
 
 
-def segment_span(start, length, num: int, step_mm: float):
-  """([..., num] segment lengths (mm), [..., num] midpoints) of a chord of
-  ``length`` mm beginning ``start`` (grid_start) past a grid point; both
-  relative to that grid point. Lengths add up to the chord exactly, so a
-  homogeneous medium composites to 1 - exp(-sigma L)."""
-  i = jnp.arange(num, dtype=length.dtype) * step_mm
+def segment_span(start, length, num: int, step_mm: float, first=0):
+  """([..., num] segment lengths (mm), [..., num] midpoints) of segments
+  first .. first + num - 1 of a chord of ``length`` mm beginning ``start``
+  (grid_start) past a grid point; both relative to that grid point. Lengths
+  add up to the chord exactly, so a homogeneous medium composites to
+  1 - exp(-sigma L)."""
+  i = (first + jnp.arange(num, dtype=length.dtype)) * step_mm
   lo = jnp.maximum(start[..., None], i)
   hi = jnp.minimum((start + length)[..., None], i + step_mm)
   return jnp.maximum(hi - lo, 0.0), 0.5 * (lo + hi)
