@@ -2,10 +2,18 @@
 the TF-gradient cost, and VTK's CPU ray caster when ``import vtk`` works.
 
   .venv/bin/python benchmarks/render.py            # 256^2, ~256 samples/ray
+  .venv/bin/python benchmarks/render.py --quality  # + issue-14 figures
   .venv/bin/python benchmarks/render.py --large    # + 547x421x547 at 512^2
 
 Prints one JSON object. Times are medians over --repeats runs after
 compilation (first call timed separately as 'compile_s').
+
+--quality adds (benchmarks/render_quality.py), at the scene's default step
+(the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
+renderer (the project's, with and without per-pixel jitter, and VTK's)
+against itself at 1/8 of the step, default and sharp TF, shading on and off;
+'new_views', direct-render and cache-build time of views never rendered
+before and the compile time per new view.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from rlhf_tf.render import histogram  # noqa: E402
 from rlhf_tf.render import ray_cache  # noqa: E402
 from rlhf_tf.render import raymarch  # noqa: E402
 from rlhf_tf.render import sampling  # noqa: E402
+import render_quality  # noqa: E402
 from timing import time_calls  # noqa: E402
 
 
@@ -88,7 +97,8 @@ def demo_tf(axes: histogram.JHAxes, bins: int = 256) -> np.ndarray:
   return table
 
 
-def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
+def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
+              repeats=5):
   """VTK's vtkFixedPointVolumeRayCastMapper, offscreen. It has no 2D TF: the
   table's alpha at zero-gradient / mid-gradient is approximated by a scalar
   opacity (max over gradient rows) times a gradient-opacity ramp."""
@@ -154,7 +164,7 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
     ren.ResetCameraClippingRange()
     win.Render()
     times = []
-    for _ in range(5):
+    for _ in range(repeats):
       t = time.perf_counter()
       win.Modified()
       volume.Modified()
@@ -165,7 +175,8 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
     grab.Update()
     shot = numpy_support.vtk_to_numpy(grab.GetOutput().GetPointData(
     ).GetScalars()).reshape(size, size, -1)[::-1, :, :3]
-    return {'median_s': statistics.median(times), 'version': vtk.vtkVersion(
+    return {'median_s': statistics.median(times) if times else None,
+            'version': vtk.vtkVersion(
     ).GetVTKVersion(), 'mapper': 'vtkFixedPointVolumeRayCastMapper',
             'mean_rgb': float(shot.mean() / 255.0), 'image': shot,
             'note': '1D scalar opacity x gradient-opacity ramp approximating '
@@ -176,7 +187,7 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view):
 
 
 def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
-        source=None):
+        source=None, quality=False):
   if volume is None:
     volume, source = load_test_volume()
   hu = jnp.asarray(volume.hu)
@@ -229,7 +240,32 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
                            np.asarray(table), size, step, settings, view)
     vtk_img = out['vtk'].pop('image', None)
   out['direct_mean_rgb'] = float(img_d[..., :3].mean())
+  if quality:
+    out.update(quality_figures(volume, packed, spacing, axes, size, do_vtk))
   return out, img_d, vtk_img
+
+
+def quality_figures(volume, packed, spacing, axes, size, do_vtk):
+  """{'quality': ..., 'new_views': ...} at the default step (issue 14)."""
+  step = float(min(spacing))
+  view = camera_lib.head_camera(volume.shape, spacing, size, size,
+                                azimuth_deg=30.0, elevation_deg=10.0, zoom=1.3)
+  tables = {'default': jnp.asarray(demo_tf(axes)),
+            'sharp': jnp.asarray(render_quality.sharp_tf(axes))}
+  hu = np.asarray(volume.hu)
+
+  def vtk_fn(table, step_mm, settings):
+    return bench_vtk(hu, spacing, axes, np.asarray(table), size, step_mm,
+                     settings, view, repeats=0).get('image')
+
+  quality = render_quality.quality(
+      packed, spacing, axes, tables, view, step,
+      vtk_fn=vtk_fn if do_vtk else None,
+      variants=(('project', {}), ('project_jitter', {'jitter': True})))
+  settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step)
+  views = render_quality.new_views(packed, spacing, axes, tables['default'],
+                                   settings, size)
+  return {'quality_step_mm': step, 'quality': quality, 'new_views': views}
 
 
 def run_large(size=512):
@@ -281,10 +317,12 @@ def main(argv=None):
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--no-vtk', action='store_true')
   p.add_argument('--large', action='store_true')
+  p.add_argument('--quality', action='store_true',
+                 help='PSNR / ring energy vs 1/8 step, new-view times')
   p.add_argument('--save', type=str, default='', help='PNG of the direct image')
   args = p.parse_args(argv)
   out, img, vtk_img = run(args.size, args.samples, args.repeats,
-                          not args.no_vtk)
+                          not args.no_vtk, quality=args.quality)
   if args.save:
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     both = np.clip(np.asarray(img[..., :3]), 0, 1)
