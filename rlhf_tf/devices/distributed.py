@@ -17,6 +17,11 @@ Config (``config.distributed``, see :func:`default_config`):
     arguments.
   initialization_timeout_s: how long processes wait for each other.
 
+Every process runs the job; process 0 alone writes (``is_primary``) and
+alone opens the SQLite preference store; ``on_primary`` runs a read there
+and sends its result to the others; ``barrier`` orders process 0's writes
+before the others' reads of the workdir.
+
 Must run before anything touches a JAX backend (``launch.py`` calls
 :func:`initialize` first). On CPU the cross-process collectives use gloo
 (``jax_cpu_collectives_implementation``), which is what two local CPU
