@@ -23,54 +23,68 @@ import logging as pylogging
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlhf_tf.devices import distributed
 from rlhf_tf.input_error import InputError
-from rlhf_tf.jobs import JOBS
-from rlhf_tf.jobs import MULTI_PROCESS_JOBS
-from rlhf_tf.jobs import experiment_file
+from rlhf_tf.jobs import experiment_file, JOBS, MULTI_PROCESS_JOBS
 
 # What a user's input causes (files named in the message); never a bug.
-INPUT_ERRORS = (InputError, FileNotFoundError, IsADirectoryError,
-                NotADirectoryError, PermissionError)
+INPUT_ERRORS = (
+    InputError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 INPUT_ERROR_STATUS = 2
 
 _EXPERIMENT = config_flags.DEFINE_config_file(
-    'experiment', None, 'Experiment file (experiments/x.py[:arg]).',
-    lock_config=True)
+    'experiment',
+    None,
+    'Experiment file (experiments/x.py[:arg]).',
+    lock_config=True,
+)
 FLAGS = flags.FLAGS
-_WORKDIR = flags.DEFINE_string('workdir', None,
-                               'Folder for outputs (figures, checkpoints).')
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Folder for outputs (figures, checkpoints).'
+)
 flags.mark_flags_as_required(['experiment', 'workdir'])
 
 
 def fail(message: str) -> None:
   """Ends the run on bad input: one line on stderr, exit status 2."""
   first, _, rest = str(message).partition('\n')
-  print(f'error: {first}' + (f'\n{rest}' if rest else ''), file=sys.stderr,
-        flush=True)
+  print(
+      f'error: {first}' + (f'\n{rest}' if rest else ''),
+      file=sys.stderr,
+      flush=True,
+  )
   sys.exit(INPUT_ERROR_STATUS)
 
 
 def main(argv):
   if len(argv) > 1:
-    fail(f'unexpected arguments: {" ".join(argv[1:])} (flags are '
-         f'--experiment=FILE[:arg] --workdir=DIR [--experiment.key=value])')
+    fail(
+        f'unexpected arguments: {" ".join(argv[1:])} (flags are '
+        f'--experiment=FILE[:arg] --workdir=DIR [--experiment.key=value])'
+    )
   config = _EXPERIMENT.value
   job = config.get('job')
   if job not in JOBS:
     spec = config_flags.get_config_filename(FLAGS['experiment'])
-    fail(f'unknown job {job!r} in {spec}; valid jobs: '
-         f'{", ".join(sorted(JOBS))}')
+    fail(
+        f'unknown job {job!r} in {spec}; valid jobs: '
+        f'{", ".join(sorted(JOBS))}'
+    )
   # Before any JAX computation: a no-op unless several processes are asked.
   distributed.initialize(config.get('distributed'))
   if distributed.process_count() > 1 and job not in MULTI_PROCESS_JOBS:
-    fail(f'job {job!r} runs in one process; the jobs for several processes '
-         f'are {", ".join(sorted(MULTI_PROCESS_JOBS))}')
+    fail(
+        f'job {job!r} runs in one process; the jobs for several processes '
+        f'are {", ".join(sorted(MULTI_PROCESS_JOBS))}'
+    )
   if not distributed.is_primary():
     logging.set_verbosity(logging.WARNING)
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
@@ -82,7 +96,8 @@ def main(argv):
   pylogging.getLogger('jax').setLevel(pylogging.WARNING)
   # Orbax logs several INFO lines per checkpoint save; keep its warnings.
   pylogging.getLogger('absl').addFilter(
-      lambda r: r.levelno >= pylogging.WARNING or '/orbax/' not in r.pathname)
+      lambda r: r.levelno >= pylogging.WARNING or '/orbax/' not in r.pathname
+  )
   logging.info('job %s, workdir %s\n%s', job, workdir, config)
   try:
     JOBS[job](config, workdir)
@@ -103,7 +118,8 @@ def parse_flags(argv):
       fail(f'{spec}: {e}')
     try:
       experiment_file.check_override_keys(
-          config, experiment_file.overrides_in_argv(argv))
+          config, experiment_file.overrides_in_argv(argv)
+      )
     except KeyError as e:
       fail(e.args[0])
   try:

@@ -21,16 +21,15 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from timing import time_calls  # noqa: E402
 
 from rlhf_tf.evaluation import probing  # noqa: E402
 from rlhf_tf.reward import model as model_lib  # noqa: E402
 from rlhf_tf.reward import train  # noqa: E402
-from timing import time_calls  # noqa: E402
 
 
 def main():
@@ -48,27 +47,45 @@ def main():
   base = jnp.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]])
 
   rand_first, rand_med, rand_runs = time_calls(
-      lambda: probing.random_action_rewards(model, params, jh,
-                                            jax.random.key(2), num=args.num),
-      args.repeats)
+      lambda: probing.random_action_rewards(
+          model, params, jh, jax.random.key(2), num=args.num
+      ),
+      args.repeats,
+  )
   corner_first, corner_med, corner_runs = time_calls(
-      lambda: probing.corner_maps(model, params, jh, base,
-                                  chunk=args.corner_chunk), args.repeats)
-  print(json.dumps({
-      'device': str(jax.devices()[0]),
-      'cpu_count': os.cpu_count(),
-      'bins': args.bins,
-      'params': model_lib.count_params(params),
-      'random_rewards': {
-          'num_actions': args.num, 'median_s': rand_med,
-          'first_call_incl_compile_s': rand_first, 'runs_s': rand_runs,
-          'goal_s': 0.5, 'meets_goal': rand_med <= 0.5},
-      'corner_maps': {
-          'num_actions': 4 * args.bins ** 2, 'chunk': args.corner_chunk,
-          'median_s': corner_med, 'first_call_incl_compile_s': corner_first,
-          'runs_s': corner_runs, 'goal_s': 3.0,
-          'meets_goal': corner_med <= 3.0},
-  }, indent=2))
+      lambda: probing.corner_maps(
+          model, params, jh, base, chunk=args.corner_chunk
+      ),
+      args.repeats,
+  )
+  print(
+      json.dumps(
+          {
+              'device': str(jax.devices()[0]),
+              'cpu_count': os.cpu_count(),
+              'bins': args.bins,
+              'params': model_lib.count_params(params),
+              'random_rewards': {
+                  'num_actions': args.num,
+                  'median_s': rand_med,
+                  'first_call_incl_compile_s': rand_first,
+                  'runs_s': rand_runs,
+                  'goal_s': 0.5,
+                  'meets_goal': rand_med <= 0.5,
+              },
+              'corner_maps': {
+                  'num_actions': 4 * args.bins**2,
+                  'chunk': args.corner_chunk,
+                  'median_s': corner_med,
+                  'first_call_incl_compile_s': corner_first,
+                  'runs_s': corner_runs,
+                  'goal_s': 3.0,
+                  'meets_goal': corner_med <= 3.0,
+              },
+          },
+          indent=2,
+      )
+  )
 
 
 if __name__ == '__main__':

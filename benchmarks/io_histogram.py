@@ -29,10 +29,14 @@ def _peak_rss_gb() -> float:
 
 def _stage(stage: str, shape, directory: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.data import dicom_io  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.data import dicom_write  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.data import phantom  # pylint: disable=g-import-not-at-top
+
+  from rlhf_tf.data import (
+      dicom_io,  # pylint: disable=g-import-not-at-top
+      dicom_write,  # pylint: disable=g-import-not-at-top
+      phantom,  # pylint: disable=g-import-not-at-top
+  )
   from rlhf_tf.render import histogram  # pylint: disable=g-import-not-at-top
+
   out = {}
   if stage in ('build', 'write'):
     t = time.perf_counter()
@@ -48,8 +52,9 @@ def _stage(stage: str, shape, directory: str) -> dict:
     out['read_s'] = time.perf_counter() - t
     if stage == 'histogram':
       t = time.perf_counter()
-      jh = histogram.joint_histogram(volume, bins=256,
-                                     hu_window=(-1024.0, 3071.0))
+      jh = histogram.joint_histogram(
+          volume, bins=256, hu_window=(-1024.0, 3071.0)
+      )
       out['histogram_s'] = time.perf_counter() - t
       out['histogram_occupied_bins'] = int((jh.counts > 0).sum())
   out['peak_rss_gb'] = _peak_rss_gb()
@@ -71,8 +76,20 @@ def main():
   try:
     for stage in ('build', 'write', 'read', 'histogram'):
       proc = subprocess.run(
-          [sys.executable, __file__, '--shape', args.shape, '--stage', stage,
-           '--dir', directory], capture_output=True, text=True, check=True)
+          [
+              sys.executable,
+              __file__,
+              '--shape',
+              args.shape,
+              '--stage',
+              stage,
+              '--dir',
+              directory,
+          ],
+          capture_output=True,
+          text=True,
+          check=True,
+      )
       result[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
   finally:
     shutil.rmtree(directory, ignore_errors=True)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import platform
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -34,34 +34,44 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlhf_tf.data.volume import make_volume  # noqa: E402
-from rlhf_tf.render import camera as camera_lib  # noqa: E402
-from rlhf_tf.render import histogram  # noqa: E402
-from rlhf_tf.render import ray_cache  # noqa: E402
-from rlhf_tf.render import raymarch  # noqa: E402
-from rlhf_tf.render import sampling  # noqa: E402
 import render_quality  # noqa: E402
 from timing import time_calls  # noqa: E402
+
+from rlhf_tf.data.volume import make_volume  # noqa: E402
+from rlhf_tf.render import camera as camera_lib  # noqa: E402
+from rlhf_tf.render import (
+    histogram,  # noqa: E402
+    ray_cache,  # noqa: E402
+    raymarch,  # noqa: E402
+    sampling,  # noqa: E402
+)
 
 
 def _synthetic_head(shape=(108, 256, 256), spacing=(1.5, 0.957, 0.957)):
   """A head-like volume: air, skin/fat shell, skull, brain, when the project's
   phantom is unavailable."""
   try:
-    from rlhf_tf.data.phantom import make_head_phantom  # pylint: disable=g-import-not-at-top
+    from rlhf_tf.data.phantom import (
+        make_head_phantom,  # pylint: disable=g-import-not-at-top
+    )
+
     vol = make_head_phantom(jax.random.key(0), shape)
     return vol, 'rlhf_tf.data.phantom.make_head_phantom'
   except (ImportError, FileNotFoundError, TypeError) as e:
     note = f'phantom unavailable ({type(e).__name__}); ellipsoid head'
   ext = np.asarray(shape) * np.asarray(spacing)
-  z, y, x = [(np.arange(n, dtype=np.float32) + 0.5) * s - e / 2
-             for n, s, e in zip(shape, spacing, ext)]
+  z, y, x = [
+      (np.arange(n, dtype=np.float32) + 0.5) * s - e / 2
+      for n, s, e in zip(shape, spacing, ext)
+  ]
   hu = np.empty(shape, np.float32)
   rng = np.random.default_rng(0)
   for k in range(shape[0]):  # Slice by slice: low peak memory at 547^3.
-    r = np.sqrt((z[k] / (0.45 * ext[0])) ** 2 +
-                (y[:, None] / (0.42 * ext[1])) ** 2 +
-                (x[None, :] / (0.36 * ext[2])) ** 2)
+    r = np.sqrt(
+        (z[k] / (0.45 * ext[0])) ** 2
+        + (y[:, None] / (0.42 * ext[1])) ** 2
+        + (x[None, :] / (0.36 * ext[2])) ** 2
+    )
     sl = np.full(shape[1:], -1000.0, np.float32)
     sl[r < 1.0] = 40.0  # Soft tissue.
     sl[(r < 0.93) & (r > 0.85)] = 900.0  # Skull.
@@ -73,7 +83,10 @@ def _synthetic_head(shape=(108, 256, 256), spacing=(1.5, 0.957, 0.957)):
 def load_test_volume():
   """(Volume, source): the real Cranium CT if fetched, else a synthetic head."""
   try:
-    from rlhf_tf.data.sample_fetch import load_cranium  # pylint: disable=g-import-not-at-top
+    from rlhf_tf.data.sample_fetch import (
+        load_cranium,  # pylint: disable=g-import-not-at-top
+    )
+
     return load_cranium(), 'Cranium (InVesalius example CT)'
   except (ImportError, FileNotFoundError) as e:
     vol, note = _synthetic_head()
@@ -97,8 +110,9 @@ def demo_tf(axes: histogram.JHAxes, bins: int = 256) -> np.ndarray:
   return table
 
 
-def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
-              repeats=5):
+def bench_vtk(
+    hu, spacing, axes, table, size, step_mm, settings, view, repeats=5
+):
   """VTK's vtkFixedPointVolumeRayCastMapper, offscreen. It has no 2D TF: the
   table's alpha at zero-gradient / mid-gradient is approximated by a scalar
   opacity (max over gradient rows) times a gradient-opacity ramp."""
@@ -112,8 +126,9 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
     img = vtk.vtkImageData()
     img.SetDimensions(x, y, z)
     img.SetSpacing(spacing[2], spacing[1], spacing[0])
-    arr = numpy_support.numpy_to_vtk(np.ascontiguousarray(hu).ravel(),
-                                     deep=True, array_type=vtk.VTK_FLOAT)
+    arr = numpy_support.numpy_to_vtk(
+        np.ascontiguousarray(hu).ravel(), deep=True, array_type=vtk.VTK_FLOAT
+    )
     img.GetPointData().SetScalars(arr)
     bins = table.shape[1]
     centres = axes.x_to_hu((np.arange(bins) + 0.5) / bins)
@@ -173,21 +188,32 @@ def bench_vtk(hu, spacing, axes, table, size, step_mm, settings, view,
     grab = vtk.vtkWindowToImageFilter()
     grab.SetInput(win)
     grab.Update()
-    shot = numpy_support.vtk_to_numpy(grab.GetOutput().GetPointData(
-    ).GetScalars()).reshape(size, size, -1)[::-1, :, :3]
-    return {'median_s': statistics.median(times) if times else None,
-            'version': vtk.vtkVersion(
-    ).GetVTKVersion(), 'mapper': 'vtkFixedPointVolumeRayCastMapper',
-            'mean_rgb': float(shot.mean() / 255.0), 'image': shot,
-            'note': '1D scalar opacity x gradient-opacity ramp approximating '
-                    'the 2D TF; early ray termination + space leaping; '
-                    'offscreen (no X server needed)'}
+    shot = numpy_support.vtk_to_numpy(
+        grab.GetOutput().GetPointData().GetScalars()
+    ).reshape(size, size, -1)[::-1, :, :3]
+    return {
+        'median_s': statistics.median(times) if times else None,
+        'version': vtk.vtkVersion().GetVTKVersion(),
+        'mapper': 'vtkFixedPointVolumeRayCastMapper',
+        'mean_rgb': float(shot.mean() / 255.0),
+        'image': shot,
+        'note': '1D scalar opacity x gradient-opacity ramp approximating '
+        'the 2D TF; early ray termination + space leaping; '
+        'offscreen (no X server needed)',
+    }
   except Exception as e:  # pylint: disable=broad-except
     return {'error': f'{type(e).__name__}: {e}'}
 
 
-def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
-        source=None, quality=False):
+def run(
+    size=256,
+    samples=256,
+    repeats=5,
+    do_vtk=True,
+    volume=None,
+    source=None,
+    quality=False,
+):
   if volume is None:
     volume, source = load_test_volume()
   hu = jnp.asarray(volume.hu)
@@ -198,34 +224,53 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
   axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
   diag = float(np.linalg.norm(np.asarray(volume.extent_mm)))
   step = diag / samples
-  settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=1.0,
-                                     shading=True)
-  view = camera_lib.head_camera(volume.shape, spacing, size, size,
-                                azimuth_deg=30.0, elevation_deg=10.0, zoom=1.3)
+  settings = raymarch.RenderSettings(
+      step_mm=step, reference_step_mm=1.0, shading=True
+  )
+  view = camera_lib.head_camera(
+      volume.shape,
+      spacing,
+      size,
+      size,
+      azimuth_deg=30.0,
+      elevation_deg=10.0,
+      zoom=1.3,
+  )
   table = jnp.asarray(demo_tf(axes))
-  out = {'device': jax.devices()[0].device_kind, 'cpu_count': os.cpu_count(),
-         'platform': platform.platform(), 'volume': source,
-         'volume_shape': list(volume.shape), 'spacing_mm': list(spacing),
-         'image': [size, size], 'samples_per_ray': sampling.num_samples(
-             volume.shape, spacing, step), 'step_mm': step}
-  naive = lambda: raymarch.render_naive(hu, grad, spacing, axes, table, view,
-                                        settings)
-  direct = lambda: raymarch.render(None, None, spacing, axes, table, view,
-                                   settings, packed=packed)
+  out = {
+      'device': jax.devices()[0].device_kind,
+      'cpu_count': os.cpu_count(),
+      'platform': platform.platform(),
+      'volume': source,
+      'volume_shape': list(volume.shape),
+      'spacing_mm': list(spacing),
+      'image': [size, size],
+      'samples_per_ray': sampling.num_samples(volume.shape, spacing, step),
+      'step_mm': step,
+  }
+  naive = lambda: raymarch.render_naive(
+      hu, grad, spacing, axes, table, view, settings
+  )
+  direct = lambda: raymarch.render(
+      None, None, spacing, axes, table, view, settings, packed=packed
+  )
   out['naive_compile_s'], out['naive_s'], _ = time_calls(
-      naive, max(1, repeats // 2))
+      naive, max(1, repeats // 2)
+  )
   out['direct_compile_s'], out['direct_s'], _ = time_calls(direct, repeats)
   t = time.perf_counter()
-  cache = ray_cache.build_ray_cache(None, None, spacing, axes, view, 256,
-                                    settings, packed=packed)
+  cache = ray_cache.build_ray_cache(
+      None, None, spacing, axes, view, 256, settings, packed=packed
+  )
   jax.block_until_ready(cache)
   out['cache_build_s'] = time.perf_counter() - t
   out['cache_samples'] = cache.num_samples
   out['cache_mb'] = cache.nbytes / 2**20
   cached = lambda: ray_cache.render_cached(cache, table, settings)
   out['cached_compile_s'], out['cached_s'], _ = time_calls(cached, repeats)
-  loss = lambda t: jnp.mean(ray_cache.render_cached(cache, t, settings)[
-      ..., :3])
+  loss = lambda t: jnp.mean(
+      ray_cache.render_cached(cache, t, settings)[..., :3]
+  )
   grad_fn = jax.jit(jax.grad(loss))
   _, out['cached_grad_s'], _ = time_calls(lambda: grad_fn(table), repeats)
   out['speedup_cached_vs_naive'] = out['naive_s'] / out['cached_s']
@@ -236,8 +281,16 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
   out['mean_alpha'] = float(img_d[..., 3].mean())
   vtk_img = None
   if do_vtk:
-    out['vtk'] = bench_vtk(np.asarray(volume.hu), spacing, axes,
-                           np.asarray(table), size, step, settings, view)
+    out['vtk'] = bench_vtk(
+        np.asarray(volume.hu),
+        spacing,
+        axes,
+        np.asarray(table),
+        size,
+        step,
+        settings,
+        view,
+    )
     vtk_img = out['vtk'].pop('image', None)
   out['direct_mean_rgb'] = float(img_d[..., :3].mean())
   if quality:
@@ -248,23 +301,48 @@ def run(size=256, samples=256, repeats=5, do_vtk=True, volume=None,
 def quality_figures(volume, packed, spacing, axes, size, do_vtk):
   """{'quality': ..., 'new_views': ...} at the default step (issue 14)."""
   step = float(min(spacing))
-  view = camera_lib.head_camera(volume.shape, spacing, size, size,
-                                azimuth_deg=30.0, elevation_deg=10.0, zoom=1.3)
-  tables = {'default': jnp.asarray(demo_tf(axes)),
-            'sharp': jnp.asarray(render_quality.sharp_tf(axes))}
+  view = camera_lib.head_camera(
+      volume.shape,
+      spacing,
+      size,
+      size,
+      azimuth_deg=30.0,
+      elevation_deg=10.0,
+      zoom=1.3,
+  )
+  tables = {
+      'default': jnp.asarray(demo_tf(axes)),
+      'sharp': jnp.asarray(render_quality.sharp_tf(axes)),
+  }
   hu = np.asarray(volume.hu)
 
   def vtk_fn(table, step_mm, settings):
-    return bench_vtk(hu, spacing, axes, np.asarray(table), size, step_mm,
-                     settings, view, repeats=0).get('image')
+    return bench_vtk(
+        hu,
+        spacing,
+        axes,
+        np.asarray(table),
+        size,
+        step_mm,
+        settings,
+        view,
+        repeats=0,
+    ).get('image')
 
   quality = render_quality.quality(
-      packed, spacing, axes, tables, view, step,
+      packed,
+      spacing,
+      axes,
+      tables,
+      view,
+      step,
       vtk_fn=vtk_fn if do_vtk else None,
-      variants=(('project', {}), ('project_jitter', {'jitter': True})))
+      variants=(('project', {}), ('project_jitter', {'jitter': True})),
+  )
   settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step)
-  views = render_quality.new_views(packed, spacing, axes, tables['default'],
-                                   settings, size)
+  views = render_quality.new_views(
+      packed, spacing, axes, tables['default'], settings, size
+  )
   return {'quality_step_mm': step, 'quality': quality, 'new_views': views}
 
 
@@ -279,35 +357,51 @@ def run_large(size=512):
   axes = histogram.JHAxes(hu_min=-1000.0, hu_max=2000.0, grad_max=2000.0)
   step = float(np.linalg.norm(extent)) / 256
   settings = raymarch.RenderSettings(step_mm=step)
-  view = camera_lib.head_camera(shape, spacing, size, size, azimuth_deg=30.0,
-                                zoom=1.3)
+  view = camera_lib.head_camera(
+      shape, spacing, size, size, azimuth_deg=30.0, zoom=1.3
+  )
   table = jnp.asarray(demo_tf(axes))
   t = time.perf_counter()
-  img = raymarch.render(None, None, spacing, axes, table, view, settings,
-                        packed=packed)
+  img = raymarch.render(
+      None, None, spacing, axes, table, view, settings, packed=packed
+  )
   jax.block_until_ready(img)
   direct_first = time.perf_counter() - t
   rss_render = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   t = time.perf_counter()
-  cache = ray_cache.build_ray_cache(None, None, spacing, axes, view, 256,
-                                    settings, packed=packed)
+  cache = ray_cache.build_ray_cache(
+      None, None, spacing, axes, view, 256, settings, packed=packed
+  )
   jax.block_until_ready(cache)
   build = time.perf_counter() - t
   del packed
   _, cached_s, _ = time_calls(
-      lambda: ray_cache.render_cached(cache, table, settings), 3)
-  loss = jax.jit(jax.grad(lambda t: jnp.mean(ray_cache.render_cached(
-      cache, t, settings)[..., :3])))
+      lambda: ray_cache.render_cached(cache, table, settings), 3
+  )
+  loss = jax.jit(
+      jax.grad(
+          lambda t: jnp.mean(
+              ray_cache.render_cached(cache, t, settings)[..., :3]
+          )
+      )
+  )
   _, grad_s, _ = time_calls(lambda: loss(table), 3)
   rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  return {'volume_shape': list(shape), 'spacing_mm': list(spacing),
-          'image': [size, size], 'samples_per_ray': sampling.num_samples(
-              shape, spacing, step),
-          'direct_first_call_s': direct_first, 'cache_build_s': build,
-          'cache_samples': cache.num_samples, 'cache_mb': cache.nbytes / 2**20,
-          'cached_s': cached_s, 'cached_grad_s': grad_s,
-          'peak_rss_gb_after_direct': rss_render, 'peak_rss_gb': rss_gb,
-          'mean_alpha': float(img[..., 3].mean())}
+  return {
+      'volume_shape': list(shape),
+      'spacing_mm': list(spacing),
+      'image': [size, size],
+      'samples_per_ray': sampling.num_samples(shape, spacing, step),
+      'direct_first_call_s': direct_first,
+      'cache_build_s': build,
+      'cache_samples': cache.num_samples,
+      'cache_mb': cache.nbytes / 2**20,
+      'cached_s': cached_s,
+      'cached_grad_s': grad_s,
+      'peak_rss_gb_after_direct': rss_render,
+      'peak_rss_gb': rss_gb,
+      'mean_alpha': float(img[..., 3].mean()),
+  }
 
 
 def main(argv=None):
@@ -317,14 +411,23 @@ def main(argv=None):
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--no-vtk', action='store_true')
   p.add_argument('--large', action='store_true')
-  p.add_argument('--quality', action='store_true',
-                 help='PSNR / ring energy vs 1/8 step, new-view times')
+  p.add_argument(
+      '--quality',
+      action='store_true',
+      help='PSNR / ring energy vs 1/8 step, new-view times',
+  )
   p.add_argument('--save', type=str, default='', help='PNG of the direct image')
   args = p.parse_args(argv)
-  out, img, vtk_img = run(args.size, args.samples, args.repeats,
-                          not args.no_vtk, quality=args.quality)
+  out, img, vtk_img = run(
+      args.size,
+      args.samples,
+      args.repeats,
+      not args.no_vtk,
+      quality=args.quality,
+  )
   if args.save:
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
     both = np.clip(np.asarray(img[..., :3]), 0, 1)
     if vtk_img is not None:
       both = np.concatenate([both, vtk_img / 255.0], axis=1)

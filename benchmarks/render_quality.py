@@ -23,8 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
+from rlhf_tf.render import ray_cache, raymarch
 
 
 def luminance(rgb) -> np.ndarray:
@@ -34,14 +33,19 @@ def luminance(rgb) -> np.ndarray:
 
 def compare(image, reference) -> dict:
   """psnr_db, ssim and ring_rms of an RGB(A) image vs its reference."""
-  from skimage.metrics import structural_similarity  # pylint: disable=g-import-not-at-top
+  from skimage.metrics import (
+      structural_similarity,  # pylint: disable=g-import-not-at-top
+  )
+
   y, ref = luminance(image), luminance(reference)
   diff = y - ref
-  mse = float(np.mean(diff ** 2))
+  mse = float(np.mean(diff**2))
   high = diff - ndimage.gaussian_filter(diff, 2.0)
-  return {'psnr_db': float(10 * np.log10(1.0 / max(mse, 1e-20))),
-          'ssim': float(structural_similarity(y, ref, data_range=1.0)),
-          'ring_rms': float(np.sqrt(np.mean(high ** 2)))}
+  return {
+      'psnr_db': float(10 * np.log10(1.0 / max(mse, 1e-20))),
+      'ssim': float(structural_similarity(y, ref, data_range=1.0)),
+      'ring_rms': float(np.sqrt(np.mean(high**2))),
+  }
 
 
 def sharp_tf(axes, bins: int = 256) -> np.ndarray:
@@ -51,14 +55,21 @@ def sharp_tf(axes, bins: int = 256) -> np.ndarray:
   hu = axes.x_to_hu(c)[None, :]
   table = np.zeros((bins, bins, 4), np.float32)
   table[..., :3] = (0.95, 0.9, 0.8)
-  table[..., 3] = np.broadcast_to(np.where(hu >= 400.0, 0.8, 0.0),
-                                  (bins, bins))
+  table[..., 3] = np.broadcast_to(np.where(hu >= 400.0, 0.8, 0.0), (bins, bins))
   return table
 
 
-def quality(packed, spacing, axes, tables: dict, view, step_mm: float,
-            shading_modes=(False, True), vtk_fn=None,
-            variants=(('project', {}),)) -> dict:
+def quality(
+    packed,
+    spacing,
+    axes,
+    tables: dict,
+    view,
+    step_mm: float,
+    shading_modes=(False, True),
+    vtk_fn=None,
+    variants=(('project', {}),),
+) -> dict:
   """{tf name: {'shading_on/off': {variant: compare(), 'vtk': compare()}}}.
 
   variants: (name, RenderSettings changes) of the project's renderer, each
@@ -69,20 +80,30 @@ def quality(packed, spacing, axes, tables: dict, view, step_mm: float,
   for name, table in tables.items():
     out[name] = {}
     for shading in shading_modes:
-      settings = raymarch.RenderSettings(step_mm=step_mm,
-                                         reference_step_mm=step_mm,
-                                         shading=shading)
+      settings = raymarch.RenderSettings(
+          step_mm=step_mm, reference_step_mm=step_mm, shading=shading
+      )
       row = {}
       for variant, changes in variants:
         st = settings.replace(**changes)
-        img = raymarch.render(None, None, spacing, axes, table, view, st,
-                              packed=packed)
-        ref = raymarch.render(None, None, spacing, axes, table, view,
-                              st.replace(step_mm=step_mm / 8), packed=packed)
+        img = raymarch.render(
+            None, None, spacing, axes, table, view, st, packed=packed
+        )
+        ref = raymarch.render(
+            None,
+            None,
+            spacing,
+            axes,
+            table,
+            view,
+            st.replace(step_mm=step_mm / 8),
+            packed=packed,
+        )
         row[variant] = compare(img, ref)
       if vtk_fn is not None:
         v, v_ref = vtk_fn(table, step_mm, settings), vtk_fn(
-            table, step_mm / 8, settings)
+            table, step_mm / 8, settings
+        )
         if v is not None and v_ref is not None:
           row['vtk'] = compare(v / 255.0, v_ref / 255.0)
       out[name]['shading_on' if shading else 'shading_off'] = row
@@ -98,9 +119,17 @@ def _first_and_again(fn):
   return first, time.perf_counter() - t
 
 
-def new_views(packed, spacing, axes, table, settings, size: int,
-              azimuths=(30.0, 60.0, 90.0, 120.0, 150.0), bins: int = 256,
-              build_kwargs=None) -> dict:
+def new_views(
+    packed,
+    spacing,
+    axes,
+    table,
+    settings,
+    size: int,
+    azimuths=(30.0, 60.0, 90.0, 120.0, 150.0),
+    bins: int = 256,
+    build_kwargs=None,
+) -> dict:
   """Direct render and cache build of views never rendered before.
 
   The first azimuth compiles whatever a view needs; every later one is a new
@@ -111,14 +140,31 @@ def new_views(packed, spacing, axes, table, settings, size: int,
   shape = tuple(packed.shape[:3])
   rows = {'direct': [], 'cache_build': []}
   for az in azimuths:
-    view = camera_lib.head_camera(shape, spacing, size, size, azimuth_deg=az,
-                                  elevation_deg=10.0, zoom=1.3)
-    rows['direct'].append(_first_and_again(lambda: raymarch.render(
-        None, None, spacing, axes, table, view, settings, packed=packed)))
-    rows['cache_build'].append(_first_and_again(
-        lambda: ray_cache.build_ray_cache(None, None, spacing, axes, view,
-                                          bins, settings, packed=packed,
-                                          **(build_kwargs or {}))))
+    view = camera_lib.head_camera(
+        shape, spacing, size, size, azimuth_deg=az, elevation_deg=10.0, zoom=1.3
+    )
+    rows['direct'].append(
+        _first_and_again(
+            lambda: raymarch.render(
+                None, None, spacing, axes, table, view, settings, packed=packed
+            )
+        )
+    )
+    rows['cache_build'].append(
+        _first_and_again(
+            lambda: ray_cache.build_ray_cache(
+                None,
+                None,
+                spacing,
+                axes,
+                view,
+                bins,
+                settings,
+                packed=packed,
+                **(build_kwargs or {}),
+            )
+        )
+    )
   out = {'azimuths_deg': list(azimuths)}
   for k, v in rows.items():
     later = v[1:]
@@ -126,5 +172,6 @@ def new_views(packed, spacing, axes, table, settings, size: int,
     out[f'{k}_new_view_s'] = statistics.median(a for a, _ in later)
     out[f'{k}_run_s'] = statistics.median(b for _, b in later)
     out[f'{k}_compile_per_new_view_s'] = statistics.median(
-        max(a - b, 0.0) for a, b in later)
+        max(a - b, 0.0) for a, b in later
+    )
   return out

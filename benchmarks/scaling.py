@@ -43,36 +43,45 @@ FLAG = '--xla_force_host_platform_device_count=8'
 def _reexec_with_devices():
   """Restart with 8 simulated CPU devices unless JAX would see real ones."""
   if FLAG in os.environ.get('XLA_FLAGS', '') or os.environ.get(
-      'RLHF_TF_SCALING_CHILD'):
+      'RLHF_TF_SCALING_CHILD'
+  ):
     return
-  env = dict(os.environ, RLHF_TF_SCALING_CHILD='1',
-             XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' ' + FLAG).strip())
+  env = dict(
+      os.environ,
+      RLHF_TF_SCALING_CHILD='1',
+      XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' ' + FLAG).strip(),
+  )
   sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
 
 
 _reexec_with_devices()
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import time_calls  # noqa: E402
+from train_reward import synthetic_data  # noqa: E402
 
 from rlhf_tf.agent import policy as policy_lib  # noqa: E402
-from rlhf_tf.agent import ppo  # noqa: E402
-from rlhf_tf.agent import ppo_objective  # noqa: E402
+from rlhf_tf.agent import (
+    ppo,  # noqa: E402
+    ppo_objective,  # noqa: E402
+)
 from rlhf_tf.data import phantom  # noqa: E402
 from rlhf_tf.devices import mesh as mesh_lib  # noqa: E402
 from rlhf_tf.evaluation import probing  # noqa: E402
 from rlhf_tf.preferences import scenes  # noqa: E402
-from rlhf_tf.render import histogram  # noqa: E402
-from rlhf_tf.render import polygon  # noqa: E402
-from rlhf_tf.render import ray_cache  # noqa: E402
+from rlhf_tf.render import (
+    histogram,  # noqa: E402
+    polygon,  # noqa: E402
+    ray_cache,  # noqa: E402
+)
 from rlhf_tf.reward import model as model_lib  # noqa: E402
-from rlhf_tf.reward import train  # noqa: E402
-from rlhf_tf.reward import train_step  # noqa: E402
-from timing import time_calls  # noqa: E402
-from train_reward import synthetic_data  # noqa: E402
+from rlhf_tf.reward import (
+    train,  # noqa: E402
+    train_step,  # noqa: E402
+)
 
 
 def _mesh(n):
@@ -86,8 +95,11 @@ def main():
   ap.add_argument('--actions', type=int, default=32)
   ap.add_argument('--size', type=int, default=128)
   ap.add_argument('--volume', type=int, default=96)
-  ap.add_argument('--paths', default='',
-                  help='comma-separated subset of the paths (default all)')
+  ap.add_argument(
+      '--paths',
+      default='',
+      help='comma-separated subset of the paths (default all)',
+  )
   args = ap.parse_args()
   counts = [n for n in (1, 2, 8) if n <= jax.local_device_count()]
 
@@ -100,10 +112,12 @@ def main():
   volume = phantom.make_head_phantom(jax.random.key(0), (args.volume,) * 3)
   render_cfg = scenes.default_config()
   render_cfg.image_size = args.size
-  scene = scenes.build_scene('scaling', volume, histogram.default_config(),
-                             render_cfg)
-  actions = np.asarray(polygon.random_actions(jax.random.key(3),
-                                              args.actions, 4))
+  scene = scenes.build_scene(
+      'scaling', volume, histogram.default_config(), render_cfg
+  )
+  actions = np.asarray(
+      polygon.random_actions(jax.random.key(3), args.actions, 4)
+  )
 
   data = synthetic_data(args.bins, 100, 4000, 0.15)
   train_np, _ = train.heldout_split(config, data)
@@ -114,44 +128,73 @@ def main():
     states = train_step.init_states(keys, model=model, bins=args.bins)
     k = keys
     if mesh is not None:  # (typed PRNG keys have no numpy form)
-      tdata, states, k = (mesh_lib.replicate(t, mesh)
-                          for t in (tdata, states, keys))
+      tdata, states, k = (
+          mesh_lib.replicate(t, mesh) for t in (tdata, states, keys)
+      )
     # A copy per call: the train step donates (consumes) its states.
     return lambda: train_step.train_epoch(
-        jax.tree_util.tree_map(jnp.copy, states), k, 0, tdata, model=model,
-        learning_rate=1e-3, loss_name='ce', batch_size=config.batch_size,
-        mesh=mesh)[1]
+        jax.tree_util.tree_map(jnp.copy, states),
+        k,
+        0,
+        tdata,
+        model=model,
+        learning_rate=1e-3,
+        loss_name='ce',
+        batch_size=config.batch_size,
+        mesh=mesh,
+    )[1]
 
   def ray_cache_build(mesh):
     return lambda: ray_cache.build_ray_cache(
-        scene.volume.hu, None, scene.volume.spacing, scene.jh.axes,
-        scene.camera, scene.bins, scene.settings, labels=scene.groups,
-        mesh=mesh).buckets
+        scene.volume.hu,
+        None,
+        scene.volume.spacing,
+        scene.jh.axes,
+        scene.camera,
+        scene.bins,
+        scene.settings,
+        labels=scene.groups,
+        mesh=mesh,
+    ).buckets
 
   ppo_cfg = ppo.default_config()
   net = policy_lib.net_from_config(ppo_cfg.policy)
   policy_params = policy_lib.init_params(net, jax.random.key(4), args.bins)
-  seeds = [model_lib.init_params(model, k, args.bins)
-           for k in jax.random.split(jax.random.key(5), 3)]
+  seeds = [
+      model_lib.init_params(model, k, args.bins)
+      for k in jax.random.split(jax.random.key(5), 3)
+  ]
   ensemble = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *seeds)
   scene_jh = jax.random.uniform(jax.random.key(6), (3, args.bins, args.bins))
 
   def reward_fn(jh_one, acts):  # [B, B], [N, n, 2] -> [3, N]
-    return jax.vmap(lambda p: model_lib.score(
-        model, p, model_lib.encode(model, p, jh_one), acts))(ensemble)
+    return jax.vmap(
+        lambda p: model_lib.score(
+            model, p, model_lib.encode(model, p, jh_one), acts
+        )
+    )(ensemble)
 
   rollout = jax.jit(ppo_objective.rollout, static_argnums=(0, 1, 5, 7))
 
   def ppo_rollout(mesh):
-    return lambda: rollout(net, ppo._freeze(ppo_cfg), policy_params,
-                           policy_params, scene_jh, reward_fn,
-                           jax.random.key(7), mesh)
+    return lambda: rollout(
+        net,
+        ppo._freeze(ppo_cfg),
+        policy_params,
+        policy_params,
+        scene_jh,
+        reward_fn,
+        jax.random.key(7),
+        mesh,
+    )
 
   paths = {
       'random_rewards': lambda m: lambda: probing.random_action_rewards(
-          model, params, jh, jax.random.key(2), num=20000, mesh=m)[1],
+          model, params, jh, jax.random.key(2), num=20000, mesh=m
+      )[1],
       'corner_maps': lambda m: lambda: probing.corner_maps(
-          model, params, jh, base, mesh=m),
+          model, params, jh, base, mesh=m
+      ),
       'render_actions': lambda m: lambda: scene.render_many(actions, mesh=m),
       'ray_cache_build': ray_cache_build,
       'train_epoch': train_epoch,
@@ -159,11 +202,15 @@ def main():
   }
   if args.paths:
     paths = {k: paths[k] for k in args.paths.split(',')}
-  out = {'device_kind': jax.devices()[0].device_kind,
-         'platform': jax.devices()[0].platform,
-         'local_devices': jax.local_device_count(),
-         'cpu_count': os.cpu_count(), 'bins': args.bins,
-         'load_average': round(os.getloadavg()[0], 1), 'paths': {}}
+  out = {
+      'device_kind': jax.devices()[0].device_kind,
+      'platform': jax.devices()[0].platform,
+      'local_devices': jax.local_device_count(),
+      'cpu_count': os.cpu_count(),
+      'bins': args.bins,
+      'load_average': round(os.getloadavg()[0], 1),
+      'paths': {},
+  }
   for name, make in paths.items():
     row = {}
     for n in counts:
@@ -172,19 +219,24 @@ def main():
       row[f'{n}_devices_s'] = round(median, 4)
       row[f'{n}_devices_first_call_s'] = round(first, 2)
     for n in counts[1:]:
-      row[f'speedup_{n}_vs_1'] = round(row['1_devices_s']
-                                       / row[f'{n}_devices_s'], 2)
+      row[f'speedup_{n}_vs_1'] = round(
+          row['1_devices_s'] / row[f'{n}_devices_s'], 2
+      )
     out['paths'][name] = row
   render = out['paths'].get('render_actions')
   if render is None:
     print(json.dumps(out, indent=1))
     return
-  render.update(num_actions=args.actions, image_size=args.size,
-                cache_samples=scene.cache.num_samples)
+  render.update(
+      num_actions=args.actions,
+      image_size=args.size,
+      cache_samples=scene.cache.num_samples,
+  )
   if out['platform'] != 'cpu':
     for n in counts:
       render[f'samples_per_s_{n}_devices'] = round(
-          args.actions * scene.cache.num_samples / render[f'{n}_devices_s'])
+          args.actions * scene.cache.num_samples / render[f'{n}_devices_s']
+      )
   print(json.dumps(out, indent=1))
 
 

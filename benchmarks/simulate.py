@@ -21,9 +21,11 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from rlhf_tf.data import phantom  # pylint: disable=wrong-import-position
-from rlhf_tf.preferences import actions  # pylint: disable=wrong-import-position
-from rlhf_tf.preferences import inspector  # pylint: disable=wrong-import-position
-from rlhf_tf.preferences import scenes  # pylint: disable=wrong-import-position
+from rlhf_tf.preferences import (
+    actions,  # pylint: disable=wrong-import-position
+    inspector,  # pylint: disable=wrong-import-position
+    scenes,  # pylint: disable=wrong-import-position
+)
 from rlhf_tf.render import histogram  # pylint: disable=wrong-import-position
 
 
@@ -36,8 +38,9 @@ def main():
   volume = phantom.make_head_phantom(jax.random.key(0), (128, 128, 128))
   render = scenes.default_config()
   render.image_size = args.image_size
-  scene = scenes.build_scene('bench', volume,
-                             histogram.default_config(), render)
+  scene = scenes.build_scene(
+      'bench', volume, histogram.default_config(), render
+  )
   d = actions.build_action_set(jax.random.key(1), scene.experts)
   pairs = actions.sample_pairs(jax.random.key(2), len(d), 4000)
   out['scene_setup_s'] = time.perf_counter() - t
@@ -46,8 +49,9 @@ def main():
   crit = []
   for v in d.vertices:
     rgba, w, h = scene.render_tissues(v)
-    crit.append(inspector.criteria(np.asarray(w), np.asarray(h),
-                                   np.asarray(rgba)))
+    crit.append(
+        inspector.criteria(np.asarray(w), np.asarray(h), np.asarray(rgba))
+    )
   out['render_100_actions_s'] = time.perf_counter() - t
   t = time.perf_counter()
   answers = inspector.judge_pairs(None, np.stack(crit), pairs)
@@ -55,8 +59,15 @@ def main():
   out['tie_rate'] = inspector.tie_rate(answers)
   out['total_s'] = out['render_100_actions_s'] + out['compare_4000_pairs_s']
   out['goal_total_s<=60'] = out['total_s'] <= 60
-  print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                    for k, v in out.items()}, indent=2))
+  print(
+      json.dumps(
+          {
+              k: round(v, 3) if isinstance(v, float) else v
+              for k, v in out.items()
+          },
+          indent=2,
+      )
+  )
 
 
 if __name__ == '__main__':

@@ -28,24 +28,26 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from rlhf_tf.reward import batch_rewards  # noqa: E402
+from rlhf_tf.reward import (
+    batch_rewards,  # noqa: E402
+    train,  # noqa: E402
+    train_step,  # noqa: E402
+)
 from rlhf_tf.reward import data as data_lib  # noqa: E402
 from rlhf_tf.reward import losses as losses_lib  # noqa: E402
 from rlhf_tf.reward import model as model_lib  # noqa: E402
-from rlhf_tf.reward import train  # noqa: E402
-from rlhf_tf.reward import train_step  # noqa: E402
 
 
-def synthetic_data(bins: int, num_actions: int, num_pairs: int,
-                   tie_rate: float, seed: int = 0) -> data_lib.PreferenceData:
+def synthetic_data(
+    bins: int, num_actions: int, num_pairs: int, tie_rate: float, seed: int = 0
+) -> data_lib.PreferenceData:
   """One scene; the hidden score prefers polygons near (0.6, 0.3)."""
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:bins, 0:bins] / bins
@@ -76,8 +78,9 @@ def naive_step(state, key, i, w, data, *, model):
 
   def objective(params):
     jh = jnp.concatenate([data.jh[scene], data.jh[scene]])  # [2b, B, B]
-    acts = jnp.concatenate([data.actions[scene, data.left[i]],
-                            data.actions[scene, data.right[i]]])
+    acts = jnp.concatenate(
+        [data.actions[scene, data.left[i]], data.actions[scene, data.right[i]]]
+    )
     z = model_lib.encode(model, params, jh, True, rng)
     rl, rr = jnp.split(model_lib.score(model, params, z, acts), 2)
     return losses_lib.loss_ce(rl, rr, data.target[i], w)
@@ -86,13 +89,16 @@ def naive_step(state, key, i, w, data, *, model):
   trained = (state.params, state.loss_params)  # L_C: loss_params = {}
   updates, opt_state = tx.update((grads, {}), state.opt_state, trained)
   params, loss_params = optax.apply_updates(trained, updates)
-  return train_step.TrainState(state.step + 1, params, opt_state,
-                          loss_params), loss
+  return (
+      train_step.TrainState(state.step + 1, params, opt_state, loss_params),
+      loss,
+  )
 
 
 def naive_epoch(state, key, epoch, data, *, model, batch_size):
   idx, weight = data_lib.epoch_batches(
-      jax.random.fold_in(key, 1), epoch, data.target.shape[0], batch_size)
+      jax.random.fold_in(key, 1), epoch, data.target.shape[0], batch_size
+  )
   for b in range(idx.shape[0]):
     state, loss = naive_step(state, key, idx[b], weight[b], data, model=model)
   return state, loss
@@ -104,8 +110,12 @@ def main():
   parser.add_argument('--epochs', type=int, default=75)
   parser.add_argument('--naive-epochs', type=int, default=0)
   parser.add_argument('--losses', default='ce,nll')
-  parser.add_argument('--seeds', type=int, default=3,
-                      help='seeds trained together per loss (paper: 3)')
+  parser.add_argument(
+      '--seeds',
+      type=int,
+      default=3,
+      help='seeds trained together per loss (paper: 3)',
+  )
   args = parser.parse_args()
   args.loss = args.losses.split(',')[0]
 
@@ -124,17 +134,21 @@ def main():
     full_s = time.perf_counter() - t0
     full_cpu_s = time.process_time() - c0
   load_after = os.getloadavg()
-  final = {loss: summary['selected'][loss]['final']
-           for loss in config.losses}
+  final = {loss: summary['selected'][loss]['final'] for loss in config.losses}
 
   # One epoch of the step (all seeds of one loss) after its compilation.
-  train_np, _ = data_lib.split_pairs(data, config.held_out_fraction,
-                                     config.split_seed)
+  train_np, _ = data_lib.split_pairs(
+      data, config.held_out_fraction, config.split_seed
+  )
   tdata = jax.tree_util.tree_map(jnp.asarray, train_np)
   keys = train_step.seed_keys(config)
   states = train_step.init_states(keys, model=model, bins=args.bins)
-  kw = dict(model=model, learning_rate=1e-3, loss_name=args.loss,
-            batch_size=config.batch_size)
+  kw = dict(
+      model=model,
+      learning_rate=1e-3,
+      loss_name=args.loss,
+      batch_size=config.batch_size,
+  )
   state0 = jax.tree_util.tree_map(lambda x: jnp.copy(x[0]), states)
   states, _, _ = train_step.train_epoch(states, keys, 0, tdata, **kw)
   jax.block_until_ready(states)
@@ -146,32 +160,45 @@ def main():
       'benchmark': 'reward_model_training',
       'device': str(jax.devices()[0]),
       'cpu_count': os.cpu_count(),
-      'bins': args.bins, 'scenes': 1, 'actions': 100, 'pairs': 4000,
+      'bins': args.bins,
+      'scenes': 1,
+      'actions': 100,
+      'pairs': 4000,
       'ties': int(np.sum(np.asarray(data.target) == 0.5)),
       'train_pairs': summary['num_train_pairs'],
       'heldout_pairs': summary['num_heldout_pairs'],
-      'epochs': args.epochs, 'batch_size': config.batch_size,
-      'losses': list(config.losses), 'seeds': args.seeds,
+      'epochs': args.epochs,
+      'batch_size': config.batch_size,
+      'losses': list(config.losses),
+      'seeds': args.seeds,
       'reward_table_per_step': batch_rewards.use_table(
-          1, 100, config.batch_size),
-      'model': {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in config.model.to_dict().items()},
-      'image_features': feat, 'action_features': act_feat,
+          1, 100, config.batch_size
+      ),
+      'model': {
+          k: (list(v) if isinstance(v, tuple) else v)
+          for k, v in config.model.to_dict().items()
+      },
+      'image_features': feat,
+      'action_features': act_feat,
       'num_params': model_lib.expected_param_count(model, args.bins),
       'full_run_s': round(full_s, 2),
       'full_run_cpu_s': round(full_cpu_s, 2),
-      'load_average_before_after': [round(load_before[0], 1),
-                                    round(load_after[0], 1)],
-      'goal_s': 60.0, 'meets_goal': full_s <= 60.0,
+      'load_average_before_after': [
+          round(load_before[0], 1),
+          round(load_after[0], 1),
+      ],
+      'goal_s': 60.0,
+      'meets_goal': full_s <= 60.0,
       'checkpoint_every_epochs': config.checkpoint_every_epochs,
       'full_run_note': 'train_and_evaluate wall time incl. compilation, '
-                       'per-epoch evaluation, metrics.jsonl and orbax '
-                       'checkpoints (the default interval)',
+      'per-epoch evaluation, metrics.jsonl and orbax '
+      'checkpoints (the default interval)',
       'epoch_s': round(epoch_s, 4),
       'epoch_note': f'one epoch of {args.seeds} seeds of {args.loss} after '
-                    f'compilation',
-      'final_heldout_accuracy': {l: f.get('heldout_accuracy')
-                                 for l, f in final.items()},
+      f'compilation',
+      'final_heldout_accuracy': {
+          l: f.get('heldout_accuracy') for l, f in final.items()
+      },
       'final_train_loss': {l: f.get('train_loss') for l, f in final.items()},
   }
   if args.naive_epochs:
@@ -183,13 +210,15 @@ def main():
       state0, _ = naive_epoch(state0, keys[0], e + 1, tdata, **nkw)
     jax.block_until_ready(state0)
     naive_epoch_s = (time.perf_counter() - t0) / args.naive_epochs
-    out.update(naive_epoch_one_seed_s=round(naive_epoch_s, 4),
-               naive_extrapolated_train_s=round(
-                   naive_epoch_s * args.epochs * args.seeds
-                   * len(config.losses), 1),
-               naive_note=f'naive (one seed) timed for {args.naive_epochs} '
-                          f'epochs after compilation, extrapolated to '
-                          f'{args.epochs} epochs x seeds x losses')
+    out.update(
+        naive_epoch_one_seed_s=round(naive_epoch_s, 4),
+        naive_extrapolated_train_s=round(
+            naive_epoch_s * args.epochs * args.seeds * len(config.losses), 1
+        ),
+        naive_note=f'naive (one seed) timed for {args.naive_epochs} '
+        f'epochs after compilation, extrapolated to '
+        f'{args.epochs} epochs x seeds x losses',
+    )
   print(json.dumps(out, indent=1))
 
 

@@ -19,8 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from playwright import sync_api  # noqa: E402
 import waitress  # noqa: E402
 
-from rlhf_tf.jobs import collect  # noqa: E402
-from rlhf_tf.jobs import experiment_file  # noqa: E402
+from rlhf_tf.jobs import (
+    collect,  # noqa: E402
+    experiment_file,  # noqa: E402
+)
 from rlhf_tf.preferences import dataset  # noqa: E402
 from rlhf_tf.preferences import store as store_lib  # noqa: E402
 from rlhf_tf.ui import app as app_lib  # noqa: E402
@@ -32,27 +34,36 @@ INSPECTOR = 'inspector-1'
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--out', default=os.path.join(ROOT, 'docs',
-                                                    'ui_screenshot.png'))
+  parser.add_argument(
+      '--out', default=os.path.join(ROOT, 'docs', 'ui_screenshot.png')
+  )
   args = parser.parse_args()
   config = experiment_file.load_config(
-      os.path.join(ROOT, 'experiments', 'collect.py'))
+      os.path.join(ROOT, 'experiments', 'collect.py')
+  )
   workdir = tempfile.mkdtemp(prefix='ui_screenshot_')
   path = dataset.store_path(config, workdir)
   store = store_lib.PreferenceStore(path)
   scene = collect.default_scene(config, store)
   store.close()
   keys = auth.keys_for_store(path, [INSPECTOR])
-  app = app_lib.create_app(path, scene.render_png, keys,
-                           scene_ids=[scene.scene_id],
-                           render_key=scene.render_key, jh_png=scene.jh_png,
-                           votes_target=config.votes_target)
+  app = app_lib.create_app(
+      path,
+      scene.render_png,
+      keys,
+      scene_ids=[scene.scene_id],
+      render_key=scene.render_key,
+      jh_png=scene.jh_png,
+      votes_target=config.votes_target,
+  )
   server = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
   threading.Thread(target=server.run, daemon=True).start()
   url = f'http://127.0.0.1:{server.effective_port}'
   with sync_api.sync_playwright() as p:
-    browser = p.chromium.launch(executable_path='/usr/bin/chromium',
-                                args=['--no-sandbox', '--disable-gpu'])
+    browser = p.chromium.launch(
+        executable_path='/usr/bin/chromium',
+        args=['--no-sandbox', '--disable-gpu'],
+    )
     page = browser.new_page(viewport=dict(width=1280, height=800))
     page.goto(keys.link(url, INSPECTOR))
     for key in ('ArrowLeft', 'ArrowDown', 'ArrowRight'):
@@ -61,12 +72,15 @@ def main():
     page.wait_for_selector('#stage[data-ready="1"]', timeout=600_000)
     page.wait_for_function(
         "document.getElementById('progress-text').textContent"
-        ".startsWith('3 /')", timeout=60_000)
+        ".startsWith('3 /')",
+        timeout=60_000,
+    )
     page.check('#jh-toggle')
     page.wait_for_function(
         "document.getElementById('jh-img').complete && "
         "document.getElementById('jh-img').naturalWidth > 0",
-        timeout=600_000)
+        timeout=600_000,
+    )
     page.wait_for_timeout(500)
     page.screenshot(path=args.out)
     browser.close()

@@ -27,17 +27,20 @@ Builds on reward_ce.py (the data and the reward model it trains).
 
 import ml_collections
 
-from rlhf_tf.agent import ppo
-from rlhf_tf.agent import warm_start
+from rlhf_tf.agent import ppo, warm_start
 from rlhf_tf.jobs import experiment_file
 
 
 def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, smoke=False, multiscene=False)
   config = experiment_file.load_config(
-      'reward_ce.py:smoke' if arg.smoke else
-      'reward_ce.py:multiscene' if arg.multiscene else 'reward_ce.py',
-      relative_to=__file__)
+      'reward_ce.py:smoke'
+      if arg.smoke
+      else 'reward_ce.py:multiscene'
+      if arg.multiscene
+      else 'reward_ce.py',
+      relative_to=__file__,
+  )
   config.job = 'train_agent'
   config.reward_workdir = ''  # '' = this workdir (trained here when absent)
   config.agent = ml_collections.ConfigDict()

@@ -44,8 +44,8 @@ def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, smoke=False)
   # The scenes, actions and pairs of simulate.py (same ids as its votes).
   config = experiment_file.load_config(
-      'simulate.py:smoke' if arg.smoke else 'simulate.py',
-      relative_to=__file__)
+      'simulate.py:smoke' if arg.smoke else 'simulate.py', relative_to=__file__
+  )
   config.job = 'collect'
   config.host = '127.0.0.1'
   config.port = 8765
@@ -67,8 +67,9 @@ def get_config(arg=None):
   # Presets of the viewers inspectors know, shown beside the pair (never voted
   # on): InVesalius .plist from invesalius_dir ('' = the fetched cache,
   # none when not fetched) and these Slicer .vp.json files.
-  config.reference_presets = ml_collections.ConfigDict(dict(
-      enabled=True, invesalius_dir='', slicer_files=()))
+  config.reference_presets = ml_collections.ConfigDict(
+      dict(enabled=True, invesalius_dir='', slicer_files=())
+  )
   config.prerender = True
   config.serve_seconds = 0.0  # 0 = until Ctrl-C
   if arg.smoke:

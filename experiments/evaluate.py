@@ -19,7 +19,8 @@ def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, smoke=False)
   config = experiment_file.load_config(
       'quickstart.py:smoke' if arg.smoke else 'quickstart.py',
-      relative_to=__file__)
+      relative_to=__file__,
+  )
   config.job = 'evaluate'
   config.train_if_missing = False  # no <workdir>/reward: train it first
   if arg.smoke:

@@ -56,8 +56,8 @@ from rlhf_tf.reward import train
 def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, phantoms=False, smoke=False)
   config = experiment_file.load_config(
-      'simulate.py:smoke' if arg.smoke else 'simulate.py',
-      relative_to=__file__)
+      'simulate.py:smoke' if arg.smoke else 'simulate.py', relative_to=__file__
+  )
   config.job = 'multiscene'
   config.scenes = 'phantom:0-7'
   if not (arg.phantoms or arg.smoke) and sample_fetch.cranium_path().is_file():
@@ -73,9 +73,16 @@ def get_config(arg=None):
   config.reward.num_seeds = 1
   config.reward.num_epochs = 30
   config.reward.checkpoint_every_epochs = 30
-  config.eval = ml_collections.ConfigDict(dict(
-      seed=0, num_gold=2000, gold_image_size=64, ascent_starts=32,
-      ascent_steps=200, ascent_lr=0.01))
+  config.eval = ml_collections.ConfigDict(
+      dict(
+          seed=0,
+          num_gold=2000,
+          gold_image_size=64,
+          ascent_starts=32,
+          ascent_steps=200,
+          ascent_lr=0.01,
+      )
+  )
   if arg.smoke:
     config.scenes = 'phantom:0-2'
     config.render.image_size = 16
@@ -84,6 +91,7 @@ def get_config(arg=None):
     config.reward.num_epochs = 2
     config.reward.batch_size = 16
     experiment_file.shrink_reward_model(config.reward.model)
-    config.eval.update(dict(num_gold=16, gold_image_size=16,
-                            ascent_starts=2, ascent_steps=3))
+    config.eval.update(
+        dict(num_gold=16, gold_image_size=16, ascent_starts=2, ascent_steps=3)
+    )
   return config

@@ -43,7 +43,8 @@ def get_config(arg=None):
   # config: the checkpoint must fit config.reward.model and histogram.bins.
   config = experiment_file.load_config(
       'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
-      relative_to=__file__)
+      relative_to=__file__,
+  )
   config.job = 'propose'
   config.volume.seed = 7  # an unseen phantom (the quickstart trains on 0)
   config.reward_workdir = ''
@@ -52,12 +53,23 @@ def get_config(arg=None):
   config.agent_workdir = ''
   config.export_volume = True  # export/volume.nrrd + open_in_slicer.py
   config.agent_policy = policy_lib.default_config()
-  config.propose = ml_collections.ConfigDict(dict(
-      seed=0, ascent_starts=16, ascent_steps=150, reference_actions=256,
-      ascent_lr=0.01, ensemble_k=1.0, top_k=3, gold_image_size=64,
-      turntable_views=8, turntable_size=128))
-  config.baselines = ml_collections.ConfigDict(dict(
-      enabled=True, invesalius_dir='', slicer_files=(), num_random=32))
+  config.propose = ml_collections.ConfigDict(
+      dict(
+          seed=0,
+          ascent_starts=16,
+          ascent_steps=150,
+          reference_actions=256,
+          ascent_lr=0.01,
+          ensemble_k=1.0,
+          top_k=3,
+          gold_image_size=64,
+          turntable_views=8,
+          turntable_size=128,
+      )
+  )
+  config.baselines = ml_collections.ConfigDict(
+      dict(enabled=True, invesalius_dir='', slicer_files=(), num_random=32)
+  )
   if arg.smoke:
     config.train_reward_if_missing = True
     p = config.propose

@@ -28,7 +28,8 @@ def get_config(arg=None):
   # Data and reward training: reward_ce.py's, with three losses.
   config = experiment_file.load_config(
       'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
-      relative_to=__file__)
+      relative_to=__file__,
+  )
   config.job = 'quickstart'
   config.reward.losses = ('ce', 'nll', 'davidson')  # L_C, L_L, L_D
   # Random actions in D. The paper's 50 give a model that ranks its own 100
@@ -38,17 +39,20 @@ def get_config(arg=None):
   # number of actions"). ':paper' keeps 50.
   config.actions.num_random = 50 if arg.paper else 200
   # The evaluation (evaluation/report.py): Fig. 2-4, calibration, probing.
-  config.eval = ml_collections.ConfigDict(dict(
-      seed=0,
-      tie_validation_fraction=0.5,  # held-out pairs tuning tie thresholds
-      num_random=20000,  # Fig. 2: rewards of random actions
-      num_gold=2000,  # unseen random actions scored by the inspector
-      gold_image_size=64,  # the inspector's renderings (pixels)
-      num_eval_tfs=12,  # Fig. 4
-      eval_candidates=60,  # ... picked from this many by inspector score
-      ascent_starts=32,  # reward ascent (probing)
-      ascent_steps=200,
-      ascent_lr=0.01))
+  config.eval = ml_collections.ConfigDict(
+      dict(
+          seed=0,
+          tie_validation_fraction=0.5,  # held-out pairs tuning tie thresholds
+          num_random=20000,  # Fig. 2: rewards of random actions
+          num_gold=2000,  # unseen random actions scored by the inspector
+          gold_image_size=64,  # the inspector's renderings (pixels)
+          num_eval_tfs=12,  # Fig. 4
+          eval_candidates=60,  # ... picked from this many by inspector score
+          ascent_starts=32,  # reward ascent (probing)
+          ascent_steps=200,
+          ascent_lr=0.01,
+      )
+  )
   if arg.smoke:
     config.actions.num_random = 6
     config.eval.num_random = 500

@@ -21,8 +21,9 @@ from rlhf_tf.render import histogram
 
 
 def get_config(arg=None):
-  arg = experiment_file.parse_arg(arg, cranium=False, turntable=False,
-                                  smoke=False)
+  arg = experiment_file.parse_arg(
+      arg, cranium=False, turntable=False, smoke=False
+  )
   config = ml_collections.ConfigDict()
   config.job = 'render'
   config.volume = sources.default_config()

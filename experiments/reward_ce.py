@@ -23,8 +23,8 @@ def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, multiscene=False, smoke=False)
   # The data: simulate.py's scenes, actions, pairs and simulated inspector.
   config = experiment_file.load_config(
-      'simulate.py:smoke' if arg.smoke else 'simulate.py',
-      relative_to=__file__)
+      'simulate.py:smoke' if arg.smoke else 'simulate.py', relative_to=__file__
+  )
   config.job = 'train_reward'
   config.data_source = ''  # '' = human and simulated | 'human' | 'simulated'
   # A "both bad" answer (stored apart from "about equal"): 'tie' trains on

@@ -14,6 +14,7 @@ def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, smoke=False)
   config = experiment_file.load_config(
       'reward_ce.py:smoke' if arg.smoke else 'reward_ce.py',
-      relative_to=__file__)
+      relative_to=__file__,
+  )
   config.reward.losses = ('nll',)  # L_L, eq. 5: ties dropped
   return config

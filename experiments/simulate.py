@@ -15,8 +15,7 @@ reward_ce.py and collect.py build on this file's scenes, actions and pairs.
 """
 
 from rlhf_tf.jobs import experiment_file
-from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import inspector
+from rlhf_tf.preferences import dataset, inspector
 
 
 def get_config(arg=None):

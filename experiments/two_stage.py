@@ -46,8 +46,8 @@ from rlhf_tf.reward import train
 def get_config(arg=None):
   arg = experiment_file.parse_arg(arg, smoke=False)
   config = experiment_file.load_config(
-      'simulate.py:smoke' if arg.smoke else 'simulate.py',
-      relative_to=__file__)
+      'simulate.py:smoke' if arg.smoke else 'simulate.py', relative_to=__file__
+  )
   config.job = 'label_protocols'
   config.render.image_size = 64
   config.reward = train.default_config()
@@ -58,11 +58,19 @@ def get_config(arg=None):
   # 4,000 labels, mean rho of 3 seeds: new actions labelled 4 / 2 / 1 times
   # 0.83 / 0.86 / 0.88; stage 1 at 1/4 of the budget instead of 1/2, 0.89;
   # 20,000 candidates instead of 5,000 (more concentrated) 0.83.
-  config.protocol = ml_collections.ConfigDict(dict(
-      seed=0, budgets=(500, 1000, 2000, 4000), num_gold=2000,
-      protocols=('uniform', 'two_stage'), stage1_fraction=0.25,
-      num_candidates=5000, pairs_per_new_action=1, high_fraction=0.25,
-      num_partners=64))
+  config.protocol = ml_collections.ConfigDict(
+      dict(
+          seed=0,
+          budgets=(500, 1000, 2000, 4000),
+          num_gold=2000,
+          protocols=('uniform', 'two_stage'),
+          stage1_fraction=0.25,
+          num_candidates=5000,
+          pairs_per_new_action=1,
+          high_fraction=0.25,
+          num_partners=64,
+      )
+  )
   if arg.smoke:
     config.render.image_size = 16
     config.reward.num_seeds = 2
@@ -70,6 +78,7 @@ def get_config(arg=None):
     config.reward.batch_size = 16
     experiment_file.shrink_reward_model(config.reward.model)
     config.reward.checkpoint_every_epochs = 2
-    config.protocol.update(dict(budgets=(20, 40), num_gold=16,
-                                num_candidates=30, num_partners=8))
+    config.protocol.update(
+        dict(budgets=(20, 40), num_gold=16, num_candidates=30, num_partners=8)
+    )
   return config

@@ -13,10 +13,12 @@ import pytest
 from rlhf_tf.jobs import experiment_file
 
 EXPERIMENTS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments')
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'
+)
 
 if '--xla_force_host_platform_device_count' not in os.environ.get(
-    'XLA_FLAGS', ''):
+    'XLA_FLAGS', ''
+):
   collect_ignore = ['sharded']
 
 
@@ -24,7 +26,10 @@ if '--xla_force_host_platform_device_count' not in os.environ.get(
 def smoke_config():
   """name -> the ':smoke' config of experiments/<name>.py (every size tiny):
   the tests run the experiments' own small configs."""
+
   def load(name: str):
     return experiment_file.load_config(
-        os.path.join(EXPERIMENTS, f'{name}.py:smoke'))
+        os.path.join(EXPERIMENTS, f'{name}.py:smoke')
+    )
+
   return load

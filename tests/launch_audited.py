@@ -20,8 +20,7 @@ import runpy
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_WRITE_FLAGS = (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
-                | os.O_TRUNC)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 def _path(p):
@@ -43,8 +42,9 @@ def install(audit_json: str, watched: str) -> list:
   def hook(event, args):
     if event == 'open':
       path, mode, flags = args
-      writes = (any(c in (mode or '') for c in 'wax+')
-                or bool((flags or 0) & _WRITE_FLAGS))
+      writes = any(c in (mode or '') for c in 'wax+') or bool(
+          (flags or 0) & _WRITE_FLAGS
+      )
       p = _path(path)
       if writes and under(p):
         events.append([event, p])
@@ -52,8 +52,15 @@ def install(audit_json: str, watched: str) -> list:
       p = _path(args[0])
       if under(p) and not os.path.exists(p):  # an existing one: no write
         events.append([event, p])
-    elif event in ('os.rename', 'os.remove', 'os.rmdir', 'os.truncate',
-                   'shutil.rmtree', 'shutil.copyfile', 'shutil.move'):
+    elif event in (
+        'os.rename',
+        'os.remove',
+        'os.rmdir',
+        'os.truncate',
+        'shutil.rmtree',
+        'shutil.copyfile',
+        'shutil.move',
+    ):
       for a in args[:2]:
         p = _path(a) if isinstance(a, (str, bytes, os.PathLike)) else None
         if under(p):

@@ -8,24 +8,30 @@ on one device, and the two must agree.
 import jax
 import ml_collections
 import numpy as np
+import test_reward_train as reward_tests
 
 from rlhf_tf.evaluation import probing
 from rlhf_tf.reward import model as model_lib
-from rlhf_tf.reward import predict
-from rlhf_tf.reward import train
-
-import test_reward_train as reward_tests
+from rlhf_tf.reward import predict, train
 
 BINS = 16
-BASE = np.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]],
-                np.float32)
+BASE = np.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]], np.float32)
 
 
 def tiny_model():
-  cfg = ml_collections.ConfigDict(dict(
-      conv_features=(4, 4, 4), kernel=3, strides=(2, 2, 2), input_pool=1,
-      readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-      n_vertices=4))
+  cfg = ml_collections.ConfigDict(
+      dict(
+          conv_features=(4, 4, 4),
+          kernel=3,
+          strides=(2, 2, 2),
+          input_pool=1,
+          readout_pool=1,
+          action_features=(8, 16),
+          hidden=(16, 8),
+          dropout=0.5,
+          n_vertices=4,
+      )
+  )
   model = model_lib.model_from_config(cfg)
   params = model_lib.init_params(model, jax.random.key(0), BINS)
   jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
@@ -35,26 +41,35 @@ def tiny_model():
 def sharded_paths(mesh, workdir: str) -> dict:
   model, params, jh = tiny_model()
   _, rewards = probing.random_action_rewards(
-      model, params, jh, jax.random.key(2), num=20000, mesh=mesh)
+      model, params, jh, jax.random.key(2), num=20000, mesh=mesh
+  )
   maps = probing.corner_maps(model, params, jh, BASE, grid=BINS, mesh=mesh)
   config = reward_tests.tiny_config(num_epochs=2)
-  summary = train.train_and_evaluate(config, workdir,
-                                     reward_tests.synthetic_task(), mesh=mesh)
-  return dict(rewards=np.asarray(rewards), maps=np.asarray(maps),
-              summary=summary['runs'])
+  summary = train.train_and_evaluate(
+      config, workdir, reward_tests.synthetic_task(), mesh=mesh
+  )
+  return dict(
+      rewards=np.asarray(rewards),
+      maps=np.asarray(maps),
+      summary=summary['runs'],
+  )
 
 
 def train_resumed(mesh, workdir: str) -> dict:
   """sharded_paths' training stopped after epoch 1, then resumed to 2."""
   task = reward_tests.synthetic_task()
-  train.train_and_evaluate(reward_tests.tiny_config(num_epochs=1), workdir,
-                           task, mesh=mesh)
-  return train.train_and_evaluate(reward_tests.tiny_config(num_epochs=2),
-                                  workdir, task, mesh=mesh)
+  train.train_and_evaluate(
+      reward_tests.tiny_config(num_epochs=1), workdir, task, mesh=mesh
+  )
+  return train.train_and_evaluate(
+      reward_tests.tiny_config(num_epochs=2), workdir, task, mesh=mesh
+  )
 
 
 def assert_same_params(workdir_a: str, workdir_b: str) -> None:
   for k in range(2):
-    jax.tree_util.tree_map(np.testing.assert_array_equal,
-                           predict.load_params(workdir_a, 'ce', k),
-                           predict.load_params(workdir_b, 'ce', k))
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal,
+        predict.load_params(workdir_a, 'ce', k),
+        predict.load_params(workdir_b, 'ce', k),
+    )

@@ -7,8 +7,13 @@ import pytest
 from rlhf_tf.preferences import actions
 from rlhf_tf.render import polygon
 
-EXPERTS = np.array([[[0.3 + 0.01 * k, 0.05], [0.9, 0.05], [0.9, 0.6],
-                     [0.35, 0.7]] for k in range(10)], np.float32)
+EXPERTS = np.array(
+    [
+        [[0.3 + 0.01 * k, 0.05], [0.9, 0.05], [0.9, 0.6], [0.35, 0.7]]
+        for k in range(10)
+    ],
+    np.float32,
+)
 
 
 def test_action_set_counts_provenance_and_reproducibility():
@@ -53,6 +58,7 @@ def test_pairs_are_distinct_unordered_and_randomly_ordered():
   left_smaller = np.mean(pairs[:, 0] < pairs[:, 1])
   assert 0.45 < left_smaller < 0.55
   np.testing.assert_array_equal(
-      pairs, actions.sample_pairs(jax.random.key(0), 100, 4000))
+      pairs, actions.sample_pairs(jax.random.key(0), 100, 4000)
+  )
   with pytest.raises(ValueError, match='4950'):
     actions.sample_pairs(jax.random.key(0), 100, 5000)

@@ -4,9 +4,9 @@ polygon or field at fault -- never a raw numpy / pydicom / jax error."""
 
 import warnings
 
+from bad_input_corpus import CASES, kinds
 import pytest
 
-from bad_input_corpus import CASES, kinds
 from rlhf_tf.input_error import InputError
 
 
@@ -14,12 +14,19 @@ def test_the_corpus_covers_100_kinds_of_bad_input():
   counts = kinds()
   assert len(CASES) >= 100, counts
   assert len({c.name for c in CASES}) == len(CASES)  # all different
-  assert set(counts) == {'dicom', 'inv3', 'polygon', 'actions', 'config',
-                         'vote'}
+  assert set(counts) == {
+      'dicom',
+      'inv3',
+      'polygon',
+      'actions',
+      'config',
+      'vote',
+  }
 
 
-@pytest.mark.parametrize('case', CASES, ids=[f'{c.kind}: {c.name}'
-                                             for c in CASES])
+@pytest.mark.parametrize(
+    'case', CASES, ids=[f'{c.kind}: {c.name}' for c in CASES]
+)
 def test_bad_input_names_what_is_wrong(case, tmp_path):
   call = case.build(tmp_path)
   with warnings.catch_warnings():

@@ -4,13 +4,12 @@ runs it: one line `error: ...` naming the file, key or polygon, exit status
 
 import concurrent.futures
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
-
-import numpy as np
 
 from bad_input_corpus import dicom_series, edited, inv3
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RENDER = 'experiments/render.py:smoke'
@@ -35,34 +34,76 @@ def _cases(tmp: Path, files: dict) -> list:
   """(name, extra argv, text the error line must contain)."""
   vol = '--experiment.volume.'
   return [
-      ('missing experiment file', ['--experiment=experiments/nope.py'],
-       'experiments/nope.py'),
-      ('unknown experiment arg', ['--experiment=experiments/render.py:bogus'],
-       'bogus'),
-      ('unknown override key', [f'--experiment={RENDER}',
-                                '--experiment.render.nosuch=1'],
-       'render.nosuch'),
-      ('override of the wrong type', [f'--experiment={RENDER}',
-                                      '--experiment.render.image_size=big'],
-       'render.image_size'),
-      ('render.step_mm=-1', [f'--experiment={RENDER}',
-                             '--experiment.render.step_mm=-1'],
-       'render.step_mm'),
-      ('turntable=-3', [f'--experiment={RENDER}',
-                        '--experiment.turntable=-3'], 'turntable must be'),
-      ('polygons=abc', [f'--experiment={RENDER}',
-                        '--experiment.polygons=abc'], 'config.polygons[0]'),
-      ('actions file with text vertices', [
-          f'--experiment={RENDER}',
-          f'--experiment.actions_file={tmp / "strings.json"}'],
-       'strings.json: polygon 0'),
-      ('12x1x1 .inv3', [f'--experiment={RENDER}', f'{vol}source=inv3',
-                        f'{vol}path={tmp / "thin.inv3"}'], 'thin.inv3'),
-      ('DICOM slice cut in its header', [
-          f'--experiment={RENDER}', f'{vol}source=dicom',
-          f'{vol}path={files["cut"]}'], files['first'].name),
-      ('MR series', [f'--experiment={RENDER}', f'{vol}source=dicom',
-                     f'{vol}path={files["mr"]}'], 'Modality MR'),
+      (
+          'missing experiment file',
+          ['--experiment=experiments/nope.py'],
+          'experiments/nope.py',
+      ),
+      (
+          'unknown experiment arg',
+          ['--experiment=experiments/render.py:bogus'],
+          'bogus',
+      ),
+      (
+          'unknown override key',
+          [f'--experiment={RENDER}', '--experiment.render.nosuch=1'],
+          'render.nosuch',
+      ),
+      (
+          'override of the wrong type',
+          [f'--experiment={RENDER}', '--experiment.render.image_size=big'],
+          'render.image_size',
+      ),
+      (
+          'render.step_mm=-1',
+          [f'--experiment={RENDER}', '--experiment.render.step_mm=-1'],
+          'render.step_mm',
+      ),
+      (
+          'turntable=-3',
+          [f'--experiment={RENDER}', '--experiment.turntable=-3'],
+          'turntable must be',
+      ),
+      (
+          'polygons=abc',
+          [f'--experiment={RENDER}', '--experiment.polygons=abc'],
+          'config.polygons[0]',
+      ),
+      (
+          'actions file with text vertices',
+          [
+              f'--experiment={RENDER}',
+              f'--experiment.actions_file={tmp / "strings.json"}',
+          ],
+          'strings.json: polygon 0',
+      ),
+      (
+          '12x1x1 .inv3',
+          [
+              f'--experiment={RENDER}',
+              f'{vol}source=inv3',
+              f'{vol}path={tmp / "thin.inv3"}',
+          ],
+          'thin.inv3',
+      ),
+      (
+          'DICOM slice cut in its header',
+          [
+              f'--experiment={RENDER}',
+              f'{vol}source=dicom',
+              f'{vol}path={files["cut"]}',
+          ],
+          files['first'].name,
+      ),
+      (
+          'MR series',
+          [
+              f'--experiment={RENDER}',
+              f'{vol}source=dicom',
+              f'{vol}path={files["mr"]}',
+          ],
+          'Modality MR',
+      ),
       ('workdir inside a file', [f'--experiment={RENDER}'], 'a_file'),
   ]
 
@@ -70,23 +111,34 @@ def _cases(tmp: Path, files: dict) -> list:
 def _launch(argv, workdir):
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
   return subprocess.run(
-      [sys.executable, 'launch.py', *argv, f'--workdir={workdir}'], cwd=REPO,
-      env=env, capture_output=True, text=True, timeout=300)
+      [sys.executable, 'launch.py', *argv, f'--workdir={workdir}'],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
 
 
 def test_launch_prints_one_error_line_and_no_traceback(tmp_path):
   files = _inputs(tmp_path)
   cases = _cases(tmp_path, files)
-  workdirs = [tmp_path / ('a_file/w' if name == 'workdir inside a file' else
-                          f'work{i}') for i, (name, _, _) in enumerate(cases)]
+  workdirs = [
+      tmp_path / ('a_file/w' if name == 'workdir inside a file' else f'work{i}')
+      for i, (name, _, _) in enumerate(cases)
+  ]
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     runs = list(pool.map(_launch, [argv for _, argv, _ in cases], workdirs))
   problems = []
   for (name, _, needle), run in zip(cases, runs):
     out = run.stdout + run.stderr
     errors = [line for line in out.splitlines() if line.startswith('error:')]
-    if (run.returncode != 2 or 'Traceback' in out or len(errors) != 1 or
-        needle not in errors[0]):
+    if (
+        run.returncode != 2
+        or 'Traceback' in out
+        or len(errors) != 1
+        or needle not in errors[0]
+    ):
       problems.append(f'{name}: rc={run.returncode}\n{out[-1500:]}')
   assert not problems, '\n\n'.join(problems)
 
@@ -94,10 +146,12 @@ def test_launch_prints_one_error_line_and_no_traceback(tmp_path):
 def test_a_bug_keeps_its_traceback(tmp_path):
   """Not every error is the user's: launch.py does not swallow the rest."""
   bug = tmp_path / 'bug.py'
-  bug.write_text('import ml_collections\n'
-                 'def get_config(arg=None):\n'
-                 '  return ml_collections.ConfigDict(dict(job="render", '
-                 'volume=1))\n')
+  bug.write_text(
+      'import ml_collections\n'
+      'def get_config(arg=None):\n'
+      '  return ml_collections.ConfigDict(dict(job="render", '
+      'volume=1))\n'
+  )
   run = _launch([f'--experiment={bug}'], tmp_path / 'w')
   assert run.returncode not in (0, 2)
   assert 'Traceback' in run.stderr

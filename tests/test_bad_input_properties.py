@@ -3,23 +3,30 @@ whatever a user types, validate_polygon returns a valid polygon or raises a
 PolygonError naming it; TF tables are finite opacities in [0, alpha_max] or a
 PolygonError -- never NaN tables, never raw numpy errors."""
 
-import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
+import numpy as np
 
-from rlhf_tf.render import polygon
-from rlhf_tf.render import transfer_function
+from rlhf_tf.render import polygon, transfer_function
 
 NAME = 'hypothesis polygon'
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
 UNIT = st.floats(0.0, 1.0, allow_nan=False)
-SCALARS = st.one_of(FLOATS, st.integers(-5, 5), st.booleans(), st.none(),
-                    st.text(max_size=3), st.complex_numbers(max_magnitude=2))
+SCALARS = st.one_of(
+    FLOATS,
+    st.integers(-5, 5),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.complex_numbers(max_magnitude=2),
+)
 # Anything JSON-ish a user could put in an actions file or a flag.
-JUNK = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=6),
-                    max_leaves=24)
+JUNK = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=6), max_leaves=24
+)
 VERTICES = st.integers(3, 7).flatmap(
-    lambda n: st.lists(st.tuples(UNIT, UNIT), min_size=n, max_size=n))
+    lambda n: st.lists(st.tuples(UNIT, UNIT), min_size=n, max_size=n)
+)
 
 
 def _check_valid(v):
@@ -54,15 +61,22 @@ def test_validate_polygon_on_unit_square_points(points):
   assert polygon.polygon_batch_problem(v) is None
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(3, 5).flatmap(lambda n: st.lists(
-    st.tuples(FLOATS, FLOATS), min_size=n, max_size=n)),
-       st.floats(0.05, 1.0))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    st.integers(3, 5).flatmap(
+        lambda n: st.lists(st.tuples(FLOATS, FLOATS), min_size=n, max_size=n)
+    ),
+    st.floats(0.05, 1.0),
+)
 def test_opacity_table_is_finite_or_refused(points, alpha_max):
   try:
-    table = np.asarray(transfer_function.opacity_table(
-        np.asarray(points, np.float64), 8, tau=0.05, alpha_max=alpha_max))
+    table = np.asarray(
+        transfer_function.opacity_table(
+            np.asarray(points, np.float64), 8, tau=0.05, alpha_max=alpha_max
+        )
+    )
   except polygon.PolygonError as err:
     assert str(err).startswith('opacity_table vertices')
     return
@@ -74,6 +88,7 @@ def test_opacity_table_is_finite_or_refused(points, alpha_max):
 @given(st.integers(0, 2**31 - 1), st.integers(3, 6))
 def test_canonical_random_actions_always_make_tables(seed, n):
   import jax  # pylint: disable=g-import-not-at-top
+
   actions = np.asarray(polygon.random_actions(jax.random.key(seed), 16, n))
   assert polygon.polygon_batch_problem(actions) is None
   table = np.asarray(transfer_function.tf_table(actions[:, None], 8))

@@ -6,10 +6,10 @@ no silent non-CT volume."""
 import collections
 import warnings
 
+from matplotlib.figure import Figure
 import numpy as np
 import pydicom.data
 import pytest
-from matplotlib.figure import Figure
 
 from rlhf_tf.data.dicom_io import DicomSeriesError, read_dicom_series
 from rlhf_tf.evaluation import figures_style
@@ -33,9 +33,11 @@ def test_every_bundled_pydicom_file_loads_or_is_refused_by_name(capsys):
     assert np.isfinite(volume.hu).all() and min(volume.shape) >= 1, path
     outcome['loaded'] += 1
   with capsys.disabled():
-    print(f'\npydicom bundled test files: {len(paths)}, loaded '
-          f'{outcome["loaded"]}, refused with a DicomSeriesError naming the '
-          f'file {outcome["refused"]}')
+    print(
+        f'\npydicom bundled test files: {len(paths)}, loaded '
+        f'{outcome["loaded"]}, refused with a DicomSeriesError naming the '
+        f'file {outcome["refused"]}'
+    )
   assert outcome['loaded'] + outcome['refused'] == len(paths)
   assert outcome['loaded'] >= 10  # the CT files among them do load
 

@@ -7,31 +7,40 @@ by JAX), at clipped colours and opaque bins, and under vmap.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.test_util import check_grads
+import numpy as np
+from render_testing import AXES, random_table, smooth_volume, SPACING
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import sampling
-
-from render_testing import AXES, SPACING, random_table, smooth_volume
+from rlhf_tf.render import compositing, ray_cache, raymarch, sampling
 
 # Strong specular: some shaded colours clip at 1 (their colour gradient is 0).
-SETTINGS = raymarch.RenderSettings(step_mm=1.1, tile_rays=16, sample_levels=1,
-                                   background=(0.1, 0.2, 0.3), specular=0.9,
-                                   diffuse=0.8)
+SETTINGS = raymarch.RenderSettings(
+    step_mm=1.1,
+    tile_rays=16,
+    sample_levels=1,
+    background=(0.1, 0.2, 0.3),
+    specular=0.9,
+    diffuse=0.8,
+)
 
 
 def _camera(shape, size=6):
-  return camera_lib.orbit_camera(shape, SPACING, 25.0, 20.0, width=size,
-                                 height=size, projection='perspective')
+  return camera_lib.orbit_camera(
+      shape,
+      SPACING,
+      25.0,
+      20.0,
+      width=size,
+      height=size,
+      projection='perspective',
+  )
 
 
 def _cache(hu, cam, settings, bins=8, num_buckets=3):
-  return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, bins,
-                                   settings, num_buckets=num_buckets)
+  return ray_cache.build_ray_cache(
+      hu, None, SPACING, AXES, cam, bins, settings, num_buckets=num_buckets
+  )
 
 
 def test_some_colours_clip_so_the_clip_branch_is_exercised():
@@ -39,11 +48,19 @@ def test_some_colours_clip_so_the_clip_branch_is_exercised():
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
   b = cache.buckets[0]
   rgb = sampling.bilinear_lookup(
-      sampling.corner_table(random_table()), b.idx, np.asarray(b.fx) / 65535.0,
-      np.asarray(b.fy) / 65535.0)[..., :3]
-  lit = (rgb * (SETTINGS.ambient + SETTINGS.diffuse * np.asarray(
-      b.diffuse)[..., None] / 65535.0) + SETTINGS.specular * np.asarray(
-          b.specular)[..., None] / 65535.0)
+      sampling.corner_table(random_table()),
+      b.idx,
+      np.asarray(b.fx) / 65535.0,
+      np.asarray(b.fy) / 65535.0,
+  )[..., :3]
+  lit = (
+      rgb
+      * (
+          SETTINGS.ambient
+          + SETTINGS.diffuse * np.asarray(b.diffuse)[..., None] / 65535.0
+      )
+      + SETTINGS.specular * np.asarray(b.specular)[..., None] / 65535.0
+  )
   clipped = np.mean(np.asarray(lit) >= 1.0)
   assert 0.01 < clipped < 0.9, clipped
 
@@ -55,8 +72,13 @@ def test_adjoint_matches_finite_differences_float64():
     for shading in (True, False):
       settings = SETTINGS.replace(shading=shading)
       cache = _cache(hu, _camera(hu.shape, size=5), settings, bins=6)
-      check_grads(lambda t, c=cache, s=settings: ray_cache.render_cached(
-          c, t, s), (table,), order=1, modes=('rev',), eps=1e-6)
+      check_grads(
+          lambda t, c=cache, s=settings: ray_cache.render_cached(c, t, s),
+          (table,),
+          order=1,
+          modes=('rev',),
+          eps=1e-6,
+      )
 
 
 def test_adjoint_equals_autodiff_of_the_direct_renderer():
@@ -68,10 +90,12 @@ def test_adjoint_equals_autodiff_of_the_direct_renderer():
   table = random_table().at[:, 3:, 3].set(1.0)
   weights = jnp.array([0.3, -0.5, 0.7, 1.1])
   loss = lambda img: jnp.sum(img * weights)
-  g_direct = jax.grad(lambda t: loss(raymarch.render(
-      hu, None, SPACING, AXES, t, cam, SETTINGS)))(table)
-  g_cached = jax.grad(lambda t: loss(ray_cache.render_cached(
-      cache, t, SETTINGS)))(table)
+  g_direct = jax.grad(
+      lambda t: loss(raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS))
+  )(table)
+  g_cached = jax.grad(
+      lambda t: loss(ray_cache.render_cached(cache, t, SETTINGS))
+  )(table)
   assert np.all(np.isfinite(g_cached))
   assert float(jnp.abs(g_direct).max()) > 0.1
   np.testing.assert_allclose(g_cached, g_direct, atol=2e-3)
@@ -84,8 +108,9 @@ def test_gradient_under_vmap_equals_a_loop():
   loss = lambda t: jnp.mean(ray_cache.render_cached(cache, t, SETTINGS))
   batched = jax.vmap(jax.grad(loss))(tables)
   for i in range(3):
-    np.testing.assert_allclose(batched[i], jax.grad(loss)(tables[i]),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        batched[i], jax.grad(loss)(tables[i]), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_march_equals_composite_log_on_the_cached_samples():
@@ -98,21 +123,27 @@ def test_march_equals_composite_log_on_the_cached_samples():
   b = cache.buckets[0]
   fx = np.asarray(b.fx, np.float32).T / 65535.0
   fy = np.asarray(b.fy, np.float32).T / 65535.0
-  rgba = sampling.bilinear_lookup(sampling.corner_table(table), b.idx.T, fx,
-                                  fy)
-  col = compositing.shade(rgba[..., :3], np.asarray(b.diffuse).T / 65535.0,
-                          np.asarray(b.specular).T / 65535.0,
-                          SETTINGS.ambient, SETTINGS.diffuse,
-                          SETTINGS.specular)
-  seg = sampling.segment_span(b.start, b.length, b.idx.shape[0],
-                              SETTINGS.step_mm)[0]
+  rgba = sampling.bilinear_lookup(sampling.corner_table(table), b.idx.T, fx, fy)
+  col = compositing.shade(
+      rgba[..., :3],
+      np.asarray(b.diffuse).T / 65535.0,
+      np.asarray(b.specular).T / 65535.0,
+      SETTINGS.ambient,
+      SETTINGS.diffuse,
+      SETTINGS.specular,
+  )
+  seg = sampling.segment_span(
+      b.start, b.length, b.idx.shape[0], SETTINGS.step_mm
+  )[0]
   log_trans = compositing.opacity_log_transmittance(
-      rgba[..., 3], seg, SETTINGS.reference_step_mm)
+      rgba[..., 3], seg, SETTINGS.reference_step_mm
+  )
   rgb, acc = compositing.composite_log(col, log_trans)
   expected = compositing.over_background(rgb, acc, SETTINGS.background)
   real = np.asarray(b.pixels) < image.shape[0]
-  np.testing.assert_allclose(image[np.asarray(b.pixels)[real]],
-                             expected[real], atol=2e-6)
+  np.testing.assert_allclose(
+      image[np.asarray(b.pixels)[real]], expected[real], atol=2e-6
+  )
 
 
 def test_adjoint_with_a_non_square_table():
@@ -121,12 +152,15 @@ def test_adjoint_with_a_non_square_table():
   hu = smooth_volume()
   cam = _camera(hu.shape, size=8)
   cache = _cache(hu, cam, SETTINGS, bins=(5, 9))
-  table = jnp.asarray(np.random.default_rng(3).uniform(0.05, 0.6, (5, 9, 4)),
-                      jnp.float32)
+  table = jnp.asarray(
+      np.random.default_rng(3).uniform(0.05, 0.6, (5, 9, 4)), jnp.float32
+  )
   loss = lambda img: jnp.sum(img * jnp.array([0.3, -0.5, 0.7, 1.1]))
-  g_direct = jax.grad(lambda t: loss(raymarch.render(
-      hu, None, SPACING, AXES, t, cam, SETTINGS)))(table)
-  g_cached = jax.grad(lambda t: loss(ray_cache.render_cached(
-      cache, t, SETTINGS)))(table)
+  g_direct = jax.grad(
+      lambda t: loss(raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS))
+  )(table)
+  g_cached = jax.grad(
+      lambda t: loss(ray_cache.render_cached(cache, t, SETTINGS))
+  )(table)
   assert float(jnp.abs(g_direct).max()) > 0.1
   np.testing.assert_allclose(g_cached, g_direct, atol=2e-3)

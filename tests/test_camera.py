@@ -23,8 +23,9 @@ def test_volume_box_centres_voxels_at_index_times_spacing():
 
 @pytest.mark.parametrize('projection', ['orthographic', 'perspective'])
 def test_rays_are_unit_and_shaped(projection):
-  cam = camera_lib.orbit_camera(SHAPE, SPACING, 20.0, 30.0, width=5, height=3,
-                                projection=projection)
+  cam = camera_lib.orbit_camera(
+      SHAPE, SPACING, 20.0, 30.0, width=5, height=3, projection=projection
+  )
   o, d = camera_lib.generate_rays(cam)
   assert o.shape == d.shape == (3, 5, 3)
   np.testing.assert_allclose(jnp.linalg.norm(d, axis=-1), 1.0, atol=1e-6)
@@ -35,8 +36,7 @@ def test_rays_are_unit_and_shaped(projection):
   off = (centre - oc) - np.dot(centre - oc, dc) * dc
   assert np.linalg.norm(off) < 1e-4
   if projection == 'orthographic':
-    np.testing.assert_allclose(d, jnp.broadcast_to(d[0, 0], d.shape),
-                               atol=1e-6)
+    np.testing.assert_allclose(d, jnp.broadcast_to(d[0, 0], d.shape), atol=1e-6)
   else:
     np.testing.assert_allclose(o, jnp.broadcast_to(cam.eye, o.shape))
 
@@ -62,13 +62,13 @@ def test_orbit_azimuth_and_elevation():
   f, r, u = (np.asarray(v) for v in top.basis())
   assert np.all(np.isfinite(np.stack([f, r, u])))
   np.testing.assert_allclose(f, [-1.0, 0.0, 0.0], atol=1e-6)
-  np.testing.assert_allclose([np.dot(f, r), np.dot(f, u), np.dot(r, u)], 0.0,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      [np.dot(f, r), np.dot(f, u), np.dot(r, u)], 0.0, atol=1e-6
+  )
 
 
 def test_default_orthographic_view_frames_the_box():
-  cam = camera_lib.orbit_camera(SHAPE, SPACING, 37.0, 21.0, width=6,
-                                height=4)
+  cam = camera_lib.orbit_camera(SHAPE, SPACING, 37.0, 21.0, width=6, height=4)
   diameter = np.linalg.norm(np.multiply(SHAPE, SPACING))
   assert float(cam.ortho_width_mm) * 4 / 6 >= diameter - 1e-6
 

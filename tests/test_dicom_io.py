@@ -5,14 +5,19 @@ import warnings
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.sequence import Sequence
-from pydicom.uid import (CTImageStorage, EnhancedCTImageStorage,
-                         ExplicitVRLittleEndian, JPEG2000Lossless,
-                         JPEGLSLossless, generate_uid)
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+)
+import pytest
 
 from rlhf_tf.data.dicom_io import DicomSeriesError, read_dicom_series
 from rlhf_tf.data.dicom_write import choose_pixel_encoding, write_dicom_series
@@ -27,8 +32,13 @@ OBLIQUE = (0.8, 0.6, 0.0, 0.0, 0.0, -1.0)
 def _volume(orientation=AXIAL, seed=0, shape=SHAPE, name='phantom'):
   rng = np.random.default_rng(seed)
   hu = rng.integers(-1024, 3072, shape).astype(np.float32)
-  return make_volume(hu, spacing=(2.5, 0.75, 0.5), origin=(-12.5, 30.0, 7.25),
-                     orientation=orientation, name=name)
+  return make_volume(
+      hu,
+      spacing=(2.5, 0.75, 0.5),
+      origin=(-12.5, 30.0, 7.25),
+      orientation=orientation,
+      name=name,
+  )
 
 
 def _edit(path, change):
@@ -90,8 +100,9 @@ def test_uid_seed_makes_uids_deterministic(tmp_path):
 
 def test_pixel_encoding_rule():
   ints = np.array([[-1024, 0, 3071]], np.float32)
-  assert choose_pixel_encoding(ints) == (choose_pixel_encoding(ints).__class__(
-      1.0, 0.0, 16, True))
+  assert choose_pixel_encoding(ints) == (
+      choose_pixel_encoding(ints).__class__(1.0, 0.0, 16, True)
+  )
   quarter = choose_pixel_encoding(ints / 4)
   assert (quarter.slope, quarter.bits, quarter.exact) == (0.25, 16, True)
   shifted = choose_pixel_encoding(ints + 60000)  # outside int16, span fits
@@ -99,9 +110,10 @@ def test_pixel_encoding_rule():
   wide = choose_pixel_encoding(np.array([-40000, 40000], np.float32))
   assert (wide.bits, wide.exact) == (32, True)
   noise = choose_pixel_encoding(np.array([0.1, -1000.3], np.float32))
-  assert (noise.bits, noise.exact, noise.slope) == (32, False, 2.0 ** -15)
-  narrow = choose_pixel_encoding(np.array([0.1, -1000.3], np.float32),
-                                 allow_32bit=False)
+  assert (noise.bits, noise.exact, noise.slope) == (32, False, 2.0**-15)
+  narrow = choose_pixel_encoding(
+      np.array([0.1, -1000.3], np.float32), allow_32bit=False
+  )
   assert (narrow.bits, narrow.exact) == (16, False)
 
 
@@ -116,7 +128,7 @@ def test_non_integer_hu_round_trip(tmp_path):
     if label == 'dyadic':
       assert np.array_equal(back, hu)
     else:
-      np.testing.assert_allclose(back, hu, rtol=0, atol=2.0 ** -16)
+      np.testing.assert_allclose(back, hu, rtol=0, atol=2.0**-16)
 
 
 def test_shuffled_names_and_list_order_sort_by_position(tmp_path):
@@ -183,7 +195,7 @@ def test_non_dicom_file_is_skipped_with_warning(tmp_path):
 
 def _set_rows(ds):
   ds.Rows = 8
-  ds.PixelData = ds.PixelData[:8 * 10 * 2]
+  ds.PixelData = ds.PixelData[: 8 * 10 * 2]
 
 
 def _compress_as(ds, syntax):
@@ -197,16 +209,26 @@ def _retag(ds):
   _compress_as(ds, JPEG2000Lossless)
 
 
-@pytest.mark.parametrize('change, message', [
-    (lambda ds: delattr(ds, 'PixelData'), 'missing PixelData'),
-    (_set_rows, 'inconsistent Rows'),
-    (lambda ds: setattr(ds, 'PixelSpacing', ['0.75', '0.6']),
-     'inconsistent PixelSpacing'),
-    (lambda ds: setattr(ds, 'ImageOrientationPatient',
-                        ['1', '0', '0', '0', '0.8', '0.6']),
-     'inconsistent orientation'),
-    (_retag, r'JPEG 2000.*1\.2\.840\.10008\.1\.2\.4\.90'),
-])
+@pytest.mark.parametrize(
+    'change, message',
+    [
+        (lambda ds: delattr(ds, 'PixelData'), 'missing PixelData'),
+        (_set_rows, 'inconsistent Rows'),
+        (
+            lambda ds: setattr(ds, 'PixelSpacing', ['0.75', '0.6']),
+            'inconsistent PixelSpacing',
+        ),
+        (
+            lambda ds: setattr(
+                ds,
+                'ImageOrientationPatient',
+                ['1', '0', '0', '0', '0.8', '0.6'],
+            ),
+            'inconsistent orientation',
+        ),
+        (_retag, r'JPEG 2000.*1\.2\.840\.10008\.1\.2\.4\.90'),
+    ],
+)
 def test_bad_slice_raises_naming_file_and_problem(tmp_path, change, message):
   _, paths = _series(tmp_path)
   _edit(paths[5], change)
@@ -295,16 +317,33 @@ def test_multi_frame_enhanced_ct(tmp_path):
   ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, 'MONOCHROME2'
   ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
   ds.PixelRepresentation = 1
-  ds.SharedFunctionalGroupsSequence = Sequence([_functional_groups(
-      PixelMeasuresSequence={'PixelSpacing': ['0.4', '0.6'],
-                             'SliceThickness': '3'},
-      PlaneOrientationSequence={'ImageOrientationPatient':
-                                ['1', '0', '0', '0', '1', '0']},
-      PixelValueTransformationSequence={'RescaleSlope': '1',
-                                        'RescaleIntercept': '-1024'})])
-  ds.PerFrameFunctionalGroupsSequence = Sequence([
-      _functional_groups(PlanePositionSequence={
-          'ImagePositionPatient': ['5', '-5', str(z)]}) for z in z_of_frame])
+  ds.SharedFunctionalGroupsSequence = Sequence(
+      [
+          _functional_groups(
+              PixelMeasuresSequence={
+                  'PixelSpacing': ['0.4', '0.6'],
+                  'SliceThickness': '3',
+              },
+              PlaneOrientationSequence={
+                  'ImageOrientationPatient': ['1', '0', '0', '0', '1', '0']
+              },
+              PixelValueTransformationSequence={
+                  'RescaleSlope': '1',
+                  'RescaleIntercept': '-1024',
+              },
+          )
+      ]
+  )
+  ds.PerFrameFunctionalGroupsSequence = Sequence(
+      [
+          _functional_groups(
+              PlanePositionSequence={
+                  'ImagePositionPatient': ['5', '-5', str(z)]
+              }
+          )
+          for z in z_of_frame
+      ]
+  )
   ds.PixelData = stored.astype('<i2').tobytes()
   pydicom.dcmwrite(tmp_path / 'enhanced.dcm', ds, enforce_file_format=True)
   back = read_dicom_series(tmp_path / 'enhanced.dcm')
@@ -338,6 +377,7 @@ def test_series_without_pixels_is_ignored_when_one_image_series(tmp_path):
   def as_report(ds):
     del ds.PixelData
     ds.SeriesInstanceUID, ds.Modality = generate_uid(), 'SR'
+
   _edit(report, as_report)
   with pytest.warns(UserWarning, match='without pixel data'):
     back = read_dicom_series(tmp_path / 'series', name='custom')

@@ -13,14 +13,16 @@ SP_NEG1, SP_POS1, LOG2 = 0.31326168751822286, 1.3132616875182228, np.log(2)
 
 def test_pair_metrics_by_hand():
   # d = [1, -1, 0, 1]; decisive margins m = [1, -1, 0]; one tie (d = 1).
-  out = metrics.pair_metrics([2.0, 0.0, 1.0, 0.5], [1.0, 1.0, 1.0, -0.5],
-                             [1.0, 1.0, 0.0, 0.5])
+  out = metrics.pair_metrics(
+      [2.0, 0.0, 1.0, 0.5], [1.0, 1.0, 1.0, -0.5], [1.0, 1.0, 0.0, 0.5]
+  )
   assert out['accuracy'] == pytest.approx(1 / 3)  # d = 0 counts as wrong
   assert out['nll'] == pytest.approx((SP_NEG1 + SP_POS1 + LOG2) / 3)
   assert out['tie_loglik'] == pytest.approx(-(SP_NEG1 + SP_POS1) / 2)
   tie_ce = (SP_NEG1 + SP_POS1) / 2
   assert out['log_loss'] == pytest.approx(
-      (SP_NEG1 + SP_POS1 + LOG2 + tie_ce) / 4)
+      (SP_NEG1 + SP_POS1 + LOG2 + tie_ce) / 4
+  )
   assert out['margin'] == pytest.approx(0.0)
   assert (out['num_pairs'], out['num_decisive'], out['num_ties']) == (4, 3, 1)
 
@@ -30,10 +32,16 @@ def test_pair_metrics_agree_with_training_metrics():
   rl, rr = rng.normal(size=50) * 3, rng.normal(size=50) * 3
   t = rng.choice([0.0, 0.5, 1.0], size=50)
   ours = metrics.pair_metrics(rl, rr, t)
-  ref = losses.metrics(jnp.asarray(rl, jnp.float32),
-                       jnp.asarray(rr, jnp.float32), jnp.asarray(t))
-  for a, b in (('log_loss', 'ce'), ('nll', 'nll'), ('accuracy', 'accuracy'),
-               ('tie_loglik', 'tie_loglik'), ('margin', 'margin')):
+  ref = losses.metrics(
+      jnp.asarray(rl, jnp.float32), jnp.asarray(rr, jnp.float32), jnp.asarray(t)
+  )
+  for a, b in (
+      ('log_loss', 'ce'),
+      ('nll', 'nll'),
+      ('accuracy', 'accuracy'),
+      ('tie_loglik', 'tie_loglik'),
+      ('margin', 'margin'),
+  ):
     assert ours[a] == pytest.approx(float(ref[b]), rel=1e-5, abs=1e-6), a
 
 
@@ -65,8 +73,9 @@ def test_ece_six_samples_by_hand():
 
 def test_ece_zero_when_calibrated_and_symmetric_in_sides():
   # confidence .75 with 3 of 4 right -> perfectly calibrated.
-  ece, _ = metrics.expected_calibration_error([0.75, 0.75, 0.25, 0.25],
-                                              [1, 1, 0, 1])
+  ece, _ = metrics.expected_calibration_error(
+      [0.75, 0.75, 0.25, 0.25], [1, 1, 0, 1]
+  )
   assert ece == pytest.approx(0.0, abs=1e-12)
   # swapping left and right (p -> 1 - p, y -> 1 - y) changes nothing.
   p, y = np.array([0.9, 0.85, 0.3, 0.65]), np.array([1, 0, 0, 1])
@@ -98,7 +107,8 @@ def test_histogram_entropy_uniform_one_bin_and_two_bins():
   assert metrics.histogram_entropy_bits(np.full(7, 3.0), bins=50) == 0.0
   two = np.array([0.0] * 30 + [1.0] * 10)
   assert metrics.histogram_entropy_bits(two, bins=10) == pytest.approx(
-      -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25)))
+      -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25))
+  )
 
 
 def test_sharpness_by_hand_and_ordering():

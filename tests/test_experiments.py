@@ -7,20 +7,25 @@ import sys
 
 import pytest
 
-from rlhf_tf.jobs import JOBS
-from rlhf_tf.jobs import experiment_file
+from rlhf_tf.jobs import experiment_file, JOBS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, 'experiments', '*.py')))
 
 
 def _launch(*args, cwd=ROOT):
-  return subprocess.run([sys.executable, 'launch.py', *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+      [sys.executable, 'launch.py', *args],
+      cwd=cwd,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
 
 
-@pytest.mark.parametrize('path', EXPERIMENTS,
-                         ids=[os.path.basename(p) for p in EXPERIMENTS])
+@pytest.mark.parametrize(
+    'path', EXPERIMENTS, ids=[os.path.basename(p) for p in EXPERIMENTS]
+)
 def test_experiment_runs_with_smoke(path, tmp_path):
   config = experiment_file.load_config(path + ':smoke')
   assert config.job in JOBS, f'{path}: job {config.job!r} not in JOBS'
@@ -35,8 +40,11 @@ def test_every_experiment_documents_its_command():
 
 
 def test_launch_runs_inspect_smoke_in_a_temp_workdir(tmp_path):
-  proc = _launch('--experiment=experiments/inspect.py:smoke',
-                 f'--workdir={tmp_path}', '--experiment.histogram.bins=16')
+  proc = _launch(
+      '--experiment=experiments/inspect.py:smoke',
+      f'--workdir={tmp_path}',
+      '--experiment.histogram.bins=16',
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert os.path.getsize(tmp_path / 'inspect.png') > 10_000
   assert os.path.getsize(tmp_path / 'groups.png') > 10_000
@@ -44,16 +52,22 @@ def test_launch_runs_inspect_smoke_in_a_temp_workdir(tmp_path):
 
 
 def test_launch_unknown_key_lists_the_valid_ones(tmp_path):
-  proc = _launch('--experiment=experiments/inspect.py:smoke',
-                 f'--workdir={tmp_path}', '--experiment.histogram.binz=16')
+  proc = _launch(
+      '--experiment=experiments/inspect.py:smoke',
+      f'--workdir={tmp_path}',
+      '--experiment.histogram.binz=16',
+  )
   assert proc.returncode != 0
   assert "unknown config key 'histogram.binz'" in proc.stderr
   assert 'bins, grad_percentile, hu_window' in proc.stderr
 
 
 def test_launch_unknown_job_lists_the_jobs(tmp_path):
-  proc = _launch('--experiment=experiments/inspect.py:smoke',
-                 f'--workdir={tmp_path}', '--experiment.job=fly')
+  proc = _launch(
+      '--experiment=experiments/inspect.py:smoke',
+      f'--workdir={tmp_path}',
+      '--experiment.job=fly',
+  )
   assert proc.returncode != 0
   assert "unknown job 'fly'" in proc.stderr
   assert 'inspect' in proc.stderr and 'train_reward' in proc.stderr

@@ -33,17 +33,20 @@ import numpy as np
 import pytest
 
 from rlhf_tf.data import phantom
-from rlhf_tf.export import bundle
+from rlhf_tf.export import bundle, tables
 from rlhf_tf.export import slicer as slicer_io
-from rlhf_tf.export import tables
 from rlhf_tf.render.histogram import JHAxes
 
 DOCUMENTED_CALLS = [
-    'slicer.util.loadVolume', 'slicer.util.loadNodeFromFile',
+    'slicer.util.loadVolume',
+    'slicer.util.loadNodeFromFile',
     'slicer.modules.volumerendering.logic',
     'logic.CreateDefaultVolumeRenderingNodes',
-    'display.GetVolumePropertyNode', 'volume_property_node.Copy',
-    'display.SetVisibility', 'slicer.util.resetThreeDViews']
+    'display.GetVolumePropertyNode',
+    'volume_property_node.Copy',
+    'display.SetVisibility',
+    'slicer.util.resetThreeDViews',
+]
 
 
 class _Node:
@@ -60,6 +63,7 @@ class _Node:
       if method == 'GetVolumePropertyNode':
         return _Node('volume_property_node', self.log)
       return None
+
     return call
 
 
@@ -80,11 +84,13 @@ def _recording_slicer(log, files_seen):
 
   module = types.ModuleType('slicer')
   module.util = types.SimpleNamespace(
-      loadVolume=load_volume, loadNodeFromFile=load_node_from_file,
-      resetThreeDViews=lambda: log.append((
-          'slicer.util.resetThreeDViews', ())))
+      loadVolume=load_volume,
+      loadNodeFromFile=load_node_from_file,
+      resetThreeDViews=lambda: log.append(('slicer.util.resetThreeDViews', ())),
+  )
   module.modules = types.SimpleNamespace(
-      volumerendering=types.SimpleNamespace(logic=logic))
+      volumerendering=types.SimpleNamespace(logic=logic)
+  )
   return module
 
 
@@ -102,12 +108,19 @@ def export_folder(tmp_path_factory):
   vol = phantom.make_head_phantom(jax.random.key(0), shape=(16, 20, 24))
   axes = JHAxes(hu_min=-1024.0, hu_max=3071.0, grad_max=400.0)
   rect = np.array([[0.4, 0.0], [0.7, 0.0], [0.7, 1.0], [0.4, 1.0]])
-  table = tables.polygon_table(rect, axes, 32, tau=0.02, alpha_max=0.8,
-                               unit_distance_mm=1.0, name='rectangle')
-  jh = types.SimpleNamespace(image=np.ones((32, 32)),
-                             counts=np.ones((32, 32)))
-  out = bundle.write_exports(str(folder), table, jh, 1.0, tables.Shading(),
-                             volume=vol)
+  table = tables.polygon_table(
+      rect,
+      axes,
+      32,
+      tau=0.02,
+      alpha_max=0.8,
+      unit_distance_mm=1.0,
+      name='rectangle',
+  )
+  jh = types.SimpleNamespace(image=np.ones((32, 32)), counts=np.ones((32, 32)))
+  out = bundle.write_exports(
+      str(folder), table, jh, 1.0, tables.Shading(), volume=vol
+  )
   return folder, out, vol
 
 
@@ -117,40 +130,59 @@ def test_script_compiles_and_reads_only_files_beside_it(export_folder):
   assert os.path.dirname(script) == str(folder)
   py_compile.compile(script, doraise=True)
   tree = ast.parse(open(script).read())
-  names = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-           and isinstance(n.value, str) and '.' in n.value
-           and os.sep not in n.value and ' ' not in n.value}
+  names = {
+      n.value
+      for n in ast.walk(tree)
+      if isinstance(n, ast.Constant)
+      and isinstance(n.value, str)
+      and '.' in n.value
+      and os.sep not in n.value
+      and ' ' not in n.value
+  }
   assert names == {'volume.nrrd', 'tf.vp.json'}, names
   assert all((folder / n).is_file() for n in names)
-  imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
-             for a in n.names}
+  imports = {
+      a.name
+      for n in ast.walk(tree)
+      if isinstance(n, ast.Import)
+      for a in n.names
+  }
   assert imports == {'os', 'slicer'}
   assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
 
 
-def test_call_sequence_against_a_recording_stand_in(export_folder,
-                                                    monkeypatch, tmp_path):
+def test_call_sequence_against_a_recording_stand_in(
+    export_folder, monkeypatch, tmp_path
+):
   folder, out, vol = export_folder
   log, seen = [], []
   # Run from elsewhere: the script must find its files by __file__, not cwd.
   monkeypatch.chdir(tmp_path)
-  _run_like_slicer(out['files']['open_in_slicer'],
-                   _recording_slicer(log, seen), monkeypatch)
+  _run_like_slicer(
+      out['files']['open_in_slicer'], _recording_slicer(log, seen), monkeypatch
+  )
   calls = [name for name, _ in log]
   assert calls == [
-      'slicer.util.loadVolume', 'slicer.util.loadNodeFromFile',
+      'slicer.util.loadVolume',
+      'slicer.util.loadNodeFromFile',
       'slicer.modules.volumerendering.logic',
       'logic.CreateDefaultVolumeRenderingNodes',
-      'display.GetVolumePropertyNode', 'volume_property_node.Copy',
-      'display.SetVisibility', 'slicer.util.resetThreeDViews']
+      'display.GetVolumePropertyNode',
+      'volume_property_node.Copy',
+      'display.SetVisibility',
+      'slicer.util.resetThreeDViews',
+  ]
   assert set(calls) <= set(DOCUMENTED_CALLS)
   args = dict(log)
   assert args['slicer.util.loadVolume'] == (str(folder / 'volume.nrrd'),)
   assert args['slicer.util.loadNodeFromFile'] == (
-      str(folder / 'tf.vp.json'), 'TransferFunctionFile')
+      str(folder / 'tf.vp.json'),
+      'TransferFunctionFile',
+  )
   # Rendering nodes for the loaded volume, the loaded property copied in.
-  assert args['logic.CreateDefaultVolumeRenderingNodes'][0].name == \
-      'volume_node'
+  assert (
+      args['logic.CreateDefaultVolumeRenderingNodes'][0].name == 'volume_node'
+  )
   assert args['volume_property_node.Copy'][0].name == 'loaded_property_node'
   assert args['display.SetVisibility'] == (True,)
   # The files it hands to Slicer are the export's, and they read back.

@@ -13,9 +13,11 @@ def test_ties_closer_figure(tmp_path):
   t = rng.choice([0.0, 0.5, 1.0], size=300, p=[0.4, 0.2, 0.4])
   close = rng.normal(scale=0.3, size=300)
   far = rng.normal(scale=3.0, size=300)
-  deltas = {'ce': np.where(t == 0.5, close, far),
-            'nll': rng.normal(scale=2.0, size=300),  # ties not closer
-            'davidson': 5.0 * np.where(t == 0.5, close, far)}
+  deltas = {
+      'ce': np.where(t == 0.5, close, far),
+      'nll': rng.normal(scale=2.0, size=300),  # ties not closer
+      'davidson': 5.0 * np.where(t == 0.5, close, far),
+  }
   path = figures_ties.ties_closer(deltas, t, tmp_path / 'ties.png')
   with open(path, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'

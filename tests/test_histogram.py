@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.data.volume import make_volume
-from rlhf_tf.render import gradient
-from rlhf_tf.render import histogram
+from rlhf_tf.render import gradient, histogram
 
 
 def test_central_gradient_matches_numpy_gradient():
@@ -18,8 +17,7 @@ def test_central_gradient_matches_numpy_gradient():
 
 
 def test_gradient_of_linear_ramp_is_exact_in_physical_units():
-  z, y, x = np.meshgrid(np.arange(6), np.arange(5), np.arange(4),
-                        indexing='ij')
+  z, y, x = np.meshgrid(np.arange(6), np.arange(5), np.arange(4), indexing='ij')
   spacing = (2.0, 0.5, 1.0)
   hu = (3.0 * z * spacing[0] - 4.0 * x * spacing[2]).astype(np.float32)
   g = np.asarray(gradient.central_gradient(hu, spacing))
@@ -35,11 +33,16 @@ def test_slabbed_magnitude_equals_whole_volume(nz):
   rng = np.random.RandomState(nz)
   hu = rng.randn(nz, 4, 5).astype(np.float32)
   spacing = (0.7, 1.1, 0.9)
-  whole = np.linalg.norm(np.stack(np.gradient(hu, *spacing), -1)
-                         if nz > 1 else np.stack(
-                             [np.zeros_like(hu)] +
-                             list(np.gradient(hu, *spacing[1:], axis=(1, 2))),
-                             -1), axis=-1)
+  whole = np.linalg.norm(
+      np.stack(np.gradient(hu, *spacing), -1)
+      if nz > 1
+      else np.stack(
+          [np.zeros_like(hu)]
+          + list(np.gradient(hu, *spacing[1:], axis=(1, 2))),
+          -1,
+      ),
+      axis=-1,
+  )
   got = gradient.gradient_magnitude(hu, spacing, slab=8)
   np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-5)
 
@@ -56,8 +59,9 @@ def _two_materials(n=24, inside=1500.0, outside=-500.0, width_mm=1.5):
 def test_two_material_jh_has_two_peaks_and_a_boundary_arc():
   volume = _two_materials()
   bins = 32
-  jh = histogram.joint_histogram(volume, bins=bins, hu_window=(-1000, 2000),
-                                 grad_percentile=100.0)
+  jh = histogram.joint_histogram(
+      volume, bins=bins, hu_window=(-1000, 2000), grad_percentile=100.0
+  )
   assert jh.image.shape == (bins, bins)
   assert jh.image.min() >= 0.0 and jh.image.max() == pytest.approx(1.0)
   assert jh.counts.sum() == volume.hu.size
@@ -93,11 +97,14 @@ def test_axes_round_trip_and_clipping():
   assert jh.counts[:, -1].sum() == int((volume.hu >= 75).sum())
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(bins=1), 'bins'),
-    (dict(bins=8, hu_window=(5.0, 5.0)), 'hu_window'),
-    (dict(bins=8, grad_percentile=0.0), 'grad_percentile'),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(bins=1), 'bins'),
+        (dict(bins=8, hu_window=(5.0, 5.0)), 'hu_window'),
+        (dict(bins=8, grad_percentile=0.0), 'grad_percentile'),
+    ],
+)
 def test_bad_histogram_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     histogram.joint_histogram(_two_materials(8), **kwargs)

@@ -7,10 +7,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.data import phantom
-from rlhf_tf.preferences import actions
-from rlhf_tf.preferences import inspector
-from rlhf_tf.preferences import scenes
-from rlhf_tf.preferences import tissues
+from rlhf_tf.preferences import actions, inspector, scenes, tissues
 from rlhf_tf.render import histogram
 
 
@@ -31,8 +28,10 @@ def test_two_renderings_failing_the_first_priority_are_equal():
   worse = np.array([0.45, 0.1, 0.1, 0.1, 0.1])
   assert inspector.compare_criteria(poor, worse, cfg) == 'equal'
   # One passing rendering is compared as usual, whatever the other.
-  assert inspector.compare_criteria(poor + [0.35, 0, 0, 0, 0], worse,
-                                    cfg) == 'left'
+  assert (
+      inspector.compare_criteria(poor + [0.35, 0, 0, 0, 0], worse, cfg)
+      == 'left'
+  )
   off = inspector.InspectorConfig(tolerances=(0.01,) * 5, fail_below=0.0)
   assert inspector.compare_criteria(poor, worse, off) == 'right'
   with pytest.raises(ValueError, match='fail_below'):
@@ -48,7 +47,9 @@ def test_judging_is_antisymmetric_and_identical_renderings_tie():
   swapped = inspector.judge_pairs(None, crit, pairs[:, ::-1])
   assert [flip[a] for a in ans] == swapped
   assert inspector.judge_pairs(None, crit, np.array([[3, 7], [7, 3]])) == [
-      'equal', 'equal']
+      'equal',
+      'equal',
+  ]
 
 
 def test_noise_flips_some_answers_reproducibly():
@@ -62,12 +63,15 @@ def test_noise_flips_some_answers_reproducibly():
   assert noisy == inspector.judge_pairs(jax.random.key(5), crit, pairs, cfg)
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(tolerances=(0.1,) * 4), 'tolerances needs 5'),
-    (dict(weights=(1, 1, 1, 1, -1)), 'weights must be finite'),
-    (dict(flip_prob=1.5), 'flip_prob'),
-    (dict(temperature=-1.0), 'temperature'),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(tolerances=(0.1,) * 4), 'tolerances needs 5'),
+        (dict(weights=(1, 1, 1, 1, -1)), 'weights must be finite'),
+        (dict(flip_prob=1.5), 'flip_prob'),
+        (dict(temperature=-1.0), 'temperature'),
+    ],
+)
 def test_bad_inspector_config(kwargs, message):
   with pytest.raises(ValueError, match=message):
     inspector.InspectorConfig(**kwargs)
@@ -84,8 +88,9 @@ def test_dense_soft_voxels_near_bone_count_as_bone_far_ones_as_artifacts():
   assert out[0, 0, 10] == tissues.METAL
   assert out[0, 0, 6] == tissues.SOFT
   np.testing.assert_array_equal(
-      tissues.groups_from_hu(np.array([-1000., 0., 500., 2500., 3071.])),
-      [tissues.AIR, tissues.SOFT, tissues.BONE, tissues.TEETH, tissues.METAL])
+      tissues.groups_from_hu(np.array([-1000.0, 0.0, 500.0, 2500.0, 3071.0])),
+      [tissues.AIR, tissues.SOFT, tissues.BONE, tissues.TEETH, tissues.METAL],
+  )
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,8 +112,9 @@ def test_expert_beats_a_tf_that_shows_nothing_and_one_that_shows_skin():
   scene = _small_scene()
   expert = _criteria(scene, scene.experts[0])
   # Air at high gradient: no voxel of the phantom lies there.
-  nothing = _criteria(scene, [[0.02, 0.9], [0.08, 0.9], [0.08, 0.99],
-                              [0.02, 0.99]])
+  nothing = _criteria(
+      scene, [[0.02, 0.9], [0.08, 0.9], [0.08, 0.99], [0.02, 0.99]]
+  )
   # Soft tissue (-200..200 HU) at every gradient: an opaque skin surface.
   skin = _criteria(scene, [[0.2, 0.0], [0.3, 0.0], [0.3, 1.0], [0.2, 1.0]])
   assert inspector.compare_criteria(expert, nothing) == 'left'

@@ -22,9 +22,17 @@ def _add(tar, name, data):
   tar.addfile(info, io.BytesIO(data))
 
 
-def make_inv3(path, voxels, spacing_xyz=(0.8, 0.7, 2.0), masks=(),
-              dtype_name=None, main_overrides=None, omit=(), compress=True,
-              raw_override=None):
+def make_inv3(
+    path,
+    voxels,
+    spacing_xyz=(0.8, 0.7, 2.0),
+    masks=(),
+    dtype_name=None,
+    main_overrides=None,
+    omit=(),
+    compress=True,
+    raw_override=None,
+):
   """Writes a project laid out like the real Cranium.inv3.
 
   ``voxels`` is the matrix exactly as stored (rows bottom-up); ``masks`` is a
@@ -32,27 +40,44 @@ def make_inv3(path, voxels, spacing_xyz=(0.8, 0.7, 2.0), masks=(),
   """
   voxels = np.asarray(voxels)
   main = {
-      'format_version': 1, 'invesalius_version': 'invesalius3b3',
-      'modality': 'CT', 'name': 'patient name', 'orientation': 1,
-      'spacing': [float(s) for s in spacing_xyz], 'annotations': {},
+      'format_version': 1,
+      'invesalius_version': 'invesalius3b3',
+      'modality': 'CT',
+      'name': 'patient name',
+      'orientation': 1,
+      'spacing': [float(s) for s in spacing_xyz],
+      'annotations': {},
       'scalar_range': [int(voxels.min()), int(voxels.max())],
-      'window_level': -18.0, 'window_width': 406.0,
+      'window_level': -18.0,
+      'window_width': 406.0,
       'measurements': 'measurements.plist',
       'surfaces': {'0': 'surface_0.plist'},
-      'matrix': {'dtype': dtype_name or voxels.dtype.name,
-                 'filename': 'matrix.dat', 'shape': list(voxels.shape)},
+      'matrix': {
+          'dtype': dtype_name or voxels.dtype.name,
+          'filename': 'matrix.dat',
+          'shape': list(voxels.shape),
+      },
       'masks': {str(i): f'mask_{i}.plist' for i in range(len(masks))},
   }
   main.update(main_overrides or {})
-  files = {'main.plist': plistlib.dumps(main),
-           'matrix.dat': raw_override if raw_override is not None else
-                         voxels.tobytes(),
-           'measurements.plist': plistlib.dumps({}),
-           'surface_0.vtp': b'<VTKFile/>' * 100}
+  files = {
+      'main.plist': plistlib.dumps(main),
+      'matrix.dat': raw_override
+      if raw_override is not None
+      else voxels.tobytes(),
+      'measurements.plist': plistlib.dumps({}),
+      'surface_0.vtp': b'<VTKFile/>' * 100,
+  }
   for i, (mask_name, mask) in enumerate(masks):
-    files[f'mask_{i}.plist'] = plistlib.dumps({
-        'index': i, 'name': mask_name, 'mask_file': f'mask_{i}.dat',
-        'mask_shape': list(mask.shape), 'threshold_range': [0, 1]})
+    files[f'mask_{i}.plist'] = plistlib.dumps(
+        {
+            'index': i,
+            'name': mask_name,
+            'mask_file': f'mask_{i}.dat',
+            'mask_shape': list(mask.shape),
+            'threshold_range': [0, 1],
+        }
+    )
     files[f'mask_{i}.dat'] = np.asarray(mask, np.uint8).tobytes()
   buf = io.BytesIO()
   with tarfile.open(fileobj=buf, mode='w') as tar:
@@ -65,8 +90,9 @@ def make_inv3(path, voxels, spacing_xyz=(0.8, 0.7, 2.0), masks=(),
 
 
 def _voxels(shape=(3, 4, 5), seed=0):
-  return np.random.default_rng(seed).integers(-1024, 3000, shape).astype(
-      np.int16)
+  return (
+      np.random.default_rng(seed).integers(-1024, 3000, shape).astype(np.int16)
+  )
 
 
 def test_synthetic_project_reads_back_exactly(tmp_path):
@@ -75,8 +101,9 @@ def test_synthetic_project_reads_back_exactly(tmp_path):
   volume = read_inv3(path)
   assert volume.shape == (3, 4, 5)
   # InVesalius stores rows bottom-up; the reader restores DICOM row order.
-  np.testing.assert_array_equal(volume.hu,
-                                stored[:, ::-1, :].astype(np.float32))
+  np.testing.assert_array_equal(
+      volume.hu, stored[:, ::-1, :].astype(np.float32)
+  )
   assert volume.hu.dtype == np.float32
   np.testing.assert_allclose(volume.spacing, (2.0, 0.7, 0.8))
   np.testing.assert_array_equal(volume.origin, (0.0, 0.0, 0.0))
@@ -87,9 +114,15 @@ def test_synthetic_project_reads_back_exactly(tmp_path):
   assert read_inv3(path, name='other').name == 'other'
 
 
-@pytest.mark.parametrize('dtype_name,np_dtype', [
-    ('uint8', np.uint8), ('float32', np.float32), ('>i2', np.dtype('>i2')),
-    ('int32', np.int32)])
+@pytest.mark.parametrize(
+    'dtype_name,np_dtype',
+    [
+        ('uint8', np.uint8),
+        ('float32', np.float32),
+        ('>i2', np.dtype('>i2')),
+        ('int32', np.int32),
+    ],
+)
 def test_dtypes_and_byte_order(tmp_path, dtype_name, np_dtype):
   stored = (_voxels() % 200).astype(np_dtype)
   path = make_inv3(tmp_path / 'a.inv3', stored, dtype_name=dtype_name)
@@ -112,8 +145,11 @@ def test_masks_become_labels_with_buffer_dropped_and_nesting_kept(tmp_path):
   small[2, 2, 2] = 254  # added by hand -> inside
   small[2, 3, 4] = 255
   small[:, 0, :] = 255  # buffer
-  path = make_inv3(tmp_path / 'm.inv3', _voxels(shape),
-                   masks=[('small', small), ('big', big)])
+  path = make_inv3(
+      tmp_path / 'm.inv3',
+      _voxels(shape),
+      masks=[('small', small), ('big', big)],
+  )
   volume = read_inv3(path)
   assert volume.label_names == ((1, 'small'), (2, 'big'))
   expected = np.full(shape, 2, np.int32)
@@ -140,7 +176,7 @@ def test_not_gzip_tar(tmp_path):
 def test_truncated_archive(tmp_path):
   path = make_inv3(tmp_path / 't.inv3', _voxels((8, 32, 32)))
   data = path.read_bytes()
-  path.write_bytes(data[:len(data) // 2])  # cut inside matrix.dat
+  path.write_bytes(data[: len(data) // 2])  # cut inside matrix.dat
   _raises(path, 'corrupt or truncated')
 
 
@@ -156,10 +192,13 @@ def test_missing_matrix(tmp_path):
 
 def test_size_mismatch(tmp_path):
   stored = _voxels()
-  path = make_inv3(tmp_path / 'x.inv3', stored,
-                   raw_override=stored.tobytes()[:-2])
-  _raises(path, r'matrix.dat has 118 bytes but shape \[3, 4, 5\] of int16 '
-          r'needs 120')
+  path = make_inv3(
+      tmp_path / 'x.inv3', stored, raw_override=stored.tobytes()[:-2]
+  )
+  _raises(
+      path,
+      r'matrix.dat has 118 bytes but shape \[3, 4, 5\] of int16 ' r'needs 120',
+  )
 
 
 def test_unknown_dtype(tmp_path):
@@ -168,11 +207,13 @@ def test_unknown_dtype(tmp_path):
 
 
 def test_bad_spacing_and_orientation(tmp_path):
-  path = make_inv3(tmp_path / 's.inv3', _voxels(),
-                   main_overrides={'spacing': [0.9, 0.9]})
+  path = make_inv3(
+      tmp_path / 's.inv3', _voxels(), main_overrides={'spacing': [0.9, 0.9]}
+  )
   _raises(path, 'spacing')
-  path = make_inv3(tmp_path / 'o.inv3', _voxels(),
-                   main_overrides={'orientation': 2})
+  path = make_inv3(
+      tmp_path / 'o.inv3', _voxels(), main_overrides={'orientation': 2}
+  )
   _raises(path, 'only axial')
 
 
@@ -190,8 +231,9 @@ def test_missing_file_is_file_not_found(tmp_path):
 def test_real_cranium():
   path = sample_fetch.cranium_path()
   if not path.is_file():
-    pytest.skip('Cranium.inv3 not fetched: run python -m '
-                'rlhf_tf.data.sample_fetch')
+    pytest.skip(
+        'Cranium.inv3 not fetched: run python -m ' 'rlhf_tf.data.sample_fetch'
+    )
   volume = sample_fetch.load_cranium()
   assert volume.shape == (108, 256, 256)
   np.testing.assert_allclose(volume.spacing, (1.5, 0.957, 0.957), atol=1e-3)
@@ -218,15 +260,20 @@ def test_cache_dir_defaults_to_env(tmp_path, monkeypatch):
   assert sample_fetch.cranium_path() == tmp_path / 'data' / 'Cranium.inv3'
   assert sample_fetch.cranium_path(tmp_path) == tmp_path / 'Cranium.inv3'
   monkeypatch.delenv('RLHF_TF_DATA')
-  assert sample_fetch.cranium_path().parts[-3:] == ('.cache', 'rlhf_tf',
-                                                    'Cranium.inv3')
+  assert sample_fetch.cranium_path().parts[-3:] == (
+      '.cache',
+      'rlhf_tf',
+      'Cranium.inv3',
+  )
 
 
 def test_missing_apt_gives_clear_error(tmp_path, monkeypatch):
   real_which = shutil.which
-  monkeypatch.setattr(shutil, 'which',
-                      lambda t, *a, **k: None if t == 'apt-get' else
-                      real_which(t, *a, **k))
+  monkeypatch.setattr(
+      shutil,
+      'which',
+      lambda t, *a, **k: None if t == 'apt-get' else real_which(t, *a, **k),
+  )
   with pytest.raises(sample_fetch.FetchError) as info:
     sample_fetch.fetch_cranium(tmp_path)
   message = str(info.value)
@@ -237,8 +284,9 @@ def test_missing_apt_gives_clear_error(tmp_path, monkeypatch):
 
 
 def test_load_cranium_absent_names_fetch_command(tmp_path):
-  with pytest.raises(FileNotFoundError,
-                     match='python -m rlhf_tf.data.sample_fetch'):
+  with pytest.raises(
+      FileNotFoundError, match='python -m rlhf_tf.data.sample_fetch'
+  ):
     sample_fetch.load_cranium(tmp_path)
 
 
@@ -263,8 +311,9 @@ def _script(path, body):
 def test_fetch_pipeline_with_fake_apt(tmp_path, monkeypatch):
   """Fake apt-get (unknown package until `update`) and dpkg-deb on PATH."""
   voxels = np.zeros((108, 256, 256), np.int16)
-  inv3 = make_inv3(tmp_path / 'src.inv3', voxels, spacing_xyz=(0.957, 0.957,
-                                                               1.5))
+  inv3 = make_inv3(
+      tmp_path / 'src.inv3', voxels, spacing_xyz=(0.957, 0.957, 1.5)
+  )
   # The fake .deb is just the data tar that dpkg-deb --fsys-tarfile prints.
   data_tar = tmp_path / 'data.tar'
   with tarfile.open(data_tar, 'w') as tar:
@@ -272,7 +321,9 @@ def test_fetch_pipeline_with_fake_apt(tmp_path, monkeypatch):
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   state = tmp_path / 'updated'
-  _script(bin_dir / 'apt-get', f'''
+  _script(
+      bin_dir / 'apt-get',
+      f"""
 case "$1" in
   update) touch {state}; exit 0;;
   download)
@@ -281,7 +332,8 @@ case "$1" in
     fi
     cp {data_tar} ./invesalius-examples_9.9_all.deb;;
 esac
-''')
+""",
+  )
   _script(bin_dir / 'dpkg-deb', 'cat "$2"\n')
   monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
   cache = tmp_path / 'cache'

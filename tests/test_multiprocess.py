@@ -12,9 +12,8 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
-
 import multiprocess_reference as ref
+import numpy as np
 from test_sharding import sharded_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,10 +28,22 @@ def _free_port() -> int:
 def test_two_processes_agree_with_one(tmp_path):
   port = _free_port()
   env = sharded_env(2)
-  procs = [subprocess.Popen(
-      [sys.executable, os.path.join(HERE, 'multiprocess_worker.py'), str(i),
-       str(port), str(tmp_path)], env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  procs = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              os.path.join(HERE, 'multiprocess_worker.py'),
+              str(i),
+              str(port),
+              str(tmp_path),
+          ],
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+      )
+      for i in range(2)
+  ]
   logs = [p.communicate(timeout=900)[0] for p in procs]
   for i, p in enumerate(procs):
     assert p.returncode == 0, f'process {i}:\n{logs[i][-4000:]}'
@@ -42,10 +53,10 @@ def test_two_processes_agree_with_one(tmp_path):
   assert (tmp_path / 'train' / 'summary.json').exists()
 
   want = ref.sharded_paths(None, str(tmp_path / 'one'))
-  np.testing.assert_allclose(got['rewards'], want['rewards'], rtol=1e-5,
-                             atol=1e-6)
-  np.testing.assert_allclose(got['maps'], want['maps'], rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      got['rewards'], want['rewards'], rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(got['maps'], want['maps'], rtol=1e-5, atol=1e-6)
   for k in range(2):
     a, b = runs['ce'][f'seed_{k}'], want['summary']['ce'][f'seed_{k}']
     for key in ('train_loss', 'heldout_ce', 'heldout_accuracy'):

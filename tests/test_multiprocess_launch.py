@@ -25,9 +25,9 @@ import subprocess
 import sys
 
 import numpy as np
+from test_sharding import sharded_env
 
 from rlhf_tf.preferences import store as store_lib
-from test_sharding import sharded_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -64,10 +64,13 @@ def _files(workdir) -> set:
 
 
 def _votes(workdir) -> list:
-  with store_lib.PreferenceStore(os.path.join(workdir,
-                                              'preferences.sqlite')) as s:
-    return sorted((v.scene_id, v.pair_id, v.left_action, v.right_action,
-                   v.choice) for v in s.effective_votes())
+  with store_lib.PreferenceStore(
+      os.path.join(workdir, 'preferences.sqlite')
+  ) as s:
+    return sorted(
+        (v.scene_id, v.pair_id, v.left_action, v.right_action, v.choice)
+        for v in s.effective_votes()
+    )
 
 
 def _checkpoint_write(path: str) -> bool:
@@ -79,63 +82,114 @@ def test_launch_two_processes_agree_with_one(tmp_path):
   port = _free_port()
   procs = []
   for i in range(2):
-    env = dict(sharded_env(2), JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
-               JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i))
-    procs.append(subprocess.Popen(
-        [sys.executable, os.path.join(HERE, 'launch_audited.py'),
-         str(tmp_path / f'audit{i}.json'), str(two)] + _launch_args(two),
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True))
+    env = dict(
+        sharded_env(2),
+        JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
+        JAX_NUM_PROCESSES='2',
+        JAX_PROCESS_ID=str(i),
+    )
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(HERE, 'launch_audited.py'),
+                str(tmp_path / f'audit{i}.json'),
+                str(two),
+            ]
+            + _launch_args(two),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
   reference = subprocess.run(
-      [sys.executable, 'launch.py'] + _launch_args(one), cwd=ROOT,
-      env=sharded_env(1), capture_output=True, text=True, timeout=TIMEOUT_S)
+      [sys.executable, 'launch.py'] + _launch_args(one),
+      cwd=ROOT,
+      env=sharded_env(1),
+      capture_output=True,
+      text=True,
+      timeout=TIMEOUT_S,
+  )
   logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
   for i, p in enumerate(procs):
     assert p.returncode == 0, f'process {i}:\n{logs[i][-4000:]}'
   assert reference.returncode == 0, reference.stderr[-4000:]
   assert 'process 1 of 2, 2 local / 4 global devices' in logs[1]
 
-  audits = [json.loads((tmp_path / f'audit{i}.json').read_text())
-            for i in range(2)]
+  audits = [
+      json.loads((tmp_path / f'audit{i}.json').read_text()) for i in range(2)
+  ]
   stray = [e for e in audits[1] if not _checkpoint_write(e[1])]
   assert not stray, f'process 1 wrote {stray[:10]}'
   written = {os.path.relpath(p, two) for _, p in audits[0]}
-  for name in ('reward/summary.json', 'evaluation/summary.json',
-               'simulate_summary.json', 'quickstart_timings.json'):
+  for name in (
+      'reward/summary.json',
+      'evaluation/summary.json',
+      'simulate_summary.json',
+      'quickstart_timings.json',
+  ):
     assert name in written, (name, sorted(written)[:20])
 
   assert _files(two) == _files(one)
   assert len(os.listdir(two / 'images')) == len(os.listdir(one / 'images'))
   assert _votes(two) == _votes(one)
   (crit,) = [n for n in os.listdir(one) if n.startswith('criteria_')]
-  np.testing.assert_allclose(np.load(two / crit), np.load(one / crit),
-                             rtol=0, atol=1e-5)
-  got, want = (json.loads((w / 'reward' / 'summary.json').read_text())
-               for w in (two, one))
+  np.testing.assert_allclose(
+      np.load(two / crit), np.load(one / crit), rtol=0, atol=1e-5
+  )
+  got, want = (
+      json.loads((w / 'reward' / 'summary.json').read_text())
+      for w in (two, one)
+  )
   assert got['runs'].keys() == want['runs'].keys()
   for loss, seeds in want['runs'].items():
     for seed, row in seeds.items():
       for key in ('train_loss', 'train_ce', 'heldout_ce', 'heldout_nll'):
         assert abs(got['runs'][loss][seed][key] - row[key]) < 2e-3, (
-            loss, seed, key)
-  got, want = (json.loads((w / 'evaluation' / 'summary.json').read_text())
-               for w in (two, one))
+            loss,
+            seed,
+            key,
+        )
+  got, want = (
+      json.loads((w / 'evaluation' / 'summary.json').read_text())
+      for w in (two, one)
+  )
   for loss in ('ce', 'nll', 'davidson'):
-    assert abs(got[loss]['heldout']['accuracy']
-               - want[loss]['heldout']['accuracy']) <= 0.05, loss
+    assert (
+        abs(
+            got[loss]['heldout']['accuracy'] - want[loss]['heldout']['accuracy']
+        )
+        <= 0.05
+    ), loss
 
 
 def test_launch_refuses_a_one_process_job_in_two_processes(tmp_path):
   """A job not written for several processes (jobs.MULTI_PROCESS_JOBS)
   stops in every process with one error line, before it writes."""
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, 'launch.py', '--experiment=experiments/inspect.py:smoke',
-       f'--workdir={tmp_path / "w"}'], cwd=ROOT,
-      env=dict(sharded_env(1), JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
-               JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i)),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  procs = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              'launch.py',
+              '--experiment=experiments/inspect.py:smoke',
+              f'--workdir={tmp_path / "w"}',
+          ],
+          cwd=ROOT,
+          env=dict(
+              sharded_env(1),
+              JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
+              JAX_NUM_PROCESSES='2',
+              JAX_PROCESS_ID=str(i),
+          ),
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
+  ]
   for p in procs:
     _, err = p.communicate(timeout=TIMEOUT_S)
     assert p.returncode == 2, err[-3000:]

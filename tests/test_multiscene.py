@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.evaluation import scene_holdout
-from rlhf_tf.jobs import JOBS
-from rlhf_tf.jobs import experiment_file
+from rlhf_tf.jobs import experiment_file, JOBS
 from rlhf_tf.preferences import inspector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,14 +16,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_one_fold_per_scene_without_it():
   folds = scene_holdout.folds(['a', 'b', 'c'])
   assert [(f.held_out, f.train_ids) for f in folds] == [
-      ('a', ('b', 'c')), ('b', ('a', 'c')), ('c', ('a', 'b'))]
-  only = scene_holdout.folds(['a', 'b', 'cranium'], held_out=['cranium'],
-                             train_pool=['a', 'b'])
-  assert [(f.held_out, f.train_ids) for f in only] == [('cranium',
-                                                         ('a', 'b'))]
+      ('a', ('b', 'c')),
+      ('b', ('a', 'c')),
+      ('c', ('a', 'b')),
+  ]
+  only = scene_holdout.folds(
+      ['a', 'b', 'cranium'], held_out=['cranium'], train_pool=['a', 'b']
+  )
+  assert [(f.held_out, f.train_ids) for f in only] == [('cranium', ('a', 'b'))]
   # A pool that names the held-out scene still never trains on it.
   assert scene_holdout.folds(['a', 'b'], ['a'], ['a', 'b'])[0].train_ids == (
-      'b',)
+      'b',
+  )
 
 
 def test_bad_folds_are_refused():
@@ -38,7 +41,8 @@ def test_bad_folds_are_refused():
 
 def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
   config = experiment_file.load_config(
-      os.path.join(ROOT, 'experiments', 'multiscene.py') + ':smoke')
+      os.path.join(ROOT, 'experiments', 'multiscene.py') + ':smoke'
+  )
   config.scenes = 'phantom:0-1,phantom:5'
   summary = JOBS[config.job](config, str(tmp_path))
   ids = ['phantom-s0-24x24x24', 'phantom-s1-24x24x24', 'phantom-s5-24x24x24']
@@ -47,17 +51,21 @@ def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
     assert fold['scene_id'] not in fold['train_ids']
     assert sorted(fold['train_ids'] + [fold['scene_id']]) == ids
     # The fold's reward saw exactly the votes of its training scenes.
-    with open(tmp_path / 'multiscene' / f'fold_{fold["scene_id"]}' /
-              'summary.json') as f:
+    with open(
+        tmp_path / 'multiscene' / f'fold_{fold["scene_id"]}' / 'summary.json'
+    ) as f:
       trained = json.load(f)
-    assert (trained['num_train_pairs'] + trained['num_heldout_pairs'] ==
-            config.pairs.num * len(fold['train_ids']))
+    assert trained['num_train_pairs'] + trained[
+        'num_heldout_pairs'
+    ] == config.pairs.num * len(fold['train_ids'])
     assert 0.0 <= fold['decisive_accuracy'] <= 1.0
     assert fold['num_decisive'] > 0
     errors = fold['errors']
     assert sum(b['n'] for b in errors['by_score_gap']) == fold['num_decisive']
-    assert errors['one_fails']['n'] + errors['both_pass']['n'] == fold[
-        'num_decisive']
+    assert (
+        errors['one_fails']['n'] + errors['both_pass']['n']
+        == fold['num_decisive']
+    )
   for name in ('summary.json', 'table.md', 'held_out.png'):
     assert os.path.getsize(tmp_path / 'multiscene' / name) > 100
 
@@ -67,13 +75,21 @@ def test_error_breakdown_places_the_errors():
   tolerance) or, when that ties, by unoccluded. A reward that ranks by
   target_visible only gets the first kind right and the second wrong."""
   icfg = inspector.InspectorConfig()
-  crit = np.array([[0.9, 0.5, 1, 1, 1], [0.7, 0.5, 1, 1, 1],
-                   [0.9, 0.9, 1, 1, 1], [0.2, 0.5, 1, 1, 1]], float)
+  crit = np.array(
+      [
+          [0.9, 0.5, 1, 1, 1],
+          [0.7, 0.5, 1, 1, 1],
+          [0.9, 0.9, 1, 1, 1],
+          [0.2, 0.5, 1, 1, 1],
+      ],
+      float,
+  )
   pairs = np.array([[0, 1], [1, 2], [0, 2], [3, 1], [0, 0]])
   target = np.array([1.0, 0.0, 0.0, 0.0, 0.5])
   rewards = np.array([0.9, 0.7, 0.8, 0.2])  # 0 above 2: wrong on (0, 2)
-  out = scene_holdout.error_breakdown(rewards, crit, pairs, target, icfg,
-                                      num_bins=2)
+  out = scene_holdout.error_breakdown(
+      rewards, crit, pairs, target, icfg, num_bins=2
+  )
   assert out['score_accuracy'] == 1.0
   assert out['by_criterion']['target_visible'] == dict(n=3, accuracy=1.0)
   assert out['by_criterion']['unoccluded'] == dict(n=1, accuracy=0.0)

@@ -21,8 +21,9 @@ def vol():
 def clean():
   """No noise, no blur, no metal: every voxel is its label's material HU."""
   cfg = phantom.PhantomConfig(blur_mm=0.0, partial_volume=False)
-  return phantom.make_head_phantom(jax.random.key(0), SHAPE, metal=False,
-                                   noise=False, config=cfg)
+  return phantom.make_head_phantom(
+      jax.random.key(0), SHAPE, metal=False, noise=False, config=cfg
+  )
 
 
 def _label(name):
@@ -50,7 +51,8 @@ def test_different_keys_differ(vol):
   assert not np.array_equal(vol.labels, other.labels)
   assert np.mean(vol.hu != other.hu) > 0.5  # Noise differs everywhere.
   a0, a1 = phantom.sample_anatomy(jax.random.key(0)), phantom.sample_anatomy(
-      jax.random.key(1))
+      jax.random.key(1)
+  )
   assert a0.z_occ != a1.z_occ and a0.lower != a1.lower
 
 
@@ -79,8 +81,9 @@ def test_label_median_hu_in_documented_ranges(noise):
   # cap and cortical shell with their neighbours; this checks the material
   # HU, so it keeps only the physical 0.3 mm PSF.
   cfg = phantom.PhantomConfig(blur_min_voxels=0.0)
-  v = phantom.make_head_phantom(jax.random.key(0), (48, 48, 48), noise=noise,
-                                config=cfg)
+  v = phantom.make_head_phantom(
+      jax.random.key(0), (48, 48, 48), noise=noise, config=cfg
+  )
   for name, (lo, hi) in phantom.HU_RANGES.items():
     hu = v.hu[v.labels == _label(name)]
     assert hu.size, name
@@ -90,9 +93,10 @@ def test_label_median_hu_in_documented_ranges(noise):
 
 def test_noise_level(clean):
   cfg = phantom.PhantomConfig(blur_mm=0.0, partial_volume=False)
-  noisy = phantom.make_head_phantom(jax.random.key(0), SHAPE, metal=False,
-                                    config=cfg)
-  inside = (clean.labels == _label('soft_tissue'))
+  noisy = phantom.make_head_phantom(
+      jax.random.key(0), SHAPE, metal=False, config=cfg
+  )
+  inside = clean.labels == _label('soft_tissue')
   std = float(np.std(noisy.hu[inside] - clean.hu[inside]))
   assert 0.8 * cfg.noise_sigma_hu < std < 1.2 * cfg.noise_sigma_hu
 
@@ -105,8 +109,11 @@ def _mandible_axial(v, anat, z_mm):
 def test_mandible_is_u_shaped(clean):
   anat = phantom.sample_anatomy(jax.random.key(0))
   bone = _mandible_axial(clean, anat, 25.0)
-  y = (clean.origin[1] + clean.spacing[1] * np.arange(clean.shape[1]) -
-       anat.shift[1]) / anat.scale  # In the anatomy's frame, like yc.
+  y = (
+      clean.origin[1]
+      + clean.spacing[1] * np.arange(clean.shape[1])
+      - anat.shift[1]
+  ) / anat.scale  # In the anatomy's frame, like yc.
   _, n_all = ndimage.label(bone)
   assert n_all == 1  # One bone crossing the midline at the chin...
   back = bone & (y[:, None] > anat.lower.yc + 5)
@@ -116,7 +123,7 @@ def test_mandible_is_u_shaped(clean):
   centroid_y = np.nonzero(bone)[0].mean()
   assert rows.min() < centroid_y < rows.max()
   mid = bone.shape[1] // 2
-  assert not bone[rows.max(), mid - 2:mid + 2].any()  # Open at the back.
+  assert not bone[rows.max(), mid - 2 : mid + 2].any()  # Open at the back.
 
 
 def test_teeth_sit_in_the_jaws(clean):
@@ -136,10 +143,12 @@ def test_teeth_sit_in_the_jaws(clean):
   zmm = clean.origin[2] + clean.spacing[0] * np.arange(clean.shape[0])
   ymm = clean.origin[1] + clean.spacing[1] * np.arange(clean.shape[1])
   xmm = clean.origin[0] + clean.spacing[2] * np.arange(clean.shape[2])
-  envelope = shapes.region_slab(anat, shapes.PlaneMaps(anat, ymm, xmm), zmm,
-                                'jaw')
+  envelope = shapes.region_slab(
+      anat, shapes.PlaneMaps(anat, ymm, xmm), zmm, 'jaw'
+  )
   from_occlusal = np.broadcast_to(
-      np.abs(anat.local_z(zmm) - anat.z_occ)[:, None, None], teeth.shape)
+      np.abs(anat.local_z(zmm) - anat.z_occ)[:, None, None], teeth.shape
+  )
   roots = teeth & (from_occlusal > 12.0)  # Beyond the tallest crown.
   crowns = teeth & (from_occlusal < 5.0)
   assert roots.sum() > 20 and crowns.sum() > 20
@@ -149,11 +158,16 @@ def test_teeth_sit_in_the_jaws(clean):
 
 def test_structure_groups(clean):
   teeth = phantom.structure_mask(clean, 'teeth')
-  expect = np.isin(clean.labels, [_label('enamel'), _label('dentin'),
-                                  _label('pulp')])
+  expect = np.isin(
+      clean.labels, [_label('enamel'), _label('dentin'), _label('pulp')]
+  )
   assert np.array_equal(teeth, expect)
-  assert np.array_equal(phantom.structure_mask(clean, 'bone'), np.isin(
-      clean.labels, [_label('cancellous_bone'), _label('cortical_bone')]))
+  assert np.array_equal(
+      phantom.structure_mask(clean, 'bone'),
+      np.isin(
+          clean.labels, [_label('cancellous_bone'), _label('cortical_bone')]
+      ),
+  )
   with pytest.raises(KeyError):
     phantom.structure_mask(clean, 'spleen')
   with pytest.raises(ValueError):
@@ -168,9 +182,14 @@ def test_tiny_volume():
 
 def test_anisotropic_spacing_keeps_the_anatomy_in_place(clean):
   cfg = phantom.PhantomConfig(blur_mm=0.0, partial_volume=False)
-  v = phantom.make_head_phantom(jax.random.key(0), (40, 50, 30),
-                                spacing=(109.4 / 40, 84.2 / 50, 109.4 / 30),
-                                metal=False, noise=False, config=cfg)
+  v = phantom.make_head_phantom(
+      jax.random.key(0),
+      (40, 50, 30),
+      spacing=(109.4 / 40, 84.2 / 50, 109.4 / 30),
+      metal=False,
+      noise=False,
+      config=cfg,
+  )
   np.testing.assert_allclose(v.extent_mm, phantom.FOV_MM_ZYX)
 
   def centroid_mm(vol, name):
@@ -178,14 +197,16 @@ def test_anisotropic_spacing_keeps_the_anatomy_in_place(clean):
     return np.asarray(vol.origin)[::-1] + idx * np.asarray(vol.spacing)
 
   for name in ('enamel', 'cortical_bone', 'airway'):
-    np.testing.assert_allclose(centroid_mm(v, name), centroid_mm(clean, name),
-                               atol=3.0, err_msg=name)
+    np.testing.assert_allclose(
+        centroid_mm(v, name), centroid_mm(clean, name), atol=3.0, err_msg=name
+    )
 
 
 def test_metal_off_has_no_metal_and_no_streaks(clean):
   cfg = phantom.PhantomConfig(blur_mm=0.0, partial_volume=False)
-  with_metal = phantom.make_head_phantom(jax.random.key(0), SHAPE, metal=True,
-                                         noise=False, config=cfg)
+  with_metal = phantom.make_head_phantom(
+      jax.random.key(0), SHAPE, metal=True, noise=False, config=cfg
+  )
   metal = with_metal.labels == _label('metal')
   assert metal.any() and not (clean.labels == _label('metal')).any()
   # Same anatomy: only filled crown voxels change label.
@@ -197,23 +218,25 @@ def test_metal_off_has_no_metal_and_no_streaks(clean):
   metal_slices = np.nonzero(metal.any((1, 2)))[0]
   assert diff[metal_slices].max() > 200
   # Their Gaussian tail along z is below 1e-3 beyond ~3.7 slices.
-  assert diff[:metal_slices.min() - 5].max() == 0
+  assert diff[: metal_slices.min() - 5].max() == 0
 
 
 def test_joint_histogram_has_separated_tissue_peaks():
   # Material peaks, as above without the voxel-relative PSF floor.
   vol = phantom.make_head_phantom(
-      jax.random.key(0), SHAPE,
-      config=phantom.PhantomConfig(blur_min_voxels=0.0))
+      jax.random.key(0),
+      SHAPE,
+      config=phantom.PhantomConfig(blur_min_voxels=0.0),
+  )
   jh = joint_histogram(vol, bins=64, hu_window=(-1024, 3071))
   marginal = jh.counts.sum(0).astype(float)  # Over gradient: per HU bin.
   peaks = []
   for lo, hi in ((-100, 150), (250, 600), (1200, 1700), (2500, 3000)):
     a, b = (int(jh.axes.hu_to_x(v) * 64) for v in (lo, hi))
-    peaks.append(a + int(np.argmax(marginal[a:b + 1])))
+    peaks.append(a + int(np.argmax(marginal[a : b + 1])))
   assert peaks == sorted(peaks)  # soft < cancellous < cortical < enamel
   for p, q in zip(peaks, peaks[1:]):
-    valley = marginal[p:q + 1].min()
+    valley = marginal[p : q + 1].min()
     assert valley < 0.2 * min(marginal[p], marginal[q]), (p, q)
 
 
@@ -225,7 +248,7 @@ def test_default_psf_makes_boundary_arcs_in_the_jh(vol):
 
   def mean_row(lo, hi):
     a, b = (int(jh.axes.hu_to_x(v) * 64) for v in (lo, hi))
-    c = jh.counts[:, a:b + 1]
+    c = jh.counts[:, a : b + 1]
     return float((c * rows).sum() / c.sum())
 
   assert mean_row(800, 1000) > 2 * mean_row(0, 80)

@@ -4,20 +4,30 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import pytest
 from jax.test_util import check_grads
 from matplotlib.path import Path
+import numpy as np
+import pytest
 
 from rlhf_tf.render import polygon as P
 
 SQUARE = np.array([[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]])
 TRIANGLE = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
 # Non-convex L shape (counter-clockwise), and a clockwise arrow.
-L_SHAPE = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.4], [0.4, 0.4],
-                    [0.4, 0.9], [0.1, 0.9]])
-ARROW = np.array([[0.1, 0.5], [0.5, 0.9], [0.5, 0.65], [0.9, 0.65],
-                  [0.9, 0.35], [0.5, 0.35], [0.5, 0.1]])[::-1]
+L_SHAPE = np.array(
+    [[0.1, 0.1], [0.9, 0.1], [0.9, 0.4], [0.4, 0.4], [0.4, 0.9], [0.1, 0.9]]
+)
+ARROW = np.array(
+    [
+        [0.1, 0.5],
+        [0.5, 0.9],
+        [0.5, 0.65],
+        [0.9, 0.65],
+        [0.9, 0.35],
+        [0.5, 0.35],
+        [0.5, 0.1],
+    ]
+)[::-1]
 
 
 def _brute_force_sd(points, vertices, samples=2001):
@@ -33,29 +43,48 @@ def _brute_force_sd(points, vertices, samples=2001):
 # --- validate_polygon -------------------------------------------------------
 
 
-@pytest.mark.parametrize('vertices, message', [
-    ([[0.1, 0.1], [np.nan, 0.4], [0.5, 0.9]], 'vertex 1 (nan, 0.4) is not '
-     'finite'),
-    ([[0.1, 0.1], [0.9, 0.1], [1.3, 0.4], [0.5, 0.9]],
-     'vertex 2 (1.3, 0.4) lies outside [0, 1]^2'),
-    ([[0.1, 0.1], [-0.1, 0.5], [0.5, 0.9]], 'vertex 1 (-0.1, 0.5) lies '
-     'outside'),
-    ([[0.1, 0.1], [0.9, 0.9]], 'at least 3 vertices, got 2'),
-    ([0.1, 0.2, 0.3], 'shape [n, 2]'),
-    ([[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]],
-     'edges 0-1 and 2-3 intersect'),
-    ([[0.1, 0.1], [0.5, 0.1], [0.9, 0.5], [0.9, 0.1], [0.5, 0.9]],
-     'edges 1-2 and 3-4 intersect'),
-    ([[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]], 'collinear'),
-    ([[0.1, 0.1], [0.2, 0.2], [0.9, 0.9], [0.3, 0.3]], 'collinear'),
-    ([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.9, 0.1]],
-     'vertices 1 and 3 coincide at (0.9, 0.1)'),
-    ([[0.1, 0.1], [0.1, 0.1], [0.9, 0.1], [0.5, 0.9]],
-     'vertices 0 and 1 coincide'),
-    ([[0.1, 0.1], [0.9, 0.1], [0.5, 0.1], [0.5, 0.9]],
-     'edges 0-1 and 1-2 overlap'),
-    ([[0.1, 0.1], [0.9, 0.1], [0.9, 0.1002]], "below min_area"),
-])
+@pytest.mark.parametrize(
+    'vertices, message',
+    [
+        (
+            [[0.1, 0.1], [np.nan, 0.4], [0.5, 0.9]],
+            'vertex 1 (nan, 0.4) is not ' 'finite',
+        ),
+        (
+            [[0.1, 0.1], [0.9, 0.1], [1.3, 0.4], [0.5, 0.9]],
+            'vertex 2 (1.3, 0.4) lies outside [0, 1]^2',
+        ),
+        (
+            [[0.1, 0.1], [-0.1, 0.5], [0.5, 0.9]],
+            'vertex 1 (-0.1, 0.5) lies ' 'outside',
+        ),
+        ([[0.1, 0.1], [0.9, 0.9]], 'at least 3 vertices, got 2'),
+        ([0.1, 0.2, 0.3], 'shape [n, 2]'),
+        (
+            [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]],
+            'edges 0-1 and 2-3 intersect',
+        ),
+        (
+            [[0.1, 0.1], [0.5, 0.1], [0.9, 0.5], [0.9, 0.1], [0.5, 0.9]],
+            'edges 1-2 and 3-4 intersect',
+        ),
+        ([[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]], 'collinear'),
+        ([[0.1, 0.1], [0.2, 0.2], [0.9, 0.9], [0.3, 0.3]], 'collinear'),
+        (
+            [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.9, 0.1]],
+            'vertices 1 and 3 coincide at (0.9, 0.1)',
+        ),
+        (
+            [[0.1, 0.1], [0.1, 0.1], [0.9, 0.1], [0.5, 0.9]],
+            'vertices 0 and 1 coincide',
+        ),
+        (
+            [[0.1, 0.1], [0.9, 0.1], [0.5, 0.1], [0.5, 0.9]],
+            'edges 0-1 and 1-2 overlap',
+        ),
+        ([[0.1, 0.1], [0.9, 0.1], [0.9, 0.1002]], 'below min_area'),
+    ],
+)
 def test_validate_polygon_rejects(vertices, message):
   with pytest.raises(P.PolygonError) as err:
     P.validate_polygon(vertices)
@@ -110,8 +139,9 @@ def test_canonicalize_makes_random_bowties_simple():
   assert all(P.is_simple(p) for p in canon)  # ... canonical ones do not.
   assert np.all(P.polygon_area(canon) > 0)  # Counter-clockwise.
   # Same vertex sets.
-  np.testing.assert_allclose(np.sort(canon[..., 0], -1),
-                             np.sort(pts[..., 0], -1))
+  np.testing.assert_allclose(
+      np.sort(canon[..., 0], -1), np.sort(pts[..., 0], -1)
+  )
 
 
 def test_canonicalize_idempotent_and_permutation_invariant():
@@ -123,7 +153,8 @@ def test_canonicalize_idempotent_and_permutation_invariant():
   # Batch-agnostic: vmap and extra leading dims agree with the flat call.
   np.testing.assert_array_equal(jax.vmap(P.canonicalize)(pts), canon)
   np.testing.assert_array_equal(
-      P.canonicalize(pts.reshape(5, 10, 5, 2)).reshape(50, 5, 2), canon)
+      P.canonicalize(pts.reshape(5, 10, 5, 2)).reshape(50, 5, 2), canon
+  )
 
 
 def test_canonicalize_gradient_is_a_permutation():
@@ -156,23 +187,41 @@ def test_random_actions():
 
 
 def test_signed_distance_square_closed_form():
-  pts = jnp.array([[0.5, 0.5], [0.3, 0.5], [0.5, 0.75], [1.0, 0.5],
-                   [0.5, 0.0], [1.0, 1.0], [0.0, 0.0], [0.8, 0.8],
-                   [0.5, 0.2]])
-  want = [0.3, 0.1, 0.05, -0.2, -0.2, -np.sqrt(0.08), -np.sqrt(0.08), 0.0,
-          0.0]
+  pts = jnp.array(
+      [
+          [0.5, 0.5],
+          [0.3, 0.5],
+          [0.5, 0.75],
+          [1.0, 0.5],
+          [0.5, 0.0],
+          [1.0, 1.0],
+          [0.0, 0.0],
+          [0.8, 0.8],
+          [0.5, 0.2],
+      ]
+  )
+  want = [0.3, 0.1, 0.05, -0.2, -0.2, -np.sqrt(0.08), -np.sqrt(0.08), 0.0, 0.0]
   np.testing.assert_allclose(P.signed_distance(pts, SQUARE), want, atol=1e-6)
   # Orientation does not matter.
-  np.testing.assert_allclose(P.signed_distance(pts, SQUARE[::-1]), want,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      P.signed_distance(pts, SQUARE[::-1]), want, atol=1e-6
+  )
 
 
 def test_signed_distance_triangle_closed_form():
-  pts = jnp.array([[0.25, 0.25], [0.1, 0.2], [1.0, 1.0], [-1.0, -1.0],
-                   [2.0, 0.0], [0.0, 0.0], [0.5, -0.5]])
+  pts = jnp.array(
+      [
+          [0.25, 0.25],
+          [0.1, 0.2],
+          [1.0, 1.0],
+          [-1.0, -1.0],
+          [2.0, 0.0],
+          [0.0, 0.0],
+          [0.5, -0.5],
+      ]
+  )
   want = [0.25, 0.1, -np.sqrt(0.5), -np.sqrt(2.0), -1.0, 0.0, -0.5]
-  np.testing.assert_allclose(P.signed_distance(pts, TRIANGLE), want,
-                             atol=1e-6)
+  np.testing.assert_allclose(P.signed_distance(pts, TRIANGLE), want, atol=1e-6)
 
 
 @pytest.mark.parametrize('vertices', [L_SHAPE, ARROW])
@@ -184,8 +233,9 @@ def test_signed_distance_nonconvex_brute_force(vertices):
   # Boundary sampled every <= 1/2000: distances within ~2.5e-4.
   np.testing.assert_allclose(got, want, atol=3e-4)
   # Points batch-agnostic: [..., 2] shapes pass through.
-  got2 = P.signed_distance(jnp.asarray(pts, jnp.float32).reshape(3, 100, 2),
-                           vertices)
+  got2 = P.signed_distance(
+      jnp.asarray(pts, jnp.float32).reshape(3, 100, 2), vertices
+  )
   np.testing.assert_array_equal(got2.reshape(-1), got)
 
 
@@ -193,32 +243,44 @@ def test_contains_matches_matplotlib():
   rng = np.random.default_rng(1)
   pts = rng.uniform(0, 1, (500, 2))
   for v in (SQUARE, TRIANGLE, L_SHAPE, ARROW):
-    np.testing.assert_array_equal(P.contains(jnp.asarray(pts), v),
-                                  Path(v).contains_points(pts))
+    np.testing.assert_array_equal(
+        P.contains(jnp.asarray(pts), v), Path(v).contains_points(pts)
+    )
 
 
 def test_signed_distance_check_grads():
-  pts = jnp.array([[0.5, 0.45], [0.3, 0.2], [0.95, 0.6], [0.15, 0.05],
-                   [0.62, 0.71]])
+  pts = jnp.array(
+      [[0.5, 0.45], [0.3, 0.2], [0.95, 0.6], [0.15, 0.05], [0.62, 0.71]]
+  )
   with jax.enable_x64(True):
     v = jnp.asarray(L_SHAPE + 0.01 * np.sin(np.arange(12)).reshape(6, 2))
     p = jnp.asarray(pts, jnp.float64)
-    check_grads(jax.jit(lambda v: P.signed_distance(p, v)), (v,), order=1,
-                modes=['rev', 'fwd'], eps=1e-6)
-    check_grads(jax.jit(lambda p: P.signed_distance(p, v)), (p,), order=1,
-                modes=['rev', 'fwd'], eps=1e-6)
+    check_grads(
+        jax.jit(lambda v: P.signed_distance(p, v)),
+        (v,),
+        order=1,
+        modes=['rev', 'fwd'],
+        eps=1e-6,
+    )
+    check_grads(
+        jax.jit(lambda p: P.signed_distance(p, v)),
+        (p,),
+        order=1,
+        modes=['rev', 'fwd'],
+        eps=1e-6,
+    )
     # Inside the square, d = distance to the nearest edge: here the left one,
     # so d(d)/dx_point = 1 and only the left edge's vertices move it.
     g = jax.grad(lambda p: P.signed_distance(p, jnp.asarray(SQUARE)))(
-        jnp.array([0.3, 0.5]))
+        jnp.array([0.3, 0.5])
+    )
     np.testing.assert_allclose(g, [1.0, 0.0], atol=1e-12)
 
 
 def test_signed_distance_finite_gradients_degenerate():
   # Zero-length edge (repeated vertex) and query points on vertices/edges.
   v = jnp.array([[0.2, 0.2], [0.2, 0.2], [0.8, 0.2], [0.5, 0.8]])
-  pts = jnp.array([[0.2, 0.2], [0.8, 0.2], [0.5, 0.2], [0.5, 0.5],
-                   [0.0, 0.0]])
+  pts = jnp.array([[0.2, 0.2], [0.8, 0.2], [0.5, 0.2], [0.5, 0.5], [0.0, 0.0]])
   d = P.signed_distance(pts, v)
   assert np.isfinite(np.asarray(d)).all()
   np.testing.assert_allclose(d[:3], 0.0, atol=1e-7)

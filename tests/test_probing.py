@@ -21,16 +21,26 @@ BINS = 16
 @pytest.fixture(scope='module')
 def tiny():
   """(model, params, jh) of a tiny reward model on a 16 x 16 JH."""
-  cfg = ml_collections.ConfigDict(dict(
-      conv_features=(4, 4, 4), kernel=3, strides=(2, 2, 2), input_pool=1,
-      readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-      n_vertices=4))
+  cfg = ml_collections.ConfigDict(
+      dict(
+          conv_features=(4, 4, 4),
+          kernel=3,
+          strides=(2, 2, 2),
+          input_pool=1,
+          readout_pool=1,
+          action_features=(8, 16),
+          hidden=(16, 8),
+          dropout=0.5,
+          n_vertices=4,
+      )
+  )
   model = model_lib.model_from_config(cfg)
   # x2 on every leaf: the 5 action-path layers scale dr/da by ~2^5, so that
   # float32 finite differences resolve the gradient (PyTorch-style init gives
   # |dr/da| ~ 1e-4 on this tiny model).
   params = jax.tree_util.tree_map(
-      lambda x: 2.0 * x, model_lib.init_params(model, jax.random.key(0), BINS))
+      lambda x: 2.0 * x, model_lib.init_params(model, jax.random.key(0), BINS)
+  )
   jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
   return model, params, jh
 
@@ -43,24 +53,29 @@ def _apply(model, params, jh, actions):
 def _reward(tiny, actions):
   """Reference r(JH, a) [N] through the module's __call__ (eval mode)."""
   model, params, jh = tiny
-  return np.asarray(_apply(model, params, jh,
-                           jnp.asarray(actions, jnp.float32)))
+  return np.asarray(
+      _apply(model, params, jh, jnp.asarray(actions, jnp.float32))
+  )
 
 
 def test_random_action_rewards_match_per_action_loop(tiny):
   model, params, jh = tiny
   key = jax.random.key(7)
-  actions, rewards = probing.random_action_rewards(model, params, jh, key,
-                                                   num=100)
+  actions, rewards = probing.random_action_rewards(
+      model, params, jh, key, num=100
+  )
   assert actions.shape == (100, 4, 2) and rewards.shape == (100,)
-  np.testing.assert_array_equal(actions,
-                                polygon_lib.random_actions(key, 100, 4))
+  np.testing.assert_array_equal(
+      actions, polygon_lib.random_actions(key, 100, 4)
+  )
   for i in (0, 13, 57, 99):
-    np.testing.assert_allclose(rewards[i], _reward(tiny, actions[i:i + 1])[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        rewards[i], _reward(tiny, actions[i : i + 1])[0], rtol=1e-5, atol=1e-6
+    )
   # chunked (with a zero-padded last chunk) gives the same numbers.
-  a2, r2 = probing.random_action_rewards(model, params, jh, key, num=100,
-                                         chunk=32)
+  a2, r2 = probing.random_action_rewards(
+      model, params, jh, key, num=100, chunk=32
+  )
   np.testing.assert_array_equal(a2, actions)
   np.testing.assert_allclose(r2, rewards, rtol=1e-5, atol=1e-6)
   assert float(jnp.std(rewards)) > 0
@@ -80,14 +95,16 @@ def test_corner_maps_at_base_vertices_equal_base_reward(tiny):
   base_r = _reward(tiny, base[None])[0]
   for k, (i, j) in enumerate(cells):
     np.testing.assert_allclose(maps[k, i, j], base_r, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(probing.corner_value_at(maps, k, base[k]),
-                               base_r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        probing.corner_value_at(maps, k, base[k]), base_r, rtol=1e-5, atol=1e-6
+    )
   # off the base: row = y, column = x, the other vertices fixed.
   for k, (i, j) in [(0, (9, 1)), (2, (0, 15)), (3, (14, 6))]:
     moved = base.copy()
     moved[k] = _pixel(i, j)
-    np.testing.assert_allclose(maps[k, i, j], _reward(tiny, moved[None])[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        maps[k, i, j], _reward(tiny, moved[None])[0], rtol=1e-5, atol=1e-6
+    )
   unchunked = probing.corner_maps(model, params, jh, base, chunk=None)
   np.testing.assert_allclose(unchunked, maps, rtol=1e-5, atol=1e-6)
   assert float(jnp.std(maps[1])) > 0
@@ -95,8 +112,10 @@ def test_corner_maps_at_base_vertices_equal_base_reward(tiny):
 
 def test_corner_maps_other_grid_and_value_lookup(tiny):
   model, params, jh = tiny
-  base = np.array([_pixel(1, 1, 8), _pixel(1, 6, 8), _pixel(6, 6, 8),
-                   _pixel(6, 1, 8)], np.float32)
+  base = np.array(
+      [_pixel(1, 1, 8), _pixel(1, 6, 8), _pixel(6, 6, 8), _pixel(6, 1, 8)],
+      np.float32,
+  )
   maps = probing.corner_maps(model, params, jh, base, grid=8)
   assert maps.shape == (4, 8, 8)
   moved = base.copy()
@@ -105,10 +124,14 @@ def test_corner_maps_other_grid_and_value_lookup(tiny):
   np.testing.assert_allclose(maps[1, 4, 2], want, rtol=1e-5, atol=1e-6)
   # nearest pixel: any point inside pixel (4, 2) reads the same value.
   np.testing.assert_allclose(
-      probing.corner_value_at(maps, 1, (2.9 / 8, 4.05 / 8)), want,
-      rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(probing.corner_value_at(maps, 1, (1.0, 1.0)),
-                             maps[1, 7, 7])
+      probing.corner_value_at(maps, 1, (2.9 / 8, 4.05 / 8)),
+      want,
+      rtol=1e-5,
+      atol=1e-6,
+  )
+  np.testing.assert_allclose(
+      probing.corner_value_at(maps, 1, (1.0, 1.0)), maps[1, 7, 7]
+  )
 
 
 def _central_fd(f, x, h):
@@ -122,8 +145,9 @@ def _central_fd(f, x, h):
 
 
 def test_reward_gradient_matches_finite_differences(tiny):
-  action = np.array([[0.2, 0.3], [0.7, 0.25], [0.75, 0.8], [0.3, 0.7]],
-                    np.float32)
+  action = np.array(
+      [[0.2, 0.3], [0.7, 0.25], [0.75, 0.8], [0.3, 0.7]], np.float32
+  )
   model, params, jh = tiny
   g = np.asarray(probing.reward_gradient(model, params, jh, action))
   fd = _central_fd(lambda a: _reward(tiny, a[None])[0], action, 1e-3)
@@ -133,8 +157,9 @@ def test_reward_gradient_matches_finite_differences(tiny):
 
 def test_reward_ascent_increases_rewards(tiny):
   model, params, jh = tiny
-  out = probing.reward_ascent(model, params, jh, jax.random.key(3),
-                              num_starts=8, steps=60, lr=0.02)
+  out = probing.reward_ascent(
+      model, params, jh, jax.random.key(3), num_starts=8, steps=60, lr=0.02
+  )
   final, init = np.asarray(out['rewards']), np.asarray(out['initial_rewards'])
   assert out['actions'].shape == (8, 4, 2) and out['history'].shape == (60, 8)
   assert final.mean() > init.mean() + 1e-3
@@ -148,8 +173,7 @@ def test_reward_ascent_increases_rewards(tiny):
   assert np.all(area >= 0)  # counter-clockwise (or collapsed on a border)
   for s in np.flatnonzero(area > 1e-3):
     assert polygon_lib.is_simple(acts[s])
-  np.testing.assert_allclose(final, _reward(tiny, acts), rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(final, _reward(tiny, acts), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['history'][-1], final, rtol=1e-6)
 
 
@@ -165,8 +189,7 @@ def scene():
 
 
 @pytest.mark.parametrize('objective', ['mean_alpha', 'mean_luminance'])
-def test_image_objective_gradient_matches_finite_differences(scene,
-                                                             objective):
+def test_image_objective_gradient_matches_finite_differences(scene, objective):
   v = np.asarray(scene.experts[0], np.float32)
   value, g = probing.image_objective_gradient(scene, v, objective)
   f = probing.IMAGE_OBJECTIVES[objective]
@@ -184,7 +207,8 @@ def test_image_objective_callable_and_unknown_name(scene):
   v = np.asarray(scene.experts[0], np.float32)
   a = probing.image_objective_gradient(scene, v, 'mean_alpha')
   b = probing.image_objective_gradient(
-      scene, v, lambda rgba: jnp.mean(rgba[..., 3]))
+      scene, v, lambda rgba: jnp.mean(rgba[..., 3])
+  )
   np.testing.assert_allclose(a[0], b[0])
   np.testing.assert_allclose(a[1], b[1])
   with pytest.raises(ValueError, match='unknown objective'):

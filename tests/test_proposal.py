@@ -6,25 +6,25 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rlhf_tf.data import phantom
-from rlhf_tf.data import sample_fetch
-from rlhf_tf.data import sources
-from rlhf_tf.evaluation import baselines
-from rlhf_tf.evaluation import proposal
+from rlhf_tf.data import phantom, sample_fetch, sources
+from rlhf_tf.evaluation import baselines, proposal
 from rlhf_tf.export import tables
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes
 from rlhf_tf.render import histogram
-from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import checkpointing, train
 from rlhf_tf.reward import model as model_lib
-from rlhf_tf.reward import train
 
 
 def _tiny_reward_config(n_vertices=4):
   cfg = train.default_config()
   m = cfg.model
-  m.conv_features, m.strides, m.input_pool, m.readout_pool = (4, 4), (2, 2), \
-      1, 1
+  m.conv_features, m.strides, m.input_pool, m.readout_pool = (
+      (4, 4),
+      (2, 2),
+      1,
+      1,
+  )
   m.action_features, m.hidden, m.n_vertices = (8, 8), (8, 4), n_vertices
   return cfg
 
@@ -48,8 +48,7 @@ def test_load_ensemble_and_rewards(reward_workdir):
   ens = proposal.load_ensemble(root, _tiny_reward_config(), 'ce', 16)
   assert ens.num_seeds == 2 and ens.step == 5
   jh = np.random.default_rng(0).uniform(size=(16, 16)).astype(np.float32)
-  actions = np.random.default_rng(1).uniform(size=(5, 4, 2)).astype(
-      np.float32)
+  actions = np.random.default_rng(1).uniform(size=(5, 4, 2)).astype(np.float32)
   r = proposal.ensemble_rewards(ens, jh, actions)
   assert r.shape == (2, 5)
   p1 = jax.tree_util.tree_map(lambda x: x[1], params)
@@ -63,11 +62,14 @@ def test_load_ensemble_errors_say_what_differs(reward_workdir, tmp_path):
     proposal.load_ensemble(str(tmp_path), _tiny_reward_config(), 'ce', 16)
   with pytest.raises(proposal.RewardWorkdirError, match="losses there: .'ce'"):
     proposal.load_ensemble(root, _tiny_reward_config(), 'nll', 16)
-  with pytest.raises(proposal.RewardWorkdirError,
-                     match='histogram.bins=16 and reward.model.n_vertices=4'):
+  with pytest.raises(
+      proposal.RewardWorkdirError,
+      match='histogram.bins=16 and reward.model.n_vertices=4',
+  ):
     proposal.load_ensemble(root, _tiny_reward_config(), 'ce', 32)
-  with pytest.raises(proposal.RewardWorkdirError,
-                     match='n_vertices=5.*fits.*n_vertices=4'):
+  with pytest.raises(
+      proposal.RewardWorkdirError, match='n_vertices=5.*fits.*n_vertices=4'
+  ):
     proposal.load_ensemble(root, _tiny_reward_config(5), 'ce', 16)
   with pytest.raises(proposal.RewardWorkdirError, match='empty'):
     proposal.load_ensemble('', _tiny_reward_config(), 'ce', 16)
@@ -76,16 +78,15 @@ def test_load_ensemble_errors_say_what_differs(reward_workdir, tmp_path):
 def test_conservative_rank_and_duplicates():
   square = np.array([[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]])
   actions = np.stack([square, square + 0.005, square + 0.2, square - 0.1])
-  rewards = np.array([[1.0, 1.2, 0.9, 2.0],
-                      [1.0, 1.2, 0.9, 0.0]])  # [S=2, N=4]
+  rewards = np.array([[1.0, 1.2, 0.9, 2.0], [1.0, 1.2, 0.9, 0.0]])  # [S=2, N=4]
   mean, std, cons = proposal.conservative(rewards, k=1.0)
   np.testing.assert_allclose(mean, [1.0, 1.2, 0.9, 1.0])
   np.testing.assert_allclose(cons, [1.0, 1.2, 0.9, 0.0])
   # #1 is best; #0 is a near-duplicate of it (0.005 apart) and is skipped.
-  np.testing.assert_array_equal(proposal.rank(actions, rewards, 1.0, 3),
-                                [1, 2, 3])
-  np.testing.assert_array_equal(proposal.rank(actions, rewards, 0.0, 2),
-                                [1, 3])
+  np.testing.assert_array_equal(
+      proposal.rank(actions, rewards, 1.0, 3), [1, 2, 3]
+  )
+  np.testing.assert_array_equal(proposal.rank(actions, rewards, 0.0, 2), [1, 3])
 
 
 def test_ood_distance_hand_case():
@@ -105,8 +106,9 @@ def test_ood_threshold_separates_phantoms_from_cranium():
   cfg = histogram.default_config()
 
   def jh(**vol):
-    c = ml_collections.ConfigDict(dict(sources.default_config(
-    ).to_dict(), **vol))
+    c = ml_collections.ConfigDict(
+        dict(sources.default_config().to_dict(), **vol)
+    )
     return histogram.from_config(sources.load_volume(c), cfg).image
 
   p0, p7 = jh(seed=0), jh(seed=7)
@@ -137,18 +139,26 @@ def test_table_scores_match_polygon_scores(small_scene):
   by_table = baselines.table_score(small_scene, small_scene.tf_table(v), cfg)
   assert by_table == pytest.approx(float(by_polygon), abs=1e-6)
   # A preset that is transparent everywhere scores lower than the expert.
-  empty = tables.SeparableTF(scalar_opacity=[[0, 0]],
-                             gradient_opacity=[[0, 1]], color=[[0, 1, 1, 1]])
-  assert baselines.table_score(
-      small_scene, baselines.preset_table(small_scene, empty), cfg) < \
-      by_table
+  empty = tables.SeparableTF(
+      scalar_opacity=[[0, 0]], gradient_opacity=[[0, 1]], color=[[0, 1, 1, 1]]
+  )
+  assert (
+      baselines.table_score(
+          small_scene, baselines.preset_table(small_scene, empty), cfg
+      )
+      < by_table
+  )
 
 
 def test_propose_job_names_the_missing_reward(tmp_path):
-  from rlhf_tf.jobs import experiment_file  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.jobs import propose  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.jobs import (
+      experiment_file,  # pylint: disable=g-import-not-at-top
+      propose,  # pylint: disable=g-import-not-at-top
+  )
+
   config = experiment_file.load_config(
-      f'{__file__.rsplit("/tests/", 1)[0]}/experiments/propose.py:smoke')
+      f'{__file__.rsplit("/tests/", 1)[0]}/experiments/propose.py:smoke'
+  )
   config.train_reward_if_missing = False
   with pytest.raises(proposal.RewardWorkdirError, match='reward_workdir'):
     propose.run(config, str(tmp_path))
@@ -158,21 +168,41 @@ def test_propose_job_names_the_missing_reward(tmp_path):
 
 
 def test_bundle_writes_every_format(small_scene, tmp_path):
-  from rlhf_tf.export import bundle  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.export import nrrd_table  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.export import slicer  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.export import (
+      bundle,  # pylint: disable=g-import-not-at-top
+      nrrd_table,  # pylint: disable=g-import-not-at-top
+      slicer,  # pylint: disable=g-import-not-at-top
+  )
+
   scene = small_scene
-  table = tables.polygon_table(scene.experts[0], scene.jh.axes, scene.bins,
-                               scene.tau, scene.alpha_max,
-                               scene.settings.reference_step_mm)
-  out = bundle.write_exports(str(tmp_path), table, scene.jh, 1.5,
-                             bundle.shading_of(scene.settings),
-                             volume=scene.volume)
-  assert set(out['files']) == {'nrrd', 'vtk_script', 'slicer_vp_json',
-                               'slicer_vp', 'paraview', 'volume',
-                               'open_in_slicer'}
+  table = tables.polygon_table(
+      scene.experts[0],
+      scene.jh.axes,
+      scene.bins,
+      scene.tau,
+      scene.alpha_max,
+      scene.settings.reference_step_mm,
+  )
+  out = bundle.write_exports(
+      str(tmp_path),
+      table,
+      scene.jh,
+      1.5,
+      bundle.shading_of(scene.settings),
+      volume=scene.volume,
+  )
+  assert set(out['files']) == {
+      'nrrd',
+      'vtk_script',
+      'slicer_vp_json',
+      'slicer_vp',
+      'paraview',
+      'volume',
+      'open_in_slicer',
+  }
   np.testing.assert_array_equal(
-      nrrd_table.read_nrrd(out['files']['nrrd']).rgba, table.rgba)
+      nrrd_table.read_nrrd(out['files']['nrrd']).rgba, table.rgba
+  )
   sep = slicer.read_vp_json(out['files']['slicer_vp_json'])
   assert sep.gradient_scale_mm == 1.5
   assert 0.0 < out['separable']['support_iou'] <= 1.0
@@ -183,8 +213,12 @@ def test_agent_action_from_a_saved_policy(tmp_path):
   """The agent candidate: a policy checkpoint where train_agent saves it,
   read back and turned into a valid polygon (the policy's mode)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from rlhf_tf.agent import policy as policy_lib  # pylint: disable=g-import-not-at-top
+
+  from rlhf_tf.agent import (
+      policy as policy_lib,  # pylint: disable=g-import-not-at-top
+  )
   from rlhf_tf.jobs import propose  # pylint: disable=g-import-not-at-top
+
   cfg = policy_lib.default_config()
   cfg.pool_to, cfg.features, cfg.hidden = 16, (4, 4), 8
   net = policy_lib.net_from_config(cfg)
@@ -192,8 +226,9 @@ def test_agent_action_from_a_saved_policy(tmp_path):
   ckptr = ocp.StandardCheckpointer()
   ckptr.save(str(tmp_path / 'agent' / 'checkpoint'), params)
   ckptr.wait_until_finished()
-  config = ml_collections.ConfigDict(dict(agent_workdir=str(tmp_path),
-                                          agent_policy=cfg))
+  config = ml_collections.ConfigDict(
+      dict(agent_workdir=str(tmp_path), agent_policy=cfg)
+  )
   jh = np.random.default_rng(0).uniform(size=(16, 16)).astype(np.float32)
   action = propose._agent_action(config, jh)  # pylint: disable=protected-access
   want = policy_lib.mode(net, params, jax.numpy.asarray(jh[None]))[0]

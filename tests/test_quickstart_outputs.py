@@ -3,16 +3,21 @@
 import json
 import os
 
-from rlhf_tf.jobs import evaluate
-from rlhf_tf.jobs import quickstart
+from rlhf_tf.jobs import evaluate, quickstart
 
-FIGURES = ('fig2_reward_histograms.png', 'fig3_corner_plots.png',
-           'fig4_evaluation_tfs.png', 'reliability.png',
-           'probing_gradients.png', 'ties_closer.png')
+FIGURES = (
+    'fig2_reward_histograms.png',
+    'fig3_corner_plots.png',
+    'fig4_evaluation_tfs.png',
+    'reliability.png',
+    'probing_gradients.png',
+    'ties_closer.png',
+)
 
 
-def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path,
-                                                        smoke_config):
+def test_quickstart_smoke_writes_all_figures_and_numbers(
+    tmp_path, smoke_config
+):
   config = smoke_config('quickstart')
   quickstart.run(config, str(tmp_path))
   out = tmp_path / 'evaluation'
@@ -23,14 +28,16 @@ def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path,
     assert os.path.getsize(path) > 20_000, name
   summary = json.loads((out / 'summary.json').read_text())
   tie_nu = json.loads((tmp_path / 'reward' / 'summary.json').read_text())[
-      'selected']['davidson']['final']['tie_nu']
+      'selected'
+  ]['davidson']['final']['tie_nu']
   for loss in ('ce', 'nll', 'davidson'):
     s = summary[loss]
     ties = s['heldout_ties']
     assert 0.0 <= ties['three_way_accuracy'] <= 1.0
     assert 0.0 <= ties['pickscore_accuracy'] <= 1.0
-    assert ties['num_validation'] + ties['num_test'] == s['heldout'][
-        'num_pairs']
+    assert (
+        ties['num_validation'] + ties['num_test'] == s['heldout']['num_pairs']
+    )
     assert 0.0 <= ties['ties_closer']['share_below_median'] <= 1.0
     # L_D brings its learned nu; L_C and L_L get one fitted on validation.
     assert ties['tie_nu_fitted_on_validation'] == (loss != 'davidson')
@@ -45,8 +52,10 @@ def test_quickstart_smoke_writes_all_figures_and_numbers(tmp_path,
     assert 0.0 <= s['heldout']['ece'] <= 1.0
     assert -1.0 <= s['rank_correlation']['spearman_rho'] <= 1.0
     assert 0.0 <= s['sharpness']['share_above_expert_mean'] <= 1.0
-    assert s['probing']['ascent_final_mean_reward'] >= s['probing'][
-        'ascent_start_mean_reward']
+    assert (
+        s['probing']['ascent_final_mean_reward']
+        >= s['probing']['ascent_start_mean_reward']
+    )
     assert len(s['probing']['grad_at_expert']) == 4
   assert len(summary['image_space_gradient']['grad']) == 4
 
@@ -67,12 +76,16 @@ def test_evaluate_covers_every_scene_of_the_dataset(tmp_path, smoke_config):
       assert (out / scene_id / name).read_bytes()[:4] == b'\x89PNG', name
   for name in ('reliability.png', 'summary.json'):
     assert (out / name).exists()
-  rhos = [summary['scenes'][s]['ce']['rank_correlation']['spearman_rho']
-          for s in ids]
+  rhos = [
+      summary['scenes'][s]['ce']['rank_correlation']['spearman_rho']
+      for s in ids
+  ]
   assert summary['scene_mean']['ce']['spearman_rho'] == sum(rhos) / 2
   assert rhos[0] != rhos[1]  # two scenes, two different sets of scores
   by_scene = summary['ce']['heldout_by_scene']
-  assert sum(v['num_pairs'] for v in by_scene.values()) == summary['ce'][
-      'heldout']['num_pairs']
+  assert (
+      sum(v['num_pairs'] for v in by_scene.values())
+      == summary['ce']['heldout']['num_pairs']
+  )
   written = json.loads((out / 'summary.json').read_text())
   assert sorted(written['scenes']) == ids

@@ -7,29 +7,34 @@ naive (map_coordinates) and cached paths. Tiny shapes: CPU time matters.
 
 import jax
 import jax.numpy as jnp
+from jax.test_util import check_grads
 import numpy as np
 import pytest
-from jax.test_util import check_grads
+from render_testing import AXES, random_table, smooth_volume, SPACING
 
 from rlhf_tf.data.volume import make_volume
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import sampling
+from rlhf_tf.render import compositing, ray_cache, raymarch, sampling
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
 
-from render_testing import AXES, SPACING, random_table, smooth_volume
-
 
 def _camera(shape, size=8, projection='perspective', **kw):
-  return camera_lib.orbit_camera(shape, SPACING, 25.0, 20.0, width=size,
-                                 height=size, projection=projection, **kw)
+  return camera_lib.orbit_camera(
+      shape,
+      SPACING,
+      25.0,
+      20.0,
+      width=size,
+      height=size,
+      projection=projection,
+      **kw,
+  )
 
 
-SETTINGS = raymarch.RenderSettings(step_mm=1.1, tile_rays=16, sample_levels=2,
-                                   background=(0.1, 0.2, 0.3))
+SETTINGS = raymarch.RenderSettings(
+    step_mm=1.1, tile_rays=16, sample_levels=2, background=(0.1, 0.2, 0.3)
+)
 GRAD_SETTINGS = SETTINGS.replace(sample_levels=1)  # Shorter compiles.
 
 
@@ -41,8 +46,9 @@ def test_composite_matches_hand_loop():
   rgb = rng.uniform(size=(3, 7, 3))
   alpha = rng.uniform(size=(3, 7))
   alpha[0, 2], alpha[1, 0], alpha[2, 4] = 1.0, 0.0, 1.0
-  out_rgb, acc = compositing.composite(jnp.asarray(rgb, jnp.float32),
-                                       jnp.asarray(alpha, jnp.float32))
+  out_rgb, acc = compositing.composite(
+      jnp.asarray(rgb, jnp.float32), jnp.asarray(alpha, jnp.float32)
+  )
   for r in range(3):
     trans, c = 1.0, np.zeros(3)
     for i in range(7):
@@ -57,19 +63,27 @@ def test_composite_gradients_match_finite_differences():
   with jax.enable_x64(True):
     rgb = jnp.asarray(rng.uniform(size=(2, 5, 3)))
     alpha = jnp.asarray(rng.uniform(0.05, 0.95, size=(2, 5)))
-    check_grads(compositing.composite, (rgb, alpha), order=2,
-                modes=('fwd', 'rev'), eps=1e-6)
+    check_grads(
+        compositing.composite,
+        (rgb, alpha),
+        order=2,
+        modes=('fwd', 'rev'),
+        eps=1e-6,
+    )
 
 
 def test_safe_helpers_have_finite_gradients_at_the_edges():
-  g = jax.grad(lambda a: compositing.safe_log1m(a).sum())(jnp.array([0., 1.]))
+  g = jax.grad(lambda a: compositing.safe_log1m(a).sum())(jnp.array([0.0, 1.0]))
   assert np.all(np.isfinite(g))
   zero = jnp.zeros(3)
-  for fn in (lambda v: compositing.safe_normalize(v, 1e-3).sum(),
-             lambda v: compositing.safe_pow(v, 16.0).sum()):
+  for fn in (
+      lambda v: compositing.safe_normalize(v, 1e-3).sum(),
+      lambda v: compositing.safe_pow(v, 16.0).sum(),
+  ):
     assert np.all(np.isfinite(jax.grad(fn)(zero)))
-  _, acc = compositing.composite(jnp.ones((4, 3)), jnp.array([0.2, 1.0, 0.5,
-                                                               0.0]))
+  _, acc = compositing.composite(
+      jnp.ones((4, 3)), jnp.array([0.2, 1.0, 0.5, 0.0])
+  )
   assert float(acc) == pytest.approx(1.0, abs=1e-6)
 
 
@@ -82,11 +96,16 @@ def test_constant_slab_transmittance_is_exact_in_float64(jitter):
   with jax.enable_x64(True):
     hu = jnp.full(shape, 100.0, jnp.float64)
     table = jnp.ones((4, 4, 4), jnp.float64) * jnp.array([0.2, 0.5, 0.9, a])
-    cam = camera_lib.head_camera(shape, SPACING, width=4, height=4,
-                                 ortho_width_mm=4.0)  # Rays along +y.
-    settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=ref,
-                                       shading=False, tile_rays=8,
-                                       jitter=jitter)
+    cam = camera_lib.head_camera(
+        shape, SPACING, width=4, height=4, ortho_width_mm=4.0
+    )  # Rays along +y.
+    settings = raymarch.RenderSettings(
+        step_mm=step,
+        reference_step_mm=ref,
+        shading=False,
+        tile_rays=8,
+        jitter=jitter,
+    )
     img = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
     depth = shape[1] * SPACING[1]
     sigma = -np.log1p(-a) / ref
@@ -98,10 +117,15 @@ def test_constant_slab_transmittance_is_exact_in_float64(jitter):
 def test_empty_tf_gives_exactly_the_background():
   hu = smooth_volume()
   table = random_table().at[..., 3].set(0.0)
-  img = raymarch.render(hu, None, SPACING, AXES, table, _camera(hu.shape),
-                        SETTINGS)
-  np.testing.assert_array_equal(img[..., :3], jnp.broadcast_to(
-      jnp.array(SETTINGS.background, jnp.float32), img[..., :3].shape))
+  img = raymarch.render(
+      hu, None, SPACING, AXES, table, _camera(hu.shape), SETTINGS
+  )
+  np.testing.assert_array_equal(
+      img[..., :3],
+      jnp.broadcast_to(
+          jnp.array(SETTINGS.background, jnp.float32), img[..., :3].shape
+      ),
+  )
   np.testing.assert_array_equal(img[..., 3], 0.0)
 
 
@@ -109,18 +133,21 @@ def test_anisotropic_sphere_renders_round():
   shape, spacing, radius = (12, 24, 48), (2.0, 1.0, 0.5), 8.0
   lo, hi = camera_lib.volume_box(shape, spacing)
   centre = 0.5 * (lo + hi)
-  grids = np.meshgrid(*[np.arange(n) * s - c for n, s, c in
-                        zip(shape, spacing, centre)], indexing='ij')
-  dist = np.sqrt(sum(g ** 2 for g in grids))
+  grids = np.meshgrid(
+      *[np.arange(n) * s - c for n, s, c in zip(shape, spacing, centre)],
+      indexing='ij',
+  )
+  dist = np.sqrt(sum(g**2 for g in grids))
   hu = jnp.asarray(100.0 * (radius - dist), jnp.float32)  # 0 HU on the surface.
   table = jnp.zeros((64, 64, 4)).at[:, 32:].set(1.0)  # Opaque for x > 0.5.
   size, width_mm = 32, 24.0
-  cam = camera_lib.head_camera(shape, spacing, size, size,
-                               ortho_width_mm=width_mm)
-  settings = raymarch.RenderSettings(step_mm=0.5, shading=False,
-                                     tile_rays=256)
-  img = raymarch.render(hu, None, spacing, JHAxes(-2000.0, 2000.0, 200.0),
-                        table, cam, settings)
+  cam = camera_lib.head_camera(
+      shape, spacing, size, size, ortho_width_mm=width_mm
+  )
+  settings = raymarch.RenderSettings(step_mm=0.5, shading=False, tile_rays=256)
+  img = raymarch.render(
+      hu, None, spacing, JHAxes(-2000.0, 2000.0, 200.0), table, cam, settings
+  )
   mask = np.asarray(img[..., 3]) > 0.5
   pixel_mm = width_mm / size
   extent_x = mask.any(axis=0).sum() * pixel_mm  # Image columns: world x.
@@ -133,8 +160,9 @@ def test_anisotropic_sphere_renders_round():
 # -------------------------------------------------------------- cross-checks
 
 
-@pytest.mark.parametrize('shading,jitter', [(True, False), (False, False),
-                                            (True, True)])
+@pytest.mark.parametrize(
+    'shading,jitter', [(True, False), (False, False), (True, True)]
+)
 def test_naive_direct_and_cached_paths_agree(shading, jitter):
   hu = smooth_volume()
   table = random_table()
@@ -142,8 +170,9 @@ def test_naive_direct_and_cached_paths_agree(shading, jitter):
   settings = SETTINGS.replace(shading=shading, jitter=jitter)
   direct = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
   naive = raymarch.render_naive(hu, None, SPACING, AXES, table, cam, settings)
-  cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, settings,
-                                    num_buckets=3)
+  cache = ray_cache.build_ray_cache(
+      hu, None, SPACING, AXES, cam, 8, settings, num_buckets=3
+  )
   cached = ray_cache.render_cached(cache, table, settings)
   assert float(direct[..., 3].max()) > 0.3  # Something is visible.
   assert float(direct[..., 3].min()) == 0.0  # Some rays miss the box.
@@ -151,16 +180,19 @@ def test_naive_direct_and_cached_paths_agree(shading, jitter):
   np.testing.assert_allclose(cached, direct, atol=1e-4)
   # The cache dropped the samples outside the box.
   assert cache.num_samples < 64 * sampling.num_samples(
-      hu.shape, SPACING, settings.step_mm)
+      hu.shape, SPACING, settings.step_mm
+  )
 
 
 def test_cache_rejects_mismatched_settings():
   hu = smooth_volume()
-  cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, _camera(hu.shape),
-                                    8, SETTINGS)
+  cache = ray_cache.build_ray_cache(
+      hu, None, SPACING, AXES, _camera(hu.shape), 8, SETTINGS
+  )
   with pytest.raises(ValueError, match='step_mm'):
-    ray_cache.render_cached(cache, random_table(),
-                            SETTINGS.replace(step_mm=0.5))
+    ray_cache.render_cached(
+        cache, random_table(), SETTINGS.replace(step_mm=0.5)
+    )
   with pytest.raises(ValueError, match='bins'):
     ray_cache.render_cached(cache, random_table(bins=6), SETTINGS)
 
@@ -179,16 +211,24 @@ def test_render_volume_matches_render():
   np.testing.assert_allclose(
       raymarch.render_volume(vol, AXES, table, cam, SETTINGS),
       raymarch.render(hu, None, SPACING, AXES, table, cam, SETTINGS),
-      atol=1e-6)
+      atol=1e-6,
+  )
 
 
 def test_tile_size_does_not_change_the_result():
   hu = smooth_volume()
   table, cam = random_table(), _camera(hu.shape)
   a = raymarch.render(hu, None, SPACING, AXES, table, cam, SETTINGS)
-  b = raymarch.render(None, None, SPACING, AXES, table, cam,
-                      SETTINGS.replace(tile_rays=5),
-                      packed=sampling.packed_volume(hu, SPACING))
+  b = raymarch.render(
+      None,
+      None,
+      SPACING,
+      AXES,
+      table,
+      cam,
+      SETTINGS.replace(tile_rays=5),
+      packed=sampling.packed_volume(hu, SPACING),
+  )
   np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -197,10 +237,12 @@ def test_vmap_over_tf_tables_equals_a_loop():
   cam = _camera(hu.shape)
   tables = jnp.stack([random_table(seed=s) for s in range(3)])
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, SETTINGS)
-  direct = jax.vmap(lambda t: raymarch.render(hu, None, SPACING, AXES, t, cam,
-                                              SETTINGS))(tables)
+  direct = jax.vmap(
+      lambda t: raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS)
+  )(tables)
   cached = jax.vmap(lambda t: ray_cache.render_cached(cache, t, SETTINGS))(
-      tables)
+      tables
+  )
   for i in range(3):
     one = raymarch.render(hu, None, SPACING, AXES, tables[i], cam, SETTINGS)
     np.testing.assert_allclose(direct[i], one, atol=1e-6)
@@ -216,13 +258,18 @@ def test_gradients_match_finite_differences_float64():
     table = random_table(bins=6, dtype=np.float64)
     cam = _camera(hu.shape, size=4)
     settings = GRAD_SETTINGS.replace(step_mm=1.5, tile_rays=8)
-    render = lambda v, t: raymarch.render(v, None, SPACING, AXES, t, cam,
-                                          settings)
+    render = lambda v, t: raymarch.render(
+        v, None, SPACING, AXES, t, cam, settings
+    )
     check_grads(render, (hu, table), order=1, modes=('rev',), eps=1e-6)
-    cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 6,
-                                      settings)
-    check_grads(lambda t: ray_cache.render_cached(cache, t, settings),
-                (table,), order=1, modes=('rev',), eps=1e-6)
+    cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 6, settings)
+    check_grads(
+        lambda t: ray_cache.render_cached(cache, t, settings),
+        (table,),
+        order=1,
+        modes=('rev',),
+        eps=1e-6,
+    )
 
 
 def test_cached_gradient_equals_direct_gradient():
@@ -230,10 +277,14 @@ def test_cached_gradient_equals_direct_gradient():
   table, cam = random_table(), _camera(hu.shape)
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, SETTINGS)
   loss = lambda img: jnp.sum(img[..., :3] * jnp.linspace(0, 1, 3))
-  g_direct = jax.grad(lambda t: loss(raymarch.render(
-      hu, None, SPACING, AXES, t, cam, GRAD_SETTINGS)))(table)
-  g_cached = jax.grad(lambda t: loss(ray_cache.render_cached(
-      cache, t, GRAD_SETTINGS)))(table)
+  g_direct = jax.grad(
+      lambda t: loss(
+          raymarch.render(hu, None, SPACING, AXES, t, cam, GRAD_SETTINGS)
+      )
+  )(table)
+  g_cached = jax.grad(
+      lambda t: loss(ray_cache.render_cached(cache, t, GRAD_SETTINGS))
+  )(table)
   assert float(jnp.abs(g_direct).max()) > 0
   np.testing.assert_allclose(g_cached, g_direct, atol=1e-3)
 
@@ -244,8 +295,9 @@ def test_extreme_opacities_keep_values_and_gradients_finite():
   settings = GRAD_SETTINGS
   # A sharp edge from alpha 0 to exactly 1 in the middle of the window.
   table = jnp.zeros((8, 8, 4)).at[..., :3].set(0.8).at[:, 4:, 3].set(1.0)
-  loss = lambda v, t: jnp.sum(raymarch.render(v, None, SPACING, AXES, t, cam,
-                                              settings))
+  loss = lambda v, t: jnp.sum(
+      raymarch.render(v, None, SPACING, AXES, t, cam, settings)
+  )
   img = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
   assert np.all(np.isfinite(img)) and float(img[..., 3].max()) > 0.99
   assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
@@ -260,7 +312,10 @@ def test_gradient_flows_to_polygon_vertices():
   cam = _camera(hu.shape)
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 16, SETTINGS)
   vertices = jnp.array([[0.3, 0.05], [0.9, 0.05], [0.9, 0.9], [0.3, 0.9]])
-  loss = lambda v: jnp.mean(ray_cache.render_cached(
-      cache, tf.tf_table(v, 16, tau=0.05, alpha_max=0.5), SETTINGS)[..., 3])
+  loss = lambda v: jnp.mean(
+      ray_cache.render_cached(
+          cache, tf.tf_table(v, 16, tau=0.05, alpha_max=0.5), SETTINGS
+      )[..., 3]
+  )
   g = jax.grad(loss)(vertices)
   assert np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0

@@ -3,9 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.render import camera
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
+from rlhf_tf.render import camera, ray_cache, raymarch
 from rlhf_tf.render.histogram import JHAxes
 
 
@@ -22,15 +20,18 @@ def _render(alpha):
   spacing = (1.0, 1.0, 1.0)
   axes = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=10.0)
   # The default head view looks from -y (anterior) towards +y.
-  cam = camera.head_camera(hu.shape, spacing, width=8, height=8,
-                           projection='orthographic')
+  cam = camera.head_camera(
+      hu.shape, spacing, width=8, height=8, projection='orthographic'
+  )
   settings = raymarch.RenderSettings(step_mm=0.5, shading=False)
-  cache = ray_cache.build_ray_cache(hu, None, spacing, axes, cam, 4, settings,
-                                    labels=labels)
+  cache = ray_cache.build_ray_cache(
+      hu, None, spacing, axes, cam, 4, settings, labels=labels
+  )
   table = jnp.zeros((4, 4, 4)).at[..., :3].set(1.0).at[..., 3].set(alpha)
   rgba = ray_cache.render_cached(cache, table, settings)
-  same, weights, hits = ray_cache.render_cached_labels(cache, table, 2,
-                                                       settings)
+  same, weights, hits = ray_cache.render_cached_labels(
+      cache, table, 2, settings
+  )
   np.testing.assert_allclose(same, rgba, atol=1e-6)
   return np.asarray(rgba), np.asarray(weights), np.asarray(hits)
 
@@ -49,7 +50,9 @@ def test_weights_sum_to_the_pixel_opacity_and_split_front_to_back():
   assert abs(front_mm - 4.0) <= 0.25 + 1e-4, front_mm
   np.testing.assert_allclose(
       weights[centre][0],
-      (1 - weights[centre][1]) * (1 - 0.7 ** (8.0 - front_mm)), atol=1e-4)
+      (1 - weights[centre][1]) * (1 - 0.7 ** (8.0 - front_mm)),
+      atol=1e-4,
+  )
 
 
 def test_transparent_tf_gives_zero_weights_but_keeps_hits():

@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import sampling
+from rlhf_tf.render import ray_cache, raymarch, sampling
 from rlhf_tf.render.histogram import JHAxes
 
 SHAPE = (20, 20, 20)
@@ -25,24 +23,26 @@ SPACING = (1.2, 1.0, 0.9)
 SLOPE = 100.0  # HU per mm along the view direction.
 BINS = 160
 AXES = JHAxes(hu_min=-2000.0, hu_max=2000.0, grad_max=2.0 * SLOPE)
-SETTINGS = raymarch.RenderSettings(step_mm=1.0, reference_step_mm=1.0,
-                                   shading=False, tile_rays=256)
+SETTINGS = raymarch.RenderSettings(
+    step_mm=1.0, reference_step_mm=1.0, shading=False, tile_rays=256
+)
 
 
 def _scene():
   """(hu [Z, Y, X], camera, shell-crossing mask [H, W] of rays whose shell
   point lies >= 2 voxels inside the box, entry-face axis [H, W])."""
-  cam = camera_lib.orbit_camera(SHAPE, SPACING, 35.0, 25.0, width=40,
-                                height=40)
+  cam = camera_lib.orbit_camera(SHAPE, SPACING, 35.0, 25.0, width=40, height=40)
   forward = np.asarray(cam.basis()[0], np.float64)
   lo, hi = camera_lib.volume_box(SHAPE, SPACING)
   centre = 0.5 * (lo + hi)
-  grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(SHAPE, SPACING)],
-                      indexing='ij')
+  grids = np.meshgrid(
+      *[np.arange(n) * s for n, s in zip(SHAPE, SPACING)], indexing='ij'
+  )
   pos = np.stack(grids, -1)
   hu = (SLOPE * (pos - centre) @ forward).astype(np.float32)
-  origins, directions = [np.asarray(a, np.float64)
-                         for a in camera_lib.generate_rays(cam)]
+  origins, directions = [
+      np.asarray(a, np.float64) for a in camera_lib.generate_rays(cam)
+  ]
   t_shell = (centre - origins) @ forward  # Orthographic: d = forward.
   point = origins + t_shell[..., None] * directions
   margin = 2.0 * np.asarray(SPACING)
@@ -74,8 +74,9 @@ def test_thin_shell_has_no_seam(path):
   if path == 'direct':
     image = raymarch.render(hu, None, SPACING, AXES, table, cam, SETTINGS)
   else:
-    cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, BINS,
-                                      SETTINGS)
+    cache = ray_cache.build_ray_cache(
+        hu, None, SPACING, AXES, cam, BINS, SETTINGS
+    )
     image = ray_cache.render_cached(cache, table, SETTINGS)
   alpha = np.asarray(image[..., 3])[inside]
   assert alpha.min() > 0.2  # The shell is seen ...

@@ -5,17 +5,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlhf_tf.reward import batch_rewards
+from rlhf_tf.reward import batch_rewards, train
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import model as model_lib
-from rlhf_tf.reward import train
 
 BINS = 16
 # Tiny model with 3-vertex polygons (n != 4 on purpose).
 TINY = model_lib.RewardModel(
-    conv_features=(4, 8), kernel=3, strides=(2, 2), input_pool=2,
-    readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-    n_vertices=3)
+    conv_features=(4, 8),
+    kernel=3,
+    strides=(2, 2),
+    input_pool=2,
+    readout_pool=1,
+    action_features=(8, 16),
+    hidden=(16, 8),
+    dropout=0.5,
+    n_vertices=3,
+)
 
 
 @pytest.fixture(scope='module')
@@ -40,8 +46,10 @@ def test_output_shape_and_param_count(params):
   fused = (2 * 2 * 8 + 16) * 16 + 16  # Dense on concat [f; g]
   dense = (16 * 8 + 8) + (8 * 1 + 1)
   assert model_lib.count_params(params) == conv + action + fused + dense
-  assert model_lib.expected_param_count(TINY, BINS) == conv + action + fused \
-      + dense
+  assert (
+      model_lib.expected_param_count(TINY, BINS)
+      == conv + action + fused + dense
+  )
   assert model_lib.image_feature_size(TINY, BINS) == 32
 
 
@@ -53,21 +61,30 @@ def test_split_fused_layer_equals_dense_on_concatenation(params):
   for name in ('action_0', 'action_1'):
     p = params[name]
     g = jax.nn.relu(g @ p['kernel'] + p['bias'])
-  w = jnp.concatenate([params['fuse_image']['kernel'],
-                       params['fuse_action']['kernel']])
+  w = jnp.concatenate(
+      [params['fuse_image']['kernel'], params['fuse_action']['kernel']]
+  )
   x = jnp.concatenate([jnp.broadcast_to(f, (4, f.shape[0])), g], axis=1)
   h = jax.nn.relu(x @ w + params['fuse_image']['bias'])
   h = jax.nn.relu(h @ params['hidden_1']['kernel'] + params['hidden_1']['bias'])
   r = (h @ params['head']['kernel'] + params['head']['bias'])[:, 0]
-  np.testing.assert_allclose(TINY.apply({'params': params}, jh, actions), r,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      TINY.apply({'params': params}, jh, actions), r, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_dropout_on_in_training_off_in_eval(params):
   jh, actions = _inputs(6)
-  train_out = [TINY.apply({'params': params}, jh, actions, True,
-                          rngs={'dropout': jax.random.key(k)})
-               for k in (1, 2)]
+  train_out = [
+      TINY.apply(
+          {'params': params},
+          jh,
+          actions,
+          True,
+          rngs={'dropout': jax.random.key(k)},
+      )
+      for k in (1, 2)
+  ]
   assert not np.allclose(train_out[0], train_out[1])
   eval_out = [TINY.apply({'params': params}, jh, actions) for _ in range(2)]
   np.testing.assert_array_equal(eval_out[0], eval_out[1])
@@ -82,12 +99,14 @@ def test_same_dropout_mask_for_both_members_of_a_pair(params):
   data = data_lib.from_examples(
       [np.asarray(jh), np.asarray(jh)[::-1]],
       [np.asarray(actions), np.asarray(actions)],
-      [(0, 1, 1, 0.5), (1, 2, 2, 0.5), (0, 0, 3, 1.0), (1, 3, 0, 0.0)])
+      [(0, 1, 1, 0.5), (1, 2, 2, 0.5), (0, 0, 3, 1.0), (1, 3, 0, 0.0)],
+  )
   data = jax.tree_util.tree_map(jnp.asarray, data)
   idx = jnp.arange(4)
   for k in range(3):
-    rl, rr = batch_rewards.pair_rewards(TINY, params, data, idx, True,
-                                        jax.random.key(k))
+    rl, rr = batch_rewards.pair_rewards(
+        TINY, params, data, idx, True, jax.random.key(k)
+    )
     assert float(rl[0] - rr[0]) == 0.0 and float(rl[1] - rr[1]) == 0.0
     assert float(rl[2] - rr[2]) != 0.0
   # The naive way (one encoder pass per member) draws two masks.
@@ -101,8 +120,10 @@ def test_encode_once_matches_per_action_call(params):
   jh, actions = _inputs(5)
   z = model_lib.encode(TINY, params, jh)
   r = model_lib.score(TINY, params, z, actions)
-  per = [TINY.apply({'params': params}, jh, actions[i:i + 1])[0]
-         for i in range(5)]
+  per = [
+      TINY.apply({'params': params}, jh, actions[i : i + 1])[0]
+      for i in range(5)
+  ]
   np.testing.assert_allclose(r, np.array(per), rtol=1e-5, atol=1e-6)
 
 
@@ -122,9 +143,19 @@ def test_default_model_sizes():
 
 
 COVER = model_lib.RewardModel(
-    conv_features=(4, 8), kernel=3, strides=(2, 2), input_pool=2,
-    readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-    n_vertices=3, coverage_grid=8, coverage_features=2, coverage_tau=0.02)
+    conv_features=(4, 8),
+    kernel=3,
+    strides=(2, 2),
+    input_pool=2,
+    readout_pool=1,
+    action_features=(8, 16),
+    hidden=(16, 8),
+    dropout=0.5,
+    n_vertices=3,
+    coverage_grid=8,
+    coverage_features=2,
+    coverage_tau=0.02,
+)
 
 
 def test_coverage_features_count_and_closed_form():
@@ -133,15 +164,18 @@ def test_coverage_features_count_and_closed_form():
   its area (up to the sigmoid edge)."""
   params = model_lib.init_params(COVER, jax.random.key(0), BINS)
   assert model_lib.count_params(params) == model_lib.expected_param_count(
-      COVER, BINS)
+      COVER, BINS
+  )
   jh, actions = _inputs(6)
   bound = COVER.bind({'params': params})
   z = bound.encode_jh(jh)
   assert z.shape == (16 + 8 * 8 * 3,)
   # The scores are the batched ones, per action too.
   r = model_lib.score(COVER, params, z, actions)
-  per = [COVER.apply({'params': params}, jh, actions[i:i + 1])[0]
-         for i in range(6)]
+  per = [
+      COVER.apply({'params': params}, jh, actions[i : i + 1])[0]
+      for i in range(6)
+  ]
   np.testing.assert_allclose(r, np.array(per), rtol=1e-5, atol=1e-6)
   ones = bound.encode_jh(jnp.ones((BINS, BINS)))
   triangle = jnp.array([[[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]]])  # area 1/8
@@ -170,7 +204,8 @@ def test_coverage_reward_gradient_matches_finite_differences():
   for i, j in [(0, 0), (1, 1), (2, 0)]:
     up = float(reward(action.at[i, j].add(eps)))
     down = float(reward(action.at[i, j].add(-eps)))
-    np.testing.assert_allclose(grad[i, j], (up - down) / (2 * eps),
-                               rtol=0.05, atol=2e-3)
+    np.testing.assert_allclose(
+        grad[i, j], (up - down) / (2 * eps), rtol=0.05, atol=2e-3
+    )
   # Degenerate (all-zero) padding actions stay finite too.
   assert np.isfinite(float(reward(jnp.zeros((3, 2)))))

@@ -6,9 +6,16 @@ from rlhf_tf.reward import tensorboard
 
 
 def test_event_files_round_trip_the_metric_rows(tmp_path):
-  rows = [dict(epoch=e + 1, step=10 * (e + 1), train_loss=1.0 / (e + 1),
-               heldout_accuracy=0.5 + 0.1 * e, note='text is skipped')
-          for e in range(3)]
+  rows = [
+      dict(
+          epoch=e + 1,
+          step=10 * (e + 1),
+          train_loss=1.0 / (e + 1),
+          heldout_accuracy=0.5 + 0.1 * e,
+          note='text is skipped',
+      )
+      for e in range(3)
+  ]
   out = tensorboard.write_events(str(tmp_path), rows)
   got = tensorboard.read_scalars(out)
   assert sorted({t for t, _, _ in got}) == ['heldout_accuracy', 'train_loss']

@@ -11,11 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import checkpointing, predict, train
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import model as model_lib
-from rlhf_tf.reward import predict
-from rlhf_tf.reward import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,9 +45,17 @@ def tiny_config(**overrides):
   c.batch_size = 32
   c.held_out_fraction = 0.2
   c.checkpoint_every_epochs = 1  # the resume tests kill after epoch 1
-  c.model.update(dict(conv_features=(4, 8, 8), kernel=3, strides=(2, 2, 2),
-                      input_pool=1, readout_pool=1, action_features=(16, 32),
-                      hidden=(32, 16)))
+  c.model.update(
+      dict(
+          conv_features=(4, 8, 8),
+          kernel=3,
+          strides=(2, 2, 2),
+          input_pool=1,
+          readout_pool=1,
+          action_features=(16, 32),
+          hidden=(32, 16),
+      )
+  )
   for k, v in overrides.items():
     c[k] = v
   return c
@@ -102,8 +108,11 @@ def test_split_is_deterministic_stratified_and_disjoint(task):
   assert tr.num_pairs + ho.num_pairs == task.num_pairs
   ties = int(np.sum(task.target == 0.5))
   assert int(np.sum(ho.target == 0.5)) == round(0.25 * ties)
-  key = lambda d: set(zip(d.scene.tolist(), d.left.tolist(),
-                          d.right.tolist(), d.target.tolist()))
+  key = lambda d: set(
+      zip(
+          d.scene.tolist(), d.left.tolist(), d.right.tolist(), d.target.tolist()
+      )
+  )
   assert len(key(tr) | key(ho)) == len(key(task))
   _, ho3 = data_lib.split_pairs(task, 0.25, seed=4)
   assert not np.array_equal(ho.left, ho3.left)
@@ -123,30 +132,41 @@ def test_epoch_batches_cover_every_pair_once():
 
 
 def test_learns_synthetic_task(tmp_path, task):
-  config = tiny_config(num_epochs=25, losses=('ce', 'nll'),
-                       checkpoint_every_epochs=5)
+  config = tiny_config(
+      num_epochs=25, losses=('ce', 'nll'), checkpoint_every_epochs=5
+  )
   summary = train.train_and_evaluate(config, str(tmp_path), task)
   for loss in ('ce', 'nll'):
     for k in range(2):
       final = summary['runs'][loss][f'seed_{k}']
       assert final['heldout_accuracy'] >= 0.9, (loss, k, final)
       assert final['epoch'] == 25
-    rows = [json.loads(line) for line in open(
-        tmp_path / loss / 'seed_0' / 'metrics.jsonl')]
+    rows = [
+        json.loads(line)
+        for line in open(tmp_path / loss / 'seed_0' / 'metrics.jsonl')
+    ]
     assert [r['epoch'] for r in rows] == list(range(1, 26))
-    for key in ('train_loss', 'heldout_ce', 'heldout_nll',
-                'heldout_accuracy', 'heldout_tie_loglik', 'train_accuracy'):
+    for key in (
+        'train_loss',
+        'heldout_ce',
+        'heldout_nll',
+        'heldout_accuracy',
+        'heldout_tie_loglik',
+        'train_accuracy',
+    ):
       assert key in rows[-1]
     assert rows[-1]['train_loss'] < rows[0]['train_loss']
     sel = summary['selected'][loss]
-    finals = [summary['runs'][loss][f'seed_{k}']['train_loss']
-              for k in range(2)]
+    finals = [
+        summary['runs'][loss][f'seed_{k}']['train_loss'] for k in range(2)
+    ]
     assert sel['seed'] == int(np.argmax(finals))  # paper rule
   on_disk = json.load(open(tmp_path / 'summary.json'))
   assert on_disk['selected'] == summary['selected']
   # Orbax keeps only the last max_to_keep epochs.
-  steps = sorted(int(s) for s in os.listdir(tmp_path / 'ce' / 'checkpoints')
-                 if s.isdigit())
+  steps = sorted(
+      int(s) for s in os.listdir(tmp_path / 'ce' / 'checkpoints') if s.isdigit()
+  )
   assert steps == [15, 20, 25]
   # predict_rewards: eval mode, chunked == one call of the model.
   params = predict.load_params(str(tmp_path), 'ce', 0)
@@ -154,15 +174,18 @@ def test_learns_synthetic_task(tmp_path, task):
   acts = np.random.default_rng(0).random((11, 4, 2)).astype(np.float32)
   r = predict.predict_rewards(params, config, task.jh[0], acts, chunk_size=4)
   np.testing.assert_allclose(
-      r, model.apply({'params': params}, task.jh[0], acts), rtol=1e-5,
-      atol=1e-6)
+      r, model.apply({'params': params}, task.jh[0], acts), rtol=1e-5, atol=1e-6
+  )
   assert r.shape == (11,)
   many = np.random.default_rng(1).random((20000, 4, 2)).astype(np.float32)
   r = predict.predict_rewards(params, config, task.jh[1], many)
   assert r.shape == (20000,) and np.all(np.isfinite(r))
   np.testing.assert_allclose(
-      r[-5:], model.apply({'params': params}, task.jh[1], many[-5:]),
-      rtol=1e-5, atol=1e-6)
+      r[-5:],
+      model.apply({'params': params}, task.jh[1], many[-5:]),
+      rtol=1e-5,
+      atol=1e-6,
+  )
 
 
 def test_same_seed_same_numbers(tmp_path, task, reference):
@@ -172,25 +195,34 @@ def test_same_seed_same_numbers(tmp_path, task, reference):
   assert full['runs'] == again['runs']
   p0, p1 = _params(ref_dir)  # two seeds of one job differ
   assert not np.array_equal(p0['head']['kernel'], p1['head']['kernel'])
-  other = train.train_and_evaluate(tiny_config(seed=1), str(tmp_path / 'c'),
-                                   task)
+  other = train.train_and_evaluate(
+      tiny_config(seed=1), str(tmp_path / 'c'), task
+  )
   assert other['runs'] != full['runs']
 
 
 def test_every_seed_rewards_stack_each_seeds_predictions(task, reference):
   ref_dir, _ = reference
   config = tiny_config()
-  stacked = checkpointing.load_params(os.path.join(ref_dir, 'ce',
-                                                   'checkpoints'))
+  stacked = checkpointing.load_params(
+      os.path.join(ref_dir, 'ce', 'checkpoints')
+  )
   acts = np.random.default_rng(2).random((9, 4, 2)).astype(np.float32)
-  every = predict.every_seed_rewards(stacked, config, task.jh[1], acts,
-                                     chunk_size=4)
+  every = predict.every_seed_rewards(
+      stacked, config, task.jh[1], acts, chunk_size=4
+  )
   assert every.shape == (2, 9)
   for s in range(2):
     np.testing.assert_array_equal(
-        every[s], predict.predict_rewards(
-            predict.load_params(str(ref_dir), 'ce', s), config, task.jh[1],
-            acts, chunk_size=4))
+        every[s],
+        predict.predict_rewards(
+            predict.load_params(str(ref_dir), 'ce', s),
+            config,
+            task.jh[1],
+            acts,
+            chunk_size=4,
+        ),
+    )
   assert not np.allclose(every[0], every[1])  # the seeds differ
 
 
@@ -226,15 +258,16 @@ def test_resume_after_crash(tmp_path, task, reference, monkeypatch):
     assert _read(tmp_path / 'r' / rel) == _read(ref_dir / rel)
   # Resuming with other data is refused.
   with pytest.raises(ValueError, match='another config or data'):
-    train.train_and_evaluate(config, str(tmp_path / 'r'),
-                             synthetic_task(seed=1))
+    train.train_and_evaluate(
+        config, str(tmp_path / 'r'), synthetic_task(seed=1)
+    )
 
 
 def test_resume_after_kill_9(tmp_path, task, reference):
   """A real SIGKILL in a child process after the epoch-1 checkpoint."""
   ref_dir, _ = reference
   config = tiny_config()
-  script = textwrap.dedent(f'''
+  script = textwrap.dedent(f"""
       import os, signal, sys
       sys.path.insert(0, {REPO!r})
       sys.path.insert(0, {os.path.dirname(__file__)!r})
@@ -248,9 +281,13 @@ def test_resume_after_kill_9(tmp_path, task, reference):
       checkpointing.save = save_then_kill
       train.train_and_evaluate(t.tiny_config(), {str(tmp_path / 'k')!r},
                                t.synthetic_task())
-      ''')
-  proc = subprocess.run([sys.executable, '-c', script], capture_output=True,
-                        text=True, timeout=300)
+      """)
+  proc = subprocess.run(
+      [sys.executable, '-c', script],
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
   train.train_and_evaluate(config, str(tmp_path / 'k'), task)
   _assert_trees_equal(_params(ref_dir), _params(tmp_path / 'k'))
@@ -259,19 +296,26 @@ def test_resume_after_kill_9(tmp_path, task, reference):
 
 
 def test_davidson_learns_ties_and_resumes_its_tie_parameter(
-    tmp_path, task, reference, monkeypatch):
+    tmp_path, task, reference, monkeypatch
+):
   """L_D: the tie parameter is trained, reported, checkpointed, resumed."""
-  config = tiny_config(num_epochs=12, losses=('davidson',),
-                       checkpoint_every_epochs=4)
+  config = tiny_config(
+      num_epochs=12, losses=('davidson',), checkpoint_every_epochs=4
+  )
   full = train.train_and_evaluate(config, str(tmp_path / 'full'), task)
   final = full['selected']['davidson']['final']
   assert final['heldout_accuracy'] >= 0.8, final
   nu0 = float(np.log(2))  # softplus(0): the initial value
   assert final['tie_nu'] > 0 and abs(final['tie_nu'] - nu0) > 1e-3
   assert final['tie_prob_at_equal'] == pytest.approx(
-      final['tie_nu'] / (2 + final['tie_nu']), rel=1e-5)
-  for key in ('train_davidson', 'heldout_davidson',
-              'heldout_davidson_tie_loglik', 'heldout_tie_loglik'):
+      final['tie_nu'] / (2 + final['tie_nu']), rel=1e-5
+  )
+  for key in (
+      'train_davidson',
+      'heldout_davidson',
+      'heldout_davidson_tie_loglik',
+      'heldout_tie_loglik',
+  ):
     assert np.isfinite(final[key]), key
   assert 'tie_nu' not in reference[1]['runs']['ce']['seed_0']  # L_C: none
 
@@ -290,24 +334,30 @@ def test_davidson_learns_ties_and_resumes_its_tie_parameter(
   monkeypatch.setattr(checkpointing, 'save', real_save)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'r'), task)
   assert resumed['runs'] == full['runs']  # tie_nu of every seed included
-  _assert_trees_equal(_params(tmp_path / 'full', 'davidson'),
-                      _params(tmp_path / 'r', 'davidson'))
+  _assert_trees_equal(
+      _params(tmp_path / 'full', 'davidson'),
+      _params(tmp_path / 'r', 'davidson'),
+  )
 
 
 def test_non_finite_loss_names_epoch_and_step(tmp_path, task):
   with pytest.raises(FloatingPointError, match=r'epoch 1, step \d+'):
-    train.train_and_evaluate(tiny_config(learning_rate=1e38), str(tmp_path),
-                             task)
+    train.train_and_evaluate(
+        tiny_config(learning_rate=1e38), str(tmp_path), task
+    )
 
 
 def test_selection_rules():
-  rows = [[{'train_loss': 0.3, 'heldout_accuracy': 0.9}],
-          [{'train_loss': 0.5, 'heldout_accuracy': 0.8}],
-          [{'train_loss': 0.4, 'heldout_accuracy': 0.95}]]
+  rows = [
+      [{'train_loss': 0.3, 'heldout_accuracy': 0.9}],
+      [{'train_loss': 0.5, 'heldout_accuracy': 0.8}],
+      [{'train_loss': 0.4, 'heldout_accuracy': 0.95}],
+  ]
   assert train.select_run(rows, 'paper') == 1
   assert train.select_run(rows, 'heldout_accuracy') == 2
   with pytest.raises(ValueError, match='unknown selection'):
     train.select_run(rows, 'lowest')
   with pytest.raises(ValueError, match='needs heldout_accuracy'):
-    train.select_run([[{'train_loss': 1.0, 'heldout_accuracy': None}]],
-                     'heldout_accuracy')
+    train.select_run(
+        [[{'train_loss': 1.0, 'heldout_accuracy': None}]], 'heldout_accuracy'
+    )

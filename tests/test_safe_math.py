@@ -2,9 +2,9 @@
 
 import jax
 import jax.numpy as jnp
+from jax.test_util import check_grads
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from rlhf_tf.render import safe_math
 
@@ -16,12 +16,16 @@ def test_safe_norm_is_exact_and_has_zero_gradient_at_the_origin():
   x = jnp.array([3.0, 4.0])
   assert float(safe_math.safe_norm(x)) == pytest.approx(5.0)
   np.testing.assert_allclose(norm_grad(x), [0.6, 0.8])
-  np.testing.assert_allclose(safe_math.safe_norm(jnp.ones((2, 3)), axis=0),
-                             np.sqrt(2.0) * np.ones(3))
+  np.testing.assert_allclose(
+      safe_math.safe_norm(jnp.ones((2, 3)), axis=0), np.sqrt(2.0) * np.ones(3)
+  )
   with jax.enable_x64(True):
-    check_grads(jax.jit(safe_math.safe_norm),
-                (jnp.array([0.3, -0.2], jnp.float64),), order=2,
-                modes=['rev'])
+    check_grads(
+        jax.jit(safe_math.safe_norm),
+        (jnp.array([0.3, -0.2], jnp.float64),),
+        order=2,
+        modes=['rev'],
+    )
 
 
 def test_floored_norm_never_goes_below_its_floor():
@@ -33,9 +37,12 @@ def test_floored_norm_never_goes_below_its_floor():
   np.testing.assert_allclose(safe_math.floored_norm(x, floor=0.2), [5.0, 0.2])
   np.testing.assert_allclose(norm_grad(jnp.array([3.0, 4.0])), [0.6, 0.8])
   with jax.enable_x64(True):
-    check_grads(jax.jit(safe_math.floored_norm),
-                (jnp.array([0.3, -0.2, 0.5], jnp.float64),), order=2,
-                modes=['fwd', 'rev'])
+    check_grads(
+        jax.jit(safe_math.floored_norm),
+        (jnp.array([0.3, -0.2, 0.5], jnp.float64),),
+        order=2,
+        modes=['fwd', 'rev'],
+    )
 
 
 def test_safe_div_falls_back_with_a_finite_gradient():

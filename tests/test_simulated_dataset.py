@@ -7,12 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from rlhf_tf.jobs import simulate
-from rlhf_tf.preferences import actions
-from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import inspector
-from rlhf_tf.preferences import scenes
 from rlhf_tf.data import sources
+from rlhf_tf.jobs import simulate
+from rlhf_tf.preferences import actions, dataset, inspector, scenes
 
 
 @pytest.mark.slow
@@ -29,28 +26,32 @@ def test_tie_rate_on_the_default_scene_is_the_papers():
   render = config.render
   render.image_size = 64
   scene = scenes.build_scene('default', volume, config.histogram, render)
-  key = jax.random.fold_in(jax.random.key(config.actions.seed),
-                           dataset.scene_hash(spec.scene_id))
+  key = jax.random.fold_in(
+      jax.random.key(config.actions.seed), dataset.scene_hash(spec.scene_id)
+  )
   d = actions.build_action_set(key, scene.experts, num_random=200)
   crit = []
   for v in d.vertices:
     rgba, w, h = scene.render_tissues(v)
-    crit.append(inspector.criteria(np.asarray(w), np.asarray(h),
-                                   np.asarray(rgba)))
+    crit.append(
+        inspector.criteria(np.asarray(w), np.asarray(h), np.asarray(rgba))
+    )
   crit = np.stack(crit)
   experts, randoms = d.indices('expert'), d.indices('random')
   paper = np.concatenate([experts, d.indices('augmented'), randoms[:50]])
   for subset in (np.arange(len(d)), paper):
-    pairs = subset[actions.sample_pairs(jax.random.key(0), len(subset),
-                                        4000)]
+    pairs = subset[actions.sample_pairs(jax.random.key(0), len(subset), 4000)]
     answers = inspector.judge_pairs(None, crit, pairs)
     assert 0.10 <= inspector.tie_rate(answers) <= 0.20, len(subset)
   scores = inspector.score(crit)
   # Experts above the median random action, and above 90 % of them.
   assert scores[experts].mean() > np.percentile(scores[randoms], 90)
   # The score orders decisive pairs as the priority list does, mostly.
-  decisive = [(a, scores[l] - scores[r]) for a, (l, r) in zip(answers, pairs)
-              if a != 'equal']
+  decisive = [
+      (a, scores[l] - scores[r])
+      for a, (l, r) in zip(answers, pairs)
+      if a != 'equal'
+  ]
   agree = np.mean([(a == 'left') == (diff > 0) for a, diff in decisive])
   assert agree > 0.9
 
@@ -70,8 +71,10 @@ def test_simulate_job_fills_the_store_once(tmp_path, smoke_config):
   assert provenance.count('augmented') == config.actions.num_augmented
   # Every action has its rendering in the image cache.
   key = scenes.render_key(config.render)
-  assert all(store.render_path(scene_id, i, key) is not None
-             for i in range(len(provenance)))
+  assert all(
+      store.render_path(scene_id, i, key) is not None
+      for i in range(len(provenance))
+  )
   store.close()
   again = simulate.simulate_preferences(config, str(tmp_path))
   store = dataset.open_store(config, str(tmp_path))
@@ -97,7 +100,8 @@ def test_a_store_made_from_another_config_is_refused(tmp_path, smoke_config):
 
 
 def test_a_store_from_before_a_volume_key_was_added_still_loads(
-    tmp_path, smoke_config):
+    tmp_path, smoke_config
+):
   """A store written before volume.patient / spacing / allow_non_ct existed
   loads when the config makes the same scene (patient=False: the phantom
   of those days), and is refused, naming the key, when it asks for another
@@ -111,8 +115,10 @@ def test_a_store_from_before_a_volume_key_was_added_still_loads(
   for key in ('patient', 'spacing', 'allow_non_ct'):
     del record['volume'][key]  # As an older version wrote it.
   with store.conn:
-    store.conn.execute('UPDATE scenes SET volume_source = ? WHERE '
-                       'scene_id = ?', (json.dumps(record), spec.scene_id))
+    store.conn.execute(
+        'UPDATE scenes SET volume_source = ? WHERE ' 'scene_id = ?',
+        (json.dumps(record), spec.scene_id),
+    )
   config.volume.allow_non_ct = True
   again = dataset.ensure_scene(store, dataset.scene_specs(config)[0], config)
   np.testing.assert_array_equal(again.vertices, made.vertices)

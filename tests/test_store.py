@@ -4,22 +4,30 @@ the PNG cache, a killed writer and concurrent writers."""
 import itertools
 import json
 import os
+from pathlib import Path
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.preferences.store import (ActionError, ImageError,
-                                       ImportConflictError, PairError,
-                                       PreferenceStore, SceneError, SchemaError,
-                                       StoreError, VoteError, split_examples)
+from rlhf_tf.preferences.store import (
+    ActionError,
+    ImageError,
+    ImportConflictError,
+    PairError,
+    PreferenceStore,
+    SceneError,
+    SchemaError,
+    split_examples,
+    StoreError,
+    VoteError,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = 'phantom-0'
@@ -34,9 +42,15 @@ def _polygons(n, seed=0):
 
 def _fill(store, scene=SCENE, n_actions=6):
   """A scene with n actions and all n(n-1)/2 pairs; {(a, b): pair_id}."""
-  store.add_scene(scene, 'synthetic phantom', {'kind': 'phantom', 'seed': 0},
-                  {'bins': 64, 'axes': {'hu_min': -1000.0, 'hu_max': 2000.0,
-                                        'grad_max': 150.0}})
+  store.add_scene(
+      scene,
+      'synthetic phantom',
+      {'kind': 'phantom', 'seed': 0},
+      {
+          'bins': 64,
+          'axes': {'hu_min': -1000.0, 'hu_max': 2000.0, 'grad_max': 150.0},
+      },
+  )
   ids = store.add_actions(scene, _polygons(n_actions), 'random')
   combos = list(itertools.combinations(ids, 2))
   return dict(zip(combos, store.add_pairs(scene, combos)))
@@ -60,11 +74,16 @@ def _n_events(store):
 def _run_python(code, *args, **popen_kw):
   """A fresh interpreter running ``code`` with the repository importable."""
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  return subprocess.Popen([sys.executable, '-c', textwrap.dedent(code),
-                           *map(str, args)], cwd=REPO, env=env, **popen_kw)
+  return subprocess.Popen(
+      [sys.executable, '-c', textwrap.dedent(code), *map(str, args)],
+      cwd=REPO,
+      env=env,
+      **popen_kw,
+  )
 
 
 # ------------------------------------------------------------------ schema
+
 
 def test_schema_created_and_reopen_keeps_data(tmp_path):
   path = tmp_path / 'sub' / 'prefs.sqlite'
@@ -72,11 +91,16 @@ def test_schema_created_and_reopen_keeps_data(tmp_path):
     pairs = _fill(s)
     event = s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1')
     conn = s.conn
-    tables = {r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
     assert {'scenes', 'actions', 'pairs', 'renders', 'votes'} <= tables
     assert conn.execute('PRAGMA user_version').fetchone()[0] == (
-        store_lib.SCHEMA_VERSION)
+        store_lib.SCHEMA_VERSION
+    )
     assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
     assert conn.execute('PRAGMA foreign_keys').fetchone()[0] == 1
     assert conn.execute('PRAGMA synchronous').fetchone()[0] == 2  # FULL
@@ -85,8 +109,7 @@ def test_schema_created_and_reopen_keeps_data(tmp_path):
     assert s.training_examples() == [(SCENE, 1, 0, 1.0)]
     assert len(s.pairs(SCENE)) == 15
     assert s.scenes()[0]['jh_meta']['bins'] == 64
-    np.testing.assert_allclose(s.vertices_array(SCENE), _polygons(6),
-                               rtol=1e-6)
+    np.testing.assert_allclose(s.vertices_array(SCENE), _polygons(6), rtol=1e-6)
 
 
 def test_open_refuses_foreign_files_and_leaves_them_untouched(tmp_path):
@@ -121,49 +144,79 @@ def test_store_refuses_use_from_another_process(store):
 
 # ------------------------------------------------------------------ votes
 
+
 def test_votes_undo_effective_votes_and_targets(filled):
   s, pairs = filled
-  e_left = s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1',
-                         session='s1', shown_at=100.0, answered_at=103.5)
+  e_left = s.record_vote(
+      SCENE,
+      pairs[(0, 1)],
+      0,
+      1,
+      'left',
+      'inspector-1',
+      session='s1',
+      shown_at=100.0,
+      answered_at=103.5,
+  )
   e_right = s.record_vote(SCENE, pairs[(2, 3)], 3, 2, 'right', 'inspector-1')
-  e_equal = s.record_vote(SCENE, pairs[(1, 4)], 4, 1, 'equal', 'inspector-2',
-                          source='simulated')
+  e_equal = s.record_vote(
+      SCENE, pairs[(1, 4)], 4, 1, 'equal', 'inspector-2', source='simulated'
+  )
   s.record_vote(SCENE, pairs[(0, 5)], 0, 5, 'skip', 'inspector-1')
   e_undone = s.record_vote(SCENE, pairs[(3, 4)], 3, 4, 'left', 'inspector-2')
   undo = s.record_undo('inspector-2')
   assert s.event(undo).undoes_event_id == e_undone
   assert s.event(undo).kind == 'undo'
-  assert [v.event_id for v in s.effective_votes()] == [e_left, e_right,
-                                                       e_equal]
+  assert [v.event_id for v in s.effective_votes()] == [e_left, e_right, e_equal]
   assert s.event(e_left).answered_at - s.event(e_left).shown_at == 3.5
-  assert s.training_examples() == [(SCENE, 0, 1, 1.0), (SCENE, 3, 2, 0.0),
-                                   (SCENE, 4, 1, 0.5)]
+  assert s.training_examples() == [
+      (SCENE, 0, 1, 1.0),
+      (SCENE, 3, 2, 0.0),
+      (SCENE, 4, 1, 0.5),
+  ]
   assert s.training_examples(source='simulated') == [(SCENE, 4, 1, 0.5)]
   assert [v.event_id for v in s.effective_votes(inspector='inspector-1')] == [
-      e_left, e_right]
-  assert s.vote_counts() == dict(events=6, votes=5, undone=1, left=1,
-                                 right=1, equal=1, both_bad=0, skip=1,
-                                 effective=3)
-  assert s.judged_pairs('inspector-1') == {(SCENE, pairs[(0, 1)]),
-                                   (SCENE, pairs[(2, 3)]),
-                                   (SCENE, pairs[(0, 5)])}
+      e_left,
+      e_right,
+  ]
+  assert s.vote_counts() == dict(
+      events=6,
+      votes=5,
+      undone=1,
+      left=1,
+      right=1,
+      equal=1,
+      both_bad=0,
+      skip=1,
+      effective=3,
+  )
+  assert s.judged_pairs('inspector-1') == {
+      (SCENE, pairs[(0, 1)]),
+      (SCENE, pairs[(2, 3)]),
+      (SCENE, pairs[(0, 5)]),
+  }
   assert s.judged_pairs('inspector-1', include_skips=False) == {
-      (SCENE, pairs[(0, 1)]), (SCENE, pairs[(2, 3)])}
+      (SCENE, pairs[(0, 1)]),
+      (SCENE, pairs[(2, 3)]),
+  }
   assert s.judged_pairs('inspector-2') == {(SCENE, pairs[(1, 4)])}
 
 
 def test_undo_walks_back_and_respects_sessions(filled):
   s, pairs = filled
-  first = s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1',
-                        session='a')
-  second = s.record_vote(SCENE, pairs[(0, 2)], 0, 2, 'skip', 'inspector-1',
-                         session='b')
+  first = s.record_vote(
+      SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1', session='a'
+  )
+  second = s.record_vote(
+      SCENE, pairs[(0, 2)], 0, 2, 'skip', 'inspector-1', session='b'
+  )
   undo = s.event(s.record_undo('inspector-1', session='a'))
   assert undo.undoes_event_id == first
   assert s.event(s.record_undo('inspector-1')).undoes_event_id == second
   n = _n_events(s)
-  with pytest.raises(VoteError,
-                     match="inspector 'inspector-1' has no vote to undo"):
+  with pytest.raises(
+      VoteError, match="inspector 'inspector-1' has no vote to undo"
+  ):
     s.record_undo('inspector-1')
   with pytest.raises(VoteError, match='no vote to undo'):
     s.record_undo('nobody')
@@ -179,35 +232,54 @@ def test_repeated_votes_all_count_unless_latest_only(filled):
   # A skip never supersedes.
   s.record_vote(SCENE, p, 1, 0, 'skip', 'inspector-1')
   s.record_vote(SCENE, p, 0, 1, 'equal', 'inspector-2')
-  assert s.training_examples() == [(SCENE, 0, 1, 1.0), (SCENE, 1, 0, 1.0),
-                                   (SCENE, 0, 1, 0.5)]
-  assert s.training_examples(latest_only=True) == [(SCENE, 1, 0, 1.0),
-                                                   (SCENE, 0, 1, 0.5)]
+  assert s.training_examples() == [
+      (SCENE, 0, 1, 1.0),
+      (SCENE, 1, 0, 1.0),
+      (SCENE, 0, 1, 0.5),
+  ]
+  assert s.training_examples(latest_only=True) == [
+      (SCENE, 1, 0, 1.0),
+      (SCENE, 0, 1, 0.5),
+  ]
 
 
-@pytest.mark.parametrize('change, message', [
-    (dict(pair_id=17), "unknown pair 17 in scene 'phantom-0'"),
-    (dict(scene_id='nope'), "unknown scene 'nope'"),
-    (dict(left_action=3), r'shown actions \(3, 1\) do not match pair 0'),
-    (dict(right_action=0), r'shown actions \(0, 0\) do not match'),
-    (dict(choice='maybe'),
-     "choice must be one of left, right, equal, both_bad, skip; "
-     "got 'maybe'"),
-    (dict(inspector=''), 'inspector must be a non-empty string'),
-    (dict(inspector=None), 'inspector must be a non-empty string'),
-    (dict(source='robot'),
-     "source must be one of human, simulated; got 'robot'"),
-    (dict(pair_id='0'), 'pair_id must be an integer'),
-    (dict(shown_at='yesterday'), 'shown_at must be unix seconds'),
-    (dict(answered_at=float('nan')), 'answered_at must be finite'),
-    (dict(session=5), 'session must be a string or None'),
-])
-def test_malformed_votes_are_rejected_and_nothing_written(filled, change,
-                                                          message):
+@pytest.mark.parametrize(
+    'change, message',
+    [
+        (dict(pair_id=17), "unknown pair 17 in scene 'phantom-0'"),
+        (dict(scene_id='nope'), "unknown scene 'nope'"),
+        (dict(left_action=3), r'shown actions \(3, 1\) do not match pair 0'),
+        (dict(right_action=0), r'shown actions \(0, 0\) do not match'),
+        (
+            dict(choice='maybe'),
+            'choice must be one of left, right, equal, both_bad, skip; '
+            "got 'maybe'",
+        ),
+        (dict(inspector=''), 'inspector must be a non-empty string'),
+        (dict(inspector=None), 'inspector must be a non-empty string'),
+        (
+            dict(source='robot'),
+            "source must be one of human, simulated; got 'robot'",
+        ),
+        (dict(pair_id='0'), 'pair_id must be an integer'),
+        (dict(shown_at='yesterday'), 'shown_at must be unix seconds'),
+        (dict(answered_at=float('nan')), 'answered_at must be finite'),
+        (dict(session=5), 'session must be a string or None'),
+    ],
+)
+def test_malformed_votes_are_rejected_and_nothing_written(
+    filled, change, message
+):
   s, pairs = filled
   s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1')
-  kwargs = dict(scene_id=SCENE, pair_id=pairs[(0, 1)], left_action=0,
-                right_action=1, choice='right', inspector='inspector-1')
+  kwargs = dict(
+      scene_id=SCENE,
+      pair_id=pairs[(0, 1)],
+      left_action=0,
+      right_action=1,
+      choice='right',
+      inspector='inspector-1',
+  )
   kwargs.update(change)
   with pytest.raises(VoteError, match=message):
     s.record_vote(**kwargs)
@@ -227,21 +299,25 @@ def test_vote_log_is_append_only(filled):
 def test_numpy_ids_are_accepted(filled):
   s, pairs = filled
   a, b = np.int64(2), np.int32(4)
-  event = s.record_vote(SCENE, np.int64(pairs[(2, 4)]), b, a, 'left',
-                        'inspector-1')
+  event = s.record_vote(
+      SCENE, np.int64(pairs[(2, 4)]), b, a, 'left', 'inspector-1'
+  )
   assert s.event(event).left_action == 4
   assert isinstance(s.event(event).left_action, int)
 
 
 # ------------------------------------------------ scenes, actions, pairs
 
+
 def test_pairs_validation(filled):
   s, pairs = filled
   n = len(s.pairs(SCENE))
-  cases = [([(2, 2)], 'compares action 2 with itself'),
-           ([(1, 0)], r'pair \(0, 1\) already exists .* as pair 0'),
-           ([(2, 9)], "unknown action 9 in scene 'phantom-0'"),
-           ([(True, 2)], 'must be an integer')]
+  cases = [
+      ([(2, 2)], 'compares action 2 with itself'),
+      ([(1, 0)], r'pair \(0, 1\) already exists .* as pair 0'),
+      ([(2, 9)], "unknown action 9 in scene 'phantom-0'"),
+      ([(True, 2)], 'must be an integer'),
+  ]
   for bad, message in cases:
     with pytest.raises(PairError, match=message):
       s.add_pairs(SCENE, bad)
@@ -279,8 +355,9 @@ def test_scene_and_action_validation(store):
     store.add_actions('nope', [SQUARE], 'random')
   assert store.actions(SCENE) == []
   base = store.add_actions(SCENE, [SQUARE, SQUARE], 'expert')
-  kids = store.add_actions(SCENE, [SQUARE, SQUARE], 'augmented',
-                           parent_ids=[base[1], None])
+  kids = store.add_actions(
+      SCENE, [SQUARE, SQUARE], 'augmented', parent_ids=[base[1], None]
+  )
   assert base == [0, 1] and kids == [2, 3]
   acts = store.actions(SCENE)
   assert [a.parent_action_id for a in acts] == [None, None, 1, None]
@@ -290,13 +367,24 @@ def test_scene_and_action_validation(store):
 
 # ------------------------------------------------------------------ JSONL
 
+
 def _some_votes(s, pairs):
-  s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1', session='s',
-                shown_at=1.0, answered_at=2.5)
+  s.record_vote(
+      SCENE,
+      pairs[(0, 1)],
+      1,
+      0,
+      'left',
+      'inspector-1',
+      session='s',
+      shown_at=1.0,
+      answered_at=2.5,
+  )
   s.record_vote(SCENE, pairs[(0, 2)], 0, 2, 'equal', 'inspector-1')
   s.record_vote(SCENE, pairs[(1, 2)], 2, 1, 'skip', 'inspector-2')
-  s.record_vote(SCENE, pairs[(3, 4)], 3, 4, 'right', 'inspector-2',
-                source='simulated')
+  s.record_vote(
+      SCENE, pairs[(3, 4)], 3, 4, 'right', 'inspector-2', source='simulated'
+  )
   s.record_vote(SCENE, pairs[(4, 5)], 5, 4, 'left', 'inspector-2')
   s.record_undo('inspector-2')
 
@@ -332,9 +420,11 @@ def test_jsonl_conflicting_import_writes_nothing(filled, tmp_path):
   with PreferenceStore(tmp_path / 'other.sqlite') as t:
     t.add_scene('other-scene')
     t.add_scene(SCENE, 'a different description')
-    with pytest.raises(ImportConflictError,
-                       match="line 2: scene scene_id='phantom-0' already "
-                             'exists with different content'):
+    with pytest.raises(
+        ImportConflictError,
+        match="line 2: scene scene_id='phantom-0' already "
+        'exists with different content',
+    ):
       t.import_jsonl(out)
     assert t.actions(SCENE) == [] and t.pairs(SCENE) == []
     assert _n_events(t) == 0
@@ -345,8 +435,10 @@ def test_jsonl_conflicting_import_writes_nothing(filled, tmp_path):
     s.record_vote(SCENE, pairs[(0, 1)], 0, 1, 'left', 'inspector-1')
     s.add_scene('new-scene')  # exported before the clashing vote line
     s.export_jsonl(out)
-    with pytest.raises(ImportConflictError,
-                       match='vote event_id=7 already exists with different'):
+    with pytest.raises(
+        ImportConflictError,
+        match='vote event_id=7 already exists with different',
+    ):
       t.import_jsonl(out)
     assert _n_events(t) == 7 and len(t.scenes()) == 1
 
@@ -359,11 +451,15 @@ def test_jsonl_malformed_lines_are_rejected(filled, tmp_path):
   lines = out.read_text().splitlines()
   vote = json.loads(lines[-2])
   bad_vote = dict(vote, event_id=99, choice='maybe')
-  cases = [('{"type": "vote", ', 'not JSON'),
-           ('{"type": "ballot"}', "unknown line type 'ballot'"),
-           (json.dumps(bad_vote), 'choice must be one of'),
-           (json.dumps(dict(vote, event_id=98, pair_id=77)),
-            "unknown pair 77 in scene 'phantom-0'")]
+  cases = [
+      ('{"type": "vote", ', 'not JSON'),
+      ('{"type": "ballot"}', "unknown line type 'ballot'"),
+      (json.dumps(bad_vote), 'choice must be one of'),
+      (
+          json.dumps(dict(vote, event_id=98, pair_id=77)),
+          "unknown pair 77 in scene 'phantom-0'",
+      ),
+  ]
   for extra, message in cases:
     path = tmp_path / 'bad.jsonl'
     path.write_text('\n'.join(lines + [extra]) + '\n')
@@ -374,6 +470,7 @@ def test_jsonl_malformed_lines_are_rejected(filled, tmp_path):
 
 
 # ------------------------------------------------------------------ splits
+
 
 def _examples(n_actions=30, votes_per_pair=2):
   ex = []
@@ -394,7 +491,7 @@ def test_split_by_pair_is_deterministic_and_keeps_pairs_together():
   assert 0.1 < len(held) / len(ex) < 0.3
   # Adding votes does not move existing pairs across the split.
   more, _ = split_examples(ex + ex[:10], 0.2, seed=3, by='pair')
-  assert more[:len(train)] == train
+  assert more[: len(train)] == train
   assert split_examples(ex, 0.0, 1) == (ex, [])
   assert split_examples(ex, 1.0, 1) == ([], ex)
 
@@ -407,8 +504,11 @@ def test_split_by_action_has_no_leakage():
   held_actions = {a for e in held for a in e[1:3]}
   assert held and train and not train_actions & held_actions
   assert len(train) + len(held) < len(ex)  # mixed pairs dropped
-  for bad in (dict(held_out_fraction=1.5), dict(held_out_fraction='x'),
-              dict(by='scene')):
+  for bad in (
+      dict(held_out_fraction=1.5),
+      dict(held_out_fraction='x'),
+      dict(by='scene'),
+  ):
     kwargs = dict(held_out_fraction=0.2, seed=0, by='pair')
     kwargs.update(bad)
     with pytest.raises(ValueError):
@@ -416,6 +516,7 @@ def test_split_by_action_has_no_leakage():
 
 
 # ------------------------------------------------------------------ images
+
 
 def test_content_addressed_image_cache(filled):
   s, _ = filled
@@ -426,8 +527,7 @@ def test_content_addressed_image_cache(filled):
   assert path.read_bytes() == data
   assert path.parent.parent == s.images_dir
   assert path.name == f'{sha}.png' and path.parent.name == sha[:2]
-  assert [p.name for p in s.images_dir.rglob('*') if p.is_file()] == [
-      path.name]
+  assert [p.name for p in s.images_dir.rglob('*') if p.is_file()] == [path.name]
   with pytest.raises(ImageError, match='not a PNG'):
     s.put_image(b'GIF89a')
   with pytest.raises(ImageError, match='not a lowercase hex sha256'):
@@ -462,12 +562,15 @@ time.sleep(60)
 
 
 def test_killed_writer_loses_nothing_committed_and_leaves_no_partial_vote(
-    tmp_path):
+    tmp_path,
+):
   path = tmp_path / 'prefs.sqlite'
   with PreferenceStore(path) as s:
     pairs = _fill(s)
-    before = [s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1')
-              for _ in range(5)]
+    before = [
+        s.record_vote(SCENE, pairs[(0, 1)], 1, 0, 'left', 'inspector-1')
+        for _ in range(5)
+    ]
   proc = _run_python(KILLED_WRITER, path, stdout=subprocess.PIPE, text=True)
   try:
     assert proc.stdout.readline().strip() == 'ready'
@@ -512,8 +615,9 @@ def test_concurrent_writers(tmp_path):
     _fill(s)
   n_workers, n_votes = 4, 500
   start = time.monotonic()
-  procs = [_run_python(CONCURRENT_WRITER, path, w, n_votes)
-           for w in range(n_workers)]
+  procs = [
+      _run_python(CONCURRENT_WRITER, path, w, n_votes) for w in range(n_workers)
+  ]
   (tmp_path / 'go').touch()
   codes = [p.wait(timeout=120) for p in procs]
   elapsed = time.monotonic() - start

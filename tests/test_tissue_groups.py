@@ -10,9 +10,7 @@ from scipy import ndimage
 
 from rlhf_tf.data import phantom
 from rlhf_tf.data.volume import make_volume
-from rlhf_tf.preferences import inspector
-from rlhf_tf.preferences import scenes
-from rlhf_tf.preferences import tissues
+from rlhf_tf.preferences import inspector, scenes, tissues
 from rlhf_tf.render import histogram
 
 SHAPE = (40, 40, 40)
@@ -35,7 +33,7 @@ def _unlabelled(holder: bool, bridge: bool = False):
       # Along x to column 14, then along y to the skin.
       skin = np.flatnonzero(vol.labels[20, :, 14] > 0)[0]
       hu[20, 2, 9:15] = 40.0
-      hu[20, 2:skin + 1, 14] = 40.0
+      hu[20, 2 : skin + 1, 14] = 40.0
   return make_volume(hu, vol.spacing, vol.origin, name='unlabelled')
 
 
@@ -49,8 +47,9 @@ def test_a_head_alone_is_one_body_without_supports():
   assert not (groups == tissues.SUPPORT).any()
   body = tissues.patient_body(_unlabelled(holder=False).hu)
   labels = _phantom().labels
-  head = ~np.isin(labels, [phantom.LABEL_VALUES['air'],
-                           phantom.LABEL_VALUES['airway']])
+  head = ~np.isin(
+      labels, [phantom.LABEL_VALUES['air'], phantom.LABEL_VALUES['airway']]
+  )
   assert (body & head).sum() > 0.97 * head.sum()
 
 
@@ -84,11 +83,13 @@ def _criteria(vol, vertices):
   render.azimuth, render.elevation = 0.0, 0.0  # The holder in front.
   hist = histogram.default_config()
   hist.bins = 64
-  scene = scenes.build_scene('s', vol, hist, render,
-                             experts=np.zeros((1, 4, 2), np.float32))
+  scene = scenes.build_scene(
+      's', vol, hist, render, experts=np.zeros((1, 4, 2), np.float32)
+  )
   rgba, weights, hits = scene.render_tissues(vertices)
-  return inspector.criteria(np.asarray(weights), np.asarray(hits),
-                            np.asarray(rgba)), np.asarray(weights)
+  return inspector.criteria(
+      np.asarray(weights), np.asarray(hits), np.asarray(rgba)
+  ), np.asarray(weights)
 
 
 def test_the_inspector_wants_the_holder_hidden():
@@ -96,9 +97,11 @@ def test_the_inspector_wants_the_holder_hidden():
   costs 'clean' and earns no 'target_visible'; a TF starting above the
   holder's HU hides it and is judged better."""
   axes_lo, axes_hi = -1024.0, 3071.0
+
   def tf(hu_low):
     x = (hu_low - axes_lo) / (axes_hi - axes_lo)
     return np.array([[x, 0.0], [1.0, 0.0], [1.0, 1.0], [x, 1.0]], np.float32)
+
   with_holder, weights = _criteria(_unlabelled(holder=True), tf(300.0))
   assert weights[..., tissues.SUPPORT].sum() > 0
   without, _ = _criteria(_unlabelled(holder=False), tf(300.0))

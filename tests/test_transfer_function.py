@@ -4,18 +4,19 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import pytest
 from jax.test_util import check_grads
 from matplotlib.path import Path
+import numpy as np
+import pytest
 
 from rlhf_tf.render import polygon as polygon_lib
 from rlhf_tf.render import transfer_function as tf_lib
 
 BINS = 16
 SQUARE = np.array([[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]])
-L_SHAPE = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.4], [0.4, 0.4],
-                    [0.4, 0.9], [0.1, 0.9]])
+L_SHAPE = np.array(
+    [[0.1, 0.1], [0.9, 0.1], [0.9, 0.4], [0.4, 0.4], [0.4, 0.9], [0.1, 0.9]]
+)
 COVER = np.array([[-1.0, -1.0], [2.0, -1.0], [2.0, 2.0], [-1.0, 2.0]])
 
 
@@ -54,16 +55,20 @@ def test_square_soft_opacity_closed_form():
   c = (np.arange(BINS) + 0.5) / BINS
   # Row 8 (y = 0.53125), columns inside: d = min(x - 0.2, 0.8 - x, ...).
   x, y = c, c[8]
-  d_in = np.minimum.reduce([x - 0.2, 0.8 - x, np.full_like(x, y - 0.2),
-                            np.full_like(x, 0.8 - y)])
+  d_in = np.minimum.reduce(
+      [x - 0.2, 0.8 - x, np.full_like(x, y - 0.2), np.full_like(x, 0.8 - y)]
+  )
   d_out = -np.maximum(0.2 - x, x - 0.8)  # Outside left/right at this row.
   d = np.where((x > 0.2) & (x < 0.8), d_in, d_out)
   np.testing.assert_allclose(a[8], 1.0 / (1.0 + np.exp(-d / tau)), rtol=2e-5)
 
 
 def test_hard_mode_is_point_in_polygon():
-  for v in (SQUARE, L_SHAPE, np.asarray(polygon_lib.random_actions(
-      jax.random.key(4), 1)[0])):
+  for v in (
+      SQUARE,
+      L_SHAPE,
+      np.asarray(polygon_lib.random_actions(jax.random.key(4), 1)[0]),
+  ):
     a = np.asarray(tf_lib.opacity_table(v, 32, alpha_max=0.6, hard=True))
     centres = np.asarray(tf_lib.bin_centres(32)).reshape(-1, 2)
     inside = Path(v).contains_points(centres).reshape(32, 32)
@@ -96,8 +101,11 @@ def test_validation():
 def test_opacity_check_grads_float64():
   with jax.enable_x64(True):
     v = jnp.asarray(SQUARE + 0.013 * np.cos(np.arange(8)).reshape(4, 2))
-    f = jax.jit(functools.partial(tf_lib.opacity_table, bins=BINS, tau=0.05,
-                                  alpha_max=0.8))
+    f = jax.jit(
+        functools.partial(
+            tf_lib.opacity_table, bins=BINS, tau=0.05, alpha_max=0.8
+        )
+    )
     assert f(v).dtype == jnp.float64
     check_grads(f, (v,), order=1, modes=['rev'], eps=1e-6)
     # tau enters the table too (e.g. learned or annealed edge width).
@@ -114,8 +122,9 @@ def test_finite_gradients_sharp_tau_and_degenerate_edges():
   for tau in (1e-4, 0.01):
     assert np.isfinite(np.asarray(grad(degenerate, tau))).all()
   # Vertices exactly on bin centres, and a polygon collapsed to a point.
-  on_centre = jnp.array([[1.5, 1.5], [12.5, 1.5], [12.5, 9.5],
-                         [5.5, 9.5]]) / BINS
+  on_centre = (
+      jnp.array([[1.5, 1.5], [12.5, 1.5], [12.5, 9.5], [5.5, 9.5]]) / BINS
+  )
   collapsed = jnp.full((4, 2), 8.5 / BINS)
   for v in (on_centre, collapsed):
     g = grad(v, 0.01)
@@ -146,10 +155,12 @@ def test_tf_table_colormap_single_polygon():
   rgba = tf_lib.tf_table(SQUARE, BINS, tau=0.02, alpha_max=0.9)
   assert rgba.shape == (BINS, BINS, 4)
   cmap = tf_lib.intensity_colormap('bone', BINS)
-  np.testing.assert_allclose(rgba[..., :3], np.broadcast_to(
-      cmap[None], (BINS, BINS, 3)), atol=1e-6)
   np.testing.assert_allclose(
-      rgba[..., 3], tf_lib.opacity_table(SQUARE, BINS, 0.02, 0.9), atol=1e-7)
+      rgba[..., :3], np.broadcast_to(cmap[None], (BINS, BINS, 3)), atol=1e-6
+  )
+  np.testing.assert_allclose(
+      rgba[..., 3], tf_lib.opacity_table(SQUARE, BINS, 0.02, 0.9), atol=1e-7
+  )
 
 
 def test_tf_table_two_disjoint_polygons():
@@ -158,18 +169,25 @@ def test_tf_table_two_disjoint_polygons():
   colors = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
   polys = np.stack([left, np.concatenate([right, right[-1:]])])  # n = 4 each.
   for hard in (False, True):
-    rgba = np.asarray(tf_lib.tf_table(polys, 32, tau=0.002, alpha_max=0.8,
-                                      colors=colors, hard=hard))
+    rgba = np.asarray(
+        tf_lib.tf_table(
+            polys, 32, tau=0.002, alpha_max=0.8, colors=colors, hard=hard
+        )
+    )
     centres = np.asarray(tf_lib.bin_centres(32)).reshape(-1, 2)
-    sd = [np.asarray(polygon_lib.signed_distance(centres, p)).reshape(32, 32)
-          for p in (left, right)]
+    sd = [
+        np.asarray(polygon_lib.signed_distance(centres, p)).reshape(32, 32)
+        for p in (left, right)
+    ]
     in_left, in_right = sd[0] > 0.03, sd[1] > 0.03
     out = (sd[0] < -0.03) & (sd[1] < -0.03)
     assert in_left.sum() > 20 and in_right.sum() > 5 and out.sum() > 100
-    np.testing.assert_allclose(rgba[in_left, :3] - [1.0, 0.0, 0.0], 0.0,
-                               atol=1e-4)
-    np.testing.assert_allclose(rgba[in_right, :3] - [0.0, 0.0, 1.0], 0.0,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        rgba[in_left, :3] - [1.0, 0.0, 0.0], 0.0, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        rgba[in_right, :3] - [0.0, 0.0, 1.0], 0.0, atol=1e-4
+    )
     np.testing.assert_allclose(rgba[in_left | in_right, 3], 0.8, atol=1e-4)
     np.testing.assert_allclose(rgba[out, 3], 0.0, atol=1e-4)
 
@@ -178,11 +196,13 @@ def test_tf_table_overlapping_polygons_combine():
   # Two covering polygons: alpha = 1 - (1 - a)^2, colour = the plain mean.
   polys = np.stack([COVER, COVER + 0.01])
   colors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-  rgba = np.asarray(tf_lib.tf_table(polys, 8, tau=0.01, alpha_max=0.5,
-                                    colors=colors))
+  rgba = np.asarray(
+      tf_lib.tf_table(polys, 8, tau=0.01, alpha_max=0.5, colors=colors)
+  )
   np.testing.assert_allclose(rgba[..., 3], 0.75, atol=1e-6)
-  np.testing.assert_allclose(rgba[..., :3], np.broadcast_to(
-      [0.5, 0.5, 0.0], (8, 8, 3)), atol=1e-4)
+  np.testing.assert_allclose(
+      rgba[..., :3], np.broadcast_to([0.5, 0.5, 0.0], (8, 8, 3)), atol=1e-4
+  )
 
 
 def test_tf_table_vmap_equals_loop():
@@ -197,8 +217,12 @@ def test_tf_table_vmap_equals_loop():
   np.testing.assert_allclose(direct, looped, atol=1e-6)
   # Per-TF constant colours broadcast over a [2, 4, P=1, n, 2] batch.
   colors = jax.random.uniform(jax.random.key(8), (2, 4, 1, 3))
-  coloured = tf_lib.tf_table(actions.reshape(2, 4, 1, 4, 2), BINS, tau=0.02,
-                             colors=colors)
+  coloured = tf_lib.tf_table(
+      actions.reshape(2, 4, 1, 4, 2), BINS, tau=0.02, colors=colors
+  )
   assert coloured.shape == (2, 4, BINS, BINS, 4)
-  np.testing.assert_allclose(coloured[1, 2, ..., :3], np.broadcast_to(
-      colors[1, 2, 0], (BINS, BINS, 3)), atol=1e-5)
+  np.testing.assert_allclose(
+      coloured[1, 2, ..., :3],
+      np.broadcast_to(colors[1, 2, 0], (BINS, BINS, 3)),
+      atol=1e-5,
+  )

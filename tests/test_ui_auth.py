@@ -4,14 +4,15 @@ each refused with the right status, and nothing reaches the store."""
 
 import flask
 import pytest
+from test_ui_http import make_store, SCENE, tiny_png
 
 from rlhf_tf.preferences.store import PreferenceStore
 from rlhf_tf.ui import app as app_lib
 from rlhf_tf.ui import auth
-from test_ui_http import SCENE, make_store, tiny_png
 
-KEYS = auth.InspectorKeys(b'another-test-secret-42',
-                          ['inspector-1', 'inspector-2'])
+KEYS = auth.InspectorKeys(
+    b'another-test-secret-42', ['inspector-1', 'inspector-2']
+)
 
 
 def bearer(name):
@@ -21,8 +22,9 @@ def bearer(name):
 @pytest.fixture
 def ui(tmp_path):
   path = make_store(tmp_path / 'p.sqlite')
-  app = app_lib.create_app(path, lambda s, a: tiny_png(a), KEYS,
-                           jh_png=lambda *a: tiny_png())
+  app = app_lib.create_app(
+      path, lambda s, a: tiny_png(a), KEYS, jh_png=lambda *a: tiny_png()
+  )
   return path, app.test_client()
 
 
@@ -33,10 +35,15 @@ def next_pair(client, name):
 
 
 def vote_body(pair, choice='left', vote_id='vote-id-0001', **changes):
-  body = dict(scene_id=pair['scene_id'], pair_id=pair['pair_id'],
-              left_action=pair['left_action'],
-              right_action=pair['right_action'], choice=choice,
-              vote_id=vote_id, lease=pair['lease'])
+  body = dict(
+      scene_id=pair['scene_id'],
+      pair_id=pair['pair_id'],
+      left_action=pair['left_action'],
+      right_action=pair['right_action'],
+      choice=choice,
+      vote_id=vote_id,
+      lease=pair['lease'],
+  )
   body.update(changes)
   return body
 
@@ -49,9 +56,11 @@ def events(path):
 @pytest.mark.parametrize('route', ['/api/next', '/api/vote', '/api/undo'])
 def test_every_write_needs_a_signed_in_inspector(ui, route):
   path, c = ui
-  for headers in ({}, {'Authorization': 'Bearer not-a-token'},
-                  {'Authorization':
-                   'Bearer ' + KEYS.token('inspector-1')[:-2]}):
+  for headers in (
+      {},
+      {'Authorization': 'Bearer not-a-token'},
+      {'Authorization': 'Bearer ' + KEYS.token('inspector-1')[:-2]},
+  ):
     r = c.post(route, json={'inspector': 'inspector-1'}, headers=headers)
     assert r.status_code == 401 and 'personal link' in r.json['error']
   assert events(path) == 0
@@ -59,13 +68,19 @@ def test_every_write_needs_a_signed_in_inspector(ui, route):
 
 def test_forged_inspector_in_the_body(ui):
   path, c = ui
-  r = c.post('/api/next', json={'inspector': 'inspector-1'},
-             headers=bearer('inspector-2'))
+  r = c.post(
+      '/api/next',
+      json={'inspector': 'inspector-1'},
+      headers=bearer('inspector-2'),
+  )
   assert r.status_code == 403
   assert "signed in as 'inspector-2'" in r.json['error']
   pair = next_pair(c, 'inspector-2')
-  r = c.post('/api/vote', json=vote_body(pair, inspector='inspector-1'),
-             headers=bearer('inspector-2'))
+  r = c.post(
+      '/api/vote',
+      json=vote_body(pair, inspector='inspector-1'),
+      headers=bearer('inspector-2'),
+  )
   assert r.status_code == 403
   assert events(path) == 0
 
@@ -87,9 +102,13 @@ def test_vote_on_a_pair_never_leased(ui):
   with PreferenceStore(path) as s:
     a, b = s.pairs(SCENE)[other][2:]
   for lease in (None, '', 'x' * 3000, pair['lease']):
-    r = c.post('/api/vote', json=vote_body(
-        pair, pair_id=other, left_action=a, right_action=b, lease=lease),
-               headers=bearer('inspector-1'))
+    r = c.post(
+        '/api/vote',
+        json=vote_body(
+            pair, pair_id=other, left_action=a, right_action=b, lease=lease
+        ),
+        headers=bearer('inspector-1'),
+    )
     assert r.status_code == 409, r.json
   assert events(path) == 0
 
@@ -98,32 +117,52 @@ def test_a_lease_signed_with_another_secret_is_refused(ui):
   path, c = ui
   pair = next_pair(c, 'inspector-1')
   other = auth.InspectorKeys(b'not-the-study-secret!', ['inspector-1'])
-  forged = other.sign_lease(auth.SignedLease(
-      'inspector-1', SCENE, pair['pair_id'], pair['left_action'],
-      pair['right_action'], pair['shown_at']))
-  r = c.post('/api/vote', json=vote_body(pair, lease=forged),
-             headers=bearer('inspector-1'))
+  forged = other.sign_lease(
+      auth.SignedLease(
+          'inspector-1',
+          SCENE,
+          pair['pair_id'],
+          pair['left_action'],
+          pair['right_action'],
+          pair['shown_at'],
+      )
+  )
+  r = c.post(
+      '/api/vote',
+      json=vote_body(pair, lease=forged),
+      headers=bearer('inspector-1'),
+  )
   assert r.status_code == 409 and events(path) == 0
 
 
 def test_double_vote_is_refused_until_undone(ui):
   path, c = ui
   pair = next_pair(c, 'inspector-1')
-  first = c.post('/api/vote', json=vote_body(pair, 'left', 'first-vote-1'),
-                 headers=bearer('inspector-1'))
+  first = c.post(
+      '/api/vote',
+      json=vote_body(pair, 'left', 'first-vote-1'),
+      headers=bearer('inspector-1'),
+  )
   assert first.status_code == 200
-  again = c.post('/api/vote', json=vote_body(pair, 'right', 'other-vote-2'),
-                 headers=bearer('inspector-1'))
-  assert again.status_code == 409 and 'already answered' in again.json[
-      'error']
+  again = c.post(
+      '/api/vote',
+      json=vote_body(pair, 'right', 'other-vote-2'),
+      headers=bearer('inspector-1'),
+  )
+  assert again.status_code == 409 and 'already answered' in again.json['error']
   with PreferenceStore(path) as s:
     assert [v.choice for v in s.effective_votes()] == ['left']
-  undo = c.post('/api/undo', json={'vote_id': 'first-vote-1'},
-                headers=bearer('inspector-1'))
+  undo = c.post(
+      '/api/undo',
+      json={'vote_id': 'first-vote-1'},
+      headers=bearer('inspector-1'),
+  )
   assert undo.status_code == 200
-  redo = c.post('/api/vote', json=vote_body(undo.json['pair'], 'right',
-                                            'third-vote-3'),
-                headers=bearer('inspector-1'))
+  redo = c.post(
+      '/api/vote',
+      json=vote_body(undo.json['pair'], 'right', 'third-vote-3'),
+      headers=bearer('inspector-1'),
+  )
   assert redo.status_code == 200
   with PreferenceStore(path) as s:
     assert [v.choice for v in s.effective_votes()] == ['right']
@@ -132,8 +171,12 @@ def test_double_vote_is_refused_until_undone(ui):
 def test_forged_undo_cannot_withdraw_another_inspectors_vote(ui):
   path, c = ui
   pair = next_pair(c, 'inspector-1')
-  assert c.post('/api/vote', json=vote_body(pair),
-                headers=bearer('inspector-1')).status_code == 200
+  assert (
+      c.post(
+          '/api/vote', json=vote_body(pair), headers=bearer('inspector-1')
+      ).status_code
+      == 200
+  )
   for headers in ({}, bearer('inspector-2')):
     r = c.post('/api/undo', json={'inspector': 'inspector-1'}, headers=headers)
     assert r.status_code in (401, 403)
@@ -144,20 +187,29 @@ def test_forged_undo_cannot_withdraw_another_inspectors_vote(ui):
     assert len(s.effective_votes(inspector='inspector-1')) == 1
 
 
-@pytest.mark.parametrize('change', [dict(pair_id=2**70),
-                                    dict(left_action=2**70),
-                                    dict(right_action=-2**70)])
+@pytest.mark.parametrize(
+    'change',
+    [dict(pair_id=2**70), dict(left_action=2**70), dict(right_action=-(2**70))],
+)
 def test_huge_ids_in_the_body_are_400(ui, change):
   path, c = ui
-  r = c.post('/api/vote', json=vote_body(next_pair(c, 'inspector-1'), **change),
-             headers=bearer('inspector-1'))
+  r = c.post(
+      '/api/vote',
+      json=vote_body(next_pair(c, 'inspector-1'), **change),
+      headers=bearer('inspector-1'),
+  )
   assert r.status_code == 400 and 'Traceback' not in r.get_data(as_text=True)
   assert events(path) == 0
 
 
-@pytest.mark.parametrize('url', [f'/render/{SCENE}/{2**70}.png',
-                                 f'/render/{SCENE}/{10**40}.png',
-                                 f'/jh/{SCENE}/{2**64}/1.png'])
+@pytest.mark.parametrize(
+    'url',
+    [
+        f'/render/{SCENE}/{2**70}.png',
+        f'/render/{SCENE}/{10**40}.png',
+        f'/jh/{SCENE}/{2**64}/1.png',
+    ],
+)
 def test_huge_ids_in_urls_are_404(ui, url):
   r = ui[1].get(url)
   assert r.status_code == 404
@@ -189,11 +241,17 @@ def test_taking_a_name_off_the_roster_revokes_its_link(tmp_path):
   before = auth.InspectorKeys(secret, ['inspector-1', 'inspector-2'])
   after = auth.InspectorKeys(secret, ['inspector-1'])
   c = app_lib.create_app(path, lambda s, a: tiny_png(), after).test_client()
-  r = c.post('/api/next', json={},
-             headers={'Authorization': 'Bearer ' + before.token('inspector-2')})
+  r = c.post(
+      '/api/next',
+      json={},
+      headers={'Authorization': 'Bearer ' + before.token('inspector-2')},
+  )
   assert r.status_code == 401
-  r = c.post('/api/next', json={},
-             headers={'Authorization': 'Bearer ' + before.token('inspector-1')})
+  r = c.post(
+      '/api/next',
+      json={},
+      headers={'Authorization': 'Bearer ' + before.token('inspector-1')},
+  )
   assert r.status_code == 200  # the same secret: inspector-1's link still works
 
 
@@ -204,8 +262,10 @@ def test_roster_and_bind_checks():
     auth.parse_roster('inspector-1, inspector-2, inspector-1')
   with pytest.raises(ValueError, match='printable'):
     auth.parse_roster(['a\nb'])
-  assert auth.parse_roster('inspector-1, inspector-2') == ('inspector-1',
-                                                           'inspector-2')
+  assert auth.parse_roster('inspector-1, inspector-2') == (
+      'inspector-1',
+      'inspector-2',
+  )
   with pytest.raises(ValueError, match='0.0.0.0'):
     app_lib.check_bind(flask.Flask('plain'), '0.0.0.0')
   app_lib.check_bind(flask.Flask('plain'), '127.0.0.1')

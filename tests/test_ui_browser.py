@@ -8,9 +8,9 @@ made that way); it always goes to the test's tmp folder too.
 import io
 import itertools
 import os
+from pathlib import Path
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,14 +20,23 @@ from rlhf_tf.ui import auth
 from rlhf_tf.ui.app import create_app
 
 CHROMIUM = '/usr/bin/chromium'
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run']
+ARGS = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+]
 
 if not os.path.exists(CHROMIUM):
-  pytest.skip(f'{CHROMIUM} missing (apt-get install -y chromium)',
-              allow_module_level=True)
-sync_api = pytest.importorskip('playwright.sync_api',
-                               reason='pip install playwright')
+  pytest.skip(
+      f'{CHROMIUM} missing (apt-get install -y chromium)',
+      allow_module_level=True,
+  )
+sync_api = pytest.importorskip(
+    'playwright.sync_api', reason='pip install playwright'
+)
 waitress = pytest.importorskip('waitress')
 
 
@@ -35,6 +44,7 @@ def fake_render(scene_id, action_id) -> bytes:
   """A 256^2 stand-in 'rendering': a shaded disc whose size depends on the
   action, so the two sides look different in the screenshot."""
   from PIL import Image
+
   yy, xx = np.mgrid[-1:1:256j, -1:1:256j]
   r = np.hypot(xx, yy) / (0.45 + 0.08 * (action_id % 5))
   shade = np.clip(1.0 - r, 0.0, 1.0) ** 0.6
@@ -53,8 +63,11 @@ def server(tmp_path):
   path = tmp_path / 'p.sqlite'
   with PreferenceStore(path) as s:
     s.add_scene('s0')
-    s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
-                         for i in range(6)], 'random')
+    s.add_actions(
+        's0',
+        [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]] for i in range(6)],
+        'random',
+    )
     s.add_pairs('s0', list(itertools.combinations(range(6), 2)))
   keys = auth.keys_for_store(path, ['inspector-1', 'inspector-2'])
   app = create_app(path, fake_render, keys, jh_png=fake_jh, votes_target=50)
@@ -86,7 +99,9 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
       page.wait_for_selector(ready, timeout=10_000)
       page.wait_for_function(
           "document.getElementById('progress-text').textContent"
-          ".startsWith('5 /')", timeout=10_000)
+          ".startsWith('5 /')",
+          timeout=10_000,
+      )
       assert 'saved: both bad' in page.inner_text('#status')
       # The page fits 1280x800 without scrolling.
       assert page.evaluate('document.documentElement.scrollHeight') <= 800
@@ -94,7 +109,8 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
       page.check('#jh-toggle')
       page.wait_for_function(
           "document.getElementById('jh-img').complete && "
-          "document.getElementById('jh-img').naturalWidth > 0")
+          "document.getElementById('jh-img').naturalWidth > 0"
+      )
       shot = tmp_path / 'ui.png'
       page.screenshot(path=str(shot))
       # The session cookie is out of the page script's reach (HttpOnly).
@@ -108,11 +124,15 @@ def test_vote_with_keys_in_chromium(server, tmp_path):
   with PreferenceStore(path) as s:
     votes = s.effective_votes()
   assert [(v.inspector, v.choice) for v in votes] == [
-      ('inspector-1', 'left'), ('inspector-1', 'right'),
-      ('inspector-1', 'equal'), ('inspector-1', 'both_bad'),
-      ('inspector-1', 'both_bad')]
-  assert all(v.shown_at is not None and v.answered_at >= v.shown_at
-             for v in votes)
+      ('inspector-1', 'left'),
+      ('inspector-1', 'right'),
+      ('inspector-1', 'equal'),
+      ('inspector-1', 'both_bad'),
+      ('inspector-1', 'both_bad'),
+  ]
+  assert all(
+      v.shown_at is not None and v.answered_at >= v.shown_at for v in votes
+  )
   assert len({v.pair_id for v in votes}) == 5
 
 
@@ -123,18 +143,25 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
   path = tmp_path / 'p.sqlite'
   with PreferenceStore(path) as s:
     s.add_scene('s0')
-    s.add_actions('s0', [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]]
-                         for i in range(4)], 'random')
+    s.add_actions(
+        's0',
+        [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]] for i in range(4)],
+        'random',
+    )
     s.add_pairs('s0', list(itertools.combinations(range(4), 2)))
   keys = auth.keys_for_store(path, ['inspector-1'])
-  presets = [('InVesalius: Bone + Skin', lambda s: fake_render(s, 7)),
-             ('Slicer: mine', lambda s: fake_render(s, 9))]
+  presets = [
+      ('InVesalius: Bone + Skin', lambda s: fake_render(s, 7)),
+      ('Slicer: mine', lambda s: fake_render(s, 9)),
+  ]
   app = create_app(path, fake_render, keys, jh_png=fake_jh, presets=presets)
   srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
   threading.Thread(target=srv.run, daemon=True).start()
   url = f'http://127.0.0.1:{srv.effective_port}'
-  loaded = ("document.getElementById('preset-img').complete && "
-            "document.getElementById('preset-img').naturalWidth > 0")
+  loaded = (
+      "document.getElementById('preset-img').complete && "
+      "document.getElementById('preset-img').naturalWidth > 0"
+  )
   try:
     with sync_api.sync_playwright() as p:
       browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -151,7 +178,9 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
         page.keyboard.press('ArrowLeft')  # a vote, not a preset change
         page.wait_for_function(
             "document.getElementById('progress-text').textContent"
-            ".startsWith('1 /')", timeout=10_000)
+            ".startsWith('1 /')",
+            timeout=10_000,
+        )
         assert page.inner_text('#preset-name') == 'Slicer: mine'
         page.keyboard.press('p')  # cycles: Slicer: mine -> none
         assert not page.is_visible('#preset-panel')
@@ -161,9 +190,9 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
         page.check('#jh-toggle')
         page.wait_for_function(
             "document.getElementById('jh-img').complete && "
-            "document.getElementById('jh-img').naturalWidth > 0")
-        assert page.is_visible('#preset-panel') and page.is_visible(
-            '#jh-panel')
+            "document.getElementById('jh-img').naturalWidth > 0"
+        )
+        assert page.is_visible('#preset-panel') and page.is_visible('#jh-panel')
         assert page.evaluate('document.documentElement.scrollHeight') <= 800
         assert page.evaluate('document.documentElement.scrollWidth') <= 1280
         for side in ('left', 'right'):  # the pair keeps its size

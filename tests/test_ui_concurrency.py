@@ -9,13 +9,13 @@ import http.client
 import itertools
 import json
 import os
+from pathlib import Path
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -50,9 +50,15 @@ def post(port, path, body, timeout=10.0):
   Signed in as the body's inspector."""
   conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
   try:
-    conn.request('POST', path, json.dumps(body),
-                 {'Content-Type': 'application/json',
-                  'Authorization': f'Bearer {TOKENS[body["inspector"]]}'})
+    conn.request(
+        'POST',
+        path,
+        json.dumps(body),
+        {
+            'Content-Type': 'application/json',
+            'Authorization': f'Bearer {TOKENS[body["inspector"]]}',
+        },
+    )
     r = conn.getresponse()
     return r.status, json.loads(r.read() or b'{}')
   finally:
@@ -71,9 +77,13 @@ def post_retrying(port, path, body, deadline):
 
 
 def start_server(script, store, port):
-  proc = subprocess.Popen([sys.executable, str(script), str(store), str(port)],
-                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = subprocess.Popen(
+      [sys.executable, str(script), str(store), str(port)],
+      cwd=REPO,
+      env=dict(os.environ, PYTHONPATH=str(REPO)),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+  )
   deadline = time.time() + 30
   while time.time() < deadline:
     try:
@@ -91,14 +101,21 @@ def client(port, inspector, acked, sent, errors, deadline):
   """One inspector: next + vote, VOTES times; records acknowledged votes."""
   try:
     for k in range(VOTES):
-      status, got = post_retrying(port, '/api/next', dict(inspector=inspector),
-                                  deadline)
+      status, got = post_retrying(
+          port, '/api/next', dict(inspector=inspector), deadline
+      )
       assert status == 200 and got['pair'], got
       p = got['pair']
-      body = dict(inspector=inspector, scene_id=p['scene_id'],
-                  pair_id=p['pair_id'], left_action=p['left_action'],
-                  right_action=p['right_action'], choice='left' if k % 3 else
-                  'equal', vote_id=f'{inspector}-{k:04d}-x', lease=p['lease'])
+      body = dict(
+          inspector=inspector,
+          scene_id=p['scene_id'],
+          pair_id=p['pair_id'],
+          left_action=p['left_action'],
+          right_action=p['right_action'],
+          choice='left' if k % 3 else 'equal',
+          vote_id=f'{inspector}-{k:04d}-x',
+          lease=p['lease'],
+      )
       sent.append(body['vote_id'])
       status, got = post_retrying(port, '/api/vote', body, deadline)
       assert status == 200, got
@@ -111,8 +128,11 @@ def test_votes_survive_sigkill_and_retries_are_idempotent(tmp_path):
   store_path = tmp_path / 'p.sqlite'
   with PreferenceStore(store_path) as s:
     s.add_scene('s0')
-    s.add_actions('s0', [[[0.1, 0.1], [0.4, 0.1], [0.2 + i / 200, 0.5]]
-                         for i in range(46)], 'random')
+    s.add_actions(
+        's0',
+        [[[0.1, 0.1], [0.4, 0.1], [0.2 + i / 200, 0.5]] for i in range(46)],
+        'random',
+    )
     s.add_pairs('s0', list(itertools.combinations(range(46), 2)))  # 1035
   keys = auth.keys_for_store(store_path, INSPECTORS)
   TOKENS.update({name: keys.token(name) for name in INSPECTORS})
@@ -122,8 +142,12 @@ def test_votes_survive_sigkill_and_retries_are_idempotent(tmp_path):
   proc = start_server(script, store_path, port)
   acked, sent, errors = [], [], []
   deadline = time.time() + 120
-  threads = [threading.Thread(target=client, args=(
-      port, name, acked, sent, errors, deadline)) for name in INSPECTORS]
+  threads = [
+      threading.Thread(
+          target=client, args=(port, name, acked, sent, errors, deadline)
+      )
+      for name in INSPECTORS
+  ]
   try:
     for t in threads:
       t.start()
@@ -143,10 +167,12 @@ def test_votes_survive_sigkill_and_retries_are_idempotent(tmp_path):
   assert len(acked) == CLIENTS * VOTES
   with PreferenceStore(store_path) as s:
     rows = s.conn.execute(
-        "SELECT session, event_id FROM votes WHERE kind = 'vote'").fetchall()
+        "SELECT session, event_id FROM votes WHERE kind = 'vote'"
+    ).fetchall()
     per_pair = s.conn.execute(
-        "SELECT max(n) FROM (SELECT count(*) AS n FROM votes WHERE kind = "
-        "'vote' GROUP BY inspector, pair_id)").fetchone()[0]
+        'SELECT max(n) FROM (SELECT count(*) AS n FROM votes WHERE kind = '
+        "'vote' GROUP BY inspector, pair_id)"
+    ).fetchone()[0]
   by_session = {}
   for session, event_id in rows:
     by_session.setdefault(session, []).append(event_id)

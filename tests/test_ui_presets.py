@@ -10,8 +10,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from rlhf_tf.export import slicer
-from rlhf_tf.export import tables
+from rlhf_tf.export import slicer, tables
 from rlhf_tf.jobs import collect
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences.store import PreferenceStore
@@ -33,8 +32,11 @@ def store_path(tmp_path):
   with PreferenceStore(path) as s:
     for scene in ('s0', 's1'):
       s.add_scene(scene)
-      s.add_actions(scene, [[[0.1 + i / 20, 0.1], [0.6, 0.1], [0.4, 0.7]]
-                            for i in range(3)], 'random')
+      s.add_actions(
+          scene,
+          [[[0.1 + i / 20, 0.1], [0.6, 0.1], [0.4, 0.7]] for i in range(3)],
+          'random',
+      )
       s.add_pairs(scene, list(itertools.combinations(range(3), 2)))
   return path
 
@@ -46,10 +48,18 @@ def test_preset_route_renders_each_preset_once_per_scene(store_path):
     def render(scene_id):
       calls.append((value, scene_id))
       return png(value)
+
     return render
 
-  app = create_app(store_path, lambda s, a: png(a), KEYS, presets=[
-      ('InVesalius: Bone + Skin', preset(10)), ('Slicer: mine', preset(20))])
+  app = create_app(
+      store_path,
+      lambda s, a: png(a),
+      KEYS,
+      presets=[
+          ('InVesalius: Bone + Skin', preset(10)),
+          ('Slicer: mine', preset(20)),
+      ],
+  )
   c = app.test_client()
   page = c.get('/').data.decode()
   assert 'id="preset-select"' in page and 'id="preset-panel"' in page
@@ -74,8 +84,12 @@ def test_no_presets_no_choice(store_path):
 
 
 def test_preset_renderer_returning_garbage_is_a_500(store_path):
-  c = create_app(store_path, lambda s, a: png(a), KEYS,
-                 presets=[('bad', lambda s: b'not a png')]).test_client()
+  c = create_app(
+      store_path,
+      lambda s, a: png(a),
+      KEYS,
+      presets=[('bad', lambda s: b'not a png')],
+  ).test_client()
   r = c.get('/preset/s0/0.png')
   assert r.status_code == 500 and 'PNG' in r.json['error']
 
@@ -83,11 +97,13 @@ def test_preset_renderer_returning_garbage_is_a_500(store_path):
 def _bone_vp_json(path, lo_hu):
   """A user's Slicer file: opaque white above lo_hu, every gradient."""
   tf = tables.SeparableTF(
-      scalar_opacity=np.array([[-1024.0, 0.0], [lo_hu, 0.0],
-                               [lo_hu + 1.0, 1.0], [4000.0, 1.0]]),
+      scalar_opacity=np.array(
+          [[-1024.0, 0.0], [lo_hu, 0.0], [lo_hu + 1.0, 1.0], [4000.0, 1.0]]
+      ),
       gradient_opacity=np.array([[0.0, 1.0], [1e4, 1.0]]),
       color=np.array([[-1024.0, 1.0, 1.0, 1.0], [4000.0, 1.0, 1.0, 1.0]]),
-      name=f'above {lo_hu:g} HU')
+      name=f'above {lo_hu:g} HU',
+  )
   return slicer.write_vp_json(str(path), tf)
 
 
@@ -95,30 +111,47 @@ def _invesalius_plist(folder):
   """A minimal InVesalius raycasting preset (window/level ramp, no CLUT)."""
   folder.mkdir()
   with open(folder / 'Ramp.plist', 'wb') as f:
-    plistlib.dump(dict(wl=400.0, ww=600.0, CLUT='No CLUT', name='Ramp',
-                       groupName='Bone CT', advancedCLUT=False,
-                       useShading=False), f)
+    plistlib.dump(
+        dict(
+            wl=400.0,
+            ww=600.0,
+            CLUT='No CLUT',
+            name='Ramp',
+            groupName='Bone CT',
+            advancedCLUT=False,
+            useShading=False,
+        ),
+        f,
+    )
   return folder
 
 
 def test_collect_renders_user_slicer_and_invesalius_presets(
-    tmp_path, smoke_config):
+    tmp_path, smoke_config
+):
   config = smoke_config('collect')
   config.reference_presets.invesalius_dir = str(
-      _invesalius_plist(tmp_path / 'inv'))
+      _invesalius_plist(tmp_path / 'inv')
+  )
   config.reference_presets.slicer_files = (
       _bone_vp_json(tmp_path / 'bone.vp.json', 300.0),
-      _bone_vp_json(tmp_path / 'all.vp.json', -1000.0))
+      _bone_vp_json(tmp_path / 'all.vp.json', -1000.0),
+  )
   store = dataset.open_store(config, str(tmp_path))
   try:
     scene = collect.dataset_scenes(config, store)
   finally:
     store.close()
   names = [name for name, _ in scene.presets]
-  assert names == ['InVesalius: Ramp', 'Slicer: above 300 HU',
-                   'Slicer: above -1000 HU']
-  images = [np.asarray(Image.open(io.BytesIO(render(scene.scene_ids[0]))))
-            for _, render in scene.presets]
+  assert names == [
+      'InVesalius: Ramp',
+      'Slicer: above 300 HU',
+      'Slicer: above -1000 HU',
+  ]
+  images = [
+      np.asarray(Image.open(io.BytesIO(render(scene.scene_ids[0]))))
+      for _, render in scene.presets
+  ]
   lit = [float((im[..., :3].max(-1) > 8).mean()) for im in images]
   # Every preset shows something; opaque above -1000 HU (skin) covers more
   # of the picture than opaque above 300 HU (bone only).
@@ -139,8 +172,10 @@ def test_collect_keeps_files_of_one_name_apart(tmp_path, smoke_config):
   finally:
     store.close()
   assert [n for n, _ in scenes.presets] == [
-      'Slicer: above 300 HU', 'Slicer: above 300 HU (2)',
-      'Slicer: above 300 HU (3)']
+      'Slicer: above 300 HU',
+      'Slicer: above 300 HU (2)',
+      'Slicer: above 300 HU (3)',
+  ]
 
 
 def test_collect_presets_can_be_turned_off(tmp_path, smoke_config):

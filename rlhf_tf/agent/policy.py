@@ -112,22 +112,34 @@ class PolicyValueNet(nn.Module):
       x = nn.avg_pool(x, (factor, factor), strides=(factor, factor))
     orth = nn.initializers.orthogonal
     for f in self.features:
-      x = nn.relu(nn.Conv(f, (3, 3), strides=(2, 2), padding='SAME',
-                          kernel_init=orth(math.sqrt(2.0)))(x))
+      x = nn.relu(
+          nn.Conv(
+              f,
+              (3, 3),
+              strides=(2, 2),
+              padding='SAME',
+              kernel_init=orth(math.sqrt(2.0)),
+          )(x)
+      )
     z = x.reshape((x.shape[0], -1))
-    dense = lambda f, scale, name: nn.Dense(f, kernel_init=orth(scale),
-                                            name=name)
+    dense = lambda f, scale, name: nn.Dense(
+        f, kernel_init=orth(scale), name=name
+    )
     a = nn.tanh(dense(self.hidden, math.sqrt(2.0), 'actor_0')(z))
     a = nn.tanh(dense(self.hidden, math.sqrt(2.0), 'actor_1')(a))
     mu = dense(self.action_dim, 0.01, 'mu')(a)
     # The critic reads the actor's features but does not train them: an
     # untrained value head (after BC) must not move the warm-started policy.
-    v = nn.tanh(dense(self.hidden, math.sqrt(2.0), 'critic_0')(
-        jax.lax.stop_gradient(z)))
+    v = nn.tanh(
+        dense(self.hidden, math.sqrt(2.0), 'critic_0')(jax.lax.stop_gradient(z))
+    )
     v = nn.tanh(dense(self.hidden, math.sqrt(2.0), 'critic_1')(v))
     value = dense(1, 1.0, 'value')(v)[:, 0]
-    log_std = self.param('log_std', nn.initializers.constant(self.init_log_std),
-                         (self.action_dim,))
+    log_std = self.param(
+        'log_std',
+        nn.initializers.constant(self.init_log_std),
+        (self.action_dim,),
+    )
     log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
     mu = mu.reshape(lead + (self.action_dim,))
     return mu, jnp.broadcast_to(log_std, mu.shape), value.reshape(lead)
@@ -136,10 +148,14 @@ class PolicyValueNet(nn.Module):
 def net_from_config(config: ml_collections.ConfigDict) -> PolicyValueNet:
   """Builds the module from ``default_config()``-style fields."""
   return PolicyValueNet(
-      n_vertices=config.n_vertices, pool_to=config.pool_to,
-      features=tuple(config.features), hidden=config.hidden,
-      init_log_std=config.init_log_std, log_std_min=config.log_std_min,
-      log_std_max=config.log_std_max)
+      n_vertices=config.n_vertices,
+      pool_to=config.pool_to,
+      features=tuple(config.features),
+      hidden=config.hidden,
+      init_log_std=config.init_log_std,
+      log_std_min=config.log_std_min,
+      log_std_max=config.log_std_max,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('net', 'bins'))
@@ -191,8 +207,9 @@ def gaussian_kl(mu_a, log_std_a, mu_b, log_std_b):
   """
   var_ratio = jnp.exp(2.0 * (log_std_a - log_std_b))
   mahal = ((mu_a - mu_b) * jnp.exp(-log_std_b)) ** 2
-  return jnp.sum(log_std_b - log_std_a + 0.5 * (var_ratio + mahal) - 0.5,
-                 axis=-1)
+  return jnp.sum(
+      log_std_b - log_std_a + 0.5 * (var_ratio + mahal) - 0.5, axis=-1
+  )
 
 
 def to_polygon(u, n_vertices: int):

@@ -70,15 +70,19 @@ class TrainState:
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                     optax.adam(config.lr, eps=1e-5))
+  return optax.chain(
+      optax.clip_by_global_norm(config.max_grad_norm),
+      optax.adam(config.lr, eps=1e-5),
+  )
 
 
 def init_state(config, key, params_init) -> TrainState:
-  return TrainState(params=params_init,
-                    opt_state=make_optimizer(config).init(params_init),
-                    key=jax.random.fold_in(key, _TRAIN),
-                    update=jnp.zeros((), jnp.int32))
+  return TrainState(
+      params=params_init,
+      opt_state=make_optimizer(config).init(params_init),
+      key=jax.random.fold_in(key, _TRAIN),
+      update=jnp.zeros((), jnp.int32),
+  )
 
 
 def make_chunk(config, reward_fn: Callable, num_updates: int, mesh=None):
@@ -95,12 +99,21 @@ def make_chunk(config, reward_fn: Callable, num_updates: int, mesh=None):
   def update_step(state: TrainState, jh, ref_params):
     k = jax.random.fold_in(state.key, state.update)
     batch, info = ppo_objective.rollout(
-        net, config, state.params, ref_params, jh, reward_fn,
-        jax.random.fold_in(k, _SAMPLE), mesh)
+        net,
+        config,
+        state.params,
+        ref_params,
+        jh,
+        reward_fn,
+        jax.random.fold_in(k, _SAMPLE),
+        mesh,
+    )
     total = batch.adv.shape[0]
     if total % config.num_minibatches:
-      raise ValueError(f'S * batch_per_scene = {total} is not divisible by '
-                       f'num_minibatches = {config.num_minibatches}')
+      raise ValueError(
+          f'S * batch_per_scene = {total} is not divisible by '
+          f'num_minibatches = {config.num_minibatches}'
+      )
     mb = total // config.num_minibatches
     k_shuffle = jax.random.fold_in(k, _SHUFFLE)
 
@@ -108,29 +121,48 @@ def make_chunk(config, reward_fn: Callable, num_updates: int, mesh=None):
       perm = jax.random.permutation(jax.random.fold_in(k_shuffle, e), total)
       mbs = jax.tree.map(
           lambda x: x[perm].reshape((config.num_minibatches, mb) + x.shape[1:]),
-          batch)
+          batch,
+      )
 
       def mb_step(carry, minibatch):
         params, opt_state = carry
-        (_, aux), grads = grad_fn(params, net, jh, minibatch, config.clip_eps,
-                                  config.vf_coef, config.ent_coef)
+        (_, aux), grads = grad_fn(
+            params,
+            net,
+            jh,
+            minibatch,
+            config.clip_eps,
+            config.vf_coef,
+            config.ent_coef,
+        )
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), aux
 
       return jax.lax.scan(mb_step, carry, mbs)
 
     (params, opt_state), aux = jax.lax.scan(
-        epoch, (state.params, state.opt_state),
-        jnp.arange(config.num_epochs))
+        epoch, (state.params, state.opt_state), jnp.arange(config.num_epochs)
+    )
     metrics = dict(info, **jax.tree.map(jnp.mean, aux))
     metrics['nonfinite_loss'] = ~jnp.all(jnp.isfinite(aux['total_loss']))
-    return TrainState(params=params, opt_state=opt_state, key=state.key,
-                      update=state.update + 1), metrics
+    return (
+        TrainState(
+            params=params,
+            opt_state=opt_state,
+            key=state.key,
+            update=state.update + 1,
+        ),
+        metrics,
+    )
 
   def chunk(state, jh, ref_params):
     jh = jnp.asarray(jh, jnp.float32)
-    return jax.lax.scan(lambda s, _: update_step(s, jh, ref_params), state,
-                        None, length=num_updates)
+    return jax.lax.scan(
+        lambda s, _: update_step(s, jh, ref_params),
+        state,
+        None,
+        length=num_updates,
+    )
 
   return chunk
 
@@ -168,17 +200,21 @@ def _mesh(mesh):
 def check_finite(metrics: Dict[str, Any], first_update: int = 0) -> None:
   """Raises FloatingPointError naming the first update with a non-finite
   reward or loss. metrics[...] arrays [..., U] (leading seed axes allowed)."""
-  for flag, what in (('nonfinite_reward', 'reward from reward_fn'),
-                     ('nonfinite_loss', 'PPO loss')):
+  for flag, what in (
+      ('nonfinite_reward', 'reward from reward_fn'),
+      ('nonfinite_loss', 'PPO loss'),
+  ):
     bad = np.asarray(metrics[flag]).reshape(-1, np.shape(metrics[flag])[-1])
     hits = np.flatnonzero(bad.any(axis=0))
     if hits.size:
-      raise FloatingPointError(f'PPO update {first_update + int(hits[0])}: '
-                               f'non-finite {what}')
+      raise FloatingPointError(
+          f'PPO update {first_update + int(hits[0])}: ' f'non-finite {what}'
+      )
 
 
-def train(config, key, jh, params_init, ref_params, reward_fn: Callable,
-          mesh=None):
+def train(
+    config, key, jh, params_init, ref_params, reward_fn: Callable, mesh=None
+):
   """Runs config.num_updates PPO updates as ONE jitted function.
 
   Vmappable over seeds: jax.vmap(train, in_axes=(None, 0, None, None, None,
@@ -199,9 +235,9 @@ def train(config, key, jh, params_init, ref_params, reward_fn: Callable,
   Returns:
     (final params, metrics dict of arrays [num_updates]).
   """
-  state, metrics = _jitted(_whole_run, _freeze(config), reward_fn,
-                           _mesh(mesh))(
-      key, jh, params_init, ref_params)
+  state, metrics = _jitted(_whole_run, _freeze(config), reward_fn, _mesh(mesh))(
+      key, jh, params_init, ref_params
+  )
   if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(metrics)):
     check_finite(metrics)
   return state.params, metrics
@@ -215,12 +251,14 @@ def _monitor(config, reward_fn, num: int):
   def evaluate(params, ref_params, jh, key):
     mu, log_std, _ = net.apply(params, jh)
     noise = jax.random.normal(key, (jh.shape[0], num, mu.shape[-1]))
-    sampled = policy_lib.to_polygon(mu[:, None] + jnp.exp(log_std)[:, None]
-                                    * noise, net.n_vertices)  # [S, K, n, 2]
+    sampled = policy_lib.to_polygon(
+        mu[:, None] + jnp.exp(log_std)[:, None] * noise, net.n_vertices
+    )  # [S, K, n, 2]
     modes = policy_lib.to_polygon(mu, net.n_vertices)  # [S, n, 2]
     both = jnp.concatenate([sampled, modes[:, None]], axis=1)
-    _, r_cons, _ = ppo_objective.combine_ensemble(jax.vmap(reward_fn)(jh, both),
-                                    config.ensemble_k)
+    _, r_cons, _ = ppo_objective.combine_ensemble(
+        jax.vmap(reward_fn)(jh, both), config.ensemble_k
+    )
     mu_ref, log_std_ref, _ = net.apply(ref_params, jh)
     kl = jnp.mean(policy_lib.gaussian_kl(mu, log_std, mu_ref, log_std_ref))
     return sampled, modes, r_cons[:, :num], r_cons[:, num], kl
@@ -228,10 +266,18 @@ def _monitor(config, reward_fn, num: int):
   return evaluate
 
 
-def train_with_monitor(config, key, jh, params_init, ref_params,
-                       reward_fn: Callable,
-                       gold_fn: Union[Callable, Sequence[Callable]],
-                       every: int, num_eval_samples: int = 8, mesh=None):
+def train_with_monitor(
+    config,
+    key,
+    jh,
+    params_init,
+    ref_params,
+    reward_fn: Callable,
+    gold_fn: Union[Callable, Sequence[Callable]],
+    every: int,
+    num_eval_samples: int = 8,
+    mesh=None,
+):
   """``train`` in chunks of ``every`` updates with a gold-score monitor.
 
   The state is carried between jitted chunks (same numbers as one long
@@ -258,22 +304,38 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
     raise ValueError(f'every must be >= 1, got {every}')
   evaluate = _jitted(_monitor, cfg, reward_fn, int(num_eval_samples))
   eval_key = jax.random.fold_in(key, _EVAL)
-  series = {k: [] for k in ('update', 'kl', 'sqrt_kl', 'proxy_reward',
-                            'proxy_reward_mode', 'gold_score',
-                            'gold_score_mode')}
+  series = {
+      k: []
+      for k in (
+          'update',
+          'kl',
+          'sqrt_kl',
+          'proxy_reward',
+          'proxy_reward_mode',
+          'gold_score',
+          'gold_score_mode',
+      )
+  }
 
   def record(params, step):
-    sampled, modes, proxy, proxy_mode, kl = jax.tree.map(np.asarray, evaluate(
-        params, ref_params, jh, jax.random.fold_in(eval_key, step)))
+    sampled, modes, proxy, proxy_mode, kl = jax.tree.map(
+        np.asarray,
+        evaluate(params, ref_params, jh, jax.random.fold_in(eval_key, step)),
+    )
     gold = [np.asarray(g(sampled[s]), np.float64) for s, g in enumerate(golds)]
-    gold_mode = [float(np.asarray(g(modes[s][None])).reshape(-1)[0])
-                 for s, g in enumerate(golds)]
-    for name, v in (('update', step), ('kl', float(kl)),
-                    ('sqrt_kl', math.sqrt(max(float(kl), 0.0))),
-                    ('proxy_reward', float(np.mean(proxy))),
-                    ('proxy_reward_mode', float(np.mean(proxy_mode))),
-                    ('gold_score', float(np.mean(gold))),
-                    ('gold_score_mode', float(np.mean(gold_mode)))):
+    gold_mode = [
+        float(np.asarray(g(modes[s][None])).reshape(-1)[0])
+        for s, g in enumerate(golds)
+    ]
+    for name, v in (
+        ('update', step),
+        ('kl', float(kl)),
+        ('sqrt_kl', math.sqrt(max(float(kl), 0.0))),
+        ('proxy_reward', float(np.mean(proxy))),
+        ('proxy_reward_mode', float(np.mean(proxy_mode))),
+        ('gold_score', float(np.mean(gold))),
+        ('gold_score_mode', float(np.mean(gold_mode))),
+    ):
       series[name].append(v)
 
   state = init_state(cfg, key, params_init)
@@ -282,7 +344,8 @@ def train_with_monitor(config, key, jh, params_init, ref_params,
   while done < cfg.num_updates:
     n = min(int(every), cfg.num_updates - done)
     state, metrics = _jitted(make_chunk, cfg, reward_fn, n, _mesh(mesh))(
-        state, jh, ref_params)
+        state, jh, ref_params
+    )
     check_finite(metrics, first_update=done)
     chunks.append(metrics)
     done += n

@@ -50,6 +50,7 @@ from rlhf_tf.devices import mesh as mesh_lib
 @flax.struct.dataclass
 class Batch:
   """One update's rollout, T = S * N samples (flattened scene-major)."""
+
   scene: jax.Array  # [T] int32 scene index
   u: jax.Array  # [T, D] Gaussian samples
   noise: jax.Array  # [T, D] standard normal draws, u = mu + sigma * noise
@@ -83,13 +84,21 @@ def score_rollout(reward_fn, jh, actions, mesh=None):
   if mesh_lib.data_size(mesh) == 1:
     return score(jh, actions)
   num = actions.shape[1]
-  padded = jnp.swapaxes(mesh_lib.pad_leading(
-      jnp.swapaxes(actions, 0, 1), mesh_lib.data_size(mesh)), 0, 1)
+  padded = jnp.swapaxes(
+      mesh_lib.pad_leading(
+          jnp.swapaxes(actions, 0, 1), mesh_lib.data_size(mesh)
+      ),
+      0,
+      1,
+  )
   out_ndim = jax.eval_shape(score, jh, actions).ndim
   r = jax.shard_map(
-      score, mesh=mesh, in_specs=(P(), P(None, mesh_lib.DATA)),
+      score,
+      mesh=mesh,
+      in_specs=(P(), P(None, mesh_lib.DATA)),
       out_specs=P(*([None] * (out_ndim - 1) + [mesh_lib.DATA])),
-      check_vma=False)(jh, padded)
+      check_vma=False,
+  )(jh, padded)
   return r[..., :num]
 
 
@@ -104,32 +113,45 @@ def rollout(net, config, params, ref_params, jh, reward_fn, key, mesh=None):
   mu, log_std, value = net.apply(params, jh)  # [S, D], [S, D], [S]
   noise = jax.random.normal(key, (s_count, n_act, mu.shape[-1]), mu.dtype)
   u = mu[:, None] + jnp.exp(log_std)[:, None] * noise  # [S, N, D]
-  r = score_rollout(reward_fn, jh, policy_lib.to_polygon(u, net.n_vertices),
-                    mesh)
+  r = score_rollout(
+      reward_fn, jh, policy_lib.to_polygon(u, net.n_vertices), mesh
+  )
   r = jnp.asarray(r, jnp.float32)
   r_mean, r_cons, r_std = combine_ensemble(r, config.ensemble_k)
   mu_ref, log_std_ref, _ = net.apply(ref_params, jh)
   logp_old = policy_lib.gaussian_log_prob(u, mu[:, None], log_std[:, None])
-  logp_ref = policy_lib.gaussian_log_prob(u, mu_ref[:, None],
-                                          log_std_ref[:, None])
+  logp_ref = policy_lib.gaussian_log_prob(
+      u, mu_ref[:, None], log_std_ref[:, None]
+  )
   kl_sample = logp_old - logp_ref  # [S, N]
   target = r_cons - config.kl_beta * kl_sample
   adv = target - value[:, None]
   if config.normalize_advantages:
     adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
   kl_exact = policy_lib.gaussian_kl(mu, log_std, mu_ref, log_std_ref)  # [S]
-  scene = jnp.broadcast_to(jnp.arange(s_count, dtype=jnp.int32)[:, None],
-                           (s_count, n_act))
+  scene = jnp.broadcast_to(
+      jnp.arange(s_count, dtype=jnp.int32)[:, None], (s_count, n_act)
+  )
   flat = lambda x: x.reshape((s_count * n_act,) + x.shape[2:])
-  batch = Batch(scene=flat(scene), u=flat(u), noise=flat(noise),
-                logp_old=flat(logp_old), target=flat(target), adv=flat(adv))
+  batch = Batch(
+      scene=flat(scene),
+      u=flat(u),
+      noise=flat(noise),
+      logp_old=flat(logp_old),
+      target=flat(target),
+      adv=flat(adv),
+  )
   info = {
-      'reward': jnp.mean(r_mean), 'reward_used': jnp.mean(r_cons),
-      'reward_std': jnp.mean(r_std), 'shaped_reward': jnp.mean(target),
-      'kl': jnp.mean(kl_sample), 'kl_exact': jnp.mean(kl_exact),
+      'reward': jnp.mean(r_mean),
+      'reward_used': jnp.mean(r_cons),
+      'reward_std': jnp.mean(r_std),
+      'shaped_reward': jnp.mean(target),
+      'kl': jnp.mean(kl_sample),
+      'kl_exact': jnp.mean(kl_exact),
       'sqrt_kl': jnp.sqrt(jnp.maximum(jnp.mean(kl_exact), 0.0)),
       'entropy': jnp.mean(policy_lib.squashed_entropy(mu, log_std, noise)),
-      'log_std': jnp.mean(log_std), 'value': jnp.mean(value),
+      'log_std': jnp.mean(log_std),
+      'value': jnp.mean(value),
       'mode': policy_lib.to_polygon(mu, net.n_vertices),
       'nonfinite_reward': ~jnp.all(jnp.isfinite(r)),
   }
@@ -139,20 +161,25 @@ def rollout(net, config, params, ref_params, jh, reward_fn, key, mesh=None):
 def ppo_loss(params, net, jh, batch: Batch, clip_eps, vf_coef, ent_coef):
   """Clipped PPO loss on a minibatch (module docstring). -> (loss, aux)."""
   mu, log_std, value = net.apply(params, jh)  # all S scenes, then gather
-  mu, log_std, value = mu[batch.scene], log_std[batch.scene], value[
-      batch.scene]
+  mu, log_std, value = mu[batch.scene], log_std[batch.scene], value[batch.scene]
   logp = policy_lib.gaussian_log_prob(batch.u, mu, log_std)
   log_ratio = logp - batch.logp_old
   ratio = jnp.exp(log_ratio)
   clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
   policy_loss = -jnp.mean(jnp.minimum(ratio * batch.adv, clipped * batch.adv))
   value_loss = 0.5 * jnp.mean((value - batch.target) ** 2)
-  entropy = jnp.mean(policy_lib.squashed_entropy(mu, log_std,
-                                                 batch.noise[:, None]))
+  entropy = jnp.mean(
+      policy_lib.squashed_entropy(mu, log_std, batch.noise[:, None])
+  )
   total = policy_loss + vf_coef * value_loss - ent_coef * entropy
-  aux = {'total_loss': total, 'policy_loss': policy_loss,
-         'value_loss': value_loss, 'entropy_bonus': entropy,
-         'clip_frac': jnp.mean((jnp.abs(ratio - 1.0) > clip_eps)
-                               .astype(jnp.float32)),
-         'approx_kl': jnp.mean((ratio - 1.0) - log_ratio)}
+  aux = {
+      'total_loss': total,
+      'policy_loss': policy_loss,
+      'value_loss': value_loss,
+      'entropy_bonus': entropy,
+      'clip_frac': jnp.mean(
+          (jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)
+      ),
+      'approx_kl': jnp.mean((ratio - 1.0) - log_ratio),
+  }
   return total, aux

@@ -88,13 +88,15 @@ def _fit(params, jh, u_expert, lr, learn_std, *, net, num_steps: int):
     updates, opt_state = tx.update(grads, opt_state, p)
     return (optax.apply_updates(p, updates), opt_state), metrics
 
-  (params, _), metrics = jax.lax.scan(step, (params, tx.init(params)), None,
-                                      length=num_steps)
+  (params, _), metrics = jax.lax.scan(
+      step, (params, tx.init(params)), None, length=num_steps
+  )
   return params, metrics
 
 
-def behaviour_clone(config: ml_collections.ConfigDict, net, params, jh,
-                    experts) -> Tuple[dict, Dict[str, np.ndarray]]:
+def behaviour_clone(
+    config: ml_collections.ConfigDict, net, params, jh, experts
+) -> Tuple[dict, Dict[str, np.ndarray]]:
   """Fits the policy to expert polygons.
 
   Args:
@@ -115,18 +117,29 @@ def behaviour_clone(config: ml_collections.ConfigDict, net, params, jh,
   jh = jnp.asarray(jh, jnp.float32)
   experts = jnp.asarray(experts, jnp.float32)
   if jh.ndim != 3 or experts.ndim != 4 or experts.shape[0] != jh.shape[0]:
-    raise ValueError(f'need jh [S, B, B] and experts [S, E, n, 2], got '
-                     f'{jh.shape} and {experts.shape}')
+    raise ValueError(
+        f'need jh [S, B, B] and experts [S, E, n, 2], got '
+        f'{jh.shape} and {experts.shape}'
+    )
   if experts.shape[-2:] != (net.n_vertices, 2):
-    raise ValueError(f'experts have {experts.shape[-2]} vertices, the net '
-                     f'{net.n_vertices}')
+    raise ValueError(
+        f'experts have {experts.shape[-2]} vertices, the net '
+        f'{net.n_vertices}'
+    )
   u_expert = policy_lib.to_unconstrained(experts, config.clip_eps)
-  params, metrics = _fit(params, jh, u_expert, jnp.float32(config.lr),
-                         jnp.bool_(config.learn_std), net=net,
-                         num_steps=int(config.num_steps))
+  params, metrics = _fit(
+      params,
+      jh,
+      u_expert,
+      jnp.float32(config.lr),
+      jnp.bool_(config.learn_std),
+      net=net,
+      num_steps=int(config.num_steps),
+  )
   history = jax.tree.map(np.asarray, metrics)
   bad = np.flatnonzero(~np.isfinite(history['nll']))
   if bad.size:
-    raise FloatingPointError(f'behaviour cloning: non-finite NLL at step '
-                             f'{int(bad[0])}')
+    raise FloatingPointError(
+        f'behaviour cloning: non-finite NLL at step ' f'{int(bad[0])}'
+    )
   return params, history

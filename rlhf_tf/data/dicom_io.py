@@ -26,9 +26,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
+import warnings
 
 import numpy as np
 import pydicom
@@ -36,7 +36,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import UID
 
-from rlhf_tf.data.volume import AXIAL, Volume, VolumeError, make_volume
+from rlhf_tf.data.volume import AXIAL, make_volume, Volume, VolumeError
 from rlhf_tf.input_error import InputError
 
 PathsLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -64,6 +64,7 @@ class DicomSeriesError(InputError):
 @dataclasses.dataclass(frozen=True)
 class _Frame:
   """The header facts of one 2D frame (a single-frame file or one frame)."""
+
   path: Path
   frame_index: int  # index into the file's frames
   n_frames: int  # frames in the file
@@ -100,13 +101,20 @@ def slice_normal(orientation: Sequence[float]) -> np.ndarray:
   """
   cosines = np.asarray(orientation, np.float64).reshape(-1)
   if cosines.shape != (6,) or not np.all(np.isfinite(cosines)):
-    raise ValueError(f'orientation needs 6 finite direction cosines, got '
-                     f'{cosines.tolist()}')
+    raise ValueError(
+        f'orientation needs 6 finite direction cosines, got '
+        f'{cosines.tolist()}'
+    )
   row, col = cosines[:3], cosines[3:]
-  if (abs(np.linalg.norm(row) - 1) > 1e-3 or
-      abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3):
-    raise ValueError(f'orientation {cosines.tolist()} is not two orthonormal '
-                     f'direction cosines')
+  if (
+      abs(np.linalg.norm(row) - 1) > 1e-3
+      or abs(np.linalg.norm(col) - 1) > 1e-3
+      or abs(row @ col) > 1e-3
+  ):
+    raise ValueError(
+        f'orientation {cosines.tolist()} is not two orthonormal '
+        f'direction cosines'
+    )
   normal = np.cross(row, col)
   return normal / np.linalg.norm(normal)
 
@@ -126,7 +134,8 @@ def _group_value(ds, per_frame, i, sequence, keyword, top_level=True):
   if per_frame is not None:
     candidates.append(per_frame[i])
   if 'SharedFunctionalGroupsSequence' in ds and len(
-      ds.SharedFunctionalGroupsSequence):
+      ds.SharedFunctionalGroupsSequence
+  ):
     candidates.append(ds.SharedFunctionalGroupsSequence[0])
   for groups in candidates:
     if sequence in groups and len(groups[sequence].value):
@@ -144,8 +153,9 @@ def _floats(value, count, label, keyword):
   except (TypeError, ValueError) as err:
     raise DicomSeriesError(f'{label}: unreadable {keyword} {value!r}') from err
   if len(floats) != count or not all(np.isfinite(floats)):
-    raise DicomSeriesError(f'{label}: {keyword} needs {count} finite '
-                           f'numbers, got {value!r}')
+    raise DicomSeriesError(
+        f'{label}: {keyword} needs {count} finite ' f'numbers, got {value!r}'
+    )
   return floats if count > 1 else floats[0]
 
 
@@ -156,8 +166,9 @@ def _int(value, label, keyword, default=None) -> Optional[int]:
   try:
     number = float(value)
   except (TypeError, ValueError) as err:
-    raise DicomSeriesError(f'{label}: unreadable {keyword} {value!r} (an '
-                           f'integer expected)') from err
+    raise DicomSeriesError(
+        f'{label}: unreadable {keyword} {value!r} (an ' f'integer expected)'
+    ) from err
   if not number.is_integer():
     raise DicomSeriesError(f'{label}: {keyword} {value!r} is not an integer')
   return int(number)
@@ -172,8 +183,9 @@ def _frames_of(path: Path, ds) -> list:
   except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
     # pydicom converts values lazily, so a malformed element (a bad VR, a
     # value that does not parse) only fails here, on first access.
-    raise DicomSeriesError(f'{path}: malformed DICOM header: '
-                           f'{type(err).__name__}: {err}') from err
+    raise DicomSeriesError(
+        f'{path}: malformed DICOM header: ' f'{type(err).__name__}: {err}'
+    ) from err
 
 
 def _grid_frame_offsets(path: Path, ds, n_frames: int) -> Optional[dict]:
@@ -186,32 +198,39 @@ def _grid_frame_offsets(path: Path, ds, n_frames: int) -> Optional[dict]:
     return None
   mm = _floats(value, n_frames, str(path), 'GridFrameOffsetVector')
   try:
-    normal = slice_normal(_floats(orientation, 6, str(path),
-                                  'ImageOrientationPatient'))
+    normal = slice_normal(
+        _floats(orientation, 6, str(path), 'ImageOrientationPatient')
+    )
   except ValueError as err:
     raise DicomSeriesError(f'{path}: {err}') from err
-  return dict(mm=mm, normal=normal,
-              origin=_floats(origin, 3, str(path), 'ImagePositionPatient'))
+  return dict(
+      mm=mm,
+      normal=normal,
+      origin=_floats(origin, 3, str(path), 'ImagePositionPatient'),
+  )
 
 
 def _parse_frames(path: Path, ds) -> list:
   """One _Frame per frame of the file, geometry from the right place."""
-  n_frames = _int(_value(ds, 'NumberOfFrames'), str(path), 'NumberOfFrames',
-                  1)
+  n_frames = _int(_value(ds, 'NumberOfFrames'), str(path), 'NumberOfFrames', 1)
   if n_frames < 1:
     raise DicomSeriesError(f'{path}: NumberOfFrames is {n_frames}, needs >= 1')
   per_frame = ds.get('PerFrameFunctionalGroupsSequence')
   if per_frame is not None and len(per_frame) != n_frames:
-    raise DicomSeriesError(f'{path}: PerFrameFunctionalGroupsSequence has '
-                           f'{len(per_frame)} items for {n_frames} frames')
+    raise DicomSeriesError(
+        f'{path}: PerFrameFunctionalGroupsSequence has '
+        f'{len(per_frame)} items for {n_frames} frames'
+    )
   if 'Rows' not in ds or 'Columns' not in ds:
     raise DicomSeriesError(f'{path}: missing Rows/Columns')
   instance = _int(_value(ds, 'InstanceNumber'), str(path), 'InstanceNumber')
   rows = _int(_value(ds, 'Rows'), str(path), 'Rows', 0)
   cols = _int(_value(ds, 'Columns'), str(path), 'Columns', 0)
   if rows < 1 or cols < 1:
-    raise DicomSeriesError(f'{path}: Rows x Columns is {rows} x {cols}, an '
-                           f'image needs at least 1 x 1')
+    raise DicomSeriesError(
+        f'{path}: Rows x Columns is {rows} x {cols}, an '
+        f'image needs at least 1 x 1'
+    )
   offsets = _grid_frame_offsets(path, ds, n_frames)
   frames = []
   for i in range(n_frames):
@@ -219,18 +238,26 @@ def _parse_frames(path: Path, ds) -> list:
 
     def get(seq, kw, top=True, i=i):
       return _group_value(ds, per_frame, i, seq, kw, top)
+
     # A multi-frame file's top-level position can only describe frame 1,
     # unless a GridFrameOffsetVector (RT dose) places the others from it.
-    position = get('PlanePositionSequence', 'ImagePositionPatient',
-                   n_frames == 1)
+    position = get(
+        'PlanePositionSequence', 'ImagePositionPatient', n_frames == 1
+    )
     if position is None and offsets is not None:
-      position = tuple(float(c) for c in
-                       np.asarray(offsets['origin']) + offsets['normal'] *
-                       (offsets['mm'][i] - offsets['mm'][0]))
-    thickness = (get('PixelMeasuresSequence', 'SpacingBetweenSlices') or
-                 get('PixelMeasuresSequence', 'SliceThickness'))
-    stack_index = _int(get('FrameContentSequence', 'InStackPositionNumber',
-                           False), label, 'InStackPositionNumber')
+      position = tuple(
+          float(c)
+          for c in np.asarray(offsets['origin'])
+          + offsets['normal'] * (offsets['mm'][i] - offsets['mm'][0])
+      )
+    thickness = get('PixelMeasuresSequence', 'SpacingBetweenSlices') or get(
+        'PixelMeasuresSequence', 'SliceThickness'
+    )
+    stack_index = _int(
+        get('FrameContentSequence', 'InStackPositionNumber', False),
+        label,
+        'InStackPositionNumber',
+    )
     order_key = None
     if n_frames > 1:
       order_key = (instance or 0, stack_index or i + 1)
@@ -238,20 +265,36 @@ def _parse_frames(path: Path, ds) -> list:
       order_key = (instance, 0)
     slope = get('PixelValueTransformationSequence', 'RescaleSlope')
     intercept = get('PixelValueTransformationSequence', 'RescaleIntercept')
-    frames.append(_Frame(
-        path=path, frame_index=i, n_frames=n_frames, rows=rows, cols=cols,
-        pixel_spacing=_floats(get('PixelMeasuresSequence', 'PixelSpacing'),
-                              2, label, 'PixelSpacing'),
-        orientation=_floats(get('PlaneOrientationSequence',
-                                'ImageOrientationPatient'), 6, label,
-                            'ImageOrientationPatient'),
-        position=_floats(position, 3, label, 'ImagePositionPatient'),
-        order_key=order_key,
-        slope=1.0 if slope is None else _floats(slope, 1, label,
-                                                'RescaleSlope'),
-        intercept=0.0 if intercept is None else _floats(
-            intercept, 1, label, 'RescaleIntercept'),
-        thickness=_floats(thickness, 1, label, 'SliceThickness')))
+    frames.append(
+        _Frame(
+            path=path,
+            frame_index=i,
+            n_frames=n_frames,
+            rows=rows,
+            cols=cols,
+            pixel_spacing=_floats(
+                get('PixelMeasuresSequence', 'PixelSpacing'),
+                2,
+                label,
+                'PixelSpacing',
+            ),
+            orientation=_floats(
+                get('PlaneOrientationSequence', 'ImageOrientationPatient'),
+                6,
+                label,
+                'ImageOrientationPatient',
+            ),
+            position=_floats(position, 3, label, 'ImagePositionPatient'),
+            order_key=order_key,
+            slope=1.0
+            if slope is None
+            else _floats(slope, 1, label, 'RescaleSlope'),
+            intercept=0.0
+            if intercept is None
+            else _floats(intercept, 1, label, 'RescaleIntercept'),
+            thickness=_floats(thickness, 1, label, 'SliceThickness'),
+        )
+    )
   return frames
 
 
@@ -267,18 +310,25 @@ def _check_consistent(frames) -> None:
     if (frame.rows, frame.cols) != (ref.rows, ref.cols):
       raise DicomSeriesError(
           f'{frame.label}: inconsistent Rows x Columns {frame.rows} x '
-          f'{frame.cols}, {ref.label} has {ref.rows} x {ref.cols}')
-    if not np.allclose(frame.pixel_spacing, ref.pixel_spacing, rtol=0,
-                       atol=_SPACING_TOL_MM):
+          f'{frame.cols}, {ref.label} has {ref.rows} x {ref.cols}'
+      )
+    if not np.allclose(
+        frame.pixel_spacing, ref.pixel_spacing, rtol=0, atol=_SPACING_TOL_MM
+    ):
       raise DicomSeriesError(
           f'{frame.label}: inconsistent PixelSpacing {frame.pixel_spacing}, '
-          f'{ref.label} has {ref.pixel_spacing}')
+          f'{ref.label} has {ref.pixel_spacing}'
+      )
     if (frame.orientation is None) != (ref.orientation is None) or (
-        frame.orientation is not None and not np.allclose(
-            frame.orientation, ref.orientation, rtol=0, atol=_COSINE_TOL)):
+        frame.orientation is not None
+        and not np.allclose(
+            frame.orientation, ref.orientation, rtol=0, atol=_COSINE_TOL
+        )
+    ):
       raise DicomSeriesError(
           f'{frame.label}: inconsistent orientation (ImageOrientationPatient)'
-          f' {frame.orientation}, {ref.label} has {ref.orientation}')
+          f' {frame.orientation}, {ref.label} has {ref.orientation}'
+      )
 
 
 def _sort_by_position(frames, normal):
@@ -298,19 +348,24 @@ def _sort_by_position(frames, normal):
     i = int(same[0])
     raise DicomSeriesError(
         f'duplicated slice: {frames[i].label} and {frames[i + 1].label} are '
-        f'both at {along[i]:.4f} mm along the slice normal')
+        f'both at {along[i]:.4f} mm along the slice normal'
+    )
   uneven = np.flatnonzero(np.abs(steps - step) > tol)
   if uneven.size:
     i = int(uneven[0])
     raise DicomSeriesError(
         f'missing slice(s) or uneven spacing: {steps[i]:.4f} mm between '
         f'{frames[i].label} and {frames[i + 1].label}, while the series '
-        f'steps {step:.4f} mm (tolerance {tol:.4f} mm)')
+        f'steps {step:.4f} mm (tolerance {tol:.4f} mm)'
+    )
   drift = positions - positions[0] - np.outer(along - along[0], normal)
   if np.abs(drift).max() > tol:
-    warnings.warn(f'{frames[0].label}: slices are not stacked along the '
-                  f'slice normal (gantry tilt?), in-plane drift up to '
-                  f'{np.abs(drift).max():.3f} mm is ignored', stacklevel=4)
+    warnings.warn(
+        f'{frames[0].label}: slices are not stacked along the '
+        f'slice normal (gantry tilt?), in-plane drift up to '
+        f'{np.abs(drift).max():.3f} mm is ignored',
+        stacklevel=4,
+    )
   spacing = (along[-1] - along[0]) / (len(frames) - 1)
   return frames, float(spacing), positions[0]
 
@@ -318,28 +373,37 @@ def _sort_by_position(frames, normal):
 def _fallback_spacing(frames) -> float:
   if frames[0].thickness is not None and frames[0].thickness > 0:
     return float(frames[0].thickness)
-  warnings.warn(f'{frames[0].label}: no slice spacing known (single slice '
-                f'or no positions, no SpacingBetweenSlices/SliceThickness); '
-                f'using 1 mm', stacklevel=5)
+  warnings.warn(
+      f'{frames[0].label}: no slice spacing known (single slice '
+      f'or no positions, no SpacingBetweenSlices/SliceThickness); '
+      f'using 1 mm',
+      stacklevel=5,
+  )
   return 1.0
 
 
 def _sort_by_instance(frames):
   """InstanceNumber order when positions are missing."""
   missing = [f for f in frames if f.position is None]
-  warnings.warn(f'{len(missing)} frame(s) lack ImagePositionPatient (e.g. '
-                f'{missing[0].label}): sorting by InstanceNumber, slice '
-                f'spacing from SpacingBetweenSlices/SliceThickness',
-                stacklevel=4)
+  warnings.warn(
+      f'{len(missing)} frame(s) lack ImagePositionPatient (e.g. '
+      f'{missing[0].label}): sorting by InstanceNumber, slice '
+      f'spacing from SpacingBetweenSlices/SliceThickness',
+      stacklevel=4,
+  )
   for frame in frames:
     if frame.order_key is None:
-      raise DicomSeriesError(f'{frame.label}: neither ImagePositionPatient '
-                             f'nor InstanceNumber, cannot order the slice')
+      raise DicomSeriesError(
+          f'{frame.label}: neither ImagePositionPatient '
+          f'nor InstanceNumber, cannot order the slice'
+      )
   frames = sorted(frames, key=lambda f: f.order_key)
   for a, b in zip(frames, frames[1:]):
     if a.order_key == b.order_key:
-      raise DicomSeriesError(f'duplicated slice: {a.label} and {b.label} '
-                             f'have the same InstanceNumber {a.order_key[0]}')
+      raise DicomSeriesError(
+          f'duplicated slice: {a.label} and {b.label} '
+          f'have the same InstanceNumber {a.order_key[0]}'
+      )
   origin = frames[0].position or (0.0, 0.0, 0.0)
   return frames, _fallback_spacing(frames), np.asarray(origin, np.float64)
 
@@ -347,8 +411,10 @@ def _sort_by_instance(frames):
 def _sort_frames(frames) -> _Stack:
   orientation = frames[0].orientation
   if orientation is None:
-    warnings.warn(f'{frames[0].label}: no ImageOrientationPatient, assuming '
-                  f'axial', stacklevel=3)
+    warnings.warn(
+        f'{frames[0].label}: no ImageOrientationPatient, assuming ' f'axial',
+        stacklevel=3,
+    )
     orientation = AXIAL
   try:
     normal = slice_normal(orientation)
@@ -388,8 +454,10 @@ def _found(path: Path, ds: pydicom.Dataset) -> str:
   sop = meta.get('MediaStorageSOPClassUID') if meta is not None else None
   kind = UID(str(sop)).name if sop else 'no SOP class in its file meta'
   last = f', the last is {list(ds.keys())[-1]}' if len(ds) else ''
-  return (f'{kind}; {len(ds)} top-level element(s){last}; '
-          f'{path.stat().st_size} bytes')
+  return (
+      f'{kind}; {len(ds)} top-level element(s){last}; '
+      f'{path.stat().st_size} bytes'
+  )
 
 
 def series_header(path: Path, defer_size: int = _DEFER_SIZE):
@@ -408,25 +476,34 @@ def series_header(path: Path, defer_size: int = _DEFER_SIZE):
     ds = pydicom.dcmread(path, defer_size=defer_size, force=False)
   except InvalidDicomError as err:
     if path.suffix.lower() in ('.dcm', '.dicom'):
-      raise DicomSeriesError(f'{path}: named like a DICOM file but not '
-                             f'readable as one (truncated, or not DICOM): '
-                             f'{err}') from err
+      raise DicomSeriesError(
+          f'{path}: named like a DICOM file but not '
+          f'readable as one (truncated, or not DICOM): '
+          f'{err}'
+      ) from err
     return None, f'not a DICOM file ({err})'
   except Exception as err:  # truncated or corrupt: never skip silently
-    raise DicomSeriesError(f'{path}: unreadable DICOM file: '
-                           f'{type(err).__name__}: {err}') from err
+    raise DicomSeriesError(
+        f'{path}: unreadable DICOM file: ' f'{type(err).__name__}: {err}'
+    ) from err
   if 'SeriesInstanceUID' in ds:
     return ds, None
   meta = getattr(ds, 'file_meta', None)
   sop = str(meta.get('MediaStorageSOPClassUID', '')) if meta is not None else ''
-  if (sop == _DICOMDIR_SOP_CLASS or 'DirectoryRecordSequence' in ds or
-      path.name.upper() == 'DICOMDIR'):
-    return None, ('a DICOMDIR (an index of files without '
-                  'SeriesInstanceUID, not an image)')
+  if (
+      sop == _DICOMDIR_SOP_CLASS
+      or 'DirectoryRecordSequence' in ds
+      or path.name.upper() == 'DICOMDIR'
+  ):
+    return None, (
+        'a DICOMDIR (an index of files without '
+        'SeriesInstanceUID, not an image)'
+    )
   raise DicomSeriesError(
       f'{path}: DICOM file without SeriesInstanceUID, so it belongs to no '
       f'series: cut short inside its header, or not an image (found: '
-      f'{_found(path, ds)})')
+      f'{_found(path, ds)})'
+  )
 
 
 def _read_header(path: Path) -> Optional[pydicom.Dataset]:
@@ -467,45 +544,60 @@ def _choose_series(headers, series_uid: Optional[str], where: str):
     groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
   if series_uid is not None:
     if series_uid not in groups:
-      raise DicomSeriesError(f'{where}: series {series_uid} not found; '
-                             f'available series:\n{_describe_series(groups)}')
+      raise DicomSeriesError(
+          f'{where}: series {series_uid} not found; '
+          f'available series:\n{_describe_series(groups)}'
+      )
     return groups[series_uid]
   if len(groups) > 1:
     # Structure sets, reports etc. sharing the folder are not candidates.
-    images = [uid for uid, members in groups.items()
-              if any('PixelData' in ds for _, ds in members)]
+    images = [
+        uid
+        for uid, members in groups.items()
+        if any('PixelData' in ds for _, ds in members)
+    ]
     if len(images) == 1:
-      warnings.warn(f'{where}: reading the only image series {images[0]}, '
-                    f'ignoring {len(groups) - 1} series without pixel data',
-                    stacklevel=3)
+      warnings.warn(
+          f'{where}: reading the only image series {images[0]}, '
+          f'ignoring {len(groups) - 1} series without pixel data',
+          stacklevel=3,
+      )
       return groups[images[0]]
     raise DicomSeriesError(
         f'{where}: {len(groups)} series found, pass series_uid= to choose '
-        f'one:\n{_describe_series(groups)}')
+        f'one:\n{_describe_series(groups)}'
+    )
   return next(iter(groups.values()))
 
 
 def _check_pixels_readable(path: Path, ds: pydicom.Dataset) -> None:
   """Fails early, naming the file, on absent or undecodable pixel data."""
   if 'PixelData' not in ds:
-    raise DicomSeriesError(f'{path}: missing PixelData (7FE0,0010): cut short '
-                           f'before its pixels, or not an image (found: '
-                           f'{_found(path, ds)})')
+    raise DicomSeriesError(
+        f'{path}: missing PixelData (7FE0,0010): cut short '
+        f'before its pixels, or not an image (found: '
+        f'{_found(path, ds)})'
+    )
   if int(ds.get('SamplesPerPixel', 1)) != 1:
-    raise DicomSeriesError(f'{path}: SamplesPerPixel '
-                           f'{ds.SamplesPerPixel} (colour image), CT needs 1')
+    raise DicomSeriesError(
+        f'{path}: SamplesPerPixel '
+        f'{ds.SamplesPerPixel} (colour image), CT needs 1'
+    )
   syntax = UID(ds.file_meta.get('TransferSyntaxUID', '1.2.840.10008.1.2'))
   try:
     decoder = get_decoder(syntax)
   except NotImplementedError as err:
-    raise DicomSeriesError(f'{path}: unsupported transfer syntax '
-                           f'{syntax.name} ({syntax}): {err}') from err
+    raise DicomSeriesError(
+        f'{path}: unsupported transfer syntax '
+        f'{syntax.name} ({syntax}): {err}'
+    ) from err
   if not decoder.is_available:
     needs = '; '.join(decoder.missing_dependencies) or 'a pydicom plugin'
     raise DicomSeriesError(
         f'{path}: pixel data compressed with {syntax.name} ({syntax}) cannot '
         f'be decoded, no pydicom decoder plugin installed; install one of: '
-        f'{needs}')
+        f'{needs}'
+    )
 
 
 def _decode(path: Path, ds: pydicom.Dataset, n_frames: int) -> np.ndarray:
@@ -515,8 +607,10 @@ def _decode(path: Path, ds: pydicom.Dataset, n_frames: int) -> np.ndarray:
     pixels = pixel_array(ds)
   except Exception as err:  # pydicom raises many types; all mean unreadable.
     syntax = UID(ds.file_meta.get('TransferSyntaxUID', '1.2.840.10008.1.2'))
-    raise DicomSeriesError(f'{path}: cannot decode pixel data (transfer '
-                           f'syntax {syntax.name}, {syntax}): {err}') from err
+    raise DicomSeriesError(
+        f'{path}: cannot decode pixel data (transfer '
+        f'syntax {syntax.name}, {syntax}): {err}'
+    ) from err
   del ds.PixelData  # the encoded bytes are not needed any more
   return pixels.reshape((n_frames,) + pixels.shape[-2:])
 
@@ -532,8 +626,10 @@ def _load_hu(frames: Sequence[_Frame], datasets: dict) -> np.ndarray:
     ds = datasets[path]
     stored = _decode(path, ds, members[0][1].n_frames)
     if stored.shape[1:] != (rows, cols):
-      raise DicomSeriesError(f'{path}: decoded pixels are {stored.shape[1:]}, '
-                             f'header says Rows x Columns = {rows} x {cols}')
+      raise DicomSeriesError(
+          f'{path}: decoded pixels are {stored.shape[1:]}, '
+          f'header says Rows x Columns = {rows} x {cols}'
+      )
     for z, frame in members:
       # float64 keeps slope x stored + intercept exact before the one rounding
       # to float32 (the writer relies on this for bitwise round trips).
@@ -546,7 +642,8 @@ def _load_hu(frames: Sequence[_Frame], datasets: dict) -> np.ndarray:
       if not np.isfinite(hu[z]).all():
         raise DicomSeriesError(
             f'{frame.label}: rescaled values overflow float32 (RescaleSlope '
-            f'{frame.slope:g}, RescaleIntercept {frame.intercept:g})')
+            f'{frame.slope:g}, RescaleIntercept {frame.intercept:g})'
+        )
     del stored
   return hu
 
@@ -561,16 +658,23 @@ def _check_modality(members, allow_non_ct: bool) -> str:
     raise DicomSeriesError(
         f'{path}: Modality {modality}, not CT: its values are not Hounsfield '
         f'units (and e.g. RT dose frames are not slices); set '
-        f'volume.allow_non_ct=True (allow_non_ct=True) to load it anyway')
-  warnings.warn(f'{path}: Modality {modality} loaded on request '
-                f'(allow_non_ct): values are {modality} stored values after '
-                f'rescale, not Hounsfield units', stacklevel=3)
+        f'volume.allow_non_ct=True (allow_non_ct=True) to load it anyway'
+    )
+  warnings.warn(
+      f'{path}: Modality {modality} loaded on request '
+      f'(allow_non_ct): values are {modality} stored values after '
+      f'rescale, not Hounsfield units',
+      stacklevel=3,
+  )
   return modality
 
 
-def read_dicom_series(paths: PathsLike, series_uid: Optional[str] = None,
-                      name: Optional[str] = None,
-                      allow_non_ct: bool = False) -> Volume:
+def read_dicom_series(
+    paths: PathsLike,
+    series_uid: Optional[str] = None,
+    name: Optional[str] = None,
+    allow_non_ct: bool = False,
+) -> Volume:
   """Reads one CT series (single-frame slices or multi-frame) as a Volume.
 
   Args:
@@ -593,8 +697,11 @@ def read_dicom_series(paths: PathsLike, series_uid: Optional[str] = None,
       value, or a non-CT modality without ``allow_non_ct``.
   """
   files = _list_files(paths)
-  where = str(paths) if isinstance(paths, (str, os.PathLike)) else (
-      f'{len(files)} given file(s)')
+  where = (
+      str(paths)
+      if isinstance(paths, (str, os.PathLike))
+      else (f'{len(files)} given file(s)')
+  )
   headers = _read_headers(files)
   members = _choose_series(headers, series_uid, where)
   modality = _check_modality(members, allow_non_ct)
@@ -611,9 +718,13 @@ def read_dicom_series(paths: PathsLike, series_uid: Optional[str] = None,
     name = str(first.get('SeriesDescription', '') or first.SeriesInstanceUID)
   row_spacing, col_spacing = stack.frames[0].pixel_spacing
   try:
-    return make_volume(hu, spacing=(stack.slice_spacing, row_spacing,
-                                    col_spacing),
-                       origin=stack.origin, orientation=stack.orientation,
-                       name=name, modality=modality)
+    return make_volume(
+        hu,
+        spacing=(stack.slice_spacing, row_spacing, col_spacing),
+        origin=stack.origin,
+        orientation=stack.orientation,
+        name=name,
+        modality=modality,
+    )
   except VolumeError as err:  # e.g. a rescale overflowing float32
     raise DicomSeriesError(f'{where}: {err}') from err

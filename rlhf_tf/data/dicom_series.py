@@ -22,10 +22,9 @@ import collections
 import dataclasses
 import hashlib
 import os
-import re
 from pathlib import Path
+import re
 from typing import Sequence, Union
-
 
 from rlhf_tf.data import dicom_io
 from rlhf_tf.data.volume import Volume
@@ -45,6 +44,7 @@ class SeriesInfo:
     files: the series' files, sorted.
     folder: the deepest folder holding all of them.
   """
+
   uid: str
   description: str
   modality: str
@@ -67,6 +67,7 @@ class SeriesInfo:
 @dataclasses.dataclass(frozen=True)
 class SeriesListing:
   """What a tree holds: readable image series and skipped files / series."""
+
   root: Path
   series: tuple  # SeriesInfo, ordered by folder then UID.
   skipped: tuple  # (path or 'series UID', reason)
@@ -74,12 +75,16 @@ class SeriesListing:
   def describe(self) -> str:
     """A listing for logs and the console: one line per series and per
     skipped item."""
-    lines = [f'{self.root}: {len(self.series)} image series, '
-             f'{len(self.skipped)} item(s) skipped']
+    lines = [
+        f'{self.root}: {len(self.series)} image series, '
+        f'{len(self.skipped)} item(s) skipped'
+    ]
     for s in self.series:
-      lines.append(f'  series {s.uid}: {s.description or "(no description)"!r}'
-                   f', {s.modality or "?"}, {len(s.files)} file(s) in '
-                   f'{s.folder}')
+      lines.append(
+          f'  series {s.uid}: {s.description or "(no description)"!r}'
+          f', {s.modality or "?"}, {len(s.files)} file(s) in '
+          f'{s.folder}'
+      )
     for what, reason in self.skipped:
       lines.append(f'  skipped {what}: {reason}')
     return '\n'.join(lines)
@@ -92,8 +97,9 @@ def _header(path: Path):
   return dicom_io.series_header(path, defer_size=_DEFER_SIZE)
 
 
-def find_series(root: Union[str, os.PathLike],
-                modalities: Sequence[str] = ('CT',)) -> SeriesListing:
+def find_series(
+    root: Union[str, os.PathLike], modalities: Sequence[str] = ('CT',)
+) -> SeriesListing:
   """Every image series under ``root`` (searched recursively).
 
   Args:
@@ -111,11 +117,15 @@ def find_series(root: Union[str, os.PathLike],
   root = Path(root)
   if not root.exists():
     raise dicom_io.DicomSeriesError(f'{root}: no such file or directory')
-  files = [root] if root.is_file() else sorted(
-      p for p in root.rglob('*') if p.is_file())
+  files = (
+      [root]
+      if root.is_file()
+      else sorted(p for p in root.rglob('*') if p.is_file())
+  )
   if not files:
-    raise dicom_io.DicomSeriesError(f'{root}: directory is empty, no DICOM '
-                                    f'files')
+    raise dicom_io.DicomSeriesError(
+        f'{root}: directory is empty, no DICOM ' f'files'
+    )
   skipped = []
   groups = collections.OrderedDict()
   for path in files:
@@ -129,22 +139,38 @@ def find_series(root: Union[str, os.PathLike],
     first = members[0][1]
     modality = str(first.get('Modality', '') or '')
     if not any('PixelData' in ds for _, ds in members):
-      skipped.append((f'series {uid}', f'{modality or "?"} series without '
-                      f'pixel data ({len(members)} file(s)), not an image'))
+      skipped.append(
+          (
+              f'series {uid}',
+              f'{modality or "?"} series without '
+              f'pixel data ({len(members)} file(s)), not an image',
+          )
+      )
       continue
     if modalities and modality not in modalities:
-      skipped.append((f'series {uid}', f'modality {modality or "?"}, not '
-                      f'{"/".join(modalities)} ({len(members)} file(s))'))
+      skipped.append(
+          (
+              f'series {uid}',
+              f'modality {modality or "?"}, not '
+              f'{"/".join(modalities)} ({len(members)} file(s))',
+          )
+      )
       continue
-    series.append(SeriesInfo(
-        uid=uid, description=str(first.get('SeriesDescription', '') or ''),
-        modality=modality, patient_id=str(first.get('PatientID', '') or ''),
-        files=tuple(str(p) for p, _ in sorted(members, key=lambda m: m[0]))))
+    series.append(
+        SeriesInfo(
+            uid=uid,
+            description=str(first.get('SeriesDescription', '') or ''),
+            modality=modality,
+            patient_id=str(first.get('PatientID', '') or ''),
+            files=tuple(str(p) for p, _ in sorted(members, key=lambda m: m[0])),
+        )
+    )
   series.sort(key=lambda s: (str(s.folder), s.uid))
   return SeriesListing(root=root, series=tuple(series), skipped=tuple(skipped))
 
 
 def read_series(series: SeriesInfo) -> Volume:
   """The Volume of one found series, read from its own files only."""
-  return dicom_io.read_dicom_series(list(series.files), series_uid=series.uid,
-                                    name=series.description or None)
+  return dicom_io.read_dicom_series(
+      list(series.files), series_uid=series.uid, name=series.description or None
+  )

@@ -28,8 +28,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import re
 from pathlib import Path
+import re
 from typing import Optional, Union
 
 import numpy as np
@@ -48,6 +48,7 @@ _SLICE_NAME = re.compile(r'slice_\d{4,}\.dcm')
 @dataclasses.dataclass(frozen=True)
 class PixelEncoding:
   """How HU become stored integers: HU = stored * slope + intercept."""
+
   slope: float  # a power of two, 2 ** -k
   intercept: float  # an integer
   bits: int  # 16 or 32, signed
@@ -55,15 +56,15 @@ class PixelEncoding:
 
   def encode(self, hu: np.ndarray) -> np.ndarray:
     """Stored integers of ``hu`` (any shape); rounds only when not exact."""
-    stored = np.rint((np.asarray(hu, np.float64) - self.intercept) /
-                     self.slope)
+    stored = np.rint((np.asarray(hu, np.float64) - self.intercept) / self.slope)
     return stored.astype(np.int16 if self.bits == 16 else np.int32)
 
 
 def _fits(lo: float, hi: float, scale: float, intercept: float, bits: int):
   limit = 2.0 ** (bits - 1)
-  return ((lo - intercept) * scale >= -limit and
-          (hi - intercept) * scale <= limit - 1)
+  return (lo - intercept) * scale >= -limit and (
+      hi - intercept
+  ) * scale <= limit - 1
 
 
 def _intercept_for(lo: float, hi: float, scale: float, bits: int):
@@ -83,7 +84,7 @@ def _fraction_bits(hu: np.ndarray) -> Optional[int]:
   k = 0
   for plane in hu:
     while k <= _MAX_K:
-      scaled = plane * np.float32(2.0 ** k)
+      scaled = plane * np.float32(2.0**k)
       if np.array_equal(scaled, np.rint(scaled)):
         break
       k += 1
@@ -108,17 +109,18 @@ def choose_pixel_encoding(hu, allow_32bit: bool = True) -> PixelEncoding:
   k = _fraction_bits(hu)
   if k is not None:
     for bits in widths:
-      intercept = _intercept_for(lo, hi, 2.0 ** k, bits)
+      intercept = _intercept_for(lo, hi, 2.0**k, bits)
       if intercept is not None:
-        return PixelEncoding(2.0 ** -k, intercept, bits, True)
+        return PixelEncoding(2.0**-k, intercept, bits, True)
   # Not exactly representable: the finest grid that fits the widest type.
   bits = widths[-1]
   for k in range(_MAX_K, -1, -1):
-    intercept = _intercept_for(lo, hi, 2.0 ** k, bits)
+    intercept = _intercept_for(lo, hi, 2.0**k, bits)
     if intercept is not None:
-      return PixelEncoding(2.0 ** -k, intercept, bits, False)
-  raise ValueError(f'HU range [{lo}, {hi}] is too wide to store in {bits}-bit '
-                   f'integers')
+      return PixelEncoding(2.0**-k, intercept, bits, False)
+  raise ValueError(
+      f'HU range [{lo}, {hi}] is too wide to store in {bits}-bit ' f'integers'
+  )
 
 
 def _ds(value: float) -> str:
@@ -146,16 +148,22 @@ def _prepare_directory(directory: Path, overwrite: bool) -> None:
     if existing and not overwrite:
       raise FileExistsError(
           f'{directory}: directory is not empty ({len(existing)} entries); '
-          f'pass overwrite=True to replace its slice_*.dcm files')
+          f'pass overwrite=True to replace its slice_*.dcm files'
+      )
     for path in existing:
       if path.is_file() and _SLICE_NAME.fullmatch(path.name):
         path.unlink()
   directory.mkdir(parents=True, exist_ok=True)
 
 
-def _base_dataset(volume: Volume, encoding: PixelEncoding, uids: dict,
-                  description: str, patient_name: str,
-                  patient_id: str) -> Dataset:
+def _base_dataset(
+    volume: Volume,
+    encoding: PixelEncoding,
+    uids: dict,
+    description: str,
+    patient_name: str,
+    patient_id: str,
+) -> Dataset:
   """Everything the slices share; per-slice fields are set by the caller."""
   now = datetime.datetime.now()
   hu = np.asarray(volume.hu)
@@ -207,13 +215,16 @@ def _base_dataset(volume: Volume, encoding: PixelEncoding, uids: dict,
   return ds
 
 
-def write_dicom_series(volume: Volume, directory: Union[str, os.PathLike],
-                       series_description: Optional[str] = None,
-                       patient_name: str = 'rlhf_tf^phantom',
-                       patient_id: str = 'RLHF_TF',
-                       uid_seed: Optional[Union[int, str]] = None,
-                       allow_32bit: bool = True,
-                       overwrite: bool = False) -> list[Path]:
+def write_dicom_series(
+    volume: Volume,
+    directory: Union[str, os.PathLike],
+    series_description: Optional[str] = None,
+    patient_name: str = 'rlhf_tf^phantom',
+    patient_id: str = 'RLHF_TF',
+    uid_seed: Optional[Union[int, str]] = None,
+    allow_32bit: bool = True,
+    overwrite: bool = False,
+) -> list[Path]:
   """Writes ``volume`` as CT Image Storage files ``slice_0000.dcm`` ...
 
   Args:
@@ -238,28 +249,39 @@ def write_dicom_series(volume: Volume, directory: Union[str, os.PathLike],
   directory = Path(directory)
   hu = np.asarray(volume.hu, np.float32)
   if hu.ndim != 3:
-    raise ValueError(f'volume {volume.name!r}: HU must be [Z, Y, X], got '
-                     f'shape {hu.shape}')
+    raise ValueError(
+        f'volume {volume.name!r}: HU must be [Z, Y, X], got '
+        f'shape {hu.shape}'
+    )
   encoding = choose_pixel_encoding(hu, allow_32bit=allow_32bit)
   normal = slice_normal(volume.orientation)
   _prepare_directory(directory, overwrite)
   uids = {role: _uid(uid_seed, role) for role in ('study', 'series', 'frame')}
-  ds = _base_dataset(volume, encoding, uids,
-                     series_description or volume.name, patient_name,
-                     patient_id)
+  ds = _base_dataset(
+      volume,
+      encoding,
+      uids,
+      series_description or volume.name,
+      patient_name,
+      patient_id,
+  )
   origin = np.asarray(volume.origin, np.float64)
   slice_spacing = float(np.asarray(volume.spacing, np.float64)[0])
   paths = []
   for z in range(hu.shape[0]):
     position = origin + z * slice_spacing * normal
-    sop_uid = _uid(uid_seed, f'sop-{z}') if uid_seed is not None else (
-        generate_uid())
+    sop_uid = (
+        _uid(uid_seed, f'sop-{z}') if uid_seed is not None else (generate_uid())
+    )
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.InstanceNumber = z + 1
     ds.ImagePositionPatient = [_ds(p) for p in position]
     ds.SliceLocation = _ds(float(position @ normal))
-    ds.PixelData = encoding.encode(hu[z]).astype(
-        '<i2' if encoding.bits == 16 else '<i4').tobytes()
+    ds.PixelData = (
+        encoding.encode(hu[z])
+        .astype('<i2' if encoding.bits == 16 else '<i4')
+        .tobytes()
+    )
     path = directory / f'slice_{z:04d}.dcm'
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
     paths.append(path)

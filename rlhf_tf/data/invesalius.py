@@ -36,17 +36,16 @@ clear error rather than returned with silently wrong geometry.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import plistlib
 import tarfile
-import zlib
-from pathlib import Path
 from typing import Optional
+import zlib
 
 import numpy as np
 
-from rlhf_tf.data.volume import AXIAL, Volume, make_volume
+from rlhf_tf.data.volume import AXIAL, make_volume, Volume
 from rlhf_tf.input_error import InputError
-
 
 
 class Inv3Error(InputError):
@@ -54,8 +53,16 @@ class Inv3Error(InputError):
 
 
 # dtypes InVesalius can write for the image matrix; anything else is refused.
-_IMAGE_DTYPES = ('int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32',
-                 'float32', 'float64')
+_IMAGE_DTYPES = (
+    'int8',
+    'uint8',
+    'int16',
+    'uint16',
+    'int32',
+    'uint32',
+    'float32',
+    'float64',
+)
 # Mask voxel codes >= this are "inside" (255 threshold, 253/254 hand-added).
 _MASK_INSIDE = 128
 # Surface meshes are the bulk of a project and irrelevant to the volume.
@@ -73,8 +80,10 @@ def _read_members(path: Path) -> dict[str, bytes]:
   # Check the container up front so a wrong file type and a damaged project
   # get different messages (streaming mode reports both as ReadError).
   if magic != b'\x1f\x8b' and not tarfile.is_tarfile(path):
-    raise Inv3Error(f'{path}: not an InVesalius project (expected a gzip '
-                     f'tar archive, found neither gzip nor tar data)')
+    raise Inv3Error(
+        f'{path}: not an InVesalius project (expected a gzip '
+        f'tar archive, found neither gzip nor tar data)'
+    )
   members: dict[str, bytes] = {}
   try:
     with tarfile.open(path, mode='r|*') as tar:
@@ -85,27 +94,34 @@ def _read_members(path: Path) -> dict[str, bytes]:
         if base.lower().endswith(_SKIPPED_SUFFIXES):
           continue
         if base in members:
-          raise Inv3Error(f'{path}: archive holds two members named {base!r}; '
-                           f'cannot tell which belongs to the project')
+          raise Inv3Error(
+              f'{path}: archive holds two members named {base!r}; '
+              f'cannot tell which belongs to the project'
+          )
         members[base] = tar.extractfile(info).read()
   except (EOFError, zlib.error, tarfile.TarError, OSError) as e:
-    raise Inv3Error(f'{path}: corrupt or truncated .inv3 archive (gzip tar '
-                     f'expected): {e}') from e
+    raise Inv3Error(
+        f'{path}: corrupt or truncated .inv3 archive (gzip tar '
+        f'expected): {e}'
+    ) from e
   return members
 
 
 def _load_plist(path: Path, members: dict[str, bytes], name: str) -> dict:
   """Parses member ``name`` as a property list dict, or a clear ValueError."""
   if name not in members:
-    raise Inv3Error(f'{path}: archive has no {name} (members: '
-                     f'{", ".join(sorted(members)) or "none"})')
+    raise Inv3Error(
+        f'{path}: archive has no {name} (members: '
+        f'{", ".join(sorted(members)) or "none"})'
+    )
   try:
     value = plistlib.loads(members[name])
   except Exception as e:  # plistlib raises several parser-specific types
     raise Inv3Error(f'{path}: {name} is not a valid property list: {e}') from e
   if not isinstance(value, dict):
-    raise Inv3Error(f'{path}: {name} must hold a dict, got '
-                     f'{type(value).__name__}')
+    raise Inv3Error(
+        f'{path}: {name} must hold a dict, got ' f'{type(value).__name__}'
+    )
   return value
 
 
@@ -116,8 +132,9 @@ def _shape3(path: Path, what: str, value) -> tuple[int, int, int]:
   except (TypeError, ValueError):
     shape = ()
   if len(shape) != 3 or min(shape) < 1:
-    raise Inv3Error(f'{path}: {what} must be 3 positive integers, got '
-                     f'{value!r}')
+    raise Inv3Error(
+        f'{path}: {what} must be 3 positive integers, got ' f'{value!r}'
+    )
   return shape
 
 
@@ -128,25 +145,36 @@ def _image_dtype(path: Path, name) -> np.dtype:
   except TypeError:
     dtype = None
   if dtype is None or dtype.newbyteorder('=').name not in _IMAGE_DTYPES:
-    raise Inv3Error(f'{path}: unknown matrix dtype {name!r} in main.plist '
-                     f'(supported: {", ".join(_IMAGE_DTYPES)})')
+    raise Inv3Error(
+        f'{path}: unknown matrix dtype {name!r} in main.plist '
+        f'(supported: {", ".join(_IMAGE_DTYPES)})'
+    )
   if dtype.byteorder in ('=', '|'):
     # Native at save time; every platform InVesalius ships on is little-endian.
     dtype = dtype.newbyteorder('<')
   return dtype
 
 
-def _raw_array(path: Path, members: dict[str, bytes], member: str,
-               shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def _raw_array(
+    path: Path,
+    members: dict[str, bytes],
+    member: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+) -> np.ndarray:
   """Interprets a headerless memmap dump, checking its size exactly."""
   if member not in members:
-    raise Inv3Error(f'{path}: archive has no {member} (members: '
-                     f'{", ".join(sorted(members)) or "none"})')
+    raise Inv3Error(
+        f'{path}: archive has no {member} (members: '
+        f'{", ".join(sorted(members)) or "none"})'
+    )
   raw = members[member]
   expected = int(np.prod(shape)) * dtype.itemsize
   if len(raw) != expected:
-    raise Inv3Error(f'{path}: {member} has {len(raw)} bytes but shape '
-                     f'{list(shape)} of {dtype.name} needs {expected}')
+    raise Inv3Error(
+        f'{path}: {member} has {len(raw)} bytes but shape '
+        f'{list(shape)} of {dtype.name} needs {expected}'
+    )
   return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
@@ -157,8 +185,10 @@ def _spacing_zyx(path: Path, value) -> np.ndarray:
   except (TypeError, ValueError):
     xyz = np.zeros(0)
   if xyz.shape != (3,) or not np.all(np.isfinite(xyz)) or np.any(xyz <= 0):
-    raise Inv3Error(f'{path}: spacing in main.plist must be 3 positive mm '
-                     f'values (x, y, z), got {value!r}')
+    raise Inv3Error(
+        f'{path}: spacing in main.plist must be 3 positive mm '
+        f'values (x, y, z), got {value!r}'
+    )
   return xyz[::-1].copy()
 
 
@@ -166,10 +196,12 @@ def _check_axial(path: Path, orientation) -> None:
   """Refuses coronal/sagittal projects, whose matrix axes are permuted."""
   if orientation in (1, '1') or str(orientation).upper() == 'AXIAL':
     return
-  raise Inv3Error(f'{path}: only axial InVesalius projects are supported, '
-                   f'this one has orientation {orientation!r} (1/AXIAL '
-                   f'expected; coronal/sagittal matrices use another axis '
-                   f'layout)')
+  raise Inv3Error(
+      f'{path}: only axial InVesalius projects are supported, '
+      f'this one has orientation {orientation!r} (1/AXIAL '
+      f'expected; coronal/sagittal matrices use another axis '
+      f'layout)'
+  )
 
 
 def _mask_field(plist: dict, key: str):
@@ -179,29 +211,45 @@ def _mask_field(plist: dict, key: str):
   return plist.get(key.replace('_', ' '))
 
 
-def _read_mask(path: Path, members: dict[str, bytes], plist_name: str,
-               shape: tuple[int, int, int]) -> tuple[str, np.ndarray]:
+def _read_mask(
+    path: Path,
+    members: dict[str, bytes],
+    plist_name: str,
+    shape: tuple[int, int, int],
+) -> tuple[str, np.ndarray]:
   """Returns (mask name, boolean [Z, Y, X] inside map) for one mask plist."""
   plist = _load_plist(path, members, plist_name)
   data_name = _mask_field(plist, 'mask_file')
   if not data_name:
     raise Inv3Error(f'{path}: {plist_name} names no mask_file')
   buffered = tuple(s + 1 for s in shape)
-  mask_shape = _shape3(path, f'mask_shape in {plist_name}',
-                       _mask_field(plist, 'mask_shape'))
+  mask_shape = _shape3(
+      path, f'mask_shape in {plist_name}', _mask_field(plist, 'mask_shape')
+  )
   if mask_shape != buffered:
-    raise Inv3Error(f'{path}: {plist_name} has mask_shape {list(mask_shape)}; '
-                     f'expected the image shape plus one buffer voxel per '
-                     f'axis, {list(buffered)}')
-  raw = _raw_array(path, members, os.path.basename(str(data_name)), mask_shape,
-                   np.dtype(np.uint8))
+    raise Inv3Error(
+        f'{path}: {plist_name} has mask_shape {list(mask_shape)}; '
+        f'expected the image shape plus one buffer voxel per '
+        f'axis, {list(buffered)}'
+    )
+  raw = _raw_array(
+      path,
+      members,
+      os.path.basename(str(data_name)),
+      mask_shape,
+      np.dtype(np.uint8),
+  )
   inside = raw[1:, 1:, 1:] >= _MASK_INSIDE
   name = str(plist.get('name', plist_name.rsplit('.', 1)[0]))
   return name, inside
 
 
-def _label_map(path: Path, members: dict[str, bytes], masks: dict,
-               shape: tuple[int, int, int]):
+def _label_map(
+    path: Path,
+    members: dict[str, bytes],
+    masks: dict,
+    shape: tuple[int, int, int],
+):
   """Merges the project's masks into one int32 label map (0 = no mask).
 
   Mask ``i`` (plist index order) gets label ``i + 1``. Masks may overlap (the
@@ -212,8 +260,10 @@ def _label_map(path: Path, members: dict[str, bytes], masks: dict,
   if not masks:
     return None, ()
   if not isinstance(masks, dict):
-    raise Inv3Error(f'{path}: masks in main.plist must be a dict, got '
-                     f'{type(masks).__name__}')
+    raise Inv3Error(
+        f'{path}: masks in main.plist must be a dict, got '
+        f'{type(masks).__name__}'
+    )
   loaded = []
   for key in sorted(masks, key=lambda k: int(k) if str(k).isdigit() else 0):
     loaded.append(_read_mask(path, members, str(masks[key]), shape))
@@ -229,15 +279,21 @@ def _modality(path: Path, main: dict, allow_non_ct: bool) -> str:
   """The project's modality; non-CT is refused unless explicitly allowed."""
   modality = str(main.get('modality') or 'CT').strip().upper() or 'CT'
   if modality != 'CT' and not allow_non_ct:
-    raise Inv3Error(f'{path}: modality {modality} in main.plist, not CT: its '
-                    f'values are not Hounsfield units; set '
-                    f'volume.allow_non_ct=True (allow_non_ct=True) to load '
-                    f'it anyway')
+    raise Inv3Error(
+        f'{path}: modality {modality} in main.plist, not CT: its '
+        f'values are not Hounsfield units; set '
+        f'volume.allow_non_ct=True (allow_non_ct=True) to load '
+        f'it anyway'
+    )
   return modality
 
 
-def read_inv3(path, name: Optional[str] = None, masks: bool = True,
-              allow_non_ct: bool = False) -> Volume:
+def read_inv3(
+    path,
+    name: Optional[str] = None,
+    masks: bool = True,
+    allow_non_ct: bool = False,
+) -> Volume:
   """Reads an InVesalius ``.inv3`` project into a ``Volume``.
 
   Args:
@@ -266,8 +322,10 @@ def read_inv3(path, name: Optional[str] = None, masks: bool = True,
   main = _load_plist(path, members, 'main.plist')
   matrix = main.get('matrix')
   if not isinstance(matrix, dict):
-    raise Inv3Error(f'{path}: main.plist has no matrix dict (keys: '
-                     f'{", ".join(sorted(main))})')
+    raise Inv3Error(
+        f'{path}: main.plist has no matrix dict (keys: '
+        f'{", ".join(sorted(main))})'
+    )
   shape = _shape3(path, 'matrix shape in main.plist', matrix.get('shape'))
   dtype = _image_dtype(path, matrix.get('dtype'))
   spacing = _spacing_zyx(path, main.get('spacing'))
@@ -275,16 +333,25 @@ def read_inv3(path, name: Optional[str] = None, masks: bool = True,
   modality = _modality(path, main, allow_non_ct)
   data_name = os.path.basename(str(matrix.get('filename') or 'matrix.dat'))
   voxels = _raw_array(path, members, data_name, shape, dtype)
-  labels, label_names = (_label_map(path, members, main.get('masks'), shape)
-                         if masks else (None, ()))
+  labels, label_names = (
+      _label_map(path, members, main.get('masks'), shape)
+      if masks
+      else (None, ())
+  )
   # Undo InVesalius' bottom-up row storage (see module doc).
   hu = np.ascontiguousarray(voxels[:, ::-1, :], dtype=np.float32)
   if labels is not None:
     labels = np.ascontiguousarray(labels[:, ::-1, :])
   try:
-    return make_volume(hu, spacing, origin=(0.0, 0.0, 0.0), labels=labels,
-                       label_names=label_names, orientation=AXIAL,
-                       name=name or path.stem,
-                       modality=modality)
+    return make_volume(
+        hu,
+        spacing,
+        origin=(0.0, 0.0, 0.0),
+        labels=labels,
+        label_names=label_names,
+        orientation=AXIAL,
+        name=name or path.stem,
+        modality=modality,
+    )
   except ValueError as e:  # make_volume's checks (e.g. non-finite voxels)
     raise Inv3Error(f'{path}: {e}') from e

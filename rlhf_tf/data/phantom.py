@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from rlhf_tf.data import phantom_shapes as shapes
-from rlhf_tf.data.volume import Volume, make_volume
+from rlhf_tf.data.volume import make_volume, Volume
 
 LABELS = shapes.LABELS
 LABEL_VALUES = {name: value for value, name in LABELS}
@@ -60,10 +60,16 @@ REGIONS = ('mandible', 'maxilla', 'jaw', 'zygoma', 'skull', 'head')
 # from CBCT literature values; pulp sits well above water because its thin
 # canal is partial-volumed with the surrounding dentin.
 HU_RANGES = {
-    'air': (-1024, -950), 'soft_tissue': (0, 80), 'fat': (-150, -50),
-    'brain': (0, 80), 'cancellous_bone': (300, 500),
-    'cortical_bone': (1200, 1800), 'enamel': (2500, 3000),
-    'dentin': (1500, 2000), 'pulp': (-50, 800), 'airway': (-1024, -900),
+    'air': (-1024, -950),
+    'soft_tissue': (0, 80),
+    'fat': (-150, -50),
+    'brain': (0, 80),
+    'cancellous_bone': (300, 500),
+    'cortical_bone': (1200, 1800),
+    'enamel': (2500, 3000),
+    'dentin': (1500, 2000),
+    'pulp': (-50, 800),
+    'airway': (-1024, -900),
     'metal': (3000, 3071),
 }
 
@@ -75,6 +81,7 @@ PAPER_SHAPE = (547, 421, 547)
 @dataclasses.dataclass(frozen=True)
 class PhantomConfig:
   """Tunables of the phantom (HU, mm, counts)."""
+
   hu_air: float = -1000.0
   hu_soft_tissue: float = 40.0
   hu_fat: float = -100.0
@@ -137,8 +144,9 @@ QUADRANTS = ('lower_left', 'lower_right', 'upper_left', 'upper_right')
 _PATIENT_TAG = 0x9A7  # fold_in tag of the patient key (keeps the old splits).
 
 
-def patient_config(key, base: Optional['PhantomConfig'] = None
-                  ) -> 'PhantomConfig':
+def patient_config(
+    key, base: Optional['PhantomConfig'] = None
+) -> 'PhantomConfig':
   """The PhantomConfig of the patient a key stands for.
 
   Head size and shape, arch shape, missing and extra (third-molar) teeth,
@@ -149,24 +157,41 @@ def patient_config(key, base: Optional['PhantomConfig'] = None
   Deterministic: the same key gives the same patient.
   """
   rng = _np_rng(jax.random.fold_in(key, _PATIENT_TAG))
-  r = {name: float(rng.uniform(lo, hi))
-       for name, (lo, hi) in PATIENT_RANGES.items() if name != 'fov_scale'}
+  r = {
+      name: float(rng.uniform(lo, hi))
+      for name, (lo, hi) in PATIENT_RANGES.items()
+      if name != 'fov_scale'
+  }
   lo, hi = PATIENT_RANGES['fov_scale']
   fov = rng.uniform(lo, hi, 3)
   fov[0] = fov[2]  # Cylindrical CBCT FOVs: the same height and diameter.
   r['fov_scale'] = tuple(float(f) for f in fov)
   r['num_fillings'] = int(rng.integers(0, MAX_FILLINGS + 1))
-  r['third_molars'] = tuple(q for q in QUADRANTS
-                            if rng.random() < THIRD_MOLAR_PROB)
+  r['third_molars'] = tuple(
+      q for q in QUADRANTS if rng.random() < THIRD_MOLAR_PROB
+  )
   return dataclasses.replace(base or PhantomConfig(), **r)
 
 
 def label_hu_table(config: PhantomConfig) -> np.ndarray:
   """(11,) float32 HU of each label value."""
   c = config
-  return np.array([c.hu_air, c.hu_soft_tissue, c.hu_fat, c.hu_brain,
-                   c.hu_cancellous, c.hu_cortical, c.hu_enamel, c.hu_dentin,
-                   c.hu_pulp, c.hu_airway, c.hu_metal], np.float32)
+  return np.array(
+      [
+          c.hu_air,
+          c.hu_soft_tissue,
+          c.hu_fat,
+          c.hu_brain,
+          c.hu_cancellous,
+          c.hu_cortical,
+          c.hu_enamel,
+          c.hu_dentin,
+          c.hu_pulp,
+          c.hu_airway,
+          c.hu_metal,
+      ],
+      np.float32,
+  )
 
 
 def _key_words(key) -> list:
@@ -188,21 +213,31 @@ def _split(key):
   return {'geom': geom, 'teeth': teeth, 'metal': metal, 'noise': noise}
 
 
-def sample_anatomy(key, config: Optional[PhantomConfig] = None
-                  ) -> shapes.HeadAnatomy:
+def sample_anatomy(
+    key, config: Optional[PhantomConfig] = None
+) -> shapes.HeadAnatomy:
   """The anatomy make_head_phantom(key, ...) paints (for region queries)."""
   c = config or PhantomConfig()
   k = _split(key)
   return shapes.sample_anatomy(
-      _np_rng(k['geom']), _np_rng(k['teeth']), _np_rng(k['metal']),
-      c.jitter_mm, c.missing_tooth_prob, c.num_fillings,
-      head_scale=c.head_scale, head_width=c.head_width,
-      face_depth_mm=c.face_depth_mm, arch_radius_mm=c.arch_radius_mm,
-      arch_flare_deg=c.arch_flare_deg, third_molars=tuple(c.third_molars))
+      _np_rng(k['geom']),
+      _np_rng(k['teeth']),
+      _np_rng(k['metal']),
+      c.jitter_mm,
+      c.missing_tooth_prob,
+      c.num_fillings,
+      head_scale=c.head_scale,
+      head_width=c.head_width,
+      face_depth_mm=c.face_depth_mm,
+      arch_radius_mm=c.arch_radius_mm,
+      arch_flare_deg=c.arch_flare_deg,
+      third_molars=tuple(c.third_molars),
+  )
 
 
-def phantom_geometry(shape: Sequence[int], spacing=None,
-                     fov_scale=(1.0, 1.0, 1.0)):
+def phantom_geometry(
+    shape: Sequence[int], spacing=None, fov_scale=(1.0, 1.0, 1.0)
+):
   """(spacing (3,) mm along Z, Y, X; origin (3,) mm patient x, y, z).
 
   The field of view stays centred on the paper's; without spacing it is
@@ -213,8 +248,11 @@ def phantom_geometry(shape: Sequence[int], spacing=None,
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f'shape must be 3 positive ints (Z, Y, X), got {shape}')
   if spacing is None:
-    spacing = (np.asarray(FOV_MM_ZYX) * np.asarray(fov_scale, np.float64) /
-               np.asarray(shape))
+    spacing = (
+        np.asarray(FOV_MM_ZYX)
+        * np.asarray(fov_scale, np.float64)
+        / np.asarray(shape)
+    )
   spacing = np.broadcast_to(np.asarray(spacing, np.float64), (3,)).copy()
   if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
     raise ValueError(f'spacing must be positive mm, got {spacing.tolist()}')
@@ -226,8 +264,10 @@ def phantom_geometry(shape: Sequence[int], spacing=None,
 
 def _axes_mm(shape, spacing, origin):
   """Voxel-centre coordinate vectors (z, y, x) in mm, float32."""
-  return tuple((origin[2 - a] + spacing[a] * np.arange(shape[a])).astype(
-      np.float32) for a in range(3))
+  return tuple(
+      (origin[2 - a] + spacing[a] * np.arange(shape[a])).astype(np.float32)
+      for a in range(3)
+  )
 
 
 def _gaussian_kernel(sigma_vox: float) -> np.ndarray:
@@ -243,10 +283,18 @@ def _blur_kernels(spacing, config):
   """Per-axis kernels (Z, Y, X): PSF std in voxels, combined in quadrature
   with the voxel footprint (a box of one voxel ~ Gaussian std 1/sqrt(12))."""
   pv = 1.0 / 12.0 if config.partial_volume else 0.0
-  psf = [max(config.blur_mm / s, config.blur_min_voxels)
-         if config.blur_mm > 0 else 0.0 for s in spacing]
-  return [_gaussian_kernel(math.sqrt(p ** 2 + pv)) if (p > 0 or pv > 0)
-          else np.ones(1, np.float32) for p in psf]
+  psf = [
+      max(config.blur_mm / s, config.blur_min_voxels)
+      if config.blur_mm > 0
+      else 0.0
+      for s in spacing
+  ]
+  return [
+      _gaussian_kernel(math.sqrt(p**2 + pv))
+      if (p > 0 or pv > 0)
+      else np.ones(1, np.float32)
+      for p in psf
+  ]
 
 
 def _streak_planes(anat, maps, rng, config):
@@ -263,9 +311,11 @@ def _streak_planes(anat, maps, rng, config):
     r = np.hypot(dx, dy)
     width = 0.4 + 0.01 * r  # Streaks widen away from the metal.
     pattern = np.zeros_like(r)
-    for theta, amp in zip(rng.uniform(0, np.pi, config.streak_lines),
-                          rng.choice([-1.0, 1.0], config.streak_lines) *
-                          rng.uniform(0.4, 1.0, config.streak_lines)):
+    for theta, amp in zip(
+        rng.uniform(0, np.pi, config.streak_lines),
+        rng.choice([-1.0, 1.0], config.streak_lines)
+        * rng.uniform(0.4, 1.0, config.streak_lines),
+    ):
       d = dx * np.float32(math.sin(theta)) - dy * np.float32(math.cos(theta))
       pattern += np.float32(amp) * np.exp(-0.5 * (d / width) ** 2)
     decay = config.streak_decay_mm / (r + config.streak_decay_mm)
@@ -303,8 +353,7 @@ def _noise_slice(noise_key_words, k, shape_yx, ky, kx):
   white = ndimage.correlate1d(white, ky, axis=0, mode='reflect')
   white = ndimage.correlate1d(white, kx, axis=1, mode='reflect')
   # A normalised kernel k scales white-noise variance by sum(k^2).
-  return white / np.float32(math.sqrt(float((ky ** 2).sum() *
-                                            (kx ** 2).sum())))
+  return white / np.float32(math.sqrt(float((ky**2).sum() * (kx**2).sum())))
 
 
 def _blur_noise_clip(hu, spacing, config, noise_words, slab):
@@ -318,11 +367,11 @@ def _blur_noise_clip(hu, spacing, config, noise_words, slab):
   prev = hu[:0].copy()  # Original (unblurred) slices just below the slab.
   for k0 in range(0, nz, slab):
     k1 = min(k0 + slab, nz)
-    ext = np.concatenate([prev, hu[k0:min(k1 + halo, nz)]])
-    prev = hu[max(k1 - halo, 0):k1].copy()
+    ext = np.concatenate([prev, hu[k0 : min(k1 + halo, nz)]])
+    prev = hu[max(k1 - halo, 0) : k1].copy()
     if halo:
       ext = ndimage.correlate1d(ext, kz, axis=0, mode='nearest')
-    out = ext[ext.shape[0] - (min(k1 + halo, nz) - k0):][:k1 - k0]
+    out = ext[ext.shape[0] - (min(k1 + halo, nz) - k0) :][: k1 - k0]
     if len(ky) > 1:
       out = ndimage.correlate1d(out, ky, axis=1, mode='nearest')
     if len(kx) > 1:
@@ -330,14 +379,20 @@ def _blur_noise_clip(hu, spacing, config, noise_words, slab):
     if noise_words is not None and config.noise_sigma_hu > 0:
       for k in range(k0, k1):
         out[k - k0] += np.float32(config.noise_sigma_hu) * _noise_slice(
-            noise_words, k, hu.shape[1:], nk[0], nk[1])
+            noise_words, k, hu.shape[1:], nk[0], nk[1]
+        )
     np.clip(out, config.hu_clip[0], config.hu_clip[1], out=out)
     hu[k0:k1] = out
 
 
-def make_head_phantom(key, shape=(128, 128, 128), spacing=None,
-                      metal: bool = True, noise: bool = True,
-                      config: Optional[PhantomConfig] = None) -> Volume:
+def make_head_phantom(
+    key,
+    shape=(128, 128, 128),
+    spacing=None,
+    metal: bool = True,
+    noise: bool = True,
+    config: Optional[PhantomConfig] = None,
+) -> Volume:
   """A CBCT-like dental head volume with its tissue label map.
 
   Args:
@@ -362,8 +417,13 @@ def make_head_phantom(key, shape=(128, 128, 128), spacing=None,
   anat = sample_anatomy(key, c)
   z, y, x = _axes_mm(shape, spacing, origin)
   maps = shapes.PlaneMaps(anat, y, x)
-  planes = (_streak_planes(anat, maps, _np_rng(jax.random.fold_in(
-      keys['metal'], 1)), c) if metal else [])
+  planes = (
+      _streak_planes(
+          anat, maps, _np_rng(jax.random.fold_in(keys['metal'], 1)), c
+      )
+      if metal
+      else []
+  )
   lut = label_hu_table(c)
   hu = np.empty(shape, np.float32)
   labels = np.empty(shape, np.int32)
@@ -374,17 +434,26 @@ def make_head_phantom(key, shape=(128, 128, 128), spacing=None,
     labels[k0:k1] = lab
     hu[k0:k1] = lut[lab]
     if planes:
-      _add_streaks(hu[k0:k1], anat.local_z(z[k0:k1]), planes,
-                   float(spacing[0]))
+      _add_streaks(hu[k0:k1], anat.local_z(z[k0:k1]), planes, float(spacing[0]))
   noise_words = _key_words(keys['noise']) if noise else None
   _blur_noise_clip(hu, spacing, c, noise_words, slab)
-  return make_volume(hu, spacing, origin, labels=labels, label_names=LABELS,
-                     name='head_phantom', modality='CT')
+  return make_volume(
+      hu,
+      spacing,
+      origin,
+      labels=labels,
+      label_names=LABELS,
+      name='head_phantom',
+      modality='CT',
+  )
 
 
-def structure_mask(volume: Volume, name: str,
-                   anatomy: Optional[shapes.HeadAnatomy] = None,
-                   slab: int = 32) -> np.ndarray:
+def structure_mask(
+    volume: Volume,
+    name: str,
+    anatomy: Optional[shapes.HeadAnatomy] = None,
+    slab: int = 32,
+) -> np.ndarray:
   """Bool [Z, Y, X] mask of a label ('enamel'), a label group (STRUCTURES:
   'teeth', 'bone', ...) or the bone of an anatomical region (REGIONS:
   'mandible', 'maxilla', 'jaw', 'zygoma', 'skull'; needs the anatomy from
@@ -397,9 +466,11 @@ def structure_mask(volume: Volume, name: str,
   if name in STRUCTURES:
     return np.isin(labels, [LABEL_VALUES[n] for n in STRUCTURES[name]])
   if name not in REGIONS:
-    raise KeyError(f'unknown structure {name!r}; labels: '
-                   f'{", ".join(LABEL_VALUES)}; groups: '
-                   f'{", ".join(STRUCTURES)}; regions: {", ".join(REGIONS)}')
+    raise KeyError(
+        f'unknown structure {name!r}; labels: '
+        f'{", ".join(LABEL_VALUES)}; groups: '
+        f'{", ".join(STRUCTURES)}; regions: {", ".join(REGIONS)}'
+    )
   if anatomy is None:
     raise ValueError(f'region {name!r} needs anatomy=sample_anatomy(key)')
   spacing = np.asarray(volume.spacing, np.float64)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -35,8 +35,12 @@ FETCH_COMMAND = 'python -m rlhf_tf.data.sample_fetch'
 CRANIUM_SHAPE = (108, 256, 256)
 CRANIUM_SPACING_ZYX = (1.5, 0.957, 0.957)
 # apt-get messages meaning "the package lists do not know this package yet".
-_UNKNOWN_PACKAGE = ('Unable to locate package', 'has no installation candidate',
-                    "Can't select candidate version", 'No packages found')
+_UNKNOWN_PACKAGE = (
+    'Unable to locate package',
+    'has no installation candidate',
+    "Can't select candidate version",
+    'No packages found',
+)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,35 +62,42 @@ def cranium_path(cache_dir=None) -> Path:
 
 def _manual_instructions(target: Path) -> str:
   """What a user without apt can do instead; shared by every fetch error."""
-  return (f'Alternatives: on a Debian/Ubuntu machine run `{FETCH_COMMAND}` '
-          f'(or `apt-get download {PACKAGE}` and take {FILENAME} from '
-          f'usr/share/doc/{PACKAGE}/examples/ inside the .deb); or download '
-          f'{FILENAME} by hand and place it at {target}; or set RLHF_TF_DATA '
-          f'to a folder that already holds {FILENAME}.')
+  return (
+      f'Alternatives: on a Debian/Ubuntu machine run `{FETCH_COMMAND}` '
+      f'(or `apt-get download {PACKAGE}` and take {FILENAME} from '
+      f'usr/share/doc/{PACKAGE}/examples/ inside the .deb); or download '
+      f'{FILENAME} by hand and place it at {target}; or set RLHF_TF_DATA '
+      f'to a folder that already holds {FILENAME}.'
+  )
 
 
 def _refuse_repo_dir(target: Path) -> None:
   """The data is GPL: never let it land inside the source checkout."""
   resolved = target.resolve()
   if resolved == _REPO_ROOT or _REPO_ROOT in resolved.parents:
-    raise FetchError(f'refusing to store {FILENAME} inside the repository '
-                     f'({target}); the data is GPL and must not be committed. '
-                     f'Choose a cache dir outside {_REPO_ROOT}.')
+    raise FetchError(
+        f'refusing to store {FILENAME} inside the repository '
+        f'({target}); the data is GPL and must not be committed. '
+        f'Choose a cache dir outside {_REPO_ROOT}.'
+    )
 
 
 def _require_tools(target: Path) -> None:
   """Checks apt-get and dpkg-deb exist before doing anything."""
   missing = [t for t in ('apt-get', 'dpkg-deb') if shutil.which(t) is None]
   if missing:
-    raise FetchError(f'cannot fetch {FILENAME}: {" and ".join(missing)} not '
-                     f'found (this is not a Debian-based system). '
-                     f'{_manual_instructions(target)}')
+    raise FetchError(
+        f'cannot fetch {FILENAME}: {" and ".join(missing)} not '
+        f'found (this is not a Debian-based system). '
+        f'{_manual_instructions(target)}'
+    )
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
   """Runs a command, capturing text output, never raising on failure."""
-  return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                        check=False)
+  return subprocess.run(
+      cmd, cwd=cwd, capture_output=True, text=True, check=False
+  )
 
 
 def _tail(proc: subprocess.CompletedProcess) -> str:
@@ -104,27 +115,35 @@ def _download_deb(workdir: Path, target: Path) -> Path:
     update = _run(['apt-get', 'update'], workdir)
     if update.returncode != 0:
       who = 'not root' if os.geteuid() != 0 else 'root'
-      raise FetchError(f'apt-get does not know {PACKAGE} and `apt-get update` '
-                       f'failed (running as {who}; try `sudo apt-get update` '
-                       f'first):\n{_tail(update)}\n'
-                       f'{_manual_instructions(target)}')
+      raise FetchError(
+          f'apt-get does not know {PACKAGE} and `apt-get update` '
+          f'failed (running as {who}; try `sudo apt-get update` '
+          f'first):\n{_tail(update)}\n'
+          f'{_manual_instructions(target)}'
+      )
     proc = _run(['apt-get', 'download', PACKAGE], workdir)
   if proc.returncode != 0:
-    raise FetchError(f'`apt-get download {PACKAGE}` failed:\n{_tail(proc)}\n'
-                     f'{_manual_instructions(target)}')
+    raise FetchError(
+        f'`apt-get download {PACKAGE}` failed:\n{_tail(proc)}\n'
+        f'{_manual_instructions(target)}'
+    )
   debs = sorted(workdir.glob(f'{PACKAGE}_*.deb'))
   if not debs:
-    raise FetchError(f'`apt-get download {PACKAGE}` succeeded but left no '
-                     f'.deb in {workdir}')
+    raise FetchError(
+        f'`apt-get download {PACKAGE}` succeeded but left no '
+        f'.deb in {workdir}'
+    )
   return debs[-1]
 
 
 def _extract_member(deb: Path, out: Path) -> None:
   """Streams the .deb's data tar through dpkg-deb, keeping only the Cranium."""
   found = False
-  with subprocess.Popen(['dpkg-deb', '--fsys-tarfile', str(deb)],
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE) as proc:
+  with subprocess.Popen(
+      ['dpkg-deb', '--fsys-tarfile', str(deb)],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+  ) as proc:
     try:
       with tarfile.open(fileobj=proc.stdout, mode='r|') as tar:
         for info in tar:
@@ -141,11 +160,13 @@ def _extract_member(deb: Path, out: Path) -> None:
     proc.stdout.read()
     stderr = proc.stderr.read().decode(errors='replace').strip()
   if not found and (proc.returncode != 0 or tar_error):
-    raise FetchError(f'`dpkg-deb --fsys-tarfile {deb}` failed{tar_error}: '
-                     f'{stderr}')
+    raise FetchError(
+        f'`dpkg-deb --fsys-tarfile {deb}` failed{tar_error}: ' f'{stderr}'
+    )
   if not found:
-    raise FetchError(f'{deb.name} holds no {FILENAME}; the package layout '
-                     f'changed')
+    raise FetchError(
+        f'{deb.name} holds no {FILENAME}; the package layout ' f'changed'
+    )
 
 
 def verify_cranium(path) -> Volume:
@@ -155,10 +176,13 @@ def verify_cranium(path) -> Volume:
   except ValueError as e:
     raise FetchError(f'the fetched file is not a readable project: {e}') from e
   if volume.shape != CRANIUM_SHAPE or not np.allclose(
-      np.asarray(volume.spacing), CRANIUM_SPACING_ZYX, atol=1e-3):
-    raise FetchError(f'{path}: expected shape {CRANIUM_SHAPE} and spacing '
-                     f'{CRANIUM_SPACING_ZYX} mm, got {volume.shape} and '
-                     f'{np.round(np.asarray(volume.spacing), 4).tolist()}')
+      np.asarray(volume.spacing), CRANIUM_SPACING_ZYX, atol=1e-3
+  ):
+    raise FetchError(
+        f'{path}: expected shape {CRANIUM_SHAPE} and spacing '
+        f'{CRANIUM_SPACING_ZYX} mm, got {volume.shape} and '
+        f'{np.round(np.asarray(volume.spacing), 4).tolist()}'
+    )
   return volume
 
 
@@ -199,9 +223,11 @@ def load_cranium(cache_dir=None) -> Volume:
   """
   path = cranium_path(cache_dir)
   if not path.is_file():
-    raise FileNotFoundError(f'{path} not found: run `{FETCH_COMMAND}` to '
-                            f'fetch it (Debian/Ubuntu), or place '
-                            f'{FILENAME} there by hand / set RLHF_TF_DATA.')
+    raise FileNotFoundError(
+        f'{path} not found: run `{FETCH_COMMAND}` to '
+        f'fetch it (Debian/Ubuntu), or place '
+        f'{FILENAME} there by hand / set RLHF_TF_DATA.'
+    )
   return read_inv3(path, name='Cranium')
 
 
@@ -210,12 +236,18 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m rlhf_tf.data.sample_fetch',
       description=f'Fetch the InVesalius "{FILENAME}" head CT from the Debian '
-      f'package {PACKAGE} into the cache ($RLHF_TF_DATA or ~/.cache/rlhf_tf).')
-  parser.add_argument('--cache-dir', default=None,
-                      help='cache folder (default: $RLHF_TF_DATA or '
-                      '~/.cache/rlhf_tf)')
-  parser.add_argument('--force', action='store_true',
-                      help='download again even if already cached')
+      f'package {PACKAGE} into the cache ($RLHF_TF_DATA or ~/.cache/rlhf_tf).',
+  )
+  parser.add_argument(
+      '--cache-dir',
+      default=None,
+      help='cache folder (default: $RLHF_TF_DATA or ' '~/.cache/rlhf_tf)',
+  )
+  parser.add_argument(
+      '--force',
+      action='store_true',
+      help='download again even if already cached',
+  )
   args = parser.parse_args(argv)
   try:
     path = fetch_cranium(args.cache_dir, force=args.force)

@@ -51,8 +51,9 @@ class Volume:
   @property
   def extent_mm(self) -> np.ndarray:
     """(3,) physical size along (Z, Y, X) in mm (voxel count x spacing)."""
-    return np.asarray(self.shape, np.float64) * np.asarray(self.spacing,
-                                                           np.float64)
+    return np.asarray(self.shape, np.float64) * np.asarray(
+        self.spacing, np.float64
+    )
 
   def label_value(self, name: str) -> int:
     """The integer label of tissue ``name``; KeyError listing the known ones."""
@@ -79,15 +80,21 @@ class Volume:
     if self.labels is not None:
       labels = np.asarray(self.labels)
       facts['labels'] = {
-          name: int((labels == value).sum())
-          for value, name in self.label_names
+          name: int((labels == value).sum()) for value, name in self.label_names
       }
     return facts
 
 
-def make_volume(hu, spacing, origin=(0.0, 0.0, 0.0), labels=None,
-                label_names=(), orientation=AXIAL, name='volume',
-                modality='CT') -> Volume:
+def make_volume(
+    hu,
+    spacing,
+    origin=(0.0, 0.0, 0.0),
+    labels=None,
+    label_names=(),
+    orientation=AXIAL,
+    name='volume',
+    modality='CT',
+) -> Volume:
   """Builds a validated Volume from array-likes (numpy, kept on host).
 
   Raises:
@@ -97,32 +104,51 @@ def make_volume(hu, spacing, origin=(0.0, 0.0, 0.0), labels=None,
   """
   hu = np.asarray(hu)
   if hu.ndim != 3 or min(hu.shape) < 1:
-    raise VolumeError(f'volume must be a non-empty 3D [Z, Y, X] array, got '
-                     f'shape {hu.shape}')
+    raise VolumeError(
+        f'volume must be a non-empty 3D [Z, Y, X] array, got '
+        f'shape {hu.shape}'
+    )
   hu = hu.astype(np.float32, copy=False)
   if not np.isfinite(hu).all():
     bad = int((~np.isfinite(hu)).sum())
     raise VolumeError(f'volume {name!r} has {bad} non-finite (NaN/inf) voxels')
   spacing = np.asarray(spacing, np.float64).reshape(-1)
-  if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(
-      spacing <= 0):
-    raise VolumeError(f'spacing must be 3 positive finite mm values (z, y, x), '
-                     f'got {spacing.tolist()}')
+  if (
+      spacing.shape != (3,)
+      or not np.all(np.isfinite(spacing))
+      or np.any(spacing <= 0)
+  ):
+    raise VolumeError(
+        f'spacing must be 3 positive finite mm values (z, y, x), '
+        f'got {spacing.tolist()}'
+    )
   origin = np.asarray(origin, np.float64).reshape(-1)
   if origin.shape != (3,) or not np.all(np.isfinite(origin)):
-    raise VolumeError(f'origin must be 3 finite mm values (x, y, z), got '
-                     f'{origin.tolist()}')
+    raise VolumeError(
+        f'origin must be 3 finite mm values (x, y, z), got '
+        f'{origin.tolist()}'
+    )
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != hu.shape:
-      raise VolumeError(f'label map shape {labels.shape} differs from volume '
-                       f'shape {hu.shape}')
+      raise VolumeError(
+          f'label map shape {labels.shape} differs from volume '
+          f'shape {hu.shape}'
+      )
     labels = labels.astype(np.int32, copy=False)
   orientation = tuple(float(c) for c in orientation)
   if len(orientation) != 6:
-    raise VolumeError(f'orientation needs 6 direction cosines, got '
-                     f'{len(orientation)}')
+    raise VolumeError(
+        f'orientation needs 6 direction cosines, got ' f'{len(orientation)}'
+    )
   label_names = tuple((int(v), str(n)) for v, n in label_names)
-  return Volume(hu=hu, spacing=spacing, origin=origin, labels=labels,
-                label_names=label_names, orientation=orientation, name=name,
-                modality=modality)
+  return Volume(
+      hu=hu,
+      spacing=spacing,
+      origin=origin,
+      labels=labels,
+      label_names=label_names,
+      orientation=orientation,
+      name=name,
+      modality=modality,
+  )

@@ -50,13 +50,20 @@ ENV_PROCESS_ID = 'JAX_PROCESS_ID'
 
 def default_config() -> ml_collections.ConfigDict:
   """``config.distributed``: single-process unless set here or in the env."""
-  return ml_collections.ConfigDict(dict(
-      coordinator_address='', num_processes=0, process_id=-1,
-      auto_detect=False, initialization_timeout_s=300))
+  return ml_collections.ConfigDict(
+      dict(
+          coordinator_address='',
+          num_processes=0,
+          process_id=-1,
+          auto_detect=False,
+          initialization_timeout_s=300,
+      )
+  )
 
 
-def requested(cfg: Optional[ml_collections.ConfigDict] = None,
-              environ=os.environ) -> Optional[dict]:
+def requested(
+    cfg: Optional[ml_collections.ConfigDict] = None, environ=os.environ
+) -> Optional[dict]:
   """The ``jax.distributed.initialize`` arguments asked for, or None.
 
   Config values win over the environment. Several processes are asked for
@@ -71,7 +78,8 @@ def requested(cfg: Optional[ml_collections.ConfigDict] = None,
   if cfg.get('auto_detect', False):
     return {}
   address = cfg.get('coordinator_address', '') or environ.get(
-      ENV_COORDINATOR, '')
+      ENV_COORDINATOR, ''
+  )
   num = int(cfg.get('num_processes', 0) or environ.get(ENV_NUM_PROCESSES, 0))
   pid = int(cfg.get('process_id', -1))
   if pid < 0:
@@ -84,11 +92,11 @@ def requested(cfg: Optional[ml_collections.ConfigDict] = None,
         f'(${ENV_COORDINATOR}), distributed.num_processes '
         f'(${ENV_NUM_PROCESSES}) and distributed.process_id '
         f'(${ENV_PROCESS_ID}) in 0..num-1; got '
-        f'address {address!r}, num_processes {num}, process_id {pid}')
+        f'address {address!r}, num_processes {num}, process_id {pid}'
+    )
   if num == 1:
     return None
-  return dict(coordinator_address=address, num_processes=num,
-              process_id=pid)
+  return dict(coordinator_address=address, num_processes=num, process_id=pid)
 
 
 def initialize(cfg: Optional[ml_collections.ConfigDict] = None) -> bool:
@@ -105,12 +113,15 @@ def initialize(cfg: Optional[ml_collections.ConfigDict] = None) -> bool:
   # CPU processes exchange data over gloo (TCP); accelerators use their own
   # collectives (NCCL, ICI) and ignore this option.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  timeout = int((cfg or default_config()).get('initialization_timeout_s',
-                                              300))
+  timeout = int((cfg or default_config()).get('initialization_timeout_s', 300))
   jax.distributed.initialize(initialization_timeout=timeout, **args)
-  logging.info('process %d of %d, %d local / %d global devices',
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+      'process %d of %d, %d local / %d global devices',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return True
 
 
@@ -165,10 +176,14 @@ def broadcast_from_primary(value):
   """
   if jax.process_count() == 1:
     return value
-  data = (np.frombuffer(pickle.dumps(value), np.uint8) if is_primary()
-          else np.zeros(0, np.uint8))
-  size = int(multihost_utils.broadcast_one_to_all(
-      np.array([data.size], np.int32))[0])
+  data = (
+      np.frombuffer(pickle.dumps(value), np.uint8)
+      if is_primary()
+      else np.zeros(0, np.uint8)
+  )
+  size = int(
+      multihost_utils.broadcast_one_to_all(np.array([data.size], np.int32))[0]
+  )
   buf = data if is_primary() else np.zeros(size, np.uint8)
   buf = multihost_utils.broadcast_one_to_all(buf)
   return value if is_primary() else pickle.loads(np.asarray(buf).tobytes())

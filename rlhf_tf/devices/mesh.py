@@ -24,12 +24,10 @@ from typing import Optional, Sequence
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
-from jax.sharding import AxisType
-from jax.sharding import Mesh
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 DATA = 'data'
 
@@ -45,17 +43,24 @@ def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple:
   shape = tuple(int(s) for s in shape)
   free = [i for i, s in enumerate(shape) if s == -1]
   fixed = math.prod(s for s in shape if s != -1)
-  if len(free) > 1 or any(s == 0 or s < -1 for s in shape) or (
-      num_devices % fixed if free else fixed > num_devices):
-    raise ValueError(f'config.mesh.shape {shape} does not fit '
-                     f'{num_devices} devices (at most one -1)')
+  if (
+      len(free) > 1
+      or any(s == 0 or s < -1 for s in shape)
+      or (num_devices % fixed if free else fixed > num_devices)
+  ):
+    raise ValueError(
+        f'config.mesh.shape {shape} does not fit '
+        f'{num_devices} devices (at most one -1)'
+    )
   if free:
-    shape = shape[:free[0]] + (num_devices // fixed,) + shape[free[0] + 1:]
+    shape = shape[: free[0]] + (num_devices // fixed,) + shape[free[0] + 1 :]
   return shape
 
 
-def make_mesh(cfg: Optional[ml_collections.ConfigDict] = None,
-              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+def make_mesh(
+    cfg: Optional[ml_collections.ConfigDict] = None,
+    devices: Optional[Sequence[jax.Device]] = None,
+) -> Mesh:
   """The mesh of ``config.mesh`` over ``devices`` (default: all devices of
   all processes, ``jax.devices()``); a shape using fewer devices takes the
   first ones.
@@ -65,12 +70,18 @@ def make_mesh(cfg: Optional[ml_collections.ConfigDict] = None,
   devices = list(jax.devices() if devices is None else devices)
   shape = mesh_shape(cfg.shape, len(devices))
   if len(shape) != len(axes):
-    raise ValueError(f'config.mesh.shape {tuple(cfg.shape)} and axes {axes} '
-                     f'differ in length')
+    raise ValueError(
+        f'config.mesh.shape {tuple(cfg.shape)} and axes {axes} '
+        f'differ in length'
+    )
   if DATA not in axes:
     raise ValueError(f'config.mesh.axes {axes} must include {DATA!r}')
-  return jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes),
-                       devices=devices[:math.prod(shape)])
+  return jax.make_mesh(
+      shape,
+      axes,
+      axis_types=(AxisType.Auto,) * len(axes),
+      devices=devices[: math.prod(shape)],
+  )
 
 
 def local_mesh(num_devices: Optional[int] = None) -> Mesh:
@@ -78,8 +89,9 @@ def local_mesh(num_devices: Optional[int] = None) -> Mesh:
   (default all local ones); for tests and benchmarks."""
   devices = jax.local_devices()
   n = len(devices) if num_devices is None else int(num_devices)
-  return make_mesh(ml_collections.ConfigDict(dict(axes=(DATA,), shape=(n,))),
-                   devices[:n])
+  return make_mesh(
+      ml_collections.ConfigDict(dict(axes=(DATA,), shape=(n,))), devices[:n]
+  )
 
 
 def data_size(mesh: Optional[Mesh]) -> int:

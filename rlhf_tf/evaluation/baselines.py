@@ -28,9 +28,7 @@ from typing import Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.export import invesalius_presets
-from rlhf_tf.export import slicer
-from rlhf_tf.export import tables
+from rlhf_tf.export import invesalius_presets, slicer, tables
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import tissues
 from rlhf_tf.render import polygon as polygon_lib
@@ -47,18 +45,29 @@ class Preset:
   tf: tables.SeparableTF
 
 
-def load_presets(invesalius_dir: str = '', slicer_files: Sequence[str] = (),
-                 volume_min_hu: float = -1024.0,
-                 gradient_scale_mm: float = 1.0) -> list[Preset]:
+def load_presets(
+    invesalius_dir: str = '',
+    slicer_files: Sequence[str] = (),
+    volume_min_hu: float = -1024.0,
+    gradient_scale_mm: float = 1.0,
+) -> list[Preset]:
   """InVesalius presets of a folder ('' = the cache, skipped when not
   fetched) and the given Slicer .vp.json files."""
   out = []
-  folder = Path(invesalius_dir) if invesalius_dir else \
-      invesalius_presets.presets_dir()
+  folder = (
+      Path(invesalius_dir)
+      if invesalius_dir
+      else invesalius_presets.presets_dir()
+  )
   for path in invesalius_presets.list_presets(folder):
-    out.append(Preset(name=path.stem, kind='invesalius',
-                      group=invesalius_presets.preset_group(path),
-                      tf=invesalius_presets.read_preset(path, volume_min_hu)))
+    out.append(
+        Preset(
+            name=path.stem,
+            kind='invesalius',
+            group=invesalius_presets.preset_group(path),
+            tf=invesalius_presets.read_preset(path, volume_min_hu),
+        )
+    )
   for path in slicer_files:
     if not os.path.isfile(path):
       raise FileNotFoundError(f'Slicer preset {path} not found')
@@ -70,29 +79,38 @@ def load_presets(invesalius_dir: str = '', slicer_files: Sequence[str] = (),
 def preset_table(scene, preset: tables.SeparableTF) -> np.ndarray:
   """[bins, bins, 4] RGBA of a preset on the scene's JH grid, alpha per the
   scene's reference step."""
-  t = preset.table(scene.jh.axes, scene.bins,
-                   unit_distance_mm=scene.settings.reference_step_mm)
+  t = preset.table(
+      scene.jh.axes,
+      scene.bins,
+      unit_distance_mm=scene.settings.reference_step_mm,
+  )
   return t.rgba
 
 
 def table_criteria(scene, rgba_table) -> tuple[np.ndarray, np.ndarray]:
   """(rgba [H, W, 4], the inspector's criteria (5,)) of a TF table."""
   rgba, weights, hits = ray_cache.render_cached_labels(
-      scene.cache, jnp.asarray(rgba_table, jnp.float32), len(tissues.GROUPS),
-      scene.settings)
-  return rgba, inspector_lib.criteria(np.asarray(weights), np.asarray(hits),
-                                      np.asarray(rgba))
+      scene.cache,
+      jnp.asarray(rgba_table, jnp.float32),
+      len(tissues.GROUPS),
+      scene.settings,
+  )
+  return rgba, inspector_lib.criteria(
+      np.asarray(weights), np.asarray(hits), np.asarray(rgba)
+  )
 
 
 def table_score(scene, rgba_table, inspector_cfg) -> float:
   """The inspector's score of a TF table on a scene."""
   _, crit = table_criteria(scene, rgba_table)
-  return float(inspector_lib.score(crit, inspector_lib.from_config(
-      inspector_cfg)))
+  return float(
+      inspector_lib.score(crit, inspector_lib.from_config(inspector_cfg))
+  )
 
 
-def random_median(scene, key, num: int, n_vertices: int,
-                  inspector_cfg) -> tuple[float, np.ndarray]:
+def random_median(
+    scene, key, num: int, n_vertices: int, inspector_cfg
+) -> tuple[float, np.ndarray]:
   """(median inspector score of ``num`` random actions, the median action)."""
   actions = np.asarray(polygon_lib.random_actions(key, num, n_vertices))
   scores = inspector_lib.score_actions(scene, actions, inspector_cfg)
@@ -102,29 +120,55 @@ def random_median(scene, key, num: int, n_vertices: int,
 
 def bone_presets(presets: Sequence[Preset]) -> list[Preset]:
   """The InVesalius presets of the 'Bone CT' group."""
-  return [p for p in presets if p.kind == 'invesalius' and
-          p.group == 'Bone CT']
+  return [p for p in presets if p.kind == 'invesalius' and p.group == 'Bone CT']
 
 
-def baselines_rows(scene, proposal, expert, presets: Sequence[Preset],
-                   inspector_cfg, key, num_random: int):
+def baselines_rows(
+    scene,
+    proposal,
+    expert,
+    presets: Sequence[Preset],
+    inspector_cfg,
+    key,
+    num_random: int,
+):
   """(one row per TF: name, kind, [group,] inspector score on ``scene``;
   the median random action [n, 2])."""
   rows = []
-  for name, kind, vertices in (('proposal', 'proposal', proposal),
-                               ('built-in expert', 'expert', expert)):
-    rows.append(dict(name=name, kind=kind, score=float(
-        inspector_lib.score_actions(scene, np.asarray(vertices)[None],
-                                    inspector_cfg)[0])))
-  median, median_action = random_median(scene, key, num_random,
-                                        np.asarray(proposal).shape[0],
-                                        inspector_cfg)
-  rows.append(dict(name=f'median of {num_random} random actions',
-                   kind='random', score=median))
+  for name, kind, vertices in (
+      ('proposal', 'proposal', proposal),
+      ('built-in expert', 'expert', expert),
+  ):
+    rows.append(
+        dict(
+            name=name,
+            kind=kind,
+            score=float(
+                inspector_lib.score_actions(
+                    scene, np.asarray(vertices)[None], inspector_cfg
+                )[0]
+            ),
+        )
+    )
+  median, median_action = random_median(
+      scene, key, num_random, np.asarray(proposal).shape[0], inspector_cfg
+  )
+  rows.append(
+      dict(
+          name=f'median of {num_random} random actions',
+          kind='random',
+          score=median,
+      )
+  )
   for p in presets:
-    rows.append(dict(name=p.name, kind=p.kind, group=p.group,
-                     score=table_score(scene, preset_table(scene, p.tf),
-                                       inspector_cfg)))
+    rows.append(
+        dict(
+            name=p.name,
+            kind=p.kind,
+            group=p.group,
+            score=table_score(scene, preset_table(scene, p.tf), inspector_cfg),
+        )
+    )
   return rows, median_action
 
 
@@ -133,9 +177,11 @@ def rgba_of(scene, vertices_or_table) -> np.ndarray:
   x = np.asarray(vertices_or_table)
   if x.ndim == 2:
     return np.asarray(scene.render(x))
-  return np.asarray(ray_cache.render_cached(
-      scene.cache, jnp.asarray(x, jnp.float32), scene.settings))
-
+  return np.asarray(
+      ray_cache.render_cached(
+          scene.cache, jnp.asarray(x, jnp.float32), scene.settings
+      )
+  )
 
 
 def _row_key(row: dict) -> tuple:
@@ -143,8 +189,9 @@ def _row_key(row: dict) -> tuple:
   return (order.get(row['kind'], 3), row.get('group', ''), row['name'])
 
 
-def markdown_table(summaries: Sequence[dict],
-                   labels: Optional[Sequence[str]] = None) -> str:
+def markdown_table(
+    summaries: Sequence[dict], labels: Optional[Sequence[str]] = None
+) -> str:
   """Markdown: a row per TF (proposal, expert, median random, then every
   preset by group), a column of inspector scores per baselines summary
   (``baselines.json``), the proposal's ratio to the expert and whether it
@@ -164,30 +211,45 @@ def markdown_table(summaries: Sequence[dict],
     lines.append(f'| {name} | {kind} | ' + ' | '.join(cells) + ' |')
   ratio = [f'{s["proposal_over_expert"]:.3f}' for s in summaries]
   lines.append('| proposal / expert | | ' + ' | '.join(ratio) + ' |')
-  bone = [('' if s.get('best_invesalius_bone') is None else
-           f'{"yes" if s["proposal_beats_best_bone"] else "no"} (best: '
-           f'{s["best_invesalius_bone"]["name"]})') for s in summaries]
-  lines.append('| proposal >= best InVesalius bone preset | | ' +
-               ' | '.join(bone) + ' |')
+  bone = [
+      (
+          ''
+          if s.get('best_invesalius_bone') is None
+          else f'{"yes" if s["proposal_beats_best_bone"] else "no"} (best: '
+          f'{s["best_invesalius_bone"]["name"]})'
+      )
+      for s in summaries
+  ]
+  lines.append(
+      '| proposal >= best InVesalius bone preset | | ' + ' | '.join(bone) + ' |'
+  )
   return '\n'.join(lines) + '\n'
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m rlhf_tf.evaluation.baselines',
-      description='The baselines table of propose runs, as markdown.')
-  parser.add_argument('workdirs', nargs='+',
-                      help='workdirs of launch.py --experiment='
-                      'experiments/propose.py runs')
-  parser.add_argument('--labels', default='',
-                      help='comma-separated column headings, one per workdir '
-                      '(default: the scene ids)')
+      description='The baselines table of propose runs, as markdown.',
+  )
+  parser.add_argument(
+      'workdirs',
+      nargs='+',
+      help='workdirs of launch.py --experiment=' 'experiments/propose.py runs',
+  )
+  parser.add_argument(
+      '--labels',
+      default='',
+      help='comma-separated column headings, one per workdir '
+      '(default: the scene ids)',
+  )
   args = parser.parse_args(argv)
-  labels = [x.strip() for x in args.labels.split(',')] if args.labels \
-      else None
+  labels = [x.strip() for x in args.labels.split(',')] if args.labels else None
   if labels is not None and len(labels) != len(args.workdirs):
-    print(f'error: --labels has {len(labels)} labels for '
-          f'{len(args.workdirs)} workdirs', file=sys.stderr)
+    print(
+        f'error: --labels has {len(labels)} labels for '
+        f'{len(args.workdirs)} workdirs',
+        file=sys.stderr,
+    )
     return 2
   summaries = []
   for d in args.workdirs:

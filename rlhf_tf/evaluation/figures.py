@@ -24,9 +24,20 @@ import numpy as np
 
 from rlhf_tf.evaluation import metrics
 from rlhf_tf.evaluation.figures_style import (
-    INSPECTOR_CMAP, LABEL_SIZE, SMALL_SIZE, TITLE_SIZE, as_rgb, check_losses,
-    format_stat, loss_color, loss_label, new_figure, panel_letter,
-    rewards_1d, save_figure)
+    as_rgb,
+    check_losses,
+    format_stat,
+    INSPECTOR_CMAP,
+    LABEL_SIZE,
+    loss_color,
+    loss_label,
+    new_figure,
+    panel_letter,
+    rewards_1d,
+    save_figure,
+    SMALL_SIZE,
+    TITLE_SIZE,
+)
 
 # ------------------------------------------------------ Fig. 2 histograms
 
@@ -44,8 +55,11 @@ SHARPNESS_LABELS = {
 def _stat_lines(stats: Mapping) -> list:
   stats = dict(stats)
   if any(k in stats for k in SHARPNESS_LABELS):
-    return [f'{label} = {format_stat(stats[k])}'
-            for k, label in SHARPNESS_LABELS.items() if k in stats]
+    return [
+        f'{label} = {format_stat(stats[k])}'
+        for k, label in SHARPNESS_LABELS.items()
+        if k in stats
+    ]
   return [f'{k} = {format_stat(v)}' for k, v in stats.items()]
 
 
@@ -59,11 +73,16 @@ def _headroom(ax, log: bool, floor: float = 0.5):
     ax.set_ylim(0, hi * 1.45)
 
 
-def reward_histograms(rewards_by_loss: Mapping[str, np.ndarray], path,
-                      expert_rewards_by_loss: Optional[Mapping] = None,
-                      bins: int = 60, stats_by_loss: Optional[Mapping] = None,
-                      log_counts: bool = True, compare: bool = True,
-                      title: Optional[str] = None) -> str:
+def reward_histograms(
+    rewards_by_loss: Mapping[str, np.ndarray],
+    path,
+    expert_rewards_by_loss: Optional[Mapping] = None,
+    bins: int = 60,
+    stats_by_loss: Optional[Mapping] = None,
+    log_counts: bool = True,
+    compare: bool = True,
+    title: Optional[str] = None,
+) -> str:
   """Fig. 2: the reward distribution of random actions, one panel per loss.
 
   Args:
@@ -87,65 +106,103 @@ def reward_histograms(rewards_by_loss: Mapping[str, np.ndarray], path,
   check_losses(rewards_by_loss, 'rewards_by_loss')
   if int(bins) != bins or bins < 2:
     raise ValueError(f'bins must be an integer >= 2, got {bins}')
-  rewards = {k: rewards_1d(v, f'rewards_by_loss[{k!r}]')
-             for k, v in rewards_by_loss.items()}
+  rewards = {
+      k: rewards_1d(v, f'rewards_by_loss[{k!r}]')
+      for k, v in rewards_by_loss.items()
+  }
   expert = dict(expert_rewards_by_loss or {})
   stats = dict(stats_by_loss or {})
   unknown = (set(expert) | set(stats)) - set(rewards)
   if unknown:
-    raise ValueError(f'expert rewards / stats for losses without rewards: '
-                     f'{sorted(unknown)}')
+    raise ValueError(
+        f'expert rewards / stats for losses without rewards: '
+        f'{sorted(unknown)}'
+    )
   with_compare = compare and len(rewards) > 1
   ncols = len(rewards) + int(with_compare)
   fig = new_figure(4.4 * ncols, 3.9)
   axs = np.atleast_1d(fig.subplots(1, ncols, squeeze=False)[0])
   for i, (loss, r) in enumerate(rewards.items()):
     ax, color = axs[i], loss_color(loss, i)
-    ax.hist(r, bins=int(bins), histtype='stepfilled', color=color,
-            alpha=0.35, log=log_counts)
-    ax.hist(r, bins=int(bins), histtype='step', color=color, lw=1.5,
-            log=log_counts, label=f'random actions (N = {r.size:,})')
+    ax.hist(
+        r,
+        bins=int(bins),
+        histtype='stepfilled',
+        color=color,
+        alpha=0.35,
+        log=log_counts,
+    )
+    ax.hist(
+        r,
+        bins=int(bins),
+        histtype='step',
+        color=color,
+        lw=1.5,
+        log=log_counts,
+        label=f'random actions (N = {r.size:,})',
+    )
     if loss in expert:
       e = rewards_1d(expert[loss], f'expert_rewards_by_loss[{loss!r}]')
       share = float(np.mean(r > e.mean()))
-      ax.axvline(e.mean(), color='black', ls='--', lw=1.3,
-                 label=f'mean expert reward {e.mean():.2f}\n'
-                 f'({100 * share:.2g}% of random above it)')
+      ax.axvline(
+          e.mean(),
+          color='black',
+          ls='--',
+          lw=1.3,
+          label=f'mean expert reward {e.mean():.2f}\n'
+          f'({100 * share:.2g}% of random above it)',
+      )
     for line in _stat_lines(stats.get(loss, {})):
       ax.plot([], [], ' ', label=line)
     ax.set_title(f'{panel_letter(i)} {loss_label(loss)}', fontsize=TITLE_SIZE)
     ax.set_xlabel(r'reward $r_\psi(s, a)$', fontsize=LABEL_SIZE)
-    ax.set_ylabel('number of actions' + (' (log)' if log_counts else ''),
-                  fontsize=LABEL_SIZE)
+    ax.set_ylabel(
+        'number of actions' + (' (log)' if log_counts else ''),
+        fontsize=LABEL_SIZE,
+    )
     ax.grid(alpha=0.25, which='major')
     ax.tick_params(labelsize=SMALL_SIZE)
-  top = max(a.get_ylim()[1] for a in axs[:len(rewards)])
-  for a in axs[:len(rewards)]:  # the same count axis for all losses
+  top = max(a.get_ylim()[1] for a in axs[: len(rewards)])
+  for a in axs[: len(rewards)]:  # the same count axis for all losses
     a.set_ylim(top=top)
     _headroom(a, log_counts)
     a.legend(fontsize=SMALL_SIZE, loc='upper right', framealpha=0.95)
   if with_compare:
     ax = axs[-1]
-    z_all = {k: (r - r.mean()) / max(r.std(), 1e-12)
-             for k, r in rewards.items()}
+    z_all = {
+        k: (r - r.mean()) / max(r.std(), 1e-12) for k, r in rewards.items()
+    }
     lo = min(z.min() for z in z_all.values())
     hi = max(z.max() for z in z_all.values())
     edges = np.linspace(lo, hi, int(bins) + 1)
     for i, (loss, z) in enumerate(z_all.items()):
-      ax.hist(z, bins=edges, histtype='step', color=loss_color(loss, i),
-              lw=1.6, density=True, log=log_counts, label=loss_label(loss))
-    ax.set_title(f'{panel_letter(len(rewards))} shapes compared',
-                 fontsize=TITLE_SIZE)
+      ax.hist(
+          z,
+          bins=edges,
+          histtype='step',
+          color=loss_color(loss, i),
+          lw=1.6,
+          density=True,
+          log=log_counts,
+          label=loss_label(loss),
+      )
+    ax.set_title(
+        f'{panel_letter(len(rewards))} shapes compared', fontsize=TITLE_SIZE
+    )
     ax.set_xlabel('standardised reward (r - mean) / std', fontsize=LABEL_SIZE)
-    ax.set_ylabel('density' + (' (log)' if log_counts else ''),
-                  fontsize=LABEL_SIZE)
+    ax.set_ylabel(
+        'density' + (' (log)' if log_counts else ''), fontsize=LABEL_SIZE
+    )
     _headroom(ax, log_counts, floor=0.0)
     ax.legend(fontsize=SMALL_SIZE, loc='upper right')
     ax.grid(alpha=0.25)
     ax.tick_params(labelsize=SMALL_SIZE)
   sizes = {r.size for r in rewards.values()}
-  default = ('Rewards of %s uniformly random actions' % f'{sizes.pop():,}'
-             if len(sizes) == 1 else 'Rewards of uniformly random actions')
+  default = (
+      'Rewards of %s uniformly random actions' % f'{sizes.pop():,}'
+      if len(sizes) == 1
+      else 'Rewards of uniformly random actions'
+  )
   fig.suptitle(title or default, fontsize=TITLE_SIZE + 1)
   return save_figure(fig, path)
 
@@ -158,14 +215,17 @@ def _check_grid(images, rewards, gold_scores, labels, grid):
   n = rows * cols
   images = list(images) if not isinstance(images, np.ndarray) else images
   if len(images) != n:
-    raise ValueError(f'the {rows}x{cols} grid needs {n} images, got '
-                     f'{len(images)}')
+    raise ValueError(
+        f'the {rows}x{cols} grid needs {n} images, got ' f'{len(images)}'
+    )
   imgs = [as_rgb(im, f'images[{i}]') for i, im in enumerate(images)]
   r = rewards_1d(rewards, 'rewards')
   g = rewards_1d(gold_scores, 'gold_scores')
   if len(r) != n or len(g) != n:
-    raise ValueError(f'need {n} rewards and gold scores (one per image), got '
-                     f'{len(r)} and {len(g)}')
+    raise ValueError(
+        f'need {n} rewards and gold scores (one per image), got '
+        f'{len(r)} and {len(g)}'
+    )
   if labels is not None and len(labels) != n:
     raise ValueError(f'need {n} labels, got {len(labels)}')
   return imgs, r, g
@@ -188,23 +248,40 @@ def _draw_grid(sub, imgs, r, g, labels, title, grid, color='black'):
     if labels is not None:
       caption = f'{labels[i]}\n' + caption
     ax.set_xlabel(caption, fontsize=SMALL_SIZE, labelpad=2)
-    ax.text(0.03, 0.97, f'#{rank + 1}', transform=ax.transAxes, ha='left',
-            va='top', color='white', fontsize=SMALL_SIZE, fontweight='bold',
-            bbox=dict(boxstyle='round,pad=0.2', fc='black', alpha=0.55,
-                      lw=0))
+    ax.text(
+        0.03,
+        0.97,
+        f'#{rank + 1}',
+        transform=ax.transAxes,
+        ha='left',
+        va='top',
+        color='white',
+        fontsize=SMALL_SIZE,
+        fontweight='bold',
+        bbox=dict(boxstyle='round,pad=0.2', fc='black', alpha=0.55, lw=0),
+    )
   rho = metrics.rank_correlations(r, g)['spearman_rho']
-  sub.suptitle(f'{title}\nsorted by reward, highest first '
-               f'(Spearman ρ reward vs inspector = {rho:.2f})',
-               fontsize=TITLE_SIZE, color=color)
+  sub.suptitle(
+      f'{title}\nsorted by reward, highest first '
+      f'(Spearman ρ reward vs inspector = {rho:.2f})',
+      fontsize=TITLE_SIZE,
+      color=color,
+  )
   sm = cm.ScalarMappable(mcolors.Normalize(0, 1), cmap)
   cb = sub.colorbar(sm, ax=axs, shrink=0.6, pad=0.01, aspect=30)
   cb.set_label('inspector score (frame colour)', fontsize=SMALL_SIZE)
   cb.ax.tick_params(labelsize=SMALL_SIZE)
 
 
-def evaluation_grid(images, rewards, gold_scores, path, title: str,
-                    labels: Optional[Sequence[str]] = None,
-                    grid=(3, 4)) -> str:
+def evaluation_grid(
+    images,
+    rewards,
+    gold_scores,
+    path,
+    title: str,
+    labels: Optional[Sequence[str]] = None,
+    grid=(3, 4),
+) -> str:
   """Fig. 4: the evaluation TFs' renderings sorted by reward, highest first.
 
   Args:
@@ -225,9 +302,15 @@ def evaluation_grid(images, rewards, gold_scores, path, title: str,
   return save_figure(fig, path)
 
 
-def evaluation_grids(images, rewards_by_loss: Mapping[str, np.ndarray],
-                     gold_scores, path, labels=None, grid=(3, 4),
-                     title: Optional[str] = None) -> str:
+def evaluation_grids(
+    images,
+    rewards_by_loss: Mapping[str, np.ndarray],
+    gold_scores,
+    path,
+    labels=None,
+    grid=(3, 4),
+    title: Optional[str] = None,
+) -> str:
   """Fig. 4 (a), (b): one evaluation_grid block per loss, side by side.
 
   Args:
@@ -236,16 +319,25 @@ def evaluation_grids(images, rewards_by_loss: Mapping[str, np.ndarray],
     gold_scores: [12] the inspector's quality in [0, 1].
   """
   check_losses(rewards_by_loss, 'rewards_by_loss')
-  checked = {k: _check_grid(images, v, gold_scores, labels, grid)
-             for k, v in rewards_by_loss.items()}
+  checked = {
+      k: _check_grid(images, v, gold_scores, labels, grid)
+      for k, v in rewards_by_loss.items()
+  }
   rows, cols = grid
   n = len(checked)
   fig = new_figure((2.35 * cols + 0.8) * n, 2.55 * rows + 1.0)
   subs = np.atleast_1d(fig.subfigures(1, n, wspace=0.03))
   for i, (sub, (loss, (imgs, r, g))) in enumerate(zip(subs, checked.items())):
-    _draw_grid(sub, imgs, r, g, labels,
-               f'{panel_letter(i)} {loss_label(loss)}', grid,
-               color=loss_color(loss, i))
+    _draw_grid(
+        sub,
+        imgs,
+        r,
+        g,
+        labels,
+        f'{panel_letter(i)} {loss_label(loss)}',
+        grid,
+        color=loss_color(loss, i),
+    )
   if title:
     fig.suptitle(title, fontsize=TITLE_SIZE + 1)
   return save_figure(fig, path)
@@ -269,17 +361,22 @@ def _bin_edges(d: Mapping, conf, count, loss) -> np.ndarray:
     if name in d:
       e = np.asarray(d[name], dtype=np.float64).ravel()
       if e.shape != (k + 1,) or np.any(np.diff(e) <= 0):
-        raise ValueError(f'bins_by_loss[{loss!r}][{name!r}] must be {k + 1} '
-                         f'increasing edges, got {e}')
+        raise ValueError(
+            f'bins_by_loss[{loss!r}][{name!r}] must be {k + 1} '
+            f'increasing edges, got {e}'
+        )
       return e
   filled = (count > 0) & np.isfinite(conf)
   lo = 0.5 if np.all(conf[filled] >= 0.5 - 1e-9) else 0.0
   return np.linspace(lo, 1.0, k + 1)
 
 
-def reliability_diagram(bins_by_loss: Mapping[str, Mapping], path,
-                        ece_by_loss: Optional[Mapping[str, float]] = None,
-                        title: Optional[str] = None) -> str:
+def reliability_diagram(
+    bins_by_loss: Mapping[str, Mapping],
+    path,
+    ece_by_loss: Optional[Mapping[str, float]] = None,
+    title: Optional[str] = None,
+) -> str:
   """Reliability diagrams of the preference probabilities, one per loss.
 
   Args:
@@ -301,12 +398,15 @@ def reliability_diagram(bins_by_loss: Mapping[str, Mapping], path,
     acc = _get(d, ('accuracy', 'acc'), loss)
     count = _get(d, ('count', 'counts'), loss)
     if not len(conf) == len(acc) == len(count) or len(conf) == 0:
-      raise ValueError(f'bins_by_loss[{loss!r}]: confidence, accuracy and '
-                       f'count must have the same non-zero length, got '
-                       f'{len(conf)}, {len(acc)}, {len(count)}')
+      raise ValueError(
+          f'bins_by_loss[{loss!r}]: confidence, accuracy and '
+          f'count must have the same non-zero length, got '
+          f'{len(conf)}, {len(acc)}, {len(count)}'
+      )
     if np.any(count < 0) or count.sum() <= 0:
-      raise ValueError(f'bins_by_loss[{loss!r}]: counts must be >= 0 and not '
-                       f'all zero')
+      raise ValueError(
+          f'bins_by_loss[{loss!r}]: counts must be >= 0 and not ' f'all zero'
+      )
     edges = _bin_edges(d, conf, count, loss)
     filled = (count > 0) & np.isfinite(conf) & np.isfinite(acc)
     if ece_by_loss is not None and loss in ece_by_loss:
@@ -317,46 +417,92 @@ def reliability_diagram(bins_by_loss: Mapping[str, Mapping], path,
     color = loss_color(loss, i)
     ax = fig.add_subplot(gs[0, i])
     lefts, widths = edges[:-1][filled], np.diff(edges)[filled]
-    ax.bar(lefts, acc[filled], width=widths, align='edge', color=color,
-           alpha=0.75, edgecolor='white', lw=0.8, label='accuracy')
-    ax.bar(lefts, conf[filled] - acc[filled], bottom=acc[filled],
-           width=widths, align='edge', fill=False, hatch='///',
-           edgecolor='#b2182b', lw=0.8, label='gap to confidence')
+    ax.bar(
+        lefts,
+        acc[filled],
+        width=widths,
+        align='edge',
+        color=color,
+        alpha=0.75,
+        edgecolor='white',
+        lw=0.8,
+        label='accuracy',
+    )
+    ax.bar(
+        lefts,
+        conf[filled] - acc[filled],
+        bottom=acc[filled],
+        width=widths,
+        align='edge',
+        fill=False,
+        hatch='///',
+        edgecolor='#b2182b',
+        lw=0.8,
+        label='gap to confidence',
+    )
     lo = edges[0]
     if lo < 0.5 and 0.5 in edges and np.all(lefts >= 0.5 - 1e-9):
       lo = 0.5  # confidences of the predicted winner: the lower half is empty
-    ax.plot([lo, 1], [lo, 1], color='black', ls='--', lw=1.1,
-            label='perfect calibration')
+    ax.plot(
+        [lo, 1],
+        [lo, 1],
+        color='black',
+        ls='--',
+        lw=1.1,
+        label='perfect calibration',
+    )
     ax.set_xlim(lo, 1)
     ax.set_ylim(min(lo, float(np.nanmin(acc[filled])) - 0.02), 1)
     ax.set_ylabel('accuracy (empirical)', fontsize=LABEL_SIZE)
-    ax.set_title(f'{panel_letter(i)} {loss_label(loss)}\nECE = {ece:.3f}',
-                 fontsize=TITLE_SIZE)
+    ax.set_title(
+        f'{panel_letter(i)} {loss_label(loss)}\nECE = {ece:.3f}',
+        fontsize=TITLE_SIZE,
+    )
     ax.legend(fontsize=SMALL_SIZE, loc='upper left')
     ax.tick_params(labelsize=SMALL_SIZE, labelbottom=False)
     ax.grid(alpha=0.25)
     ax2 = fig.add_subplot(gs[1, i], sharex=ax)
-    ax2.bar(edges[:-1], count, width=np.diff(edges), align='edge',
-            color=color, alpha=0.5, edgecolor='white', lw=0.8)
-    ax2.set_yscale('log' if count.max() > 20 * max(count[count > 0].min(), 1)
-                   else 'linear')
+    ax2.bar(
+        edges[:-1],
+        count,
+        width=np.diff(edges),
+        align='edge',
+        color=color,
+        alpha=0.5,
+        edgecolor='white',
+        lw=0.8,
+    )
+    ax2.set_yscale(
+        'log' if count.max() > 20 * max(count[count > 0].min(), 1) else 'linear'
+    )
     ax2.set_ylabel('pairs', fontsize=LABEL_SIZE)
     ax2.set_xlabel(
-        'confidence of the predicted winner, max(p, 1 - p)' if lo >= 0.5
-        else r'predicted probability $p(a_1 \succ a_2)$', fontsize=LABEL_SIZE)
+        'confidence of the predicted winner, max(p, 1 - p)'
+        if lo >= 0.5
+        else r'predicted probability $p(a_1 \succ a_2)$',
+        fontsize=LABEL_SIZE,
+    )
     ax2.tick_params(labelsize=SMALL_SIZE)
     ax2.grid(alpha=0.25)
-  fig.suptitle(title or 'Calibration of the preference probability '
-               r'$\sigma(r_c - r_r)$', fontsize=TITLE_SIZE + 1)
+  fig.suptitle(
+      title
+      or 'Calibration of the preference probability ' r'$\sigma(r_c - r_r)$',
+      fontsize=TITLE_SIZE + 1,
+  )
   return save_figure(fig, path)
 
 
 # --------------------------------------------------------------- overview
 
 
-def overview(images: Sequence, titles: Sequence[str], path,
-             suptitle: Optional[str] = None, ncols: Optional[int] = None,
-             panel_size: float = 2.8) -> str:
+def overview(
+    images: Sequence,
+    titles: Sequence[str],
+    path,
+    suptitle: Optional[str] = None,
+    ncols: Optional[int] = None,
+    panel_size: float = 2.8,
+) -> str:
   """A strip (or, with ``ncols``, a grid) of renderings with titles.
 
   Args:
@@ -368,15 +514,18 @@ def overview(images: Sequence, titles: Sequence[str], path,
   if not images:
     raise ValueError('overview needs at least one image')
   if len(titles) != len(images):
-    raise ValueError(f'need one title per image: {len(images)} images, '
-                     f'{len(titles)} titles')
+    raise ValueError(
+        f'need one title per image: {len(images)} images, '
+        f'{len(titles)} titles'
+    )
   imgs = [as_rgb(im, f'images[{i}]') for i, im in enumerate(images)]
   ncols = len(imgs) if ncols is None else max(1, min(int(ncols), len(imgs)))
   nrows = -(-len(imgs) // ncols)
   aspect = np.mean([im.shape[0] / im.shape[1] for im in imgs])
-  fig = new_figure(panel_size * ncols,
-                   panel_size * aspect * nrows + 0.35 * nrows
-                   + (0.4 if suptitle else 0))
+  fig = new_figure(
+      panel_size * ncols,
+      panel_size * aspect * nrows + 0.35 * nrows + (0.4 if suptitle else 0),
+  )
   axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
   for ax in axs:
     ax.axis('off')

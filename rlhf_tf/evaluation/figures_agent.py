@@ -27,24 +27,44 @@ def overoptimisation(series: Mapping[str, np.ndarray], path: str) -> str:
   fig = Figure(figsize=(7.0, 4.5), dpi=100)
   FigureCanvasAgg(fig)
   ax = fig.add_subplot(1, 1, 1)
-  ax.plot(x, series['gold_score'], 'o-', color='tab:red',
-          label='gold (samples)')
+  ax.plot(
+      x, series['gold_score'], 'o-', color='tab:red', label='gold (samples)'
+  )
   if 'gold_score_mode' in series:
-    ax.plot(x, series['gold_score_mode'], 's--', color='tab:red', alpha=0.6,
-            label='gold (mode)')
+    ax.plot(
+        x,
+        series['gold_score_mode'],
+        's--',
+        color='tab:red',
+        alpha=0.6,
+        label='gold (mode)',
+    )
   ax.set_xlabel('sqrt(KL(pi || pi_ref)) [sqrt nats]')
   ax.set_ylabel('gold score (inspector)', color='tab:red')
   ax2 = ax.twinx()
-  ax2.plot(x, series['proxy_reward'], 'o-', color='tab:blue',
-           label='proxy (samples)')
+  ax2.plot(
+      x, series['proxy_reward'], 'o-', color='tab:blue', label='proxy (samples)'
+  )
   if 'proxy_reward_mode' in series:
-    ax2.plot(x, series['proxy_reward_mode'], 's--', color='tab:blue',
-             alpha=0.6, label='proxy (mode)')
+    ax2.plot(
+        x,
+        series['proxy_reward_mode'],
+        's--',
+        color='tab:blue',
+        alpha=0.6,
+        label='proxy (mode)',
+    )
   ax2.set_ylabel('proxy reward (reward model)', color='tab:blue')
   lines = ax.get_legend_handles_labels()
   lines2 = ax2.get_legend_handles_labels()
-  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc='upper center',
-            bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize='small')
+  ax.legend(
+      lines[0] + lines2[0],
+      lines[1] + lines2[1],
+      loc='upper center',
+      bbox_to_anchor=(0.5, -0.16),
+      ncol=4,
+      fontsize='small',
+  )
   ax.set_title('Reward over-optimisation (Gao et al. 2022)')
   fig.tight_layout()
   fig.savefig(path)

@@ -52,8 +52,13 @@ def save_figure(fig: Figure, path, dpi: int = DPI) -> str:
   parent = os.path.dirname(path)
   if parent:
     os.makedirs(parent, exist_ok=True)
-  fig.savefig(path, dpi=dpi, format='png', facecolor='white',
-              pil_kwargs={'compress_level': 3})  # ~3x faster, same size
+  fig.savefig(
+      path,
+      dpi=dpi,
+      format='png',
+      facecolor='white',
+      pil_kwargs={'compress_level': 3},
+  )  # ~3x faster, same size
   return path
 
 
@@ -65,8 +70,9 @@ def as_rgb(image, name: str = 'image') -> np.ndarray:
   """
   a = np.asarray(image)
   if a.ndim != 3 or a.shape[-1] not in (3, 4) or min(a.shape[:2]) < 1:
-    raise ValueError(f'{name} must be [H, W, 3] or [H, W, 4], got shape '
-                     f'{a.shape}')
+    raise ValueError(
+        f'{name} must be [H, W, 3] or [H, W, 4], got shape ' f'{a.shape}'
+    )
   a = a[..., :3]
   if a.dtype == np.uint8:
     return a.astype(np.float32) / 255.0
@@ -80,8 +86,9 @@ def check_polygon(action, name: str = 'action') -> np.ndarray:
   """[n, 2] (x, y) vertices in JH units -> float64 array (n >= 3)."""
   a = np.asarray(action, dtype=np.float64)
   if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 3:
-    raise ValueError(f'{name} must be [n, 2] with n >= 3 vertices, got shape '
-                     f'{a.shape}')
+    raise ValueError(
+        f'{name} must be [n, 2] with n >= 3 vertices, got shape ' f'{a.shape}'
+    )
   if not np.all(np.isfinite(a)):
     raise ValueError(f'{name} has non-finite vertices')
   return a
@@ -94,8 +101,9 @@ def unpack_jh(jh_image, axes=None):
     jh_image = jh_image.image
   image = np.asarray(jh_image, dtype=np.float32)
   if image.ndim != 2 or min(image.shape) < 2:
-    raise ValueError(f'jh_image must be a [B, B] image, got shape '
-                     f'{image.shape}')
+    raise ValueError(
+        f'jh_image must be a [B, B] image, got shape ' f'{image.shape}'
+    )
   return image, axes
 
 
@@ -114,17 +122,31 @@ def to_plot(xy, axes=None) -> np.ndarray:
   return np.stack([axes.x_to_hu(xy[..., 0]), axes.y_to_grad(xy[..., 1])], -1)
 
 
-def draw_jh_image(ax, image, axes=None, cmap='gray', title=None,
-                  xlabel=True, ylabel=True, **imshow_kw):
+def draw_jh_image(
+    ax,
+    image,
+    axes=None,
+    cmap='gray',
+    title=None,
+    xlabel=True,
+    ylabel=True,
+    **imshow_kw,
+):
   """Draws a [B, B] JH image (row = y = gradient) like ``draw_jh``.
 
   With ``axes`` (a JHAxes) the plot is in HU and HU/mm; without it in JH
   units [0, 1]^2 with a square aspect. Returns the AxesImage.
   """
   image, axes = unpack_jh(image, axes)
-  im = ax.imshow(image, origin='lower', extent=jh_extent(axes),
-                 aspect='equal' if axes is None else 'auto', cmap=cmap,
-                 interpolation='nearest', **imshow_kw)
+  im = ax.imshow(
+      image,
+      origin='lower',
+      extent=jh_extent(axes),
+      aspect='equal' if axes is None else 'auto',
+      cmap=cmap,
+      interpolation='nearest',
+      **imshow_kw,
+  )
   if axes is None:
     xl, yl = 'intensity x (JH units)', 'gradient magnitude y (JH units)'
   else:

@@ -64,8 +64,11 @@ def pair_metrics(r_left, r_right, target) -> Dict[str, float]:
       margin       mean over D of m; NaN if D empty.
       num_pairs, num_decisive, num_ties: counts (as floats).
   """
-  rl, rr, t = (as_1d('r_left', r_left), as_1d('r_right', r_right),
-               as_1d('target', target))
+  rl, rr, t = (
+      as_1d('r_left', r_left),
+      as_1d('r_right', r_right),
+      as_1d('target', target),
+  )
   if not rl.shape == rr.shape == t.shape:
     raise ValueError(f'shapes differ: {rl.shape}, {rr.shape}, {t.shape}')
   d = rl - rr
@@ -84,8 +87,9 @@ def pair_metrics(r_left, r_right, target) -> Dict[str, float]:
   }
 
 
-def expected_calibration_error(p, y, num_bins: int = 10
-                               ) -> Tuple[float, Dict[str, np.ndarray]]:
+def expected_calibration_error(
+    p, y, num_bins: int = 10
+) -> Tuple[float, Dict[str, np.ndarray]]:
   """ECE of pairwise preference probabilities (decisive pairs only).
 
   Standard binary-classifier form: the model predicts class "left" when
@@ -134,8 +138,12 @@ def expected_calibration_error(p, y, num_bins: int = 10
   else:
     gap = np.abs(np.nan_to_num(mean_acc) - np.nan_to_num(mean_conf))
     ece = float(np.sum(count / total * gap))
-  return ece, {'edges': edges, 'confidence': mean_conf,
-               'accuracy': mean_acc, 'count': count}
+  return ece, {
+      'edges': edges,
+      'confidence': mean_conf,
+      'accuracy': mean_acc,
+      'count': count,
+  }
 
 
 def sigmoid(x) -> np.ndarray:
@@ -144,9 +152,9 @@ def sigmoid(x) -> np.ndarray:
   return 1.0 / (1.0 + np.exp(-np.asarray(x)))
 
 
-def pair_metrics_and_calibration(r_left, r_right, target, num_bins: int = 10
-                                 ) -> Tuple[Dict[str, float],
-                                            Dict[str, np.ndarray]]:
+def pair_metrics_and_calibration(
+    r_left, r_right, target, num_bins: int = 10
+) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
   """``pair_metrics`` plus 'ece' of p = sigma(r_left - r_right) on the
   decisive pairs; returns (numbers, the reliability bins)."""
   r_left, r_right = np.asarray(r_left), np.asarray(r_right)
@@ -155,7 +163,8 @@ def pair_metrics_and_calibration(r_left, r_right, target, num_bins: int = 10
   decisive = target != 0.5
   p_left = sigmoid((r_left - r_right)[decisive])
   ece, bins = expected_calibration_error(
-      p_left, (target[decisive] == 1.0).astype(float), num_bins=num_bins)
+      p_left, (target[decisive] == 1.0).astype(float), num_bins=num_bins
+  )
   numbers['ece'] = ece
   return numbers, bins
 
@@ -180,8 +189,7 @@ def rank_correlations(reward, gold) -> Dict[str, float]:
     raise ValueError(f'reward {r.shape} and gold {g.shape} differ in shape')
   n = int(r.size)
   if n < 2 or np.ptp(r) == 0 or np.ptp(g) == 0:
-    return {'spearman_rho': float('nan'), 'kendall_tau': float('nan'),
-            'n': n}
+    return {'spearman_rho': float('nan'), 'kendall_tau': float('nan'), 'n': n}
   rho = scipy.stats.spearmanr(r, g).statistic
   tau = scipy.stats.kendalltau(r, g).statistic
   return {'spearman_rho': float(rho), 'kendall_tau': float(tau), 'n': n}
@@ -202,8 +210,9 @@ def histogram_entropy_bits(values, bins: int = 50) -> float:
   return float(-np.sum(q * np.log2(q)))
 
 
-def sharpness(rewards_random, expert_rewards, bins: int = 50
-              ) -> Dict[str, float]:
+def sharpness(
+    rewards_random, expert_rewards, bins: int = 50
+) -> Dict[str, float]:
   """How sharply a reward model separates random actions from the experts'.
 
   Fig. 2 of the paper: a good model gives most random actions a low reward
@@ -235,10 +244,12 @@ def sharpness(rewards_random, expert_rewards, bins: int = 50
   entropy = histogram_entropy_bits(r, bins)
   return {
       'share_above_expert_mean': float(np.mean(r > expert_mean)),
-      'expert_percentile': float(np.mean(
-          np.searchsorted(np.sort(r), e, side='left')) / r.size),
-      'expert_z': (expert_mean - float(np.mean(r))) / std if std > 0
-                  else float('nan'),
+      'expert_percentile': float(
+          np.mean(np.searchsorted(np.sort(r), e, side='left')) / r.size
+      ),
+      'expert_z': (expert_mean - float(np.mean(r))) / std
+      if std > 0
+      else float('nan'),
       'histogram_entropy_bits': entropy,
       'normalised_entropy': entropy / np.log2(bins) if bins > 1 else 0.0,
       'skewness': float(scipy.stats.skew(r)) if std > 0 else float('nan'),

@@ -57,8 +57,10 @@ def _score_chunked(model, params, z, actions, chunk: Optional[int]):
   chunks = -(-num // chunk)
   pad = chunks * chunk - num
   padded = jnp.pad(actions, ((0, pad), (0, 0), (0, 0)))
-  out = jax.lax.map(lambda a: model_lib.score(model, params, z, a),
-                    padded.reshape((chunks, chunk) + actions.shape[1:]))
+  out = jax.lax.map(
+      lambda a: model_lib.score(model, params, z, a),
+      padded.reshape((chunks, chunk) + actions.shape[1:]),
+  )
   return out.reshape(-1)[:num]
 
 
@@ -75,23 +77,34 @@ def _score_on_mesh(model, params, z, actions, chunk: Optional[int], mesh):
   num = actions.shape[0]
   padded = mesh_lib.pad_leading(actions, mesh_lib.data_size(mesh))
   per_device = jax.shard_map(
-      lambda p, z, a: _score_chunked(model, p, z, a, chunk), mesh=mesh,
-      in_specs=(P(), P(), P(mesh_lib.DATA)), out_specs=P(mesh_lib.DATA))
+      lambda p, z, a: _score_chunked(model, p, z, a, chunk),
+      mesh=mesh,
+      in_specs=(P(), P(), P(mesh_lib.DATA)),
+      out_specs=P(mesh_lib.DATA),
+  )
   rewards = per_device(params, z, padded)[:num]
   return jax.lax.with_sharding_constraint(rewards, NamedSharding(mesh, P()))
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'num', 'n_vertices',
-                                             'chunk', 'mesh'))
+@functools.partial(
+    jax.jit, static_argnames=('model', 'num', 'n_vertices', 'chunk', 'mesh')
+)
 def _random_rewards(params, jh, key, *, model, num, n_vertices, chunk, mesh):
   actions = polygon_lib.random_actions(key, num, n_vertices)
   z = model_lib.encode(model, params, jh)
   return actions, _score_on_mesh(model, params, z, actions, chunk, mesh)
 
 
-def random_action_rewards(model, params, jh, key, num: int = 20000,
-                          n_vertices: int = 4, chunk: Optional[int] = None,
-                          mesh=None):
+def random_action_rewards(
+    model,
+    params,
+    jh,
+    key,
+    num: int = 20000,
+    n_vertices: int = 4,
+    chunk: Optional[int] = None,
+    mesh=None,
+):
   """Rewards of ``num`` uniform random canonical actions (paper Fig. 2).
 
   Args:
@@ -109,10 +122,16 @@ def random_action_rewards(model, params, jh, key, num: int = 20000,
   """
   mesh = _mesh_or_none(mesh)
   params, jh = _on_mesh((params, jnp.asarray(jh, jnp.float32)), mesh)
-  return _random_rewards(params, jh, key, model=model, num=int(num),
-                         n_vertices=int(n_vertices),
-                         chunk=None if chunk is None else int(chunk),
-                         mesh=mesh)
+  return _random_rewards(
+      params,
+      jh,
+      key,
+      model=model,
+      num=int(num),
+      n_vertices=int(n_vertices),
+      chunk=None if chunk is None else int(chunk),
+      mesh=mesh,
+  )
 
 
 def _mesh_or_none(mesh):
@@ -131,24 +150,32 @@ def pixel_centres(grid: int) -> jnp.ndarray:
   return (jnp.arange(grid, dtype=jnp.float32) + 0.5) / grid
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'grid', 'chunk',
-                                             'mesh'))
+@functools.partial(jax.jit, static_argnames=('model', 'grid', 'chunk', 'mesh'))
 def _corner_maps(params, jh, base_action, *, model, grid, chunk, mesh):
   n = base_action.shape[0]
   c = pixel_centres(grid)
   # xy[i, j] = (x = c_j, y = c_i): row = y, column = x, as the JH image.
   xy = jnp.stack(jnp.meshgrid(c, c, indexing='xy'), axis=-1)  # [G, G, 2]
   onehot = jnp.eye(n, dtype=bool)[:, None, None, :, None]  # [n,1,1,n,1]
-  actions = jnp.where(onehot, xy[None, :, :, None, :],
-                      base_action[None, None, None])  # [n, G, G, n, 2]
+  actions = jnp.where(
+      onehot, xy[None, :, :, None, :], base_action[None, None, None]
+  )  # [n, G, G, n, 2]
   z = model_lib.encode(model, params, jh)
-  rewards = _score_on_mesh(model, params, z, actions.reshape(-1, n, 2),
-                           chunk, mesh)
+  rewards = _score_on_mesh(
+      model, params, z, actions.reshape(-1, n, 2), chunk, mesh
+  )
   return rewards.reshape(n, grid, grid)
 
 
-def corner_maps(model, params, jh, base_action, grid: Optional[int] = None,
-                chunk: Optional[int] = 65536, mesh=None) -> jnp.ndarray:
+def corner_maps(
+    model,
+    params,
+    jh,
+    base_action,
+    grid: Optional[int] = None,
+    chunk: Optional[int] = 65536,
+    mesh=None,
+) -> jnp.ndarray:
   """Reward maps with one vertex moved over the JH (paper Fig. 3).
 
   maps[k, i, j] = r(JH, a^{k,i,j}) where a^{k,i,j} is ``base_action`` with
@@ -177,10 +204,17 @@ def corner_maps(model, params, jh, base_action, grid: Optional[int] = None,
   grid = int(jh.shape[-1] if grid is None else grid)
   mesh = _mesh_or_none(mesh)
   params, jh, base_action = _on_mesh(
-      (params, jh, jnp.asarray(base_action, jnp.float32)), mesh)
-  return _corner_maps(params, jh, base_action, model=model, grid=grid,
-                      chunk=None if chunk is None else int(chunk),
-                      mesh=mesh)
+      (params, jh, jnp.asarray(base_action, jnp.float32)), mesh
+  )
+  return _corner_maps(
+      params,
+      jh,
+      base_action,
+      model=model,
+      grid=grid,
+      chunk=None if chunk is None else int(chunk),
+      mesh=mesh,
+  )
 
 
 def corner_value_at(maps, k: int, xy) -> jnp.ndarray:
@@ -192,10 +226,8 @@ def corner_value_at(maps, k: int, xy) -> jnp.ndarray:
   maps = jnp.asarray(maps)
   grid_y, grid_x = maps.shape[-2:]
   xy = jnp.asarray(xy, jnp.float32)
-  j = jnp.clip(jnp.floor(xy[..., 0] * grid_x).astype(jnp.int32), 0,
-               grid_x - 1)
-  i = jnp.clip(jnp.floor(xy[..., 1] * grid_y).astype(jnp.int32), 0,
-               grid_y - 1)
+  j = jnp.clip(jnp.floor(xy[..., 0] * grid_x).astype(jnp.int32), 0, grid_x - 1)
+  i = jnp.clip(jnp.floor(xy[..., 1] * grid_y).astype(jnp.int32), 0, grid_y - 1)
   return maps[k, i, j]
 
 
@@ -211,14 +243,21 @@ def reward_gradient(model, params, jh, action) -> jnp.ndarray:
   The action is scored as given (not canonicalised); r is piecewise linear
   in a (ReLU network), so this is the gradient of the active linear piece.
   """
-  return _reward_gradient(params, jnp.asarray(jh, jnp.float32),
-                          jnp.asarray(action, jnp.float32), model=model)
+  return _reward_gradient(
+      params,
+      jnp.asarray(jh, jnp.float32),
+      jnp.asarray(action, jnp.float32),
+      model=model,
+  )
 
 
-@functools.partial(jax.jit, static_argnames=(
-    'model', 'num_starts', 'steps', 'lr', 'n_vertices'))
-def _reward_ascent(params, jh, key, *, model, num_starts, steps, lr,
-                   n_vertices):
+@functools.partial(
+    jax.jit,
+    static_argnames=('model', 'num_starts', 'steps', 'lr', 'n_vertices'),
+)
+def _reward_ascent(
+    params, jh, key, *, model, num_starts, steps, lr, n_vertices
+):
   z = model_lib.encode(model, params, jh)
 
   def reward(v):  # v [n, 2] free vertex positions -> scalar
@@ -233,23 +272,35 @@ def _reward_ascent(params, jh, key, *, model, num_starts, steps, lr,
     v, state = carry
     _, g = value_and_grad(v)
     # optax minimises: descend on -r.
-    updates, state = jax.vmap(opt.update)(jax.tree_util.tree_map(
-        jnp.negative, g), state)
+    updates, state = jax.vmap(opt.update)(
+        jax.tree_util.tree_map(jnp.negative, g), state
+    )
     v = jnp.clip(optax.apply_updates(v, updates), 0.0, 1.0)
     return (v, state), jax.vmap(reward)(v)
 
   (v, _), history = jax.lax.scan(step, (v0, state0), None, length=steps)
   final = polygon_lib.canonicalize(v)
-  return {'actions': final, 'rewards': jax.vmap(reward)(v),
-          'history': history, 'initial_actions': v0,
-          'initial_rewards': jax.vmap(reward)(v0),
-          'area': polygon_lib.polygon_area(final),
-          'best_index': jnp.argmax(history[-1])}
+  return {
+      'actions': final,
+      'rewards': jax.vmap(reward)(v),
+      'history': history,
+      'initial_actions': v0,
+      'initial_rewards': jax.vmap(reward)(v0),
+      'area': polygon_lib.polygon_area(final),
+      'best_index': jnp.argmax(history[-1]),
+  }
 
 
-def reward_ascent(model, params, jh, key, num_starts: int = 32,
-                  steps: int = 200, lr: float = 0.01,
-                  n_vertices: int = 4) -> Dict[str, jnp.ndarray]:
+def reward_ascent(
+    model,
+    params,
+    jh,
+    key,
+    num_starts: int = 32,
+    steps: int = 200,
+    lr: float = 0.01,
+    n_vertices: int = 4,
+) -> Dict[str, jnp.ndarray]:
   """Projected Adam ascent of r(JH, a) over the vertices, S starts at once.
 
   Starts: S uniform random canonical actions (``random_actions(key, ...)``).
@@ -285,10 +336,16 @@ def reward_ascent(model, params, jh, key, num_starts: int = 32,
     signed area of the final actions (>= 0: counter-clockwise, ~0:
     collapsed); 'best_index' the start with the highest final reward.
   """
-  return _reward_ascent(params, jnp.asarray(jh, jnp.float32), key,
-                        model=model, num_starts=int(num_starts),
-                        steps=int(steps), lr=float(lr),
-                        n_vertices=int(n_vertices))
+  return _reward_ascent(
+      params,
+      jnp.asarray(jh, jnp.float32),
+      key,
+      model=model,
+      num_starts=int(num_starts),
+      steps=int(steps),
+      lr=float(lr),
+      n_vertices=int(n_vertices),
+  )
 
 
 # Rec. 709 luma weights of linear RGB.
@@ -298,13 +355,15 @@ IMAGE_OBJECTIVES: Dict[str, Callable] = {
     # mean over pixels of the accumulated opacity alpha(pixel).
     'mean_alpha': lambda rgba: jnp.mean(rgba[..., 3]),
     # mean over pixels of the luminance 0.2126 R + 0.7152 G + 0.0722 B.
-    'mean_luminance': lambda rgba: jnp.mean(rgba[..., :3] @ jnp.asarray(
-        _LUMA, rgba.dtype)),
+    'mean_luminance': lambda rgba: jnp.mean(
+        rgba[..., :3] @ jnp.asarray(_LUMA, rgba.dtype)
+    ),
 }
 
 
-def image_objective_gradient(scene, vertices,
-                             objective: Union[str, Callable] = 'mean_alpha'):
+def image_objective_gradient(
+    scene, vertices, objective: Union[str, Callable] = 'mean_alpha'
+):
   """Value and gradient of an image objective w.r.t. the polygon vertices.
 
   J(a) = objective(scene.render(a)) through the whole differentiable chain
@@ -323,8 +382,10 @@ def image_objective_gradient(scene, vertices,
   """
   if isinstance(objective, str):
     if objective not in IMAGE_OBJECTIVES:
-      raise ValueError(f'unknown objective {objective!r}; choose from '
-                       f'{sorted(IMAGE_OBJECTIVES)} or pass a callable')
+      raise ValueError(
+          f'unknown objective {objective!r}; choose from '
+          f'{sorted(IMAGE_OBJECTIVES)} or pass a callable'
+      )
     objective = IMAGE_OBJECTIVES[objective]
   fn = lambda v: objective(scene.render(v))  # noqa: E731
   return jax.value_and_grad(fn)(jnp.asarray(vertices, jnp.float32))
@@ -363,8 +424,11 @@ def corner_map_picks(maps, base_action, k: int):
   flat = maps[k].reshape(-1)
   order = np.argsort(flat)
   out = []
-  for label, idx in (('low', order[0]), ('medium', order[len(order) // 2]),
-                     ('high', order[-1])):
+  for label, idx in (
+      ('low', order[0]),
+      ('medium', order[len(order) // 2]),
+      ('high', order[-1]),
+  ):
     row, col = divmod(int(idx), grid)
     xy = ((col + 0.5) / grid, (row + 0.5) / grid)
     action = np.array(base_action, np.float32)

@@ -82,15 +82,17 @@ class RewardEnsemble:
 def _param_shapes(model, bins: int) -> dict:
   jh = jnp.zeros((bins, bins), jnp.float32)
   actions = jnp.zeros((1, model.n_vertices, 2), jnp.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jh,
-                                             actions))['params']
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jh, actions))[
+      'params'
+  ]
   return jax.tree_util.tree_map(lambda s: tuple(s.shape), shapes)
 
 
 def _fitting_sizes(loaded: dict, model) -> Optional[tuple]:
   """(bins, n_vertices) whose model shapes match the checkpoint, if any."""
-  for bins, n in itertools.product((16, 24, 32, 48, 64, 128, 256, 512),
-                                   range(3, 9)):
+  for bins, n in itertools.product(
+      (16, 24, 32, 48, 64, 128, 256, 512), range(3, 9)
+  ):
     try:
       other = dataclasses.replace(model, n_vertices=n)
       if _param_shapes(other, bins) == loaded:
@@ -100,8 +102,9 @@ def _fitting_sizes(loaded: dict, model) -> Optional[tuple]:
   return None
 
 
-def load_ensemble(reward_workdir: str, reward_cfg, loss: str,
-                  bins: int) -> RewardEnsemble:
+def load_ensemble(
+    reward_workdir: str, reward_cfg, loss: str, bins: int
+) -> RewardEnsemble:
   """Every seed of ``loss`` from <reward_workdir>/reward/<loss>/checkpoints.
 
   Raises:
@@ -110,20 +113,29 @@ def load_ensemble(reward_workdir: str, reward_cfg, loss: str,
       bins (the message says which bins / vertex count would fit).
   """
   if not reward_workdir:
-    raise RewardWorkdirError('config.reward_workdir is empty: give the '
-                             'workdir of a trained reward (e.g. the '
-                             'quickstart\'s)')
+    raise RewardWorkdirError(
+        'config.reward_workdir is empty: give the '
+        'workdir of a trained reward (e.g. the '
+        "quickstart's)"
+    )
   reward_dir = os.path.join(reward_workdir, 'reward')
   ckpt = os.path.join(reward_dir, loss, 'checkpoints')
   if not os.path.isdir(ckpt):
-    have = sorted(d for d in os.listdir(reward_dir)
-                  if os.path.isdir(os.path.join(reward_dir, d, 'checkpoints'))
-                  ) if os.path.isdir(reward_dir) else []
+    have = (
+        sorted(
+            d
+            for d in os.listdir(reward_dir)
+            if os.path.isdir(os.path.join(reward_dir, d, 'checkpoints'))
+        )
+        if os.path.isdir(reward_dir)
+        else []
+    )
     raise RewardWorkdirError(
         f'{ckpt} not found: {reward_workdir} holds no trained reward for '
         f'loss {loss!r} (losses there: {have or "none"}); train one with '
         f'launch.py --experiment=experiments/quickstart.py '
-        f'--workdir={reward_workdir}')
+        f'--workdir={reward_workdir}'
+    )
   with checkpointing.open_manager(ckpt) as mngr:
     step = mngr.latest_step()
   if step is None:
@@ -134,30 +146,47 @@ def load_ensemble(reward_workdir: str, reward_cfg, loss: str,
   expected = _param_shapes(model, bins)
   if loaded != expected:
     fit = _fitting_sizes(loaded, model)
-    hint = (f'it fits histogram.bins={fit[0]} and reward.model.n_vertices='
-            f'{fit[1]}' if fit else 'the layer sizes differ too (train it '
-            'with the same reward.model, e.g. the :smoke experiment arg for a '
-            'smoke reward)')
+    hint = (
+        f'it fits histogram.bins={fit[0]} and reward.model.n_vertices='
+        f'{fit[1]}'
+        if fit
+        else 'the layer sizes differ too (train it '
+        'with the same reward.model, e.g. the :smoke experiment arg for a '
+        'smoke reward)'
+    )
     raise RewardWorkdirError(
         f'{ckpt}: the checkpoint does not fit this config (histogram.bins='
-        f'{bins}, reward.model.n_vertices={model.n_vertices}); {hint}')
+        f'{bins}, reward.model.n_vertices={model.n_vertices}); {hint}'
+    )
   params = jax.tree_util.tree_map(jnp.asarray, stacked)
-  return RewardEnsemble(model=model, params=params, loss=loss, step=int(step),
-                        checkpoint_dir=ckpt, bins=int(bins))
+  return RewardEnsemble(
+      model=model,
+      params=params,
+      loss=loss,
+      step=int(step),
+      checkpoint_dir=ckpt,
+      bins=int(bins),
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
 def _ensemble_rewards(params, jh, actions, *, model):
   def one(p):
     return model_lib.score(model, p, model_lib.encode(model, p, jh), actions)
+
   return jax.vmap(one)(params)
 
 
 def ensemble_rewards(ens: RewardEnsemble, jh, actions) -> np.ndarray:
   """[S, N] rewards of actions [N, n, 2] on jh [B, B] under every seed."""
-  return np.asarray(_ensemble_rewards(
-      ens.params, jnp.asarray(jh, jnp.float32),
-      jnp.asarray(actions, jnp.float32), model=ens.model))
+  return np.asarray(
+      _ensemble_rewards(
+          ens.params,
+          jnp.asarray(jh, jnp.float32),
+          jnp.asarray(actions, jnp.float32),
+          model=ens.model,
+      )
+  )
 
 
 def is_valid_action(vertices, min_area: float = 1e-3) -> bool:
@@ -168,15 +197,23 @@ def is_valid_action(vertices, min_area: float = 1e-3) -> bool:
   return True
 
 
-def ascent_candidates(ens: RewardEnsemble, jh, key, num_starts: int,
-                      steps: int, lr: float) -> np.ndarray:
+def ascent_candidates(
+    ens: RewardEnsemble, jh, key, num_starts: int, steps: int, lr: float
+) -> np.ndarray:
   """Final polygons [M, n, 2] of the vmapped multi-start reward ascent under
   each seed (key folded with the seed index); degenerate ones dropped."""
   out = []
   for s in range(ens.num_seeds):
-    res = probing.reward_ascent(ens.model, ens.seed_params(s), jh,
-                                jax.random.fold_in(key, s), num_starts,
-                                steps, lr, ens.model.n_vertices)
+    res = probing.reward_ascent(
+        ens.model,
+        ens.seed_params(s),
+        jh,
+        jax.random.fold_in(key, s),
+        num_starts,
+        steps,
+        lr,
+        ens.model.n_vertices,
+    )
     out += [a for a in np.asarray(res['actions']) if is_valid_action(a)]
   n = ens.model.n_vertices
   return np.asarray(out, np.float32).reshape(-1, n, 2)
@@ -185,8 +222,11 @@ def ascent_candidates(ens: RewardEnsemble, jh, key, num_starts: int,
 def standardise(rewards, reference) -> np.ndarray:
   """Per-seed z-scores [S, N] of rewards [S, N] against reference rewards
   [S, R] of the same seeds (module docstring)."""
-  return np.asarray(ensemble_lib.standardise(
-      np.asarray(rewards, np.float64), np.asarray(reference, np.float64)))
+  return np.asarray(
+      ensemble_lib.standardise(
+          np.asarray(rewards, np.float64), np.asarray(reference, np.float64)
+      )
+  )
 
 
 def conservative(rewards, k: float):
@@ -196,8 +236,9 @@ def conservative(rewards, k: float):
   return mean, std, mean - k * std
 
 
-def rank(actions, rewards, k: float, top_k: int,
-         min_distance: float = 0.02) -> np.ndarray:
+def rank(
+    actions, rewards, k: float, top_k: int, min_distance: float = 0.02
+) -> np.ndarray:
   """Indices of the ``top_k`` best actions by mean - k std, skipping any
   within ``min_distance`` (largest vertex distance, JH units, after
   canonical ordering) of one already kept."""
@@ -223,25 +264,34 @@ def jh_distance(a, b) -> float:
 def scan_specificity_note(num_training_scenes: int) -> str:
   """What a reward trained on this many scenes can say about a new scan."""
   if num_training_scenes == 0:
-    return ('the reward workdir holds no training scenes (no '
-            'preferences.sqlite): how far this scan is from them is unknown')
+    return (
+        'the reward workdir holds no training scenes (no '
+        'preferences.sqlite): how far this scan is from them is unknown'
+    )
   if num_training_scenes == 1:
-    return ('the reward was trained on ONE scene: it has seen one JH, so it '
-            'cannot have learned how the best TF changes from scan to scan; '
-            'expect about the proposal it makes for any scan. Prefer a '
-            'reward trained on many scans, best with votes on scans like '
-            'yours (README: "Your own scan", '
-            'experiments/reward_ce.py:multiscene)')
-  return (f'the reward was trained on {num_training_scenes} scenes; the '
-          'distance above says how close this scan is to the nearest')
+    return (
+        'the reward was trained on ONE scene: it has seen one JH, so it '
+        'cannot have learned how the best TF changes from scan to scan; '
+        'expect about the proposal it makes for any scan. Prefer a '
+        'reward trained on many scans, best with votes on scans like '
+        'yours (README: "Your own scan", '
+        'experiments/reward_ce.py:multiscene)'
+    )
+  return (
+      f'the reward was trained on {num_training_scenes} scenes; the '
+      'distance above says how close this scan is to the nearest'
+  )
 
 
 def ood_distance(jh_image, training_images) -> dict:
   """d_OOD (module docstring) against the training JHs, with the verdict."""
   dists = [jh_distance(jh_image, t) for t in training_images]
   d = min(dists) if dists else float('nan')
-  return dict(distance=d, threshold=OOD_THRESHOLD,
-              out_of_distribution=bool(not dists or d > OOD_THRESHOLD),
-              per_training_scene=dists,
-              definition='min over training scenes of the mean absolute '
-                         'difference of the log-scaled JH images')
+  return dict(
+      distance=d,
+      threshold=OOD_THRESHOLD,
+      out_of_distribution=bool(not dists or d > OOD_THRESHOLD),
+      per_training_scene=dists,
+      definition='min over training scenes of the mean absolute '
+      'difference of the log-scaled JH images',
+  )

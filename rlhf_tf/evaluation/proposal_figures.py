@@ -11,32 +11,41 @@ from PIL import Image
 from rlhf_tf.evaluation import figures_style
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import sampling
+from rlhf_tf.render import raymarch, sampling
 
 _COLORS = ('#38b6ff', '#ffd166', '#06d6a0', '#ef476f', '#ffffff', '#8338ec')
 
 
-def polygons_on_jh(jh, polygons: Sequence, labels: Sequence[str],
-                   path: str) -> str:
+def polygons_on_jh(
+    jh, polygons: Sequence, labels: Sequence[str], path: str
+) -> str:
   """The JH in HU x HU/mm with each polygon outlined and labelled."""
   fig = figures_style.new_figure(5.6, 4.6)
   ax = fig.add_subplot()
-  figures_style.draw_jh_image(ax, jh, cmap='magma',
-                              title='proposed TFs on the joint histogram')
+  figures_style.draw_jh_image(
+      ax, jh, cmap='magma', title='proposed TFs on the joint histogram'
+  )
   a = jh.axes
   for i, (v, label) in enumerate(zip(polygons, labels)):
     v = np.asarray(v, np.float64)
     xy = np.stack([a.x_to_hu(v[:, 0]), a.y_to_grad(v[:, 1])], axis=-1)
     closed = np.concatenate([xy, xy[:1]])
-    ax.plot(closed[:, 0], closed[:, 1], '-o', color=_COLORS[i % len(_COLORS)],
-            lw=2 if i == 0 else 1.2, ms=3, label=label)
+    ax.plot(
+        closed[:, 0],
+        closed[:, 1],
+        '-o',
+        color=_COLORS[i % len(_COLORS)],
+        lw=2 if i == 0 else 1.2,
+        ms=3,
+        label=label,
+    )
   ax.legend(fontsize=figures_style.SMALL_SIZE, loc='upper right')
   return figures_style.save_figure(fig, path)
 
 
-def turntable_gif(scene, vertices, num_views: int, image_size: int,
-                  path: str) -> str:
+def turntable_gif(
+    scene, vertices, num_views: int, image_size: int, path: str
+) -> str:
   """A GIF of the TF seen from ``num_views`` azimuths around the head.
 
   The direct raymarcher (one compiled program for every view; a ray cache
@@ -49,13 +58,20 @@ def turntable_gif(scene, vertices, num_views: int, image_size: int,
   frames = []
   for k in range(num_views):
     camera = camera_lib.head_camera(
-        volume.shape, volume.spacing, width=image_size, height=image_size,
+        volume.shape,
+        volume.spacing,
+        width=image_size,
+        height=image_size,
         azimuth_deg=float(cfg['azimuth']) + 360.0 * k / num_views,
-        elevation_deg=float(cfg['elevation']), zoom=float(cfg['zoom']))
-    rgba = raymarch.render_volume(volume, scene.jh.axes, table, camera,
-                                  scene.settings, packed=packed)
+        elevation_deg=float(cfg['elevation']),
+        zoom=float(cfg['zoom']),
+    )
+    rgba = raymarch.render_volume(
+        volume, scene.jh.axes, table, camera, scene.settings, packed=packed
+    )
     frames.append(Image.fromarray(scenes_lib.rgb_uint8(rgba)))
     logging.info('turntable view %d/%d', k + 1, num_views)
-  frames[0].save(path, save_all=True, append_images=frames[1:],
-                 duration=150, loop=0)
+  frames[0].save(
+      path, save_all=True, append_images=frames[1:], duration=150, loop=0
+  )
   return path

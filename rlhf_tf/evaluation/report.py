@@ -47,17 +47,15 @@ from absl import logging
 import jax
 import numpy as np
 
-from rlhf_tf.evaluation import report_heldout
-from rlhf_tf.evaluation import report_setup
-from rlhf_tf.evaluation import report_unseen
+from rlhf_tf.evaluation import report_heldout, report_setup, report_unseen
 from rlhf_tf.preferences import dataset
-
 
 # Per scene, the headline numbers averaged into summary['scene_mean'].
 _SCENE_HEADLINES = {
     'spearman_rho': ('rank_correlation', 'spearman_rho'),
     'share_above_expert': ('sharpness', 'share_above_expert_mean'),
-    'probing_relative': ('probing', 'found_relative_to_expert')}
+    'probing_relative': ('probing', 'found_relative_to_expert'),
+}
 
 
 def evaluate(config, workdir: str) -> dict:
@@ -71,7 +69,8 @@ def evaluate(config, workdir: str) -> dict:
   specs = dataset.scene_specs(config)
   if len(specs) == 1:
     report_unseen.scene_steps(
-        report_setup.scene_view(s, specs[0], s.out_dir), keys, summary)
+        report_setup.scene_view(s, specs[0], s.out_dir), keys, summary
+    )
   else:
     # Every scene gets the same keys (the same random actions, a
     # comparison across scenes); the figures go to its own folder.
@@ -80,9 +79,12 @@ def evaluate(config, workdir: str) -> dict:
       logging.info('evaluation of scene %s', spec.scene_id)
       numbers = {loss: {} for loss in s.params}
       report_unseen.scene_steps(
-          report_setup.scene_view(s, spec,
-                                  os.path.join(s.out_dir, spec.scene_id)),
-          keys, numbers)
+          report_setup.scene_view(
+              s, spec, os.path.join(s.out_dir, spec.scene_id)
+          ),
+          keys,
+          numbers,
+      )
       summary['scenes'][spec.scene_id] = numbers
     summary['scene_mean'] = _scene_means(summary['scenes'], s.params)
   summary['seconds'] = round(time.perf_counter() - t0, 1)
@@ -93,10 +95,15 @@ def evaluate(config, workdir: str) -> dict:
 
 def _scene_means(by_scene: dict, losses) -> dict:
   """{loss: {headline: mean over the scenes}}."""
-  return {loss: {name: float(np.mean([numbers[loss][a][b]
-                                      for numbers in by_scene.values()]))
-                 for name, (a, b) in _SCENE_HEADLINES.items()}
-          for loss in losses}
+  return {
+      loss: {
+          name: float(
+              np.mean([numbers[loss][a][b] for numbers in by_scene.values()])
+          )
+          for name, (a, b) in _SCENE_HEADLINES.items()
+      }
+      for loss in losses
+  }
 
 
 def write_summary(s: report_setup.Setup, summary: dict) -> None:
@@ -104,27 +111,52 @@ def write_summary(s: report_setup.Setup, summary: dict) -> None:
   (per scene, with several) on stdout."""
   with open(os.path.join(s.workdir, 'evaluation', 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
-  heldout = {loss: dict(
-      heldout_accuracy=summary[loss]['heldout']['accuracy'],
-      three_way_accuracy=summary[loss]['heldout_ties']['three_way_accuracy'],
-      ties_below_untied_median=summary[loss]['heldout_ties']['ties_closer'][
-          'share_below_median'],
-      ece=summary[loss]['heldout']['ece']) for loss in s.params}
+  heldout = {
+      loss: dict(
+          heldout_accuracy=summary[loss]['heldout']['accuracy'],
+          three_way_accuracy=summary[loss]['heldout_ties'][
+              'three_way_accuracy'
+          ],
+          ties_below_untied_median=summary[loss]['heldout_ties']['ties_closer'][
+              'share_below_median'
+          ],
+          ece=summary[loss]['heldout']['ece'],
+      )
+      for loss in s.params
+  }
 
   def per_scene(numbers):
-    return {loss: dict(
-        spearman=numbers[loss]['rank_correlation']['spearman_rho'],
-        share_above_expert=numbers[loss]['sharpness'][
-            'share_above_expert_mean'],
-        probing_relative=numbers[loss]['probing'][
-            'found_relative_to_expert']) for loss in s.params}
+    return {
+        loss: dict(
+            spearman=numbers[loss]['rank_correlation']['spearman_rho'],
+            share_above_expert=numbers[loss]['sharpness'][
+                'share_above_expert_mean'
+            ],
+            probing_relative=numbers[loss]['probing'][
+                'found_relative_to_expert'
+            ],
+        )
+        for loss in s.params
+    }
 
   if 'scenes' not in summary:
     scene = per_scene(summary)
-    print(json.dumps({loss: {**heldout[loss], **scene[loss]}
-                      for loss in s.params}, indent=2, default=float))
+    print(
+        json.dumps(
+            {loss: {**heldout[loss], **scene[loss]} for loss in s.params},
+            indent=2,
+            default=float,
+        )
+    )
     return
-  print(json.dumps(dict(
-      heldout=heldout, scene_mean=summary['scene_mean'],
-      scenes={k: per_scene(v) for k, v in summary['scenes'].items()}),
-                   indent=2, default=float))
+  print(
+      json.dumps(
+          dict(
+              heldout=heldout,
+              scene_mean=summary['scene_mean'],
+              scenes={k: per_scene(v) for k, v in summary['scenes'].items()},
+          ),
+          indent=2,
+          default=float,
+      )
+  )

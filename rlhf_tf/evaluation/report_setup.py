@@ -25,6 +25,7 @@ from rlhf_tf.reward import predict
 
 class Setup(NamedTuple):
   """What every step reads: the models, the scene and the inspector."""
+
   config: object  # the experiment's config
   workdir: str
   out_dir: str  # <workdir>/evaluation[/<scene_id>]: this scene's figures
@@ -45,11 +46,17 @@ def make_setup(config, workdir: str) -> Setup:
   if distributed.is_primary():
     os.makedirs(out_dir, exist_ok=True)
   return Setup(
-      config=config, workdir=workdir, out_dir=out_dir,
+      config=config,
+      workdir=workdir,
+      out_dir=out_dir,
       params=predict.load_selected_params(reward_dir),
-      model=model_lib.model_from_config(config.reward.model), scene=None,
-      jh=None, gold=None, mesh=mesh_lib.make_mesh(config.get('mesh')),
-      primary=distributed.is_primary())
+      model=model_lib.model_from_config(config.reward.model),
+      scene=None,
+      jh=None,
+      gold=None,
+      mesh=mesh_lib.make_mesh(config.get('mesh')),
+      primary=distributed.is_primary(),
+  )
 
 
 def scene_view(s: Setup, spec, out_dir: str) -> Setup:
@@ -64,10 +71,13 @@ def scene_view(s: Setup, spec, out_dir: str) -> Setup:
     os.makedirs(out_dir, exist_ok=True)
   gold_scene = scene.with_view(image_size=s.config.eval.gold_image_size)
   return s._replace(
-      out_dir=out_dir, scene=scene, jh=np.asarray(scene.jh.image,
-                                                  np.float32),
+      out_dir=out_dir,
+      scene=scene,
+      jh=np.asarray(scene.jh.image, np.float32),
       gold=lambda actions: inspector_lib.score_actions(
-          gold_scene, actions, s.config.inspector, mesh=s.mesh))
+          gold_scene, actions, s.config.inspector, mesh=s.mesh
+      ),
+  )
 
 
 def rewards_of(s: Setup, params, actions) -> np.ndarray:

@@ -22,8 +22,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from rlhf_tf.evaluation import metrics
-from rlhf_tf.evaluation import probing
+from rlhf_tf.evaluation import metrics, probing
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import model as model_lib
@@ -33,19 +32,25 @@ from rlhf_tf.reward import predict
 @dataclasses.dataclass(frozen=True)
 class Fold:
   """One leave-one-scene-out split: train on ``train_ids`` only."""
+
   held_out: str
   train_ids: tuple
 
   def __post_init__(self):
     if self.held_out in self.train_ids:
-      raise ValueError(f'held-out scene {self.held_out!r} is among the '
-                       f'training scenes {list(self.train_ids)}')
+      raise ValueError(
+          f'held-out scene {self.held_out!r} is among the '
+          f'training scenes {list(self.train_ids)}'
+      )
     if not self.train_ids:
       raise ValueError(f'no training scene left for {self.held_out!r}')
 
 
-def folds(scene_ids: Sequence[str], held_out: Sequence[str] = (),
-          train_pool: Sequence[str] = ()) -> list[Fold]:
+def folds(
+    scene_ids: Sequence[str],
+    held_out: Sequence[str] = (),
+    train_pool: Sequence[str] = (),
+) -> list[Fold]:
   """One fold per held-out scene (default: every scene in turn).
 
   Args:
@@ -61,20 +66,33 @@ def folds(scene_ids: Sequence[str], held_out: Sequence[str] = (),
   for name, ids in (('held_out', held_out), ('train_pool', train_pool)):
     unknown = [s for s in ids if s not in scene_ids]
     if unknown:
-      raise ValueError(f'{name}: unknown scene(s) {unknown}; the dataset '
-                       f'has {scene_ids}')
+      raise ValueError(
+          f'{name}: unknown scene(s) {unknown}; the dataset ' f'has {scene_ids}'
+      )
   pool = list(train_pool) or scene_ids
-  return [Fold(h, tuple(s for s in pool if s != h))
-          for h in (list(held_out) or scene_ids)]
+  return [
+      Fold(h, tuple(s for s in pool if s != h))
+      for h in (list(held_out) or scene_ids)
+  ]
 
 
-def held_out_numbers(params, reward_cfg, jh: np.ndarray, actions: np.ndarray,
-                     pairs: np.ndarray, target: np.ndarray,
-                     gold_actions: np.ndarray, gold_scores: np.ndarray,
-                     expert: np.ndarray, expert_score: float,
-                     gold: Callable[[np.ndarray], np.ndarray], key,
-                     ascent_starts: int = 32, ascent_steps: int = 200,
-                     ascent_lr: float = 0.01) -> dict:
+def held_out_numbers(
+    params,
+    reward_cfg,
+    jh: np.ndarray,
+    actions: np.ndarray,
+    pairs: np.ndarray,
+    target: np.ndarray,
+    gold_actions: np.ndarray,
+    gold_scores: np.ndarray,
+    expert: np.ndarray,
+    expert_score: float,
+    gold: Callable[[np.ndarray], np.ndarray],
+    key,
+    ascent_starts: int = 32,
+    ascent_steps: int = 200,
+    ascent_lr: float = 0.01,
+) -> dict:
   """The three numbers of a reward on one held-out scene.
 
   Args:
@@ -99,33 +117,49 @@ def held_out_numbers(params, reward_cfg, jh: np.ndarray, actions: np.ndarray,
   pm = metrics.pair_metrics(r[pairs[:, 0]], r[pairs[:, 1]], target)
   gold_r = predict.predict_rewards(params, reward_cfg, jh, gold_actions)
   ranks = metrics.rank_correlations(gold_r, gold_scores)
-  asc = probing.reward_ascent(reward_model, params, jh, key,
-                              num_starts=ascent_starts, steps=ascent_steps,
-                              lr=ascent_lr, n_vertices=expert.shape[0])
+  asc = probing.reward_ascent(
+      reward_model,
+      params,
+      jh,
+      key,
+      num_starts=ascent_starts,
+      steps=ascent_steps,
+      lr=ascent_lr,
+      n_vertices=expert.shape[0],
+  )
   area = np.asarray(asc['area'])
   rewards = np.where(area >= 1e-4, np.asarray(asc['rewards']), -np.inf)
   found = np.asarray(asc['actions'])[int(np.argmax(rewards))]
   found_score = float(gold(found[None])[0])
-  return dict(decisive_accuracy=pm['accuracy'],
-              num_decisive=int(pm['num_decisive']),
-              spearman_rho=ranks['spearman_rho'],
-              kendall_tau=ranks['kendall_tau'],
-              ascent_inspector_score=found_score,
-              expert_inspector_score=float(expert_score),
-              ascent_relative=found_score / max(float(expert_score), 1e-9),
-              ascent_action=found.tolist())
+  return dict(
+      decisive_accuracy=pm['accuracy'],
+      num_decisive=int(pm['num_decisive']),
+      spearman_rho=ranks['spearman_rho'],
+      kendall_tau=ranks['kendall_tau'],
+      ascent_inspector_score=found_score,
+      expert_inspector_score=float(expert_score),
+      ascent_relative=found_score / max(float(expert_score), 1e-9),
+      ascent_action=found.tolist(),
+  )
 
 
 def gold_actions(key, scene_hash: int, num: int, n_vertices: int):
   """The unseen random actions [num, n, 2] a scene is evaluated on."""
-  return np.asarray(polygon.random_actions(
-      jax.random.fold_in(key, scene_hash), num, n_vertices))
+  return np.asarray(
+      polygon.random_actions(
+          jax.random.fold_in(key, scene_hash), num, n_vertices
+      )
+  )
 
 
-def error_breakdown(rewards: np.ndarray, crit: np.ndarray, pairs: np.ndarray,
-                    target: np.ndarray,
-                    icfg: inspector_lib.InspectorConfig,
-                    num_bins: int = 5) -> dict:
+def error_breakdown(
+    rewards: np.ndarray,
+    crit: np.ndarray,
+    pairs: np.ndarray,
+    target: np.ndarray,
+    icfg: inspector_lib.InspectorConfig,
+    num_bins: int = 5,
+) -> dict:
   """Where a reward's decisive-pair errors lie on one scene.
 
   Args:
@@ -152,23 +186,31 @@ def error_breakdown(rewards: np.ndarray, crit: np.ndarray, pairs: np.ndarray,
   score = inspector_lib.score(crit, icfg)
   gap = np.abs(score[left] - score[right])
   edges = np.quantile(gap, np.linspace(0.0, 1.0, num_bins + 1))
-  which = np.clip(np.searchsorted(edges, gap, side='right') - 1, 0,
-                  num_bins - 1)
+  which = np.clip(
+      np.searchsorted(edges, gap, side='right') - 1, 0, num_bins - 1
+  )
   tol = np.asarray(icfg.tolerances)
   over = np.abs(crit[left] - crit[right]) > tol  # [D, 5]
   decider = np.argmax(over, axis=1)
 
   def part(mask):
-    return dict(n=int(mask.sum()),
-                accuracy=float(right_call[mask].mean()) if mask.any()
-                else float('nan'))
+    return dict(
+        n=int(mask.sum()),
+        accuracy=float(right_call[mask].mean()) if mask.any() else float('nan'),
+    )
 
   one_fails = np.minimum(crit[left, 0], crit[right, 0]) < icfg.fail_below
   return dict(
       score_accuracy=float(((score[left] > score[right]) == wins).mean()),
-      by_score_gap=[dict(lo=float(edges[k]), hi=float(edges[k + 1]),
-                         **part(which == k)) for k in range(num_bins)],
-      by_criterion={name: part(decider == k)
-                    for k, name in enumerate(inspector_lib.CRITERIA)
-                    if np.any(decider == k)},
-      one_fails=part(one_fails), both_pass=part(~one_fails))
+      by_score_gap=[
+          dict(lo=float(edges[k]), hi=float(edges[k + 1]), **part(which == k))
+          for k in range(num_bins)
+      ],
+      by_criterion={
+          name: part(decider == k)
+          for k, name in enumerate(inspector_lib.CRITERIA)
+          if np.any(decider == k)
+      },
+      one_fails=part(one_fails),
+      both_pass=part(~one_fails),
+  )

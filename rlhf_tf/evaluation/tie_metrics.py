@@ -30,8 +30,7 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
-from rlhf_tf.evaluation.metrics import as_1d
-from rlhf_tf.evaluation.metrics import mean_or_nan
+from rlhf_tf.evaluation.metrics import as_1d, mean_or_nan
 
 OBJECTIVES = ('three_way', 'pickscore')
 
@@ -78,8 +77,9 @@ def predict_three_way(delta, threshold: float) -> np.ndarray:
   return np.where(np.abs(d) < threshold, 0.5, np.where(d > 0, 1.0, 0.0))
 
 
-def _pair_scores(predicted: np.ndarray, target: np.ndarray,
-                 objective: str) -> np.ndarray:
+def _pair_scores(
+    predicted: np.ndarray, target: np.ndarray, objective: str
+) -> np.ndarray:
   """Per-pair score: 1 exact; 1/2 for a tie-vs-winner mismatch under
   'pickscore' (0 under 'three_way'); 0 for the wrong winner."""
   if objective not in OBJECTIVES:
@@ -90,8 +90,9 @@ def _pair_scores(predicted: np.ndarray, target: np.ndarray,
   return np.where(exact, 1.0, np.where(half, partial, 0.0))
 
 
-def tune_tie_threshold(delta, target, objective: str = 'three_way'
-                       ) -> Tuple[float, float]:
+def tune_tie_threshold(
+    delta, target, objective: str = 'three_way'
+) -> Tuple[float, float]:
   """The tie threshold tau on |d| that maximises the mean pair score.
 
   Candidates: 0 (no tie predicted), the midpoints between consecutive
@@ -113,8 +114,10 @@ def tune_tie_threshold(delta, target, objective: str = 'three_way'
   as_tie = _pair_scores(np.full_like(t, 0.5), t, objective)
   as_winner = _pair_scores(np.where(d > 0, 1.0, 0.0), t, objective)
   # total[k]: the first k sorted pairs predicted ties, k = 0 .. P.
-  total = (np.concatenate([[0.0], np.cumsum(as_tie)])
-           + np.concatenate([[0.0], np.cumsum(as_winner[::-1])])[::-1])
+  total = (
+      np.concatenate([[0.0], np.cumsum(as_tie)])
+      + np.concatenate([[0.0], np.cumsum(as_winner[::-1])])[::-1]
+  )
   # A threshold can only split between DISTINCT |d| values.
   valid = np.concatenate([[True], a[1:] > a[:-1], [True]])
   k = int(np.argmax(np.where(valid, total, -np.inf)))
@@ -127,12 +130,14 @@ def tune_tie_threshold(delta, target, objective: str = 'three_way'
   return tau, float(total[k] / a.size)
 
 
-def three_way_scores(delta, target, threshold: float,
-                     objective: str = 'three_way') -> float:
+def three_way_scores(
+    delta, target, threshold: float, objective: str = 'three_way'
+) -> float:
   """Mean pair score of the three-way prediction at ``threshold``."""
   t = as_1d('target', target)
-  return mean_or_nan(_pair_scores(predict_three_way(delta, threshold), t,
-                                   objective))
+  return mean_or_nan(
+      _pair_scores(predict_three_way(delta, threshold), t, objective)
+  )
 
 
 def ties_closer(delta, target) -> Dict[str, float]:
@@ -149,19 +154,29 @@ def ties_closer(delta, target) -> Dict[str, float]:
   tied, untied = a[t == 0.5], a[t != 0.5]
   if tied.size == 0 or untied.size == 0:
     nan = float('nan')
-    return {'share_below_median': nan, 'auc': nan, 'median_tied': nan,
-            'median_untied': nan, 'num_ties': float(tied.size),
-            'num_untied': float(untied.size)}
+    return {
+        'share_below_median': nan,
+        'auc': nan,
+        'median_tied': nan,
+        'median_untied': nan,
+        'num_ties': float(tied.size),
+        'num_untied': float(untied.size),
+    }
   u = scipy.stats.mannwhitneyu(untied, tied).statistic
   med = float(np.median(untied))
-  return {'share_below_median': float(np.mean(tied < med)),
-          'auc': float(u / (tied.size * untied.size)),
-          'median_tied': float(np.median(tied)), 'median_untied': med,
-          'num_ties': float(tied.size), 'num_untied': float(untied.size)}
+  return {
+      'share_below_median': float(np.mean(tied < med)),
+      'auc': float(u / (tied.size * untied.size)),
+      'median_tied': float(np.median(tied)),
+      'median_untied': med,
+      'num_ties': float(tied.size),
+      'num_untied': float(untied.size),
+  }
 
 
-def split_validation_test(pair_ids, target, validation_fraction: float = 0.5,
-                          seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def split_validation_test(
+    pair_ids, target, validation_fraction: float = 0.5, seed: int = 0
+) -> Tuple[np.ndarray, np.ndarray]:
   """Disjoint (validation ids, test ids) of held-out pairs, tie-stratified.
 
   Ties and decisive pairs are split separately (each kind keeps its share in
@@ -173,8 +188,9 @@ def split_validation_test(pair_ids, target, validation_fraction: float = 0.5,
   if ids.shape != t.shape or np.unique(ids).size != ids.size:
     raise ValueError('pair_ids must be unique, one per target')
   if not 0.0 < validation_fraction < 1.0:
-    raise ValueError(f'validation_fraction must be in (0, 1), got '
-                     f'{validation_fraction}')
+    raise ValueError(
+        f'validation_fraction must be in (0, 1), got ' f'{validation_fraction}'
+    )
   rng = np.random.default_rng(seed)
   val = []
   for group in (np.sort(ids[t != 0.5]), np.sort(ids[t == 0.5])):
@@ -184,8 +200,9 @@ def split_validation_test(pair_ids, target, validation_fraction: float = 0.5,
   return val, np.sort(np.setdiff1d(ids, val))
 
 
-def tie_aware_metrics(delta, target, pair_ids, validation_ids,
-                      tie_nu: Optional[float] = None) -> Dict[str, float]:
+def tie_aware_metrics(
+    delta, target, pair_ids, validation_ids, tie_nu: Optional[float] = None
+) -> Dict[str, float]:
   """Three-way accuracy, PickScore score and Davidson tie log-likelihood.
 
   Pairs whose id is in ``validation_ids`` tune the thresholds (and nu when
@@ -218,8 +235,9 @@ def tie_aware_metrics(delta, target, pair_ids, validation_ids,
   nu = fit_tie_nu(d[val], t[val]) if fitted else float(tie_nu)
   dt, tt = d[test], t[test]
   log_left, log_right, log_tie = davidson_log_probs(dt, nu)
-  observed = np.where(tt == 0.5, log_tie,
-                      np.where(tt > 0.5, log_left, log_right))
+  observed = np.where(
+      tt == 0.5, log_tie, np.where(tt > 0.5, log_left, log_right)
+  )
   decisive = tt != 0.5
   chosen = np.where(tt > 0.5, dt, -dt)[decisive]
   return {
@@ -229,7 +247,8 @@ def tie_aware_metrics(delta, target, pair_ids, validation_ids,
       'pickscore_accuracy': three_way_scores(dt, tt, tau_ps, 'pickscore'),
       'decisive_accuracy': mean_or_nan((chosen > 0).astype(np.float64)),
       'predicted_tie_rate': mean_or_nan(
-          (predict_three_way(dt, tau) == 0.5).astype(np.float64)),
+          (predict_three_way(dt, tau) == 0.5).astype(np.float64)
+      ),
       'tie_nu': nu,
       'tie_nu_fitted_on_validation': float(fitted),
       'tie_loglik_davidson': mean_or_nan(log_tie[tt == 0.5]),
@@ -245,19 +264,31 @@ def seed_spread(by_run: dict, loss: str) -> dict:
   runs (``by_run``: {'<loss>/seed_<k>': tie_aware_metrics + 'ties_closer'})
   for the headline tie-aware numbers (one run says little: runs of one
   loss differ by more than the losses do on some of these)."""
-  runs = {k.split('/')[1]: v for k, v in by_run.items()
-          if k.split('/')[0] == loss}
+  runs = {
+      k.split('/')[1]: v for k, v in by_run.items() if k.split('/')[0] == loss
+  }
   out = {}
-  for name in ('three_way_accuracy', 'pickscore_accuracy',
-               'decisive_accuracy', 'tie_loglik_davidson',
-               'three_way_loglik'):
+  for name in (
+      'three_way_accuracy',
+      'pickscore_accuracy',
+      'decisive_accuracy',
+      'tie_loglik_davidson',
+      'three_way_loglik',
+  ):
     values = {seed: v[name] for seed, v in runs.items()}
-    out[name] = dict(by_seed=values, min=min(values.values()),
-                     max=max(values.values()),
-                     mean=float(np.mean(list(values.values()))))
-  closer = {seed: v['ties_closer']['share_below_median']
-            for seed, v in runs.items()}
+    out[name] = dict(
+        by_seed=values,
+        min=min(values.values()),
+        max=max(values.values()),
+        mean=float(np.mean(list(values.values()))),
+    )
+  closer = {
+      seed: v['ties_closer']['share_below_median'] for seed, v in runs.items()
+  }
   out['ties_below_untied_median'] = dict(
-      by_seed=closer, min=min(closer.values()), max=max(closer.values()),
-      mean=float(np.mean(list(closer.values()))))
+      by_seed=closer,
+      min=min(closer.values()),
+      max=max(closer.values()),
+      mean=float(np.mean(list(closer.values()))),
+  )
   return out

@@ -18,21 +18,25 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from rlhf_tf.export import nrrd_table
-from rlhf_tf.export import paraview
-from rlhf_tf.export import separable
-from rlhf_tf.export import slicer
-from rlhf_tf.export import tables
-from rlhf_tf.export import vtk_script
+from rlhf_tf.export import (
+    nrrd_table,
+    paraview,
+    separable,
+    slicer,
+    tables,
+    vtk_script,
+)
 
 
 def shading_of(settings) -> tables.Shading:
   """The renderer's RenderSettings lighting as a Shading."""
-  return tables.Shading(shade=bool(settings.shading),
-                        ambient=float(settings.ambient),
-                        diffuse=float(settings.diffuse),
-                        specular=float(settings.specular),
-                        specular_power=float(settings.shininess))
+  return tables.Shading(
+      shade=bool(settings.shading),
+      ambient=float(settings.ambient),
+      diffuse=float(settings.diffuse),
+      specular=float(settings.specular),
+      specular_power=float(settings.shininess),
+  )
 
 
 _SLICER_SCRIPT = '''"""Opens the rlhf_tf proposal in 3D Slicer (5.x):
@@ -81,32 +85,47 @@ def write_slicer_script(folder: str) -> str:
   return path
 
 
-def write_exports(folder: str, table: tables.TFTable, jh,
-                  mean_spacing_mm: float, shading: tables.Shading,
-                  provenance: Optional[dict] = None, volume=None) -> dict:
+def write_exports(
+    folder: str,
+    table: tables.TFTable,
+    jh,
+    mean_spacing_mm: float,
+    shading: tables.Shading,
+    provenance: Optional[dict] = None,
+    volume=None,
+) -> dict:
   """Writes every format; returns {'files': {format: path}, 'separable':
   the approximation's report (support IoU on the JH, bins and voxels)}."""
   os.makedirs(folder, exist_ok=True)
   sep, report = separable.separable_tf(
-      table, jh_weights=jh.image, jh_counts=jh.counts,
-      gradient_scale_mm=float(mean_spacing_mm), shading=shading,
-      tol=2e-3)  # opacity points within 0.002: far below the fit error
+      table,
+      jh_weights=jh.image,
+      jh_counts=jh.counts,
+      gradient_scale_mm=float(mean_spacing_mm),
+      shading=shading,
+      tol=2e-3,
+  )  # opacity points within 0.002: far below the fit error
   path = lambda name: os.path.join(folder, name)
   files = dict(
       nrrd=nrrd_table.write_nrrd(path('tf.nrrd'), table),
-      vtk_script=vtk_script.write_vtk_script(path('render_tf_vtk.py'), table,
-                                             'tf.nrrd', shading),
-      slicer_vp_json=slicer.write_vp_json(path('tf.vp.json'), sep,
-                                          provenance),
+      vtk_script=vtk_script.write_vtk_script(
+          path('render_tf_vtk.py'), table, 'tf.nrrd', shading
+      ),
+      slicer_vp_json=slicer.write_vp_json(path('tf.vp.json'), sep, provenance),
       slicer_vp=slicer.write_vp(path('tf.vp'), sep),
-      paraview=paraview.write_paraview(path('tf_paraview.json'), sep,
-                                       provenance))
+      paraview=paraview.write_paraview(
+          path('tf_paraview.json'), sep, provenance
+      ),
+  )
   if volume is not None:
-    files['volume'] = nrrd_table.write_volume_nrrd(path('volume.nrrd'),
-                                                   volume.hu, volume.spacing)
+    files['volume'] = nrrd_table.write_volume_nrrd(
+        path('volume.nrrd'), volume.hu, volume.spacing
+    )
     files['open_in_slicer'] = write_slicer_script(folder)
-  report.update(scalar_opacity_points=len(sep.scalar_opacity),
-                gradient_opacity_points=len(sep.gradient_opacity),
-                color_points=len(sep.color),
-                gradient_scale_mm=float(mean_spacing_mm))
+  report.update(
+      scalar_opacity_points=len(sep.scalar_opacity),
+      gradient_opacity_points=len(sep.gradient_opacity),
+      color_points=len(sep.color),
+      gradient_scale_mm=float(mean_spacing_mm),
+  )
   return dict(files=files, separable=report)

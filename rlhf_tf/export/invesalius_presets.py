@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import plistlib
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -72,33 +72,48 @@ def fetch_presets(cache_dir=None, force: bool = False) -> Path:
     return target
   for tool in ('apt-get', 'dpkg-deb'):
     if shutil.which(tool) is None:
-      raise RuntimeError(f'{tool} not found: fetch the InVesalius presets on '
-                         f'a Debian/Ubuntu machine (`apt-get download '
-                         f'{PACKAGE}`), copy {_PRESET_DIR} to {target}')
+      raise RuntimeError(
+          f'{tool} not found: fetch the InVesalius presets on '
+          f'a Debian/Ubuntu machine (`apt-get download '
+          f'{PACKAGE}`), copy {_PRESET_DIR} to {target}'
+      )
   with tempfile.TemporaryDirectory(prefix='rlhf_tf_presets_') as tmp:
-    proc = subprocess.run(['apt-get', 'download', PACKAGE], cwd=tmp,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ['apt-get', 'download', PACKAGE],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     debs = sorted(Path(tmp).glob(f'{PACKAGE}_*.deb'))
     if proc.returncode != 0 or not debs:
       tail = '\n'.join((proc.stderr + proc.stdout).strip().splitlines()[-3:])
-      raise RuntimeError(f'`apt-get download {PACKAGE}` failed (try '
-                         f'`apt-get update` first):\n{tail}')
+      raise RuntimeError(
+          f'`apt-get download {PACKAGE}` failed (try '
+          f'`apt-get update` first):\n{tail}'
+      )
     staged = Path(tmp) / 'presets'
-    with subprocess.Popen(['dpkg-deb', '--fsys-tarfile', str(debs[-1])],
-                          stdout=subprocess.PIPE) as pipe:
+    with subprocess.Popen(
+        ['dpkg-deb', '--fsys-tarfile', str(debs[-1])], stdout=subprocess.PIPE
+    ) as pipe:
       with tarfile.open(fileobj=pipe.stdout, mode='r|') as tar:
         for info in tar:
           name = info.name.lstrip('./')
-          if (info.isfile() and name.startswith(_PRESET_DIR) and
-              name.endswith('.plist')):
-            out = staged / name[len(_PRESET_DIR):]
+          if (
+              info.isfile()
+              and name.startswith(_PRESET_DIR)
+              and name.endswith('.plist')
+          ):
+            out = staged / name[len(_PRESET_DIR) :]
             out.parent.mkdir(parents=True, exist_ok=True)
             with open(out, 'wb') as f:
               shutil.copyfileobj(tar.extractfile(info), f)
       pipe.stdout.read()
     if not (staged / 'Bone + Skin.plist').is_file():
-      raise RuntimeError(f'{debs[-1].name} holds no raycasting presets under '
-                         f'{_PRESET_DIR}; the package layout changed')
+      raise RuntimeError(
+          f'{debs[-1].name} holds no raycasting presets under '
+          f'{_PRESET_DIR}; the package layout changed'
+      )
     if target.exists():
       shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -134,8 +149,14 @@ def read_preset(path, volume_min_hu: float = -1024.0) -> tables.SeparableTF:
       for curve, cols in zip(p['16bitClutCurves'], p['16bitClutColors']):
         for point, c in zip(curve, cols):
           rows.append((float(point['x']), float(point['y'])))
-          colours.append((float(point['x']), float(c['red']),
-                          float(c['green']), float(c['blue'])))
+          colours.append(
+              (
+                  float(point['x']),
+                  float(c['red']),
+                  float(c['green']),
+                  float(c['blue']),
+              )
+          )
       order = np.argsort([r[0] for r in rows], kind='stable')
       opacity = np.asarray(rows)[order]
       colour = np.asarray(colours)[order]
@@ -146,21 +167,21 @@ def read_preset(path, volume_min_hu: float = -1024.0) -> tables.SeparableTF:
       if p['CLUT'] == 'No CLUT':
         rgb = np.repeat(np.arange(256)[:, None], 3, axis=1) / 255.0
       else:
-        with open(path.parent / 'color_list' / f'{p["CLUT"]}.plist',
-                  'rb') as f:
+        with open(path.parent / 'color_list' / f'{p["CLUT"]}.plist', 'rb') as f:
           c = plistlib.load(f)
         rgb = np.stack([c['Red'], c['Green'], c['Blue']], -1) / 255.0
-      colour = np.concatenate(
-          [np.linspace(lo, hi, len(rgb))[:, None], rgb], -1)
+      colour = np.concatenate([np.linspace(lo, hi, len(rgb))[:, None], rgb], -1)
   except (KeyError, TypeError, OSError) as e:
-    raise ValueError(f'{path}: not an InVesalius raycasting preset ({e!r})'
-                     ) from e
+    raise ValueError(
+        f'{path}: not an InVesalius raycasting preset ({e!r})'
+    ) from e
   # The zero segment under the points: 0 at the volume's minimum, and the
   # linear fall from the last point to 0 at min + 65535.
   start = np.array([[float(volume_min_hu), 0.0]])
   end = np.array([[far, 0.0]])
-  opacity = np.concatenate([start[opacity[:1, 0] > start[:, 0]], opacity,
-                            end], 0)
+  opacity = np.concatenate(
+      [start[opacity[:1, 0] > start[:, 0]], opacity, end], 0
+  )
   shade = bool(p.get('useShading', True))
   return tables.SeparableTF(
       scalar_opacity=np.clip(opacity, [-np.inf, 0], [np.inf, 1]),
@@ -168,7 +189,8 @@ def read_preset(path, volume_min_hu: float = -1024.0) -> tables.SeparableTF:
       color=np.clip(colour, [-np.inf, 0, 0, 0], [np.inf, 1, 1, 1]),
       unit_distance_mm=1.0,
       shading=tables.Shading(shade=shade),
-      name=f'InVesalius {p.get("name", path.stem)}')
+      name=f'InVesalius {p.get("name", path.stem)}',
+  )
 
 
 def preset_group(path) -> str:
@@ -180,7 +202,8 @@ def preset_group(path) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m rlhf_tf.export.invesalius_presets',
-      description='Fetch the InVesalius raycasting presets into the cache.')
+      description='Fetch the InVesalius raycasting presets into the cache.',
+  )
   parser.add_argument('--cache-dir', default=None)
   parser.add_argument('--force', action='store_true')
   args = parser.parse_args(argv)

@@ -31,8 +31,9 @@ def _flat_opacity(points: np.ndarray) -> list:
   return out
 
 
-def write_paraview(path: str, tf: tables.SeparableTF,
-                   provenance: Optional[dict] = None) -> str:
+def write_paraview(
+    path: str, tf: tables.SeparableTF, provenance: Optional[dict] = None
+) -> str:
   """Writes a one-preset ParaView TF JSON; returns the path."""
   preset = {
       'Name': tf.name,
@@ -40,10 +41,12 @@ def write_paraview(path: str, tf: tables.SeparableTF,
       'NanColor': [1.0, 1.0, 0.0],
       'RGBPoints': [float(v) for v in tf.color.reshape(-1)],
       'Points': _flat_opacity(tf.scalar_opacity),
-      'rlhf_tf': dict(GradientOpacityPoints=_flat_opacity(
-          tf.gradient_opacity), gradient_scale_mm=tf.gradient_scale_mm,
-                      unit_distance_mm=tf.unit_distance_mm,
-                      **(provenance or {})),
+      'rlhf_tf': dict(
+          GradientOpacityPoints=_flat_opacity(tf.gradient_opacity),
+          gradient_scale_mm=tf.gradient_scale_mm,
+          unit_distance_mm=tf.unit_distance_mm,
+          **(provenance or {}),
+      ),
   }
   with open(path, 'w') as f:
     json.dump([preset], f, indent=1)
@@ -53,15 +56,18 @@ def write_paraview(path: str, tf: tables.SeparableTF,
 def _unflatten(path, what: str, values, width: int) -> np.ndarray:
   v = np.asarray(values, np.float64).reshape(-1)
   if v.size == 0 or v.size % width:
-    raise ValueError(f'{path}: {what} must hold {width}-tuples, got '
-                     f'{v.size} numbers')
+    raise ValueError(
+        f'{path}: {what} must hold {width}-tuples, got ' f'{v.size} numbers'
+    )
   return v.reshape(-1, width)
 
 
-def read_paraview(path: str, index: int = 0,
-                  gradient_scale_mm: Optional[float] = None,
-                  unit_distance_mm: Optional[float] = None
-                  ) -> tables.SeparableTF:
+def read_paraview(
+    path: str,
+    index: int = 0,
+    gradient_scale_mm: Optional[float] = None,
+    unit_distance_mm: Optional[float] = None,
+) -> tables.SeparableTF:
   """Reads preset ``index`` of a ParaView TF JSON (a list, or one preset).
 
   Missing opacity means opaque (ParaView's colour-only presets); missing
@@ -80,15 +86,27 @@ def read_paraview(path: str, index: int = 0,
     raise ValueError(f'{path}: preset {index} has no RGBPoints')
   extra = p.get('rlhf_tf', {})
   colour = _unflatten(path, 'RGBPoints', p['RGBPoints'], 4)
-  opacity = (_unflatten(path, 'Points', p['Points'], 4)[:, :2]
-             if 'Points' in p else np.array([[colour[0, 0], 1.0]]))
-  gradient = (_unflatten(path, 'GradientOpacityPoints',
-                         extra['GradientOpacityPoints'], 4)[:, :2]
-              if 'GradientOpacityPoints' in extra else np.array([[0.0, 1.0]]))
+  opacity = (
+      _unflatten(path, 'Points', p['Points'], 4)[:, :2]
+      if 'Points' in p
+      else np.array([[colour[0, 0], 1.0]])
+  )
+  gradient = (
+      _unflatten(
+          path, 'GradientOpacityPoints', extra['GradientOpacityPoints'], 4
+      )[:, :2]
+      if 'GradientOpacityPoints' in extra
+      else np.array([[0.0, 1.0]])
+  )
   return tables.SeparableTF(
-      scalar_opacity=opacity, gradient_opacity=gradient, color=colour,
-      unit_distance_mm=float(unit_distance_mm or
-                             extra.get('unit_distance_mm', 1.0)),
-      gradient_scale_mm=float(gradient_scale_mm or
-                              extra.get('gradient_scale_mm', 1.0)),
-      name=str(p.get('Name', os.path.basename(path))))
+      scalar_opacity=opacity,
+      gradient_opacity=gradient,
+      color=colour,
+      unit_distance_mm=float(
+          unit_distance_mm or extra.get('unit_distance_mm', 1.0)
+      ),
+      gradient_scale_mm=float(
+          gradient_scale_mm or extra.get('gradient_scale_mm', 1.0)
+      ),
+      name=str(p.get('Name', os.path.basename(path))),
+  )

@@ -94,9 +94,9 @@ def simplify_points(x, values, tol: float) -> np.ndarray:
     a, b = stack.pop()
     if b - a < 2:
       continue
-    t = (x[a + 1:b] - x[a]) / (x[b] - x[a])
+    t = (x[a + 1 : b] - x[a]) / (x[b] - x[a])
     line = v[a] + t[:, None] * (v[b] - v[a])
-    err = np.abs(line - v[a + 1:b]).max(axis=1)
+    err = np.abs(line - v[a + 1 : b]).max(axis=1)
     k = int(np.argmax(err))
     if err[k] > tol + 1e-12:
       mid = a + 1 + k
@@ -116,11 +116,16 @@ def _colour_over_hu(table: tables.TFTable, weights) -> np.ndarray:
   return np.where(den > 1e-12, num / np.maximum(den, 1e-12), plain)
 
 
-def separable_tf(table: tables.TFTable, jh_weights=None,
-                 jh_counts=None, gradient_scale_mm: float = 1.0,
-                 shading: tables.Shading = tables.Shading(),
-                 tol: float = 1e-4, weight_floor: float = 0.05,
-                 name: Optional[str] = None):
+def separable_tf(
+    table: tables.TFTable,
+    jh_weights=None,
+    jh_counts=None,
+    gradient_scale_mm: float = 1.0,
+    shading: tables.Shading = tables.Shading(),
+    tol: float = 1e-4,
+    weight_floor: float = 0.05,
+    name: Optional[str] = None,
+):
   """The best separable approximation of a TFTable and its error.
 
   Args:
@@ -140,8 +145,11 @@ def separable_tf(table: tables.TFTable, jh_weights=None,
     max_abs_alpha_error, support_level).
   """
   alpha = table.rgba[..., 3].astype(np.float64)
-  w = (np.ones_like(alpha) if jh_weights is None else
-       np.asarray(jh_weights, np.float64)) + weight_floor
+  w = (
+      np.ones_like(alpha)
+      if jh_weights is None
+      else np.asarray(jh_weights, np.float64)
+  ) + weight_floor
   s, g = rank_one_fit(alpha, w)
   hu = tables.bin_centres_hu(table.axes, table.bins_x)
   grad = tables.bin_centres_grad(table.axes, table.bins_y) * gradient_scale_mm
@@ -154,23 +162,32 @@ def separable_tf(table: tables.TFTable, jh_weights=None,
       gradient_opacity=np.stack([grad[k_g], g[k_g]], -1),
       color=np.concatenate([hu[k_c, None], colour[k_c]], -1),
       unit_distance_mm=table.unit_distance_mm,
-      gradient_scale_mm=gradient_scale_mm, shading=shading,
-      name=name or table.name)
+      gradient_scale_mm=gradient_scale_mm,
+      shading=shading,
+      name=name or table.name,
+  )
   return sep, separable_report(table, sep, jh_counts)
 
 
-def separable_report(table: tables.TFTable, sep: tables.SeparableTF,
-                     jh_counts=None) -> dict:
+def separable_report(
+    table: tables.TFTable, sep: tables.SeparableTF, jh_counts=None
+) -> dict:
   """IoU of the supports of a table and a separable TF on the table's grid."""
   alpha = table.rgba[..., 3].astype(np.float64)
-  approx = sep.table(table.axes, table.bins_x,
-                     table.unit_distance_mm).rgba[..., 3].astype(np.float64)
+  approx = (
+      sep.table(table.axes, table.bins_x, table.unit_distance_mm)
+      .rgba[..., 3]
+      .astype(np.float64)
+  )
   if table.bins_x != table.bins_y:
     raise ValueError('separable_report needs a square table (the JH grid)')
   level = SUPPORT_FRACTION * float(alpha.max())
   a, b = support(alpha, level), support(approx, level)
-  report = dict(support_iou=support_iou(a, b), support_level=level,
-                max_abs_alpha_error=float(np.abs(alpha - approx).max()))
+  report = dict(
+      support_iou=support_iou(a, b),
+      support_level=level,
+      max_abs_alpha_error=float(np.abs(alpha - approx).max()),
+  )
   if jh_counts is not None:
     report['support_iou_voxels'] = support_iou(a, b, jh_counts)
   return report

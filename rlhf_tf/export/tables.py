@@ -44,8 +44,10 @@ def rescale_opacity(alpha, from_unit_mm: float, to_unit_mm: float):
   if from_unit_mm == to_unit_mm:
     return alpha
   if from_unit_mm <= 0 or to_unit_mm <= 0:
-    raise ValueError(f'opacity unit distances must be > 0, got '
-                     f'{from_unit_mm} and {to_unit_mm}')
+    raise ValueError(
+        f'opacity unit distances must be > 0, got '
+        f'{from_unit_mm} and {to_unit_mm}'
+    )
   with np.errstate(divide='ignore'):
     return 1.0 - np.power(1.0 - alpha, to_unit_mm / from_unit_mm)
 
@@ -83,27 +85,42 @@ class TFTable:
   def __post_init__(self):
     rgba = np.asarray(self.rgba, np.float32)
     if rgba.ndim != 3 or rgba.shape[-1] != 4 or min(rgba.shape[:2]) < 2:
-      raise ValueError(f'TF table {self.name!r}: rgba must be [bins_y >= 2, '
-                       f'bins_x >= 2, 4], got {rgba.shape}')
+      raise ValueError(
+          f'TF table {self.name!r}: rgba must be [bins_y >= 2, '
+          f'bins_x >= 2, 4], got {rgba.shape}'
+      )
     if not np.all(np.isfinite(rgba)) or rgba.min() < 0 or rgba.max() > 1:
-      raise ValueError(f'TF table {self.name!r}: rgba must be finite and in '
-                       f'[0, 1]')
-    if not (np.isfinite(self.hu_min) and np.isfinite(self.hu_max) and
-            self.hu_max > self.hu_min):
-      raise ValueError(f'TF table {self.name!r}: need hu_max > hu_min, got '
-                       f'{self.hu_min}, {self.hu_max}')
+      raise ValueError(
+          f'TF table {self.name!r}: rgba must be finite and in ' f'[0, 1]'
+      )
+    if not (
+        np.isfinite(self.hu_min)
+        and np.isfinite(self.hu_max)
+        and self.hu_max > self.hu_min
+    ):
+      raise ValueError(
+          f'TF table {self.name!r}: need hu_max > hu_min, got '
+          f'{self.hu_min}, {self.hu_max}'
+      )
     if not (np.isfinite(self.grad_max) and self.grad_max > 0):
-      raise ValueError(f'TF table {self.name!r}: grad_max must be > 0, got '
-                       f'{self.grad_max}')
+      raise ValueError(
+          f'TF table {self.name!r}: grad_max must be > 0, got '
+          f'{self.grad_max}'
+      )
     if not self.unit_distance_mm > 0:
-      raise ValueError(f'TF table {self.name!r}: unit_distance_mm must be '
-                       f'> 0, got {self.unit_distance_mm}')
+      raise ValueError(
+          f'TF table {self.name!r}: unit_distance_mm must be '
+          f'> 0, got {self.unit_distance_mm}'
+      )
     object.__setattr__(self, 'rgba', rgba)
 
   @property
   def axes(self) -> JHAxes:
-    return JHAxes(hu_min=float(self.hu_min), hu_max=float(self.hu_max),
-                  grad_max=float(self.grad_max))
+    return JHAxes(
+        hu_min=float(self.hu_min),
+        hu_max=float(self.hu_max),
+        grad_max=float(self.grad_max),
+    )
 
   @property
   def bins_x(self) -> int:
@@ -114,24 +131,43 @@ class TFTable:
     return int(self.rgba.shape[0])
 
 
-def polygon_table(vertices, axes: JHAxes, bins: int, tau: float,
-                  alpha_max: float, unit_distance_mm: float,
-                  colormap: str = 'bone', hard: bool = False,
-                  name: str = 'rlhf_tf') -> TFTable:
+def polygon_table(
+    vertices,
+    axes: JHAxes,
+    bins: int,
+    tau: float,
+    alpha_max: float,
+    unit_distance_mm: float,
+    colormap: str = 'bone',
+    hard: bool = False,
+    name: str = 'rlhf_tf',
+) -> TFTable:
   """The TFTable of a polygon action (eq. 2), as the renderer sees it."""
-  rgba = transfer_function.tf_table(np.asarray(vertices, np.float32), bins,
-                                    tau=tau, alpha_max=alpha_max,
-                                    colormap=colormap, hard=hard)
-  return TFTable(rgba=np.asarray(rgba), hu_min=axes.hu_min,
-                 hu_max=axes.hu_max, grad_max=axes.grad_max,
-                 unit_distance_mm=unit_distance_mm, name=name)
+  rgba = transfer_function.tf_table(
+      np.asarray(vertices, np.float32),
+      bins,
+      tau=tau,
+      alpha_max=alpha_max,
+      colormap=colormap,
+      hard=hard,
+  )
+  return TFTable(
+      rgba=np.asarray(rgba),
+      hu_min=axes.hu_min,
+      hu_max=axes.hu_max,
+      grad_max=axes.grad_max,
+      unit_distance_mm=unit_distance_mm,
+      name=name,
+  )
 
 
 def _check_points(name: str, what: str, points, width: int) -> np.ndarray:
   p = np.asarray(points, np.float64)
   if p.ndim != 2 or p.shape[1] != width or len(p) < 1:
-    raise ValueError(f'{name}: {what} must be rows of {width} numbers, got '
-                     f'shape {p.shape}')
+    raise ValueError(
+        f'{name}: {what} must be rows of {width} numbers, got '
+        f'shape {p.shape}'
+    )
   if not np.all(np.isfinite(p)):
     raise ValueError(f'{name}: {what} holds a non-finite number')
   if np.any(np.diff(p[:, 0]) < 0):
@@ -145,8 +181,13 @@ def interp_points(points: np.ndarray, x) -> np.ndarray:
   """Piecewise-linear function of (x, value...) rows at x, clamped beyond
   the end points (VTK's default). Returns [len(x), columns - 1]."""
   x = np.asarray(x, np.float64)
-  return np.stack([np.interp(x, points[:, 0], points[:, k])
-                   for k in range(1, points.shape[1])], axis=-1)
+  return np.stack(
+      [
+          np.interp(x, points[:, 0], points[:, k])
+          for k in range(1, points.shape[1])
+      ],
+      axis=-1,
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,16 +225,24 @@ class SeparableTF:
   name: str = 'rlhf_tf'
 
   def __post_init__(self):
-    for field, width in (('scalar_opacity', 2), ('gradient_opacity', 2),
-                         ('color', 4)):
-      object.__setattr__(self, field, _check_points(
-          self.name, field, getattr(self, field), width))
+    for field, width in (
+        ('scalar_opacity', 2),
+        ('gradient_opacity', 2),
+        ('color', 4),
+    ):
+      object.__setattr__(
+          self,
+          field,
+          _check_points(self.name, field, getattr(self, field), width),
+      )
     if not self.unit_distance_mm > 0 or not self.gradient_scale_mm > 0:
-      raise ValueError(f'{self.name}: unit_distance_mm and gradient_scale_mm '
-                       f'must be > 0')
+      raise ValueError(
+          f'{self.name}: unit_distance_mm and gradient_scale_mm ' f'must be > 0'
+      )
 
-  def table(self, axes: JHAxes, bins: int,
-            unit_distance_mm: float | None = None) -> TFTable:
+  def table(
+      self, axes: JHAxes, bins: int, unit_distance_mm: float | None = None
+  ) -> TFTable:
     """The TF sampled at the bin centres of a JH grid.
 
     alpha[i, j] = s(HU_j) * g(grad_i * gradient_scale_mm), converted to
@@ -204,18 +253,27 @@ class SeparableTF:
     grad = bin_centres_grad(axes, bins) * self.gradient_scale_mm
     s = interp_points(self.scalar_opacity, hu)[:, 0]
     g = interp_points(self.gradient_opacity, grad)[:, 0]
-    alpha = rescale_opacity(g[:, None] * s[None, :], self.unit_distance_mm,
-                            unit)
-    rgb = np.broadcast_to(interp_points(self.color, hu)[None],
-                          (bins, bins, 3))
+    alpha = rescale_opacity(
+        g[:, None] * s[None, :], self.unit_distance_mm, unit
+    )
+    rgb = np.broadcast_to(interp_points(self.color, hu)[None], (bins, bins, 3))
     rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
-    return TFTable(rgba=np.clip(rgba, 0.0, 1.0), hu_min=axes.hu_min,
-                   hu_max=axes.hu_max, grad_max=axes.grad_max,
-                   unit_distance_mm=unit, name=self.name)
+    return TFTable(
+        rgba=np.clip(rgba, 0.0, 1.0),
+        hu_min=axes.hu_min,
+        hu_max=axes.hu_max,
+        grad_max=axes.grad_max,
+        unit_distance_mm=unit,
+        name=self.name,
+    )
 
 
-def resample_table(table: TFTable, axes: JHAxes, bins: int,
-                   unit_distance_mm: float | None = None) -> TFTable:
+def resample_table(
+    table: TFTable,
+    axes: JHAxes,
+    bins: int,
+    unit_distance_mm: float | None = None,
+) -> TFTable:
   """A TFTable on another JH grid (bilinear between bin centres, clamped at
   the borders like the raymarcher's lookup), opacity converted to
   ``unit_distance_mm`` (default: the table's)."""
@@ -223,10 +281,12 @@ def resample_table(table: TFTable, axes: JHAxes, bins: int,
   hu = bin_centres_hu(axes, bins)
   grad = bin_centres_grad(axes, bins)
   # Continuous bin index of the source table at the target centres.
-  fx = np.clip((hu - table.hu_min) / (table.hu_max - table.hu_min) *
-               table.bins_x - 0.5, 0, table.bins_x - 1)
-  fy = np.clip(grad / table.grad_max * table.bins_y - 0.5, 0,
-               table.bins_y - 1)
+  fx = np.clip(
+      (hu - table.hu_min) / (table.hu_max - table.hu_min) * table.bins_x - 0.5,
+      0,
+      table.bins_x - 1,
+  )
+  fy = np.clip(grad / table.grad_max * table.bins_y - 0.5, 0, table.bins_y - 1)
   x0 = np.minimum(np.floor(fx).astype(int), table.bins_x - 2)
   y0 = np.minimum(np.floor(fy).astype(int), table.bins_y - 2)
   wx = (fx - x0)[None, :, None]
@@ -236,6 +296,11 @@ def resample_table(table: TFTable, axes: JHAxes, bins: int,
   bottom = t[y0 + 1][:, x0] * (1 - wx) + t[y0 + 1][:, x0 + 1] * wx
   rgba = top * (1 - wy) + bottom * wy
   rgba[..., 3] = rescale_opacity(rgba[..., 3], table.unit_distance_mm, unit)
-  return TFTable(rgba=np.clip(rgba, 0.0, 1.0), hu_min=axes.hu_min,
-                 hu_max=axes.hu_max, grad_max=axes.grad_max,
-                 unit_distance_mm=unit, name=table.name)
+  return TFTable(
+      rgba=np.clip(rgba, 0.0, 1.0),
+      hu_min=axes.hu_min,
+      hu_max=axes.hu_max,
+      grad_max=axes.grad_max,
+      unit_distance_mm=unit,
+      name=table.name,
+  )

@@ -25,6 +25,7 @@ from rlhf_tf.export import tables
 def _vtk():
   import vtk  # pylint: disable=g-import-not-at-top
   from vtk.util import numpy_support  # pylint: disable=g-import-not-at-top
+
   return vtk, numpy_support
 
 
@@ -34,9 +35,13 @@ def _image(hu, spacing_zyx):
   img = vtk.vtkImageData()
   img.SetDimensions(x, y, z)
   img.SetSpacing(*[float(s) for s in np.asarray(spacing_zyx)[::-1]])
-  img.GetPointData().SetScalars(ns.numpy_to_vtk(
-      np.ascontiguousarray(hu, np.float32).ravel(), deep=True,
-      array_type=vtk.VTK_FLOAT))
+  img.GetPointData().SetScalars(
+      ns.numpy_to_vtk(
+          np.ascontiguousarray(hu, np.float32).ravel(),
+          deep=True,
+          array_type=vtk.VTK_FLOAT,
+      )
+  )
   return img
 
 
@@ -79,8 +84,9 @@ def _lighting(prop, shading: tables.Shading):
   prop.SetSpecularPower(shading.specular_power)
 
 
-def render_separable(hu, spacing_zyx, tf: tables.SeparableTF, camera,
-                     step_mm: float):
+def render_separable(
+    hu, spacing_zyx, tf: tables.SeparableTF, camera, step_mm: float
+):
   """VTK CPU ray caster image [H, W, 3] uint8 of a SeparableTF."""
   vtk, _ = _vtk()
   opacity = vtk.vtkPiecewiseFunction()

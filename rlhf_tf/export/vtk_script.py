@@ -163,16 +163,27 @@ if __name__ == '__main__':
 '''
 
 
-def write_vtk_script(path: str, table: tables.TFTable, nrrd_name: str,
-                     shading: tables.Shading = tables.Shading()) -> str:
+def write_vtk_script(
+    path: str,
+    table: tables.TFTable,
+    nrrd_name: str,
+    shading: tables.Shading = tables.Shading(),
+) -> str:
   """Writes the script for ``nrrd_name`` (relative to the script's folder)."""
   text = _TEMPLATE.format(
-      name=table.name, script=os.path.basename(path), table=nrrd_name,
-      hu_min=float(table.hu_min), hu_max=float(table.hu_max),
-      grad_max=float(table.grad_max), unit=float(table.unit_distance_mm),
-      shade=bool(shading.shade), ambient=float(shading.ambient),
-      diffuse=float(shading.diffuse), specular=float(shading.specular),
-      power=float(shading.specular_power))
+      name=table.name,
+      script=os.path.basename(path),
+      table=nrrd_name,
+      hu_min=float(table.hu_min),
+      hu_max=float(table.hu_max),
+      grad_max=float(table.grad_max),
+      unit=float(table.unit_distance_mm),
+      shade=bool(shading.shade),
+      ambient=float(shading.ambient),
+      diffuse=float(shading.diffuse),
+      specular=float(shading.specular),
+      power=float(shading.specular_power),
+  )
   with open(path, 'w') as f:
     f.write(text)
   os.chmod(path, 0o755)

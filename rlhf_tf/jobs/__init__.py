@@ -1,17 +1,19 @@
 """The jobs `launch.py` can run: one explicit dict, name -> fn(config,
 workdir), and the ones that may run in several processes / hosts."""
 
-from rlhf_tf.jobs import agent
-from rlhf_tf.jobs import collect
-from rlhf_tf.jobs import evaluate
-from rlhf_tf.jobs import inspect_volume
-from rlhf_tf.jobs import label_protocols
-from rlhf_tf.jobs import multiscene
-from rlhf_tf.jobs import propose
-from rlhf_tf.jobs import quickstart
-from rlhf_tf.jobs import render
-from rlhf_tf.jobs import reward
-from rlhf_tf.jobs import simulate
+from rlhf_tf.jobs import (
+    agent,
+    collect,
+    evaluate,
+    inspect_volume,
+    label_protocols,
+    multiscene,
+    propose,
+    quickstart,
+    render,
+    reward,
+    simulate,
+)
 
 JOBS = {
     'collect': collect.run,
@@ -31,6 +33,13 @@ JOBS = {
 # Written for several processes (jax.distributed): every process computes,
 # process 0 alone writes, barriers order its writes before the others'
 # reads. launch.py refuses the other jobs in a multi-process run.
-MULTI_PROCESS_JOBS = frozenset({
-    'build_actions', 'evaluate', 'quickstart', 'simulate_preferences',
-    'train_agent', 'train_reward'})
+MULTI_PROCESS_JOBS = frozenset(
+    {
+        'build_actions',
+        'evaluate',
+        'quickstart',
+        'simulate_preferences',
+        'train_agent',
+        'train_reward',
+    }
+)

@@ -32,20 +32,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rlhf_tf.agent import policy as policy_lib
-from rlhf_tf.agent import ppo
-from rlhf_tf.agent import warm_start
-from rlhf_tf.data import sample_fetch
-from rlhf_tf.data import sources
+from rlhf_tf.agent import ppo, warm_start
+from rlhf_tf.data import sample_fetch, sources
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.evaluation import figures
-from rlhf_tf.evaluation import figures_agent
+from rlhf_tf.evaluation import figures, figures_agent
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon
-from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import checkpointing, from_store
 from rlhf_tf.reward import ensemble as ensemble_lib
-from rlhf_tf.reward import from_store
 from rlhf_tf.reward import model as model_lib
 
 
@@ -58,25 +54,30 @@ def _reward_fn(config, reward_dir: str):
   offset Bradley-Terry leaves free, which mean - k std must not see.
   """
   loss, a = config.agent.loss, config.agent
-  stacked = checkpointing.load_params(os.path.join(reward_dir, loss,
-                                                   'checkpoints'))
+  stacked = checkpointing.load_params(
+      os.path.join(reward_dir, loss, 'checkpoints')
+  )
   if not a.ensemble:
     with open(os.path.join(reward_dir, 'summary.json')) as f:
       seed = json.load(f)['selected'][loss]['seed']
-    stacked = jax.tree_util.tree_map(lambda x: x[seed:seed + 1], stacked)
+    stacked = jax.tree_util.tree_map(lambda x: x[seed : seed + 1], stacked)
   stacked = jax.tree_util.tree_map(jnp.asarray, stacked)
   model = model_lib.model_from_config(config.reward.model)
   if a.ensemble:
     return ensemble_lib.standardised_ensemble_fn(
-        model, stacked, ensemble_lib.reference_actions(
-            model.n_vertices, a.reference_actions))
+        model,
+        stacked,
+        ensemble_lib.reference_actions(model.n_vertices, a.reference_actions),
+    )
 
   def one(params, jh, actions):
-    return model_lib.score(model, params, model_lib.encode(model, params, jh),
-                           actions)
+    return model_lib.score(
+        model, params, model_lib.encode(model, params, jh), actions
+    )
 
   def reward_fn(jh, actions):
     return jax.vmap(one, in_axes=(0, None, None))(stacked, jh, actions)[0]
+
   return reward_fn
 
 
@@ -86,13 +87,15 @@ def _phantom_scene(config, seed: int, image_size: int):
   volume = sources.load_volume(ml_collections.ConfigDict(vol))
   render = config.render.copy_and_resolve_references()
   render.image_size = image_size
-  return scenes_lib.build_scene(f'phantom-s{seed}', volume, config.histogram,
-                                render)
+  return scenes_lib.build_scene(
+      f'phantom-s{seed}', volume, config.histogram, render
+  )
 
 
 def _gold(scene, config):
-  return lambda actions: inspector_lib.score_actions(scene, actions,
-                                                     config.inspector)
+  return lambda actions: inspector_lib.score_actions(
+      scene, actions, config.inspector
+  )
 
 
 def _ensure_reward(config, workdir: str) -> str:
@@ -107,13 +110,18 @@ def _ensure_reward(config, workdir: str) -> str:
 
 def _eval_scenes(config):
   a = config.agent
-  out = [_phantom_scene(config, s, config.render.image_size)
-         for s in a.eval_seeds]
+  out = [
+      _phantom_scene(config, s, config.render.image_size) for s in a.eval_seeds
+  ]
   if a.eval_cranium and os.path.exists(sample_fetch.cranium_path()):
-    vol = ml_collections.ConfigDict(dict(config.volume.to_dict(),
-                                         source='cranium'))
-    out.append(scenes_lib.build_scene('cranium', sources.load_volume(vol),
-                                      config.histogram, config.render))
+    vol = ml_collections.ConfigDict(
+        dict(config.volume.to_dict(), source='cranium')
+    )
+    out.append(
+        scenes_lib.build_scene(
+            'cranium', sources.load_volume(vol), config.histogram, config.render
+        )
+    )
   return out
 
 
@@ -132,13 +140,22 @@ def train_agent(config, workdir: str) -> dict:
   net = policy_lib.net_from_config(a.ppo.policy)
   k_init, k_ppo, k_eval = jax.random.split(jax.random.key(a.seed), 3)
   ref_params, bc = warm_start_policy(config, net, k_init, jh, experts)
-  params, series = train_ppo(config, k_ppo, jh, ref_params, reward_fn,
-                             [_gold(s, config) for s in train], out_dir)
-  summary = dict(bc_final_mode_mse=float(bc['mode_mse'][-1]),
-                 monitor={k: np.asarray(v).tolist() for k, v in
-                          series.items()},
-                 scenes=evaluate_policy(config, net, params, ref_params,
-                                        k_eval, experts.shape[2], out_dir))
+  params, series = train_ppo(
+      config,
+      k_ppo,
+      jh,
+      ref_params,
+      reward_fn,
+      [_gold(s, config) for s in train],
+      out_dir,
+  )
+  summary = dict(
+      bc_final_mode_mse=float(bc['mode_mse'][-1]),
+      monitor={k: np.asarray(v).tolist() for k, v in series.items()},
+      scenes=evaluate_policy(
+          config, net, params, ref_params, k_eval, experts.shape[2], out_dir
+      ),
+  )
   summary['seconds'] = round(time.perf_counter() - t0, 1)
   if primary:
     with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
@@ -151,10 +168,12 @@ def warm_start_policy(config, net, key, jh, experts):
   """Behaviour cloning of the experts [S, E, n, 2] of the training scenes
   (JHs [S, B, B]); returns (policy params, BC metrics)."""
   params = policy_lib.init_params(net, key, jh.shape[-1])
-  logging.info('warm start: behaviour cloning on %d experts / scene',
-               experts.shape[1])
-  return warm_start.behaviour_clone(config.agent.warm_start, net, params, jh,
-                                    experts)
+  logging.info(
+      'warm start: behaviour cloning on %d experts / scene', experts.shape[1]
+  )
+  return warm_start.behaviour_clone(
+      config.agent.warm_start, net, params, jh, experts
+  )
 
 
 def train_ppo(config, key, jh, ref_params, reward_fn, golds, out_dir: str):
@@ -164,30 +183,41 @@ def train_ppo(config, key, jh, ref_params, reward_fn, golds, out_dir: str):
   a = config.agent
   logging.info('PPO: %d updates', a.ppo.num_updates)
   params, metrics, series = ppo.train_with_monitor(
-      a.ppo, key, jh, ref_params, ref_params, reward_fn, golds,
-      every=a.monitor_every, mesh=mesh_lib.make_mesh(config.get('mesh')))
-  rows = {k: np.asarray(v) for k, v in metrics.items()
-          if np.ndim(v) == 1}
+      a.ppo,
+      key,
+      jh,
+      ref_params,
+      ref_params,
+      reward_fn,
+      golds,
+      every=a.monitor_every,
+      mesh=mesh_lib.make_mesh(config.get('mesh')),
+  )
+  rows = {k: np.asarray(v) for k, v in metrics.items() if np.ndim(v) == 1}
   if distributed.is_primary():
     with open(os.path.join(out_dir, 'metrics.jsonl'), 'w') as f:
       for i in range(a.ppo.num_updates):
         f.write(json.dumps({k: float(v[i]) for k, v in rows.items()}) + '\n')
     figures_agent.overoptimisation(
         {k: np.asarray(v) for k, v in series.items()},
-        os.path.join(out_dir, 'overoptimisation.png'))
+        os.path.join(out_dir, 'overoptimisation.png'),
+    )
   # Every process calls orbax (it coordinates them; process 0 writes the
   # host arrays). StandardCheckpointer saves asynchronously: wait, or a job
   # that ends right after this line may leave no (or half a) checkpoint.
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(
       os.path.abspath(os.path.join(out_dir, 'checkpoint')),
-      jax.tree_util.tree_map(np.asarray, params), force=True)
+      jax.tree_util.tree_map(np.asarray, params),
+      force=True,
+  )
   checkpointer.wait_until_finished()
   return params, series
 
 
-def evaluate_policy(config, net, params, ref_params, key, n_vertices: int,
-                    out_dir: str) -> dict:
+def evaluate_policy(
+    config, net, params, ref_params, key, n_vertices: int, out_dir: str
+) -> dict:
   """Inspector scores of the agent's mean action, the warm start's, the
   expert's and the median of agent.num_random_eval random actions on every
   evaluation scene; agent_tfs.png. Returns {scene id: numbers}."""
@@ -198,24 +228,32 @@ def evaluate_policy(config, net, params, ref_params, key, n_vertices: int,
     jh = jnp.asarray(scene.jh.image[None], jnp.float32)
     agent_action = np.asarray(policy_lib.mode(net, params, jh))[0]
     warm_action = np.asarray(policy_lib.mode(net, ref_params, jh))[0]
-    randoms = np.asarray(polygon.random_actions(
-        jax.random.fold_in(key, len(scores)), a.num_random_eval, n_vertices))
+    randoms = np.asarray(
+        polygon.random_actions(
+            jax.random.fold_in(key, len(scores)), a.num_random_eval, n_vertices
+        )
+    )
     s_agent, s_warm = gold(agent_action[None])[0], gold(warm_action[None])[0]
     s_expert = gold(scene.experts[:1])[0]
     s_random = gold(randoms)
     scores[scene.scene_id] = dict(
-        agent_score=float(s_agent), warm_start_score=float(s_warm),
+        agent_score=float(s_agent),
+        warm_start_score=float(s_warm),
         expert_score=float(s_expert),
         random_median_score=float(np.median(s_random)),
         agent_relative_to_expert=float(s_agent / max(s_expert, 1e-9)),
-        agent_action=agent_action.tolist())
+        agent_action=agent_action.tolist(),
+    )
     j = int(np.argsort(s_random)[len(s_random) // 2])
-    for name, act, sc in (('expert', scene.experts[0], s_expert),
-                          ('agent', agent_action, s_agent),
-                          ('random (median)', randoms[j], s_random[j])):
+    for name, act, sc in (
+        ('expert', scene.experts[0], s_expert),
+        ('agent', agent_action, s_agent),
+        ('random (median)', randoms[j], s_random[j]),
+    ):
       images.append(np.asarray(scene.render(act))[..., :3])
       titles.append(f'{scene.scene_id}: {name}\ninspector {sc:.2f}')
   if distributed.is_primary():
-    figures.overview(images, titles, os.path.join(out_dir, 'agent_tfs.png'),
-                     ncols=3)
+    figures.overview(
+        images, titles, os.path.join(out_dir, 'agent_tfs.png'), ncols=3
+    )
   return scores

@@ -32,13 +32,11 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from rlhf_tf.evaluation import baselines
-from rlhf_tf.evaluation import volume_figures
+from rlhf_tf.evaluation import baselines, volume_figures
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.reward import checkpointing
-from rlhf_tf.reward import predict
+from rlhf_tf.reward import checkpointing, predict
 from rlhf_tf.ui import app as app_lib
 from rlhf_tf.ui import auth
 
@@ -47,6 +45,7 @@ LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
 
 class Scenes(NamedTuple):
   """What the app needs to show the dataset's scenes."""
+
   scene_ids: tuple
   render_png: Callable[[str, int], bytes]  # (scene_id, action_id)
   render_key: str
@@ -57,6 +56,7 @@ class Scenes(NamedTuple):
 
 # --------------------------------------------------------------- scenes
 
+
 def dataset_scenes(config, store) -> Scenes:
   """Every scene of the dataset config (registered in the store when
   missing, exactly as the simulate / reward experiments do) with render,
@@ -65,8 +65,10 @@ def dataset_scenes(config, store) -> Scenes:
   Renders are cached under ``scenes.render_key(config.render)``, the key the
   simulated inspector's job uses, so a store it filled shows at once.
   """
-  built = {spec.scene_id: dataset.ensure_scene(store, spec, config).scene
-           for spec in dataset.scene_specs(config)}
+  built = {
+      spec.scene_id: dataset.ensure_scene(store, spec, config).scene
+      for spec in dataset.scene_specs(config)
+  }
   path = store.path
   local = threading.local()
   lock = threading.Lock()  # one render at a time: each uses every core
@@ -86,19 +88,27 @@ def dataset_scenes(config, store) -> Scenes:
     return volume_figures.jh_polygons_png(
         built[scene_id].jh.image,
         [vertices(scene_id, left), vertices(scene_id, right)],
-        [LEFT_COLOR, RIGHT_COLOR], 300)
+        [LEFT_COLOR, RIGHT_COLOR],
+        300,
+    )
 
   # Each scene's presets (their tables depend on its volume), by name.
-  per_scene = {scene_id: dict(reference_presets(config, scene, lock))
-               for scene_id, scene in built.items()}
+  per_scene = {
+      scene_id: dict(reference_presets(config, scene, lock))
+      for scene_id, scene in built.items()
+  }
   names = list(next(iter(per_scene.values())))
 
   def preset_renderer(name):
     return lambda scene_id: per_scene[scene_id][name](scene_id)
 
-  return Scenes(tuple(built), render_png,
-                scenes_lib.render_key(config.render), jh_png,
-                tuple((name, preset_renderer(name)) for name in names))
+  return Scenes(
+      tuple(built),
+      render_png,
+      scenes_lib.render_key(config.render),
+      jh_png,
+      tuple((name, preset_renderer(name)) for name in names),
+  )
 
 
 def reference_presets(config, scene, lock=None) -> tuple:
@@ -110,9 +120,11 @@ def reference_presets(config, scene, lock=None) -> tuple:
     return ()
   volume = scene.volume
   presets = baselines.load_presets(
-      cfg.invesalius_dir, tuple(cfg.slicer_files),
+      cfg.invesalius_dir,
+      tuple(cfg.slicer_files),
       volume_min_hu=float(np.min(volume.hu)),
-      gradient_scale_mm=float(np.mean(np.asarray(volume.spacing))))
+      gradient_scale_mm=float(np.mean(np.asarray(volume.spacing))),
+  )
   lock = lock or threading.Lock()
   kinds = dict(invesalius='InVesalius', slicer='Slicer')
 
@@ -122,6 +134,7 @@ def reference_presets(config, scene, lock=None) -> tuple:
       with lock:
         table = baselines.preset_table(scene, preset.tf)
         return scenes_lib.png_bytes(baselines.rgba_of(scene, table))
+
     return preset_png
 
   logging.info('%d reference presets for the page', len(presets))
@@ -142,10 +155,16 @@ def prerender(path: str, scenes: Scenes, stop: threading.Event):
       for action in store.actions(scene_id):
         if stop.is_set():
           return
-        if store.render_path(scene_id, action.action_id,
-                             scenes.render_key) is None:
-          store.add_render(scene_id, action.action_id, scenes.render_key,
-                           scenes.render_png(scene_id, action.action_id))
+        if (
+            store.render_path(scene_id, action.action_id, scenes.render_key)
+            is None
+        ):
+          store.add_render(
+              scene_id,
+              action.action_id,
+              scenes.render_key,
+              scenes.render_png(scene_id, action.action_id),
+          )
       logging.info('prerender: all actions of %s cached', scene_id)
   except Exception:  # pylint: disable=broad-except
     logging.exception('prerender stopped; renders continue on demand')
@@ -153,15 +172,22 @@ def prerender(path: str, scenes: Scenes, stop: threading.Event):
     store.close()
 
 
-def ensemble_rewards_from_checkpoints(config, store, scene_id: str
-                                     ) -> np.ndarray:
+def ensemble_rewards_from_checkpoints(
+    config, store, scene_id: str
+) -> np.ndarray:
   """[M, A] rewards of a scene's actions under every seed of a trained
   reward model (``<ensemble_reward_workdir>/reward/<ensemble_loss>``)."""
-  folder = os.path.join(config.ensemble_reward_workdir, 'reward',
-                        config.ensemble_loss, 'checkpoints')
+  folder = os.path.join(
+      config.ensemble_reward_workdir,
+      'reward',
+      config.ensemble_loss,
+      'checkpoints',
+  )
   if not os.path.isdir(folder):
-    raise FileNotFoundError(f'no reward checkpoints in {folder}; train one '
-                            f'with experiments/reward_ce.py first')
+    raise FileNotFoundError(
+        f'no reward checkpoints in {folder}; train one '
+        f'with experiments/reward_ce.py first'
+    )
   stacked = checkpointing.load_params(folder)
   jh = dataset.scene_jh(store, scene_id).image
   actions = store.vertices_array(scene_id)
@@ -180,21 +206,27 @@ def load_ensemble_rewards(config, store_file: str) -> Optional[Callable]:
         store = store_lib.PreferenceStore(store_file)
         try:
           cache[scene_id] = ensemble_rewards_from_checkpoints(
-              config, store, scene_id)
+              config, store, scene_id
+          )
         finally:
           store.close()
       return cache[scene_id]
+
     return from_checkpoints
   if not config.ensemble_rewards_path:
     if config.selection == 'disagreement':
-      raise ValueError("selection='disagreement' needs ensemble_reward_workdir"
-                       ' (trained reward checkpoints) or ensemble_rewards_path'
-                       ' (an .npy [M models, A actions] array)')
+      raise ValueError(
+          "selection='disagreement' needs ensemble_reward_workdir"
+          ' (trained reward checkpoints) or ensemble_rewards_path'
+          ' (an .npy [M models, A actions] array)'
+      )
     return None
   rewards = np.load(config.ensemble_rewards_path)
   if rewards.ndim != 2:
-    raise ValueError(f'{config.ensemble_rewards_path}: expected [M, A], got '
-                     f'{rewards.shape}')
+    raise ValueError(
+        f'{config.ensemble_rewards_path}: expected [M, A], got '
+        f'{rewards.shape}'
+    )
   return lambda scene_id: rewards
 
 
@@ -206,18 +238,33 @@ def run(config: ml_collections.ConfigDict, workdir: str):
   store.close()
   keys = auth.keys_for_store(path, config.inspectors)
   app = app_lib.create_app(
-      path, scenes.render_png, keys, scene_ids=list(scenes.scene_ids),
-      render_key=scenes.render_key, jh_png=scenes.jh_png,
-      votes_target=config.votes_target, lease_seconds=config.lease_seconds,
-      overlap=config.overlap, seed=config.seed, selection=config.selection,
+      path,
+      scenes.render_png,
+      keys,
+      scene_ids=list(scenes.scene_ids),
+      render_key=scenes.render_key,
+      jh_png=scenes.jh_png,
+      votes_target=config.votes_target,
+      lease_seconds=config.lease_seconds,
+      overlap=config.overlap,
+      seed=config.seed,
+      selection=config.selection,
       ensemble_rewards=load_ensemble_rewards(config, path),
-      presets=scenes.presets)
+      presets=scenes.presets,
+  )
   stop = threading.Event()
   if config.prerender:
-    threading.Thread(target=prerender, args=(path, scenes, stop),
-                     daemon=True, name='prerender').start()
-  print(f'store: {path}, scenes {", ".join(scenes.scene_ids)} (render key '
-        f'{scenes.render_key})', flush=True)
+    threading.Thread(
+        target=prerender,
+        args=(path, scenes, stop),
+        daemon=True,
+        name='prerender',
+    ).start()
+  print(
+      f'store: {path}, scenes {", ".join(scenes.scene_ids)} (render key '
+      f'{scenes.render_key})',
+      flush=True,
+  )
   try:
     if config.serve_seconds > 0:
       serve_for(app, config, config.serve_seconds, keys)
@@ -230,8 +277,10 @@ def run(config: ml_collections.ConfigDict, workdir: str):
 
 def print_links(keys: auth.InspectorKeys, host: str, port: int) -> None:
   """Each inspector's personal link (send it to them, and only them)."""
-  print('personal links (each signs one inspector in; keep them private):',
-        flush=True)
+  print(
+      'personal links (each signs one inspector in; keep them private):',
+      flush=True,
+  )
   for name in keys.inspectors:
     print(f'  {name}: {keys.link(f"http://{host}:{port}", name)}', flush=True)
 
@@ -239,13 +288,18 @@ def print_links(keys: auth.InspectorKeys, host: str, port: int) -> None:
 def serve_for(app, config, seconds: float, keys=None) -> None:
   """Serve for a fixed time, then stop (smoke runs, demos)."""
   import waitress  # pylint: disable=g-import-not-at-top
+
   app_lib.check_bind(app, config.host)
-  server = waitress.create_server(app, host=config.host, port=config.port,
-                                  threads=config.threads)
+  server = waitress.create_server(
+      app, host=config.host, port=config.port, threads=config.threads
+  )
   if keys is not None:
     print_links(keys, config.host, server.effective_port)
-  print(f'rlhf_tf preference UI: http://{config.host}:{server.effective_port}/'
-        f' for {seconds:g} s', flush=True)
+  print(
+      f'rlhf_tf preference UI: http://{config.host}:{server.effective_port}/'
+      f' for {seconds:g} s',
+      flush=True,
+  )
   timer = threading.Timer(seconds, server.close)
   timer.start()
   try:

@@ -56,7 +56,8 @@ def evaluate(config, workdir: str) -> dict:
       raise FileNotFoundError(
           f'no trained reward model in {reward_dir}: run '
           f'experiments/reward_ce.py or the quickstart with this workdir '
-          f'first, or set --experiment.train_if_missing=True')
+          f'first, or set --experiment.train_if_missing=True'
+      )
     logging.info('no reward model in %s: training one first', reward_dir)
     from_store.train_on_store(config, workdir)
   return report.evaluate(config, workdir)

@@ -18,8 +18,9 @@ import os
 import ml_collections
 
 
-def load_config(spec: str, relative_to: str | None = None
-                ) -> ml_collections.ConfigDict:
+def load_config(
+    spec: str, relative_to: str | None = None
+) -> ml_collections.ConfigDict:
   """`experiments/x.py[:arg]` -> the ConfigDict its get_config(arg) returns.
 
   Args:
@@ -33,7 +34,8 @@ def load_config(spec: str, relative_to: str | None = None
   if not os.path.isfile(path):
     raise FileNotFoundError(f'experiment file {path!r} not found')
   module_spec = importlib.util.spec_from_file_location(
-      'experiment_' + os.path.splitext(os.path.basename(path))[0], path)
+      'experiment_' + os.path.splitext(os.path.basename(path))[0], path
+  )
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
@@ -58,8 +60,9 @@ def parse_arg(arg: str | None, **words: bool) -> ml_collections.ConfigDict:
     if not word:
       continue
     if word not in words:
-      raise ValueError(f'unknown arg {word!r}; valid: '
-                       f'{", ".join(sorted(words))}')
+      raise ValueError(
+          f'unknown arg {word!r}; valid: ' f'{", ".join(sorted(words))}'
+      )
     out[word] = True
   return out
 
@@ -76,19 +79,24 @@ def shrink_reward_model(model: ml_collections.ConfigDict) -> None:
   model.hidden = (16, 8)
 
 
-def check_override_keys(config: ml_collections.ConfigDict,
-                        dotted_keys: list[str]) -> None:
+def check_override_keys(
+    config: ml_collections.ConfigDict, dotted_keys: list[str]
+) -> None:
   """Raises KeyError naming the first unknown key and the valid ones there."""
   for dotted in dotted_keys:
     node, walked = config, []
     for part in dotted.split('.'):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        valid = (', '.join(sorted(node.keys()))
-                 if isinstance(node, ml_collections.ConfigDict) else
-                 f'none: {".".join(walked)} is a value, not a group')
+        valid = (
+            ', '.join(sorted(node.keys()))
+            if isinstance(node, ml_collections.ConfigDict)
+            else f'none: {".".join(walked)} is a value, not a group'
+        )
         where = '.'.join(walked) or 'the top level'
-        raise KeyError(f'unknown config key {dotted!r}: no {part!r} in '
-                       f'{where}; valid keys there: {valid}')
+        raise KeyError(
+            f'unknown config key {dotted!r}: no {part!r} in '
+            f'{where}; valid keys there: {valid}'
+        )
       node = node[part]
       walked.append(part)
 
@@ -99,7 +107,7 @@ def overrides_in_argv(argv: list[str], flag: str = 'experiment') -> list[str]:
   for arg in argv:
     for prefix in (f'--{flag}.', f'-{flag}.'):
       if arg.startswith(prefix):
-        keys.append(arg[len(prefix):].split('=', 1)[0])
+        keys.append(arg[len(prefix) :].split('=', 1)[0])
         break
   return keys
 
@@ -109,7 +117,7 @@ def spec_in_argv(argv: list[str], flag: str = 'experiment') -> str | None:
   for i, arg in enumerate(argv):
     for prefix in (f'--{flag}=', f'-{flag}='):
       if arg.startswith(prefix):
-        return arg[len(prefix):]
+        return arg[len(prefix) :]
     if arg in (f'--{flag}', f'-{flag}') and i + 1 < len(argv):
       return argv[i + 1]
   return None

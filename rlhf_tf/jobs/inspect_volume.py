@@ -23,8 +23,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info('loading volume (source=%s)', config.volume.source)
   volume = sources.load_volume(config.volume)
   t1 = time.perf_counter()
-  logging.info('loaded %s in %.1f s; computing the joint histogram',
-               volume.name, t1 - t0)
+  logging.info(
+      'loaded %s in %.1f s; computing the joint histogram', volume.name, t1 - t0
+  )
   jh = histogram.from_config(volume, config.histogram)
   t2 = time.perf_counter()
   facts = volume.describe()
@@ -36,12 +37,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   }
   facts['seconds'] = {'load': round(t1 - t0, 3), 'histogram': round(t2 - t1, 3)}
   figure = volume_figures.orthogonal_slices_figure(
-      volume, jh, os.path.join(workdir, 'inspect.png'))
+      volume, jh, os.path.join(workdir, 'inspect.png')
+  )
   groups = tissues.tissue_groups(volume)
-  facts['tissue_groups'] = {name: int((groups == i).sum())
-                            for i, name in enumerate(tissues.GROUPS)}
+  facts['tissue_groups'] = {
+      name: int((groups == i).sum()) for i, name in enumerate(tissues.GROUPS)
+  }
   groups_figure = volume_figures.tissue_groups_figure(
-      volume, groups, tissues.GROUPS, os.path.join(workdir, 'groups.png'))
+      volume, groups, tissues.GROUPS, os.path.join(workdir, 'groups.png')
+  )
   with open(os.path.join(workdir, 'volume.json'), 'w') as f:
     json.dump(facts, f, indent=2)
   print(json.dumps(facts, indent=2))

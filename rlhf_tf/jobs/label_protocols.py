@@ -27,18 +27,14 @@ import ml_collections
 import numpy as np
 
 from rlhf_tf.data import sources
-from rlhf_tf.evaluation import figures_scenes
-from rlhf_tf.evaluation import metrics
+from rlhf_tf.evaluation import figures_scenes, metrics
 from rlhf_tf.preferences import actions as actions_lib
-from rlhf_tf.preferences import dataset
+from rlhf_tf.preferences import dataset, two_stage
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
-from rlhf_tf.preferences import two_stage
 from rlhf_tf.render import polygon
-from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import checkpointing, predict, train
 from rlhf_tf.reward import data as data_lib
-from rlhf_tf.reward import predict
-from rlhf_tf.reward import train
 
 _TARGET = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
 
@@ -46,13 +42,13 @@ _TARGET = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
 def _train_ensemble(config, run_dir, jh, vertices, pairs, answers):
   """Trains config.reward (all seeds) on the labels; the seed-stacked
   parameters of its first loss."""
-  examples = [(0, int(l), int(r), _TARGET[a])
-              for (l, r), a in zip(pairs, answers)]
+  examples = [
+      (0, int(l), int(r), _TARGET[a]) for (l, r), a in zip(pairs, answers)
+  ]
   data = data_lib.from_examples([jh], [vertices], examples)
   train.train_and_evaluate(config.reward, run_dir, data)
   loss = config.reward.losses[0]
-  return checkpointing.load_params(os.path.join(run_dir, loss,
-                                                'checkpoints'))
+  return checkpointing.load_params(os.path.join(run_dir, loss, 'checkpoints'))
 
 
 def _rewards(config, params, jh, vertices) -> np.ndarray:
@@ -60,8 +56,10 @@ def _rewards(config, params, jh, vertices) -> np.ndarray:
 
 
 def _rho(config, params, jh, gold_actions, gold_scores) -> list:
-  return [metrics.rank_correlations(r, gold_scores)['spearman_rho']
-          for r in _rewards(config, params, jh, gold_actions)]
+  return [
+      metrics.rank_correlations(r, gold_scores)['spearman_rho']
+      for r in _rewards(config, params, jh, gold_actions)
+  ]
 
 
 def _gold(scene, icfg, key, num: int, path: str):
@@ -71,10 +69,10 @@ def _gold(scene, icfg, key, num: int, path: str):
     with np.load(path) as f:
       if len(f['scores']) == num:
         return f['actions'], f['scores']
-  actions = np.asarray(polygon.random_actions(key, num,
-                                              scene.experts.shape[1]))
-  scores = inspector_lib.score(inspector_lib.action_criteria(scene, actions),
-                               icfg)
+  actions = np.asarray(polygon.random_actions(key, num, scene.experts.shape[1]))
+  scores = inspector_lib.score(
+      inspector_lib.action_criteria(scene, actions), icfg
+  )
   np.savez(path, actions=actions, scores=scores)
   return actions, scores
 
@@ -85,20 +83,29 @@ def run(config, workdir: str) -> dict:
   os.makedirs(out_dir, exist_ok=True)
   spec = dataset.scene_specs(config)[0]
   volume = sources.load_volume(ml_collections.ConfigDict(spec.volume))
-  scene = scenes_lib.build_scene(spec.scene_id, volume, config.histogram,
-                                 config.render)
+  scene = scenes_lib.build_scene(
+      spec.scene_id, volume, config.histogram, config.render
+  )
   jh = np.asarray(scene.jh.image, np.float32)
   n = scene.experts.shape[1]
   icfg = inspector_lib.from_config(config.inspector)
   proto = config.protocol
   key = jax.random.key(proto.seed)
   k_gold, k_d, k_pairs, k_cand, k_select = jax.random.split(key, 5)
-  gold_actions, gold_scores = _gold(scene, icfg, k_gold, int(proto.num_gold),
-                                    os.path.join(out_dir, f'gold_'
-                                                 f'{spec.scene_id}.npz'))
+  gold_actions, gold_scores = _gold(
+      scene,
+      icfg,
+      k_gold,
+      int(proto.num_gold),
+      os.path.join(out_dir, f'gold_' f'{spec.scene_id}.npz'),
+  )
   d = actions_lib.build_action_set(
-      k_d, scene.experts, num_random=config.actions.num_random,
-      num_augmented=config.actions.num_augmented, sigma=config.actions.sigma)
+      k_d,
+      scene.experts,
+      num_random=config.actions.num_random,
+      num_augmented=config.actions.num_augmented,
+      sigma=config.actions.sigma,
+  )
   crit_d = inspector_lib.action_criteria(scene, d.vertices)
   rows = []
   for budget in proto.budgets:
@@ -109,58 +116,100 @@ def run(config, workdir: str) -> dict:
     if 'uniform' in proto.protocols:  # The paper's protocol.
       pairs = actions_lib.sample_pairs(k_b, len(d), budget)
       answers = inspector_lib.judge_pairs(None, crit_d, pairs, icfg)
-      params = _train_ensemble(config, os.path.join(
-          out_dir, f'uniform_{budget}'), jh, d.vertices, pairs, answers)
-      row.update(uniform_rho=_rho(config, params, jh, gold_actions,
-                                  gold_scores),
-                 uniform_tie_rate=inspector_lib.tie_rate(answers))
+      params = _train_ensemble(
+          config,
+          os.path.join(out_dir, f'uniform_{budget}'),
+          jh,
+          d.vertices,
+          pairs,
+          answers,
+      )
+      row.update(
+          uniform_rho=_rho(config, params, jh, gold_actions, gold_scores),
+          uniform_tie_rate=inspector_lib.tie_rate(answers),
+      )
     if 'two_stage' in proto.protocols:
       # Two stages: a share uniform, then where the ensemble looks.
       half = int(round(float(proto.stage1_fraction) * budget))
       pairs1 = actions_lib.sample_pairs(k_b, len(d), half)
       answers1 = inspector_lib.judge_pairs(None, crit_d, pairs1, icfg)
-      first = _train_ensemble(config, os.path.join(
-          out_dir, f'stage1_{budget}'), jh, d.vertices, pairs1, answers1)
+      first = _train_ensemble(
+          config,
+          os.path.join(out_dir, f'stage1_{budget}'),
+          jh,
+          d.vertices,
+          pairs1,
+          answers1,
+      )
       cands = two_stage.candidate_actions(
-          jax.random.fold_in(k_cand, budget), proto.num_candidates, n)
+          jax.random.fold_in(k_cand, budget), proto.num_candidates, n
+      )
       num_new = (budget - half) // int(proto.pairs_per_new_action)
       num_high = int(round(float(proto.high_fraction) * num_new))
-      pick = two_stage.new_actions(_rewards(config, first, jh, cands),
-                                   num_high, num_new - num_high)
+      pick = two_stage.new_actions(
+          _rewards(config, first, jh, cands), num_high, num_new - num_high
+      )
       grown = np.concatenate([d.vertices, cands[pick]])
-      crit = np.concatenate([crit_d, inspector_lib.action_criteria(
-          scene, cands[pick])])
+      crit = np.concatenate(
+          [crit_d, inspector_lib.action_criteria(scene, cands[pick])]
+      )
       pairs2 = two_stage.partner_pairs(
           jax.random.fold_in(k_select, budget),
-          _rewards(config, first, jh, grown), len(d) + np.arange(len(pick)),
+          _rewards(config, first, jh, grown),
+          len(d) + np.arange(len(pick)),
           int(proto.pairs_per_new_action),
           exclude=[tuple(p) for p in pairs1],
-          num_partners=int(proto.num_partners))
+          num_partners=int(proto.num_partners),
+      )
       all_pairs = np.concatenate([pairs1, pairs2])
       all_answers = list(answers1) + inspector_lib.judge_pairs(
-          None, crit, pairs2, icfg)
-      params = _train_ensemble(config, os.path.join(
-          out_dir, f'two_stage_{budget}'), jh, grown, all_pairs,
-                               all_answers)
-      row.update(two_stage_rho=_rho(config, params, jh, gold_actions,
-                                    gold_scores),
-                 two_stage_actions=int(len(grown)),
-                 two_stage_labels=int(len(all_pairs)),
-                 two_stage_tie_rate=inspector_lib.tie_rate(all_answers))
+          None, crit, pairs2, icfg
+      )
+      params = _train_ensemble(
+          config,
+          os.path.join(out_dir, f'two_stage_{budget}'),
+          jh,
+          grown,
+          all_pairs,
+          all_answers,
+      )
+      row.update(
+          two_stage_rho=_rho(config, params, jh, gold_actions, gold_scores),
+          two_stage_actions=int(len(grown)),
+          two_stage_labels=int(len(all_pairs)),
+          two_stage_tie_rate=inspector_lib.tie_rate(all_answers),
+      )
     row['seconds'] = round(time.perf_counter() - t_budget, 1)
     rows.append(row)
-    logging.info('%d labels: uniform rho %s, two-stage rho %s', budget,
-                 np.round(row.get('uniform_rho', []), 3),
-                 np.round(row.get('two_stage_rho', []), 3))
+    logging.info(
+        '%d labels: uniform rho %s, two-stage rho %s',
+        budget,
+        np.round(row.get('uniform_rho', []), 3),
+        np.round(row.get('two_stage_rho', []), 3),
+    )
   usage = resource.getrusage(resource.RUSAGE_SELF)
-  summary = dict(scene_id=spec.scene_id, rows=rows,
-                 seconds=round(time.perf_counter() - t0, 1),
-                 cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1))
+  summary = dict(
+      scene_id=spec.scene_id,
+      rows=rows,
+      seconds=round(time.perf_counter() - t0, 1),
+      cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1),
+  )
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
   figures_scenes.learning_curve_figure(
-      rows, os.path.join(out_dir, 'learning_curve.png'))
-  print(json.dumps([{k: (np.round(v, 3).tolist() if k.endswith('rho')
-                         else v) for k, v in r.items()} for r in rows],
-                   indent=1, default=float))
+      rows, os.path.join(out_dir, 'learning_curve.png')
+  )
+  print(
+      json.dumps(
+          [
+              {
+                  k: (np.round(v, 3).tolist() if k.endswith('rho') else v)
+                  for k, v in r.items()
+              }
+              for r in rows
+          ],
+          indent=1,
+          default=float,
+      )
+  )
   return summary

@@ -21,14 +21,10 @@ from absl import logging
 import jax
 import numpy as np
 
-from rlhf_tf.evaluation import figures_scenes
-from rlhf_tf.evaluation import scene_holdout
-from rlhf_tf.preferences import dataset
+from rlhf_tf.evaluation import figures_scenes, scene_holdout
+from rlhf_tf.preferences import dataset, simulated_votes
 from rlhf_tf.preferences import inspector as inspector_lib
-from rlhf_tf.preferences import simulated_votes
-from rlhf_tf.reward import from_store
-from rlhf_tf.reward import predict
-from rlhf_tf.reward import train
+from rlhf_tf.reward import from_store, predict, train
 
 
 def _cpu_seconds() -> float:
@@ -46,15 +42,25 @@ def _scenes_with_votes(config, store, out_dir):
   out = {}
   for spec in dataset.scene_specs(config):
     data = dataset.ensure_scene(store, spec, config)
-    if not store.effective_votes(scene_id=spec.scene_id, source='simulated',
-                                 inspector=config.inspector.name):
-      key = jax.random.fold_in(jax.random.key(config.inspector.seed),
-                               dataset.scene_hash(spec.scene_id))
-      crit, answers = simulated_votes.judge_scene(data, store, config, key,
-                                                  progress=False)
+    if not store.effective_votes(
+        scene_id=spec.scene_id,
+        source='simulated',
+        inspector=config.inspector.name,
+    ):
+      key = jax.random.fold_in(
+          jax.random.key(config.inspector.seed),
+          dataset.scene_hash(spec.scene_id),
+      )
+      crit, answers = simulated_votes.judge_scene(
+          data, store, config, key, progress=False
+      )
       np.save(_criteria_path(out_dir, spec.scene_id), crit)
-      logging.info('scene %s: %d votes, tie rate %.3f', spec.scene_id,
-                   len(answers), inspector_lib.tie_rate(answers))
+      logging.info(
+          'scene %s: %d votes, tie rate %.3f',
+          spec.scene_id,
+          len(answers),
+          inspector_lib.tie_rate(answers),
+      )
     out[spec.scene_id] = data
   return out
 
@@ -62,10 +68,12 @@ def _scenes_with_votes(config, store, out_dir):
 def _gold(config, scene):
   """(actions -> inspector scores) at eval.gold_image_size."""
   size = int(config.eval.gold_image_size)
-  gold_scene = (scene if size == int(config.render.image_size)
-                else scene.with_view(image_size=size))
-  return lambda a: inspector_lib.score_actions(gold_scene, a,
-                                               config.inspector)
+  gold_scene = (
+      scene
+      if size == int(config.render.image_size)
+      else scene.with_view(image_size=size)
+  )
+  return lambda a: inspector_lib.score_actions(gold_scene, a, config.inspector)
 
 
 def _gold_scores(config, scenes, out_dir):
@@ -80,9 +88,12 @@ def _gold_scores(config, scenes, out_dir):
         out[scene_id] = (f['actions'], f['scores'], float(f['expert']))
       continue
     experts = data.scene.experts
-    actions = scene_holdout.gold_actions(key, dataset.scene_hash(scene_id),
-                                         config.eval.num_gold,
-                                         experts.shape[1])
+    actions = scene_holdout.gold_actions(
+        key,
+        dataset.scene_hash(scene_id),
+        config.eval.num_gold,
+        experts.shape[1],
+    )
     gold = _gold(config, data.scene)
     scores = gold(actions)
     expert = float(gold(experts[:1])[0])
@@ -96,13 +107,13 @@ def _train_fold(config, store, scenes, fold, fold_dir):
   if fold.held_out in fold.train_ids:  # Never: Fold checks it too.
     raise AssertionError(f'{fold.held_out} would reach training')
   jhs = [np.asarray(scenes[s].scene.jh.image) for s in fold.train_ids]
-  data = from_store.preference_data(store, list(fold.train_ids), jhs,
-                                    source='simulated')
+  data = from_store.preference_data(
+      store, list(fold.train_ids), jhs, source='simulated'
+  )
   assert data.jh.shape[0] == len(fold.train_ids)
   summary = train.train_and_evaluate(config.reward, fold_dir, data)
   loss = config.reward.losses[0]
-  return predict.load_params(fold_dir, loss,
-                             summary['selected'][loss]['seed'])
+  return predict.load_params(fold_dir, loss, summary['selected'][loss]['seed'])
 
 
 def _criteria(out_dir, data):
@@ -116,25 +127,31 @@ def _criteria(out_dir, data):
 def _held_out_pairs(store, scene_id, jh):
   """(actions, pairs [P, 2], target [P]) of a scene's simulated votes."""
   d = from_store.preference_data(store, [scene_id], [jh], source='simulated')
-  return (np.asarray(d.actions[0]),
-          np.stack([np.asarray(d.left), np.asarray(d.right)], axis=-1),
-          np.asarray(d.target))
+  return (
+      np.asarray(d.actions[0]),
+      np.stack([np.asarray(d.left), np.asarray(d.right)], axis=-1),
+      np.asarray(d.target),
+  )
 
 
 def _table(rows) -> str:
-  lines = ['| held-out scene | trained on | decisive accuracy | Spearman ρ | '
-           'ascent / expert |', '| --- | --- | --- | --- | --- |']
+  lines = [
+      '| held-out scene | trained on | decisive accuracy | Spearman ρ | '
+      'ascent / expert |',
+      '| --- | --- | --- | --- | --- |',
+  ]
   for r in rows:
-    lines.append(f'| {r["scene_id"]} | {r["train_scenes"]} scenes | '
-                 f'{r["decisive_accuracy"]:.3f} | {r["spearman_rho"]:.3f} | '
-                 f'{r["ascent_relative"]:.2f} |')
+    lines.append(
+        f'| {r["scene_id"]} | {r["train_scenes"]} scenes | '
+        f'{r["decisive_accuracy"]:.3f} | {r["spearman_rho"]:.3f} | '
+        f'{r["ascent_relative"]:.2f} |'
+    )
   return '\n'.join(lines)
 
 
 def _means(rows) -> dict:
   keys = ('decisive_accuracy', 'spearman_rho', 'ascent_relative')
-  return {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows \
-      else {}
+  return {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows else {}
 
 
 def run(config, workdir: str) -> dict:
@@ -147,52 +164,90 @@ def run(config, workdir: str) -> dict:
   gold = _gold_scores(config, scenes, out_dir)
   t_gold = time.perf_counter()
   fold_list = scene_holdout.folds(
-      list(scenes), [s for s in config.held_out.split(',') if s],
-      [s for s in config.train_pool.split(',') if s])
+      list(scenes),
+      [s for s in config.held_out.split(',') if s],
+      [s for s in config.train_pool.split(',') if s],
+  )
   rows = []
   key = jax.random.key(config.eval.seed)
   for fold in fold_list:
     t_fold = time.perf_counter()
-    logging.info('fold: hold out %s, train on %s', fold.held_out,
-                 fold.train_ids)
-    params = _train_fold(config, store, scenes, fold,
-                         os.path.join(out_dir, f'fold_{fold.held_out}'))
+    logging.info(
+        'fold: hold out %s, train on %s', fold.held_out, fold.train_ids
+    )
+    params = _train_fold(
+        config,
+        store,
+        scenes,
+        fold,
+        os.path.join(out_dir, f'fold_{fold.held_out}'),
+    )
     held = scenes[fold.held_out]
     jh = np.asarray(held.scene.jh.image)
     actions, pairs, target = _held_out_pairs(store, fold.held_out, jh)
     gold_actions, gold_scores, expert_score = gold[fold.held_out]
     numbers = scene_holdout.held_out_numbers(
-        params, config.reward, jh, actions, pairs, target, gold_actions,
-        gold_scores, held.scene.experts[0], expert_score,
+        params,
+        config.reward,
+        jh,
+        actions,
+        pairs,
+        target,
+        gold_actions,
+        gold_scores,
+        held.scene.experts[0],
+        expert_score,
         _gold(config, held.scene),
         jax.random.fold_in(key, dataset.scene_hash(fold.held_out)),
         ascent_starts=config.eval.ascent_starts,
-        ascent_steps=config.eval.ascent_steps, ascent_lr=config.eval.ascent_lr)
+        ascent_steps=config.eval.ascent_steps,
+        ascent_lr=config.eval.ascent_lr,
+    )
     # Where its errors lie (the inspector's criteria of the actions).
     numbers['errors'] = scene_holdout.error_breakdown(
         predict.predict_rewards(params, config.reward, jh, actions),
-        _criteria(out_dir, held), pairs, target,
-        inspector_lib.from_config(config.inspector))
-    rows.append(dict(scene_id=fold.held_out, train_ids=list(fold.train_ids),
-                     train_scenes=len(fold.train_ids),
-                     seconds=round(time.perf_counter() - t_fold, 1),
-                     **numbers))
-    logging.info('held out %s: %s', fold.held_out, json.dumps(
-        {k: v for k, v in rows[-1].items()
-         if k not in ('ascent_action', 'errors')}))
+        _criteria(out_dir, held),
+        pairs,
+        target,
+        inspector_lib.from_config(config.inspector),
+    )
+    rows.append(
+        dict(
+            scene_id=fold.held_out,
+            train_ids=list(fold.train_ids),
+            train_scenes=len(fold.train_ids),
+            seconds=round(time.perf_counter() - t_fold, 1),
+            **numbers,
+        )
+    )
+    logging.info(
+        'held out %s: %s',
+        fold.held_out,
+        json.dumps(
+            {
+                k: v
+                for k, v in rows[-1].items()
+                if k not in ('ascent_action', 'errors')
+            }
+        ),
+    )
   store.close()
   phantoms = [r for r in rows if r['scene_id'].startswith('phantom-')]
   others = [r for r in rows if not r['scene_id'].startswith('phantom-')]
   summary = dict(
-      folds=rows, phantom_mean=_means(phantoms),
+      folds=rows,
+      phantom_mean=_means(phantoms),
       other_scenes={r['scene_id']: _means([r]) for r in others},
-      seconds=dict(votes=round(t_votes - t0, 1),
-                   gold=round(t_gold - t_votes, 1),
-                   folds=round(time.perf_counter() - t_gold, 1),
-                   total=round(time.perf_counter() - t0, 1),
-                   # CPU time of this process: on an idle machine with c
-                   # cores the run takes about cpu / c (JAX uses them all).
-                   cpu=round(_cpu_seconds(), 1)))
+      seconds=dict(
+          votes=round(t_votes - t0, 1),
+          gold=round(t_gold - t_votes, 1),
+          folds=round(time.perf_counter() - t_gold, 1),
+          total=round(time.perf_counter() - t0, 1),
+          # CPU time of this process: on an idle machine with c
+          # cores the run takes about cpu / c (JAX uses them all).
+          cpu=round(_cpu_seconds(), 1),
+      ),
+  )
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=float)
   table = _table(rows)
@@ -200,7 +255,14 @@ def run(config, workdir: str) -> dict:
     f.write(table + '\n')
   figures_scenes.held_out_figure(rows, os.path.join(out_dir, 'held_out.png'))
   print(table)
-  print(json.dumps(dict(phantom_mean=summary['phantom_mean'],
-                        other_scenes=summary['other_scenes'],
-                        seconds=summary['seconds']), indent=2))
+  print(
+      json.dumps(
+          dict(
+              phantom_mean=summary['phantom_mean'],
+              other_scenes=summary['other_scenes'],
+              seconds=summary['seconds'],
+          ),
+          indent=2,
+      )
+  )
   return summary

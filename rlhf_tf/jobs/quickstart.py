@@ -30,8 +30,12 @@ def run(config, workdir: str) -> dict:
   timings['simulate_s'] = time.perf_counter() - t0
   trained = from_store.train_on_store(config, workdir)
   if primary:
-    print(json.dumps({loss: s['final'] for loss, s in
-                      trained['selected'].items()}, indent=2))
+    print(
+        json.dumps(
+            {loss: s['final'] for loss, s in trained['selected'].items()},
+            indent=2,
+        )
+    )
   timings['train_s'] = time.perf_counter() - t0 - timings['simulate_s']
   summary = report.evaluate(config, workdir)
   timings['total_s'] = time.perf_counter() - t0
@@ -39,6 +43,8 @@ def run(config, workdir: str) -> dict:
     return summary
   with open(os.path.join(workdir, 'quickstart_timings.json'), 'w') as f:
     json.dump({k: round(v, 1) for k, v in timings.items()}, f, indent=2)
-  print(f'quickstart done in {timings["total_s"]:.0f} s; figures in '
-        f'{os.path.join(workdir, "evaluation")}')
+  print(
+      f'quickstart done in {timings["total_s"]:.0f} s; figures in '
+      f'{os.path.join(workdir, "evaluation")}'
+  )
   return summary

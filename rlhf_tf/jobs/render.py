@@ -29,11 +29,14 @@ def _actions(config, scene) -> np.ndarray:
   if config.actions_file:
     return experts_lib.load_expert_actions(config.actions_file)
   if config.polygons:
-    out = [polygon_lib.validate_polygon(p, name=f'config.polygons[{i}]')
-           for i, p in enumerate(config.polygons)]
+    out = [
+        polygon_lib.validate_polygon(p, name=f'config.polygons[{i}]')
+        for i, p in enumerate(config.polygons)
+    ]
     if len({len(v) for v in out}) > 1:
-      raise ConfigError('config.polygons: every polygon needs the same '
-                        'number of vertices')
+      raise ConfigError(
+          'config.polygons: every polygon needs the same ' 'number of vertices'
+      )
     return np.asarray(out, np.float32)
   return scene.experts[:1]
 
@@ -50,26 +53,36 @@ def turntable_views(scene, num_views: int) -> list:
 
 def run(config, workdir: str) -> list:
   if not 0 <= config.turntable <= 360:
-    raise ConfigError(f'turntable must be a number of views in [0, 360] '
-                      f'(0 = none); got {config.turntable}')
+    raise ConfigError(
+        f'turntable must be a number of views in [0, 360] '
+        f'(0 = none); got {config.turntable}'
+    )
   volume = sources.load_volume(config.volume)
-  scene = scenes_lib.build_scene(volume.name, volume, config.histogram,
-                                 config.render)
+  scene = scenes_lib.build_scene(
+      volume.name, volume, config.histogram, config.render
+  )
   actions = _actions(config, scene)
   views = turntable_views(scene, config.turntable) if config.turntable else []
   written = []
   for i, vertices in enumerate(actions):
     png = os.path.join(workdir, f'render_{i}.png')
     Image.fromarray(scenes_lib.rgb_uint8(scene.render(vertices))).save(png)
-    written += [png, volume_figures.jh_with_polygon_png(
-        scene.jh, vertices, os.path.join(workdir, f'jh_{i}.png'))]
+    written += [
+        png,
+        volume_figures.jh_with_polygon_png(
+            scene.jh, vertices, os.path.join(workdir, f'jh_{i}.png')
+        ),
+    ]
     if views:
       frames = [scenes_lib.rgb_uint8(v.render(vertices)) for v in views]
       gif = os.path.join(workdir, f'turntable_{i}.gif')
       Image.fromarray(frames[0]).save(
-          gif, save_all=True, append_images=[Image.fromarray(f)
-                                             for f in frames[1:]],
-          duration=120, loop=0)
+          gif,
+          save_all=True,
+          append_images=[Image.fromarray(f) for f in frames[1:]],
+          duration=120,
+          loop=0,
+      )
       written.append(gif)
   with open(os.path.join(workdir, 'actions.json'), 'w') as f:
     json.dump(np.asarray(actions).tolist(), f)

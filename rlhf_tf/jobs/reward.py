@@ -19,6 +19,10 @@ from rlhf_tf.reward import from_store
 def train_reward(config, workdir: str) -> dict:
   summary = from_store.train_on_store(config, workdir)
   if distributed.is_primary():
-    print(json.dumps({loss: s['final'] for loss, s in
-                      summary['selected'].items()}, indent=2))
+    print(
+        json.dumps(
+            {loss: s['final'] for loss, s in summary['selected'].items()},
+            indent=2,
+        )
+    )
   return summary

@@ -15,8 +15,7 @@ import json
 
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import simulated_votes
+from rlhf_tf.preferences import dataset, simulated_votes
 
 
 def build_actions(config, workdir: str) -> dict:
@@ -27,8 +26,7 @@ def build_actions(config, workdir: str) -> dict:
   for spec in dataset.scene_specs(config):
     data = dataset.ensure_scene(store, spec, config, mesh=mesh)
     simulated_votes.cache_renders(store, data, config.render, mesh=mesh)
-    out[spec.scene_id] = dict(actions=len(data.vertices),
-                              pairs=len(data.pairs))
+    out[spec.scene_id] = dict(actions=len(data.vertices), pairs=len(data.pairs))
   store.close()
   # Process 0's renders are in the store before any process goes on.
   distributed.barrier('build_actions done')

@@ -47,8 +47,13 @@ def _is_valid(vertices: np.ndarray, min_area: float) -> bool:
   return True
 
 
-def augment(key, expert: np.ndarray, sigma: float, min_area: float = 1e-3,
-            max_tries: int = 100) -> np.ndarray:
+def augment(
+    key,
+    expert: np.ndarray,
+    sigma: float,
+    min_area: float = 1e-3,
+    max_tries: int = 100,
+) -> np.ndarray:
   """One augmentation: every vertex shifted by N(0, sigma^2) in JH units.
 
   The shifted polygon is clipped to [0, 1]^2 and canonicalised; a draw that
@@ -58,33 +63,45 @@ def augment(key, expert: np.ndarray, sigma: float, min_area: float = 1e-3,
   """
   expert = np.asarray(expert, np.float32)
   for attempt in range(max_tries):
-    shift = sigma * jax.random.normal(jax.random.fold_in(key, attempt),
-                                      expert.shape)
-    moved = np.asarray(polygon.canonicalize(
-        jnp.clip(expert + shift, 0.0, 1.0)))
+    shift = sigma * jax.random.normal(
+        jax.random.fold_in(key, attempt), expert.shape
+    )
+    moved = np.asarray(polygon.canonicalize(jnp.clip(expert + shift, 0.0, 1.0)))
     if _is_valid(moved, min_area):
       return moved
-  raise ValueError(f'no valid augmentation of expert {expert.tolist()} in '
-                   f'{max_tries} draws with sigma={sigma}')
+  raise ValueError(
+      f'no valid augmentation of expert {expert.tolist()} in '
+      f'{max_tries} draws with sigma={sigma}'
+  )
 
 
-def random_valid_actions(key, num: int, n_vertices: int,
-                         min_area: float = 1e-3) -> np.ndarray:
+def random_valid_actions(
+    key, num: int, n_vertices: int, min_area: float = 1e-3
+) -> np.ndarray:
   """``num`` uniform canonical actions, redrawing the rare degenerate ones."""
   out = np.asarray(polygon.random_actions(key, num, n_vertices))
   for i in range(num):
     attempt = 0
     while not _is_valid(out[i], min_area):
       attempt += 1
-      out[i] = np.asarray(polygon.random_actions(
-          jax.random.fold_in(jax.random.fold_in(key, i), attempt), 1,
-          n_vertices))[0]
+      out[i] = np.asarray(
+          polygon.random_actions(
+              jax.random.fold_in(jax.random.fold_in(key, i), attempt),
+              1,
+              n_vertices,
+          )
+      )[0]
   return out
 
 
-def build_action_set(key, experts, num_random: int = 50,
-                     num_augmented: int = 40, sigma: float = 0.02,
-                     min_area: float = 1e-3) -> ActionSet:
+def build_action_set(
+    key,
+    experts,
+    num_random: int = 50,
+    num_augmented: int = 40,
+    sigma: float = 0.02,
+    min_area: float = 1e-3,
+) -> ActionSet:
   """The scene's action set D: experts, then random, then augmentations.
 
   Args:
@@ -100,8 +117,9 @@ def build_action_set(key, experts, num_random: int = 50,
   """
   experts = np.asarray(experts, np.float32)
   if experts.ndim != 3 or experts.shape[-1] != 2 or len(experts) == 0:
-    raise ValueError(f'experts must be [E, n, 2] with E >= 1, got '
-                     f'{experts.shape}')
+    raise ValueError(
+        f'experts must be [E, n, 2] with E >= 1, got ' f'{experts.shape}'
+    )
   for i, e in enumerate(experts):
     polygon.validate_polygon(e, name=f'expert action {i}')
   n = experts.shape[1]
@@ -110,14 +128,22 @@ def build_action_set(key, experts, num_random: int = 50,
   augmented, parents = [], []
   for j in range(num_augmented):
     parent = j % len(experts)
-    augmented.append(augment(jax.random.fold_in(key_augment, j),
-                             experts[parent], sigma, min_area))
+    augmented.append(
+        augment(
+            jax.random.fold_in(key_augment, j), experts[parent], sigma, min_area
+        )
+    )
     parents.append(parent)
   vertices = np.concatenate(
-      [np.asarray(polygon.canonicalize(experts)), random] +
-      ([np.stack(augmented)] if augmented else []), axis=0).astype(np.float32)
-  provenance = ((EXPERT,) * len(experts) + (RANDOM,) * num_random +
-                (AUGMENTED,) * num_augmented)
+      [np.asarray(polygon.canonicalize(experts)), random]
+      + ([np.stack(augmented)] if augmented else []),
+      axis=0,
+  ).astype(np.float32)
+  provenance = (
+      (EXPERT,) * len(experts)
+      + (RANDOM,) * num_random
+      + (AUGMENTED,) * num_augmented
+  )
   parent = (-1,) * (len(experts) + num_random) + tuple(parents)
   return ActionSet(vertices=vertices, provenance=provenance, parent=parent)
 
@@ -136,8 +162,10 @@ def sample_pairs(key, num_actions: int, num_pairs: int = 4000) -> np.ndarray:
   """
   i, j = np.triu_indices(num_actions, k=1)
   if num_pairs > len(i):
-    raise ValueError(f'{num_pairs} distinct pairs requested but {num_actions} '
-                     f'actions give only {len(i)}')
+    raise ValueError(
+        f'{num_pairs} distinct pairs requested but {num_actions} '
+        f'actions give only {len(i)}'
+    )
   key_choose, key_order = jax.random.split(key)
   chosen = np.asarray(jax.random.permutation(key_choose, len(i)))[:num_pairs]
   pairs = np.stack([i[chosen], j[chosen]], axis=1).astype(np.int32)

@@ -22,8 +22,8 @@ UI, reward training, evaluation) sees the same actions with the same ids.
 from __future__ import annotations
 
 import copy
-import hashlib
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -32,8 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rlhf_tf.data import dicom_series
-from rlhf_tf.data import sources
+from rlhf_tf.data import dicom_series, sources
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.input_error import ConfigError, InputError
@@ -47,15 +46,20 @@ from rlhf_tf.render import histogram
 @dataclasses.dataclass(frozen=True)
 class SceneSpec:
   """How to make one scene: its id and the volume config it comes from."""
+
   scene_id: str
   volume: dict
 
 
 def _phantom_specs(vol: dict, seeds) -> list[SceneSpec]:
   shape = 'x'.join(str(s) for s in vol['shape'])
-  return [SceneSpec(f'phantom-s{int(seed)}-{shape}',
-                    dict(vol, source='phantom', seed=int(seed)))
-          for seed in seeds]
+  return [
+      SceneSpec(
+          f'phantom-s{int(seed)}-{shape}',
+          dict(vol, source='phantom', seed=int(seed)),
+      )
+      for seed in seeds
+  ]
 
 
 def _dicom_specs(vol: dict) -> list[SceneSpec]:
@@ -66,14 +70,19 @@ def _dicom_specs(vol: dict) -> list[SceneSpec]:
   listing = dicom_series.find_series(vol['path'])
   logging.info('DICOM scenes:\n%s', listing.describe())
   if not listing.series:
-    raise InputError(f'{vol["path"]}: no CT image series found\n'
-                     f'{listing.describe()}')
+    raise InputError(
+        f'{vol["path"]}: no CT image series found\n' f'{listing.describe()}'
+    )
   if len(listing.series) == 1:  # Today's single-series scene id.
     name = vol['path'].rstrip('/').split('/')[-1] or 'dicom'
     return [SceneSpec(f'dicom-{name}', vol)]
-  return [SceneSpec(f'dicom-{s.scene_name}',
-                    dict(vol, path=str(s.folder), series_uid=s.uid))
-          for s in listing.series]
+  return [
+      SceneSpec(
+          f'dicom-{s.scene_name}',
+          dict(vol, path=str(s.folder), series_uid=s.uid),
+      )
+      for s in listing.series
+  ]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -84,8 +93,9 @@ def parse_seeds(text: str) -> list[int]:
       return list(range(lo, hi + 1))
     return [int(t) for t in text.split('+')]
   except ValueError as e:
-    raise ConfigError(f'scenes: bad phantom seeds {text!r}; use 3, 0-7 or '
-                      f'1+4+9') from e
+    raise ConfigError(
+        f'scenes: bad phantom seeds {text!r}; use 3, 0-7 or ' f'1+4+9'
+    ) from e
 
 
 def _entry_specs(entry: str, vol: dict) -> list[SceneSpec]:
@@ -99,8 +109,10 @@ def _entry_specs(entry: str, vol: dict) -> list[SceneSpec]:
     return [SceneSpec(f'inv3-{name}', dict(vol, source='inv3', path=arg))]
   if kind == 'dicom' and arg:
     return _dicom_specs(dict(vol, source='dicom', path=arg, series_uid=''))
-  raise ConfigError(f'scenes: bad entry {entry!r}; valid: phantom:SEEDS, '
-                    f'cranium, inv3:PATH, dicom:PATH')
+  raise ConfigError(
+      f'scenes: bad entry {entry!r}; valid: phantom:SEEDS, '
+      f'cranium, inv3:PATH, dicom:PATH'
+  )
 
 
 def scene_specs(config: ml_collections.ConfigDict) -> list[SceneSpec]:
@@ -110,8 +122,11 @@ def scene_specs(config: ml_collections.ConfigDict) -> list[SceneSpec]:
     ValueError: naming a bad ``scenes`` entry or a repeated scene id.
   """
   vol = config.volume.to_dict()
-  entries = [e.strip() for e in str(config.get('scenes', '') or '').split(',')
-             if e.strip()]
+  entries = [
+      e.strip()
+      for e in str(config.get('scenes', '') or '').split(',')
+      if e.strip()
+  ]
   if entries:
     specs = [s for e in entries for s in _entry_specs(e, vol)]
   elif vol['source'] == 'phantom':
@@ -137,8 +152,11 @@ def scene_hash(scene_id: str) -> int:
 
 def _scene_record(spec: SceneSpec, config) -> dict:
   """What the store keeps to rebuild a scene exactly."""
-  return dict(volume=spec.volume, histogram=config.histogram.to_dict(),
-              render=config.render.to_dict())
+  return dict(
+      volume=spec.volume,
+      histogram=config.histogram.to_dict(),
+      render=config.render.to_dict(),
+  )
 
 
 # Volume keys added after stores were first written, with the value that
@@ -185,6 +203,7 @@ def _stored_record(store, scene_id: str) -> dict:
 @dataclasses.dataclass
 class SceneData:
   """A scene with its action set (store ids = row index) and pair order."""
+
   scene: scenes_lib.Scene
   vertices: np.ndarray  # [A, n, 2]
   provenance: tuple
@@ -192,8 +211,13 @@ class SceneData:
   pair_ids: np.ndarray  # [P] store pair ids
 
 
-def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
-                 config, build_cache: bool = True, mesh=None) -> SceneData:
+def ensure_scene(
+    store: store_lib.PreferenceStore,
+    spec: SceneSpec,
+    config,
+    build_cache: bool = True,
+    mesh=None,
+) -> SceneData:
   """Registers a scene (D and pairs) in the store, or reloads it.
 
   Config fields used: histogram, render, actions (num_random, num_augmented,
@@ -211,13 +235,26 @@ def ensure_scene(store: store_lib.PreferenceStore, spec: SceneSpec,
       changed: use a new workdir or store).
   """
   volume = sources.load_volume(_cfg(spec.volume))
-  experts = (experts_lib.load_expert_actions(config.expert_file)
-             if config.expert_file else None)
-  scene = scenes_lib.build_scene(spec.scene_id, volume, config.histogram,
-                                 config.render, experts=experts,
-                                 mesh=mesh) if build_cache else None
+  experts = (
+      experts_lib.load_expert_actions(config.expert_file)
+      if config.expert_file
+      else None
+  )
+  scene = (
+      scenes_lib.build_scene(
+          spec.scene_id,
+          volume,
+          config.histogram,
+          config.render,
+          experts=experts,
+          mesh=mesh,
+      )
+      if build_cache
+      else None
+  )
   fields = distributed.on_primary(
-      lambda: _register_scene(store, spec, config, scene))
+      lambda: _register_scene(store, spec, config, scene)
+  )
   return SceneData(scene=scene, **fields)
 
 
@@ -226,21 +263,25 @@ def _register_scene(store, spec: SceneSpec, config, scene) -> dict:
   SceneData's fields but the scene."""
   record = _scene_record(spec, config)
   existing = {s['scene_id']: s for s in store.scenes()}
-  key = jax.random.fold_in(jax.random.key(config.actions.seed),
-                           scene_hash(spec.scene_id))
+  key = jax.random.fold_in(
+      jax.random.key(config.actions.seed), scene_hash(spec.scene_id)
+  )
   if spec.scene_id in existing:
     stored = existing[spec.scene_id]['volume_source']
     now, then = _scene_identity(record), _scene_identity(stored)
     if now != then:
-      differ = [f'{block}.{key}: store {then.get(block, {}).get(key)!r}, '
-                f'config {now.get(block, {}).get(key)!r}'
-                for block in sorted(set(now) | set(then))
-                for key in sorted(set(now.get(block, {})) |
-                                  set(then.get(block, {})))
-                if now.get(block, {}).get(key) != then.get(block, {}).get(key)]
-      raise InputError(f'scene {spec.scene_id!r} in the store was made from '
-                       f'another config ({"; ".join(differ)}); use another '
-                       f'store')
+      differ = [
+          f'{block}.{key}: store {then.get(block, {}).get(key)!r}, '
+          f'config {now.get(block, {}).get(key)!r}'
+          for block in sorted(set(now) | set(then))
+          for key in sorted(set(now.get(block, {})) | set(then.get(block, {})))
+          if now.get(block, {}).get(key) != then.get(block, {}).get(key)
+      ]
+      raise InputError(
+          f'scene {spec.scene_id!r} in the store was made from '
+          f'another config ({"; ".join(differ)}); use another '
+          f'store'
+      )
     stored_actions = store.actions(spec.scene_id)
     vertices = store.vertices_array(spec.scene_id)
     provenance = tuple(a.provenance for a in stored_actions)
@@ -248,37 +289,52 @@ def _register_scene(store, spec: SceneSpec, config, scene) -> dict:
     if scene is None:
       raise InputError(f'scene {spec.scene_id!r} is not in the store yet')
     d = actions_lib.build_action_set(
-        key, scene.experts, num_random=config.actions.num_random,
+        key,
+        scene.experts,
+        num_random=config.actions.num_random,
         num_augmented=config.actions.num_augmented,
-        sigma=config.actions.sigma)
-    store.add_scene(spec.scene_id, description=f'{spec.volume["source"]} '
-                    f'scene', volume_source=record,
-                    jh_meta=dict(bins=scene.bins,
-                                 hu_window=[scene.jh.axes.hu_min,
-                                            scene.jh.axes.hu_max],
-                                 grad_max=scene.jh.axes.grad_max))
-    for kind in (actions_lib.EXPERT, actions_lib.RANDOM,
-                 actions_lib.AUGMENTED):
+        sigma=config.actions.sigma,
+    )
+    store.add_scene(
+        spec.scene_id,
+        description=f'{spec.volume["source"]} ' f'scene',
+        volume_source=record,
+        jh_meta=dict(
+            bins=scene.bins,
+            hu_window=[scene.jh.axes.hu_min, scene.jh.axes.hu_max],
+            grad_max=scene.jh.axes.grad_max,
+        ),
+    )
+    for kind in (actions_lib.EXPERT, actions_lib.RANDOM, actions_lib.AUGMENTED):
       idx = d.indices(kind)
       if idx.size:
         parents = [None if d.parent[i] < 0 else int(d.parent[i]) for i in idx]
         store.add_actions(spec.scene_id, d.vertices[idx], kind, parents)
     vertices, provenance = d.vertices, d.provenance
-  pairs = actions_lib.sample_pairs(jax.random.fold_in(
-      jax.random.key(config.pairs.seed), scene_hash(spec.scene_id)),
+  pairs = actions_lib.sample_pairs(
+      jax.random.fold_in(
+          jax.random.key(config.pairs.seed), scene_hash(spec.scene_id)
+      ),
       len(vertices),
-      config.pairs.num)
+      config.pairs.num,
+  )
   if store.pairs(spec.scene_id):
     ids = [store.pair_id(spec.scene_id, int(l), int(r)) for l, r in pairs]
     if any(i is None for i in ids):
-      raise InputError(f'scene {spec.scene_id!r}: the stored pairs differ '
-                       f'from config.pairs; use another store')
+      raise InputError(
+          f'scene {spec.scene_id!r}: the stored pairs differ '
+          f'from config.pairs; use another store'
+      )
   else:
-    ids = store.add_pairs(spec.scene_id,
-                          [(int(min(l, r)), int(max(l, r))) for l, r in pairs])
-  return dict(vertices=np.asarray(vertices, np.float32),
-              provenance=tuple(provenance), pairs=np.asarray(pairs),
-              pair_ids=np.asarray(ids, np.int64))
+    ids = store.add_pairs(
+        spec.scene_id, [(int(min(l, r)), int(max(l, r))) for l, r in pairs]
+    )
+  return dict(
+      vertices=np.asarray(vertices, np.float32),
+      provenance=tuple(provenance),
+      pairs=np.asarray(pairs),
+      pair_ids=np.asarray(ids, np.int64),
+  )
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -290,8 +346,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.scenes = ''  # e.g. 'phantom:0-7,cranium' (see the module docstring)
   c.histogram = histogram.default_config()
   c.render = scenes_lib.default_config()
-  c.actions = ml_collections.ConfigDict(dict(
-      num_random=50, num_augmented=40, sigma=0.02, seed=0))
+  c.actions = ml_collections.ConfigDict(
+      dict(num_random=50, num_augmented=40, sigma=0.02, seed=0)
+  )
   c.pairs = ml_collections.ConfigDict(dict(num=4000, seed=0))
   c.expert_file = ''
   c.mesh = mesh_lib.default_config()  # devices: all on one 'data' axis
@@ -336,4 +393,5 @@ class StoreOfProcess0:
   def __getattr__(self, name):
     raise store_lib.StoreError(
         f'process {jax.process_index()} does not open the store {self.path} '
-        f'(.{name}); process 0 reads it: distributed.on_primary')
+        f'(.{name}); process 0 reads it: distributed.on_primary'
+    )

@@ -45,8 +45,13 @@ import numpy as np
 
 from rlhf_tf.preferences import tissues
 
-CRITERIA = ('target_visible', 'unoccluded', 'clean', 'teeth_visible',
-            'contrast')
+CRITERIA = (
+    'target_visible',
+    'unoccluded',
+    'clean',
+    'teeth_visible',
+    'contrast',
+)
 CHOICES = ('left', 'right', 'equal')
 
 
@@ -62,6 +67,7 @@ class InspectorConfig:
   temperature: Bradley-Terry noise on the score: a decisive answer is kept
     with probability sigmoid(|score difference| / temperature); 0 = off.
   """
+
   tolerances: tuple = (0.048, 0.036, 0.024, 0.036, 0.024)
   weights: tuple = (1.0, 0.25, 0.0625, 0.015625, 0.00390625)
   fail_below: float = 0.5
@@ -72,11 +78,14 @@ class InspectorConfig:
     for name in ('tolerances', 'weights'):
       value = getattr(self, name)
       if len(value) != len(CRITERIA):
-        raise ValueError(f'inspector {name} needs {len(CRITERIA)} values '
-                         f'({", ".join(CRITERIA)}), got {len(value)}')
+        raise ValueError(
+            f'inspector {name} needs {len(CRITERIA)} values '
+            f'({", ".join(CRITERIA)}), got {len(value)}'
+        )
       if any(not np.isfinite(v) or v < 0 for v in value):
-        raise ValueError(f'inspector {name} must be finite and >= 0, got '
-                         f'{value}')
+        raise ValueError(
+            f'inspector {name} must be finite and >= 0, got ' f'{value}'
+        )
     if not 0.0 <= self.fail_below <= 1.0:
       raise ValueError(f'fail_below must be in [0, 1], got {self.fail_below}')
     if not 0.0 <= self.flip_prob <= 1.0:
@@ -87,18 +96,26 @@ class InspectorConfig:
 
 def default_config() -> ml_collections.ConfigDict:
   """config.inspector: the simulated inspector's name, tolerances, noise."""
-  return ml_collections.ConfigDict(dict(
-      name='simulated', tolerances=InspectorConfig().tolerances,
-      fail_below=InspectorConfig().fail_below, flip_prob=0.0,
-      temperature=0.0, seed=0))
+  return ml_collections.ConfigDict(
+      dict(
+          name='simulated',
+          tolerances=InspectorConfig().tolerances,
+          fail_below=InspectorConfig().fail_below,
+          flip_prob=0.0,
+          temperature=0.0,
+          seed=0,
+      )
+  )
 
 
 def from_config(cfg: ml_collections.ConfigDict) -> InspectorConfig:
   """The InspectorConfig of a ``config.inspector`` block."""
-  return InspectorConfig(tolerances=tuple(cfg.tolerances),
-                         fail_below=cfg.get('fail_below',
-                                            InspectorConfig().fail_below),
-                         flip_prob=cfg.flip_prob, temperature=cfg.temperature)
+  return InspectorConfig(
+      tolerances=tuple(cfg.tolerances),
+      fail_below=cfg.get('fail_below', InspectorConfig().fail_below),
+      flip_prob=cfg.flip_prob,
+      temperature=cfg.temperature,
+  )
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
@@ -106,8 +123,9 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
   return float((values * mask).sum() / count) if count else 0.0
 
 
-def criteria(weights: np.ndarray, hits: np.ndarray,
-             rgba: np.ndarray) -> np.ndarray:
+def criteria(
+    weights: np.ndarray, hits: np.ndarray, rgba: np.ndarray
+) -> np.ndarray:
   """The five criteria of one rendering.
 
   Args:
@@ -122,20 +140,28 @@ def criteria(weights: np.ndarray, hits: np.ndarray,
   weights = np.asarray(weights, np.float64)
   hits = np.asarray(hits, bool)
   target = hits[..., tissues.TEETH] | hits[..., tissues.BONE]
-  visible = _masked_mean(weights[..., tissues.TEETH] +
-                         weights[..., tissues.BONE], target)
+  visible = _masked_mean(
+      weights[..., tissues.TEETH] + weights[..., tissues.BONE], target
+  )
   unoccluded = 1.0 - _masked_mean(weights[..., tissues.SOFT], target)
   teeth = _masked_mean(weights[..., tissues.TEETH], hits[..., tissues.TEETH])
-  clutter = (weights[..., tissues.AIR] + weights[..., tissues.METAL] +
-             weights[..., tissues.SUPPORT])
+  clutter = (
+      weights[..., tissues.AIR]
+      + weights[..., tissues.METAL]
+      + weights[..., tissues.SUPPORT]
+  )
   clean = 1.0 - float(clutter.mean())
   alpha = np.asarray(rgba[..., 3], np.float64)
   luminance = np.asarray(rgba[..., :3], np.float64) @ [0.2126, 0.7152, 0.0722]
   covered = alpha > 0.05
-  contrast = float(np.clip(2.0 * luminance[covered].std(), 0.0, 1.0)
-                   ) if covered.sum() > 1 else 0.0
-  return np.clip(np.array([visible, unoccluded, clean, teeth, contrast]),
-                 0.0, 1.0)
+  contrast = (
+      float(np.clip(2.0 * luminance[covered].std(), 0.0, 1.0))
+      if covered.sum() > 1
+      else 0.0
+  )
+  return np.clip(
+      np.array([visible, unoccluded, clean, teeth, contrast]), 0.0, 1.0
+  )
 
 
 def score(crit, config: InspectorConfig = InspectorConfig()) -> np.ndarray:
@@ -147,24 +173,28 @@ def score(crit, config: InspectorConfig = InspectorConfig()) -> np.ndarray:
 def action_criteria(scene, actions, mesh=None) -> np.ndarray:
   """The criteria [A, 5] of actions [A, n, 2] on a scene (each rendered
   once with its tissue weights; the renderings split over ``mesh``)."""
-  crit = [criteria(weights[k], hits[k], rgba[k])
-          for _, (rgba, weights, hits) in scene.iter_render_many(
-              np.asarray(actions, np.float32), tissue_weights=True,
-              mesh=mesh)
-          for k in range(len(rgba))]
+  crit = [
+      criteria(weights[k], hits[k], rgba[k])
+      for _, (rgba, weights, hits) in scene.iter_render_many(
+          np.asarray(actions, np.float32), tissue_weights=True, mesh=mesh
+      )
+      for k in range(len(rgba))
+  ]
   return np.reshape(crit, (-1, len(CRITERIA)))
 
 
-def score_actions(scene, actions, cfg: ml_collections.ConfigDict,
-                  mesh=None) -> np.ndarray:
+def score_actions(
+    scene, actions, cfg: ml_collections.ConfigDict, mesh=None
+) -> np.ndarray:
   """The inspector's score [A] of actions [A, n, 2] on a scene: the 'gold'
   reward of the evaluation and of the agent's monitor (``cfg`` is a
   ``config.inspector`` block); the renderings split over ``mesh``."""
   return score(action_criteria(scene, actions, mesh), from_config(cfg))
 
 
-def compare_criteria(left, right,
-                     config: InspectorConfig = InspectorConfig()) -> str:
+def compare_criteria(
+    left, right, config: InspectorConfig = InspectorConfig()
+) -> str:
   """The noiseless priority-list decision: 'left', 'right' or 'equal'."""
   left, right = np.asarray(left, np.float64), np.asarray(right, np.float64)
   if max(left[0], right[0]) < config.fail_below:
@@ -176,8 +206,12 @@ def compare_criteria(left, right,
   return 'equal'
 
 
-def judge_pairs(key, crit_by_action: np.ndarray, pairs: np.ndarray,
-                config: InspectorConfig = InspectorConfig()) -> list[str]:
+def judge_pairs(
+    key,
+    crit_by_action: np.ndarray,
+    pairs: np.ndarray,
+    config: InspectorConfig = InspectorConfig(),
+) -> list[str]:
   """The inspector's answers to many (left, right) pairs of one scene.
 
   Args:
@@ -191,8 +225,10 @@ def judge_pairs(key, crit_by_action: np.ndarray, pairs: np.ndarray,
     and right swaps the answer) and 'equal' for identical renderings.
   """
   crit_by_action = np.asarray(crit_by_action, np.float64)
-  answers = [compare_criteria(crit_by_action[l], crit_by_action[r], config)
-             for l, r in np.asarray(pairs)]
+  answers = [
+      compare_criteria(crit_by_action[l], crit_by_action[r], config)
+      for l, r in np.asarray(pairs)
+  ]
   if config.flip_prob == 0.0 and config.temperature == 0.0:
     return answers
   scores = score(crit_by_action, config)
@@ -203,8 +239,9 @@ def judge_pairs(key, crit_by_action: np.ndarray, pairs: np.ndarray,
   noisy = []
   for i, ((l, r), answer) in enumerate(zip(np.asarray(pairs), answers)):
     if config.temperature > 0 and answer != 'equal':
-      keep = 1.0 / (1.0 + np.exp(-abs(scores[l] - scores[r]) /
-                                 config.temperature))
+      keep = 1.0 / (
+          1.0 + np.exp(-abs(scores[l] - scores[r]) / config.temperature)
+      )
       if u_temp[i] > keep:
         answer = 'right' if answer == 'left' else 'left'
     if u_flip[i] < config.flip_prob:

@@ -34,47 +34,71 @@ from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import tissues
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import gradient as gradient_lib
-from rlhf_tf.render import histogram
-from rlhf_tf.render import many_actions
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import transfer_function
+from rlhf_tf.render import (
+    histogram,
+    many_actions,
+    ray_cache,
+    raymarch,
+    transfer_function,
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
   """``config.render``: the view and TF settings of a scene's renderings."""
-  return ml_collections.ConfigDict(dict(
-      image_size=256, step_mm=0.0, tau=0.01, alpha_max=0.5, zoom=1.3,
-      azimuth=0.0, elevation=10.0, shading=True))
-
+  return ml_collections.ConfigDict(
+      dict(
+          image_size=256,
+          step_mm=0.0,
+          tau=0.01,
+          alpha_max=0.5,
+          zoom=1.3,
+          azimuth=0.0,
+          elevation=10.0,
+          shading=True,
+      )
+  )
 
 
 def render_key(render_cfg: ml_collections.ConfigDict) -> str:
   """Names the view and TF settings (``config.render``) a cached PNG was
   made with, so the store's image cache never mixes renderings."""
   r = render_cfg
-  return (f'vol-{r.image_size}px-az{r.azimuth:g}-el{r.elevation:g}-'
-          f'zoom{r.zoom:g}-step{r.step_mm:g}-tau{r.tau:g}-a{r.alpha_max:g}-'
-          f'shade{int(r.shading)}')
+  return (
+      f'vol-{r.image_size}px-az{r.azimuth:g}-el{r.elevation:g}-'
+      f'zoom{r.zoom:g}-step{r.step_mm:g}-tau{r.tau:g}-a{r.alpha_max:g}-'
+      f'shade{int(r.shading)}'
+  )
 
 
-def _number(cfg, key: str, low: float, high: float = np.inf,
-            low_open: bool = False, integer: bool = False) -> float:
+def _number(
+    cfg,
+    key: str,
+    low: float,
+    high: float = np.inf,
+    low_open: bool = False,
+    integer: bool = False,
+) -> float:
   """``config.render.<key>`` as a number in range, or a ConfigError naming
   the key."""
   value = cfg[key]
   ok = not isinstance(value, (bool, str)) and isinstance(
-      value, (int, float, np.number))
+      value, (int, float, np.number)
+  )
   if ok:
     v = float(value)
-    ok = (np.isfinite(v) or high == np.inf and v == np.inf) and (
-        v > low if low_open else v >= low) and v <= high and (
-            not integer or v.is_integer())
+    ok = (
+        (np.isfinite(v) or high == np.inf and v == np.inf)
+        and (v > low if low_open else v >= low)
+        and v <= high
+        and (not integer or v.is_integer())
+    )
   if not ok:
     bracket = '(' if low_open else '['
     kind = 'an integer' if integer else 'a number'
-    raise ConfigError(f'render.{key} must be {kind} in {bracket}{low:g}, '
-                      f'{high:g}]; got {value!r}')
+    raise ConfigError(
+        f'render.{key} must be {kind} in {bracket}{low:g}, '
+        f'{high:g}]; got {value!r}'
+    )
   return value
 
 
@@ -89,8 +113,9 @@ def check_render_config(cfg) -> None:
   _number(cfg, 'azimuth', -1e6, 1e6)
   _number(cfg, 'elevation', -90.0, 90.0)
   if not isinstance(cfg.shading, (bool, int, np.bool_)):
-    raise ConfigError(f'render.shading must be True or False; got '
-                      f'{cfg.shading!r}')
+    raise ConfigError(
+        f'render.shading must be True or False; got ' f'{cfg.shading!r}'
+    )
 
 
 @dataclasses.dataclass
@@ -114,8 +139,13 @@ class Scene:
     camera and ray cache, nothing else recomputed."""
     cfg = ml_collections.ConfigDict(dict(self.render_cfg, **changes))
     camera, settings, cache = _view(self.volume, self.jh, self.groups, cfg)
-    return dataclasses.replace(self, camera=camera, settings=settings,
-                               cache=cache, render_cfg=cfg.to_dict())
+    return dataclasses.replace(
+        self,
+        camera=camera,
+        settings=settings,
+        cache=cache,
+        render_cfg=cfg.to_dict(),
+    )
 
   @property
   def bins(self) -> int:
@@ -123,41 +153,64 @@ class Scene:
 
   def tf_table(self, vertices):
     """[..., bins, bins, 4] RGBA TF of one action [n, 2] (vmap for many)."""
-    return transfer_function.tf_table(vertices, self.bins, tau=self.tau,
-                                      alpha_max=self.alpha_max)
+    return transfer_function.tf_table(
+        vertices, self.bins, tau=self.tau, alpha_max=self.alpha_max
+    )
 
   def render(self, vertices) -> jnp.ndarray:
     """[H, W, 4] RGBA rendering of one action [n, 2]."""
-    return ray_cache.render_cached(self.cache, self.tf_table(vertices),
-                                   self.settings)
+    return ray_cache.render_cached(
+        self.cache, self.tf_table(vertices), self.settings
+    )
 
   def render_tissues(self, vertices):
     """(rgba [H, W, 4], tissue weights [H, W, G], hits [H, W, G])."""
     return ray_cache.render_cached_labels(
-        self.cache, self.tf_table(vertices), len(tissues.GROUPS),
-        self.settings)
+        self.cache, self.tf_table(vertices), len(tissues.GROUPS), self.settings
+    )
 
-  def iter_render_many(self, vertices, tissue_weights: bool = False,
-                       mesh=None, per_device: int = 4):
+  def iter_render_many(
+      self,
+      vertices,
+      tissue_weights: bool = False,
+      mesh=None,
+      per_device: int = 4,
+  ):
     """Renders actions [A, n, 2] in chunks split over ``mesh``'s 'data'
     axis; yields (start, (rgba [k, H, W, 4],)) or, with tissue_weights,
     (start, (rgba, weights [k, H, W, G], hits [k, H, W, G])) as host
     arrays (see rlhf_tf.render.many_actions)."""
     return many_actions.iter_render_actions(
-        self.cache, vertices, tau=self.tau, alpha_max=self.alpha_max,
+        self.cache,
+        vertices,
+        tau=self.tau,
+        alpha_max=self.alpha_max,
         settings=self.settings,
-        num_labels=len(tissues.GROUPS) if tissue_weights else 0, mesh=mesh,
-        per_device=per_device)
+        num_labels=len(tissues.GROUPS) if tissue_weights else 0,
+        mesh=mesh,
+        per_device=per_device,
+    )
 
   def render_many(self, vertices, mesh=None) -> np.ndarray:
     """[A, H, W, 4] host RGBA of actions [A, n, 2] (split over ``mesh``)."""
     return many_actions.render_actions(
-        self.cache, vertices, tau=self.tau, alpha_max=self.alpha_max,
-        settings=self.settings, mesh=mesh)[0]
+        self.cache,
+        vertices,
+        tau=self.tau,
+        alpha_max=self.alpha_max,
+        settings=self.settings,
+        mesh=mesh,
+    )[0]
 
 
-def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
-                experts: Optional[np.ndarray] = None, mesh=None) -> Scene:
+def build_scene(
+    scene_id: str,
+    volume: Volume,
+    histogram_cfg,
+    render_cfg,
+    experts: Optional[np.ndarray] = None,
+    mesh=None,
+) -> Scene:
   """Computes the JH, tissue groups, view and ray cache of a volume.
 
   Args:
@@ -177,17 +230,23 @@ def build_scene(scene_id: str, volume: Volume, histogram_cfg, render_cfg,
   groups = tissues.tissue_groups(volume)
   if experts is None:
     try:
-      experts = experts_lib.expert_actions(volume.hu, grad_mag, groups,
-                                           jh.axes)
+      experts = experts_lib.expert_actions(volume.hu, grad_mag, groups, jh.axes)
     except InputError as e:
       raise InputError(f'volume {volume.name!r}: {e}') from e
   camera, settings, cache = _view(volume, jh, groups, render_cfg, mesh)
-  return Scene(scene_id=scene_id, volume=volume, jh=jh, groups=groups,
-               camera=camera, settings=settings, cache=cache,
-               experts=np.asarray(experts, np.float32),
-               tau=float(render_cfg.tau),
-               alpha_max=float(render_cfg.alpha_max),
-               render_cfg=render_cfg.to_dict())
+  return Scene(
+      scene_id=scene_id,
+      volume=volume,
+      jh=jh,
+      groups=groups,
+      camera=camera,
+      settings=settings,
+      cache=cache,
+      experts=np.asarray(experts, np.float32),
+      tau=float(render_cfg.tau),
+      alpha_max=float(render_cfg.alpha_max),
+      render_cfg=render_cfg.to_dict(),
+  )
 
 
 def _view(volume: Volume, jh, groups, render_cfg, mesh=None):
@@ -196,21 +255,36 @@ def _view(volume: Volume, jh, groups, render_cfg, mesh=None):
   check_render_config(render_cfg)
   size = int(render_cfg.image_size)
   camera = camera_lib.head_camera(
-      volume.shape, volume.spacing, width=size, height=size,
-      azimuth_deg=render_cfg.azimuth, elevation_deg=render_cfg.elevation,
-      zoom=render_cfg.zoom)
+      volume.shape,
+      volume.spacing,
+      width=size,
+      height=size,
+      azimuth_deg=render_cfg.azimuth,
+      elevation_deg=render_cfg.elevation,
+      zoom=render_cfg.zoom,
+  )
   step = float(render_cfg.step_mm) or float(np.min(volume.spacing))
-  settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step,
-                                     shading=bool(render_cfg.shading))
-  cache = ray_cache.build_ray_cache(volume.hu, None, volume.spacing, jh.axes,
-                                    camera, jh.bins, settings, labels=groups,
-                                    mesh=mesh)
+  settings = raymarch.RenderSettings(
+      step_mm=step, reference_step_mm=step, shading=bool(render_cfg.shading)
+  )
+  cache = ray_cache.build_ray_cache(
+      volume.hu,
+      None,
+      volume.spacing,
+      jh.axes,
+      camera,
+      jh.bins,
+      settings,
+      labels=groups,
+      mesh=mesh,
+  )
   if mesh_lib.data_size(mesh) > 1:
     # Every later use (one rendering, a gradient, render_many's replicated
     # copy) expects the cache whole on one device; in several processes
     # its shards live on other hosts (to_host gathers them, a collective).
-    cache = jax.device_put(jax.tree_util.tree_map(mesh_lib.to_host, cache),
-                           jax.local_devices()[0])
+    cache = jax.device_put(
+        jax.tree_util.tree_map(mesh_lib.to_host, cache), jax.local_devices()[0]
+    )
   return camera, settings, cache
 
 

@@ -27,25 +27,37 @@ from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
 
 
-def cache_renders(store: store_lib.PreferenceStore, data: dataset.SceneData,
-                  render_cfg, progress: bool = True, mesh=None) -> None:
+def cache_renders(
+    store: store_lib.PreferenceStore,
+    data: dataset.SceneData,
+    render_cfg,
+    progress: bool = True,
+    mesh=None,
+) -> None:
   """Renders every action of a scene once into the store's image cache
   (the actions split over ``mesh``'s devices; process 0 writes)."""
   key = scenes_lib.render_key(render_cfg)
   scene_id = data.scene.scene_id
-  with tqdm.tqdm(total=len(data.vertices), desc=f'render {scene_id}',
-                 disable=not progress) as bar:
-    for start, (rgba,) in data.scene.iter_render_many(data.vertices,
-                                                      mesh=mesh):
+  with tqdm.tqdm(
+      total=len(data.vertices), desc=f'render {scene_id}', disable=not progress
+  ) as bar:
+    for start, (rgba,) in data.scene.iter_render_many(data.vertices, mesh=mesh):
       if distributed.is_primary():
         for k, image in enumerate(rgba):
-          store.add_render(scene_id, start + k, key,
-                           scenes_lib.png_bytes(image))
+          store.add_render(
+              scene_id, start + k, key, scenes_lib.png_bytes(image)
+          )
       bar.update(len(rgba))
 
 
-def judge_scene(data: dataset.SceneData, store: store_lib.PreferenceStore,
-                config, key, progress: bool = True, mesh=None):
+def judge_scene(
+    data: dataset.SceneData,
+    store: store_lib.PreferenceStore,
+    config,
+    key,
+    progress: bool = True,
+    mesh=None,
+):
   """Renders every action, judges all pairs and records the votes.
 
   Args:
@@ -64,32 +76,48 @@ def judge_scene(data: dataset.SceneData, store: store_lib.PreferenceStore,
   scene_id = data.scene.scene_id
   render_key = scenes_lib.render_key(config.render)
   primary = distributed.is_primary()
-  with tqdm.tqdm(total=len(data.vertices), desc=f'render {scene_id}',
-                 disable=not progress) as bar:
+  with tqdm.tqdm(
+      total=len(data.vertices), desc=f'render {scene_id}', disable=not progress
+  ) as bar:
     for start, (rgba, weights, hits) in data.scene.iter_render_many(
-        data.vertices, tissue_weights=True, mesh=mesh):
+        data.vertices, tissue_weights=True, mesh=mesh
+    ):
       for k in range(len(rgba)):
         crit.append(inspector_lib.criteria(weights[k], hits[k], rgba[k]))
         if primary:
-          store.add_render(scene_id, start + k, render_key,
-                           scenes_lib.png_bytes(rgba[k]))
+          store.add_render(
+              scene_id, start + k, render_key, scenes_lib.png_bytes(rgba[k])
+          )
       bar.update(len(rgba))
   crit = np.stack(crit)
   answers = inspector_lib.judge_pairs(
-      key, crit, data.pairs, inspector_lib.from_config(config.inspector))
+      key, crit, data.pairs, inspector_lib.from_config(config.inspector)
+  )
   if not primary:
     return crit, answers
-  store.record_votes([
-      dict(scene_id=scene_id, pair_id=int(pid), left_action=int(l),
-           right_action=int(r), choice=a, inspector=config.inspector.name,
-           source='simulated')
-      for pid, (l, r), a in zip(data.pair_ids, data.pairs, answers)])
+  store.record_votes(
+      [
+          dict(
+              scene_id=scene_id,
+              pair_id=int(pid),
+              left_action=int(l),
+              right_action=int(r),
+              choice=a,
+              inspector=config.inspector.name,
+              source='simulated',
+          )
+          for pid, (l, r), a in zip(data.pair_ids, data.pairs, answers)
+      ]
+  )
   return crit, answers
 
 
 def _answer_counts(answers) -> dict:
-  return dict(tie_rate=inspector_lib.tie_rate(answers),
-              left=answers.count('left'), right=answers.count('right'))
+  return dict(
+      tie_rate=inspector_lib.tie_rate(answers),
+      left=answers.count('left'),
+      right=answers.count('right'),
+  )
 
 
 def simulate_dataset(config, workdir: str) -> dict:
@@ -112,28 +140,40 @@ def simulate_dataset(config, workdir: str) -> dict:
       previous = json.load(f)
   for spec in dataset.scene_specs(config):
     data = dataset.ensure_scene(store, spec, config, mesh=mesh)
-    done = distributed.on_primary(lambda: store.effective_votes(
-        scene_id=spec.scene_id, source='simulated',
-        inspector=config.inspector.name))
+    done = distributed.on_primary(
+        lambda: store.effective_votes(
+            scene_id=spec.scene_id,
+            source='simulated',
+            inspector=config.inspector.name,
+        )
+    )
     if done:
-      logging.info('scene %s already has %d simulated votes; skipped',
-                   spec.scene_id, len(done))
+      logging.info(
+          'scene %s already has %d simulated votes; skipped',
+          spec.scene_id,
+          len(done),
+      )
       summary[spec.scene_id] = previous.get(spec.scene_id) or dict(
-          votes=len(done), **_answer_counts([v.choice for v in done]))
+          votes=len(done), **_answer_counts([v.choice for v in done])
+      )
       continue
-    key = jax.random.fold_in(jax.random.key(config.inspector.seed),
-                             dataset.scene_hash(spec.scene_id))
+    key = jax.random.fold_in(
+        jax.random.key(config.inspector.seed), dataset.scene_hash(spec.scene_id)
+    )
     crit, answers = judge_scene(data, store, config, key, mesh=mesh)
-    scores = inspector_lib.score(crit,
-                                 inspector_lib.from_config(config.inspector))
+    scores = inspector_lib.score(
+        crit, inspector_lib.from_config(config.inspector)
+    )
     if distributed.is_primary():
       np.save(os.path.join(workdir, f'criteria_{spec.scene_id}.npy'), crit)
     experts = [i for i, p in enumerate(data.provenance) if p == 'expert']
     randoms = [i for i, p in enumerate(data.provenance) if p == 'random']
     summary[spec.scene_id] = dict(
-        votes=len(answers), **_answer_counts(answers),
+        votes=len(answers),
+        **_answer_counts(answers),
         expert_score_mean=float(scores[experts].mean()),
-        random_score_median=float(np.median(scores[randoms])))
+        random_score_median=float(np.median(scores[randoms])),
+    )
   summary['seconds'] = round(time.perf_counter() - t0, 2)
   store.close()
   if distributed.is_primary():

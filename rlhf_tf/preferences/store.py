@@ -37,28 +37,66 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from pathlib import Path
 import sqlite3
 import time
-from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from rlhf_tf.preferences import store_io
 from rlhf_tf.preferences.store_schema import (  # re-exported: the public API
-    CHOICES, PROVENANCES, SCHEMA_VERSION, SOURCES, ActionError, ImageError,
-    ImportConflictError, PairError, SceneError, SchemaError, StoreError,
-    VoteError, check_int, check_one_of, check_text, check_vertices, dumps,
-    insert_row, open_connection)
+    ActionError,
+    check_int,
+    check_one_of,
+    check_text,
+    check_vertices,
+    CHOICES,
+    dumps,
+    ImageError,
+    ImportConflictError,
+    insert_row,
+    open_connection,
+    PairError,
+    PROVENANCES,
+    SceneError,
+    SCHEMA_VERSION,
+    SchemaError,
+    SOURCES,
+    StoreError,
+    VoteError,
+)
 from rlhf_tf.preferences.store_votes import (  # re-exported: the public API
-    BOTH_BAD_RULES, TARGETS, Example, VoteEvent, VoteLog, split_examples)
+    BOTH_BAD_RULES,
+    Example,
+    split_examples,
+    TARGETS,
+    VoteEvent,
+    VoteLog,
+)
 
 __all__ = [
-    'BOTH_BAD_RULES', 'CHOICES', 'PROVENANCES', 'SCHEMA_VERSION', 'SOURCES',
+    'BOTH_BAD_RULES',
+    'CHOICES',
+    'PROVENANCES',
+    'SCHEMA_VERSION',
+    'SOURCES',
     'TARGETS',
-    'Action', 'ActionError', 'Example', 'ImageError', 'ImportConflictError',
-    'Pair', 'PairError', 'PreferenceStore', 'SceneError', 'SchemaError',
-    'StoreError', 'VoteError', 'VoteEvent', 'split_examples']
+    'Action',
+    'ActionError',
+    'Example',
+    'ImageError',
+    'ImportConflictError',
+    'Pair',
+    'PairError',
+    'PreferenceStore',
+    'SceneError',
+    'SchemaError',
+    'StoreError',
+    'VoteError',
+    'VoteEvent',
+    'split_examples',
+]
 
 
 class Action(NamedTuple):
@@ -95,8 +133,10 @@ class PreferenceStore(VoteLog):
     if self._conn is None:
       raise StoreError(f'store {self.path} is closed')
     if os.getpid() != self._pid:
-      raise StoreError(f'store {self.path} was opened in process {self._pid}; '
-                       f'open a new PreferenceStore in process {os.getpid()}')
+      raise StoreError(
+          f'store {self.path} was opened in process {self._pid}; '
+          f'open a new PreferenceStore in process {os.getpid()}'
+      )
     return self._conn
 
   def close(self):
@@ -128,15 +168,23 @@ class PreferenceStore(VoteLog):
       raise
 
   def _require_scene(self, conn, scene_id, error=SceneError):
-    if conn.execute('SELECT 1 FROM scenes WHERE scene_id = ?',
-                    (scene_id,)).fetchone() is None:
+    if (
+        conn.execute(
+            'SELECT 1 FROM scenes WHERE scene_id = ?', (scene_id,)
+        ).fetchone()
+        is None
+    ):
       raise error(f'unknown scene {scene_id!r}')
 
   # -------------------------------------------------------------- scenes
 
-  def add_scene(self, scene_id: str, description: str = '',
-                volume_source: Optional[dict] = None,
-                jh_meta: Optional[dict] = None) -> str:
+  def add_scene(
+      self,
+      scene_id: str,
+      description: str = '',
+      volume_source: Optional[dict] = None,
+      jh_meta: Optional[dict] = None,
+  ) -> str:
     """Register a scene: its volume source and JH metadata (bins, axes)."""
     check_text(scene_id, 'scene_id', SceneError)
     if not isinstance(description, str):
@@ -144,13 +192,17 @@ class PreferenceStore(VoteLog):
     for what, obj in (('volume_source', volume_source), ('jh_meta', jh_meta)):
       if obj is not None and not isinstance(obj, dict):
         raise SceneError(f'{what} must be a dict or None; got {obj!r}')
-    row = dict(scene_id=scene_id, description=description,
-               volume_source=dumps(volume_source, 'volume_source', SceneError),
-               jh_meta=dumps(jh_meta, 'jh_meta', SceneError),
-               created=time.time())
+    row = dict(
+        scene_id=scene_id,
+        description=description,
+        volume_source=dumps(volume_source, 'volume_source', SceneError),
+        jh_meta=dumps(jh_meta, 'jh_meta', SceneError),
+        created=time.time(),
+    )
     with self.transaction() as conn:
-      if conn.execute('SELECT 1 FROM scenes WHERE scene_id = ?',
-                      (scene_id,)).fetchone():
+      if conn.execute(
+          'SELECT 1 FROM scenes WHERE scene_id = ?', (scene_id,)
+      ).fetchone():
         raise SceneError(f'scene {scene_id!r} already exists')
       insert_row(conn, 'scenes', row)
     return scene_id
@@ -158,27 +210,43 @@ class PreferenceStore(VoteLog):
   def scenes(self) -> list[dict]:
     rows = self.conn.execute(
         'SELECT scene_id, description, volume_source, jh_meta, created '
-        'FROM scenes ORDER BY scene_id').fetchall()
-    return [dict(scene_id=s, description=d,
-                 volume_source=json.loads(v) if v else None,
-                 jh_meta=json.loads(j) if j else None, created=c)
-            for s, d, v, j, c in rows]
+        'FROM scenes ORDER BY scene_id'
+    ).fetchall()
+    return [
+        dict(
+            scene_id=s,
+            description=d,
+            volume_source=json.loads(v) if v else None,
+            jh_meta=json.loads(j) if j else None,
+            created=c,
+        )
+        for s, d, v, j, c in rows
+    ]
 
   # -------------------------------------------------------------- actions
 
-  def add_actions(self, scene_id: str, vertices_list, provenance: str,
-                  parent_ids: Optional[Sequence[Optional[int]]] = None
-                  ) -> list[int]:
+  def add_actions(
+      self,
+      scene_id: str,
+      vertices_list,
+      provenance: str,
+      parent_ids: Optional[Sequence[Optional[int]]] = None,
+  ) -> list[int]:
     """Append actions (polygons in JH coordinates) to a scene; their ids."""
     check_one_of(provenance, PROVENANCES, 'provenance', ActionError)
-    verts = [check_vertices(v, f'vertices of action #{i}')
-             for i, v in enumerate(vertices_list)]
+    verts = [
+        check_vertices(v, f'vertices of action #{i}')
+        for i, v in enumerate(vertices_list)
+    ]
     parents = [None] * len(verts) if parent_ids is None else list(parent_ids)
     if len(parents) != len(verts):
-      raise ActionError(f'parent_ids has {len(parents)} entries for '
-                        f'{len(verts)} actions')
-    parents = [None if p is None else check_int(p, 'parent id', ActionError)
-               for p in parents]
+      raise ActionError(
+          f'parent_ids has {len(parents)} entries for ' f'{len(verts)} actions'
+      )
+    parents = [
+        None if p is None else check_int(p, 'parent id', ActionError)
+        for p in parents
+    ]
     now = time.time()
     with self.transaction() as conn:
       self._require_scene(conn, scene_id, ActionError)
@@ -187,31 +255,49 @@ class PreferenceStore(VoteLog):
           raise ActionError(f'unknown parent action {p} in scene {scene_id!r}')
       start = conn.execute(
           'SELECT COALESCE(MAX(action_id) + 1, 0) FROM actions '
-          'WHERE scene_id = ?', (scene_id,)).fetchone()[0]
+          'WHERE scene_id = ?',
+          (scene_id,),
+      ).fetchone()[0]
       ids = list(range(start, start + len(verts)))
       for action_id, v, p in zip(ids, verts, parents):
-        insert_row(conn, 'actions', dict(
-            scene_id=scene_id, action_id=action_id,
-            vertices=dumps(v, 'vertices'), provenance=provenance,
-            parent_action_id=p, created=now))
+        insert_row(
+            conn,
+            'actions',
+            dict(
+                scene_id=scene_id,
+                action_id=action_id,
+                vertices=dumps(v, 'vertices'),
+                provenance=provenance,
+                parent_action_id=p,
+                created=now,
+            ),
+        )
     return ids
 
   @staticmethod
   def _action_exists(conn, scene_id, action_id) -> bool:
-    return conn.execute(
-        'SELECT 1 FROM actions WHERE scene_id = ? AND action_id = ?',
-        (scene_id, action_id)).fetchone() is not None
+    return (
+        conn.execute(
+            'SELECT 1 FROM actions WHERE scene_id = ? AND action_id = ?',
+            (scene_id, action_id),
+        ).fetchone()
+        is not None
+    )
 
   def actions(self, scene_id: str) -> list[Action]:
     rows = self.conn.execute(
         'SELECT scene_id, action_id, vertices, provenance, parent_action_id, '
         'created FROM actions WHERE scene_id = ? ORDER BY action_id',
-        (scene_id,)).fetchall()
-    return [Action(s, a, tuple(tuple(xy) for xy in json.loads(v)), p, par, c)
-            for s, a, v, p, par, c in rows]
+        (scene_id,),
+    ).fetchall()
+    return [
+        Action(s, a, tuple(tuple(xy) for xy in json.loads(v)), p, par, c)
+        for s, a, v, p, par, c in rows
+    ]
 
-  def vertices_array(self, scene_id: str,
-                     action_ids: Optional[Sequence[int]] = None) -> np.ndarray:
+  def vertices_array(
+      self, scene_id: str, action_ids: Optional[Sequence[int]] = None
+  ) -> np.ndarray:
     """[n, n_vertices, 2] float32 vertices (all actions of the scene by
     default); ActionError for unknown ids or differing vertex counts."""
     by_id = {a.action_id: a.vertices for a in self.actions(scene_id)}
@@ -221,10 +307,13 @@ class PreferenceStore(VoteLog):
       raise ActionError(f'unknown actions {missing} in scene {scene_id!r}')
     counts = {len(by_id[i]) for i in ids}
     if len(counts) > 1:
-      raise ActionError(f'actions of scene {scene_id!r} have differing vertex '
-                        f'counts {sorted(counts)}; cannot stack them')
+      raise ActionError(
+          f'actions of scene {scene_id!r} have differing vertex '
+          f'counts {sorted(counts)}; cannot stack them'
+      )
     return np.asarray([by_id[i] for i in ids], np.float32).reshape(
-        len(ids), -1, 2)
+        len(ids), -1, 2
+    )
 
   # -------------------------------------------------------------- pairs
 
@@ -249,28 +338,44 @@ class PreferenceStore(VoteLog):
       for a, b in norm:
         existing = self.pair_id(scene_id, a, b)
         if existing is not None:
-          raise PairError(f'pair ({a}, {b}) already exists in scene '
-                          f'{scene_id!r} as pair {existing}')
+          raise PairError(
+              f'pair ({a}, {b}) already exists in scene '
+              f'{scene_id!r} as pair {existing}'
+          )
       start = conn.execute(
           'SELECT COALESCE(MAX(pair_id) + 1, 0) FROM pairs WHERE scene_id = ?',
-          (scene_id,)).fetchone()[0]
+          (scene_id,),
+      ).fetchone()[0]
       ids = list(range(start, start + len(norm)))
       for pair_id, (a, b) in zip(ids, norm):
-        insert_row(conn, 'pairs', dict(scene_id=scene_id, pair_id=pair_id,
-                                       action_a=a, action_b=b, created=now))
+        insert_row(
+            conn,
+            'pairs',
+            dict(
+                scene_id=scene_id,
+                pair_id=pair_id,
+                action_a=a,
+                action_b=b,
+                created=now,
+            ),
+        )
     return ids
 
   def pair_id(self, scene_id: str, a: int, b: int) -> Optional[int]:
     """The id of the unordered pair {a, b} in a scene, or None."""
     row = self.conn.execute(
         'SELECT pair_id FROM pairs WHERE scene_id = ? AND action_a = ? '
-        'AND action_b = ?', (scene_id, min(a, b), max(a, b))).fetchone()
+        'AND action_b = ?',
+        (scene_id, min(a, b), max(a, b)),
+    ).fetchone()
     return None if row is None else row[0]
 
   def pairs(self, scene_id: str) -> list[Pair]:
     rows = self.conn.execute(
         'SELECT scene_id, pair_id, action_a, action_b FROM pairs '
-        'WHERE scene_id = ? ORDER BY pair_id', (scene_id,)).fetchall()
+        'WHERE scene_id = ? ORDER BY pair_id',
+        (scene_id,),
+    ).fetchall()
     return [Pair(*r) for r in rows]
 
   # -------------------------------------------------------------- images
@@ -283,8 +388,9 @@ class PreferenceStore(VoteLog):
     """Where the cached PNG with this sha256 lives (it may not exist)."""
     return store_io.image_path(self.images_dir, sha256)
 
-  def add_render(self, scene_id: str, action_id: int, render_key: str,
-                 png_bytes) -> str:
+  def add_render(
+      self, scene_id: str, action_id: int, render_key: str, png_bytes
+  ) -> str:
     """Cache a rendering of an action under a camera/settings key; its sha.
 
     Renders are deterministic per key, so a different image for an existing
@@ -299,22 +405,38 @@ class PreferenceStore(VoteLog):
         raise ImageError(f'unknown action {action_id} in scene {scene_id!r}')
       old = conn.execute(
           'SELECT png_sha256 FROM renders WHERE scene_id = ? AND action_id = ? '
-          'AND render_key = ?', (scene_id, action_id, render_key)).fetchone()
+          'AND render_key = ?',
+          (scene_id, action_id, render_key),
+      ).fetchone()
       if old is not None and old[0] != sha:
-        raise ImageError(f'action {action_id} of scene {scene_id!r} already '
-                         f'has a different render under key {render_key!r}')
+        raise ImageError(
+            f'action {action_id} of scene {scene_id!r} already '
+            f'has a different render under key {render_key!r}'
+        )
       if old is None:
-        insert_row(conn, 'renders', dict(
-            scene_id=scene_id, action_id=action_id, render_key=render_key,
-            png_sha256=sha, path=rel, created=time.time()))
+        insert_row(
+            conn,
+            'renders',
+            dict(
+                scene_id=scene_id,
+                action_id=action_id,
+                render_key=render_key,
+                png_sha256=sha,
+                path=rel,
+                created=time.time(),
+            ),
+        )
     return sha
 
-  def render_path(self, scene_id: str, action_id: int,
-                  render_key: str) -> Optional[Path]:
+  def render_path(
+      self, scene_id: str, action_id: int, render_key: str
+  ) -> Optional[Path]:
     """The cached PNG of a render, or None when it was never stored."""
     row = self.conn.execute(
         'SELECT path FROM renders WHERE scene_id = ? AND action_id = ? AND '
-        'render_key = ?', (scene_id, action_id, render_key)).fetchone()
+        'render_key = ?',
+        (scene_id, action_id, render_key),
+    ).fetchone()
     return None if row is None else self.images_dir / row[0]
 
   # -------------------------------------------------------------- JSONL

@@ -24,15 +24,26 @@ import contextlib
 import hashlib
 import json
 import os
+from pathlib import Path
 import re
 import sqlite3
 import tempfile
-from pathlib import Path
 
 from rlhf_tf.preferences.store_schema import (
-    JSON_COLUMNS, PROVENANCES, SCHEMA_VERSION, TABLES, ActionError, ImageError,
-    ImportConflictError, StoreError, check_one_of, check_vertices,
-    check_vote_row, dumps, insert_row)
+    ActionError,
+    check_one_of,
+    check_vertices,
+    check_vote_row,
+    dumps,
+    ImageError,
+    ImportConflictError,
+    insert_row,
+    JSON_COLUMNS,
+    PROVENANCES,
+    SCHEMA_VERSION,
+    StoreError,
+    TABLES,
+)
 
 FORMAT = 'rlhf_tf.preferences'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -40,6 +51,7 @@ _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 
 
 # ---------------------------------------------------------------- PNG cache
+
 
 def image_path(images_dir: Path, sha256: str) -> Path:
   """``<images_dir>/ab/abcdef....png`` for a lowercase hex sha256."""
@@ -72,11 +84,13 @@ def _atomic_file(path: Path, mode: str):
   A reader sees either no file (or the old one) or the whole new file, never
   a partial one; a failed write leaves no temp file behind.
   """
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-',
-                             suffix=path.suffix)
+  fd, tmp = tempfile.mkstemp(
+      dir=path.parent, prefix='.tmp-', suffix=path.suffix
+  )
   try:
-    with os.fdopen(fd, mode, **({} if 'b' in mode else
-                                {'encoding': 'utf-8'})) as f:
+    with os.fdopen(
+        fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})
+    ) as f:
       yield f
       f.flush()
       os.fsync(f.fileno())
@@ -90,6 +104,7 @@ def _atomic_file(path: Path, mode: str):
 
 
 # ---------------------------------------------------------------- JSONL
+
 
 def _to_json_row(kind: str, row: tuple) -> dict:
   cols = TABLES[kind][2]
@@ -105,17 +120,26 @@ def export_jsonl(conn: sqlite3.Connection, path) -> dict:
   path = Path(path)
   counts = {}
   with _atomic_file(path, 'w') as f:
-    f.write(json.dumps({'type': 'header', 'format': FORMAT,
-                        'schema_version': SCHEMA_VERSION}) + '\n')
+    f.write(
+        json.dumps(
+            {
+                'type': 'header',
+                'format': FORMAT,
+                'schema_version': SCHEMA_VERSION,
+            }
+        )
+        + '\n'
+    )
     conn.execute('BEGIN')  # one read snapshot for all tables
     try:
       for kind, (table, key, cols) in TABLES.items():
-        rows = conn.execute(f'SELECT {", ".join(cols)} FROM {table} '
-                            f'ORDER BY {", ".join(key)}')
+        rows = conn.execute(
+            f'SELECT {", ".join(cols)} FROM {table} '
+            f'ORDER BY {", ".join(key)}'
+        )
         counts[kind] = 0
         for row in rows:
-          f.write(json.dumps(_to_json_row(kind, row), allow_nan=False)
-                  + '\n')
+          f.write(json.dumps(_to_json_row(kind, row), allow_nan=False) + '\n')
           counts[kind] += 1
     finally:
       conn.execute('COMMIT')
@@ -136,16 +160,20 @@ def _read_lines(path) -> list:
       kind = obj.get('type') if isinstance(obj, dict) else None
       if kind == 'header':
         # A version-1 export is valid in version 2 (it lacks 'both_bad').
-        if obj.get('format') != FORMAT or obj.get(
-            'schema_version') not in (1, SCHEMA_VERSION):
+        if obj.get('format') != FORMAT or obj.get('schema_version') not in (
+            1,
+            SCHEMA_VERSION,
+        ):
           raise ImportConflictError(
               f'{path} line {n}: expected format {FORMAT!r} version '
               f'{SCHEMA_VERSION}; got {obj.get("format")!r} version '
-              f'{obj.get("schema_version")!r}')
+              f'{obj.get("schema_version")!r}'
+          )
         continue
       if kind not in TABLES:
-        raise ImportConflictError(f'{path} line {n}: unknown line type '
-                                  f'{kind!r}')
+        raise ImportConflictError(
+            f'{path} line {n}: unknown line type ' f'{kind!r}'
+        )
       out.append((n, obj))
   return out
 
@@ -156,8 +184,10 @@ def _db_row(kind: str, obj: dict) -> dict:
   extra = set(obj) - set(cols) - {'type'}
   missing = set(cols) - set(obj)
   if extra or missing:
-    raise StoreError(f'{kind} line has unexpected fields {sorted(extra)} / '
-                     f'lacks fields {sorted(missing)}')
+    raise StoreError(
+        f'{kind} line has unexpected fields {sorted(extra)} / '
+        f'lacks fields {sorted(missing)}'
+    )
   if kind == 'action':  # the canonical float form add_actions stores
     obj = dict(obj, vertices=check_vertices(obj['vertices']))
   return {c: dumps(obj[c], c) if c in JSON_COLUMNS else obj[c] for c in cols}
@@ -167,13 +197,16 @@ def _insert_or_match(conn, kind: str, row: dict) -> bool:
   """Insert ``row``; False when an identical row is already there."""
   table, key, cols = TABLES[kind]
   where = ' AND '.join(f'{k} = ?' for k in key)
-  existing = conn.execute(f'SELECT {", ".join(cols)} FROM {table} WHERE '
-                          f'{where}', tuple(row[k] for k in key)).fetchone()
+  existing = conn.execute(
+      f'SELECT {", ".join(cols)} FROM {table} WHERE ' f'{where}',
+      tuple(row[k] for k in key),
+  ).fetchone()
   if existing is not None:
     if tuple(existing) != tuple(row[c] for c in cols):
       ident = ', '.join(f'{k}={row[k]!r}' for k in key)
-      raise ImportConflictError(f'{kind} {ident} already exists with '
-                                f'different content')
+      raise ImportConflictError(
+          f'{kind} {ident} already exists with ' f'different content'
+      )
     return False
   if kind == 'vote':
     check_vote_row(conn, row)
@@ -188,8 +221,10 @@ def _sort_key(item):
   undone votes have smaller ids); robust to malformed mixed-type keys."""
   _, obj = item
   kind = obj['type']
-  key = [(0, v, '') if isinstance(v, int) else (1, 0, str(v))
-         for v in (obj.get(k) for k in TABLES[kind][1])]
+  key = [
+      (0, v, '') if isinstance(v, int) else (1, 0, str(v))
+      for v in (obj.get(k) for k in TABLES[kind][1])
+  ]
   return list(TABLES).index(kind), key
 
 
@@ -206,16 +241,19 @@ def import_jsonl(conn: sqlite3.Connection, path) -> dict:
     conn.execute('PRAGMA defer_foreign_keys = ON')
     for n, obj in lines:
       try:
-        inserted = _insert_or_match(conn, obj['type'],
-                                    _db_row(obj['type'], obj))
+        inserted = _insert_or_match(
+            conn, obj['type'], _db_row(obj['type'], obj)
+        )
       except (StoreError, sqlite3.Error) as e:
         raise ImportConflictError(f'{path} line {n}: {e}') from e
       counts[obj['type'] if inserted else 'skipped'] += 1
     try:
       conn.execute('COMMIT')
     except sqlite3.IntegrityError as e:
-      raise ImportConflictError(f'{path}: {e} (a row refers to a scene, '
-                                f'action, pair or vote that is missing)') from e
+      raise ImportConflictError(
+          f'{path}: {e} (a row refers to a scene, '
+          f'action, pair or vote that is missing)'
+      ) from e
   except BaseException:
     if conn.in_transaction:
       conn.execute('ROLLBACK')

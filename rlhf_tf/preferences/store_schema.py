@@ -8,8 +8,8 @@ vote log append-only.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
+import sqlite3
 
 import numpy as np
 
@@ -28,21 +28,60 @@ PROVENANCES = ('random', 'expert', 'augmented', 'learned', 'user')
 
 # Primary-key columns and all columns of each table, in export order.
 TABLES = {
-    'scene': ('scenes', ('scene_id',),
-              ('scene_id', 'description', 'volume_source', 'jh_meta',
-               'created')),
-    'action': ('actions', ('scene_id', 'action_id'),
-               ('scene_id', 'action_id', 'vertices', 'provenance',
-                'parent_action_id', 'created')),
-    'pair': ('pairs', ('scene_id', 'pair_id'),
-             ('scene_id', 'pair_id', 'action_a', 'action_b', 'created')),
-    'render': ('renders', ('scene_id', 'action_id', 'render_key'),
-               ('scene_id', 'action_id', 'render_key', 'png_sha256', 'path',
-                'created')),
-    'vote': ('votes', ('event_id',),
-             ('event_id', 'kind', 'scene_id', 'pair_id', 'left_action',
-              'right_action', 'choice', 'undoes_event_id', 'inspector',
-              'source', 'session', 'shown_at', 'answered_at', 'created')),
+    'scene': (
+        'scenes',
+        ('scene_id',),
+        ('scene_id', 'description', 'volume_source', 'jh_meta', 'created'),
+    ),
+    'action': (
+        'actions',
+        ('scene_id', 'action_id'),
+        (
+            'scene_id',
+            'action_id',
+            'vertices',
+            'provenance',
+            'parent_action_id',
+            'created',
+        ),
+    ),
+    'pair': (
+        'pairs',
+        ('scene_id', 'pair_id'),
+        ('scene_id', 'pair_id', 'action_a', 'action_b', 'created'),
+    ),
+    'render': (
+        'renders',
+        ('scene_id', 'action_id', 'render_key'),
+        (
+            'scene_id',
+            'action_id',
+            'render_key',
+            'png_sha256',
+            'path',
+            'created',
+        ),
+    ),
+    'vote': (
+        'votes',
+        ('event_id',),
+        (
+            'event_id',
+            'kind',
+            'scene_id',
+            'pair_id',
+            'left_action',
+            'right_action',
+            'choice',
+            'undoes_event_id',
+            'inspector',
+            'source',
+            'session',
+            'shown_at',
+            'answered_at',
+            'created',
+        ),
+    ),
 }
 JSON_COLUMNS = ('volume_source', 'jh_meta', 'vertices')
 
@@ -167,10 +206,12 @@ class ImportConflictError(StoreError):
 
 # ---------------------------------------------------------------- opening
 
+
 def open_connection(path: Path) -> sqlite3.Connection:
   """Connect, check the file is ours before changing anything, set it up."""
-  conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S,
-                         isolation_level=None)  # the store issues BEGIN
+  conn = sqlite3.connect(
+      str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None
+  )  # the store issues BEGIN
   try:
     conn.execute(f'PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}')
     version = conn.execute('PRAGMA user_version').fetchone()[0]
@@ -179,14 +220,17 @@ def open_connection(path: Path) -> sqlite3.Connection:
     ).fetchone()[0]
   except sqlite3.DatabaseError as e:
     conn.close()
-    raise SchemaError(f'{path} is not a SQLite database ({e}); left '
-                      f'untouched') from e
+    raise SchemaError(
+        f'{path} is not a SQLite database ({e}); left ' f'untouched'
+    ) from e
   problem = None
   if version == 0 and n_tables:
     problem = 'is a SQLite database but not a preference store'
   elif version not in (0, 1, SCHEMA_VERSION):
-    problem = (f'has schema version {version}, this code reads version '
-               f'{SCHEMA_VERSION} (no migration available)')
+    problem = (
+        f'has schema version {version}, this code reads version '
+        f'{SCHEMA_VERSION} (no migration available)'
+    )
   if problem:
     conn.close()
     raise SchemaError(f'{path} {problem}; left untouched')
@@ -200,8 +244,10 @@ def open_connection(path: Path) -> sqlite3.Connection:
     # IF NOT EXISTS throughout: when two processes create the store at once,
     # the second finds the tables and only sets the version again.
     try:
-      conn.executescript(f'BEGIN IMMEDIATE; {SCHEMA_SQL} '
-                         f'PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;')
+      conn.executescript(
+          f'BEGIN IMMEDIATE; {SCHEMA_SQL} '
+          f'PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;'
+      )
     except sqlite3.Error:
       if conn.in_transaction:
         conn.execute('ROLLBACK')
@@ -212,8 +258,10 @@ def open_connection(path: Path) -> sqlite3.Connection:
       _migrate_v1_to_v2(conn)
     except sqlite3.Error as e:
       conn.close()
-      raise SchemaError(f'{path}: migrating schema version 1 to 2 failed '
-                        f'({e}); nothing was changed') from e
+      raise SchemaError(
+          f'{path}: migrating schema version 1 to 2 failed '
+          f'({e}); nothing was changed'
+      ) from e
   return conn
 
 
@@ -236,15 +284,17 @@ def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
   its indexes and triggers made again, the foreign keys checked. Another
   process that migrated first leaves nothing to do."""
   votes_sql = _sql_statements(
-      SCHEMA_SQL[SCHEMA_SQL.index('CREATE TABLE IF NOT EXISTS votes ('):])
+      SCHEMA_SQL[SCHEMA_SQL.index('CREATE TABLE IF NOT EXISTS votes (') :]
+  )
   cols = ', '.join(TABLES['vote'][2])
   conn.execute('PRAGMA foreign_keys = OFF')  # a no-op inside a transaction
   try:
     conn.execute('BEGIN IMMEDIATE')
     try:
       if conn.execute('PRAGMA user_version').fetchone()[0] == 1:
-        conn.execute(votes_sql[0].replace('EXISTS votes (',
-                                          'EXISTS votes_v2 (', 1))
+        conn.execute(
+            votes_sql[0].replace('EXISTS votes (', 'EXISTS votes_v2 (', 1)
+        )
         conn.execute(f'INSERT INTO votes_v2 ({cols}) SELECT {cols} FROM votes')
         conn.execute('DROP TABLE votes')
         conn.execute('ALTER TABLE votes_v2 RENAME TO votes')
@@ -265,6 +315,7 @@ def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
 
 # ---------------------------------------------------------------- validation
 
+
 def check_text(value, what: str, error=StoreError) -> str:
   """A non-empty string, or ``error`` naming ``what``."""
   if not isinstance(value, str) or not value.strip():
@@ -280,8 +331,13 @@ def check_optional_text(value, what: str, error=StoreError):
 
 def check_int(value, what: str, error=StoreError) -> int:
   """An integer (numpy ones too); bools are refused, True is not an id."""
-  if isinstance(value, bool) or not isinstance(value, int) and not (
-      hasattr(value, 'dtype') and getattr(value.dtype, 'kind', '') in 'iu'):
+  if (
+      isinstance(value, bool)
+      or not isinstance(value, int)
+      and not (
+          hasattr(value, 'dtype') and getattr(value.dtype, 'kind', '') in 'iu'
+      )
+  ):
     raise error(f'{what} must be an integer; got {value!r}')
   return int(value)
 
@@ -314,11 +370,14 @@ def check_vertices(vertices, what: str = 'vertices') -> list:
   except (TypeError, ValueError) as e:
     raise ActionError(f'{what} must be a list of [x, y] ({e})') from e
   if arr.ndim != 2 or arr.shape[0] < 3 or arr.shape[1] != 2:
-    raise ActionError(f'{what} must have shape [n >= 3, 2]; got shape '
-                      f'{arr.shape}')
+    raise ActionError(
+        f'{what} must have shape [n >= 3, 2]; got shape ' f'{arr.shape}'
+    )
   if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
-    raise ActionError(f'{what} must be finite JH coordinates in [0, 1]; got '
-                      f'{arr.tolist()}')
+    raise ActionError(
+        f'{what} must be finite JH coordinates in [0, 1]; got '
+        f'{arr.tolist()}'
+    )
   return arr.tolist()
 
 
@@ -327,8 +386,9 @@ def dumps(obj, what: str, error=StoreError):
   if obj is None:
     return None
   try:
-    return json.dumps(obj, sort_keys=True, separators=(',', ':'),
-                      allow_nan=False)
+    return json.dumps(
+        obj, sort_keys=True, separators=(',', ':'), allow_nan=False
+    )
   except (TypeError, ValueError) as e:
     raise error(f'{what} is not JSON-serialisable: {e}') from e
 
@@ -337,7 +397,9 @@ def insert_row(conn: sqlite3.Connection, table: str, row: dict) -> int:
   """INSERT one {column: value} row; its rowid."""
   cur = conn.execute(
       f'INSERT INTO {table} ({", ".join(row)}) '
-      f'VALUES ({", ".join("?" * len(row))})', tuple(row.values()))
+      f'VALUES ({", ".join("?" * len(row))})',
+      tuple(row.values()),
+  )
   return cur.lastrowid
 
 
@@ -359,31 +421,47 @@ def check_vote_row(conn: sqlite3.Connection, row: dict) -> dict:
     _check_undo_target(conn, row)
   scene, pair_id = row['scene_id'], row['pair_id']
   shown = (row['left_action'], row['right_action'])
-  got = conn.execute('SELECT action_a, action_b FROM pairs WHERE scene_id = ? '
-                     'AND pair_id = ?', (scene, pair_id)).fetchone()
+  got = conn.execute(
+      'SELECT action_a, action_b FROM pairs WHERE scene_id = ? '
+      'AND pair_id = ?',
+      (scene, pair_id),
+  ).fetchone()
   if got is None:
-    if conn.execute('SELECT 1 FROM scenes WHERE scene_id = ?',
-                    (scene,)).fetchone() is None:
+    if (
+        conn.execute(
+            'SELECT 1 FROM scenes WHERE scene_id = ?', (scene,)
+        ).fetchone()
+        is None
+    ):
       raise VoteError(f'unknown scene {scene!r}')
     raise VoteError(f'unknown pair {pair_id} in scene {scene!r}')
   if tuple(sorted(shown)) != tuple(got):
-    raise VoteError(f'shown actions {shown} do not match pair {pair_id} in '
-                    f'scene {scene!r}, which compares actions {tuple(got)}')
+    raise VoteError(
+        f'shown actions {shown} do not match pair {pair_id} in '
+        f'scene {scene!r}, which compares actions {tuple(got)}'
+    )
   return row
 
 
 def _check_undo_target(conn: sqlite3.Connection, row: dict):
   """An undo withdraws a not-yet-undone vote of the same inspector on the
   same scene and pair."""
-  target = row['undoes_event_id'] = check_int(row['undoes_event_id'],
-                                              'undoes_event_id', VoteError)
-  got = conn.execute('SELECT kind, inspector, scene_id, pair_id FROM votes '
-                     'WHERE event_id = ?', (target,)).fetchone()
+  target = row['undoes_event_id'] = check_int(
+      row['undoes_event_id'], 'undoes_event_id', VoteError
+  )
+  got = conn.execute(
+      'SELECT kind, inspector, scene_id, pair_id FROM votes '
+      'WHERE event_id = ?',
+      (target,),
+  ).fetchone()
   wanted = ('vote', row['inspector'], row['scene_id'], row['pair_id'])
   if got is None or tuple(got) != wanted:
-    raise VoteError(f'undo targets event {target}, which is not a vote by '
-                    f'inspector {row["inspector"]!r} on pair '
-                    f'{row["pair_id"]} of scene {row["scene_id"]!r}')
-  if conn.execute('SELECT 1 FROM votes WHERE undoes_event_id = ?',
-                  (target,)).fetchone():
+    raise VoteError(
+        f'undo targets event {target}, which is not a vote by '
+        f'inspector {row["inspector"]!r} on pair '
+        f'{row["pair_id"]} of scene {row["scene_id"]!r}'
+    )
+  if conn.execute(
+      'SELECT 1 FROM votes WHERE undoes_event_id = ?', (target,)
+  ).fetchone():
     raise VoteError(f'vote event {target} is already undone')

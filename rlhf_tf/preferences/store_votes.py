@@ -22,8 +22,16 @@ import time
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 from rlhf_tf.preferences.store_schema import (
-    CHOICES, SOURCES, VoteError, check_int, check_one_of, check_optional_text,
-    check_text, check_vote_row, insert_row)
+    check_int,
+    check_one_of,
+    check_optional_text,
+    check_text,
+    check_vote_row,
+    CHOICES,
+    insert_row,
+    SOURCES,
+    VoteError,
+)
 
 # mu of eq. (4): the probability mass on the left rendering; ties (1/2, 1/2).
 # 'both_bad' is a tie of two failures: 1/2 when training treats it as a tie
@@ -34,6 +42,7 @@ BOTH_BAD_RULES = ('tie', 'drop')
 
 class VoteEvent(NamedTuple):
   """One row of the vote log (a vote, or an undo of an earlier vote)."""
+
   event_id: int
   kind: str  # 'vote' or 'undo'
   scene_id: str
@@ -52,6 +61,7 @@ class VoteEvent(NamedTuple):
 
 class Example(NamedTuple):
   """A training example: target = P(left preferred) = mu_left of eq. (4)."""
+
   scene_id: str
   left_action: int
   right_action: int
@@ -61,9 +71,20 @@ class Example(NamedTuple):
 VOTE_COLUMNS = VoteEvent._fields
 
 
-_VOTE_ARGS = frozenset(('scene_id', 'pair_id', 'left_action', 'right_action',
-                        'choice', 'inspector', 'source', 'session',
-                        'shown_at', 'answered_at'))
+_VOTE_ARGS = frozenset(
+    (
+        'scene_id',
+        'pair_id',
+        'left_action',
+        'right_action',
+        'choice',
+        'inspector',
+        'source',
+        'session',
+        'shown_at',
+        'answered_at',
+    )
+)
 
 
 def _unit_hash(*parts) -> float:
@@ -73,8 +94,12 @@ def _unit_hash(*parts) -> float:
   return int.from_bytes(digest[:8], 'big') / 2.0**64
 
 
-def split_examples(examples: Iterable[Example], held_out_fraction: float,
-                   seed: int, by: str = 'pair'):
+def split_examples(
+    examples: Iterable[Example],
+    held_out_fraction: float,
+    seed: int,
+    by: str = 'pair',
+):
   """Deterministic (train, held_out) split of training examples.
 
   by='pair': a pair (scene, unordered actions) is held out when a hash of
@@ -90,8 +115,9 @@ def split_examples(examples: Iterable[Example], held_out_fraction: float,
   except (TypeError, ValueError):
     fraction = float('nan')
   if isinstance(held_out_fraction, bool) or not 0.0 <= fraction <= 1.0:
-    raise ValueError(f'held_out_fraction must be in [0, 1]; got '
-                     f'{held_out_fraction!r}')
+    raise ValueError(
+        f'held_out_fraction must be in [0, 1]; got ' f'{held_out_fraction!r}'
+    )
   check_one_of(by, ('pair', 'action'), 'by', ValueError)
   seed = check_int(seed, 'seed', ValueError)
   train, held_out = [], []
@@ -113,18 +139,36 @@ def split_examples(examples: Iterable[Example], held_out_fraction: float,
 class VoteLog:
   """Vote-log methods of ``PreferenceStore``."""
 
-  def record_vote(self, scene_id: str, pair_id: int, left_action: int,
-                  right_action: int, choice: str, inspector: str,
-                  source: str = 'human', session: Optional[str] = None,
-                  shown_at: Optional[float] = None,
-                  answered_at: Optional[float] = None) -> int:
+  def record_vote(
+      self,
+      scene_id: str,
+      pair_id: int,
+      left_action: int,
+      right_action: int,
+      choice: str,
+      inspector: str,
+      source: str = 'human',
+      session: Optional[str] = None,
+      shown_at: Optional[float] = None,
+      answered_at: Optional[float] = None,
+  ) -> int:
     """Append one answer (a CHOICES entry: left, right, equal, both_bad or
     skip); its event id."""
-    row = dict(kind='vote', scene_id=scene_id, pair_id=pair_id,
-               left_action=left_action, right_action=right_action,
-               choice=choice, undoes_event_id=None, inspector=inspector,
-               source=source, session=session, shown_at=shown_at,
-               answered_at=answered_at, created=time.time())
+    row = dict(
+        kind='vote',
+        scene_id=scene_id,
+        pair_id=pair_id,
+        left_action=left_action,
+        right_action=right_action,
+        choice=choice,
+        undoes_event_id=None,
+        inspector=inspector,
+        source=source,
+        session=session,
+        shown_at=shown_at,
+        answered_at=answered_at,
+        created=time.time(),
+    )
     # Cheap checks first so a bad call never takes the write lock.
     check_one_of(choice, CHOICES, 'choice', VoteError)
     check_text(inspector, 'inspector', VoteError)
@@ -146,8 +190,15 @@ class VoteLog:
       unknown = set(v) - _VOTE_ARGS
       if unknown:
         raise VoteError(f'vote {i}: unknown fields {sorted(unknown)}')
-      row = dict(kind='vote', undoes_event_id=None, source='human',
-                 session=None, shown_at=None, answered_at=None, created=now)
+      row = dict(
+          kind='vote',
+          undoes_event_id=None,
+          source='human',
+          session=None,
+          shown_at=None,
+          answered_at=None,
+          created=now,
+      )
       row.update(v)
       try:
         check_one_of(row.get('choice'), CHOICES, 'choice', VoteError)
@@ -179,20 +230,29 @@ class VoteLog:
       target = conn.execute(
           f'SELECT {", ".join(VOTE_COLUMNS)} FROM votes v WHERE {where} AND '
           'NOT EXISTS (SELECT 1 FROM votes u WHERE u.undoes_event_id = '
-          'v.event_id) ORDER BY v.event_id DESC LIMIT 1', params).fetchone()
+          'v.event_id) ORDER BY v.event_id DESC LIMIT 1',
+          params,
+      ).fetchone()
       if target is None:
         scope = '' if session is None else f' in session {session!r}'
         raise VoteError(f'inspector {inspector!r} has no vote to undo{scope}')
       target = VoteEvent(*target)
       row = target._asdict()
       del row['event_id']
-      row.update(kind='undo', choice=None, undoes_event_id=target.event_id,
-                 session=session, shown_at=None, answered_at=None,
-                 created=time.time())
+      row.update(
+          kind='undo',
+          choice=None,
+          undoes_event_id=target.event_id,
+          session=session,
+          shown_at=None,
+          answered_at=None,
+          created=time.time(),
+      )
       return insert_row(conn, 'votes', check_vote_row(conn, row))
 
-  def current_answer(self, inspector: str, scene_id: str,
-                     pair_id: int) -> Optional[VoteEvent]:
+  def current_answer(
+      self, inspector: str, scene_id: str, pair_id: int
+  ) -> Optional[VoteEvent]:
     """The inspector's latest not-undone answer (skips included) to a pair,
     or None. The preference UI allows one at a time: to change an answer,
     undo it first."""
@@ -201,40 +261,54 @@ class VoteLog:
         "WHERE v.kind = 'vote' AND v.inspector = ? AND v.scene_id = ? AND "
         'v.pair_id = ? AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
         'u.undoes_event_id = v.event_id) ORDER BY v.event_id DESC LIMIT 1',
-        (inspector, scene_id, pair_id)).fetchone()
+        (inspector, scene_id, pair_id),
+    ).fetchone()
     return None if row is None else VoteEvent(*row)
 
   def event(self, event_id: int) -> VoteEvent:
     """One vote-log row (e.g. which vote an undo withdrew)."""
     row = self.conn.execute(
         f'SELECT {", ".join(VOTE_COLUMNS)} FROM votes WHERE event_id = ?',
-        (event_id,)).fetchone()
+        (event_id,),
+    ).fetchone()
     if row is None:
       raise VoteError(f'unknown vote event {event_id}')
     return VoteEvent(*row)
 
-  def _votes(self, scene_id=None, inspector=None, source=None,
-             include_skips=False) -> list[VoteEvent]:
+  def _votes(
+      self, scene_id=None, inspector=None, source=None, include_skips=False
+  ) -> list[VoteEvent]:
     """Vote events no undo targets, oldest first, optionally filtered."""
-    where = ["v.kind = 'vote'", 'NOT EXISTS (SELECT 1 FROM votes u WHERE '
-             'u.undoes_event_id = v.event_id)']
+    where = [
+        "v.kind = 'vote'",
+        'NOT EXISTS (SELECT 1 FROM votes u WHERE '
+        'u.undoes_event_id = v.event_id)',
+    ]
     params = []
     if not include_skips:
       where.append("v.choice != 'skip'")
-    for col, value in (('scene_id', scene_id), ('inspector', inspector),
-                       ('source', source)):
+    for col, value in (
+        ('scene_id', scene_id),
+        ('inspector', inspector),
+        ('source', source),
+    ):
       if value is not None:
         where.append(f'v.{col} = ?')
         params.append(value)
     rows = self.conn.execute(
         f'SELECT {", ".join("v." + c for c in VOTE_COLUMNS)} FROM votes v '
-        f'WHERE {" AND ".join(where)} ORDER BY v.event_id', params).fetchall()
+        f'WHERE {" AND ".join(where)} ORDER BY v.event_id',
+        params,
+    ).fetchall()
     return [VoteEvent(*r) for r in rows]
 
-  def effective_votes(self, scene_id: Optional[str] = None,
-                      inspector: Optional[str] = None,
-                      source: Optional[str] = None,
-                      latest_only: bool = False) -> list[VoteEvent]:
+  def effective_votes(
+      self,
+      scene_id: Optional[str] = None,
+      inspector: Optional[str] = None,
+      source: Optional[str] = None,
+      latest_only: bool = False,
+  ) -> list[VoteEvent]:
     """Votes minus undone ones minus skips, oldest first. Repeated votes of
     an inspector on a pair all count, unless ``latest_only``."""
     if source is not None:
@@ -255,37 +329,49 @@ class VoteLog:
     events, votes, undos = self.conn.execute(
         f"SELECT count(*), count(*) FILTER (WHERE kind = 'vote'), "
         f"count(*) FILTER (WHERE kind = 'undo') FROM votes {where}",
-        params).fetchone()
+        params,
+    ).fetchone()
     counts = dict(events=events, votes=votes, undone=undos)
     counts.update(dict.fromkeys(CHOICES, 0))
     and_scene = '' if scene_id is None else 'AND v.scene_id = ?'
-    counts.update(self.conn.execute(
-        f"SELECT v.choice, count(*) FROM votes v WHERE v.kind = 'vote' "
-        f'{and_scene} AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
-        f'u.undoes_event_id = v.event_id) GROUP BY v.choice', params))
-    counts['effective'] = (counts['left'] + counts['right']
-                           + counts['equal'] + counts['both_bad'])
+    counts.update(
+        self.conn.execute(
+            f"SELECT v.choice, count(*) FROM votes v WHERE v.kind = 'vote' "
+            f'{and_scene} AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
+            f'u.undoes_event_id = v.event_id) GROUP BY v.choice',
+            params,
+        )
+    )
+    counts['effective'] = (
+        counts['left'] + counts['right'] + counts['equal'] + counts['both_bad']
+    )
     return counts
 
-  def judged_pairs(self, inspector: str,
-                   include_skips: bool = True) -> set[tuple[str, int]]:
+  def judged_pairs(
+      self, inspector: str, include_skips: bool = True
+  ) -> set[tuple[str, int]]:
     """{(scene_id, pair_id)} the inspector has answered and not undone;
     skipped pairs count by default, so a UI does not show them again."""
     check_text(inspector, 'inspector', VoteError)
-    return {(v.scene_id, v.pair_id) for v in self._votes(
-        inspector=inspector, include_skips=include_skips)}
+    return {
+        (v.scene_id, v.pair_id)
+        for v in self._votes(inspector=inspector, include_skips=include_skips)
+    }
 
-  def training_examples(self, scene_id: Optional[str] = None,
-                        source: Optional[str] = None,
-                        inspector: Optional[str] = None,
-                        latest_only: bool = False,
-                        both_bad: str = 'tie') -> list[Example]:
+  def training_examples(
+      self,
+      scene_id: Optional[str] = None,
+      source: Optional[str] = None,
+      inspector: Optional[str] = None,
+      latest_only: bool = False,
+      both_bad: str = 'tie',
+  ) -> list[Example]:
     """(scene_id, left_action, right_action, target) per effective vote:
     target 1.0 left preferred, 0.0 right preferred, 0.5 equal. A 'both_bad'
     answer is a tie (0.5) with both_bad='tie', and left out with 'drop'."""
     check_one_of(both_bad, BOTH_BAD_RULES, 'both_bad', VoteError)
-    return [Example(v.scene_id, v.left_action, v.right_action,
-                    TARGETS[v.choice])
-            for v in self.effective_votes(scene_id, inspector, source,
-                                          latest_only)
-            if not (v.choice == 'both_bad' and both_bad == 'drop')]
+    return [
+        Example(v.scene_id, v.left_action, v.right_action, TARGETS[v.choice])
+        for v in self.effective_votes(scene_id, inspector, source, latest_only)
+        if not (v.choice == 'both_bad' and both_bad == 'drop')
+    ]

@@ -21,11 +21,23 @@ TEETH, BONE, SOFT, AIR, METAL, SUPPORT = range(len(GROUPS))
 
 # Label names (phantom and common segmentations) -> group.
 _LABEL_GROUPS = {
-    'enamel': TEETH, 'dentin': TEETH, 'pulp': TEETH, 'teeth': TEETH,
-    'cortical_bone': BONE, 'cancellous_bone': BONE, 'bone': BONE,
-    'skull': BONE, 'mandible': BONE, 'maxilla': BONE,
-    'soft_tissue': SOFT, 'fat': SOFT, 'brain': SOFT, 'muscle': SOFT,
-    'air': AIR, 'airway': AIR, 'background': AIR,
+    'enamel': TEETH,
+    'dentin': TEETH,
+    'pulp': TEETH,
+    'teeth': TEETH,
+    'cortical_bone': BONE,
+    'cancellous_bone': BONE,
+    'bone': BONE,
+    'skull': BONE,
+    'mandible': BONE,
+    'maxilla': BONE,
+    'soft_tissue': SOFT,
+    'fat': SOFT,
+    'brain': SOFT,
+    'muscle': SOFT,
+    'air': AIR,
+    'airway': AIR,
+    'background': AIR,
     'metal': METAL,
 }
 
@@ -51,8 +63,10 @@ def groups_from_labels(volume: Volume) -> np.ndarray:
   lut = np.full(int(labels.max()) + 1, AIR, np.uint8)
   for value, name in volume.label_names:
     if name not in _LABEL_GROUPS:
-      raise ValueError(f'label {value} {name!r} has no tissue group; known: '
-                       f'{", ".join(sorted(_LABEL_GROUPS))}')
+      raise ValueError(
+          f'label {value} {name!r} has no tissue group; known: '
+          f'{", ".join(sorted(_LABEL_GROUPS))}'
+      )
     if value <= labels.max():
       lut[value] = _LABEL_GROUPS[name]
   return lut[labels]
@@ -67,8 +81,9 @@ def groups_from_hu(hu) -> np.ndarray:
   return out
 
 
-def attribute_partial_volume(groups: np.ndarray, hu, bone_hu: float = 250.0,
-                             radius: int = 2) -> np.ndarray:
+def attribute_partial_volume(
+    groups: np.ndarray, hu, bone_hu: float = 250.0, radius: int = 2
+) -> np.ndarray:
   """Re-assigns dense voxels of soft tissue / air to what makes them dense.
 
   A label map is the anatomy; the image is blurred, so the soft-tissue voxels
@@ -97,8 +112,9 @@ def attribute_partial_volume(groups: np.ndarray, hu, bone_hu: float = 250.0,
   return out
 
 
-def patient_body(hu, foreground_hu: float = -400.0,
-                 detach_voxels: int = 1) -> np.ndarray:
+def patient_body(
+    hu, foreground_hu: float = -400.0, detach_voxels: int = 1
+) -> np.ndarray:
   """Bool [Z, Y, X]: the patient, the largest connected foreground body.
 
   Args:
@@ -110,8 +126,11 @@ def patient_body(hu, foreground_hu: float = -400.0,
       part of the patient.
   """
   foreground = np.asarray(hu) > foreground_hu
-  core = (ndimage.binary_erosion(foreground, iterations=detach_voxels)
-          if detach_voxels else foreground)
+  core = (
+      ndimage.binary_erosion(foreground, iterations=detach_voxels)
+      if detach_voxels
+      else foreground
+  )
   labels, count = ndimage.label(core)
   if count == 0:
     return np.zeros_like(foreground)
@@ -123,8 +142,13 @@ def patient_body(hu, foreground_hu: float = -400.0,
   return body
 
 
-def mark_supports(groups: np.ndarray, hu, dense_hu: float = 250.0,
-                  min_dense_voxels: int = 20, **body_kwargs) -> np.ndarray:
+def mark_supports(
+    groups: np.ndarray,
+    hu,
+    dense_hu: float = 250.0,
+    min_dense_voxels: int = 20,
+    **body_kwargs,
+) -> np.ndarray:
   """SUPPORT for the non-patient components that hold dense voxels.
 
   Every foreground component outside patient_body with at least
@@ -138,8 +162,11 @@ def mark_supports(groups: np.ndarray, hu, dense_hu: float = 250.0,
   labels, count = ndimage.label(outside)
   if count == 0:
     return groups
-  dense = np.bincount(labels.reshape(-1), weights=(hu >= dense_hu).reshape(
-      -1), minlength=count + 1)
+  dense = np.bincount(
+      labels.reshape(-1),
+      weights=(hu >= dense_hu).reshape(-1),
+      minlength=count + 1,
+  )
   dense[0] = 0
   supports = np.flatnonzero(dense >= min_dense_voxels)
   out = groups.copy()
@@ -152,6 +179,7 @@ def tissue_groups(volume: Volume) -> np.ndarray:
   volume attributed, see attribute_partial_volume), else from HU and
   anatomy (groups_from_hu, then mark_supports)."""
   if volume.labels is not None and all(
-      name in _LABEL_GROUPS for _, name in volume.label_names):
+      name in _LABEL_GROUPS for _, name in volume.label_names
+  ):
     return attribute_partial_volume(groups_from_labels(volume), volume.hu)
   return mark_supports(groups_from_hu(volume.hu), volume.hu)

@@ -45,8 +45,9 @@ def candidate_actions(key, num: int, n_vertices: int) -> np.ndarray:
   return np.asarray(polygon.random_actions(key, num, n_vertices), np.float32)
 
 
-def new_actions(rewards: np.ndarray, num_high: int,
-                num_disagree: int) -> np.ndarray:
+def new_actions(
+    rewards: np.ndarray, num_high: int, num_disagree: int
+) -> np.ndarray:
   """Indices of the candidates to label next.
 
   Args:
@@ -76,9 +77,13 @@ def pair_disagreement(rewards: np.ndarray, pairs: np.ndarray) -> np.ndarray:
   return p.std(axis=0)
 
 
-def disagreement_pairs(key, rewards: np.ndarray, num_pairs: int,
-                       exclude=(), num_candidates: int = 20000
-                       ) -> np.ndarray:
+def disagreement_pairs(
+    key,
+    rewards: np.ndarray,
+    num_pairs: int,
+    exclude=(),
+    num_candidates: int = 20000,
+) -> np.ndarray:
   """The ``num_pairs`` pairs [num_pairs, 2] (a < b) to label next.
 
   Candidate pairs are drawn uniformly from the A actions (the key decides
@@ -100,11 +105,22 @@ def disagreement_pairs(key, rewards: np.ndarray, num_pairs: int,
   draw = min(int(num_candidates), total)
   # Draw pair ranks without replacement, decode them to (a < b).
   ranks = np.asarray(jax.random.choice(k_draw, total, (draw,), replace=False))
-  a = (num_actions - 2 - np.floor(np.sqrt(
-      -8.0 * ranks + 4.0 * num_actions * (num_actions - 1) - 7) / 2.0 - 0.5)
-       ).astype(np.int64)
-  b = (ranks + a + 1 - num_actions * (num_actions - 1) // 2 +
-       (num_actions - a) * ((num_actions - a) - 1) // 2).astype(np.int64)
+  a = (
+      num_actions
+      - 2
+      - np.floor(
+          np.sqrt(-8.0 * ranks + 4.0 * num_actions * (num_actions - 1) - 7)
+          / 2.0
+          - 0.5
+      )
+  ).astype(np.int64)
+  b = (
+      ranks
+      + a
+      + 1
+      - num_actions * (num_actions - 1) // 2
+      + (num_actions - a) * ((num_actions - a) - 1) // 2
+  ).astype(np.int64)
   keep = np.array([(int(x), int(y)) not in done for x, y in zip(a, b)], bool)
   pairs = np.stack([a, b], axis=-1)[keep]
   score = pair_disagreement(rewards, pairs)
@@ -114,8 +130,14 @@ def disagreement_pairs(key, rewards: np.ndarray, num_pairs: int,
   return np.where(flip[:, None], chosen[:, ::-1], chosen)
 
 
-def partner_pairs(key, rewards: np.ndarray, new: np.ndarray, per_action: int,
-                  exclude=(), num_partners: int = 64) -> np.ndarray:
+def partner_pairs(
+    key,
+    rewards: np.ndarray,
+    new: np.ndarray,
+    per_action: int,
+    exclude=(),
+    num_partners: int = 64,
+) -> np.ndarray:
   """``per_action`` pairs [len(new) * per_action, 2] for each new action.
 
   For every index in ``new``, ``num_partners`` partner actions are drawn
@@ -139,18 +161,21 @@ def partner_pairs(key, rewards: np.ndarray, new: np.ndarray, per_action: int,
   chosen = []
   for i, a in enumerate(np.asarray(new, np.int64)):
     # Partners from the A - 1 others: draw from [0, A - 1), skip over a.
-    others = np.asarray(jax.random.choice(jax.random.fold_in(k_draw, i),
-                                          num_actions - 1, (draw,),
-                                          replace=False))
+    others = np.asarray(
+        jax.random.choice(
+            jax.random.fold_in(k_draw, i),
+            num_actions - 1,
+            (draw,),
+            replace=False,
+        )
+    )
     others = others + (others >= a)
-    keep = [b for b in others
-            if (min(a, b), max(a, b)) not in done]
+    keep = [b for b in others if (min(a, b), max(a, b)) not in done]
     if not keep:
       continue
     pairs = np.stack([np.full(len(keep), a), np.asarray(keep)], axis=-1)
     score = pair_disagreement(rewards, pairs)
-    for b in pairs[np.lexsort((np.arange(len(pairs)), -score)), 1][
-        :per_action]:
+    for b in pairs[np.lexsort((np.arange(len(pairs)), -score)), 1][:per_action]:
       done.add((min(a, int(b)), max(a, int(b))))
       chosen.append((a, int(b)))
   chosen = np.asarray(chosen, np.int64).reshape(-1, 2)

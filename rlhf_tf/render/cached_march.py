@@ -37,8 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.render import compositing
-from rlhf_tf.render import sampling
+from rlhf_tf.render import compositing, sampling
 
 _FIXED = 65535.0
 # Sample steps per loop iteration, measured on 2 CPU cores (Cranium, 256^2):
@@ -60,9 +59,11 @@ def dequantise(q, dtype=jnp.float32):
 
 def _fields(bucket, labels: bool):
   names = ('idx', 'fx', 'fy', 'diffuse', 'specular') + (
-      ('label',) if labels else ())
-  return {k: getattr(bucket, k) for k in names
-          if getattr(bucket, k) is not None}
+      ('label',) if labels else ()
+  )
+  return {
+      k: getattr(bucket, k) for k in names if getattr(bucket, k) is not None
+  }
 
 
 def _chord_ends(bucket, dtype):
@@ -75,21 +76,31 @@ def _step_samples(bucket, fields, corners, i, settings, dtype, ends):
   """Sample i of every ray of a bucket: the row's fields, the segment length
   l_i [R] (ends: _chord_ends), the TF lookup rgba [R, 4], the shaded colour
   c_i [R, 3] and lt_i [R]."""
-  t = {k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
-       for k, v in fields.items()}
+  t = {
+      k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
+      for k, v in fields.items()
+  }
   fi = i.astype(dtype)
-  t['seg'] = (sampling.segment_length(ends[1], fi, settings.step_mm) -
-              sampling.segment_length(ends[0], fi, settings.step_mm))
+  t['seg'] = sampling.segment_length(
+      ends[1], fi, settings.step_mm
+  ) - sampling.segment_length(ends[0], fi, settings.step_mm)
   t['fx'], t['fy'] = dequantise(t['fx'], dtype), dequantise(t['fy'], dtype)
   rgba = sampling.bilinear_lookup(corners, t['idx'], t['fx'], t['fy'])
   col = rgba[..., :3]
   if settings.shading:
     t['diffuse'] = dequantise(t['diffuse'], dtype)
     t['specular'] = dequantise(t['specular'], dtype)
-    col = compositing.shade(col, t['diffuse'], t['specular'], settings.ambient,
-                            settings.diffuse, settings.specular)
+    col = compositing.shade(
+        col,
+        t['diffuse'],
+        t['specular'],
+        settings.ambient,
+        settings.diffuse,
+        settings.specular,
+    )
   log_trans = compositing.opacity_log_transmittance(
-      rgba[..., 3], t['seg'], settings.reference_step_mm)
+      rgba[..., 3], t['seg'], settings.reference_step_mm
+  )
   return t, rgba, col, log_trans
 
 
@@ -110,8 +121,9 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
 
   def body(i, carry):
     log_t, rgb, weights, hits = carry
-    t, _, col, log_trans = _step_samples(bucket, fields, corners, i, settings,
-                                         dtype, ends)
+    t, _, col, log_trans = _step_samples(
+        bucket, fields, corners, i, settings, dtype, ends
+    )
     w = jnp.exp(log_t) * -jnp.expm1(log_trans)  # T_i a_i.
     rgb = rgb + w[..., None] * col
     if num_labels:
@@ -120,16 +132,21 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
       hits = hits | ((onehot > 0) & (t['seg'] > 0)[..., None])
     return log_t + log_trans, rgb, weights, hits
 
-  init = (jnp.zeros((rays,), dtype), jnp.zeros((rays, 3), dtype),
-          jnp.zeros((rays, num_labels), dtype) if num_labels else None,
-          jnp.zeros((rays, num_labels), bool) if num_labels else None)
+  init = (
+      jnp.zeros((rays,), dtype),
+      jnp.zeros((rays, 3), dtype),
+      jnp.zeros((rays, num_labels), dtype) if num_labels else None,
+      jnp.zeros((rays, num_labels), bool) if num_labels else None,
+  )
   log_t, rgb, weights, hits = jax.lax.fori_loop(
-      0, num, body, init, unroll=_unroll(MARCH_UNROLL, num))
+      0, num, body, init, unroll=_unroll(MARCH_UNROLL, num)
+  )
   return rgb, log_t, weights, hits
 
 
-def march_bucket_vjp(bucket, tf_table, corners, settings, rgb_total,
-                     g_rgb, g_log_t, dtype):
+def march_bucket_vjp(
+    bucket, tf_table, corners, settings, rgb_total, g_rgb, g_log_t, dtype
+):
   """Cotangent of the TF table from one bucket (module docstring).
 
   Args:
@@ -148,8 +165,9 @@ def march_bucket_vjp(bucket, tf_table, corners, settings, rgb_total,
 
   def body(i, carry):
     trans, behind, g_table = carry  # T_i and sum_{j>=i} T_j a_j c_j.
-    t, rgba, col, log_trans = _step_samples(bucket, fields, corners, i,
-                                            settings, dtype, ends)
+    t, rgba, col, log_trans = _step_samples(
+        bucket, fields, corners, i, settings, dtype, ends
+    )
     w = trans * -jnp.expm1(log_trans)  # T_i a_i.
     trans_next = trans - w  # T_{i+1} = T_i (1 - a_i).
     behind = behind - w[..., None] * col  # R_i.
@@ -157,30 +175,45 @@ def march_bucket_vjp(bucket, tf_table, corners, settings, rgb_total,
     g_col = g_rgb * w[..., None]
     if settings.shading:
       lit_factor = settings.ambient + settings.diffuse * t['diffuse']
-      unclipped = (rgba[..., :3] * lit_factor[..., None] +
-                   (settings.specular * t['specular'])[..., None]) < 1.0
+      unclipped = (
+          rgba[..., :3] * lit_factor[..., None]
+          + (settings.specular * t['specular'])[..., None]
+      ) < 1.0
       g_col = g_col * (lit_factor[..., None] * unclipped)
     alpha = rgba[..., 3]
     # lt = (l / l_ref) log(1 - min(alpha, 1 - eps)): compositing.safe_log1m.
     opaque = alpha >= one_minus_eps
-    g_alpha = (-g_lt * (t['seg'] / settings.reference_step_mm) * ~opaque /
-               (1.0 - jnp.where(opaque, 0.0, alpha)))
+    g_alpha = (
+        -g_lt
+        * (t['seg'] / settings.reference_step_mm)
+        * ~opaque
+        / (1.0 - jnp.where(opaque, 0.0, alpha))
+    )
     g_rgba = jnp.concatenate([g_col, g_alpha[..., None]], axis=-1)
     # The lookup's 2x2 bins are flat rows idx, idx + 1, idx + bins_x and
     # idx + bins_x + 1 of the table (tf_coords keeps ix <= bins_x - 2). Four
     # scatters into the [bins, 4] table beat one into the 4x larger corner
     # table (cache misses).
     fx, fy = t['fx'][..., None], t['fy'][..., None]
-    for offset, weight in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)),
-                           (bins_x, (1 - fx) * fy), (bins_x + 1, fx * fy)):
-      g_table = g_table.at[t['idx'] + offset].add(weight * g_rgba,
-                                                  mode='promise_in_bounds')
+    for offset, weight in (
+        (0, (1 - fx) * (1 - fy)),
+        (1, fx * (1 - fy)),
+        (bins_x, (1 - fx) * fy),
+        (bins_x + 1, fx * fy),
+    ):
+      g_table = g_table.at[t['idx'] + offset].add(
+          weight * g_rgba, mode='promise_in_bounds'
+      )
     return trans_next, behind, g_table
 
-  init = (jnp.ones((rays,), dtype), rgb_total,
-          jnp.zeros((tf_table.shape[-3] * bins_x, 4), dtype))
-  return jax.lax.fori_loop(0, num, body, init,
-                           unroll=_unroll(VJP_UNROLL, num))[2]
+  init = (
+      jnp.ones((rays,), dtype),
+      rgb_total,
+      jnp.zeros((tf_table.shape[-3] * bins_x, 4), dtype),
+  )
+  return jax.lax.fori_loop(0, num, body, init, unroll=_unroll(VJP_UNROLL, num))[
+      2
+  ]
 
 
 def render_buckets(cache, tf_table, settings, num_labels: int):
@@ -190,8 +223,9 @@ def render_buckets(cache, tf_table, settings, num_labels: int):
   corners = sampling.corner_table(tf_table)
   dtype = tf_table.dtype
   n_pix = cache.height * cache.width
-  bg = jnp.concatenate([jnp.asarray(settings.background, dtype),
-                        jnp.zeros((1,), dtype)])
+  bg = jnp.concatenate(
+      [jnp.asarray(settings.background, dtype), jnp.zeros((1,), dtype)]
+  )
   image = jnp.broadcast_to(bg, (n_pix, 4))
   weights = hits = None
   if num_labels:
@@ -201,8 +235,9 @@ def render_buckets(cache, tf_table, settings, num_labels: int):
   for b in cache.buckets:
     rgb, log_t, w, hit = march_bucket(b, corners, settings, num_labels, dtype)
     totals.append((rgb, log_t))
-    rgba = compositing.over_background(rgb, -jnp.expm1(log_t),
-                                       settings.background)
+    rgba = compositing.over_background(
+        rgb, -jnp.expm1(log_t), settings.background
+    )
     image = image.at[b.pixels].set(rgba, mode='drop')
     if num_labels:
       weights = weights.at[b.pixels].set(w, mode='drop')
@@ -237,12 +272,14 @@ def _cached_image_bwd(settings, residuals, ct):
   for b, (rgb, log_t) in zip(cache.buckets, totals):
     ct_b = ct.at[b.pixels].get(mode='fill', fill_value=0)  # Padding rays: 0.
     # RGB out = C + T_N bg and alpha out = 1 - T_N, with T_N = exp(log T_N).
-    g_log_t = (jnp.sum(ct_b[:, :3] * bg, axis=-1) - ct_b[:, 3]) * jnp.exp(
-        log_t)
-    g_table = g_table + march_bucket_vjp(b, tf_table, corners, settings, rgb,
-                                         ct_b[:, :3], g_log_t, dtype)
-  return (jax.tree_util.tree_map(_zero_cotangent, cache),
-          g_table.reshape(tf_table.shape))
+    g_log_t = (jnp.sum(ct_b[:, :3] * bg, axis=-1) - ct_b[:, 3]) * jnp.exp(log_t)
+    g_table = g_table + march_bucket_vjp(
+        b, tf_table, corners, settings, rgb, ct_b[:, :3], g_log_t, dtype
+    )
+  return (
+      jax.tree_util.tree_map(_zero_cotangent, cache),
+      g_table.reshape(tf_table.shape),
+  )
 
 
 cached_image.defvjp(_cached_image_fwd, _cached_image_bwd)

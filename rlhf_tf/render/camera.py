@@ -68,8 +68,7 @@ class Camera:
   ortho_width_mm: jnp.ndarray
   width: int = flax.struct.field(pytree_node=False, default=256)
   height: int = flax.struct.field(pytree_node=False, default=256)
-  projection: str = flax.struct.field(pytree_node=False,
-                                      default='orthographic')
+  projection: str = flax.struct.field(pytree_node=False, default='orthographic')
 
   def basis(self):
     """(forward, right, up) unit vectors, each (3,), right-handed."""
@@ -79,19 +78,35 @@ class Camera:
     return forward, right, up
 
 
-def make_camera(eye, centre, up=SUPERIOR, width=256, height=256,
-                projection='orthographic', fov_deg=30.0,
-                ortho_width_mm=256.0) -> Camera:
+def make_camera(
+    eye,
+    centre,
+    up=SUPERIOR,
+    width=256,
+    height=256,
+    projection='orthographic',
+    fov_deg=30.0,
+    ortho_width_mm=256.0,
+) -> Camera:
   """Builds a Camera, validating the static fields."""
   if projection not in ('orthographic', 'perspective'):
-    raise ValueError(f"projection must be 'orthographic' or 'perspective', "
-                     f'got {projection!r}')
+    raise ValueError(
+        f"projection must be 'orthographic' or 'perspective', "
+        f'got {projection!r}'
+    )
   if int(width) < 1 or int(height) < 1:
     raise ValueError(f'image size must be positive, got {width}x{height}')
   f32 = lambda v: jnp.asarray(v, jnp.result_type(float))  # f64 under x64.
-  return Camera(eye=f32(eye), centre=f32(centre), up=f32(up),
-                fov_deg=f32(fov_deg), ortho_width_mm=f32(ortho_width_mm),
-                width=int(width), height=int(height), projection=projection)
+  return Camera(
+      eye=f32(eye),
+      centre=f32(centre),
+      up=f32(up),
+      fov_deg=f32(fov_deg),
+      ortho_width_mm=f32(ortho_width_mm),
+      width=int(width),
+      height=int(height),
+      projection=projection,
+  )
 
 
 def volume_box(shape: Sequence[int], spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -101,12 +116,21 @@ def volume_box(shape: Sequence[int], spacing) -> tuple[np.ndarray, np.ndarray]:
   return -0.5 * spacing, (shape - 0.5) * spacing
 
 
-def orbit_camera(shape: Sequence[int], spacing, azimuth_deg: float = 0.0,
-                 elevation_deg: float = 0.0, distance_mm=None,
-                 up=SUPERIOR, front=ANTERIOR, width: int = 256,
-                 height: int = 256, projection: str = 'orthographic',
-                 fov_deg: float = 30.0, ortho_width_mm=None,
-                 zoom: float = 1.0) -> Camera:
+def orbit_camera(
+    shape: Sequence[int],
+    spacing,
+    azimuth_deg: float = 0.0,
+    elevation_deg: float = 0.0,
+    distance_mm=None,
+    up=SUPERIOR,
+    front=ANTERIOR,
+    width: int = 256,
+    height: int = 256,
+    projection: str = 'orthographic',
+    fov_deg: float = 30.0,
+    ortho_width_mm=None,
+    zoom: float = 1.0,
+) -> Camera:
   """A camera orbiting the centre of a volume box.
 
   The eye lies at  centre + distance * (cos(el) (cos(az) f + sin(az) s)
@@ -149,17 +173,31 @@ def orbit_camera(shape: Sequence[int], spacing, azimuth_deg: float = 0.0,
   if ortho_width_mm is None:
     ortho_width_mm = 2.0 * radius / zoom * max(1.0, width / height)
   eye = centre + float(distance_mm) * to_eye
-  return make_camera(eye, centre, cam_up, width, height, projection, fov_deg,
-                     ortho_width_mm)
+  return make_camera(
+      eye, centre, cam_up, width, height, projection, fov_deg, ortho_width_mm
+  )
 
 
-def head_camera(shape: Sequence[int], spacing, width: int = 256,
-                height: int = 256, azimuth_deg: float = 0.0,
-                elevation_deg: float = 0.0, **kwargs) -> Camera:
+def head_camera(
+    shape: Sequence[int],
+    spacing,
+    width: int = 256,
+    height: int = 256,
+    azimuth_deg: float = 0.0,
+    elevation_deg: float = 0.0,
+    **kwargs,
+) -> Camera:
   """The default head view: facing the patient (eye anterior, superior up,
   patient's left on the image right); see the module docstring."""
-  return orbit_camera(shape, spacing, azimuth_deg, elevation_deg, width=width,
-                      height=height, **kwargs)
+  return orbit_camera(
+      shape,
+      spacing,
+      azimuth_deg,
+      elevation_deg,
+      width=width,
+      height=height,
+      **kwargs,
+  )
 
 
 def generate_rays(camera: Camera):
@@ -182,13 +220,13 @@ def generate_rays(camera: Camera):
   u, v = u[None, :, None], v[:, None, None]
   if camera.projection == 'orthographic':
     width_mm = camera.ortho_width_mm
-    origins = (camera.eye + u * width_mm * right +
-               v * (width_mm * h / w) * up)
+    origins = camera.eye + u * width_mm * right + v * (width_mm * h / w) * up
     directions = jnp.broadcast_to(forward, origins.shape)
   elif camera.projection == 'perspective':
     tan_half = jnp.tan(jnp.deg2rad(camera.fov_deg) / 2)
-    directions = _normalize(forward + 2 * tan_half *
-                            (u * (w / h) * right + v * up))
+    directions = _normalize(
+        forward + 2 * tan_half * (u * (w / h) * right + v * up)
+    )
     origins = jnp.broadcast_to(camera.eye, directions.shape)
   else:
     raise ValueError(f'unknown projection {camera.projection!r}')

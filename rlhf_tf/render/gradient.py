@@ -41,8 +41,9 @@ def central_gradient(hu, spacing):
   """
   hu = jnp.asarray(hu, jnp.result_type(hu, jnp.float32))
   spacing = [float(s) for s in np.asarray(spacing).reshape(3)]
-  return jnp.stack([_axis_derivative(hu, a, spacing[a]) for a in range(3)],
-                   axis=-1)
+  return jnp.stack(
+      [_axis_derivative(hu, a, spacing[a]) for a in range(3)], axis=-1
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('spacing',))
@@ -73,7 +74,7 @@ def gradient_magnitude(hu, spacing, slab: int = 32) -> np.ndarray:
     if pad > 0:
       block = np.concatenate([block, np.repeat(block[-1:], pad, axis=0)])
     mag = np.asarray(_magnitude(block, spacing))
-    out[start:stop] = mag[start - lo:start - lo + (stop - start)]
+    out[start:stop] = mag[start - lo : start - lo + (stop - start)]
   # The padded last block changes the one-sided stencil at the true last
   # slice, and the first block's start has no halo: recompute both borders.
   for z in {0, nz - 1}:

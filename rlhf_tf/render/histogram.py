@@ -67,27 +67,39 @@ class JointHistogram:
 
 def _validate(bins: int, hu_window, grad_percentile: float):
   """ConfigError naming the ``config.histogram`` key of a bad value."""
-  if (isinstance(bins, (bool, str)) or not isinstance(bins, (int, np.integer))
-      or bins < 2 or bins > 1 << 14):
-    raise ConfigError(f'histogram.bins must be an integer in [2, 16384], got '
-                      f'{bins!r}')
-  if (isinstance(grad_percentile, (bool, str)) or
-      not isinstance(grad_percentile, (int, float, np.number)) or
-      not 0.0 < grad_percentile <= 100.0):
-    raise ConfigError(f'histogram.grad_percentile must be in (0, 100], got '
-                      f'{grad_percentile!r}')
+  if (
+      isinstance(bins, (bool, str))
+      or not isinstance(bins, (int, np.integer))
+      or bins < 2
+      or bins > 1 << 14
+  ):
+    raise ConfigError(
+        f'histogram.bins must be an integer in [2, 16384], got ' f'{bins!r}'
+    )
+  if (
+      isinstance(grad_percentile, (bool, str))
+      or not isinstance(grad_percentile, (int, float, np.number))
+      or not 0.0 < grad_percentile <= 100.0
+  ):
+    raise ConfigError(
+        f'histogram.grad_percentile must be in (0, 100], got '
+        f'{grad_percentile!r}'
+    )
   if hu_window is not None:
     try:
       lo, hi = (float(v) for v in hu_window)
     except (TypeError, ValueError):
       lo, hi = np.nan, np.nan
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-      raise ConfigError(f'histogram.hu_window must be (low, high) HU with '
-                        f'high > low, got {hu_window!r}')
+      raise ConfigError(
+          f'histogram.hu_window must be (low, high) HU with '
+          f'high > low, got {hu_window!r}'
+      )
 
 
-def _percentile_from_histogram(values: np.ndarray, q: float,
-                               fine_bins: int = 65536) -> float:
+def _percentile_from_histogram(
+    values: np.ndarray, q: float, fine_bins: int = 65536
+) -> float:
   """q-th percentile of non-negative values, to 1/fine_bins of their max.
 
   A fine histogram instead of a sort: O(n) and no copy of the volume, which
@@ -107,9 +119,10 @@ def _percentile_from_histogram(values: np.ndarray, q: float,
   flat = values.reshape(-1)
   chunk = 1 << 24
   for start in range(0, flat.size, chunk):
-    part = flat[start:start + chunk]
-    idx = np.minimum((part * (fine_bins / vmax)).astype(np.int64),
-                     fine_bins - 1)
+    part = flat[start : start + chunk]
+    idx = np.minimum(
+        (part * (fine_bins / vmax)).astype(np.int64), fine_bins - 1
+    )
     counts += np.bincount(idx, minlength=fine_bins)
   cdf = np.cumsum(counts)
   k = int(np.searchsorted(cdf, q / 100.0 * cdf[-1]))
@@ -122,9 +135,12 @@ def intensity_unit(volume: Volume) -> str:
   return 'HU' if modality == 'CT' else f'{modality} value'
 
 
-def make_axes(volume: Volume, grad_mag: np.ndarray,
-              hu_window: Optional[Sequence[float]] = None,
-              grad_percentile: float = 99.5) -> JHAxes:
+def make_axes(
+    volume: Volume,
+    grad_mag: np.ndarray,
+    hu_window: Optional[Sequence[float]] = None,
+    grad_percentile: float = 99.5,
+) -> JHAxes:
   """Axes for a volume: HU window (default: the volume's range) and the
   gradient range up to the given percentile of |grad|."""
   if hu_window is None:
@@ -135,12 +151,17 @@ def make_axes(volume: Volume, grad_mag: np.ndarray,
   grad_max = _percentile_from_histogram(grad_mag, grad_percentile)
   if grad_max <= 0.0:
     grad_max = 1.0  # A constant volume: any positive scale maps 0 to y = 0.
-  return JHAxes(hu_min=float(hu_window[0]), hu_max=float(hu_window[1]),
-                grad_max=float(grad_max), unit=intensity_unit(volume))
+  return JHAxes(
+      hu_min=float(hu_window[0]),
+      hu_max=float(hu_window[1]),
+      grad_max=float(grad_max),
+      unit=intensity_unit(volume),
+  )
 
 
-def bin_counts(hu: np.ndarray, grad_mag: np.ndarray, axes: JHAxes,
-               bins: int) -> np.ndarray:
+def bin_counts(
+    hu: np.ndarray, grad_mag: np.ndarray, axes: JHAxes, bins: int
+) -> np.ndarray:
   """[bins, bins] voxel counts (row = gradient bin, column = intensity bin)."""
   counts = np.zeros(bins * bins, np.int64)
   hu_flat, g_flat = hu.reshape(-1), grad_mag.reshape(-1)
@@ -148,13 +169,14 @@ def bin_counts(hu: np.ndarray, grad_mag: np.ndarray, axes: JHAxes,
   sx = bins / (axes.hu_max - axes.hu_min)
   sy = bins / axes.grad_max
   for start in range(0, hu_flat.size, chunk):
-    h = hu_flat[start:start + chunk].astype(np.float64)
-    g = g_flat[start:start + chunk].astype(np.float64)
+    h = hu_flat[start : start + chunk].astype(np.float64)
+    g = g_flat[start : start + chunk].astype(np.float64)
     # Clip before the integer cast: inf (an overflowed gradient) would cast
     # to an arbitrary integer and land in a wrong bin.
     ix = np.clip((h - axes.hu_min) * sx, 0, bins - 1).astype(np.int64)
-    iy = np.clip(np.nan_to_num(g * sy, nan=bins - 1.0), 0,
-                 bins - 1).astype(np.int64)
+    iy = np.clip(np.nan_to_num(g * sy, nan=bins - 1.0), 0, bins - 1).astype(
+        np.int64
+    )
     counts += np.bincount(iy * bins + ix, minlength=bins * bins)
   return counts.reshape(bins, bins)
 
@@ -168,24 +190,33 @@ def normalise_counts(counts: np.ndarray) -> np.ndarray:
 
 def default_config() -> ml_collections.ConfigDict:
   """``config.histogram``: bins, HU window (12-bit CT range), |grad| pct."""
-  return ml_collections.ConfigDict(dict(
-      bins=256, hu_window=(-1024.0, 3071.0), grad_percentile=99.5))
+  return ml_collections.ConfigDict(
+      dict(bins=256, hu_window=(-1024.0, 3071.0), grad_percentile=99.5)
+  )
 
 
-def from_config(volume: Volume, cfg,
-                grad_mag: Optional[np.ndarray] = None) -> 'JointHistogram':
+def from_config(
+    volume: Volume, cfg, grad_mag: Optional[np.ndarray] = None
+) -> 'JointHistogram':
   """The JH a ``config.histogram`` block describes (empty window = the
   volume's range)."""
   window = tuple(cfg.hu_window) if cfg.hu_window else None
-  return joint_histogram(volume, bins=cfg.bins, hu_window=window,
-                         grad_percentile=cfg.grad_percentile,
-                         grad_mag=grad_mag)
+  return joint_histogram(
+      volume,
+      bins=cfg.bins,
+      hu_window=window,
+      grad_percentile=cfg.grad_percentile,
+      grad_mag=grad_mag,
+  )
 
 
-def joint_histogram(volume: Volume, bins: int = 256,
-                    hu_window: Optional[Sequence[float]] = None,
-                    grad_percentile: float = 99.5,
-                    grad_mag: Optional[np.ndarray] = None) -> JointHistogram:
+def joint_histogram(
+    volume: Volume,
+    bins: int = 256,
+    hu_window: Optional[Sequence[float]] = None,
+    grad_percentile: float = 99.5,
+    grad_mag: Optional[np.ndarray] = None,
+) -> JointHistogram:
   """The JH of a volume (paper eq. 1: the state s = I_JH).
 
   Args:
@@ -201,16 +232,21 @@ def joint_histogram(volume: Volume, bins: int = 256,
   _validate(bins, hu_window, grad_percentile)
   hu = np.asarray(volume.hu, np.float32)
   if grad_mag is None:
-    logging.info('JH: gradient magnitude of %s voxels', 'x'.join(
-        map(str, hu.shape)))
+    logging.info(
+        'JH: gradient magnitude of %s voxels', 'x'.join(map(str, hu.shape))
+    )
     grad_mag = gradient_lib.gradient_magnitude(hu, volume.spacing)
-  overflowed = int(np.size(grad_mag) - np.count_nonzero(
-      np.isfinite(grad_mag)))
+  overflowed = int(np.size(grad_mag) - np.count_nonzero(np.isfinite(grad_mag)))
   if overflowed:
-    logging.warning('JH of %s: %d voxel(s) have a non-finite gradient '
-                    'magnitude (values near the float32 limit?); they count '
-                    'in the top gradient bin', volume.name, overflowed)
+    logging.warning(
+        'JH of %s: %d voxel(s) have a non-finite gradient '
+        'magnitude (values near the float32 limit?); they count '
+        'in the top gradient bin',
+        volume.name,
+        overflowed,
+    )
   axes = make_axes(volume, grad_mag, hu_window, grad_percentile)
   counts = bin_counts(hu, grad_mag, axes, int(bins))
-  return JointHistogram(image=normalise_counts(counts), counts=counts,
-                        axes=axes)
+  return JointHistogram(
+      image=normalise_counts(counts), counts=counts, axes=axes
+  )

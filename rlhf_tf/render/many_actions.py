@@ -22,47 +22,68 @@ from typing import Iterator, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import PartitionSpec as P
+import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import ray_cache
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import transfer_function
+from rlhf_tf.render import ray_cache, raymarch, transfer_function
 
 
-def _render_one(cache, vertices, *, bins, tau, alpha_max, settings,
-                num_labels):
-  table = transfer_function.tf_table(vertices, bins, tau=tau,
-                                     alpha_max=alpha_max)
+def _render_one(cache, vertices, *, bins, tau, alpha_max, settings, num_labels):
+  table = transfer_function.tf_table(
+      vertices, bins, tau=tau, alpha_max=alpha_max
+  )
   if num_labels:
     return ray_cache.render_cached_labels(cache, table, num_labels, settings)
   return (ray_cache.render_cached(cache, table, settings),)
 
 
-@functools.partial(jax.jit, static_argnames=(
-    'bins', 'tau', 'alpha_max', 'settings', 'num_labels', 'mesh'))
-def _render_sharded(cache, vertices, *, bins, tau, alpha_max, settings,
-                    num_labels, mesh):
-  one = functools.partial(_render_one, bins=bins, tau=tau,
-                          alpha_max=alpha_max, settings=settings,
-                          num_labels=num_labels)
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        'bins',
+        'tau',
+        'alpha_max',
+        'settings',
+        'num_labels',
+        'mesh',
+    ),
+)
+def _render_sharded(
+    cache, vertices, *, bins, tau, alpha_max, settings, num_labels, mesh
+):
+  one = functools.partial(
+      _render_one,
+      bins=bins,
+      tau=tau,
+      alpha_max=alpha_max,
+      settings=settings,
+      num_labels=num_labels,
+  )
   # check_vma=False: the renderer's loops start from constant carries that
   # shard_map's type check would want cast to 'varying'; nothing here
   # communicates across devices, so the check has nothing to protect.
   per_device = jax.shard_map(
-      lambda c, v: jax.lax.map(lambda a: one(c, a), v), mesh=mesh,
-      in_specs=(P(), P(mesh_lib.DATA)), out_specs=P(mesh_lib.DATA),
-      check_vma=False)
+      lambda c, v: jax.lax.map(lambda a: one(c, a), v),
+      mesh=mesh,
+      in_specs=(P(), P(mesh_lib.DATA)),
+      out_specs=P(mesh_lib.DATA),
+      check_vma=False,
+  )
   return per_device(cache, vertices)
 
 
-def iter_render_actions(cache: ray_cache.RayCache, vertices, *, tau: float,
-                        alpha_max: float,
-                        settings: raymarch.RenderSettings,
-                        num_labels: int = 0, mesh=None,
-                        per_device: int = 4
-                        ) -> Iterator[Tuple[int, Tuple[np.ndarray, ...]]]:
+def iter_render_actions(
+    cache: ray_cache.RayCache,
+    vertices,
+    *,
+    tau: float,
+    alpha_max: float,
+    settings: raymarch.RenderSettings,
+    num_labels: int = 0,
+    mesh=None,
+    per_device: int = 4,
+) -> Iterator[Tuple[int, Tuple[np.ndarray, ...]]]:
   """Renders actions [A, n, 2] chunk by chunk; yields (start, outputs).
 
   outputs are host arrays for actions start .. start + len - 1:
@@ -86,8 +107,13 @@ def iter_render_actions(cache: ray_cache.RayCache, vertices, *, tau: float,
   bins = int(cache.bins[0])
   if cache.bins[0] != cache.bins[1]:
     raise ValueError(f'square TF tables only, the cache has {cache.bins}')
-  kw = dict(bins=bins, tau=float(tau), alpha_max=float(alpha_max),
-            settings=settings, num_labels=int(num_labels))
+  kw = dict(
+      bins=bins,
+      tau=float(tau),
+      alpha_max=float(alpha_max),
+      settings=settings,
+      num_labels=int(num_labels),
+  )
   if mesh_lib.data_size(mesh) == 1:
     for i in range(num):
       out = _render_one(cache, jnp.asarray(vertices[i]), **kw)
@@ -96,21 +122,39 @@ def iter_render_actions(cache: ray_cache.RayCache, vertices, *, tau: float,
   chunk = int(per_device) * mesh_lib.data_size(mesh)
   cache = mesh_lib.replicate(cache, mesh)
   for start in range(0, num, chunk):
-    part = vertices[start:start + chunk]
-    out = _render_sharded(cache, mesh_lib.pad_leading(part, chunk),
-                          mesh=mesh, **kw)
-    yield start, tuple(mesh_lib.to_host(x)[:len(part)] for x in out)
+    part = vertices[start : start + chunk]
+    out = _render_sharded(
+        cache, mesh_lib.pad_leading(part, chunk), mesh=mesh, **kw
+    )
+    yield start, tuple(mesh_lib.to_host(x)[: len(part)] for x in out)
 
 
-def render_actions(cache: ray_cache.RayCache, vertices, *, tau: float,
-                   alpha_max: float, settings: raymarch.RenderSettings,
-                   num_labels: int = 0, mesh=None, per_device: int = 4
-                   ) -> Tuple[np.ndarray, ...]:
+def render_actions(
+    cache: ray_cache.RayCache,
+    vertices,
+    *,
+    tau: float,
+    alpha_max: float,
+    settings: raymarch.RenderSettings,
+    num_labels: int = 0,
+    mesh=None,
+    per_device: int = 4,
+) -> Tuple[np.ndarray, ...]:
   """All outputs of :func:`iter_render_actions` concatenated (host arrays;
   A x H x W x 4 floats: mind the memory for large A)."""
-  parts = [out for _, out in iter_render_actions(
-      cache, vertices, tau=tau, alpha_max=alpha_max, settings=settings,
-      num_labels=num_labels, mesh=mesh, per_device=per_device)]
+  parts = [
+      out
+      for _, out in iter_render_actions(
+          cache,
+          vertices,
+          tau=tau,
+          alpha_max=alpha_max,
+          settings=settings,
+          num_labels=num_labels,
+          mesh=mesh,
+          per_device=per_device,
+      )
+  ]
   if not parts:
     raise ValueError('no actions to render')
   return tuple(np.concatenate(xs) for xs in zip(*parts))

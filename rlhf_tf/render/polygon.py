@@ -26,8 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.input_error import InputError
-from rlhf_tf.render.safe_math import safe_div
-from rlhf_tf.render.safe_math import safe_norm
+from rlhf_tf.render.safe_math import safe_div, safe_norm
 
 
 @flax.struct.dataclass
@@ -161,8 +160,9 @@ def contains(points, vertices):
   straddles = (a[:, 1] > py) != (b[:, 1] > py)  # [..., n]
   # The edge crosses the horizontal line y = py at some x; that x lies right
   # of px iff this cross product has the sign of (b_y - a_y).
-  cross = ((b[:, 0] - a[:, 0]) * (py - a[:, 1])
-           - (px - a[:, 0]) * (b[:, 1] - a[:, 1]))
+  cross = (b[:, 0] - a[:, 0]) * (py - a[:, 1]) - (px - a[:, 0]) * (
+      b[:, 1] - a[:, 1]
+  )
   right = (cross > 0) == (b[:, 1] > a[:, 1])
   crossings = jnp.sum(straddles & right, axis=-1)
   return (crossings % 2) == 1
@@ -189,7 +189,8 @@ def signed_distance(points, vertices):
   points = jnp.asarray(points, dtype=jnp.result_type(points, vertices))
   dist = jnp.min(
       _segment_distance(points, vertices, jnp.roll(vertices, -1, axis=0)),
-      axis=-1)
+      axis=-1,
+  )
   return jnp.where(contains(points, vertices), dist, -dist)
 
 
@@ -207,21 +208,26 @@ def _orient(p, q, r) -> float:
 
 def _on_segment(p, q, r) -> bool:
   """r collinear with [p, q] lies within its bounding box."""
-  return (min(p[0], q[0]) - _EPS <= r[0] <= max(p[0], q[0]) + _EPS and
-          min(p[1], q[1]) - _EPS <= r[1] <= max(p[1], q[1]) + _EPS)
+  return (
+      min(p[0], q[0]) - _EPS <= r[0] <= max(p[0], q[0]) + _EPS
+      and min(p[1], q[1]) - _EPS <= r[1] <= max(p[1], q[1]) + _EPS
+  )
 
 
 def _segments_intersect(p1, p2, p3, p4) -> bool:
   """Closed segments [p1, p2] and [p3, p4] share at least one point."""
   d1, d2 = _orient(p3, p4, p1), _orient(p3, p4, p2)
   d3, d4 = _orient(p1, p2, p3), _orient(p1, p2, p4)
-  if (((d1 > _EPS and d2 < -_EPS) or (d1 < -_EPS and d2 > _EPS)) and
-      ((d3 > _EPS and d4 < -_EPS) or (d3 < -_EPS and d4 > _EPS))):
+  if ((d1 > _EPS and d2 < -_EPS) or (d1 < -_EPS and d2 > _EPS)) and (
+      (d3 > _EPS and d4 < -_EPS) or (d3 < -_EPS and d4 > _EPS)
+  ):
     return True
-  return ((abs(d1) <= _EPS and _on_segment(p3, p4, p1)) or
-          (abs(d2) <= _EPS and _on_segment(p3, p4, p2)) or
-          (abs(d3) <= _EPS and _on_segment(p1, p2, p3)) or
-          (abs(d4) <= _EPS and _on_segment(p1, p2, p4)))
+  return (
+      (abs(d1) <= _EPS and _on_segment(p3, p4, p1))
+      or (abs(d2) <= _EPS and _on_segment(p3, p4, p2))
+      or (abs(d3) <= _EPS and _on_segment(p1, p2, p3))
+      or (abs(d4) <= _EPS and _on_segment(p1, p2, p4))
+  )
 
 
 def _fmt(v) -> str:
@@ -239,8 +245,10 @@ def _simplicity_error(v: np.ndarray) -> Optional[str]:
     # and the boundary turns back on itself there.
     a, b, c = v[i], v[(i + 1) % n], v[(i + 2) % n]
     if abs(_orient(a, b, c)) <= _EPS and np.dot(b - a, c - b) < 0:
-      return (f'edges {i}-{(i + 1) % n} and {(i + 1) % n}-{(i + 2) % n} '
-              f'overlap (the boundary folds back at vertex {(i + 1) % n})')
+      return (
+          f'edges {i}-{(i + 1) % n} and {(i + 1) % n}-{(i + 2) % n} '
+          f'overlap (the boundary folds back at vertex {(i + 1) % n})'
+      )
   for i, j in itertools.combinations(range(n), 2):
     if j == i + 1 or (i == 0 and j == n - 1):
       continue  # Adjacent edges, handled above.
@@ -263,8 +271,9 @@ def is_simple(vertices) -> bool:
 
 def _orient_np(p, q, r):
   """Twice the signed area of triangles (p, q, r); [..., 2] -> [...]."""
-  return ((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
-          - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
+  return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (
+      q[..., 1] - p[..., 1]
+  ) * (r[..., 0] - p[..., 0])
 
 
 def polygon_batch_problem(vertices: np.ndarray) -> Optional[tuple]:
@@ -287,8 +296,9 @@ def polygon_batch_problem(vertices: np.ndarray) -> Optional[tuple]:
   """
   v = np.asarray(vertices, np.float64)
   if v.ndim < 2 or v.shape[-1] != 2 or v.shape[-2] < 3:
-    return (), (f'vertices must be [..., n >= 3, 2], got shape '
-                f'{tuple(v.shape)}')
+    return (), (
+        f'vertices must be [..., n >= 3, 2], got shape ' f'{tuple(v.shape)}'
+    )
   batch = v.shape[:-2]
   flat = v.reshape((-1,) + v.shape[-2:])
   n = flat.shape[1]
@@ -303,16 +313,22 @@ def polygon_batch_problem(vertices: np.ndarray) -> Optional[tuple]:
   mark(~np.all(np.isfinite(flat), axis=(1, 2)), 'a vertex is not finite')
   finite = np.where(np.isfinite(flat), flat, 0.0)
   # Far beyond the JH a float32 table loses all precision (or overflows).
-  mark(np.max(np.abs(finite), axis=(1, 2)) > _FAR, f'a vertex lies more '
-       f'than {_FAR:g} JH units from the JH [0, 1]^2')
+  mark(
+      np.max(np.abs(finite), axis=(1, 2)) > _FAR,
+      f'a vertex lies more ' f'than {_FAR:g} JH units from the JH [0, 1]^2',
+  )
   safe = np.where(np.abs(finite) <= _FAR, finite, 0.0)
   scale = np.maximum(np.max(np.abs(safe), axis=(1, 2)), 1.0)
   eps = _EPS * scale * scale  # orientation tolerance, area units
   centred = safe - safe.mean(axis=1, keepdims=True)
-  cross = (centred[:, :, None, 0] * centred[:, None, :, 1]
-           - centred[:, :, None, 1] * centred[:, None, :, 0])
-  mark(np.max(np.abs(cross), axis=(1, 2)) <= eps,
-       'all vertices are collinear (zero area)')
+  cross = (
+      centred[:, :, None, 0] * centred[:, None, :, 1]
+      - centred[:, :, None, 1] * centred[:, None, :, 0]
+  )
+  mark(
+      np.max(np.abs(cross), axis=(1, 2)) <= eps,
+      'all vertices are collinear (zero area)',
+  )
   for i, j in itertools.combinations(range(n), 2):
     if j == i + 1 or (i == 0 and j == n - 1):
       continue  # adjacent edges share a vertex
@@ -321,14 +337,19 @@ def polygon_batch_problem(vertices: np.ndarray) -> Optional[tuple]:
     d1, d2 = _orient_np(p3, p4, p1), _orient_np(p3, p4, p2)
     d3, d4 = _orient_np(p1, p2, p3), _orient_np(p1, p2, p4)
     proper = (((d1 > eps) & (d2 < -eps)) | ((d1 < -eps) & (d2 > eps))) & (
-        ((d3 > eps) & (d4 < -eps)) | ((d3 < -eps) & (d4 > eps)))
-    mark(proper, f'edges {i}-{(i + 1) % n} and {j}-{(j + 1) % n} cross '
-         f'(a bow-tie, not a simple polygon)')
+        ((d3 > eps) & (d4 < -eps)) | ((d3 < -eps) & (d4 > eps))
+    )
+    mark(
+        proper,
+        f'edges {i}-{(i + 1) % n} and {j}-{(j + 1) % n} cross '
+        f'(a bow-tie, not a simple polygon)',
+    )
   if not bad.any():
     return None
   first = int(np.argmax(bad))
   return tuple(int(k) for k in np.unravel_index(first, batch)), str(
-      reasons[first])
+      reasons[first]
+  )
 
 
 def as_vertex_array(vertices, name: str = 'polygon') -> np.ndarray:
@@ -341,29 +362,41 @@ def as_vertex_array(vertices, name: str = 'polygon') -> np.ndarray:
     PolygonError: starting with ``name``.
   """
   if isinstance(vertices, (str, bytes)):
-    raise PolygonError(f'{name}: vertices must be a list of [x, y] numbers, '
-                       f'got the text {vertices!r}')
+    raise PolygonError(
+        f'{name}: vertices must be a list of [x, y] numbers, '
+        f'got the text {vertices!r}'
+    )
   try:
     raw = np.asarray(vertices)
   except (ValueError, TypeError) as err:  # ragged nesting
-    raise PolygonError(f'{name}: vertices must be a list of [x, y] number '
-                       f'pairs of equal length ({err})') from None
+    raise PolygonError(
+        f'{name}: vertices must be a list of [x, y] number '
+        f'pairs of equal length ({err})'
+    ) from None
   if raw.dtype.kind not in 'iuf':
-    kinds = {'b': 'booleans', 'c': 'complex numbers', 'U': 'text',
-             'S': 'bytes', 'O': 'mixed or non-numeric values'}
-    raise PolygonError(f'{name}: vertices must be real numbers, got '
-                       f'{kinds.get(raw.dtype.kind, raw.dtype.name)}: '
-                       f'{_short(vertices)}')
+    kinds = {
+        'b': 'booleans',
+        'c': 'complex numbers',
+        'U': 'text',
+        'S': 'bytes',
+        'O': 'mixed or non-numeric values',
+    }
+    raise PolygonError(
+        f'{name}: vertices must be real numbers, got '
+        f'{kinds.get(raw.dtype.kind, raw.dtype.name)}: '
+        f'{_short(vertices)}'
+    )
   return raw.astype(np.float64)
 
 
 def _short(value, limit: int = 80) -> str:
   text = repr(value if not isinstance(value, np.ndarray) else value.tolist())
-  return text if len(text) <= limit else text[:limit - 3] + '...'
+  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
-def validate_polygon(vertices, min_area: float = 1e-4,
-                     name: str = 'polygon') -> np.ndarray:
+def validate_polygon(
+    vertices, min_area: float = 1e-4, name: str = 'polygon'
+) -> np.ndarray:
   """Checks a user-supplied action (eq. 2) and returns it as float64.
 
   Checks, in order: real numbers (no text, booleans, complex, ragged
@@ -386,8 +419,9 @@ def validate_polygon(vertices, min_area: float = 1e-4,
   """
   v = as_vertex_array(vertices, name)
   if v.ndim != 2 or v.shape[-1] != 2:
-    raise PolygonError(f'{name}: vertices must have shape [n, 2], got '
-                       f'{v.shape}')
+    raise PolygonError(
+        f'{name}: vertices must have shape [n, 2], got ' f'{v.shape}'
+    )
   n = v.shape[0]
   if n < 3:
     raise PolygonError(f'{name}: a polygon needs at least 3 vertices, got {n}')
@@ -396,19 +430,35 @@ def validate_polygon(vertices, min_area: float = 1e-4,
       raise PolygonError(f'{name}: vertex {i} {_fmt(p)} is not finite')
   for i, p in enumerate(v):
     if np.any(p < 0.0) or np.any(p > 1.0):
-      raise PolygonError(f'{name}: vertex {i} {_fmt(p)} lies outside '
-                         f'[0, 1]^2')
+      raise PolygonError(
+          f'{name}: vertex {i} {_fmt(p)} lies outside ' f'[0, 1]^2'
+      )
   centred = v - v.mean(axis=0)
-  if np.max(np.abs(centred[:, 0:1] * centred[None, :, 1]
-                   - centred[:, 1:2] * centred[None, :, 0])) <= _EPS:
-    raise PolygonError(f'{name}: all vertices are collinear: the polygon has '
-                       f'zero area')
+  if (
+      np.max(
+          np.abs(
+              centred[:, 0:1] * centred[None, :, 1]
+              - centred[:, 1:2] * centred[None, :, 0]
+          )
+      )
+      <= _EPS
+  ):
+    raise PolygonError(
+        f'{name}: all vertices are collinear: the polygon has ' f'zero area'
+    )
   reason = _simplicity_error(v)
   if reason is not None:
     raise PolygonError(f'{name}: polygon is not simple: {reason}')
-  area = abs(0.5 * float(np.sum(v[:, 0] * np.roll(v[:, 1], -1)
-                                - np.roll(v[:, 0], -1) * v[:, 1])))
+  area = abs(
+      0.5
+      * float(
+          np.sum(
+              v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1]
+          )
+      )
+  )
   if not area >= min_area:
-    raise PolygonError(f'{name}: polygon area {area:.3g} is below min_area '
-                       f'{min_area:.3g}')
+    raise PolygonError(
+        f'{name}: polygon area {area:.3g} is below min_area ' f'{min_area:.3g}'
+    )
   return v

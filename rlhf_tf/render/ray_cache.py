@@ -50,10 +50,8 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import cached_march
+from rlhf_tf.render import cached_march, raymarch, sampling
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import raymarch
-from rlhf_tf.render import sampling
 from rlhf_tf.render.histogram import JHAxes
 
 
@@ -102,15 +100,39 @@ class RayCache:
 CHUNK = 32
 
 
-def _cache_fields(packed, labels_flat, o, d, p, shape, spacing, axes, num,
-                  bins, settings, first=0):
+def _cache_fields(
+    packed,
+    labels_flat,
+    o,
+    d,
+    p,
+    shape,
+    spacing,
+    axes,
+    num,
+    bins,
+    settings,
+    first=0,
+):
   """The stored fields [rays, num] of samples first .. first + num - 1."""
   by, bx = bins
-  s = raymarch.sample_rays(packed, shape, spacing, axes, o, d, p, num,
-                           settings, labels_flat=labels_flat, first=first)
+  s = raymarch.sample_rays(
+      packed,
+      shape,
+      spacing,
+      axes,
+      o,
+      d,
+      p,
+      num,
+      settings,
+      labels_flat=labels_flat,
+      first=first,
+  )
   idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
-  out = dict(idx=idx, fx=cached_march.quantise(fx),
-             fy=cached_march.quantise(fy))
+  out = dict(
+      idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy)
+  )
   if settings.shading:
     out['diffuse'] = cached_march.quantise(s['diffuse'])
     out['specular'] = cached_march.quantise(s['specular'])
@@ -119,96 +141,215 @@ def _cache_fields(packed, labels_flat, o, d, p, shape, spacing, axes, num,
   return out
 
 
-@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
-                                             'num', 'bins', 'settings'))
-def _sample_bucket(packed, labels_flat, origins, directions, phase, shape,
-                   spacing, axes, num, bins, settings):
+@functools.partial(
+    jax.jit,
+    static_argnames=('shape', 'spacing', 'axes', 'num', 'bins', 'settings'),
+)
+def _sample_bucket(
+    packed,
+    labels_flat,
+    origins,
+    directions,
+    phase,
+    shape,
+    spacing,
+    axes,
+    num,
+    bins,
+    settings,
+):
   """Fields [S, R] of a bucket's rays [R] in one program (shapes of the
   bucket: compiled per view; the mesh path)."""
-  def tile_fn(rays):
-    return _cache_fields(packed, labels_flat, *rays, shape, spacing, axes,
-                         num, bins, settings)
 
-  out = raymarch.map_tiles(tile_fn, (origins, directions, phase),
-                           settings.tile_rays, checkpoint=False)
+  def tile_fn(rays):
+    return _cache_fields(
+        packed, labels_flat, *rays, shape, spacing, axes, num, bins, settings
+    )
+
+  out = raymarch.map_tiles(
+      tile_fn,
+      (origins, directions, phase),
+      settings.tile_rays,
+      checkpoint=False,
+  )
   # Sample-major [S, R]: the forward march reads one contiguous row per step.
   return {k: v.T for k, v in out.items()}
 
 
-@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
-                                             'bins', 'settings'))
-def _sample_chunk(packed, labels_flat, origins, directions, phase, first,
-                  shape, spacing, axes, bins, settings):
+@functools.partial(
+    jax.jit, static_argnames=('shape', 'spacing', 'axes', 'bins', 'settings')
+)
+def _sample_chunk(
+    packed,
+    labels_flat,
+    origins,
+    directions,
+    phase,
+    first,
+    shape,
+    spacing,
+    axes,
+    bins,
+    settings,
+):
   """Fields [CHUNK, tile] of samples first .. first + CHUNK - 1 of one tile
   of rays [tile]: the same shapes for every view and bucket."""
-  out = _cache_fields(packed, labels_flat, origins, directions, phase, shape,
-                      spacing, axes, CHUNK, bins, settings, first)
+  out = _cache_fields(
+      packed,
+      labels_flat,
+      origins,
+      directions,
+      phase,
+      shape,
+      spacing,
+      axes,
+      CHUNK,
+      bins,
+      settings,
+      first,
+  )
   return {k: v.T for k, v in out.items()}
 
 
-def _sample_bucket_chunked(packed, labels_flat, origins, directions, phase,
-                           shape, spacing, axes, num, bins, settings):
+def _sample_bucket_chunked(
+    packed,
+    labels_flat,
+    origins,
+    directions,
+    phase,
+    shape,
+    spacing,
+    axes,
+    num,
+    bins,
+    settings,
+):
   """_sample_bucket by tiles of rays and CHUNK samples (host arrays [R, 3],
   [R, 3], [R] in, R a multiple of tile_rays): one compiled program for all
   views, so a new view compiles nothing here."""
   tile = max(1, int(settings.tile_rays))
   parts = []
   for r0 in range(0, origins.shape[0], tile):
-    rays = (origins[r0:r0 + tile], directions[r0:r0 + tile],
-            phase[r0:r0 + tile])
-    parts.append([_sample_chunk(packed, labels_flat, *rays, np.int32(c),
-                                shape, spacing, axes, bins, settings)
-                  for c in range(0, num, CHUNK)])
+    rays = (
+        origins[r0 : r0 + tile],
+        directions[r0 : r0 + tile],
+        phase[r0 : r0 + tile],
+    )
+    parts.append(
+        [
+            _sample_chunk(
+                packed,
+                labels_flat,
+                *rays,
+                np.int32(c),
+                shape,
+                spacing,
+                axes,
+                bins,
+                settings,
+            )
+            for c in range(0, num, CHUNK)
+        ]
+    )
   # jnp.array copies into a buffer of XLA's own (aligned) rather than
   # wrapping the numpy one.
-  return {k: jnp.array(np.concatenate([np.concatenate(
-      [np.asarray(c[k]) for c in chunks], axis=0)[:num] for chunks in parts],
-                                        axis=1))
-          for k in parts[0][0]}
+  return {
+      k: jnp.array(
+          np.concatenate(
+              [
+                  np.concatenate([np.asarray(c[k]) for c in chunks], axis=0)[
+                      :num
+                  ]
+                  for chunks in parts
+              ],
+              axis=1,
+          )
+      )
+      for k in parts[0][0]
+  }
 
 
-@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'axes',
-                                             'num', 'bins', 'settings',
-                                             'mesh'))
-def _sample_bucket_on_mesh(packed, labels_flat, origins, directions, phase,
-                           shape, spacing, axes, num, bins, settings, mesh):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        'shape',
+        'spacing',
+        'axes',
+        'num',
+        'bins',
+        'settings',
+        'mesh',
+    ),
+)
+def _sample_bucket_on_mesh(
+    packed,
+    labels_flat,
+    origins,
+    directions,
+    phase,
+    shape,
+    spacing,
+    axes,
+    num,
+    bins,
+    settings,
+    mesh,
+):
   """_sample_bucket with the rays [R] split over mesh axis 'data' (R a
   multiple of its size); the fields come back [S, R] split along R."""
+
   def per_device(packed, labels_flat, o, d, p):
-    return _sample_bucket(packed, labels_flat, o, d, p, shape, spacing, axes,
-                          num, bins, settings)
+    return _sample_bucket(
+        packed, labels_flat, o, d, p, shape, spacing, axes, num, bins, settings
+    )
+
   # check_vma=False: the march's loops start from constant carries; nothing
   # crosses devices.
   return jax.shard_map(
-      per_device, mesh=mesh,
-      in_specs=(P(), P(), P(mesh_lib.DATA), P(mesh_lib.DATA),
-                P(mesh_lib.DATA)),
-      out_specs=P(None, mesh_lib.DATA), check_vma=False)(
-          packed, labels_flat, origins, directions, phase)
+      per_device,
+      mesh=mesh,
+      in_specs=(P(), P(), P(mesh_lib.DATA), P(mesh_lib.DATA), P(mesh_lib.DATA)),
+      out_specs=P(None, mesh_lib.DATA),
+      check_vma=False,
+  )(packed, labels_flat, origins, directions, phase)
 
 
-@functools.partial(jax.jit, static_argnames=('shape', 'spacing', 'step_mm',
-                                             'jitter'))
+@functools.partial(
+    jax.jit, static_argnames=('shape', 'spacing', 'step_mm', 'jitter')
+)
 def _chords(camera, shape, spacing, step_mm, jitter):
   """Per ray [H * W]: origin, direction, depth-grid phase, chord length and
   grid_start offset of the box entry."""
   origins, directions = camera_lib.generate_rays(camera)
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = sampling.intersect_box(origins, directions, lo, hi)
-  phase = sampling.pixel_phase(jnp.arange(camera.height * camera.width),
-                               camera.width, jitter)
+  phase = sampling.pixel_phase(
+      jnp.arange(camera.height * camera.width), camera.width, jitter
+  )
   t0 = t0.reshape(-1)
-  return (origins.reshape(-1, 3), directions.reshape(-1, 3), phase,
-          jnp.maximum(t1.reshape(-1) - t0, 0.0),
-          sampling.grid_start(t0, step_mm, phase))
+  return (
+      origins.reshape(-1, 3),
+      directions.reshape(-1, 3),
+      phase,
+      jnp.maximum(t1.reshape(-1) - t0, 0.0),
+      sampling.grid_start(t0, step_mm, phase),
+  )
 
 
-def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
-                    camera: camera_lib.Camera, bins,
-                    settings: raymarch.RenderSettings = (
-                        raymarch.RenderSettings()),
-                    num_buckets: int = 8, labels=None, *,
-                    packed=None, mesh=None) -> RayCache:
+def build_ray_cache(
+    volume_hu,
+    gradient,
+    spacing,
+    axes: JHAxes,
+    camera: camera_lib.Camera,
+    bins,
+    settings: raymarch.RenderSettings = (raymarch.RenderSettings()),
+    num_buckets: int = 8,
+    labels=None,
+    *,
+    packed=None,
+    mesh=None,
+) -> RayCache:
   """Samples a view once for ``render_cached``.
 
   Args:
@@ -241,27 +382,36 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
     else:
       packed = sampling.pack_volume(volume_hu, gradient)
   shape = tuple(int(n) for n in packed.shape[:3])
-  by, bx = (int(bins), int(bins)) if np.ndim(bins) == 0 else tuple(
-      int(b) for b in bins)
+  by, bx = (
+      (int(bins), int(bins))
+      if np.ndim(bins) == 0
+      else tuple(int(b) for b in bins)
+  )
   if min(by, bx) < 2:
     raise ValueError(f'bins must be >= 2, got {(by, bx)}')
   labels_flat = None
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != shape or labels.min() < 0 or labels.max() > 255:
-      raise ValueError(f'labels must be a {shape} map of values in 0..255, '
-                       f'got shape {labels.shape}, range '
-                       f'{labels.min()}..{labels.max()}')
+      raise ValueError(
+          f'labels must be a {shape} map of values in 0..255, '
+          f'got shape {labels.shape}, range '
+          f'{labels.min()}..{labels.max()}'
+      )
     labels_flat = jnp.asarray(labels.reshape(-1).astype(np.uint8))
   origins, directions, phase, length, start = _chords(
-      camera, shape, spacing, settings.step_mm, settings.jitter)
+      camera, shape, spacing, settings.step_mm, settings.jitter
+  )
   length_np, start_np = np.asarray(length), np.asarray(start)
-  origins_np, directions_np, phase_np = (np.asarray(origins),
-                                         np.asarray(directions),
-                                         np.asarray(phase))
+  origins_np, directions_np, phase_np = (
+      np.asarray(origins),
+      np.asarray(directions),
+      np.asarray(phase),
+  )
   s_max = sampling.num_samples(shape, spacing, settings.step_mm)
-  counts = np.minimum(np.ceil((start_np + length_np) / settings.step_mm -
-                              1e-6), s_max).astype(np.int64)
+  counts = np.minimum(
+      np.ceil((start_np + length_np) / settings.step_mm - 1e-6), s_max
+  ).astype(np.int64)
   counts[length_np <= 0] = 0
   order = np.argsort(-counts, kind='stable')
   order = order[counts[order] > 0]
@@ -269,11 +419,12 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
   n_tiles = -(-order.size // tile)
   buckets = []
   for tiles in np.array_split(np.arange(n_tiles), min(num_buckets, n_tiles)):
-    rays = order[tiles[0] * tile:(tiles[-1] + 1) * tile]
+    rays = order[tiles[0] * tile : (tiles[-1] + 1) * tile]
     num = int(max(counts[rays].max(), 1))
     pad = (-rays.size) % tile
     pixels = np.concatenate([rays, np.full(pad, length_np.size)]).astype(
-        np.int32)
+        np.int32
+    )
     take = np.concatenate([rays, np.full(pad, rays[0])])
     real = pixels < length_np.size
     ray_len = np.where(real, length_np[take], 0.0)
@@ -282,36 +433,75 @@ def build_ray_cache(volume_hu, gradient, spacing, axes: JHAxes,
       split = mesh_lib.padded_size(take.size, mesh_lib.data_size(mesh))
       take_all = mesh_lib.pad_leading(take, split)
       data = _sample_bucket_on_mesh(
-          packed, labels_flat, origins[take_all], directions[take_all],
-          phase[take_all], shape, spacing, axes, num, (by, bx), settings,
-          mesh)
-      data = {k: v[:, :take.size] for k, v in data.items()}
+          packed,
+          labels_flat,
+          origins[take_all],
+          directions[take_all],
+          phase[take_all],
+          shape,
+          spacing,
+          axes,
+          num,
+          (by, bx),
+          settings,
+          mesh,
+      )
+      data = {k: v[:, : take.size] for k, v in data.items()}
     else:
       data = _sample_bucket_chunked(
-          packed, labels_flat, origins_np[take], directions_np[take],
-          phase_np[take], shape, spacing, axes, num, (by, bx), settings)
-    buckets.append(CacheBucket(pixels=jnp.asarray(pixels),
-                               length=jnp.asarray(ray_len, jnp.float32),
-                               start=jnp.asarray(ray_start, jnp.float32),
-                               **data))
-  return RayCache(buckets=tuple(buckets), height=camera.height,
-                  width=camera.width, bins=(by, bx), step_mm=settings.step_mm,
-                  shading=settings.shading, shininess=settings.shininess,
-                  normal_eps=settings.normal_eps, jitter=settings.jitter)
+          packed,
+          labels_flat,
+          origins_np[take],
+          directions_np[take],
+          phase_np[take],
+          shape,
+          spacing,
+          axes,
+          num,
+          (by, bx),
+          settings,
+      )
+    buckets.append(
+        CacheBucket(
+            pixels=jnp.asarray(pixels),
+            length=jnp.asarray(ray_len, jnp.float32),
+            start=jnp.asarray(ray_start, jnp.float32),
+            **data,
+        )
+    )
+  return RayCache(
+      buckets=tuple(buckets),
+      height=camera.height,
+      width=camera.width,
+      bins=(by, bx),
+      step_mm=settings.step_mm,
+      shading=settings.shading,
+      shininess=settings.shininess,
+      normal_eps=settings.normal_eps,
+      jitter=settings.jitter,
+  )
 
 
 def _check(cache: RayCache, tf_table, settings):
   if tuple(tf_table.shape[-3:-1]) != cache.bins or tf_table.shape[-1] != 4:
-    raise ValueError(f'tf_table {tf_table.shape} does not match the cache '
-                     f'bins {cache.bins} (+ RGBA)')
-  baked = dict(step_mm=cache.step_mm, shading=cache.shading,
-               shininess=cache.shininess, normal_eps=cache.normal_eps,
-               jitter=cache.jitter)
+    raise ValueError(
+        f'tf_table {tf_table.shape} does not match the cache '
+        f'bins {cache.bins} (+ RGBA)'
+    )
+  baked = dict(
+      step_mm=cache.step_mm,
+      shading=cache.shading,
+      shininess=cache.shininess,
+      normal_eps=cache.normal_eps,
+      jitter=cache.jitter,
+  )
   for k, v in baked.items():
     if cache.shading or k in ('step_mm', 'shading', 'jitter'):
       if getattr(settings, k) != v:
-        raise ValueError(f'settings.{k}={getattr(settings, k)} differs from '
-                         f'the cache ({v}); rebuild the cache')
+        raise ValueError(
+            f'settings.{k}={getattr(settings, k)} differs from '
+            f'the cache ({v}); rebuild the cache'
+        )
 
 
 @functools.partial(jax.jit, static_argnames=('settings',))
@@ -320,9 +510,11 @@ def _render_cached(cache: RayCache, tf_table, settings):
   return image.reshape(cache.height, cache.width, 4)
 
 
-def render_cached(cache: RayCache, tf_table,
-                  settings: raymarch.RenderSettings = (
-                      raymarch.RenderSettings())):
+def render_cached(
+    cache: RayCache,
+    tf_table,
+    settings: raymarch.RenderSettings = (raymarch.RenderSettings()),
+):
   """Renders a cached view with a TF table (jitted, vmappable over tables,
   differentiable w.r.t. the table).
 
@@ -343,15 +535,22 @@ def render_cached(cache: RayCache, tf_table,
 @functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
 def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
   image, _, weights, hits = cached_march.render_buckets(
-      cache, tf_table, settings, num_labels)
+      cache, tf_table, settings, num_labels
+  )
   shape = (cache.height, cache.width)
-  return (image.reshape(shape + (4,)), weights.reshape(shape + (num_labels,)),
-          hits.reshape(shape + (num_labels,)))
+  return (
+      image.reshape(shape + (4,)),
+      weights.reshape(shape + (num_labels,)),
+      hits.reshape(shape + (num_labels,)),
+  )
 
 
-def render_cached_labels(cache: RayCache, tf_table, num_labels: int,
-                         settings: raymarch.RenderSettings = (
-                             raymarch.RenderSettings())):
+def render_cached_labels(
+    cache: RayCache,
+    tf_table,
+    num_labels: int,
+    settings: raymarch.RenderSettings = (raymarch.RenderSettings()),
+):
   """A cached rendering and the per-pixel compositing weight of each label.
 
   W_g(pixel) = sum_i T_i a_i [label_i = g], the share of the pixel's colour
@@ -372,6 +571,8 @@ def render_cached_labels(cache: RayCache, tf_table, num_labels: int,
   """
   _check(cache, tf_table, settings)
   if any(b.label is None for b in cache.buckets):
-    raise ValueError('the ray cache was built without labels; pass '
-                     'labels= to build_ray_cache')
+    raise ValueError(
+        'the ray cache was built without labels; pass '
+        'labels= to build_ray_cache'
+    )
   return _render_cached_labels(cache, tf_table, settings, int(num_labels))

@@ -50,15 +50,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing
-from rlhf_tf.render import safe_math
+from rlhf_tf.render import compositing, safe_math
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
-from rlhf_tf.render.sampling import (bilinear_lookup, corner_table,
-                                     grid_start, intersect_box, num_samples,
-                                     pack_volume, packed_volume, pixel_phase,
-                                     segment_span,
-                                     tf_coords, trilinear)
+from rlhf_tf.render.sampling import (
+    bilinear_lookup,
+    corner_table,
+    grid_start,
+    intersect_box,
+    num_samples,
+    pack_volume,
+    packed_volume,
+    pixel_phase,
+    segment_span,
+    tf_coords,
+    trilinear,
+)
 
 _static = functools.partial(flax.struct.field, pytree_node=False)
 
@@ -89,9 +96,19 @@ class RenderSettings:
   jitter: bool = _static(default=False)
 
 
-def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
-                phase, num: int, settings: RenderSettings, labels_flat=None,
-                first=0):
+def sample_rays(
+    packed,
+    shape,
+    spacing,
+    axes: JHAxes,
+    origins,
+    directions,
+    phase,
+    num: int,
+    settings: RenderSettings,
+    labels_flat=None,
+    first=0,
+):
   """Samples rays through the volume (everything that does not depend on the
   TF).
 
@@ -114,8 +131,9 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = intersect_box(origins, directions, lo, hi)
   start = grid_start(t0, settings.step_mm, phase)
-  seg, mid = segment_span(start, jnp.maximum(t1 - t0, 0.0), num,
-                          settings.step_mm, first)
+  seg, mid = segment_span(
+      start, jnp.maximum(t1 - t0, 0.0), num, settings.step_mm, first
+  )
   t = (t0 - start)[..., None] + mid
   points = origins[..., None, :] + t[..., None] * directions[..., None, :]
   coords = points / jnp.asarray(spacing, points.dtype)
@@ -125,8 +143,11 @@ def sample_rays(packed, shape, spacing, axes: JHAxes, origins, directions,
   out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
   if settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(
-        grad, directions[..., None, :], settings.shininess,
-        settings.normal_eps * axes.grad_max)
+        grad,
+        directions[..., None, :],
+        settings.shininess,
+        settings.normal_eps * axes.grad_max,
+    )
   if labels_flat is not None:
     out['label'] = nearest_label(labels_flat, shape, coords)
   return out
@@ -146,11 +167,17 @@ def shade_and_composite(rgba, samples, settings: RenderSettings):
   acc [...])."""
   rgb = rgba[..., :3]
   if settings.shading:
-    rgb = compositing.shade(rgb, samples['diffuse'], samples['specular'],
-                            settings.ambient, settings.diffuse,
-                            settings.specular)
+    rgb = compositing.shade(
+        rgb,
+        samples['diffuse'],
+        samples['specular'],
+        settings.ambient,
+        settings.diffuse,
+        settings.specular,
+    )
   log_trans = compositing.opacity_log_transmittance(
-      rgba[..., 3], samples['seg'], settings.reference_step_mm)
+      rgba[..., 3], samples['seg'], settings.reference_step_mm
+  )
   return compositing.composite_log(rgb, log_trans)
 
 
@@ -169,7 +196,8 @@ def map_tiles(fn, args, tile: int, checkpoint: bool = True):
   body = jax.checkpoint(fn) if checkpoint else fn
   out = jax.lax.map(body, jax.tree_util.tree_map(split, args))
   return jax.tree_util.tree_map(
-      lambda a: a.reshape((n_tiles * tile,) + a.shape[2:])[:n], out)
+      lambda a: a.reshape((n_tiles * tile,) + a.shape[2:])[:n], out
+  )
 
 
 def sample_levels(num: int, levels: int) -> tuple[int, ...]:
@@ -195,8 +223,10 @@ def _render(packed, spacing, axes, tf_table, camera, settings):
 
   def tile_level(n, o, d, p):
     if n == 0:
-      return (jnp.zeros(o.shape[:-1] + (3,), dtype),
-              jnp.zeros(o.shape[:-1], dtype))
+      return (
+          jnp.zeros(o.shape[:-1] + (3,), dtype),
+          jnp.zeros(o.shape[:-1], dtype),
+      )
     s = sample_rays(packed, shape, spacing, axes, o, d, p, n, settings)
     rgba = bilinear_lookup(corners, *tf_coords(s['x'], s['y'], bx, by))
     rgb, acc = shade_and_composite(rgba, s, settings)
@@ -211,23 +241,38 @@ def _render(packed, spacing, axes, tf_table, camera, settings):
     branches = [functools.partial(tile_level, n) for n in levels]
     return jax.lax.switch(level, branches, o, d, p)
 
-  rgb, acc = map_tiles(tile_fn, (origins.reshape(-1, 3),
-                                 directions.reshape(-1, 3), phase),
-                       settings.tile_rays)
+  rgb, acc = map_tiles(
+      tile_fn,
+      (origins.reshape(-1, 3), directions.reshape(-1, 3), phase),
+      settings.tile_rays,
+  )
   out = compositing.over_background(rgb, acc, settings.background)
   return out.reshape(h, w, 4)
 
 
 def _check_table(tf_table):
-  if tf_table.ndim != 3 or tf_table.shape[-1] != 4 or min(
-      tf_table.shape[:2]) < 2:
-    raise ValueError(f'tf_table must be [bins_y, bins_x, 4] with bins >= 2, '
-                     f'got {tf_table.shape}')
+  if (
+      tf_table.ndim != 3
+      or tf_table.shape[-1] != 4
+      or min(tf_table.shape[:2]) < 2
+  ):
+    raise ValueError(
+        f'tf_table must be [bins_y, bins_x, 4] with bins >= 2, '
+        f'got {tf_table.shape}'
+    )
 
 
-def render(volume_hu, gradient, spacing, axes: JHAxes, tf_table,
-           camera: camera_lib.Camera,
-           settings: RenderSettings = RenderSettings(), *, packed=None):
+def render(
+    volume_hu,
+    gradient,
+    spacing,
+    axes: JHAxes,
+    tf_table,
+    camera: camera_lib.Camera,
+    settings: RenderSettings = RenderSettings(),
+    *,
+    packed=None,
+):
   """Renders a volume with a 2D TF (jitted; vmappable over TF tables).
 
   Args:
@@ -256,19 +301,34 @@ def render(volume_hu, gradient, spacing, axes: JHAxes, tf_table,
   return _render(packed, spacing, axes, tf_table, camera, settings)
 
 
-def render_volume(volume, axes: JHAxes, tf_table, camera: camera_lib.Camera,
-                  settings: RenderSettings = RenderSettings(), packed=None):
+def render_volume(
+    volume,
+    axes: JHAxes,
+    tf_table,
+    camera: camera_lib.Camera,
+    settings: RenderSettings = RenderSettings(),
+    packed=None,
+):
   """render() for a rlhf_tf.data.volume.Volume (packed HU + gradient built
   with packed_volume if not given; pass it to re-render cheaply)."""
   if packed is None:
     packed = packed_volume(volume.hu, volume.spacing)
-  return render(None, None, volume.spacing, axes, tf_table, camera, settings,
-                packed=packed)
+  return render(
+      None,
+      None,
+      volume.spacing,
+      axes,
+      tf_table,
+      camera,
+      settings,
+      packed=packed,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('spacing', 'axes', 'settings'))
-def _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
-                  settings):
+def _render_naive(
+    volume_hu, gradient, spacing, axes, tf_table, camera, settings
+):
   map_coordinates = jax.scipy.ndimage.map_coordinates
   shape = volume_hu.shape
   num = num_samples(shape, spacing, settings.step_mm)
@@ -281,8 +341,9 @@ def _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
     o, d, phase = rays
     t0, t1 = intersect_box(o, d, lo, hi)
     start = grid_start(t0, settings.step_mm, phase)
-    seg, mid = segment_span(start, jnp.maximum(t1 - t0, 0.0), num,
-                            settings.step_mm)
+    seg, mid = segment_span(
+        start, jnp.maximum(t1 - t0, 0.0), num, settings.step_mm
+    )
     t = (t0 - start)[:, None] + mid
     p = (o[:, None] + t[..., None] * d[:, None]) / jnp.asarray(spacing)
     pts = [p[..., a] for a in range(3)]
@@ -291,33 +352,53 @@ def _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
     g = jnp.stack([interp(gradient[..., a]) for a in range(3)], -1)
     gx = axes.hu_to_x(hu) * bx - 0.5
     gy = axes.grad_to_y(jnp.linalg.norm(g, axis=-1)) * by - 0.5
-    rgba = jnp.stack([map_coordinates(tf_table[..., c], [gy, gx], order=1,
-                                      mode='nearest') for c in range(4)], -1)
+    rgba = jnp.stack(
+        [
+            map_coordinates(tf_table[..., c], [gy, gx], order=1, mode='nearest')
+            for c in range(4)
+        ],
+        -1,
+    )
     rgb = rgba[..., :3]
     if settings.shading:
-      n = g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True),
-                          settings.normal_eps * axes.grad_max)
+      n = g / jnp.maximum(
+          jnp.linalg.norm(g, axis=-1, keepdims=True),
+          settings.normal_eps * axes.grad_max,
+      )
       ndl = jnp.minimum(jnp.abs(jnp.sum(n * d[:, None], -1)), 1.0)
       lit = rgb * (settings.ambient + settings.diffuse * ndl)[..., None]
-      rgb = jnp.minimum(lit + (settings.specular *
-                               ndl ** settings.shininess)[..., None], 1.0)
+      rgb = jnp.minimum(
+          lit + (settings.specular * ndl**settings.shininess)[..., None], 1.0
+      )
     alpha = 1.0 - (1.0 - rgba[..., 3]) ** (seg / settings.reference_step_mm)
     trans = jnp.cumprod(1.0 - alpha, axis=-1)
     trans = jnp.concatenate([jnp.ones_like(trans[:, :1]), trans[:, :-1]], -1)
-    return (jnp.sum((trans * alpha)[..., None] * rgb, axis=1),
-            1.0 - trans[:, -1] * (1.0 - alpha[:, -1]))
+    return (
+        jnp.sum((trans * alpha)[..., None] * rgb, axis=1),
+        1.0 - trans[:, -1] * (1.0 - alpha[:, -1]),
+    )
 
   phase = pixel_phase(jnp.arange(h * w), w, settings.jitter)
-  rgb, acc = map_tiles(tile_fn, (origins.reshape(-1, 3),
-                                 directions.reshape(-1, 3), phase),
-                       settings.tile_rays, checkpoint=False)
-  return compositing.over_background(rgb, acc,
-                                     settings.background).reshape(h, w, 4)
+  rgb, acc = map_tiles(
+      tile_fn,
+      (origins.reshape(-1, 3), directions.reshape(-1, 3), phase),
+      settings.tile_rays,
+      checkpoint=False,
+  )
+  return compositing.over_background(rgb, acc, settings.background).reshape(
+      h, w, 4
+  )
 
 
-def render_naive(volume_hu, gradient, spacing, axes: JHAxes, tf_table,
-                 camera: camera_lib.Camera,
-                 settings: RenderSettings = RenderSettings()):
+def render_naive(
+    volume_hu,
+    gradient,
+    spacing,
+    axes: JHAxes,
+    tf_table,
+    camera: camera_lib.Camera,
+    settings: RenderSettings = RenderSettings(),
+):
   """Reference raymarcher: jax.scipy.ndimage.map_coordinates (order 1) for
   every sample of every ray and a plain cumprod; same geometry and optics as
   render(). For benchmarks and cross-checks only."""
@@ -325,5 +406,6 @@ def render_naive(volume_hu, gradient, spacing, axes: JHAxes, tf_table,
   spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
   if gradient is None:
     gradient = central_gradient(volume_hu, spacing)
-  return _render_naive(volume_hu, gradient, spacing, axes, tf_table, camera,
-                       settings)
+  return _render_naive(
+      volume_hu, gradient, spacing, axes, tf_table, camera, settings
+  )

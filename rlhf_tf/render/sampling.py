@@ -20,8 +20,11 @@ def num_samples(shape, spacing, step_mm: float) -> int:
   """S = ceil(box diagonal / step) + 1: enough segments of the depth grid
   (``grid_start``) for the longest chord, which may start anywhere between
   two grid points."""
-  diag = float(np.linalg.norm(np.asarray(shape, np.float64) *
-                              np.asarray(spacing, np.float64)))
+  diag = float(
+      np.linalg.norm(
+          np.asarray(shape, np.float64) * np.asarray(spacing, np.float64)
+      )
+  )
   return max(1, int(math.ceil(diag / step_mm - 1e-9))) + 1
 
 
@@ -104,8 +107,9 @@ def segment_length(length, i, step_mm: float):
 
 def segment_lengths(length, num: int, step_mm: float):
   """[..., num] length (mm) of each sample's segment on a chord [...]."""
-  return segment_length(length[..., None], jnp.arange(num, dtype=length.dtype),
-                        step_mm)
+  return segment_length(
+      length[..., None], jnp.arange(num, dtype=length.dtype), step_mm
+  )
 
 
 def trilinear(volume_flat, shape, coords):
@@ -132,8 +136,7 @@ def trilinear(volume_flat, shape, coords):
   out = 0.0
   for corner in range(8):
     bits = [(corner >> (2 - a)) & 1 for a in range(3)]
-    flat = sum((idx1[a] if bits[a] else idx0[a]) * strides[a]
-               for a in range(3))
+    flat = sum((idx1[a] if bits[a] else idx0[a]) * strides[a] for a in range(3))
     w = 1.0
     for a in range(3):
       w = w * (frac[a] if bits[a] else 1.0 - frac[a])
@@ -167,8 +170,7 @@ def corner_table(tf_table):
   16 contiguous values. Edge-padded; rows past the border are never used."""
   by, bx, ch = tf_table.shape
   p = jnp.pad(tf_table, ((0, 1), (0, 1), (0, 0)), mode='edge')
-  corners = jnp.stack([p[:by, :bx], p[:by, 1:], p[1:, :bx], p[1:, 1:]],
-                      axis=-2)
+  corners = jnp.stack([p[:by, :bx], p[:by, 1:], p[1:, :bx], p[1:, 1:]], axis=-2)
   return corners.reshape(by * bx, 4, ch)
 
 
@@ -187,8 +189,9 @@ def pack_volume(volume_hu, gradient):
   central_gradient(volume_hu, spacing) [Z, Y, X, 3]; see packed_volume for a
   memory-frugal version for large volumes."""
   volume_hu = jnp.asarray(volume_hu)
-  return jnp.concatenate([volume_hu[..., None],
-                          jnp.asarray(gradient, volume_hu.dtype)], -1)
+  return jnp.concatenate(
+      [volume_hu[..., None], jnp.asarray(gradient, volume_hu.dtype)], -1
+  )
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -199,7 +202,7 @@ def _put_slab(buf, slab, start):
 @functools.partial(jax.jit, static_argnames=('spacing', 'keep'))
 def _packed_slab(hu, spacing, keep):
   g = central_gradient(hu, spacing)
-  return pack_volume(hu, g)[keep[0]:keep[1]]
+  return pack_volume(hu, g)[keep[0] : keep[1]]
 
 
 def packed_volume(hu, spacing, slab: int = 64) -> jnp.ndarray:

@@ -93,8 +93,9 @@ def check_polygons(vertices, what: str = 'polygons') -> None:
     return
   v = np.asarray(vertices)
   if v.dtype.kind not in 'iuf':
-    raise polygon_lib.PolygonError(f'{what}: vertices must be real numbers, '
-                                   f'got dtype {v.dtype}')
+    raise polygon_lib.PolygonError(
+        f'{what}: vertices must be real numbers, ' f'got dtype {v.dtype}'
+    )
   problem = polygon_lib.polygon_batch_problem(v)
   if problem is not None:
     index, reason = problem
@@ -127,11 +128,14 @@ def _colormap_table(name: str, bins: int) -> np.ndarray:
     table = np.stack([np.interp(x, pos, rgb[:, k]) for k in range(3)], -1)
   else:
     import matplotlib  # Only for non-built-in names; pure numpy afterwards.
+
     try:
       cmap = matplotlib.colormaps[name]
     except KeyError:
-      raise ValueError(f'unknown colormap {name!r}; use one of '
-                       f'{sorted(_COLORMAPS)} or a matplotlib name') from None
+      raise ValueError(
+          f'unknown colormap {name!r}; use one of '
+          f'{sorted(_COLORMAPS)} or a matplotlib name'
+      ) from None
     table = np.asarray(cmap(x))[:, :3]
   table = np.clip(table, 0.0, 1.0).astype(np.float32)
   table.setflags(write=False)  # Cached: callers must not mutate it.
@@ -176,8 +180,9 @@ def _map_polygons(fn, vertices):
   return out.reshape(batch + out.shape[1:])
 
 
-def opacity_table(vertices, bins: int, tau=0.01, alpha_max=1.0,
-                  hard: bool = False):
+def opacity_table(
+    vertices, bins: int, tau=0.01, alpha_max=1.0, hard: bool = False
+):
   """Opacity of a polygon on the JH grid.
 
   alpha = alpha_max * sigmoid(signed_distance(bin centre) / tau), the soft
@@ -200,21 +205,28 @@ def opacity_table(vertices, bins: int, tau=0.01, alpha_max=1.0,
   _check_concrete('tau', tau, 0.0, np.inf, low_open=True)
   _check_concrete('alpha_max', alpha_max, 0.0, 1.0, low_open=True)
   check_polygons(vertices, 'opacity_table vertices')
-  return _opacity_table(jnp.asarray(vertices), tau, alpha_max, bins,
-                        bool(hard))
+  return _opacity_table(jnp.asarray(vertices), tau, alpha_max, bins, bool(hard))
 
 
 # Validation stays outside jit (it needs concrete values); the math is jitted
 # once per (shape, bins, hard) so that eager calls do not dispatch op by op.
 @functools.partial(jax.jit, static_argnames=('bins', 'hard'))
 def _opacity_table(vertices, tau, alpha_max, bins: int, hard: bool):
-  fn = functools.partial(_opacity_single, bins=bins, tau=tau,
-                         alpha_max=alpha_max, hard=hard)
+  fn = functools.partial(
+      _opacity_single, bins=bins, tau=tau, alpha_max=alpha_max, hard=hard
+  )
   return _map_polygons(fn, vertices)
 
 
-def tf_table(polygons, bins: int, tau=0.01, alpha_max=1.0, colors=None,
-             colormap: str = 'bone', hard: bool = False):
+def tf_table(
+    polygons,
+    bins: int,
+    tau=0.01,
+    alpha_max=1.0,
+    colors=None,
+    colormap: str = 'bone',
+    hard: bool = False,
+):
   """RGBA transfer-function table from one or several polygons.
 
   Per polygon p the opacity alpha_p is ``opacity_table``; polygons combine
@@ -240,8 +252,9 @@ def tf_table(polygons, bins: int, tau=0.01, alpha_max=1.0, colors=None,
   check_polygons(polygons, 'tf_table polygons')
   polygons = jnp.asarray(polygons)
   if polygons.ndim < 2 or polygons.shape[-1] != 2:
-    raise ValueError(f'polygons must be [n, 2] or [..., P, n, 2], got '
-                     f'{polygons.shape}')
+    raise ValueError(
+        f'polygons must be [n, 2] or [..., P, n, 2], got ' f'{polygons.shape}'
+    )
   bins = _check_static_int('bins', bins, 2)
   _check_concrete('tau', tau, 0.0, np.inf, low_open=True)
   _check_concrete('alpha_max', alpha_max, 0.0, 1.0, low_open=True)
@@ -256,13 +269,15 @@ def tf_table(polygons, bins: int, tau=0.01, alpha_max=1.0, colors=None,
       raise ValueError(f'colors must be [..., P, 3] RGB, got {colors.shape}')
   else:
     intensity_colormap(colormap, bins)  # Fails early on an unknown name.
-  return _tf_table(polygons, tau, alpha_max, colors, bins, str(colormap),
-                   bool(hard))
+  return _tf_table(
+      polygons, tau, alpha_max, colors, bins, str(colormap), bool(hard)
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('bins', 'colormap', 'hard'))
-def _tf_table(polygons, tau, alpha_max, colors, bins: int, colormap: str,
-              hard: bool):
+def _tf_table(
+    polygons, tau, alpha_max, colors, bins: int, colormap: str, hard: bool
+):
   """[..., P, n, 2] -> [..., bins, bins, 4] (see tf_table)."""
   alphas = _opacity_table(polygons, tau, alpha_max, bins, hard)
   dtype = alphas.dtype  # [..., P, b, b]

@@ -46,21 +46,36 @@ def queries(data, idx) -> Tuple[jnp.ndarray, ...]:
   if use_table(s, a, idx.shape[0]):
     q_scene = jnp.repeat(jnp.arange(s), a)
     q_action = jnp.tile(jnp.arange(a), s)
-    return (q_scene, q_action, scene * a + data.left[idx],
-            scene * a + data.right[idx])
+    return (
+        q_scene,
+        q_action,
+        scene * a + data.left[idx],
+        scene * a + data.right[idx],
+    )
   b = idx.shape[0]
-  return (jnp.concatenate([scene, scene]),
-          jnp.concatenate([data.left[idx], data.right[idx]]),
-          jnp.arange(b), b + jnp.arange(b))
+  return (
+      jnp.concatenate([scene, scene]),
+      jnp.concatenate([data.left[idx], data.right[idx]]),
+      jnp.arange(b),
+      b + jnp.arange(b),
+  )
 
 
 def _score(model, params, z, data, q_scene, q_action):
-  return model_lib.score(model, params, z[q_scene],
-                         data.actions[q_scene, q_action])
+  return model_lib.score(
+      model, params, z[q_scene], data.actions[q_scene, q_action]
+  )
 
 
-def pair_rewards(model, params, data, idx, train: bool, rng=None,
-                 axis_name: Optional[str] = None):
+def pair_rewards(
+    model,
+    params,
+    data,
+    idx,
+    train: bool,
+    rng=None,
+    axis_name: Optional[str] = None,
+):
   """(r_left, r_right) [B] for the pairs idx [B], each JH encoded once.
 
   axis_name: inside ``shard_map``, the mesh axis whose devices split the
@@ -77,10 +92,12 @@ def pair_rewards(model, params, data, idx, train: bool, rng=None,
     pad = per * devices - num
     q_scene, q_action = (jnp.pad(q, (0, pad)) for q in (q_scene, q_action))
     start = jax.lax.axis_index(axis_name) * per
-    local = [jax.lax.dynamic_slice_in_dim(q, start, per)
-             for q in (q_scene, q_action)]
+    local = [
+        jax.lax.dynamic_slice_in_dim(q, start, per) for q in (q_scene, q_action)
+    ]
     r_local = _score(model, params, z, data, *local)
-    r_all = jax.lax.all_gather(jax.lax.stop_gradient(r_local), axis_name,
-                               tiled=True)
+    r_all = jax.lax.all_gather(
+        jax.lax.stop_gradient(r_local), axis_name, tiled=True
+    )
     r = jax.lax.dynamic_update_slice_in_dim(r_all, r_local, start, 0)[:num]
   return r[left], r[right]

@@ -25,19 +25,28 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
-def open_manager(directory: str, max_to_keep: int = 3,
-                 use_async: bool = False) -> ocp.CheckpointManager:
+def open_manager(
+    directory: str, max_to_keep: int = 3, use_async: bool = False
+) -> ocp.CheckpointManager:
   """A CheckpointManager keeping the last ``max_to_keep`` steps."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True,
-      enable_async_checkpointing=use_async)
+      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=use_async
+  )
   return ocp.CheckpointManager(
-      os.path.abspath(directory), options=options,
-      item_names=('params', 'opt_state', 'history', 'loss_params'))
+      os.path.abspath(directory),
+      options=options,
+      item_names=('params', 'opt_state', 'history', 'loss_params'),
+  )
 
 
-def save(mngr: ocp.CheckpointManager, epoch: int, params, opt_state,
-         history: dict, loss_params=None) -> None:
+def save(
+    mngr: ocp.CheckpointManager,
+    epoch: int,
+    params,
+    opt_state,
+    history: dict,
+    loss_params=None,
+) -> None:
   """Saves the state after ``epoch`` completed epochs.
 
   The arrays are copied to host numpy first: the train step donates its
@@ -45,28 +54,37 @@ def save(mngr: ocp.CheckpointManager, epoch: int, params, opt_state,
   the next step reuses.
   """
   params, opt_state, loss_params = jax.tree_util.tree_map(
-      np.array, (params, opt_state, loss_params or {}))
-  items = dict(params=ocp.args.StandardSave(params),
-               opt_state=ocp.args.StandardSave(opt_state),
-               history=ocp.args.JsonSave(history))
+      np.array, (params, opt_state, loss_params or {})
+  )
+  items = dict(
+      params=ocp.args.StandardSave(params),
+      opt_state=ocp.args.StandardSave(opt_state),
+      history=ocp.args.JsonSave(history),
+  )
   if loss_params:
     items['loss_params'] = ocp.args.StandardSave(loss_params)
   mngr.save(epoch, args=ocp.args.Composite(**items))
 
 
-def restore(mngr: ocp.CheckpointManager, epoch: int, params_like,
-            opt_state_like, loss_params_like=None
-            ) -> Tuple[Any, Any, Any, dict]:
+def restore(
+    mngr: ocp.CheckpointManager,
+    epoch: int,
+    params_like,
+    opt_state_like,
+    loss_params_like=None,
+) -> Tuple[Any, Any, Any, dict]:
   """Restores (params, opt_state, loss_params, history) into the structure
   of the *_like ({} loss_params when loss_params_like is empty)."""
   abstract = lambda t: jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t)
-  items = dict(params=ocp.args.StandardRestore(abstract(params_like)),
-               opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
-               history=ocp.args.JsonRestore())
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t
+  )
+  items = dict(
+      params=ocp.args.StandardRestore(abstract(params_like)),
+      opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
+      history=ocp.args.JsonRestore(),
+  )
   if loss_params_like:
-    items['loss_params'] = ocp.args.StandardRestore(
-        abstract(loss_params_like))
+    items['loss_params'] = ocp.args.StandardRestore(abstract(loss_params_like))
   out = mngr.restore(epoch, args=ocp.args.Composite(**items))
   loss_params = out['loss_params'] if loss_params_like else {}
   return out['params'], out['opt_state'], loss_params, out['history']
@@ -78,6 +96,7 @@ def load_params(directory: str, epoch: Optional[int] = None):
     step = mngr.latest_step() if epoch is None else epoch
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
-    out = mngr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore()))
+    out = mngr.restore(
+        step, args=ocp.args.Composite(params=ocp.args.StandardRestore())
+    )
   return out['params']

@@ -65,8 +65,12 @@ class PreferenceData:
   def select(self, idx) -> 'PreferenceData':
     """The same scenes and actions with only the pairs ``idx`` [P'] kept."""
     idx = np.asarray(idx)
-    return self.replace(scene=self.scene[idx], left=self.left[idx],
-                        right=self.right[idx], target=self.target[idx])
+    return self.replace(
+        scene=self.scene[idx],
+        left=self.left[idx],
+        right=self.right[idx],
+        target=self.target[idx],
+    )
 
 
 def is_tie(target) -> jnp.ndarray:
@@ -87,36 +91,43 @@ def validate(data: PreferenceData) -> PreferenceData:
   if num_actions.shape != (s,):
     raise ValueError(f'num_actions must be [S={s}], got {num_actions.shape}')
   if np.any(num_actions < 1) or np.any(num_actions > actions.shape[1]):
-    raise ValueError(f'num_actions must be in [1, {actions.shape[1]}], got '
-                     f'{num_actions}')
+    raise ValueError(
+        f'num_actions must be in [1, {actions.shape[1]}], got ' f'{num_actions}'
+    )
   if not (np.all(np.isfinite(jh)) and np.all(np.isfinite(actions))):
     raise ValueError('jh and actions must be finite')
-  scene, left, right, target = (np.asarray(v) for v in (
-      data.scene, data.left, data.right, data.target))
+  scene, left, right, target = (
+      np.asarray(v) for v in (data.scene, data.left, data.right, data.target)
+  )
   p = target.shape[0]
   for name, v in (('scene', scene), ('left', left), ('right', right)):
     if v.shape != (p,):
       raise ValueError(f'{name} must be [P={p}], got {v.shape}')
   if p and (scene.min() < 0 or scene.max() >= s):
-    raise ValueError(f'scene indices must be in [0, {s}), got '
-                     f'[{scene.min()}, {scene.max()}]')
+    raise ValueError(
+        f'scene indices must be in [0, {s}), got '
+        f'[{scene.min()}, {scene.max()}]'
+    )
   if p:
     count = num_actions[scene]
     for name, v in (('left', left), ('right', right)):
       bad = np.nonzero((v < 0) | (v >= count))[0]
       if bad.size:
         i = bad[0]
-        raise ValueError(f'pair {i}: {name} action {v[i]} out of range for '
-                         f'scene {scene[i]} with {count[i]} actions')
+        raise ValueError(
+            f'pair {i}: {name} action {v[i]} out of range for '
+            f'scene {scene[i]} with {count[i]} actions'
+        )
   if np.any(~np.isfinite(target)) or np.any((target < 0) | (target > 1)):
     raise ValueError('targets must be probabilities in [0, 1]')
   return data
 
 
-def from_examples(jh_by_scene: Sequence[np.ndarray],
-                  actions_by_scene: Sequence[np.ndarray],
-                  examples: Sequence[Tuple[int, int, int, float]]
-                  ) -> PreferenceData:
+def from_examples(
+    jh_by_scene: Sequence[np.ndarray],
+    actions_by_scene: Sequence[np.ndarray],
+    examples: Sequence[Tuple[int, int, int, float]],
+) -> PreferenceData:
   """Builds PreferenceData from plain lists.
 
   Args:
@@ -129,32 +140,41 @@ def from_examples(jh_by_scene: Sequence[np.ndarray],
     A validated PreferenceData (action sets zero-padded to max A_s).
   """
   if len(jh_by_scene) != len(actions_by_scene) or not jh_by_scene:
-    raise ValueError(f'need one action set per scene, got '
-                     f'{len(jh_by_scene)} JHs and {len(actions_by_scene)} '
-                     f'action sets')
+    raise ValueError(
+        f'need one action set per scene, got '
+        f'{len(jh_by_scene)} JHs and {len(actions_by_scene)} '
+        f'action sets'
+    )
   jh = np.stack([np.asarray(j, np.float32) for j in jh_by_scene])
   acts = [np.asarray(a, np.float32) for a in actions_by_scene]
   n_vertices = {a.shape[1:] for a in acts}
   if len(n_vertices) != 1 or any(a.ndim != 3 for a in acts):
-    raise ValueError(f'action sets must all be [A_s, n, 2] with the same n, '
-                     f'got {[a.shape for a in acts]}')
+    raise ValueError(
+        f'action sets must all be [A_s, n, 2] with the same n, '
+        f'got {[a.shape for a in acts]}'
+    )
   max_a = max(a.shape[0] for a in acts)
   actions = np.zeros((len(acts), max_a) + acts[0].shape[1:], np.float32)
   for i, a in enumerate(acts):
-    actions[i, :a.shape[0]] = a
+    actions[i, : a.shape[0]] = a
   ex = np.asarray(examples, np.float64).reshape(-1, 4)
   if np.any(ex[:, :3] != np.round(ex[:, :3])):
     raise ValueError('scene / left / right must be integers')
   data = PreferenceData(
-      jh=jh, actions=actions,
+      jh=jh,
+      actions=actions,
       num_actions=np.asarray([a.shape[0] for a in acts], np.int32),
-      scene=ex[:, 0].astype(np.int32), left=ex[:, 1].astype(np.int32),
-      right=ex[:, 2].astype(np.int32), target=ex[:, 3].astype(np.float32))
+      scene=ex[:, 0].astype(np.int32),
+      left=ex[:, 1].astype(np.int32),
+      right=ex[:, 2].astype(np.int32),
+      target=ex[:, 3].astype(np.float32),
+  )
   return validate(data)
 
 
-def split_pairs(data: PreferenceData, held_out_fraction: float, seed: int
-                ) -> Tuple[PreferenceData, PreferenceData]:
+def split_pairs(
+    data: PreferenceData, held_out_fraction: float, seed: int
+) -> Tuple[PreferenceData, PreferenceData]:
   """Deterministic train / held-out split of the pairs (scenes are shared).
 
   The permutation comes from ``np.random.default_rng(seed)`` so it does not
@@ -166,8 +186,9 @@ def split_pairs(data: PreferenceData, held_out_fraction: float, seed: int
     (train, held_out); held_out has round(fraction * count) pairs of each kind.
   """
   if not 0.0 <= held_out_fraction < 1.0:
-    raise ValueError(f'held_out_fraction must be in [0, 1), got '
-                     f'{held_out_fraction}')
+    raise ValueError(
+        f'held_out_fraction must be in [0, 1), got ' f'{held_out_fraction}'
+    )
   rng = np.random.default_rng(seed)
   tie = np.asarray(is_tie(np.asarray(data.target)))
   held = []
@@ -185,8 +206,9 @@ def num_batches(num_pairs: int, batch_size: int) -> int:
   return -(-num_pairs // batch_size)
 
 
-def epoch_batches(key: jax.Array, epoch, num_pairs: int, batch_size: int
-                  ) -> Tuple[jnp.ndarray, jnp.ndarray]:
+def epoch_batches(
+    key: jax.Array, epoch, num_pairs: int, batch_size: int
+) -> Tuple[jnp.ndarray, jnp.ndarray]:
   """The shuffled batches of one epoch; pure and jittable.
 
   The permutation is drawn from ``fold_in(key, epoch)`` only, so epoch e has
@@ -201,7 +223,10 @@ def epoch_batches(key: jax.Array, epoch, num_pairs: int, batch_size: int
   perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_pairs)
   pad = nb * batch_size - num_pairs
   idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)])
-  weight = jnp.concatenate([jnp.ones((num_pairs,), jnp.float32),
-                            jnp.zeros((pad,), jnp.float32)])
-  return (idx.reshape(nb, batch_size).astype(jnp.int32),
-          weight.reshape(nb, batch_size))
+  weight = jnp.concatenate(
+      [jnp.ones((num_pairs,), jnp.float32), jnp.zeros((pad,), jnp.float32)]
+  )
+  return (
+      idx.reshape(nb, batch_size).astype(jnp.int32),
+      weight.reshape(nb, batch_size),
+  )

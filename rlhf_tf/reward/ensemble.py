@@ -32,18 +32,23 @@ REFERENCE_SEED = 20240613  # the reference set's key: fixed, not a run seed
 MIN_STD = 1e-6  # a seed constant over the reference set: no scale to divide
 
 
-def reference_actions(n_vertices: int, num: int = 256,
-                      seed: int = REFERENCE_SEED) -> np.ndarray:
+def reference_actions(
+    n_vertices: int, num: int = 256, seed: int = REFERENCE_SEED
+) -> np.ndarray:
   """The fixed reference set: ``num`` random actions [R, n, 2]."""
-  return np.asarray(polygon_lib.random_actions(jax.random.key(seed), num,
-                                               n_vertices))
+  return np.asarray(
+      polygon_lib.random_actions(jax.random.key(seed), num, n_vertices)
+  )
 
 
 def standardise(rewards, reference):
   """z-scores of rewards [..., S, N] against reference rewards [..., S, R]
   of the same seeds (module docstring); numpy or jax arrays."""
-  xp = jnp if isinstance(rewards, jax.Array) or isinstance(
-      reference, jax.Array) else np
+  xp = (
+      jnp
+      if isinstance(rewards, jax.Array) or isinstance(reference, jax.Array)
+      else np
+  )
   mean = xp.mean(reference, axis=-1, keepdims=True)
   std = xp.std(reference, axis=-1, keepdims=True)
   return (rewards - mean) / xp.maximum(std, MIN_STD)
@@ -52,12 +57,14 @@ def standardise(rewards, reference):
 def reference_stats(rewards_ref) -> dict:
   """Per-seed mean and std [S] of reference rewards [S, R] (for records)."""
   r = np.asarray(rewards_ref, np.float64)
-  return dict(mean=r.mean(-1).round(6).tolist(),
-              std=r.std(-1).round(6).tolist())
+  return dict(
+      mean=r.mean(-1).round(6).tolist(), std=r.std(-1).round(6).tolist()
+  )
 
 
-def standardised_ensemble_fn(model: model_lib.RewardModel, stacked_params,
-                             reference) -> Callable:
+def standardised_ensemble_fn(
+    model: model_lib.RewardModel, stacked_params, reference
+) -> Callable:
   """A jittable (jh [B, B], actions [N, n, 2]) -> z [S, N] over the S seeds
   of ``stacked_params`` (a leading seed axis), against ``reference``
   [R, n, 2]; the JH is encoded once per seed and call."""
@@ -65,11 +72,15 @@ def standardised_ensemble_fn(model: model_lib.RewardModel, stacked_params,
 
   def one_seed(params, jh, actions):
     z = model_lib.encode(model, params, jh)
-    return (model_lib.score(model, params, z, actions),
-            model_lib.score(model, params, z, reference))
+    return (
+        model_lib.score(model, params, z, actions),
+        model_lib.score(model, params, z, reference),
+    )
 
   def rewards(jh, actions):
-    r, ref = jax.vmap(one_seed, in_axes=(0, None, None))(stacked_params, jh,
-                                                         actions)
+    r, ref = jax.vmap(one_seed, in_axes=(0, None, None))(
+        stacked_params, jh, actions
+    )
     return standardise(r, ref)
+
   return rewards

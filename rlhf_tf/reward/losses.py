@@ -34,8 +34,11 @@ def _weights(target, weight):
 def _safe_mean(values, mask):
   """sum(mask * values) / sum(mask), and 0 (zero gradient) if sum(mask) = 0."""
   total = jnp.sum(mask)
-  return jnp.sum(jnp.where(mask > 0, values, 0.0) * mask) / jnp.maximum(
-      total, 1e-12) * (total > 0)
+  return (
+      jnp.sum(jnp.where(mask > 0, values, 0.0) * mask)
+      / jnp.maximum(total, 1e-12)
+      * (total > 0)
+  )
 
 
 def decisive_mask(target, weight=None):
@@ -75,8 +78,9 @@ def loss_nll(r_left, r_right, target, weight=None):
   """
   d = r_left - r_right
   chosen_d = jnp.where(target > 0.5, d, -d)
-  return -_safe_mean(jax.nn.log_sigmoid(chosen_d),
-                     decisive_mask(target, weight))
+  return -_safe_mean(
+      jax.nn.log_sigmoid(chosen_d), decisive_mask(target, weight)
+  )
 
 
 def log_softplus(x):
@@ -90,8 +94,9 @@ def log_softplus(x):
   small = x < -15.0
   x_big = jnp.where(small, 0.0, x)
   x_small = jnp.where(small, x, -15.0)
-  return jnp.where(small, x_small - 0.5 * jnp.exp(x_small),
-                   jnp.log(jax.nn.softplus(x_big)))
+  return jnp.where(
+      small, x_small - 0.5 * jnp.exp(x_small), jnp.log(jax.nn.softplus(x_big))
+  )
 
 
 def tie_nu(tie_raw):
@@ -143,13 +148,17 @@ def loss_davidson(r_left, r_right, target, weight=None, *, tie_raw):
     scalar loss (0 if all weights are 0).
   """
   log_left, log_right, log_tie = davidson_log_probs(r_left - r_right, tie_raw)
-  ll = jnp.where(target == 0.5, log_tie,
-                 target * log_left + (1 - target) * log_right)
+  ll = jnp.where(
+      target == 0.5, log_tie, target * log_left + (1 - target) * log_right
+  )
   return -_safe_mean(ll, _weights(target, weight))
 
 
-LOSSES: Dict[str, Callable] = {'ce': loss_ce, 'nll': loss_nll,
-                               'davidson': loss_davidson}
+LOSSES: Dict[str, Callable] = {
+    'ce': loss_ce,
+    'nll': loss_nll,
+    'davidson': loss_davidson,
+}
 
 # Initial learned loss parameters: softplus(0.0) = log 2, P(tie | d = 0)
 # = 0.26, between the paper's tie rates (10-20 %) and 1/3.
@@ -169,8 +178,9 @@ def initial_loss_params(name: str) -> Dict[str, jnp.ndarray]:
   return {k: jnp.float32(v) for k, v in _INITIAL_LOSS_PARAMS[name].items()}
 
 
-def metrics(r_left, r_right, target, weight=None, tie_raw=None
-            ) -> Dict[str, jnp.ndarray]:
+def metrics(
+    r_left, r_right, target, weight=None, tie_raw=None
+) -> Dict[str, jnp.ndarray]:
   """Evaluation metrics of a set of pairs (all scalars).
 
   - ce, nll: the two losses (eq. 4, eq. 5).
@@ -193,8 +203,11 @@ def metrics(r_left, r_right, target, weight=None, tie_raw=None
   nan = jnp.float32(jnp.nan)
 
   def mean_or_nan(v, m, n):
-    return jnp.where(n > 0, jnp.sum(jnp.where(m > 0, v, 0.0) * m)
-                     / jnp.maximum(n, 1e-12), nan)
+    return jnp.where(
+        n > 0,
+        jnp.sum(jnp.where(m > 0, v, 0.0) * m) / jnp.maximum(n, 1e-12),
+        nan,
+    )
 
   tie_ll = 0.5 * jax.nn.log_sigmoid(d) + 0.5 * jax.nn.log_sigmoid(-d)
   out = {
@@ -208,10 +221,12 @@ def metrics(r_left, r_right, target, weight=None, tie_raw=None
   }
   if tie_raw is not None:
     nu = tie_nu(tie_raw)
-    out['davidson'] = loss_davidson(r_left, r_right, target, weight,
-                                    tie_raw=tie_raw)
+    out['davidson'] = loss_davidson(
+        r_left, r_right, target, weight, tie_raw=tie_raw
+    )
     out['davidson_tie_loglik'] = mean_or_nan(
-        davidson_log_probs(d, tie_raw)[2], tie, n_tie)
+        davidson_log_probs(d, tie_raw)[2], tie, n_tie
+    )
     out['tie_nu'] = nu
     out['tie_prob_at_equal'] = nu / (2.0 + nu)
   return out

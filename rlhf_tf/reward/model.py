@@ -62,15 +62,25 @@ from rlhf_tf.render import transfer_function
 def default_config() -> ml_collections.ConfigDict:
   """``config.model``: the sizes of the module docstring (351,649 parameters
   for a 256-bin JH); ``model_from_config`` builds the model from it."""
-  return ml_collections.ConfigDict(dict(
-      conv_features=(16, 32, 32), kernel=5, strides=(4, 2, 2),
-      input_pool=2, readout_pool=2, action_features=(64, 512),
-      hidden=(256, 64), dropout=0.5, n_vertices=4, coverage_grid=0,
-      coverage_features=3, coverage_tau=0.02))
+  return ml_collections.ConfigDict(
+      dict(
+          conv_features=(16, 32, 32),
+          kernel=5,
+          strides=(4, 2, 2),
+          input_pool=2,
+          readout_pool=2,
+          action_features=(64, 512),
+          hidden=(256, 64),
+          dropout=0.5,
+          n_vertices=4,
+          coverage_grid=0,
+          coverage_features=3,
+          coverage_tau=0.02,
+      )
+  )
 
 
-def coverage_mask(actions: jnp.ndarray, grid: int, tau: float
-                  ) -> jnp.ndarray:
+def coverage_mask(actions: jnp.ndarray, grid: int, tau: float) -> jnp.ndarray:
   """Soft indicator [..., G, G] of polygons [..., n, 2] at the centres of a
   G x G grid over the JH ([row = y, col = x]): sigmoid(signed distance /
   tau), differentiable in the vertices (finite gradients everywhere)."""
@@ -102,27 +112,41 @@ class RewardModel(nn.Module):
 
   def setup(self):
     if len(self.strides) != len(self.conv_features):
-      raise ValueError(f'need one stride per conv layer, got strides '
-                       f'{self.strides} for features {self.conv_features}')
+      raise ValueError(
+          f'need one stride per conv layer, got strides '
+          f'{self.strides} for features {self.conv_features}'
+      )
     if not self.hidden or not self.action_features:
       raise ValueError('hidden and action_features must be non-empty')
     self.convs = [
-        nn.Conv(f, (self.kernel, self.kernel), strides=(s, s),
-                padding='SAME', name=f'conv_{i}')
-        for i, (f, s) in enumerate(zip(self.conv_features, self.strides))]
+        nn.Conv(
+            f,
+            (self.kernel, self.kernel),
+            strides=(s, s),
+            padding='SAME',
+            name=f'conv_{i}',
+        )
+        for i, (f, s) in enumerate(zip(self.conv_features, self.strides))
+    ]
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
     self.fuse_image = nn.Dense(self.hidden[0], name='fuse_image')
-    self.action_layers = [nn.Dense(f, name=f'action_{i}')
-                          for i, f in enumerate(self.action_features)]
-    self.fuse_action = nn.Dense(self.hidden[0], use_bias=False,
-                                name='fuse_action')
-    self.hidden_layers = [nn.Dense(h, name=f'hidden_{i + 1}')
-                          for i, h in enumerate(self.hidden[1:])]
+    self.action_layers = [
+        nn.Dense(f, name=f'action_{i}')
+        for i, f in enumerate(self.action_features)
+    ]
+    self.fuse_action = nn.Dense(
+        self.hidden[0], use_bias=False, name='fuse_action'
+    )
+    self.hidden_layers = [
+        nn.Dense(h, name=f'hidden_{i + 1}')
+        for i, h in enumerate(self.hidden[1:])
+    ]
     self.head = nn.Dense(1, name='head')
     if self.coverage_grid:
-      self.coverage_conv = nn.Conv(self.coverage_features, (3, 3),
-                                   padding='SAME', name='coverage_conv')
+      self.coverage_conv = nn.Conv(
+          self.coverage_features, (3, 3), padding='SAME', name='coverage_conv'
+      )
 
   def _dropout_keep_masks(self, n: int, h: int, w: int):
     """Bernoulli(1 - p) keep masks [n, h_i, w_i, c_i] of all conv layers.
@@ -136,11 +160,12 @@ class RewardModel(nn.Module):
       h, w = -(-h // s), -(-w // s)  # SAME padding
       shapes.append((h, w, f))
     sizes = [math.prod(shape) for shape in shapes]
-    keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - self.dropout,
-                                (n, sum(sizes)))
+    keep = jax.random.bernoulli(
+        self.make_rng('dropout'), 1.0 - self.dropout, (n, sum(sizes))
+    )
     masks, offset = [], 0
     for shape, size in zip(shapes, sizes):
-      masks.append(keep[:, offset:offset + size].reshape((n,) + shape))
+      masks.append(keep[:, offset : offset + size].reshape((n,) + shape))
       offset += size
     return masks
 
@@ -177,8 +202,9 @@ class RewardModel(nn.Module):
     z = self.fuse_image(self.image_features(jh, train))
     if not self.coverage_grid:
       return z
-    return jnp.concatenate([z, self.coverage_maps(jh).reshape(
-        z.shape[:-1] + (-1,))], axis=-1)
+    return jnp.concatenate(
+        [z, self.coverage_maps(jh).reshape(z.shape[:-1] + (-1,))], axis=-1
+    )
 
   def coverage_maps(self, jh: jnp.ndarray) -> jnp.ndarray:
     """JH [..., B, B] -> maps [..., G, G, 1 + coverage_features]: the JH
@@ -207,16 +233,22 @@ class RewardModel(nn.Module):
     Deterministic: no dropout after the encoder.
     """
     if actions.shape[-2:] != (self.n_vertices, 2):
-      raise ValueError(f'actions must be [..., {self.n_vertices}, 2], got '
-                       f'{actions.shape}')
+      raise ValueError(
+          f'actions must be [..., {self.n_vertices}, 2], got '
+          f'{actions.shape}'
+      )
     g = 2.0 * actions.reshape(actions.shape[:-2] + (-1,)) - 1.0  # [-1, 1]
     if self.coverage_grid:
       z, c = self.coverage(z, actions)
       # Mean JH values run ~0.1: scaled to the coordinates' size.
       lead = jnp.broadcast_shapes(g.shape[:-1], c.shape[:-1])
-      g = jnp.concatenate([jnp.broadcast_to(g, lead + g.shape[-1:]),
-                           jnp.broadcast_to(4.0 * c, lead + c.shape[-1:])],
-                          axis=-1)
+      g = jnp.concatenate(
+          [
+              jnp.broadcast_to(g, lead + g.shape[-1:]),
+              jnp.broadcast_to(4.0 * c, lead + c.shape[-1:]),
+          ],
+          axis=-1,
+      )
     for layer in self.action_layers:
       g = nn.relu(layer(g))
     h = nn.relu(z + self.fuse_action(g))
@@ -224,8 +256,9 @@ class RewardModel(nn.Module):
       h = nn.relu(layer(h))
     return self.head(h)[..., 0]
 
-  def __call__(self, jh: jnp.ndarray, actions: jnp.ndarray,
-               train: bool = False) -> jnp.ndarray:
+  def __call__(
+      self, jh: jnp.ndarray, actions: jnp.ndarray, train: bool = False
+  ) -> jnp.ndarray:
     """r(JH, a) for one JH [B, B] and actions [N, n, 2] -> [N] (eq. 3 input)."""
     return self.score(self.encode_jh(jh, train), actions)
 
@@ -235,14 +268,18 @@ def model_from_config(m: ml_collections.ConfigDict) -> RewardModel:
   module is hashable and a static jit argument)."""
   return RewardModel(
       conv_features=tuple(int(f) for f in m.conv_features),
-      kernel=int(m.kernel), strides=tuple(int(s) for s in m.strides),
-      input_pool=int(m.input_pool), readout_pool=int(m.readout_pool),
+      kernel=int(m.kernel),
+      strides=tuple(int(s) for s in m.strides),
+      input_pool=int(m.input_pool),
+      readout_pool=int(m.readout_pool),
       action_features=tuple(int(f) for f in m.action_features),
-      hidden=tuple(int(h) for h in m.hidden), dropout=float(m.dropout),
+      hidden=tuple(int(h) for h in m.hidden),
+      dropout=float(m.dropout),
       n_vertices=int(m.n_vertices),
       coverage_grid=int(m.get('coverage_grid', 0)),
       coverage_features=int(m.get('coverage_features', 3)),
-      coverage_tau=float(m.get('coverage_tau', 0.02)))
+      coverage_tau=float(m.get('coverage_tau', 0.02)),
+  )
 
 
 def init_params(model: RewardModel, key: jax.Array, bins: int) -> dict:
@@ -257,10 +294,13 @@ def init_params(model: RewardModel, key: jax.Array, bins: int) -> dict:
   """
   jh = jnp.zeros((bins, bins), jnp.float32)
   actions = jnp.zeros((1, model.n_vertices, 2), jnp.float32)
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jh, actions))['params']
-  fused_in = (shapes['fuse_image']['kernel'].shape[0]
-              + shapes['fuse_action']['kernel'].shape[0])
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jh, actions))[
+      'params'
+  ]
+  fused_in = (
+      shapes['fuse_image']['kernel'].shape[0]
+      + shapes['fuse_action']['kernel'].shape[0]
+  )
 
   def fan_in(layer: str, leaves) -> int:
     if layer in ('fuse_image', 'fuse_action'):
@@ -275,26 +315,32 @@ def init_params(model: RewardModel, key: jax.Array, bins: int) -> dict:
     layer = path[0].key
     size = math.prod(leaf.shape)
     bound = 1.0 / math.sqrt(fan_in(layer, shapes[layer]))
-    out.append((u[offset:offset + size] * bound).reshape(leaf.shape))
+    out.append((u[offset : offset + size] * bound).reshape(leaf.shape))
     offset += size
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def encode(model: RewardModel, params, jh: jnp.ndarray, train: bool = False,
-           rng: Optional[jax.Array] = None) -> jnp.ndarray:
+def encode(
+    model: RewardModel,
+    params,
+    jh: jnp.ndarray,
+    train: bool = False,
+    rng: Optional[jax.Array] = None,
+) -> jnp.ndarray:
   """Functional encode_jh: jh [..., B, B] -> z [..., hidden[0]]."""
   if train and rng is None:
     raise ValueError('training mode needs a dropout rng')
   rngs = {'dropout': rng} if train else {}
-  return model.apply({'params': params}, jh, train,
-                     method=RewardModel.encode_jh, rngs=rngs)
+  return model.apply(
+      {'params': params}, jh, train, method=RewardModel.encode_jh, rngs=rngs
+  )
 
 
-def score(model: RewardModel, params, z: jnp.ndarray, actions: jnp.ndarray
-          ) -> jnp.ndarray:
+def score(
+    model: RewardModel, params, z: jnp.ndarray, actions: jnp.ndarray
+) -> jnp.ndarray:
   """Functional score: z [..., H], actions [..., n, 2] -> rewards [...]."""
-  return model.apply({'params': params}, z, actions,
-                     method=RewardModel.score)
+  return model.apply({'params': params}, z, actions, method=RewardModel.score)
 
 
 def image_feature_size(model: RewardModel, bins: int) -> int:

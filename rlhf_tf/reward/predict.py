@@ -27,11 +27,13 @@ from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import model as model_lib
 
 
-def load_params(workdir: str, loss_name: str, seed_index: int,
-                epoch: Optional[int] = None) -> dict:
+def load_params(
+    workdir: str, loss_name: str, seed_index: int, epoch: Optional[int] = None
+) -> dict:
   """Parameters of one run from its job's checkpoints (default: latest)."""
   stacked = checkpointing.load_params(
-      os.path.join(workdir, loss_name, 'checkpoints'), epoch)
+      os.path.join(workdir, loss_name, 'checkpoints'), epoch
+  )
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x[seed_index]), stacked)
 
 
@@ -43,16 +45,20 @@ def _selected_runs(workdir: str) -> dict:
 def load_selected_params(workdir: str) -> dict:
   """{loss: parameters of the run its selection rule picked} of a
   training workdir (train.py's summary.json)."""
-  return {loss: load_params(workdir, loss, sel['seed'])
-          for loss, sel in _selected_runs(workdir).items()}
+  return {
+      loss: load_params(workdir, loss, sel['seed'])
+      for loss, sel in _selected_runs(workdir).items()
+  }
 
 
 def selected_tie_nus(workdir: str) -> dict:
   """{loss: learned tie parameter nu} of the selected runs of the losses
   that learn one (L_D)."""
-  return {loss: sel['final']['tie_nu']
-          for loss, sel in _selected_runs(workdir).items()
-          if sel['final'].get('tie_nu') is not None}
+  return {
+      loss: sel['final']['tie_nu']
+      for loss, sel in _selected_runs(workdir).items()
+      if sel['final'].get('tie_nu') is not None
+  }
 
 
 def load_every_run(workdir: str) -> tuple[dict, dict]:
@@ -80,8 +86,7 @@ def _score_chunk(params, z, actions, *, model):
   return model_lib.score(model, params, z, actions)
 
 
-def predict_rewards(params, config, jh, actions, chunk_size=None
-                    ) -> np.ndarray:
+def predict_rewards(params, config, jh, actions, chunk_size=None) -> np.ndarray:
   """Eval-mode rewards r(JH, a) [N] for jh [B, B] and actions [N, n, 2].
 
   The JH is encoded once; actions are scored in chunks of ``chunk_size``
@@ -92,30 +97,44 @@ def predict_rewards(params, config, jh, actions, chunk_size=None
   chunk = int(chunk_size or config.predict_chunk)
   actions = np.asarray(actions, np.float32)
   if np.ndim(jh) != 2 or actions.ndim != 3:
-    raise ValueError(f'need jh [B, B] and actions [N, n, 2], got '
-                     f'{np.shape(jh)} and {actions.shape}')
+    raise ValueError(
+        f'need jh [B, B] and actions [N, n, 2], got '
+        f'{np.shape(jh)} and {actions.shape}'
+    )
   n = actions.shape[0]
   z = _encode_eval(params, jnp.asarray(jh, jnp.float32), model=model)
   out = []
   for start in range(0, n, chunk):
-    part = actions[start:start + chunk]
+    part = actions[start : start + chunk]
     pad = chunk - part.shape[0]
     if pad:
-      part = np.concatenate([part, np.zeros((pad,) + part.shape[1:],
-                                            np.float32)])
-    out.append(np.asarray(_score_chunk(params, z, jnp.asarray(part),
-                                       model=model))[:chunk - pad])
+      part = np.concatenate(
+          [part, np.zeros((pad,) + part.shape[1:], np.float32)]
+      )
+    out.append(
+        np.asarray(_score_chunk(params, z, jnp.asarray(part), model=model))[
+            : chunk - pad
+        ]
+    )
   return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def every_seed_rewards(stacked_params, config, jh, actions,
-                       chunk_size=None) -> np.ndarray:
+def every_seed_rewards(
+    stacked_params, config, jh, actions, chunk_size=None
+) -> np.ndarray:
   """Eval-mode rewards [S, N] of actions [N, n, 2] on jh [B, B] under every
   seed of ``stacked_params`` (leading axis = seed, as checkpointed), one
   seed at a time with ``predict_rewards``."""
   num_seeds = int(jax.tree_util.tree_leaves(stacked_params)[0].shape[0])
-  return np.stack([
-      predict_rewards(jax.tree_util.tree_map(lambda x, s=s: x[s],
-                                             stacked_params),
-                      config, jh, actions, chunk_size)
-      for s in range(num_seeds)])
+  return np.stack(
+      [
+          predict_rewards(
+              jax.tree_util.tree_map(lambda x, s=s: x[s], stacked_params),
+              config,
+              jh,
+              actions,
+              chunk_size,
+          )
+          for s in range(num_seeds)
+      ]
+  )

@@ -52,8 +52,8 @@ def read_scalars(event_dir: str) -> List[tuple]:
       data = f.read()
     pos = 0
     while pos + 12 <= len(data):
-      (length,) = struct.unpack('<Q', data[pos:pos + 8])
-      payload = data[pos + 12:pos + 12 + length]
+      (length,) = struct.unpack('<Q', data[pos : pos + 8])
+      payload = data[pos + 12 : pos + 12 + length]
       pos += 12 + length + 4
       event = event_pb2.Event()
       event.ParseFromString(payload)

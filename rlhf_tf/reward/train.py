@@ -48,16 +48,17 @@ import numpy as np
 
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import checkpointing, tensorboard
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import losses as losses_lib
 from rlhf_tf.reward import model as model_lib
-from rlhf_tf.reward import tensorboard
-from rlhf_tf.reward.train_step import TrainState
-from rlhf_tf.reward.train_step import evaluate
-from rlhf_tf.reward.train_step import init_states
-from rlhf_tf.reward.train_step import seed_keys
-from rlhf_tf.reward.train_step import train_epoch
+from rlhf_tf.reward.train_step import (
+    evaluate,
+    init_states,
+    seed_keys,
+    train_epoch,
+    TrainState,
+)
 
 SELECTION_RULES = ('paper', 'heldout_accuracy')
 
@@ -88,8 +89,15 @@ def default_config() -> ml_collections.ConfigDict:
 
 def _fingerprint(config, data: data_lib.PreferenceData) -> str:
   c = config.to_dict()
-  for k in ('num_epochs', 'losses', 'checkpoint_every_epochs', 'max_to_keep',
-            'async_checkpointing', 'predict_chunk', 'selection'):
+  for k in (
+      'num_epochs',
+      'losses',
+      'checkpoint_every_epochs',
+      'max_to_keep',
+      'async_checkpointing',
+      'predict_chunk',
+      'selection',
+  ):
     c.pop(k, None)
   h = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode())
   for leaf in jax.tree_util.tree_leaves(data):
@@ -121,11 +129,21 @@ def _check_finite(losses, loss_name, epoch, steps_before):
     k, b = bad[0]
     raise FloatingPointError(
         f'non-finite {loss_name} training loss {losses[k, b]} at epoch '
-        f'{epoch + 1}, step {steps_before + b + 1} (seed index {k})')
+        f'{epoch + 1}, step {steps_before + b + 1} (seed index {k})'
+    )
 
 
-def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
-                    held_data, mesh=None) -> List[List[dict]]:
+def _train_one_loss(
+    config,
+    workdir,
+    loss_name,
+    model,
+    lr,
+    keys,
+    train_data,
+    held_data,
+    mesh=None,
+) -> List[List[dict]]:
   """Trains/resumes all seeds of one loss; returns per-seed metric rows."""
   root = os.path.join(workdir, loss_name)
   meta_path = os.path.join(root, 'run_meta.json')
@@ -136,52 +154,85 @@ def _train_one_loss(config, workdir, loss_name, model, lr, keys, train_data,
     if os.path.exists(meta_path):
       with open(meta_path) as f:
         if json.load(f)['fingerprint'] != fp:
-          raise ValueError(f'{root} holds a run with another config or '
-                           f'data; use a fresh workdir')
+          raise ValueError(
+              f'{root} holds a run with another config or '
+              f'data; use a fresh workdir'
+          )
     elif distributed.is_primary():
       os.makedirs(root, exist_ok=True)
       with open(meta_path, 'w') as f:
         json.dump({'fingerprint': fp}, f)
   seeds = int(config.num_seeds)
   nb = data_lib.num_batches(train_data.num_pairs, int(config.batch_size))
-  init = init_states(keys, losses_lib.initial_loss_params(loss_name),
-                     model=model, bins=train_data.bins)
+  init = init_states(
+      keys,
+      losses_lib.initial_loss_params(loss_name),
+      model=model,
+      bins=train_data.bins,
+  )
   # A copy: train_step donates its input buffers, and resuming reads init.
   states = _on_mesh(jax.tree_util.tree_map(jnp.copy, init), mesh)
   history, start = {f'seed_{k}': [] for k in range(seeds)}, 0
   with checkpointing.open_manager(
-      os.path.join(root, 'checkpoints'), int(config.max_to_keep),
-      bool(config.async_checkpointing)) as mngr:
+      os.path.join(root, 'checkpoints'),
+      int(config.max_to_keep),
+      bool(config.async_checkpointing),
+  ) as mngr:
     latest = mngr.latest_step()
     if latest is not None:
       params, opt_state, loss_params, history = checkpointing.restore(
-          mngr, latest, init.params, init.opt_state, init.loss_params)
+          mngr, latest, init.params, init.opt_state, init.loss_params
+      )
       start = int(latest)
       if start > int(config.num_epochs):
-        raise ValueError(f'{root} already holds {start} epochs > num_epochs '
-                         f'= {config.num_epochs}')
+        raise ValueError(
+            f'{root} already holds {start} epochs > num_epochs '
+            f'= {config.num_epochs}'
+        )
       _write_all_metrics(root, history)  # drop lines of unsaved epochs
-      states = _on_mesh(TrainState(
-          step=jnp.full((seeds,), start * nb, jnp.int32), params=params,
-          opt_state=opt_state, loss_params=loss_params), mesh)
+      states = _on_mesh(
+          TrainState(
+              step=jnp.full((seeds,), start * nb, jnp.int32),
+              params=params,
+              opt_state=opt_state,
+              loss_params=loss_params,
+          ),
+          mesh,
+      )
       logging.info('%s: resumed from epoch %d', root, start)
     for epoch in range(start, int(config.num_epochs)):
       states, step_losses, counts = train_epoch(
-          states, keys, epoch, train_data, model=model, learning_rate=lr,
-          loss_name=loss_name, batch_size=int(config.batch_size), mesh=mesh)
+          states,
+          keys,
+          epoch,
+          train_data,
+          model=model,
+          learning_rate=lr,
+          loss_name=loss_name,
+          batch_size=int(config.batch_size),
+          mesh=mesh,
+      )
       _check_finite(step_losses, loss_name, epoch, epoch * nb)
-      rows = _epoch_rows(states, step_losses, counts, train_data,
-                         held_data, model, epoch, nb)
+      rows = _epoch_rows(
+          states, step_losses, counts, train_data, held_data, model, epoch, nb
+      )
       for k, row in enumerate(rows):
         history[f'seed_{k}'].append(row)
       done = epoch + 1
-      if (done % int(config.checkpoint_every_epochs) == 0
-          or done == int(config.num_epochs)):
+      if done % int(config.checkpoint_every_epochs) == 0 or done == int(
+          config.num_epochs
+      ):
         # Metrics first, then the checkpoint: after a kill the files are
         # rewritten from the checkpoint's history, so they always agree.
         _write_all_metrics(root, history)
-        checkpointing.save(mngr, done, states.params, states.opt_state,
-                           history, states.loss_params)
+        checkpointing.save(
+            mngr,
+            done,
+            states.params,
+            states.opt_state,
+            history,
+            states.loss_params,
+        )
     mngr.wait_until_finished()
   _write_all_metrics(root, history)
   if distributed.is_primary():
@@ -197,21 +248,29 @@ def _write_all_metrics(root, history):
     _write_metrics(os.path.join(root, name, 'metrics.jsonl'), rows)
 
 
-def _epoch_rows(states, step_losses, counts, train_data, held_data, model,
-                epoch, nb) -> List[dict]:
+def _epoch_rows(
+    states, step_losses, counts, train_data, held_data, model, epoch, nb
+) -> List[dict]:
   step_losses, counts = np.asarray(step_losses), np.asarray(counts)
   train_loss = (step_losses * counts).sum(1) / counts.sum(1)
-  evals = {'train': evaluate(states.params, train_data, states.loss_params,
-                             model=model)}
+  evals = {
+      'train': evaluate(
+          states.params, train_data, states.loss_params, model=model
+      )
+  }
   if held_data is not None:
-    evals['heldout'] = evaluate(states.params, held_data, states.loss_params,
-                                model=model)
+    evals['heldout'] = evaluate(
+        states.params, held_data, states.loss_params, model=model
+    )
   rows = []
   for k in range(step_losses.shape[0]):
     # train_loss: the training objective with dropout, averaged over the
     # epoch's batches weighted by their number of pairs.
-    row = {'epoch': epoch + 1, 'step': (epoch + 1) * nb,
-           'train_loss': _jsonable(train_loss[k])}
+    row = {
+        'epoch': epoch + 1,
+        'step': (epoch + 1) * nb,
+        'train_loss': _jsonable(train_loss[k]),
+    }
     for prefix, m in evals.items():
       for name, v in m.items():
         if name.startswith(('reward_', 'tie_nu', 'tie_prob')):  # per run
@@ -242,20 +301,22 @@ def select_run(rows_by_seed: List[List[dict]], rule: str) -> int:
     raise ValueError(f'unknown selection {rule!r}; one of {SELECTION_RULES}')
   finals = [rows[-1].get(key) for rows in rows_by_seed]
   if any(v is None for v in finals):
-    raise ValueError(f'selection {rule!r} needs {key} in every run (a '
-                     f'held-out split for heldout_accuracy), got {finals}')
+    raise ValueError(
+        f'selection {rule!r} needs {key} in every run (a '
+        f'held-out split for heldout_accuracy), got {finals}'
+    )
   return int(np.argmax(finals))
 
 
-def heldout_split(config: ml_collections.ConfigDict,
-                  data: data_lib.PreferenceData
-                  ) -> tuple[data_lib.PreferenceData,
-                             data_lib.PreferenceData | None]:
+def heldout_split(
+    config: ml_collections.ConfigDict, data: data_lib.PreferenceData
+) -> tuple[data_lib.PreferenceData, data_lib.PreferenceData | None]:
   """(train, held-out or None) pairs of ``data``: the one split every run and
   the evaluation use (``config.held_out_fraction``, ``config.split_seed``)."""
   if float(config.held_out_fraction) > 0:
-    return data_lib.split_pairs(data, float(config.held_out_fraction),
-                                int(config.split_seed))
+    return data_lib.split_pairs(
+        data, float(config.held_out_fraction), int(config.split_seed)
+    )
   return data, None
 
 
@@ -270,15 +331,20 @@ def _on_mesh(tree, mesh):
 def _replicate_leaf(x, mesh):
   """One leaf replicated from its host value; a typed PRNG key (no numpy
   form) travels as its key data and is wrapped again with its own impl."""
-  if (isinstance(x, jax.Array)
-      and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)):
+  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+      x.dtype, jax.dtypes.prng_key
+  ):
     data = mesh_lib.replicate(np.asarray(jax.random.key_data(x)), mesh)
     return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
   return mesh_lib.replicate(np.asarray(x), mesh)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       data: data_lib.PreferenceData, mesh=None) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    data: data_lib.PreferenceData,
+    mesh=None,
+) -> dict:
   """Trains every loss x seed (resuming from checkpoints), writes summary.json.
 
   mesh: optional jax.sharding.Mesh: every step data-parallel over its 'data'
@@ -298,34 +364,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   data = data_lib.validate(data)
   model = model_lib.model_from_config(config.model)
   if data.num_vertices != model.n_vertices:
-    raise ValueError(f'data has {data.num_vertices}-vertex actions, config '
-                     f'model.n_vertices = {model.n_vertices}')
+    raise ValueError(
+        f'data has {data.num_vertices}-vertex actions, config '
+        f'model.n_vertices = {model.n_vertices}'
+    )
   train_np, held_np = heldout_split(config, data)
   to_jax = lambda d: jax.tree_util.tree_map(jnp.asarray, d)
   if mesh_lib.data_size(mesh) == 1:
     mesh = None
   train_data = _on_mesh(to_jax(train_np), mesh)
-  held_data = (_on_mesh(to_jax(held_np), mesh) if held_np is not None
-               else None)
+  held_data = _on_mesh(to_jax(held_np), mesh) if held_np is not None else None
   if train_data.num_pairs == 0:
     raise ValueError('no training pairs')
   lr = float(config.learning_rate)
   keys = _on_mesh(seed_keys(config), mesh)
-  summary = {'selection': config.selection,
-             'num_train_pairs': train_data.num_pairs,
-             'num_heldout_pairs': 0 if held_data is None
-             else held_data.num_pairs,
-             'runs': {}, 'selected': {}}
+  summary = {
+      'selection': config.selection,
+      'num_train_pairs': train_data.num_pairs,
+      'num_heldout_pairs': 0 if held_data is None else held_data.num_pairs,
+      'runs': {},
+      'selected': {},
+  }
   for loss_name in config.losses:
-    rows = _train_one_loss(config, workdir, loss_name, model, lr, keys,
-                           train_data, held_data, mesh)
-    summary['runs'][loss_name] = {f'seed_{k}': r[-1] if r else None
-                                  for k, r in enumerate(rows)}
+    rows = _train_one_loss(
+        config, workdir, loss_name, model, lr, keys, train_data, held_data, mesh
+    )
+    summary['runs'][loss_name] = {
+        f'seed_{k}': r[-1] if r else None for k, r in enumerate(rows)
+    }
     if rows and rows[0]:
       k = select_run(rows, config.selection)
       summary['selected'][loss_name] = {
-          'seed': k, 'run_dir': os.path.join(loss_name, f'seed_{k}'),
-          'final': rows[k][-1]}
+          'seed': k,
+          'run_dir': os.path.join(loss_name, f'seed_{k}'),
+          'final': rows[k][-1],
+      }
   summary['train_seconds'] = time.time() - t0
   if distributed.is_primary():
     os.makedirs(workdir, exist_ok=True)

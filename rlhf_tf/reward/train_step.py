@@ -26,8 +26,8 @@ from typing import Dict
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import PartitionSpec as P
+import numpy as np
 import optax
 
 from rlhf_tf.devices import mesh as mesh_lib
@@ -58,8 +58,7 @@ def seed_keys(config) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _seed_keys(seed: int, num_seeds: int) -> jax.Array:
   root = jax.random.key(seed)
-  return jax.vmap(lambda k: jax.random.fold_in(root, k))(
-      jnp.arange(num_seeds))
+  return jax.vmap(lambda k: jax.random.fold_in(root, k))(jnp.arange(num_seeds))
 
 
 def make_optimizer(learning_rate) -> optax.GradientTransformation:
@@ -84,9 +83,13 @@ def init_states(keys, loss_params=None, *, model, bins: int) -> TrainState:
 
   def one(key):
     params = model_lib.init_params(model, jax.random.fold_in(key, _INIT), bins)
-    return TrainState(step=jnp.int32(0), params=params,
-                      opt_state=tx.init((params, loss_params)),
-                      loss_params=loss_params)
+    return TrainState(
+        step=jnp.int32(0),
+        params=params,
+        opt_state=tx.init((params, loss_params)),
+        loss_params=loss_params,
+    )
+
   return jax.vmap(one)(keys)
 
 
@@ -99,14 +102,28 @@ def reward_table(model, params, data) -> jnp.ndarray:
 @functools.partial(jax.jit, static_argnames=('num_pairs', 'batch_size'))
 def epoch_indices(keys, epoch, *, num_pairs: int, batch_size: int):
   """Per-seed batches of one epoch: indices, weights [seeds, nb, batch]."""
-  return jax.vmap(lambda k: data_lib.epoch_batches(
-      jax.random.fold_in(k, _SHUFFLE), epoch, num_pairs, batch_size))(keys)
+  return jax.vmap(
+      lambda k: data_lib.epoch_batches(
+          jax.random.fold_in(k, _SHUFFLE), epoch, num_pairs, batch_size
+      )
+  )(keys)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'loss_name', 'mesh'),
-                   donate_argnums=(0,))
-def train_step(states: TrainState, keys, idx, weight, data, learning_rate, *,
-               model, loss_name: str, mesh=None):
+@functools.partial(
+    jax.jit, static_argnames=('model', 'loss_name', 'mesh'), donate_argnums=(0,)
+)
+def train_step(
+    states: TrainState,
+    keys,
+    idx,
+    weight,
+    data,
+    learning_rate,
+    *,
+    model,
+    loss_name: str,
+    mesh=None,
+):
   """One Adam step of every seed (vmap) on its batch idx [seeds, batch].
 
   mesh: optional jax.sharding.Mesh. Data-parallel over its 'data' axis: the
@@ -129,8 +146,9 @@ def train_step(states: TrainState, keys, idx, weight, data, learning_rate, *,
 
     def objective(trained):
       params, loss_params = trained
-      rl, rr = batch_rewards.pair_rewards(model, params, data, i, True, rng,
-                                          axis_name=axis)
+      rl, rr = batch_rewards.pair_rewards(
+          model, params, data, i, True, rng, axis_name=axis
+      )
       return loss_fn(rl, rr, data.target[i], w, **loss_params)
 
     trained = (state.params, state.loss_params)
@@ -147,13 +165,23 @@ def train_step(states: TrainState, keys, idx, weight, data, learning_rate, *,
     return step(*args)
   # check_vma=False: every input is replicated and the body's collectives
   # (all_gather, pmean) are explicit; see batch_rewards for the arithmetic.
-  return jax.shard_map(step, mesh=mesh, in_specs=P(), out_specs=P(),
-                       check_vma=False)(*args)
+  return jax.shard_map(
+      step, mesh=mesh, in_specs=P(), out_specs=P(), check_vma=False
+  )(*args)
 
 
-def train_epoch(states: TrainState, keys, epoch: int, data, *, model,
-                learning_rate: float, loss_name: str, batch_size: int,
-                mesh=None):
+def train_epoch(
+    states: TrainState,
+    keys,
+    epoch: int,
+    data,
+    *,
+    model,
+    learning_rate: float,
+    loss_name: str,
+    batch_size: int,
+    mesh=None,
+):
   """One epoch for all seeds: a Python loop of jitted, vmapped steps.
 
   Not a lax.scan: XLA:CPU runs the backward pass of convolutions inside a
@@ -166,33 +194,49 @@ def train_epoch(states: TrainState, keys, epoch: int, data, *, model,
   Returns:
     (states, per-step losses [seeds, nb], real pairs per batch [seeds, nb]).
   """
-  idx, weight = epoch_indices(keys, jnp.int32(epoch),
-                              num_pairs=int(data.target.shape[0]),
-                              batch_size=batch_size)
+  idx, weight = epoch_indices(
+      keys,
+      jnp.int32(epoch),
+      num_pairs=int(data.target.shape[0]),
+      batch_size=batch_size,
+  )
   if mesh is not None:  # host values: the same in every process
     idx, weight = np.asarray(idx), np.asarray(weight)
   lr = np.float32(learning_rate)
   losses = []
   for b in range(idx.shape[1]):
-    states, loss = train_step(states, keys, idx[:, b], weight[:, b], data,
-                              lr, model=model, loss_name=loss_name,
-                              mesh=mesh)
+    states, loss = train_step(
+        states,
+        keys,
+        idx[:, b],
+        weight[:, b],
+        data,
+        lr,
+        model=model,
+        loss_name=loss_name,
+        mesh=mesh,
+    )
     losses.append(loss)
   return states, jnp.stack(losses, axis=1), weight.sum(axis=2)
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
-def evaluate(params, data, loss_params=None, *, model
-             ) -> Dict[str, jnp.ndarray]:
+def evaluate(
+    params, data, loss_params=None, *, model
+) -> Dict[str, jnp.ndarray]:
   """Seed-stacked eval metrics of the pairs in ``data`` (losses.metrics);
   with the seed-stacked ``loss_params`` of L_D also its tie metrics."""
+
   def one(p, lp):
     r = reward_table(model, p, data)
-    m = losses_lib.metrics(r[data.scene, data.left],
-                           r[data.scene, data.right], data.target, **lp)
+    m = losses_lib.metrics(
+        r[data.scene, data.left], r[data.scene, data.right], data.target, **lp
+    )
     valid = jnp.arange(r.shape[1])[None, :] < data.num_actions[:, None]
     m['reward_mean'] = jnp.sum(r * valid) / jnp.sum(valid)
-    m['reward_std'] = jnp.sqrt(jnp.sum((r - m['reward_mean']) ** 2 * valid)
-                               / jnp.sum(valid))
+    m['reward_std'] = jnp.sqrt(
+        jnp.sum((r - m['reward_mean']) ** 2 * valid) / jnp.sum(valid)
+    )
     return m
+
   return jax.vmap(one)(params, {} if loss_params is None else loss_params)

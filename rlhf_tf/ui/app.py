@@ -56,11 +56,11 @@ from __future__ import annotations
 
 import collections
 import os
+from pathlib import Path
 import re
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from absl import logging
@@ -92,6 +92,7 @@ class ApiError(Exception):
 
 # ------------------------------------------------------------ validation
 
+
 def json_body() -> dict:
   """The request's JSON object, or 400."""
   data = flask.request.get_json(silent=True, force=True)
@@ -103,8 +104,10 @@ def json_body() -> dict:
 def int_field(data: dict, key: str) -> int:
   value = data.get(key)
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise ApiError(400, f'{key} must be a non-negative integer; got '
-                   f'{str(value)[:40]!r}')
+    raise ApiError(
+        400,
+        f'{key} must be a non-negative integer; got ' f'{str(value)[:40]!r}',
+    )
   if value > MAX_ID:
     raise ApiError(400, f'{key} is out of range (at most 2^63 - 1)')
   return value
@@ -115,8 +118,11 @@ def vote_id_of(data: dict, required: bool = True) -> Optional[str]:
   if value is None and not required:
     return None
   if not isinstance(value, str) or not VOTE_ID.match(value):
-    raise ApiError(400, 'vote_id must be 8-64 characters [A-Za-z0-9_-] '
-                   '(a random id the client makes per vote)')
+    raise ApiError(
+        400,
+        'vote_id must be 8-64 characters [A-Za-z0-9_-] '
+        '(a random id the client makes per vote)',
+    )
   return value
 
 
@@ -129,17 +135,27 @@ def url_id(value: int, what: str) -> int:
 
 # ------------------------------------------------------------ the app
 
+
 class PreferenceApp:
   """Routes and their state (dispenser, locks, caches) for one process."""
 
-  def __init__(self, store_path, render_png: Callable[[str, int], bytes],
-               keys: auth.InspectorKeys,
-               scene_ids: Optional[Sequence[str]], render_key: str,
-               jh_png: Optional[Callable], votes_target: int,
-               dispenser_kwargs: dict, presets=()):
+  def __init__(
+      self,
+      store_path,
+      render_png: Callable[[str, int], bytes],
+      keys: auth.InspectorKeys,
+      scene_ids: Optional[Sequence[str]],
+      render_key: str,
+      jh_png: Optional[Callable],
+      votes_target: int,
+      dispenser_kwargs: dict,
+      presets=(),
+  ):
     if not isinstance(keys, auth.InspectorKeys):
-      raise TypeError('create_app needs keys=auth.InspectorKeys(...): every '
-                      'inspector signs in with a personal link')
+      raise TypeError(
+          'create_app needs keys=auth.InspectorKeys(...): every '
+          'inspector signs in with a personal link'
+      )
     self.keys = keys
     self.store_path = Path(store_path)
     self.render_png = render_png
@@ -151,8 +167,10 @@ class PreferenceApp:
     scene_ids = list(scene_ids) if scene_ids else known
     unknown = sorted(set(scene_ids) - set(known))
     if not scene_ids or unknown:
-      raise ValueError(f'scenes {unknown or scene_ids} are not in the store '
-                       f'{self.store_path} (it has {known})')
+      raise ValueError(
+          f'scenes {unknown or scene_ids} are not in the store '
+          f'{self.store_path} (it has {known})'
+      )
     self.scene_ids = tuple(scene_ids)
     self.dispenser = pairs_lib.Dispenser(self.scene_ids, **dispenser_kwargs)
     self.clock = self.dispenser.leases.clock
@@ -176,7 +194,7 @@ class PreferenceApp:
     """The inspector of this request's session or bearer token, or None."""
     header = flask.request.headers.get('Authorization', '')
     if header.startswith('Bearer '):
-      return self.keys.inspector_of(header[len('Bearer '):].strip())
+      return self.keys.inspector_of(header[len('Bearer ') :].strip())
     name = flask.session.get('inspector')
     # Re-checked on every request: a name taken off the roster is out.
     return name if name in self.keys.inspectors else None
@@ -185,20 +203,29 @@ class PreferenceApp:
     """The signed-in inspector; a body naming someone else is refused."""
     name = self.signed_in()
     if name is None:
-      raise ApiError(401, 'not signed in: open your personal link (ask the '
-                     'study operator for it)')
+      raise ApiError(
+          401,
+          'not signed in: open your personal link (ask the '
+          'study operator for it)',
+      )
     claimed = data.get('inspector')
     if claimed is not None and claimed != name:
-      raise ApiError(403, f'signed in as {name!r}; cannot act as '
-                     f'{str(claimed)[:MAX_INSPECTOR]!r}')
+      raise ApiError(
+          403,
+          f'signed in as {name!r}; cannot act as '
+          f'{str(claimed)[:MAX_INSPECTOR]!r}',
+      )
     return name
 
   def login(self):
     name = self.keys.inspector_of(flask.request.args.get('key'))
     if name is None:
       flask.session.clear()
-      raise ApiError(403, 'this link is not valid (any more): ask the study '
-                     'operator for your personal link')
+      raise ApiError(
+          403,
+          'this link is not valid (any more): ask the study '
+          'operator for your personal link',
+      )
     flask.session.clear()
     flask.session['inspector'] = name
     flask.session.permanent = True
@@ -216,9 +243,15 @@ class PreferenceApp:
     return scene_id
 
   def pair_actions(self, scene_id: str, pair_id: int) -> tuple[int, int]:
-    row = self.store().conn.execute(
-        'SELECT action_a, action_b FROM pairs WHERE scene_id = ? AND '
-        'pair_id = ?', (scene_id, pair_id)).fetchone()
+    row = (
+        self.store()
+        .conn.execute(
+            'SELECT action_a, action_b FROM pairs WHERE scene_id = ? AND '
+            'pair_id = ?',
+            (scene_id, pair_id),
+        )
+        .fetchone()
+    )
     if row is None:
       raise ApiError(404, f'unknown pair {pair_id} in scene {scene_id!r}')
     return tuple(row)
@@ -226,18 +259,27 @@ class PreferenceApp:
   def progress(self, inspector: str, remaining: Optional[int] = None) -> dict:
     store = self.store()
     mine = store.effective_votes(inspector=inspector)
-    return dict(votes=sum(v.scene_id in self.scene_ids for v in mine),
-                target=self.votes_target, remaining=remaining,
-                total_votes=sum(store.vote_counts(s)['effective']
-                                for s in self.scene_ids))
+    return dict(
+        votes=sum(v.scene_id in self.scene_ids for v in mine),
+        target=self.votes_target,
+        remaining=remaining,
+        total_votes=sum(
+            store.vote_counts(s)['effective'] for s in self.scene_ids
+        ),
+    )
 
   def undo_hint(self, inspector: str) -> Optional[str]:
     """The vote_id of the inspector's latest vote an undo would withdraw."""
-    row = self.store().conn.execute(
-        "SELECT v.session FROM votes v WHERE v.kind = 'vote' AND "
-        'v.inspector = ? AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
-        'u.undoes_event_id = v.event_id) ORDER BY v.event_id DESC LIMIT 1',
-        (inspector,)).fetchone()
+    row = (
+        self.store()
+        .conn.execute(
+            "SELECT v.session FROM votes v WHERE v.kind = 'vote' AND "
+            'v.inspector = ? AND NOT EXISTS (SELECT 1 FROM votes u WHERE '
+            'u.undoes_event_id = v.event_id) ORDER BY v.event_id DESC LIMIT 1',
+            (inspector,),
+        )
+        .fetchone()
+    )
     return None if row is None else (row[0] or '')
 
   def handout(self, lease: Optional[pairs_lib.Lease]) -> Optional[dict]:
@@ -245,93 +287,160 @@ class PreferenceApp:
     if lease is None:
       return None
     s, l, r = lease.scene_id, lease.left_action, lease.right_action
-    signed = self.keys.sign_lease(auth.SignedLease(
-        lease.inspector, s, lease.pair_id, l, r, lease.shown_at))
-    return dict(scene_id=s, pair_id=lease.pair_id, left_action=l,
-                right_action=r, shown_at=lease.shown_at,
-                lease_expires=lease.expires_at, lease=signed,
-                left_url=f'/render/{s}/{l}.png',
-                right_url=f'/render/{s}/{r}.png',
-                jh_url=f'/jh/{s}/{l}/{r}.png' if self.jh_png else None)
+    signed = self.keys.sign_lease(
+        auth.SignedLease(
+            lease.inspector, s, lease.pair_id, l, r, lease.shown_at
+        )
+    )
+    return dict(
+        scene_id=s,
+        pair_id=lease.pair_id,
+        left_action=l,
+        right_action=r,
+        shown_at=lease.shown_at,
+        lease_expires=lease.expires_at,
+        lease=signed,
+        left_url=f'/render/{s}/{l}.png',
+        right_url=f'/render/{s}/{r}.png',
+        jh_url=f'/jh/{s}/{l}/{r}.png' if self.jh_png else None,
+    )
 
   # -------------------------------------------------------- API
 
   def api_next(self):
     inspector = self.inspector(json_body())
     lease, remaining = self.dispenser.next_pair(self.store(), inspector)
-    return dict(pair=self.handout(lease), done=lease is None,
-                progress=self.progress(inspector, remaining),
-                undo_vote_id=self.undo_hint(inspector))
+    return dict(
+        pair=self.handout(lease),
+        done=lease is None,
+        progress=self.progress(inspector, remaining),
+        undo_vote_id=self.undo_hint(inspector),
+    )
 
   def api_vote(self):
     data = json_body()
     inspector = self.inspector(data)
     scene_id = self.scene(data.get('scene_id'))
     pair_id = int_field(data, 'pair_id')
-    left, right = int_field(data, 'left_action'), int_field(data,
-                                                            'right_action')
+    left, right = int_field(data, 'left_action'), int_field(
+        data, 'right_action'
+    )
     choice = data.get('choice')
     if choice not in store_lib.CHOICES:
-      raise ApiError(400, 'choice must be one of '
-                     f'{", ".join(store_lib.CHOICES)}; got {choice!r}')
+      raise ApiError(
+          400,
+          'choice must be one of '
+          f'{", ".join(store_lib.CHOICES)}; got {choice!r}',
+      )
     vote_id = vote_id_of(data)
     pair = self.pair_actions(scene_id, pair_id)
     if tuple(sorted((left, right))) != pair or left == right:
-      raise ApiError(400, f'left/right actions ({left}, {right}) are not the '
-                     f'actions {pair} of pair {pair_id}')
+      raise ApiError(
+          400,
+          f'left/right actions ({left}, {right}) are not the '
+          f'actions {pair} of pair {pair_id}',
+      )
     now = self.clock()
     event_id, duplicate = self.record_vote(
-        scene_id, pair_id, left, right, choice, inspector, vote_id,
-        data.get('lease'), now)
+        scene_id,
+        pair_id,
+        left,
+        right,
+        choice,
+        inspector,
+        vote_id,
+        data.get('lease'),
+        now,
+    )
     self.dispenser.leases.release(inspector, scene_id, pair_id)
-    return dict(event_id=event_id, duplicate=duplicate,
-                progress=self.progress(inspector),
-                undo_vote_id=self.undo_hint(inspector))
+    return dict(
+        event_id=event_id,
+        duplicate=duplicate,
+        progress=self.progress(inspector),
+        undo_vote_id=self.undo_hint(inspector),
+    )
 
-  def leased_shown_at(self, token, inspector, scene_id, pair_id, left,
-                      right) -> float:
+  def leased_shown_at(
+      self, token, inspector, scene_id, pair_id, left, right
+  ) -> float:
     """When the pair was shown, from the voter's signed lease on it."""
     lease = self.keys.lease_of(token, MAX_LEASE_AGE_S)
     if lease is None:
-      raise ApiError(409, f'no valid lease on pair {pair_id}: vote on the '
-                     'pair the page was handed (ask /api/next for one)')
+      raise ApiError(
+          409,
+          f'no valid lease on pair {pair_id}: vote on the '
+          'pair the page was handed (ask /api/next for one)',
+      )
     if lease.inspector != inspector:
       raise ApiError(403, f'pair {pair_id} was handed to another inspector')
     if (lease.scene_id, lease.pair_id) != (scene_id, pair_id):
-      raise ApiError(409, f'the lease is for pair {lease.pair_id} of scene '
-                     f'{lease.scene_id!r}, not pair {pair_id}')
+      raise ApiError(
+          409,
+          f'the lease is for pair {lease.pair_id} of scene '
+          f'{lease.scene_id!r}, not pair {pair_id}',
+      )
     if (lease.left_action, lease.right_action) != (left, right):
-      raise ApiError(409, f'shown order ({left}, {right}) differs from the '
-                     f'order handed out ({lease.left_action}, '
-                     f'{lease.right_action})')
+      raise ApiError(
+          409,
+          f'shown order ({left}, {right}) differs from the '
+          f'order handed out ({lease.left_action}, '
+          f'{lease.right_action})',
+      )
     return lease.shown_at
 
-  def record_vote(self, scene_id, pair_id, left, right, choice, inspector,
-                  vote_id, lease_token, answered_at) -> tuple[int, bool]:
+  def record_vote(
+      self,
+      scene_id,
+      pair_id,
+      left,
+      right,
+      choice,
+      inspector,
+      vote_id,
+      lease_token,
+      answered_at,
+  ) -> tuple[int, bool]:
     """(event id, was it a retry) -- one vote per vote_id (see docstring),
     on a pair leased to the voter, one answer per inspector and pair."""
     store = self.store()
     with self.vote_lock:
       row = store.conn.execute(
-          "SELECT event_id, scene_id, pair_id, left_action, right_action, "
+          'SELECT event_id, scene_id, pair_id, left_action, right_action, '
           "choice FROM votes WHERE kind = 'vote' AND inspector = ? AND "
-          'session = ?', (inspector, vote_id)).fetchone()
+          'session = ?',
+          (inspector, vote_id),
+      ).fetchone()
       if row is not None:
         if tuple(row[1:]) != (scene_id, pair_id, left, right, choice):
-          raise ApiError(409, f'vote_id {vote_id!r} was already used for '
-                         'another vote')
+          raise ApiError(
+              409, f'vote_id {vote_id!r} was already used for ' 'another vote'
+          )
         return row[0], True
-      shown_at = self.leased_shown_at(lease_token, inspector, scene_id,
-                                      pair_id, left, right)
+      shown_at = self.leased_shown_at(
+          lease_token, inspector, scene_id, pair_id, left, right
+      )
       answered = store.current_answer(inspector, scene_id, pair_id)
       if answered is not None:
-        raise ApiError(409, f'you already answered pair {pair_id} '
-                       f'({answered.choice}); undo that answer to change it')
+        raise ApiError(
+            409,
+            f'you already answered pair {pair_id} '
+            f'({answered.choice}); undo that answer to change it',
+        )
       try:
-        return store.record_vote(
-            scene_id, pair_id, left, right, choice, inspector,
-            session=vote_id, shown_at=shown_at,
-            answered_at=answered_at), False
+        return (
+            store.record_vote(
+                scene_id,
+                pair_id,
+                left,
+                right,
+                choice,
+                inspector,
+                session=vote_id,
+                shown_at=shown_at,
+                answered_at=answered_at,
+            ),
+            False,
+        )
       except store_lib.VoteError as e:
         raise ApiError(400, str(e)) from e
 
@@ -341,27 +450,45 @@ class PreferenceApp:
     vote_id = vote_id_of(data, required=False)
     store = self.store()
     with self.vote_lock:
-      row = None if vote_id is None else store.conn.execute(
-          "SELECT event_id FROM votes WHERE kind = 'undo' "
-          'AND inspector = ? AND session = ?',
-          (inspector, vote_id)).fetchone()
+      row = (
+          None
+          if vote_id is None
+          else store.conn.execute(
+              "SELECT event_id FROM votes WHERE kind = 'undo' "
+              'AND inspector = ? AND session = ?',
+              (inspector, vote_id),
+          ).fetchone()
+      )
       duplicate = row is not None
       try:
-        event_id = row[0] if duplicate else store.record_undo(inspector,
-                                                              vote_id)
+        event_id = (
+            row[0] if duplicate else store.record_undo(inspector, vote_id)
+        )
       except store_lib.VoteError as e:
         raise ApiError(409, str(e)) from e
     undone = store.event(store.event(event_id).undoes_event_id)
     lease = None
     if undone.scene_id in self.scene_ids:
-      lease = self.dispenser.give_back(inspector, undone.scene_id,
-                                       undone.pair_id, undone.left_action,
-                                       undone.right_action)
-    return dict(event_id=event_id, duplicate=duplicate,
-                undone=dict(event_id=undone.event_id, choice=undone.choice,
-                            scene_id=undone.scene_id, pair_id=undone.pair_id),
-                pair=self.handout(lease), progress=self.progress(inspector),
-                undo_vote_id=self.undo_hint(inspector))
+      lease = self.dispenser.give_back(
+          inspector,
+          undone.scene_id,
+          undone.pair_id,
+          undone.left_action,
+          undone.right_action,
+      )
+    return dict(
+        event_id=event_id,
+        duplicate=duplicate,
+        undone=dict(
+            event_id=undone.event_id,
+            choice=undone.choice,
+            scene_id=undone.scene_id,
+            pair_id=undone.pair_id,
+        ),
+        pair=self.handout(lease),
+        progress=self.progress(inspector),
+        undo_vote_id=self.undo_hint(inspector),
+    )
 
   # -------------------------------------------------------- images
 
@@ -383,9 +510,11 @@ class PreferenceApp:
     if path is None:
       if not store.conn.execute(
           'SELECT 1 FROM actions WHERE scene_id = ? AND action_id = ?',
-          (scene_id, action_id)).fetchone():
-        raise ApiError(404, f'unknown action {action_id} in scene '
-                       f'{scene_id!r}')
+          (scene_id, action_id),
+      ).fetchone():
+        raise ApiError(
+            404, f'unknown action {action_id} in scene ' f'{scene_id!r}'
+        )
       # One render per action even when both sides' requests arrive at once.
       with self.render_locks[(scene_id, action_id)]:
         path = store.render_path(scene_id, action_id, self.render_key)
@@ -395,8 +524,9 @@ class PreferenceApp:
             raise ApiError(500, 'the renderer did not return PNG bytes')
           store.add_render(scene_id, action_id, self.render_key, png)
           path = store.render_path(scene_id, action_id, self.render_key)
-    return flask.send_file(self.inside_cache(path), mimetype='image/png',
-                           max_age=3600)
+    return flask.send_file(
+        self.inside_cache(path), mimetype='image/png', max_age=3600
+    )
 
   def jh(self, scene_id: str, left: int, right: int):
     scene_id = self.scene(scene_id)
@@ -404,8 +534,9 @@ class PreferenceApp:
     if self.jh_png is None:
       raise ApiError(404, 'this app has no joint-histogram view')
     if self.store().pair_id(scene_id, left, right) is None or left == right:
-      raise ApiError(404, f'({left}, {right}) is not a pair of scene '
-                     f'{scene_id!r}')
+      raise ApiError(
+          404, f'({left}, {right}) is not a pair of scene ' f'{scene_id!r}'
+      )
     key = (scene_id, left, right)
     with self.jh_lock:
       png = self.jh_cache.get(key)
@@ -426,8 +557,9 @@ class PreferenceApp:
     """PNG of reference preset ``index`` on a scene (rendered once)."""
     scene_id = self.scene(scene_id)
     if index >= len(self.presets):
-      raise ApiError(404, f'unknown preset {index} (this app has '
-                     f'{len(self.presets)})')
+      raise ApiError(
+          404, f'unknown preset {index} (this app has ' f'{len(self.presets)})'
+      )
     key = (scene_id, index)
     with self.render_locks[('preset',) + key]:
       png = self.preset_cache.get(key)
@@ -454,32 +586,50 @@ class PreferenceApp:
     response = flask.make_response(data)
     response.headers['Content-Type'] = 'application/x-ndjson'
     response.headers['Content-Disposition'] = (
-        'attachment; filename="preferences.jsonl"')
+        'attachment; filename="preferences.jsonl"'
+    )
     return response
 
 
 def _register(app: flask.Flask, ui: PreferenceApp):
   """URL rules; every handler's ApiError becomes a JSON error."""
-  app.add_url_rule('/', 'index', lambda: flask.render_template(
-      'index.html', votes_target=ui.votes_target, has_jh=ui.jh_png is not None,
-      lease_seconds=ui.dispenser.leases.lease_seconds,
-      inspector=ui.signed_in(), presets=[n for n, _ in ui.presets]))
+  app.add_url_rule(
+      '/',
+      'index',
+      lambda: flask.render_template(
+          'index.html',
+          votes_target=ui.votes_target,
+          has_jh=ui.jh_png is not None,
+          lease_seconds=ui.dispenser.leases.lease_seconds,
+          inspector=ui.signed_in(),
+          presets=[n for n, _ in ui.presets],
+      ),
+  )
   app.add_url_rule('/login', 'login', ui.login)
   app.add_url_rule('/logout', 'logout', ui.logout)
-  app.add_url_rule('/results', 'results', lambda: flask.render_template(
-      'results.html', r=results_lib.summary(ui.store(), ui.scene_ids),
-      scenes=ui.scene_ids))
-  app.add_url_rule('/api/results', 'api_results',
-                   lambda: results_lib.summary(ui.store(), ui.scene_ids))
+  app.add_url_rule(
+      '/results',
+      'results',
+      lambda: flask.render_template(
+          'results.html',
+          r=results_lib.summary(ui.store(), ui.scene_ids),
+          scenes=ui.scene_ids,
+      ),
+  )
+  app.add_url_rule(
+      '/api/results',
+      'api_results',
+      lambda: results_lib.summary(ui.store(), ui.scene_ids),
+  )
   app.add_url_rule('/export.jsonl', 'export', ui.export)
   app.add_url_rule('/api/next', 'next', ui.api_next, methods=['POST'])
   app.add_url_rule('/api/vote', 'vote', ui.api_vote, methods=['POST'])
   app.add_url_rule('/api/undo', 'undo', ui.api_undo, methods=['POST'])
-  app.add_url_rule('/render/<scene_id>/<int:action_id>.png', 'render',
-                   ui.render)
+  app.add_url_rule(
+      '/render/<scene_id>/<int:action_id>.png', 'render', ui.render
+  )
   app.add_url_rule('/jh/<scene_id>/<int:left>/<int:right>.png', 'jh', ui.jh)
-  app.add_url_rule('/preset/<scene_id>/<int:index>.png', 'preset',
-                   ui.preset)
+  app.add_url_rule('/preset/<scene_id>/<int:index>.png', 'preset', ui.preset)
   app.add_url_rule('/healthz', 'healthz', lambda: dict(ok=True))
 
   @app.errorhandler(ApiError)
@@ -498,18 +648,22 @@ def _register(app: flask.Flask, ui: PreferenceApp):
     return dict(error='internal error (details are in the server log)'), 500
 
 
-def create_app(store_path, render_png: Callable[[str, int], bytes],
-               keys: auth.InspectorKeys,
-               scene_ids: Optional[Sequence[str]] = None,
-               render_key: str = 'default',
-               jh_png: Optional[Callable[[str, int, int], bytes]] = None,
-               votes_target: int = 200, lease_seconds: float = 120.0,
-               overlap: float = 0.0, seed: int = 0,
-               selection: str = 'random',
-               ensemble_rewards: Optional[Callable] = None,
-               clock: Callable[[], float] = time.time,
-               presets: Sequence[tuple[str, Callable[[str], bytes]]] = ()
-               ) -> flask.Flask:
+def create_app(
+    store_path,
+    render_png: Callable[[str, int], bytes],
+    keys: auth.InspectorKeys,
+    scene_ids: Optional[Sequence[str]] = None,
+    render_key: str = 'default',
+    jh_png: Optional[Callable[[str, int, int], bytes]] = None,
+    votes_target: int = 200,
+    lease_seconds: float = 120.0,
+    overlap: float = 0.0,
+    seed: int = 0,
+    selection: str = 'random',
+    ensemble_rewards: Optional[Callable] = None,
+    clock: Callable[[], float] = time.time,
+    presets: Sequence[tuple[str, Callable[[str], bytes]]] = (),
+) -> flask.Flask:
   """The Flask app (see the module docstring).
 
   Args:
@@ -527,19 +681,32 @@ def create_app(store_path, render_png: Callable[[str, int], bytes],
     presets: (name, scene_id -> PNG bytes) of reference presets the page
       offers beside the pair (module docstring); () hides the choice.
   """
-  ui = PreferenceApp(store_path, render_png, keys, scene_ids, render_key,
-                     jh_png,
-                     votes_target, dict(
-                         lease_seconds=lease_seconds, overlap=overlap,
-                         seed=seed, selection=selection,
-                         ensemble_rewards=ensemble_rewards, clock=clock),
-                     presets)
+  ui = PreferenceApp(
+      store_path,
+      render_png,
+      keys,
+      scene_ids,
+      render_key,
+      jh_png,
+      votes_target,
+      dict(
+          lease_seconds=lease_seconds,
+          overlap=overlap,
+          seed=seed,
+          selection=selection,
+          ensemble_rewards=ensemble_rewards,
+          clock=clock,
+      ),
+      presets,
+  )
   app = flask.Flask(__name__)
   app.config['MAX_CONTENT_LENGTH'] = 64 * 1024  # votes are tiny
   app.secret_key = keys.secret  # signs the session cookie (itsdangerous)
-  app.config.update(SESSION_COOKIE_NAME='rlhf_tf_session',
-                    SESSION_COOKIE_HTTPONLY=True,
-                    SESSION_COOKIE_SAMESITE='Strict')
+  app.config.update(
+      SESSION_COOKIE_NAME='rlhf_tf_session',
+      SESSION_COOKIE_HTTPONLY=True,
+      SESSION_COOKIE_SAMESITE='Strict',
+  )
   app.json.sort_keys = False
   app.extensions['rlhf_tf_ui'] = ui
   _register(app, ui)
@@ -551,16 +718,25 @@ def check_bind(app: flask.Flask, host: str) -> None:
   keys (anyone reaching it could vote as anyone)."""
   ui = app.extensions.get('rlhf_tf_ui')
   if host not in LOOPBACK and (ui is None or not ui.keys.inspectors):
-    raise ValueError(f'refusing to serve on {host!r} without inspector keys: '
-                     f'bind to 127.0.0.1, or give every inspector a link')
+    raise ValueError(
+        f'refusing to serve on {host!r} without inspector keys: '
+        f'bind to 127.0.0.1, or give every inspector a link'
+    )
 
 
-def serve(app: flask.Flask, host: str = '127.0.0.1', port: int = 8765,
-          threads: int = 8):
+def serve(
+    app: flask.Flask,
+    host: str = '127.0.0.1',
+    port: int = 8765,
+    threads: int = 8,
+):
   """Serve with waitress (production WSGI, thread pool) until interrupted."""
   import waitress  # pylint: disable=g-import-not-at-top
+
   check_bind(app, host)
-  print(f'rlhf_tf preference UI: http://{host}:{port}/  (results: '
-        f'http://{host}:{port}/results)', flush=True)
-  waitress.serve(app, host=host, port=port, threads=threads,
-                 ident='rlhf_tf-ui')
+  print(
+      f'rlhf_tf preference UI: http://{host}:{port}/  (results: '
+      f'http://{host}:{port}/results)',
+      flush=True,
+  )
+  waitress.serve(app, host=host, port=port, threads=threads, ident='rlhf_tf-ui')

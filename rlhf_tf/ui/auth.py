@@ -24,8 +24,8 @@ made on first use with ``secrets.token_bytes``.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+import secrets
 from typing import Iterable, NamedTuple, Optional
 from urllib.parse import quote
 
@@ -42,6 +42,7 @@ _LEASE_SALT = 'rlhf_tf.ui.lease'
 
 class SignedLease(NamedTuple):
   """What a lease token certifies (unix seconds, server clock)."""
+
   inspector: str
   scene_id: str
   pair_id: int
@@ -52,10 +53,17 @@ class SignedLease(NamedTuple):
 
 def check_name(name) -> str:
   """An inspector name: 1-64 printable characters, no surrounding spaces."""
-  if (not isinstance(name, str) or not name.strip() or name != name.strip()
-      or len(name) > MAX_NAME or not name.isprintable()):
-    raise ConfigError(f'inspector name {name!r} must be 1-{MAX_NAME} '
-                      f'printable characters without surrounding spaces')
+  if (
+      not isinstance(name, str)
+      or not name.strip()
+      or name != name.strip()
+      or len(name) > MAX_NAME
+      or not name.isprintable()
+  ):
+    raise ConfigError(
+        f'inspector name {name!r} must be 1-{MAX_NAME} '
+        f'printable characters without surrounding spaces'
+    )
   return name
 
 
@@ -67,9 +75,11 @@ def parse_roster(value) -> tuple[str, ...]:
   else:
     names = [str(n).strip() for n in value]
   if not names:
-    raise ConfigError('inspectors: name at least one inspector (e.g. '
-                      '--experiment.inspectors=inspector-1,inspector-2); '
-                      'each gets a personal link')
+    raise ConfigError(
+        'inspectors: name at least one inspector (e.g. '
+        '--experiment.inspectors=inspector-1,inspector-2); '
+        'each gets a personal link'
+    )
   for name in names:
     check_name(name)
   doubles = sorted({n for n in names if names.count(n) > 1})
@@ -94,9 +104,11 @@ def load_or_create_secret(path) -> bytes:
       f.write(secret)
     return secret
   if len(secret) < 16:
-    raise ConfigError(f'{path}: the UI secret is {len(secret)} bytes, needs '
-                      f'at least 16 (delete the file to make a new one; '
-                      f'this revokes every inspector link)')
+    raise ConfigError(
+        f'{path}: the UI secret is {len(secret)} bytes, needs '
+        f'at least 16 (delete the file to make a new one; '
+        f'this revokes every inspector link)'
+    )
   return secret
 
 
@@ -129,8 +141,10 @@ class InspectorKeys:
 
   def link(self, base_url: str, inspector: str) -> str:
     """The personal link of an inspector, e.g. http://host:port/login?key=."""
-    return (f'{base_url.rstrip("/")}/login?key='
-            f'{quote(self.token(inspector), safe="")}')
+    return (
+        f'{base_url.rstrip("/")}/login?key='
+        f'{quote(self.token(inspector), safe="")}'
+    )
 
   def sign_lease(self, lease: SignedLease) -> str:
     return self._leases.dumps(list(lease))
@@ -141,8 +155,14 @@ class InspectorKeys:
       return None
     try:
       fields = self._leases.loads(token, max_age=max_age_s)
-      return SignedLease(str(fields[0]), str(fields[1]), int(fields[2]),
-                         int(fields[3]), int(fields[4]), float(fields[5]))
+      return SignedLease(
+          str(fields[0]),
+          str(fields[1]),
+          int(fields[2]),
+          int(fields[3]),
+          int(fields[4]),
+          float(fields[5]),
+      )
     except (itsdangerous.BadData, TypeError, ValueError, IndexError):
       return None
 

@@ -48,6 +48,7 @@ SELECTIONS = ('random', 'disagreement')
 
 class Lease(NamedTuple):
   """A pair handed to one inspector, in the order it was shown."""
+
   inspector: str
   scene_id: str
   pair_id: int
@@ -59,6 +60,7 @@ class Lease(NamedTuple):
 
 class Candidate(NamedTuple):
   """A pair of a scene; action_a < action_b as in the store."""
+
   scene_id: str
   pair_id: int
   action_a: int
@@ -74,8 +76,9 @@ def unit_hash(*parts) -> float:
 # Memoised: every handout ranks all pairs, and sha256 per pair per request
 # would dominate the request time.
 @functools.lru_cache(maxsize=1 << 18)
-def in_overlap_set(seed: int, scene_id: str, pair_id: int,
-                   overlap: float) -> bool:
+def in_overlap_set(
+    seed: int, scene_id: str, pair_id: int, overlap: float
+) -> bool:
   """Whether a pair should get a second inspector (fraction ``overlap``)."""
   return unit_hash(seed, 'overlap', scene_id, int(pair_id)) < overlap
 
@@ -86,16 +89,18 @@ def order_key(seed: int, inspector: str, scene_id: str, pair_id: int) -> float:
   return unit_hash(seed, 'order', inspector, scene_id, int(pair_id))
 
 
-def target_raters(seed: int, scene_id: str, pair_id: int,
-                  overlap: float) -> int:
+def target_raters(
+    seed: int, scene_id: str, pair_id: int, overlap: float
+) -> int:
   return 2 if in_overlap_set(seed, scene_id, pair_id, overlap) else 1
 
 
 class LeaseTable:
   """Thread-safe in-memory leases, at most one per inspector."""
 
-  def __init__(self, lease_seconds: float,
-               clock: Callable[[], float] = time.time):
+  def __init__(
+      self, lease_seconds: float, clock: Callable[[], float] = time.time
+  ):
     if not lease_seconds > 0:
       raise ValueError(f'lease_seconds must be > 0; got {lease_seconds!r}')
     self.lease_seconds = float(lease_seconds)
@@ -121,28 +126,48 @@ class LeaseTable:
     with self.lock:
       for lease in self._live().values():
         out.setdefault((lease.scene_id, lease.pair_id), set()).add(
-            lease.inspector)
+            lease.inspector
+        )
     return out
 
-  def grant(self, inspector: str, scene_id: str, pair_id: int,
-            left_action: int, right_action: int) -> Lease:
+  def grant(
+      self,
+      inspector: str,
+      scene_id: str,
+      pair_id: int,
+      left_action: int,
+      right_action: int,
+  ) -> Lease:
     """Lease a pair to an inspector (replacing the inspector's old lease)."""
     now = self.clock()
-    lease = Lease(inspector, scene_id, int(pair_id), int(left_action),
-                  int(right_action), now, now + self.lease_seconds)
+    lease = Lease(
+        inspector,
+        scene_id,
+        int(pair_id),
+        int(left_action),
+        int(right_action),
+        now,
+        now + self.lease_seconds,
+    )
     with self.lock:
       self._by_inspector[inspector] = lease
     return lease
 
-  def release(self, inspector: str, scene_id: Optional[str] = None,
-              pair_id: Optional[int] = None):
+  def release(
+      self,
+      inspector: str,
+      scene_id: Optional[str] = None,
+      pair_id: Optional[int] = None,
+  ):
     """End the inspector's lease (only if it is on this pair, when given)."""
     with self.lock:
       lease = self._by_inspector.get(inspector)
       if lease is None:
         return
       if scene_id is None or (lease.scene_id, lease.pair_id) == (
-          scene_id, pair_id):
+          scene_id,
+          pair_id,
+      ):
         del self._by_inspector[inspector]
 
 
@@ -155,23 +180,33 @@ def disagreement_scores(rewards, candidates: Iterable[Candidate]) -> np.ndarray:
   """
   r = np.asarray(rewards, np.float64)
   if r.ndim != 2 or r.shape[0] < 1 or not np.all(np.isfinite(r)):
-    raise ValueError(f'ensemble rewards must be a finite [M, A] array; got '
-                     f'shape {r.shape}')
+    raise ValueError(
+        f'ensemble rewards must be a finite [M, A] array; got '
+        f'shape {r.shape}'
+    )
   cands = list(candidates)
   if not cands:
     return np.zeros((0,), np.float64)
   a = np.asarray([c.action_a for c in cands])
   b = np.asarray([c.action_b for c in cands])
   if max(a.max(), b.max()) >= r.shape[1]:
-    raise ValueError(f'ensemble rewards cover {r.shape[1]} actions; pairs '
-                     f'reference action {max(a.max(), b.max())}')
+    raise ValueError(
+        f'ensemble rewards cover {r.shape[1]} actions; pairs '
+        f'reference action {max(a.max(), b.max())}'
+    )
   p = 1.0 / (1.0 + np.exp(-(r[:, a] - r[:, b])))  # [M, P]
   return p.var(axis=0)
 
 
-def eligible(candidates: Iterable[Candidate], inspector: str,
-             judged: set, raters: dict, leased: dict, overlap: float,
-             seed: int) -> list[tuple[Candidate, int]]:
+def eligible(
+    candidates: Iterable[Candidate],
+    inspector: str,
+    judged: set,
+    raters: dict,
+    leased: dict,
+    overlap: float,
+    seed: int,
+) -> list[tuple[Candidate, int]]:
   """(pair, number of other raters) for pairs the inspector may get now."""
   out = []
   for c in candidates:
@@ -184,22 +219,34 @@ def eligible(candidates: Iterable[Candidate], inspector: str,
   return out
 
 
-def choose(candidates: Iterable[Candidate], inspector: str, judged: set,
-           raters: dict, leased: dict, overlap: float, seed: int,
-           selection: str = 'random',
-           ensemble_rewards: Optional[Callable] = None) -> Optional[Candidate]:
+def choose(
+    candidates: Iterable[Candidate],
+    inspector: str,
+    judged: set,
+    raters: dict,
+    leased: dict,
+    overlap: float,
+    seed: int,
+    selection: str = 'random',
+    ensemble_rewards: Optional[Callable] = None,
+) -> Optional[Candidate]:
   """The next pair for an inspector (see the module docstring), or None."""
   pool = eligible(candidates, inspector, judged, raters, leased, overlap, seed)
   return pick_from(pool, inspector, seed, selection, ensemble_rewards)
 
 
-def pick_from(pool, inspector: str, seed: int, selection: str = 'random',
-              ensemble_rewards: Optional[Callable] = None
-              ) -> Optional[Candidate]:
+def pick_from(
+    pool,
+    inspector: str,
+    seed: int,
+    selection: str = 'random',
+    ensemble_rewards: Optional[Callable] = None,
+) -> Optional[Candidate]:
   """The best of the ``eligible`` (pair, other raters) items, or None."""
   if selection not in SELECTIONS:
-    raise ValueError(f'selection must be one of {SELECTIONS}; got '
-                     f'{selection!r}')
+    raise ValueError(
+        f'selection must be one of {SELECTIONS}; got ' f'{selection!r}'
+    )
   if not pool:
     return None
 
@@ -222,12 +269,22 @@ def pick_from(pool, inspector: str, seed: int, selection: str = 'random',
   return best
 
 
-def shown_order(seed: int, inspector: str, candidate: Candidate,
-                nonce: int) -> tuple[int, int]:
+def shown_order(
+    seed: int, inspector: str, candidate: Candidate, nonce: int
+) -> tuple[int, int]:
   """Left/right order of a handout: a fair seeded coin per (inspector, pair,
   handout number), so the side carries no information about the action."""
-  flip = unit_hash(seed, 'side', inspector, candidate.scene_id,
-                   candidate.pair_id, int(nonce)) < 0.5
+  flip = (
+      unit_hash(
+          seed,
+          'side',
+          inspector,
+          candidate.scene_id,
+          candidate.pair_id,
+          int(nonce),
+      )
+      < 0.5
+  )
   a, b = candidate.action_a, candidate.action_b
   return (b, a) if flip else (a, b)
 
@@ -239,16 +296,22 @@ class Dispenser:
   connections are per thread); the dispenser itself keeps only leases.
   """
 
-  def __init__(self, scene_ids, lease_seconds: float = 120.0,
-               overlap: float = 0.0, seed: int = 0,
-               selection: str = 'random',
-               ensemble_rewards: Optional[Callable] = None,
-               clock: Callable[[], float] = time.time):
+  def __init__(
+      self,
+      scene_ids,
+      lease_seconds: float = 120.0,
+      overlap: float = 0.0,
+      seed: int = 0,
+      selection: str = 'random',
+      ensemble_rewards: Optional[Callable] = None,
+      clock: Callable[[], float] = time.time,
+  ):
     if not 0.0 <= float(overlap) <= 1.0:
       raise ValueError(f'overlap must be in [0, 1]; got {overlap!r}')
     if selection not in SELECTIONS:
-      raise ValueError(f'selection must be one of {SELECTIONS}; got '
-                       f'{selection!r}')
+      raise ValueError(
+          f'selection must be one of {SELECTIONS}; got ' f'{selection!r}'
+      )
     if selection == 'disagreement' and ensemble_rewards is None:
       raise ValueError("selection='disagreement' needs ensemble_rewards")
     self.scene_ids = tuple(scene_ids)
@@ -276,7 +339,9 @@ class Dispenser:
   def _handout_number(self, store, inspector, c: Candidate) -> int:
     return store.conn.execute(
         'SELECT count(*) FROM votes WHERE inspector = ? AND scene_id = ? AND '
-        'pair_id = ?', (inspector, c.scene_id, c.pair_id)).fetchone()[0]
+        'pair_id = ?',
+        (inspector, c.scene_id, c.pair_id),
+    ).fetchone()[0]
 
   def next_pair(self, store, inspector: str) -> tuple[Optional[Lease], int]:
     """(lease of the pair to show or None when done, eligible pair count).
@@ -289,26 +354,49 @@ class Dispenser:
       current = self.leases.current(inspector)
       cands = self.candidates(store)
       if current and (current.scene_id, current.pair_id) not in judged:
-        n = len(eligible(cands, inspector, judged, self.raters(store),
-                         self.leases.holders(), self.overlap, self.seed))
+        n = len(
+            eligible(
+                cands,
+                inspector,
+                judged,
+                self.raters(store),
+                self.leases.holders(),
+                self.overlap,
+                self.seed,
+            )
+        )
         return current, n
       self.leases.release(inspector)
       raters, leased = self.raters(store), self.leases.holders()
-      pool = eligible(cands, inspector, judged, raters, leased, self.overlap,
-                      self.seed)
-      pick = pick_from(pool, inspector, self.seed, self.selection,
-                       self.ensemble_rewards)
+      pool = eligible(
+          cands, inspector, judged, raters, leased, self.overlap, self.seed
+      )
+      pick = pick_from(
+          pool, inspector, self.seed, self.selection, self.ensemble_rewards
+      )
       if pick is None:
         return None, 0
-      left, right = shown_order(self.seed, inspector, pick,
-                                self._handout_number(store, inspector, pick))
-      return self.leases.grant(inspector, pick.scene_id, pick.pair_id, left,
-                               right), len(pool)
+      left, right = shown_order(
+          self.seed,
+          inspector,
+          pick,
+          self._handout_number(store, inspector, pick),
+      )
+      return self.leases.grant(
+          inspector, pick.scene_id, pick.pair_id, left, right
+      ), len(pool)
 
-  def give_back(self, inspector: str, scene_id: str, pair_id: int,
-                left_action: int, right_action: int) -> Lease:
+  def give_back(
+      self,
+      inspector: str,
+      scene_id: str,
+      pair_id: int,
+      left_action: int,
+      right_action: int,
+  ) -> Lease:
     """Lease a pair again in a given order (after an undo: the inspector
     answers the pair they withdrew, as it was shown)."""
     with self.leases.lock:
-      return self.leases.grant(inspector, scene_id, pair_id, left_action,
-                               right_action)
+      return self.leases.grant(
+          inspector, scene_id, pair_id, left_action, right_action
+      )

@@ -17,8 +17,8 @@ category only): it is undefined there.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter, defaultdict
+import itertools
 from typing import Optional, Sequence
 
 CATEGORIES = ('a', 'b', 'equal', 'both_bad')
@@ -34,8 +34,11 @@ def canonical_choice(left_action: int, right_action: int, choice: str) -> str:
   return 'a' if winner == min(left_action, right_action) else 'b'
 
 
-def cohen_kappa(ratings1: Sequence[str], ratings2: Sequence[str],
-                categories: Sequence[str] = CATEGORIES) -> Optional[float]:
+def cohen_kappa(
+    ratings1: Sequence[str],
+    ratings2: Sequence[str],
+    categories: Sequence[str] = CATEGORIES,
+) -> Optional[float]:
   """Cohen's kappa of two raters over the same items (None if undefined)."""
   if len(ratings1) != len(ratings2):
     raise ValueError('both raters must rate the same items')
@@ -50,17 +53,18 @@ def cohen_kappa(ratings1: Sequence[str], ratings2: Sequence[str],
   return (p_o - p_e) / (1.0 - p_e)
 
 
-def percent_agreement(ratings1: Sequence[str],
-                      ratings2: Sequence[str]) -> Optional[float]:
+def percent_agreement(
+    ratings1: Sequence[str], ratings2: Sequence[str]
+) -> Optional[float]:
   if not ratings1:
     return None
-  return 100.0 * sum(x == y for x, y in zip(ratings1, ratings2)) / len(
-      ratings1)
+  return 100.0 * sum(x == y for x, y in zip(ratings1, ratings2)) / len(ratings1)
 
 
 def _agreement(r1, r2) -> dict:
-  return dict(n=len(r1), percent=percent_agreement(r1, r2),
-              kappa=cohen_kappa(r1, r2))
+  return dict(
+      n=len(r1), percent=percent_agreement(r1, r2), kappa=cohen_kappa(r1, r2)
+  )
 
 
 def latest_ratings(votes) -> dict:
@@ -69,7 +73,9 @@ def latest_ratings(votes) -> dict:
   out: dict = defaultdict(dict)
   for v in votes:
     out[(v.scene_id, v.pair_id)][v.inspector] = (
-        v.event_id, canonical_choice(v.left_action, v.right_action, v.choice))
+        v.event_id,
+        canonical_choice(v.left_action, v.right_action, v.choice),
+    )
   return out
 
 
@@ -86,10 +92,15 @@ def agreement(votes) -> dict:
     first, second = sorted(raters.values())[:2]  # by event id: vote order
     pooled[0].append(first[1])
     pooled[1].append(second[1])
-  pairs = [dict(inspectors=[i, j], **_agreement(*r))
-           for (i, j), r in sorted(by_two.items())]
-  return dict(overlapping_pairs=len(overlapping), pooled=_agreement(*pooled),
-              by_inspector_pair=pairs)
+  pairs = [
+      dict(inspectors=[i, j], **_agreement(*r))
+      for (i, j), r in sorted(by_two.items())
+  ]
+  return dict(
+      overlapping_pairs=len(overlapping),
+      pooled=_agreement(*pooled),
+      by_inspector_pair=pairs,
+  )
 
 
 def _answer_seconds(v) -> Optional[float]:
@@ -103,13 +114,22 @@ def _median(values) -> Optional[float]:
   if not values:
     return None
   mid = len(values) // 2
-  return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] +
-                                                     values[mid])
+  return (
+      values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+  )
 
 
 def _blank(inspector: str) -> dict:
-  return dict(inspector=inspector, left=0, right=0, equal=0, both_bad=0,
-              skip=0, undone=0, _times=[])
+  return dict(
+      inspector=inspector,
+      left=0,
+      right=0,
+      equal=0,
+      both_bad=0,
+      skip=0,
+      undone=0,
+      _times=[],
+  )
 
 
 def per_inspector(effective, skips: dict, undos: dict) -> list[dict]:
@@ -126,8 +146,7 @@ def per_inspector(effective, skips: dict, undos: dict) -> list[dict]:
       rows.setdefault(inspector, _blank(inspector))[key] = count
   out = []
   for row in sorted(rows.values(), key=lambda r: r['inspector']):
-    row['votes'] = (row['left'] + row['right'] + row['equal']
-                    + row['both_bad'])
+    row['votes'] = row['left'] + row['right'] + row['equal'] + row['both_bad']
     ties = row['equal'] + row['both_bad']
     row['tie_rate'] = ties / row['votes'] if row['votes'] else None
     row['median_seconds'] = _median(row.pop('_times'))
@@ -142,25 +161,37 @@ def _per_inspector_sql(store, where: str, scene_ids) -> dict:
   if scene_ids:
     sql += f' AND v.scene_id IN ({", ".join("?" * len(scene_ids))})'
     params = list(scene_ids)
-  return dict(store.conn.execute(sql + ' GROUP BY inspector',
-                                 params).fetchall())
+  return dict(
+      store.conn.execute(sql + ' GROUP BY inspector', params).fetchall()
+  )
 
 
 def summary(store, scene_ids: Optional[Sequence[str]] = None) -> dict:
   """Everything the results page shows, JSON-able."""
   scene_ids = sorted(scene_ids) if scene_ids else []
-  effective = [v for v in store.effective_votes()
-               if not scene_ids or v.scene_id in scene_ids]
+  effective = [
+      v
+      for v in store.effective_votes()
+      if not scene_ids or v.scene_id in scene_ids
+  ]
   skips = _per_inspector_sql(
-      store, "v.kind = 'vote' AND v.choice = 'skip' AND NOT EXISTS (SELECT 1 "
-      'FROM votes u WHERE u.undoes_event_id = v.event_id)', scene_ids)
+      store,
+      "v.kind = 'vote' AND v.choice = 'skip' AND NOT EXISTS (SELECT 1 "
+      'FROM votes u WHERE u.undoes_event_id = v.event_id)',
+      scene_ids,
+  )
   undos = _per_inspector_sql(store, "v.kind = 'undo'", scene_ids)
   counts = Counter(v.choice for v in effective)
   n = len(effective)
   return dict(
-      votes=n, skips=sum(skips.values()), undos=sum(undos.values()),
-      left=counts['left'], right=counts['right'], equal=counts['equal'],
+      votes=n,
+      skips=sum(skips.values()),
+      undos=sum(undos.values()),
+      left=counts['left'],
+      right=counts['right'],
+      equal=counts['equal'],
       both_bad=counts['both_bad'],
       tie_rate=(counts['equal'] + counts['both_bad']) / n if n else None,
       inspectors=per_inspector(effective, skips, undos),
-      agreement=agreement(effective))
+      agreement=agreement(effective),
+  )

@@ -10,7 +10,8 @@ from rlhf_tf.devices import mesh as mesh_lib
 def _eight_devices():
   assert jax.device_count() >= 8, (
       'tests/sharded needs XLA_FLAGS=--xla_force_host_platform_device_count=8'
-      f' (see tests/test_sharding.py); got {jax.devices()}')
+      f' (see tests/test_sharding.py); got {jax.devices()}'
+  )
 
 
 @pytest.fixture(params=[2, 8], ids=lambda n: f'{n}dev')

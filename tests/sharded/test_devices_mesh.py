@@ -18,12 +18,14 @@ def test_default_mesh_puts_every_device_on_data():
 
 
 def test_mesh_shapes_resolve_minus_one_and_reject_bad_ones():
-  assert dict(mesh_lib.make_mesh(_cfg((2, -1), ('data', 'model'))).shape) \
-      == {'data': 2, 'model': 4}
+  assert dict(mesh_lib.make_mesh(_cfg((2, -1), ('data', 'model'))).shape) == {
+      'data': 2,
+      'model': 4,
+  }
   assert mesh_lib.make_mesh(_cfg((2,))).devices.size == 2
   for bad in ((3, -1), (-1, -1), (16,), (0,)):
     with pytest.raises(ValueError, match='config.mesh.shape'):
-      mesh_lib.make_mesh(_cfg(bad, ('data', 'model')[:len(bad)]))
+      mesh_lib.make_mesh(_cfg(bad, ('data', 'model')[: len(bad)]))
   with pytest.raises(ValueError, match="must include 'data'"):
     mesh_lib.make_mesh(_cfg((-1,), ('batch',)))
 

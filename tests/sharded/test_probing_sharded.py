@@ -15,10 +15,19 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.fixture(scope='module')
 def tiny():
-  cfg = ml_collections.ConfigDict(dict(
-      conv_features=(4, 4, 4), kernel=3, strides=(2, 2, 2), input_pool=1,
-      readout_pool=1, action_features=(8, 16), hidden=(16, 8), dropout=0.5,
-      n_vertices=4))
+  cfg = ml_collections.ConfigDict(
+      dict(
+          conv_features=(4, 4, 4),
+          kernel=3,
+          strides=(2, 2, 2),
+          input_pool=1,
+          readout_pool=1,
+          action_features=(8, 16),
+          hidden=(16, 8),
+          dropout=0.5,
+          n_vertices=4,
+      )
+  )
   model = model_lib.model_from_config(cfg)
   params = model_lib.init_params(model, jax.random.key(0), BINS)
   jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
@@ -26,30 +35,35 @@ def tiny():
 
 
 @pytest.mark.parametrize('num,chunk', [(20000, None), (1003, 64)])
-def test_random_action_rewards_sharded_equal_one_device(tiny, mesh, num,
-                                                        chunk):
+def test_random_action_rewards_sharded_equal_one_device(tiny, mesh, num, chunk):
   model, params, jh = tiny
   key = jax.random.key(3)
-  a1, r1 = probing.random_action_rewards(model, params, jh, key, num=num,
-                                         chunk=chunk)
-  a8, r8 = probing.random_action_rewards(model, params, jh, key, num=num,
-                                         chunk=chunk, mesh=mesh)
+  a1, r1 = probing.random_action_rewards(
+      model, params, jh, key, num=num, chunk=chunk
+  )
+  a8, r8 = probing.random_action_rewards(
+      model, params, jh, key, num=num, chunk=chunk, mesh=mesh
+  )
   assert r8.shape == (num,)
   assert r8.sharding.is_fully_replicated
   assert len(r8.sharding.device_set) == mesh.devices.size
   np.testing.assert_array_equal(np.asarray(a8), np.asarray(a1))
-  np.testing.assert_allclose(np.asarray(r8), np.asarray(r1), rtol=RTOL,
-                             atol=ATOL)
+  np.testing.assert_allclose(
+      np.asarray(r8), np.asarray(r1), rtol=RTOL, atol=ATOL
+  )
   assert np.std(np.asarray(r1)) > 0  # a real spread of rewards compared
 
 
 def test_corner_maps_sharded_equal_one_device(tiny, mesh):
   model, params, jh = tiny
-  base = np.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]],
-                  np.float32)
+  base = np.array(
+      [[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]], np.float32
+  )
   m1 = probing.corner_maps(model, params, jh, base, grid=21, chunk=100)
-  m8 = probing.corner_maps(model, params, jh, base, grid=21, chunk=100,
-                           mesh=mesh)
+  m8 = probing.corner_maps(
+      model, params, jh, base, grid=21, chunk=100, mesh=mesh
+  )
   assert m8.shape == (4, 21, 21)
-  np.testing.assert_allclose(np.asarray(m8), np.asarray(m1), rtol=RTOL,
-                             atol=ATOL)
+  np.testing.assert_allclose(
+      np.asarray(m8), np.asarray(m1), rtol=RTOL, atol=ATOL
+  )
