@@ -209,3 +209,115 @@ def test_reference_preset_beside_the_pair_in_chromium(tmp_path):
   with PreferenceStore(path) as s:
     votes = s.effective_votes()
   assert [(v.inspector, v.choice) for v in votes] == [('inspector-1', 'left')]
+
+
+def test_turning_the_pair_in_chromium(tmp_path):
+  """Keys , and . and a drag turn both sides together; each vote stores the
+  view it was cast at; a preset shown beside the pair turns with it."""
+  from PIL import Image
+
+  from rlhf_tf.ui.app import View
+
+  path = tmp_path / 'p.sqlite'
+  with PreferenceStore(path) as s:
+    s.add_scene('s0')
+    s.add_actions(
+        's0',
+        [[[0.1 + i / 40, 0.1], [0.6, 0.1], [0.4, 0.7]] for i in range(4)],
+        'random',
+    )
+    s.add_pairs('s0', list(itertools.combinations(range(4), 2)))
+  keys = auth.keys_for_store(path, ['inspector-1'])
+  views = [View(20.0 + 120.0 * k, f'az{20 + 120 * k}') for k in range(3)]
+
+  def png(red, green):
+    buf = io.BytesIO()
+    Image.new('RGB', (16, 16), (red, green, 0)).save(buf, 'PNG')
+    return buf.getvalue()
+
+  app = create_app(
+      path,
+      lambda scene_id, action, view: png(40 * action, 100 * view),
+      keys,
+      views=views,
+      presets=[('Slicer: mine', lambda scene_id, view: png(250, 100 * view))],
+  )
+  srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
+  threading.Thread(target=srv.run, daemon=True).start()
+  url = f'http://127.0.0.1:{srv.effective_port}'
+  ready = '#stage[data-ready="1"]'
+  shown = """() => ['left-img', 'right-img', 'preset-img'].map((id) => {
+    const img = document.getElementById(id);
+    const c = document.createElement('canvas');
+    c.width = c.height = 1;
+    c.getContext('2d').drawImage(img, 0, 0, 1, 1);
+    return Array.from(c.getContext('2d').getImageData(0, 0, 1, 1).data
+      .slice(0, 2)); })"""
+  try:
+    with sync_api.sync_playwright() as p:
+      browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+      try:
+        page = browser.new_page(viewport=dict(width=1280, height=800))
+        page.goto(keys.link(url, 'inspector-1'))
+        page.wait_for_selector(ready, timeout=10_000)
+        page.select_option('#preset-select', '0')
+        page.wait_for_selector('#turn[data-loaded="3"]', timeout=10_000)
+        assert page.inner_text('#view-label') == '20°'
+        page.keyboard.press(',')  # one view on: 140 degrees
+        page.wait_for_selector('#turn[data-view="1"]', timeout=10_000)
+        page.wait_for_function(
+            "document.getElementById('preset-img').complete", timeout=10_000
+        )
+        left, right, preset = page.evaluate(shown)
+        assert left[1] == right[1] == preset[1] == 100  # all at view 1
+        assert left[0] != right[0] and preset[0] == 250
+        assert page.inner_text('#view-label') == '140°'
+        assert [
+            b.inner_text() for b in page.query_selector_all('.view-badge')
+        ] == [
+            '140°',
+            '140°',
+        ]
+        page.keyboard.press('ArrowLeft')  # a vote at view 1, not a turn
+        page.wait_for_function(
+            "document.getElementById('progress-text').textContent"
+            ".startsWith('1 /')",
+            timeout=10_000,
+        )
+        page.wait_for_selector('#turn[data-view="0"]', timeout=10_000)
+        page.wait_for_selector(ready, timeout=10_000)
+        page.keyboard.press('.')  # back one view from view 0: view 2
+        page.wait_for_selector('#turn[data-view="2"]', timeout=10_000)
+        page.keyboard.press('.')
+        page.wait_for_selector('#turn[data-view="1"]', timeout=10_000)
+        # Dragging the left image 2 steps to the left turns 2 views on.
+        box = page.locator('#left-img').bounding_box()
+        x, y = box['x'] + box['width'] / 2, box['y'] + box['height'] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x - 45, y, steps=3)
+        page.mouse.move(x - 85, y, steps=3)
+        page.mouse.up()
+        page.wait_for_selector('#turn[data-view="0"]', timeout=10_000)
+        left, right, _ = page.evaluate(shown)
+        assert left[1] == right[1] == 0
+        page.keyboard.press(',')
+        page.wait_for_selector('#turn[data-view="1"]', timeout=10_000)
+        page.keyboard.press('ArrowRight')
+        page.wait_for_function(
+            "document.getElementById('progress-text').textContent"
+            ".startsWith('2 /')",
+            timeout=10_000,
+        )
+        assert page.evaluate('document.documentElement.scrollWidth') <= 1280
+        page.screenshot(path=str(tmp_path / 'ui_turn.png'))
+      finally:
+        browser.close()
+  finally:
+    srv.close()
+  with PreferenceStore(path) as s:
+    votes = s.effective_votes()
+  assert [(v.choice, v.view_azimuth, v.render_key) for v in votes] == [
+      ('left', 140.0, 'az140'),
+      ('right', 140.0, 'az140'),
+  ]

@@ -14,9 +14,11 @@ Durability and concurrency
   a new ``PreferenceStore`` in each worker process.
 - ``PRAGMA user_version`` holds the schema version; opening a store with
   another version, or a SQLite file that is not a preference store, raises
-  ``SchemaError`` and leaves the file untouched. Opening never truncates. A
-  version-1 store (before the 'both_bad' choice) is migrated to version 2 in
-  one transaction when opened; every row is kept.
+  ``SchemaError`` and leaves the file untouched. Opening never truncates.
+  Older stores are migrated to version 3 in one transaction when opened,
+  every row kept: version 1 (before the 'both_bad' choice) and version 2
+  (before votes recorded their view: ``view_azimuth``, ``render_key``, NULL
+  for the older votes, which stay valid).
 
 Conventions
 - Timestamps (``created``, ``shown_at``, ``answered_at``) are unix seconds

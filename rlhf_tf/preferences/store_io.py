@@ -7,7 +7,8 @@ JSONL interchange (``export_jsonl`` / ``import_jsonl``): one JSON object per
 line, each with a ``type``: first a ``header`` (format name, schema version),
 then ``scene``, ``action``, ``pair``, ``render`` and ``vote`` lines carrying
 every column of their table (JSON columns as nested objects). Undo events are
-``vote`` lines with ``kind: 'undo'``. Ids and timestamps are kept, so an
+``vote`` lines with ``kind: 'undo'``. Exports of older schema versions import
+(their votes without a recorded view). Ids and timestamps are kept, so an
 import into an empty store reproduces the effective votes and training
 examples exactly. Images are not in the JSONL (render rows name them by
 sha256; copy the ``images/`` directory alongside).
@@ -43,6 +44,7 @@ from rlhf_tf.preferences.store_schema import (
     SCHEMA_VERSION,
     StoreError,
     TABLES,
+    VIEW_COLUMNS,
 )
 
 FORMAT = 'rlhf_tf.preferences'
@@ -159,9 +161,11 @@ def _read_lines(path) -> list:
         raise ImportConflictError(f'{path} line {n}: not JSON ({e})') from e
       kind = obj.get('type') if isinstance(obj, dict) else None
       if kind == 'header':
-        # A version-1 export is valid in version 2 (it lacks 'both_bad').
+        # Older exports are valid now: version 1 lacks 'both_bad', versions
+        # 1 and 2 lack the votes' view columns (imported as NULL).
         if obj.get('format') != FORMAT or obj.get('schema_version') not in (
             1,
+            2,
             SCHEMA_VERSION,
         ):
           raise ImportConflictError(
@@ -181,6 +185,8 @@ def _read_lines(path) -> list:
 def _db_row(kind: str, obj: dict) -> dict:
   """The table row for a JSONL object (exactly the table's columns)."""
   cols = TABLES[kind][2]
+  if kind == 'vote':  # added in version 3: absent from older exports
+    obj = dict({c: None for c in VIEW_COLUMNS}, **obj)
   extra = set(obj) - set(cols) - {'type'}
   missing = set(cols) - set(obj)
   if extra or missing:

@@ -15,9 +15,12 @@ import numpy as np
 
 from rlhf_tf.input_error import InputError
 
-# Version 2 adds the choice 'both_bad' (version-1 stores are migrated when
-# opened, see _migrate_v1_to_v2).
-SCHEMA_VERSION = 2
+# Version 2 adds the choice 'both_bad'; version 3 records the view a vote was
+# cast at (votes.view_azimuth, votes.render_key). Older stores are migrated
+# when opened (see _migrate), every row kept.
+SCHEMA_VERSION = 3
+# Vote columns added in version 3; older rows and exports have them NULL.
+VIEW_COLUMNS = ('view_azimuth', 'render_key')
 BUSY_TIMEOUT_S = 30.0
 # An inspector's answers: one side better, 'equal' (about the same), or
 # 'both_bad' (neither is acceptable: a tie of two failures, stored apart from
@@ -80,6 +83,8 @@ TABLES = {
             'shown_at',
             'answered_at',
             'created',
+            'view_azimuth',
+            'render_key',
         ),
     ),
 }
@@ -143,6 +148,8 @@ CREATE TABLE IF NOT EXISTS votes (
   shown_at REAL,
   answered_at REAL,
   created REAL NOT NULL,
+  view_azimuth REAL,
+  render_key TEXT CHECK (render_key IS NULL OR length(render_key) > 0),
   CHECK ((kind = 'vote' AND choice IS NOT NULL AND undoes_event_id IS NULL)
       OR (kind = 'undo' AND choice IS NULL AND undoes_event_id IS NOT NULL)),
   FOREIGN KEY (scene_id, pair_id) REFERENCES pairs (scene_id, pair_id)
@@ -226,7 +233,7 @@ def open_connection(path: Path) -> sqlite3.Connection:
   problem = None
   if version == 0 and n_tables:
     problem = 'is a SQLite database but not a preference store'
-  elif version not in (0, 1, SCHEMA_VERSION):
+  elif version not in (0, 1, 2, SCHEMA_VERSION):
     problem = (
         f'has schema version {version}, this code reads version '
         f'{SCHEMA_VERSION} (no migration available)'
@@ -253,14 +260,14 @@ def open_connection(path: Path) -> sqlite3.Connection:
         conn.execute('ROLLBACK')
       conn.close()
       raise
-  elif version == 1:
+  elif version in (1, 2):
     try:
-      _migrate_v1_to_v2(conn)
+      _migrate(conn)
     except sqlite3.Error as e:
       conn.close()
       raise SchemaError(
-          f'{path}: migrating schema version 1 to 2 failed '
-          f'({e}); nothing was changed'
+          f'{path}: migrating schema version {version} to '
+          f'{SCHEMA_VERSION} failed ({e}); nothing was changed'
       ) from e
   return conn
 
@@ -276,34 +283,23 @@ def _sql_statements(script: str) -> list:
   return out
 
 
-def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
-  """Version 1 -> 2 in one transaction: the votes table gets the 'both_bad'
-  choice. SQLite cannot change a CHECK constraint, so the table is rebuilt
-  as sqlite.org/lang_altertable.html (section 7) describes: a new table,
-  every row copied (event ids kept), the old one dropped, the new renamed,
-  its indexes and triggers made again, the foreign keys checked. Another
-  process that migrated first leaves nothing to do."""
-  votes_sql = _sql_statements(
-      SCHEMA_SQL[SCHEMA_SQL.index('CREATE TABLE IF NOT EXISTS votes (') :]
-  )
-  cols = ', '.join(TABLES['vote'][2])
+def _migrate(conn: sqlite3.Connection) -> None:
+  """Version 1 or 2 -> SCHEMA_VERSION in ONE transaction (all or nothing).
+  Another process that migrated first leaves nothing to do."""
   conn.execute('PRAGMA foreign_keys = OFF')  # a no-op inside a transaction
   try:
     conn.execute('BEGIN IMMEDIATE')
     try:
-      if conn.execute('PRAGMA user_version').fetchone()[0] == 1:
-        conn.execute(
-            votes_sql[0].replace('EXISTS votes (', 'EXISTS votes_v2 (', 1)
-        )
-        conn.execute(f'INSERT INTO votes_v2 ({cols}) SELECT {cols} FROM votes')
-        conn.execute('DROP TABLE votes')
-        conn.execute('ALTER TABLE votes_v2 RENAME TO votes')
-        for statement in votes_sql[1:]:
-          conn.execute(statement)
+      found = conn.execute('PRAGMA user_version').fetchone()[0]
+      if found == 1:
+        _rebuild_votes_from_v1(conn)
+      elif found == 2:
+        _add_view_columns(conn)
+      if found in (1, 2):
         broken = conn.execute('PRAGMA foreign_key_check').fetchall()
         if broken:
           raise sqlite3.IntegrityError(f'foreign keys broken: {broken[:3]}')
-        conn.execute('PRAGMA user_version = 2')
+        conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
       conn.execute('COMMIT')
     except BaseException:
       if conn.in_transaction:
@@ -311,6 +307,36 @@ def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
       raise
   finally:
     conn.execute('PRAGMA foreign_keys = ON')
+
+
+def _rebuild_votes_from_v1(conn: sqlite3.Connection) -> None:
+  """Version 1 -> current: the votes table gets the 'both_bad' choice (and
+  version 3's view columns, NULL for every old vote). SQLite cannot change a
+  CHECK constraint, so the table is rebuilt as
+  sqlite.org/lang_altertable.html (section 7) describes: a new table, every
+  row copied (event ids kept), the old one dropped, the new renamed, its
+  indexes and triggers made again; the caller checks the foreign keys."""
+  votes_sql = _sql_statements(
+      SCHEMA_SQL[SCHEMA_SQL.index('CREATE TABLE IF NOT EXISTS votes (') :]
+  )
+  cols = ', '.join(c for c in TABLES['vote'][2] if c not in VIEW_COLUMNS)
+  conn.execute(votes_sql[0].replace('EXISTS votes (', 'EXISTS votes_new (', 1))
+  conn.execute(f'INSERT INTO votes_new ({cols}) SELECT {cols} FROM votes')
+  conn.execute('DROP TABLE votes')
+  conn.execute('ALTER TABLE votes_new RENAME TO votes')
+  for statement in votes_sql[1:]:
+    conn.execute(statement)
+
+
+def _add_view_columns(conn: sqlite3.Connection) -> None:
+  """Version 2 -> 3: the votes table gains the nullable view columns (NULL:
+  the view was not recorded, as for every vote before version 3). ADD
+  COLUMN keeps every row and its event id, and fires no trigger."""
+  conn.execute('ALTER TABLE votes ADD COLUMN view_azimuth REAL')
+  conn.execute(
+      'ALTER TABLE votes ADD COLUMN render_key TEXT CHECK '
+      '(render_key IS NULL OR length(render_key) > 0)'
+  )
 
 
 # ---------------------------------------------------------------- validation
@@ -361,6 +387,19 @@ def check_time(value, what: str, error=StoreError):
   if value != value or value in (float('inf'), float('-inf')):
     raise error(f'{what} must be finite; got {value}')
   return value
+
+
+def check_degrees(value, what: str, error=VoteError):
+  """None or a finite angle in degrees (float)."""
+  if value is None:
+    return None
+  if isinstance(value, (bool, str, bytes)) or not isinstance(
+      value, (int, float, np.integer, np.floating)
+  ):
+    raise error(f'{what} must be degrees (a number) or None; got {value!r}')
+  if not np.isfinite(value):
+    raise error(f'{what} must be finite; got {value}')
+  return float(value)
 
 
 def check_vertices(vertices, what: str = 'vertices') -> list:
@@ -415,6 +454,10 @@ def check_vote_row(conn: sqlite3.Connection, row: dict) -> dict:
     row[key] = check_int(row[key], key, VoteError)
   for key in ('shown_at', 'answered_at', 'created'):
     row[key] = check_time(row[key], key, VoteError)
+  row['view_azimuth'] = check_degrees(row.get('view_azimuth'), 'view_azimuth')
+  row['render_key'] = row.get('render_key')
+  if row['render_key'] is not None:
+    check_text(row['render_key'], 'render_key', VoteError)
   if row['kind'] == 'vote':
     check_one_of(row['choice'], CHOICES, 'choice', VoteError)
   else:

@@ -57,6 +57,12 @@ class VoteEvent(NamedTuple):
   shown_at: Optional[float]
   answered_at: Optional[float]
   created: float
+  # The view both renderings were shown at when the answer was given (schema
+  # version 3; None for older votes and undo events): the orbit azimuth in
+  # degrees (rlhf_tf.render.camera) and the render key of the images shown
+  # (the renders table's key: the exact PNGs the inspector saw).
+  view_azimuth: Optional[float] = None
+  render_key: Optional[str] = None
 
 
 class Example(NamedTuple):
@@ -83,6 +89,8 @@ _VOTE_ARGS = frozenset(
         'session',
         'shown_at',
         'answered_at',
+        'view_azimuth',
+        'render_key',
     )
 )
 
@@ -151,9 +159,12 @@ class VoteLog:
       session: Optional[str] = None,
       shown_at: Optional[float] = None,
       answered_at: Optional[float] = None,
+      view_azimuth: Optional[float] = None,
+      render_key: Optional[str] = None,
   ) -> int:
     """Append one answer (a CHOICES entry: left, right, equal, both_bad or
-    skip); its event id."""
+    skip); its event id. ``view_azimuth`` (degrees) and ``render_key`` name
+    the view the two renderings were shown at, when known."""
     row = dict(
         kind='vote',
         scene_id=scene_id,
@@ -168,6 +179,8 @@ class VoteLog:
         shown_at=shown_at,
         answered_at=answered_at,
         created=time.time(),
+        view_azimuth=view_azimuth,
+        render_key=render_key,
     )
     # Cheap checks first so a bad call never takes the write lock.
     check_one_of(choice, CHOICES, 'choice', VoteError)
@@ -198,6 +211,8 @@ class VoteLog:
           shown_at=None,
           answered_at=None,
           created=now,
+          view_azimuth=None,
+          render_key=None,
       )
       row.update(v)
       try:
@@ -247,6 +262,8 @@ class VoteLog:
           shown_at=None,
           answered_at=None,
           created=time.time(),
+          view_azimuth=None,
+          render_key=None,
       )
       return insert_row(conn, 'votes', check_vote_row(conn, row))
 

@@ -24,10 +24,20 @@ ids beyond 2^63 - 1 are 400/404, and a 500 never shows exception text):
   POST /api/vote   {lease, scene_id, pair_id, left_action, right_action,
                     choice, vote_id}  -> {event_id, ...}
   POST /api/undo   {[vote_id]}    -> {event_id, pair, ...}
-  GET  /render/<scene>/<action>.png   the rendering (render_png, cached)
+  GET  /render/<scene>/<action>.png[?view=k]  the rendering (render_png,
+                                  cached), at view k (default 0)
   GET  /jh/<scene>/<left>/<right>.png the JH with both polygons (jh_png)
-  GET  /preset/<scene>/<index>.png    a reference preset's rendering
+  GET  /preset/<scene>/<index>.png[?view=k]   a reference preset's rendering
   GET  /healthz
+
+Turning the pair (``views``: e.g. 12 azimuths of the orbit camera, wired by
+jobs/collect.py): the page shows both renderings at the same view, always,
+and turns them together (keys , and . or a horizontal drag); a turn shows
+once both sides (and a shown preset) of the new view have loaded, so the two
+sides never show different views. The page preloads the other views of the
+pair, nearest first. A vote names the view shown (``view``, default 0), and
+the store records its azimuth and render key with the vote. The arrow keys
+stay the vote keys (left / right / down = equal).
 
 Reference presets (``presets``: InVesalius .plist, a user's Slicer .vp.json,
 wired by jobs/collect.py): an inspector who knows the presets of their
@@ -61,7 +71,7 @@ import re
 import tempfile
 import threading
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from absl import logging
 import flask
@@ -73,12 +83,20 @@ from rlhf_tf.ui import pairs as pairs_lib
 from rlhf_tf.ui import results as results_lib
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+MAX_VIEWS = 360
 VOTE_ID = re.compile(r'^[A-Za-z0-9_-]{8,64}$')
 MAX_INSPECTOR = auth.MAX_NAME
 MAX_LEASE_AGE_S = 24 * 3600.0  # a vote on a pair shown longer ago is refused
 MAX_ID = 2**63 - 1  # SQLite INTEGER
 JH_CACHE_SIZE = 512
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
+
+
+class View(NamedTuple):
+  """One view the pair can be turned to (the same on both sides)."""
+
+  azimuth_deg: Optional[float]  # orbit azimuth (rlhf_tf.render.camera)
+  render_key: str  # names this view's renderings in the image cache
 
 
 class ApiError(Exception):
@@ -150,6 +168,7 @@ class PreferenceApp:
       votes_target: int,
       dispenser_kwargs: dict,
       presets=(),
+      views: Sequence[View] = (),
   ):
     if not isinstance(keys, auth.InspectorKeys):
       raise TypeError(
@@ -159,7 +178,16 @@ class PreferenceApp:
     self.keys = keys
     self.store_path = Path(store_path)
     self.render_png = render_png
-    self.render_key = render_key
+    # views=(): one view, callbacks without a view argument (see create_app).
+    self.turns = bool(views)
+    self.views = tuple(View(*v) for v in views) or (View(None, render_key),)
+    if len(self.views) > MAX_VIEWS or len(
+        {v.render_key for v in self.views}
+    ) != len(self.views):
+      raise ValueError(
+          f'views must be 1..{MAX_VIEWS} with distinct render keys; got '
+          f'{[v.render_key for v in self.views]}'
+      )
     self.jh_png = jh_png
     self.votes_target = int(votes_target)
     self._local = threading.local()
@@ -179,7 +207,7 @@ class PreferenceApp:
     self.jh_cache: collections.OrderedDict = collections.OrderedDict()
     self.jh_lock = threading.Lock()
     self.presets = tuple((str(name), fn) for name, fn in presets)
-    self.preset_cache: dict = {}  # (scene, index) -> PNG; few of them
+    self.preset_cache: dict = {}  # (scene, index, view) -> PNG; few of them
 
   def store(self) -> store_lib.PreferenceStore:
     """This thread's store (SQLite connections are per thread)."""
@@ -237,6 +265,30 @@ class PreferenceApp:
 
   # -------------------------------------------------------- lookups
 
+  def view_arg(self) -> int:
+    """The ?view= of an image URL (default 0, the first view), or 404."""
+    text = flask.request.args.get('view', '0')
+    if not text.isdigit() or int(text) >= len(self.views):
+      raise ApiError(
+          404, f'unknown view {text[:20]!r} (this app has {len(self.views)})'
+      )
+    return int(text)
+
+  def view_of_vote(self, data: dict) -> int:
+    """The view a vote was cast at (body field ``view``, default 0)."""
+    if data.get('view') is None:
+      return 0
+    view = int_field(data, 'view')
+    if view >= len(self.views):
+      raise ApiError(
+          400, f'view must be below {len(self.views)} (the views of this app)'
+      )
+    return view
+
+  def view_urls(self, path: str) -> list[str]:
+    """``path`` at every view (view 0 without a query: today's URLs)."""
+    return [path] + [f'{path}?view={k}' for k in range(1, len(self.views))]
+
   def scene(self, scene_id) -> str:
     if not isinstance(scene_id, str) or scene_id not in self.scene_ids:
       raise ApiError(404, f'unknown scene {scene_id!r}')
@@ -292,6 +344,8 @@ class PreferenceApp:
             lease.inspector, s, lease.pair_id, l, r, lease.shown_at
         )
     )
+    left_urls = self.view_urls(f'/render/{s}/{l}.png')
+    right_urls = self.view_urls(f'/render/{s}/{r}.png')
     return dict(
         scene_id=s,
         pair_id=lease.pair_id,
@@ -300,9 +354,14 @@ class PreferenceApp:
         shown_at=lease.shown_at,
         lease_expires=lease.expires_at,
         lease=signed,
-        left_url=f'/render/{s}/{l}.png',
-        right_url=f'/render/{s}/{r}.png',
+        left_url=left_urls[0],
+        right_url=right_urls[0],
         jh_url=f'/jh/{s}/{l}/{r}.png' if self.jh_png else None,
+        # view k: azimuth (degrees or None) and both sides' images
+        views=[
+            dict(azimuth=v.azimuth_deg, left_url=a, right_url=b)
+            for v, a, b in zip(self.views, left_urls, right_urls)
+        ],
     )
 
   # -------------------------------------------------------- API
@@ -333,6 +392,7 @@ class PreferenceApp:
           f'{", ".join(store_lib.CHOICES)}; got {choice!r}',
       )
     vote_id = vote_id_of(data)
+    view = self.view_of_vote(data)
     pair = self.pair_actions(scene_id, pair_id)
     if tuple(sorted((left, right))) != pair or left == right:
       raise ApiError(
@@ -351,6 +411,7 @@ class PreferenceApp:
         vote_id,
         data.get('lease'),
         now,
+        self.views[view],
     )
     self.dispenser.leases.release(inspector, scene_id, pair_id)
     return dict(
@@ -399,6 +460,7 @@ class PreferenceApp:
       vote_id,
       lease_token,
       answered_at,
+      view: View,
   ) -> tuple[int, bool]:
     """(event id, was it a retry) -- one vote per vote_id (see docstring),
     on a pair leased to the voter, one answer per inspector and pair."""
@@ -406,12 +468,19 @@ class PreferenceApp:
     with self.vote_lock:
       row = store.conn.execute(
           'SELECT event_id, scene_id, pair_id, left_action, right_action, '
-          "choice FROM votes WHERE kind = 'vote' AND inspector = ? AND "
-          'session = ?',
+          "choice, render_key FROM votes WHERE kind = 'vote' AND "
+          'inspector = ? AND session = ?',
           (inspector, vote_id),
       ).fetchone()
       if row is not None:
-        if tuple(row[1:]) != (scene_id, pair_id, left, right, choice):
+        if tuple(row[1:]) != (
+            scene_id,
+            pair_id,
+            left,
+            right,
+            choice,
+            view.render_key,
+        ):
           raise ApiError(
               409, f'vote_id {vote_id!r} was already used for ' 'another vote'
           )
@@ -438,6 +507,8 @@ class PreferenceApp:
                 session=vote_id,
                 shown_at=shown_at,
                 answered_at=answered_at,
+                view_azimuth=view.azimuth_deg,
+                render_key=view.render_key,
             ),
             False,
         )
@@ -505,8 +576,10 @@ class PreferenceApp:
   def render(self, scene_id: str, action_id: int):
     scene_id = self.scene(scene_id)
     action_id = url_id(action_id, f'action in scene {scene_id!r}')
+    view = self.view_arg()
+    key = self.views[view].render_key
     store = self.store()
-    path = store.render_path(scene_id, action_id, self.render_key)
+    path = store.render_path(scene_id, action_id, key)
     if path is None:
       if not store.conn.execute(
           'SELECT 1 FROM actions WHERE scene_id = ? AND action_id = ?',
@@ -515,15 +588,19 @@ class PreferenceApp:
         raise ApiError(
             404, f'unknown action {action_id} in scene ' f'{scene_id!r}'
         )
-      # One render per action even when both sides' requests arrive at once.
-      with self.render_locks[(scene_id, action_id)]:
-        path = store.render_path(scene_id, action_id, self.render_key)
+      # One render per action and view even when requests arrive at once.
+      with self.render_locks[(scene_id, action_id, view)]:
+        path = store.render_path(scene_id, action_id, key)
         if path is None:
-          png = self.render_png(scene_id, action_id)
+          png = (
+              self.render_png(scene_id, action_id, view)
+              if self.turns
+              else self.render_png(scene_id, action_id)
+          )
           if not isinstance(png, bytes) or not png.startswith(PNG_MAGIC):
             raise ApiError(500, 'the renderer did not return PNG bytes')
-          store.add_render(scene_id, action_id, self.render_key, png)
-          path = store.render_path(scene_id, action_id, self.render_key)
+          store.add_render(scene_id, action_id, key, png)
+          path = store.render_path(scene_id, action_id, key)
     return flask.send_file(
         self.inside_cache(path), mimetype='image/png', max_age=3600
     )
@@ -560,11 +637,13 @@ class PreferenceApp:
       raise ApiError(
           404, f'unknown preset {index} (this app has ' f'{len(self.presets)})'
       )
-    key = (scene_id, index)
+    view = self.view_arg()
+    key = (scene_id, index, view)
     with self.render_locks[('preset',) + key]:
       png = self.preset_cache.get(key)
       if png is None:
-        png = self.presets[index][1](scene_id)
+        fn = self.presets[index][1]
+        png = fn(scene_id, view) if self.turns else fn(scene_id)
         if not isinstance(png, bytes) or not png.startswith(PNG_MAGIC):
           raise ApiError(500, 'the preset renderer did not return PNG bytes')
         self.preset_cache[key] = png
@@ -603,6 +682,7 @@ def _register(app: flask.Flask, ui: PreferenceApp):
           lease_seconds=ui.dispenser.leases.lease_seconds,
           inspector=ui.signed_in(),
           presets=[n for n, _ in ui.presets],
+          views=len(ui.views),
       ),
   )
   app.add_url_rule('/login', 'login', ui.login)
@@ -663,6 +743,7 @@ def create_app(
     ensemble_rewards: Optional[Callable] = None,
     clock: Callable[[], float] = time.time,
     presets: Sequence[tuple[str, Callable[[str], bytes]]] = (),
+    views: Sequence[View] = (),
 ) -> flask.Flask:
   """The Flask app (see the module docstring).
 
@@ -680,6 +761,11 @@ def create_app(
       see ``rlhf_tf.ui.pairs``. clock: unix seconds (injectable for tests).
     presets: (name, scene_id -> PNG bytes) of reference presets the page
       offers beside the pair (module docstring); () hides the choice.
+    views: the views the page turns the pair through (``View``: azimuth in
+      degrees, render key), view 0 shown first. Given, they replace
+      render_key, and the callbacks take the view index as a last argument:
+      render_png(scene_id, action_id, view), preset(scene_id, view). ()
+      means one view under render_key, callbacks without a view argument.
   """
   ui = PreferenceApp(
       store_path,
@@ -698,6 +784,7 @@ def create_app(
           clock=clock,
       ),
       presets,
+      views,
   )
   app = flask.Flask(__name__)
   app.config['MAX_CONTENT_LENGTH'] = 64 * 1024  # votes are tiny

@@ -13,6 +13,10 @@ Cohen's kappa over the three categories,
 and a pooled figure over all overlapping pairs using each pair's first two
 raters (in vote order). kappa is None when p_e = 1 (both raters used one
 category only): it is undefined there.
+
+Views: votes cast while the pair was turned (``views`` of the app) record the
+azimuth shown; ``by_view`` counts votes and ties per azimuth (None: not
+recorded, e.g. votes from before views were stored).
 """
 
 from __future__ import annotations
@@ -166,6 +170,22 @@ def _per_inspector_sql(store, where: str, scene_ids) -> dict:
   )
 
 
+def by_view(effective) -> list[dict]:
+  """Votes and tie rate per recorded view azimuth (degrees), None last."""
+  rows: dict = {}
+  for v in effective:
+    row = rows.setdefault(v.view_azimuth, dict(azimuth=v.view_azimuth))
+    row['votes'] = row.get('votes', 0) + 1
+    row['ties'] = row.get('ties', 0) + (v.choice in TIES)
+  out = sorted(
+      rows.values(),
+      key=lambda r: (r['azimuth'] is None, r['azimuth'] or 0.0),
+  )
+  for row in out:
+    row['tie_rate'] = row['ties'] / row['votes']
+  return out
+
+
 def summary(store, scene_ids: Optional[Sequence[str]] = None) -> dict:
   """Everything the results page shows, JSON-able."""
   scene_ids = sorted(scene_ids) if scene_ids else []
@@ -194,4 +214,5 @@ def summary(store, scene_ids: Optional[Sequence[str]] = None) -> dict:
       tie_rate=(counts['equal'] + counts['both_bad']) / n if n else None,
       inspectors=per_inspector(effective, skips, undos),
       agreement=agreement(effective),
+      by_view=by_view(effective),
   )

@@ -2,7 +2,9 @@
 // page only shows the leased pair and posts answers. The inspector is signed
 // in by their personal link (a session cookie); every vote carries the
 // pair's signed lease and a random vote_id, so a retry after a network error
-// is stored once.
+// is stored once. With several views the pair turns: both sides always show
+// the same view (a turn is shown once both images of the new view, and a
+// shown preset's, have loaded), and the vote names the view shown.
 'use strict';
 
 const JH_KEY = 'rlhf_tf.showJH';
@@ -11,10 +13,14 @@ const KEYS = { ArrowLeft: 'left', ArrowRight: 'right', ArrowDown: 'equal',
   '=': 'equal', b: 'both_bad', B: 'both_bad', s: 'skip', S: 'skip' };
 const LABELS = { left: 'left preferred', right: 'right preferred',
   equal: 'equal', both_bad: 'both bad', skip: 'skipped' };
+// Turning (the arrow keys are vote keys): ',' turns the object left (its
+// front moves left, as when dragging left), '.' right.
+const TURN_KEYS = { ',': 1, '<': 1, '.': -1, '>': -1 };
+const DRAG_STEP_PX = 40;  // a horizontal drag of this many pixels: one view
 
 const $ = (id) => document.getElementById(id);
 const state = { inspector: null, pair: null, busy: false, undoVoteId: null,
-  loaded: 0 };
+  loaded: 0, view: 0, target: 0, loads: new Map() };
 
 function randomId() {
   // crypto.getRandomValues also works on plain http (randomUUID does not).
@@ -75,9 +81,132 @@ function onImageError() {
   setStatus('a rendering failed to load; press S to skip', true);
 }
 
+function numViews() {
+  return state.pair && state.pair.views ? state.pair.views.length : 1;
+}
+
+function presetUrl(index, view) {
+  const base = `/preset/${encodeURIComponent(state.pair.scene_id)}/${index}.png`;
+  return view ? `${base}?view=${view}` : base;
+}
+
+function presetIndex() {
+  const select = $('preset-select');
+  return select && select.value !== '' ? select.value : null;
+}
+
+function loadImage(url) {
+  // Resolves when the image is fetched and decoded (rejects on an error).
+  const img = new Image();
+  img.src = url;
+  return img.decode().then(() => img);
+}
+
+// The images of one view of the shown pair (and of the shown preset), loaded
+// once per pair; a promise.
+function loadView(view) {
+  const preset = presetIndex();
+  const key = `${view}:${preset}`;
+  if (!state.loads.has(key)) {
+    const v = state.pair.views[view];
+    const urls = [v.left_url, v.right_url];
+    if (preset !== null) urls.push(presetUrl(preset, view));
+    const done = Promise.all(urls.map(loadImage));
+    done.then(() => { if (state.loads.get(key) === done) countLoaded(); },
+      () => {});
+    state.loads.set(key, done);
+  }
+  return state.loads.get(key);
+}
+
+function countLoaded() {
+  const n = numViews();
+  const el = $('turn');
+  if (!el) return;
+  el.dataset.loaded = String(Number(el.dataset.loaded || 0) + 1);
+  $('views-loaded').textContent = Number(el.dataset.loaded) >= n ? '' :
+    `${el.dataset.loaded}/${n} loaded`;
+}
+
+// Preloads every view of the pair, nearest to view 0 first, one at a time
+// (the server renders in the order they will be needed).
+async function preloadViews(pair) {
+  const n = numViews();
+  for (let step = 1; step <= n / 2; step++) {
+    for (const view of new Set([step % n, (n - step) % n])) {
+      if (state.pair !== pair) return;
+      await loadView(view).catch(() => {});
+    }
+  }
+}
+
+function showViewLabel() {
+  const el = $('turn');
+  if (!el || !state.pair) return;
+  const v = state.pair.views[state.view];
+  const label = v.azimuth === null ? `view ${state.view + 1}` :
+    `${Math.round(v.azimuth * 10) / 10}°`;
+  el.dataset.view = String(state.view);
+  $('view-label').textContent = state.target === state.view ? label :
+    `${label} → …`;
+  for (const badge of document.querySelectorAll('.view-badge')) {
+    badge.textContent = label;
+  }
+}
+
+// Shows view `view` on both sides at once (their images are loaded).
+function displayView(view) {
+  const v = state.pair.views[view];
+  $('left-img').src = v.left_url;
+  $('right-img').src = v.right_url;
+  state.view = view;
+  showPreset();
+  showViewLabel();
+}
+
+async function turn(delta) {
+  const pair = state.pair;
+  const n = numViews();
+  if (!pair || n < 2) return;
+  state.target = ((state.target + delta) % n + n) % n;
+  const view = state.target;
+  showViewLabel();
+  try {
+    await loadView(view);
+  } catch (e) {
+    if (state.pair === pair) setStatus('a view failed to load', true);
+    return;
+  }
+  if (state.pair === pair && state.target === view) displayView(view);
+}
+
+function onDrag(e) {
+  if (!state.drag || e.pointerId !== state.drag.id) return;
+  const steps = Math.trunc((e.clientX - state.drag.x) / DRAG_STEP_PX);
+  if (steps) {
+    state.drag.x += steps * DRAG_STEP_PX;
+    turn(-steps);  // dragging right turns the object right
+  }
+}
+
+function startDrag(e) {
+  if (numViews() < 2 || e.button !== 0) return;
+  e.preventDefault();
+  state.drag = { id: e.pointerId, x: e.clientX };
+  e.currentTarget.setPointerCapture(e.pointerId);
+}
+
+function endDrag(e) {
+  if (state.drag && e.pointerId === state.drag.id) state.drag = null;
+}
+
 function showPair(pair) {
   state.pair = pair;
   state.loaded = 0;
+  state.view = 0;
+  state.target = 0;
+  state.loads = new Map();
+  if ($('turn')) $('turn').dataset.loaded = '0';
   setReady(false);
   for (const f of document.querySelectorAll('.frame')) {
     f.classList.remove('picked', 'tie', 'both-bad');
@@ -96,7 +225,11 @@ function showPair(pair) {
   }
   if (pair.jh_url && $('jh-img')) $('jh-img').src = pair.jh_url;
   showPreset();
+  showViewLabel();
   if (state.loaded >= 2) setReady(true);
+  if (numViews() > 1) {
+    loadView(0).then(() => preloadViews(pair), () => preloadViews(pair));
+  }
 }
 
 function afterAnswer(data) {
@@ -130,7 +263,7 @@ async function vote(choice) {
     const data = await api('/api/vote', { lease: pair.lease,
       scene_id: pair.scene_id, pair_id: pair.pair_id,
       left_action: pair.left_action, right_action: pair.right_action,
-      choice, vote_id: randomId() });
+      choice, view: state.view, vote_id: randomId() });
     afterAnswer(data);
     setStatus(`saved: ${LABELS[choice]}`);
     await loadNext();
@@ -178,7 +311,7 @@ function showPreset() {
   document.body.classList.toggle('with-preset', on);
   if (!on) return;
   $('preset-name').textContent = select.options[select.selectedIndex].text;
-  const url = `/preset/${encodeURIComponent(state.pair.scene_id)}/${index}.png`;
+  const url = presetUrl(index, state.view);
   if ($('preset-img').getAttribute('src') !== url) $('preset-img').src = url;
 }
 
@@ -217,6 +350,11 @@ function onKey(e) {
   if (!$('name-dialog').hidden || e.ctrlKey || e.metaKey || e.altKey) return;
   if (e.target instanceof HTMLInputElement && e.target.type !== 'checkbox') return;
   if (e.target instanceof HTMLSelectElement) return;  // its own arrow keys
+  if (TURN_KEYS[e.key] && $('turn')) {  // held down: keeps turning
+    e.preventDefault();
+    turn(TURN_KEYS[e.key]);
+    return;
+  }
   if (e.repeat) { e.preventDefault(); return; }
   if (KEYS[e.key]) { e.preventDefault(); vote(KEYS[e.key]); }
   else if (e.key === 'u' || e.key === 'U') { e.preventDefault(); undo(); }
@@ -237,6 +375,20 @@ function init() {
     b.addEventListener('click', () => vote(b.dataset.choice));
   }
   $('undo').addEventListener('click', undo);
+  if ($('turn')) {
+    for (const [id, delta] of [['turn-left', 1], ['turn-right', -1]]) {
+      $(id).addEventListener('click', (e) => {
+        e.currentTarget.blur();  // keys stay with the page
+        turn(delta);
+      });
+    }
+    for (const frame of document.querySelectorAll('.view .frame')) {
+      frame.addEventListener('pointerdown', startDrag);
+      frame.addEventListener('pointermove', onDrag);
+      frame.addEventListener('pointerup', endDrag);
+      frame.addEventListener('pointercancel', endDrag);
+    }
+  }
   if ($('jh-toggle')) {
     $('jh-toggle').addEventListener('change', (e) => setJH(e.target.checked));
     setJH(localStorage.getItem(JH_KEY) === '1');
