@@ -697,6 +697,9 @@ vote_case(
 vote_case('source "robot"', 'source', source='robot')
 vote_case('shown_at NaN', 'shown_at', shown_at=float('nan'))
 vote_case('shown_at text', 'shown_at', shown_at='noon')
+vote_case('view azimuth NaN', 'view_azimuth', view_azimuth=float('nan'))
+vote_case('view azimuth text', 'view_azimuth', view_azimuth='left')
+vote_case('render key blank', 'render_key', render_key=' ')
 
 
 @case('vote', 'undo with nothing to undo', VoteError, "'inspector-1'")
