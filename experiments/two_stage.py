@@ -69,6 +69,7 @@ def get_config(arg=None):
           pairs_per_new_action=1,
           high_fraction=0.25,
           num_partners=64,
+          rounds=1,
       )
   )
   if arg.smoke:

@@ -77,6 +77,79 @@ def _gold(scene, icfg, key, num: int, path: str):
   return actions, scores
 
 
+def _two_stage(config, out_dir, budget, keys, setup, gold) -> dict:
+  """The two-stage protocol at one budget: a share of it as uniform pairs
+  of D, then ``protocol.rounds`` rounds of new actions, each labelled
+  against the partners it is most disputed with, the ensemble refit on all
+  labels so far before every round. Returns its row entries."""
+  proto = config.protocol
+  k_b, k_cand, k_select = keys
+  scene, jh, vertices, crit = setup
+  icfg = inspector_lib.from_config(config.inspector)
+  n = vertices.shape[1]
+  first = int(round(float(proto.stage1_fraction) * budget))
+  pairs = actions_lib.sample_pairs(k_b, len(vertices), first)
+  answers = list(inspector_lib.judge_pairs(None, crit, pairs, icfg))
+  params = _train_ensemble(
+      config,
+      os.path.join(out_dir, f'stage1_{budget}'),
+      jh,
+      vertices,
+      pairs,
+      answers,
+  )
+  # Mean rho after stage 1 and after every round (how each one helped).
+  stage_rho = [float(np.mean(_rho(config, params, jh, *gold)))]
+  rounds = int(proto.rounds)
+  rest = budget - first
+  for r in range(rounds):
+    # Round 0 draws with the keys of the one-round protocol.
+    k_c = jax.random.fold_in(k_cand, budget)
+    k_s = jax.random.fold_in(k_select, budget)
+    if r:
+      k_c, k_s = jax.random.fold_in(k_c, r), jax.random.fold_in(k_s, r)
+    labels = rest * (r + 1) // rounds - rest * r // rounds
+    num_new = labels // int(proto.pairs_per_new_action)
+    num_high = int(round(float(proto.high_fraction) * num_new))
+    cands = two_stage.candidate_actions(k_c, proto.num_candidates, n)
+    pick = two_stage.new_actions(
+        _rewards(config, params, jh, cands), num_high, num_new - num_high
+    )
+    new_pairs = two_stage.partner_pairs(
+        k_s,
+        _rewards(config, params, jh, np.concatenate([vertices, cands[pick]])),
+        len(vertices) + np.arange(len(pick)),
+        int(proto.pairs_per_new_action),
+        exclude=[tuple(p) for p in pairs],
+        num_partners=int(proto.num_partners),
+    )
+    vertices = np.concatenate([vertices, cands[pick]])
+    crit = np.concatenate(
+        [crit, inspector_lib.action_criteria(scene, cands[pick])]
+    )
+    pairs = np.concatenate([pairs, new_pairs])
+    answers += inspector_lib.judge_pairs(None, crit, new_pairs, icfg)
+    last = r == rounds - 1
+    params = _train_ensemble(
+        config,
+        os.path.join(
+            out_dir, f'two_stage_{budget}' if last else f'round{r + 1}_{budget}'
+        ),
+        jh,
+        vertices,
+        pairs,
+        answers,
+    )
+    stage_rho.append(float(np.mean(_rho(config, params, jh, *gold))))
+  return dict(
+      two_stage_rho=_rho(config, params, jh, *gold),
+      two_stage_stage_rho=stage_rho,
+      two_stage_actions=int(len(vertices)),
+      two_stage_labels=int(len(pairs)),
+      two_stage_tie_rate=inspector_lib.tie_rate(answers),
+  )
+
+
 def run(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   out_dir = os.path.join(workdir, 'label_protocols')
@@ -87,7 +160,6 @@ def run(config, workdir: str) -> dict:
       spec.scene_id, volume, config.histogram, config.render
   )
   jh = np.asarray(scene.jh.image, np.float32)
-  n = scene.experts.shape[1]
   icfg = inspector_lib.from_config(config.inspector)
   proto = config.protocol
   key = jax.random.key(proto.seed)
@@ -129,55 +201,15 @@ def run(config, workdir: str) -> dict:
           uniform_tie_rate=inspector_lib.tie_rate(answers),
       )
     if 'two_stage' in proto.protocols:
-      # Two stages: a share uniform, then where the ensemble looks.
-      half = int(round(float(proto.stage1_fraction) * budget))
-      pairs1 = actions_lib.sample_pairs(k_b, len(d), half)
-      answers1 = inspector_lib.judge_pairs(None, crit_d, pairs1, icfg)
-      first = _train_ensemble(
-          config,
-          os.path.join(out_dir, f'stage1_{budget}'),
-          jh,
-          d.vertices,
-          pairs1,
-          answers1,
-      )
-      cands = two_stage.candidate_actions(
-          jax.random.fold_in(k_cand, budget), proto.num_candidates, n
-      )
-      num_new = (budget - half) // int(proto.pairs_per_new_action)
-      num_high = int(round(float(proto.high_fraction) * num_new))
-      pick = two_stage.new_actions(
-          _rewards(config, first, jh, cands), num_high, num_new - num_high
-      )
-      grown = np.concatenate([d.vertices, cands[pick]])
-      crit = np.concatenate(
-          [crit_d, inspector_lib.action_criteria(scene, cands[pick])]
-      )
-      pairs2 = two_stage.partner_pairs(
-          jax.random.fold_in(k_select, budget),
-          _rewards(config, first, jh, grown),
-          len(d) + np.arange(len(pick)),
-          int(proto.pairs_per_new_action),
-          exclude=[tuple(p) for p in pairs1],
-          num_partners=int(proto.num_partners),
-      )
-      all_pairs = np.concatenate([pairs1, pairs2])
-      all_answers = list(answers1) + inspector_lib.judge_pairs(
-          None, crit, pairs2, icfg
-      )
-      params = _train_ensemble(
-          config,
-          os.path.join(out_dir, f'two_stage_{budget}'),
-          jh,
-          grown,
-          all_pairs,
-          all_answers,
-      )
       row.update(
-          two_stage_rho=_rho(config, params, jh, gold_actions, gold_scores),
-          two_stage_actions=int(len(grown)),
-          two_stage_labels=int(len(all_pairs)),
-          two_stage_tie_rate=inspector_lib.tie_rate(all_answers),
+          _two_stage(
+              config,
+              out_dir,
+              budget,
+              (k_b, k_cand, k_select),
+              (scene, jh, d.vertices, crit_d),
+              (gold_actions, gold_scores),
+          )
       )
     row['seconds'] = round(time.perf_counter() - t_budget, 1)
     rows.append(row)
