@@ -6,7 +6,10 @@ Reuses <workdir>/reward (e.g. a quickstart or reward_ce workdir; set
 --experiment.reward_workdir=DIR to read another one) or trains the L_C reward
 model first. Warm start by behaviour cloning of the experts of phantoms 0-2,
 then PPO with a KL penalty to the warm start on the conservative ensemble
-reward. Evaluated on phantom 7 (never seen) and Cranium when fetched.
+reward. Trained on phantoms 0-2, evaluated on phantom 7 (never seen) and
+Cranium when fetched: agent.train_scenes and agent.eval_scenes are dataset
+scene lists ('phantom:0-2', 'phantom:7,cranium'; a held-out scene that is a
+training scene or in the reward's store is refused).
 Expected: the agent's mean action reaches >= 90 % of the expert TF's
 inspector score on the unseen phantom, far above the median random action
 (agent/summary.json), in <= 10 minutes on 2 CPU cores. Measured with the
@@ -28,6 +31,7 @@ Builds on reward_ce.py (the data and the reward model it trains).
 import ml_collections
 
 from rlhf_tf.agent import ppo, warm_start
+from rlhf_tf.data import sample_fetch
 from rlhf_tf.jobs import experiment_file
 
 
@@ -45,9 +49,14 @@ def get_config(arg=None):
   config.reward_workdir = ''  # '' = this workdir (trained here when absent)
   config.agent = ml_collections.ConfigDict()
   a = config.agent
-  a.train_seeds = (0, 1, 2)  # phantom seeds of the training scenes
-  a.eval_seeds = (7,)  # a phantom never seen in training
-  a.eval_cranium = True  # and Cranium, when it has been fetched
+  # Scene lists as the dataset's (e.g. 'phantom:0-5,cranium'); '' = the
+  # dataset's own scenes (config.scenes, the reward's when trained here).
+  a.train_scenes = 'phantom:0-2'
+  # Never seen by the agent or the reward: a phantom, and Cranium when it
+  # has been fetched.
+  a.eval_scenes = 'phantom:7'
+  if not arg.smoke and sample_fetch.cranium_path().is_file():
+    a.eval_scenes += ',cranium'
   a.gold_image_size = 64  # the inspector's renderings during monitoring
   a.ensemble = True  # conservative reward over the reward model's seeds
   # ... each seed's rewards z-scored against this many fixed random actions
@@ -59,10 +68,11 @@ def get_config(arg=None):
   a.num_random_eval = 16
   a.warm_start = warm_start.default_config()  # behaviour cloning
   a.ppo = ppo.default_config()  # includes the policy network (ppo.policy)
-  if arg.multiscene:  # the reward: reward_ce.py:multiscene (phantoms 0-5)
-    a.train_seeds, a.eval_seeds = tuple(range(6)), (6, 7)
+  if arg.multiscene:  # the reward's scenes (reward_ce.py: phantoms 0-5)
+    a.train_scenes = ''
+    a.eval_scenes = a.eval_scenes.replace('phantom:7', 'phantom:6-7')
   if arg.smoke:
-    a.train_seeds, a.eval_seeds, a.eval_cranium = (0,), (1,), False
+    a.train_scenes, a.eval_scenes = 'phantom:0', 'phantom:1'
     a.gold_image_size, a.monitor_every, a.num_random_eval = 12, 2, 4
     a.warm_start.num_steps = 20
     a.ppo.num_updates, a.ppo.batch_per_scene = 4, 8

@@ -1,6 +1,7 @@
 """Every experiment file runs end to end with ':smoke'; launch.py's errors."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,11 @@ def test_experiment_runs_with_smoke(path, tmp_path):
   assert config.job in JOBS, f'{path}: job {config.job!r} not in JOBS'
   JOBS[config.job](config, str(tmp_path))
   assert os.listdir(tmp_path), f'{path} wrote nothing to its workdir'
+  if config.job == 'train_agent':  # Held-out scenes never reach training.
+    with open(os.path.join(tmp_path, 'agent', 'summary.json')) as f:
+      summary = json.load(f)
+    assert summary['train_scenes'] == ['phantom-s0-24x24x24']
+    assert list(summary['scenes']) == ['phantom-s1-24x24x24']
 
 
 def test_every_experiment_documents_its_command():

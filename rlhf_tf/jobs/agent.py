@@ -9,13 +9,19 @@ against the reward model with a KL penalty to the warm-start policy
 mean - k * std over the reward model's seeds, each seed's rewards z-scored
 against a fixed reference set of random actions (rlhf_tf.reward.ensemble).
 
-Training scenes are phantoms of ``agent.train_seeds``; evaluation scenes a
-phantom of a seed never seen (``agent.eval_seeds``) and Cranium when it has
-been fetched. Writes to <workdir>/agent: metrics.jsonl (per PPO update),
-overoptimisation.png (inspector score and proxy reward vs sqrt(KL), Gao et
-al. 2022), agent_tfs.png (per evaluation scene: expert, agent, a random
-action), checkpoint/ (orbax, policy params) and summary.json (inspector
-scores of the agent's mean action, the expert and the median random action).
+The scenes are dataset scene lists (preferences/dataset.py's syntax, e.g.
+'phantom:0-5' or 'phantom:6-7,cranium'): the agent trains on
+``agent.train_scenes`` ('' = the dataset's own, ``config.scenes``, which the
+reward trains on when it is trained here) and is evaluated on
+``agent.eval_scenes``, which must share no scene with its training scenes
+nor with the reward's preference store (``scene_lists``,
+``check_reward_scenes``). Writes to <workdir>/agent: metrics.jsonl (per PPO
+update), overoptimisation.png (inspector score and proxy reward vs
+sqrt(KL), Gao et al. 2022), agent_tfs.png (per evaluation scene: expert,
+agent, a random action), checkpoint/ (orbax, policy params) and
+summary.json (the training scene ids; per held-out scene the inspector
+scores of the agent's mean action, the expert and the median random
+action).
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ import orbax.checkpoint as ocp
 
 from rlhf_tf.agent import policy as policy_lib
 from rlhf_tf.agent import ppo, warm_start
-from rlhf_tf.data import sample_fetch, sources
+from rlhf_tf.data import sources
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.evaluation import figures, figures_agent
+from rlhf_tf.input_error import ConfigError
+from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
+from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import checkpointing, from_store
 from rlhf_tf.reward import ensemble as ensemble_lib
@@ -81,15 +90,80 @@ def _reward_fn(config, reward_dir: str):
   return reward_fn
 
 
-def _phantom_scene(config, seed: int, image_size: int):
-  vol = config.volume.to_dict()
-  vol.update(source='phantom', seed=int(seed))
-  volume = sources.load_volume(ml_collections.ConfigDict(vol))
+# Config keys the scene lists replaced: refused, so an old config that sets
+# them does not silently train or evaluate on other scenes.
+_GONE_KEYS = ('train_seeds', 'eval_seeds', 'eval_cranium')
+
+
+def _specs(config, scenes: str) -> list[dataset.SceneSpec]:
+  """The scene specs of a dataset scene list ('' = config.scenes')."""
+  if not scenes:
+    return dataset.scene_specs(config)
+  with config.unlocked():
+    listed = config.copy_and_resolve_references()
+    listed.scenes = scenes
+  return dataset.scene_specs(listed)
+
+
+def scene_lists(config) -> tuple[list, list]:
+  """(training, held-out) scene specs of the agent.
+
+  Raises:
+    ConfigError: naming a replaced key (agent.train_seeds, ...), an empty
+      agent.eval_scenes, or a held-out scene that is also a training one.
+  """
+  a = config.agent
+  for key in _GONE_KEYS:
+    if key in a:
+      raise ConfigError(
+          f'agent.{key} is no longer read: name the scenes in '
+          "agent.train_scenes / agent.eval_scenes (e.g. 'phantom:0-5' and "
+          "'phantom:6-7,cranium')"
+      )
+  train = _specs(config, a.train_scenes)
+  if not a.eval_scenes:
+    raise ConfigError(
+        "agent.eval_scenes is empty: name held-out scenes, e.g. 'phantom:7'"
+    )
+  held_out = _specs(config, a.eval_scenes)
+  both = sorted({s.scene_id for s in train} & {s.scene_id for s in held_out})
+  if both:
+    raise ConfigError(
+        f'agent.eval_scenes: {", ".join(both)} also in the training scenes '
+        f'(agent.train_scenes={a.train_scenes!r}, scenes='
+        f'{config.get("scenes", "")!r}); held-out scenes must stay unseen'
+    )
+  return train, held_out
+
+
+def reward_scene_ids(store_path: str) -> list[str]:
+  """Scene ids in the reward's preference store (every scene the reward
+  may have trained on); [] without a store."""
+  if not os.path.isfile(store_path):
+    return []
+  store = store_lib.PreferenceStore(store_path)
+  try:
+    return [s['scene_id'] for s in store.scenes()]
+  finally:
+    store.close()
+
+
+def check_reward_scenes(store_path: str, held_out) -> None:
+  """Refuses held-out scenes that the reward's preference store holds."""
+  stored = distributed.on_primary(lambda: reward_scene_ids(store_path))
+  seen = sorted(set(stored) & {s.scene_id for s in held_out})
+  if seen:
+    raise ConfigError(
+        f'agent.eval_scenes: {", ".join(seen)} in the reward\'s store '
+        f'{store_path}; held-out scenes must stay unseen by the reward too'
+    )
+
+
+def _build(config, spec: dataset.SceneSpec, image_size: int):
+  volume = sources.load_volume(ml_collections.ConfigDict(spec.volume))
   render = config.render.copy_and_resolve_references()
   render.image_size = image_size
-  return scenes_lib.build_scene(
-      f'phantom-s{seed}', volume, config.histogram, render
-  )
+  return scenes_lib.build_scene(spec.scene_id, volume, config.histogram, render)
 
 
 def _gold(scene, config):
@@ -108,23 +182,6 @@ def _ensure_reward(config, workdir: str) -> str:
   return reward_dir
 
 
-def _eval_scenes(config):
-  a = config.agent
-  out = [
-      _phantom_scene(config, s, config.render.image_size) for s in a.eval_seeds
-  ]
-  if a.eval_cranium and os.path.exists(sample_fetch.cranium_path()):
-    vol = ml_collections.ConfigDict(
-        dict(config.volume.to_dict(), source='cranium')
-    )
-    out.append(
-        scenes_lib.build_scene(
-            'cranium', sources.load_volume(vol), config.histogram, config.render
-        )
-    )
-  return out
-
-
 def train_agent(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   a = config.agent
@@ -132,9 +189,18 @@ def train_agent(config, workdir: str) -> dict:
   primary = distributed.is_primary()  # several processes: process 0 writes
   if primary:
     os.makedirs(out_dir, exist_ok=True)
-  reward_fn = _reward_fn(config, _ensure_reward(config, workdir))
-  logging.info('training scenes: phantom seeds %s', list(a.train_seeds))
-  train = [_phantom_scene(config, s, a.gold_image_size) for s in a.train_seeds]
+  train_specs, held_out = scene_lists(config)
+  reward_dir = _ensure_reward(config, workdir)
+  check_reward_scenes(
+      dataset.store_path(config, os.path.dirname(reward_dir)), held_out
+  )
+  reward_fn = _reward_fn(config, reward_dir)
+  train = [_build(config, s, a.gold_image_size) for s in train_specs]
+  logging.info(
+      'training scenes: %s; held out: %s',
+      [s.scene_id for s in train],
+      [s.scene_id for s in held_out],
+  )
   jh = np.stack([s.jh.image for s in train]).astype(np.float32)
   experts = np.stack([s.experts for s in train])
   net = policy_lib.net_from_config(a.ppo.policy)
@@ -150,10 +216,16 @@ def train_agent(config, workdir: str) -> dict:
       out_dir,
   )
   summary = dict(
+      train_scenes=[s.scene_id for s in train],
       bc_final_mode_mse=float(bc['mode_mse'][-1]),
       monitor={k: np.asarray(v).tolist() for k, v in series.items()},
       scenes=evaluate_policy(
-          config, net, params, ref_params, k_eval, experts.shape[2], out_dir
+          config,
+          net,
+          (params, ref_params),
+          k_eval,
+          [_build(config, s, config.render.image_size) for s in held_out],
+          out_dir,
       ),
   )
   summary['seconds'] = round(time.perf_counter() - t0, 1)
@@ -215,15 +287,23 @@ def train_ppo(config, key, jh, ref_params, reward_fn, golds, out_dir: str):
   return params, series
 
 
-def evaluate_policy(
-    config, net, params, ref_params, key, n_vertices: int, out_dir: str
-) -> dict:
+def evaluate_policy(config, net, policies, key, scenes, out_dir: str) -> dict:
   """Inspector scores of the agent's mean action, the warm start's, the
   expert's and the median of agent.num_random_eval random actions on every
-  evaluation scene; agent_tfs.png. Returns {scene id: numbers}."""
+  held-out scene; agent_tfs.png.
+
+  Args:
+    policies: (the agent's params, the warm start's params).
+    scenes: the held-out Scenes.
+
+  Returns:
+    {scene id: numbers}.
+  """
   a = config.agent
+  params, ref_params = policies
   scores, images, titles = {}, [], []
-  for scene in _eval_scenes(config):
+  for scene in scenes:
+    n_vertices = scene.experts.shape[1]
     gold = _gold(scene.with_view(image_size=a.gold_image_size), config)
     jh = jnp.asarray(scene.jh.image[None], jnp.float32)
     agent_action = np.asarray(policy_lib.mode(net, params, jh))[0]
