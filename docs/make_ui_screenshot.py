@@ -2,9 +2,10 @@
 
   .venv/bin/python docs/make_ui_screenshot.py [--out docs/ui_screenshot.png]
 
-The dataset's first scene (experiments/collect.py's config) in a temporary
-store, one neutral inspector id ('inspector-1'), three votes, then a
-screenshot of the page in Debian's /usr/bin/chromium (playwright).
+The dataset's scene (experiments/collect.py's config, 12 views) in a
+temporary store, one neutral inspector id ('inspector-1'), three votes, the
+pair turned one view on, the JH shown, then a screenshot of the page in
+Debian's /usr/bin/chromium (playwright).
 """
 
 import argparse
@@ -44,17 +45,18 @@ def main():
   workdir = tempfile.mkdtemp(prefix='ui_screenshot_')
   path = dataset.store_path(config, workdir)
   store = store_lib.PreferenceStore(path)
-  scene = collect.default_scene(config, store)
+  scenes = collect.dataset_scenes(config, store)
   store.close()
   keys = auth.keys_for_store(path, [INSPECTOR])
   app = app_lib.create_app(
       path,
-      scene.render_png,
+      scenes.render_png,
       keys,
-      scene_ids=[scene.scene_id],
-      render_key=scene.render_key,
-      jh_png=scene.jh_png,
+      scene_ids=list(scenes.scene_ids),
+      jh_png=scenes.jh_png,
       votes_target=config.votes_target,
+      presets=scenes.presets,
+      views=scenes.views,
   )
   server = waitress.create_server(app, host='127.0.0.1', port=0, threads=4)
   threading.Thread(target=server.run, daemon=True).start()
@@ -74,6 +76,12 @@ def main():
         "document.getElementById('progress-text').textContent"
         ".startsWith('3 /')",
         timeout=60_000,
+    )
+    page.keyboard.press(',')  # turn the pair one view on (30 degrees)
+    page.wait_for_selector('#turn[data-view="1"]', timeout=600_000)
+    # Every view loaded: no render is left running when the server stops.
+    page.wait_for_selector(
+        f'#turn[data-loaded="{len(scenes.views)}"]', timeout=1_200_000
     )
     page.check('#jh-toggle')
     page.wait_for_function(

@@ -25,13 +25,22 @@ and reward_*.py): train on the human votes with
 `launch.py --experiment=experiments/reward_ce.py --workdir=DIR
  --experiment.data_source=human`.
 
+Turning the pair: both renderings are shown from --experiment.ui.azimuths
+evenly spaced azimuths around the scan (default 12; 1 = one fixed view) and
+turn together with the keys ',' and '.' (the arrow keys vote) or by dragging
+an image sideways; each vote records the azimuth it was cast at (/results
+counts votes per view). The first pair shows at the scene's own view at
+once; the page then loads the other views, nearest first (each new view of a
+scene builds its ray cache once; --experiment.ui.view_caches of them are
+kept, ~80 MB each at 256^2).
+
 Reference presets: the page offers the InVesalius raycasting presets (once
 fetched with `python -m rlhf_tf.export.invesalius_presets`) and any Slicer
 file given with --experiment.reference_presets.slicer_files="('my.vp.json',)"
 as a reference rendering beside the pair (key P); votes stay on the pair.
 
-Arg: '' | 'smoke' (simulate.py:smoke's tiny scene, serves for 3 s on a free
-port, then stops). Builds on simulate.py.
+Arg: '' | 'smoke' (simulate.py:smoke's tiny scene, 3 views, serves for 3 s
+on a free port, then stops). Builds on simulate.py.
 """
 
 import ml_collections
@@ -70,10 +79,15 @@ def get_config(arg=None):
   config.reference_presets = ml_collections.ConfigDict(
       dict(enabled=True, invesalius_dir='', slicer_files=())
   )
+  # The views a pair turns through (rlhf_tf/ui/scene_views.py): azimuths
+  # render.azimuth + 360 k / azimuths; ray caches of views kept at once.
+  config.ui = ml_collections.ConfigDict(dict(azimuths=12, view_caches=12))
   config.prerender = True
   config.serve_seconds = 0.0  # 0 = until Ctrl-C
   if arg.smoke:
     config.port = 0  # any free port
     config.serve_seconds = 3.0
     config.votes_target = 20
+    config.ui.azimuths = 3
+    config.ui.view_caches = 2
   return config

@@ -84,7 +84,7 @@ def test_each_view_renders_once_and_differs(turning):
   with PreferenceStore(path) as s:  # under each view's own render key
     assert s.render_path(SCENE, 2, 'key-az280') is not None
     assert s.render_path(SCENE, 2, 'key-az10') is not None
-  for bad in ('4', '-1', 'x', '99999999999999999999999'):
+  for bad in ('4', '-1', 'x', '99999999999999999999999', '²', '1.0'):
     r = c.get(f'/render/{SCENE}/2.png?view={bad}')
     assert r.status_code == 404 and 'unknown view' in r.json['error']
   assert c.get(f'/render/{SCENE}/2.png?view=').status_code == 404

@@ -15,6 +15,14 @@ each TF renders in a fraction of a second on a CPU), are made on first
 request and cached in the store's image cache; ``prerender`` fills the cache
 in a background thread so inspectors rarely wait.
 
+Turning the pair (``config.ui.azimuths``, e.g. 12; 1 = one fixed view):
+each scene is also rendered from evenly spaced azimuths around it
+(``rlhf_tf.ui.scene_views``: a ray cache per view, built when first needed),
+and the page turns both renderings of a pair together; every vote records
+the view it was cast at. The first pair shows at view 0 as soon as its two
+images are rendered; the page then asks for the other views nearest first,
+and those renders go before the background pre-rendering's.
+
 Reference presets (``config.reference_presets``): the InVesalius raycasting
 presets (when fetched: ``python -m rlhf_tf.export.invesalius_presets``) and
 any Slicer .vp.json given become TF tables on the scene's JH grid
@@ -38,7 +46,7 @@ from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import checkpointing, predict
 from rlhf_tf.ui import app as app_lib
-from rlhf_tf.ui import auth
+from rlhf_tf.ui import auth, scene_views
 
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
 
@@ -47,11 +55,14 @@ class Scenes(NamedTuple):
   """What the app needs to show the dataset's scenes."""
 
   scene_ids: tuple
-  render_png: Callable[[str, int], bytes]  # (scene_id, action_id)
-  render_key: str
+  # (scene_id, action_id, view[, background]) -> PNG
+  render_png: Callable[..., bytes]
+  render_key: str  # of view 0
   jh_png: Callable[[str, int, int], bytes]  # (scene_id, left, right)
-  # (name, scene_id -> PNG) of the reference presets (see module docstring)
+  # (name, (scene_id, view) -> PNG) of the reference presets (see module
+  # docstring)
   presets: tuple = ()
+  views: tuple = ()  # app_lib.View per view: azimuth, render key
 
 
 # --------------------------------------------------------------- scenes
@@ -63,7 +74,8 @@ def dataset_scenes(config, store) -> Scenes:
   JH and preset callbacks that take the scene id.
 
   Renders are cached under ``scenes.render_key(config.render)``, the key the
-  simulated inspector's job uses, so a store it filled shows at once.
+  simulated inspector's job uses, so a store it filled shows at once; the
+  other views of ``config.ui.azimuths`` under the keys of their azimuths.
   """
   built = {
       spec.scene_id: dataset.ensure_scene(store, spec, config).scene
@@ -71,7 +83,15 @@ def dataset_scenes(config, store) -> Scenes:
   }
   path = store.path
   local = threading.local()
-  lock = threading.Lock()  # one render at a time: each uses every core
+  ui = config.get('ui') or ml_collections.ConfigDict(
+      dict(azimuths=1, view_caches=1)
+  )
+  views = scene_views.SceneViews(
+      built,
+      ui.azimuths,
+      ui.view_caches,
+      scene_views.RenderGate(),  # one render at a time: each uses every core
+  )
 
   def vertices(scene_id, action_id):
     s = getattr(local, 'store', None)  # SQLite: one connection per thread
@@ -79,10 +99,10 @@ def dataset_scenes(config, store) -> Scenes:
       s = local.store = store_lib.PreferenceStore(path)
     return s.vertices_array(scene_id, [action_id])[0]
 
-  def render_png(scene_id, action_id):
-    v = vertices(scene_id, action_id)
-    with lock:
-      return scenes_lib.png_bytes(built[scene_id].render(v))
+  def render_png(scene_id, action_id, view=0, background=False):
+    return views.render_png(
+        scene_id, vertices(scene_id, action_id), view, background
+    )
 
   def jh_png(scene_id, left, right):
     return volume_figures.jh_polygons_png(
@@ -94,27 +114,30 @@ def dataset_scenes(config, store) -> Scenes:
 
   # Each scene's presets (their tables depend on its volume), by name.
   per_scene = {
-      scene_id: dict(reference_presets(config, scene, lock))
+      scene_id: dict(reference_presets(config, scene, views))
       for scene_id, scene in built.items()
   }
   names = list(next(iter(per_scene.values())))
 
   def preset_renderer(name):
-    return lambda scene_id: per_scene[scene_id][name](scene_id)
+    return lambda scene_id, view=0: per_scene[scene_id][name](scene_id, view)
 
+  first = next(iter(built))
   return Scenes(
       tuple(built),
       render_png,
-      scenes_lib.render_key(config.render),
+      views.render_key(first, 0),
       jh_png,
       tuple((name, preset_renderer(name)) for name in names),
+      views.app_views(first),
   )
 
 
-def reference_presets(config, scene, lock=None) -> tuple:
-  """(label, scene_id -> PNG) per preset of config.reference_presets: the
-  preset's TF table on the scene's JH grid, rendered with the scene's view
-  and lighting (``evaluation.baselines``)."""
+def reference_presets(config, scene, views=None) -> tuple:
+  """(label, (scene_id, view) -> PNG) per preset of config.reference_presets:
+  the preset's TF table on the scene's JH grid, rendered with the lighting
+  and view (``views``: a SceneViews holding the scene; None: its own view
+  only) the pair is shown at (``evaluation.baselines``)."""
   cfg = config.get('reference_presets')
   if cfg is None or not cfg.enabled:
     return ()
@@ -125,15 +148,22 @@ def reference_presets(config, scene, lock=None) -> tuple:
       volume_min_hu=float(np.min(volume.hu)),
       gradient_scale_mm=float(np.mean(np.asarray(volume.spacing))),
   )
-  lock = lock or threading.Lock()
+  views = views or scene_views.SceneViews(
+      {scene.scene_id: scene}, 1, 1, scene_views.RenderGate()
+  )
   kinds = dict(invesalius='InVesalius', slicer='Slicer')
 
   def renderer(preset):
-    def preset_png(scene_id):
+    table = []  # the TF table on the scene's JH: once, for every view
+
+    def at_view(seen):
+      if not table:
+        table.append(baselines.preset_table(scene, preset.tf))
+      return scenes_lib.png_bytes(baselines.rgba_of(seen, table[0]))
+
+    def preset_png(scene_id, view=0):
       del scene_id  # this scene's renderer (dataset_scenes picks it)
-      with lock:
-        table = baselines.preset_table(scene, preset.tf)
-        return scenes_lib.png_bytes(baselines.rgba_of(scene, table))
+      return views.render_with(scene.scene_id, view, at_view)
 
     return preset_png
 
@@ -148,24 +178,32 @@ def reference_presets(config, scene, lock=None) -> tuple:
 
 
 def prerender(path: str, scenes: Scenes, stop: threading.Event):
-  """Fill the image cache for every action of every scene (background)."""
+  """Fill the image cache for every action of every scene at every view
+  (background: renders a browser waits for go first), view 0 of every
+  scene first."""
   store = store_lib.PreferenceStore(path)
+  views = scenes.views or (app_lib.View(None, scenes.render_key),)
+  order = [(s, 0) for s in scenes.scene_ids] + [
+      (s, k) for s in scenes.scene_ids for k in range(1, len(views))
+  ]
   try:
-    for scene_id in scenes.scene_ids:
+    for scene_id, view in order:
+      key = views[view].render_key
       for action in store.actions(scene_id):
         if stop.is_set():
           return
-        if (
-            store.render_path(scene_id, action.action_id, scenes.render_key)
-            is None
-        ):
+        if store.render_path(scene_id, action.action_id, key) is None:
           store.add_render(
               scene_id,
               action.action_id,
-              scenes.render_key,
-              scenes.render_png(scene_id, action.action_id),
+              key,
+              scenes.render_png(
+                  scene_id, action.action_id, view, background=True
+              ),
           )
-      logging.info('prerender: all actions of %s cached', scene_id)
+      logging.info(
+          'prerender: all actions of %s cached at view %d', scene_id, view
+      )
   except Exception:  # pylint: disable=broad-except
     logging.exception('prerender stopped; renders continue on demand')
   finally:
@@ -242,7 +280,6 @@ def run(config: ml_collections.ConfigDict, workdir: str):
       scenes.render_png,
       keys,
       scene_ids=list(scenes.scene_ids),
-      render_key=scenes.render_key,
       jh_png=scenes.jh_png,
       votes_target=config.votes_target,
       lease_seconds=config.lease_seconds,
@@ -251,6 +288,7 @@ def run(config: ml_collections.ConfigDict, workdir: str):
       selection=config.selection,
       ensemble_rewards=load_ensemble_rewards(config, path),
       presets=scenes.presets,
+      views=scenes.views,
   )
   stop = threading.Event()
   if config.prerender:
@@ -262,7 +300,7 @@ def run(config: ml_collections.ConfigDict, workdir: str):
     ).start()
   print(
       f'store: {path}, scenes {", ".join(scenes.scene_ids)} (render key '
-      f'{scenes.render_key})',
+      f'{scenes.render_key}; {len(scenes.views)} views)',
       flush=True,
   )
   try:

@@ -84,6 +84,7 @@ from rlhf_tf.ui import results as results_lib
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 MAX_VIEWS = 360
+VIEW_ARG = re.compile(r'^[0-9]{1,3}$')
 VOTE_ID = re.compile(r'^[A-Za-z0-9_-]{8,64}$')
 MAX_INSPECTOR = auth.MAX_NAME
 MAX_LEASE_AGE_S = 24 * 3600.0  # a vote on a pair shown longer ago is refused
@@ -268,7 +269,7 @@ class PreferenceApp:
   def view_arg(self) -> int:
     """The ?view= of an image URL (default 0, the first view), or 404."""
     text = flask.request.args.get('view', '0')
-    if not text.isdigit() or int(text) >= len(self.views):
+    if not VIEW_ARG.match(text) or int(text) >= len(self.views):
       raise ApiError(
           404, f'unknown view {text[:20]!r} (this app has {len(self.views)})'
       )

@@ -20,7 +20,7 @@ const DRAG_STEP_PX = 40;  // a horizontal drag of this many pixels: one view
 
 const $ = (id) => document.getElementById(id);
 const state = { inspector: null, pair: null, busy: false, undoVoteId: null,
-  loaded: 0, view: 0, target: 0, loads: new Map() };
+  loaded: 0, view: 0, target: 0, loads: new Map(), viewsLoaded: new Set() };
 
 function randomId() {
   // crypto.getRandomValues also works on plain http (randomUUID does not).
@@ -112,20 +112,22 @@ function loadView(view) {
     const urls = [v.left_url, v.right_url];
     if (preset !== null) urls.push(presetUrl(preset, view));
     const done = Promise.all(urls.map(loadImage));
-    done.then(() => { if (state.loads.get(key) === done) countLoaded(); },
+    done.then(() => { if (state.loads.get(key) === done) countLoaded(view); },
       () => {});
     state.loads.set(key, done);
   }
   return state.loads.get(key);
 }
 
-function countLoaded() {
+// How many views of the pair are ready to be turned to (shown on the page).
+function countLoaded(view) {
   const n = numViews();
   const el = $('turn');
   if (!el) return;
-  el.dataset.loaded = String(Number(el.dataset.loaded || 0) + 1);
-  $('views-loaded').textContent = Number(el.dataset.loaded) >= n ? '' :
-    `${el.dataset.loaded}/${n} loaded`;
+  state.viewsLoaded.add(view);
+  const k = state.viewsLoaded.size;
+  el.dataset.loaded = String(k);
+  $('views-loaded').textContent = k >= n ? '' : `${k}/${n} loaded`;
 }
 
 // Preloads every view of the pair, nearest to view 0 first, one at a time
@@ -206,7 +208,9 @@ function showPair(pair) {
   state.view = 0;
   state.target = 0;
   state.loads = new Map();
+  state.viewsLoaded = new Set();
   if ($('turn')) $('turn').dataset.loaded = '0';
+  if ($('views-loaded')) $('views-loaded').textContent = '';
   setReady(false);
   for (const f of document.querySelectorAll('.frame')) {
     f.classList.remove('picked', 'tie', 'both-bad');
