@@ -66,7 +66,7 @@ def _fields(bucket, labels: bool):
   }
 
 
-def _chord_ends(bucket, dtype):
+def chord_ends(bucket, dtype):
   """(start, end) [R] of each ray's chord from its first depth-grid point."""
   start = bucket.start.astype(dtype)
   return start, start + bucket.length.astype(dtype)
@@ -74,7 +74,7 @@ def _chord_ends(bucket, dtype):
 
 def _step_samples(bucket, fields, corners, i, settings, dtype, ends):
   """Sample i of every ray of a bucket: the row's fields, the segment length
-  l_i [R] (ends: _chord_ends), the TF lookup rgba [R, 4], the shaded colour
+  l_i [R] (ends: chord_ends), the TF lookup rgba [R, 4], the shaded colour
   c_i [R, 3] and lt_i [R]."""
   t = {
       k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
@@ -104,7 +104,7 @@ def _step_samples(bucket, fields, corners, i, settings, dtype, ends):
   return t, rgba, col, log_trans
 
 
-def _unroll(factor, num):
+def unroll(factor, num):
   """fori_loop's unroll for a loop of num steps (at least 1, at most num)."""
   return max(1, min(factor, num))
 
@@ -117,7 +117,7 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
   [R, G] (rays that meet label g in the box at all); else None, None)."""
   fields = _fields(bucket, bool(num_labels))
   num, rays = bucket.idx.shape
-  ends = _chord_ends(bucket, dtype)
+  ends = chord_ends(bucket, dtype)
 
   def body(i, carry):
     log_t, rgb, weights, hits = carry
@@ -139,7 +139,7 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
       jnp.zeros((rays, num_labels), bool) if num_labels else None,
   )
   log_t, rgb, weights, hits = jax.lax.fori_loop(
-      0, num, body, init, unroll=_unroll(MARCH_UNROLL, num)
+      0, num, body, init, unroll=unroll(MARCH_UNROLL, num)
   )
   return rgb, log_t, weights, hits
 
@@ -161,7 +161,7 @@ def march_bucket_vjp(
   num, rays = bucket.idx.shape
   bins_x = tf_table.shape[-2]
   one_minus_eps = 1.0 - jnp.finfo(dtype).epsneg
-  ends = _chord_ends(bucket, dtype)
+  ends = chord_ends(bucket, dtype)
 
   def body(i, carry):
     trans, behind, g_table = carry  # T_i and sum_{j>=i} T_j a_j c_j.
@@ -211,7 +211,7 @@ def march_bucket_vjp(
       rgb_total,
       jnp.zeros((tf_table.shape[-3] * bins_x, 4), dtype),
   )
-  return jax.lax.fori_loop(0, num, body, init, unroll=_unroll(VJP_UNROLL, num))[
+  return jax.lax.fori_loop(0, num, body, init, unroll=unroll(VJP_UNROLL, num))[
       2
   ]
 
@@ -245,7 +245,7 @@ def render_buckets(cache, tf_table, settings, num_labels: int):
   return image, totals, weights, hits
 
 
-def _zero_cotangent(x):
+def zero_cotangent(x):
   if jnp.issubdtype(x.dtype, jnp.inexact):
     return jnp.zeros_like(x)
   return np.zeros(x.shape, jax.dtypes.float0)
@@ -277,7 +277,7 @@ def _cached_image_bwd(settings, residuals, ct):
         b, tf_table, corners, settings, rgb, ct_b[:, :3], g_log_t, dtype
     )
   return (
-      jax.tree_util.tree_map(_zero_cotangent, cache),
+      jax.tree_util.tree_map(zero_cotangent, cache),
       g_table.reshape(tf_table.shape),
   )
 

@@ -85,6 +85,22 @@ def composite_log(rgb, log_trans):
   return out_rgb, acc_alpha
 
 
+def composite_emission(emission, log_trans):
+  """Front-to-back compositing of premultiplied segment colours.
+
+  Args:
+    emission: [..., S, 3] premultiplied colour e_i of each segment (its
+      opacity already applied, e.g. preintegration.segment_optics).
+    log_trans: [..., S] log transmittance log(1 - a_i) <= 0 of each segment.
+
+  Returns:
+    (rgb [..., 3] = sum_i T_i e_i, acc_alpha [...] = 1 - prod_i (1 - a_i)).
+  """
+  log_t = jnp.cumsum(log_trans, axis=-1) - log_trans
+  out_rgb = jnp.sum(jnp.exp(log_t)[..., None] * emission, axis=-2)
+  return out_rgb, -jnp.expm1(jnp.sum(log_trans, axis=-1))
+
+
 def composite(rgb, alpha):
   """Front-to-back emission-absorption compositing.
 

@@ -10,8 +10,11 @@ and stores per sample
   fx, fy  uint16  bilinear weights in [0, 1], fixed point (step 1 / 65535)
   d, s    uint16  diffuse |n . l| and specular |n . l|^shininess (shading on)
 
-(12 bytes per sample with shading, 8 without) plus per ray the chord length,
-the offset of the box entry past the depth grid (float32, see
+(12 bytes per sample with shading, 8 without) -- with settings.preintegrate
+instead of idx, fx, fy the float32 lookup coordinates u, v of
+``preintegration.coords`` at the S + 1 segment ends (same bytes, one more
+row; rendered by ``rlhf_tf.render.cached_segments``) -- plus per ray the
+chord length, the offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``render_cached`` is then one
 16-value gather per sample (the 2x2 bin neighbourhood, see
 ``sampling.corner_table``), bilinear weights, shading and compositing.
@@ -50,7 +53,13 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import cached_march, raymarch, sampling
+from rlhf_tf.render import (
+    cached_march,
+    cached_segments,
+    preintegration,
+    raymarch,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render.histogram import JHAxes
 
@@ -62,12 +71,21 @@ class CacheBucket:
   pixels: jnp.ndarray  # [R] int32 flat pixel index; H * W for padding rays.
   length: jnp.ndarray  # [R] float32 chord length in the box (mm).
   start: jnp.ndarray  # [R] float32 box entry past its depth-grid point (mm).
-  idx: jnp.ndarray  # [S, R] int32 flat TF-bin index.
-  fx: jnp.ndarray  # [S, R] uint16 fixed-point weight along x.
-  fy: jnp.ndarray  # [S, R] uint16 fixed-point weight along y.
-  diffuse: Optional[jnp.ndarray] = None  # [S, R] uint16 or None.
-  specular: Optional[jnp.ndarray] = None  # [S, R] uint16 or None.
-  label: Optional[jnp.ndarray] = None  # [S, R] uint8 label or None.
+  # Point sampling: the bilinear lookup of each sample (segment midpoint).
+  idx: Optional[jnp.ndarray] = None  # [S, R] int32 flat TF-bin index.
+  fx: Optional[jnp.ndarray] = None  # [S, R] uint16 fixed-point weight, x.
+  fy: Optional[jnp.ndarray] = None  # [S, R] uint16 fixed-point weight, y.
+  # Pre-integration: preintegration.coords (u, v) of the S + 1 segment ends.
+  u: Optional[jnp.ndarray] = None  # [S + 1, R] float32 intensity (bins).
+  v: Optional[jnp.ndarray] = None  # [S + 1, R] float32 gradient (bins).
+  diffuse: Optional[jnp.ndarray] = None  # [S(+1), R] uint16 or None.
+  specular: Optional[jnp.ndarray] = None  # [S(+1), R] uint16 or None.
+  label: Optional[jnp.ndarray] = None  # [S(+1), R] uint8 label or None.
+
+  @property
+  def rows(self) -> jnp.ndarray:
+    """The [S, R] or [S + 1, R] field that every cache has."""
+    return self.idx if self.u is None else self.u
 
 
 @flax.struct.dataclass
@@ -83,11 +101,12 @@ class RayCache:
   shininess: float = flax.struct.field(pytree_node=False)
   normal_eps: float = flax.struct.field(pytree_node=False)
   jitter: bool = flax.struct.field(pytree_node=False, default=False)
+  preintegrate: bool = flax.struct.field(pytree_node=False, default=False)
 
   @property
   def num_samples(self) -> int:
     """Stored samples (padding included)."""
-    return int(sum(b.idx.size for b in self.buckets))
+    return int(sum(b.rows.size for b in self.buckets))
 
   @property
   def nbytes(self) -> int:
@@ -129,10 +148,14 @@ def _cache_fields(
       labels_flat=labels_flat,
       first=first,
   )
-  idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
-  out = dict(
-      idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy)
-  )
+  if settings.preintegrate:
+    u, v = preintegration.coords(s['x'], s['y'], bx, by)
+    out = dict(u=u.astype(jnp.float32), v=v.astype(jnp.float32))
+  else:
+    idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
+    out = dict(
+        idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy)
+    )
   if settings.shading:
     out['diffuse'] = cached_march.quantise(s['diffuse'])
     out['specular'] = cached_march.quantise(s['specular'])
@@ -421,6 +444,8 @@ def build_ray_cache(
   for tiles in np.array_split(np.arange(n_tiles), min(num_buckets, n_tiles)):
     rays = order[tiles[0] * tile : (tiles[-1] + 1) * tile]
     num = int(max(counts[rays].max(), 1))
+    # Pre-integration samples both ends of the num segments.
+    num += int(settings.preintegrate)
     pad = (-rays.size) % tile
     pixels = np.concatenate([rays, np.full(pad, length_np.size)]).astype(
         np.int32
@@ -479,7 +504,13 @@ def build_ray_cache(
       shininess=settings.shininess,
       normal_eps=settings.normal_eps,
       jitter=settings.jitter,
+      preintegrate=settings.preintegrate,
   )
+
+
+def _march(settings):
+  """The cached march of the settings' classification."""
+  return cached_segments if settings.preintegrate else cached_march
 
 
 def _check(cache: RayCache, tf_table, settings):
@@ -494,9 +525,10 @@ def _check(cache: RayCache, tf_table, settings):
       shininess=cache.shininess,
       normal_eps=cache.normal_eps,
       jitter=cache.jitter,
+      preintegrate=cache.preintegrate,
   )
   for k, v in baked.items():
-    if cache.shading or k in ('step_mm', 'shading', 'jitter'):
+    if cache.shading or k in ('step_mm', 'shading', 'jitter', 'preintegrate'):
       if getattr(settings, k) != v:
         raise ValueError(
             f'settings.{k}={getattr(settings, k)} differs from '
@@ -506,7 +538,7 @@ def _check(cache: RayCache, tf_table, settings):
 
 @functools.partial(jax.jit, static_argnames=('settings',))
 def _render_cached(cache: RayCache, tf_table, settings):
-  image = cached_march.cached_image(cache, tf_table, settings)
+  image = _march(settings).cached_image(cache, tf_table, settings)
   return image.reshape(cache.height, cache.width, 4)
 
 
@@ -534,7 +566,7 @@ def render_cached(
 
 @functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
 def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
-  image, _, weights, hits = cached_march.render_buckets(
+  image, _, weights, hits = _march(settings).render_buckets(
       cache, tf_table, settings, num_labels
   )
   shape = (cache.height, cache.width)

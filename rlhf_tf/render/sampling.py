@@ -76,6 +76,17 @@ def segment_span(start, length, num: int, step_mm: float, first=0):
   return jnp.maximum(hi - lo, 0.0), 0.5 * (lo + hi)
 
 
+def segment_ends(start, length, num: int, step_mm: float, first=0):
+  """[..., num] depths of the segment ends first .. first + num - 1 of a
+  chord of ``length`` mm beginning ``start`` past a grid point (relative to
+  that grid point): grid point k clamped to the chord, so end 0 is the box
+  entry, interior ends sit on the view-fixed depth grid and ends past the
+  exit collapse onto it. Consecutive ends bound the segments of
+  segment_span (pre-integration samples these ends)."""
+  k = (first + jnp.arange(num, dtype=length.dtype)) * step_mm
+  return jnp.clip(k, start[..., None], (start + length)[..., None])
+
+
 def intersect_box(origins, directions, lo, hi):
   """Slab-method ray/box intersection.
 

@@ -1,0 +1,200 @@
+"""Pre-integrated classification (Engel, Kraus & Ertl 2001) over a 2D TF.
+
+Point sampling classifies one sample per segment, so a TF feature narrower
+than the step (a sharp opacity edge, a thin iso-band) is hit or missed
+depending on where the samples fall: wood-grain rings. Pre-integration
+classifies the whole segment between a front sample (x_f, y_f) and a back
+sample (x_b, y_b), with the JH coordinates assumed linear in between.
+
+The model integrated (``settings.preintegrate``):
+
+- extinction per mm of a bin, sigma = -log(1 - alpha) / l_ref (alpha is
+  the TF opacity per reference step l_ref), and its emission sigma * rgb:
+  V = (sigma, sigma r, sigma g, sigma b);
+- V constant over each intensity bin [i / n, (i + 1) / n] (the table's
+  bins), linear in y between gradient-bin centres (clamped at the border
+  rows), evaluated at the segment's mean y;
+- per gradient row, the prefix integral over intensity,
+  G(u) = P_i + (u - i) V_i with P_i = sum_{k<i} V_k (u = x n in bins).
+
+A segment of length l then has the mean integrand
+
+  Vbar = (G(u_b) - G(u_f)) / (u_b - u_f)    (V's mean if |u_b - u_f| < tiny)
+
+and the optics of emission-absorption with V constant along it:
+
+  tau = l sigmabar,   a = 1 - exp(-tau),
+  e   = a * (sigma rgb)bar / sigmabar = l (sigma rgb)bar phi(tau),
+
+with phi(z) = (1 - exp(-z)) / z (``absorption_ratio``): e is the
+premultiplied colour, finite and smooth at sigmabar = 0. A constant medium
+composites to exactly 1 - exp(-sigma L) (tests/test_preintegration.py).
+
+Storing (P_i, V_i) per bin rather than G at bin edges keeps the difference
+exact within a bin (same P_i on both sides) and makes a lookup one gather of
+16 values (two gradient rows x 8): ``row_pairs``. The table is built outside
+the march (a cumsum over x; its adjoint, a reverse cumsum, is JAX's), so the
+ray cache's hand-written adjoint stops at the (P, V) table
+(rlhf_tf.render.cached_segments).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from rlhf_tf.render import compositing, safe_math
+
+# |u_b - u_f| (intensity bins) below which a segment takes the mean of its
+# end values instead of the prefix difference quotient: the quotient's
+# float32 rounding (eps |P| / |du|) stays below ~1e-3 of sigma there, and the
+# mean's error, |du| times V's jump at a bin edge, is as small.
+TINY_DU = 1e-3
+# |z| below which absorption_ratio uses its Taylor series (error < z^5/720).
+_SERIES_Z = 1e-2
+
+
+def absorption_ratio(z):
+  """phi(z) = (1 - exp(-z)) / z, phi(0) = 1: the absorbed fraction per unit
+  optical depth. Finite values and gradients everywhere (series near 0)."""
+  z = jnp.asarray(z)
+  small = jnp.abs(z) < _SERIES_Z
+  zs = jnp.where(small, 1.0, z)
+  series = 1.0 - z / 2 * (1.0 - z / 3 * (1.0 - z / 4 * (1.0 - z / 5)))
+  return jnp.where(small, series, -jnp.expm1(-zs) / zs)
+
+
+def absorption_ratio_grad(z):
+  """d phi / dz = (exp(-z) - phi(z)) / z (series near 0); for the ray
+  cache's hand-written adjoint."""
+  z = jnp.asarray(z)
+  small = jnp.abs(z) < _SERIES_Z
+  zs = jnp.where(small, 1.0, z)
+  series = -0.5 + z / 3 - z * z / 8 + z**3 / 30
+  return jnp.where(small, series, (jnp.exp(-zs) - absorption_ratio(zs)) / zs)
+
+
+def segment_table(tf_table, reference_step_mm):
+  """[bins_y, bins_x, 8] (P, V) per bin from an RGBA TF table.
+
+  Args:
+    tf_table: [..., bins_y, bins_x, 4] RGBA, alpha per reference step.
+    reference_step_mm: l_ref (mm).
+
+  Returns:
+    [..., bins_y, bins_x, 8]: P [..., :4] the integral of V over the bins
+    left of this one (bin units), V [..., 4:] = (sigma, sigma rgb) in 1/mm.
+  """
+  sigma = -compositing.safe_log1m(tf_table[..., 3]) / reference_step_mm
+  v = jnp.concatenate(
+      [sigma[..., None], sigma[..., None] * tf_table[..., :3]], -1
+  )
+  p = jnp.cumsum(v[..., :-1, :], axis=-2)
+  pad = [(0, 0)] * (p.ndim - 2) + [(1, 0), (0, 0)]
+  return jnp.concatenate([jnp.pad(p, pad), v], -1)
+
+
+def row_pairs(table):
+  """[bins_y * bins_x, 2, 8]: each bin's (P, V) and the row above's
+  (edge-padded), so a lookup is one gather of 16 contiguous values."""
+  by, bx, ch = table.shape
+  p = jnp.pad(table, ((0, 1), (0, 0), (0, 0)), mode='edge')
+  return jnp.stack([p[:by], p[1:]], axis=-2).reshape(by * bx, 2, ch)
+
+
+def coords(x, y, bins_x: int, bins_y: int):
+  """(u, v): u = clip(x, 0, 1) bins_x in [0, bins_x] (intensity, bin edges
+  at integers), v = y bins_y - 1/2 clamped to [0, bins_y - 1] (gradient,
+  bin centres at integers, as sampling.tf_coords)."""
+  u = jnp.clip(x, 0.0, 1.0) * bins_x
+  v = jnp.clip(y * bins_y - 0.5, 0.0, bins_y - 1.0)
+  return u, v
+
+
+def lookup_index(u, v_mean, bins_x: int, bins_y: int):
+  """(flat row-pair index [...] int32, fu [...] = u - column, fv [...]
+  weight of the upper row)."""
+  u, v_mean = jnp.asarray(u), jnp.asarray(v_mean)
+  i = jnp.clip(jnp.floor(u), 0, bins_x - 1).astype(jnp.int32)
+  j = jnp.clip(jnp.floor(v_mean), 0, bins_y - 2).astype(jnp.int32)
+  return (
+      j * bins_x + i,
+      u - i.astype(u.dtype),
+      v_mean - j.astype(v_mean.dtype),
+  )
+
+
+def prefix_lookup(pairs, idx, fu, fv):
+  """(G [..., 4] prefix integral at u, V [..., 4] integrand at u), both
+  interpolated between the two gradient rows."""
+  g = pairs.at[idx].get(mode='promise_in_bounds')  # [..., 2, 8]
+  pv = g[..., 0, :] + fv[..., None] * (g[..., 1, :] - g[..., 0, :])
+  p, v = pv[..., :4], pv[..., 4:]
+  return p + fu[..., None] * v, v
+
+
+def segment_mean(g_front, v_front, g_back, v_back, du):
+  """[..., 4] mean integrand over a segment: (G_b - G_f) / du, or the mean
+  of the end values where |du| < TINY_DU (safe_math.safe_div)."""
+  return safe_math.safe_div(
+      g_back - g_front,
+      du[..., None],
+      fallback=0.5 * (v_front + v_back),
+      min_den=TINY_DU,
+  )
+
+
+def lookup_segments(pairs, u_f, v_f, u_b, v_b, bins_x: int, bins_y: int):
+  """[..., 4] mean (sigma, sigma rgb) (1/mm) of segments from (u_f, v_f) to
+  (u_b, v_b) (``coords``), at the mean gradient row."""
+  v_mean = 0.5 * (v_f + v_b)
+  front = prefix_lookup(pairs, *lookup_index(u_f, v_mean, bins_x, bins_y))
+  back = prefix_lookup(pairs, *lookup_index(u_b, v_mean, bins_x, bins_y))
+  return segment_mean(*front, *back, u_b - u_f)
+
+
+def segment_optics(mean, seg_mm):
+  """(e [..., 3] premultiplied colour, log transmittance [...]) of segments
+  of length seg_mm [...] with mean integrand ``mean`` [..., 4]."""
+  tau = seg_mm * mean[..., 0]
+  e = (seg_mm * absorption_ratio(tau))[..., None] * mean[..., 1:]
+  return e, -tau
+
+
+def shade_premultiplied(e, log_trans, diffuse_term, specular_term, settings):
+  """compositing.shade on premultiplied colours: a shade(c) with c = e / a,
+  min(e (ka + kd d) + ks s a, a), a = 1 - exp(log_trans)."""
+  a = -jnp.expm1(log_trans)
+  lit = e * (settings.ambient + settings.diffuse * diffuse_term)[..., None]
+  lit = lit + (settings.specular * specular_term * a)[..., None]
+  return jnp.minimum(lit, a[..., None])
+
+
+def classify(pairs, samples, settings, bins_x: int, bins_y: int):
+  """Shaded premultiplied colours and log transmittances of the S segments
+  between S + 1 point samples.
+
+  Args:
+    pairs: row_pairs(segment_table(tf_table, l_ref)).
+    samples: dict of [..., S + 1] x, y (JH coordinates) and, with shading,
+      diffuse, specular; 'seg' [..., S] segment lengths (mm).
+    settings: raymarch.RenderSettings.
+
+  Returns:
+    (emission [..., S, 3], log_trans [..., S]); the segment's shading is the
+    mean of its two ends' shading terms.
+  """
+  u, v = coords(samples['x'], samples['y'], bins_x, bins_y)
+  mean = lookup_segments(
+      pairs, u[..., :-1], v[..., :-1], u[..., 1:], v[..., 1:], bins_x, bins_y
+  )
+  e, log_trans = segment_optics(mean, samples['seg'])
+  if settings.shading:
+    mid = lambda a: 0.5 * (a[..., :-1] + a[..., 1:])
+    e = shade_premultiplied(
+        e,
+        log_trans,
+        mid(samples['diffuse']),
+        mid(samples['specular']),
+        settings,
+    )
+  return e, log_trans
