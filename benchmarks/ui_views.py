@@ -35,19 +35,12 @@ from rlhf_tf.jobs import collect, experiment_file  # noqa: E402
 from rlhf_tf.preferences import dataset  # noqa: E402
 from rlhf_tf.preferences import store as store_lib  # noqa: E402
 from rlhf_tf.ui import app as app_lib  # noqa: E402
-from rlhf_tf.ui import auth  # noqa: E402
+from rlhf_tf.ui import (
+    auth,  # noqa: E402
+    scene_views,  # noqa: E402
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def preload_order(n: int) -> list[int]:
-  """The views in the order the page asks for them (app.js preloadViews)."""
-  out = []
-  for step in range(1, n // 2 + 1):
-    for k in (step % n, (n - step) % n):
-      if k not in out:
-        out.append(k)
-  return out
 
 
 def get(client, url, headers):
@@ -100,7 +93,7 @@ def main():
 
   view_s = {}
   t = time.perf_counter()
-  for k in preload_order(args.azimuths):
+  for k in scene_views.nearest_first(args.azimuths):
     tk = time.perf_counter()
     for side in ('left', 'right'):
       get(client, pair['views'][k][f'{side}_url'], headers)

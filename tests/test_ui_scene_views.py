@@ -88,6 +88,9 @@ def test_caches_are_built_once_and_bounded():
   # LRU of 2: 1, 2, (1 hit), 3 evicts 2, (1 hit), 2 again.
   assert built == [90.0, 180.0, 270.0, 180.0] and views.builds == 4
   assert isinstance(views.scene('s', 0), Fake)  # view 0: the scene itself
+  assert scene_views.nearest_first(12) == [1, 11, 2, 10, 3, 9, 4, 8, 5, 7, 6]
+  assert scene_views.nearest_first(3) == [1, 2]
+  assert scene_views.nearest_first(1) == []
   for bad in (0, 361, 2.5, True):
     with pytest.raises(ValueError, match='ui.azimuths'):
       scene_views.view_azimuths(0.0, bad)

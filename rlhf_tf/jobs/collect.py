@@ -180,11 +180,13 @@ def reference_presets(config, scene, views=None) -> tuple:
 def prerender(path: str, scenes: Scenes, stop: threading.Event):
   """Fill the image cache for every action of every scene at every view
   (background: renders a browser waits for go first), view 0 of every
-  scene first."""
+  scene first, then each scene's other views nearest first."""
   store = store_lib.PreferenceStore(path)
   views = scenes.views or (app_lib.View(None, scenes.render_key),)
   order = [(s, 0) for s in scenes.scene_ids] + [
-      (s, k) for s in scenes.scene_ids for k in range(1, len(views))
+      (s, k)
+      for s in scenes.scene_ids
+      for k in scene_views.nearest_first(len(views))
   ]
   try:
     for scene_id, view in order:

@@ -44,6 +44,19 @@ def view_azimuths(base_deg: float, num_views: int) -> tuple[float, ...]:
   )
 
 
+def nearest_first(num_views: int) -> list[int]:
+  """Views 1 .. n-1, nearest to view 0 first, both ways (1, n-1, 2, n-2,
+  ...): the order the page preloads them in (app.js preloadViews). Mirror
+  views have alike ray caches, so the second of each two often reuses the
+  first's compiled loops."""
+  out = []
+  for step in range(1, num_views // 2 + 1):
+    for k in (step, num_views - step):
+      if k not in out:
+        out.append(k)
+  return out
+
+
 class RenderGate:
   """One render at a time; foreground (a browser waits) before background."""
 
