@@ -121,8 +121,12 @@ def test_vote_stores_the_view_it_was_cast_at(turning):
       dict(azimuth=10.0, votes=1, ties=1, tie_rate=1.0),
       dict(azimuth=190.0, votes=1, ties=0, tie_rate=0.0),
   ]
+  # One of inspector-1's two votes was cast away from the first view.
+  assert [(i['inspector'], i['turned']) for i in results['inspectors']] == [
+      ('inspector-1', 1)
+  ]
   page = c.get('/results').data.decode()
-  assert 'id="views"' in page and '190°' in page
+  assert 'id="views"' in page and '190°' in page and '>Turned</th>' in page
   export = c.get('/export.jsonl').data.decode()
   assert '"view_azimuth": 190.0' in export
 
@@ -142,7 +146,8 @@ def test_one_view_is_todays_page(tmp_path):
   with PreferenceStore(path) as s:
     (v,) = s.effective_votes()
   assert (v.view_azimuth, v.render_key) == (None, 'today')
-  assert 'id="views"' not in c.get('/results').data.decode()
+  page = c.get('/results').data.decode()
+  assert 'id="views"' not in page and 'Turned' not in page
 
 
 def test_views_need_distinct_keys(tmp_path):

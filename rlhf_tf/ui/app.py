@@ -693,14 +693,19 @@ def _register(app: flask.Flask, ui: PreferenceApp):
       'results',
       lambda: flask.render_template(
           'results.html',
-          r=results_lib.summary(ui.store(), ui.scene_ids),
+          r=results_lib.summary(
+              ui.store(), ui.scene_ids, ui.views[0].azimuth_deg
+          ),
+          turns=len(ui.views) > 1,
           scenes=ui.scene_ids,
       ),
   )
   app.add_url_rule(
       '/api/results',
       'api_results',
-      lambda: results_lib.summary(ui.store(), ui.scene_ids),
+      lambda: results_lib.summary(
+          ui.store(), ui.scene_ids, ui.views[0].azimuth_deg
+      ),
   )
   app.add_url_rule('/export.jsonl', 'export', ui.export)
   app.add_url_rule('/api/next', 'next', ui.api_next, methods=['POST'])

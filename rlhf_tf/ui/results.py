@@ -16,7 +16,9 @@ category only): it is undefined there.
 
 Views: votes cast while the pair was turned (``views`` of the app) record the
 azimuth shown; ``by_view`` counts votes and ties per azimuth (None: not
-recorded, e.g. votes from before views were stored).
+recorded, e.g. votes from before views were stored), and each inspector's
+``turned`` counts their votes cast away from the first view (did they use
+the turntable?).
 """
 
 from __future__ import annotations
@@ -132,17 +134,22 @@ def _blank(inspector: str) -> dict:
       both_bad=0,
       skip=0,
       undone=0,
+      turned=0,
       _times=[],
   )
 
 
-def per_inspector(effective, skips: dict, undos: dict) -> list[dict]:
+def per_inspector(
+    effective, skips: dict, undos: dict, first_azimuth=None
+) -> list[dict]:
   """Counts per inspector from effective votes, {inspector: skips} and
-  {inspector: undos}; tie rate and median answer time (shown -> answered)."""
+  {inspector: undos}; tie rate, median answer time (shown -> answered) and
+  votes cast at a recorded view other than ``first_azimuth`` (turned)."""
   rows: dict = {}
   for v in effective:
     row = rows.setdefault(v.inspector, _blank(v.inspector))
     row[v.choice] += 1
+    row['turned'] += v.view_azimuth not in (None, first_azimuth)
     if _answer_seconds(v) is not None:
       row['_times'].append(_answer_seconds(v))
   for key, counts in (('skip', skips), ('undone', undos)):
@@ -186,8 +193,13 @@ def by_view(effective) -> list[dict]:
   return out
 
 
-def summary(store, scene_ids: Optional[Sequence[str]] = None) -> dict:
-  """Everything the results page shows, JSON-able."""
+def summary(
+    store,
+    scene_ids: Optional[Sequence[str]] = None,
+    first_azimuth: Optional[float] = None,
+) -> dict:
+  """Everything the results page shows, JSON-able; ``first_azimuth``: the
+  azimuth a pair is first shown at (votes elsewhere count as turned)."""
   scene_ids = sorted(scene_ids) if scene_ids else []
   effective = [
       v
@@ -212,7 +224,7 @@ def summary(store, scene_ids: Optional[Sequence[str]] = None) -> dict:
       equal=counts['equal'],
       both_bad=counts['both_bad'],
       tie_rate=(counts['equal'] + counts['both_bad']) / n if n else None,
-      inspectors=per_inspector(effective, skips, undos),
+      inspectors=per_inspector(effective, skips, undos, first_azimuth),
       agreement=agreement(effective),
       by_view=by_view(effective),
   )
