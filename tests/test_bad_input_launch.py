@@ -105,6 +105,14 @@ def _cases(tmp: Path, files: dict) -> list:
           'Modality MR',
       ),
       ('workdir inside a file', [f'--experiment={RENDER}'], 'a_file'),
+      (
+          'ui.azimuths=0',
+          [
+              '--experiment=experiments/collect.py:smoke',
+              '--experiment.ui.azimuths=0',
+          ],
+          'ui.azimuths must be in [1, 360]',
+      ),
   ]
 
 

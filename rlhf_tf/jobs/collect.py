@@ -77,15 +77,16 @@ def dataset_scenes(config, store) -> Scenes:
   simulated inspector's job uses, so a store it filled shows at once; the
   other views of ``config.ui.azimuths`` under the keys of their azimuths.
   """
+  ui = config.get('ui') or ml_collections.ConfigDict(
+      dict(azimuths=1, view_caches=1)
+  )
+  scene_views.check_config(ui)  # before the minutes of building scenes
   built = {
       spec.scene_id: dataset.ensure_scene(store, spec, config).scene
       for spec in dataset.scene_specs(config)
   }
   path = store.path
   local = threading.local()
-  ui = config.get('ui') or ml_collections.ConfigDict(
-      dict(azimuths=1, view_caches=1)
-  )
   views = scene_views.SceneViews(
       built,
       ui.azimuths,

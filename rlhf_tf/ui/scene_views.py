@@ -27,6 +27,7 @@ from typing import Callable, Mapping
 from absl import logging
 import ml_collections
 
+from rlhf_tf.input_error import ConfigError
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.ui import app as app_lib
 
@@ -34,14 +35,25 @@ from rlhf_tf.ui import app as app_lib
 def view_azimuths(base_deg: float, num_views: int) -> tuple[float, ...]:
   """Azimuths (degrees) of ``num_views`` evenly spaced views, base first."""
   if isinstance(num_views, bool) or int(num_views) != num_views:
-    raise ValueError(f'ui.azimuths must be an integer; got {num_views!r}')
+    raise ConfigError(f'ui.azimuths must be an integer; got {num_views!r}')
   if not 1 <= num_views <= app_lib.MAX_VIEWS:
-    raise ValueError(
+    raise ConfigError(
         f'ui.azimuths must be in [1, {app_lib.MAX_VIEWS}]; got {num_views}'
     )
   return tuple(
       float(base_deg) + 360.0 * k / int(num_views) for k in range(num_views)
   )
+
+
+def check_config(ui) -> None:
+  """Refuses ``config.ui`` values that cannot work, naming the key."""
+  view_azimuths(0.0, ui.azimuths)
+  if isinstance(ui.view_caches, bool) or not isinstance(ui.view_caches, int):
+    raise ConfigError(
+        f'ui.view_caches must be an integer; got {ui.view_caches!r}'
+    )
+  if ui.view_caches < 1:
+    raise ConfigError(f'ui.view_caches must be >= 1; got {ui.view_caches}')
 
 
 def nearest_first(num_views: int) -> list[int]:
@@ -112,7 +124,7 @@ class SceneViews:
       gate: RenderGate,
   ):
     if isinstance(max_caches, bool) or int(max_caches) < 1:
-      raise ValueError(f'ui.view_caches must be >= 1; got {max_caches!r}')
+      raise ConfigError(f'ui.view_caches must be >= 1; got {max_caches!r}')
     self.scenes = dict(scenes)
     first = next(iter(self.scenes.values()))
     self.azimuths = view_azimuths(first.render_cfg['azimuth'], num_views)
