@@ -62,8 +62,9 @@ def get_config(arg=None):
   config.scenes = 'phantom:0-7'
   if not (arg.phantoms or arg.smoke) and sample_fetch.cranium_path().is_file():
     config.scenes += ',cranium'
-  config.held_out = ''  # Comma-separated scene ids; '' = every scene.
-  config.train_pool = ''  # Scenes a fold may train on; '' = all.
+  # Comma-separated scene ids or scenes entries ('phantom:0-7').
+  config.held_out = ''  # The scenes measured, one fold each; '' = all.
+  config.train_pool = ''  # A fold trains on these minus its own; '' = all.
   config.render.image_size = 64
   config.actions.num_random = 200
   config.pairs.num = 2000

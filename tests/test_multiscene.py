@@ -44,9 +44,12 @@ def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
       os.path.join(ROOT, 'experiments', 'multiscene.py') + ':smoke'
   )
   config.scenes = 'phantom:0-1,phantom:5'
+  # Held out: a scenes entry and a scene id; phantom 1 only trains.
+  config.held_out = 'phantom:0,phantom-s5-24x24x24'
   summary = JOBS[config.job](config, str(tmp_path))
   ids = ['phantom-s0-24x24x24', 'phantom-s1-24x24x24', 'phantom-s5-24x24x24']
-  assert [f['scene_id'] for f in summary['folds']] == ids
+  held = [ids[0], ids[2]]
+  assert [f['scene_id'] for f in summary['folds']] == held
   for fold in summary['folds']:
     assert fold['scene_id'] not in fold['train_ids']
     assert sorted(fold['train_ids'] + [fold['scene_id']]) == ids
@@ -66,6 +69,11 @@ def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
         errors['one_fails']['n'] + errors['both_pass']['n']
         == fold['num_decisive']
     )
+  # Gold scores (unseen actions) only for the scenes that are measured.
+  gold = sorted(
+      p for p in os.listdir(tmp_path / 'multiscene') if p.startswith('gold_')
+  )
+  assert gold == [f'gold_{s}.npz' for s in held]
   for name in ('summary.json', 'table.md', 'held_out.png'):
     assert os.path.getsize(tmp_path / 'multiscene' / name) > 100
 

@@ -1,11 +1,13 @@
 """Job `multiscene`: leave-one-scene-out evaluation of the reward.
 
 For every scene of the dataset config (phantoms that differ like patients,
-Cranium, user DICOM series): the simulated inspector's votes, and gold
-scores of ``eval.num_gold`` unseen random actions. Then for every fold
-(evaluation/scene_holdout.folds) a reward model is trained on the other
-scenes' votes only and measured on the held-out scene: decisive-pair
-accuracy, Spearman rho vs the inspector, reward ascent vs the expert.
+Cranium, user DICOM series): the simulated inspector's votes. Then for
+every fold (evaluation/scene_holdout.folds: one per ``held_out`` scene,
+default all; training on ``train_pool``, default all, minus the held-out
+scene) a reward model is trained on the other scenes' votes only and
+measured on the held-out scene: decisive-pair accuracy, Spearman rho vs
+the inspector over ``eval.num_gold`` unseen random actions (gold scores,
+rendered for held-out scenes only), reward ascent vs the expert.
 Writes to <workdir>/multiscene: summary.json, table.md, held_out.png, and
 each fold's reward runs under fold_<scene>/.
 """
@@ -63,6 +65,22 @@ def _scenes_with_votes(config, store, out_dir):
       )
     out[spec.scene_id] = data
   return out
+
+
+def _scene_ids(config, text: str, scenes) -> list:
+  """Scene ids of a comma-separated list whose entries are scene ids or
+  ``config.scenes`` entries ('phantom:0-7,cranium'); '' -> []."""
+  ids = []
+  for entry in (e.strip() for e in str(text).split(',')):
+    if not entry:
+      continue
+    if entry in scenes:
+      ids.append(entry)
+      continue
+    one = config.copy_and_resolve_references()
+    one.scenes = entry
+    ids.extend(s.scene_id for s in dataset.scene_specs(one))
+  return ids
 
 
 def _gold(config, scene):
@@ -161,13 +179,16 @@ def run(config, workdir: str) -> dict:
   store = dataset.open_store(config, workdir)
   scenes = _scenes_with_votes(config, store, out_dir)
   t_votes = time.perf_counter()
-  gold = _gold_scores(config, scenes, out_dir)
-  t_gold = time.perf_counter()
   fold_list = scene_holdout.folds(
       list(scenes),
-      [s for s in config.held_out.split(',') if s],
-      [s for s in config.train_pool.split(',') if s],
+      _scene_ids(config, config.held_out, scenes),
+      _scene_ids(config, config.train_pool, scenes),
   )
+  # Gold scores only where they are read: the held-out scenes.
+  gold = _gold_scores(
+      config, {f.held_out: scenes[f.held_out] for f in fold_list}, out_dir
+  )
+  t_gold = time.perf_counter()
   rows = []
   key = jax.random.key(config.eval.seed)
   for fold in fold_list:
