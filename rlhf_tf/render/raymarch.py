@@ -33,9 +33,14 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 7. Front-to-back compositing (``compositing.composite_log``) over an opaque
    background: RGBA [H, W, 4] in [0, 1], alpha = accumulated opacity.
 
-SPEED: a tile of rays that misses the box is skipped, and a tile whose
-longest chord is short runs with S/2 or S/4 samples (lax.switch over
-``sample_levels``; exact; settings.sample_levels).
+SPEED (direct renderer): rays go in square-ish image tiles, each marched in
+chunks of ``settings.march_chunk`` samples; a chunk is skipped when no ray of
+the tile still has samples there, when every ray's transmittance is below
+``settings.termination_transmittance`` (early ray termination; pixels differ
+by less than it, 1e-3 by default) or when all its samples lie in blocks the
+TF cannot see (empty-space skipping, ``rlhf_tf.render.empty_space``; pixels
+differ by at most 2.0005 x ``settings.empty_space_tolerance``, 1e-3 by
+default). Both are tested in tests/test_empty_space.py.
 ``rlhf_tf.render.ray_cache`` goes further for re-rendering one view under
 many TFs.
 
@@ -50,6 +55,7 @@ per-tile outputs [H, W, 4]), whatever the image size.
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.struct
 import jax
@@ -57,7 +63,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing, preintegration, safe_math
+from rlhf_tf.render import (
+    compositing,
+    empty_space,
+    preintegration,
+    safe_math,
+)
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
 from rlhf_tf.render.sampling import (
@@ -90,9 +101,20 @@ class RenderSettings:
   shininess: float = _static(default=16.0)
   background: tuple = _static(default=(0.0, 0.0, 0.0))  # RGB in [0, 1].
   tile_rays: int = _static(default=1024)  # Rays per tile (memory bound).
-  # Direct renderer: per-tile sample counts S, S/2, ..., S/2^(levels-1) (and
-  # 0 for tiles missing the box); more levels = faster, longer compile.
+  # Unused since the direct renderer marches chunks (kept so that settings
+  # made with it still hash and compare as before).
   sample_levels: int = _static(default=3)
+  # Direct renderer: samples per chunk of its march (see _render).
+  march_chunk: int = _static(default=32)
+  # Direct renderer: a tile of rays stops when every ray's transmittance is
+  # below this (each pixel then differs by < it); 0 = march to the end.
+  termination_transmittance: float = _static(default=1e-3)
+  # Direct renderer: skip blocks the TF cannot see (empty_space); the
+  # opacity skipped samples could add to a ray is at most the tolerance
+  # (pixels differ by <= 2.0005 x it); tolerance 0 skips only blocks whose
+  # TF bins are exactly 0 (no error).
+  skip_empty_space: bool = _static(default=True)
+  empty_space_tolerance: float = _static(default=5e-4)
   shading: bool = _static(default=True)
   # Normals n = g / max(|g|, normal_eps * axes.grad_max): below that gradient
   # magnitude (noise, flat regions) the normal shrinks to 0 and the sample
@@ -218,18 +240,46 @@ def map_tiles(fn, args, tile: int, checkpoint: bool = True):
   )
 
 
-def sample_levels(num: int, levels: int) -> tuple[int, ...]:
-  """Per-tile sample counts the direct renderer switches between (0 = the
-  tile misses the box): a tile runs the smallest level >= its longest chord
-  / step, which is exact (later samples have zero-length segments)."""
-  return tuple(sorted({0, num} | {-(-num // 2**k) for k in range(levels)}))
+def square_tile_order(h: int, w: int, tile_rays: int) -> np.ndarray:
+  """[H * W] pixel order that makes consecutive runs of tile_rays pixels
+  square-ish image blocks (side isqrt(tile_rays)), row-major within and
+  across blocks: the rays of a tile then meet the same blocks of the volume
+  and saturate together (empty-space skipping, early termination)."""
+  side = max(1, math.isqrt(max(1, int(tile_rays))))
+  r, c = np.divmod(np.arange(h * w), w)
+  return np.lexsort((c % side, r % side, c // side, r // side))
+
+
+def _chunk_midpoints(o, d, t0, start, length, first, num, step_mm, spacing):
+  """Continuous voxel coords [R, num, 3] of samples first .. first + num - 1
+  (segment midpoints, as sample_rays places them)."""
+  _, mid = segment_span(start, length, num, step_mm, first)
+  t = (t0 - start)[..., None] + mid
+  points = o[..., None, :] + t[..., None] * d[..., None, :]
+  return points / jnp.asarray(spacing, points.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=('spacing', 'axes', 'settings'))
-def _render(packed, spacing, axes, tf_table, camera, settings):
+def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
+  """The direct renderer's march (see render).
+
+  Rays go in square-ish tiles (square_tile_order) through jax.checkpoint-ed
+  lax.map; each tile walks its samples in chunks of settings.march_chunk
+  (a fori_loop with a static trip count, so reverse mode works) and a chunk
+  is computed only when (lax.cond):
+  - some ray of the tile still has samples there and transmittance >=
+    settings.termination_transmittance (early ray termination: the rest of
+    a stopped ray adds less than that to any channel), and
+  - with settings.skip_empty_space, some sample of the chunk lies in a
+    block the TF can see (empty_space.occupancy; skipped samples add at
+    most settings.empty_space_tolerance opacity to a ray).
+  Tiles missing the box or past their longest chord cost one predicate per
+  chunk, which replaces the former per-tile sample levels.
+  """
   shape = tuple(packed.shape[:3])
   num = num_samples(shape, spacing, settings.step_mm)
-  levels = sample_levels(num, settings.sample_levels)
+  k = max(1, min(int(settings.march_chunk), num))
+  n_chunks = -(-num // k)
   by, bx = tf_table.shape[:2]
   if settings.preintegrate:
     pairs = preintegration.row_pairs(
@@ -241,21 +291,26 @@ def _render(packed, spacing, axes, tf_table, camera, settings):
   h, w = origins.shape[:2]
   lo, hi = camera_lib.volume_box(shape, spacing)
   dtype = jnp.result_type(packed.dtype, tf_table.dtype)
+  step = settings.step_mm
+  occ = None
+  if settings.skip_empty_space:
+    threshold = empty_space.skip_threshold(
+        num, step, settings.reference_step_mm, settings.empty_space_tolerance
+    )
+    occ = empty_space.occupancy(ranges, axes, tf_table[..., 3], threshold)
 
-  phase = pixel_phase(jnp.arange(h * w), w, settings.jitter)
-
-  def tile_level(n, o, d, p):
-    if n == 0:
-      return (
-          jnp.zeros(o.shape[:-1] + (3,), dtype),
-          jnp.zeros(o.shape[:-1], dtype),
+  def chunk_colour(o, d, p, first):
+    """(premultiplied rgb, opacity) of segments first .. first + k - 1."""
+    if settings.preintegrate:  # k segments between k + 1 samples.
+      s = sample_rays(
+          packed, shape, spacing, axes, o, d, p, k + 1, settings, None, first
       )
-    if settings.preintegrate:  # n segments between n + 1 samples.
-      s = sample_rays(packed, shape, spacing, axes, o, d, p, n + 1, settings)
       e, log_trans = preintegration.classify(pairs, s, settings, bx, by)
       rgb, acc = compositing.composite_emission(e, log_trans)
       return rgb.astype(dtype), acc.astype(dtype)
-    s = sample_rays(packed, shape, spacing, axes, o, d, p, n, settings)
+    s = sample_rays(
+        packed, shape, spacing, axes, o, d, p, k, settings, None, first
+    )
     rgba = bilinear_lookup(corners, *tf_coords(s['x'], s['y'], bx, by))
     rgb, acc = shade_and_composite(rgba, s, settings)
     return rgb.astype(dtype), acc.astype(dtype)
@@ -263,18 +318,54 @@ def _render(packed, spacing, axes, tf_table, camera, settings):
   def tile_fn(rays):
     o, d, p = rays
     t0, t1 = intersect_box(o, d, lo, hi)
-    ends = grid_start(t0, settings.step_mm, p) + t1 - t0
-    need = jnp.ceil(jnp.max(jnp.where(t1 > t0, ends, 0.0)) / settings.step_mm)
-    level = jnp.sum(jnp.asarray(levels[:-1]) < need)
-    branches = [functools.partial(tile_level, n) for n in levels]
-    return jax.lax.switch(level, branches, o, d, p)
+    length = jnp.maximum(t1 - t0, 0.0)
+    start = grid_start(t0, step, p)
+    # Chord end past the ray's first grid point (0 for rays missing the box).
+    end = jnp.where(t1 > t0, start + length, 0.0)
 
+    def run(first, carry):
+      rgb, trans = carry
+      c_rgb, c_acc = chunk_colour(o, d, p, first)
+      return rgb + trans[..., None] * c_rgb, trans * (1.0 - c_acc)
+
+    def chunk(c, carry):
+      first = c * k
+      live = (first * step < end) & (
+          carry[1] >= settings.termination_transmittance
+      )
+      todo = jnp.any(live)
+      if occ is not None:
+        todo = todo & jnp.any(
+            empty_space.occupied_at(
+                occ,
+                ranges.block,
+                _chunk_midpoints(
+                    o, d, t0, start, length, first, k, step, spacing
+                ),
+            )
+        )
+      return jax.lax.cond(
+          todo, functools.partial(run, first), lambda x: x, carry
+      )
+
+    init = (
+        jnp.zeros(o.shape[:-1] + (3,), dtype),
+        jnp.ones(o.shape[:-1], dtype),
+    )
+    rgb, trans = jax.lax.fori_loop(0, n_chunks, chunk, init)
+    return rgb, 1.0 - trans
+
+  order = square_tile_order(h, w, settings.tile_rays)
+  phase = pixel_phase(jnp.asarray(order), w, settings.jitter)
   rgb, acc = map_tiles(
       tile_fn,
-      (origins.reshape(-1, 3), directions.reshape(-1, 3), phase),
+      (origins.reshape(-1, 3)[order], directions.reshape(-1, 3)[order], phase),
       settings.tile_rays,
   )
-  out = compositing.over_background(rgb, acc, settings.background)
+  inverse = np.argsort(order)
+  out = compositing.over_background(
+      rgb[inverse], acc[inverse], settings.background
+  )
   return out.reshape(h, w, 4)
 
 
@@ -300,6 +391,7 @@ def render(
     settings: RenderSettings = RenderSettings(),
     *,
     packed=None,
+    ranges=None,
 ):
   """Renders a volume with a 2D TF (jitted; vmappable over TF tables).
 
@@ -315,6 +407,9 @@ def render(
     packed: optional [Z, Y, X, 4] from packed_volume / pack_volume; when
       given, volume_hu and gradient are ignored (may be None). Saves the
       per-call packing copy (large volumes).
+    ranges: optional empty_space.BlockRanges of the packed volume for
+      settings.step_mm (empty_space.block_ranges): saves recomputing them
+      (a pass over the volume) when a volume is rendered more than once.
 
   Returns:
     [H, W, 4] RGBA in [0, 1]: rgb composited over settings.background,
@@ -326,7 +421,15 @@ def render(
     if gradient is None:
       gradient = central_gradient(volume_hu, spacing)
     packed = pack_volume(volume_hu, gradient)
-  return _render(packed, spacing, axes, tf_table, camera, settings)
+  if not settings.skip_empty_space:
+    ranges = None
+  elif ranges is None:
+    ranges = empty_space.block_ranges(packed, spacing, settings.step_mm)
+  else:
+    empty_space.check_ranges(
+        ranges, packed.shape[:3], spacing, settings.step_mm
+    )
+  return _render(packed, spacing, axes, tf_table, camera, settings, ranges)
 
 
 def render_volume(
@@ -336,9 +439,11 @@ def render_volume(
     camera: camera_lib.Camera,
     settings: RenderSettings = RenderSettings(),
     packed=None,
+    ranges=None,
 ):
   """render() for a rlhf_tf.data.volume.Volume (packed HU + gradient built
-  with packed_volume if not given; pass it to re-render cheaply)."""
+  with packed_volume if not given; pass it, and the block ranges, to
+  re-render cheaply)."""
   if packed is None:
     packed = packed_volume(volume.hu, volume.spacing)
   return render(
@@ -350,6 +455,7 @@ def render_volume(
       camera,
       settings,
       packed=packed,
+      ranges=ranges,
   )
 
 

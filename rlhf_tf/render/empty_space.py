@@ -1,0 +1,156 @@
+"""Empty-space skipping: which blocks of the volume a TF cannot see.
+
+The volume is cut into blocks of BLOCK^3 voxels. Per block we keep the range
+of everything a sample taken in it can look up in the TF: min / max HU and
+max |gradient| over the block's voxels plus a halo (``halo_voxels``) that
+covers the trilinear footprint of a sample (one voxel) and the segment a
+sample stands for (one step either side: point sampling at the segment's
+midpoint and pre-integration between its ends both stay inside). Trilinear
+HU is a convex combination of voxel values, so it lies in [min, max]; the
+interpolated gradient vector's norm lies in [0, max |g|] (vectors may
+cancel, so 0 is the only lower bound). A block is EMPTY for a TF table when
+every bin that a bilinear lookup of a point in that JH rectangle can touch
+has alpha <= ``skip_threshold`` (the rectangle's bins and their right /
+upper neighbours).
+
+THRESHOLD AND ITS PIXEL EFFECT. The TF is a soft sigmoid indicator, so its
+opacity is never exactly 0 away from a polygon; a block is skipped when its
+bins' alpha (per reference step l_ref) is at most
+
+  a_skip = 1 - (1 - tol)^(l_ref / L_max),     tol = empty_space_tolerance,
+
+with L_max = S * step the longest chord. The samples skipped on one ray
+then have optical depth <= L_max / l_ref * -log(1 - a_skip) = -log(1 - tol),
+i.e. they could add at most an opacity A_s = tol; removing them changes
+each RGBA channel of a pixel by at most A_s / (1 - A_s) (the light they
+would have absorbed) + A_s (what they would have emitted) <= 2.0005 tol.
+At the default tol = 5e-4 that is 1e-3, a quarter of an 8-bit grey level
+(tests/test_empty_space.py checks it on random volumes and TFs). Blocks whose
+bins are all exactly 0 are skipped at no error at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BLOCK = 8  # Voxels per block edge.
+
+
+@flax.struct.dataclass
+class BlockRanges:
+  """Per-block value ranges [Bz, By, Bx] of a packed volume (see module)."""
+
+  hu_min: jnp.ndarray
+  hu_max: jnp.ndarray
+  grad_max: jnp.ndarray  # max |gradient| (HU/mm).
+  block: int = flax.struct.field(pytree_node=False, default=BLOCK)
+  halo: tuple = flax.struct.field(pytree_node=False, default=(1, 1, 1))
+
+
+def halo_voxels(spacing, step_mm: float) -> tuple:
+  """Voxels per axis a block's ranges reach past its faces: the trilinear
+  footprint (1) plus one step along any direction (ceil(step / spacing))."""
+  return tuple(
+      1 + int(math.ceil(float(step_mm) / float(s) - 1e-9)) for s in spacing
+  )
+
+
+def skip_threshold(
+    num: int, step_mm: float, reference_step_mm: float, tolerance: float
+) -> float:
+  """a_skip (module docstring): the TF opacity per reference step at or
+  below which a bin counts as empty, so that all skipped samples of a chord
+  of num * step_mm add at most ``tolerance`` opacity."""
+  if tolerance <= 0:
+    return 0.0
+  chord = num * float(step_mm)
+  return float(-np.expm1(np.log1p(-tolerance) * reference_step_mm / chord))
+
+
+def _window_reduce(x, block, halo, op, init):
+  """[Z, Y, X] -> [Bz, By, Bx] op over each block grown by halo voxels
+  (voxels outside the volume are ignored)."""
+  window, pads = [], []
+  for n, h in zip(x.shape, halo):
+    nb = -(-n // block)
+    window.append(block + 2 * h)
+    pads.append((h, nb * block - n + h))
+  return jax.lax.reduce_window(
+      x, jnp.asarray(init, x.dtype), op, tuple(window), (block,) * 3, pads
+  )
+
+
+@functools.partial(jax.jit, static_argnames=('block', 'halo'))
+def _ranges(packed, block, halo):
+  hu = jax.lax.stop_gradient(packed[..., 0])
+  g = jax.lax.stop_gradient(packed[..., 1:])
+  gmag = jnp.sqrt(jnp.sum(g * g, axis=-1))
+  return BlockRanges(
+      hu_min=_window_reduce(hu, block, halo, jax.lax.min, jnp.inf),
+      hu_max=_window_reduce(hu, block, halo, jax.lax.max, -jnp.inf),
+      grad_max=_window_reduce(gmag, block, halo, jax.lax.max, 0.0),
+      block=block,
+      halo=halo,
+  )
+
+
+def block_ranges(packed, spacing, step_mm: float, block: int = BLOCK):
+  """BlockRanges of a packed volume [Z, Y, X, 4] (sampling.pack_volume) for
+  marching at step_mm (or any smaller step). Depends on the volume only:
+  compute once and pass it to every render of the volume."""
+  halo = halo_voxels(spacing, step_mm)
+  return _ranges(packed, int(block), halo)
+
+
+def check_ranges(ranges: BlockRanges, shape, spacing, step_mm: float):
+  """ValueError when ranges were made for another volume or a larger halo
+  is needed at this step."""
+  need = halo_voxels(spacing, step_mm)
+  nb = tuple(-(-n // ranges.block) for n in shape)
+  if tuple(ranges.hu_min.shape) != nb or any(
+      h < n for h, n in zip(ranges.halo, need)
+  ):
+    raise ValueError(
+        f'block ranges {ranges.hu_min.shape} (halo {ranges.halo}) do not fit '
+        f'a {tuple(shape)} volume marched at step {step_mm} mm (blocks {nb}, '
+        f'halo >= {need}); use empty_space.block_ranges(packed, spacing, '
+        'step_mm)'
+    )
+
+
+def _bin_range(v, n: int):
+  """Lower-left bin tf_coords gives JH coordinate v on n bins."""
+  u = jnp.clip(v * n - 0.5, 0.0, n - 1.0)
+  return jnp.clip(jnp.floor(u), 0, n - 2).astype(jnp.int32)
+
+
+def occupancy(ranges: BlockRanges, axes, alpha, threshold: float):
+  """[Bz, By, Bx] bool: blocks where the TF opacity alpha [bins_y, bins_x]
+  may exceed ``threshold`` (False = empty, safe to skip)."""
+  alpha = jax.lax.stop_gradient(alpha)
+  by, bx = alpha.shape
+  visible = (alpha > threshold).astype(jnp.int32)
+  # Rows 0..j of a column hold a visible bin; then a prefix count along x.
+  below = jax.lax.cummax(visible, axis=0)
+  count = jnp.pad(jnp.cumsum(below, axis=1), ((0, 0), (1, 0)))
+  i0 = _bin_range(axes.hu_to_x(ranges.hu_min), bx)
+  i1 = _bin_range(axes.hu_to_x(ranges.hu_max), bx) + 1
+  j1 = _bin_range(axes.grad_to_y(ranges.grad_max), by) + 1
+  return count[j1, i1 + 1] - count[j1, i0] > 0
+
+
+def occupied_at(occ, block: int, coords):
+  """[...] bool occupancy of the blocks holding continuous voxel coords
+  [..., 3] (clamped to the volume as the trilinear lookup clamps)."""
+  flat = 0
+  nb = occ.shape
+  for a in range(3):
+    i = jnp.floor(coords[..., a] / block).astype(jnp.int32)
+    flat = flat * nb[a] + jnp.clip(i, 0, nb[a] - 1)
+  return occ.reshape(-1).at[flat].get(mode='promise_in_bounds')
