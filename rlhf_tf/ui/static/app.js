@@ -113,8 +113,8 @@ function loadView(view) {
     if (preset !== null) urls.push(presetUrl(preset, view));
     const done = Promise.all(urls.map(loadImage));
     done.then(() => { if (state.loads.get(key) === done) countLoaded(view); },
-      () => {});
-    state.loads.set(key, done);
+      () => { if (state.loads.get(key) === done) state.loads.delete(key); });
+    state.loads.set(key, done);  // a failed view is asked for again later
   }
   return state.loads.get(key);
 }
