@@ -155,7 +155,7 @@ def main():
         scene.settings,
         labels=scene.groups,
         mesh=mesh,
-    ).buckets
+    ).tiles
 
   ppo_cfg = ppo.default_config()
   net = policy_lib.net_from_config(ppo_cfg.policy)

@@ -46,7 +46,7 @@ def _cache(hu, cam, settings, bins=8, num_buckets=3):
 def test_some_colours_clip_so_the_clip_branch_is_exercised():
   hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
-  b = cache.buckets[0]
+  b = cache.tiles
   rgb = sampling.bilinear_lookup(
       sampling.corner_table(random_table()),
       b.idx,
@@ -117,33 +117,42 @@ def test_march_equals_composite_log_on_the_cached_samples():
   """The step-by-step accumulation is composite_log in another order of
   operations: rebuild [rays, S] arrays from the cache and composite them."""
   hu = smooth_volume()
-  cache = _cache(hu, _camera(hu.shape), SETTINGS, num_buckets=1)
+  cache = _cache(hu, _camera(hu.shape), SETTINGS)
   table = random_table()
   image = ray_cache.render_cached(cache, table, SETTINGS).reshape(-1, 4)
-  b = cache.buckets[0]
-  fx = np.asarray(b.fx, np.float32).T / 65535.0
-  fy = np.asarray(b.fy, np.float32).T / 65535.0
-  rgba = sampling.bilinear_lookup(sampling.corner_table(table), b.idx.T, fx, fy)
-  col = compositing.shade(
-      rgba[..., :3],
-      np.asarray(b.diffuse).T / 65535.0,
-      np.asarray(b.specular).T / 65535.0,
-      SETTINGS.ambient,
-      SETTINGS.diffuse,
-      SETTINGS.specular,
-  )
-  seg = sampling.segment_span(
-      b.start, b.length, b.idx.shape[0], SETTINGS.step_mm
-  )[0]
-  log_trans = compositing.opacity_log_transmittance(
-      rgba[..., 3], seg, SETTINGS.reference_step_mm
-  )
-  rgb, acc = compositing.composite_log(col, log_trans)
-  expected = compositing.over_background(rgb, acc, SETTINGS.background)
-  real = np.asarray(b.pixels) < image.shape[0]
-  np.testing.assert_allclose(
-      image[np.asarray(b.pixels)[real]], expected[real], atol=2e-6
-  )
+  b = cache.tiles
+  checked = 0
+  for t in range(b.pixels.shape[0]):
+    n = int(b.num_chunks[t]) * ray_cache.CHUNK
+    if not n:
+      continue
+    rows = slice(int(b.first_chunk[t]) * ray_cache.CHUNK, None)
+    field = lambda name: np.asarray(getattr(b, name))[rows][:n].T
+    rgba = sampling.bilinear_lookup(
+        sampling.corner_table(table),
+        field('idx'),
+        field('fx').astype(np.float32) / 65535.0,
+        field('fy').astype(np.float32) / 65535.0,
+    )
+    col = compositing.shade(
+        rgba[..., :3],
+        field('diffuse') / 65535.0,
+        field('specular') / 65535.0,
+        SETTINGS.ambient,
+        SETTINGS.diffuse,
+        SETTINGS.specular,
+    )
+    seg = sampling.segment_span(b.start[t], b.length[t], n, SETTINGS.step_mm)[0]
+    log_trans = compositing.opacity_log_transmittance(
+        rgba[..., 3], seg, SETTINGS.reference_step_mm
+    )
+    rgb, acc = compositing.composite_log(col, log_trans)
+    expected = compositing.over_background(rgb, acc, SETTINGS.background)
+    pixels = np.asarray(b.pixels[t])
+    real = pixels < image.shape[0]
+    np.testing.assert_allclose(image[pixels[real]], expected[real], atol=2e-6)
+    checked += int(real.sum())
+  assert checked > 0
 
 
 def test_adjoint_with_a_non_square_table():
@@ -164,3 +173,43 @@ def test_adjoint_with_a_non_square_table():
   )(table)
   assert float(jnp.abs(g_direct).max()) > 0.1
   np.testing.assert_allclose(g_cached, g_direct, atol=2e-3)
+
+
+def test_a_new_view_compiles_nothing():
+  """Caches of two orthographic views share their shapes (the pool is
+  sized for any view), so render_cached, its gradient and the direct
+  renderer run the programs compiled for the first view."""
+  hu = smooth_volume((8, 10, 9))
+  settings = SETTINGS.replace(cache_tile_rays=32)
+  table = random_table()
+  cams = [
+      camera_lib.orbit_camera(
+          hu.shape,
+          SPACING,
+          az,
+          15.0,
+          width=12,
+          height=12,
+          projection='orthographic',
+      )
+      for az in (10.0, 75.0, 200.0)
+  ]
+  loss = jax.jit(
+      jax.grad(
+          lambda t, c: jnp.sum(ray_cache.render_cached(c, t, settings)[..., :3])
+      )
+  )
+  sizes = []
+  for cam in cams:
+    cache = _cache(hu, cam, settings)
+    ray_cache.render_cached(cache, table, settings)
+    loss(table, cache)
+    raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
+    sizes.append(
+        (
+            ray_cache._render_cached._cache_size(),
+            loss._cache_size(),
+            raymarch._render._cache_size(),
+        )
+    )
+  assert sizes[1] == sizes[0] and sizes[2] == sizes[0]

@@ -176,7 +176,16 @@ def test_direct_and_cached_paths_agree(shading):
   hu = smooth_volume()
   table = random_table()
   cam = _camera(hu.shape, size=8)
-  settings = SETTINGS.replace(shading=shading, sample_levels=2)
+  # The direct renderer exact (no skipping or early termination: their
+  # bounds are tested in tests/test_empty_space.py), as the cache is, and
+  # both sample rays in tiles of one size (the float32 rounding of sample
+  # positions depends on the compiled tile shape).
+  settings = SETTINGS.replace(
+      shading=shading,
+      skip_empty_space=False,
+      termination_transmittance=0.0,
+      cache_tile_rays=SETTINGS.tile_rays,
+  )
   direct = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
   cache = ray_cache.build_ray_cache(
       hu, None, SPACING, AXES, cam, 8, settings, num_buckets=3

@@ -178,9 +178,14 @@ def test_naive_direct_and_cached_paths_agree(shading, jitter):
   assert float(direct[..., 3].min()) == 0.0  # Some rays miss the box.
   np.testing.assert_allclose(naive, direct, atol=1e-5)
   np.testing.assert_allclose(cached, direct, atol=1e-4)
-  # The cache dropped the samples outside the box.
-  assert cache.num_samples < 64 * sampling.num_samples(
-      hu.shape, SPACING, settings.step_mm
+  # The cache dropped the rays that miss the box, and keeps per tile only
+  # whole chunks up to its longest ray.
+  tiles = cache.tiles
+  assert int(np.sum(np.asarray(tiles.pixels) < 64)) < 64
+  assert (
+      int(np.max(tiles.num_chunks)) * ray_cache.CHUNK
+      < sampling.num_samples(hu.shape, SPACING, settings.step_mm)
+      + ray_cache.CHUNK
   )
 
 

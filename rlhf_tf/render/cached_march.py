@@ -1,10 +1,14 @@
 """Rendering from a ray cache: a forward march and its hand-written adjoint.
 
-The cache (``rlhf_tf.render.ray_cache``) stores each bucket's samples
-sample-major, [S, R]: S sample indices along R rays. Both passes walk the
-sample index i = 0 .. S-1 for all R rays at once, so every step reads
-contiguous rows and is one fused elementwise kernel over [R] carries (one
-16-value gather per sample from ``sampling.corner_table``). On CPU this is
+The cache (``rlhf_tf.render.ray_cache``) stores each tile's samples
+sample-major, [rows, tile], in whole chunks of CHUNK rows of a shared pool.
+Both passes walk the sample index i = 0, 1, ... for all rays of a tile at
+once (``walk_tile``: a loop over the tile's chunks, CHUNK rows each), so
+every step reads contiguous rows and is one fused elementwise kernel over
+[tile] carries (one 16-value gather per sample from
+``sampling.corner_table``); a loop over tiles around it. The trip counts
+are data, so one compiled program serves every view of the same pool
+shape. On CPU this is
 ~2.3x faster than compositing [rays, S] tiles with cumulative sums, whose
 [tile, S, 16] intermediates XLA materialises.
 
@@ -24,8 +28,8 @@ T_j a_j c_j the colour still to come behind sample i,
 
 then through the shading, the opacity correction and the bilinear lookup to
 the 2x2 bins, scatter-added into the [bins_y * bins_x, 4] table cotangent.
-Memory: the [R] carries of one bucket and one gradient table, whatever the
-number of samples. Exact: tested against finite differences in float64
+Memory: the [tile] carries of one tile and one gradient table, whatever
+the number of samples. Exact: tested against finite differences in float64
 (tests/test_cached_march.py, tests/test_raymarch.py).
 """
 
@@ -46,6 +50,10 @@ _FIXED = 65535.0
 # across steps and recomputes the lookups).
 MARCH_UNROLL = 8
 VJP_UNROLL = 2
+# Rows per chunk of the cache's pool (ray_cache.CacheTiles): a tile's walk is
+# a loop over its chunks (a trip count that varies by tile and view, so the
+# compiled program does not) of CHUNK unrolled rows.
+CHUNK = 32
 
 
 def quantise(v):
@@ -57,27 +65,88 @@ def dequantise(q, dtype=jnp.float32):
   return q.astype(dtype) * (1.0 / _FIXED)
 
 
-def _fields(bucket, labels: bool):
+def _fields(tiles, labels: bool):
   names = ('idx', 'fx', 'fy', 'diffuse', 'specular') + (
       ('label',) if labels else ()
   )
-  return {
-      k: getattr(bucket, k) for k in names if getattr(bucket, k) is not None
-  }
+  return {k: getattr(tiles, k) for k in names if getattr(tiles, k) is not None}
 
 
-def chord_ends(bucket, dtype):
-  """(start, end) [R] of each ray's chord from its first depth-grid point."""
-  start = bucket.start.astype(dtype)
-  return start, start + bucket.length.astype(dtype)
+def chord_ends(tiles, t, dtype):
+  """(start, end) [tile] of tile t's chords from their first grid point."""
+  start = tiles.start[t].astype(dtype)
+  return start, start + tiles.length[t].astype(dtype)
 
 
-def _step_samples(bucket, fields, corners, i, settings, dtype, ends):
-  """Sample i of every ray of a bucket: the row's fields, the segment length
-  l_i [R] (ends: chord_ends), the TF lookup rgba [R, 4], the shaded colour
-  c_i [R, 3] and lt_i [R]."""
+def walk_tile(tiles, t, body, init, unroll_factor: int):
+  """Runs carry = body(row, i, carry) for samples i = 0, 1, ... of tile t's
+  rays (row: its pool row), through the tile's chunks (a loop whose trip
+  count is data, so every tile and view share the compiled program)."""
+  first = tiles.first_chunk[t] * CHUNK
+
+  def chunk(c, carry):
+    def step(j, carry):
+      i = c * CHUNK + j
+      return body(first + i, i, carry)
+
+    return jax.lax.fori_loop(0, CHUNK, step, carry, unroll=unroll_factor)
+
+  return jax.lax.fori_loop(0, tiles.num_chunks[t], chunk, init)
+
+
+def map_tiles(tiles, fn):
+  """Stacked outputs [T, ...] of fn(t) over the cache's tiles (lax.map)."""
+  return jax.lax.map(fn, jnp.arange(tiles.pixels.shape[0]))
+
+
+def tiles_cotangent(tiles, ct, log_t, background):
+  """Per tile, the cotangents [T, tile, 3] of C and [T, tile] of log T_N
+  from the image cotangent ct [H*W, 4] (padding rays: 0)."""
+  ct_t = ct.at[tiles.pixels].get(mode='fill', fill_value=0)
+  # RGB out = C + T_N bg and alpha out = 1 - T_N, with T_N = exp(log T_N).
+  bg = jnp.asarray(background, ct.dtype)
+  g_log_t = (jnp.sum(ct_t[..., :3] * bg, axis=-1) - ct_t[..., 3]) * jnp.exp(
+      log_t
+  )
+  return ct_t[..., :3], g_log_t
+
+
+def scatter_image(cache, rgb, log_t, weights, hits, settings, num_labels):
+  """[H*W, 4] image (and [H*W, G] weights, hits) from the per-tile [T, tile]
+  outputs of a march; pixels no ray of the cache meets show the
+  background."""
+  dtype = rgb.dtype
+  n_pix = cache.height * cache.width
+  pixels = cache.tiles.pixels.reshape(-1)
+  bg = jnp.concatenate(
+      [jnp.asarray(settings.background, dtype), jnp.zeros((1,), dtype)]
+  )
+  rgba = compositing.over_background(
+      rgb, -jnp.expm1(log_t), settings.background
+  )
+  image = jnp.broadcast_to(bg, (n_pix, 4))
+  image = image.at[pixels].set(rgba.reshape(-1, 4), mode='drop')
+  if not num_labels:
+    return image, None, None
+  weights = (
+      jnp.zeros((n_pix, num_labels), dtype)
+      .at[pixels]
+      .set(weights.reshape(-1, num_labels), mode='drop')
+  )
+  hits = (
+      jnp.zeros((n_pix, num_labels), bool)
+      .at[pixels]
+      .set(hits.reshape(-1, num_labels), mode='drop')
+  )
+  return image, weights, hits
+
+
+def _step_samples(fields, corners, row, i, settings, dtype, ends):
+  """Sample i of every ray of a tile (pool row ``row``): the row's fields,
+  the segment length l_i [tile] (ends: chord_ends), the TF lookup rgba
+  [tile, 4], the shaded colour c_i [tile, 3] and lt_i [tile]."""
   t = {
-      k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
+      k: jax.lax.dynamic_index_in_dim(v, row, 0, keepdims=False)
       for k, v in fields.items()
   }
   fi = i.astype(dtype)
@@ -109,20 +178,21 @@ def unroll(factor, num):
   return max(1, min(factor, num))
 
 
-def march_bucket(bucket, corners, settings, num_labels: int, dtype):
-  """Forward pass over one bucket.
+def march_tile(tiles, t, corners, settings, num_labels: int, dtype):
+  """Forward pass over tile t.
 
-  Returns (C [R, 3] premultiplied colour, log T_N [R], and with num_labels
-  > 0 the per-label weights sum_i T_i a_i [label_i = g] [R, G] and hits
-  [R, G] (rays that meet label g in the box at all); else None, None)."""
-  fields = _fields(bucket, bool(num_labels))
-  num, rays = bucket.idx.shape
-  ends = chord_ends(bucket, dtype)
+  Returns (C [tile, 3] premultiplied colour, log T_N [tile], and with
+  num_labels > 0 the per-label weights sum_i T_i a_i [label_i = g]
+  [tile, G] and hits [tile, G] (rays that meet label g in the box at all);
+  else None, None)."""
+  fields = _fields(tiles, bool(num_labels))
+  rays = tiles.pixels.shape[1]
+  ends = chord_ends(tiles, t, dtype)
 
-  def body(i, carry):
+  def body(row, i, carry):
     log_t, rgb, weights, hits = carry
     t, _, col, log_trans = _step_samples(
-        bucket, fields, corners, i, settings, dtype, ends
+        fields, corners, row, i, settings, dtype, ends
     )
     w = jnp.exp(log_t) * -jnp.expm1(log_trans)  # T_i a_i.
     rgb = rgb + w[..., None] * col
@@ -138,35 +208,31 @@ def march_bucket(bucket, corners, settings, num_labels: int, dtype):
       jnp.zeros((rays, num_labels), dtype) if num_labels else None,
       jnp.zeros((rays, num_labels), bool) if num_labels else None,
   )
-  log_t, rgb, weights, hits = jax.lax.fori_loop(
-      0, num, body, init, unroll=unroll(MARCH_UNROLL, num)
-  )
+  log_t, rgb, weights, hits = walk_tile(tiles, t, body, init, MARCH_UNROLL)
   return rgb, log_t, weights, hits
 
 
-def march_bucket_vjp(
-    bucket, tf_table, corners, settings, rgb_total, g_rgb, g_log_t, dtype
+def march_tile_vjp(
+    tiles, t, tf_table, corners, settings, rgb_total, g_rgb, g_log_t, g_table
 ):
-  """Cotangent of the TF table from one bucket (module docstring).
+  """Adds tile t's share of the cotangent of the TF table (module docstring)
+  to g_table [bins_y * bins_x, 4].
 
   Args:
     tf_table: [bins_y, bins_x, 4]; corners: its corner_table.
-    rgb_total: [R, 3] the forward C.
-    g_rgb, g_log_t: [R, 3], [R] cotangents of C and of log T_N.
-
-  Returns:
-    [bins_y * bins_x, 4] cotangent of the flattened table.
+    rgb_total: [tile, 3] the forward C.
+    g_rgb, g_log_t: [tile, 3], [tile] cotangents of C and of log T_N.
   """
-  fields = _fields(bucket, False)
-  num, rays = bucket.idx.shape
+  dtype = tf_table.dtype
+  fields = _fields(tiles, False)
   bins_x = tf_table.shape[-2]
   one_minus_eps = 1.0 - jnp.finfo(dtype).epsneg
-  ends = chord_ends(bucket, dtype)
+  ends = chord_ends(tiles, t, dtype)
 
-  def body(i, carry):
+  def body(row, i, carry):
     trans, behind, g_table = carry  # T_i and sum_{j>=i} T_j a_j c_j.
     t, rgba, col, log_trans = _step_samples(
-        bucket, fields, corners, i, settings, dtype, ends
+        fields, corners, row, i, settings, dtype, ends
     )
     w = trans * -jnp.expm1(log_trans)  # T_i a_i.
     trans_next = trans - w  # T_{i+1} = T_i (1 - a_i).
@@ -206,43 +272,25 @@ def march_bucket_vjp(
       )
     return trans_next, behind, g_table
 
-  init = (
-      jnp.ones((rays,), dtype),
-      rgb_total,
-      jnp.zeros((tf_table.shape[-3] * bins_x, 4), dtype),
-  )
-  return jax.lax.fori_loop(0, num, body, init, unroll=unroll(VJP_UNROLL, num))[
-      2
-  ]
+  init = (jnp.ones(rgb_total.shape[:1], dtype), rgb_total, g_table)
+  return walk_tile(tiles, t, body, init, VJP_UNROLL)[2]
 
 
-def render_buckets(cache, tf_table, settings, num_labels: int):
-  """The cached rendering [H*W, 4], per-bucket (C, log T_N) and, when
-  num_labels > 0, the per-label weights [H*W, G] and hits [H*W, G] (else
-  None, None)."""
+def render_tiles(cache, tf_table, settings, num_labels: int):
+  """The cached rendering [H*W, 4], the per-tile (C [T, tile, 3],
+  log T_N [T, tile]) and, when num_labels > 0, the per-label weights
+  [H*W, G] and hits [H*W, G] (else None, None)."""
   corners = sampling.corner_table(tf_table)
   dtype = tf_table.dtype
-  n_pix = cache.height * cache.width
-  bg = jnp.concatenate(
-      [jnp.asarray(settings.background, dtype), jnp.zeros((1,), dtype)]
+  tiles = cache.tiles
+  rgb, log_t, w, hit = map_tiles(
+      tiles,
+      lambda t: march_tile(tiles, t, corners, settings, num_labels, dtype),
   )
-  image = jnp.broadcast_to(bg, (n_pix, 4))
-  weights = hits = None
-  if num_labels:
-    weights = jnp.zeros((n_pix, num_labels), dtype)
-    hits = jnp.zeros((n_pix, num_labels), bool)
-  totals = []
-  for b in cache.buckets:
-    rgb, log_t, w, hit = march_bucket(b, corners, settings, num_labels, dtype)
-    totals.append((rgb, log_t))
-    rgba = compositing.over_background(
-        rgb, -jnp.expm1(log_t), settings.background
-    )
-    image = image.at[b.pixels].set(rgba, mode='drop')
-    if num_labels:
-      weights = weights.at[b.pixels].set(w, mode='drop')
-      hits = hits.at[b.pixels].set(hit, mode='drop')
-  return image, totals, weights, hits
+  image, weights, hits = scatter_image(
+      cache, rgb, log_t, w, hit, settings, num_labels
+  )
+  return image, (rgb, log_t), weights, hits
 
 
 def zero_cotangent(x):
@@ -255,27 +303,39 @@ def zero_cotangent(x):
 def cached_image(cache, tf_table, settings):
   """[H*W, 4] RGBA of a cached view; differentiable w.r.t. tf_table (the
   cache gets a zero cotangent: its samples do not depend on the TF)."""
-  return render_buckets(cache, tf_table, settings, 0)[0]
+  return render_tiles(cache, tf_table, settings, 0)[0]
 
 
 def _cached_image_fwd(cache, tf_table, settings):
-  image, totals, _, _ = render_buckets(cache, tf_table, settings, 0)
+  image, totals, _, _ = render_tiles(cache, tf_table, settings, 0)
   return image, (cache, tf_table, totals)
 
 
 def _cached_image_bwd(settings, residuals, ct):
-  cache, tf_table, totals = residuals
-  dtype = tf_table.dtype
+  cache, tf_table, (rgb, log_t) = residuals
   corners = sampling.corner_table(tf_table)
-  bg = jnp.asarray(settings.background, dtype)
-  g_table = 0
-  for b, (rgb, log_t) in zip(cache.buckets, totals):
-    ct_b = ct.at[b.pixels].get(mode='fill', fill_value=0)  # Padding rays: 0.
-    # RGB out = C + T_N bg and alpha out = 1 - T_N, with T_N = exp(log T_N).
-    g_log_t = (jnp.sum(ct_b[:, :3] * bg, axis=-1) - ct_b[:, 3]) * jnp.exp(log_t)
-    g_table = g_table + march_bucket_vjp(
-        b, tf_table, corners, settings, rgb, ct_b[:, :3], g_log_t, dtype
+  tiles = cache.tiles
+  g_rgb, g_log_t = tiles_cotangent(tiles, ct, log_t, settings.background)
+
+  def add_tile(t, g_table):
+    return march_tile_vjp(
+        tiles,
+        t,
+        tf_table,
+        corners,
+        settings,
+        rgb[t],
+        g_rgb[t],
+        g_log_t[t],
+        g_table,
     )
+
+  g_table = jax.lax.fori_loop(
+      0,
+      tiles.pixels.shape[0],
+      add_tile,
+      jnp.zeros((tf_table.shape[-3] * tf_table.shape[-2], 4), tf_table.dtype),
+  )
   return (
       jax.tree_util.tree_map(zero_cotangent, cache),
       g_table.reshape(tf_table.shape),

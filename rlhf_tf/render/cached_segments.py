@@ -1,8 +1,8 @@
 """Pre-integrated rendering from a ray cache: forward march and adjoint.
 
 The pre-integrated twin of ``rlhf_tf.render.cached_march`` (same layout,
-same front-to-back walk over a bucket's [rows, R] fields, same re-walking
-adjoint). A bucket of a cache built with ``settings.preintegrate`` stores
+same front-to-back walk over a tile's [rows, tile] fields, same re-walking
+adjoint). A tile of a cache built with ``settings.preintegrate`` stores
 per ray the S + 1 segment ends (``preintegration.coords`` u, v and, with
 shading, the headlight terms); segment i runs from row i (front) to row
 i + 1 (back). The march carries the front row, so each step reads one row.
@@ -36,18 +36,16 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rlhf_tf.render import cached_march, compositing, preintegration, sampling
+from rlhf_tf.render import cached_march, preintegration, sampling
 
 
-def _fields(bucket, labels: bool):
+def _fields(tiles, labels: bool):
   names = ('u', 'v', 'diffuse', 'specular') + (('label',) if labels else ())
-  return {
-      k: getattr(bucket, k) for k in names if getattr(bucket, k) is not None
-  }
+  return {k: getattr(tiles, k) for k in names if getattr(tiles, k) is not None}
 
 
 def _row(fields, i, dtype):
-  """Row i (a segment end) of every ray: u, v, shading terms, label."""
+  """Pool row i (a segment end) of every ray: u, v, shading terms, label."""
   t = {
       k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
       for k, v in fields.items()
@@ -87,17 +85,21 @@ def _segment(front, back, i, ends, pairs, bins, settings):
   return looks, fv, mean, seg, e, lt, lit
 
 
-def march_bucket(bucket, pairs, bins, settings, num_labels: int, dtype):
-  """Forward pass over one bucket (cached_march.march_bucket's outputs).
+def march_tile(tiles, t, pairs, bins, settings, num_labels: int, dtype):
+  """Forward pass over tile t (cached_march.march_tile's outputs).
 
-  A segment's label (render_cached_labels) is its back end's."""
-  fields = _fields(bucket, bool(num_labels))
-  rows, rays = bucket.u.shape
-  ends = cached_march.chord_ends(bucket, dtype)
+  Segment i runs from row i to row i + 1 of the tile; its last chunk holds
+  at least one end past the tile's longest chord, so the walk stops one
+  row short of the next tile's rows only through zero-length segments
+  (transparent, whatever they read). A segment's label
+  (render_cached_labels) is its back end's."""
+  fields = _fields(tiles, bool(num_labels))
+  rays = tiles.pixels.shape[1]
+  ends = cached_march.chord_ends(tiles, t, dtype)
 
-  def body(i, carry):
+  def body(row, i, carry):
     front, log_t, rgb, weights, hits = carry
-    back = _row(fields, i + 1, dtype)
+    back = _row(fields, row + 1, dtype)
     *_, seg, _, lt, lit = _segment(front, back, i, ends, pairs, bins, settings)
     trans = jnp.exp(log_t)
     rgb = rgb + trans[..., None] * lit
@@ -109,40 +111,38 @@ def march_bucket(bucket, pairs, bins, settings, num_labels: int, dtype):
     return back, log_t + lt, rgb, weights, hits
 
   init = (
-      _row(fields, jnp.int32(0), dtype),
+      _row(fields, tiles.first_chunk[t] * cached_march.CHUNK, dtype),
       jnp.zeros((rays,), dtype),
       jnp.zeros((rays, 3), dtype),
       jnp.zeros((rays, num_labels), dtype) if num_labels else None,
       jnp.zeros((rays, num_labels), bool) if num_labels else None,
   )
-  _, log_t, rgb, weights, hits = jax.lax.fori_loop(
-      0,
-      rows - 1,
-      body,
-      init,
-      unroll=cached_march.unroll(cached_march.MARCH_UNROLL, rows - 1),
+  _, log_t, rgb, weights, hits = cached_march.walk_tile(
+      tiles, t, body, init, cached_march.MARCH_UNROLL
   )
   return rgb, log_t, weights, hits
 
 
-def march_bucket_vjp(
-    bucket, pairs, bins, settings, rgb_total, g_rgb, g_log_t, dtype
+def march_tile_vjp(
+    tiles, t, pairs, bins, settings, rgb_total, g_rgb, g_log_t, g_table
 ):
-  """Cotangent [bins_y * bins_x, 8] of the (P, V) table from one bucket.
+  """Adds tile t's share of the cotangent of the (P, V) table to g_table
+  [bins_y * bins_x, 8].
 
   Args:
     pairs: preintegration.row_pairs of the table; bins: (bins_y, bins_x).
-    rgb_total: [R, 3] the forward C.
-    g_rgb, g_log_t: [R, 3], [R] cotangents of C and of log T_N.
+    rgb_total: [tile, 3] the forward C.
+    g_rgb, g_log_t: [tile, 3], [tile] cotangents of C and of log T_N.
   """
-  fields = _fields(bucket, False)
-  rows, rays = bucket.u.shape
+  dtype = g_table.dtype
+  fields = _fields(tiles, False)
   by, bx = bins
-  ends = cached_march.chord_ends(bucket, dtype)
+  del by
+  ends = cached_march.chord_ends(tiles, t, dtype)
 
-  def body(i, carry):
+  def body(row, i, carry):
     front, trans, behind, g_table = carry  # T_i, sum_{j>=i} T_j e'_j.
-    back = _row(fields, i + 1, dtype)
+    back = _row(fields, row + 1, dtype)
     looks, fv, mean, seg, e, lt, lit = _segment(
         front, back, i, ends, pairs, bins, settings
     )
@@ -196,22 +196,18 @@ def march_bucket_vjp(
     return back, trans * jnp.exp(lt), behind, g_table
 
   init = (
-      _row(fields, jnp.int32(0), dtype),
-      jnp.ones((rays,), dtype),
+      _row(fields, tiles.first_chunk[t] * cached_march.CHUNK, dtype),
+      jnp.ones(rgb_total.shape[:1], dtype),
       rgb_total,
-      jnp.zeros((by * bx, 8), dtype),
+      g_table,
   )
-  return jax.lax.fori_loop(
-      0,
-      rows - 1,
-      body,
-      init,
-      unroll=cached_march.unroll(cached_march.VJP_UNROLL, rows - 1),
-  )[3]
+  return cached_march.walk_tile(tiles, t, body, init, cached_march.VJP_UNROLL)[
+      3
+  ]
 
 
-def render_buckets(cache, tf_table, settings, num_labels: int):
-  """cached_march.render_buckets for a pre-integrated cache."""
+def render_tiles(cache, tf_table, settings, num_labels: int):
+  """cached_march.render_tiles for a pre-integrated cache."""
   table = preintegration.segment_table(tf_table, settings.reference_step_mm)
   return _render_table(cache, table, settings, num_labels)
 
@@ -220,29 +216,15 @@ def _render_table(cache, table, settings, num_labels: int):
   pairs = preintegration.row_pairs(table)
   bins = tuple(int(b) for b in table.shape[:2])
   dtype = table.dtype
-  n_pix = cache.height * cache.width
-  bg = jnp.concatenate(
-      [jnp.asarray(settings.background, dtype), jnp.zeros((1,), dtype)]
+  tiles = cache.tiles
+  rgb, log_t, w, hit = cached_march.map_tiles(
+      tiles,
+      lambda t: march_tile(tiles, t, pairs, bins, settings, num_labels, dtype),
   )
-  image = jnp.broadcast_to(bg, (n_pix, 4))
-  weights = hits = None
-  if num_labels:
-    weights = jnp.zeros((n_pix, num_labels), dtype)
-    hits = jnp.zeros((n_pix, num_labels), bool)
-  totals = []
-  for b in cache.buckets:
-    rgb, log_t, w, hit = march_bucket(
-        b, pairs, bins, settings, num_labels, dtype
-    )
-    totals.append((rgb, log_t))
-    rgba = compositing.over_background(
-        rgb, -jnp.expm1(log_t), settings.background
-    )
-    image = image.at[b.pixels].set(rgba, mode='drop')
-    if num_labels:
-      weights = weights.at[b.pixels].set(w, mode='drop')
-      hits = hits.at[b.pixels].set(hit, mode='drop')
-  return image, totals, weights, hits
+  image, weights, hits = cached_march.scatter_image(
+      cache, rgb, log_t, w, hit, settings, num_labels
+  )
+  return image, (rgb, log_t), weights, hits
 
 
 def cached_image(cache, tf_table, settings):
@@ -265,19 +247,25 @@ def _table_image_fwd(cache, table, settings):
 
 
 def _table_image_bwd(settings, residuals, ct):
-  cache, table, totals = residuals
-  dtype = table.dtype
+  cache, table, (rgb, log_t) = residuals
   pairs = preintegration.row_pairs(table)
   bins = tuple(int(b) for b in table.shape[:2])
-  bg = jnp.asarray(settings.background, dtype)
-  g_table = 0
-  for b, (rgb, log_t) in zip(cache.buckets, totals):
-    ct_b = ct.at[b.pixels].get(mode='fill', fill_value=0)  # Padding rays: 0.
-    # RGB out = C + T_N bg and alpha out = 1 - T_N, with T_N = exp(log T_N).
-    g_log_t = (jnp.sum(ct_b[:, :3] * bg, axis=-1) - ct_b[:, 3]) * jnp.exp(log_t)
-    g_table = g_table + march_bucket_vjp(
-        b, pairs, bins, settings, rgb, ct_b[:, :3], g_log_t, dtype
+  tiles = cache.tiles
+  g_rgb, g_log_t = cached_march.tiles_cotangent(
+      tiles, ct, log_t, settings.background
+  )
+
+  def add_tile(t, g_table):
+    return march_tile_vjp(
+        tiles, t, pairs, bins, settings, rgb[t], g_rgb[t], g_log_t[t], g_table
     )
+
+  g_table = jax.lax.fori_loop(
+      0,
+      tiles.pixels.shape[0],
+      add_tile,
+      jnp.zeros((bins[0] * bins[1], 8), table.dtype),
+  )
   return (
       jax.tree_util.tree_map(cached_march.zero_cotangent, cache),
       g_table.reshape(table.shape),

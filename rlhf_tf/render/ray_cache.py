@@ -19,26 +19,43 @@ chord length, the offset of the box entry past the depth grid (float32, see
 16-value gather per sample (the 2x2 bin neighbourhood, see
 ``sampling.corner_table``), bilinear weights, shading and compositing.
 
-RENDERING: ``rlhf_tf.render.cached_march`` walks all rays of a bucket one
-sample index at a time (fields stored sample-major, [S, R]), forward and,
-for d image / d TF table, by a hand-written adjoint that re-walks the rays.
-Memory of both: [R] carries per bucket, whatever the sample count.
+RENDERING: ``rlhf_tf.render.cached_march`` walks the rays of a tile one
+sample index at a time (fields stored sample-major, [rows, tile]), forward
+and, for d image / d TF table, by a hand-written adjoint that re-walks the
+rays. Memory of both: [tile] carries, whatever the sample count.
 
 EXACT SAMPLE COMPACTION: samples outside the volume box are empty for every
 TF, so the cache keeps, per ray, only the ceil((start + length) / step)
 samples inside the box (the depth grid's first segment may be partial), and
 drops rays that miss the box (they show the background). Rays are sorted by
-sample count and cut into ``num_buckets`` groups of whole tiles; each group
-is padded only to its own longest ray (static shapes, a few compiled loops).
-This is exact -- the cached image differs from ``raymarch.render`` only by
-the fixed-point weights and float32 rounding (max abs difference 1e-5 ..
-1e-4 on [0, 1] RGBA; a TF with jumps between adjacent bins amplifies
-rounding of the sample positions the most).
+sample count and cut into tiles of ``settings.cache_tile_rays``; each tile keeps
+whole chunks of CHUNK rows up to its own longest ray, in one pool
+(``CacheTiles``). This is exact -- the cached image differs from
+``raymarch.render`` (with its skipping and termination off) only by the
+fixed-point weights and float32 rounding (max abs difference 1e-5 .. 1e-4
+on [0, 1] RGBA; a TF with jumps between adjacent bins amplifies rounding of
+the sample positions the most).
 Samples in air are kept: a TF may make air visible.
 
-No early ray termination: on the benchmark view, tiles of rays would stop
-early in under 15 % of their sample steps (rays rarely saturate together),
-and it would make the image depend on a threshold.
+NO RECOMPILATION PER VIEW: the cache's array shapes are [H * W / tile]
+tiles and a pool whose capacity is rounded up to one of POOL_STEPS sizes
+(``pool_chunks``), so a new view of a scene almost always has the shapes of
+an earlier one and ``render_cached``, ``render_cached_labels``, their
+gradients and ``many_actions`` reuse its compiled programs (a bucketed
+cache compiled them anew for every view: 14-39 s under load). The build
+itself runs one compiled program (``_sample_chunk``) for every view.
+
+NO EMPTY-SPACE SKIPPING in the cache: it is built once per view and
+re-rendered for any TF the learner, the agent or an inspector may draw, and
+a polygon may cover any part of the JH (air included), so no sample is
+empty for every TF. (Skipping against the union of a known set of TFs
+would be sound, but no caller knows its TFs in advance.) The direct
+renderer, which sees its one TF, skips (``rlhf_tf.render.empty_space``).
+
+No early ray termination: on the benchmark view, tiles of rays sorted by
+sample count would stop early in under 15 % of their sample steps (rays
+rarely saturate together), and it would make the image depend on a
+threshold.
 """
 
 from __future__ import annotations
@@ -65,26 +82,32 @@ from rlhf_tf.render.histogram import JHAxes
 
 
 @flax.struct.dataclass
-class CacheBucket:
-  """Rays with similar sample counts: R rays x S samples, sample-major."""
+class CacheTiles:
+  """The cached rays in tiles of ``tile`` rays and their samples in a pool of
+  row chunks: tile t's rows are pool rows first_chunk[t] * CHUNK .. +
+  num_chunks[t] * CHUNK - 1 (row i = sample i, or segment end i with
+  pre-integration), [rows, tile] sample-major. Shapes depend only on the
+  image size, tile size and pool capacity (``pool_chunks``), not the view."""
 
-  pixels: jnp.ndarray  # [R] int32 flat pixel index; H * W for padding rays.
-  length: jnp.ndarray  # [R] float32 chord length in the box (mm).
-  start: jnp.ndarray  # [R] float32 box entry past its depth-grid point (mm).
+  pixels: jnp.ndarray  # [T, tile] int32 flat pixel index; H * W = padding.
+  length: jnp.ndarray  # [T, tile] float32 chord length in the box (mm).
+  start: jnp.ndarray  # [T, tile] float32 box entry past its grid point (mm).
+  first_chunk: jnp.ndarray  # [T] int32 the tile's first pool chunk.
+  num_chunks: jnp.ndarray  # [T] int32 its chunks (0: an unused tile).
   # Point sampling: the bilinear lookup of each sample (segment midpoint).
-  idx: Optional[jnp.ndarray] = None  # [S, R] int32 flat TF-bin index.
-  fx: Optional[jnp.ndarray] = None  # [S, R] uint16 fixed-point weight, x.
-  fy: Optional[jnp.ndarray] = None  # [S, R] uint16 fixed-point weight, y.
-  # Pre-integration: preintegration.coords (u, v) of the S + 1 segment ends.
-  u: Optional[jnp.ndarray] = None  # [S + 1, R] float32 intensity (bins).
-  v: Optional[jnp.ndarray] = None  # [S + 1, R] float32 gradient (bins).
-  diffuse: Optional[jnp.ndarray] = None  # [S(+1), R] uint16 or None.
-  specular: Optional[jnp.ndarray] = None  # [S(+1), R] uint16 or None.
-  label: Optional[jnp.ndarray] = None  # [S(+1), R] uint8 label or None.
+  idx: Optional[jnp.ndarray] = None  # [N, tile] int32 flat TF-bin index.
+  fx: Optional[jnp.ndarray] = None  # [N, tile] uint16 fixed-point weight, x.
+  fy: Optional[jnp.ndarray] = None  # [N, tile] uint16 fixed-point weight, y.
+  # Pre-integration: preintegration.coords (u, v) of the segment ends.
+  u: Optional[jnp.ndarray] = None  # [N, tile] float32 intensity (bins).
+  v: Optional[jnp.ndarray] = None  # [N, tile] float32 gradient (bins).
+  diffuse: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
+  specular: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
+  label: Optional[jnp.ndarray] = None  # [N, tile] uint8 label or None.
 
   @property
   def rows(self) -> jnp.ndarray:
-    """The [S, R] or [S + 1, R] field that every cache has."""
+    """The [N, tile] pool field that every cache has."""
     return self.idx if self.u is None else self.u
 
 
@@ -92,7 +115,7 @@ class CacheBucket:
 class RayCache:
   """The TF-independent part of a rendering (see the module docstring)."""
 
-  buckets: tuple  # of CacheBucket
+  tiles: CacheTiles
   height: int = flax.struct.field(pytree_node=False)
   width: int = flax.struct.field(pytree_node=False)
   bins: tuple = flax.struct.field(pytree_node=False)  # (bins_y, bins_x)
@@ -105,18 +128,39 @@ class RayCache:
 
   @property
   def num_samples(self) -> int:
-    """Stored samples (padding included)."""
-    return int(sum(b.rows.size for b in self.buckets))
+    """Stored samples (pool capacity, padding included)."""
+    return int(self.tiles.rows.size)
+
+  @property
+  def num_used_samples(self) -> int:
+    """Samples of the tiles' chunks (each tile padded to whole chunks)."""
+    return (
+        int(np.sum(np.asarray(self.tiles.num_chunks)))
+        * CHUNK
+        * int(self.tiles.rows.shape[1])
+    )
 
   @property
   def nbytes(self) -> int:
     return int(sum(x.nbytes for x in jax.tree_util.tree_leaves(self)))
 
 
-# Samples per call of the chunked cache build (_sample_chunk): every view
-# and bucket reuses one compiled program; the last chunk of a bucket computes
-# up to CHUNK - 1 samples that are dropped.
-CHUNK = 32
+# Rows per pool chunk: the cache build samples a tile CHUNK rows per call
+# (_sample_chunk: one compiled program for every view) and a tile keeps
+# whole chunks (up to CHUNK - 1 rows past its longest ray, transparent).
+CHUNK = cached_march.CHUNK
+# The pool's capacity is rounded up to a multiple of 1 / POOL_STEPS of the
+# largest pool an image of this size can need, so that views of a scene
+# share one shape and so one compiled march (pool_chunks).
+POOL_STEPS = 16
+
+
+def pool_chunks(used: int, most: int) -> int:
+  """Pool capacity in chunks for ``used`` chunks out of at most ``most``: the
+  next multiple of ceil(most / POOL_STEPS) (at most POOL_STEPS shapes per
+  image size, step and volume; a view after the first rarely adds one)."""
+  quantum = max(1, -(-int(most) // POOL_STEPS))
+  return max(quantum, -(-int(used) // quantum) * quantum)
 
 
 def _cache_fields(
@@ -181,8 +225,8 @@ def _sample_bucket(
     bins,
     settings,
 ):
-  """Fields [S, R] of a bucket's rays [R] in one program (shapes of the
-  bucket: compiled per view; the mesh path)."""
+  """Fields [S, R] of rays [R] in one program (compiled per S: the mesh
+  path, one tile at a time)."""
 
   def tile_fn(rays):
     return _cache_fields(
@@ -216,7 +260,7 @@ def _sample_chunk(
     settings,
 ):
   """Fields [CHUNK, tile] of samples first .. first + CHUNK - 1 of one tile
-  of rays [tile]: the same shapes for every view and bucket."""
+  of rays [tile]: the same shapes for every view and tile."""
   out = _cache_fields(
       packed,
       labels_flat,
@@ -234,61 +278,41 @@ def _sample_chunk(
   return {k: v.T for k, v in out.items()}
 
 
-def _sample_bucket_chunked(
+def _sample_tile_chunks(
     packed,
     labels_flat,
     origins,
     directions,
     phase,
+    num_chunks: int,
     shape,
     spacing,
     axes,
-    num,
     bins,
     settings,
 ):
-  """_sample_bucket by tiles of rays and CHUNK samples (host arrays [R, 3],
-  [R, 3], [R] in, R a multiple of tile_rays): one compiled program for all
-  views, so a new view compiles nothing here."""
-  tile = max(1, int(settings.tile_rays))
-  parts = []
-  for r0 in range(0, origins.shape[0], tile):
-    rays = (
-        origins[r0 : r0 + tile],
-        directions[r0 : r0 + tile],
-        phase[r0 : r0 + tile],
-    )
-    parts.append(
-        [
-            _sample_chunk(
-                packed,
-                labels_flat,
-                *rays,
-                np.int32(c),
-                shape,
-                spacing,
-                axes,
-                bins,
-                settings,
-            )
-            for c in range(0, num, CHUNK)
-        ]
-    )
-  # jnp.array copies into a buffer of XLA's own (aligned) rather than
-  # wrapping the numpy one.
-  return {
-      k: jnp.array(
-          np.concatenate(
-              [
-                  np.concatenate([np.asarray(c[k]) for c in chunks], axis=0)[
-                      :num
-                  ]
-                  for chunks in parts
-              ],
-              axis=1,
-          )
+  """Host fields {name: [num_chunks * CHUNK, tile]} of one tile of rays
+  (host arrays [tile, 3], [tile, 3], [tile]) by _sample_chunk calls: one
+  compiled program for all views and tiles."""
+  parts = [
+      _sample_chunk(
+          packed,
+          labels_flat,
+          origins,
+          directions,
+          phase,
+          np.int32(c * CHUNK),
+          shape,
+          spacing,
+          axes,
+          bins,
+          settings,
       )
-      for k in parts[0][0]
+      for c in range(num_chunks)
+  ]
+  return {
+      k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0)
+      for k in parts[0]
   }
 
 
@@ -382,18 +406,17 @@ def build_ray_cache(
     bins: TF table size, int or (bins_y, bins_x); tables passed to
       render_cached must have this size.
     settings: step_mm, shading, shininess and normal_eps are baked in;
-      tile_rays sets the tile size of both building and rendering.
-    num_buckets: groups of rays with similar sample counts (compile time
-      grows with it, padding shrinks).
+      cache_tile_rays sets the tile size of both building and rendering.
+    num_buckets: ignored (kept for callers: the cache no longer groups rays
+      into buckets, see CacheTiles).
     labels: optional [Z, Y, X] integer map (values < 256, e.g. tissue
       groups); each sample then stores its nearest voxel's label, for
       ``render_cached_labels``.
     packed: optional [Z, Y, X, 4] sampling.packed_volume; replaces
       volume_hu and gradient (saves memory on large volumes).
-    mesh: optional jax.sharding.Mesh: each bucket's rays are split over
-      its 'data' axis (every device holds the packed volume and samples its
-      share of the rays; the same cache, its [S, R] fields left split along
-      R on the devices).
+    mesh: optional jax.sharding.Mesh: each tile's rays are split over its
+      'data' axis (every device holds the packed volume and samples its
+      share of the rays; the same cache, gathered into the host pool).
 
   Returns:
     RayCache (host-independent pytree of device arrays).
@@ -436,27 +459,35 @@ def build_ray_cache(
       np.ceil((start_np + length_np) / settings.step_mm - 1e-6), s_max
   ).astype(np.int64)
   counts[length_np <= 0] = 0
+  # Pre-integration samples both ends of each ray's segments.
+  extra = int(settings.preintegrate)
   order = np.argsort(-counts, kind='stable')
   order = order[counts[order] > 0]
-  tile = max(1, int(settings.tile_rays))
-  n_tiles = -(-order.size // tile)
-  buckets = []
-  for tiles in np.array_split(np.arange(n_tiles), min(num_buckets, n_tiles)):
-    rays = order[tiles[0] * tile : (tiles[-1] + 1) * tile]
-    num = int(max(counts[rays].max(), 1))
-    # Pre-integration samples both ends of the num segments.
-    num += int(settings.preintegrate)
-    pad = (-rays.size) % tile
-    pixels = np.concatenate([rays, np.full(pad, length_np.size)]).astype(
-        np.int32
-    )
-    take = np.concatenate([rays, np.full(pad, rays[0])])
-    real = pixels < length_np.size
-    ray_len = np.where(real, length_np[take], 0.0)
-    ray_start = np.where(real, start_np[take], 0.0)
+  n_pix = length_np.size
+  tile = max(1, min(int(settings.cache_tile_rays), n_pix))
+  n_tiles = -(-n_pix // tile)  # Capacity: every pixel's ray.
+  used = -(-order.size // tile)
+  pixels = np.full((n_tiles, tile), n_pix, np.int32)
+  pixels.reshape(-1)[: order.size] = order
+  real = pixels < n_pix
+  take = np.where(real, pixels, pixels[:, :1])  # Padding: the tile's first.
+  take = np.where(take < n_pix, take, 0)
+  ray_len = np.where(real, length_np[take], 0.0).astype(np.float32)
+  ray_start = np.where(real, start_np[take], 0.0).astype(np.float32)
+  num_chunks = np.zeros(n_tiles, np.int32)
+  # Rays are sorted by count: a tile's first ray is its longest.
+  num_chunks[:used] = -(-(counts[pixels[:used, 0]] + extra) // CHUNK)
+  first_chunk = (np.cumsum(num_chunks) - num_chunks).astype(np.int32)
+  capacity = pool_chunks(
+      max(int(num_chunks.sum()), _view_bound(camera, shape, spacing, settings)),
+      n_tiles * -(-(s_max + extra) // CHUNK),
+  )
+  pool = None
+  for t in range(used):
+    rows = int(num_chunks[t]) * CHUNK
     if mesh_lib.data_size(mesh) > 1:
-      split = mesh_lib.padded_size(take.size, mesh_lib.data_size(mesh))
-      take_all = mesh_lib.pad_leading(take, split)
+      split = mesh_lib.padded_size(tile, mesh_lib.data_size(mesh))
+      take_all = mesh_lib.pad_leading(take[t], split)
       data = _sample_bucket_on_mesh(
           packed,
           labels_flat,
@@ -466,36 +497,51 @@ def build_ray_cache(
           shape,
           spacing,
           axes,
-          num,
+          rows,
           (by, bx),
           settings,
           mesh,
       )
-      data = {k: v[:, : take.size] for k, v in data.items()}
+      data = {k: mesh_lib.to_host(v)[:, :tile] for k, v in data.items()}
     else:
-      data = _sample_bucket_chunked(
+      data = _sample_tile_chunks(
           packed,
           labels_flat,
-          origins_np[take],
-          directions_np[take],
-          phase_np[take],
+          origins_np[take[t]],
+          directions_np[take[t]],
+          phase_np[take[t]],
+          int(num_chunks[t]),
           shape,
           spacing,
           axes,
-          num,
           (by, bx),
           settings,
       )
-    buckets.append(
-        CacheBucket(
-            pixels=jnp.asarray(pixels),
-            length=jnp.asarray(ray_len, jnp.float32),
-            start=jnp.asarray(ray_start, jnp.float32),
-            **data,
-        )
-    )
+    if pool is None:
+      pool = {
+          k: np.zeros((capacity * CHUNK, tile), v.dtype)
+          for k, v in data.items()
+      }
+    row0 = int(first_chunk[t]) * CHUNK
+    for k, v in data.items():
+      pool[k][row0 : row0 + rows] = v
+  if pool is None:  # No ray meets the box: an empty pool of the right kind.
+    names = _field_names(settings, labels_flat is not None)
+    pool = {
+        k: np.zeros((capacity * CHUNK, tile), dt) for k, dt in names.items()
+    }
+  # jnp.array copies into a buffer of XLA's own (aligned) rather than
+  # wrapping the numpy one.
+  tiles = CacheTiles(
+      pixels=jnp.asarray(pixels),
+      length=jnp.asarray(ray_len),
+      start=jnp.asarray(ray_start),
+      first_chunk=jnp.asarray(first_chunk),
+      num_chunks=jnp.asarray(num_chunks),
+      **{k: jnp.array(v) for k, v in pool.items()},
+  )
   return RayCache(
-      buckets=tuple(buckets),
+      tiles=tiles,
       height=camera.height,
       width=camera.width,
       bins=(by, bx),
@@ -506,6 +552,37 @@ def build_ray_cache(
       jitter=settings.jitter,
       preintegrate=settings.preintegrate,
   )
+
+
+def _view_bound(camera, shape, spacing, settings) -> int:
+  """Pool chunks enough for any view of an orthographic camera of this
+  image size and width (0 for perspective ones): rays meet the box along
+  chords whose lengths add up to at most box volume / pixel area, so the
+  samples add up to that / step plus two partial ones per ray, and each
+  tile pads about one chunk (rays sorted by length, whole chunks). Sizing the
+  pool by it gives every view of a scene the same shapes."""
+  if camera.projection != 'orthographic':
+    return 0
+  width_mm = float(np.asarray(camera.ortho_width_mm))
+  pixel_mm2 = (width_mm / camera.width) ** 2
+  box_mm3 = float(np.prod(np.asarray(shape) * np.asarray(spacing)))
+  n_pix = camera.height * camera.width
+  tile = max(1, min(int(settings.cache_tile_rays), n_pix))
+  samples = box_mm3 / pixel_mm2 / settings.step_mm + 2 * n_pix
+  return int(np.ceil(samples / (CHUNK * tile))) + -(-n_pix // tile)
+
+
+def _field_names(settings, labels: bool) -> dict:
+  """{field: dtype} of the pool for these settings (_cache_fields)."""
+  if settings.preintegrate:
+    out = dict(u=np.float32, v=np.float32)
+  else:
+    out = dict(idx=np.int32, fx=np.uint16, fy=np.uint16)
+  if settings.shading:
+    out.update(diffuse=np.uint16, specular=np.uint16)
+  if labels:
+    out['label'] = np.uint8
+  return out
 
 
 def _march(settings):
@@ -566,7 +643,7 @@ def render_cached(
 
 @functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
 def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
-  image, _, weights, hits = _march(settings).render_buckets(
+  image, _, weights, hits = _march(settings).render_tiles(
       cache, tf_table, settings, num_labels
   )
   shape = (cache.height, cache.width)
@@ -602,7 +679,7 @@ def render_cached_labels(
      whatever the TF).
   """
   _check(cache, tf_table, settings)
-  if any(b.label is None for b in cache.buckets):
+  if cache.tiles.label is None:
     raise ValueError(
         'the ray cache was built without labels; pass '
         'labels= to build_ray_cache'

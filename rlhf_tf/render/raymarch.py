@@ -101,6 +101,9 @@ class RenderSettings:
   shininess: float = _static(default=16.0)
   background: tuple = _static(default=(0.0, 0.0, 0.0))  # RGB in [0, 1].
   tile_rays: int = _static(default=1024)  # Rays per tile (memory bound).
+  # Ray cache: rays per tile of its pool (ray_cache.CacheTiles); wider tiles
+  # make longer vectors for the cached march and the build (at most H * W).
+  cache_tile_rays: int = _static(default=4096)
   # Unused since the direct renderer marches chunks (kept so that settings
   # made with it still hash and compare as before).
   sample_levels: int = _static(default=3)

@@ -71,9 +71,15 @@ def test_ray_cache_build_split_over_rays_equals_one_device(mesh):
   )
   one = ray_cache.build_ray_cache(*common, labels=scene.groups)
   split = ray_cache.build_ray_cache(*common, labels=scene.groups, mesh=mesh)
-  assert len(split.buckets) == len(one.buckets)
-  for a, b in zip(one.buckets, split.buckets):
-    for name in ('pixels', 'length', 'idx', 'label'):  # exactly the same
+  for a, b in ((one.tiles, split.tiles),):
+    for name in (
+        'pixels',
+        'length',
+        'first_chunk',
+        'num_chunks',
+        'idx',
+        'label',
+    ):  # exactly the same
       np.testing.assert_array_equal(getattr(b, name), getattr(a, name))
     for name in ('fx', 'fy', 'diffuse', 'specular'):
       # uint16 fixed point: float32 rounding of the sample positions in
@@ -82,7 +88,7 @@ def test_ray_cache_build_split_over_rays_equals_one_device(mesh):
           np.asarray(getattr(b, name), np.int32)
           - np.asarray(getattr(a, name), np.int32)
       )
-      assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3, name
+      assert diff.max() <= 1 and np.mean(diff > 0) < 1e-2, name
   table = scene.tf_table(scene.experts[0])
   np.testing.assert_allclose(
       np.asarray(ray_cache.render_cached(split, table, scene.settings)),
