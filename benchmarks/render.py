@@ -8,12 +8,17 @@ the TF-gradient cost, and VTK's CPU ray caster when ``import vtk`` works.
 Prints one JSON object. Times are medians over --repeats runs after
 compilation (first call timed separately as 'compile_s').
 
+--new-views adds only the 'new_views' block of --quality.
+
 --quality adds (benchmarks/render_quality.py), at the scene's default step
 (the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
 renderer (the project's, with and without per-pixel jitter, and VTK's)
 against itself at 1/8 of the step, default and sharp TF, shading on and off;
-'new_views', direct-render and cache-build time of views never rendered
-before and the compile time per new view.
+'new_views', direct-render, cache-build and first cached-render time of
+views never rendered before, the compile time and number of programs
+compiled per new view, the cached gradient / forward ratio, VTK's time on
+the same view and step in the same run, each time over VTK's, and the load
+average.
 """
 
 from __future__ import annotations
@@ -294,12 +299,25 @@ def run(
     vtk_img = out['vtk'].pop('image', None)
   out['direct_mean_rgb'] = float(img_d[..., :3].mean())
   if quality:
-    out.update(quality_figures(volume, packed, spacing, axes, size, do_vtk))
+    out.update(
+        quality_figures(
+            volume,
+            packed,
+            spacing,
+            axes,
+            size,
+            do_vtk,
+            image_quality=quality != 'new_views',
+        )
+    )
   return out, img_d, vtk_img
 
 
-def quality_figures(volume, packed, spacing, axes, size, do_vtk):
-  """{'quality': ..., 'new_views': ...} at the default step (issue 14)."""
+def quality_figures(
+    volume, packed, spacing, axes, size, do_vtk, image_quality=True
+):
+  """{'quality': ..., 'new_views': ...} at the default step (issue 14);
+  image_quality=False: 'new_views' only."""
   step = float(min(spacing))
   view = camera_lib.head_camera(
       volume.shape,
@@ -329,21 +347,67 @@ def quality_figures(volume, packed, spacing, axes, size, do_vtk):
         repeats=0,
     ).get('image')
 
-  quality = render_quality.quality(
-      packed,
-      spacing,
-      axes,
-      tables,
-      view,
-      step,
-      vtk_fn=vtk_fn if do_vtk else None,
-      variants=(('project', {}), ('project_jitter', {'jitter': True})),
-  )
+  out = {'quality_step_mm': step}
+  if image_quality:
+    out['quality'] = render_quality.quality(
+        packed,
+        spacing,
+        axes,
+        tables,
+        view,
+        step,
+        vtk_fn=vtk_fn if do_vtk else None,
+        variants=(('project', {}), ('project_jitter', {'jitter': True})),
+    )
   settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step)
   views = render_quality.new_views(
       packed, spacing, axes, tables['default'], settings, size
   )
-  return {'quality_step_mm': step, 'quality': quality, 'new_views': views}
+  # The gradient of a cached render w.r.t. the TF table vs its forward.
+  cache = ray_cache.build_ray_cache(
+      None, None, spacing, axes, view, 256, settings, packed=packed
+  )
+  fwd = jax.jit(lambda t: ray_cache.render_cached(cache, t, settings))
+  grad = jax.jit(
+      jax.grad(
+          lambda t: jnp.mean(
+              ray_cache.render_cached(cache, t, settings)[..., :3]
+          )
+      )
+  )
+  _, views['cached_forward_s'], _ = time_calls(
+      lambda: fwd(tables['default']), 3
+  )
+  _, views['cached_grad_s'], _ = time_calls(lambda: grad(tables['default']), 3)
+  views['grad_over_forward'] = (
+      views['cached_grad_s'] / views['cached_forward_s']
+  )
+  if do_vtk:
+    vtk = bench_vtk(
+        hu,
+        spacing,
+        axes,
+        np.asarray(tables['default']),
+        size,
+        step,
+        settings,
+        view,
+    )
+    vtk.pop('image', None)
+    vtk_s = vtk.get('median_s')
+    views['vtk_s'] = vtk_s
+    if vtk_s:
+      for k in (
+          'direct_new_view_s',
+          'direct_run_s',
+          'cache_build_new_view_s',
+          'cached_render_new_view_s',
+          'cached_render_run_s',
+      ):
+        views[k.replace('_s', '') + '_over_vtk'] = views[k] / vtk_s
+  views['load_average_1_5_15'] = list(os.getloadavg())
+  out['new_views'] = views
+  return out
 
 
 def run_large(size=512):
@@ -416,6 +480,11 @@ def main(argv=None):
       action='store_true',
       help='PSNR / ring energy vs 1/8 step, new-view times',
   )
+  p.add_argument(
+      '--new-views',
+      action='store_true',
+      help='only the new-view times (with VTK in the same run)',
+  )
   p.add_argument('--save', type=str, default='', help='PNG of the direct image')
   args = p.parse_args(argv)
   out, img, vtk_img = run(
@@ -423,7 +492,7 @@ def main(argv=None):
       args.samples,
       args.repeats,
       not args.no_vtk,
-      quality=args.quality,
+      quality='new_views' if args.new_views else args.quality,
   )
   if args.save:
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,9 @@ itself at 1/8 of the step, on luminance Y = 0.2126 R + 0.7152 G + 0.0722 B:
               wood-grain rings and seams, not a smooth brightness shift.
 
 New views: a turntable of azimuths, each view rendered for the first time
-(compilation, if any, included), then once more (run time only).
+(compilation, if any, included), then once more (run time only): the direct
+renderer, the ray-cache build and the first cached render of the new cache,
+and how many programs each new view compiled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import ray_cache, raymarch
+from rlhf_tf.render import empty_space, ray_cache, raymarch
 
 
 def luminance(rgb) -> np.ndarray:
@@ -119,6 +121,19 @@ def _first_and_again(fn):
   return first, time.perf_counter() - t
 
 
+def _compiled_programs() -> int:
+  """Programs compiled so far by the renderer's jitted entry points."""
+  return sum(
+      f._cache_size()  # pylint: disable=protected-access
+      for f in (
+          raymarch._render,  # pylint: disable=protected-access
+          ray_cache._render_cached,  # pylint: disable=protected-access
+          ray_cache._sample_chunk,  # pylint: disable=protected-access
+          ray_cache._chords,  # pylint: disable=protected-access
+      )
+  )
+
+
 def new_views(
     packed,
     spacing,
@@ -130,41 +145,62 @@ def new_views(
     bins: int = 256,
     build_kwargs=None,
 ) -> dict:
-  """Direct render and cache build of views never rendered before.
+  """Direct render, cache build and cached render of views never rendered
+  before.
 
   The first azimuth compiles whatever a view needs; every later one is a new
   view of an already seen volume. Reported: medians over the later views of
-  the first call (what a new view costs), of a second call (run time), and
-  of their difference (compile time per new view, >= 0 up to noise).
+  the first call (what a new view costs), of a second call (run time), of
+  their difference (compile time per new view, >= 0 up to noise), and the
+  number of programs the renderer's jitted functions compiled per later
+  view (0 = every new view reuses the first's). The direct renderer gets
+  the volume's block ranges once (empty_space.block_ranges), as a
+  turntable would; 'cached_render' is render_cached on the new view's
+  cache.
   """
   shape = tuple(packed.shape[:3])
-  rows = {'direct': [], 'cache_build': []}
+  ranges = empty_space.block_ranges(packed, spacing, settings.step_mm)
+  rows = {'direct': [], 'cache_build': [], 'cached_render': []}
+  compiles = []
   for az in azimuths:
+    before = _compiled_programs()
     view = camera_lib.head_camera(
         shape, spacing, size, size, azimuth_deg=az, elevation_deg=10.0, zoom=1.3
     )
     rows['direct'].append(
         _first_and_again(
             lambda: raymarch.render(
-                None, None, spacing, axes, table, view, settings, packed=packed
-            )
-        )
-    )
-    rows['cache_build'].append(
-        _first_and_again(
-            lambda: ray_cache.build_ray_cache(
                 None,
                 None,
                 spacing,
                 axes,
+                table,
                 view,
-                bins,
                 settings,
                 packed=packed,
-                **(build_kwargs or {}),
+                ranges=ranges,
             )
         )
     )
+    build = lambda: ray_cache.build_ray_cache(
+        None,
+        None,
+        spacing,
+        axes,
+        view,
+        bins,
+        settings,
+        packed=packed,
+        **(build_kwargs or {}),
+    )
+    rows['cache_build'].append(_first_and_again(build))
+    cache = build()
+    rows['cached_render'].append(
+        _first_and_again(
+            lambda: ray_cache.render_cached(cache, table, settings)
+        )
+    )
+    compiles.append(_compiled_programs() - before)
   out = {'azimuths_deg': list(azimuths)}
   for k, v in rows.items():
     later = v[1:]
@@ -174,4 +210,6 @@ def new_views(
     out[f'{k}_compile_per_new_view_s'] = statistics.median(
         max(a - b, 0.0) for a, b in later
     )
+  out['programs_compiled_first_view'] = compiles[0]
+  out['programs_compiled_per_new_view'] = compiles[1:]
   return out

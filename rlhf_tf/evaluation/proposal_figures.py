@@ -9,9 +9,7 @@ import numpy as np
 from PIL import Image
 
 from rlhf_tf.evaluation import figures_style
-from rlhf_tf.preferences import scenes as scenes_lib
-from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import raymarch, sampling
+from rlhf_tf.render import turntable as turntable_lib
 
 _COLORS = ('#38b6ff', '#ffd166', '#06d6a0', '#ef476f', '#ffffff', '#8338ec')
 
@@ -48,29 +46,21 @@ def turntable_gif(
 ) -> str:
   """A GIF of the TF seen from ``num_views`` azimuths around the head.
 
-  The direct raymarcher (one compiled program for every view; a ray cache
-  per view would cost a cache build each) with the scene's settings, tilt
-  and zoom.
+  The direct raymarcher through ``turntable.Turntable`` (one compiled
+  program for every view, empty-space skipping and early termination; a ray
+  cache per view would cost a cache build each) with the scene's settings,
+  tilt and zoom.
   """
-  volume, cfg = scene.volume, scene.render_cfg
-  table = scene.tf_table(vertices)
-  packed = sampling.packed_volume(volume.hu, volume.spacing)
-  frames = []
-  for k in range(num_views):
-    camera = camera_lib.head_camera(
-        volume.shape,
-        volume.spacing,
-        width=image_size,
-        height=image_size,
-        azimuth_deg=float(cfg['azimuth']) + 360.0 * k / num_views,
-        elevation_deg=float(cfg['elevation']),
-        zoom=float(cfg['zoom']),
-    )
-    rgba = raymarch.render_volume(
-        volume, scene.jh.axes, table, camera, scene.settings, packed=packed
-    )
-    frames.append(Image.fromarray(scenes_lib.rgb_uint8(rgba)))
-    logging.info('turntable view %d/%d', k + 1, num_views)
+  cfg = scene.render_cfg
+  spin = turntable_lib.Turntable(scene.volume, scene.jh.axes, scene.settings)
+  cameras = [
+      spin.camera(image_size, az, cfg['elevation'], cfg['zoom'])
+      for az in turntable_lib.turntable_azimuths(cfg['azimuth'], num_views)
+  ]
+  frames = [
+      Image.fromarray(f) for f in spin.frames(scene.tf_table(vertices), cameras)
+  ]
+  logging.info('turntable: %d views', num_views)
   frames[0].save(
       path, save_all=True, append_images=frames[1:], duration=150, loop=0
   )

@@ -5,7 +5,8 @@ list of [x, y] in JH coordinates), else ``config.polygons``, else the scene's
 built-in expert action (a polygon around the bone and teeth clusters of the
 JH; rlhf_tf.preferences.experts). Writes per action i to the workdir:
 render_<i>.png, jh_<i>.png (the JH in HU and HU/mm with the polygon) and,
-with ``config.turntable`` = N > 0, turntable_<i>.gif (N azimuths).
+with ``config.turntable`` = N > 0, turntable_<i>.gif (N azimuths, rendered
+by ``rlhf_tf.render.turntable``: one compiled program for every view).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rlhf_tf.input_error import ConfigError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.render import turntable as turntable_lib
 
 
 def _actions(config, scene) -> np.ndarray:
@@ -41,14 +43,14 @@ def _actions(config, scene) -> np.ndarray:
   return scene.experts[:1]
 
 
-def turntable_views(scene, num_views: int) -> list:
-  """The scene seen from ``num_views`` azimuths around the head."""
-  start = scene.render_cfg['azimuth']
-  views = []
-  for k in range(num_views):
-    views.append(scene.with_view(azimuth=start + 360.0 * k / num_views))
-    logging.info('turntable view %d/%d', k + 1, num_views)
-  return views
+def turntable_cameras(scene, table_source, num_views: int) -> list:
+  """Cameras of num_views azimuths around the head (the scene's size,
+  elevation and zoom), for table_source (a turntable.Turntable)."""
+  cfg = scene.render_cfg
+  return [
+      table_source.camera(cfg['image_size'], az, cfg['elevation'], cfg['zoom'])
+      for az in turntable_lib.turntable_azimuths(cfg['azimuth'], num_views)
+  ]
 
 
 def run(config, workdir: str) -> list:
@@ -62,7 +64,12 @@ def run(config, workdir: str) -> list:
       volume.name, volume, config.histogram, config.render
   )
   actions = _actions(config, scene)
-  views = turntable_views(scene, config.turntable) if config.turntable else []
+  views, spin = [], None
+  if config.turntable:
+    # The direct renderer from every azimuth: one compiled program for all
+    # views and actions (a ray cache per view pays off for many TFs).
+    spin = turntable_lib.Turntable(volume, scene.jh.axes, scene.settings)
+    views = turntable_cameras(scene, spin, config.turntable)
   written = []
   for i, vertices in enumerate(actions):
     png = os.path.join(workdir, f'render_{i}.png')
@@ -74,7 +81,8 @@ def run(config, workdir: str) -> list:
         ),
     ]
     if views:
-      frames = [scenes_lib.rgb_uint8(v.render(vertices)) for v in views]
+      frames = spin.frames(scene.tf_table(vertices), views)
+      logging.info('turntable of action %d: %d views', i, len(views))
       gif = os.path.join(workdir, f'turntable_{i}.gif')
       Image.fromarray(frames[0]).save(
           gif,
