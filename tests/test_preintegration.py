@@ -43,10 +43,11 @@ def test_absorption_ratio_and_its_gradient():
     np.testing.assert_allclose(
         preintegration.absorption_ratio(z), expected, rtol=1e-13
     )
-    auto = jax.vmap(jax.grad(preintegration.absorption_ratio))(z)
-    np.testing.assert_allclose(
-        preintegration.absorption_ratio_grad(z), auto, rtol=1e-9, atol=1e-15
+    grad = jax.vmap(jax.grad(preintegration.absorption_ratio))(z)
+    expected_grad = np.where(
+        np.asarray(z) == 0, -0.5, (np.exp(-zs) - expected) / zs
     )
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-7, atol=1e-12)
     for z0 in (1e-4, 0.2, 3.0):
       check_grads(
           preintegration.absorption_ratio,
@@ -115,6 +116,20 @@ def test_segment_mean_gradient_is_finite_at_zero_length_and_exact_beyond():
         modes=('rev',),
         eps=1e-6,
     )
+
+
+def test_shading_weight_is_the_centroid_of_a_step():
+  sigma = 2.0
+  for c in (0.0, 0.3, 0.9):  # Extinction 0 before c, sigma after.
+    w = preintegration.shading_weight((1 - c) * sigma, 0.0, sigma)
+    assert float(w) == pytest.approx((1 + c) / 2, abs=1e-6)
+    if c > 0:  # Leaving the material at c.
+      w = preintegration.shading_weight(c * sigma, sigma, 0.0)
+      assert float(w) == pytest.approx(c / 2, abs=1e-6)
+  for args in ((1.0, 1.0, 1.0), (0.5, 0.0, 0.0), (0.0, 0.0, 0.0)):
+    assert float(preintegration.shading_weight(*args)) == 0.5
+    g = jax.grad(lambda a: preintegration.shading_weight(*a))(jnp.array(args))
+    assert np.all(np.isfinite(g))
 
 
 def test_constant_slab_transmittance_is_exact_in_float64():
@@ -195,7 +210,8 @@ def test_direct_and_cached_paths_agree(shading):
       hu, None, SPACING, AXES, table, cam, settings.replace(preintegrate=False)
   )
   assert float(direct[..., 3].max()) > 0.3
-  np.testing.assert_allclose(cached, direct, atol=2e-5)
+  # The cache's float16 du/dt moves the Hermite midpoints a little.
+  np.testing.assert_allclose(cached, direct, atol=1e-4)
   # A different classification of the same scene: close, not equal.
   assert 1e-3 < float(jnp.abs(point - direct).max()) < 0.2
 

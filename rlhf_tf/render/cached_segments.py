@@ -7,26 +7,32 @@ per ray the S + 1 segment ends (``preintegration.coords`` u, v and, with
 shading, the headlight terms); segment i runs from row i (front) to row
 i + 1 (back). The march carries the front row, so each step reads one row.
 
-Forward, per segment (``rlhf_tf.render.preintegration``):
+Forward, per segment (``rlhf_tf.render.preintegration.classify``; each
+segment in two halves, front -> Hermite midpoint of u from the stored
+du/dt -> back, composited):
 
   Vbar_i = (G(u_b, vbar) - G(u_f, vbar)) / (u_b - u_f)  (mean of the end
            values V where |u_b - u_f| < TINY_DU), vbar = (v_f + v_b) / 2,
            G = P + fu V bilinear in the two gradient rows of vbar
   tau_i  = l_i sigmabar_i,  a_i = 1 - exp(-tau_i),  lt_i = -tau_i
   e_i    = l_i (sigma rgb)bar_i phi(tau_i)                 (premultiplied)
-  e'_i   = min(e_i (ka + kd dbar) + ks sbar a_i, a_i)      (shading on)
+  e'_i   = min(e_i (ka + kd d_i) + ks s_i a_i, a_i)        (shading on)
+           d_i, s_i: the ends' headlight terms interpolated at the
+           segment's extinction centroid (preintegration.shading_weight)
   C      = sum_i T_i e'_i,  T_i = exp(sum_{j<i} lt_j)
 
 Reverse (custom VJP w.r.t. the (P, V) table; JAX differentiates the table's
-construction from the TF, a cumsum and a log): with R_i = sum_{j>i} T_j e'_j,
+construction from the TF, a cumsum and a log): re-walking front to back
+with T_i and R_i = sum_{j>i} T_j e'_j,
 
   dC/de'_i = T_i,   dC/dlt_i = R_i,   d log T_N / dlt_i = 1,
 
-then through the clip, phi (``absorption_ratio_grad``), the difference
-quotient and the row interpolation, scatter-added into the 2 rows x 2 ends
-of the [bins_y * bins_x, 8] table cotangent. Exact: tested against finite
-differences in float64 and against autodiff of the direct renderer
-(tests/test_preintegration.py).
+then the VJP of the segment's elementwise optics
+(``preintegration.segment_from_rows``, by JAX, on [R] arrays) gives the
+cotangents of the two ends' gathered row pairs, scatter-added into the
+[bins_y * bins_x, 8] table cotangent. Memory: [R] carries and one table.
+Exact: tested against finite differences in float64 and against autodiff of
+the direct renderer (tests/test_preintegration.py).
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from rlhf_tf.render import cached_march, preintegration, sampling
 
 
 def _fields(tiles, labels: bool):
-  names = ('u', 'v', 'diffuse', 'specular') + (('label',) if labels else ())
+  names = ('u', 'v', 'dudt', 'diffuse', 'specular') + (
+      ('label',) if labels else ()
+  )
   return {k: getattr(tiles, k) for k in names if getattr(tiles, k) is not None}
 
 
@@ -50,39 +58,54 @@ def _row(fields, i, dtype):
       k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
       for k, v in fields.items()
   }
-  t['u'], t['v'] = t['u'].astype(dtype), t['v'].astype(dtype)
+  for k in ('u', 'v', 'dudt'):
+    t[k] = t[k].astype(dtype)
   for k in ('diffuse', 'specular'):
     if k in t:
       t[k] = cached_march.dequantise(t[k], dtype)
   return t
 
 
-def _segment(front, back, i, ends, pairs, bins, settings):
-  """Segment i: (lookups, mean [R, 4], l_i [R], e [R, 3], lt [R], shaded
-  e' [R, 3]); lookups = ((idx, fu, G, V) front, back) and fv."""
+def _segment(front, back, i, ends, bins, settings):
+  """Segment i: (l_i [R], the row-pair indices [R] of its front, Hermite
+  middle and back, and segment(rows) -> (e' [R, 3], lt [R]) of the rows
+  gathered there; preintegration.classify)."""
   by, bx = bins
   fi = i.astype(ends[0].dtype)
   seg = sampling.segment_length(
       ends[1], fi, settings.step_mm
   ) - sampling.segment_length(ends[0], fi, settings.step_mm)
   v_mean = 0.5 * (front['v'] + back['v'])
-  looks = []
-  for end in (front, back):
-    idx, fu, fv = preintegration.lookup_index(end['u'], v_mean, bx, by)
-    looks.append((idx, fu) + preintegration.prefix_lookup(pairs, idx, fu, fv))
-  (_, _, g_f, v_f), (_, _, g_b, v_b) = looks
-  mean = preintegration.segment_mean(g_f, v_f, g_b, v_b, back['u'] - front['u'])
-  e, lt = preintegration.segment_optics(mean, seg)
-  lit = e
+  u3 = (
+      front['u'],
+      preintegration.hermite_midpoint(
+          front['u'], back['u'], front['dudt'], back['dudt'], seg, bx
+      ),
+      back['u'],
+  )
+  looks = [preintegration.lookup_index(u, v_mean, bx, by) for u in u3]
+  shade = (None, None, None)
   if settings.shading:
-    lit = preintegration.shade_premultiplied(
-        e,
-        lt,
-        0.5 * (front['diffuse'] + back['diffuse']),
-        0.5 * (front['specular'] + back['specular']),
+    shade = preintegration.end_shading(
+        front['diffuse'], front['specular'], back['diffuse'], back['specular']
+    )
+
+  def segment(*rows):
+    return preintegration.segment_from_three(
+        rows,
+        tuple(fu for _, fu, _ in looks),
+        looks[0][2],
+        u3,
+        seg,
+        shade,
         settings,
     )
-  return looks, fv, mean, seg, e, lt, lit
+
+  return seg, tuple(idx for idx, _, _ in looks), segment
+
+
+def _gather(pairs, idx):
+  return pairs.at[idx].get(mode='promise_in_bounds')  # [R, 2, 8]
 
 
 def march_tile(tiles, t, pairs, bins, settings, num_labels: int, dtype):
@@ -100,7 +123,8 @@ def march_tile(tiles, t, pairs, bins, settings, num_labels: int, dtype):
   def body(row, i, carry):
     front, log_t, rgb, weights, hits = carry
     back = _row(fields, row + 1, dtype)
-    *_, seg, _, lt, lit = _segment(front, back, i, ends, pairs, bins, settings)
+    seg, idxs, segment = _segment(front, back, i, ends, bins, settings)
+    lit, lt = segment(*[_gather(pairs, idx) for idx in idxs])
     trans = jnp.exp(log_t)
     rgb = rgb + trans[..., None] * lit
     if num_labels:
@@ -143,55 +167,20 @@ def march_tile_vjp(
   def body(row, i, carry):
     front, trans, behind, g_table = carry  # T_i, sum_{j>=i} T_j e'_j.
     back = _row(fields, row + 1, dtype)
-    looks, fv, mean, seg, e, lt, lit = _segment(
-        front, back, i, ends, pairs, bins, settings
+    _, idxs, segment = _segment(front, back, i, ends, bins, settings)
+    (lit, lt), pullback = jax.vjp(
+        segment, *[_gather(pairs, idx) for idx in idxs]
     )
     behind = behind - trans[..., None] * lit  # R_i.
-    g_lit = g_rgb * trans[..., None]
-    g_lt = g_log_t + jnp.sum(g_rgb * behind, -1)
-    tau = -lt
-    if settings.shading:
-      a = -jnp.expm1(lt)
-      lit_factor = settings.ambient + settings.diffuse * 0.5 * (
-          front['diffuse'] + back['diffuse']
-      )
-      spec = settings.specular * 0.5 * (front['specular'] + back['specular'])
-      unclipped = (e * lit_factor[..., None] + (spec * a)[..., None]) < a[
-          ..., None
-      ]
-      g_e = g_lit * lit_factor[..., None] * unclipped
-      g_a = jnp.sum(g_lit * jnp.where(unclipped, spec[..., None], 1.0), -1)
-      g_tau = g_a * jnp.exp(lt)
-    else:
-      g_e = g_lit
-      g_tau = 0.0
-    phi = preintegration.absorption_ratio(tau)
-    g_tau = (
-        g_tau
-        - g_lt
-        + jnp.sum(g_e * mean[..., 1:], -1)
-        * seg
-        * preintegration.absorption_ratio_grad(tau)
+    # dC/de'_i = T_i; dC/dlt_i = R_i and d log T_N / dlt_i = 1.
+    g_rows = pullback(
+        (g_rgb * trans[..., None], g_log_t + jnp.sum(g_rgb * behind, -1))
     )
-    g_mean = jnp.concatenate(
-        [(g_tau * seg)[..., None], g_e * (seg * phi)[..., None]], -1
-    )
-    # mean = (G_b - G_f) / du (|du| >= TINY_DU), else (V_f + V_b) / 2;
-    # G = P + fu V; (P, V) = row j + fv (row j + 1 - row j).
-    du = back['u'] - front['u']
-    quotient = jnp.abs(du) > preintegration.TINY_DU
-    g_g = jnp.where(
-        quotient[..., None],
-        g_mean / jnp.where(quotient, du, 1.0)[..., None],
-        0.0,
-    )
-    half = jnp.where(quotient[..., None], 0.0, 0.5 * g_mean)
-    for (idx, fu, _, _), sign in zip(looks, (-1.0, 1.0)):
-      g_p = sign * g_g
-      g_pv = jnp.concatenate([g_p, fu[..., None] * g_p + half], -1)
-      for offset, weight in ((0, 1.0 - fv), (bx, fv)):
-        g_table = g_table.at[idx + offset].add(
-            weight[..., None] * g_pv, mode='promise_in_bounds'
+    # Row pair k of index idx is table row idx + k bins_x.
+    for idx, g in zip(idxs, g_rows):
+      for k in range(2):
+        g_table = g_table.at[idx + k * bx].add(
+            g[:, k], mode='promise_in_bounds'
         )
     return back, trans * jnp.exp(lt), behind, g_table
 

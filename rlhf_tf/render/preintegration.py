@@ -21,7 +21,10 @@ A segment of length l then has the mean integrand
 
   Vbar = (G(u_b) - G(u_f)) / (u_b - u_f)    (V's mean if |u_b - u_f| < tiny)
 
-and the optics of emission-absorption with V constant along it:
+(x is taken linear between the front, the middle of the cubic Hermite curve
+through the ends' values and slopes along the ray, and the back:
+``classify`` integrates the two halves) and the optics of
+emission-absorption with V constant along it:
 
   tau = l sigmabar,   a = 1 - exp(-tau),
   e   = a * (sigma rgb)bar / sigmabar = l (sigma rgb)bar phi(tau),
@@ -49,6 +52,9 @@ from rlhf_tf.render import compositing, safe_math
 # float32 rounding (eps |P| / |du|) stays below ~1e-3 of sigma there, and the
 # mean's error, |du| times V's jump at a bin edge, is as small.
 TINY_DU = 1e-3
+# Extinctions (1/mm) below which shading_weight's quotients take their
+# constant-segment values.
+_TINY_SIGMA = 1e-6
 # |z| below which absorption_ratio uses its Taylor series (error < z^5/720).
 _SERIES_Z = 1e-2
 
@@ -61,16 +67,6 @@ def absorption_ratio(z):
   zs = jnp.where(small, 1.0, z)
   series = 1.0 - z / 2 * (1.0 - z / 3 * (1.0 - z / 4 * (1.0 - z / 5)))
   return jnp.where(small, series, -jnp.expm1(-zs) / zs)
-
-
-def absorption_ratio_grad(z):
-  """d phi / dz = (exp(-z) - phi(z)) / z (series near 0); for the ray
-  cache's hand-written adjoint."""
-  z = jnp.asarray(z)
-  small = jnp.abs(z) < _SERIES_Z
-  zs = jnp.where(small, 1.0, z)
-  series = -0.5 + z / 3 - z * z / 8 + z**3 / 30
-  return jnp.where(small, series, (jnp.exp(-zs) - absorption_ratio(zs)) / zs)
 
 
 def segment_table(tf_table, reference_step_mm):
@@ -123,12 +119,16 @@ def lookup_index(u, v_mean, bins_x: int, bins_y: int):
   )
 
 
+def _interpolate_rows(rows, fv):
+  """(P, V) [..., 4] each from row pairs [..., 2, 8], upper weight fv."""
+  pv = rows[..., 0, :] + fv[..., None] * (rows[..., 1, :] - rows[..., 0, :])
+  return pv[..., :4], pv[..., 4:]
+
+
 def prefix_lookup(pairs, idx, fu, fv):
   """(G [..., 4] prefix integral at u, V [..., 4] integrand at u), both
   interpolated between the two gradient rows."""
-  g = pairs.at[idx].get(mode='promise_in_bounds')  # [..., 2, 8]
-  pv = g[..., 0, :] + fv[..., None] * (g[..., 1, :] - g[..., 0, :])
-  p, v = pv[..., :4], pv[..., 4:]
+  p, v = _interpolate_rows(pairs.at[idx].get(mode='promise_in_bounds'), fv)
   return p + fu[..., None] * v, v
 
 
@@ -160,6 +160,27 @@ def segment_optics(mean, seg_mm):
   return e, -tau
 
 
+def shading_weight(mean_sigma, sigma_front, sigma_back):
+  """[...] w in [0, 1]: where a segment's shading is taken (0 front, 1 back).
+
+  The extinction-weighted centroid of a segment whose extinction steps from
+  sigma_front to sigma_back at the fraction c that gives its mean,
+  w = 1/2 + (sigma_b - sigma_f) c (1 - c) / (2 sigmabar): a segment entering
+  an opaque material at c is shaded at (1 + c) / 2, where its light comes
+  from, not at the mean of an end outside the material and one inside (that
+  jumps as the surface crosses a sample: shaded rings). 1/2 for a constant
+  segment."""
+  jump = sigma_back - sigma_front
+  c = safe_math.safe_div(
+      sigma_back - mean_sigma, jump, fallback=0.5, min_den=_TINY_SIGMA
+  )
+  c = jnp.clip(c, 0.0, 1.0)
+  shift = safe_math.safe_div(
+      jump * c * (1.0 - c), 2.0 * mean_sigma, fallback=0.0, min_den=_TINY_SIGMA
+  )
+  return jnp.clip(0.5 + shift, 0.0, 1.0)
+
+
 def shade_premultiplied(e, log_trans, diffuse_term, specular_term, settings):
   """compositing.shade on premultiplied colours: a shade(c) with c = e / a,
   min(e (ka + kd d) + ks s a, a), a = 1 - exp(log_trans)."""
@@ -169,32 +190,123 @@ def shade_premultiplied(e, log_trans, diffuse_term, specular_term, settings):
   return jnp.minimum(lit, a[..., None])
 
 
+def segment_from_rows(
+    rows_f, rows_b, fu_f, fu_b, fv, du, seg_mm, shade_f, shade_b, settings
+):
+  """Shaded premultiplied colour [..., 3] and log transmittance [...] of
+  segments from their ends' gathered row pairs.
+
+  Args:
+    rows_f, rows_b: [..., 2, 8] ``row_pairs`` rows of the front and back
+      end at the segment's mean gradient row (``lookup_index``).
+    fu_f, fu_b: [...] the ends' fractions within their intensity bin.
+    fv: [...] weight of the upper gradient row.
+    du: [...] u_b - u_f (bins).
+    seg_mm: [...] segment length (mm).
+    shade_f, shade_b: (diffuse, specular) [...] headlight terms of the ends
+      (unused with shading off).
+    settings: raymarch.RenderSettings.
+  """
+
+  (p_f, v_f), (p_b, v_b) = [_interpolate_rows(r, fv) for r in (rows_f, rows_b)]
+  mean = segment_mean(
+      p_f + fu_f[..., None] * v_f, v_f, p_b + fu_b[..., None] * v_b, v_b, du
+  )
+  e, log_trans = segment_optics(mean, seg_mm)
+  if settings.shading:
+    w = shading_weight(mean[..., 0], v_f[..., 0], v_b[..., 0])
+    d, s = [f + w * (b - f) for f, b in zip(shade_f, shade_b)]
+    e = shade_premultiplied(e, log_trans, d, s, settings)
+  return e, log_trans
+
+
+def hermite_midpoint(u_f, u_b, dudt_f, dudt_b, seg_mm, bins_x: int):
+  """[...] u at the middle of a segment on the cubic Hermite curve through
+  its ends' values and derivatives along the ray (bins / mm), clamped to
+  [0, bins_x]: (u_f + u_b) / 2 + l (du_f - du_b) / 8."""
+  mid = 0.5 * (u_f + u_b) + seg_mm * (dudt_f - dudt_b) / 8.0
+  return jnp.clip(mid, 0.0, float(bins_x))
+
+
+def segment_from_three(rows, fu, fv, u, seg_mm, shade, settings):
+  """segment_from_rows over the two halves of a segment, front -> middle
+  -> back (``hermite_midpoint``), composited: e = e_1 + exp(lt_1) e_2,
+  lt = lt_1 + lt_2. rows, fu, u, shade: (front, middle, back) tuples; the
+  middle's shading terms are the ends' mean."""
+  halves = [
+      segment_from_rows(
+          rows[k],
+          rows[k + 1],
+          fu[k],
+          fu[k + 1],
+          fv,
+          u[k + 1] - u[k],
+          0.5 * seg_mm,
+          shade[k],
+          shade[k + 1],
+          settings,
+      )
+      for k in (0, 1)
+  ]
+  (e_1, lt_1), (e_2, lt_2) = halves
+  return e_1 + jnp.exp(lt_1)[..., None] * e_2, lt_1 + lt_2
+
+
+def end_shading(diffuse_f, specular_f, diffuse_b, specular_b):
+  """(front, middle, back) (diffuse, specular) terms of segments."""
+  mid = (0.5 * (diffuse_f + diffuse_b), 0.5 * (specular_f + specular_b))
+  return (diffuse_f, specular_f), mid, (diffuse_b, specular_b)
+
+
 def classify(pairs, samples, settings, bins_x: int, bins_y: int):
   """Shaded premultiplied colours and log transmittances of the S segments
   between S + 1 point samples.
 
+  Each segment is pre-integrated in two halves, from its front sample to
+  the ``hermite_midpoint`` and from there to its back sample: x is a cubic
+  along the ray rather than a line, so a thin feature whose peak lies
+  between two samples (a bone plate met at a grazing angle) is not cut off
+  by the chord (with one linear segment, Cranium's sharp-TF PSNR vs the
+  1/8-step reference fell 3 dB below point sampling's).
+
   Args:
     pairs: row_pairs(segment_table(tf_table, l_ref)).
-    samples: dict of [..., S + 1] x, y (JH coordinates) and, with shading,
-      diffuse, specular; 'seg' [..., S] segment lengths (mm).
+    samples: dict of [..., S + 1] x, y (JH coordinates), dxdt (1/mm) and,
+      with shading, diffuse, specular; 'seg' [..., S] segment lengths (mm).
     settings: raymarch.RenderSettings.
 
   Returns:
-    (emission [..., S, 3], log_trans [..., S]); the segment's shading is the
-    mean of its two ends' shading terms.
+    (emission [..., S, 3], log_trans [..., S]).
   """
   u, v = coords(samples['x'], samples['y'], bins_x, bins_y)
-  mean = lookup_segments(
-      pairs, u[..., :-1], v[..., :-1], u[..., 1:], v[..., 1:], bins_x, bins_y
+  dudt = samples['dxdt'] * bins_x
+  front, back = slice(None, -1), slice(1, None)
+  v_mean = 0.5 * (v[..., front] + v[..., back])
+  u3 = (
+      u[..., front],
+      hermite_midpoint(
+          u[..., front],
+          u[..., back],
+          dudt[..., front],
+          dudt[..., back],
+          samples['seg'],
+          bins_x,
+      ),
+      u[..., back],
   )
-  e, log_trans = segment_optics(mean, samples['seg'])
+  looks = [lookup_index(x, v_mean, bins_x, bins_y) for x in u3]
+  shade = (None, None, None)
   if settings.shading:
-    mid = lambda a: 0.5 * (a[..., :-1] + a[..., 1:])
-    e = shade_premultiplied(
-        e,
-        log_trans,
-        mid(samples['diffuse']),
-        mid(samples['specular']),
-        settings,
+    d, s = samples['diffuse'], samples['specular']
+    shade = end_shading(
+        d[..., front], s[..., front], d[..., back], s[..., back]
     )
-  return e, log_trans
+  return segment_from_three(
+      tuple(pairs.at[i].get(mode='promise_in_bounds') for i, _, _ in looks),
+      tuple(fu for _, fu, _ in looks),
+      looks[0][2],
+      u3,
+      samples['seg'],
+      shade,
+      settings,
+  )

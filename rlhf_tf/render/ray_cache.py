@@ -12,8 +12,9 @@ and stores per sample
 
 (12 bytes per sample with shading, 8 without) -- with settings.preintegrate
 instead of idx, fx, fy the float32 lookup coordinates u, v of
-``preintegration.coords`` at the S + 1 segment ends (same bytes, one more
-row; rendered by ``rlhf_tf.render.cached_segments``) -- plus per ray the
+``preintegration.coords`` and the float16 derivative du/dt along the ray at
+the S + 1 segment ends (2 bytes more per sample, one more row; rendered by
+``rlhf_tf.render.cached_segments``) -- plus per ray the
 chord length, the offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``render_cached`` is then one
 16-value gather per sample (the 2x2 bin neighbourhood, see
@@ -101,6 +102,7 @@ class CacheTiles:
   # Pre-integration: preintegration.coords (u, v) of the segment ends.
   u: Optional[jnp.ndarray] = None  # [N, tile] float32 intensity (bins).
   v: Optional[jnp.ndarray] = None  # [N, tile] float32 gradient (bins).
+  dudt: Optional[jnp.ndarray] = None  # [N, tile] float16 du / dt (1/mm).
   diffuse: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   specular: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   label: Optional[jnp.ndarray] = None  # [N, tile] uint8 label or None.
@@ -194,7 +196,11 @@ def _cache_fields(
   )
   if settings.preintegrate:
     u, v = preintegration.coords(s['x'], s['y'], bx, by)
-    out = dict(u=u.astype(jnp.float32), v=v.astype(jnp.float32))
+    out = dict(
+        u=u.astype(jnp.float32),
+        v=v.astype(jnp.float32),
+        dudt=(s['dxdt'] * bx).astype(jnp.float16),
+    )
   else:
     idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
     out = dict(
@@ -575,7 +581,7 @@ def _view_bound(camera, shape, spacing, settings) -> int:
 def _field_names(settings, labels: bool) -> dict:
   """{field: dtype} of the pool for these settings (_cache_fields)."""
   if settings.preintegrate:
-    out = dict(u=np.float32, v=np.float32)
+    out = dict(u=np.float32, v=np.float32, dudt=np.float16)
   else:
     out = dict(idx=np.int32, fx=np.uint16, fy=np.uint16)
   if settings.shading:

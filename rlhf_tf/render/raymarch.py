@@ -165,8 +165,9 @@ def sample_rays(
     with shading on, diffuse / specular headlight factors, and with
     labels_flat, 'label' (nearest-voxel label). Point sampling: sample i is
     segment i's midpoint. settings.preintegrate: sample i is segment i's
-    front end (sampling.segment_ends; S samples bound S - 1 segments) and
-    seg [..., S - 1] are the lengths between consecutive samples.
+    front end (sampling.segment_ends; S samples bound S - 1 segments),
+    seg [..., S - 1] are the lengths between consecutive samples and dxdt
+    [..., S] the derivative of x along the ray (1/mm, from the gradient).
   """
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = intersect_box(origins, directions, lo, hi)
@@ -184,6 +185,10 @@ def sample_rays(
   hu, grad = val[..., 0], val[..., 1:]
   grad_norm = safe_math.floored_norm(grad)
   out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
+  if settings.preintegrate:  # dx/dt along the ray (1/mm), for the cubic.
+    out['dxdt'] = jnp.sum(grad * directions[..., None, :], -1) / (
+        axes.hu_max - axes.hu_min
+    )
   if settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(
         grad,
