@@ -32,7 +32,7 @@ an image sideways; each vote records the azimuth it was cast at (/results
 counts votes per view). The first pair shows at the scene's own view at
 once; the page then loads the other views, nearest first (each new view of a
 scene builds its ray cache once; --experiment.ui.view_caches of them are
-kept, ~80 MB each at 256^2).
+kept, ~110 MB each at 256^2 on the default phantom).
 
 Reference presets: the page offers the InVesalius raycasting presets (once
 fetched with `python -m rlhf_tf.export.invesalius_presets`) and any Slicer

@@ -9,7 +9,7 @@ existed (or with one view) shows at once.
 Each view of a scene re-renders every action through its own ray cache
 (``Scene.with_view``: camera and cache of the new azimuth, nothing else
 recomputed), built when first needed and kept in a least-recently-used set
-of ``max_caches`` (a 256^2 cache of the 128^3 phantom is ~80 MB): the caches
+of ``max_caches`` (a 256^2 cache of the 128^3 phantom is ~110 MB): the caches
 of one scene's views stay while its pairs are judged, and a store of many
 scenes does not hold them all.
 
