@@ -12,7 +12,8 @@ compilation (first call timed separately as 'compile_s').
 
 --quality adds (benchmarks/render_quality.py), at the scene's default step
 (the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
-renderer (the project's, with and without per-pixel jitter, and VTK's)
+renderer (the project's point-sampled default, 'project', and with
+pre-integrated classification, 'project_preintegrated', and VTK's)
 against itself at 1/8 of the step, default and sharp TF, shading on and off;
 'new_views', direct-render, cache-build and first cached-render time of
 views never rendered before, the compile time and number of programs
@@ -357,7 +358,10 @@ def quality_figures(
         view,
         step,
         vtk_fn=vtk_fn if do_vtk else None,
-        variants=(('project', {}), ('project_jitter', {'jitter': True})),
+        variants=(
+            ('project', {}),
+            ('project_preintegrated', {'preintegrate': True}),
+        ),
     )
   settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step)
   views = render_quality.new_views(

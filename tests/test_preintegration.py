@@ -225,6 +225,10 @@ def test_cache_refuses_the_other_classification():
     ray_cache.render_cached(
         cache, random_table(), SETTINGS.replace(preintegrate=False)
     )
+  with pytest.raises(ValueError, match='render_naive point-samples'):
+    raymarch.render_naive(
+        hu, None, SPACING, AXES, random_table(), _camera(hu.shape), SETTINGS
+    )
 
 
 def test_adjoint_matches_finite_differences_float64():

@@ -543,8 +543,13 @@ def render_naive(
 ):
   """Reference raymarcher: jax.scipy.ndimage.map_coordinates (order 1) for
   every sample of every ray and a plain cumprod; same geometry and optics as
-  render(). For benchmarks and cross-checks only."""
+  render(). For benchmarks and cross-checks only; point sampling only."""
   _check_table(tf_table)
+  if settings.preintegrate:
+    raise ValueError(
+        'render_naive point-samples; pass settings.preintegrate=False '
+        '(tests/test_preintegration.py checks the pre-integrated paths)'
+    )
   spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
   if gradient is None:
     gradient = central_gradient(volume_hu, spacing)
