@@ -46,6 +46,7 @@ def test_smoke_run_trains_each_fold_on_the_other_scenes_votes_only(tmp_path):
   config.scenes = 'phantom:0-1,phantom:5'
   # Held out: a scenes entry and a scene id; phantom 1 only trains.
   config.held_out = 'phantom:0,phantom-s5-24x24x24'
+  config.reward.num_seeds = 2  # The reward: the two seeds' mean z-score.
   summary = JOBS[config.job](config, str(tmp_path))
   ids = ['phantom-s0-24x24x24', 'phantom-s1-24x24x24', 'phantom-s5-24x24x24']
   held = [ids[0], ids[2]]

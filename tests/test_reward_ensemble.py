@@ -13,7 +13,7 @@ import numpy as np
 from rlhf_tf.agent import ppo_objective
 from rlhf_tf.evaluation import proposal
 from rlhf_tf.jobs import agent as agent_job
-from rlhf_tf.reward import checkpointing, ensemble, train
+from rlhf_tf.reward import checkpointing, ensemble, predict, train
 from rlhf_tf.reward import model as model_lib
 
 
@@ -196,3 +196,31 @@ def test_agent_reward_fn_ignores_a_seed_offset(tmp_path):
       ensemble.reference_actions(4, 3),
   )
   np.testing.assert_allclose(single, want, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_mean_rewards_by_hand_and_free_of_seed_offsets():
+  """predict.ensemble_mean_rewards (the leave-one-scene-out reward): the
+  mean over seeds of each seed's z-score against the reference set; a seed
+  moved by scale * r + offset leaves it alone; one seed keeps its order."""
+  model, params = _stacked_params()
+  cfg = _tiny_model_config()
+  jh = np.random.default_rng(4).uniform(size=(16, 16)).astype(np.float32)
+  actions = ensemble.reference_actions(4, 30, seed=7)
+  got = predict.ensemble_mean_rewards(params, cfg, jh, actions)
+  raw = predict.every_seed_rewards(params, cfg, jh, actions)
+  ref = predict.every_seed_rewards(
+      params, cfg, jh, ensemble.reference_actions(4)
+  )
+  want = np.mean(
+      (raw - ref.mean(1, keepdims=True)) / ref.std(1, keepdims=True), 0
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  moved = predict.ensemble_mean_rewards(
+      _shift_head(params, 0, 100.0, 3.0), cfg, jh, actions
+  )
+  np.testing.assert_allclose(moved, got, rtol=1e-3, atol=1e-3)
+  one = jax.tree_util.tree_map(lambda x: x[1:2], params)
+  np.testing.assert_array_equal(
+      np.argsort(predict.ensemble_mean_rewards(one, cfg, jh, actions)),
+      np.argsort(raw[1]),
+  )

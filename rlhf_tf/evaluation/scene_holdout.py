@@ -77,7 +77,7 @@ def folds(
 
 
 def held_out_numbers(
-    params,
+    stacked_params,
     reward_cfg,
     jh: np.ndarray,
     actions: np.ndarray,
@@ -95,8 +95,13 @@ def held_out_numbers(
 ) -> dict:
   """The three numbers of a reward on one held-out scene.
 
+  The reward is the seeds' mean standardised reward
+  (predict.ensemble_mean_rewards); with one seed it orders actions as that
+  seed's raw reward does.
+
   Args:
-    params, reward_cfg: the trained reward model (``config.reward``).
+    stacked_params, reward_cfg: the trained reward model's parameters with
+      a leading seed axis [S, ...] (as checkpointed) and ``config.reward``.
     jh: [B, B] the held-out scene's JH image.
     actions: [A, n, 2] its labelled actions; pairs [P, 2] (left, right)
       indices into them, target [P] P(left preferred) (1, 0, 0.5).
@@ -104,7 +109,7 @@ def held_out_numbers(
       inspector scores.
     expert: [n, 2] the expert TF, expert_score its inspector score.
     gold: actions [k, n, 2] -> inspector scores [k] (for the ascent's TF).
-    key: PRNG key of the ascent's starts.
+    key: PRNG key of the ascent's starts (the same starts for every seed).
 
   Returns:
     dict: decisive_accuracy, num_decisive, spearman_rho, kendall_tau,
@@ -112,24 +117,33 @@ def held_out_numbers(
     ascent_action.
   """
   reward_model = model_lib.model_from_config(reward_cfg.model)
-  r = predict.predict_rewards(params, reward_cfg, jh, actions)
+
+  def reward(a):
+    return predict.ensemble_mean_rewards(stacked_params, reward_cfg, jh, a)
+
+  r = reward(actions)
   pairs = np.asarray(pairs)
   pm = metrics.pair_metrics(r[pairs[:, 0]], r[pairs[:, 1]], target)
-  gold_r = predict.predict_rewards(params, reward_cfg, jh, gold_actions)
-  ranks = metrics.rank_correlations(gold_r, gold_scores)
-  asc = probing.reward_ascent(
-      reward_model,
-      params,
-      jh,
-      key,
-      num_starts=ascent_starts,
-      steps=ascent_steps,
-      lr=ascent_lr,
-      n_vertices=expert.shape[0],
-  )
-  area = np.asarray(asc['area'])
-  rewards = np.where(area >= 1e-4, np.asarray(asc['rewards']), -np.inf)
-  found = np.asarray(asc['actions'])[int(np.argmax(rewards))]
+  ranks = metrics.rank_correlations(reward(gold_actions), gold_scores)
+  # Reward ascent under each seed; the ensemble picks among their ends.
+  num_seeds = int(jax.tree_util.tree_leaves(stacked_params)[0].shape[0])
+  ends = []
+  for s in range(num_seeds):
+    asc = probing.reward_ascent(
+        reward_model,
+        jax.tree_util.tree_map(lambda x, s=s: x[s], stacked_params),
+        jh,
+        key,
+        num_starts=ascent_starts,
+        steps=ascent_steps,
+        lr=ascent_lr,
+        n_vertices=expert.shape[0],
+    )
+    ends.append((np.asarray(asc['actions']), np.asarray(asc['area'])))
+  ends, area = (np.concatenate(e) for e in zip(*ends))
+  # Collapsed polygons (zero area) are no TF; all collapsed: the first.
+  ranked = np.where(area >= 1e-4, reward(ends), -np.inf)
+  found = ends[int(np.argmax(ranked))]
   found_score = float(gold(found[None])[0])
   return dict(
       decisive_accuracy=pm['accuracy'],

@@ -26,7 +26,7 @@ import numpy as np
 from rlhf_tf.evaluation import figures_scenes, scene_holdout
 from rlhf_tf.preferences import dataset, simulated_votes
 from rlhf_tf.preferences import inspector as inspector_lib
-from rlhf_tf.reward import from_store, predict, train
+from rlhf_tf.reward import checkpointing, from_store, predict, train
 
 
 def _cpu_seconds() -> float:
@@ -121,7 +121,9 @@ def _gold_scores(config, scenes, out_dir):
 
 
 def _train_fold(config, store, scenes, fold, fold_dir):
-  """Trains on the fold's training scenes only; the selected params."""
+  """Trains on the fold's training scenes only; the parameters of every
+  seed (leading axis = seed), the reward being their mean standardised
+  reward (scene_holdout.held_out_numbers)."""
   if fold.held_out in fold.train_ids:  # Never: Fold checks it too.
     raise AssertionError(f'{fold.held_out} would reach training')
   jhs = [np.asarray(scenes[s].scene.jh.image) for s in fold.train_ids]
@@ -129,9 +131,9 @@ def _train_fold(config, store, scenes, fold, fold_dir):
       store, list(fold.train_ids), jhs, source='simulated'
   )
   assert data.jh.shape[0] == len(fold.train_ids)
-  summary = train.train_and_evaluate(config.reward, fold_dir, data)
+  train.train_and_evaluate(config.reward, fold_dir, data)
   loss = config.reward.losses[0]
-  return predict.load_params(fold_dir, loss, summary['selected'][loss]['seed'])
+  return checkpointing.load_params(os.path.join(fold_dir, loss, 'checkpoints'))
 
 
 def _criteria(out_dir, data):
@@ -226,7 +228,7 @@ def run(config, workdir: str) -> dict:
     )
     # Where its errors lie (the inspector's criteria of the actions).
     numbers['errors'] = scene_holdout.error_breakdown(
-        predict.predict_rewards(params, config.reward, jh, actions),
+        predict.ensemble_mean_rewards(params, config.reward, jh, actions),
         _criteria(out_dir, held),
         pairs,
         target,

@@ -9,7 +9,9 @@
   the JH encoded once and the actions scored in fixed-size chunks (Fig. 2 uses
   20,000 random actions, Fig. 3 one action per JH pixel);
   :func:`every_seed_rewards` the same under every seed of seed-stacked
-  parameters (the ensemble's raw rewards, [S, N]).
+  parameters (the ensemble's raw rewards, [S, N]);
+  :func:`ensemble_mean_rewards` their mean on one scale (each seed z-scored
+  against the fixed reference actions of reward/ensemble.py), [N].
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.reward import checkpointing
+from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
 
 
@@ -138,3 +141,17 @@ def every_seed_rewards(
           for s in range(num_seeds)
       ]
   )
+
+
+def ensemble_mean_rewards(
+    stacked_params, config, jh, actions, chunk_size=None
+) -> np.ndarray:
+  """The seeds' mean standardised reward [N] of actions [N, n, 2] on jh
+  [B, B]: mean_s z_s, z_s = (r_s - mean_ref r_s) / std_ref r_s over
+  ensemble.reference_actions on the same JH (Bradley-Terry fixes neither a
+  seed's offset nor its scale, so raw rewards of seeds do not average).
+  One seed: a positive affine map of its raw reward (same order)."""
+  reference = ensemble_lib.reference_actions(np.shape(actions)[1])
+  raw = every_seed_rewards(stacked_params, config, jh, actions, chunk_size)
+  ref = every_seed_rewards(stacked_params, config, jh, reference, chunk_size)
+  return np.mean(ensemble_lib.standardise(raw, ref), axis=0)
