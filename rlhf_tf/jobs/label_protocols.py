@@ -4,10 +4,12 @@ On one scene (the dataset config's first), for each label budget: the
 uniform protocol labels uniform pairs of the paper's action set (10 expert,
 50 random, 40 augmented); the two-stage protocol (preferences/two_stage.py)
 labels a ``stage1_fraction`` of the budget that way, trains the seeds as
-an ensemble, adds one new action per ``pairs_per_new_action`` remaining
-labels (a ``high_fraction`` of them those the ensemble rates highest, the
-rest those it disagrees on most, out of ``num_candidates`` random ones) and
-labels each new action against the partners it is most disputed with.
+an ensemble, then in ``rounds`` equal rounds adds one new action per
+``pairs_per_new_action`` labels of the round (a ``high_fraction`` of them
+those the ensemble rates highest, the rest those it disagrees on most, out
+of ``num_candidates`` random ones), labels each new action against the
+partners it is most disputed with, and refits the ensemble on every label
+so far.
 Each protocol's final reward (every seed) is scored by Spearman rho against
 the simulated inspector over unseen random actions (their scores cached in
 gold_<scene>.npz). Writes <workdir>/label_protocols/{summary.json,

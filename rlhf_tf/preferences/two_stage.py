@@ -3,14 +3,15 @@
 The paper labels pairs of uniformly random actions and suggests placing
 actions "in the critical range of the JH" instead. Two stages:
 
-  1. Label half the budget as uniform pairs of the paper's action set and
-     train an ensemble (the reward's seeds).
+  1. Label a share of the budget as uniform pairs of the paper's action set
+     and train an ensemble (the reward's seeds).
   2. Draw many random candidate actions, keep those the ensemble rates high
      or disagrees on (``new_actions``), and label the pairs of the grown
      action set on which the ensemble's P(a > b) disagrees most
      (``disagreement_pairs``), or, so that every new action is labelled,
      each new action against the partners it is most disputed with
-     (``partner_pairs``).
+     (``partner_pairs``). The job (jobs/label_protocols.py) may do this in
+     rounds, the ensemble refit on every label so far before each.
 
 Why many new actions: a reward is scored on actions it never saw, and the
 paper's set D has only 100 distinct actions; more labels on the same pairs
