@@ -19,12 +19,20 @@ on phantom 7 (0.949 vs 0.925; median random 0.545) and 1.181 on Cranium
 (0.951 vs 0.805); 2.2 min of CPU time, 6.0 min wall at load ~13.
 Arg: '' | 'smoke' (reward_ce.py:smoke's scene and model, 4 PPO updates) |
 'multiscene' (issue 13: the reward trained on 6 patient phantoms, seeds 0-5,
-2,000 pairs each judged at 64^2 px, 30 epochs; the agent trained on the same
-6 scenes and evaluated on phantoms 6 and 7, which neither saw, and Cranium;
-measured: agent / expert inspector score 1.04 and 1.01 on phantoms 6 and 7,
-1.18 on Cranium (0.951 vs 0.805); 26 min wall at load ~20, 5.8 min CPU;
-measured while PPO still combined the seeds' raw rewards, before
-reward/ensemble.py standardised them: not rerun since).
+2,000 pairs each judged at 64^2 px, 30 epochs; the agent trained on the
+dataset's scenes, the same 6 (agent.train_scenes = ''), and evaluated on
+agent.eval_scenes = 'phantom:6-7,cranium', which neither saw). Measured at
+commit da89ac6 with the seeds' rewards standardised:
+
+  python launch.py --experiment=experiments/agent_ppo.py:multiscene \
+      --workdir=/tmp/agent_ms
+
+agent / expert inspector score 1.063 on phantom 6 (0.949 vs 0.893; warm
+start 0.879, median random 0.589), 1.027 on phantom 7 (0.950 vs 0.925;
+0.912, 0.440), 1.178 on Cranium (0.949 vs 0.805; 0.824, 0.428); 5.8 min of
+CPU time, 11.9 min wall at load ~9, 2.1 GB peak RSS. The agent's action is
+the same polygon on all three scenes (to 2e-6): it has learnt one good TF
+for these tissue classes, not a TF per scan (README, 'How scan-specific').
 Builds on reward_ce.py (the data and the reward model it trains).
 """
 
