@@ -26,13 +26,21 @@ default), 'pre' = settings.preintegrate=True:
 
 Pre-integration gains 1.2-4.2 dB and cuts the ring energy by 26-46 %; its
 rings are below VTK's without shading (both TFs), not with shading, and its
-PSNR is 0.2-4.7 dB below VTK's (issue 14's goal, 6 dB above VTK's, is not
+PSNR is 0.15-4.7 dB below VTK's (issue 14's goal, 6 dB above VTK's, is not
 met). With shading the gap to VTK stays (probably the shading itself: ours
 comes from the gradient interpolated at each sample, interpolated along a
 segment at its extinction centroid; not treated further yet). Without
 pre-integration's Hermite midpoint (one straight chord per segment) the
 sharp-TF PSNR fell below point sampling's (128^2: 25.6 vs 29.8 dB; with the
 midpoint 32.8): a chord cuts off thin bone met at a grazing angle.
+
+Speed of pre-integration (why it is off by default): on the same view,
+default TF, shading on, timed interleaved in one process at load ~9.5 on 2
+shared cores (a session script, not in the repo), ray_cache.render_cached
+took 4.45 s vs 0.154 s point-sampled (29x) and many_actions.render_actions
+of 8 actions 36.5 s vs 1.48 s (25x); the budget was +20 %. The segment step
+(three 16-value gathers, two halves with safe quotients, the centroid
+shading weight) is the cost; not profiled yet.
 
 New views: a turntable of azimuths, each view rendered for the first time
 (compilation, if any, included), then once more (run time only): the direct

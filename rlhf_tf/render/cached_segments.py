@@ -44,6 +44,12 @@ import jax.numpy as jnp
 
 from rlhf_tf.render import cached_march, preintegration, sampling
 
+# Segment steps per loop iteration of the forward march: its step (three
+# gathers, two pre-integrated halves) is much heavier than the point
+# march's, and unrolling it 8 times (cached_march.MARCH_UNROLL) made the
+# compile 6x longer and the march 25 % slower (64^2 test view, 2 cores).
+MARCH_UNROLL = 1
+
 
 def _fields(tiles, labels: bool):
   names = ('u', 'v', 'dudt', 'diffuse', 'specular') + (
@@ -142,7 +148,7 @@ def march_tile(tiles, t, pairs, bins, settings, num_labels: int, dtype):
       jnp.zeros((rays, num_labels), bool) if num_labels else None,
   )
   _, log_t, rgb, weights, hits = cached_march.walk_tile(
-      tiles, t, body, init, cached_march.MARCH_UNROLL
+      tiles, t, body, init, MARCH_UNROLL
   )
   return rgb, log_t, weights, hits
 
