@@ -100,7 +100,9 @@ class RenderSettings:
   specular: float = _static(default=0.25)
   shininess: float = _static(default=16.0)
   background: tuple = _static(default=(0.0, 0.0, 0.0))  # RGB in [0, 1].
-  tile_rays: int = _static(default=1024)  # Rays per tile (memory bound).
+  # Direct renderer: rays per tile (memory bound; 16 x 16 pixel tiles stop
+  # and skip together: 25 % less CPU than 1024 on Cranium 256^2).
+  tile_rays: int = _static(default=256)
   # Ray cache: rays per tile of its pool (ray_cache.CacheTiles); wider tiles
   # make longer vectors for the cached march and the build (at most H * W).
   cache_tile_rays: int = _static(default=4096)
