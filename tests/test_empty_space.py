@@ -97,6 +97,28 @@ def test_defaults_change_no_pixel_by_more_than_2e_3():
     np.testing.assert_allclose(image, exact, atol=2e-3)
 
 
+def test_defaults_hold_with_pre_integration():
+  """Pre-integration's Hermite midpoints may leave the ends' HU range; the
+  widened block ranges keep the bound."""
+  hu = _volume(2)
+  cam = _camera(12)
+  for seed in range(2):
+    table = _sparse_table(seed + 5)
+    pre = BASE.replace(preintegrate=True)
+    exact = raymarch.render(
+        hu,
+        None,
+        SPACING,
+        AXES,
+        table,
+        cam,
+        pre.replace(skip_empty_space=False, termination_transmittance=0.0),
+    )
+    image = raymarch.render(hu, None, SPACING, AXES, table, cam, pre)
+    assert float(exact[..., 3].max()) > 0.5
+    np.testing.assert_allclose(image, exact, atol=2e-3)
+
+
 def test_zero_tolerance_skips_exactly():
   """Blocks whose bins are all exactly 0 are skipped at no error."""
   hu = _volume(1)

@@ -307,7 +307,15 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
     threshold = empty_space.skip_threshold(
         num, step, settings.reference_step_mm, settings.empty_space_tolerance
     )
-    occ = empty_space.occupancy(ranges, axes, tf_table[..., 3], threshold)
+    # Pre-integration's Hermite midpoint may overshoot the ends' HU by up
+    # to step max|g| / 4 (empty_space.occupancy).
+    occ = empty_space.occupancy(
+        ranges,
+        axes,
+        tf_table[..., 3],
+        threshold,
+        hu_margin_mm=step / 4 if settings.preintegrate else 0.0,
+    )
 
   def chunk_colour(o, d, p, first):
     """(premultiplied rgb, opacity) of segments first .. first + k - 1."""
