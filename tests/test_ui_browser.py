@@ -216,7 +216,7 @@ def test_turning_the_pair_in_chromium(tmp_path):
   view it was cast at; a preset shown beside the pair turns with it."""
   from PIL import Image
 
-  from rlhf_tf.ui.app import View
+  from rlhf_tf.ui.app_state import View
 
   path = tmp_path / 'p.sqlite'
   with PreferenceStore(path) as s:

@@ -10,7 +10,7 @@ import pytest
 from test_ui_http import create_app, make_store, next_pair, SCENE
 
 from rlhf_tf.preferences.store import PreferenceStore
-from rlhf_tf.ui.app import View
+from rlhf_tf.ui.app_state import View
 
 VIEWS = [View(10.0 + 90.0 * k, f'key-az{10 + 90 * k}') for k in range(4)]
 

@@ -27,7 +27,8 @@ Reference presets (``config.reference_presets``): the InVesalius raycasting
 presets (when fetched: ``python -m rlhf_tf.export.invesalius_presets``) and
 any Slicer .vp.json given become TF tables on the scene's JH grid
 (``evaluation.baselines``) and are offered on the page as a reference
-rendering beside the pair (``rlhf_tf.ui.app``); votes stay on the pair.
+rendering beside the pair (``rlhf_tf.ui.image_routes``); votes stay on the
+pair.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import checkpointing, predict
 from rlhf_tf.ui import app as app_lib
-from rlhf_tf.ui import auth, scene_views
+from rlhf_tf.ui import app_state, auth, scene_views
 
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
 
@@ -62,7 +63,7 @@ class Scenes(NamedTuple):
   # (name, (scene_id, view) -> PNG) of the reference presets (see module
   # docstring)
   presets: tuple = ()
-  views: tuple = ()  # app_lib.View per view: azimuth, render key
+  views: tuple = ()  # app_state.View per view: azimuth, render key
 
 
 # --------------------------------------------------------------- scenes
@@ -183,7 +184,7 @@ def prerender(path: str, scenes: Scenes, stop: threading.Event):
   (background: renders a browser waits for go first), view 0 of every
   scene first, then each scene's other views nearest first."""
   store = store_lib.PreferenceStore(path)
-  views = scenes.views or (app_lib.View(None, scenes.render_key),)
+  views = scenes.views or (app_state.View(None, scenes.render_key),)
   order = [(s, 0) for s in scenes.scene_ids] + [
       (s, k)
       for s in scenes.scene_ids

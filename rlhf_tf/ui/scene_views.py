@@ -29,16 +29,16 @@ import ml_collections
 
 from rlhf_tf.input_error import ConfigError
 from rlhf_tf.preferences import scenes as scenes_lib
-from rlhf_tf.ui import app as app_lib
+from rlhf_tf.ui import app_state
 
 
 def view_azimuths(base_deg: float, num_views: int) -> tuple[float, ...]:
   """Azimuths (degrees) of ``num_views`` evenly spaced views, base first."""
   if isinstance(num_views, bool) or int(num_views) != num_views:
     raise ConfigError(f'ui.azimuths must be an integer; got {num_views!r}')
-  if not 1 <= num_views <= app_lib.MAX_VIEWS:
+  if not 1 <= num_views <= app_state.MAX_VIEWS:
     raise ConfigError(
-        f'ui.azimuths must be in [1, {app_lib.MAX_VIEWS}]; got {num_views}'
+        f'ui.azimuths must be in [1, {app_state.MAX_VIEWS}]; got {num_views}'
     )
   return tuple(
       float(base_deg) + 360.0 * k / int(num_views) for k in range(num_views)
@@ -142,11 +142,11 @@ class SceneViews:
         ml_collections.ConfigDict(self.render_cfg(scene_id, view))
     )
 
-  def app_views(self, scene_id: str) -> tuple[app_lib.View, ...]:
+  def app_views(self, scene_id: str) -> tuple[app_state.View, ...]:
     """The app's views (azimuth, render key); scenes of one dataset share
     their render config, so any scene names them."""
     return tuple(
-        app_lib.View(az, self.render_key(scene_id, k))
+        app_state.View(az, self.render_key(scene_id, k))
         for k, az in enumerate(self.azimuths)
     )
 
