@@ -1,6 +1,6 @@
 """Ensemble rewards on one scale: a seed's free Bradley-Terry offset (or
 scale) must not change the conservative ranking (propose) or the rewards
-PPO optimises (jobs/agent.py)."""
+PPO optimises (agent/proxy_reward.py)."""
 
 import json
 
@@ -10,9 +10,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from rlhf_tf.agent import ppo_objective
+from rlhf_tf.agent import ppo_objective, proxy_reward
 from rlhf_tf.evaluation import proposal
-from rlhf_tf.jobs import agent as agent_job
 from rlhf_tf.reward import checkpointing, ensemble, predict, train
 from rlhf_tf.reward import model as model_lib
 
@@ -155,7 +154,7 @@ def test_a_seed_100_higher_changes_the_raw_ranking_not_the_standardised():
 
 
 def test_agent_reward_fn_ignores_a_seed_offset(tmp_path):
-  """jobs/agent.py's ensemble reward: the same with seed 1 moved by +100."""
+  """The agent's ensemble reward: the same with seed 1 moved by +100."""
   model, params = _stacked_params()
   cfg = ml_collections.ConfigDict(
       dict(
@@ -171,7 +170,7 @@ def test_agent_reward_fn_ignores_a_seed_offset(tmp_path):
     ckpt = tmp_path / name / 'ce' / 'checkpoints'
     with checkpointing.open_manager(str(ckpt)) as mngr:
       checkpointing.save(mngr, 1, p, p, {'seed_0': []})
-    fn = agent_job._reward_fn(cfg, str(tmp_path / name))
+    fn = proxy_reward.load_reward_fn(cfg, str(tmp_path / name))
     jh = np.random.default_rng(2).uniform(size=(16, 16)).astype(np.float32)
     outs.append(
         np.asarray(jax.jit(fn)(jh, ensemble.reference_actions(4, 24, seed=5)))
@@ -184,7 +183,7 @@ def test_agent_reward_fn_ignores_a_seed_offset(tmp_path):
   )
   cfg.agent.ensemble = False
   single = np.asarray(
-      agent_job._reward_fn(cfg, str(tmp_path / 'plain'))(
+      proxy_reward.load_reward_fn(cfg, str(tmp_path / 'plain'))(
           np.zeros((16, 16), np.float32), ensemble.reference_actions(4, 3)
       )
   )

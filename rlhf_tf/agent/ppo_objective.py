@@ -20,8 +20,8 @@ over scenes) and ``sqrt_kl`` = sqrt(kl_exact) (the x axis of Gao et al. 2022).
 Conservative reward: ``reward_fn(jh [B, B], actions [N, n, 2])`` may return
 [N] or an ensemble [M, N]; then r_cons = mean_M - ensemble_k * std_M. The M
 members must be on one scale: raw Bradley-Terry rewards of different seeds
-are not (each has a free offset), so jobs/agent.py passes per-seed z-scores
-against a fixed reference set (rlhf_tf.reward.ensemble).
+are not (each has a free offset), so agent/proxy_reward.py passes per-seed
+z-scores against a fixed reference set (rlhf_tf.reward.ensemble).
 
 Loss on a minibatch (pi = current params, A normalised over the whole
 update's batch when normalize_advantages):
