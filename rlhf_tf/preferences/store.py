@@ -29,9 +29,10 @@ Conventions
 - A pair is unordered and stored with ``action_a < action_b``; a vote records
   the order the inspector saw (``left_action``, ``right_action``).
 
-Modules: ``store_schema`` (tables, checks, opening), ``store_votes`` (the
-append-only vote log, effective votes, training examples and their split),
-``store_io`` (PNG cache, JSONL export/import). Import everything from here.
+Modules: ``store_schema`` (tables, errors, opening), ``store_checks`` (the
+checks on every value written), ``store_votes`` (the append-only vote log,
+effective votes, training examples and their split), ``store_io`` (PNG
+cache, JSONL export/import). Import everything from here.
 """
 
 from __future__ import annotations
@@ -47,17 +48,19 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from rlhf_tf.preferences import store_io
-from rlhf_tf.preferences.store_schema import (  # re-exported: the public API
-    ActionError,
+from rlhf_tf.preferences.store_checks import (  # re-exported: the public API
     check_int,
     check_one_of,
     check_text,
     check_vertices,
-    CHOICES,
     dumps,
+    insert_row,
+)
+from rlhf_tf.preferences.store_schema import (  # re-exported: the public API
+    ActionError,
+    CHOICES,
     ImageError,
     ImportConflictError,
-    insert_row,
     open_connection,
     PairError,
     PROVENANCES,

@@ -30,15 +30,17 @@ import re
 import sqlite3
 import tempfile
 
-from rlhf_tf.preferences.store_schema import (
-    ActionError,
+from rlhf_tf.preferences.store_checks import (
     check_one_of,
     check_vertices,
     check_vote_row,
     dumps,
+    insert_row,
+)
+from rlhf_tf.preferences.store_schema import (
+    ActionError,
     ImageError,
     ImportConflictError,
-    insert_row,
     JSON_COLUMNS,
     PROVENANCES,
     SCHEMA_VERSION,

@@ -21,14 +21,16 @@ import json
 import time
 from typing import Iterable, NamedTuple, Optional, Sequence
 
-from rlhf_tf.preferences.store_schema import (
+from rlhf_tf.preferences.store_checks import (
     check_int,
     check_one_of,
     check_optional_text,
     check_text,
     check_vote_row,
-    CHOICES,
     insert_row,
+)
+from rlhf_tf.preferences.store_schema import (
+    CHOICES,
     SOURCES,
     VoteError,
 )
