@@ -6,7 +6,12 @@ import threading
 import numpy as np
 import pytest
 
-from rlhf_tf.evaluation import figures, figures_probing, figures_style
+from rlhf_tf.evaluation import (
+    figures,
+    figures_calibration,
+    figures_probing,
+    figures_style,
+)
 from rlhf_tf.render.histogram import JHAxes, JointHistogram
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -218,7 +223,7 @@ def test_reliability_diagram_both_ranges(tmp_path):
       'count': np.full(10, 100),
   }
   _assert_png(
-      figures.reliability_diagram(
+      figures_calibration.reliability_diagram(
           {'ce': ce, 'nll': nll, 'p': p10},
           str(tmp_path / 'rel.png'),
           ece_by_loss={'ce': 0.05},
@@ -229,18 +234,18 @@ def test_reliability_diagram_both_ranges(tmp_path):
 def test_reliability_diagram_bad_inputs(tmp_path):
   p = str(tmp_path / 'x.png')
   with pytest.raises(ValueError, match='same non-zero length'):
-    figures.reliability_diagram(
+    figures_calibration.reliability_diagram(
         {'ce': {'confidence': [0.6, 0.7], 'accuracy': [0.6], 'count': [1, 2]}},
         p,
     )
   with pytest.raises(ValueError, match='needs one of the keys'):
-    figures.reliability_diagram({'ce': {'confidence': [0.6]}}, p)
+    figures_calibration.reliability_diagram({'ce': {'confidence': [0.6]}}, p)
   with pytest.raises(ValueError, match='not all zero'):
-    figures.reliability_diagram(
+    figures_calibration.reliability_diagram(
         {'ce': {'confidence': [0.6], 'accuracy': [0.6], 'count': [0]}}, p
     )
   with pytest.raises(ValueError, match='increasing edges'):
-    figures.reliability_diagram(
+    figures_calibration.reliability_diagram(
         {
             'ce': {
                 'confidence': [0.6, 0.8],

@@ -15,7 +15,12 @@ from absl import logging
 import numpy as np
 
 from rlhf_tf.devices import distributed
-from rlhf_tf.evaluation import figures, figures_ties, metrics, tie_metrics
+from rlhf_tf.evaluation import (
+    figures_calibration,
+    figures_ties,
+    metrics,
+    tie_metrics,
+)
 from rlhf_tf.evaluation.report_setup import Setup
 from rlhf_tf.preferences import dataset
 from rlhf_tf.reward import from_store, predict, train
@@ -60,7 +65,7 @@ def heldout_pairs(s: Setup, summary: dict) -> None:
           if np.any(scene_of == k)
       }
   if s.primary:
-    figures.reliability_diagram(
+    figures_calibration.reliability_diagram(
         bins,
         os.path.join(s.out_dir, 'reliability.png'),
         {loss: summary[loss]['heldout']['ece'] for loss in s.params},
