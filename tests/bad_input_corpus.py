@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pydicom
 
-from rlhf_tf.data import dicom_io, invesalius, sources
+from rlhf_tf.data import dicom_frames, dicom_io, invesalius, sources
 from rlhf_tf.data import dicom_series as dicom_series_lib
 from rlhf_tf.data.dicom_write import write_dicom_series
 from rlhf_tf.data.volume import make_volume, VolumeError
@@ -30,7 +30,7 @@ from rlhf_tf.preferences import dataset, experts, scenes
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.render import histogram, polygon, transfer_function
 
-DicomSeriesError = dicom_io.DicomSeriesError
+DicomSeriesError = dicom_frames.DicomSeriesError
 Inv3Error = invesalius.Inv3Error
 PolygonError = polygon.PolygonError
 VoteError = store_lib.VoteError

@@ -11,7 +11,8 @@ import numpy as np
 import pydicom.data
 import pytest
 
-from rlhf_tf.data.dicom_io import DicomSeriesError, read_dicom_series
+from rlhf_tf.data.dicom_frames import DicomSeriesError
+from rlhf_tf.data.dicom_io import read_dicom_series
 from rlhf_tf.evaluation import figures_style
 from rlhf_tf.render import histogram
 

@@ -19,7 +19,8 @@ from pydicom.uid import (
 )
 import pytest
 
-from rlhf_tf.data.dicom_io import DicomSeriesError, read_dicom_series
+from rlhf_tf.data.dicom_frames import DicomSeriesError
+from rlhf_tf.data.dicom_io import read_dicom_series
 from rlhf_tf.data.dicom_write import choose_pixel_encoding, write_dicom_series
 from rlhf_tf.data.volume import AXIAL, make_volume
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import re
 from typing import Sequence, Union
 
-from rlhf_tf.data import dicom_io
+from rlhf_tf.data import dicom_frames, dicom_io
 from rlhf_tf.data.volume import Volume
 
 _DEFER_SIZE = 1024  # Bytes: large elements (pixel data) stay on disk.
@@ -116,14 +116,14 @@ def find_series(
   """
   root = Path(root)
   if not root.exists():
-    raise dicom_io.DicomSeriesError(f'{root}: no such file or directory')
+    raise dicom_frames.DicomSeriesError(f'{root}: no such file or directory')
   files = (
       [root]
       if root.is_file()
       else sorted(p for p in root.rglob('*') if p.is_file())
   )
   if not files:
-    raise dicom_io.DicomSeriesError(
+    raise dicom_frames.DicomSeriesError(
         f'{root}: directory is empty, no DICOM ' f'files'
     )
   skipped = []

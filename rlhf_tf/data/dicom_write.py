@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-from rlhf_tf.data.dicom_io import slice_normal
+from rlhf_tf.data.dicom_frames import slice_normal
 from rlhf_tf.data.volume import Volume
 
 _MAX_K = 15  # 2 ** -15 is the finest power of two an exact DS string holds
