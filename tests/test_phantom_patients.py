@@ -8,8 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from rlhf_tf.data import phantom
-from rlhf_tf.data import phantom_shapes as shapes
+from rlhf_tf.data import phantom, phantom_anatomy
 from rlhf_tf.render.histogram import joint_histogram
 
 SEEDS = range(6)
@@ -56,7 +55,7 @@ def test_dentition_follows_the_patient():
     assert set(third) <= set(config.third_molars)
     regular = sum(t.kind < 7 for t in anat.teeth)
     assert regular <= 28
-    fillable = sum(t.kind in shapes.FILLABLE for t in anat.teeth)
+    fillable = sum(t.kind in phantom_anatomy.FILLABLE for t in anat.teeth)
     assert sum(t.filled for t in anat.teeth) == min(
         config.num_fillings, fillable
     )

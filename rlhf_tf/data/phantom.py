@@ -40,6 +40,7 @@ import jax
 import numpy as np
 from scipy import ndimage
 
+from rlhf_tf.data import phantom_anatomy
 from rlhf_tf.data import phantom_shapes as shapes
 from rlhf_tf.data.volume import make_volume, Volume
 
@@ -109,7 +110,7 @@ class PhantomConfig:
   num_fillings: int = 3
   missing_tooth_prob: float = 0.08
   jitter_mm: float = 1.5  # Std of the anatomical jitter.
-  # The patient's build (see phantom_shapes.sample_anatomy); patient_config
+  # The patient's build (see phantom_anatomy.sample_anatomy); patient_config
   # draws these per seed, the defaults are the reference head.
   head_scale: float = 1.0
   head_width: float = 1.0
@@ -215,11 +216,11 @@ def _split(key):
 
 def sample_anatomy(
     key, config: Optional[PhantomConfig] = None
-) -> shapes.HeadAnatomy:
+) -> phantom_anatomy.HeadAnatomy:
   """The anatomy make_head_phantom(key, ...) paints (for region queries)."""
   c = config or PhantomConfig()
   k = _split(key)
-  return shapes.sample_anatomy(
+  return phantom_anatomy.sample_anatomy(
       _np_rng(k['geom']),
       _np_rng(k['teeth']),
       _np_rng(k['metal']),
@@ -451,7 +452,7 @@ def make_head_phantom(
 def structure_mask(
     volume: Volume,
     name: str,
-    anatomy: Optional[shapes.HeadAnatomy] = None,
+    anatomy: Optional[phantom_anatomy.HeadAnatomy] = None,
     slab: int = 32,
 ) -> np.ndarray:
   """Bool [Z, Y, X] mask of a label ('enamel'), a label group (STRUCTURES:
