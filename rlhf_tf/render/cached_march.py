@@ -3,14 +3,13 @@
 The cache (``rlhf_tf.render.ray_cache``) stores each tile's samples
 sample-major, [rows, tile], in whole chunks of CHUNK rows of a shared pool.
 Both passes walk the sample index i = 0, 1, ... for all rays of a tile at
-once (``walk_tile``: a loop over the tile's chunks, CHUNK rows each), so
-every step reads contiguous rows and is one fused elementwise kernel over
-[tile] carries (one 16-value gather per sample from
-``sampling.corner_table``); a loop over tiles around it. The trip counts
-are data, so one compiled program serves every view of the same pool
-shape. On CPU this is
-~2.3x faster than compositing [rays, S] tiles with cumulative sums, whose
-[tile, S, 16] intermediates XLA materialises.
+once (``walk_tile``: blocks of unrolled steps up to the tile's longest ray,
+``CacheTiles.num_steps``), so every step reads contiguous rows and is one
+fused elementwise kernel over [tile] carries (one 16-value gather per
+sample from ``sampling.corner_table``); a loop over tiles around it. The
+trip counts are data, so one compiled program serves every view of the same
+pool shape. On CPU this is ~2.3x faster than compositing [rays, S] tiles
+with cumulative sums, whose [tile, S, 16] intermediates XLA materialises.
 
 Forward (emission-absorption, front to back; compositing.composite_log):
 
@@ -50,9 +49,8 @@ _FIXED = 65535.0
 # across steps and recomputes the lookups).
 MARCH_UNROLL = 8
 VJP_UNROLL = 2
-# Rows per chunk of the cache's pool (ray_cache.CacheTiles): a tile's walk is
-# a loop over its chunks (a trip count that varies by tile and view, so the
-# compiled program does not) of CHUNK unrolled rows.
+# Rows per chunk of the cache's pool (ray_cache.CacheTiles): the build
+# samples and stores whole chunks; the walk stops at the tile's longest ray.
 CHUNK = 32
 
 
@@ -79,19 +77,29 @@ def chord_ends(tiles, t, dtype):
 
 
 def walk_tile(tiles, t, body, init, unroll_factor: int):
-  """Runs carry = body(row, i, carry) for samples i = 0, 1, ... of tile t's
-  rays (row: its pool row), through the tile's chunks (a loop whose trip
-  count is data, so every tile and view share the compiled program)."""
+  """Runs carry = body(row, i, carry) for samples i = 0 .. num_steps[t] - 1
+  of tile t's rays (row: its pool row): blocks of unroll_factor unrolled
+  steps, then the remaining steps one at a time. The trip counts are data,
+  so every tile and view share the compiled program, and the walk stops at
+  the tile's longest ray rather than at the end of its last pool chunk
+  (on Cranium 256^2 the chunks hold ~15 % more rows than the rays)."""
   first = tiles.first_chunk[t] * CHUNK
+  num = tiles.num_steps[t]
+  k = max(1, int(unroll_factor))
 
-  def chunk(c, carry):
+  def block(b, carry):
     def step(j, carry):
-      i = c * CHUNK + j
+      i = b * k + j
       return body(first + i, i, carry)
 
-    return jax.lax.fori_loop(0, CHUNK, step, carry, unroll=unroll_factor)
+    return jax.lax.fori_loop(0, k, step, carry, unroll=k)
 
-  return jax.lax.fori_loop(0, tiles.num_chunks[t], chunk, init)
+  carry = jax.lax.fori_loop(0, num // k, block, init)
+  if k == 1:
+    return carry
+  return jax.lax.fori_loop(
+      num // k * k, num, lambda i, c: body(first + i, i, c), carry
+  )
 
 
 def map_tiles(tiles, fn):
