@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.data import phantom
-from rlhf_tf.evaluation import probing
+from rlhf_tf.evaluation import probing, probing_gradients
 from rlhf_tf.preferences import scenes
 from rlhf_tf.render import histogram
 from rlhf_tf.render import polygon as polygon_lib
@@ -149,7 +149,7 @@ def test_reward_gradient_matches_finite_differences(tiny):
       [[0.2, 0.3], [0.7, 0.25], [0.75, 0.8], [0.3, 0.7]], np.float32
   )
   model, params, jh = tiny
-  g = np.asarray(probing.reward_gradient(model, params, jh, action))
+  g = np.asarray(probing_gradients.reward_gradient(model, params, jh, action))
   fd = _central_fd(lambda a: _reward(tiny, a[None])[0], action, 1e-3)
   assert g.shape == (4, 2) and np.max(np.abs(g)) > 1e-3
   np.testing.assert_allclose(g, fd, rtol=2e-2, atol=2e-3 * np.abs(g).max())
@@ -157,7 +157,7 @@ def test_reward_gradient_matches_finite_differences(tiny):
 
 def test_reward_ascent_increases_rewards(tiny):
   model, params, jh = tiny
-  out = probing.reward_ascent(
+  out = probing_gradients.reward_ascent(
       model, params, jh, jax.random.key(3), num_starts=8, steps=60, lr=0.02
   )
   final, init = np.asarray(out['rewards']), np.asarray(out['initial_rewards'])
@@ -191,8 +191,8 @@ def scene():
 @pytest.mark.parametrize('objective', ['mean_alpha', 'mean_luminance'])
 def test_image_objective_gradient_matches_finite_differences(scene, objective):
   v = np.asarray(scene.experts[0], np.float32)
-  value, g = probing.image_objective_gradient(scene, v, objective)
-  f = probing.IMAGE_OBJECTIVES[objective]
+  value, g = probing_gradients.image_objective_gradient(scene, v, objective)
+  f = probing_gradients.IMAGE_OBJECTIVES[objective]
   assert float(value) == pytest.approx(float(f(scene.render(v))), rel=1e-6)
   g = np.asarray(g)
   fd = _central_fd(lambda a: f(scene.render(jnp.asarray(a))), v, 3e-3)
@@ -205,11 +205,11 @@ def test_image_objective_gradient_matches_finite_differences(scene, objective):
 
 def test_image_objective_callable_and_unknown_name(scene):
   v = np.asarray(scene.experts[0], np.float32)
-  a = probing.image_objective_gradient(scene, v, 'mean_alpha')
-  b = probing.image_objective_gradient(
+  a = probing_gradients.image_objective_gradient(scene, v, 'mean_alpha')
+  b = probing_gradients.image_objective_gradient(
       scene, v, lambda rgba: jnp.mean(rgba[..., 3])
   )
   np.testing.assert_allclose(a[0], b[0])
   np.testing.assert_allclose(a[1], b[1])
   with pytest.raises(ValueError, match='unknown objective'):
-    probing.image_objective_gradient(scene, v, 'sharpness')
+    probing_gradients.image_objective_gradient(scene, v, 'sharpness')

@@ -7,8 +7,8 @@ Pieces of the `propose` job (rlhf_tf/jobs/propose.py):
   clear error naming what differs.
 - ``ensemble_rewards``: r_s(JH, a) for all seeds s at once, [S, N].
 - ``ascent_candidates``: the multi-start projected reward ascent of
-  ``probing.reward_ascent`` run under each seed's parameters; only valid
-  polygons are kept.
+  ``probing_gradients.reward_ascent`` run under each seed's parameters; only
+  valid polygons are kept.
 - ``standardise``: Bradley-Terry rewards are defined up to an additive
   constant (and, across seeds, a scale) per seed, so raw rewards of
   different seeds are not comparable (measured: one quickstart seed sits
@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.evaluation import probing
+from rlhf_tf.evaluation import probing_gradients
 from rlhf_tf.render import polygon as polygon_lib
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import ensemble as ensemble_lib
@@ -204,7 +204,7 @@ def ascent_candidates(
   each seed (key folded with the seed index); degenerate ones dropped."""
   out = []
   for s in range(ens.num_seeds):
-    res = probing.reward_ascent(
+    res = probing_gradients.reward_ascent(
         ens.model,
         ens.seed_params(s),
         jh,

@@ -17,7 +17,13 @@ from absl import logging
 import jax
 import numpy as np
 
-from rlhf_tf.evaluation import figures, figures_probing, metrics, probing
+from rlhf_tf.evaluation import (
+    figures,
+    figures_probing,
+    metrics,
+    probing,
+    probing_gradients,
+)
 from rlhf_tf.evaluation.report_setup import rewards_of, Setup
 from rlhf_tf.render import polygon
 
@@ -167,8 +173,8 @@ def reward_probing(
   expert_gold = float(s.gold(base[None])[0])
   arrows = {}
   for loss, p in s.params.items():
-    grad = np.asarray(probing.reward_gradient(s.model, p, s.jh, base))
-    asc = probing.reward_ascent(
+    grad = np.asarray(probing_gradients.reward_gradient(s.model, p, s.jh, base))
+    asc = probing_gradients.reward_ascent(
         s.model,
         p,
         s.jh,
@@ -213,7 +219,7 @@ def reward_probing(
 def image_space_gradient(s: Setup, summary: dict) -> None:
   """d(mean alpha of the rendering)/dvertices at the expert, through the
   renderer."""
-  value, grad = probing.image_objective_gradient(
+  value, grad = probing_gradients.image_objective_gradient(
       s.scene, s.scene.experts[0], 'mean_alpha'
   )
   summary['image_space_gradient'] = dict(

@@ -11,7 +11,8 @@ three numbers:
                      score over unseen random actions (paper's 20,000-action
                      evaluation, scored by the simulated inspector);
   ascent_relative    inspector score of the TF found by reward ascent
-                     (probing.reward_ascent) over the expert TF's score.
+                     (probing_gradients.reward_ascent) over the expert TF's
+                     score.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from rlhf_tf.evaluation import metrics, probing
+from rlhf_tf.evaluation import metrics, probing_gradients
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.render import polygon
 from rlhf_tf.reward import model as model_lib
@@ -129,7 +130,7 @@ def held_out_numbers(
   num_seeds = int(jax.tree_util.tree_leaves(stacked_params)[0].shape[0])
   ends = []
   for s in range(num_seeds):
-    asc = probing.reward_ascent(
+    asc = probing_gradients.reward_ascent(
         reward_model,
         jax.tree_util.tree_map(lambda x, s=s: x[s], stacked_params),
         jh,
