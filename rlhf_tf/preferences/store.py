@@ -32,7 +32,7 @@ Conventions
 Modules: ``store_schema`` (tables, errors, opening), ``store_checks`` (the
 checks on every value written), ``store_votes`` (the append-only vote log,
 effective votes, training examples and their split), ``store_io`` (PNG
-cache, JSONL export/import). Import everything from here.
+cache, renders, JSONL export/import). Import everything from here.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Pair(NamedTuple):
   action_b: int
 
 
-class PreferenceStore(VoteLog):
+class PreferenceStore(VoteLog, store_io.StoreFiles):
   """Scenes, actions, pairs, renders and the append-only vote log."""
 
   def __init__(self, path):
@@ -382,74 +382,3 @@ class PreferenceStore(VoteLog):
         (scene_id,),
     ).fetchall()
     return [Pair(*r) for r in rows]
-
-  # -------------------------------------------------------------- images
-
-  def put_image(self, png_bytes) -> str:
-    """Cache PNG bytes under their sha256 (atomic write); the sha256."""
-    return store_io.put_image(self.images_dir, png_bytes)
-
-  def image_path(self, sha256: str) -> Path:
-    """Where the cached PNG with this sha256 lives (it may not exist)."""
-    return store_io.image_path(self.images_dir, sha256)
-
-  def add_render(
-      self, scene_id: str, action_id: int, render_key: str, png_bytes
-  ) -> str:
-    """Cache a rendering of an action under a camera/settings key; its sha.
-
-    Renders are deterministic per key, so a different image for an existing
-    (scene, action, key) is refused: render with new settings under a new key.
-    """
-    check_text(render_key, 'render_key', ImageError)
-    action_id = check_int(action_id, 'action_id', ImageError)
-    sha = self.put_image(png_bytes)
-    rel = self.image_path(sha).relative_to(self.images_dir).as_posix()
-    with self.transaction() as conn:
-      if not self._action_exists(conn, scene_id, action_id):
-        raise ImageError(f'unknown action {action_id} in scene {scene_id!r}')
-      old = conn.execute(
-          'SELECT png_sha256 FROM renders WHERE scene_id = ? AND action_id = ? '
-          'AND render_key = ?',
-          (scene_id, action_id, render_key),
-      ).fetchone()
-      if old is not None and old[0] != sha:
-        raise ImageError(
-            f'action {action_id} of scene {scene_id!r} already '
-            f'has a different render under key {render_key!r}'
-        )
-      if old is None:
-        insert_row(
-            conn,
-            'renders',
-            dict(
-                scene_id=scene_id,
-                action_id=action_id,
-                render_key=render_key,
-                png_sha256=sha,
-                path=rel,
-                created=time.time(),
-            ),
-        )
-    return sha
-
-  def render_path(
-      self, scene_id: str, action_id: int, render_key: str
-  ) -> Optional[Path]:
-    """The cached PNG of a render, or None when it was never stored."""
-    row = self.conn.execute(
-        'SELECT path FROM renders WHERE scene_id = ? AND action_id = ? AND '
-        'render_key = ?',
-        (scene_id, action_id, render_key),
-    ).fetchone()
-    return None if row is None else self.images_dir / row[0]
-
-  # -------------------------------------------------------------- JSONL
-
-  def export_jsonl(self, path) -> dict:
-    """Write all tables to a JSONL file (see ``store_io``); line counts."""
-    return store_io.export_jsonl(self.conn, path)
-
-  def import_jsonl(self, path) -> dict:
-    """Import a JSONL export in one transaction; inserted-row counts."""
-    return store_io.import_jsonl(self.conn, path)

@@ -1,7 +1,8 @@
 """The preference store's files: the PNG cache and the JSONL interchange.
 
 ``rlhf_tf.preferences.store`` (the ``PreferenceStore`` API) builds on this
-module; import the public names from there.
+module, and takes its image and JSONL methods from ``StoreFiles``; import the
+public names from there.
 
 JSONL interchange (``export_jsonl`` / ``import_jsonl``): one JSON object per
 line, each with a ``type``: first a ``header`` (format name, schema version),
@@ -29,9 +30,13 @@ from pathlib import Path
 import re
 import sqlite3
 import tempfile
+import time
+from typing import Optional
 
 from rlhf_tf.preferences.store_checks import (
+    check_int,
     check_one_of,
+    check_text,
     check_vertices,
     check_vote_row,
     dumps,
@@ -267,3 +272,79 @@ def import_jsonl(conn: sqlite3.Connection, path) -> dict:
       conn.execute('ROLLBACK')
     raise
   return counts
+
+
+# ---------------------------------------------------------------- the store's
+
+
+class StoreFiles:
+  """PNG-cache and JSONL methods of ``PreferenceStore`` (which gives them
+  ``conn``, ``transaction``, ``images_dir`` and ``_action_exists``); each
+  delegates to this module's function of the same name."""
+
+  def put_image(self, png_bytes) -> str:
+    """Cache PNG bytes under their sha256 (atomic write); the sha256."""
+    return put_image(self.images_dir, png_bytes)
+
+  def image_path(self, sha256: str) -> Path:
+    """Where the cached PNG with this sha256 lives (it may not exist)."""
+    return image_path(self.images_dir, sha256)
+
+  def add_render(
+      self, scene_id: str, action_id: int, render_key: str, png_bytes
+  ) -> str:
+    """Cache a rendering of an action under a camera/settings key; its sha.
+
+    Renders are deterministic per key, so a different image for an existing
+    (scene, action, key) is refused: render with new settings under a new key.
+    """
+    check_text(render_key, 'render_key', ImageError)
+    action_id = check_int(action_id, 'action_id', ImageError)
+    sha = self.put_image(png_bytes)
+    rel = self.image_path(sha).relative_to(self.images_dir).as_posix()
+    with self.transaction() as conn:
+      if not self._action_exists(conn, scene_id, action_id):
+        raise ImageError(f'unknown action {action_id} in scene {scene_id!r}')
+      old = conn.execute(
+          'SELECT png_sha256 FROM renders WHERE scene_id = ? AND action_id = ? '
+          'AND render_key = ?',
+          (scene_id, action_id, render_key),
+      ).fetchone()
+      if old is not None and old[0] != sha:
+        raise ImageError(
+            f'action {action_id} of scene {scene_id!r} already '
+            f'has a different render under key {render_key!r}'
+        )
+      if old is None:
+        insert_row(
+            conn,
+            'renders',
+            dict(
+                scene_id=scene_id,
+                action_id=action_id,
+                render_key=render_key,
+                png_sha256=sha,
+                path=rel,
+                created=time.time(),
+            ),
+        )
+    return sha
+
+  def render_path(
+      self, scene_id: str, action_id: int, render_key: str
+  ) -> Optional[Path]:
+    """The cached PNG of a render, or None when it was never stored."""
+    row = self.conn.execute(
+        'SELECT path FROM renders WHERE scene_id = ? AND action_id = ? AND '
+        'render_key = ?',
+        (scene_id, action_id, render_key),
+    ).fetchone()
+    return None if row is None else self.images_dir / row[0]
+
+  def export_jsonl(self, path) -> dict:
+    """Write all tables to a JSONL file (see ``store_io``); line counts."""
+    return export_jsonl(self.conn, path)
+
+  def import_jsonl(self, path) -> dict:
+    """Import a JSONL export in one transaction; inserted-row counts."""
+    return import_jsonl(self.conn, path)
