@@ -194,3 +194,39 @@ def test_block_ranges_are_checked_against_the_volume_and_step():
     assert 'halo' in str(e)
   else:
     raise AssertionError('ranges for a smaller step were accepted')
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), step=st.sampled_from([0.4, 1.1, 2.3]))
+def test_a_group_with_a_sample_in_an_occupied_block_is_tested_occupied(
+    seed, step
+):
+  """The per-ray group test (raymarch._render): a group of
+  empty_space.group_samples samples whose dilated occupancy at its centre
+  is False has no sample (segment midpoint) in an occupied block."""
+  rng = np.random.default_rng(seed)
+  nb = (3, 4, 5)
+  occ = jnp.asarray(rng.uniform(size=nb) < 0.08)
+  block = 4
+  shape = tuple(n * block for n in nb)
+  group = empty_space.group_samples(SPACING, step, block)
+  assert group >= 1
+  test = empty_space.dilate(occ) if group > 1 else occ
+  d = rng.normal(size=(64, 3))
+  d /= np.linalg.norm(d, axis=1, keepdims=True)
+  # Groups of samples along random rays through the volume (voxel coords).
+  centre = rng.uniform(-2, np.asarray(shape) + 2, (64, 1, 3))
+  offset = (np.arange(group) + 0.5 - 0.5 * group) * step
+  samples = centre + offset[None, :, None] * d[:, None, :] / np.asarray(SPACING)
+  hit = np.asarray(empty_space.occupied_at(occ, block, jnp.asarray(samples)))
+  tested = np.asarray(
+      empty_space.occupied_at(test, block, jnp.asarray(centre[:, 0]))
+  )
+  assert not (hit.any(axis=1) & ~tested).any()
+
+
+def test_next_occupied_by_hand():
+  occ = jnp.asarray([[False, True, False, False, True], [False] * 5])
+  np.testing.assert_array_equal(
+      empty_space.next_occupied(occ), [[1, 1, 4, 4, 4], [5, 5, 5, 5, 5]]
+  )

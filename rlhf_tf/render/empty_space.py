@@ -156,6 +156,41 @@ def occupancy(
   return count[j1, i1 + 1] - count[j1, i0] > 0
 
 
+def dilate(occ):
+  """[Bz, By, Bx] bool: the block or one of its 26 neighbours is occupied."""
+  x = occ.astype(jnp.int32)
+  grown = jax.lax.reduce_window(
+      x,
+      jnp.asarray(0, x.dtype),
+      jax.lax.max,
+      (3, 3, 3),
+      (1, 1, 1),
+      ((1, 1),) * 3,
+  )
+  return grown > 0
+
+
+def group_samples(spacing, step_mm: float, block: int = BLOCK, cap: int = 0):
+  """G, samples per group of the direct renderer's per-ray test (raymarch).
+
+  A group's G samples lie within G / 2 steps of its centre along the ray,
+  i.e. within G step / (2 min spacing) voxels along every axis; with that at
+  most ``block``, each sample's block is the centre's or one of its
+  neighbours, so the dilated occupancy (``dilate``) at the centre is True
+  whenever one of the group's samples lies in an occupied block. G = 1
+  tests each sample's own midpoint (no dilation). cap > 0 bounds G."""
+  g = int(math.floor(2 * block * min(spacing) / float(step_mm) + 1e-9))
+  return max(1, min(g, cap) if cap > 0 else g)
+
+
+def next_occupied(occupied):
+  """[..., n] bool -> [..., n] int32: the first index >= i that is True
+  (n where none is)."""
+  n = occupied.shape[-1]
+  idx = jnp.where(occupied, jnp.arange(n, dtype=jnp.int32), n)
+  return jax.lax.cummin(idx, axis=idx.ndim - 1, reverse=True)
+
+
 def occupied_at(occ, block: int, coords):
   """[...] bool occupancy of the blocks holding continuous voxel coords
   [..., 3] (clamped to the volume as the trilinear lookup clamps)."""

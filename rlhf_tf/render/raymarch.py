@@ -34,13 +34,15 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
    background: RGBA [H, W, 4] in [0, 1], alpha = accumulated opacity.
 
 SPEED (direct renderer): rays go in square-ish image tiles, each marched in
-chunks of ``settings.march_chunk`` samples; a chunk is skipped when no ray of
-the tile still has samples there, when every ray's transmittance is below
+chunks of ``settings.march_chunk`` samples from each ray's own position;
+a ray skips groups of samples that lie in blocks the TF cannot see
+(empty-space skipping, ``rlhf_tf.render.empty_space``; pixels differ by at
+most 2.0005 x ``settings.empty_space_tolerance``, 1e-3 by default) and a
+tile stops when every ray has left the box or has transmittance below
 ``settings.termination_transmittance`` (early ray termination; pixels differ
-by less than it, 1e-3 by default) or when all its samples lie in blocks the
-TF cannot see (empty-space skipping, ``rlhf_tf.render.empty_space``; pixels
-differ by at most 2.0005 x ``settings.empty_space_tolerance``, 1e-3 by
-default). Both are tested in tests/test_empty_space.py.
+by less than it, 1e-3 by default). Point-sampled chunks run in stages
+(``rlhf_tf.render.direct_chunk``). Skipping and termination are tested in
+tests/test_empty_space.py.
 ``rlhf_tf.render.ray_cache`` goes further for re-rendering one view under
 many TFs.
 
@@ -65,6 +67,7 @@ import numpy as np
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import (
     compositing,
+    direct_chunk,
     empty_space,
     preintegration,
     safe_math,
@@ -111,6 +114,9 @@ class RenderSettings:
   sample_levels: int = _static(default=3)
   # Direct renderer: samples per chunk of its march (see _render).
   march_chunk: int = _static(default=32)
+  # Direct renderer: most samples per group of its per-ray empty-space
+  # test (empty_space.group_samples; 0 = as many as the block size allows).
+  skip_group: int = _static(default=8)
   # Direct renderer: a tile of rays stops when every ray's transmittance is
   # below this (each pixel then differs by < it); 0 = march to the end.
   termination_transmittance: float = _static(default=1e-3)
@@ -260,11 +266,12 @@ def square_tile_order(h: int, w: int, tile_rays: int) -> np.ndarray:
   return np.lexsort((c % side, r % side, c // side, r // side))
 
 
-def _chunk_midpoints(o, d, t0, start, length, first, num, step_mm, spacing):
-  """Continuous voxel coords [R, num, 3] of samples first .. first + num - 1
-  (segment midpoints, as sample_rays places them)."""
-  _, mid = segment_span(start, length, num, step_mm, first)
-  t = (t0 - start)[..., None] + mid
+def _group_centres(o, d, t0, start, num_groups, group, step_mm, spacing):
+  """Continuous voxel coords [R, num_groups, 3] of the centres of groups of
+  ``group`` samples (depth (j group + group / 2) step past the ray's first
+  grid point): every sample of group j lies within group / 2 steps of it."""
+  j = jnp.arange(num_groups, dtype=t0.dtype)
+  t = (t0 - start)[..., None] + (j * group + 0.5 * group) * step_mm
   points = o[..., None, :] + t[..., None] * d[..., None, :]
   return points / jnp.asarray(spacing, points.dtype)
 
@@ -274,17 +281,21 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
   """The direct renderer's march (see render).
 
   Rays go in square-ish tiles (square_tile_order) through jax.checkpoint-ed
-  lax.map; each tile walks its samples in chunks of settings.march_chunk
-  (a fori_loop with a static trip count, so reverse mode works) and a chunk
-  is computed only when (lax.cond):
-  - some ray of the tile still has samples there and transmittance >=
-    settings.termination_transmittance (early ray termination: the rest of
-    a stopped ray adds less than that to any channel), and
-  - with settings.skip_empty_space, some sample of the chunk lies in a
-    block the TF can see (empty_space.occupancy; skipped samples add at
-    most settings.empty_space_tolerance opacity to a ray).
-  Tiles missing the box or past their longest chord cost one predicate per
-  chunk, which replaces the former per-tile sample levels.
+  lax.map; each tile marches in chunks of settings.march_chunk samples (a
+  fori_loop with a static trip count, so reverse mode works), each ray from
+  its own sample index:
+  - with settings.skip_empty_space, a ray starts at, and after each chunk
+    jumps to, the next group of empty_space.group_samples samples that may
+    hold a sample in a block the TF can see (one test per group, at its
+    centre, against the dilated occupancy; skipped samples add at most
+    settings.empty_space_tolerance opacity to a ray);
+  - a chunk is computed only when (lax.cond) some ray of the tile is still
+    inside its chord with transmittance >= settings.termination_transmittance
+    (early ray termination: the rest of a stopped ray adds less than that to
+    any channel);
+  - point sampling runs the chunk in stages (direct_chunk), which XLA:CPU
+    compiles to far cheaper loops than sample_rays' row gathers.
+  Tiles missing the box or done cost one predicate per chunk.
   """
   shape = tuple(packed.shape[:3])
   num = num_samples(shape, spacing, settings.step_mm)
@@ -317,8 +328,28 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
         hu_margin_mm=step / 4 if settings.preintegrate else 0.0,
     )
 
-  def chunk_colour(o, d, p, first):
-    """(premultiplied rgb, opacity) of segments first .. first + k - 1."""
+  staged = not settings.preintegrate and (
+      math.prod(shape) <= direct_chunk.MAX_VOXELS
+  )
+
+  def chunk_colour(o, d, p, first, chord, todo):
+    """(premultiplied rgb, opacity) of segments first .. first + k - 1;
+    chord = (t0, start, length) of each ray; todo: the traced True that
+    gates the chunk (direct_chunk's stage predicate)."""
+    if staged:
+      rgb, acc = direct_chunk.chunk_colour(
+          packed,
+          spacing,
+          axes,
+          (by, bx),
+          corners,
+          settings,
+          (o, d) + chord,
+          first,
+          k,
+          todo,
+      )
+      return rgb.astype(dtype), acc.astype(dtype)
     if settings.preintegrate:  # k segments between k + 1 samples.
       s = sample_rays(
           packed, shape, spacing, axes, o, d, p, k + 1, settings, None, first
@@ -333,6 +364,21 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
     rgb, acc = shade_and_composite(rgba, s, settings)
     return rgb.astype(dtype), acc.astype(dtype)
 
+  if occ is not None:
+    group = empty_space.group_samples(
+        spacing, step, ranges.block, settings.skip_group
+    )
+    num_groups = -(-num // group)
+    test = empty_space.dilate(occ) if group > 1 else occ
+
+  def resume_table(o, d, t0, start):
+    """[R, num_groups] int32: the first sample of the first group at or
+    after group j that has a sample in an occupied block (num_groups *
+    group past the last): where a ray resumes its march."""
+    centres = _group_centres(o, d, t0, start, num_groups, group, step, spacing)
+    hit = empty_space.occupied_at(test, ranges.block, centres)
+    return empty_space.next_occupied(hit) * group
+
   def tile_fn(rays):
     o, d, p = rays
     t0, t1 = intersect_box(o, d, lo, hi)
@@ -340,37 +386,40 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
     start = grid_start(t0, step, p)
     # Chord end past the ray's first grid point (0 for rays missing the box).
     end = jnp.where(t1 > t0, start + length, 0.0)
+    if occ is None:
+      resume = None
+      pos = jnp.zeros(o.shape[:-1], jnp.int32)
+    else:
+      resume = resume_table(o, d, t0, start)
+      pos = resume[..., 0]
 
-    def run(first, carry):
-      rgb, trans = carry
-      c_rgb, c_acc = chunk_colour(o, d, p, first)
-      return rgb + trans[..., None] * c_rgb, trans * (1.0 - c_acc)
+    def run(todo, carry):
+      rgb, trans, pos = carry
+      c_rgb, c_acc = chunk_colour(o, d, p, pos, (t0, start, length), todo)
+      after = pos + k
+      if resume is not None:  # Jump over groups with no occupied sample.
+        j = jnp.minimum(after // group, num_groups - 1)
+        after = jnp.maximum(
+            after, jnp.take_along_axis(resume, j[..., None], -1)[..., 0]
+        )
+      return rgb + trans[..., None] * c_rgb, trans * (1.0 - c_acc), after
 
     def chunk(c, carry):
-      first = c * k
-      live = (first * step < end) & (
+      del c
+      live = (carry[2] * step < end) & (
           carry[1] >= settings.termination_transmittance
       )
       todo = jnp.any(live)
-      if occ is not None:
-        todo = todo & jnp.any(
-            empty_space.occupied_at(
-                occ,
-                ranges.block,
-                _chunk_midpoints(
-                    o, d, t0, start, length, first, k, step, spacing
-                ),
-            )
-        )
       return jax.lax.cond(
-          todo, functools.partial(run, first), lambda x: x, carry
+          todo, functools.partial(run, todo), lambda x: x, carry
       )
 
     init = (
         jnp.zeros(o.shape[:-1] + (3,), dtype),
         jnp.ones(o.shape[:-1], dtype),
+        pos,
     )
-    rgb, trans = jax.lax.fori_loop(0, n_chunks, chunk, init)
+    rgb, trans, _ = jax.lax.fori_loop(0, n_chunks, chunk, init)
     return rgb, 1.0 - trans
 
   order = square_tile_order(h, w, settings.tile_rays)

@@ -69,7 +69,9 @@ def segment_span(start, length, num: int, step_mm: float, first=0):
   first .. first + num - 1 of a chord of ``length`` mm beginning ``start``
   (grid_start) past a grid point; both relative to that grid point. Lengths
   add up to the chord exactly, so a homogeneous medium composites to
-  1 - exp(-sigma L)."""
+  1 - exp(-sigma L). first: an int, or [...] per ray (each ray's own
+  segments first .. first + num - 1)."""
+  first = jnp.expand_dims(jnp.asarray(first), -1)
   i = (first + jnp.arange(num, dtype=length.dtype)) * step_mm
   lo = jnp.maximum(start[..., None], i)
   hi = jnp.minimum((start + length)[..., None], i + step_mm)
@@ -82,7 +84,9 @@ def segment_ends(start, length, num: int, step_mm: float, first=0):
   that grid point): grid point k clamped to the chord, so end 0 is the box
   entry, interior ends sit on the view-fixed depth grid and ends past the
   exit collapse onto it. Consecutive ends bound the segments of
-  segment_span (pre-integration samples these ends)."""
+  segment_span (pre-integration samples these ends). first: an int, or
+  [...] per ray."""
+  first = jnp.expand_dims(jnp.asarray(first), -1)
   k = (first + jnp.arange(num, dtype=length.dtype)) * step_mm
   return jnp.clip(k, start[..., None], (start + length)[..., None])
 
