@@ -14,33 +14,45 @@ Measured (issue 14, item 1) with the 'quality' block of
   .venv/bin/python benchmarks/render.py --quality
 
 on Cranium, 256^2, default step 0.957 mm (the smallest voxel spacing),
-2 shared CPU cores, one run: luminance PSNR (dB) / ring_rms vs each
-renderer's own 1/8-step reference; 'project' = point sampling (the
-default), 'pre' = settings.preintegrate=True:
+2 shared CPU cores: luminance PSNR (dB) / ring_rms vs each renderer's own
+1/8-step reference; 'project' = point sampling (the default), 'pre' =
+settings.preintegrate=True, before (session 5: each segment's middle on the
+cubic Hermite curve through its ends' values and gradient slopes) and now
+(each segment's midpoint sampled, two linear halves; this column from
+render_quality.quality as --quality calls it, in a separate run):
 
-  TF, shading       project          pre              VTK 9.7.2
-  default, off      37.07 / 0.0137   38.66 / 0.0095   38.95 / 0.0106
-  default, on       36.61 / 0.0144   37.78 / 0.0107   42.44 / 0.0066
-  sharp, off        28.71 / 0.0348   32.86 / 0.0187   33.01 / 0.0207
-  sharp, on         27.57 / 0.0398   31.77 / 0.0223   35.26 / 0.0159
+  TF, shading   project        pre, Hermite   pre, sampled   VTK 9.7.2
+  default, off  37.07 / 0.0137 38.66 / 0.0095 46.29 / 0.0024 38.95 / 0.0106
+  default, on   36.61 / 0.0144 37.78 / 0.0107 44.16 / 0.0044 42.44 / 0.0066
+  sharp, off    28.71 / 0.0348 32.86 / 0.0187 39.71 / 0.0081 33.01 / 0.0207
+  sharp, on     27.57 / 0.0398 31.77 / 0.0223 37.78 / 0.0110 35.26 / 0.0159
 
-Pre-integration gains 1.2-4.2 dB and cuts the ring energy by 26-46 %; its
-rings are below VTK's without shading (both TFs), not with shading, and its
-PSNR is 0.15-4.7 dB below VTK's (issue 14's goal, 6 dB above VTK's, is not
-met). With shading the gap to VTK stays (probably the shading itself: ours
-comes from the gradient interpolated at each sample, interpolated along a
-segment at its extinction centroid; not treated further yet). Without
-pre-integration's Hermite midpoint (one straight chord per segment) the
-sharp-TF PSNR fell below point sampling's (128^2: 25.6 vs 29.8 dB; with the
-midpoint 32.8): a chord cuts off thin bone met at a grazing angle.
+WHERE THE ERROR WAS (error images default step vs 1/8 step): 92-94 % of the
+squared error of point sampling and of the Hermite version sat in 1 % of
+the pixels, on the CT's thin head-rest shell met at grazing angles: its
+trilinear HU peaks between two samples one voxel apart, and neither a point
+sample nor a cubic through the ends' values and central-difference slopes
+sees the peak (with the trilinear field's exact slopes: 36.2 dB sharp/off).
+Sampling the midpoint fixes most of it; 3 samples inside a segment give
+50.5 dB (sharp, off) and 43.5 dB (sharp, on). The gradient axis held
+constant per segment costs 1.5 dB shaded with the default TF (one mean row
+for both halves: 42.6 vs 44.1 dB); shading at the emission- rather than
+the extinction-weighted centroid gains only 0.15 dB. With shading the
+shell still dominates (66-81 % of the squared error): the headlight terms
+from the normalised interpolated gradient change faster than a half step
+there (VTK shades per voxel and interpolates the shaded colours).
 
-Speed of pre-integration (why it is off by default): on the same view,
-default TF, shading on, timed interleaved in one process at load ~9.5 on 2
-shared cores (a session script, not in the repo), ray_cache.render_cached
-took 4.45 s vs 0.154 s point-sampled (29x) and many_actions.render_actions
-of 8 actions 36.5 s vs 1.48 s (25x); the budget was +20 %. The segment step
-(three 16-value gathers, two halves with safe quotients, the centroid
-shading weight) is the cost; not profiled yet.
+THE REFERENCES: ours are converged (1/8 vs 1/16 step: 50-60 dB). VTK's are
+not: its fixed-point compositing drifts as the step shrinks (default TF,
+PSNR of 1/8 vs 1/32 step 37.1 dB off, 35.8 dB on; step vs 1/32 step 34.3
+and 33.9 dB, not 39.0 and 42.4), so VTK's figure against its own 1/8-step
+reference flatters it for the default TF. Nor is VTK's TF the cause of its
+edge: our point sampling of VTK's 1D approximation of the TF (every 4th
+bin, gradient-opacity ramp) gives 27.9 dB sharp/off (VTK 33.0).
+
+Cost of pre-integration (why it is off by default): a segment samples the
+volume twice (end and midpoint) and classifies two halves (four 16-value
+gathers), against one sample and one gather of point sampling.
 
 New views: a turntable of azimuths, each view rendered for the first time
 (compilation, if any, included), then once more (run time only): the direct

@@ -9,7 +9,7 @@ import pytest
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import preintegration, ray_cache, raymarch
+from rlhf_tf.render import preintegration, ray_cache, raymarch, sampling
 from rlhf_tf.render.histogram import JHAxes
 
 SETTINGS = raymarch.RenderSettings(
@@ -186,6 +186,59 @@ def test_a_sharp_edge_is_integrated_whatever_the_sample_phase():
     np.testing.assert_allclose(img[..., 3], expected, rtol=2e-5)
 
 
+def test_midpoints_are_where_point_sampling_samples():
+  """Pre-integration samples each segment's midpoint with the same trilinear
+  field as point sampling's sample of that segment."""
+  hu = smooth_volume()
+  packed = sampling.packed_volume(hu, SPACING)
+  cam = _camera(hu.shape, size=5)
+  origins, directions = camera_lib.generate_rays(cam)
+  o, d = origins.reshape(-1, 3), directions.reshape(-1, 3)
+  phase = jnp.linspace(0.0, 0.95, o.shape[0])
+  num = sampling.num_samples(hu.shape, SPACING, SETTINGS.step_mm)
+  args = (packed, hu.shape, SPACING, AXES, o, d, phase, num)
+  pre = raymarch.sample_rays(*args, SETTINGS, first=1)
+  point = raymarch.sample_rays(
+      *args, SETTINGS.replace(preintegrate=False), first=1
+  )
+  inside = np.asarray(point['seg']) > 1e-4
+  assert inside.sum() > 20
+  np.testing.assert_allclose(pre['seg'], point['seg'], atol=1e-5)
+  for k in ('x', 'y', 'diffuse', 'specular'):
+    np.testing.assert_allclose(
+        np.asarray(pre[k + '_mid'])[inside],
+        np.asarray(point[k])[inside],
+        atol=1e-5,
+    )
+
+
+def test_a_thin_shell_between_the_ends_is_seen_at_the_midpoint():
+  """Ends in air, midpoint inside an opaque band (x >= 1/2): each half is
+  linear through its sampled ends, so the band covers half of the segment;
+  a chord between the ends alone would see nothing."""
+  with jax.enable_x64(True):
+    bins, a, seg = 8, 0.6, 1.3
+    table = (
+        jnp.zeros((bins, bins, 4), jnp.float64)
+        .at[..., bins // 2 :, :]
+        .set(jnp.array([0.9, 0.5, 0.2, a]))
+    )
+    pairs = preintegration.row_pairs(preintegration.segment_table(table, 1.0))
+    samples = dict(
+        x=jnp.array([[0.1, 0.2]]),
+        y=jnp.array([[0.3, 0.4]]),
+        x_mid=jnp.array([[0.9, 0.0]]),
+        y_mid=jnp.array([[0.35, 0.0]]),
+        seg=jnp.array([[seg, 0.0]]),
+    )
+    settings = SETTINGS.replace(shading=False)
+    e, log_t = preintegration.classify(pairs, samples, settings, bins, bins)
+    inside = 0.5 * (0.4 / 0.8) * seg + 0.5 * (0.4 / 0.7) * seg  # mm.
+    alpha = 1.0 - (1.0 - a) ** inside
+    np.testing.assert_allclose(-np.expm1(log_t), [[alpha]], rtol=1e-12)
+    np.testing.assert_allclose(e[0, 0], alpha * np.array([0.9, 0.5, 0.2]))
+
+
 @pytest.mark.parametrize('shading', [True, False])
 def test_direct_and_cached_paths_agree(shading):
   hu = smooth_volume()
@@ -210,7 +263,7 @@ def test_direct_and_cached_paths_agree(shading):
       hu, None, SPACING, AXES, table, cam, settings.replace(preintegrate=False)
   )
   assert float(direct[..., 3].max()) > 0.3
-  # The cache's float16 du/dt moves the Hermite midpoints a little.
+  # float32 rounding of the sample positions (tile shapes differ).
   np.testing.assert_allclose(cached, direct, atol=1e-4)
   # A different classification of the same scene: close, not equal.
   assert 1e-3 < float(jnp.abs(point - direct).max()) < 0.2

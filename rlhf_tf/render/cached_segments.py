@@ -4,12 +4,14 @@ The pre-integrated twin of ``rlhf_tf.render.cached_march`` (same layout,
 same front-to-back walk over a tile's [rows, tile] fields, same re-walking
 adjoint). A tile of a cache built with ``settings.preintegrate`` stores
 per ray the S + 1 segment ends (``preintegration.coords`` u, v and, with
-shading, the headlight terms); segment i runs from row i (front) to row
-i + 1 (back). The march carries the front row, so each step reads one row.
+shading, the headlight terms) and, in the same row, those of the midpoint
+of the segment that starts there; segment i runs from row i (front, and its
+midpoint) to row i + 1 (back). The march carries the front row, so each
+step reads one row.
 
-Forward, per segment (``rlhf_tf.render.preintegration.classify``; each
-segment in two halves, front -> Hermite midpoint of u from the stored
-du/dt -> back, composited):
+Forward, per segment (``rlhf_tf.render.preintegration.segment_plan``; each
+segment in two halves, front -> sampled midpoint -> back, composited), per
+half from end f to end b:
 
   Vbar_i = (G(u_b, vbar) - G(u_f, vbar)) / (u_b - u_f)  (mean of the end
            values V where |u_b - u_f| < TINY_DU), vbar = (v_f + v_b) / 2,
@@ -18,7 +20,7 @@ du/dt -> back, composited):
   e_i    = l_i (sigma rgb)bar_i phi(tau_i)                 (premultiplied)
   e'_i   = min(e_i (ka + kd d_i) + ks s_i a_i, a_i)        (shading on)
            d_i, s_i: the ends' headlight terms interpolated at the
-           segment's extinction centroid (preintegration.shading_weight)
+           half's extinction centroid (preintegration.shading_weight)
   C      = sum_i T_i e'_i,  T_i = exp(sum_{j<i} lt_j)
 
 Reverse (custom VJP w.r.t. the (P, V) table; JAX differentiates the table's
@@ -28,8 +30,8 @@ with T_i and R_i = sum_{j>i} T_j e'_j,
   dC/de'_i = T_i,   dC/dlt_i = R_i,   d log T_N / dlt_i = 1,
 
 then the VJP of the segment's elementwise optics
-(``preintegration.segment_from_rows``, by JAX, on [R] arrays) gives the
-cotangents of the two ends' gathered row pairs, scatter-added into the
+(``preintegration.segment_plan``, by JAX, on [R] arrays) gives the
+cotangents of the four gathered row pairs, scatter-added into the
 [bins_y * bins_x, 8] table cotangent. Memory: [R] carries and one table.
 Exact: tested against finite differences in float64 and against autodiff of
 the direct renderer (tests/test_preintegration.py).
@@ -44,70 +46,65 @@ import jax.numpy as jnp
 
 from rlhf_tf.render import cached_march, preintegration, sampling
 
-# Segment steps per loop iteration of the forward march: its step (three
+# Segment steps per loop iteration of the forward march: its step (four
 # gathers, two pre-integrated halves) is much heavier than the point
 # march's, and unrolling it 8 times (cached_march.MARCH_UNROLL) made the
 # compile 6x longer and the march 25 % slower (64^2 test view, 2 cores).
 MARCH_UNROLL = 1
 
 
+_ENDS = ('', '_mid')
+
+
 def _fields(tiles, labels: bool):
-  names = ('u', 'v', 'dudt', 'diffuse', 'specular') + (
-      ('label',) if labels else ()
-  )
+  names = tuple(
+      k + sfx for sfx in _ENDS for k in ('u', 'v', 'diffuse', 'specular')
+  ) + (('label',) if labels else ())
   return {k: getattr(tiles, k) for k in names if getattr(tiles, k) is not None}
 
 
 def _row(fields, i, dtype):
-  """Pool row i (a segment end) of every ray: u, v, shading terms, label."""
+  """Pool row i (a segment end and the next midpoint) of every ray: u, v,
+  shading terms, label."""
   t = {
       k: jax.lax.dynamic_index_in_dim(v, i, 0, keepdims=False)
       for k, v in fields.items()
   }
-  for k in ('u', 'v', 'dudt'):
-    t[k] = t[k].astype(dtype)
-  for k in ('diffuse', 'specular'):
-    if k in t:
-      t[k] = cached_march.dequantise(t[k], dtype)
+  for sfx in _ENDS:
+    for k in ('u', 'v'):
+      t[k + sfx] = t[k + sfx].astype(dtype)
+    for k in ('diffuse', 'specular'):
+      if k + sfx in t:
+        t[k + sfx] = cached_march.dequantise(t[k + sfx], dtype)
   return t
 
 
+def _point(row, suffix, shading: bool):
+  """The end (suffix '') or midpoint ('_mid') of a row as
+  preintegration.segment_plan takes it."""
+  names = ('u', 'v') + (('diffuse', 'specular') if shading else ())
+  return {k: row[k + suffix] for k in names}
+
+
 def _segment(front, back, i, ends, bins, settings):
-  """Segment i: (l_i [R], the row-pair indices [R] of its front, Hermite
-  middle and back, and segment(rows) -> (e' [R, 3], lt [R]) of the rows
-  gathered there; preintegration.classify)."""
+  """Segment i: (l_i [R], the four row-pair indices [R] to gather and
+  segment(rows) -> (e' [R, 3], lt [R]) of the rows gathered there;
+  preintegration.segment_plan through the front row's midpoint)."""
   by, bx = bins
   fi = i.astype(ends[0].dtype)
   seg = sampling.segment_length(
       ends[1], fi, settings.step_mm
   ) - sampling.segment_length(ends[0], fi, settings.step_mm)
-  v_mean = 0.5 * (front['v'] + back['v'])
-  u3 = (
-      front['u'],
-      preintegration.hermite_midpoint(
-          front['u'], back['u'], front['dudt'], back['dudt'], seg, bx
-      ),
-      back['u'],
+  idxs, segment = preintegration.segment_plan(
+      _point(front, '', settings.shading),
+      _point(front, '_mid', settings.shading),
+      _point(back, '', settings.shading),
+      seg,
+      settings,
+      bx,
+      by,
   )
-  looks = [preintegration.lookup_index(u, v_mean, bx, by) for u in u3]
-  shade = (None, None, None)
-  if settings.shading:
-    shade = preintegration.end_shading(
-        front['diffuse'], front['specular'], back['diffuse'], back['specular']
-    )
-
-  def segment(*rows):
-    return preintegration.segment_from_three(
-        rows,
-        tuple(fu for _, fu, _ in looks),
-        looks[0][2],
-        u3,
-        seg,
-        shade,
-        settings,
-    )
-
-  return seg, tuple(idx for idx, _, _ in looks), segment
+  return seg, idxs, segment
 
 
 def _gather(pairs, idx):

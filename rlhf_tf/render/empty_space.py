@@ -5,16 +5,14 @@ of everything a sample taken in it can look up in the TF: min / max HU and
 max |gradient| over the block's voxels plus a halo (``halo_voxels``) that
 covers the trilinear footprint of a sample (one voxel) and the segment a
 sample stands for (one step either side: point sampling at the segment's
-midpoint and pre-integration between its ends both stay inside). Trilinear
-HU is a convex combination of voxel values, so it lies in [min, max]; the
-interpolated gradient vector's norm lies in [0, max |g|] (vectors may
-cancel, so 0 is the only lower bound); pre-integration's cubic Hermite
-midpoint may leave the ends' HU range by up to step max|g| / 4, so for it
-the HU range is widened by that (``occupancy``). A block is EMPTY for a TF
-table when
-every bin that a bilinear lookup of a point in that JH rectangle can touch
-has alpha <= ``skip_threshold`` (the rectangle's bins and their right /
-upper neighbours).
+midpoint and pre-integration at its ends and midpoint both stay inside).
+Trilinear HU is a convex combination of voxel values, so it lies in
+[min, max]; the interpolated gradient vector's norm lies in [0, max |g|]
+(vectors may cancel, so 0 is the only lower bound); pre-integration's
+chords between sampled values stay within them. A block is EMPTY for a TF
+table when every bin that a bilinear lookup of a point in that JH rectangle
+can touch has alpha <= ``skip_threshold`` (the rectangle's bins and their
+right / upper neighbours).
 
 THRESHOLD AND ITS PIXEL EFFECT. The TF is a soft sigmoid indicator, so its
 opacity is never exactly 0 away from a polygon; a block is skipped when its
@@ -133,25 +131,17 @@ def _bin_range(v, n: int):
   return jnp.clip(jnp.floor(u), 0, n - 2).astype(jnp.int32)
 
 
-def occupancy(
-    ranges: BlockRanges, axes, alpha, threshold: float, hu_margin_mm=0.0
-):
+def occupancy(ranges: BlockRanges, axes, alpha, threshold: float):
   """[Bz, By, Bx] bool: blocks where the TF opacity alpha [bins_y, bins_x]
-  may exceed ``threshold`` (False = empty, safe to skip).
-
-  hu_margin_mm widens each block's HU range by that many mm times its
-  max |gradient|: pre-integration's cubic Hermite midpoint of a segment of
-  length l may overshoot its ends' values by up to l max|g| / 4 HU
-  (preintegration.hermite_midpoint), so it passes step / 4."""
+  may exceed ``threshold`` (False = empty, safe to skip)."""
   alpha = jax.lax.stop_gradient(alpha)
   by, bx = alpha.shape
   visible = (alpha > threshold).astype(jnp.int32)
   # Rows 0..j of a column hold a visible bin; then a prefix count along x.
   below = jax.lax.cummax(visible, axis=0)
   count = jnp.pad(jnp.cumsum(below, axis=1), ((0, 0), (1, 0)))
-  margin = hu_margin_mm * ranges.grad_max
-  i0 = _bin_range(axes.hu_to_x(ranges.hu_min - margin), bx)
-  i1 = _bin_range(axes.hu_to_x(ranges.hu_max + margin), bx) + 1
+  i0 = _bin_range(axes.hu_to_x(ranges.hu_min), bx)
+  i1 = _bin_range(axes.hu_to_x(ranges.hu_max), bx) + 1
   j1 = _bin_range(axes.grad_to_y(ranges.grad_max), by) + 1
   return count[j1, i1 + 1] - count[j1, i0] > 0
 

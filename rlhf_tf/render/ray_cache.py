@@ -12,8 +12,9 @@ and stores per sample
 
 (12 bytes per sample with shading, 8 without) -- with settings.preintegrate
 instead of idx, fx, fy the float32 lookup coordinates u, v of
-``preintegration.coords`` and the float16 derivative du/dt along the ray at
-the S + 1 segment ends (2 bytes more per sample, one more row; rendered by
+``preintegration.coords`` at the S + 1 segment ends and, in the same row,
+u, v (and d, s) at the midpoint of the segment that starts there (24 bytes
+per row with shading, 16 without, one more row; rendered by
 ``rlhf_tf.render.cached_segments``) -- plus per ray the
 chord length, the offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``render_cached`` is then one
@@ -106,12 +107,17 @@ class CacheTiles:
   idx: Optional[jnp.ndarray] = None  # [N, tile] int32 flat TF-bin index.
   fx: Optional[jnp.ndarray] = None  # [N, tile] uint16 fixed-point weight, x.
   fy: Optional[jnp.ndarray] = None  # [N, tile] uint16 fixed-point weight, y.
-  # Pre-integration: preintegration.coords (u, v) of the segment ends.
+  # Pre-integration: preintegration.coords (u, v) of the segment ends and
+  # (u_mid, v_mid, diffuse_mid, specular_mid) of the midpoint of the
+  # segment that starts at each.
   u: Optional[jnp.ndarray] = None  # [N, tile] float32 intensity (bins).
   v: Optional[jnp.ndarray] = None  # [N, tile] float32 gradient (bins).
-  dudt: Optional[jnp.ndarray] = None  # [N, tile] float16 du / dt (1/mm).
+  u_mid: Optional[jnp.ndarray] = None  # [N, tile] float32.
+  v_mid: Optional[jnp.ndarray] = None  # [N, tile] float32.
   diffuse: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   specular: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
+  diffuse_mid: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
+  specular_mid: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   label: Optional[jnp.ndarray] = None  # [N, tile] uint8 label or None.
 
   @property
@@ -201,21 +207,22 @@ def _cache_fields(
       labels_flat=labels_flat,
       first=first,
   )
+  ends = ('', '_mid') if settings.preintegrate else ('',)
   if settings.preintegrate:
-    u, v = preintegration.coords(s['x'], s['y'], bx, by)
-    out = dict(
-        u=u.astype(jnp.float32),
-        v=v.astype(jnp.float32),
-        dudt=(s['dxdt'] * bx).astype(jnp.float16),
-    )
+    out = {}
+    for sfx in ends:
+      u, v = preintegration.coords(s['x' + sfx], s['y' + sfx], bx, by)
+      out['u' + sfx] = u.astype(jnp.float32)
+      out['v' + sfx] = v.astype(jnp.float32)
   else:
     idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
     out = dict(
         idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy)
     )
   if settings.shading:
-    out['diffuse'] = cached_march.quantise(s['diffuse'])
-    out['specular'] = cached_march.quantise(s['specular'])
+    for k in ('diffuse', 'specular'):
+      for sfx in ends:
+        out[k + sfx] = cached_march.quantise(s[k + sfx])
   if labels_flat is not None:
     out['label'] = s['label'].astype(jnp.uint8)
   return out
@@ -590,12 +597,15 @@ def _view_bound(camera, shape, spacing, settings) -> int:
 
 def _field_names(settings, labels: bool) -> dict:
   """{field: dtype} of the pool for these settings (_cache_fields)."""
+  ends = ('', '_mid') if settings.preintegrate else ('',)
   if settings.preintegrate:
-    out = dict(u=np.float32, v=np.float32, dudt=np.float16)
+    out = {k + sfx: np.float32 for sfx in ends for k in ('u', 'v')}
   else:
     out = dict(idx=np.int32, fx=np.uint16, fy=np.uint16)
   if settings.shading:
-    out.update(diffuse=np.uint16, specular=np.uint16)
+    out.update(
+        {k + sfx: np.uint16 for sfx in ends for k in ('diffuse', 'specular')}
+    )
   if labels:
     out['label'] = np.uint8
   return out

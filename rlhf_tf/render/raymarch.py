@@ -22,12 +22,14 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
    (bin i centred at (i + 1/2) / bins, clamped to the border bins).
 5. Opacity correction alpha' = 1 - (1 - alpha)^(l_i / reference_step_mm).
 4'-5'. ``settings.preintegrate``: instead of 4-5, samples at the segment ends
-   (the depth-grid points, clamped to the box) and pre-integrated
-   classification of each segment between its front and back sample
+   (the depth-grid points, clamped to the box) and at the segments'
+   midpoints, and pre-integrated classification of each segment in two
+   halves, front -> midpoint -> back
    (Engel, Kraus & Ertl 2001; rlhf_tf.render.preintegration): the TF's
    extinction and emission integrated along the segment, so a TF feature
    thinner than the step is seen whatever the sample phase (no wood-grain
-   rings); shading is the mean of the two ends'.
+   rings); each half is shaded between its ends' terms
+   (preintegration.shading_weight).
 6. Blinn-Phong headlight shading from n = g / |g| (two-sided), see
    ``compositing.headlight_terms``.
 7. Front-to-back compositing (``compositing.composite_log``) over an opaque
@@ -83,7 +85,6 @@ from rlhf_tf.render.sampling import (
     pack_volume,
     packed_volume,
     pixel_phase,
-    segment_ends,
     segment_span,
     tf_coords,
     trilinear,
@@ -173,17 +174,19 @@ def sample_rays(
     with shading on, diffuse / specular headlight factors, and with
     labels_flat, 'label' (nearest-voxel label). Point sampling: sample i is
     segment i's midpoint. settings.preintegrate: sample i is segment i's
-    front end (sampling.segment_ends; S samples bound S - 1 segments),
-    seg [..., S - 1] are the lengths between consecutive samples and dxdt
-    [..., S] the derivative of x along the ray (1/mm, from the gradient).
+    front end (sampling.segment_ends), and every field but seg and label
+    is also sampled at segment i's midpoint, under name + '_mid' [..., S]
+    (preintegration.sample_depths; seg i is the segment from end i to end
+    i + 1, so S ends bound S - 1 whole segments).
   """
   lo, hi = camera_lib.volume_box(shape, spacing)
   t0, t1 = intersect_box(origins, directions, lo, hi)
   start = grid_start(t0, settings.step_mm, phase)
   length = jnp.maximum(t1 - t0, 0.0)
   if settings.preintegrate:
-    depth = segment_ends(start, length, num, settings.step_mm, first)
-    seg = depth[..., 1:] - depth[..., :-1]
+    depth, seg = preintegration.sample_depths(
+        start, length, num, settings.step_mm, first
+    )
   else:
     seg, depth = segment_span(start, length, num, settings.step_mm, first)
   t = (t0 - start)[..., None] + depth
@@ -193,10 +196,6 @@ def sample_rays(
   hu, grad = val[..., 0], val[..., 1:]
   grad_norm = safe_math.floored_norm(grad)
   out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
-  if settings.preintegrate:  # dx/dt along the ray (1/mm), for the cubic.
-    out['dxdt'] = jnp.sum(grad * directions[..., None, :], -1) / (
-        axes.hu_max - axes.hu_min
-    )
   if settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(
         grad,
@@ -206,6 +205,8 @@ def sample_rays(
     )
   if labels_flat is not None:
     out['label'] = nearest_label(labels_flat, shape, coords)
+  if settings.preintegrate:
+    out = preintegration.split_midpoints(out)
   return out
 
 
@@ -318,15 +319,9 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
     threshold = empty_space.skip_threshold(
         num, step, settings.reference_step_mm, settings.empty_space_tolerance
     )
-    # Pre-integration's Hermite midpoint may overshoot the ends' HU by up
-    # to step max|g| / 4 (empty_space.occupancy).
-    occ = empty_space.occupancy(
-        ranges,
-        axes,
-        tf_table[..., 3],
-        threshold,
-        hu_margin_mm=step / 4 if settings.preintegrate else 0.0,
-    )
+    # Pre-integration classifies chords between values sampled inside the
+    # segment, within the block ranges' halo as a point sample is.
+    occ = empty_space.occupancy(ranges, axes, tf_table[..., 3], threshold)
 
   staged = not settings.preintegrate and (
       math.prod(shape) <= direct_chunk.MAX_VOXELS
