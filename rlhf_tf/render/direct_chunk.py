@@ -29,7 +29,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlhf_tf.render import compositing, safe_math
+from rlhf_tf.render import compositing
 from rlhf_tf.render.sampling import segment_span, tf_coords
 
 # Flat indices into the packed volume are int32 (4 values per voxel).
@@ -90,25 +90,30 @@ def _trilinear(volume_flat, shape, flat, fracs):
 
 def _classify_coords(values, d, axes, bins_x, bins_y, settings):
   """(TF corner index [R, num] int32, [2 or 4, R, num]: the bilinear
-  fractions and, with shading, the diffuse and specular factors)."""
-  hu = values[0]
-  grad = jnp.moveaxis(values[1:], 0, -1)
-  x = axes.hu_to_x(hu)
-  y = axes.grad_to_y(safe_math.floored_norm(grad))
-  i0, fx, fy = tf_coords(x, y, bins_x, bins_y)
+  fractions and, with shading, the diffuse and specular factors).
+
+  Component-wise (no [..., 3] reductions, which XLA:CPU runs as separate
+  library calls): |g| is safe_math.floored_norm, and n . l with n =
+  compositing.safe_normalize(g, eps) is (g . d) / sqrt(max(|g|^2, eps^2)),
+  as in compositing.headlight_terms."""
+  hu, gz, gy, gx = values[0], values[1], values[2], values[3]
+  sq = gz * gz + gy * gy + gx * gx
+  norm = jnp.sqrt(jnp.maximum(sq, 1e-24))  # safe_math.floored_norm.
+  i0, fx, fy = tf_coords(axes.hu_to_x(hu), axes.grad_to_y(norm), bins_x, bins_y)
   terms = [fx, fy]
   if settings.shading:
-    terms += compositing.headlight_terms(
-        grad,
-        d[..., None, :],
-        settings.shininess,
-        settings.normal_eps * axes.grad_max,
+    eps = settings.normal_eps * axes.grad_max
+    dz, dy, dx = (d[..., a, None] for a in range(3))
+    cos = (gz * dz + gy * dy + gx * dx) * jax.lax.rsqrt(
+        jnp.maximum(sq, eps * eps)
     )
+    ndl = jnp.minimum(jnp.abs(cos), 1.0)
+    terms += [ndl, compositing.safe_pow(ndl, settings.shininess)]
   return i0, jnp.stack(terms, 0)
 
 
 def _shade(corners_flat, i0, terms, seg, settings):
-  """[R, num, 4]: shaded rgb (not premultiplied) and log transmittance."""
+  """[4, R, num]: shaded rgb (not premultiplied) and log transmittance."""
   fx, fy = terms[0], terms[1]
 
   def corner(j):
@@ -119,20 +124,15 @@ def _shade(corners_flat, i0, terms, seg, settings):
     bottom = corner(ch) + fx * (corner(4 + ch) - corner(ch))
     top = corner(8 + ch) + fx * (corner(12 + ch) - corner(8 + ch))
     rgba.append(bottom + fy * (top - bottom))
-  rgb = jnp.stack(rgba[:3], -1)
-  if settings.shading:
-    rgb = compositing.shade(
-        rgb,
-        terms[2],
-        terms[3],
-        settings.ambient,
-        settings.diffuse,
-        settings.specular,
-    )
+  rgb = rgba[:3]
+  if settings.shading:  # compositing.shade, channel by channel.
+    light = settings.ambient + settings.diffuse * terms[2]
+    gloss = settings.specular * terms[3]
+    rgb = [jnp.minimum(c * light + gloss, 1.0) for c in rgb]
   log_trans = compositing.opacity_log_transmittance(
       rgba[3], seg, settings.reference_step_mm
   )
-  return jnp.concatenate([rgb, log_trans[..., None]], -1)
+  return jnp.stack(rgb + [log_trans], 0)
 
 
 def chunk_colour(
@@ -196,4 +196,4 @@ def chunk_colour(
       terms,
       fracs[3],
   )
-  return compositing.composite_log(out[..., :3], out[..., 3])
+  return compositing.composite_log(jnp.moveaxis(out[:3], 0, -1), out[3])
