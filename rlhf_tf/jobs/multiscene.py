@@ -180,7 +180,7 @@ def run(config, workdir: str) -> dict:
   os.makedirs(out_dir, exist_ok=True)
   store = dataset.open_store(config, workdir)
   scenes = _scenes_with_votes(config, store, out_dir)
-  t_votes = time.perf_counter()
+  t_votes, cpu_votes = time.perf_counter(), _cpu_seconds()
   fold_list = scene_holdout.folds(
       list(scenes),
       _scene_ids(config, config.held_out, scenes),
@@ -190,11 +190,11 @@ def run(config, workdir: str) -> dict:
   gold = _gold_scores(
       config, {f.held_out: scenes[f.held_out] for f in fold_list}, out_dir
   )
-  t_gold = time.perf_counter()
+  t_gold, cpu_gold = time.perf_counter(), _cpu_seconds()
   rows = []
   key = jax.random.key(config.eval.seed)
   for fold in fold_list:
-    t_fold = time.perf_counter()
+    t_fold, cpu_fold = time.perf_counter(), _cpu_seconds()
     logging.info(
         'fold: hold out %s, train on %s', fold.held_out, fold.train_ids
     )
@@ -205,6 +205,7 @@ def run(config, workdir: str) -> dict:
         fold,
         os.path.join(out_dir, f'fold_{fold.held_out}'),
     )
+    cpu_train = _cpu_seconds() - cpu_fold
     held = scenes[fold.held_out]
     jh = np.asarray(held.scene.jh.image)
     actions, pairs, target = _held_out_pairs(store, fold.held_out, jh)
@@ -240,6 +241,8 @@ def run(config, workdir: str) -> dict:
             train_ids=list(fold.train_ids),
             train_scenes=len(fold.train_ids),
             seconds=round(time.perf_counter() - t_fold, 1),
+            cpu_seconds=round(_cpu_seconds() - cpu_fold, 1),
+            cpu_train=round(cpu_train, 1),
             **numbers,
         )
     )
@@ -269,6 +272,10 @@ def run(config, workdir: str) -> dict:
           # CPU time of this process: on an idle machine with c
           # cores the run takes about cpu / c (JAX uses them all).
           cpu=round(_cpu_seconds(), 1),
+          # Where it goes (wall times inflate under load, these do not).
+          cpu_votes=round(cpu_votes, 1),
+          cpu_gold=round(cpu_gold - cpu_votes, 1),
+          cpu_folds=round(_cpu_seconds() - cpu_gold, 1),
       ),
   )
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
