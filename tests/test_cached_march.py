@@ -15,6 +15,9 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import compositing, ray_cache, raymarch, sampling
 
 # Strong specular: some shaded colours clip at 1 (their colour gradient is 0).
+# No early ray termination (the cached march on CPU and the direct renderer
+# stop rays differently): the renderers compared here compute the same
+# function. Termination: tests/test_cached_native.py.
 SETTINGS = raymarch.RenderSettings(
     step_mm=1.1,
     tile_rays=16,
@@ -22,6 +25,7 @@ SETTINGS = raymarch.RenderSettings(
     background=(0.1, 0.2, 0.3),
     specular=0.9,
     diffuse=0.8,
+    termination_transmittance=0.0,
 )
 
 

@@ -119,7 +119,8 @@ class RenderSettings:
   # test (empty_space.group_samples; 0 = as many as the block size allows).
   skip_group: int = _static(default=8)
   # Direct renderer: a tile of rays stops when every ray's transmittance is
-  # below this (each pixel then differs by < it); 0 = march to the end.
+  # below this (each pixel then differs by < it); 0 = march to the end. The
+  # ray cache on CPU (cached_native) stops each ray on its own.
   termination_transmittance: float = _static(default=1e-3)
   # Direct renderer: skip blocks the TF cannot see (empty_space); the
   # opacity skipped samples could add to a ray is at most the tolerance
