@@ -108,7 +108,9 @@ def _classify_coords(values, d, axes, bins_x, bins_y, settings):
         jnp.maximum(sq, eps * eps)
     )
     ndl = jnp.minimum(jnp.abs(cos), 1.0)
-    terms += [ndl, compositing.safe_pow(ndl, settings.shininess)]
+    p = settings.shininess  # An integral p: lax.integer_pow, not a powf call.
+    p = int(p) if float(p).is_integer() else p
+    terms += [ndl, compositing.safe_pow(ndl, p)]
   return i0, jnp.stack(terms, 0)
 
 
