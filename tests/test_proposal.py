@@ -217,7 +217,7 @@ def test_agent_action_from_a_saved_policy(tmp_path):
   from rlhf_tf.agent import (
       policy as policy_lib,  # pylint: disable=g-import-not-at-top
   )
-  from rlhf_tf.jobs import propose  # pylint: disable=g-import-not-at-top
+  from rlhf_tf.agent import saved_policy  # pylint: disable=g-import-not-at-top
 
   cfg = policy_lib.default_config()
   cfg.pool_to, cfg.features, cfg.hidden = 16, (4, 4), 8
@@ -230,11 +230,11 @@ def test_agent_action_from_a_saved_policy(tmp_path):
       dict(agent_workdir=str(tmp_path), agent_policy=cfg)
   )
   jh = np.random.default_rng(0).uniform(size=(16, 16)).astype(np.float32)
-  action = propose._agent_action(config, jh)  # pylint: disable=protected-access
+  action = saved_policy.mode_action(config, jh)
   want = policy_lib.mode(net, params, jax.numpy.asarray(jh[None]))[0]
   np.testing.assert_allclose(action, want, atol=1e-6)
   assert action.shape == (cfg.n_vertices, 2)
   assert 0.0 <= action.min() and action.max() <= 1.0
   config.agent_workdir = str(tmp_path / 'none')
   with pytest.raises(FileNotFoundError, match='train_agent'):
-    propose._agent_action(config, jh)  # pylint: disable=protected-access
+    saved_policy.mode_action(config, jh)

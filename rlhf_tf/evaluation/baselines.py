@@ -25,9 +25,11 @@ from pathlib import Path
 import sys
 from typing import Optional, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_tf.evaluation import figures
 from rlhf_tf.export import invesalius_presets, slicer, tables
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import tissues
@@ -182,6 +184,78 @@ def rgba_of(scene, vertices_or_table) -> np.ndarray:
           scene.cache, jnp.asarray(x, jnp.float32), scene.settings
       )
   )
+
+
+def compare_with_proposal(
+    config, workdir: str, gold_scene, scene, best, say
+) -> dict:
+  """Inspector scores (on gold_scene) of the proposal best [n, 2], the
+  expert, the presets of config.baselines and the median random action, into
+  workdir/baselines.json and .md, the renderings side by side (on scene) into
+  baselines.png; say prints one line."""
+  b = config.baselines
+  volume = scene.volume
+  presets = load_presets(
+      b.invesalius_dir,
+      tuple(b.slicer_files),
+      volume_min_hu=float(np.min(volume.hu)),
+      gradient_scale_mm=float(np.mean(np.asarray(volume.spacing))),
+  )
+  rows, median_action = baselines_rows(
+      gold_scene,
+      best,
+      scene.experts[0],
+      presets,
+      config.inspector,
+      jax.random.fold_in(jax.random.key(config.propose.seed), 1),
+      b.num_random,
+  )
+  by_kind = {
+      r['kind']: r
+      for r in rows
+      if r['kind'] in ('proposal', 'expert', 'random')
+  }
+  bone = [r for r in rows if r.get('group') == 'Bone CT']
+  best_bone = max(bone, key=lambda r: r['score']) if bone else None
+  proposal_score = by_kind['proposal']['score']
+  summary = dict(
+      scene=scene.scene_id,
+      rows=rows,
+      proposal_over_expert=proposal_score
+      / max(by_kind['expert']['score'], 1e-9),
+      best_invesalius_bone=best_bone,
+      proposal_beats_best_bone=(
+          None if best_bone is None else proposal_score >= best_bone['score']
+      ),
+      presets_loaded=len(presets),
+  )
+  with open(os.path.join(workdir, 'baselines.json'), 'w') as f:
+    json.dump(summary, f, indent=1)
+  with open(os.path.join(workdir, 'baselines.md'), 'w') as f:
+    f.write(markdown_table([summary]))
+  shown = [(by_kind['proposal'], best), (by_kind['expert'], scene.experts[0])]
+  if best_bone is not None:
+    tf = next(p.tf for p in presets if p.name == best_bone['name'])
+    shown.append(
+        (
+            dict(best_bone, name=f'InVesalius {best_bone["name"]}'),
+            preset_table(scene, tf),
+        )
+    )
+  shown.append((by_kind['random'], median_action))
+  figures.overview(
+      [rgba_of(scene, x)[..., :3] for _, x in shown],
+      [f'{r["name"]}\ninspector {r["score"]:.3f}' for r, _ in shown],
+      os.path.join(workdir, 'baselines.png'),
+      suptitle=f'{scene.scene_id}: proposal vs baselines',
+  )
+  say(
+      f'baselines: proposal {proposal_score:.3f}, expert '
+      f'{by_kind["expert"]["score"]:.3f}, best InVesalius bone preset '
+      f'{best_bone["score"] if best_bone else float("nan"):.3f}, median '
+      f'random {by_kind["random"]["score"]:.3f} ({len(presets)} presets)'
+  )
+  return summary
 
 
 def _row_key(row: dict) -> tuple:
