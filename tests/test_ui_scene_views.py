@@ -18,7 +18,7 @@ from rlhf_tf.jobs import collect, experiment_file
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences.store import PreferenceStore
-from rlhf_tf.ui import scene_views
+from rlhf_tf.ui import scene_views, serving
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -130,7 +130,7 @@ def test_gate_lets_a_waiting_browser_go_before_the_background():
 def test_prerender_fills_every_view(collected):
   config, workdir, scenes = collected
   path = dataset.store_path(config, workdir)
-  collect.prerender(path, scenes, threading.Event())
+  serving.prerender(path, scenes, threading.Event())
   with PreferenceStore(path) as s:
     (scene_id,) = scenes.scene_ids
     actions = [a.action_id for a in s.actions(scene_id)]

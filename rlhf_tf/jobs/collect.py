@@ -12,8 +12,8 @@ store, so stopping and restarting resumes every inspector.
 
 Renderings come from the scene's ray cache (the view is sampled once, then
 each TF renders in a fraction of a second on a CPU), are made on first
-request and cached in the store's image cache; ``prerender`` fills the cache
-in a background thread so inspectors rarely wait.
+request and cached in the store's image cache; ``ui.serving.prerender``
+fills the cache in a background thread so inspectors rarely wait.
 
 Turning the pair (``config.ui.azimuths``, e.g. 12; 1 = one fixed view):
 each scene is also rendered from evenly spaced azimuths around it
@@ -47,7 +47,7 @@ from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import checkpointing, predict
 from rlhf_tf.ui import app as app_lib
-from rlhf_tf.ui import app_state, auth, scene_views
+from rlhf_tf.ui import auth, scene_views, serving
 
 LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
 
@@ -179,41 +179,6 @@ def reference_presets(config, scene, views=None) -> tuple:
   return tuple((label, renderer(p)) for label, p in zip(labels, presets))
 
 
-def prerender(path: str, scenes: Scenes, stop: threading.Event):
-  """Fill the image cache for every action of every scene at every view
-  (background: renders a browser waits for go first), view 0 of every
-  scene first, then each scene's other views nearest first."""
-  store = store_lib.PreferenceStore(path)
-  views = scenes.views or (app_state.View(None, scenes.render_key),)
-  order = [(s, 0) for s in scenes.scene_ids] + [
-      (s, k)
-      for s in scenes.scene_ids
-      for k in scene_views.nearest_first(len(views))
-  ]
-  try:
-    for scene_id, view in order:
-      key = views[view].render_key
-      for action in store.actions(scene_id):
-        if stop.is_set():
-          return
-        if store.render_path(scene_id, action.action_id, key) is None:
-          store.add_render(
-              scene_id,
-              action.action_id,
-              key,
-              scenes.render_png(
-                  scene_id, action.action_id, view, background=True
-              ),
-          )
-      logging.info(
-          'prerender: all actions of %s cached at view %d', scene_id, view
-      )
-  except Exception:  # pylint: disable=broad-except
-    logging.exception('prerender stopped; renders continue on demand')
-  finally:
-    store.close()
-
-
 def ensemble_rewards_from_checkpoints(
     config, store, scene_id: str
 ) -> np.ndarray:
@@ -297,7 +262,7 @@ def run(config: ml_collections.ConfigDict, workdir: str):
   stop = threading.Event()
   if config.prerender:
     threading.Thread(
-        target=prerender,
+        target=serving.prerender,
         args=(path, scenes, stop),
         daemon=True,
         name='prerender',
@@ -309,44 +274,9 @@ def run(config: ml_collections.ConfigDict, workdir: str):
   )
   try:
     if config.serve_seconds > 0:
-      serve_for(app, config, config.serve_seconds, keys)
+      serving.serve_for(app, config, config.serve_seconds, keys)
     else:
-      print_links(keys, config.host, config.port)
+      serving.print_links(keys, config.host, config.port)
       app_lib.serve(app, config.host, config.port, config.threads)
   finally:
     stop.set()
-
-
-def print_links(keys: auth.InspectorKeys, host: str, port: int) -> None:
-  """Each inspector's personal link (send it to them, and only them)."""
-  print(
-      'personal links (each signs one inspector in; keep them private):',
-      flush=True,
-  )
-  for name in keys.inspectors:
-    print(f'  {name}: {keys.link(f"http://{host}:{port}", name)}', flush=True)
-
-
-def serve_for(app, config, seconds: float, keys=None) -> None:
-  """Serve for a fixed time, then stop (smoke runs, demos)."""
-  import waitress  # pylint: disable=g-import-not-at-top
-
-  app_lib.check_bind(app, config.host)
-  server = waitress.create_server(
-      app, host=config.host, port=config.port, threads=config.threads
-  )
-  if keys is not None:
-    print_links(keys, config.host, server.effective_port)
-  print(
-      f'rlhf_tf preference UI: http://{config.host}:{server.effective_port}/'
-      f' for {seconds:g} s',
-      flush=True,
-  )
-  timer = threading.Timer(seconds, server.close)
-  timer.start()
-  try:
-    server.run()
-  except (OSError, ValueError):  # The listening socket closed under run().
-    pass
-  finally:
-    timer.cancel()
