@@ -27,7 +27,7 @@ def pixels(png: bytes) -> np.ndarray:
 
 @pytest.fixture(scope='module')
 def collected(tmp_path_factory):
-  """(config, workdir, collect.Scenes) of collect.py:smoke with a Slicer
+  """(config, workdir, page_scenes.Scenes) of collect.py:smoke with a Slicer
   preset; one scene build for the module."""
   config = experiment_file.load_config(
       os.path.join(EXPERIMENTS, 'collect.py:smoke')

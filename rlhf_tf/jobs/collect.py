@@ -33,113 +33,36 @@ pair.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
-from absl import logging
 import ml_collections
 import numpy as np
 
 from rlhf_tf.evaluation import baselines, volume_figures
 from rlhf_tf.preferences import dataset
-from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.preferences import store as store_lib
 from rlhf_tf.reward import checkpointing, predict
 from rlhf_tf.ui import app as app_lib
-from rlhf_tf.ui import auth, scene_views, serving
-
-LEFT_COLOR, RIGHT_COLOR = '#ff9d2e', '#38b6ff'  # match the page's CSS
+from rlhf_tf.ui import auth, page_scenes, serving
 
 
-class Scenes(NamedTuple):
-  """What the app needs to show the dataset's scenes."""
-
-  scene_ids: tuple
-  # (scene_id, action_id, view[, background]) -> PNG
-  render_png: Callable[..., bytes]
-  render_key: str  # of view 0
-  jh_png: Callable[[str, int, int], bytes]  # (scene_id, left, right)
-  # (name, (scene_id, view) -> PNG) of the reference presets (see module
-  # docstring)
-  presets: tuple = ()
-  views: tuple = ()  # app_state.View per view: azimuth, render key
-
-
-# --------------------------------------------------------------- scenes
-
-
-def dataset_scenes(config, store) -> Scenes:
-  """Every scene of the dataset config (registered in the store when
-  missing, exactly as the simulate / reward experiments do) with render,
-  JH and preset callbacks that take the scene id.
-
-  Renders are cached under ``scenes.render_key(config.render)``, the key the
-  simulated inspector's job uses, so a store it filled shows at once; the
-  other views of ``config.ui.azimuths`` under the keys of their azimuths.
-  """
-  ui = config.get('ui') or ml_collections.ConfigDict(
-      dict(azimuths=1, view_caches=1)
-  )
-  scene_views.check_config(ui)  # before the minutes of building scenes
-  built = {
-      spec.scene_id: dataset.ensure_scene(store, spec, config).scene
-      for spec in dataset.scene_specs(config)
-  }
-  path = store.path
-  local = threading.local()
-  views = scene_views.SceneViews(
-      built,
-      ui.azimuths,
-      ui.view_caches,
-      scene_views.RenderGate(),  # one render at a time: each uses every core
-  )
-
-  def vertices(scene_id, action_id):
-    s = getattr(local, 'store', None)  # SQLite: one connection per thread
-    if s is None:
-      s = local.store = store_lib.PreferenceStore(path)
-    return s.vertices_array(scene_id, [action_id])[0]
-
-  def render_png(scene_id, action_id, view=0, background=False):
-    return views.render_png(
-        scene_id, vertices(scene_id, action_id), view, background
-    )
-
-  def jh_png(scene_id, left, right):
-    return volume_figures.jh_polygons_png(
-        built[scene_id].jh.image,
-        [vertices(scene_id, left), vertices(scene_id, right)],
-        [LEFT_COLOR, RIGHT_COLOR],
-        300,
-    )
-
-  # Each scene's presets (their tables depend on its volume), by name.
-  per_scene = {
-      scene_id: dict(reference_presets(config, scene, views))
-      for scene_id, scene in built.items()
-  }
-  names = list(next(iter(per_scene.values())))
-
-  def preset_renderer(name):
-    return lambda scene_id, view=0: per_scene[scene_id][name](scene_id, view)
-
-  first = next(iter(built))
-  return Scenes(
-      tuple(built),
-      render_png,
-      views.render_key(first, 0),
-      jh_png,
-      tuple((name, preset_renderer(name)) for name in names),
-      views.app_views(first),
+def dataset_scenes(config, store) -> page_scenes.Scenes:
+  """The dataset's scenes for the page (rlhf_tf.ui.page_scenes), with the
+  JH figure and the reference presets of evaluation/."""
+  return page_scenes.dataset_scenes(
+      config,
+      store,
+      volume_figures.jh_polygons_png,
+      functools.partial(reference_presets, config),
   )
 
 
 def reference_presets(config, scene, views=None) -> tuple:
-  """(label, (scene_id, view) -> PNG) per preset of config.reference_presets:
-  the preset's TF table on the scene's JH grid, rendered with the lighting
-  and view (``views``: a SceneViews holding the scene; None: its own view
-  only) the pair is shown at (``evaluation.baselines``)."""
+  """(label, (scene_id, view) -> PNG) per preset of config.reference_presets
+  (see the module docstring; None or not enabled: none)."""
   cfg = config.get('reference_presets')
   if cfg is None or not cfg.enabled:
     return ()
@@ -150,33 +73,9 @@ def reference_presets(config, scene, views=None) -> tuple:
       volume_min_hu=float(np.min(volume.hu)),
       gradient_scale_mm=float(np.mean(np.asarray(volume.spacing))),
   )
-  views = views or scene_views.SceneViews(
-      {scene.scene_id: scene}, 1, 1, scene_views.RenderGate()
+  return page_scenes.preset_renderers(
+      presets, scene, views, baselines.preset_table, baselines.rgba_of
   )
-  kinds = dict(invesalius='InVesalius', slicer='Slicer')
-
-  def renderer(preset):
-    table = []  # the TF table on the scene's JH: once, for every view
-
-    def at_view(seen):
-      if not table:
-        table.append(baselines.preset_table(scene, preset.tf))
-      return scenes_lib.png_bytes(baselines.rgba_of(seen, table[0]))
-
-    def preset_png(scene_id, view=0):
-      del scene_id  # this scene's renderer (dataset_scenes picks it)
-      return views.render_with(scene.scene_id, view, at_view)
-
-    return preset_png
-
-  logging.info('%d reference presets for the page', len(presets))
-  labels = []
-  for p in presets:  # two files may name their TF alike: keep both apart
-    label = base = f'{kinds.get(p.kind, p.kind)}: {p.name}'
-    while label in labels:
-      label = f'{base} ({sum(x.startswith(base) for x in labels) + 1})'
-    labels.append(label)
-  return tuple((label, renderer(p)) for label, p in zip(labels, presets))
 
 
 def ensemble_rewards_from_checkpoints(

@@ -56,8 +56,8 @@ def serve_for(app, config, seconds: float, keys=None) -> None:
 def prerender(path: str, scenes, stop: threading.Event):
   """Fill the image cache for every action of every scene at every view
   (background: renders a browser waits for go first), view 0 of every
-  scene first, then each scene's other views nearest first (scenes: the
-  collect job's Scenes: scene_ids, render_png, render_key, views)."""
+  scene first, then each scene's other views nearest first (scenes: a
+  page_scenes.Scenes: scene_ids, render_png, render_key, views)."""
   store = store_lib.PreferenceStore(path)
   views = scenes.views or (app_state.View(None, scenes.render_key),)
   order = [(s, 0) for s in scenes.scene_ids] + [
