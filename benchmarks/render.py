@@ -14,7 +14,10 @@ compilation (first call timed separately as 'compile_s').
 (the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
 renderer (the project's point-sampled default, 'project', and with
 pre-integrated classification, 'project_preintegrated', and VTK's)
-against itself at 1/8 of the step, default and sharp TF, shading on and off;
+against itself at 1/8 of the step, default and sharp TF, shading on and off
+(and VTK against itself at 1/32 of the step: its reference's convergence);
+'preintegration_cost', cached re-render, cache build and direct render
+with and without pre-integration, interleaved, and the cache sizes;
 'new_views', direct-render, cache-build and first cached-render time of
 views never rendered before, the compile time and number of programs
 compiled per new view, the cached gradient / forward ratio, VTK's time on
@@ -363,6 +366,10 @@ def quality_figures(
             ('project_preintegrated', {'preintegrate': True}),
         ),
     )
+    out['preintegration_cost'] = render_quality.preintegration_cost(
+        packed, spacing, axes, tables['default'], view, step
+    )
+    out['preintegration_cost']['load_average_1_5_15'] = list(os.getloadavg())
   settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step)
   views = render_quality.new_views(
       packed, spacing, axes, tables['default'], settings, size

@@ -119,6 +119,10 @@ def quality(
 ) -> dict:
   """{tf name: {'shading_on/off': {variant: compare(), 'vtk': compare()}}}.
 
+  With VTK also 'vtk_vs_1_32_step' (VTK's image vs its own at 1/32 step) and
+  'vtk_1_8_vs_1_32_step' (its 1/8-step reference vs 1/32): how far VTK's
+  reference is from converged.
+
   variants: (name, RenderSettings changes) of the project's renderer, each
     compared with its own 1/8-step reference.
   vtk_fn(table, step_mm, settings) -> [H, W, 3] uint8 image or None.
@@ -148,12 +152,63 @@ def quality(
         )
         row[variant] = compare(img, ref)
       if vtk_fn is not None:
-        v, v_ref = vtk_fn(table, step_mm, settings), vtk_fn(
-            table, step_mm / 8, settings
-        )
+        v, v_ref, v_fine = [
+            vtk_fn(table, step_mm / div, settings) for div in (1, 8, 32)
+        ]
         if v is not None and v_ref is not None:
           row['vtk'] = compare(v / 255.0, v_ref / 255.0)
+          if v_fine is not None:  # Is VTK's 1/8-step reference converged?
+            row['vtk_vs_1_32_step'] = compare(v / 255.0, v_fine / 255.0)
+            row['vtk_1_8_vs_1_32_step'] = compare(v_ref / 255.0, v_fine / 255.0)
       out[name]['shading_on' if shading else 'shading_off'] = row
+  return out
+
+
+def preintegration_cost(
+    packed, spacing, axes, table, view, step_mm: float, repeats: int = 3
+) -> dict:
+  """Cached re-render, cache build and direct render with point sampling
+  and with settings.preintegrate (default TF, shading on), timed
+  interleaved in one process (medians of ``repeats`` after a first call),
+  the cache sizes, and each pre-integrated time over the point-sampled."""
+  runs, out = {}, {}
+  for name, pre in (('point', False), ('preintegrated', True)):
+    st = raymarch.RenderSettings(
+        step_mm=step_mm, reference_step_mm=step_mm, preintegrate=pre
+    )
+    build = lambda st=st: ray_cache.build_ray_cache(
+        None,
+        None,
+        spacing,
+        axes,
+        view,
+        tuple(table.shape[:2]),
+        st,
+        packed=packed,
+    )
+    cache = build()
+    out[f'{name}_cache_mb'] = cache.nbytes / 2**20
+    runs[name] = {
+        'cached_render': lambda c=cache, st=st: ray_cache.render_cached(
+            c, table, st
+        ),
+        'cache_build': build,
+        'direct': lambda st=st: raymarch.render(
+            None, None, spacing, axes, table, view, st, packed=packed
+        ),
+    }
+    for fn in runs[name].values():
+      jax.block_until_ready(fn())
+  times = {(n, k): [] for n, fns in runs.items() for k in fns}
+  for _ in range(repeats):
+    for (n, k), v in times.items():
+      t = time.perf_counter()
+      jax.block_until_ready(runs[n][k]())
+      v.append(time.perf_counter() - t)
+  for (n, k), v in times.items():
+    out[f'{n}_{k}_s'] = statistics.median(v)
+  for k in runs['point']:
+    out[f'{k}_ratio'] = out[f'preintegrated_{k}_s'] / out[f'point_{k}_s']
   return out
 
 
