@@ -18,8 +18,8 @@ on Cranium, 256^2, default step 0.957 mm (the smallest voxel spacing),
 1/8-step reference; 'project' = point sampling (the default), 'pre' =
 settings.preintegrate=True, before (session 5: each segment's middle on the
 cubic Hermite curve through its ends' values and gradient slopes) and now
-(each segment's midpoint sampled, two linear halves; this column from
-render_quality.quality as --quality calls it, in a separate run):
+(each segment's midpoint sampled, two linear halves; one --quality run at
+load 11-13, the other columns repeat session 5's to the digit):
 
   TF, shading   project        pre, Hermite   pre, sampled   VTK 9.7.2
   default, off  37.07 / 0.0137 38.66 / 0.0095 46.29 / 0.0024 38.95 / 0.0106
@@ -50,9 +50,15 @@ reference flatters it for the default TF. Nor is VTK's TF the cause of its
 edge: our point sampling of VTK's 1D approximation of the TF (every 4th
 bin, gradient-opacity ramp) gives 27.9 dB sharp/off (VTK 33.0).
 
-Cost of pre-integration (why it is off by default): a segment samples the
-volume twice (end and midpoint) and classifies two halves (four 16-value
-gathers), against one sample and one gather of point sampling.
+Cost of pre-integration (why it is off by default; 'preintegration_cost',
+same run, interleaved, load 11.7-13): a segment samples the volume twice
+(end and midpoint) and classifies two halves (four 16-value gathers),
+against one sample and one gather of point sampling. Cached re-render
+4.50 s vs 0.217 s (20.7x; issue 14's budget for a default: +20 %), cache
+build 28.4 s vs 4.0 s (7.1x), direct render 9.6 s vs 3.1 s (3.1x), cache
+235 MB vs 118 MB. XLA:CPU compiles the cached segment step to ~50 kernels
+(31 fusions, 18 copies) against ~4.5 per point-sampled step, so its cost is
+per-kernel overhead more than arithmetic; not treated.
 
 New views: a turntable of azimuths, each view rendered for the first time
 (compilation, if any, included), then once more (run time only): the direct
