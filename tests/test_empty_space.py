@@ -230,3 +230,22 @@ def test_next_occupied_by_hand():
   np.testing.assert_array_equal(
       empty_space.next_occupied(occ), [[1, 1, 4, 4, 4], [5, 5, 5, 5, 5]]
   )
+
+
+def test_block_ranges_equal_a_brute_force_loop():
+  """Per-block HU min / max and max |g| over the block grown by its halo
+  (voxels outside the volume ignored), against a plain loop."""
+  hu = np.asarray(_volume(4))
+  packed = np.asarray(sampling.packed_volume(jnp.asarray(hu), SPACING))
+  ranges = empty_space.block_ranges(jnp.asarray(packed), SPACING, 1.1, 4)
+  gmag = np.linalg.norm(packed[..., 1:], axis=-1)
+  for bz, by, bx in np.ndindex(ranges.hu_min.shape):
+    box = tuple(
+        slice(max(b * 4 - h, 0), b * 4 + 4 + h)
+        for b, h in zip((bz, by, bx), ranges.halo)
+    )
+    assert float(ranges.hu_min[bz, by, bx]) == hu[box].min()
+    assert float(ranges.hu_max[bz, by, bx]) == hu[box].max()
+    np.testing.assert_allclose(
+        ranges.grad_max[bz, by, bx], gmag[box].max(), rtol=1e-6
+    )
