@@ -4,6 +4,7 @@ fills: tie rate, experts on top, re-runs add nothing twice."""
 import json
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -126,3 +127,37 @@ def test_a_store_from_before_a_volume_key_was_added_still_loads(
   config.volume.patient = True
   with pytest.raises(ValueError, match=r'volume\.patient: store False'):
     dataset.ensure_scene(store, dataset.scene_specs(config)[0], config)
+
+
+def test_render_preintegrate_is_a_pinned_setting(tmp_path, smoke_config):
+  """config.render.preintegrate picks the renderer's classification of the
+  scene (votes and scores depend on it); a store written before the key
+  existed holds point-sampled scenes: it loads with preintegrate=False and
+  is refused, naming the key, with True; the image-cache key of point
+  samples is the one it was before."""
+  config = smoke_config('simulate')
+  assert config.render.preintegrate is False
+  key = scenes.render_key(config.render)
+  assert 'preint' not in key
+  store = dataset.open_store(config, str(tmp_path))
+  spec = dataset.scene_specs(config)[0]
+  made = dataset.ensure_scene(store, spec, config)
+  assert made.scene.settings.preintegrate is False
+  record = store.scenes()[0]['volume_source']
+  del record['render']['preintegrate']  # As an older version wrote it.
+  with store.conn:
+    store.conn.execute(
+        'UPDATE scenes SET volume_source = ? WHERE scene_id = ?',
+        (json.dumps(record), spec.scene_id),
+    )
+  again = dataset.ensure_scene(store, spec, config)
+  np.testing.assert_array_equal(again.vertices, made.vertices)
+  config.render.preintegrate = True
+  assert scenes.render_key(config.render) == key + '-preint'
+  with pytest.raises(ValueError, match=r'render\.preintegrate: store False'):
+    dataset.ensure_scene(store, spec, config)
+  bad = ml_collections.ConfigDict(
+      dict(config.render.to_dict(), preintegrate='yes')
+  )
+  with pytest.raises(ValueError, match='render.preintegrate must be True'):
+    scenes.check_render_config(bad)

@@ -164,6 +164,8 @@ def _scene_record(spec: SceneSpec, config) -> dict:
 # key is read with this value (so an older store still loads when its scene
 # is the same, and is refused when the config now asks for another one).
 _VOLUME_KEYS_ADDED = dict(patient=False, spacing=0.0)
+# Likewise for config.render (point samples before the setting existed).
+_RENDER_KEYS_ADDED = dict(preintegrate=False)
 # Volume keys that decide whether a volume may load, not what its voxels
 # are: not part of a scene's identity.
 _VOLUME_KEYS_NOT_SCENE = ('allow_non_ct',)
@@ -178,6 +180,8 @@ def _scene_identity(record: dict) -> dict:
   for key in _VOLUME_KEYS_NOT_SCENE:
     volume.pop(key, None)
   out['volume'] = volume
+  if 'render' in out:
+    out['render'] = {**_RENDER_KEYS_ADDED, **out['render']}
   return out
 
 

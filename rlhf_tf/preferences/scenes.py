@@ -12,6 +12,10 @@ Config (``config.render``):
   tau, alpha_max: TF edge softness (JH units) and polygon opacity.
   zoom, azimuth, elevation: the orbit view of the head (degrees).
   shading: Blinn-Phong headlight on/off.
+  preintegrate: classification of the samples (raymarch.RenderSettings):
+    False = point samples (the TF at each sample), True = pre-integrated
+    segments. The simulated inspector's votes and scores depend on it, so
+    an experiment that reports them pins it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
           azimuth=0.0,
           elevation=10.0,
           shading=True,
+          preintegrate=False,
       )
   )
 
@@ -63,10 +68,12 @@ def render_key(render_cfg: ml_collections.ConfigDict) -> str:
   """Names the view and TF settings (``config.render``) a cached PNG was
   made with, so the store's image cache never mixes renderings."""
   r = render_cfg
+  # Point samples keep the key they had before the setting existed.
+  preintegrated = '-preint' if r.get('preintegrate', False) else ''
   return (
       f'vol-{r.image_size}px-az{r.azimuth:g}-el{r.elevation:g}-'
       f'zoom{r.zoom:g}-step{r.step_mm:g}-tau{r.tau:g}-a{r.alpha_max:g}-'
-      f'shade{int(r.shading)}'
+      f'shade{int(r.shading)}{preintegrated}'
   )
 
 
@@ -112,10 +119,10 @@ def check_render_config(cfg) -> None:
   _number(cfg, 'zoom', 0.0, low_open=True)
   _number(cfg, 'azimuth', -1e6, 1e6)
   _number(cfg, 'elevation', -90.0, 90.0)
-  if not isinstance(cfg.shading, (bool, int, np.bool_)):
-    raise ConfigError(
-        f'render.shading must be True or False; got ' f'{cfg.shading!r}'
-    )
+  for key in ('shading', 'preintegrate'):
+    value = cfg.get(key, False)
+    if not isinstance(value, (bool, int, np.bool_)):
+      raise ConfigError(f'render.{key} must be True or False; got {value!r}')
 
 
 @dataclasses.dataclass
@@ -265,7 +272,10 @@ def _view(volume: Volume, jh, groups, render_cfg, mesh=None):
   )
   step = float(render_cfg.step_mm) or float(np.min(volume.spacing))
   settings = raymarch.RenderSettings(
-      step_mm=step, reference_step_mm=step, shading=bool(render_cfg.shading)
+      step_mm=step,
+      reference_step_mm=step,
+      shading=bool(render_cfg.shading),
+      preintegrate=bool(render_cfg.get('preintegrate', False)),
   )
   cache = ray_cache.build_ray_cache(
       volume.hu,
