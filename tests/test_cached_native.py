@@ -64,8 +64,10 @@ def _both(cache, table, settings):
 
 
 def test_without_termination_it_is_the_xla_march():
-  for shading in (True, False):
-    settings = EXACT.replace(shading=shading)
+  # reference_step_mm = step_mm: whole segments take alpha itself (no log1p /
+  # expm1), the partial first and last ones the corrected alpha.
+  for shading, reference in ((True, 1.0), (False, 1.0), (True, 1.1)):
+    settings = EXACT.replace(shading=shading, reference_step_mm=reference)
     cache = _cache(settings)
     for table in (random_table(), _sparse_table(1)):
       (img, grad), (img_x, grad_x) = _both(cache, table, settings)
@@ -83,6 +85,18 @@ def test_bins_at_alpha_zero_keep_their_alpha_gradient():
   zero = np.asarray(table[..., 3]) == 0
   assert float(jnp.abs(grad_x[..., 3][zero]).max()) > 1e-2
   np.testing.assert_allclose(grad[..., 3], grad_x[..., 3], atol=2e-5)
+
+
+def test_opaque_rays_without_termination_stay_finite():
+  """T_N underflows to 0 behind opaque samples when nothing stops the ray:
+  the image is opaque and the gradient finite, as the XLA march's."""
+  settings = EXACT.replace(reference_step_mm=EXACT.step_mm)
+  cache = _cache(settings)
+  table = random_table().at[..., 3].set(1.0)
+  (img, grad), (img_x, grad_x) = _both(cache, table, settings)
+  np.testing.assert_allclose(img, img_x, atol=1e-6)
+  assert np.all(np.isfinite(np.asarray(grad)))
+  np.testing.assert_allclose(grad, grad_x, atol=2e-5)
 
 
 def test_a_non_square_table():
@@ -122,8 +136,8 @@ def test_termination_changes_no_pixel_by_more_than_its_threshold(
 def test_gradient_of_the_terminated_image_matches_finite_differences():
   with jax.enable_x64(True):
     settings = EXACT.replace(termination_transmittance=0.05)
-    for shading in (True, False):
-      s = settings.replace(shading=shading)
+    for shading, reference in ((True, 1.0), (False, 1.0), (True, 1.1)):
+      s = settings.replace(shading=shading, reference_step_mm=reference)
       cache = _cache(s, shape=(6, 6, 6), size=5, bins=6, dtype=np.float64)
       table = _sparse_table(4, bins=6, strong=0.7, dtype=np.float64)
       _, _, steps = cached_native.march(cache.tiles, table, s)

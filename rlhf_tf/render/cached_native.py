@@ -11,7 +11,16 @@ without a copy:
 - the rays of a tile go in groups of GROUP neighbouring pool columns (rays
   of similar length: the cache sorts them), walked row by row, so each row
   read is one cache line; groups run in parallel on all cores (VTK's
-  ray caster uses them too);
+  ray caster uses them too), worker w of one per thread taking groups w,
+  w + workers, ... (numba's prange gives each thread one contiguous block
+  of iterations, and the tiles at the end of the pool hold the short rays:
+  in blocks, one of two threads did ~90 % of Cranium's work);
+- a whole segment of the reference length (every sample but a ray's first
+  and last when step = reference step, as in the project's scenes) takes
+  alpha itself, a_i = alpha, with T_{i+1} = T_i (1 - a_i) and log T_N =
+  log T_N at the end: no log1p / expm1 per sample (they cost more than the
+  rest of a sample); other segments take a_i = -expm1((l_i / l_ref)
+  log1p(-alpha));
 - a sample whose four TF bins all have alpha = 0 is transparent for this TF
   (alpha = 0, log(1 - alpha) = 0: it adds nothing and leaves T unchanged)
   and costs the forward four loads (exact, whatever the TF: empty space is
@@ -27,7 +36,8 @@ without a copy:
   the transparent samples: d C / d alpha of a bin at alpha = 0 is not 0.
 
 Differences to ``cached_march`` besides termination: float rounding only
-(the same per-sample arithmetic; ~1e-7). Tested against it and against
+(~1e-7; T_N is floored at the dtype's smallest normal number, which only an
+unterminated opaque ray reaches). Tested against it and against
 finite differences in tests/test_cached_native.py.
 
 Concurrency: numba's default threading layer must not be entered from two
@@ -70,6 +80,105 @@ def _lookup(table, k, bins_x, fx, fy, c):
   return bottom + fy * (top - bottom)
 
 
+@numba.njit(inline='always')
+def _transparent(table, k, bins_x):
+  """Whether the four bins of a lookup all have alpha = 0."""
+  zero = table.dtype.type(0.0)
+  return (
+      table[k, 3] == zero
+      and table[k + 1, 3] == zero
+      and table[k + bins_x, 3] == zero
+      and table[k + bins_x + 1, 3] == zero
+  )
+
+
+@numba.njit(inline='always')
+def _segment(lo, hi, fi, step, zero):
+  """l_i: the part of sample i's segment [fi, fi + step) inside [lo, hi)
+  (sampling.segment_length)."""
+  return min(max(hi - fi, zero), step) - min(max(lo - fi, zero), step)
+
+
+@numba.njit(inline='always')
+def _opacity(alpha, seg, ref, one_minus_eps):
+  """a_i = 1 - (1 - alpha)^(l_i / l_ref), alpha clamped to 1 - epsneg
+  (compositing.opacity_log_transmittance). A whole segment of the
+  reference length (every sample but a ray's first and last when the step
+  is the reference step, as in the project's scenes) is alpha itself: no
+  log1p / expm1, which cost more than the rest of a sample."""
+  a = min(alpha, one_minus_eps)
+  if seg == ref:
+    return a
+  return -np.expm1(seg / ref * np.log1p(-a))
+
+
+@numba.njit(nogil=True)
+def _forward_group(
+    idx,
+    fx,
+    fy,
+    dif,
+    spe,
+    lo,
+    hi,
+    r0,
+    num,
+    table,
+    bins_x,
+    params,
+    threshold,
+    rgb,
+    trans,
+    steps,
+):
+  """Marches the n rays of one group (pool columns: those of lo, hi [n]):
+  fills rgb [n, 3] (C), trans [n] (T_N) and steps [n] (samples
+  composited). idx ... spe: [rows, n] views of the group's pool columns."""
+  n = lo.shape[0]
+  one = table.dtype.type(1.0)
+  zero = table.dtype.type(0.0)
+  q = table.dtype.type(1.0 / 65535.0)
+  step, ref, shading, ka, kd, ks, one_minus_eps = params
+  rgb[...] = zero
+  trans[...] = one
+  steps[...] = 0
+  done = np.zeros(n, np.bool_)
+  live = n
+  for i in range(num):
+    if live == 0:
+      break
+    fi = table.dtype.type(i) * step
+    row = r0 + i
+    for m in range(n):
+      if done[m]:
+        continue
+      if fi >= hi[m] or trans[m] < threshold:
+        done[m] = True
+        live -= 1
+        continue
+      steps[m] = i + 1
+      k = idx[row, m]
+      if _transparent(table, k, bins_x):
+        continue  # alpha = 0: transparent (exact).
+      seg = _segment(lo[m], hi[m], fi, step, zero)
+      wx = table.dtype.type(fx[row, m]) * q
+      wy = table.dtype.type(fy[row, m]) * q
+      a = _opacity(
+          _lookup(table, k, bins_x, wx, wy, 3), seg, ref, one_minus_eps
+      )
+      w = trans[m] * a  # T_i a_i.
+      if shading > zero:
+        lit = ka + kd * table.dtype.type(dif[row, m]) * q
+        spec = ks * table.dtype.type(spe[row, m]) * q
+        for c in range(3):
+          col = _lookup(table, k, bins_x, wx, wy, c)
+          rgb[m, c] += w * min(col * lit + spec, one)
+      else:
+        for c in range(3):
+          rgb[m, c] += w * _lookup(table, k, bins_x, wx, wy, c)
+      trans[m] *= one - a  # T_{i+1} = T_i (1 - a_i).
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _forward_kernel(
     idx,
@@ -84,77 +193,141 @@ def _forward_kernel(
     table,
     bins_x,
     params,
-    log_threshold,
+    threshold,
     group,
+    workers,
     rgb_out,
     log_t_out,
     steps_out,
 ):
   """rgb_out [T, tile, 3], log_t_out [T, tile], steps_out [T, tile] (samples
-  composited per ray). params: (step, 1 / reference step, shading, ambient,
-  diffuse, specular, 1 - epsneg) in the table's dtype."""
+  composited per ray). params: (step, reference step, shading, ambient,
+  diffuse, specular, 1 - epsneg) in the table's dtype; threshold: the
+  termination transmittance (0: none). Worker w of ``workers`` (one per
+  thread) takes groups w, w + workers, ...: neighbouring groups hold rays
+  of similar length, so every worker gets the same share of the work
+  (numba's prange hands each thread one contiguous block of iterations, and
+  tiles near the end of the pool are much shorter)."""
   n_tiles, tile = start.shape
   groups = -(-tile // group)
+  jobs = n_tiles * groups
+  tiny = table.dtype.type(np.finfo(table.dtype).tiny)
+  for wk in numba.prange(workers):
+    for job in range(wk, jobs, workers):
+      t = job // groups
+      g0 = (job % groups) * group
+      g1 = min(g0 + group, tile)
+      r0 = first_row[t]
+      num = num_steps[t]
+      lo = start[t, g0:g1]
+      hi = lo + length[t, g0:g1]
+      _forward_group(
+          idx[:, g0:g1],
+          fx[:, g0:g1],
+          fy[:, g0:g1],
+          dif[:, g0:g1],
+          spe[:, g0:g1],
+          lo,
+          hi,
+          r0,
+          num,
+          table,
+          bins_x,
+          params,
+          threshold,
+          rgb_out[t, g0:g1],
+          log_t_out[t, g0:g1],
+          steps_out[t, g0:g1],
+      )
+      # log T_N (the output; T_N >= tiny keeps it finite where T underflows
+      # without termination: the pixel is opaque either way).
+      for m in range(g1 - g0):
+        log_t_out[t, g0 + m] = np.log(max(log_t_out[t, g0 + m], tiny))
+
+
+@numba.njit(nogil=True)
+def _adjoint_group(
+    idx,
+    fx,
+    fy,
+    dif,
+    spe,
+    lo,
+    hi,
+    r0,
+    steps,
+    table,
+    bins_x,
+    params,
+    rgb_total,
+    g_rgb,
+    g_log_t,
+    acc,
+):
+  """Adds the group's share of the TF table's cotangent into acc [bins, 4]
+  (cached_march.march_tile_vjp, each ray over its steps[m] samples, with
+  the forward's arithmetic: the same T_i and a_i). rgb_total [n, 3],
+  g_rgb [n, 3], g_log_t [n]: the forward's C and the cotangents of C and
+  log T_N; the rest as _forward_group."""
+  n = lo.shape[0]
   one = table.dtype.type(1.0)
   zero = table.dtype.type(0.0)
   q = table.dtype.type(1.0 / 65535.0)
-  step, inv_ref, shading, ka, kd, ks, one_minus_eps = params
-  for job in numba.prange(n_tiles * groups):
-    t = job // groups
-    g0 = (job % groups) * group
-    n = min(group, tile - g0)
-    r0 = first_row[t]
-    # Per ray: T_i, log T_i (the output: sum of the lt_i, as cached_march),
-    # samples composited so far (-1 once stopped) and C.
-    trans = np.ones(n, table.dtype)
-    log_t = np.zeros(n, table.dtype)
-    steps = np.zeros(n, np.int32)
-    rgb = np.zeros((n, 3), table.dtype)
-    live = n
-    for i in range(num_steps[t]):
-      if live == 0:
-        break
-      fi = table.dtype.type(i) * step
-      for m in range(n):
-        if steps[m] < i:  # Stopped earlier.
-          continue
-        j = g0 + m
-        lo, hi = start[t, j], start[t, j] + length[t, j]
-        if fi >= hi or log_t[m] < log_threshold:
-          live -= 1
-          continue
-        steps[m] = i + 1
-        k = idx[r0 + i, j]
-        if (
-            table[k, 3] == zero
-            and table[k + 1, 3] == zero
-            and table[k + bins_x, 3] == zero
-            and table[k + bins_x + 1, 3] == zero
-        ):
-          continue  # alpha = 0: transparent (exact).
-        seg = min(max(hi - fi, zero), step) - min(max(lo - fi, zero), step)
-        wx = table.dtype.type(fx[r0 + i, j]) * q
-        wy = table.dtype.type(fy[r0 + i, j]) * q
-        alpha = _lookup(table, k, bins_x, wx, wy, 3)
-        lt = seg * inv_ref * np.log1p(-min(alpha, one_minus_eps))
-        w = trans[m] * -np.expm1(lt)  # T_i a_i.
-        lit = one
-        spec = zero
-        if shading > zero:
-          lit = ka + kd * table.dtype.type(dif[r0 + i, j]) * q
-          spec = ks * table.dtype.type(spe[r0 + i, j]) * q
-        for c in range(3):
-          col = _lookup(table, k, bins_x, wx, wy, c)
-          if shading > zero:
-            col = min(col * lit + spec, one)
-          rgb[m, c] += w * col
-        trans[m] -= w  # T_{i+1} = T_i (1 - a_i).
-        log_t[m] += lt
+  step, ref, shading, ka, kd, ks, one_minus_eps = params
+  g_col = np.empty(4, table.dtype)
+  col = np.empty(3, table.dtype)
+  # Per ray: T_i and R = sum_{j>=i} T_j a_j c_j (colour still behind).
+  trans = np.ones(n, table.dtype)
+  behind = rgb_total.copy()
+  most = 0
+  for m in range(n):
+    most = max(most, steps[m])
+  for i in range(most):
+    fi = table.dtype.type(i) * step
+    row = r0 + i
     for m in range(n):
+      if i >= steps[m]:
+        continue
+      seg = _segment(lo[m], hi[m], fi, step, zero)
+      k = idx[row, m]
+      wx = table.dtype.type(fx[row, m]) * q
+      wy = table.dtype.type(fy[row, m]) * q
+      lit = one
+      spec = zero
+      if shading > zero:
+        lit = ka + kd * table.dtype.type(dif[row, m]) * q
+        spec = ks * table.dtype.type(spe[row, m]) * q
+      alpha = _lookup(table, k, bins_x, wx, wy, 3)
+      a = zero
+      if alpha != zero:
+        a = _opacity(alpha, seg, ref, one_minus_eps)
+      w = trans[m] * a  # T_i a_i.
+      trans_next = trans[m] * (one - a)
+      g_lt = g_log_t[m]
       for c in range(3):
-        rgb_out[t, g0 + m, c] = rgb[m, c]
-      log_t_out[t, g0 + m] = log_t[m]
-      steps_out[t, g0 + m] = steps[m]
+        base = _lookup(table, k, bins_x, wx, wy, c)
+        col[c] = min(base * lit + spec, one) if shading > zero else base
+        behind[m, c] -= w * col[c]  # R_i.
+        g_lt += g_rgb[m, c] * (behind[m, c] - trans_next * col[c])
+        # dC/dc_i = T_i a_i, through the shading and its clip at 1.
+        g_col[c] = g_rgb[m, c] * w
+        if shading > zero:
+          g_col[c] *= lit if base * lit + spec < one else zero
+      # lt = (l / l_ref) log(1 - min(alpha, 1 - eps)).
+      g_col[3] = zero
+      if alpha < one_minus_eps:
+        g_col[3] = -g_lt * (seg / ref) / (one - alpha)
+      w00 = (one - wx) * (one - wy)
+      w01 = wx * (one - wy)
+      w10 = (one - wx) * wy
+      w11 = wx * wy
+      # alpha = 0: w = 0, so only the alpha channel gets a cotangent.
+      for c in range(3 if w == zero else 0, 4):
+        acc[k, c] += w00 * g_col[c]
+        acc[k + 1, c] += w01 * g_col[c]
+        acc[k + bins_x, c] += w10 * g_col[c]
+        acc[k + bins_x + 1, c] += w11 * g_col[c]
+      trans[m] = trans_next
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -177,87 +350,47 @@ def _adjoint_kernel(
     group,
     g_out,
 ):
-  """Adds the cotangent of the TF table into g_out [NUM_BLOCKS, bins, 4]
-  (cached_march.march_tile_vjp, per ray over its steps[t, j] samples)."""
+  """Adds the cotangent of the TF table into g_out [NUM_BLOCKS, bins, 4]:
+  block b takes groups b, b + NUM_BLOCKS, ... (the same share of the work
+  each; summed in a fixed order, so results do not depend on the number of
+  threads)."""
   n_tiles, tile = start.shape
   groups = -(-tile // group)
-  one = table.dtype.type(1.0)
-  zero = table.dtype.type(0.0)
-  q = table.dtype.type(1.0 / 65535.0)
-  step, inv_ref, shading, ka, kd, ks, one_minus_eps = params
-  g_out[...] = zero
   jobs = n_tiles * groups
+  g_out[...] = table.dtype.type(0.0)
   for b in numba.prange(NUM_BLOCKS):
-    acc = g_out[b]
-    g_col = np.empty(4, table.dtype)
-    col = np.empty(3, table.dtype)
     for job in range(b, jobs, NUM_BLOCKS):
       t = job // groups
       g0 = (job % groups) * group
-      n = min(group, tile - g0)
-      r0 = first_row[t]
-      # Per ray: T_i and R = sum_{j>=i} T_j a_j c_j (colour still behind).
-      trans = np.ones(n, table.dtype)
-      behind = rgb_total[t, g0 : g0 + n].copy()
-      most = 0
-      for m in range(n):
-        most = max(most, steps[t, g0 + m])
-      for i in range(most):
-        fi = table.dtype.type(i) * step
-        for m in range(n):
-          j = g0 + m
-          if i >= steps[t, j]:
-            continue
-          lo, hi = start[t, j], start[t, j] + length[t, j]
-          seg = min(max(hi - fi, zero), step) - min(max(lo - fi, zero), step)
-          k = idx[r0 + i, j]
-          wx = table.dtype.type(fx[r0 + i, j]) * q
-          wy = table.dtype.type(fy[r0 + i, j]) * q
-          lit = one
-          spec = zero
-          if shading > zero:
-            lit = ka + kd * table.dtype.type(dif[r0 + i, j]) * q
-            spec = ks * table.dtype.type(spe[r0 + i, j]) * q
-          alpha = _lookup(table, k, bins_x, wx, wy, 3)
-          w = zero
-          if alpha != zero:
-            lt = seg * inv_ref * np.log1p(-min(alpha, one_minus_eps))
-            w = trans[m] * -np.expm1(lt)  # T_i a_i.
-          trans_next = trans[m] - w
-          g_lt = g_log_t[t, j]
-          for c in range(3):
-            base = _lookup(table, k, bins_x, wx, wy, c)
-            col[c] = min(base * lit + spec, one) if shading > zero else base
-            behind[m, c] -= w * col[c]  # R_i.
-            g_lt += g_rgb[t, j, c] * (behind[m, c] - trans_next * col[c])
-            # dC/dc_i = T_i a_i, through the shading and its clip at 1.
-            g_col[c] = g_rgb[t, j, c] * w
-            if shading > zero:
-              g_col[c] *= lit if base * lit + spec < one else zero
-          # lt = (l / l_ref) log(1 - min(alpha, 1 - eps)).
-          g_col[3] = zero
-          if alpha < one_minus_eps:
-            g_col[3] = -g_lt * (seg * inv_ref) / (one - alpha)
-          w00 = (one - wx) * (one - wy)
-          w01 = wx * (one - wy)
-          w10 = (one - wx) * wy
-          w11 = wx * wy
-          # alpha = 0: w = 0, so only the alpha channel gets a cotangent.
-          for c in range(3 if w == zero else 0, 4):
-            acc[k, c] += w00 * g_col[c]
-            acc[k + 1, c] += w01 * g_col[c]
-            acc[k + bins_x, c] += w10 * g_col[c]
-            acc[k + bins_x + 1, c] += w11 * g_col[c]
-          trans[m] = trans_next
+      g1 = min(g0 + group, tile)
+      lo = start[t, g0:g1]
+      _adjoint_group(
+          idx[:, g0:g1],
+          fx[:, g0:g1],
+          fy[:, g0:g1],
+          dif[:, g0:g1],
+          spe[:, g0:g1],
+          lo,
+          lo + length[t, g0:g1],
+          first_row[t],
+          steps[t, g0:g1],
+          table,
+          bins_x,
+          params,
+          rgb_total[t, g0:g1],
+          g_rgb[t, g0:g1],
+          g_log_t[t, g0:g1],
+          g_out[b],
+      )
 
 
 def _params(settings, dtype):
-  """(step, 1 / reference step, shading, ka, kd, ks, 1 - epsneg) in dtype."""
+  """(step, reference step, shading, ka, kd, ks, 1 - epsneg) in dtype."""
   return tuple(
       dtype.type(v)
       for v in (
           settings.step_mm,
-          1.0 / settings.reference_step_mm,
+          settings.reference_step_mm,
           float(settings.shading),
           settings.ambient,
           settings.diffuse,
@@ -265,11 +398,6 @@ def _params(settings, dtype):
           1.0 - float(jnp.finfo(dtype).epsneg),
       )
   )
-
-
-def _log_threshold(settings) -> float:
-  thr = float(settings.termination_transmittance)
-  return float(np.log(thr)) if thr > 0 else -np.inf
 
 
 def _shading_fields(tiles):
@@ -308,13 +436,21 @@ def march(tiles, tf_table, settings):
   n_tiles, tile = tiles.pixels.shape
   bins_x = np.int64(tf_table.shape[1])
   params = _params(settings, dtype)
-  log_thr = dtype.type(_log_threshold(settings))
+  threshold = dtype.type(settings.termination_transmittance)
 
   def run(ctx, out, *args):
     del ctx
     args = _np(args)
     with _LOCK:
-      _forward_kernel(*args, bins_x, params, log_thr, GROUP, *_np(out))
+      _forward_kernel(
+          *args,
+          bins_x,
+          params,
+          threshold,
+          GROUP,
+          numba.get_num_threads(),
+          *_np(out),
+      )
 
   return buffer_callback.buffer_callback(
       run,
