@@ -47,13 +47,16 @@ import render_quality  # noqa: E402
 from timing import time_calls  # noqa: E402
 
 from rlhf_tf.data.volume import make_volume  # noqa: E402
-from rlhf_tf.render import camera as camera_lib  # noqa: E402
 from rlhf_tf.render import (
+    cached_render,  # noqa: E402
     histogram,  # noqa: E402
     ray_cache,  # noqa: E402
     raymarch,  # noqa: E402
+    raymarch_naive,  # noqa: E402
+    render_settings,  # noqa: E402
     sampling,  # noqa: E402
 )
+from rlhf_tf.render import camera as camera_lib  # noqa: E402
 
 
 def _synthetic_head(shape=(108, 256, 256), spacing=(1.5, 0.957, 0.957)):
@@ -233,7 +236,7 @@ def run(
   axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
   diag = float(np.linalg.norm(np.asarray(volume.extent_mm)))
   step = diag / samples
-  settings = raymarch.RenderSettings(
+  settings = render_settings.RenderSettings(
       step_mm=step, reference_step_mm=1.0, shading=True
   )
   view = camera_lib.head_camera(
@@ -257,7 +260,7 @@ def run(
       'samples_per_ray': sampling.num_samples(volume.shape, spacing, step),
       'step_mm': step,
   }
-  naive = lambda: raymarch.render_naive(
+  naive = lambda: raymarch_naive.render_naive(
       hu, grad, spacing, axes, table, view, settings
   )
   direct = lambda: raymarch.render(
@@ -275,10 +278,10 @@ def run(
   out['cache_build_s'] = time.perf_counter() - t
   out['cache_samples'] = cache.num_samples
   out['cache_mb'] = cache.nbytes / 2**20
-  cached = lambda: ray_cache.render_cached(cache, table, settings)
+  cached = lambda: cached_render.render_cached(cache, table, settings)
   out['cached_compile_s'], out['cached_s'], _ = time_calls(cached, repeats)
   loss = lambda t: jnp.mean(
-      ray_cache.render_cached(cache, t, settings)[..., :3]
+      cached_render.render_cached(cache, t, settings)[..., :3]
   )
   grad_fn = jax.jit(jax.grad(loss))
   _, out['cached_grad_s'], _ = time_calls(lambda: grad_fn(table), repeats)
@@ -370,7 +373,9 @@ def quality_figures(
         packed, spacing, axes, tables['default'], view, step
     )
     out['preintegration_cost']['load_average_1_5_15'] = list(os.getloadavg())
-  settings = raymarch.RenderSettings(step_mm=step, reference_step_mm=step)
+  settings = render_settings.RenderSettings(
+      step_mm=step, reference_step_mm=step
+  )
   views = render_quality.new_views(
       packed, spacing, axes, tables['default'], settings, size
   )
@@ -378,11 +383,11 @@ def quality_figures(
   cache = ray_cache.build_ray_cache(
       None, None, spacing, axes, view, 256, settings, packed=packed
   )
-  fwd = jax.jit(lambda t: ray_cache.render_cached(cache, t, settings))
+  fwd = jax.jit(lambda t: cached_render.render_cached(cache, t, settings))
   grad = jax.jit(
       jax.grad(
           lambda t: jnp.mean(
-              ray_cache.render_cached(cache, t, settings)[..., :3]
+              cached_render.render_cached(cache, t, settings)[..., :3]
           )
       )
   )
@@ -431,7 +436,7 @@ def run_large(size=512):
   del vol
   axes = histogram.JHAxes(hu_min=-1000.0, hu_max=2000.0, grad_max=2000.0)
   step = float(np.linalg.norm(extent)) / 256
-  settings = raymarch.RenderSettings(step_mm=step)
+  settings = render_settings.RenderSettings(step_mm=step)
   view = camera_lib.head_camera(
       shape, spacing, size, size, azimuth_deg=30.0, zoom=1.3
   )
@@ -451,12 +456,12 @@ def run_large(size=512):
   build = time.perf_counter() - t
   del packed
   _, cached_s, _ = time_calls(
-      lambda: ray_cache.render_cached(cache, table, settings), 3
+      lambda: cached_render.render_cached(cache, table, settings), 3
   )
   loss = jax.jit(
       jax.grad(
           lambda t: jnp.mean(
-              ray_cache.render_cached(cache, t, settings)[..., :3]
+              cached_render.render_cached(cache, t, settings)[..., :3]
           )
       )
   )

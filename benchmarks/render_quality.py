@@ -75,8 +75,15 @@ import jax
 import numpy as np
 from scipy import ndimage
 
+from rlhf_tf.render import (
+    cache_sampling,
+    cached_render,
+    empty_space,
+    ray_cache,
+    raymarch,
+    render_settings,
+)
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import empty_space, ray_cache, raymarch
 
 
 def luminance(rgb) -> np.ndarray:
@@ -137,7 +144,7 @@ def quality(
   for name, table in tables.items():
     out[name] = {}
     for shading in shading_modes:
-      settings = raymarch.RenderSettings(
+      settings = render_settings.RenderSettings(
           step_mm=step_mm, reference_step_mm=step_mm, shading=shading
       )
       row = {}
@@ -179,7 +186,7 @@ def preintegration_cost(
   the cache sizes, and each pre-integrated time over the point-sampled."""
   runs, out = {}, {}
   for name, pre in (('point', False), ('preintegrated', True)):
-    st = raymarch.RenderSettings(
+    st = render_settings.RenderSettings(
         step_mm=step_mm, reference_step_mm=step_mm, preintegrate=pre
     )
     build = lambda st=st: ray_cache.build_ray_cache(
@@ -195,7 +202,7 @@ def preintegration_cost(
     cache = build()
     out[f'{name}_cache_mb'] = cache.nbytes / 2**20
     runs[name] = {
-        'cached_render': lambda c=cache, st=st: ray_cache.render_cached(
+        'cached_render': lambda c=cache, st=st: cached_render.render_cached(
             c, table, st
         ),
         'cache_build': build,
@@ -233,9 +240,9 @@ def _compiled_programs() -> int:
       f._cache_size()  # pylint: disable=protected-access
       for f in (
           raymarch._render,  # pylint: disable=protected-access
-          ray_cache._render_cached,  # pylint: disable=protected-access
-          ray_cache._sample_chunk,  # pylint: disable=protected-access
-          ray_cache._chords,  # pylint: disable=protected-access
+          cached_render._render_cached,  # pylint: disable=protected-access
+          cache_sampling._sample_chunk,  # pylint: disable=protected-access
+          cache_sampling.chords,  # pylint: disable=protected-access
       )
   )
 
@@ -303,7 +310,7 @@ def new_views(
     cache = build()
     rows['cached_render'].append(
         _first_and_again(
-            lambda: ray_cache.render_cached(cache, table, settings)
+            lambda: cached_render.render_cached(cache, table, settings)
         )
     )
     compiles.append(_compiled_programs() - before)

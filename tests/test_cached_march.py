@@ -11,14 +11,21 @@ from jax.test_util import check_grads
 import numpy as np
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
+from rlhf_tf.render import (
+    cached_render,
+    compositing,
+    ray_cache,
+    raymarch,
+    render_settings,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing, ray_cache, raymarch, sampling
 
 # Strong specular: some shaded colours clip at 1 (their colour gradient is 0).
 # No early ray termination (the cached march on CPU and the direct renderer
 # stop rays differently): the renderers compared here compute the same
 # function. Termination: tests/test_cached_native.py.
-SETTINGS = raymarch.RenderSettings(
+SETTINGS = render_settings.RenderSettings(
     step_mm=1.1,
     tile_rays=16,
     sample_levels=1,
@@ -77,7 +84,7 @@ def test_adjoint_matches_finite_differences_float64():
       settings = SETTINGS.replace(shading=shading)
       cache = _cache(hu, _camera(hu.shape, size=5), settings, bins=6)
       check_grads(
-          lambda t, c=cache, s=settings: ray_cache.render_cached(c, t, s),
+          lambda t, c=cache, s=settings: cached_render.render_cached(c, t, s),
           (table,),
           order=1,
           modes=('rev',),
@@ -98,7 +105,7 @@ def test_adjoint_equals_autodiff_of_the_direct_renderer():
       lambda t: loss(raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS))
   )(table)
   g_cached = jax.grad(
-      lambda t: loss(ray_cache.render_cached(cache, t, SETTINGS))
+      lambda t: loss(cached_render.render_cached(cache, t, SETTINGS))
   )(table)
   assert np.all(np.isfinite(g_cached))
   assert float(jnp.abs(g_direct).max()) > 0.1
@@ -109,7 +116,7 @@ def test_gradient_under_vmap_equals_a_loop():
   hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
   tables = jnp.stack([random_table(seed=s) for s in range(3)])
-  loss = lambda t: jnp.mean(ray_cache.render_cached(cache, t, SETTINGS))
+  loss = lambda t: jnp.mean(cached_render.render_cached(cache, t, SETTINGS))
   batched = jax.vmap(jax.grad(loss))(tables)
   for i in range(3):
     np.testing.assert_allclose(
@@ -123,7 +130,7 @@ def test_march_equals_composite_log_on_the_cached_samples():
   hu = smooth_volume()
   cache = _cache(hu, _camera(hu.shape), SETTINGS)
   table = random_table()
-  image = ray_cache.render_cached(cache, table, SETTINGS).reshape(-1, 4)
+  image = cached_render.render_cached(cache, table, SETTINGS).reshape(-1, 4)
   b = cache.tiles
   checked = 0
   for t in range(b.pixels.shape[0]):
@@ -173,7 +180,7 @@ def test_adjoint_with_a_non_square_table():
       lambda t: loss(raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS))
   )(table)
   g_cached = jax.grad(
-      lambda t: loss(ray_cache.render_cached(cache, t, SETTINGS))
+      lambda t: loss(cached_render.render_cached(cache, t, SETTINGS))
   )(table)
   assert float(jnp.abs(g_direct).max()) > 0.1
   np.testing.assert_allclose(g_cached, g_direct, atol=2e-3)
@@ -200,18 +207,20 @@ def test_a_new_view_compiles_nothing():
   ]
   loss = jax.jit(
       jax.grad(
-          lambda t, c: jnp.sum(ray_cache.render_cached(c, t, settings)[..., :3])
+          lambda t, c: jnp.sum(
+              cached_render.render_cached(c, t, settings)[..., :3]
+          )
       )
   )
   sizes = []
   for cam in cams:
     cache = _cache(hu, cam, settings)
-    ray_cache.render_cached(cache, table, settings)
+    cached_render.render_cached(cache, table, settings)
     loss(table, cache)
     raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
     sizes.append(
         (
-            ray_cache._render_cached._cache_size(),
+            cached_render._render_cached._cache_size(),
             loss._cache_size(),
             raymarch._render._cache_size(),
         )

@@ -14,10 +14,16 @@ from jax.test_util import check_grads
 import numpy as np
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
-from rlhf_tf.render import cached_march, cached_native, ray_cache, raymarch
+from rlhf_tf.render import (
+    cached_march,
+    cached_native,
+    cached_render,
+    ray_cache,
+    render_settings,
+)
 from rlhf_tf.render import camera as camera_lib
 
-EXACT = raymarch.RenderSettings(
+EXACT = render_settings.RenderSettings(
     step_mm=1.1,
     background=(0.1, 0.2, 0.3),
     specular=0.9,
@@ -158,7 +164,7 @@ def test_render_cached_on_cpu_is_native_and_vmaps():
   settings = EXACT.replace(termination_transmittance=1e-3)
   cache = _cache(settings)
   tables = jnp.stack([_sparse_table(s) for s in range(3)])
-  batched = jax.vmap(lambda t: ray_cache.render_cached(cache, t, settings))(
+  batched = jax.vmap(lambda t: cached_render.render_cached(cache, t, settings))(
       tables
   )
   for i in range(3):

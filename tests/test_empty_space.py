@@ -10,10 +10,10 @@ import numpy as np
 from render_testing import AXES, smooth_volume, SPACING
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import empty_space, raymarch, sampling
+from rlhf_tf.render import empty_space, raymarch, render_settings, sampling
 
 SHAPE = (10, 12, 9)
-BASE = raymarch.RenderSettings(
+BASE = render_settings.RenderSettings(
     step_mm=1.1,
     tile_rays=16,
     march_chunk=4,

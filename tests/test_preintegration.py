@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
+from rlhf_tf.render import (
+    cached_render,
+    preintegration,
+    ray_cache,
+    ray_samples,
+    raymarch,
+    raymarch_naive,
+    render_settings,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import preintegration, ray_cache, raymarch, sampling
 from rlhf_tf.render.histogram import JHAxes
 
-SETTINGS = raymarch.RenderSettings(
+SETTINGS = render_settings.RenderSettings(
     step_mm=1.1,
     tile_rays=16,
     sample_levels=1,
@@ -140,7 +149,7 @@ def test_constant_slab_transmittance_is_exact_in_float64():
     cam = camera_lib.head_camera(
         shape, SPACING, width=4, height=4, ortho_width_mm=4.0
     )  # Rays along +y.
-    settings = raymarch.RenderSettings(
+    settings = render_settings.RenderSettings(
         step_mm=step,
         reference_step_mm=ref,
         shading=False,
@@ -153,7 +162,7 @@ def test_constant_slab_transmittance_is_exact_in_float64():
     expected = -np.expm1(np.log1p(-a) / ref * depth)  # 1 - exp(-sigma L).
     for img in (
         raymarch.render(hu, None, SPACING, AXES, table, cam, settings),
-        ray_cache.render_cached(cache, table, settings),
+        cached_render.render_cached(cache, table, settings),
     ):
       np.testing.assert_allclose(img[..., 3], expected, rtol=1e-12)
       np.testing.assert_allclose(img[..., 2], 0.9 * expected, rtol=1e-12)
@@ -177,7 +186,7 @@ def test_a_sharp_edge_is_integrated_whatever_the_sample_phase():
   expected = 1.0 - (1.0 - a) ** depth_behind
   # The last half voxel past the last voxel centre is clamped (constant HU).
   for step in (0.37, 1.3):
-    settings = raymarch.RenderSettings(
+    settings = render_settings.RenderSettings(
         step_mm=step, shading=False, tile_rays=64, preintegrate=True
     )
     img = raymarch.render(
@@ -197,8 +206,8 @@ def test_midpoints_are_where_point_sampling_samples():
   phase = jnp.linspace(0.0, 0.95, o.shape[0])
   num = sampling.num_samples(hu.shape, SPACING, SETTINGS.step_mm)
   args = (packed, hu.shape, SPACING, AXES, o, d, phase, num)
-  pre = raymarch.sample_rays(*args, SETTINGS, first=1)
-  point = raymarch.sample_rays(
+  pre = ray_samples.sample_rays(*args, SETTINGS, first=1)
+  point = ray_samples.sample_rays(
       *args, SETTINGS.replace(preintegrate=False), first=1
   )
   inside = np.asarray(point['seg']) > 1e-4
@@ -258,7 +267,7 @@ def test_direct_and_cached_paths_agree(shading):
   cache = ray_cache.build_ray_cache(
       hu, None, SPACING, AXES, cam, 8, settings, num_buckets=3
   )
-  cached = ray_cache.render_cached(cache, table, settings)
+  cached = cached_render.render_cached(cache, table, settings)
   point = raymarch.render(
       hu, None, SPACING, AXES, table, cam, settings.replace(preintegrate=False)
   )
@@ -275,11 +284,11 @@ def test_cache_refuses_the_other_classification():
       hu, None, SPACING, AXES, _camera(hu.shape), 8, SETTINGS
   )
   with pytest.raises(ValueError, match='preintegrate'):
-    ray_cache.render_cached(
+    cached_render.render_cached(
         cache, random_table(), SETTINGS.replace(preintegrate=False)
     )
   with pytest.raises(ValueError, match='render_naive point-samples'):
-    raymarch.render_naive(
+    raymarch_naive.render_naive(
         hu, None, SPACING, AXES, random_table(), _camera(hu.shape), SETTINGS
     )
 
@@ -294,7 +303,7 @@ def test_adjoint_matches_finite_differences_float64():
           hu, None, SPACING, AXES, _camera(hu.shape, size=5), 6, settings
       )
       check_grads(
-          lambda t, c=cache, s=settings: ray_cache.render_cached(c, t, s),
+          lambda t, c=cache, s=settings: cached_render.render_cached(c, t, s),
           (table,),
           order=1,
           modes=('rev',),
@@ -318,7 +327,7 @@ def test_adjoint_equals_autodiff_of_the_direct_renderer():
       lambda t: loss(raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS))
   )(table)
   g_cached = jax.grad(
-      lambda t: loss(ray_cache.render_cached(cache, t, SETTINGS))
+      lambda t: loss(cached_render.render_cached(cache, t, SETTINGS))
   )(table)
   assert np.all(np.isfinite(g_cached))
   assert float(jnp.abs(g_direct).max()) > 0.1
@@ -333,16 +342,16 @@ def test_empty_tf_gives_exactly_the_background_and_labels_work():
       hu, None, SPACING, AXES, cam, 8, SETTINGS, labels=labels
   )
   empty = random_table().at[..., 3].set(0.0)
-  img = ray_cache.render_cached(cache, empty, SETTINGS)
+  img = cached_render.render_cached(cache, empty, SETTINGS)
   np.testing.assert_array_equal(
       img[..., :3], jnp.broadcast_to(jnp.array(SETTINGS.background), (8, 8, 3))
   )
   table = random_table()
-  rgba, weights, hits = ray_cache.render_cached_labels(
+  rgba, weights, hits = cached_render.render_cached_labels(
       cache, table, 2, SETTINGS
   )
   np.testing.assert_allclose(
-      rgba, ray_cache.render_cached(cache, table, SETTINGS), atol=1e-6
+      rgba, cached_render.render_cached(cache, table, SETTINGS), atol=1e-6
   )
   np.testing.assert_allclose(weights.sum(-1), rgba[..., 3], atol=1e-5)
   assert bool(hits.any())

@@ -13,8 +13,16 @@ import pytest
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
 from rlhf_tf.data.volume import make_volume
+from rlhf_tf.render import (
+    cached_render,
+    compositing,
+    ray_cache,
+    raymarch,
+    raymarch_naive,
+    render_settings,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing, ray_cache, raymarch, sampling
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
 
@@ -32,7 +40,7 @@ def _camera(shape, size=8, projection='perspective', **kw):
   )
 
 
-SETTINGS = raymarch.RenderSettings(
+SETTINGS = render_settings.RenderSettings(
     step_mm=1.1, tile_rays=16, sample_levels=2, background=(0.1, 0.2, 0.3)
 )
 GRAD_SETTINGS = SETTINGS.replace(sample_levels=1)  # Shorter compiles.
@@ -99,7 +107,7 @@ def test_constant_slab_transmittance_is_exact_in_float64(jitter):
     cam = camera_lib.head_camera(
         shape, SPACING, width=4, height=4, ortho_width_mm=4.0
     )  # Rays along +y.
-    settings = raymarch.RenderSettings(
+    settings = render_settings.RenderSettings(
         step_mm=step,
         reference_step_mm=ref,
         shading=False,
@@ -144,7 +152,9 @@ def test_anisotropic_sphere_renders_round():
   cam = camera_lib.head_camera(
       shape, spacing, size, size, ortho_width_mm=width_mm
   )
-  settings = raymarch.RenderSettings(step_mm=0.5, shading=False, tile_rays=256)
+  settings = render_settings.RenderSettings(
+      step_mm=0.5, shading=False, tile_rays=256
+  )
   img = raymarch.render(
       hu, None, spacing, JHAxes(-2000.0, 2000.0, 200.0), table, cam, settings
   )
@@ -169,11 +179,13 @@ def test_naive_direct_and_cached_paths_agree(shading, jitter):
   cam = _camera(hu.shape)
   settings = SETTINGS.replace(shading=shading, jitter=jitter)
   direct = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
-  naive = raymarch.render_naive(hu, None, SPACING, AXES, table, cam, settings)
+  naive = raymarch_naive.render_naive(
+      hu, None, SPACING, AXES, table, cam, settings
+  )
   cache = ray_cache.build_ray_cache(
       hu, None, SPACING, AXES, cam, 8, settings, num_buckets=3
   )
-  cached = ray_cache.render_cached(cache, table, settings)
+  cached = cached_render.render_cached(cache, table, settings)
   assert float(direct[..., 3].max()) > 0.3  # Something is visible.
   assert float(direct[..., 3].min()) == 0.0  # Some rays miss the box.
   np.testing.assert_allclose(naive, direct, atol=1e-5)
@@ -195,11 +207,11 @@ def test_cache_rejects_mismatched_settings():
       hu, None, SPACING, AXES, _camera(hu.shape), 8, SETTINGS
   )
   with pytest.raises(ValueError, match='step_mm'):
-    ray_cache.render_cached(
+    cached_render.render_cached(
         cache, random_table(), SETTINGS.replace(step_mm=0.5)
     )
   with pytest.raises(ValueError, match='bins'):
-    ray_cache.render_cached(cache, random_table(bins=6), SETTINGS)
+    cached_render.render_cached(cache, random_table(bins=6), SETTINGS)
 
 
 def test_packed_volume_in_slabs_equals_central_gradient():
@@ -245,7 +257,7 @@ def test_vmap_over_tf_tables_equals_a_loop():
   direct = jax.vmap(
       lambda t: raymarch.render(hu, None, SPACING, AXES, t, cam, SETTINGS)
   )(tables)
-  cached = jax.vmap(lambda t: ray_cache.render_cached(cache, t, SETTINGS))(
+  cached = jax.vmap(lambda t: cached_render.render_cached(cache, t, SETTINGS))(
       tables
   )
   for i in range(3):
@@ -269,7 +281,7 @@ def test_gradients_match_finite_differences_float64():
     check_grads(render, (hu, table), order=1, modes=('rev',), eps=1e-6)
     cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 6, settings)
     check_grads(
-        lambda t: ray_cache.render_cached(cache, t, settings),
+        lambda t: cached_render.render_cached(cache, t, settings),
         (table,),
         order=1,
         modes=('rev',),
@@ -288,7 +300,7 @@ def test_cached_gradient_equals_direct_gradient():
       )
   )(table)
   g_cached = jax.grad(
-      lambda t: loss(ray_cache.render_cached(cache, t, GRAD_SETTINGS))
+      lambda t: loss(cached_render.render_cached(cache, t, GRAD_SETTINGS))
   )(table)
   assert float(jnp.abs(g_direct).max()) > 0
   np.testing.assert_allclose(g_cached, g_direct, atol=1e-3)
@@ -318,7 +330,7 @@ def test_gradient_flows_to_polygon_vertices():
   cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 16, SETTINGS)
   vertices = jnp.array([[0.3, 0.05], [0.9, 0.05], [0.9, 0.9], [0.3, 0.9]])
   loss = lambda v: jnp.mean(
-      ray_cache.render_cached(
+      cached_render.render_cached(
           cache, tf.tf_table(v, 16, tau=0.05, alpha_max=0.5), SETTINGS
       )[..., 3]
   )

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.render import camera, ray_cache, raymarch
+from rlhf_tf.render import cached_render, camera, ray_cache, render_settings
 from rlhf_tf.render.histogram import JHAxes
 
 
@@ -23,13 +23,13 @@ def _render(alpha):
   cam = camera.head_camera(
       hu.shape, spacing, width=8, height=8, projection='orthographic'
   )
-  settings = raymarch.RenderSettings(step_mm=0.5, shading=False)
+  settings = render_settings.RenderSettings(step_mm=0.5, shading=False)
   cache = ray_cache.build_ray_cache(
       hu, None, spacing, axes, cam, 4, settings, labels=labels
   )
   table = jnp.zeros((4, 4, 4)).at[..., :3].set(1.0).at[..., 3].set(alpha)
-  rgba = ray_cache.render_cached(cache, table, settings)
-  same, weights, hits = ray_cache.render_cached_labels(
+  rgba = cached_render.render_cached(cache, table, settings)
+  same, weights, hits = cached_render.render_cached_labels(
       cache, table, 2, settings
   )
   np.testing.assert_allclose(same, rgba, atol=1e-6)

@@ -14,8 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rlhf_tf.render import (
+    cached_render,
+    ray_cache,
+    raymarch,
+    render_settings,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import ray_cache, raymarch, sampling
 from rlhf_tf.render.histogram import JHAxes
 
 SHAPE = (20, 20, 20)
@@ -23,7 +29,7 @@ SPACING = (1.2, 1.0, 0.9)
 SLOPE = 100.0  # HU per mm along the view direction.
 BINS = 160
 AXES = JHAxes(hu_min=-2000.0, hu_max=2000.0, grad_max=2.0 * SLOPE)
-SETTINGS = raymarch.RenderSettings(
+SETTINGS = render_settings.RenderSettings(
     step_mm=1.0, reference_step_mm=1.0, shading=False, tile_rays=256
 )
 
@@ -77,7 +83,7 @@ def test_thin_shell_has_no_seam(path):
     cache = ray_cache.build_ray_cache(
         hu, None, SPACING, AXES, cam, BINS, SETTINGS
     )
-    image = ray_cache.render_cached(cache, table, SETTINGS)
+    image = cached_render.render_cached(cache, table, SETTINGS)
   alpha = np.asarray(image[..., 3])[inside]
   assert alpha.min() > 0.2  # The shell is seen ...
   # ... and every ray sees it the same (box-entry sampling: 0.5 .. 0.75).

@@ -4,9 +4,9 @@ import numpy as np
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
 from rlhf_tf.data.volume import make_volume
-from rlhf_tf.render import raymarch, turntable
+from rlhf_tf.render import raymarch, render_settings, turntable
 
-SETTINGS = raymarch.RenderSettings(step_mm=1.1, tile_rays=16)
+SETTINGS = render_settings.RenderSettings(step_mm=1.1, tile_rays=16)
 
 
 def _turntable():

@@ -33,8 +33,8 @@ from rlhf_tf.evaluation import figures
 from rlhf_tf.export import invesalius_presets, slicer, tables
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import tissues
+from rlhf_tf.render import cached_render
 from rlhf_tf.render import polygon as polygon_lib
-from rlhf_tf.render import ray_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def preset_table(scene, preset: tables.SeparableTF) -> np.ndarray:
 
 def table_criteria(scene, rgba_table) -> tuple[np.ndarray, np.ndarray]:
   """(rgba [H, W, 4], the inspector's criteria (5,)) of a TF table."""
-  rgba, weights, hits = ray_cache.render_cached_labels(
+  rgba, weights, hits = cached_render.render_cached_labels(
       scene.cache,
       jnp.asarray(rgba_table, jnp.float32),
       len(tissues.GROUPS),
@@ -180,7 +180,7 @@ def rgba_of(scene, vertices_or_table) -> np.ndarray:
   if x.ndim == 2:
     return np.asarray(scene.render(x))
   return np.asarray(
-      ray_cache.render_cached(
+      cached_render.render_cached(
           scene.cache, jnp.asarray(x, jnp.float32), scene.settings
       )
   )

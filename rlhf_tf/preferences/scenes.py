@@ -36,15 +36,16 @@ from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.input_error import ConfigError, InputError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import tissues
-from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import gradient as gradient_lib
 from rlhf_tf.render import (
+    cached_render,
     histogram,
     many_actions,
     ray_cache,
-    raymarch,
+    render_settings,
     transfer_function,
 )
+from rlhf_tf.render import camera as camera_lib
+from rlhf_tf.render import gradient as gradient_lib
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -134,7 +135,7 @@ class Scene:
   jh: histogram.JointHistogram
   groups: np.ndarray  # uint8 [Z, Y, X] tissue group per voxel
   camera: camera_lib.Camera
-  settings: raymarch.RenderSettings
+  settings: render_settings.RenderSettings
   cache: ray_cache.RayCache  # built with the tissue groups as labels
   experts: np.ndarray  # [E, n, 2]
   tau: float
@@ -166,13 +167,13 @@ class Scene:
 
   def render(self, vertices) -> jnp.ndarray:
     """[H, W, 4] RGBA rendering of one action [n, 2]."""
-    return ray_cache.render_cached(
+    return cached_render.render_cached(
         self.cache, self.tf_table(vertices), self.settings
     )
 
   def render_tissues(self, vertices):
     """(rgba [H, W, 4], tissue weights [H, W, G], hits [H, W, G])."""
-    return ray_cache.render_cached_labels(
+    return cached_render.render_cached_labels(
         self.cache, self.tf_table(vertices), len(tissues.GROUPS), self.settings
     )
 
@@ -271,7 +272,7 @@ def _view(volume: Volume, jh, groups, render_cfg, mesh=None):
       zoom=render_cfg.zoom,
   )
   step = float(render_cfg.step_mm) or float(np.min(volume.spacing))
-  settings = raymarch.RenderSettings(
+  settings = render_settings.RenderSettings(
       step_mm=step,
       reference_step_mm=step,
       shading=bool(render_cfg.shading),

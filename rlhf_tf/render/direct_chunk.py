@@ -1,7 +1,7 @@
 """One chunk of the direct renderer's march (point sampling), in stages.
 
-The same optics as ``raymarch.sample_rays`` + ``sampling.bilinear_lookup`` +
-``raymarch.shade_and_composite`` (segment midpoints, trilinear HU and
+The same optics as ``ray_samples.sample_rays`` + ``sampling.bilinear_lookup`` +
+``ray_samples.shade_and_composite`` (segment midpoints, trilinear HU and
 gradient, bilinear post-classification, headlight shading, opacity
 correction, front-to-back compositing), computed so that XLA:CPU emits
 few, vectorizable loops:
@@ -161,7 +161,7 @@ def chunk_colour(
     axes: the JH axes.
     tf_shape: static (bins_y, bins_x) of the TF table.
     corners: [bins_y * bins_x, 4, 4] sampling.corner_table of the TF.
-    settings: raymarch.RenderSettings (point sampling).
+    settings: render_settings.RenderSettings (point sampling).
     rays: (o, d, t0, start, length): origins and unit directions [R, 3],
       box entry, grid_start offset and chord length [R].
     first: int or [R] int32: each ray's first sample.

@@ -7,7 +7,7 @@ independent: :func:`render_actions` splits the actions over the mesh's
 (replicated) and renders its share of every chunk one action after another
 (``lax.map``: the memory of one rendering per device at a time). Only the
 public renderer is used: ``transfer_function.tf_table`` then
-``ray_cache.render_cached`` / ``render_cached_labels``.
+``cached_render.render_cached`` / ``render_cached_labels``.
 
 Without a mesh (or with a 1-device one) each action is rendered by the very
 calls ``Scene.render`` / ``Scene.render_tissues`` make, as before. Sharded
@@ -26,7 +26,12 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import ray_cache, raymarch, transfer_function
+from rlhf_tf.render import (
+    cached_render,
+    ray_cache,
+    render_settings,
+    transfer_function,
+)
 
 
 def _render_one(cache, vertices, *, bins, tau, alpha_max, settings, num_labels):
@@ -34,8 +39,10 @@ def _render_one(cache, vertices, *, bins, tau, alpha_max, settings, num_labels):
       vertices, bins, tau=tau, alpha_max=alpha_max
   )
   if num_labels:
-    return ray_cache.render_cached_labels(cache, table, num_labels, settings)
-  return (ray_cache.render_cached(cache, table, settings),)
+    return cached_render.render_cached_labels(
+        cache, table, num_labels, settings
+    )
+  return (cached_render.render_cached(cache, table, settings),)
 
 
 @functools.partial(
@@ -79,7 +86,7 @@ def iter_render_actions(
     *,
     tau: float,
     alpha_max: float,
-    settings: raymarch.RenderSettings,
+    settings: render_settings.RenderSettings,
     num_labels: int = 0,
     mesh=None,
     per_device: int = 4,
@@ -135,7 +142,7 @@ def render_actions(
     *,
     tau: float,
     alpha_max: float,
-    settings: raymarch.RenderSettings,
+    settings: render_settings.RenderSettings,
     num_labels: int = 0,
     mesh=None,
     per_device: int = 4,

@@ -204,7 +204,7 @@ def segment_from_rows(
     seg_mm: [...] segment length (mm).
     shade_f, shade_b: (diffuse, specular) [...] headlight terms of the ends
       (unused with shading off).
-    settings: raymarch.RenderSettings.
+    settings: render_settings.RenderSettings.
   """
 
   (p_f, v_f), (p_b, v_b) = [_interpolate_rows(r, fv) for r in (rows_f, rows_b)]
@@ -311,8 +311,8 @@ def classify(pairs, samples, settings, bins_x: int, bins_y: int):
     samples: dict of [..., S + 1] x, y (JH coordinates) and, with shading,
       diffuse, specular at the ends, the same under name + '_mid' at the
       segments' midpoints and 'seg' segment lengths (mm) (both [..., >= S],
-      as raymarch.sample_rays gives them; only the first S are used).
-    settings: raymarch.RenderSettings.
+      as ray_samples.sample_rays gives them; only the first S are used).
+    settings: render_settings.RenderSettings.
 
   Returns:
     (emission [..., S, 3], log_trans [..., S]).

@@ -3,7 +3,7 @@
 For a fixed volume, camera and step, everything a sample contributes except
 its TF value is independent of the TF: the JH lookup position (x, y), the
 headlight shading factors and the segment length. ``build_ray_cache`` samples
-the volume once (the same ``raymarch.sample_rays`` as the direct renderer)
+the volume once (the same ``ray_samples.sample_rays`` as the direct renderer)
 and stores per sample
 
   idx     int32   flat index iy * bins_x + ix of the lookup's lower-left bin
@@ -17,14 +17,9 @@ u, v (and d, s) at the midpoint of the segment that starts there (24 bytes
 per row with shading, 16 without, one more row; rendered by
 ``rlhf_tf.render.cached_segments``) -- plus per ray the
 chord length, the offset of the box entry past the depth grid (float32, see
-``sampling.grid_start``) and pixel index. ``render_cached`` is then one
-16-value gather per sample (the 2x2 bin neighbourhood, see
+``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
+then one 16-value gather per sample (the 2x2 bin neighbourhood, see
 ``sampling.corner_table``), bilinear weights, shading and compositing.
-
-RENDERING: ``rlhf_tf.render.cached_march`` (XLA) walks the rays of a tile one
-sample index at a time (fields stored sample-major, [rows, tile]), forward
-and, for d image / d TF table, by a hand-written adjoint that re-walks the
-rays. Memory of both: [tile] carries, whatever the sample count.
 
 EXACT SAMPLE COMPACTION: samples outside the volume box are empty for every
 TF, so the cache keeps, per ray, only the ceil((start + length) / step)
@@ -48,56 +43,34 @@ tiles and a pool whose capacity is rounded up to one of POOL_STEPS sizes
 an earlier one and ``render_cached``, ``render_cached_labels``, their
 gradients and ``many_actions`` reuse its compiled programs (a bucketed
 cache compiled them anew for every view: 14-39 s under load). The build
-itself runs one compiled program (``_sample_chunk``) for every view.
+itself runs one compiled program (``cache_sampling._sample_chunk``) for every
+view.
 
-NO EMPTY-SPACE SKIPPING when the cache is BUILT (render time: below): it is
-built once per view and
+NO EMPTY-SPACE SKIPPING when the cache is BUILT (render time: see
+``rlhf_tf.render.cached_render``): it is built once per view and
 re-rendered for any TF the learner, the agent or an inspector may draw, and
 a polygon may cover any part of the JH (air included), so no sample is
 empty for every TF. (Skipping against the union of a known set of TFs
 would be sound, but no caller knows its TFs in advance.) The direct
 renderer, which sees its one TF, skips (``rlhf_tf.render.empty_space``).
 
-EARLY RAY TERMINATION AND PER-TF SKIPPING, ON CPU: there ``render_cached``
-runs ``rlhf_tf.render.cached_native`` (numba, all cores, through
-``jax.experimental.buffer_callback``: no copy of the cache), which walks
-each ray on its own: a ray stops once its transmittance is below
-``settings.termination_transmittance`` (default 1e-3; a pixel then differs
-from the full march by less than it; 0: exact), and a sample whose four TF
-bins have alpha = 0 costs four loads (exact). Its adjoint re-walks exactly
-the samples the forward composited, so gradients are exact for the image
-rendered. Chunk-level skipping and termination in the XLA march were
-measured to gain little here: tiles of rays sorted by length hold, in
-almost every 32-row chunk, some ray still visible and some opacity (on
-Cranium 256^2 with the default TF, 66 of 68 chunks are needed, while per
-ray only 4.99 M of 7.61 M samples lie before termination and 0.70 M of
-those have opacity); narrower, image-square tiles would skip more but cost
-XLA 1.3-1.8x more per sample. Elsewhere (GPU, TPU, pre-integration,
-``render_cached_labels``) the XLA march runs to the end of every ray.
+Rendering the cache: ``rlhf_tf.render.cached_render``.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import (
-    cached_march,
-    cached_native,
-    cached_segments,
-    preintegration,
-    raymarch,
-    sampling,
-)
+from rlhf_tf.render import cache_sampling, sampling
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render.histogram import JHAxes
+from rlhf_tf.render.render_settings import RenderSettings
 
 
 @flax.struct.dataclass
@@ -177,7 +150,7 @@ class RayCache:
 # Rows per pool chunk: the cache build samples a tile CHUNK rows per call
 # (_sample_chunk: one compiled program for every view) and a tile keeps
 # whole chunks (up to CHUNK - 1 rows past its longest ray, transparent).
-CHUNK = cached_march.CHUNK
+CHUNK = cache_sampling.CHUNK
 # The pool's capacity is rounded up to a multiple of 1 / POOL_STEPS of the
 # largest pool an image of this size can need, so that views of a scene
 # share one shape and so one compiled march (pool_chunks).
@@ -192,231 +165,6 @@ def pool_chunks(used: int, most: int) -> int:
   return max(quantum, -(-int(used) // quantum) * quantum)
 
 
-def _cache_fields(
-    packed,
-    labels_flat,
-    o,
-    d,
-    p,
-    shape,
-    spacing,
-    axes,
-    num,
-    bins,
-    settings,
-    first=0,
-):
-  """The stored fields [rays, num] of samples first .. first + num - 1."""
-  by, bx = bins
-  s = raymarch.sample_rays(
-      packed,
-      shape,
-      spacing,
-      axes,
-      o,
-      d,
-      p,
-      num,
-      settings,
-      labels_flat=labels_flat,
-      first=first,
-  )
-  ends = ('', '_mid') if settings.preintegrate else ('',)
-  if settings.preintegrate:
-    out = {}
-    for sfx in ends:
-      u, v = preintegration.coords(s['x' + sfx], s['y' + sfx], bx, by)
-      out['u' + sfx] = u.astype(jnp.float32)
-      out['v' + sfx] = v.astype(jnp.float32)
-  else:
-    idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
-    out = dict(
-        idx=idx, fx=cached_march.quantise(fx), fy=cached_march.quantise(fy)
-    )
-  if settings.shading:
-    for k in ('diffuse', 'specular'):
-      for sfx in ends:
-        out[k + sfx] = cached_march.quantise(s[k + sfx])
-  if labels_flat is not None:
-    out['label'] = s['label'].astype(jnp.uint8)
-  return out
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=('shape', 'spacing', 'axes', 'num', 'bins', 'settings'),
-)
-def _sample_bucket(
-    packed,
-    labels_flat,
-    origins,
-    directions,
-    phase,
-    shape,
-    spacing,
-    axes,
-    num,
-    bins,
-    settings,
-):
-  """Fields [S, R] of rays [R] in one program (compiled per S: the mesh
-  path, one tile at a time)."""
-
-  def tile_fn(rays):
-    return _cache_fields(
-        packed, labels_flat, *rays, shape, spacing, axes, num, bins, settings
-    )
-
-  out = raymarch.map_tiles(
-      tile_fn,
-      (origins, directions, phase),
-      settings.tile_rays,
-      checkpoint=False,
-  )
-  # Sample-major [S, R]: the forward march reads one contiguous row per step.
-  return {k: v.T for k, v in out.items()}
-
-
-@functools.partial(
-    jax.jit, static_argnames=('shape', 'spacing', 'axes', 'bins', 'settings')
-)
-def _sample_chunk(
-    packed,
-    labels_flat,
-    origins,
-    directions,
-    phase,
-    first,
-    shape,
-    spacing,
-    axes,
-    bins,
-    settings,
-):
-  """Fields [CHUNK, tile] of samples first .. first + CHUNK - 1 of one tile
-  of rays [tile]: the same shapes for every view and tile."""
-  out = _cache_fields(
-      packed,
-      labels_flat,
-      origins,
-      directions,
-      phase,
-      shape,
-      spacing,
-      axes,
-      CHUNK,
-      bins,
-      settings,
-      first,
-  )
-  return {k: v.T for k, v in out.items()}
-
-
-def _sample_tile_chunks(
-    packed,
-    labels_flat,
-    origins,
-    directions,
-    phase,
-    num_chunks: int,
-    shape,
-    spacing,
-    axes,
-    bins,
-    settings,
-):
-  """Host fields {name: [num_chunks * CHUNK, tile]} of one tile of rays
-  (host arrays [tile, 3], [tile, 3], [tile]) by _sample_chunk calls: one
-  compiled program for all views and tiles."""
-  parts = [
-      _sample_chunk(
-          packed,
-          labels_flat,
-          origins,
-          directions,
-          phase,
-          np.int32(c * CHUNK),
-          shape,
-          spacing,
-          axes,
-          bins,
-          settings,
-      )
-      for c in range(num_chunks)
-  ]
-  return {
-      k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0)
-      for k in parts[0]
-  }
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        'shape',
-        'spacing',
-        'axes',
-        'num',
-        'bins',
-        'settings',
-        'mesh',
-    ),
-)
-def _sample_bucket_on_mesh(
-    packed,
-    labels_flat,
-    origins,
-    directions,
-    phase,
-    shape,
-    spacing,
-    axes,
-    num,
-    bins,
-    settings,
-    mesh,
-):
-  """_sample_bucket with the rays [R] split over mesh axis 'data' (R a
-  multiple of its size); the fields come back [S, R] split along R."""
-
-  def per_device(packed, labels_flat, o, d, p):
-    return _sample_bucket(
-        packed, labels_flat, o, d, p, shape, spacing, axes, num, bins, settings
-    )
-
-  # check_vma=False: the march's loops start from constant carries; nothing
-  # crosses devices.
-  return jax.shard_map(
-      per_device,
-      mesh=mesh,
-      in_specs=(P(), P(), P(mesh_lib.DATA), P(mesh_lib.DATA), P(mesh_lib.DATA)),
-      out_specs=P(None, mesh_lib.DATA),
-      check_vma=False,
-  )(packed, labels_flat, origins, directions, phase)
-
-
-@functools.partial(
-    jax.jit, static_argnames=('shape', 'spacing', 'step_mm', 'jitter')
-)
-def _chords(camera, shape, spacing, step_mm, jitter):
-  """Per ray [H * W]: origin, direction, depth-grid phase, chord length and
-  grid_start offset of the box entry."""
-  origins, directions = camera_lib.generate_rays(camera)
-  lo, hi = camera_lib.volume_box(shape, spacing)
-  t0, t1 = sampling.intersect_box(origins, directions, lo, hi)
-  phase = sampling.pixel_phase(
-      jnp.arange(camera.height * camera.width), camera.width, jitter
-  )
-  t0 = t0.reshape(-1)
-  return (
-      origins.reshape(-1, 3),
-      directions.reshape(-1, 3),
-      phase,
-      jnp.maximum(t1.reshape(-1) - t0, 0.0),
-      sampling.grid_start(t0, step_mm, phase),
-  )
-
-
 def build_ray_cache(
     volume_hu,
     gradient,
@@ -424,7 +172,7 @@ def build_ray_cache(
     axes: JHAxes,
     camera: camera_lib.Camera,
     bins,
-    settings: raymarch.RenderSettings = (raymarch.RenderSettings()),
+    settings: RenderSettings = (RenderSettings()),
     num_buckets: int = 8,
     labels=None,
     *,
@@ -479,7 +227,7 @@ def build_ray_cache(
           f'{labels.min()}..{labels.max()}'
       )
     labels_flat = jnp.asarray(labels.reshape(-1).astype(np.uint8))
-  origins, directions, phase, length, start = _chords(
+  origins, directions, phase, length, start = cache_sampling.chords(
       camera, shape, spacing, settings.step_mm, settings.jitter
   )
   length_np, start_np = np.asarray(length), np.asarray(start)
@@ -524,7 +272,7 @@ def build_ray_cache(
     if mesh_lib.data_size(mesh) > 1:
       split = mesh_lib.padded_size(tile, mesh_lib.data_size(mesh))
       take_all = mesh_lib.pad_leading(take[t], split)
-      data = _sample_bucket_on_mesh(
+      data = cache_sampling.sample_bucket_on_mesh(
           packed,
           labels_flat,
           origins[take_all],
@@ -540,7 +288,7 @@ def build_ray_cache(
       )
       data = {k: mesh_lib.to_host(v)[:, :tile] for k, v in data.items()}
     else:
-      data = _sample_tile_chunks(
+      data = cache_sampling.sample_tile_chunks(
           packed,
           labels_flat,
           origins_np[take[t]],
@@ -562,7 +310,7 @@ def build_ray_cache(
     for k, v in data.items():
       pool[k][row0 : row0 + rows] = v
   if pool is None:  # No ray meets the box: an empty pool of the right kind.
-    names = _field_names(settings, labels_flat is not None)
+    names = cache_sampling.field_names(settings, labels_flat is not None)
     pool = {
         k: np.zeros((capacity * CHUNK, tile), dt) for k, dt in names.items()
     }
@@ -607,133 +355,3 @@ def _view_bound(camera, shape, spacing, settings) -> int:
   tile = max(1, min(int(settings.cache_tile_rays), n_pix))
   samples = box_mm3 / pixel_mm2 / settings.step_mm + 2 * n_pix
   return int(np.ceil(samples / (CHUNK * tile))) + -(-n_pix // tile)
-
-
-def _field_names(settings, labels: bool) -> dict:
-  """{field: dtype} of the pool for these settings (_cache_fields)."""
-  ends = ('', '_mid') if settings.preintegrate else ('',)
-  if settings.preintegrate:
-    out = {k + sfx: np.float32 for sfx in ends for k in ('u', 'v')}
-  else:
-    out = dict(idx=np.int32, fx=np.uint16, fy=np.uint16)
-  if settings.shading:
-    out.update(
-        {k + sfx: np.uint16 for sfx in ends for k in ('diffuse', 'specular')}
-    )
-  if labels:
-    out['label'] = np.uint8
-  return out
-
-
-def _march(settings):
-  """The cached march of the settings' classification."""
-  return cached_segments if settings.preintegrate else cached_march
-
-
-def _image_march(settings):
-  """The module whose cached_image renders these settings: on CPU the
-  native march of point samples (cached_native: early ray termination,
-  per-sample empty-space skipping, all cores), else the XLA one."""
-  if not settings.preintegrate and jax.default_backend() == 'cpu':
-    return cached_native
-  return _march(settings)
-
-
-def _check(cache: RayCache, tf_table, settings):
-  if tuple(tf_table.shape[-3:-1]) != cache.bins or tf_table.shape[-1] != 4:
-    raise ValueError(
-        f'tf_table {tf_table.shape} does not match the cache '
-        f'bins {cache.bins} (+ RGBA)'
-    )
-  baked = dict(
-      step_mm=cache.step_mm,
-      shading=cache.shading,
-      shininess=cache.shininess,
-      normal_eps=cache.normal_eps,
-      jitter=cache.jitter,
-      preintegrate=cache.preintegrate,
-  )
-  for k, v in baked.items():
-    if cache.shading or k in ('step_mm', 'shading', 'jitter', 'preintegrate'):
-      if getattr(settings, k) != v:
-        raise ValueError(
-            f'settings.{k}={getattr(settings, k)} differs from '
-            f'the cache ({v}); rebuild the cache'
-        )
-
-
-@functools.partial(jax.jit, static_argnames=('settings',))
-def _render_cached(cache: RayCache, tf_table, settings):
-  image = _image_march(settings).cached_image(cache, tf_table, settings)
-  return image.reshape(cache.height, cache.width, 4)
-
-
-def render_cached(
-    cache: RayCache,
-    tf_table,
-    settings: raymarch.RenderSettings = (raymarch.RenderSettings()),
-):
-  """Renders a cached view with a TF table (jitted, vmappable over tables,
-  differentiable w.r.t. the table).
-
-  Args:
-    cache: from build_ray_cache (same step / shading settings).
-    tf_table: [bins_y, bins_x, 4] RGBA in [0, 1] (alpha per reference step).
-    settings: ambient, diffuse, specular, background and reference_step_mm
-      are applied here; step_mm, shading, shininess and normal_eps must
-      equal the cache's (ValueError otherwise).
-
-  Returns:
-    [H, W, 4] RGBA in [0, 1], equal to raymarch.render() within ~1e-4 (with
-    its empty-space skipping and early termination off, and
-    settings.termination_transmittance = 0 for the cache on CPU; 2e-3 with
-    them).
-  """
-  _check(cache, tf_table, settings)
-  return _render_cached(cache, tf_table, settings)
-
-
-@functools.partial(jax.jit, static_argnames=('settings', 'num_labels'))
-def _render_cached_labels(cache: RayCache, tf_table, settings, num_labels):
-  image, _, weights, hits = _march(settings).render_tiles(
-      cache, tf_table, settings, num_labels
-  )
-  shape = (cache.height, cache.width)
-  return (
-      image.reshape(shape + (4,)),
-      weights.reshape(shape + (num_labels,)),
-      hits.reshape(shape + (num_labels,)),
-  )
-
-
-def render_cached_labels(
-    cache: RayCache,
-    tf_table,
-    num_labels: int,
-    settings: raymarch.RenderSettings = (raymarch.RenderSettings()),
-):
-  """A cached rendering and the per-pixel compositing weight of each label.
-
-  W_g(pixel) = sum_i T_i a_i [label_i = g], the share of the pixel's colour
-  C = sum_i T_i a_i c_i that samples of label g make; sum_g W_g is the
-  pixel's opacity. One pass gives the image too (same as render_cached).
-  The cache must have been built with ``labels``.
-
-  Args:
-    cache: from build_ray_cache(..., labels=...).
-    tf_table: [bins_y, bins_x, 4] RGBA.
-    num_labels: G, labels are 0..G-1.
-    settings: as for render_cached.
-
-  Returns:
-    (rgba [H, W, 4] as render_cached, weights [H, W, G] in [0, 1],
-     hits [H, W, G] bool: whether the pixel's ray meets each label at all,
-     whatever the TF).
-  """
-  _check(cache, tf_table, settings)
-  if cache.tiles.label is None:
-    raise ValueError(
-        'the ray cache was built without labels; pass '
-        'labels= to build_ray_cache'
-    )
-  return _render_cached_labels(cache, tf_table, settings, int(num_labels))

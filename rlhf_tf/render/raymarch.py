@@ -61,7 +61,6 @@ from __future__ import annotations
 import functools
 import math
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,10 +71,15 @@ from rlhf_tf.render import (
     direct_chunk,
     empty_space,
     preintegration,
-    safe_math,
 )
 from rlhf_tf.render.gradient import central_gradient
 from rlhf_tf.render.histogram import JHAxes
+from rlhf_tf.render.ray_samples import (
+    map_tiles,
+    sample_rays,
+    shade_and_composite,
+)
+from rlhf_tf.render.render_settings import RenderSettings
 from rlhf_tf.render.sampling import (
     bilinear_lookup,
     corner_table,
@@ -85,177 +89,8 @@ from rlhf_tf.render.sampling import (
     pack_volume,
     packed_volume,
     pixel_phase,
-    segment_span,
     tf_coords,
-    trilinear,
 )
-
-_static = functools.partial(flax.struct.field, pytree_node=False)
-
-
-@flax.struct.dataclass
-class RenderSettings:
-  """Raymarching settings (all static: hashable, safe as a jit argument)."""
-
-  step_mm: float = _static(default=1.0)  # Sample spacing along a ray.
-  reference_step_mm: float = _static(default=1.0)  # Step the TF alpha is for.
-  ambient: float = _static(default=0.35)
-  diffuse: float = _static(default=0.65)
-  specular: float = _static(default=0.25)
-  shininess: float = _static(default=16.0)
-  background: tuple = _static(default=(0.0, 0.0, 0.0))  # RGB in [0, 1].
-  # Direct renderer: rays per tile (memory bound; 16 x 16 pixel tiles stop
-  # and skip together: 25 % less CPU than 1024 on Cranium 256^2).
-  tile_rays: int = _static(default=256)
-  # Ray cache: rays per tile of its pool (ray_cache.CacheTiles); wider tiles
-  # make longer vectors for the cached march and the build (at most H * W).
-  cache_tile_rays: int = _static(default=4096)
-  # Unused since the direct renderer marches chunks (kept so that settings
-  # made with it still hash and compare as before).
-  sample_levels: int = _static(default=3)
-  # Direct renderer: samples per chunk of its march (see _render).
-  march_chunk: int = _static(default=32)
-  # Direct renderer: most samples per group of its per-ray empty-space
-  # test (empty_space.group_samples; 0 = as many as the block size allows).
-  skip_group: int = _static(default=8)
-  # Direct renderer: a tile of rays stops when every ray's transmittance is
-  # below this (each pixel then differs by < it); 0 = march to the end. The
-  # ray cache on CPU (cached_native) stops each ray on its own.
-  termination_transmittance: float = _static(default=1e-3)
-  # Direct renderer: skip blocks the TF cannot see (empty_space); the
-  # opacity skipped samples could add to a ray is at most the tolerance
-  # (pixels differ by <= 2.0005 x it); tolerance 0 skips only blocks whose
-  # TF bins are exactly 0 (no error).
-  skip_empty_space: bool = _static(default=True)
-  empty_space_tolerance: float = _static(default=5e-4)
-  shading: bool = _static(default=True)
-  # Normals n = g / max(|g|, normal_eps * axes.grad_max): below that gradient
-  # magnitude (noise, flat regions) the normal shrinks to 0 and the sample
-  # is lit by the ambient term only; also keeps the normal's direction well
-  # conditioned (float32 rounding of a tiny g would otherwise swing it).
-  normal_eps: float = _static(default=1e-2)
-  # A fixed per-pixel phase of the depth grid (sampling.pixel_phase) instead
-  # of one phase for all rays.
-  jitter: bool = _static(default=False)
-  # Pre-integrated classification (rlhf_tf.render.preintegration): each
-  # segment between two samples at consecutive depth-grid points is
-  # classified as a whole, instead of one sample at its midpoint.
-  preintegrate: bool = _static(default=False)
-
-
-def sample_rays(
-    packed,
-    shape,
-    spacing,
-    axes: JHAxes,
-    origins,
-    directions,
-    phase,
-    num: int,
-    settings: RenderSettings,
-    labels_flat=None,
-    first=0,
-):
-  """Samples rays through the volume (everything that does not depend on the
-  TF).
-
-  Args:
-    packed: [Z, Y, X, 4] from pack_volume (HU, gradient in HU/mm).
-    shape, spacing: static (Z, Y, X) and mm.
-    origins, directions: [..., 3] world rays (unit directions).
-    phase: [...] depth-grid phase in [0, 1) of each ray (pixel_phase).
-    num: static sample count S.
-    labels_flat: optional [Z * Y * X] integer label per voxel (e.g. tissue
-      groups), looked up at the nearest voxel of each sample.
-    first: index of the first sample (int, may be traced): samples first ..
-      first + S - 1 of each ray.
-
-  Returns:
-    dict of [..., S] arrays: x, y (JH coordinates), seg (segment length mm),
-    with shading on, diffuse / specular headlight factors, and with
-    labels_flat, 'label' (nearest-voxel label). Point sampling: sample i is
-    segment i's midpoint. settings.preintegrate: sample i is segment i's
-    front end (sampling.segment_ends), and every field but seg and label
-    is also sampled at segment i's midpoint, under name + '_mid' [..., S]
-    (preintegration.sample_depths; seg i is the segment from end i to end
-    i + 1, so S ends bound S - 1 whole segments).
-  """
-  lo, hi = camera_lib.volume_box(shape, spacing)
-  t0, t1 = intersect_box(origins, directions, lo, hi)
-  start = grid_start(t0, settings.step_mm, phase)
-  length = jnp.maximum(t1 - t0, 0.0)
-  if settings.preintegrate:
-    depth, seg = preintegration.sample_depths(
-        start, length, num, settings.step_mm, first
-    )
-  else:
-    seg, depth = segment_span(start, length, num, settings.step_mm, first)
-  t = (t0 - start)[..., None] + depth
-  points = origins[..., None, :] + t[..., None] * directions[..., None, :]
-  coords = points / jnp.asarray(spacing, points.dtype)
-  val = trilinear(packed.reshape(-1, 4), shape, coords)
-  hu, grad = val[..., 0], val[..., 1:]
-  grad_norm = safe_math.floored_norm(grad)
-  out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
-  if settings.shading:
-    out['diffuse'], out['specular'] = compositing.headlight_terms(
-        grad,
-        directions[..., None, :],
-        settings.shininess,
-        settings.normal_eps * axes.grad_max,
-    )
-  if labels_flat is not None:
-    out['label'] = nearest_label(labels_flat, shape, coords)
-  if settings.preintegrate:
-    out = preintegration.split_midpoints(out)
-  return out
-
-
-def nearest_label(labels_flat, shape, coords):
-  """[...] label of the voxel nearest to continuous voxel coords [..., 3]."""
-  flat = 0
-  for a, stride in enumerate((shape[1] * shape[2], shape[2], 1)):
-    i = jnp.clip(jnp.round(coords[..., a]), 0, shape[a] - 1).astype(jnp.int32)
-    flat = flat + i * stride
-  return labels_flat.at[flat].get(mode='promise_in_bounds')
-
-
-def shade_and_composite(rgba, samples, settings: RenderSettings):
-  """[..., S, 4] classified samples -> (premultiplied rgb [..., 3],
-  acc [...])."""
-  rgb = rgba[..., :3]
-  if settings.shading:
-    rgb = compositing.shade(
-        rgb,
-        samples['diffuse'],
-        samples['specular'],
-        settings.ambient,
-        settings.diffuse,
-        settings.specular,
-    )
-  log_trans = compositing.opacity_log_transmittance(
-      rgba[..., 3], samples['seg'], settings.reference_step_mm
-  )
-  return compositing.composite_log(rgb, log_trans)
-
-
-def map_tiles(fn, args, tile: int, checkpoint: bool = True):
-  """Applies fn to leading-axis tiles of ``args`` (pytree of [N, ...]) with
-  lax.map over jax.checkpoint(fn); returns the outputs [N, ...]."""
-  n = jax.tree_util.tree_leaves(args)[0].shape[0]
-  tile = max(1, min(int(tile), n))
-  n_tiles = -(-n // tile)
-  pad = n_tiles * tile - n
-
-  def split(a):
-    a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), mode='edge')
-    return a.reshape((n_tiles, tile) + a.shape[1:])
-
-  body = jax.checkpoint(fn) if checkpoint else fn
-  out = jax.lax.map(body, jax.tree_util.tree_map(split, args))
-  return jax.tree_util.tree_map(
-      lambda a: a.reshape((n_tiles * tile,) + a.shape[2:])[:n], out
-  )
 
 
 def square_tile_order(h: int, w: int, tile_rays: int) -> np.ndarray:
@@ -432,7 +267,7 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
   return out.reshape(h, w, 4)
 
 
-def _check_table(tf_table):
+def check_table(tf_table):
   if (
       tf_table.ndim != 3
       or tf_table.shape[-1] != 4
@@ -478,7 +313,7 @@ def render(
     [H, W, 4] RGBA in [0, 1]: rgb composited over settings.background,
     alpha = accumulated opacity.
   """
-  _check_table(tf_table)
+  check_table(tf_table)
   spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
   if packed is None:
     if gradient is None:
@@ -519,95 +354,4 @@ def render_volume(
       settings,
       packed=packed,
       ranges=ranges,
-  )
-
-
-@functools.partial(jax.jit, static_argnames=('spacing', 'axes', 'settings'))
-def _render_naive(
-    volume_hu, gradient, spacing, axes, tf_table, camera, settings
-):
-  map_coordinates = jax.scipy.ndimage.map_coordinates
-  shape = volume_hu.shape
-  num = num_samples(shape, spacing, settings.step_mm)
-  by, bx = tf_table.shape[:2]
-  origins, directions = camera_lib.generate_rays(camera)
-  h, w = origins.shape[:2]
-  lo, hi = camera_lib.volume_box(shape, spacing)
-
-  def tile_fn(rays):
-    o, d, phase = rays
-    t0, t1 = intersect_box(o, d, lo, hi)
-    start = grid_start(t0, settings.step_mm, phase)
-    seg, mid = segment_span(
-        start, jnp.maximum(t1 - t0, 0.0), num, settings.step_mm
-    )
-    t = (t0 - start)[:, None] + mid
-    p = (o[:, None] + t[..., None] * d[:, None]) / jnp.asarray(spacing)
-    pts = [p[..., a] for a in range(3)]
-    interp = lambda v: map_coordinates(v, pts, order=1, mode='nearest')
-    hu = interp(volume_hu)
-    g = jnp.stack([interp(gradient[..., a]) for a in range(3)], -1)
-    gx = axes.hu_to_x(hu) * bx - 0.5
-    gy = axes.grad_to_y(jnp.linalg.norm(g, axis=-1)) * by - 0.5
-    rgba = jnp.stack(
-        [
-            map_coordinates(tf_table[..., c], [gy, gx], order=1, mode='nearest')
-            for c in range(4)
-        ],
-        -1,
-    )
-    rgb = rgba[..., :3]
-    if settings.shading:
-      n = g / jnp.maximum(
-          jnp.linalg.norm(g, axis=-1, keepdims=True),
-          settings.normal_eps * axes.grad_max,
-      )
-      ndl = jnp.minimum(jnp.abs(jnp.sum(n * d[:, None], -1)), 1.0)
-      lit = rgb * (settings.ambient + settings.diffuse * ndl)[..., None]
-      rgb = jnp.minimum(
-          lit + (settings.specular * ndl**settings.shininess)[..., None], 1.0
-      )
-    alpha = 1.0 - (1.0 - rgba[..., 3]) ** (seg / settings.reference_step_mm)
-    trans = jnp.cumprod(1.0 - alpha, axis=-1)
-    trans = jnp.concatenate([jnp.ones_like(trans[:, :1]), trans[:, :-1]], -1)
-    return (
-        jnp.sum((trans * alpha)[..., None] * rgb, axis=1),
-        1.0 - trans[:, -1] * (1.0 - alpha[:, -1]),
-    )
-
-  phase = pixel_phase(jnp.arange(h * w), w, settings.jitter)
-  rgb, acc = map_tiles(
-      tile_fn,
-      (origins.reshape(-1, 3), directions.reshape(-1, 3), phase),
-      settings.tile_rays,
-      checkpoint=False,
-  )
-  return compositing.over_background(rgb, acc, settings.background).reshape(
-      h, w, 4
-  )
-
-
-def render_naive(
-    volume_hu,
-    gradient,
-    spacing,
-    axes: JHAxes,
-    tf_table,
-    camera: camera_lib.Camera,
-    settings: RenderSettings = RenderSettings(),
-):
-  """Reference raymarcher: jax.scipy.ndimage.map_coordinates (order 1) for
-  every sample of every ray and a plain cumprod; same geometry and optics as
-  render(). For benchmarks and cross-checks only; point sampling only."""
-  _check_table(tf_table)
-  if settings.preintegrate:
-    raise ValueError(
-        'render_naive point-samples; pass settings.preintegrate=False '
-        '(tests/test_preintegration.py checks the pre-integrated paths)'
-    )
-  spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
-  if gradient is None:
-    gradient = central_gradient(volume_hu, spacing)
-  return _render_naive(
-      volume_hu, gradient, spacing, axes, tf_table, camera, settings
   )

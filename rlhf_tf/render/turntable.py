@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import empty_space, raymarch, sampling
+from rlhf_tf.render import empty_space, raymarch, render_settings, sampling
 
 
 def turntable_azimuths(start_deg: float, num_views: int) -> list[float]:
@@ -29,7 +29,7 @@ class Turntable:
   """The shared, view-independent inputs of a volume's renderings."""
 
   def __init__(
-      self, volume, axes, settings: raymarch.RenderSettings, packed=None
+      self, volume, axes, settings: render_settings.RenderSettings, packed=None
   ):
     """volume: rlhf_tf.data.volume.Volume; axes: its JH axes; settings: the
     render settings of every view; packed: optional packed_volume."""

@@ -7,7 +7,7 @@ import numpy as np
 
 from rlhf_tf.data import phantom
 from rlhf_tf.preferences import scenes
-from rlhf_tf.render import histogram, polygon, ray_cache
+from rlhf_tf.render import cached_render, histogram, polygon, ray_cache
 
 ATOL = 1e-6  # float32 rounding; values in [0, 1]
 
@@ -91,8 +91,8 @@ def test_ray_cache_build_split_over_rays_equals_one_device(mesh):
       assert diff.max() <= 1 and np.mean(diff > 0) < 1e-2, name
   table = scene.tf_table(scene.experts[0])
   np.testing.assert_allclose(
-      np.asarray(ray_cache.render_cached(split, table, scene.settings)),
-      np.asarray(ray_cache.render_cached(one, table, scene.settings)),
+      np.asarray(cached_render.render_cached(split, table, scene.settings)),
+      np.asarray(cached_render.render_cached(one, table, scene.settings)),
       atol=1e-5,
       rtol=0,
   )
@@ -117,8 +117,8 @@ def test_build_scene_on_a_mesh_gives_the_one_device_cache(mesh):
       rtol=0,
   )
   np.testing.assert_allclose(
-      np.asarray(ray_cache.render_cached(split.cache, table, one.settings)),
-      np.asarray(ray_cache.render_cached(one.cache, table, one.settings)),
+      np.asarray(cached_render.render_cached(split.cache, table, one.settings)),
+      np.asarray(cached_render.render_cached(one.cache, table, one.settings)),
       atol=1e-5,
       rtol=0,
   )
