@@ -12,7 +12,7 @@ Config (``config.render``):
   tau, alpha_max: TF edge softness (JH units) and polygon opacity.
   zoom, azimuth, elevation: the orbit view of the head (degrees).
   shading: Blinn-Phong headlight on/off.
-  preintegrate: classification of the samples (raymarch.RenderSettings):
+  preintegrate: classification of the samples (render_settings.RenderSettings):
     False = point samples (the TF at each sample), True = pre-integrated
     segments. The simulated inspector's votes and scores depend on it, so
     an experiment that reports them pins it.
