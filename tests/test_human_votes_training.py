@@ -2,6 +2,7 @@
 simulated ones: same scenes, same action ids, same targets."""
 
 import json
+import os
 
 import ml_collections
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from rlhf_tf.jobs import collect, reward
 from rlhf_tf.preferences import dataset
-from rlhf_tf.reward import from_store, tensorboard
+from rlhf_tf.reward import from_store, predict, tensorboard
 from rlhf_tf.ui import app as app_lib
 from rlhf_tf.ui import auth
 
@@ -136,7 +137,9 @@ def test_disagreement_selection_uses_the_trained_reward_checkpoints(
           reward=config.reward,
       )
   )
-  rewards = collect.ensemble_rewards_from_checkpoints(ui, store, scene_id)
+  rewards = predict.every_seed_scene_rewards(
+      os.path.join(workdir, 'reward'), 'ce', config.reward, store, scene_id
+  )
   num_actions = len(store.actions(scene_id))
   assert rewards.shape == (config.reward.num_seeds, num_actions)
   assert np.all(np.isfinite(rewards))

@@ -204,9 +204,7 @@ def test_same_seed_same_numbers(tmp_path, task, reference):
 def test_every_seed_rewards_stack_each_seeds_predictions(task, reference):
   ref_dir, _ = reference
   config = tiny_config()
-  stacked = checkpointing.load_params(
-      os.path.join(ref_dir, 'ce', 'checkpoints')
-  )
+  stacked = predict.load_stacked_params(ref_dir, 'ce')
   acts = np.random.default_rng(2).random((9, 4, 2)).astype(np.float32)
   every = predict.every_seed_rewards(
       stacked, config, task.jh[1], acts, chunk_size=4

@@ -12,15 +12,12 @@ offset Bradley-Terry leaves free, which PPO's conservative mean - k std
 
 from __future__ import annotations
 
-import json
-import os
-
 import jax
 import jax.numpy as jnp
 
-from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import predict
 
 
 def load_reward_fn(config, reward_dir: str):
@@ -32,12 +29,9 @@ def load_reward_fn(config, reward_dir: str):
     reward_dir: a trained reward's folder (<loss>/checkpoints, summary.json).
   """
   loss, a = config.agent.loss, config.agent
-  stacked = checkpointing.load_params(
-      os.path.join(reward_dir, loss, 'checkpoints')
-  )
+  stacked = predict.load_stacked_params(reward_dir, loss)
   if not a.ensemble:
-    with open(os.path.join(reward_dir, 'summary.json')) as f:
-      seed = json.load(f)['selected'][loss]['seed']
+    seed = predict.selected_runs(reward_dir)[loss]['seed']
     stacked = jax.tree_util.tree_map(lambda x: x[seed : seed + 1], stacked)
   stacked = jax.tree_util.tree_map(jnp.asarray, stacked)
   model = model_lib.model_from_config(config.reward.model)

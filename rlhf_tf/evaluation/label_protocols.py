@@ -33,8 +33,8 @@ from rlhf_tf.preferences import dataset, two_stage
 from rlhf_tf.preferences import inspector as inspector_lib
 from rlhf_tf.preferences import scenes as scenes_lib
 from rlhf_tf.render import polygon
-from rlhf_tf.reward import checkpointing, predict, train
 from rlhf_tf.reward import data as data_lib
+from rlhf_tf.reward import predict, train
 
 _TARGET = {'left': 1.0, 'right': 0.0, 'equal': 0.5}
 
@@ -48,7 +48,7 @@ def _train_ensemble(config, run_dir, jh, vertices, pairs, answers):
   data = data_lib.from_examples([jh], [vertices], examples)
   train.train_and_evaluate(config.reward, run_dir, data)
   loss = config.reward.losses[0]
-  return checkpointing.load_params(os.path.join(run_dir, loss, 'checkpoints'))
+  return predict.load_stacked_params(run_dir, loss)
 
 
 def _rewards(config, params, jh, vertices) -> np.ndarray:

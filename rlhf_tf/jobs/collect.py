@@ -44,7 +44,7 @@ import numpy as np
 from rlhf_tf.evaluation import baselines, volume_figures
 from rlhf_tf.preferences import dataset
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.reward import checkpointing, predict
+from rlhf_tf.reward import predict
 from rlhf_tf.ui import app as app_lib
 from rlhf_tf.ui import auth, page_scenes, serving
 
@@ -78,28 +78,6 @@ def reference_presets(config, scene, views=None) -> tuple:
   )
 
 
-def ensemble_rewards_from_checkpoints(
-    config, store, scene_id: str
-) -> np.ndarray:
-  """[M, A] rewards of a scene's actions under every seed of a trained
-  reward model (``<ensemble_reward_workdir>/reward/<ensemble_loss>``)."""
-  folder = os.path.join(
-      config.ensemble_reward_workdir,
-      'reward',
-      config.ensemble_loss,
-      'checkpoints',
-  )
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(
-        f'no reward checkpoints in {folder}; train one '
-        f'with experiments/reward_ce.py first'
-    )
-  stacked = checkpointing.load_params(folder)
-  jh = dataset.scene_jh(store, scene_id).image
-  actions = store.vertices_array(scene_id)
-  return predict.every_seed_rewards(stacked, config.reward, jh, actions)
-
-
 def load_ensemble_rewards(config, store_file: str) -> Optional[Callable]:
   """scene_id -> [M, A] rewards for selection='disagreement': from trained
   reward checkpoints (``ensemble_reward_workdir``, all seeds of one loss) or
@@ -111,8 +89,12 @@ def load_ensemble_rewards(config, store_file: str) -> Optional[Callable]:
       if scene_id not in cache:
         store = store_lib.PreferenceStore(store_file)
         try:
-          cache[scene_id] = ensemble_rewards_from_checkpoints(
-              config, store, scene_id
+          cache[scene_id] = predict.every_seed_scene_rewards(
+              os.path.join(config.ensemble_reward_workdir, 'reward'),
+              config.ensemble_loss,
+              config.reward,
+              store,
+              scene_id,
           )
         finally:
           store.close()

@@ -1,7 +1,8 @@
 """Inference with a trained reward model (for the evaluation module).
 
-- :func:`load_params`: one run's parameters from a training workdir
-  (``<workdir>/<loss>/checkpoints``, seed-stacked; see train.py);
+- :func:`load_stacked_params`: the seed-stacked parameters of one loss's
+  runs from a training workdir (``<workdir>/<loss>/checkpoints``; see
+  train.py); :func:`load_params` one run's;
   :func:`load_selected_params` those of each loss's selected run,
   :func:`selected_tie_nus` their learned tie parameters (summary.json) and
   :func:`load_every_run` those of every run.
@@ -9,7 +10,9 @@
   the JH encoded once and the actions scored in fixed-size chunks (Fig. 2 uses
   20,000 random actions, Fig. 3 one action per JH pixel);
   :func:`every_seed_rewards` the same under every seed of seed-stacked
-  parameters (the ensemble's raw rewards, [S, N]);
+  parameters (the ensemble's raw rewards, [S, N]), and
+  :func:`every_seed_scene_rewards` those of a store scene's actions
+  (disagreement pairs in the preference UI);
   :func:`ensemble_mean_rewards` their mean on one scale (each seed z-scored
   against the fixed reference actions of reward/ensemble.py), [N].
 """
@@ -25,22 +28,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_tf.preferences import dataset
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
+
+
+def load_stacked_params(
+    workdir: str, loss_name: str, epoch: Optional[int] = None
+) -> dict:
+  """Parameters of every seed of one loss (leading axis = seed) from a
+  training workdir's checkpoints (default: latest)."""
+  return checkpointing.load_params(
+      os.path.join(workdir, loss_name, 'checkpoints'), epoch
+  )
 
 
 def load_params(
     workdir: str, loss_name: str, seed_index: int, epoch: Optional[int] = None
 ) -> dict:
   """Parameters of one run from its job's checkpoints (default: latest)."""
-  stacked = checkpointing.load_params(
-      os.path.join(workdir, loss_name, 'checkpoints'), epoch
-  )
+  stacked = load_stacked_params(workdir, loss_name, epoch)
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x[seed_index]), stacked)
 
 
-def _selected_runs(workdir: str) -> dict:
+def selected_runs(workdir: str) -> dict:
+  """{loss: {'seed', 'run_dir', 'final'}} of the run each loss's selection
+  rule picked (train.py's summary.json)."""
   with open(os.path.join(workdir, 'summary.json')) as f:
     return json.load(f)['selected']
 
@@ -50,7 +64,7 @@ def load_selected_params(workdir: str) -> dict:
   training workdir (train.py's summary.json)."""
   return {
       loss: load_params(workdir, loss, sel['seed'])
-      for loss, sel in _selected_runs(workdir).items()
+      for loss, sel in selected_runs(workdir).items()
   }
 
 
@@ -59,7 +73,7 @@ def selected_tie_nus(workdir: str) -> dict:
   that learn one (L_D)."""
   return {
       loss: sel['final']['tie_nu']
-      for loss, sel in _selected_runs(workdir).items()
+      for loss, sel in selected_runs(workdir).items()
       if sel['final'].get('tie_nu') is not None
   }
 
@@ -155,3 +169,21 @@ def ensemble_mean_rewards(
   raw = every_seed_rewards(stacked_params, config, jh, actions, chunk_size)
   ref = every_seed_rewards(stacked_params, config, jh, reference, chunk_size)
   return np.mean(ensemble_lib.standardise(raw, ref), axis=0)
+
+
+def every_seed_scene_rewards(
+    workdir: str, loss_name: str, config, store, scene_id: str
+) -> np.ndarray:
+  """[M, A] rewards of a store scene's actions under every seed of a loss
+  trained in a training workdir (``<workdir>/<loss>/checkpoints``; config:
+  the reward config)."""
+  folder = os.path.join(workdir, loss_name, 'checkpoints')
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(
+        f'no reward checkpoints in {folder}; train one '
+        f'with experiments/reward_ce.py first'
+    )
+  stacked = load_stacked_params(workdir, loss_name)
+  jh = dataset.scene_jh(store, scene_id).image
+  actions = store.vertices_array(scene_id)
+  return every_seed_rewards(stacked, config, jh, actions)
