@@ -108,14 +108,17 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
-def replicate(tree, mesh: Mesh):
-  """Every leaf on every device of the mesh (the same value everywhere).
+def replicate(tree, mesh: Optional[Mesh]):
+  """Every leaf on every device of the mesh (the same value everywhere);
+  without a mesh, the tree unchanged.
 
   In several processes each passes the same value: numpy arrays as they
   are; an array on this process's devices (a loaded checkpoint, a ray
   cache) goes through host memory, as ``device_put`` moves nothing between
   hosts; a typed PRNG key (no numpy form) as its key data.
   """
+  if mesh is None:
+    return tree
   sharding = replicated(mesh)
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)

@@ -119,7 +119,7 @@ def random_action_rewards(
     (actions [N, n, 2], rewards [N]) as jax arrays.
   """
   mesh = _mesh_or_none(mesh)
-  params, jh = _on_mesh((params, jnp.asarray(jh, jnp.float32)), mesh)
+  params, jh = mesh_lib.replicate((params, jnp.asarray(jh, jnp.float32)), mesh)
   return _random_rewards(
       params,
       jh,
@@ -135,12 +135,6 @@ def random_action_rewards(
 def _mesh_or_none(mesh):
   """None for no mesh or a 1-device one (both run the unsharded program)."""
   return mesh if mesh_lib.data_size(mesh) > 1 else None
-
-
-def _on_mesh(tree, mesh):
-  """The inputs replicated over the mesh (process-local arrays, e.g. loaded
-  parameters, become global ones in a multi-process run)."""
-  return tree if mesh is None else mesh_lib.replicate(tree, mesh)
 
 
 def pixel_centres(grid: int) -> jnp.ndarray:
@@ -201,7 +195,7 @@ def corner_maps(
   jh = jnp.asarray(jh, jnp.float32)
   grid = int(jh.shape[-1] if grid is None else grid)
   mesh = _mesh_or_none(mesh)
-  params, jh, base_action = _on_mesh(
+  params, jh, base_action = mesh_lib.replicate(
       (params, jh, jnp.asarray(base_action, jnp.float32)), mesh
   )
   return _corner_maps(

@@ -171,7 +171,7 @@ def _train_one_loss(
       bins=train_data.bins,
   )
   # A copy: train_step donates its input buffers, and resuming reads init.
-  states = _on_mesh(jax.tree_util.tree_map(jnp.copy, init), mesh)
+  states = mesh_lib.replicate(jax.tree_util.tree_map(jnp.copy, init), mesh)
   history, start = {f'seed_{k}': [] for k in range(seeds)}, 0
   with checkpointing.open_manager(
       os.path.join(root, 'checkpoints'),
@@ -190,7 +190,7 @@ def _train_one_loss(
             f'= {config.num_epochs}'
         )
       _write_all_metrics(root, history)  # drop lines of unsaved epochs
-      states = _on_mesh(
+      states = mesh_lib.replicate(
           TrainState(
               step=jnp.full((seeds,), start * nb, jnp.int32),
               params=params,
@@ -320,25 +320,6 @@ def heldout_split(
   return data, None
 
 
-def _on_mesh(tree, mesh):
-  """Host copies of ``tree`` replicated over the mesh (global arrays in a
-  multi-process run); unchanged without a mesh."""
-  if mesh is None:
-    return tree
-  return jax.tree_util.tree_map(lambda x: _replicate_leaf(x, mesh), tree)
-
-
-def _replicate_leaf(x, mesh):
-  """One leaf replicated from its host value; a typed PRNG key (no numpy
-  form) travels as its key data and is wrapped again with its own impl."""
-  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
-      x.dtype, jax.dtypes.prng_key
-  ):
-    data = mesh_lib.replicate(np.asarray(jax.random.key_data(x)), mesh)
-    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-  return mesh_lib.replicate(np.asarray(x), mesh)
-
-
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -372,12 +353,14 @@ def train_and_evaluate(
   to_jax = lambda d: jax.tree_util.tree_map(jnp.asarray, d)
   if mesh_lib.data_size(mesh) == 1:
     mesh = None
-  train_data = _on_mesh(to_jax(train_np), mesh)
-  held_data = _on_mesh(to_jax(held_np), mesh) if held_np is not None else None
+  train_data = mesh_lib.replicate(to_jax(train_np), mesh)
+  held_data = (
+      mesh_lib.replicate(to_jax(held_np), mesh) if held_np is not None else None
+  )
   if train_data.num_pairs == 0:
     raise ValueError('no training pairs')
   lr = float(config.learning_rate)
-  keys = _on_mesh(seed_keys(config), mesh)
+  keys = mesh_lib.replicate(seed_keys(config), mesh)
   summary = {
       'selection': config.selection,
       'num_train_pairs': train_data.num_pairs,
