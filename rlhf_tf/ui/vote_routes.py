@@ -18,7 +18,7 @@ records its azimuth and render key with the vote.
 
 State: every vote and undo goes to the store at once (one transaction), so a
 restarted app resumes each inspector where they were. Only the leases live in
-memory (see ``rlhf_tf.ui.pairs``).
+memory (see ``rlhf_tf.ui.leases``).
 
 Idempotent retries: the client names each vote with a random ``vote_id``,
 stored as the vote's ``session``. Under a process-wide lock the app looks the
@@ -36,8 +36,7 @@ from typing import Optional
 import flask
 
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.ui import app_state, auth, sign_in
-from rlhf_tf.ui import pairs as pairs_lib
+from rlhf_tf.ui import app_state, auth, leases, sign_in
 from rlhf_tf.ui.api_input import ApiError, int_field, json_body, vote_id_of
 
 MAX_LEASE_AGE_S = 24 * 3600.0  # a vote on a pair shown longer ago is refused
@@ -110,7 +109,7 @@ def undo_hint(state: app_state.AppState, inspector: str) -> Optional[str]:
 
 
 def handout(
-    state: app_state.AppState, lease: Optional[pairs_lib.Lease]
+    state: app_state.AppState, lease: Optional[leases.Lease]
 ) -> Optional[dict]:
   """What the page needs to show a leased pair, with its signed lease."""
   if lease is None:
