@@ -6,36 +6,14 @@ on one device, and the two must agree.
 """
 
 import jax
-import ml_collections
 import numpy as np
+from reward_testing import BINS, tiny_model
 import test_reward_train as reward_tests
 
 from rlhf_tf.evaluation import probing
-from rlhf_tf.reward import model as model_lib
 from rlhf_tf.reward import predict, train
 
-BINS = 16
 BASE = np.array([[0.2, 0.1], [0.7, 0.15], [0.75, 0.6], [0.25, 0.5]], np.float32)
-
-
-def tiny_model():
-  cfg = ml_collections.ConfigDict(
-      dict(
-          conv_features=(4, 4, 4),
-          kernel=3,
-          strides=(2, 2, 2),
-          input_pool=1,
-          readout_pool=1,
-          action_features=(8, 16),
-          hidden=(16, 8),
-          dropout=0.5,
-          n_vertices=4,
-      )
-  )
-  model = model_lib.model_from_config(cfg)
-  params = model_lib.init_params(model, jax.random.key(0), BINS)
-  jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
-  return model, params, jh
 
 
 def sharded_paths(mesh, workdir: str) -> dict:

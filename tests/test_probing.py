@@ -4,45 +4,25 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
+from reward_testing import BINS, tiny_model
 
 from rlhf_tf.data import phantom
 from rlhf_tf.evaluation import probing, probing_gradients
 from rlhf_tf.preferences import scenes
 from rlhf_tf.render import histogram
 from rlhf_tf.render import polygon as polygon_lib
-from rlhf_tf.reward import model as model_lib
-
-BINS = 16
 
 
 @pytest.fixture(scope='module')
 def tiny():
-  """(model, params, jh) of a tiny reward model on a 16 x 16 JH."""
-  cfg = ml_collections.ConfigDict(
-      dict(
-          conv_features=(4, 4, 4),
-          kernel=3,
-          strides=(2, 2, 2),
-          input_pool=1,
-          readout_pool=1,
-          action_features=(8, 16),
-          hidden=(16, 8),
-          dropout=0.5,
-          n_vertices=4,
-      )
-  )
-  model = model_lib.model_from_config(cfg)
-  # x2 on every leaf: the 5 action-path layers scale dr/da by ~2^5, so that
-  # float32 finite differences resolve the gradient (PyTorch-style init gives
-  # |dr/da| ~ 1e-4 on this tiny model).
-  params = jax.tree_util.tree_map(
-      lambda x: 2.0 * x, model_lib.init_params(model, jax.random.key(0), BINS)
-  )
-  jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
-  return model, params, jh
+  """(model, params, jh) of reward_testing.tiny_model with its parameters x2 on
+  every leaf: the 5 action-path layers scale dr/da by ~2^5, so that float32
+  finite differences resolve the gradient (PyTorch-style init gives
+  |dr/da| ~ 1e-4 on this tiny model)."""
+  model, params, jh = tiny_model()
+  return model, jax.tree_util.tree_map(lambda x: 2.0 * x, params), jh
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -2,36 +2,18 @@
 the 1-device result (tolerance: float32 rounding of batched matmuls)."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from rlhf_tf.evaluation import probing
-from rlhf_tf.reward import model as model_lib
+from tests.reward_testing import tiny_model
 
-BINS = 16
 RTOL, ATOL = 1e-5, 1e-6
 
 
 @pytest.fixture(scope='module')
 def tiny():
-  cfg = ml_collections.ConfigDict(
-      dict(
-          conv_features=(4, 4, 4),
-          kernel=3,
-          strides=(2, 2, 2),
-          input_pool=1,
-          readout_pool=1,
-          action_features=(8, 16),
-          hidden=(16, 8),
-          dropout=0.5,
-          n_vertices=4,
-      )
-  )
-  model = model_lib.model_from_config(cfg)
-  params = model_lib.init_params(model, jax.random.key(0), BINS)
-  jh = jax.random.uniform(jax.random.key(1), (BINS, BINS))
-  return model, params, jh
+  return tiny_model()
 
 
 @pytest.mark.parametrize('num,chunk', [(20000, None), (1003, 64)])
