@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import cache_sampling, sampling
+from rlhf_tf.render import cache_sampling, native_layout, sampling
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render.histogram import JHAxes
 from rlhf_tf.render.render_settings import RenderSettings
@@ -178,6 +178,7 @@ def build_ray_cache(
     *,
     packed=None,
     mesh=None,
+    narrow=None,
 ) -> RayCache:
   """Samples a view once for ``render_cached``.
 
@@ -199,6 +200,9 @@ def build_ray_cache(
     mesh: optional jax.sharding.Mesh: each tile's rays are split over its
       'data' axis (every device holds the packed volume and samples its
       share of the rays; the same cache, gathered into the host pool).
+    narrow: store the pool in tiles of native_layout.GROUP rays (the layout
+      the native march walks fastest; every march renders both); None:
+      where the native march renders it (native_layout.wanted).
 
   Returns:
     RayCache (host-independent pytree of device arrays).
@@ -266,6 +270,15 @@ def build_ray_cache(
       max(int(num_chunks.sum()), _view_bound(camera, shape, spacing, settings)),
       n_tiles * -(-(s_max + extra) // CHUNK),
   )
+  if narrow is None:
+    narrow = native_layout.wanted(settings, labels is not None)
+  if narrow:  # Each wide tile's rows go straight into its narrow tiles.
+    where = native_layout.plan(
+        np.where(real, counts[take], 0), num_steps, extra
+    )
+    pool_shape = (capacity * CHUNK * where.per, native_layout.GROUP)
+  else:
+    pool_shape = (capacity * CHUNK, tile)
   pool = None
   for t in range(used):
     rows = int(num_chunks[t]) * CHUNK
@@ -302,18 +315,25 @@ def build_ray_cache(
           settings,
       )
     if pool is None:
-      pool = {
-          k: np.zeros((capacity * CHUNK, tile), v.dtype)
-          for k, v in data.items()
-      }
+      pool = {k: np.zeros(pool_shape, v.dtype) for k, v in data.items()}
     row0 = int(first_chunk[t]) * CHUNK
     for k, v in data.items():
-      pool[k][row0 : row0 + rows] = v
+      if narrow:
+        native_layout.put(pool[k], v, t, where)
+      else:
+        pool[k][row0 : row0 + rows] = v
   if pool is None:  # No ray meets the box: an empty pool of the right kind.
     names = cache_sampling.field_names(settings, labels_flat is not None)
-    pool = {
-        k: np.zeros((capacity * CHUNK, tile), dt) for k, dt in names.items()
-    }
+    pool = {k: np.zeros(pool_shape, dt) for k, dt in names.items()}
+  if narrow:
+    pixels = native_layout.narrow_rays(pixels, n_pix)
+    ray_len = native_layout.narrow_rays(ray_len, 0.0)
+    ray_start = native_layout.narrow_rays(ray_start, 0.0)
+    first_chunk, num_chunks, num_steps = (
+        where.first_chunk,
+        where.num_chunks,
+        where.num_steps,
+    )
   # jnp.array copies into a buffer of XLA's own (aligned) rather than
   # wrapping the numpy one.
   tiles = CacheTiles(
