@@ -416,11 +416,14 @@ def quality_figures(
       for k in (
           'direct_new_view_s',
           'direct_run_s',
+          'direct_xla_new_view_s',
+          'direct_xla_run_s',
           'cache_build_new_view_s',
           'cached_render_new_view_s',
           'cached_render_run_s',
       ):
-        views[k.replace('_s', '') + '_over_vtk'] = views[k] / vtk_s
+        if k in views:
+          views[k.replace('_s', '') + '_over_vtk'] = views[k] / vtk_s
   views['load_average_1_5_15'] = list(os.getloadavg())
   out['new_views'] = views
   return out

@@ -269,11 +269,17 @@ def new_views(
   view (0 = every new view reuses the first's). The direct renderer gets
   the volume's block ranges once (empty_space.block_ranges), as a
   turntable would; 'cached_render' is render_cached on the new view's
-  cache.
+  cache. On CPU, 'direct' is the native march (raymarch.native_march) and
+  'direct_xla' the XLA march of the same views (settings.native_march
+  False), timed in turn.
   """
   shape = tuple(packed.shape[:3])
   ranges = empty_space.block_ranges(packed, spacing, settings.step_mm)
   rows = {'direct': [], 'cache_build': [], 'cached_render': []}
+  # On CPU 'direct' is the native march; 'direct_xla' the XLA one, same run.
+  xla = settings.replace(native_march=False)
+  if raymarch.native_march(settings):
+    rows['direct_xla'] = []
   compiles = []
   for az in azimuths:
     before = _compiled_programs()
@@ -295,6 +301,22 @@ def new_views(
             )
         )
     )
+    if 'direct_xla' in rows:
+      rows['direct_xla'].append(
+          _first_and_again(
+              lambda: raymarch.render(
+                  None,
+                  None,
+                  spacing,
+                  axes,
+                  table,
+                  view,
+                  xla,
+                  packed=packed,
+                  ranges=ranges,
+              )
+          )
+      )
     build = lambda: ray_cache.build_ray_cache(
         None,
         None,

@@ -18,9 +18,10 @@ from render_testing import AXES, random_table, smooth_volume, SPACING
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import direct_native, empty_space, raymarch, sampling
 from rlhf_tf.render.gradient import central_gradient
+from rlhf_tf.render.render_settings import RenderSettings
 
 SHAPE = (10, 12, 9)
-BASE = raymarch.RenderSettings(
+BASE = RenderSettings(
     step_mm=1.1,
     tile_rays=16,
     march_chunk=4,
@@ -42,7 +43,10 @@ def _native(hu, table, cam, settings, spacing=SPACING):
 
 
 def _xla(hu, table, cam, settings, spacing=SPACING):
-  return raymarch.render(hu, None, spacing, AXES, table, cam, settings)
+  """The XLA direct renderer (raymarch._render's tiled march)."""
+  return raymarch.render(
+      hu, None, spacing, AXES, table, cam, settings.replace(native_march=False)
+  )
 
 
 def _camera(size=8, projection='perspective', azimuth=25.0, elevation=20.0):
@@ -296,6 +300,16 @@ def test_vmap_over_tf_tables_equals_a_loop():
         ),
         atol=1e-6,
     )
+
+
+def test_raymarch_render_on_cpu_is_the_native_march():
+  hu, cam, table = _volume(6), _camera(), _sparse_table(6)
+  assert raymarch.native_march(BASE)
+  assert not raymarch.native_march(BASE.replace(preintegrate=True))
+  np.testing.assert_array_equal(
+      raymarch.render(hu, None, SPACING, AXES, table, cam, BASE),
+      _native(hu, table, cam, BASE),
+  )
 
 
 def test_calls_from_two_threads_give_the_same_images():

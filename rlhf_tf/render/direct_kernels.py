@@ -40,7 +40,8 @@ LANES = 64  # Parallel tasks of the forward, each a spread set of tiles.
 STEP, REF, KA, KD, KS, SHININESS, NORMAL_EPS = 0, 1, 2, 3, 4, 5, 6
 HU_MIN, HU_RANGE, GRAD_MAX, ONE_MINUS_EPS, THRESHOLD = 7, 8, 9, 10, 11
 LO, HI, SPACING = 12, 15, 18  # 3 each.
-NUM_FLOAT = 21
+INV_STEP, INV_BLOCK = 21, 22
+NUM_FLOAT = 23
 # Integer parameters (ip, int64).
 NUM, BLOCK, SKIP, SHADING, INT_POWER, HEIGHT, WIDTH = 0, 1, 2, 3, 4, 5, 6
 NUM_INT = 7
@@ -87,12 +88,12 @@ def _axis(c, n):
 
 
 @numba.njit(inline='always')
-def _block(cz, cy, cx, nb, block):
+def _block(cz, cy, cx, nb, inv_block):
   """(bz, by, bx) empty-space block of voxel coords (clamped, as
   empty_space.occupied_at)."""
-  bz = min(max(int(math.floor(cz / block)), 0), nb[0] - 1)
-  by = min(max(int(math.floor(cy / block)), 0), nb[1] - 1)
-  bx = min(max(int(math.floor(cx / block)), 0), nb[2] - 1)
+  bz = min(max(int(math.floor(cz * inv_block)), 0), nb[0] - 1)
+  by = min(max(int(math.floor(cy * inv_block)), 0), nb[1] - 1)
+  bx = min(max(int(math.floor(cx * inv_block)), 0), nb[2] - 1)
   return bz, by, bx
 
 
@@ -191,30 +192,33 @@ def _corner(cz, cy, cx, shape):
 
 
 @numba.njit(inline='always')
-def _next_sample(i, t_exit, base_t, step):
-  """The first sample to test after sample i, whose block the ray leaves
-  at t_exit: samples i + 1 .. j - 1 have midpoints at least a step before
-  t_exit (inside the block); j is tested."""
-  x = (t_exit - base_t) / step - 0.5
-  return max(i + 1, int(math.floor(min(x, 2.0**30))))
-
-
-@numba.njit(inline='always')
-def _visit(i, base_t, start, end, frame, occ, nb, fp, ip):
+def _visit(i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied):
   """(next sample, sample i is in an empty block, segment length, voxel
-  coords z, y, x of sample i)."""
+  coords z, y, x of sample i, and the block state (exit_t, occupied)).
+
+  The state is the ray parameter where the ray leaves the block of the last
+  sample looked up, and that block's occupancy: a later sample before
+  exit_t lies in the same block (blocks are convex, t grows), so only a
+  sample past it looks its block up. From an empty block the march jumps to
+  the first sample past exit_t: the samples in between lie in the block (up
+  to rounding, which the block ranges' halo of a voxel and more covers)."""
   step = fp[STEP]
   seg, mid = _segment(i, start, end, step)
   t = base_t + mid
   cz = frame[0] + t * frame[3]
   cy = frame[1] + t * frame[4]
   cx = frame[2] + t * frame[5]
-  if ip[SKIP]:
-    b = _block(cz, cy, cx, nb, ip[BLOCK])
-    if occ[(b[0] * nb[1] + b[1]) * nb[2] + b[2]] == 0:
-      t_exit = _block_exit(b, frame, nb, ip[BLOCK])
-      return _next_sample(i, t_exit, base_t, step), True, seg, cz, cy, cx
-  return i + 1, False, seg, cz, cy, cx
+  if not ip[SKIP]:
+    return i + 1, False, seg, cz, cy, cx, exit_t, occupied
+  if t >= exit_t:
+    b = _block(cz, cy, cx, nb, fp[INV_BLOCK])
+    occupied = occ[(b[0] * nb[1] + b[1]) * nb[2] + b[2]] != 0
+    exit_t = _block_exit(b, frame, nb, ip[BLOCK])
+  if occupied:
+    return i + 1, False, seg, cz, cy, cx, exit_t, occupied
+  # The first sample whose midpoint (i + 1/2) step is past exit_t.
+  x = min((exit_t - base_t) * fp[INV_STEP] + 0.5, 2.0**30)
+  return max(i + 1, int(math.floor(x))), True, seg, cz, cy, cx, exit_t, occupied
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -250,9 +254,10 @@ def forward_kernel(
           trans = 1.0
           cr, cg, cb = 0.0, 0.0, 0.0
           i = 0
+          exit_t, occupied = -np.inf, True
           while i < num and i * step < end and trans >= fp[THRESHOLD]:
-            i, empty, seg, cz, cy, cx = _visit(
-                i, base_t, start, end, frame, occ, nb, fp, ip
+            i, empty, seg, cz, cy, cx, exit_t, occupied = _visit(
+                i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied
             )
             if empty:
               continue
@@ -320,9 +325,10 @@ def _adjoint_ray(
   for c in range(3):
     behind[c] = rgb_total[p, c]
   i = 0
+  exit_t, occupied = -np.inf, True
   while i < steps[p]:
-    i, empty, seg, cz, cy, cx = _visit(
-        i, base_t, start, end, frame, occ, nb, fp, ip
+    i, empty, seg, cz, cy, cx, exit_t, occupied = _visit(
+        i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied
     )
     if empty:
       continue

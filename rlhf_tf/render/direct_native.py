@@ -79,6 +79,8 @@ def march_spec(
   p = float(settings.shininess)
   fp = [0.0] * direct_kernels.NUM_FLOAT
   fp[direct_kernels.STEP] = rnd(settings.step_mm)
+  fp[direct_kernels.INV_STEP] = 1.0 / fp[direct_kernels.STEP]
+  fp[direct_kernels.INV_BLOCK] = 1.0 / int(block)
   fp[direct_kernels.REF] = rnd(settings.reference_step_mm)
   fp[direct_kernels.KA] = float(settings.ambient)
   fp[direct_kernels.KD] = float(settings.diffuse)

@@ -35,7 +35,12 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 7. Front-to-back compositing (``compositing.composite_log``) over an opaque
    background: RGBA [H, W, 4] in [0, 1], alpha = accumulated opacity.
 
-SPEED (direct renderer): rays go in square-ish image tiles, each marched in
+SPEED (direct renderer): on CPU, point samples are marched by numba, each ray
+on its own (``rlhf_tf.render.direct_native``: the same optics, per-ray
+empty-space skipping and early termination within the same bounds, an exact
+hand-written adjoint; ``settings.native_march``). Otherwise (GPU / TPU,
+pre-integration, native_march=False) rays go in square-ish image tiles, each
+marched in
 chunks of ``settings.march_chunk`` samples from each ray's own position;
 a ray skips groups of samples that lie in blocks the TF cannot see
 (empty-space skipping, ``rlhf_tf.render.empty_space``; pixels differ by at
@@ -69,6 +74,7 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import (
     compositing,
     direct_chunk,
+    direct_native,
     empty_space,
     preintegration,
 )
@@ -113,6 +119,16 @@ def _group_centres(o, d, t0, start, num_groups, group, step_mm, spacing):
   return points / jnp.asarray(spacing, points.dtype)
 
 
+def native_march(settings: RenderSettings) -> bool:
+  """Whether the direct renderer marches with numba (direct_native): on
+  CPU, point sampling, settings.native_march."""
+  return (
+      settings.native_march
+      and not settings.preintegrate
+      and jax.default_backend() == 'cpu'
+  )
+
+
 @functools.partial(jax.jit, static_argnames=('spacing', 'axes', 'settings'))
 def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
   """The direct renderer's march (see render).
@@ -133,7 +149,12 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
   - point sampling runs the chunk in stages (direct_chunk), which XLA:CPU
     compiles to far cheaper loops than sample_rays' row gathers.
   Tiles missing the box or done cost one predicate per chunk.
+  On CPU, point sampling with settings.native_march runs direct_native.
   """
+  if native_march(settings):
+    return direct_native.render(
+        packed, spacing, axes, tf_table, camera, settings, ranges
+    )
   shape = tuple(packed.shape[:3])
   num = num_samples(shape, spacing, settings.step_mm)
   k = max(1, min(int(settings.march_chunk), num))

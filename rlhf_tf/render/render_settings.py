@@ -37,8 +37,9 @@ class RenderSettings:
   # test (empty_space.group_samples; 0 = as many as the block size allows).
   skip_group: int = _static(default=8)
   # Direct renderer: a tile of rays stops when every ray's transmittance is
-  # below this (each pixel then differs by < it); 0 = march to the end. The
-  # ray cache on CPU (cached_native) stops each ray on its own.
+  # below this (each pixel then differs by < it); 0 = march to the end. On
+  # CPU (direct_native) and in the ray cache on CPU (cached_native) each ray
+  # stops on its own.
   termination_transmittance: float = _static(default=1e-3)
   # Direct renderer: skip blocks the TF cannot see (empty_space); the
   # opacity skipped samples could add to a ray is at most the tolerance
@@ -55,6 +56,11 @@ class RenderSettings:
   # A fixed per-pixel phase of the depth grid (sampling.pixel_phase) instead
   # of one phase for all rays.
   jitter: bool = _static(default=False)
+  # Direct renderer on CPU: march point samples with numba
+  # (rlhf_tf.render.direct_native: per-ray skipping and termination, ~3x
+  # less CPU) instead of XLA; False = the XLA march (GPU / TPU always use
+  # it, and so does pre-integration).
+  native_march: bool = _static(default=True)
   # Pre-integrated classification (rlhf_tf.render.preintegration): each
   # segment between two samples at consecutive depth-grid points is
   # classified as a whole, instead of one sample at its midpoint.
