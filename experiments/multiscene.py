@@ -113,9 +113,13 @@ def get_config(arg=None):
   config.reward = train.default_config()
   config.reward.losses = ('ce',)
   config.reward.num_seeds = 3
-  config.reward.batch_size = 256
-  config.reward.num_epochs = 5
-  config.reward.checkpoint_every_epochs = 5
+  # Batch 512 at lr 2e-3, 6 epochs (chosen on validation phantoms, session
+  # 7): half the steps of batch 256, so a third less CPU per epoch (each
+  # step encodes every training JH), and better than batch 256 at 1e-3.
+  config.reward.batch_size = 512
+  config.reward.learning_rate = 2e-3
+  config.reward.num_epochs = 6
+  config.reward.checkpoint_every_epochs = 6  # One save, at the end.
   config.eval = ml_collections.ConfigDict(
       dict(
           seed=0,
