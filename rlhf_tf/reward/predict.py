@@ -1,4 +1,4 @@
-"""Inference with a trained reward model (for the evaluation module).
+"""Inference with a trained reward model: its checkpoints and its rewards.
 
 - :func:`load_stacked_params`: the seed-stacked parameters of one loss's
   runs from a training workdir (``<workdir>/<loss>/checkpoints``; see
