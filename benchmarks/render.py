@@ -13,9 +13,11 @@ compilation (first call timed separately as 'compile_s').
 --quality adds (benchmarks/render_quality.py), at the scene's default step
 (the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
 renderer (the project's point-sampled default, 'project', and with
-pre-integrated classification, 'project_preintegrated', and VTK's)
-against itself at 1/8 of the step, default and sharp TF, shading on and off
-(and VTK against itself at 1/32 of the step: its reference's convergence);
+pre-integrated classification, 'project_preintegrated', also with shading
+from the gradient's structure tensor, 'project_preintegrated_tensor'
+(shading on only), and VTK's) against itself at 1/8 of the step, default
+and sharp TF, shading on and off (and VTK against itself at 1/32 of the
+step: its reference's convergence);
 'preintegration_cost', cached re-render, cache build and direct render
 with and without pre-integration, interleaved, and the cache sizes;
 'new_views', direct-render, cache-build and first cached-render time of
@@ -367,6 +369,10 @@ def quality_figures(
         variants=(
             ('project', {}),
             ('project_preintegrated', {'preintegrate': True}),
+            (
+                'project_preintegrated_tensor',
+                {'preintegrate': True, 'tensor_normals': True},
+            ),
         ),
     )
     out['preintegration_cost'] = render_quality.preintegration_cost(

@@ -248,8 +248,10 @@ def test_a_thin_shell_between_the_ends_is_seen_at_the_midpoint():
     np.testing.assert_allclose(e[0, 0], alpha * np.array([0.9, 0.5, 0.2]))
 
 
-@pytest.mark.parametrize('shading', [True, False])
-def test_direct_and_cached_paths_agree(shading):
+@pytest.mark.parametrize(
+    'shading,tensor', [(True, False), (False, False), (True, True)]
+)
+def test_direct_and_cached_paths_agree(shading, tensor):
   hu = smooth_volume()
   table = random_table()
   cam = _camera(hu.shape, size=8)
@@ -259,6 +261,7 @@ def test_direct_and_cached_paths_agree(shading):
   # positions depends on the compiled tile shape).
   settings = SETTINGS.replace(
       shading=shading,
+      tensor_normals=tensor,
       skip_empty_space=False,
       termination_transmittance=0.0,
       cache_tile_rays=SETTINGS.tile_rays,
@@ -297,8 +300,8 @@ def test_adjoint_matches_finite_differences_float64():
   with jax.enable_x64(True):
     hu = smooth_volume((6, 6, 6), dtype=np.float64)
     table = random_table(bins=6, dtype=np.float64)
-    for shading in (True, False):
-      settings = SETTINGS.replace(shading=shading)
+    for shading, tensor in ((True, False), (False, False), (True, True)):
+      settings = SETTINGS.replace(shading=shading, tensor_normals=tensor)
       cache = ray_cache.build_ray_cache(
           hu, None, SPACING, AXES, _camera(hu.shape, size=5), 6, settings
       )

@@ -171,13 +171,21 @@ def test_anisotropic_sphere_renders_round():
 
 
 @pytest.mark.parametrize(
-    'shading,jitter', [(True, False), (False, False), (True, True)]
+    'shading,jitter,tensor',
+    [
+        (True, False, False),
+        (False, False, False),
+        (True, True, False),
+        (True, False, True),
+    ],
 )
-def test_naive_direct_and_cached_paths_agree(shading, jitter):
+def test_naive_direct_and_cached_paths_agree(shading, jitter, tensor):
   hu = smooth_volume()
   table = random_table()
   cam = _camera(hu.shape)
-  settings = SETTINGS.replace(shading=shading, jitter=jitter)
+  settings = SETTINGS.replace(
+      shading=shading, jitter=jitter, tensor_normals=tensor
+  )
   direct = raymarch.render(hu, None, SPACING, AXES, table, cam, settings)
   naive = raymarch_naive.render_naive(
       hu, None, SPACING, AXES, table, cam, settings
@@ -190,6 +198,17 @@ def test_naive_direct_and_cached_paths_agree(shading, jitter):
   assert float(direct[..., 3].min()) == 0.0  # Some rays miss the box.
   np.testing.assert_allclose(naive, direct, atol=1e-5)
   np.testing.assert_allclose(cached, direct, atol=1e-4)
+  if tensor:  # The setting is honoured: other terms than the mean gradient's.
+    mean = raymarch.render(
+        hu,
+        None,
+        SPACING,
+        AXES,
+        table,
+        cam,
+        settings.replace(tensor_normals=False),
+    )
+    assert float(jnp.abs(mean - direct).max()) > 1e-3
   # The cache dropped the rays that miss the box, and keeps per tile only
   # whole chunks up to its longest ray.
   tiles = cache.tiles
@@ -212,6 +231,10 @@ def test_cache_rejects_mismatched_settings():
     )
   with pytest.raises(ValueError, match='bins'):
     cached_render.render_cached(cache, random_table(bins=6), SETTINGS)
+  with pytest.raises(ValueError, match='tensor_normals'):
+    cached_render.render_cached(
+        cache, random_table(), SETTINGS.replace(tensor_normals=True)
+    )
 
 
 def test_packed_volume_in_slabs_equals_central_gradient():

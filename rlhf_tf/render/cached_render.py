@@ -62,6 +62,7 @@ def _check(cache: RayCache, tf_table, settings):
       normal_eps=cache.normal_eps,
       jitter=cache.jitter,
       preintegrate=cache.preintegrate,
+      tensor_normals=cache.tensor_normals,
   )
   for k, v in baked.items():
     if cache.shading or k in ('step_mm', 'shading', 'jitter', 'preintegrate'):

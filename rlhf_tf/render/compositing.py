@@ -155,3 +155,33 @@ def headlight_terms(gradient, view_dir, shininess, normal_eps):
   n = safe_normalize(gradient, normal_eps)
   ndl = jnp.minimum(jnp.abs(jnp.sum(n * view_dir, axis=-1)), 1.0)
   return ndl, safe_pow(ndl, shininess)
+
+
+def tensor_headlight_terms(q, trace, shininess, normal_eps):
+  """headlight_terms from the gradient's structure tensor J seen along the
+  view (sampling.trilinear_and_tensor): d = sqrt(l^T J l) / max(sqrt(tr J),
+  normal_eps), s = d^p.
+
+  For a constant gradient g this is |g . l| / max(|g|, normal_eps), the
+  two-sided headlight of headlight_terms; where neighbouring voxels'
+  gradients point opposite ways (the crest of a thin plate) it stays the
+  plate's |n . l| instead of swinging with the cancelling sum: the
+  sign-invariant average of the normals' orientations that two-sided
+  shading needs (cf. Bigun & Granlund 1987). Finite values and gradients
+  everywhere (sqrt(q) is 0 with gradient 0 at q = 0).
+
+  Args:
+    q: [...] l^T J l >= 0 ((HU/mm)^2).
+    trace: [...] trace J = mean |g|^2 >= q.
+    shininess: Blinn-Phong exponent p >= 1.
+    normal_eps: |g| (HU/mm) below which the terms shrink to 0.
+
+  Returns:
+    (d [...], s [...]), both in [0, 1].
+  """
+  q = jnp.asarray(q)
+  pos = q > 0
+  root_q = jnp.where(pos, jnp.sqrt(jnp.where(pos, q, 1.0)), 0.0)
+  d = root_q / jnp.sqrt(jnp.maximum(trace, normal_eps * normal_eps))
+  d = jnp.minimum(d, 1.0)
+  return d, safe_pow(d, shininess)

@@ -127,6 +127,7 @@ class RayCache:
   normal_eps: float = flax.struct.field(pytree_node=False)
   jitter: bool = flax.struct.field(pytree_node=False, default=False)
   preintegrate: bool = flax.struct.field(pytree_node=False, default=False)
+  tensor_normals: bool = flax.struct.field(pytree_node=False, default=False)
 
   @property
   def num_samples(self) -> int:
@@ -188,8 +189,9 @@ def build_ray_cache(
     spacing: (3,) mm. axes: JH axes. camera: the view.
     bins: TF table size, int or (bins_y, bins_x); tables passed to
       render_cached must have this size.
-    settings: step_mm, shading, shininess and normal_eps are baked in;
-      cache_tile_rays sets the tile size of both building and rendering.
+    settings: step_mm, shading, shininess, normal_eps and tensor_normals
+      are baked in; cache_tile_rays sets the tile size of both building and
+      rendering.
     num_buckets: ignored (kept for callers: the cache no longer groups rays
       into buckets, see CacheTiles).
     labels: optional [Z, Y, X] integer map (values < 256, e.g. tissue
@@ -356,6 +358,7 @@ def build_ray_cache(
       normal_eps=settings.normal_eps,
       jitter=settings.jitter,
       preintegrate=settings.preintegrate,
+      tensor_normals=settings.tensor_normals,
   )
 
 

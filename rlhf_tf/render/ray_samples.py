@@ -20,6 +20,7 @@ from rlhf_tf.render.sampling import (
     intersect_box,
     segment_span,
     trilinear,
+    trilinear_and_tensor,
 )
 
 
@@ -52,7 +53,8 @@ def sample_rays(
 
   Returns:
     dict of [..., S] arrays: x, y (JH coordinates), seg (segment length mm),
-    with shading on, diffuse / specular headlight factors, and with
+    with shading on, diffuse / specular headlight factors (from the
+    gradient's structure tensor with settings.tensor_normals), and with
     labels_flat, 'label' (nearest-voxel label). Point sampling: sample i is
     segment i's midpoint. settings.preintegrate: sample i is segment i's
     front end (sampling.segment_ends), and every field but seg and label
@@ -73,16 +75,24 @@ def sample_rays(
   t = (t0 - start)[..., None] + depth
   points = origins[..., None, :] + t[..., None] * directions[..., None, :]
   coords = points / jnp.asarray(spacing, points.dtype)
-  val = trilinear(packed.reshape(-1, 4), shape, coords)
+  view = directions[..., None, :]
+  eps = settings.normal_eps * axes.grad_max
+  if settings.shading and settings.tensor_normals:
+    val, q, trace = trilinear_and_tensor(
+        packed.reshape(-1, 4), shape, coords, view
+    )
+  else:
+    val = trilinear(packed.reshape(-1, 4), shape, coords)
   hu, grad = val[..., 0], val[..., 1:]
   grad_norm = safe_math.floored_norm(grad)
   out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
-  if settings.shading:
+  if settings.shading and settings.tensor_normals:
+    out['diffuse'], out['specular'] = compositing.tensor_headlight_terms(
+        q, trace, settings.shininess, eps
+    )
+  elif settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(
-        grad,
-        directions[..., None, :],
-        settings.shininess,
-        settings.normal_eps * axes.grad_max,
+        grad, view, settings.shininess, eps
     )
   if labels_flat is not None:
     out['label'] = nearest_label(labels_flat, shape, coords)

@@ -31,7 +31,9 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
    rings); each half is shaded between its ends' terms
    (preintegration.shading_weight).
 6. Blinn-Phong headlight shading from n = g / |g| (two-sided), see
-   ``compositing.headlight_terms``.
+   ``compositing.headlight_terms``; ``settings.tensor_normals``: from the
+   gradient's structure tensor instead (``compositing.
+   tensor_headlight_terms``: no swing across thin plates).
 7. Front-to-back compositing (``compositing.composite_log``) over an opaque
    background: RGBA [H, W, 4] in [0, 1], alpha = accumulated opacity.
 
@@ -39,7 +41,8 @@ SPEED (direct renderer): on CPU, point samples are marched by numba, each ray
 on its own (``rlhf_tf.render.direct_native``: the same optics, per-ray
 empty-space skipping and early termination within the same bounds, an exact
 hand-written adjoint; ``settings.native_march``). Otherwise (GPU / TPU,
-pre-integration, native_march=False) rays go in square-ish image tiles, each
+pre-integration, tensor_normals, native_march=False) rays go in square-ish
+image tiles, each
 marched in
 chunks of ``settings.march_chunk`` samples from each ray's own position;
 a ray skips groups of samples that lie in blocks the TF cannot see
@@ -121,10 +124,12 @@ def _group_centres(o, d, t0, start, num_groups, group, step_mm, spacing):
 
 def native_march(settings: RenderSettings) -> bool:
   """Whether the direct renderer marches with numba (direct_native): on
-  CPU, point sampling, settings.native_march."""
+  CPU, point sampling, settings.native_march, shading (if on) from the mean
+  gradient (not settings.tensor_normals)."""
   return (
       settings.native_march
       and not settings.preintegrate
+      and not (settings.shading and settings.tensor_normals)
       and jax.default_backend() == 'cpu'
   )
 
@@ -180,8 +185,11 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
     # segment, within the block ranges' halo as a point sample is.
     occ = empty_space.occupancy(ranges, axes, tf_table[..., 3], threshold)
 
-  staged = not settings.preintegrate and (
-      math.prod(shape) <= direct_chunk.MAX_VOXELS
+  # direct_chunk shades from the mean gradient only.
+  staged = (
+      not settings.preintegrate
+      and not (settings.shading and settings.tensor_normals)
+      and math.prod(shape) <= direct_chunk.MAX_VOXELS
   )
 
   def chunk_colour(o, d, p, first, chord, todo):

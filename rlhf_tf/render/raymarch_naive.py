@@ -63,11 +63,23 @@ def _render_naive(
     )
     rgb = rgba[..., :3]
     if settings.shading:
-      n = g / jnp.maximum(
-          jnp.linalg.norm(g, axis=-1, keepdims=True),
-          settings.normal_eps * axes.grad_max,
-      )
-      ndl = jnp.minimum(jnp.abs(jnp.sum(n * d[:, None], -1)), 1.0)
+      eps = settings.normal_eps * axes.grad_max
+      if settings.tensor_normals:  # sqrt(l^T J l) / max(sqrt(tr J), eps).
+        jll = sum(
+            interp(gradient[..., a] * gradient[..., b])
+            * d[:, None, a]
+            * d[:, None, b]
+            for a in range(3)
+            for b in range(3)
+        )
+        tr = sum(interp(gradient[..., a] ** 2) for a in range(3))
+        ndl = jnp.sqrt(jnp.maximum(jll, 0.0)) / jnp.maximum(
+            jnp.sqrt(jnp.maximum(tr, 0.0)), eps
+        )
+      else:
+        n = g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), eps)
+        ndl = jnp.abs(jnp.sum(n * d[:, None], -1))
+      ndl = jnp.minimum(ndl, 1.0)
       lit = rgb * (settings.ambient + settings.diffuse * ndl)[..., None]
       rgb = jnp.minimum(
           lit + (settings.specular * ndl**settings.shininess)[..., None], 1.0

@@ -53,6 +53,14 @@ class RenderSettings:
   # is lit by the ambient term only; also keeps the normal's direction well
   # conditioned (float32 rounding of a tiny g would otherwise swing it).
   normal_eps: float = _static(default=1e-2)
+  # Shading terms from the gradient's structure tensor at the sample (the
+  # trilinear mean of g g^T over the 8 voxels, compositing.
+  # tensor_headlight_terms) instead of the trilinear mean gradient: on thin
+  # plates seen edge-on the mean gradient cancels at the crest and the
+  # headlight term swings within a fraction of a voxel (Cranium,
+  # pre-integrated, shading on: 44.2 -> 47.0 dB default TF, 37.8 -> 40.0 dB
+  # sharp TF vs the 1/8-step reference). Same terms for a constant gradient.
+  tensor_normals: bool = _static(default=False)
   # A fixed per-pixel phase of the depth grid (sampling.pixel_phase) instead
   # of one phase for all rays.
   jitter: bool = _static(default=False)

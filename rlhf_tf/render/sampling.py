@@ -127,6 +127,27 @@ def segment_lengths(length, num: int, step_mm: float):
   )
 
 
+def _corners(shape, coords):
+  """The 8 (flat index [...] int32, weight [...]) pairs of trilinear
+  interpolation with clamp-to-edge at continuous voxel coords [..., 3]."""
+  idx0, idx1, frac = [], [], []
+  for a in range(3):
+    n = shape[a]
+    c = jnp.clip(coords[..., a], 0.0, n - 1.0)
+    i0 = jnp.clip(jnp.floor(c), 0, max(n - 2, 0)).astype(jnp.int32)
+    idx0.append(i0)
+    idx1.append(jnp.minimum(i0 + 1, n - 1))
+    frac.append(c - i0.astype(c.dtype))
+  strides = (shape[1] * shape[2], shape[2], 1)
+  for corner in range(8):
+    bits = [(corner >> (2 - a)) & 1 for a in range(3)]
+    flat = sum((idx1[a] if bits[a] else idx0[a]) * strides[a] for a in range(3))
+    w = 1.0
+    for a in range(3):
+      w = w * (frac[a] if bits[a] else 1.0 - frac[a])
+    yield flat, w
+
+
 def trilinear(volume_flat, shape, coords):
   """Trilinear interpolation with clamp-to-edge, as 8 gathers.
 
@@ -139,25 +160,43 @@ def trilinear(volume_flat, shape, coords):
   Returns:
     [..., C] (or [...]) interpolated values.
   """
-  idx0, idx1, frac = [], [], []
-  for a in range(3):
-    n = shape[a]
-    c = jnp.clip(coords[..., a], 0.0, n - 1.0)
-    i0 = jnp.clip(jnp.floor(c), 0, max(n - 2, 0)).astype(jnp.int32)
-    idx0.append(i0)
-    idx1.append(jnp.minimum(i0 + 1, n - 1))
-    frac.append(c - i0.astype(c.dtype))
-  strides = (shape[1] * shape[2], shape[2], 1)
   out = 0.0
-  for corner in range(8):
-    bits = [(corner >> (2 - a)) & 1 for a in range(3)]
-    flat = sum((idx1[a] if bits[a] else idx0[a]) * strides[a] for a in range(3))
-    w = 1.0
-    for a in range(3):
-      w = w * (frac[a] if bits[a] else 1.0 - frac[a])
+  for flat, w in _corners(shape, coords):
     vals = volume_flat.at[flat].get(mode='promise_in_bounds')
     out = out + (w[..., None] * vals if vals.ndim > w.ndim else w * vals)
   return out
+
+
+def trilinear_and_tensor(packed_flat, shape, coords, view_dir):
+  """trilinear() of the packed volume and, from the same 8 gathers, the
+  gradient's structure tensor J = sum_c w_c g_c g_c^T (Bigun & Granlund
+  1987) seen along the view: q = l^T J l = sum_c w_c (g_c . l)^2 and
+  trace J = sum_c w_c |g_c|^2.
+
+  Unlike the interpolated gradient, J does not cancel where the gradients
+  of neighbouring voxels point opposite ways (across the crest of a plate
+  one or two voxels thick, the interpolated gradient passes through ~0 and
+  its direction swings within a fraction of a voxel); for a constant
+  gradient g, q = (g . l)^2 and trace J = |g|^2.
+
+  Args:
+    packed_flat: [Z * Y * X, 4] (HU, gradient (z, y, x) in HU/mm).
+    shape: (Z, Y, X) static.
+    coords: [..., 3] continuous voxel coords.
+    view_dir: [..., 3] unit light / view directions (broadcastable).
+
+  Returns:
+    (values [..., 4], q [...], trace [...]) (q, trace in (HU/mm)^2).
+  """
+  val, q, trace = 0.0, 0.0, 0.0
+  for flat, w in _corners(shape, coords):
+    v = packed_flat.at[flat].get(mode='promise_in_bounds')
+    g = [v[..., 1 + a] for a in range(3)]
+    gl = sum(g[a] * view_dir[..., a] for a in range(3))
+    val = val + w[..., None] * v
+    q = q + w * gl * gl
+    trace = trace + w * sum(c * c for c in g)
+  return val, q, trace
 
 
 def tf_coords(x, y, bins_x: int, bins_y: int):
