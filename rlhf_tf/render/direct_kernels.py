@@ -18,6 +18,9 @@ One ray at a time, in float64 whatever the input dtype, with the optics of
   the block ranges' halo already covers a sample's footprint) is empty is
   skipped, and so is every later sample up to the one nearest where the ray
   leaves that block (all of them lie in it: a block is convex);
+- a sample whose HU falls between two TF columns with alpha 0 in every row
+  is transparent whatever its gradient: the forward skips the gradient's
+  loads (exact);
 - a ray stops once its transmittance is below the threshold.
 
 The adjoint walks each ray again over exactly the samples the forward
@@ -241,6 +244,13 @@ def forward_kernel(
   by, bx = bins[0], bins[1]
   eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
   inv_hu, inv_grad = 1.0 / fp[HU_RANGE], 1.0 / fp[GRAD_MAX]
+  # clear[ix]: TF columns ix and ix + 1 have alpha 0 in every row.
+  clear = np.ones(bx, np.bool_)
+  for k in range(by * bx):
+    if table[k, 3] != 0.0:
+      clear[k % bx] = False
+      if k % bx > 0:
+        clear[k % bx - 1] = False
   for lane in numba.prange(lanes):
     frame = np.empty(9)
     for job in range(lane, n_tiles, lanes):  # Tiles spread over the lanes.
@@ -263,12 +273,14 @@ def forward_kernel(
               continue
             base, sz, sy, sx, fz, fy, fx = _corner(cz, cy, cx, shape)
             hu = _trilinear(vol, base, sz, sy, sx, fz, fy, fx, 0)
+            ix, wx, _ = _tf_axis((hu - fp[HU_MIN]) * inv_hu, bx)
+            if clear[ix]:
+              continue  # alpha = 0 whatever |g| (exact): no gradient loads.
             gz = _trilinear(vol, base, sz, sy, sx, fz, fy, fx, 1)
             gy = _trilinear(vol, base, sz, sy, sx, fz, fy, fx, 2)
             gx = _trilinear(vol, base, sz, sy, sx, fz, fy, fx, 3)
             sq = gz * gz + gy * gy + gx * gx
             norm = math.sqrt(max(sq, 1e-24))
-            ix, wx, _ = _tf_axis((hu - fp[HU_MIN]) * inv_hu, bx)
             iy, wy, _ = _tf_axis(norm * inv_grad, by)
             k = iy * bx + ix
             alpha = _lookup(table, k, bx, wx, wy, 3)
