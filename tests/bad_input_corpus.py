@@ -28,11 +28,11 @@ from rlhf_tf.data.volume import make_volume, VolumeError
 from rlhf_tf.input_error import ConfigError, InputError
 from rlhf_tf.preferences import dataset, experts, scenes
 from rlhf_tf.preferences import store as store_lib
-from rlhf_tf.render import histogram, polygon, transfer_function
+from rlhf_tf.render import histogram, polygon_validation, transfer_function
 
 DicomSeriesError = dicom_frames.DicomSeriesError
 Inv3Error = invesalius.Inv3Error
-PolygonError = polygon.PolygonError
+PolygonError = polygon_validation.PolygonError
 VoteError = store_lib.VoteError
 
 
@@ -458,7 +458,9 @@ BAD_POLYGONS = {
 
 for _name, _vertices in BAD_POLYGONS.items():
   case('polygon', f'validate_polygon: {_name}', PolygonError, NAME)(
-      lambda tmp, v=_vertices: lambda: polygon.validate_polygon(v, name=NAME)
+      lambda tmp, v=_vertices: lambda: polygon_validation.validate_polygon(
+          v, name=NAME
+      )
   )
 
 BAD_TF_POLYGONS = {

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.preferences import actions
-from rlhf_tf.render import polygon
+from rlhf_tf.render import polygon, polygon_validation
 
 EXPERTS = np.array(
     [
@@ -35,7 +35,7 @@ def test_action_set_counts_provenance_and_reproducibility():
 def test_every_action_is_a_valid_polygon_and_augmentations_stay_close():
   d = actions.build_action_set(jax.random.key(3), EXPERTS, sigma=0.02)
   for v in d.vertices:
-    polygon.validate_polygon(v)
+    polygon_validation.validate_polygon(v)
   for i in d.indices('augmented'):
     parent = np.asarray(polygon.canonicalize(EXPERTS[d.parent[i]]))
     # Small shifts keep the vertex order, so vertices pair up one to one.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.agent import policy, warm_start
-from rlhf_tf.render import polygon
+from rlhf_tf.render import polygon, polygon_validation
 
 BINS = 16
 
@@ -144,7 +144,9 @@ def test_sample_log_prob_mode_and_shapes():
   )
   assert np.all((np.asarray(action) > 0) & (np.asarray(action) < 1))
   for a in np.asarray(action):  # canonical order: counter-clockwise, simple
-    assert polygon.is_simple(a) and float(polygon.polygon_area(a)) > 0
+    assert (
+        polygon_validation.is_simple(a) and float(polygon.polygon_area(a)) > 0
+    )
   np.testing.assert_allclose(logp, log_prob(net, params, jh, u), rtol=1e-6)
   mu, log_std, value = jax.jit(net.apply)(params, jh)
   np.testing.assert_allclose(

@@ -7,7 +7,7 @@ from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 import numpy as np
 
-from rlhf_tf.render import polygon, transfer_function
+from rlhf_tf.render import polygon, polygon_validation, transfer_function
 
 NAME = 'hypothesis polygon'
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
@@ -32,7 +32,7 @@ VERTICES = st.integers(3, 7).flatmap(
 def _check_valid(v):
   assert v.dtype == np.float64 and v.ndim == 2 and v.shape[1] == 2
   assert v.shape[0] >= 3 and np.all((v >= 0) & (v <= 1))
-  assert polygon.is_simple(v)
+  assert polygon_validation.is_simple(v)
   assert abs(float(polygon.polygon_area(v))) >= 1e-4 * (1 - 1e-9)
 
 
@@ -40,8 +40,8 @@ def _check_valid(v):
 @given(JUNK)
 def test_validate_polygon_on_anything(value):
   try:
-    v = polygon.validate_polygon(value, name=NAME)
-  except polygon.PolygonError as err:
+    v = polygon_validation.validate_polygon(value, name=NAME)
+  except polygon_validation.PolygonError as err:
     assert str(err).startswith(NAME + ': '), str(err)
     return
   _check_valid(v)
@@ -51,14 +51,14 @@ def test_validate_polygon_on_anything(value):
 @given(VERTICES)
 def test_validate_polygon_on_unit_square_points(points):
   try:
-    v = polygon.validate_polygon(points, name=NAME)
-  except polygon.PolygonError as err:
+    v = polygon_validation.validate_polygon(points, name=NAME)
+  except polygon_validation.PolygonError as err:
     assert str(err).startswith(NAME + ': ')
     return
   _check_valid(v)
   assert np.array_equal(v, np.asarray(points))  # order and values kept
   # A validated action always makes a TF table.
-  assert polygon.polygon_batch_problem(v) is None
+  assert polygon_validation.polygon_batch_problem(v) is None
 
 
 @settings(
@@ -77,7 +77,7 @@ def test_opacity_table_is_finite_or_refused(points, alpha_max):
             np.asarray(points, np.float64), 8, tau=0.05, alpha_max=alpha_max
         )
     )
-  except polygon.PolygonError as err:
+  except polygon_validation.PolygonError as err:
     assert str(err).startswith('opacity_table vertices')
     return
   assert np.all(np.isfinite(table))
@@ -90,6 +90,6 @@ def test_canonical_random_actions_always_make_tables(seed, n):
   import jax  # pylint: disable=g-import-not-at-top
 
   actions = np.asarray(polygon.random_actions(jax.random.key(seed), 16, n))
-  assert polygon.polygon_batch_problem(actions) is None
+  assert polygon_validation.polygon_batch_problem(actions) is None
   table = np.asarray(transfer_function.tf_table(actions[:, None], 8))
   assert table.shape == (16, 8, 8, 4) and np.all(np.isfinite(table))

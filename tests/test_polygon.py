@@ -1,4 +1,4 @@
-"""Tests for rlhf_tf.render.polygon (paper eq. 2 actions)."""
+"""Tests for rlhf_tf.render.polygon and polygon_validation (paper eq. 2)."""
 
 import itertools
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rlhf_tf.render import polygon as P
+from rlhf_tf.render import polygon_validation as V
 
 SQUARE = np.array([[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]])
 TRIANGLE = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -86,32 +87,32 @@ def _brute_force_sd(points, vertices, samples=2001):
     ],
 )
 def test_validate_polygon_rejects(vertices, message):
-  with pytest.raises(P.PolygonError) as err:
-    P.validate_polygon(vertices)
+  with pytest.raises(V.PolygonError) as err:
+    V.validate_polygon(vertices)
   assert message in str(err.value), str(err.value)
 
 
 def test_validate_polygon_accepts_and_keeps_order():
   for good in (SQUARE, TRIANGLE, L_SHAPE, ARROW, SQUARE[::-1]):
-    out = P.validate_polygon(good.tolist())
+    out = V.validate_polygon(good.tolist())
     assert out.dtype == np.float64
     np.testing.assert_array_equal(out, good)
   # Corners of the domain are inside [0, 1]^2.
-  P.validate_polygon([[0, 0], [1, 0], [1, 1], [0, 1]])
+  V.validate_polygon([[0, 0], [1, 0], [1, 1], [0, 1]])
   # A straight angle (redundant vertex) is still a simple polygon.
-  P.validate_polygon([[0.1, 0.1], [0.5, 0.1], [0.9, 0.1], [0.5, 0.9]])
+  V.validate_polygon([[0.1, 0.1], [0.5, 0.1], [0.9, 0.1], [0.5, 0.9]])
   # min_area is honoured both ways.
   thin = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.1002]]
-  P.validate_polygon(thin, min_area=5e-5)
+  V.validate_polygon(thin, min_area=5e-5)
 
 
 def test_is_simple():
-  assert P.is_simple(SQUARE) and P.is_simple(L_SHAPE) and P.is_simple(ARROW)
-  assert not P.is_simple([[0, 0], [1, 1], [1, 0], [0, 1]])  # Bow-tie.
-  assert not P.is_simple([[0, 0], [1, 0], [0.5, 0.5], [1, 0]])
+  assert V.is_simple(SQUARE) and V.is_simple(L_SHAPE) and V.is_simple(ARROW)
+  assert not V.is_simple([[0, 0], [1, 1], [1, 0], [0, 1]])  # Bow-tie.
+  assert not V.is_simple([[0, 0], [1, 0], [0.5, 0.5], [1, 0]])
   # Touching edges (vertex on a non-adjacent edge) is not simple.
-  assert not P.is_simple([[0, 0], [1, 0], [1, 1], [0.5, 0], [0, 1]])
-  assert not P.is_simple([[0, 0], [1, 1]])
+  assert not V.is_simple([[0, 0], [1, 0], [1, 1], [0.5, 0], [0, 1]])
+  assert not V.is_simple([[0, 0], [1, 1]])
 
 
 # --- area, canonical form, random actions -----------------------------------
@@ -133,10 +134,10 @@ def test_polygon_area_closed_forms():
 
 def test_canonicalize_makes_random_bowties_simple():
   pts = np.asarray(jax.random.uniform(jax.random.key(1), (200, 4, 2)))
-  raw_simple = [P.is_simple(p) for p in pts]
+  raw_simple = [V.is_simple(p) for p in pts]
   assert not all(raw_simple)  # Random orders do give bow-ties ...
   canon = np.asarray(jax.jit(P.canonicalize)(pts))
-  assert all(P.is_simple(p) for p in canon)  # ... canonical ones do not.
+  assert all(V.is_simple(p) for p in canon)  # ... canonical ones do not.
   assert np.all(P.polygon_area(canon) > 0)  # Counter-clockwise.
   # Same vertex sets.
   np.testing.assert_allclose(
@@ -177,7 +178,7 @@ def test_random_actions():
   np.testing.assert_array_equal(a, b)
   assert not np.allclose(a, c)
   assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
-  assert all(P.is_simple(p) for p in np.asarray(a))
+  assert all(V.is_simple(p) for p in np.asarray(a))
   assert P.random_actions(jax.random.key(0), 3, n_vertices=6).shape == (3, 6, 2)
   with pytest.raises(ValueError, match='n_vertices'):
     P.random_actions(jax.random.key(0), 3, n_vertices=2)

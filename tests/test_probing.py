@@ -11,7 +11,7 @@ from reward_testing import BINS, tiny_model
 from rlhf_tf.data import phantom
 from rlhf_tf.evaluation import probing, probing_gradients
 from rlhf_tf.preferences import scenes
-from rlhf_tf.render import histogram
+from rlhf_tf.render import histogram, polygon_validation
 from rlhf_tf.render import polygon as polygon_lib
 
 
@@ -152,7 +152,7 @@ def test_reward_ascent_increases_rewards(tiny):
   np.testing.assert_allclose(out['area'], area, rtol=1e-6, atol=1e-7)
   assert np.all(area >= 0)  # counter-clockwise (or collapsed on a border)
   for s in np.flatnonzero(area > 1e-3):
-    assert polygon_lib.is_simple(acts[s])
+    assert polygon_validation.is_simple(acts[s])
   np.testing.assert_allclose(final, _reward(tiny, acts), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['history'][-1], final, rtol=1e-6)
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from rlhf_tf.evaluation import probing_gradients
 from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.render import polygon_validation
 from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
@@ -191,8 +192,8 @@ def ensemble_rewards(ens: RewardEnsemble, jh, actions) -> np.ndarray:
 
 def is_valid_action(vertices, min_area: float = 1e-3) -> bool:
   try:
-    polygon_lib.validate_polygon(np.asarray(vertices), min_area=min_area)
-  except polygon_lib.PolygonError:
+    polygon_validation.validate_polygon(np.asarray(vertices), min_area=min_area)
+  except polygon_validation.PolygonError:
     return False
   return True
 

@@ -23,7 +23,7 @@ from rlhf_tf.evaluation import volume_figures
 from rlhf_tf.input_error import ConfigError
 from rlhf_tf.preferences import experts as experts_lib
 from rlhf_tf.preferences import scenes as scenes_lib
-from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.render import polygon_validation
 from rlhf_tf.render import turntable as turntable_lib
 
 
@@ -32,7 +32,7 @@ def _actions(config, scene) -> np.ndarray:
     return experts_lib.load_expert_actions(config.actions_file)
   if config.polygons:
     out = [
-        polygon_lib.validate_polygon(p, name=f'config.polygons[{i}]')
+        polygon_validation.validate_polygon(p, name=f'config.polygons[{i}]')
         for i, p in enumerate(config.polygons)
     ]
     if len({len(v) for v in out}) > 1:

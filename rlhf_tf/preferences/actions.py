@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.render import polygon
+from rlhf_tf.render import polygon, polygon_validation
 
 RANDOM, EXPERT, AUGMENTED = 'random', 'expert', 'augmented'
 
@@ -41,8 +41,8 @@ class ActionSet:
 
 def _is_valid(vertices: np.ndarray, min_area: float) -> bool:
   try:
-    polygon.validate_polygon(vertices, min_area=min_area)
-  except polygon.PolygonError:
+    polygon_validation.validate_polygon(vertices, min_area=min_area)
+  except polygon_validation.PolygonError:
     return False
   return True
 
@@ -121,7 +121,7 @@ def build_action_set(
         f'experts must be [E, n, 2] with E >= 1, got ' f'{experts.shape}'
     )
   for i, e in enumerate(experts):
-    polygon.validate_polygon(e, name=f'expert action {i}')
+    polygon_validation.validate_polygon(e, name=f'expert action {i}')
   n = experts.shape[1]
   key_random, key_augment = jax.random.split(key)
   random = random_valid_actions(key_random, num_random, n, min_area)

@@ -18,7 +18,7 @@ import numpy as np
 
 from rlhf_tf.input_error import InputError
 from rlhf_tf.preferences import tissues
-from rlhf_tf.render import polygon
+from rlhf_tf.render import polygon, polygon_validation
 from rlhf_tf.render.histogram import JHAxes
 
 # (low-x percentile of the target voxels, gradient ceiling percentile,
@@ -84,7 +84,7 @@ def load_expert_actions(path: str) -> np.ndarray:
   """Experts from JSON: a list of polygons, each a list of [x, y] vertices.
 
   All polygons must have the same number of vertices (the action size of the
-  reward model) and be valid (``polygon.validate_polygon``).
+  reward model) and be valid (``polygon_validation.validate_polygon``).
   """
   try:
     with open(path, 'rb') as f:
@@ -101,7 +101,7 @@ def load_expert_actions(path: str) -> np.ndarray:
         f'{type(data).__name__}'
     )
   out = [
-      polygon.validate_polygon(p, name=f'{path}: polygon {i}')
+      polygon_validation.validate_polygon(p, name=f'{path}: polygon {i}')
       for i, p in enumerate(data)
   ]
   sizes = sorted({len(p) for p in out})

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.render import polygon as polygon_lib
+from rlhf_tf.render import polygon_validation
 
 # Piecewise-linear colour maps: (position in [0, 1], (r, g, b)). 'bone' follows
 # the usual CT bone / skin volume-rendering presets: soft tissue dark
@@ -93,14 +94,14 @@ def check_polygons(vertices, what: str = 'polygons') -> None:
     return
   v = np.asarray(vertices)
   if v.dtype.kind not in 'iuf':
-    raise polygon_lib.PolygonError(
+    raise polygon_validation.PolygonError(
         f'{what}: vertices must be real numbers, ' f'got dtype {v.dtype}'
     )
-  problem = polygon_lib.polygon_batch_problem(v)
+  problem = polygon_validation.polygon_batch_problem(v)
   if problem is not None:
     index, reason = problem
     where = f'{what}[{", ".join(map(str, index))}]' if index else what
-    raise polygon_lib.PolygonError(f'{where}: {reason}')
+    raise polygon_validation.PolygonError(f'{where}: {reason}')
 
 
 def bin_centres(bins: int, dtype=jnp.float32):
