@@ -1,6 +1,7 @@
 """Action set D (50 random / 10 expert / 40 augmented) and preference pairs."""
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -30,6 +31,19 @@ def test_action_set_counts_provenance_and_reproducibility():
   np.testing.assert_array_equal(d.vertices, again.vertices)
   other = actions.build_action_set(jax.random.key(1), EXPERTS)
   assert not np.array_equal(d.vertices[10:], other.vertices[10:])
+
+
+def test_action_set_from_config_uses_the_config_sizes():
+  cfg = ml_collections.ConfigDict(
+      dict(seed=0, num_random=7, num_augmented=3, sigma=0.05)
+  )
+  d = actions.action_set_from_config(jax.random.key(2), EXPERTS, cfg)
+  assert d.vertices.shape == (20, 4, 2)
+  assert len(d.indices('random')) == 7 and len(d.indices('augmented')) == 3
+  direct = actions.build_action_set(
+      jax.random.key(2), EXPERTS, num_random=7, num_augmented=3, sigma=0.05
+  )
+  np.testing.assert_array_equal(d.vertices, direct.vertices)
 
 
 def test_every_action_is_a_valid_polygon_and_augmentations_stay_close():

@@ -176,13 +176,7 @@ def compare(config, out_dir: str) -> tuple[str, list[dict]]:
       int(proto.num_gold),
       os.path.join(out_dir, f'gold_' f'{spec.scene_id}.npz'),
   )
-  d = actions_lib.build_action_set(
-      k_d,
-      scene.experts,
-      num_random=config.actions.num_random,
-      num_augmented=config.actions.num_augmented,
-      sigma=config.actions.sigma,
-  )
+  d = actions_lib.action_set_from_config(k_d, scene.experts, config.actions)
   crit_d = inspector_lib.action_criteria(scene, d.vertices)
   rows = []
   for budget in proto.budgets:

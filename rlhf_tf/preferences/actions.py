@@ -148,6 +148,27 @@ def build_action_set(
   return ActionSet(vertices=vertices, provenance=provenance, parent=parent)
 
 
+def action_set_from_config(key, experts, actions_config) -> ActionSet:
+  """``build_action_set`` with the sizes of an experiment's ``config.actions``.
+
+  Args:
+    key: PRNG key, passed to ``build_action_set``.
+    experts: [E, n, 2] expert actions.
+    actions_config: the ``config.actions`` block (num_random, num_augmented,
+      sigma; its seed is the caller's to turn into ``key``).
+
+  Returns:
+    ActionSet with A = E + num_random + num_augmented actions.
+  """
+  return build_action_set(
+      key,
+      experts,
+      num_random=actions_config.num_random,
+      num_augmented=actions_config.num_augmented,
+      sigma=actions_config.sigma,
+  )
+
+
 def sample_pairs(key, num_actions: int, num_pairs: int = 4000) -> np.ndarray:
   """Distinct unordered pairs with a random left/right order.
 

@@ -292,13 +292,7 @@ def _register_scene(store, spec: SceneSpec, config, scene) -> dict:
   else:
     if scene is None:
       raise InputError(f'scene {spec.scene_id!r} is not in the store yet')
-    d = actions_lib.build_action_set(
-        key,
-        scene.experts,
-        num_random=config.actions.num_random,
-        num_augmented=config.actions.num_augmented,
-        sigma=config.actions.sigma,
-    )
+    d = actions_lib.action_set_from_config(key, scene.experts, config.actions)
     store.add_scene(
         spec.scene_id,
         description=f'{spec.volume["source"]} ' f'scene',
