@@ -10,6 +10,9 @@ compilation (first call timed separately as 'compile_s').
 
 --new-views adds only the 'new_views' block of --quality.
 
+--preintegration-cost prints only the 'preintegration_cost' block of
+--quality (and the load average), without the figures above.
+
 --quality adds (benchmarks/render_quality.py), at the scene's default step
 (the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
 renderer (the project's point-sampled default, 'project', and with
@@ -435,6 +438,36 @@ def quality_figures(
   return out
 
 
+def preintegration_cost_only(size=256, repeats=3):
+  """{'preintegration_cost': ...} of --quality alone, Cranium (or the
+  stand-in) at its default step, with the load average."""
+  volume, source = load_test_volume()
+  spacing = tuple(float(s) for s in np.asarray(volume.spacing))
+  packed = sampling.packed_volume(volume.hu, spacing)
+  grad_mag = np.asarray(jnp.linalg.norm(packed[..., 1:], axis=-1))
+  axes = histogram.make_axes(volume, grad_mag, hu_window=(-1000.0, 2000.0))
+  view = camera_lib.head_camera(
+      volume.shape,
+      spacing,
+      size,
+      size,
+      azimuth_deg=30.0,
+      elevation_deg=10.0,
+      zoom=1.3,
+  )
+  cost = render_quality.preintegration_cost(
+      packed,
+      spacing,
+      axes,
+      jnp.asarray(demo_tf(axes)),
+      view,
+      float(min(spacing)),
+      repeats,
+  )
+  cost['load_average_1_5_15'] = list(os.getloadavg())
+  return {'volume': source, 'preintegration_cost': cost}
+
+
 def run_large(size=512):
   """547x421x547 synthetic head at 512^2: first-call times and peak RSS."""
   shape = (547, 421, 547)
@@ -510,8 +543,18 @@ def main(argv=None):
       action='store_true',
       help='only the new-view times (with VTK in the same run)',
   )
+  p.add_argument(
+      '--preintegration-cost',
+      action='store_true',
+      help='only the cost of pre-integration (cached, build, direct)',
+  )
   p.add_argument('--save', type=str, default='', help='PNG of the direct image')
   args = p.parse_args(argv)
+  if args.preintegration_cost:
+    print(
+        json.dumps(preintegration_cost_only(args.size, args.repeats), indent=1)
+    )
+    return
   out, img, vtk_img = run(
       args.size,
       args.samples,

@@ -20,8 +20,10 @@ almost every 32-row chunk, some ray still visible and some opacity (on
 Cranium 256^2 with the default TF, 66 of 68 chunks are needed, while per
 ray only 4.99 M of 7.61 M samples lie before termination and 0.70 M of
 those have opacity); narrower, image-square tiles would skip more but cost
-XLA 1.3-1.8x more per sample. Elsewhere (GPU, TPU, pre-integration,
-``render_cached_labels``) the XLA march runs to the end of every ray.
+XLA 1.3-1.8x more per sample. With pre-integration the CPU runs
+``rlhf_tf.render.cached_native_segments``, the same native walk over
+segments. Elsewhere (GPU, TPU, ``render_cached_labels``) the XLA march
+runs to the end of every ray.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ import functools
 
 import jax
 
-from rlhf_tf.render import cached_march, cached_native, cached_segments
+from rlhf_tf.render import (
+    cached_march,
+    cached_native,
+    cached_native_segments,
+    cached_segments,
+)
 from rlhf_tf.render.ray_cache import RayCache
 from rlhf_tf.render.render_settings import RenderSettings
 
@@ -42,9 +49,12 @@ def _march(settings):
 
 def _image_march(settings):
   """The module whose cached_image renders these settings: on CPU the
-  native march of point samples (cached_native: early ray termination,
-  per-sample empty-space skipping, all cores), else the XLA one."""
-  if not settings.preintegrate and jax.default_backend() == 'cpu':
+  native march (cached_native, or cached_native_segments with
+  pre-integration: early ray termination, per-sample / per-segment
+  empty-space skipping, all cores), else the XLA one."""
+  if jax.default_backend() == 'cpu':
+    if settings.preintegrate:
+      return cached_native_segments
     return cached_native
   return _march(settings)
 

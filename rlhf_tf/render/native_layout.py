@@ -32,15 +32,12 @@ GROUP = 16
 
 
 def wanted(settings, labels: bool) -> bool:
-  """Whether a cache is built in narrow tiles by default: where the native
-  march renders it (CPU, point samples; ``cached_render``). Labels keep
-  wide tiles: ``render_cached_labels`` runs the XLA march, which is
-  faster on wide rows."""
-  return (
-      jax.default_backend() == 'cpu'
-      and not labels
-      and not settings.preintegrate
-  )
+  """Whether a cache is built in narrow tiles by default: where a native
+  march renders it (CPU; ``cached_render``). Labels keep wide tiles:
+  ``render_cached_labels`` runs the XLA march, which is faster on wide
+  rows."""
+  del settings  # Both classifications have a native march.
+  return jax.default_backend() == 'cpu' and not labels
 
 
 @numba.njit(nogil=True, cache=True)

@@ -15,7 +15,8 @@ instead of idx, fx, fy the float32 lookup coordinates u, v of
 ``preintegration.coords`` at the S + 1 segment ends and, in the same row,
 u, v (and d, s) at the midpoint of the segment that starts there (24 bytes
 per row with shading, 16 without, one more row; rendered by
-``rlhf_tf.render.cached_segments``) -- plus per ray the
+``rlhf_tf.render.cached_segments``, on CPU by its native twin
+``cached_native_segments``) -- plus per ray the
 chord length, the offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
 then one 16-value gather per sample (the 2x2 bin neighbourhood, see
@@ -29,7 +30,9 @@ sample count and cut into tiles of ``settings.cache_tile_rays``; each tile keeps
 whole chunks of CHUNK rows up to its own longest ray, in one pool
 (``CacheTiles``); the march walks only up to that ray's last sample
 (``CacheTiles.num_steps``: on Cranium 256^2, 12 % less CPU time for the
-forward and 6 % for the gradient than walking whole chunks). This is
+forward and 6 % for the gradient than walking whole chunks). On CPU (no
+labels) the tiles are then cut into tiles of 16 rays, each to its own
+longest ray (``native_layout``: the native marches' memory layout). This is
 exact -- the cached image differs from
 ``raymarch.render`` (with its skipping and termination off) only by the
 fixed-point weights and float32 rounding (max abs difference 1e-5 .. 1e-4

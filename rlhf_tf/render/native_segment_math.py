@@ -1,0 +1,328 @@
+"""One pre-integrated segment in native code: its optics and their adjoint.
+
+Scalar numba versions of ``preintegration.segment_plan`` (two halves,
+front -> sampled midpoint -> back, each ``segment_from_rows``) for the
+native pre-integrated march (``cached_native_segments``), and the hand-
+written reverse pass of the same formulas, w.r.t. the (P, V) table
+[bins_y * bins_x, 8] (``preintegration.segment_table``, flat bins; a lookup
+reads bins idx and idx + bins_x, the two gradient rows of
+``preintegration.row_pairs``).
+
+Per half from end f to end b (length l = l_i / 2):
+
+  vbar = (v_f + v_b) / 2, idx / fu / fv = lookup_index(u, vbar)
+  PV   = T[idx] + fv (T[idx + bins_x] - T[idx]),  p = PV[:4], V = PV[4:]
+  G    = p + fu V
+  mean = (G_b - G_f) / du  if |du| > TINY_DU else (V_f + V_b) / 2
+  tau  = l mean_0,  lt = -tau,  e_c = l phi(tau) mean_{c+1}
+  shading: w = shading_weight(mean_0, V_f0, V_b0), d = d_f + w (d_b - d_f),
+           s likewise, a = -expm1(lt),
+           e'_c = min(e_c (ka + kd d) + ks s a, a)
+
+and the segment: e = e_1 + exp(lt_1) e_2, lt = lt_1 + lt_2. min / max /
+clip ties split the cotangent in halves, as JAX's do (lax.min's rule).
+
+A half whose mean extinction is exactly 0 is transparent (e = 0, lt = 0:
+sigma >= 0 and emission sigma rgb vanish together over its span) and its
+forward stops after the extinction channel (8 of 32 loads).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from rlhf_tf.render import preintegration
+
+TINY_DU = preintegration.TINY_DU
+_TINY_SIGMA = preintegration._TINY_SIGMA  # pylint: disable=protected-access
+_SERIES_Z = preintegration._SERIES_Z  # pylint: disable=protected-access
+
+
+@numba.njit(inline='always')
+def _share(x, y):
+  """d min(x, y) / dx (and d max(x, y) / dx) where the result is x: 1, 1/2
+  at a tie (JAX's rule), 0 otherwise; here for 'x is the one taken'."""
+  return 0.5 if x == y else 1.0
+
+
+@numba.njit(inline='always')
+def _index(u, vbar, bins_x, bins_y):
+  """preintegration.lookup_index: (flat bin, fu, fv)."""
+  # int() truncates; it equals floor wherever the clamp to 0 does not act.
+  i = min(max(int(u), 0), bins_x - 1)
+  j = min(max(int(vbar), 0), bins_y - 2)
+  return j * bins_x + i, u - i, vbar - j
+
+
+@numba.njit(inline='always')
+def _pv(table, k, bins_x, fv, c):
+  """Channel c of the (P, V) row pair k interpolated at fv."""
+  a = table[k, c]
+  return a + fv * (table[k + bins_x, c] - a)
+
+
+@numba.njit(inline='always')
+def _phi(z):
+  """preintegration.absorption_ratio and its derivative."""
+  if abs(z) < _SERIES_Z:
+    q4 = 1.0 - z / 5
+    q3 = 1.0 - z / 4 * q4
+    q2 = 1.0 - z / 3 * q3
+    dq3 = -(q4 / 4 - z / 4 / 5)
+    dq2 = -(q3 / 3 + z / 3 * dq3)
+    return 1.0 - z / 2 * q2, -(q2 / 2 + z / 2 * dq2)
+  phi = -np.expm1(-z) / z
+  return phi, (np.exp(-z) - phi) / z
+
+
+@numba.njit(inline='always')
+def _weight_value(mean, s_f, s_b):
+  """preintegration.shading_weight (the forward's: no partials)."""
+  jump = s_b - s_f
+  c = (s_b - mean) / jump if abs(jump) > _TINY_SIGMA else 0.5
+  c = min(1.0, max(0.0, c))
+  shift = (
+      jump * c * (1.0 - c) / (2.0 * mean)
+      if abs(2.0 * mean) > _TINY_SIGMA
+      else 0.0
+  )
+  return min(1.0, max(0.0, 0.5 + shift))
+
+
+@numba.njit(inline='always')
+def _weight(mean, s_f, s_b):
+  """preintegration.shading_weight and its partials (d/dmean, d/ds_f,
+  d/ds_b)."""
+  jump = s_b - s_f
+  ok_j = abs(jump) > _TINY_SIGMA
+  c = (s_b - mean) / jump if ok_j else 0.5
+  c1 = max(0.0, c)
+  g_c1 = _share(c, 0.0) if c >= 0.0 else 0.0
+  c2 = min(1.0, c1)
+  g_c2 = _share(c1, 1.0) if c1 <= 1.0 else 0.0
+  ok_m = abs(2.0 * mean) > _TINY_SIGMA
+  shift = jump * c2 * (1.0 - c2) / (2.0 * mean) if ok_m else 0.0
+  w0 = 0.5 + shift
+  w1 = max(0.0, w0)
+  g_w1 = _share(w0, 0.0) if w0 >= 0.0 else 0.0
+  w = min(1.0, w1)
+  g_w = _share(w1, 1.0) if w1 <= 1.0 else 0.0
+  # Back from w to (mean, jump, c): dw/dshift = g_w * g_w1.
+  g_shift = g_w * g_w1
+  g_mean = 0.0
+  g_jump = 0.0
+  if ok_m:
+    g_jump += g_shift * c2 * (1.0 - c2) / (2.0 * mean)
+    g_c = g_shift * jump * (1.0 - 2.0 * c2) / (2.0 * mean) * g_c2 * g_c1
+    g_mean -= g_shift * shift / mean
+    if ok_j:
+      g_mean -= g_c / jump
+      g_jump -= g_c * c / jump
+      # c = (s_b - mean) / jump: d/ds_b through the numerator.
+      return w, g_mean, -g_jump, g_jump + g_c / jump
+  return w, g_mean, -g_jump, g_jump
+
+
+@numba.njit(nogil=True)
+def occupancy(table, bins_x):
+  """[bins_y + 1, bins_x + 1] int32 summed-area table of the bins whose
+  extinction V_0 is not 0 (count in rows < j, columns < i at [j, i])."""
+  bins_y = table.shape[0] // bins_x
+  out = np.zeros((bins_y + 1, bins_x + 1), np.int32)
+  for j in range(bins_y):
+    run = 0
+    for i in range(bins_x):
+      run += table[j * bins_x + i, 4] != 0.0
+      out[j + 1, i + 1] = out[j, i + 1] + run
+  return out
+
+
+@numba.njit(inline='always')
+def segment_transparent(occ, bins_x, bins_y, u_f, v_f, u_m, v_m, u_b, v_b):
+  """Whether every bin both halves of a segment read (columns between its
+  ends' and midpoint's, the two gradient rows of each half) has V_0 = 0,
+  from 4 loads of occ (``occupancy``): then P_0 is the same at all of them
+  and both halves' mean extinction is exactly 0 (half_forward: transparent).
+  """
+  i_f = min(max(int(u_f), 0), bins_x - 1)
+  i_m = min(max(int(u_m), 0), bins_x - 1)
+  i_b = min(max(int(u_b), 0), bins_x - 1)
+  j_1 = min(max(int(0.5 * (v_f + v_m)), 0), bins_y - 2)
+  j_2 = min(max(int(0.5 * (v_m + v_b)), 0), bins_y - 2)
+  c0 = min(i_f, min(i_m, i_b))
+  c1 = max(i_f, max(i_m, i_b)) + 1
+  r0 = min(j_1, j_2)
+  r1 = max(j_1, j_2) + 2
+  return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
+
+
+@numba.njit(inline='always')
+def half_forward(
+    table,
+    bins_x,
+    bins_y,
+    u_f,
+    v_f,
+    u_b,
+    v_b,
+    l,
+    d_f,
+    s_f,
+    d_b,
+    s_b,
+    shading,
+    ka,
+    kd,
+    ks,
+    e,
+):
+  """Fills e [4] with the half's (shaded) premultiplied colour and its
+  opacity a = 1 - exp(lt); returns lt. A half of mean extinction 0 returns
+  lt = 0, e = 0 after 8 loads."""
+  vbar = 0.5 * (v_f + v_b)
+  k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
+  k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
+  du = u_b - u_f
+  ok = abs(du) > TINY_DU
+  sig_f = _pv(table, k_f, bins_x, fv, 4)
+  sig_b = _pv(table, k_b, bins_x, fv, 4)
+  if ok:
+    g_f = _pv(table, k_f, bins_x, fv, 0) + fu_f * sig_f
+    g_b = _pv(table, k_b, bins_x, fv, 0) + fu_b * sig_b
+    mean0 = (g_b - g_f) / du
+  else:
+    mean0 = 0.5 * (sig_f + sig_b)
+  if mean0 == 0.0:
+    e[0] = e[1] = e[2] = e[3] = 0.0
+    return 0.0
+  tau = l * mean0
+  a = -np.expm1(-tau)
+  e[3] = a
+  inv_du = 1.0 / du if ok else 0.0
+  scale = l * (_phi(tau)[0] if abs(tau) < _SERIES_Z else a / tau)
+  lit = 1.0
+  spec = 0.0
+  if shading:
+    w = _weight_value(mean0, sig_f, sig_b)
+    lit = ka + kd * (d_f + w * (d_b - d_f))
+    spec = ks * (s_f + w * (s_b - s_f)) * a
+  for c in range(3):
+    v_cf = _pv(table, k_f, bins_x, fv, 5 + c)
+    v_cb = _pv(table, k_b, bins_x, fv, 5 + c)
+    if ok:
+      g_f = _pv(table, k_f, bins_x, fv, 1 + c) + fu_f * v_cf
+      g_b = _pv(table, k_b, bins_x, fv, 1 + c) + fu_b * v_cb
+      mean = (g_b - g_f) * inv_du
+    else:
+      mean = 0.5 * (v_cf + v_cb)
+    e[c] = scale * mean
+    if shading:
+      e[c] = min(e[c] * lit + spec, a)
+  return -tau
+
+
+@numba.njit(inline='always')
+def half_adjoint(
+    table,
+    bins_x,
+    bins_y,
+    u_f,
+    v_f,
+    u_b,
+    v_b,
+    l,
+    d_f,
+    s_f,
+    d_b,
+    s_b,
+    shading,
+    ka,
+    kd,
+    ks,
+    g_e,
+    g_lt,
+    acc,
+    mean,
+    g_mean,
+):
+  """Adds the half's cotangent into acc [bins, 8] from those of its output
+  e' (g_e [3]) and lt (g_lt): the reverse of half_forward's formulas (all of
+  them: a transparent half still passes a cotangent to its extinction).
+  mean, g_mean: [4] scratch."""
+  vbar = 0.5 * (v_f + v_b)
+  k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
+  k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
+  du = u_b - u_f
+  ok = abs(du) > TINY_DU
+  for c in range(4):
+    pv_f = _pv(table, k_f, bins_x, fv, 4 + c)
+    pv_b = _pv(table, k_b, bins_x, fv, 4 + c)
+    if ok:
+      g_f = _pv(table, k_f, bins_x, fv, c) + fu_f * pv_f
+      g_b = _pv(table, k_b, bins_x, fv, c) + fu_b * pv_b
+      mean[c] = (g_b - g_f) / du
+    else:
+      mean[c] = 0.5 * (pv_f + pv_b)
+  sig_f = _pv(table, k_f, bins_x, fv, 4)
+  sig_b = _pv(table, k_b, bins_x, fv, 4)
+  tau = l * mean[0]
+  phi, d_phi = _phi(tau)
+  scale = l * phi
+  g_mean[:] = 0.0
+  g_sig_f = 0.0
+  g_sig_b = 0.0
+  g_tau = -g_lt
+  g_scale = 0.0
+  if shading:
+    w, w_mean, w_f, w_b = _weight(mean[0], sig_f, sig_b)
+    d = d_f + w * (d_b - d_f)
+    s = s_f + w * (s_b - s_f)
+    ex = np.exp(-tau)  # da / dtau.
+    a = -np.expm1(-tau)
+    lit = ka + kd * d
+    g_a = 0.0
+    g_d = 0.0
+    g_s = 0.0
+    for c in range(3):
+      e = scale * mean[1 + c]
+      val = e * lit + ks * s * a
+      g_val = g_e[c] * _share(val, a) if val <= a else 0.0
+      g_a += g_e[c] - g_val if val >= a else 0.0
+      g_mean[1 + c] += g_val * lit * scale
+      g_scale += g_val * lit * mean[1 + c]
+      g_d += kd * g_val * e
+      g_s += ks * a * g_val
+      g_a += ks * s * g_val
+    g_tau += g_a * ex
+    g_w = g_d * (d_b - d_f) + g_s * (s_b - s_f)
+    g_mean[0] += g_w * w_mean
+    g_sig_f += g_w * w_f
+    g_sig_b += g_w * w_b
+  else:
+    for c in range(3):
+      g_mean[1 + c] += g_e[c] * scale
+      g_scale += g_e[c] * mean[1 + c]
+  g_tau += g_scale * l * d_phi
+  g_mean[0] += g_tau * l
+  w00 = 1.0 - fv
+  for c in range(4):
+    # mean -> (p, V) of both ends -> the two rows of each.
+    if ok:
+      g_g = g_mean[c] / du
+      g_p_f, g_v_f = -g_g, -g_g * fu_f
+      g_p_b, g_v_b = g_g, g_g * fu_b
+    else:
+      g_p_f = g_p_b = 0.0
+      g_v_f = g_v_b = 0.5 * g_mean[c]
+    if c == 0:
+      g_v_f += g_sig_f
+      g_v_b += g_sig_b
+    acc[k_f, c] += w00 * g_p_f
+    acc[k_f + bins_x, c] += fv * g_p_f
+    acc[k_f, 4 + c] += w00 * g_v_f
+    acc[k_f + bins_x, 4 + c] += fv * g_v_f
+    acc[k_b, c] += w00 * g_p_b
+    acc[k_b + bins_x, c] += fv * g_p_b
+    acc[k_b, 4 + c] += w00 * g_v_b
+    acc[k_b + bins_x, 4 + c] += fv * g_v_b
