@@ -8,6 +8,15 @@ sample whose four bins have alpha = 0. Adjoint: the same walk over the
 samples composited, R_i = C - sum_{j<=i} T_j a_j c_j,
 dC/dc_i = T_i a_i, dC/dlt_i = R_i - T_{i+1} c_i, scatter-added into
 NUM_BLOCKS partial tables.
+
+The adjoint walks one ray of a group at a time, its T_i and R_i in
+registers (walked row by row over the group's rays, they went through
+memory that the scatter-adds into the table might alias), and addresses the
+pool and the table through flat views with unsigned indices (numba's 2D
+indexing pays a negative-index wraparound and a stride multiply per load);
+a sample at alpha = 0 (86 % of those composited on Cranium) leaves T and R
+as they are and scatters only its alpha cotangent. Cranium 256^2, default
+step, one thread, CPU time: 146 -> 93 ms (forward: 43 ms).
 """
 
 from __future__ import annotations
@@ -196,17 +205,44 @@ def forward_kernel(
         log_t_out[t, g0 + m] = np.log(max(log_t_out[t, g0 + m], tiny))
 
 
-@numba.njit(nogil=True)
-def _adjoint_group(
+@numba.njit(nogil=True, inline='always')
+def _corner_lerp(table, k, k2, c, wx, wy):
+  """Channel c of the bilinear lookup of the flat table [bins * 4] at the
+  bins whose channel 0 is at k, k + 4, k2, k2 + 4 (_lookup's arithmetic)."""
+  a, b = table[k + c], table[k + c + np.uint64(4)]
+  bottom = a + wx * (b - a)
+  a, b = table[k2 + c], table[k2 + c + np.uint64(4)]
+  return bottom + wy * (a + wx * (b - a) - bottom)
+
+
+@numba.njit(nogil=True, inline='always')
+def _scatter(acc, k, k2, c, w00, w01, w10, w11, g):
+  """acc[corner, c] += w_corner g at the four bins of a lookup (flat)."""
+  acc[k + c] += w00 * g
+  acc[k + c + np.uint64(4)] += w01 * g
+  acc[k2 + c] += w10 * g
+  acc[k2 + c + np.uint64(4)] += w11 * g
+
+
+@numba.njit(nogil=True, inline='always')
+def _shade(base, lit, spec, one, zero):
+  """(min(base lit + spec, 1), its derivative w.r.t. base)."""
+  x = base * lit + spec
+  return min(x, one), lit if x < one else zero
+
+
+@numba.njit(nogil=True, inline='always')
+def _adjoint_ray(
     idx,
     fx,
     fy,
     dif,
     spe,
+    p,
+    stride,
     lo,
     hi,
-    r0,
-    steps,
+    num,
     table,
     bins_x,
     params,
@@ -215,70 +251,68 @@ def _adjoint_group(
     g_log_t,
     acc,
 ):
-  """Adds the group's share of the TF table's cotangent into acc [bins, 4]
-  (cached_march.march_tile_vjp, each ray over its steps[m] samples, with
-  the forward's arithmetic: the same T_i and a_i). rgb_total [n, 3],
-  g_rgb [n, 3], g_log_t [n]: the forward's C and the cotangents of C and
-  log T_N; the rest as _forward_group."""
-  n = lo.shape[0]
+  """Adds one ray's share of the TF table's cotangent into acc [bins * 4]
+  (flat; cached_march.march_tile_vjp over the ray's num samples, with the
+  forward's arithmetic: the same T_i and a_i). idx ... spe: the pool fields,
+  flat, the ray's sample i at p + i stride; lo, hi: its chord; rgb_total
+  [3], g_rgb [3], g_log_t: the forward's C and the cotangents of C and
+  log T_N. The ray's state (T_i, R_i) stays in registers: one ray at a
+  time, not its group's rays in turn."""
   one = table.dtype.type(1.0)
   zero = table.dtype.type(0.0)
   q = table.dtype.type(1.0 / 65535.0)
   step, ref, shading, ka, kd, ks, one_minus_eps = params
-  g_col = np.empty(4, table.dtype)
-  col = np.empty(3, table.dtype)
-  # Per ray: T_i and R = sum_{j>=i} T_j a_j c_j (colour still behind).
-  trans = np.ones(n, table.dtype)
-  behind = rgb_total.copy()
-  most = 0
-  for m in range(n):
-    most = max(most, steps[m])
-  for i in range(most):
-    fi = table.dtype.type(i) * step
-    row = r0 + i
-    for m in range(n):
-      if i >= steps[m]:
-        continue
-      seg = _segment(lo[m], hi[m], fi, step, zero)
-      k = idx[row, m]
-      wx = table.dtype.type(fx[row, m]) * q
-      wy = table.dtype.type(fy[row, m]) * q
-      lit = one
-      spec = zero
-      if shading > zero:
-        lit = ka + kd * table.dtype.type(dif[row, m]) * q
-        spec = ks * table.dtype.type(spe[row, m]) * q
-      alpha = _lookup(table, k, bins_x, wx, wy, 3)
-      a = zero
-      if alpha != zero:
-        a = _opacity(alpha, seg, ref, one_minus_eps)
-      w = trans[m] * a  # T_i a_i.
-      trans_next = trans[m] * (one - a)
-      g_lt = g_log_t[m]
-      for c in range(3):
-        base = _lookup(table, k, bins_x, wx, wy, c)
-        col[c] = min(base * lit + spec, one) if shading > zero else base
-        behind[m, c] -= w * col[c]  # R_i.
-        g_lt += g_rgb[m, c] * (behind[m, c] - trans_next * col[c])
-        # dC/dc_i = T_i a_i, through the shading and its clip at 1.
-        g_col[c] = g_rgb[m, c] * w
-        if shading > zero:
-          g_col[c] *= lit if base * lit + spec < one else zero
-      # lt = (l / l_ref) log(1 - min(alpha, 1 - eps)).
-      g_col[3] = zero
+  c0, c1, c2, c3 = np.uint64(0), np.uint64(1), np.uint64(2), np.uint64(3)
+  row_bins = np.uint64(4) * np.uint64(bins_x)
+  r_0, r_1, r_2 = rgb_total[0], rgb_total[1], rgb_total[2]  # R_i.
+  g_0, g_1, g_2 = g_rgb[0], g_rgb[1], g_rgb[2]
+  trans = one  # T_i.
+  # dL/dlt_i but for the sample's own colour: g_log_t + g . R_{i+1}.
+  g_behind = g_log_t + g_0 * r_0 + g_1 * r_1 + g_2 * r_2
+  for i in range(num):
+    seg = _segment(lo, hi, table.dtype.type(i) * step, step, zero)
+    k = np.uint64(4) * np.uint64(idx[p])
+    k2 = k + row_bins
+    wx = table.dtype.type(fx[p]) * q
+    wy = table.dtype.type(fy[p]) * q
+    lit = one
+    spec = zero
+    if shading > zero:
+      lit = ka + kd * table.dtype.type(dif[p]) * q
+      spec = ks * table.dtype.type(spe[p]) * q
+    p += stride
+    alpha = _corner_lerp(table, k, k2, c3, wx, wy)
+    col_0 = _corner_lerp(table, k, k2, c0, wx, wy)
+    col_1 = _corner_lerp(table, k, k2, c1, wx, wy)
+    col_2 = _corner_lerp(table, k, k2, c2, wx, wy)
+    s_0 = s_1 = s_2 = one  # d c_i / d base, through the shading's clip.
+    if shading > zero:
+      col_0, s_0 = _shade(col_0, lit, spec, one, zero)
+      col_1, s_1 = _shade(col_1, lit, spec, one, zero)
+      col_2, s_2 = _shade(col_2, lit, spec, one, zero)
+    w00 = (one - wx) * (one - wy)
+    w01 = wx * (one - wy)
+    w10 = (one - wx) * wy
+    w11 = wx * wy
+    g_own = g_0 * col_0 + g_1 * col_1 + g_2 * col_2
+    if alpha == zero:
+      # a_i = 0: T and R stay, dC/dc_i = 0; lt = (l / l_ref) log(1 - alpha).
+      g_alpha = (trans * g_own - g_behind) * (seg / ref)
+    else:
+      a = _opacity(alpha, seg, ref, one_minus_eps)
+      w = trans * a  # T_i a_i = dC/dc_i.
+      trans = trans * (one - a)  # T_{i+1}.
+      r_0 -= w * col_0
+      r_1 -= w * col_1
+      r_2 -= w * col_2
+      g_behind = g_log_t + g_0 * r_0 + g_1 * r_1 + g_2 * r_2
+      g_alpha = zero
       if alpha < one_minus_eps:
-        g_col[3] = -g_lt * (seg / ref) / (one - alpha)
-      w00 = (one - wx) * (one - wy)
-      w01 = wx * (one - wy)
-      w10 = (one - wx) * wy
-      w11 = wx * wy
-      # alpha = 0: w = 0, so only the alpha channel gets a cotangent.
-      for c in range(3 if w == zero else 0, 4):
-        acc[k, c] += w00 * g_col[c]
-        acc[k + 1, c] += w01 * g_col[c]
-        acc[k + bins_x, c] += w10 * g_col[c]
-        acc[k + bins_x + 1, c] += w11 * g_col[c]
-      trans[m] = trans_next
+        g_alpha = (trans * g_own - g_behind) * (seg / ref) / (one - alpha)
+      _scatter(acc, k, k2, c0, w00, w01, w10, w11, g_0 * w * s_0)
+      _scatter(acc, k, k2, c1, w00, w01, w10, w11, g_1 * w * s_1)
+      _scatter(acc, k, k2, c2, w00, w01, w10, w11, g_2 * w * s_2)
+    _scatter(acc, k, k2, c3, w00, w01, w10, w11, g_alpha)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -309,27 +343,36 @@ def adjoint_kernel(
   groups = -(-tile // group)
   jobs = n_tiles * groups
   g_out[...] = table.dtype.type(0.0)
+  # Flat views: unsigned flat indices address without numba's
+  # negative-index wraparound and per-dimension strides.
+  stride = np.uint64(idx.shape[1])
+  idx_f, fx_f, fy_f = idx.reshape(-1), fx.reshape(-1), fy.reshape(-1)
+  dif_f, spe_f = dif.reshape(-1), spe.reshape(-1)
+  table_f = table.reshape(-1)
   for b in numba.prange(NUM_BLOCKS):
+    acc = g_out[b].reshape(-1)
     for job in range(b, jobs, NUM_BLOCKS):
       t = job // groups
       g0 = (job % groups) * group
-      g1 = min(g0 + group, tile)
-      lo = start[t, g0:g1]
-      _adjoint_group(
-          idx[:, g0:g1],
-          fx[:, g0:g1],
-          fy[:, g0:g1],
-          dif[:, g0:g1],
-          spe[:, g0:g1],
-          lo,
-          lo + length[t, g0:g1],
-          first_row[t],
-          steps[t, g0:g1],
-          table,
-          bins_x,
-          params,
-          rgb_total[t, g0:g1],
-          g_rgb[t, g0:g1],
-          g_log_t[t, g0:g1],
-          g_out[b],
-      )
+      row = np.uint64(first_row[t]) * stride
+      for m in range(g0, min(g0 + group, tile)):
+        lo = start[t, m]
+        _adjoint_ray(
+            idx_f,
+            fx_f,
+            fy_f,
+            dif_f,
+            spe_f,
+            row + np.uint64(m),
+            stride,
+            lo,
+            lo + length[t, m],
+            steps[t, m],
+            table_f,
+            bins_x,
+            params,
+            rgb_total[t, m],
+            g_rgb[t, m],
+            g_log_t[t, m],
+            acc,
+        )
