@@ -21,13 +21,14 @@ without a copy. Each ray walks on its own:
 - it stops once its transmittance is below
   settings.termination_transmittance (pixels differ by less than it).
 
-Gradients (``march`` is a custom_vjp): the adjoint re-walks each ray over
-exactly the samples the forward composited and gives the exact cotangents
-of the TF table and of the packed volume (hence of the HU volume and its
-gradient) for the rendered function. The camera gets none: rays, phases
-and the skipped blocks are constants of the native march (no caller
-differentiates with respect to the camera; the XLA path, for GPU / TPU,
-does almost everywhere).
+Gradients (``march`` is a custom_vjp): the adjoint
+(``direct_adjoint_kernels``) re-walks each ray over exactly the samples the
+forward composited and gives the exact cotangents of the TF table and of
+the packed volume (hence of the HU volume and its gradient) for the
+rendered function. The camera gets none: rays, phases and the skipped
+blocks are constants of the native march (no caller differentiates with
+respect to the camera; the XLA path, for GPU / TPU, does almost
+everywhere).
 
 Differences to the XLA path besides skipping and termination: the native
 march computes in float64 (the XLA one in the inputs' dtype), so float32
@@ -52,7 +53,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import compositing, direct_kernels, empty_space
+from rlhf_tf.render import (
+    compositing,
+    direct_adjoint_kernels,
+    direct_kernels,
+    empty_space,
+)
 from rlhf_tf.render import sampling as sampling_lib
 
 NUM_BLOCKS = 8  # Partial TF-table cotangents (task b: rays b, b + 8, ...).
@@ -209,7 +215,7 @@ def _march_bwd(spec, residuals, cts):
   g_rgb = jnp.asarray(cts[0], table.dtype)
   g_log_t = jnp.asarray(cts[1], table.dtype)
   partial = _adjoint(
-      direct_kernels.adjoint_table_kernel,
+      direct_adjoint_kernels.adjoint_table_kernel,
       (NUM_BLOCKS,) + table.shape,
       spec,
       residuals,
@@ -218,7 +224,7 @@ def _march_bwd(spec, residuals, cts):
   )
   g_table = functools.reduce(jnp.add, [partial[b] for b in range(NUM_BLOCKS)])
   g_vol = _adjoint(
-      direct_kernels.adjoint_volume_kernel,
+      direct_adjoint_kernels.adjoint_volume_kernel,
       vol.shape,
       spec,
       residuals,
