@@ -240,6 +240,9 @@ def test_a_thin_shell_between_the_ends_is_seen_at_the_midpoint():
         x_mid=jnp.array([[0.9, 0.0]]),
         y_mid=jnp.array([[0.35, 0.0]]),
         seg=jnp.array([[seg, 0.0]]),
+        # No slopes to bracket a crest within a half: linear halves.
+        slope=jnp.zeros((1, 2)),
+        slope_mid=jnp.zeros((1, 2)),
     )
     settings = SETTINGS.replace(shading=False)
     e, log_t = preintegration.classify(pairs, samples, settings, bins, bins)

@@ -54,8 +54,10 @@ def _cache_fields(
     out = {}
     for sfx in ends:
       u, v = preintegration.coords(s['x' + sfx], s['y' + sfx], bx, by)
+      du = preintegration.coord_slope(s['x' + sfx], s['slope' + sfx], bx)
       out['u' + sfx] = u.astype(jnp.float32)
       out['v' + sfx] = v.astype(jnp.float32)
+      out['du' + sfx] = du.astype(jnp.float32)
   else:
     idx, fx, fy = sampling.tf_coords(s['x'], s['y'], bx, by)
     out = dict(
@@ -249,7 +251,7 @@ def field_names(settings, labels: bool) -> dict:
   """{field: dtype} of the pool for these settings (_cache_fields)."""
   ends = ('', '_mid') if settings.preintegrate else ('',)
   if settings.preintegrate:
-    out = {k + sfx: np.float32 for sfx in ends for k in ('u', 'v')}
+    out = {k + sfx: np.float32 for sfx in ends for k in ('u', 'v', 'du')}
   else:
     out = dict(idx=np.int32, fx=np.uint16, fy=np.uint16)
   if settings.shading:

@@ -3,15 +3,17 @@
 The pre-integrated twin of ``rlhf_tf.render.cached_march`` (same layout,
 same front-to-back walk over a tile's [rows, tile] fields, same re-walking
 adjoint). A tile of a cache built with ``settings.preintegrate`` stores
-per ray the S + 1 segment ends (``preintegration.coords`` u, v and, with
-shading, the headlight terms) and, in the same row, those of the midpoint
-of the segment that starts there; segment i runs from row i (front, and its
-midpoint) to row i + 1 (back). The march carries the front row, so each
-step reads one row.
+per ray the S + 1 segment ends (``preintegration.coords`` u, v, the slope
+du / dt and, with shading, the headlight terms) and, in the same row, those
+of the midpoint of the segment that starts there; segment i runs from row i
+(front, and its midpoint) to row i + 1 (back). The march carries the front
+row, so each step reads one row.
 
 Forward, per segment (``rlhf_tf.render.preintegration.segment_plan``; each
-segment in two halves, front -> sampled midpoint -> back, composited), per
-half from end f to end b:
+segment in two halves, front -> sampled midpoint -> back, each half split
+in two at the point ``preintegration.split_at_extremum`` gives from its
+ends' u and du (a bracketed crest; else its middle), four pieces
+composited), per piece from end f to end b:
 
   Vbar_i = (G(u_b, vbar) - G(u_f, vbar)) / (u_b - u_f)  (mean of the end
            values V where |u_b - u_f| < TINY_DU), vbar = (v_f + v_b) / 2,
@@ -20,7 +22,7 @@ half from end f to end b:
   e_i    = l_i (sigma rgb)bar_i phi(tau_i)                 (premultiplied)
   e'_i   = min(e_i (ka + kd d_i) + ks s_i a_i, a_i)        (shading on)
            d_i, s_i: the ends' headlight terms interpolated at the
-           half's extinction centroid (preintegration.shading_weight)
+           piece's extinction centroid (preintegration.shading_weight)
   C      = sum_i T_i e'_i,  T_i = exp(sum_{j<i} lt_j)
 
 Reverse (custom VJP w.r.t. the (P, V) table; JAX differentiates the table's
@@ -31,7 +33,7 @@ with T_i and R_i = sum_{j>i} T_j e'_j,
 
 then the VJP of the segment's elementwise optics
 (``preintegration.segment_plan``, by JAX, on [R] arrays) gives the
-cotangents of the four gathered row pairs, scatter-added into the
+cotangents of the eight gathered row pairs, scatter-added into the
 [bins_y * bins_x, 8] table cotangent. Memory: [R] carries and one table.
 Exact: tested against finite differences in float64 and against autodiff of
 the direct renderer (tests/test_preintegration.py).
@@ -46,8 +48,8 @@ import jax.numpy as jnp
 
 from rlhf_tf.render import cached_march, preintegration, sampling
 
-# Segment steps per loop iteration of the forward march: its step (four
-# gathers, two pre-integrated halves) is much heavier than the point
+# Segment steps per loop iteration of the forward march: its step (eight
+# gathers, four pre-integrated pieces) is much heavier than the point
 # march's, and unrolling it 8 times (cached_march.MARCH_UNROLL) made the
 # compile 6x longer and the march 25 % slower (64^2 test view, 2 cores).
 MARCH_UNROLL = 1
@@ -58,7 +60,7 @@ _ENDS = ('', '_mid')
 
 def _fields(tiles, labels: bool):
   names = tuple(
-      k + sfx for sfx in _ENDS for k in ('u', 'v', 'diffuse', 'specular')
+      k + sfx for sfx in _ENDS for k in ('u', 'v', 'du', 'diffuse', 'specular')
   ) + (('label',) if labels else ())
   return {k: getattr(tiles, k) for k in names if getattr(tiles, k) is not None}
 
@@ -71,7 +73,7 @@ def _row(fields, i, dtype):
       for k, v in fields.items()
   }
   for sfx in _ENDS:
-    for k in ('u', 'v'):
+    for k in ('u', 'v', 'du'):
       t[k + sfx] = t[k + sfx].astype(dtype)
     for k in ('diffuse', 'specular'):
       if k + sfx in t:
@@ -82,12 +84,12 @@ def _row(fields, i, dtype):
 def _point(row, suffix, shading: bool):
   """The end (suffix '') or midpoint ('_mid') of a row as
   preintegration.segment_plan takes it."""
-  names = ('u', 'v') + (('diffuse', 'specular') if shading else ())
+  names = ('u', 'v', 'du') + (('diffuse', 'specular') if shading else ())
   return {k: row[k + suffix] for k in names}
 
 
 def _segment(front, back, i, ends, bins, settings):
-  """Segment i: (l_i [R], the four row-pair indices [R] to gather and
+  """Segment i: (l_i [R], the eight row-pair indices [R] to gather and
   segment(rows) -> (e' [R, 3], lt [R]) of the rows gathered there;
   preintegration.segment_plan through the front row's midpoint)."""
   by, bx = bins

@@ -12,12 +12,12 @@ and stores per sample
 
 (12 bytes per sample with shading, 8 without) -- with settings.preintegrate
 instead of idx, fx, fy the float32 lookup coordinates u, v of
-``preintegration.coords`` at the S + 1 segment ends and, in the same row,
-u, v (and d, s) at the midpoint of the segment that starts there (24 bytes
-per row with shading, 16 without, one more row; rendered by
+``preintegration.coords`` and the slope du / dt (``coord_slope``) at the
+S + 1 segment ends and, in the same row, u, v, du (and d, s) at the
+midpoint of the segment that starts there (32 bytes per row with shading,
+24 without, one more row; rendered by
 ``rlhf_tf.render.cached_segments``, on CPU by its native twin
-``cached_native_segments``) -- plus per ray the
-chord length, the offset of the box entry past the depth grid (float32, see
+``cached_native_segments``) -- plus per ray thechord length, the offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
 then one 16-value gather per sample (the 2x2 bin neighbourhood, see
 ``sampling.corner_table``), bilinear weights, shading and compositing.
@@ -97,13 +97,15 @@ class CacheTiles:
   idx: Optional[jnp.ndarray] = None  # [N, tile] int32 flat TF-bin index.
   fx: Optional[jnp.ndarray] = None  # [N, tile] uint16 fixed-point weight, x.
   fy: Optional[jnp.ndarray] = None  # [N, tile] uint16 fixed-point weight, y.
-  # Pre-integration: preintegration.coords (u, v) of the segment ends and
-  # (u_mid, v_mid, diffuse_mid, specular_mid) of the midpoint of the
-  # segment that starts at each.
+  # Pre-integration: preintegration.coords (u, v) and coord_slope du of
+  # the segment ends and (u_mid, v_mid, du_mid, diffuse_mid, specular_mid)
+  # of the midpoint of the segment that starts at each.
   u: Optional[jnp.ndarray] = None  # [N, tile] float32 intensity (bins).
   v: Optional[jnp.ndarray] = None  # [N, tile] float32 gradient (bins).
   u_mid: Optional[jnp.ndarray] = None  # [N, tile] float32.
   v_mid: Optional[jnp.ndarray] = None  # [N, tile] float32.
+  du: Optional[jnp.ndarray] = None  # [N, tile] float32 du / dt (bins/mm).
+  du_mid: Optional[jnp.ndarray] = None  # [N, tile] float32.
   diffuse: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   specular: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   diffuse_mid: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.

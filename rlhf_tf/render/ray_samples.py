@@ -19,8 +19,7 @@ from rlhf_tf.render.sampling import (
     grid_start,
     intersect_box,
     segment_span,
-    trilinear,
-    trilinear_and_tensor,
+    trilinear_packed,
 )
 
 
@@ -57,8 +56,10 @@ def sample_rays(
     gradient's structure tensor with settings.tensor_normals), and with
     labels_flat, 'label' (nearest-voxel label). Point sampling: sample i is
     segment i's midpoint. settings.preintegrate: sample i is segment i's
-    front end (sampling.segment_ends), and every field but seg and label
-    is also sampled at segment i's midpoint, under name + '_mid' [..., S]
+    front end (sampling.segment_ends), 'slope' is dx / dt (1/mm, the exact
+    derivative of the trilinear field along the ray), and every field but
+    seg and label is also sampled at segment i's midpoint, under name +
+    '_mid' [..., S]
     (preintegration.sample_depths; seg i is the segment from end i to end
     i + 1, so S ends bound S - 1 whole segments).
   """
@@ -77,18 +78,31 @@ def sample_rays(
   coords = points / jnp.asarray(spacing, points.dtype)
   view = directions[..., None, :]
   eps = settings.normal_eps * axes.grad_max
-  if settings.shading and settings.tensor_normals:
-    val, q, trace = trilinear_and_tensor(
-        packed.reshape(-1, 4), shape, coords, view
+  tensor = settings.shading and settings.tensor_normals
+  # Pre-integration reconstructs the intensity between samples from their
+  # exact slopes along the ray (preintegration.extremum).
+  tangent = None
+  if settings.preintegrate:
+    tangent = jnp.broadcast_to(
+        (directions / jnp.asarray(spacing, directions.dtype))[..., None, :],
+        coords.shape,
     )
-  else:
-    val = trilinear(packed.reshape(-1, 4), shape, coords)
+  sampled = trilinear_packed(
+      packed.reshape(-1, 4),
+      shape,
+      coords,
+      view_dir=view if tensor else None,
+      tangent=tangent,
+  )
+  val = sampled['values']
   hu, grad = val[..., 0], val[..., 1:]
   grad_norm = safe_math.floored_norm(grad)
   out = dict(x=axes.hu_to_x(hu), y=axes.grad_to_y(grad_norm), seg=seg)
-  if settings.shading and settings.tensor_normals:
+  if settings.preintegrate:  # dx / dt (1/mm).
+    out['slope'] = sampled['slope'] / (axes.hu_max - axes.hu_min)
+  if tensor:
     out['diffuse'], out['specular'] = compositing.tensor_headlight_terms(
-        q, trace, settings.shininess, eps
+        sampled['q'], sampled['trace'], settings.shininess, eps
     )
   elif settings.shading:
     out['diffuse'], out['specular'] = compositing.headlight_terms(

@@ -24,7 +24,8 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 4'-5'. ``settings.preintegrate``: instead of 4-5, samples at the segment ends
    (the depth-grid points, clamped to the box) and at the segments'
    midpoints, and pre-integrated classification of each segment in two
-   halves, front -> midpoint -> back
+   halves, front -> midpoint -> back, each split where its ends' exact
+   slopes bracket a crest (preintegration.extremum)
    (Engel, Kraus & Ertl 2001; rlhf_tf.render.preintegration): the TF's
    extinction and emission integrated along the segment, so a TF feature
    thinner than the step is seen whatever the sample phase (no wood-grain

@@ -127,10 +127,12 @@ def segment_lengths(length, num: int, step_mm: float):
   )
 
 
-def _corners(shape, coords):
-  """The 8 (flat index [...] int32, weight [...]) pairs of trilinear
-  interpolation with clamp-to-edge at continuous voxel coords [..., 3]."""
-  idx0, idx1, frac = [], [], []
+def _corners(shape, coords, tangent=None):
+  """The 8 (flat index [...] int32, weight [...], d weight / dt [...] or
+  None) of trilinear interpolation with clamp-to-edge at continuous voxel
+  coords [..., 3]; tangent [..., 3]: d coords / dt (0 where a coordinate
+  is clamped)."""
+  idx0, idx1, frac, dfrac = [], [], [], []
   for a in range(3):
     n = shape[a]
     c = jnp.clip(coords[..., a], 0.0, n - 1.0)
@@ -138,14 +140,20 @@ def _corners(shape, coords):
     idx0.append(i0)
     idx1.append(jnp.minimum(i0 + 1, n - 1))
     frac.append(c - i0.astype(c.dtype))
+    if tangent is not None:
+      inside = (coords[..., a] > 0.0) & (coords[..., a] < n - 1.0)
+      dfrac.append(jnp.where(inside, tangent[..., a], 0.0))
   strides = (shape[1] * shape[2], shape[2], 1)
   for corner in range(8):
     bits = [(corner >> (2 - a)) & 1 for a in range(3)]
     flat = sum((idx1[a] if bits[a] else idx0[a]) * strides[a] for a in range(3))
-    w = 1.0
-    for a in range(3):
-      w = w * (frac[a] if bits[a] else 1.0 - frac[a])
-    yield flat, w
+    h = [frac[a] if bits[a] else 1.0 - frac[a] for a in range(3)]
+    w = h[0] * h[1] * h[2]
+    dw = None
+    if tangent is not None:
+      dh = [dfrac[a] if bits[a] else -dfrac[a] for a in range(3)]
+      dw = dh[0] * h[1] * h[2] + h[0] * dh[1] * h[2] + h[0] * h[1] * dh[2]
+    yield flat, w, dw
 
 
 def trilinear(volume_flat, shape, coords):
@@ -161,42 +169,53 @@ def trilinear(volume_flat, shape, coords):
     [..., C] (or [...]) interpolated values.
   """
   out = 0.0
-  for flat, w in _corners(shape, coords):
+  for flat, w, _ in _corners(shape, coords):
     vals = volume_flat.at[flat].get(mode='promise_in_bounds')
     out = out + (w[..., None] * vals if vals.ndim > w.ndim else w * vals)
   return out
 
 
-def trilinear_and_tensor(packed_flat, shape, coords, view_dir):
-  """trilinear() of the packed volume and, from the same 8 gathers, the
-  gradient's structure tensor J = sum_c w_c g_c g_c^T (Bigun & Granlund
-  1987) seen along the view: q = l^T J l = sum_c w_c (g_c . l)^2 and
-  trace J = sum_c w_c |g_c|^2.
+def trilinear_packed(packed_flat, shape, coords, view_dir=None, tangent=None):
+  """trilinear() of the packed volume and, from the same 8 gathers:
 
-  Unlike the interpolated gradient, J does not cancel where the gradients
-  of neighbouring voxels point opposite ways (across the crest of a plate
-  one or two voxels thick, the interpolated gradient passes through ~0 and
-  its direction swings within a fraction of a voxel); for a constant
-  gradient g, q = (g . l)^2 and trace J = |g|^2.
+  - with view_dir [..., 3] (unit light / view directions): the gradient's
+    structure tensor J = sum_c w_c g_c g_c^T (Bigun & Granlund 1987) seen
+    along it, q = l^T J l = sum_c w_c (g_c . l)^2, and trace J =
+    sum_c w_c |g_c|^2. Unlike the interpolated gradient, J does not cancel
+    where neighbouring voxels' gradients point opposite ways (across the
+    crest of a plate one or two voxels thick the interpolated gradient
+    passes through ~0 and its direction swings within a fraction of a
+    voxel); for a constant gradient g, q = (g . l)^2 and trace J = |g|^2.
+  - with tangent [..., 3] (d coords / dt): the exact derivative of the
+    trilinear HU along it, d HU / dt (0 along clamped coordinates; the
+    trilinear field is C0, so at a voxel plane this is one side's).
 
   Args:
     packed_flat: [Z * Y * X, 4] (HU, gradient (z, y, x) in HU/mm).
     shape: (Z, Y, X) static.
     coords: [..., 3] continuous voxel coords.
-    view_dir: [..., 3] unit light / view directions (broadcastable).
 
   Returns:
-    (values [..., 4], q [...], trace [...]) (q, trace in (HU/mm)^2).
+    dict: 'values' [..., 4]; with view_dir 'q', 'trace' [...] ((HU/mm)^2);
+    with tangent 'slope' [...] (HU per unit of t).
   """
-  val, q, trace = 0.0, 0.0, 0.0
-  for flat, w in _corners(shape, coords):
+  val, q, trace, slope = 0.0, 0.0, 0.0, 0.0
+  for flat, w, dw in _corners(shape, coords, tangent):
     v = packed_flat.at[flat].get(mode='promise_in_bounds')
-    g = [v[..., 1 + a] for a in range(3)]
-    gl = sum(g[a] * view_dir[..., a] for a in range(3))
     val = val + w[..., None] * v
-    q = q + w * gl * gl
-    trace = trace + w * sum(c * c for c in g)
-  return val, q, trace
+    if view_dir is not None:
+      g = [v[..., 1 + a] for a in range(3)]
+      gl = sum(g[a] * view_dir[..., a] for a in range(3))
+      q = q + w * gl * gl
+      trace = trace + w * sum(c * c for c in g)
+    if dw is not None:
+      slope = slope + dw * v[..., 0]
+  out = {'values': val}
+  if view_dir is not None:
+    out['q'], out['trace'] = q, trace
+  if tangent is not None:
+    out['slope'] = slope
+  return out
 
 
 def tf_coords(x, y, bins_x: int, bins_y: int):
