@@ -1,8 +1,9 @@
 """The native pre-integrated cached march (rlhf_tf.render.
 cached_native_segments): the XLA march's image and gradient without
-termination (hypothesis: random volumes, views, tables, shading), finite
-differences of the terminated image in float64, exact skipping of
-transparent segments, termination within its threshold."""
+termination (hypothesis: random volumes, views, tables, shading, slopes
+that split the half segments at crests), finite differences of the
+terminated image in float64, exact skipping of transparent segments,
+termination within its threshold."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,6 +58,21 @@ def _cache(
   return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, bins, s)
 
 
+def _steeper(cache, scale):
+  """The cache with its slopes du scaled: more half segments bracket a
+  crest (preintegration.extremum), some with peaks clipped to the table."""
+  tiles = cache.tiles
+  tiles = tiles.replace(du=tiles.du * scale, du_mid=tiles.du_mid * scale)
+  return cache.replace(tiles=tiles)
+
+
+def _brackets(cache):
+  """How many half segments (front -> midpoint) bracket an extremum."""
+  return int(
+      jnp.sum(jnp.sign(cache.tiles.du) * jnp.sign(cache.tiles.du_mid) < 0)
+  )
+
+
 def _sparse_table(seed, bins=8, strong=0.9, dtype=np.float32):
   """Alpha 0 in about half the bins (a whole quarter among them)."""
   rng = np.random.default_rng(seed)
@@ -84,14 +100,17 @@ def _both(cache, table, s):
     # step, and unshaded at another.
     shading_reference=st.sampled_from([(True, 1.1), (False, 1.0)]),
     sparse=st.booleans(),
+    slope_scale=st.sampled_from([1.0, 30.0]),
 )
 def test_without_termination_it_is_the_xla_march(
-    seed, azimuth, shading_reference, sparse
+    seed, azimuth, shading_reference, sparse, slope_scale
 ):
   shading, reference = shading_reference
   with jax.enable_x64(True):
     s = EXACT.replace(shading=shading, reference_step_mm=reference)
     cache = _cache(s, seed=seed % 7, azimuth=azimuth, dtype=np.float64)
+    assert _brackets(cache) > 0  # Some halves are split at a crest.
+    cache = _steeper(cache, slope_scale)
     table = (
         _sparse_table(seed, dtype=np.float64)
         if sparse

@@ -2,31 +2,30 @@
 
 The twin of ``rlhf_tf.render.cached_native`` for caches built with
 ``settings.preintegrate``: the formulas of ``rlhf_tf.render.cached_segments``
-(the XLA march, kept for GPU / TPU and labels), per segment those of
-``native_segment_math``, compiled by numba and run through
-``jax.experimental.buffer_callback`` without a copy of the cache, with the
-same per-ray walk as the point-sampled native march:
+(the XLA march, kept for GPU / TPU and labels; each segment two halves
+through its sampled midpoint, each split at a crest its ends' slopes
+bracket: four pieces, ``preintegration.segment_plan``), per segment those
+of ``native_segment_plan`` and per piece ``native_segment_math``, compiled
+by numba (walkers: ``native_segment_forward``, ``native_segment_adjoint``)
+and run through ``jax.experimental.buffer_callback`` without a copy of the
+cache, with the same per-ray walk as the point-sampled native march:
 
 - groups of rays (narrow tiles, ``native_layout``) dealt to one worker per
   thread in turn;
 - early ray termination at settings.termination_transmittance (a pixel
   moves by less than it; 0: march to the end);
-- a segment is skipped after 4 loads when no bin its two halves read has
-  extinction (``native_segment_math.segment_transparent``, a summed-area
-  table of the TF's non-zero bins; exact: it adds nothing, whatever its
-  colour), and a half of mean extinction exactly 0 after 8;
+- a segment is skipped after 4 loads when no bin its four pieces read has
+  extinction (``native_segment_plan.transparent``, a summed-area table of
+  the TF's non-zero bins; exact: it adds nothing, whatever its colour), and
+  a piece of mean extinction exactly 0 after 8;
 - a custom VJP w.r.t. the (P, V) table (``preintegration.segment_table``;
   JAX differentiates its construction from the TF) that re-walks each ray
   over exactly the segments the forward composited, with the hand-written
-  reverse of every formula (``native_segment_math.half_adjoint``).
+  reverse of every formula (``native_segment_plan.segment_adjoint``).
 
 Tested against the XLA march (float64: ~1e-13) and finite differences in
-tests/test_cached_native_segments.py. Cost (Cranium 256^2, default step,
-shading on, 2 cores at load ~13, ``benchmarks/render.py
---preintegration-cost``): a cached re-render 0.37 s against 0.10 s with
-point samples (3.6x; on the XLA march 20.7x): ~30 ns per segment walked
-against ~6 ns per point sample, most of it the ~1 M segments with opacity
-(two halves of 32 table loads, an expm1 and five divisions each).
+tests/test_cached_native_segments.py. Cost: ``benchmarks/render.py
+--preintegration-cost`` (figures in BUILD.md).
 """
 
 from __future__ import annotations
@@ -42,11 +41,12 @@ import numpy as np
 from rlhf_tf.render import (
     cached_march,
     cached_native,
-    native_segment_kernels,
+    native_segment_adjoint,
+    native_segment_forward,
     preintegration,
 )
 
-_FIELDS = ('u', 'v', 'u_mid', 'v_mid')
+_FIELDS = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
 _SHADE = ('diffuse', 'specular', 'diffuse_mid', 'specular_mid')
 
 
@@ -57,11 +57,14 @@ def _params(settings, dtype):
       float(settings.ambient),
       float(settings.diffuse),
       float(settings.specular),
+      # safe_math.safe_div's default threshold in preintegration.extremum.
+      float(np.finfo(dtype).eps) ** 2,
   )
 
 
 def _inputs(tiles, dtype):
-  """The kernels' common leading inputs (buffers)."""
+  """The kernels' common leading inputs (buffers): the pool fields
+  (_FIELDS, then _SHADE or empty), start, length, first row."""
   if tiles.diffuse is None:
     empty = jnp.zeros((0, tiles.u.shape[1]), jnp.uint16)
     shade = (empty,) * 4
@@ -94,8 +97,9 @@ def march(tiles, table, settings):
     del ctx
     args = _np(args)
     with cached_native.LOCK:
-      native_segment_kernels.forward_kernel(
-          *args,
+      native_segment_forward.forward_kernel(
+          tuple(args[:10]),
+          *args[10:],
           bx,
           by,
           params,
@@ -129,12 +133,13 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
     del ctx
     args = _np(args)
     with cached_native.LOCK:
-      native_segment_kernels.adjoint_kernel(
-          *args[:13],
+      native_segment_adjoint.adjoint_kernel(
+          tuple(args[:10]),
+          *args[10:15],
           bx,
           by,
           params,
-          *args[13:],
+          *args[15:],
           cached_native.GROUP,
           np.asarray(out),
       )

@@ -32,8 +32,8 @@ with T_i and R_i = sum_{j>i} T_j e'_j,
   dC/de'_i = T_i,   dC/dlt_i = R_i,   d log T_N / dlt_i = 1,
 
 then the VJP of the segment's elementwise optics
-(``preintegration.segment_plan``, by JAX, on [R] arrays) gives the
-cotangents of the eight gathered row pairs, scatter-added into the
+(``preintegration.segment_plan``, by JAX, on [4, R] arrays, the pieces)
+gives the cotangents of the eight gathered row pairs, scatter-added into the
 [bins_y * bins_x, 8] table cotangent. Memory: [R] carries and one table.
 Exact: tested against finite differences in float64 and against autodiff of
 the direct renderer (tests/test_preintegration.py).
@@ -89,8 +89,9 @@ def _point(row, suffix, shading: bool):
 
 
 def _segment(front, back, i, ends, bins, settings):
-  """Segment i: (l_i [R], the eight row-pair indices [R] to gather and
-  segment(rows) -> (e' [R, 3], lt [R]) of the rows gathered there;
+  """Segment i: (l_i [R], the row-pair indices [4, R] to gather for its
+  four pieces' front and back ends, and segment(rows_f, rows_b) ->
+  (e' [R, 3], lt [R]) of the rows gathered there;
   preintegration.segment_plan through the front row's midpoint)."""
   by, bx = bins
   fi = i.astype(ends[0].dtype)
@@ -110,7 +111,7 @@ def _segment(front, back, i, ends, bins, settings):
 
 
 def _gather(pairs, idx):
-  return pairs.at[idx].get(mode='promise_in_bounds')  # [R, 2, 8]
+  return pairs.at[idx].get(mode='promise_in_bounds')  # [4, R, 2, 8]
 
 
 def march_tile(tiles, t, pairs, bins, settings, num_labels: int, dtype):
@@ -181,11 +182,11 @@ def march_tile_vjp(
     g_rows = pullback(
         (g_rgb * trans[..., None], g_log_t + jnp.sum(g_rgb * behind, -1))
     )
-    # Row pair k of index idx is table row idx + k bins_x.
+    # Row pair k of index idx [4, R] is table row idx + k bins_x.
     for idx, g in zip(idxs, g_rows):
       for k in range(2):
         g_table = g_table.at[idx + k * bx].add(
-            g[:, k], mode='promise_in_bounds'
+            g[..., k, :], mode='promise_in_bounds'
         )
     return back, trans * jnp.exp(lt), behind, g_table
 

@@ -1,14 +1,15 @@
-"""One pre-integrated segment in native code: its optics and their adjoint.
+"""One pre-integrated piece of a segment in native code: its optics and
+their adjoint.
 
-Scalar numba versions of ``preintegration.segment_plan`` (two halves,
-front -> sampled midpoint -> back, each ``segment_from_rows``) for the
-native pre-integrated march (``cached_native_segments``), and the hand-
-written reverse pass of the same formulas, w.r.t. the (P, V) table
+Scalar numba versions of ``preintegration.segment_from_rows`` for the
+native pre-integrated march (``cached_native_segments``; how a segment is
+split into four pieces and composited: ``native_segment_plan``), and the
+hand-written reverse pass of the same formulas, w.r.t. the (P, V) table
 [bins_y * bins_x, 8] (``preintegration.segment_table``, flat bins; a lookup
 reads bins idx and idx + bins_x, the two gradient rows of
 ``preintegration.row_pairs``).
 
-Per half from end f to end b (length l = l_i / 2):
+Per piece from end f to end b (length l):
 
   vbar = (v_f + v_b) / 2, idx / fu / fv = lookup_index(u, vbar)
   PV   = T[idx] + fv (T[idx + bins_x] - T[idx]),  p = PV[:4], V = PV[4:]
@@ -19,10 +20,10 @@ Per half from end f to end b (length l = l_i / 2):
            s likewise, a = -expm1(lt),
            e'_c = min(e_c (ka + kd d) + ks s a, a)
 
-and the segment: e = e_1 + exp(lt_1) e_2, lt = lt_1 + lt_2. min / max /
-clip ties split the cotangent in halves, as JAX's do (lax.min's rule).
+min / max / clip ties split the cotangent in halves, as JAX's do
+(lax.min's rule).
 
-A half whose mean extinction is exactly 0 is transparent (e = 0, lt = 0:
+A piece whose mean extinction is exactly 0 is transparent (e = 0, lt = 0:
 sigma >= 0 and emission sigma rgb vanish together over its span) and its
 forward stops after the extinction channel (8 of 32 loads).
 """
@@ -124,62 +125,15 @@ def _weight(mean, s_f, s_b):
   return w, g_mean, -g_jump, g_jump
 
 
-@numba.njit(nogil=True)
-def occupancy(table, bins_x):
-  """[bins_y + 1, bins_x + 1] int32 summed-area table of the bins whose
-  extinction V_0 is not 0 (count in rows < j, columns < i at [j, i])."""
-  bins_y = table.shape[0] // bins_x
-  out = np.zeros((bins_y + 1, bins_x + 1), np.int32)
-  for j in range(bins_y):
-    run = 0
-    for i in range(bins_x):
-      run += table[j * bins_x + i, 4] != 0.0
-      out[j + 1, i + 1] = out[j, i + 1] + run
-  return out
-
-
 @numba.njit(inline='always')
-def segment_transparent(occ, bins_x, bins_y, u_f, v_f, u_m, v_m, u_b, v_b):
-  """Whether every bin both halves of a segment read (columns between its
-  ends' and midpoint's, the two gradient rows of each half) has V_0 = 0,
-  from 4 loads of occ (``occupancy``): then P_0 is the same at all of them
-  and both halves' mean extinction is exactly 0 (half_forward: transparent).
-  """
-  i_f = min(max(int(u_f), 0), bins_x - 1)
-  i_m = min(max(int(u_m), 0), bins_x - 1)
-  i_b = min(max(int(u_b), 0), bins_x - 1)
-  j_1 = min(max(int(0.5 * (v_f + v_m)), 0), bins_y - 2)
-  j_2 = min(max(int(0.5 * (v_m + v_b)), 0), bins_y - 2)
-  c0 = min(i_f, min(i_m, i_b))
-  c1 = max(i_f, max(i_m, i_b)) + 1
-  r0 = min(j_1, j_2)
-  r1 = max(j_1, j_2) + 2
-  return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
-
-
-@numba.njit(inline='always')
-def half_forward(
-    table,
-    bins_x,
-    bins_y,
-    u_f,
-    v_f,
-    u_b,
-    v_b,
-    l,
-    d_f,
-    s_f,
-    d_b,
-    s_b,
-    shading,
-    ka,
-    kd,
-    ks,
-    e,
+def piece_forward(
+    table, bins_x, bins_y, front, back, l, shading, ka, kd, ks, e
 ):
-  """Fills e [4] with the half's (shaded) premultiplied colour and its
-  opacity a = 1 - exp(lt); returns lt. A half of mean extinction 0 returns
-  lt = 0, e = 0 after 8 loads."""
+  """Fills e [4] with the piece's (shaded) premultiplied colour and its
+  opacity a = 1 - exp(lt); returns lt. front, back: [4] (u, v, d, s) of its
+  ends. A piece of mean extinction 0 returns lt = 0, e = 0 after 8 loads."""
+  u_f, v_f, d_f, s_f = front[0], front[1], front[2], front[3]
+  u_b, v_b, d_b, s_b = back[0], back[1], back[2], back[3]
   vbar = 0.5 * (v_f + v_b)
   k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
@@ -223,19 +177,13 @@ def half_forward(
 
 
 @numba.njit(inline='always')
-def half_adjoint(
+def piece_adjoint(
     table,
     bins_x,
     bins_y,
-    u_f,
-    v_f,
-    u_b,
-    v_b,
+    front,
+    back,
     l,
-    d_f,
-    s_f,
-    d_b,
-    s_b,
     shading,
     ka,
     kd,
@@ -246,10 +194,12 @@ def half_adjoint(
     mean,
     g_mean,
 ):
-  """Adds the half's cotangent into acc [bins, 8] from those of its output
-  e' (g_e [3]) and lt (g_lt): the reverse of half_forward's formulas (all of
-  them: a transparent half still passes a cotangent to its extinction).
-  mean, g_mean: [4] scratch."""
+  """Adds the piece's cotangent into acc [bins, 8] from those of its output
+  e' (g_e [3]) and lt (g_lt): the reverse of piece_forward's formulas (all
+  of them: a transparent piece still passes a cotangent to its extinction).
+  front, back: [4] (u, v, d, s); mean, g_mean: [4] scratch."""
+  u_f, v_f, d_f, s_f = front[0], front[1], front[2], front[3]
+  u_b, v_b, d_b, s_b = back[0], back[1], back[2], back[3]
   vbar = 0.5 * (v_f + v_b)
   k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)

@@ -320,49 +320,49 @@ def segment_plan(front, mid, back, seg_mm, settings, bins_x: int, bins_y: int):
   composited front to back, e = e_1 + exp(lt_1) e_2 + ..., lt = lt_1 + ...
 
   Returns:
-    (the eight row-pair indices [...] to gather (each piece's front and
-     back end at the piece's row), and segment(*rows) -> (shaded
-     premultiplied colour [..., 3], log transmittance [...]) of the rows
-     gathered there.)
+    (the row-pair indices [4, ...] to gather for the pieces' front ends
+     and for their back ends (each at the piece's row), and
+     segment(rows_f, rows_b) -> (shaded premultiplied colour [..., 3], log
+     transmittance [...]) of the rows [4, ..., 2, 8] gathered there.)
   """
   half = 0.5 * seg_mm
   peak_1, lengths_1 = split_at_extremum(front, mid, half, bins_x)
   peak_2, lengths_2 = split_at_extremum(mid, back, half, bins_x)
   points = (front, peak_1, mid, peak_2, back)
-  lengths = lengths_1 + lengths_2
-  pieces = tuple(zip(points[:-1], points[1:]))
-  looks = []
-  for a, b in pieces:
-    v_mean = 0.5 * (a['v'] + b['v'])
-    looks.append(
-        tuple(lookup_index(p['u'], v_mean, bins_x, bins_y) for p in (a, b))
-    )
+  keys = ('u', 'v') + (('diffuse', 'specular') if settings.shading else ())
+  # The four pieces as one batch [4, ...] (one copy of the optics in the
+  # compiled graph, not four: XLA compiles the cached VJP ~3x faster).
+  fronts, backs = [
+      {k: jnp.stack([p[k] for p in ps]) for k in keys}
+      for ps in (points[:-1], points[1:])
+  ]
+  lengths = jnp.stack(lengths_1 + lengths_2)
+  v_mean = 0.5 * (fronts['v'] + backs['v'])
+  look_f, look_b = [
+      lookup_index(p['u'], v_mean, bins_x, bins_y) for p in (fronts, backs)
+  ]
 
   def shade(p):
     return (p['diffuse'], p['specular']) if settings.shading else None
 
-  def segment(*rows):
-    e, lt = None, None
-    for k, ((a, b), (la, lb)) in enumerate(zip(pieces, looks)):
-      e_k, lt_k = segment_from_rows(
-          rows[2 * k],
-          rows[2 * k + 1],
-          la[1],
-          lb[1],
-          la[2],
-          b['u'] - a['u'],
-          lengths[k],
-          shade(a),
-          shade(b),
-          settings,
-      )
-      if e is None:
-        e, lt = e_k, lt_k
-      else:
-        e, lt = e + jnp.exp(lt)[..., None] * e_k, lt + lt_k
-    return e, lt
+  def segment(rows_f, rows_b):
+    e, lt = segment_from_rows(
+        rows_f,
+        rows_b,
+        look_f[1],
+        look_b[1],
+        look_f[2],
+        backs['u'] - fronts['u'],
+        lengths,
+        shade(fronts),
+        shade(backs),
+        settings,
+    )
+    # Front to back: piece k is seen through exp(lt_0 + ... + lt_{k-1}).
+    before = jnp.concatenate([jnp.zeros_like(lt[:1]), jnp.cumsum(lt[:-1], 0)])
+    return jnp.sum(jnp.exp(before)[..., None] * e, 0), jnp.sum(lt, 0)
 
-  return tuple(look[0] for piece in looks for look in piece), segment
+  return (look_f[0], look_b[0]), segment
 
 
 def classify(pairs, samples, settings, bins_x: int, bins_y: int):

@@ -17,7 +17,8 @@ S + 1 segment ends and, in the same row, u, v, du (and d, s) at the
 midpoint of the segment that starts there (32 bytes per row with shading,
 24 without, one more row; rendered by
 ``rlhf_tf.render.cached_segments``, on CPU by its native twin
-``cached_native_segments``) -- plus per ray thechord length, the offset of the box entry past the depth grid (float32, see
+``cached_native_segments``) -- plus per ray the chord length, the offset
+of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
 then one 16-value gather per sample (the 2x2 bin neighbourhood, see
 ``sampling.corner_table``), bilinear weights, shading and compositing.

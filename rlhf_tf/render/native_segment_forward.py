@@ -1,0 +1,180 @@
+"""The numba forward walker of the native pre-integrated cached march
+(``rlhf_tf.render.cached_native_segments``: what and why; one segment in
+``native_segment_plan``): per group of rays, front to back over segments
+(row i to row i + 1), skipping transparent ones, stopping at
+T < threshold.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from rlhf_tf.render.native_segment_plan import (
+    NUM_PIECES,
+    NUM_POINTS,
+    occupancy,
+    segment_forward,
+    split,
+    split_shading,
+    transparent,
+)
+
+_Q = 1.0 / 65535.0
+
+
+@numba.njit(inline='always')
+def load_ends(fields, row, m, dtype, ends):
+  """Fills ends [3, 5]' u, v, du columns (front, midpoint, back; d, s:
+  load_shading) from the pool fields (u, v, du, u_mid, v_mid, du_mid, ...)
+  of row (front and midpoint) and row + 1 (back), in the table's dtype."""
+  u, v, du, um, vm, dum = fields[:6]
+  for k, (a, b, c) in enumerate(((u, v, du), (um, vm, dum))):
+    ends[k, 0] = dtype(a[row, m])
+    ends[k, 1] = dtype(b[row, m])
+    ends[k, 2] = dtype(c[row, m])
+  ends[2, 0] = dtype(u[row + 1, m])
+  ends[2, 1] = dtype(v[row + 1, m])
+  ends[2, 2] = dtype(du[row + 1, m])
+
+
+@numba.njit(inline='always')
+def load_shading(fields, row, m, ends):
+  """Fills ends' d, s columns with the dequantised headlight terms."""
+  d, s, dm, sm = fields[6:]
+  ends[0, 3], ends[0, 4] = d[row, m] * _Q, s[row, m] * _Q
+  ends[1, 3], ends[1, 4] = dm[row, m] * _Q, sm[row, m] * _Q
+  ends[2, 3], ends[2, 4] = d[row + 1, m] * _Q, s[row + 1, m] * _Q
+
+
+@numba.njit(inline='always')
+def columns(fields, g0, g1):
+  """The pool fields' columns g0:g1 (a group's rays)."""
+  u, v, du, um, vm, dum, d, s, dm, sm = fields
+  return (
+      u[:, g0:g1],
+      v[:, g0:g1],
+      du[:, g0:g1],
+      um[:, g0:g1],
+      vm[:, g0:g1],
+      dum[:, g0:g1],
+      d[:, g0:g1],
+      s[:, g0:g1],
+      dm[:, g0:g1],
+      sm[:, g0:g1],
+  )
+
+
+@numba.njit(nogil=True)
+def _forward_group(
+    fields,
+    lo,
+    hi,
+    r0,
+    num,
+    table,
+    occ,
+    bins_x,
+    bins_y,
+    params,
+    threshold,
+    rgb,
+    log_t,
+    steps,
+):
+  """Marches one group's rays (pool columns of lo, hi [n]): fills rgb
+  [n, 3], log_t [n] (log T_N) and steps [n] (segments walked)."""
+  n = lo.shape[0]
+  zero = lo.dtype.type(0.0)
+  step, shading, ka, kd, ks, min_den = params
+  shaded = shading > 0
+  optics = (shaded, ka, kd, ks)
+  f = table.dtype.type
+  ends = np.zeros((3, 5))
+  points = np.zeros((NUM_POINTS, 4))
+  lengths = np.zeros(NUM_PIECES)
+  taus = np.zeros(2)
+  e = np.zeros((NUM_PIECES + 1, 4))
+  trans = np.ones(n)
+  done = np.zeros(n, np.bool_)
+  rgb[...] = 0.0
+  log_t[...] = 0.0
+  steps[...] = 0
+  live = n
+  for i in range(num):
+    if live == 0:
+      break
+    fi = lo.dtype.type(i) * step
+    row = r0 + i
+    for m in range(n):
+      if done[m]:
+        continue
+      if fi >= hi[m] or trans[m] < threshold:
+        done[m] = True
+        live -= 1
+        continue
+      steps[m] = i + 1
+      seg = min(max(hi[m] - fi, zero), step) - min(max(lo[m] - fi, zero), step)
+      load_ends(fields, row, m, f, ends)
+      split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
+      if transparent(occ, bins_x, bins_y, points):
+        continue
+      if shaded:
+        load_shading(fields, row, m, ends)
+        split_shading(ends, taus, points)
+      lt = segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
+      t_i = trans[m]
+      for c in range(3):
+        rgb[m, c] += t_i * e[NUM_PIECES, c]
+      log_t[m] += lt
+      trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])  # T_{i+1} = T_i exp(lt).
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def forward_kernel(
+    fields,
+    start,
+    length,
+    first_row,
+    num_steps,
+    table,
+    bins_x,
+    bins_y,
+    params,
+    threshold,
+    group,
+    workers,
+    rgb,
+    log_t,
+    steps,
+):
+  """rgb [T, tile, 3], log_t [T, tile], steps [T, tile] from the pool
+  fields (u, v, du, u_mid, v_mid, du_mid, d, s, d_mid, s_mid: [rows,
+  tile]); worker w takes groups w, w + workers, ...
+  (cached_native._forward_kernel)."""
+  n_tiles, tile = start.shape
+  groups = -(-tile // group)
+  jobs = n_tiles * groups
+  occ = occupancy(table, bins_x)
+  for wk in numba.prange(workers):
+    for job in range(wk, jobs, workers):
+      t = job // groups
+      g0 = (job % groups) * group
+      g1 = min(g0 + group, tile)
+      lo = start[t, g0:g1]
+      _forward_group(
+          columns(fields, g0, g1),
+          lo,
+          lo + length[t, g0:g1],
+          first_row[t],
+          num_steps[t],
+          table,
+          occ,
+          bins_x,
+          bins_y,
+          params,
+          threshold,
+          rgb[t, g0:g1],
+          log_t[t, g0:g1],
+          steps[t, g0:g1],
+      )

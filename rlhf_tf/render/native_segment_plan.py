@@ -1,0 +1,218 @@
+"""One pre-integrated segment in native code: where it is split, whether it
+is transparent, and its four pieces composited (forward and adjoint).
+
+Scalar numba versions of ``preintegration.segment_plan`` for the native
+pre-integrated march (``cached_native_segments``): a segment is two halves,
+front f -> sampled midpoint m -> back b (length h = l_i / 2 each); each
+half a -> c is split at the point ``preintegration.split_at_extremum``
+gives,
+
+  tau, u* = extremum(u_a, u_c, du_a h, du_c h)   (``extremum``; a crest
+            bracketed by the ends' slopes, else tau = 1/2, u* = the mean)
+  p       = (clip(u*, 0, bins_x), v_a + tau (v_c - v_a), d, s likewise)
+
+into pieces of lengths tau h and (1 - tau) h: five points f, p_1, m, p_2,
+b and four pieces, each classified by ``native_segment_math.piece_forward``
+(``preintegration.segment_from_rows``) and composited front to back,
+
+  e = sum_k T_k e_k,  T_k = prod_{j<k} exp(lt_j),  lt = sum_k lt_k.
+
+Reverse (w.r.t. the (P, V) table only: the split depends on the cached
+samples, not on the TF): from the segment's cotangents g_e [3] and g_lt,
+piece k gets g_e_k = T_k g_e and g_lt_k = g_lt + sum_{j>k} T_j g_e . e_j.
+A piece of length 0 (tau clipped to 0 or 1, an empty segment) adds
+exactly nothing either way and is not classified.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from rlhf_tf.render.native_segment_math import piece_adjoint, piece_forward
+
+# Columns of a point in ``points``.
+U, V, D, S = 0, 1, 2, 3
+NUM_POINTS = 5
+NUM_PIECES = 4
+
+
+@numba.njit(inline='always')
+def _sign(x):
+  return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
+
+
+@numba.njit(inline='always')
+def extremum(u_a, u_b, s_a, s_b, min_den):
+  """preintegration.extremum, scalar: (tau in [0, 1], u there). min_den:
+  safe_math.safe_div's default threshold, eps(dtype)^2."""
+  if _sign(s_a) * _sign(s_b) >= 0.0:
+    return 0.5, 0.5 * (u_a + u_b)
+  du = u_b - u_a
+  c1 = s_a
+  c2 = 3.0 * du - 2.0 * s_a - s_b
+  c3 = s_a + s_b - 2.0 * du
+  a = 3.0 * c3
+  b = 2.0 * c2
+  c = c1
+  root = np.sqrt(max(b * b - 4.0 * a * c, 0.0))
+  q = -0.5 * (b + (-root if b < 0.0 else root))
+  if q == 0.0:
+    q = 1.0
+  q_over_a = q / a if abs(a) > min_den else 2.0
+  if b >= 0.0:
+    r_minus, r_plus = q_over_a, c / q
+  else:
+    r_minus, r_plus = c / q, q_over_a
+  tau = min(max(r_minus if s_a > 0.0 else r_plus, 0.0), 1.0)
+  return tau, u_a + tau * (c1 + tau * (c2 + tau * c3))
+
+
+@numba.njit(inline='always')
+def split(ends, half, bins_x, min_den, points, lengths, taus):
+  """Fills the u, v columns of points [5, 4] (f, p_1, m, p_2, b), lengths
+  [4] and taus [2] from ends [3, 5] (f, m, b: u, v, du, d, s)."""
+  for k in range(2):
+    a, c = k, k + 1
+    tau, peak = extremum(
+        ends[a, 0],
+        ends[c, 0],
+        ends[a, 2] * half,
+        ends[c, 2] * half,
+        min_den,
+    )
+    taus[k] = tau
+    points[2 * k, U] = ends[a, 0]
+    points[2 * k, V] = ends[a, 1]
+    points[2 * k + 1, U] = min(max(peak, 0.0), float(bins_x))
+    points[2 * k + 1, V] = ends[a, 1] + tau * (ends[c, 1] - ends[a, 1])
+    lengths[2 * k] = tau * half
+    lengths[2 * k + 1] = (1.0 - tau) * half
+  points[4, U] = ends[2, 0]
+  points[4, V] = ends[2, 1]
+
+
+@numba.njit(inline='always')
+def split_shading(ends, taus, points):
+  """Fills the d, s columns of points [5, 4] (``split``'s taus [2])."""
+  for k in range(2):
+    a, c = k, k + 1
+    for col in (D, S):
+      x_a = ends[a, col + 1]
+      points[2 * k, col] = x_a
+      points[2 * k + 1, col] = x_a + taus[k] * (ends[c, col + 1] - x_a)
+  points[4, D] = ends[2, 3]
+  points[4, S] = ends[2, 4]
+
+
+@numba.njit(nogil=True)
+def occupancy(table, bins_x):
+  """[bins_y + 1, bins_x + 1] int32 summed-area table of the bins whose
+  extinction V_0 is not 0 (count in rows < j, columns < i at [j, i])."""
+  bins_y = table.shape[0] // bins_x
+  out = np.zeros((bins_y + 1, bins_x + 1), np.int32)
+  for j in range(bins_y):
+    run = 0
+    for i in range(bins_x):
+      run += table[j * bins_x + i, 4] != 0.0
+      out[j + 1, i + 1] = out[j, i + 1] + run
+  return out
+
+
+@numba.njit(inline='always')
+def transparent(occ, bins_x, bins_y, points):
+  """Whether every bin the four pieces read (columns between the five
+  points', the two gradient rows at each piece's mean v: lookup_index) has
+  V_0 = 0, from 4 loads of occ (``occupancy``): then P_0 is the same at
+  all of them and each piece's mean extinction is exactly 0
+  (piece_forward: transparent)."""
+  c0 = bins_x
+  c1 = 0
+  for k in range(NUM_POINTS):
+    i = min(max(int(points[k, U]), 0), bins_x - 1)
+    c0 = min(c0, i)
+    c1 = max(c1, i + 1)
+  r0 = bins_y
+  r1 = 0
+  for k in range(NUM_PIECES):
+    vbar = 0.5 * (points[k, V] + points[k + 1, V])
+    j = min(max(int(vbar), 0), bins_y - 2)
+    r0 = min(r0, j)
+    r1 = max(r1, j + 2)
+  return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
+
+
+@numba.njit(inline='always')
+def segment_forward(table, bins_x, bins_y, points, lengths, optics, e):
+  """Fills e [5, 4] (rows k < 4: piece k's shaded premultiplied colour and
+  opacity; row 4: the segment's, a = 1 - prod_k (1 - a_k)); returns the
+  segment's lt. optics: (shading, ka, kd, ks)."""
+  shading, ka, kd, ks = optics
+  lt = 0.0
+  e[4, 0] = e[4, 1] = e[4, 2] = 0.0
+  trans = 1.0
+  for k in range(NUM_PIECES):
+    if lengths[k] == 0.0:
+      e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
+      continue
+    lt += piece_forward(
+        table,
+        bins_x,
+        bins_y,
+        points[k],
+        points[k + 1],
+        lengths[k],
+        shading,
+        ka,
+        kd,
+        ks,
+        e[k],
+    )
+    for c in range(3):
+      e[4, c] += trans * e[k, c]
+    trans *= 1.0 - e[k, 3]  # exp(lt_k).
+  e[4, 3] = 1.0 - trans
+  return lt
+
+
+@numba.njit(inline='always')
+def segment_adjoint(
+    table, bins_x, bins_y, points, lengths, optics, e, g_e, g_lt, acc, work
+):
+  """Adds the segment's cotangent into acc [bins, 8] from those of its e
+  (g_e [3]) and lt (g_lt), with segment_forward's e [5, 4]. work: [4, 4]
+  scratch."""
+  shading, ka, kd, ks = optics
+  g_piece = work[0, :3]
+  mean = work[1]
+  g_mean = work[2]
+  trans_k = work[3]
+  trans = 1.0
+  for k in range(NUM_PIECES):
+    trans_k[k] = trans
+    trans *= 1.0 - e[k, 3]
+  behind = 0.0  # sum_{j>k} T_j g_e . e_j.
+  for k in range(NUM_PIECES - 1, -1, -1):
+    dot = 0.0
+    for c in range(3):
+      dot += g_e[c] * e[k, c]
+      g_piece[c] = trans_k[k] * g_e[c]
+    if lengths[k] != 0.0:
+      piece_adjoint(
+          table,
+          bins_x,
+          bins_y,
+          points[k],
+          points[k + 1],
+          lengths[k],
+          shading,
+          ka,
+          kd,
+          ks,
+          g_piece,
+          g_lt + behind,
+          acc,
+          mean,
+          g_mean,
+      )
+    behind += trans_k[k] * dot
