@@ -50,9 +50,9 @@ import numpy as np
 from rlhf_tf.evaluation import probing_gradients
 from rlhf_tf.render import polygon as polygon_lib
 from rlhf_tf.render import polygon_validation
-from rlhf_tf.reward import checkpointing
 from rlhf_tf.reward import ensemble as ensemble_lib
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import predict
 
 OOD_THRESHOLD = 0.07
 
@@ -137,11 +137,10 @@ def load_ensemble(
         f'launch.py --experiment=experiments/quickstart.py '
         f'--workdir={reward_workdir}'
     )
-  with checkpointing.open_manager(ckpt) as mngr:
-    step = mngr.latest_step()
+  step = predict.latest_epoch(reward_dir, loss)
   if step is None:
     raise RewardWorkdirError(f'{ckpt}: no checkpoint saved yet')
-  stacked = checkpointing.load_params(ckpt, step)
+  stacked = predict.load_stacked_params(reward_dir, loss, step)
   model = model_lib.model_from_config(reward_cfg.model)
   loaded = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)[1:]), stacked)
   expected = _param_shapes(model, bins)

@@ -28,7 +28,7 @@ import numpy as np
 from rlhf_tf.evaluation import figures_scenes, scene_holdout
 from rlhf_tf.preferences import dataset, simulated_votes
 from rlhf_tf.preferences import inspector as inspector_lib
-from rlhf_tf.reward import checkpointing, from_store, predict, train
+from rlhf_tf.reward import from_store, predict, train
 
 
 def _cpu_seconds() -> float:
@@ -134,8 +134,7 @@ def _train_fold(config, store, scenes, fold, fold_dir):
   )
   assert data.jh.shape[0] == len(fold.train_ids)
   train.train_and_evaluate(config.reward, fold_dir, data)
-  loss = config.reward.losses[0]
-  return checkpointing.load_params(os.path.join(fold_dir, loss, 'checkpoints'))
+  return predict.load_stacked_params(fold_dir, config.reward.losses[0])
 
 
 def _criteria(out_dir, data):

@@ -2,7 +2,8 @@
 
 - :func:`load_stacked_params`: the seed-stacked parameters of one loss's
   runs from a training workdir (``<workdir>/<loss>/checkpoints``; see
-  train.py); :func:`load_params` one run's;
+  train.py), :func:`latest_epoch` the epoch they hold; :func:`load_params`
+  one run's;
   :func:`load_selected_params` those of each loss's selected run,
   :func:`selected_tie_nus` their learned tie parameters (summary.json) and
   :func:`load_every_run` those of every run.
@@ -42,6 +43,15 @@ def load_stacked_params(
   return checkpointing.load_params(
       os.path.join(workdir, loss_name, 'checkpoints'), epoch
   )
+
+
+def latest_epoch(workdir: str, loss_name: str) -> Optional[int]:
+  """The latest epoch saved in a training workdir's checkpoints of one
+  loss; None when none is saved yet."""
+  with checkpointing.open_manager(
+      os.path.join(workdir, loss_name, 'checkpoints')
+  ) as mngr:
+    return mngr.latest_step()
 
 
 def load_params(
