@@ -359,3 +359,35 @@ def test_selection_rules():
     train.select_run(
         [[{'train_loss': 1.0, 'heldout_accuracy': None}]], 'heldout_accuracy'
     )
+
+
+def test_cosine_learning_rate_schedule_and_its_resume(
+    tmp_path, task, reference
+):
+  config = tiny_config(lr_schedule='cosine', learning_rate=2e-3)
+  steps = 7
+  schedule = train.learning_rate_schedule(config, steps)
+  total = config.num_epochs * steps
+  for k in (0, 3, total // 2, total - 1, total):
+    np.testing.assert_allclose(
+        schedule(k), 2e-3 * 0.5 * (1 + np.cos(np.pi * k / total)), rtol=1e-6
+    )
+  constant = train.learning_rate_schedule(tiny_config(), steps)
+  assert float(constant(total)) == 1e-3
+  with pytest.raises(ValueError, match='lr_schedule'):
+    train.learning_rate_schedule(tiny_config(lr_schedule='step'), steps)
+  # Trained with it: other parameters than the constant-rate run's.
+  one = tiny_config(lr_schedule='cosine', learning_rate=2e-3)
+  train.train_and_evaluate(one, str(tmp_path / 'a'), task)
+  ref_dir, _ = reference
+  assert not np.array_equal(
+      jax.tree_util.tree_leaves(_params(tmp_path / 'a'))[0],
+      jax.tree_util.tree_leaves(_params(ref_dir))[0],
+  )
+  # The schedule spans num_epochs: another length is another run.
+  with pytest.raises(ValueError, match='another config or data'):
+    train.train_and_evaluate(
+        tiny_config(lr_schedule='cosine', learning_rate=2e-3, num_epochs=3),
+        str(tmp_path / 'a'),
+        task,
+    )

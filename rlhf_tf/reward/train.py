@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from rlhf_tf.devices import distributed
 from rlhf_tf.devices import mesh as mesh_lib
@@ -72,6 +73,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_epochs = 75
   c.batch_size = 128
   c.learning_rate = 1e-3  # Adam default (PyTorch / optax): b1 .9, b2 .999
+  # 'constant' (the paper's Adam) or 'cosine': the rate falls from
+  # learning_rate to 0 along half a cosine over num_epochs (Loshchilov &
+  # Hutter 2017, SGDR without restarts; optax.cosine_decay_schedule).
+  c.lr_schedule = 'constant'
   c.held_out_fraction = 0.1  # the paper holds nothing out; 0 disables
   c.split_seed = 0
   c.selection = 'paper'  # 'paper': highest final train loss; or
@@ -99,6 +104,11 @@ def _fingerprint(config, data: data_lib.PreferenceData) -> str:
       'selection',
   ):
     c.pop(k, None)
+  if c.get('lr_schedule', 'constant') == 'constant':
+    # Runs saved before the schedule existed keep their fingerprint.
+    c.pop('lr_schedule', None)
+  else:  # A decaying rate's every step depends on the run's length.
+    c['num_epochs'] = config.num_epochs
   h = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode())
   for leaf in jax.tree_util.tree_leaves(data):
     a = np.ascontiguousarray(np.asarray(leaf))
@@ -308,6 +318,26 @@ def select_run(rows_by_seed: List[List[dict]], rule: str) -> int:
   return int(np.argmax(finals))
 
 
+LR_SCHEDULES = ('constant', 'cosine')
+
+
+def learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
+  """Adam's rate at each optimizer step (config.lr_schedule)."""
+  lr = float(config.learning_rate)
+  if config.lr_schedule == 'constant':
+    return optax.constant_schedule(lr)
+  if config.lr_schedule == 'cosine':
+    return optax.cosine_decay_schedule(
+        lr, int(config.num_epochs) * int(steps_per_epoch)
+    )
+  raise ValueError(
+      f'unknown config.lr_schedule {config.lr_schedule!r}; one of '
+      f'{LR_SCHEDULES}'
+  )
+
+
 def heldout_split(
     config: ml_collections.ConfigDict, data: data_lib.PreferenceData
 ) -> tuple[data_lib.PreferenceData, data_lib.PreferenceData | None]:
@@ -359,7 +389,10 @@ def train_and_evaluate(
   )
   if train_data.num_pairs == 0:
     raise ValueError('no training pairs')
-  lr = float(config.learning_rate)
+  lr = learning_rate_schedule(
+      config,
+      data_lib.num_batches(train_data.num_pairs, int(config.batch_size)),
+  )
   keys = mesh_lib.replicate(seed_keys(config), mesh)
   summary = {
       'selection': config.selection,

@@ -177,12 +177,15 @@ def train_epoch(
     data,
     *,
     model,
-    learning_rate: float,
+    learning_rate: float | optax.Schedule,
     loss_name: str,
     batch_size: int,
     mesh=None,
 ):
   """One epoch for all seeds: a Python loop of jitted, vmapped steps.
+
+  ``learning_rate``: Adam's rate, or an optax schedule of the global step
+  (epoch * steps per epoch + batch; train.learning_rate_schedule).
 
   Not a lax.scan: XLA:CPU runs the backward pass of convolutions inside a
   while loop about 20x slower than outside one (measured here), and the
@@ -202,16 +205,19 @@ def train_epoch(
   )
   if mesh is not None:  # host values: the same in every process
     idx, weight = np.asarray(idx), np.asarray(weight)
-  lr = np.float32(learning_rate)
+  nb = idx.shape[1]
+  if callable(learning_rate):  # (optax.constant_schedule gives a scalar)
+    learning_rate = learning_rate(np.arange(epoch * nb, (epoch + 1) * nb))
+  lr = np.broadcast_to(np.asarray(learning_rate, np.float32), (nb,))
   losses = []
-  for b in range(idx.shape[1]):
+  for b in range(nb):
     states, loss = train_step(
         states,
         keys,
         idx[:, b],
         weight[:, b],
         data,
-        lr,
+        lr[b],
         model=model,
         loss_name=loss_name,
         mesh=mesh,
