@@ -22,7 +22,8 @@ inspector over 2,000 unseen random actions, reward ascent's TF (the best,
 by the ensemble, of every seed's ascent) scored against the expert.
 Outputs: multiscene/summary.json (with the CPU time of votes, gold scores,
 folds and each fold's training), table.md, held_out.png.
-Args: '' | 'phantoms' (no Cranium) | 'smoke' (3 tiny phantoms, seconds).
+Args: '' | 'phantoms' (no Cranium) | 'validation' (the split settings are
+chosen on, below) | 'smoke' (3 tiny phantoms, seconds).
 Builds on simulate.py (scenes, actions, pairs and inspector); the steps
 are rlhf_tf/evaluation/scene_holdout_run.py.
 Result (held-out scene; run at 1ce291e): phantoms 0-7 mean decisive accuracy
@@ -116,7 +117,9 @@ from rlhf_tf.reward import train
 
 
 def get_config(arg=None):
-  arg = experiment_file.parse_arg(arg, phantoms=False, smoke=False)
+  arg = experiment_file.parse_arg(
+      arg, phantoms=False, smoke=False, validation=False
+  )
   config = experiment_file.load_config(
       'simulate.py:smoke' if arg.smoke else 'simulate.py', relative_to=__file__
   )
@@ -160,6 +163,18 @@ def get_config(arg=None):
           ascent_lr=0.01,
       )
   )
+  if arg.validation:
+    # Settings are chosen here, never on phantoms 0-7: one reward (the
+    # folds share it) trained on 16 scenes like a test fold's, measured on
+    # phantoms 8, 9 and 17-20 (not in the test folds) over their labelled
+    # pairs, rho over 500 unseen actions each.
+    config.scenes = 'phantom:0-20'
+    config.train_pool = 'phantom:0-7,phantom:10-16'
+    if sample_fetch.cranium_path().is_file():
+      config.scenes += ',cranium'
+      config.train_pool += ',cranium'
+    config.held_out = 'phantom:8-9,phantom:17-20'
+    config.eval.num_gold = 500
   if arg.smoke:
     config.scenes = 'phantom:0-2'
     config.held_out = 'phantom:0-1'

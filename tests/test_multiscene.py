@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_tf.evaluation import scene_holdout
 from rlhf_tf.jobs import experiment_file, JOBS
-from rlhf_tf.preferences import inspector
+from rlhf_tf.preferences import dataset, inspector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +28,37 @@ def test_one_fold_per_scene_without_it():
   assert scene_holdout.folds(['a', 'b'], ['a'], ['a', 'b'])[0].train_ids == (
       'b',
   )
+
+
+def test_folds_training_on_the_same_scenes_share_one_reward():
+  every = scene_holdout.folds(['a', 'b', 'c'])
+  assert scene_holdout.reward_folds(every) == {'a': 'a', 'b': 'b', 'c': 'c'}
+  # Validation: held-out scenes outside the pool train on the same scenes.
+  val = scene_holdout.folds(
+      ['a', 'b', 'c', 'd', 'e'], ['c', 'a', 'e'], ['a', 'b', 'd']
+  )
+  assert [f.train_ids for f in val] == [
+      ('a', 'b', 'd'),
+      ('b', 'd'),
+      ('a', 'b', 'd'),
+  ]
+  assert scene_holdout.reward_folds(val) == {'c': 'c', 'a': 'a', 'e': 'c'}
+
+
+def test_validation_split_never_measures_a_test_fold():
+  path = os.path.join(ROOT, 'experiments', 'multiscene.py')
+  val = experiment_file.load_config(path + ':validation')
+  test = experiment_file.load_config(path)
+
+  def ids(config, text):
+    one = config.copy_and_resolve_references()
+    one.scenes = text
+    return {s.scene_id for s in dataset.scene_specs(one)}
+
+  measured = ids(val, val.held_out)
+  assert len(measured) == 6
+  assert not measured & ids(test, test.held_out)
+  assert not measured & ids(val, val.train_pool)
 
 
 def test_bad_folds_are_refused():

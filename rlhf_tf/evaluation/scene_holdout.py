@@ -77,6 +77,16 @@ def folds(
   ]
 
 
+def reward_folds(fold_list: Sequence[Fold]) -> dict[str, str]:
+  """{held-out scene: the held-out scene of the first fold training on the
+  same scenes}: folds whose training scenes are equal (a ``train_pool``
+  without them, e.g. validation scenes) share one reward, trained once."""
+  first = {}
+  return {
+      f.held_out: first.setdefault(f.train_ids, f.held_out) for f in fold_list
+  }
+
+
 def held_out_numbers(
     stacked_params,
     reward_cfg,

@@ -8,7 +8,9 @@ training on ``train_pool``, default all, minus the held-out scene) a
 reward model is trained on the other scenes' votes only and measured on
 the held-out scene: decisive-pair accuracy, Spearman rho vs the inspector
 over ``eval.num_gold`` unseen random actions (gold scores, rendered for
-held-out scenes only), reward ascent vs the expert.
+held-out scenes only), reward ascent vs the expert. Folds that train on
+the same scenes (held-out scenes outside ``train_pool``: validation) share
+one reward, trained once (scene_holdout.reward_folds).
 ``run_folds(config, workdir)`` writes to <workdir>/multiscene:
 summary.json, table.md, held_out.png, and each fold's reward runs under
 fold_<scene>/, and returns the summary.
@@ -196,18 +198,23 @@ def run_folds(config, workdir: str) -> dict:
   t_gold, cpu_gold = time.perf_counter(), _cpu_seconds()
   rows = []
   key = jax.random.key(config.eval.seed)
+  # Folds with the same training scenes share the reward of the first.
+  reward_of, params_of = scene_holdout.reward_folds(fold_list), {}
   for fold in fold_list:
     t_fold, cpu_fold = time.perf_counter(), _cpu_seconds()
     logging.info(
         'fold: hold out %s, train on %s', fold.held_out, fold.train_ids
     )
-    params = _train_fold(
-        config,
-        store,
-        scenes,
-        fold,
-        os.path.join(out_dir, f'fold_{fold.held_out}'),
-    )
+    owner = reward_of[fold.held_out]
+    if owner not in params_of:
+      params_of[owner] = _train_fold(
+          config,
+          store,
+          scenes,
+          fold,
+          os.path.join(out_dir, f'fold_{owner}'),
+      )
+    params = params_of[owner]
     cpu_train = _cpu_seconds() - cpu_fold
     held = scenes[fold.held_out]
     jh = np.asarray(held.scene.jh.image)
@@ -246,6 +253,7 @@ def run_folds(config, workdir: str) -> dict:
             seconds=round(time.perf_counter() - t_fold, 1),
             cpu_seconds=round(_cpu_seconds() - cpu_fold, 1),
             cpu_train=round(cpu_train, 1),
+            reward_fold=owner,  # Its reward: fold_<reward_fold>/.
             **numbers,
         )
     )
