@@ -11,12 +11,15 @@ from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 from jax.test_util import check_grads
+import numba
 import numpy as np
+import pytest
 from render_testing import AXES, random_table, smooth_volume, SPACING
 
 from rlhf_tf.render import (
     cached_march,
     cached_native,
+    cached_native_kernels,
     cached_render,
     ray_cache,
     render_settings,
@@ -191,3 +194,43 @@ def test_calls_from_two_threads_give_the_same_images():
     th.join()
   for (_, i), img in got.items():
     np.testing.assert_array_equal(img, expected[i])
+
+
+def test_the_table_cotangent_does_not_depend_on_the_thread_count():
+  """The adjoint kernel fills NUM_BLOCKS partial tables (a fixed count, each
+  a fixed set of rays in a fixed order): one thread and two give the same
+  bits."""
+  if numba.config.NUMBA_NUM_THREADS < 2:
+    pytest.skip('numba has one thread')
+  cache = _cache(EXACT)
+  table = _sparse_table(5)
+  rgb, _, steps = cached_native.march(cache.tiles, table, EXACT)
+  rng = np.random.default_rng(0)
+  g_rgb = rng.normal(size=rgb.shape).astype(np.float32)
+  g_log_t = rng.normal(size=steps.shape).astype(np.float32)
+  inputs = [
+      np.asarray(a)
+      for a in cached_native._inputs(cache.tiles, table, np.dtype(np.float32))
+  ]
+  out = []
+  for threads in (1, 2):
+    g = np.empty((cached_native.NUM_BLOCKS, 64, 4), np.float32)
+    numba.set_num_threads(threads)
+    try:
+      cached_native_kernels.adjoint_kernel(
+          *inputs,
+          np.asarray(steps),
+          np.asarray(table).reshape(-1, 4),
+          np.int64(8),
+          cached_native._params(EXACT, np.dtype(np.float32)),
+          np.asarray(rgb),
+          g_rgb,
+          g_log_t,
+          cached_native.GROUP,
+          g,
+      )
+    finally:
+      numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    out.append(g)
+  assert np.abs(out[0]).max() > 0
+  np.testing.assert_array_equal(out[0], out[1])
