@@ -8,6 +8,7 @@ flag it is not collected (its tests would see one device).
 
 import os
 
+import jax
 import pytest
 
 from rlhf_tf.jobs import experiment_file
@@ -20,6 +21,21 @@ if '--xla_force_host_platform_device_count' not in os.environ.get(
     'XLA_FLAGS', ''
 ):
   collect_ignore = ['sharded']
+
+
+@pytest.fixture(autouse=True, scope='module')
+def free_compiled_programs():
+  """Drops JAX's compiled programs after each test file.
+
+  Every compiled XLA:CPU program keeps ~3 memory mappings until its cache
+  entry goes, and hypothesis tests compile one per drawn shape. One pytest
+  process running the whole suite reached Linux's vm.max_map_count (65,530),
+  where XLA's LLVM fails with 'Cannot allocate memory' and then segfaults
+  inside compilation. Clearing per file bounds the mappings by the largest
+  file's programs instead of the whole suite's.
+  """
+  yield
+  jax.clear_caches()
 
 
 @pytest.fixture
