@@ -39,8 +39,8 @@ def test_extremum_is_the_hermites_stationary_point(u_a, u_b, s_a, s_b):
         )
     ]
   assert 0.0 <= tau <= 1.0
-  if np.sign(s_a) * np.sign(s_b) >= 0:  # Nothing bracketed: linear middle.
-    assert (tau, u) == (0.5, 0.5 * (u_a + u_b))
+  if np.sign(s_a) * np.sign(s_b) >= 0:  # Nothing bracketed: not split.
+    assert (tau, u) == (1.0, u_b)
     return
   np.testing.assert_allclose(u, _hermite(u_a, u_b, s_a, s_b, tau), atol=1e-9)
   dense = _hermite(u_a, u_b, s_a, s_b, np.linspace(0.0, 1.0, 20001))

@@ -12,7 +12,7 @@ row, so each step reads one row.
 Forward, per segment (``rlhf_tf.render.preintegration.segment_plan``; each
 segment in two halves, front -> sampled midpoint -> back, each half split
 in two at the point ``preintegration.split_at_extremum`` gives from its
-ends' u and du (a bracketed crest; else its middle), four pieces
+ends' u and du (a bracketed crest; else not: an empty piece), four pieces
 composited), per piece from end f to end b:
 
   Vbar_i = (G(u_b, vbar) - G(u_f, vbar)) / (u_b - u_f)  (mean of the end

@@ -46,6 +46,7 @@ def _adjoint_group(
   march_tile_vjp: T_i, R_i = sum_{j>i} T_j e_j; dC/de_i = T_i, dC/dlt_i =
   R_i, d log T_N / dlt_i = 1). Transparent segments are walked too: they
   pass a cotangent to their extinction."""
+  u, v, du, um, vm, dum, d, s, dm, sm = fields  # Once (forward's note).
   n = lo.shape[0]
   zero = lo.dtype.type(0.0)
   step, shading, ka, kd, ks, min_den = params
@@ -58,7 +59,10 @@ def _adjoint_group(
   taus = np.zeros(2)
   e = np.zeros((NUM_PIECES + 1, 4))
   g_e = np.zeros(3)
-  work = np.zeros((4, 4))
+  g_piece = np.zeros(3)
+  mean = np.zeros(4)
+  g_mean = np.zeros(4)
+  trans_k = np.zeros(NUM_PIECES)
   trans = np.ones(n)
   behind = rgb_total.astype(np.float64)
   most = 0
@@ -71,10 +75,10 @@ def _adjoint_group(
       if i >= steps[m]:
         continue
       seg = min(max(hi[m] - fi, zero), step) - min(max(lo[m] - fi, zero), step)
-      load_ends(fields, row, m, f, ends)
+      load_ends(u, v, du, um, vm, dum, row, m, f, ends)
       split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
       if shaded:
-        load_shading(fields, row, m, ends)
+        load_shading(d, s, dm, sm, row, m, ends)
         split_shading(ends, taus, points)
       segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
       t_i = trans[m]
@@ -94,7 +98,10 @@ def _adjoint_group(
           g_e,
           g_lt,
           acc,
-          work,
+          g_piece,
+          mean,
+          g_mean,
+          trans_k,
       )
       trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])
 

@@ -126,14 +126,15 @@ def _weight(mean, s_f, s_b):
 
 
 @numba.njit(inline='always')
-def piece_forward(
-    table, bins_x, bins_y, front, back, l, shading, ka, kd, ks, e
-):
-  """Fills e [4] with the piece's (shaded) premultiplied colour and its
-  opacity a = 1 - exp(lt); returns lt. front, back: [4] (u, v, d, s) of its
-  ends. A piece of mean extinction 0 returns lt = 0, e = 0 after 8 loads."""
-  u_f, v_f, d_f, s_f = front[0], front[1], front[2], front[3]
-  u_b, v_b, d_b, s_b = back[0], back[1], back[2], back[3]
+def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
+  """Fills e[k] ([5, 4]) with piece k's (shaded) premultiplied colour and
+  opacity a = 1 - exp(lt); returns lt. The piece runs from points[k] to
+  points[k + 1] ([5, 4]: u, v, d, s; rows, not views: a view would cost a
+  reference count per piece). A piece of mean extinction 0 returns lt = 0,
+  e[k] = 0 after 8 loads."""
+  u_f, v_f, d_f, s_f = points[k, 0], points[k, 1], points[k, 2], points[k, 3]
+  u_b, v_b = points[k + 1, 0], points[k + 1, 1]
+  d_b, s_b = points[k + 1, 2], points[k + 1, 3]
   vbar = 0.5 * (v_f + v_b)
   k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
@@ -148,11 +149,11 @@ def piece_forward(
   else:
     mean0 = 0.5 * (sig_f + sig_b)
   if mean0 == 0.0:
-    e[0] = e[1] = e[2] = e[3] = 0.0
+    e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
     return 0.0
   tau = l * mean0
   a = -np.expm1(-tau)
-  e[3] = a
+  e[k, 3] = a
   inv_du = 1.0 / du if ok else 0.0
   scale = l * (_phi(tau)[0] if abs(tau) < _SERIES_Z else a / tau)
   lit = 1.0
@@ -170,9 +171,9 @@ def piece_forward(
       mean = (g_b - g_f) * inv_du
     else:
       mean = 0.5 * (v_cf + v_cb)
-    e[c] = scale * mean
+    e[k, c] = scale * mean
     if shading:
-      e[c] = min(e[c] * lit + spec, a)
+      e[k, c] = min(e[k, c] * lit + spec, a)
   return -tau
 
 
@@ -181,8 +182,8 @@ def piece_adjoint(
     table,
     bins_x,
     bins_y,
-    front,
-    back,
+    points,
+    k,
     l,
     shading,
     ka,
@@ -197,9 +198,11 @@ def piece_adjoint(
   """Adds the piece's cotangent into acc [bins, 8] from those of its output
   e' (g_e [3]) and lt (g_lt): the reverse of piece_forward's formulas (all
   of them: a transparent piece still passes a cotangent to its extinction).
-  front, back: [4] (u, v, d, s); mean, g_mean: [4] scratch."""
-  u_f, v_f, d_f, s_f = front[0], front[1], front[2], front[3]
-  u_b, v_b, d_b, s_b = back[0], back[1], back[2], back[3]
+  The piece runs from points[k] to points[k + 1] ([5, 4]: u, v, d, s);
+  g_e [3] is T_k g_e; mean, g_mean: [4] scratch."""
+  u_f, v_f, d_f, s_f = points[k, 0], points[k, 1], points[k, 2], points[k, 3]
+  u_b, v_b = points[k + 1, 0], points[k + 1, 1]
+  d_b, s_b = points[k + 1, 2], points[k + 1, 3]
   vbar = 0.5 * (v_f + v_b)
   k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)

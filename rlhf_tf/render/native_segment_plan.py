@@ -8,7 +8,7 @@ half a -> c is split at the point ``preintegration.split_at_extremum``
 gives,
 
   tau, u* = extremum(u_a, u_c, du_a h, du_c h)   (``extremum``; a crest
-            bracketed by the ends' slopes, else tau = 1/2, u* = the mean)
+            bracketed by the ends' slopes, else tau = 1, u* = u_c)
   p       = (clip(u*, 0, bins_x), v_a + tau (v_c - v_a), d, s likewise)
 
 into pieces of lengths tau h and (1 - tau) h: five points f, p_1, m, p_2,
@@ -47,7 +47,7 @@ def extremum(u_a, u_b, s_a, s_b, min_den):
   """preintegration.extremum, scalar: (tau in [0, 1], u there). min_den:
   safe_math.safe_div's default threshold, eps(dtype)^2."""
   if _sign(s_a) * _sign(s_b) >= 0.0:
-    return 0.5, 0.5 * (u_a + u_b)
+    return 1.0, u_b  # Not split: the second piece is empty.
   du = u_b - u_a
   c1 = s_a
   c2 = 3.0 * du - 2.0 * s_a - s_b
@@ -120,11 +120,45 @@ def occupancy(table, bins_x):
 
 
 @numba.njit(inline='always')
-def transparent(occ, bins_x, bins_y, points):
-  """Whether every bin the four pieces read (columns between the five
-  points', the two gradient rows at each piece's mean v: lookup_index) has
-  V_0 = 0, from 4 loads of occ (``occupancy``): then P_0 is the same at
-  all of them and each piece's mean extinction is exactly 0
+def _column(u, bins_x):
+  return min(max(int(u), 0), bins_x - 1)
+
+
+@numba.njit(inline='always')
+def _row(v, bins_y):
+  return min(max(int(v), 0), bins_y - 2)
+
+
+@numba.njit(inline='always')
+def surely_transparent(occ, bins_x, bins_y, ends, half):
+  """A cheaper, conservative ``transparent`` before ``split``: whether no
+  bin in a box around all the pieces could read has V_0 != 0. The cubic
+  Hermite stays within 4/27 (|s_a - du| + |s_c - du|) of the chord
+  (|t (1 - t)^2|, |t^2 (1 - t)| <= 4/27), so a peak's column lies within
+  that of its half's ends' (one more column, and one more gradient row on
+  each side, for rounding)."""
+  c0 = bins_x
+  c1 = 0
+  for k in range(2):
+    u_a, u_c = ends[k, 0], ends[k + 1, 0]
+    du = u_c - u_a
+    s_a, s_c = ends[k, 2] * half, ends[k + 1, 2] * half
+    reach = 4.0 / 27.0 * (abs(s_a - du) + abs(s_c - du))
+    c0 = min(c0, _column(min(u_a, u_c) - reach - 1.0, bins_x))
+    c1 = max(c1, _column(max(u_a, u_c) + reach + 1.0, bins_x) + 1)
+  v_lo = min(ends[0, 1], min(ends[1, 1], ends[2, 1]))
+  v_hi = max(ends[0, 1], max(ends[1, 1], ends[2, 1]))
+  r0 = _row(v_lo - 1.0, bins_y)
+  r1 = _row(v_hi + 1.0, bins_y) + 2
+  return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
+
+
+@numba.njit(inline='always')
+def transparent(occ, bins_x, bins_y, points, lengths):
+  """Whether every bin the pieces of non-zero length read (columns between
+  the five points', the two gradient rows at each piece's mean v:
+  lookup_index) has V_0 = 0, from 4 loads of occ (``occupancy``): then P_0
+  is the same at all of them and each piece's mean extinction is exactly 0
   (piece_forward: transparent)."""
   c0 = bins_x
   c1 = 0
@@ -135,10 +169,14 @@ def transparent(occ, bins_x, bins_y, points):
   r0 = bins_y
   r1 = 0
   for k in range(NUM_PIECES):
+    if lengths[k] == 0.0:
+      continue  # Not classified (segment_forward).
     vbar = 0.5 * (points[k, V] + points[k + 1, V])
     j = min(max(int(vbar), 0), bins_y - 2)
     r0 = min(r0, j)
     r1 = max(r1, j + 2)
+  if r1 == 0:
+    return True  # An empty segment.
   return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
 
 
@@ -156,17 +194,7 @@ def segment_forward(table, bins_x, bins_y, points, lengths, optics, e):
       e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
       continue
     lt += piece_forward(
-        table,
-        bins_x,
-        bins_y,
-        points[k],
-        points[k + 1],
-        lengths[k],
-        shading,
-        ka,
-        kd,
-        ks,
-        e[k],
+        table, bins_x, bins_y, points, k, lengths[k], shading, ka, kd, ks, e
     )
     for c in range(3):
       e[4, c] += trans * e[k, c]
@@ -177,16 +205,26 @@ def segment_forward(table, bins_x, bins_y, points, lengths, optics, e):
 
 @numba.njit(inline='always')
 def segment_adjoint(
-    table, bins_x, bins_y, points, lengths, optics, e, g_e, g_lt, acc, work
+    table,
+    bins_x,
+    bins_y,
+    points,
+    lengths,
+    optics,
+    e,
+    g_e,
+    g_lt,
+    acc,
+    g_piece,
+    mean,
+    g_mean,
+    trans_k,
 ):
   """Adds the segment's cotangent into acc [bins, 8] from those of its e
-  (g_e [3]) and lt (g_lt), with segment_forward's e [5, 4]. work: [4, 4]
-  scratch."""
+  (g_e [3]) and lt (g_lt), with segment_forward's e [5, 4]. Scratch,
+  allocated once per walk: g_piece [3], mean [4], g_mean [4], trans_k
+  [4]."""
   shading, ka, kd, ks = optics
-  g_piece = work[0, :3]
-  mean = work[1]
-  g_mean = work[2]
-  trans_k = work[3]
   trans = 1.0
   for k in range(NUM_PIECES):
     trans_k[k] = trans
@@ -202,8 +240,8 @@ def segment_adjoint(
           table,
           bins_x,
           bins_y,
-          points[k],
-          points[k + 1],
+          points,
+          k,
           lengths[k],
           shading,
           ka,
