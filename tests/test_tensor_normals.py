@@ -15,6 +15,12 @@ from rlhf_tf.render import compositing, sampling
 SHAPE = (4, 5, 6)
 
 
+def _tensor(packed_flat, shape, coords, view):
+  """(values, q, trace) of sampling.trilinear_packed seen along view."""
+  out = sampling.trilinear_packed(packed_flat, shape, coords, view)
+  return out['values'], out['q'], out['trace']
+
+
 def _unit(v):
   v = np.asarray(v, np.float64)
   return v / np.linalg.norm(v)
@@ -25,7 +31,7 @@ def test_tensor_is_the_weighted_sum_over_the_eight_voxels():
   packed = rng.normal(size=SHAPE + (4,)) * 50
   coords = np.array([[1.3, 2.6, 4.2], [0.0, 0.5, 5.0], [2.9, 3.99, 0.01]])
   view = _unit([0.2, -0.7, 0.4])
-  val, q, trace = sampling.trilinear_and_tensor(
+  val, q, trace = _tensor(
       jnp.asarray(packed.reshape(-1, 4)), SHAPE, jnp.asarray(coords), view
   )
   np.testing.assert_allclose(
@@ -62,9 +68,7 @@ def test_a_constant_gradient_gives_the_mean_gradient_terms(g, view, point):
   packed = np.zeros(SHAPE + (4,), np.float32)
   packed[..., 1:] = g
   coords = jnp.asarray(np.array(point) * (np.array(SHAPE) - 1), jnp.float32)
-  _, q, trace = sampling.trilinear_and_tensor(
-      jnp.asarray(packed.reshape(-1, 4)), SHAPE, coords, view
-  )
+  _, q, trace = _tensor(jnp.asarray(packed.reshape(-1, 4)), SHAPE, coords, view)
   d, s = compositing.tensor_headlight_terms(q, trace, 16.0, 4.0)
   d_ref, s_ref = compositing.headlight_terms(jnp.asarray(g), view, 16.0, 4.0)
   np.testing.assert_allclose(d, d_ref, atol=2e-5)
@@ -85,9 +89,7 @@ def test_the_crest_of_a_thin_plate_keeps_the_plates_shading():
   packed = sampling.pack_volume(hu, jnp.stack(jnp.gradient(hu), -1))
   view = jnp.asarray(_unit([0.3, np.sqrt(1 - 0.09), 0.0]), jnp.float32)
   crest = jnp.asarray([[3.5, 3.0, 3.0], [3.5, 2.5, 3.7]], jnp.float32)
-  val, q, trace = sampling.trilinear_and_tensor(
-      packed.reshape(-1, 4), hu.shape, crest, view
-  )
+  val, q, trace = _tensor(packed.reshape(-1, 4), hu.shape, crest, view)
   d_tensor, _ = compositing.tensor_headlight_terms(q, trace, 16.0, 1.0)
   d_mean, _ = compositing.headlight_terms(val[..., 1:], view, 16.0, 1.0)
   np.testing.assert_allclose(d_mean, 0.954, atol=0.01)

@@ -159,8 +159,8 @@ def headlight_terms(gradient, view_dir, shininess, normal_eps):
 
 def tensor_headlight_terms(q, trace, shininess, normal_eps):
   """headlight_terms from the gradient's structure tensor J seen along the
-  view (sampling.trilinear_and_tensor): d = sqrt(l^T J l) / max(sqrt(tr J),
-  normal_eps), s = d^p.
+  view (sampling.trilinear_packed with view_dir): d = sqrt(l^T J l) /
+  max(sqrt(tr J), normal_eps), s = d^p.
 
   For a constant gradient g this is |g . l| / max(|g|, normal_eps), the
   two-sided headlight of headlight_terms; where neighbouring voxels'
