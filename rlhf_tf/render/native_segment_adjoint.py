@@ -15,14 +15,85 @@ from rlhf_tf.render.native_segment_forward import (
     load_ends,
     load_shading,
 )
+from rlhf_tf.render.native_segment_math import TINY_DU
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
     NUM_POINTS,
+    occupancy,
     segment_adjoint,
     segment_forward,
     split,
     split_shading,
+    transparent,
 )
+
+
+@numba.njit(inline='always')
+def _scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
+  """Adds a piece's cotangent into acc [bins, 8] from that of its mean
+  (P, V) difference quotient, g_mean [4] (piece_adjoint's last loop, less
+  the shading weight's sigma terms, 0 for a transparent piece)."""
+  u_f, u_b = points[k, 0], points[k + 1, 0]
+  vbar = 0.5 * (points[k, 1] + points[k + 1, 1])
+  j = min(max(int(vbar), 0), bins_y - 2)
+  i_f = min(max(int(u_f), 0), bins_x - 1)
+  i_b = min(max(int(u_b), 0), bins_x - 1)
+  k_f, k_b = j * bins_x + i_f, j * bins_x + i_b
+  fu_f, fu_b, fv = u_f - i_f, u_b - i_b, vbar - j
+  du = u_b - u_f
+  ok = abs(du) > TINY_DU
+  w00 = 1.0 - fv
+  for c in range(4):
+    if ok:
+      g_g = g_mean[c] / du
+      g_p_f, g_v_f = -g_g, -g_g * fu_f
+      g_p_b, g_v_b = g_g, g_g * fu_b
+    else:
+      g_p_f = g_p_b = 0.0
+      g_v_f = g_v_b = 0.5 * g_mean[c]
+    acc[k_f, c] += w00 * g_p_f
+    acc[k_f + bins_x, c] += fv * g_p_f
+    acc[k_f, 4 + c] += w00 * g_v_f
+    acc[k_f + bins_x, 4 + c] += fv * g_v_f
+    acc[k_b, c] += w00 * g_p_b
+    acc[k_b + bins_x, c] += fv * g_p_b
+    acc[k_b, 4 + c] += w00 * g_v_b
+    acc[k_b + bins_x, 4 + c] += fv * g_v_b
+
+
+@numba.njit(inline='always')
+def transparent_adjoint(
+    bins_x, bins_y, points, lengths, optics, g_e, g_lt, acc, g_mean
+):
+  """segment_adjoint of a transparent segment (``transparent``: every
+  piece's mean (P, V) quotient is exactly 0, so e = 0, lt = 0, T unchanged)
+  without a table load: piece_adjoint's formulas at mean = 0 (tau = 0,
+  phi = 1, a = 0; shaded: w = 1/2, min(e lit + ks s a, a) ties at 0 and
+  splits g_e in halves, JAX's rule), each piece with the segment's g_e [3]
+  and g_lt. g_mean: [4] scratch."""
+  shading, ka, kd, ks = optics
+  for k in range(NUM_PIECES - 1, -1, -1):
+    l = lengths[k]
+    if l == 0.0:
+      continue
+    g_tau = -g_lt
+    if shading:
+      d_f, s_f = points[k, 2], points[k, 3]
+      d_b, s_b = points[k + 1, 2], points[k + 1, 3]
+      lit = ka + kd * (d_f + 0.5 * (d_b - d_f))
+      s = s_f + 0.5 * (s_b - s_f)
+      g_a = 0.0
+      for c in range(3):
+        g_val = g_e[c] * 0.5
+        g_a += g_e[c] - g_val
+        g_mean[1 + c] = g_val * lit * l
+        g_a += ks * s * g_val
+      g_tau += g_a
+    else:
+      for c in range(3):
+        g_mean[1 + c] = g_e[c] * l
+    g_mean[0] = g_tau * l
+    _scatter_piece(acc, bins_x, bins_y, points, k, g_mean)
 
 
 @numba.njit(nogil=True)
@@ -33,6 +104,7 @@ def _adjoint_group(
     r0,
     steps,
     table,
+    occ,
     bins_x,
     bins_y,
     params,
@@ -45,7 +117,8 @@ def _adjoint_group(
   [bins, 8], each ray over its steps[m] segments (cached_segments.
   march_tile_vjp: T_i, R_i = sum_{j>i} T_j e_j; dC/de_i = T_i, dC/dlt_i =
   R_i, d log T_N / dlt_i = 1). Transparent segments are walked too: they
-  pass a cotangent to their extinction."""
+  pass a cotangent to their extinction and emission (transparent_adjoint,
+  no table load; occ: ``occupancy``)."""
   u, v, du, um, vm, dum, d, s, dm, sm = fields  # Once (forward's note).
   n = lo.shape[0]
   zero = lo.dtype.type(0.0)
@@ -80,6 +153,16 @@ def _adjoint_group(
       if shaded:
         load_shading(d, s, dm, sm, row, m, ends)
         split_shading(ends, taus, points)
+      if transparent(occ, bins_x, bins_y, points, lengths):
+        # e = 0: T_i and R_i unchanged, dC/dlt_i = R_i.
+        g_lt = g_log_t[m]
+        for c in range(3):
+          g_lt += g_rgb[m, c] * behind[m, c]
+          g_e[c] = g_rgb[m, c] * trans[m]
+        transparent_adjoint(
+            bins_x, bins_y, points, lengths, optics, g_e, g_lt, acc, g_mean
+        )
+        continue
       segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
       t_i = trans[m]
       g_lt = g_log_t[m]
@@ -130,6 +213,7 @@ def adjoint_kernel(
   jobs = n_tiles * groups
   blocks = g_out.shape[0]
   g_out[...] = 0.0
+  occ = occupancy(table, bins_x)
   for b in numba.prange(blocks):
     for job in range(b, jobs, blocks):
       t = job // groups
@@ -143,6 +227,7 @@ def adjoint_kernel(
           first_row[t],
           steps[t, g0:g1],
           table,
+          occ,
           bins_x,
           bins_y,
           params,
