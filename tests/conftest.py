@@ -4,9 +4,16 @@ tests/sharded/ needs several JAX devices, which on a CPU exist only when
 XLA_FLAGS=--xla_force_host_platform_device_count=N is set before JAX starts;
 tests/test_sharding.py runs that folder in such a subprocess. Without the
 flag it is not collected (its tests would see one device).
+
+The processes of one run (pytest-xdist's workers and the subprocesses tests
+start: launch.py, the multi-process and sharded tests) share XLA's compiled
+programs through JAX's persistent compilation cache in a temporary folder,
+removed when the run ends.
 """
 
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
@@ -21,6 +28,46 @@ if '--xla_force_host_platform_device_count' not in os.environ.get(
     'XLA_FLAGS', ''
 ):
   collect_ignore = ['sharded']
+
+_CACHE_DIR = 'JAX_COMPILATION_CACHE_DIR'
+_CACHE_MIN_S = 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'
+_OWN_CACHE_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+  """Turns on JAX's persistent compilation cache for this run.
+
+  XLA compilation is most of the suite's time, and the same programs are
+  compiled again in every process and, after each file's clear_caches()
+  below, in every file: the smoke pipeline in a test, in launch.py
+  subprocesses and in the other worker; the renderer and the reward model in
+  most files. With the cache each program is compiled once per run and read
+  back (milliseconds) after that. Keys hash the program, the compile options
+  and XLA_FLAGS, so programs for other device counts are compiled apart.
+
+  The folder is made by the first pytest process (xdist's controller) and
+  handed to the workers and to subprocesses through the environment; every
+  program is stored, not only those that take >= 1 s to compile (JAX's
+  default). A folder already named in JAX_COMPILATION_CACHE_DIR is used as
+  it is and kept.
+  """
+  if not os.environ.get(_CACHE_DIR):
+    os.environ[_CACHE_DIR] = tempfile.mkdtemp(prefix='rlhf_tf_xla_cache_')
+    config.stash[_OWN_CACHE_DIR] = os.environ[_CACHE_DIR]
+  os.environ.setdefault(_CACHE_MIN_S, '0')
+  jax.config.update('jax_compilation_cache_dir', os.environ[_CACHE_DIR])
+  jax.config.update(
+      'jax_persistent_cache_min_compile_time_secs',
+      float(os.environ[_CACHE_MIN_S]),
+  )
+
+
+def pytest_unconfigure(config):
+  """Removes the cache folder this process made (the run's, after its
+  workers have ended)."""
+  path = config.stash.get(_OWN_CACHE_DIR, None)
+  if path:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope='module')
