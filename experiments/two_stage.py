@@ -99,9 +99,11 @@ def get_config(arg=None):
     config.reward.batch_size = 16
     experiment_file.shrink_reward_model(config.reward.model)
     config.reward.checkpoint_every_epochs = 2
+    # One budget: each budget trains 1 + rounds ensembles on new data
+    # shapes (each compiled anew); the rounds are the part with state.
     config.protocol.update(
         dict(
-            budgets=(20, 40),
+            budgets=(20,),
             num_gold=16,
             num_candidates=30,
             num_partners=8,

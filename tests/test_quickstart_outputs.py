@@ -1,9 +1,14 @@
-"""The quickstart (smoke) writes every figure and number of the evaluation."""
+"""The quickstart (smoke) writes every figure and number of the evaluation.
+
+tests/test_experiments.py runs every other experiment's ':smoke'; this file
+runs quickstart.py's, with its checks (the job is in JOBS, it writes to the
+workdir) and those of its outputs.
+"""
 
 import json
 import os
 
-from rlhf_tf.jobs import evaluate, quickstart
+from rlhf_tf.jobs import evaluate, JOBS
 
 FIGURES = (
     'fig2_reward_histograms.png',
@@ -19,7 +24,8 @@ def test_quickstart_smoke_writes_all_figures_and_numbers(
     tmp_path, smoke_config
 ):
   config = smoke_config('quickstart')
-  quickstart.run(config, str(tmp_path))
+  assert config.job == 'quickstart' and config.job in JOBS
+  JOBS[config.job](config, str(tmp_path))
   out = tmp_path / 'evaluation'
   for name in FIGURES:
     path = out / name
