@@ -11,7 +11,8 @@ compilation (first call timed separately as 'compile_s').
 --new-views adds only the 'new_views' block of --quality.
 
 --preintegration-cost prints only the 'preintegration_cost' block of
---quality (and the load average), without the figures above.
+--quality (and the load average), without the figures above, with VTK's
+time on the same view and step and each direct time over it.
 
 --quality adds (benchmarks/render_quality.py), at the scene's default step
 (the smallest voxel spacing): 'quality', PSNR / SSIM / ring energy of each
@@ -464,6 +465,26 @@ def preintegration_cost_only(size=256, repeats=3):
       float(min(spacing)),
       repeats,
   )
+  # VTK on the same view and step, in the same run: each direct time over
+  # VTK's.
+  settings = render_settings.RenderSettings(
+      step_mm=float(min(spacing)), reference_step_mm=float(min(spacing))
+  )
+  vtk = bench_vtk(
+      np.asarray(volume.hu),
+      spacing,
+      axes,
+      demo_tf(axes),
+      size,
+      settings.step_mm,
+      settings,
+      view,
+      repeats=max(3, repeats),
+  )
+  cost['vtk_s'] = vtk.get('median_s')
+  if cost['vtk_s']:
+    for k in [k for k in cost if k.endswith('direct_s')]:
+      cost[k[:-2] + '_over_vtk'] = cost[k] / cost['vtk_s']
   cost['load_average_1_5_15'] = list(os.getloadavg())
   return {'volume': source, 'preintegration_cost': cost}
 

@@ -210,10 +210,30 @@ def preintegration_cost(
     packed, spacing, axes, table, view, step_mm: float, repeats: int = 3
 ) -> dict:
   """Cached re-render, cache build and direct render with point sampling
-  and with settings.preintegrate (default TF, shading on), timed
-  interleaved in one process (medians of ``repeats`` after a first call),
-  the cache sizes, and each pre-integrated time over the point-sampled."""
+  and with settings.preintegrate (default TF, shading on), the direct
+  render also with tensor_normals (shading on and off: the quality goals'
+  settings) and, for comparison, by the XLA march (native_march=False),
+  timed interleaved in one process (medians of ``repeats`` after a first
+  call), the cache sizes, and each pre-integrated time over the
+  point-sampled."""
   runs, out = {}, {}
+  for name, extra in (
+      ('preintegrated_tensor', {}),
+      ('preintegrated_tensor_unshaded', {'shading': False}),
+      ('preintegrated_tensor_xla', {'native_march': False}),
+  ):
+    st = render_settings.RenderSettings(
+        step_mm=step_mm,
+        reference_step_mm=step_mm,
+        preintegrate=True,
+        tensor_normals=True,
+        **extra,
+    )
+    runs[name] = {
+        'direct': lambda st=st: raymarch.render(
+            None, None, spacing, axes, table, view, st, packed=packed
+        )
+    }
   for name, pre in (('point', False), ('preintegrated', True)):
     st = render_settings.RenderSettings(
         step_mm=step_mm, reference_step_mm=step_mm, preintegrate=pre
@@ -251,6 +271,9 @@ def preintegration_cost(
     out[f'{n}_{k}_s'] = statistics.median(v)
   for k in runs['point']:
     out[f'{k}_ratio'] = out[f'preintegrated_{k}_s'] / out[f'point_{k}_s']
+  for n in runs:
+    if n.startswith('preintegrated_'):
+      out[f'{n}_direct_ratio'] = out[f'{n}_direct_s'] / out['point_direct_s']
   return out
 
 

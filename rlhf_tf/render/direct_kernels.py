@@ -45,10 +45,30 @@ STEP, REF, KA, KD, KS, SHININESS, NORMAL_EPS = 0, 1, 2, 3, 4, 5, 6
 HU_MIN, HU_RANGE, GRAD_MAX, ONE_MINUS_EPS, THRESHOLD = 7, 8, 9, 10, 11
 LO, HI, SPACING = 12, 15, 18  # 3 each.
 INV_STEP, INV_BLOCK = 21, 22
-NUM_FLOAT = 23
+MIN_DEN = 23  # safe_math.safe_div's threshold (pre-integration's extremum).
+NUM_FLOAT = 24
 # Integer parameters (ip, int64).
 NUM, BLOCK, SKIP, SHADING, INT_POWER, HEIGHT, WIDTH = 0, 1, 2, 3, 4, 5, 6
-NUM_INT = 7
+TENSOR = 7  # Shading from the structure tensor (pre-integrated march only).
+NUM_INT = 8
+
+
+@numba.njit(inline='always')
+def tiles(ip):
+  """(TILE x TILE pixel tiles of the image, parallel lanes, tiles per
+  image row)."""
+  tiles_x = -(-ip[WIDTH] // TILE)
+  n_tiles = -(-ip[HEIGHT] // TILE) * tiles_x
+  return n_tiles, min(LANES, n_tiles), tiles_x
+
+
+@numba.njit(inline='always')
+def tile_pixels(job, tiles_x, ip):
+  """(first row, row past the last, first column, column past the last)
+  of tile job."""
+  r0 = (job // tiles_x) * TILE
+  c0 = (job % tiles_x) * TILE
+  return r0, min(r0 + TILE, ip[HEIGHT]), c0, min(c0 + TILE, ip[WIDTH])
 
 
 @numba.njit(inline='always')
@@ -237,10 +257,8 @@ def forward_kernel(
   [bins_y * bins_x, 4]; bins (bins_y, bins_x); origins, directions [N, 3]
   (N = H * W, row-major pixels); phase [N]; occ [Bz * By * Bx] uint8;
   nb (Bz, By, Bx); fp, ip: the parameters (module constants)."""
-  h, w = ip[HEIGHT], ip[WIDTH]
-  tiles_x = -(-w // TILE)
-  n_tiles = -(-h // TILE) * tiles_x
-  lanes = min(LANES, n_tiles)
+  w = ip[WIDTH]
+  n_tiles, lanes, tiles_x = tiles(ip)
   step, num, shading = fp[STEP], ip[NUM], ip[SHADING]
   by, bx = bins[0], bins[1]
   eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
@@ -255,10 +273,9 @@ def forward_kernel(
   for lane in numba.prange(lanes):
     frame = np.empty(9)
     for job in range(lane, n_tiles, lanes):  # Tiles spread over the lanes.
-      r0 = (job // tiles_x) * TILE
-      c0 = (job % tiles_x) * TILE
-      for r in range(r0, min(r0 + TILE, h)):
-        for c in range(c0, min(c0 + TILE, w)):
+      r0, r1, c0, c1 = tile_pixels(job, tiles_x, ip)
+      for r in range(r0, r1):
+        for c in range(c0, c1):
           p = r * w + c
           d = directions[p]
           base_t, start, end = _ray(origins[p], d, fp, phase[p], frame)

@@ -62,7 +62,7 @@ from rlhf_tf.render import (
 from rlhf_tf.render import sampling as sampling_lib
 
 NUM_BLOCKS = 8  # Partial TF-table cotangents (task b: rays b, b + 8, ...).
-_LOCK = threading.Lock()
+LOCK = threading.Lock()
 
 
 class MarchSpec(NamedTuple):
@@ -98,6 +98,7 @@ def march_spec(
   fp[direct_kernels.GRAD_MAX] = float(axes.grad_max)
   fp[direct_kernels.ONE_MINUS_EPS] = 1.0 - float(jnp.finfo(dtype).epsneg)
   fp[direct_kernels.THRESHOLD] = thr
+  fp[direct_kernels.MIN_DEN] = float(jnp.finfo(dtype).eps) ** 2
   for a in range(3):
     fp[direct_kernels.LO + a] = rnd(lo[a])
     fp[direct_kernels.HI + a] = rnd(hi[a])
@@ -111,6 +112,7 @@ def march_spec(
   ip[direct_kernels.SHADING] = int(bool(settings.shading))
   ip[direct_kernels.INT_POWER] = int(p) if p.is_integer() and p >= 0 else -1
   ip[direct_kernels.HEIGHT], ip[direct_kernels.WIDTH] = int(h), int(w)
+  ip[direct_kernels.TENSOR] = int(bool(settings.tensor_normals))
   return MarchSpec(
       tuple(int(n) for n in shape),
       tuple(int(n) for n in bins),
@@ -158,7 +160,7 @@ def _forward(spec, vol, table, origins, directions, phase, occ):
 
   def run(ctx, out, *args):
     del ctx
-    with _LOCK:
+    with LOCK:
       direct_kernels.forward_kernel(*_kernel_args(spec, *_np(args)), *_np(out))
 
   return buffer_callback.buffer_callback(
@@ -200,7 +202,7 @@ def _adjoint(kernel, out_shape, spec, residuals, g_rgb, g_log_t):
   def run(ctx, out, *args):
     del ctx
     args = _np(args)
-    with _LOCK:
+    with LOCK:
       kernel(*_kernel_args(spec, *args[:6]), *args[6:], np.asarray(out))
 
   return buffer_callback.buffer_callback(
@@ -245,12 +247,9 @@ def _march_bwd(spec, residuals, cts):
 march.defvjp(_march_fwd, _march_bwd)
 
 
-def render(packed, spacing, axes, tf_table, camera, settings, ranges):
-  """[H, W, 4] RGBA: raymarch._render's contract (point sampling), marched
-  natively (module docstring). ranges: empty_space.BlockRanges (used with
-  settings.skip_empty_space)."""
-  if settings.preintegrate:
-    raise ValueError('the native direct march point-samples')
+def march_inputs(packed, spacing, axes, tf_table, camera, settings, ranges):
+  """(MarchSpec, origins [N, 3], directions [N, 3], phases [N], occupancy
+  [Bz * By * Bx] uint8) of a render (see render), in the render's dtype."""
   shape = tuple(int(n) for n in packed.shape[:3])
   dtype = jnp.result_type(packed.dtype, tf_table.dtype)
   origins, directions = camera_lib.generate_rays(camera)
@@ -280,15 +279,40 @@ def render(packed, spacing, axes, tf_table, camera, settings, ranges):
       h,
       w,
   )
-  rgb, log_t = march(
+  return (
       spec,
-      packed.reshape(-1, 4).astype(dtype),
-      tf_table.reshape(-1, 4).astype(dtype),
       origins.reshape(-1, 3).astype(dtype),
       directions.reshape(-1, 3).astype(dtype),
       phase.astype(dtype),
       occ.reshape(-1).astype(jnp.uint8),
   )
+
+
+def image(spec, rgb, log_t, settings):
+  """[H, W, 4] RGBA from a march's rgb [N, 3] and log_t [N]."""
   acc = 0.0 - jnp.expm1(log_t)  # +0 (not -0) where nothing is seen.
   out = compositing.over_background(rgb, acc, settings.background)
+  h, w = spec.ints[direct_kernels.HEIGHT], spec.ints[direct_kernels.WIDTH]
   return out.reshape(h, w, 4)
+
+
+def render(packed, spacing, axes, tf_table, camera, settings, ranges):
+  """[H, W, 4] RGBA: raymarch._render's contract (point sampling), marched
+  natively (module docstring). ranges: empty_space.BlockRanges (used with
+  settings.skip_empty_space)."""
+  if settings.preintegrate:
+    raise ValueError('the native direct march point-samples')
+  spec, origins, directions, phase, occ = march_inputs(
+      packed, spacing, axes, tf_table, camera, settings, ranges
+  )
+  dtype = origins.dtype
+  rgb, log_t = march(
+      spec,
+      packed.reshape(-1, 4).astype(dtype),
+      tf_table.reshape(-1, 4).astype(dtype),
+      origins,
+      directions,
+      phase,
+      occ,
+  )
+  return image(spec, rgb, log_t, settings)

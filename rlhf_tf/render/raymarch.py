@@ -38,13 +38,14 @@ Per ray (world frame and camera conventions: rlhf_tf.render.camera):
 7. Front-to-back compositing (``compositing.composite_log``) over an opaque
    background: RGBA [H, W, 4] in [0, 1], alpha = accumulated opacity.
 
-SPEED (direct renderer): on CPU, point samples are marched by numba, each ray
-on its own (``rlhf_tf.render.direct_native``: the same optics, per-ray
-empty-space skipping and early termination within the same bounds, an exact
-hand-written adjoint; ``settings.native_march``). Otherwise (GPU / TPU,
-pre-integration, tensor_normals, native_march=False) rays go in square-ish
-image tiles, each
-marched in
+SPEED (direct renderer): on CPU, rays are marched by numba, each on its own
+(``settings.native_march``; the same optics, per-ray empty-space skipping
+and early termination within the same bounds): point samples by
+``rlhf_tf.render.direct_native`` (an exact hand-written adjoint),
+pre-integrated segments by ``direct_native_segments`` (forward only: the
+gradient is this XLA march's). Otherwise (GPU / TPU, point-sampled
+tensor_normals shading, native_march=False) rays go in square-ish image
+tiles, each marched in
 chunks of ``settings.march_chunk`` samples from each ray's own position;
 a ray skips groups of samples that lie in blocks the TF cannot see
 (empty-space skipping, ``rlhf_tf.render.empty_space``; pixels differ by at
@@ -79,6 +80,7 @@ from rlhf_tf.render import (
     compositing,
     direct_chunk,
     direct_native,
+    direct_native_segments,
     empty_space,
     preintegration,
 )
@@ -124,13 +126,16 @@ def _group_centres(o, d, t0, start, num_groups, group, step_mm, spacing):
 
 
 def native_march(settings: RenderSettings) -> bool:
-  """Whether the direct renderer marches with numba (direct_native): on
-  CPU, point sampling, settings.native_march, shading (if on) from the mean
+  """Whether the direct renderer marches with numba: on CPU with
+  settings.native_march, pre-integrated (direct_native_segments) or
+  point-sampled (direct_native) with shading (if on) from the mean
   gradient (not settings.tensor_normals)."""
   return (
       settings.native_march
-      and not settings.preintegrate
-      and not (settings.shading and settings.tensor_normals)
+      and (
+          settings.preintegrate
+          or not (settings.shading and settings.tensor_normals)
+      )
       and jax.default_backend() == 'cpu'
   )
 
@@ -155,8 +160,15 @@ def _render(packed, spacing, axes, tf_table, camera, settings, ranges):
   - point sampling runs the chunk in stages (direct_chunk), which XLA:CPU
     compiles to far cheaper loops than sample_rays' row gathers.
   Tiles missing the box or done cost one predicate per chunk.
-  On CPU, point sampling with settings.native_march runs direct_native.
+  On CPU with settings.native_march: direct_native(_segments) (see
+  native_march).
   """
+  if native_march(settings) and settings.preintegrate:
+    xla = settings.replace(native_march=False)  # Its VJP is the gradient.
+    return direct_native_segments.render(
+        *(packed, spacing, axes, tf_table, camera, settings, ranges),
+        lambda p, t, c, r: _render(p, spacing, axes, t, c, xla, r),
+    )
   if native_march(settings):
     return direct_native.render(
         packed, spacing, axes, tf_table, camera, settings, ranges

@@ -1,0 +1,249 @@
+"""The native pre-integrated direct renderer (rlhf_tf.render.
+direct_native_segments): the XLA pre-integrated march's image without
+skipping and termination (float64 rounding), within their stated bounds
+with them, skipping and termination at work, closed forms, and the XLA
+march's gradient. Tiny volumes; hypothesis draws scenes."""
+
+import functools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+from render_testing import AXES, random_table, smooth_volume, SPACING
+
+from rlhf_tf.render import camera as camera_lib
+from rlhf_tf.render import (
+    direct_native,
+    direct_native_segments,
+    empty_space,
+    preintegration,
+    raymarch,
+    sampling,
+)
+from rlhf_tf.render.render_settings import RenderSettings
+
+SHAPE = (10, 12, 9)
+BASE = RenderSettings(
+    step_mm=1.1,
+    tile_rays=16,
+    march_chunk=4,
+    background=(0.1, 0.2, 0.3),
+    specular=0.9,
+    preintegrate=True,
+    tensor_normals=True,
+)
+EXACT = BASE.replace(skip_empty_space=False, termination_transmittance=0.0)
+# Shading from the structure tensor, from the mean gradient, none.
+OPTICS = (
+    {},
+    {'tensor_normals': False},
+    {'shading': False},
+)
+
+
+def _render(hu, table, cam, s):
+  return raymarch.render(hu, None, SPACING, AXES, table, cam, s)
+
+
+def _xla(hu, table, cam, s):
+  return _render(hu, table, cam, s.replace(native_march=False))
+
+
+def _camera(size=6, projection='perspective', azimuth=25.0, elevation=20.0):
+  return camera_lib.orbit_camera(
+      SHAPE,
+      SPACING,
+      azimuth,
+      elevation,
+      width=size,
+      height=size,
+      projection=projection,
+  )
+
+
+def _volume(seed, dtype=np.float32):
+  """Smooth HU with an air margin (a head in its box) below the JH axis
+  (clipped, slope 0 in both marches). Not at hu_min: there the XLA march's
+  rounding of a constant field gives x = +-1e-16 and slopes +-1e-13 whose
+  signs decide preintegration.extremum's bracket (a crest split or none),
+  where the native lerps give x = 0 and slope 0 exactly."""
+  hu = np.array(smooth_volume(SHAPE, seed=seed, dtype=dtype))
+  hu[:2], hu[-2:], hu[:, :3] = -1100.0, -1100.0, -1100.0
+  return jnp.asarray(hu)
+
+
+def _sparse_table(seed, bins=8, tiny=1e-7, dtype=np.float32):
+  """Alpha 0, tiny (below the skip threshold) or strong per bin, and the
+  air's columns clear: every skip has work to do."""
+  rng = np.random.default_rng(seed)
+  t = rng.uniform(0.05, 1.0, (bins, bins, 4))
+  kind = rng.integers(0, 3, (bins, bins))
+  t[..., 3] = np.where(kind == 0, 0.0, np.where(kind == 1, tiny, 0.9))
+  t[:, : 1 + seed % 3, 3] = 0.0
+  return jnp.asarray(t, dtype)
+
+
+def _non_square_table(seed, dtype=np.float32):
+  t = np.random.default_rng(seed).uniform(0.05, 0.9, (5, 9, 4))
+  return jnp.asarray(t, dtype)
+
+
+def test_raymarch_render_on_cpu_marches_pre_integration_natively():
+  assert raymarch.native_march(BASE)
+  assert raymarch.native_march(BASE.replace(tensor_normals=False))
+  # Point sampling with tensor shading stays on the XLA march.
+  assert not raymarch.native_march(BASE.replace(preintegrate=False))
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    azimuth=st.floats(0.0, 360.0),
+    elevation=st.floats(-80.0, 80.0),
+    projection=st.sampled_from(['perspective', 'orthographic']),
+)
+def test_without_skipping_and_termination_it_is_the_xla_march(
+    seed, azimuth, elevation, projection
+):
+  """float64: the same image up to rounding, for each shading, with a
+  sparse (clear columns, alpha-0 bins) or dense TF, square or not."""
+  with jax.enable_x64(True):
+    hu = _volume(seed % 5, np.float64)
+    if seed % 2:
+      table = _sparse_table(seed, dtype=np.float64)
+    else:
+      table = _non_square_table(seed, np.float64)
+    cam = _camera(6, projection, azimuth, elevation)
+    for optics in OPTICS:
+      s = EXACT.replace(**optics)
+      img, img_x = _render(hu, table, cam, s), _xla(hu, table, cam, s)
+      np.testing.assert_allclose(img, img_x, rtol=0, atol=1e-12)
+
+
+def test_float32_images_match_the_xla_march():
+  """float32 (the XLA march rounds in float32, the native one in float64),
+  jitter on: within float32 rounding amplified by steep bins."""
+  hu, table = _volume(1), random_table()
+  cam = _camera(8)
+  s = EXACT.replace(jitter=True)
+  img_x = _xla(hu, table, cam, s)
+  assert float(img_x[..., 3].max()) > 0.5
+  np.testing.assert_allclose(_render(hu, table, cam, s), img_x, atol=1e-4)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    tolerance=st.sampled_from([0.0, 1e-3, 3e-2]),
+    termination=st.sampled_from([0.0, 1e-3, 5e-2]),
+)
+def test_skipping_and_termination_stay_within_their_bounds(
+    seed, tolerance, termination
+):
+  """Pixels within 2.0005 x the skip tolerance + the termination threshold
+  of the XLA march without either (empty_space's bound)."""
+  hu = _volume(seed % 7)
+  table = _sparse_table(seed)
+  table = table.at[..., 3].set(
+      jnp.where(table[..., 3] == 1e-7, 0.5 * tolerance / 50, table[..., 3])
+  )
+  cam = _camera(8)
+  fast = BASE.replace(
+      empty_space_tolerance=tolerance,
+      termination_transmittance=termination,
+      **OPTICS[seed % 3],
+  )
+  exact = _xla(hu, table, cam, EXACT.replace(**OPTICS[seed % 3]))
+  image = _render(hu, table, cam, fast)
+  bound = 2.0005 * tolerance + termination + 1e-4  # + float32 rounding.
+  assert float(jnp.abs(image - exact).max()) <= bound
+
+
+@functools.partial(jax.jit, static_argnames='s')
+def _march(hu, table, cam, s, occ_value):
+  """direct_native_segments.march with every block's occupancy set to
+  occ_value: (rgb [N, 3], log T [N])."""
+  packed = sampling.packed_volume(hu, SPACING)
+  ranges = empty_space.block_ranges(packed, SPACING, s.step_mm)
+  spec, o, d, phase, occ = direct_native.march_inputs(
+      packed, SPACING, AXES, table, cam, s, ranges
+  )
+  pv = preintegration.segment_table(table, s.reference_step_mm)
+  return direct_native_segments.march(
+      spec,
+      packed.reshape(-1, 4),
+      pv.reshape(-1, 8),
+      o,
+      d,
+      phase,
+      jnp.full_like(occ, occ_value),
+  )
+
+
+def test_empty_blocks_are_skipped_and_rays_stop():
+  """Every block marked empty: nothing is marched; rays stop at the first
+  segment that takes their transmittance below the threshold."""
+  hu, table, cam = _volume(3), random_table(), _camera(8)
+  rgb, log_t = _march(hu, table, cam, EXACT.replace(skip_empty_space=True), 0)
+  np.testing.assert_array_equal(rgb, 0.0)
+  np.testing.assert_array_equal(log_t, 0.0)
+  _, log_t = _march(hu, table, cam, EXACT, 1)
+  threshold = 0.5
+  _, log_t_stop = _march(
+      hu, table, cam, EXACT.replace(termination_transmittance=threshold), 1
+  )
+  t, t_stop = np.exp(log_t), np.exp(log_t_stop)
+  stopped = t < threshold
+  assert stopped.any() and (~stopped).any()
+  np.testing.assert_allclose(t_stop[~stopped], t[~stopped], rtol=1e-6)
+  # A stopped ray ends below the threshold, with at least the light the
+  # full march lets through (more where it stopped before opaque matter).
+  assert np.all(t_stop[stopped] < threshold)
+  assert np.all(t_stop[stopped] >= t[stopped] * (1 - 1e-9))
+  assert np.any(t_stop[stopped] > 2 * t[stopped])
+
+
+def test_constant_slab_transmittance_is_exact_in_float64():
+  shape, a, ref, step = (6, 8, 6), 0.3, 1.0, 0.7  # step does not divide L.
+  with jax.enable_x64(True):
+    hu = jnp.full(shape, 100.0, jnp.float64)
+    table = jnp.ones((4, 4, 4), jnp.float64) * jnp.array([0.2, 0.5, 0.9, a])
+    cam = camera_lib.head_camera(
+        shape, SPACING, width=4, height=4, ortho_width_mm=4.0
+    )  # Rays along +y.
+    for jitter in (False, True):
+      s = EXACT.replace(
+          step_mm=step,
+          reference_step_mm=ref,
+          shading=False,
+          jitter=jitter,
+          background=(0.0, 0.0, 0.0),
+      )
+      img = raymarch.render(hu, None, SPACING, AXES, table, cam, s)
+      expected = -np.expm1(np.log1p(-a) / ref * shape[1] * SPACING[1])
+      np.testing.assert_allclose(img[..., 3], expected, rtol=1e-12)
+      np.testing.assert_allclose(img[..., 2], 0.9 * expected, rtol=1e-12)
+
+
+def test_empty_tf_gives_exactly_the_background():
+  hu, cam = _volume(1), _camera()
+  img = _render(hu, random_table().at[..., 3].set(0.0), cam, BASE)
+  np.testing.assert_array_equal(
+      img[..., :3], jnp.broadcast_to(jnp.array(BASE.background), (6, 6, 3))
+  )
+  np.testing.assert_array_equal(img[..., 3], 0.0)
+
+
+def test_gradient_is_the_xla_marchs():
+  """The VJP is the XLA march's (no hand-written adjoint), w.r.t. the TF
+  table and the HU volume."""
+  hu, cam, table = _volume(4), _camera(), random_table()
+  w = jnp.array([0.3, -0.5, 0.7, 1.1])
+  loss = lambda render: lambda v, t: jnp.sum(render(v, t, cam, EXACT) * w)
+  g = jax.grad(loss(_render), (0, 1))(hu, table)
+  g_x = jax.grad(loss(_xla), (0, 1))(hu, table)
+  for a, b in zip(g, g_x):
+    assert float(jnp.abs(b).max()) > 0
+    np.testing.assert_array_equal(a, b)
