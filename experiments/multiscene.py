@@ -85,6 +85,26 @@ from 3e-3 0.950 / 0.941, 0.914, 183 s; batch 1024 for 8 epochs at lr
 conv dropout (reward.model.dropout) 0.3 instead of 0.5: 0.954 / 0.944,
 0.904, 201 s; 0.7: 0.950 / 0.942, 0.907, 204 s (load 10-11). None beat
 these settings, so no test run was made (the test figures above stand).
+Session 9, the same split and measures (one training run per line, its
+weight averages measured from the same run; training CPU 145-157 s at
+load 5-12; the base line reproduced session 8's 0.948 exactly).
+Polyak averaging of the parameters (reward.param_ema = d: an exponential
+moving average after every step, what the reward then uses; zero extra
+CPU): d 0.98 0.950 (0.958, 0.956, 0.951, 0.957, 0.952, 0.926; 8, 9:
+0.957), rho 0.919; d 0.99 0.949, 0.922; 0.995 0.946; 0.998 0.942; the
+mean of each step's parameters over the last epoch 0.950; of the last
+2-4 epoch ends 0.948-0.949. Through the job, `multiscene.py:validation
+--experiment.reward.param_ema=0.98` (workdir with session 8's votes and
+gold scores): 0.950 (0.959, 0.956, 0.951, 0.957, 0.952, 0.926), rho
+0.919, ascent / expert 1.07, training 149 s CPU, 8.1 min wall at load
+7-8. At lr 3e-3 the average lifts 0.941 to 0.946 (d 0.97-0.98), below
+these settings. Label smoothing of decisive pairs (targets 0.95 / 0.05)
+0.948 (with averaging 0.948); 6,000 pairs per training scene for 4
+epochs (the same steps; pairs judged from the cached criteria) 0.946
+(averaged 0.945). The goal for a test run was >= 0.952 on validation:
+none reached it (best +0.002, the size of a seed's noise), so no test
+run was made and the default stays param_ema = 0 (the test figures
+above stand).
 Session 6, the same protocol at batch 256, lr 1e-3, 5 epochs: one 3-seed
 reward trained on phantoms 0-7, 10-16 + Cranium (16 scenes, as a test fold),
 measured on validation phantoms 8, 9 (the issue's) and 17-20 (never in this
@@ -169,6 +189,10 @@ def get_config(arg=None):
   config.reward.learning_rate = 2e-3
   config.reward.num_epochs = 6
   config.reward.checkpoint_every_epochs = 6  # One save, at the end.
+  # Polyak averaging of the parameters (0 = off): d = 0.98 gave 0.950
+  # against 0.948 on validation (session 9), short of the 0.952 asked for
+  # a test run; --experiment.reward.param_ema=0.98 turns it on.
+  config.reward.param_ema = 0.0
   config.eval = ml_collections.ConfigDict(
       dict(
           seed=0,

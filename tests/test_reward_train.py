@@ -14,6 +14,7 @@ import pytest
 from rlhf_tf.reward import checkpointing, predict, train
 from rlhf_tf.reward import data as data_lib
 from rlhf_tf.reward import model as model_lib
+from rlhf_tf.reward import train_step as train_step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -390,4 +391,87 @@ def test_cosine_learning_rate_schedule_and_its_resume(
         tiny_config(lr_schedule='cosine', learning_rate=2e-3, num_epochs=3),
         str(tmp_path / 'a'),
         task,
+    )
+
+
+def test_param_ema_is_the_moving_average_of_every_step(task):
+  """train_step's ema_params against the average recomputed from each
+  step's parameters (numpy), the raw parameters unchanged by it."""
+  config = tiny_config()
+  model = model_lib.model_from_config(config.model)
+  keys = train_step_lib.seed_keys(config)
+  data = jax.tree_util.tree_map(jax.numpy.asarray, task)
+  idx, weight = train_step_lib.epoch_indices(
+      keys, 0, num_pairs=task.num_pairs, batch_size=32
+  )
+  kw = dict(model=model, loss_name='ce')
+  plain = train_step_lib.init_states(keys, model=model, bins=task.bins)
+  averaged = train_step_lib.init_states(
+      keys, model=model, bins=task.bins, ema=True
+  )
+  expected = jax.tree_util.tree_map(np.asarray, plain.params)
+  for b in range(3):
+    args = (keys, idx[:, b], weight[:, b], data, 1e-2)
+    plain, _ = train_step_lib.train_step(plain, *args, **kw)
+    averaged, _ = train_step_lib.train_step(
+        averaged, *args, **kw, ema_decay=0.75
+    )
+    expected = jax.tree_util.tree_map(
+        lambda e, p: 0.75 * e + 0.25 * np.asarray(p), expected, plain.params
+    )
+  _assert_trees_equal(plain.params, averaged.params)
+  for e, a in zip(
+      jax.tree_util.tree_leaves(expected),
+      jax.tree_util.tree_leaves(averaged.ema_params),
+  ):
+    np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7)
+  assert plain.ema_params == {}
+
+
+def test_param_ema_run_saves_loads_and_resumes_its_average(
+    tmp_path, task, reference, monkeypatch
+):
+  ref_dir, full = reference
+  config = tiny_config(param_ema=0.9)
+  run = train.train_and_evaluate(config, str(tmp_path / 'a'), task)
+  # The same training (metrics of the raw parameters); the reward read
+  # back is the average, not the last parameters.
+  assert run['runs'] == full['runs']
+  ckpt = str(tmp_path / 'a' / 'ce' / 'checkpoints')
+  assert checkpointing.has_ema_params(ckpt, 2)
+  assert not checkpointing.has_ema_params(
+      str(ref_dir / 'ce' / 'checkpoints'), 2
+  )
+  assert not np.array_equal(
+      _params(tmp_path / 'a')[0]['head']['kernel'],
+      _params(ref_dir)[0]['head']['kernel'],
+  )
+
+  class Killed(BaseException):
+    pass
+
+  real_save = checkpointing.save
+
+  def save_then_die(mngr, epoch, *args):
+    real_save(mngr, epoch, *args)
+    mngr.wait_until_finished()
+    raise Killed()
+
+  monkeypatch.setattr(checkpointing, 'save', save_then_die)
+  with pytest.raises(Killed):
+    train.train_and_evaluate(config, str(tmp_path / 'r'), task)
+  monkeypatch.setattr(checkpointing, 'save', real_save)
+  train.train_and_evaluate(config, str(tmp_path / 'r'), task)
+  _assert_trees_equal(_params(tmp_path / 'a'), _params(tmp_path / 'r'))
+  # Off (0) keeps the fingerprint of runs made before the option existed.
+  old = tiny_config()
+  del old['param_ema']
+  assert train._fingerprint(tiny_config(), task) == train._fingerprint(
+      old, task
+  )
+  with pytest.raises(ValueError, match='another config or data'):
+    train.train_and_evaluate(tiny_config(), str(tmp_path / 'a'), task)
+  with pytest.raises(ValueError, match='param_ema'):
+    train.train_and_evaluate(
+        tiny_config(param_ema=1.0), str(tmp_path / 'b'), task
     )

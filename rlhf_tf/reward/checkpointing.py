@@ -8,6 +8,9 @@ checkpoint step is the number of completed epochs. Items:
 - ``loss_params`` the loss's own learned parameters (L_D's tie parameter),
                 stacked over seeds; absent for losses without any (orbax
                 cannot save an empty tree),
+- ``ema_params`` the moving average of the parameters (train.py's
+                ``param_ema``), stacked over seeds; absent when off. Where
+                present it is what ``load_params`` returns: the reward.
 - ``history``   JSON: ``{"seed_<k>": [per-epoch metrics, ...], ...}`` so that a
                 resumed run rewrites its metrics.jsonl files exactly.
 
@@ -35,7 +38,13 @@ def open_manager(
   return ocp.CheckpointManager(
       os.path.abspath(directory),
       options=options,
-      item_names=('params', 'opt_state', 'history', 'loss_params'),
+      item_names=(
+          'params',
+          'opt_state',
+          'history',
+          'loss_params',
+          'ema_params',
+      ),
   )
 
 
@@ -46,6 +55,7 @@ def save(
     opt_state,
     history: dict,
     loss_params=None,
+    ema_params=None,
 ) -> None:
   """Saves the state after ``epoch`` completed epochs.
 
@@ -53,8 +63,8 @@ def save(
   input buffers, so an asynchronous save must not read device buffers that
   the next step reuses.
   """
-  params, opt_state, loss_params = jax.tree_util.tree_map(
-      np.array, (params, opt_state, loss_params or {})
+  params, opt_state, loss_params, ema_params = jax.tree_util.tree_map(
+      np.array, (params, opt_state, loss_params or {}, ema_params or {})
   )
   items = dict(
       params=ocp.args.StandardSave(params),
@@ -63,6 +73,8 @@ def save(
   )
   if loss_params:
     items['loss_params'] = ocp.args.StandardSave(loss_params)
+  if ema_params:
+    items['ema_params'] = ocp.args.StandardSave(ema_params)
   mngr.save(epoch, args=ocp.args.Composite(**items))
 
 
@@ -75,9 +87,7 @@ def restore(
 ) -> Tuple[Any, Any, Any, dict]:
   """Restores (params, opt_state, loss_params, history) into the structure
   of the *_like ({} loss_params when loss_params_like is empty)."""
-  abstract = lambda t: jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), t
-  )
+  abstract = _abstract
   items = dict(
       params=ocp.args.StandardRestore(abstract(params_like)),
       opt_state=ocp.args.StandardRestore(abstract(opt_state_like)),
@@ -90,13 +100,40 @@ def restore(
   return out['params'], out['opt_state'], loss_params, out['history']
 
 
+def _abstract(tree):
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree
+  )
+
+
+def has_ema_params(directory: str, epoch: int) -> bool:
+  """Whether the step ``epoch`` of a folder holds ``ema_params``."""
+  return os.path.isdir(
+      os.path.join(os.path.abspath(directory), str(epoch), 'ema_params')
+  )
+
+
+def restore_ema_params(mngr: ocp.CheckpointManager, epoch: int, like):
+  """The ``ema_params`` of step ``epoch`` in the structure of ``like``."""
+  out = mngr.restore(
+      epoch,
+      args=ocp.args.Composite(
+          ema_params=ocp.args.StandardRestore(_abstract(like))
+      ),
+  )
+  return out['ema_params']
+
+
 def load_params(directory: str, epoch: Optional[int] = None):
-  """Seed-stacked params of step ``epoch`` (default: latest) from a folder."""
+  """Seed-stacked params of step ``epoch`` (default: latest) from a folder:
+  the moving average of the parameters where the run kept one, else the
+  parameters."""
   with open_manager(directory) as mngr:
     step = mngr.latest_step() if epoch is None else epoch
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
+    name = 'ema_params' if has_ema_params(directory, step) else 'params'
     out = mngr.restore(
-        step, args=ocp.args.Composite(params=ocp.args.StandardRestore())
+        step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore()})
     )
-  return out['params']
+  return out[name]

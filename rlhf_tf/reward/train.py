@@ -77,6 +77,11 @@ def default_config() -> ml_collections.ConfigDict:
   # learning_rate to 0 along half a cosine over num_epochs (Loshchilov &
   # Hutter 2017, SGDR without restarts; optax.cosine_decay_schedule).
   c.lr_schedule = 'constant'
+  # Polyak averaging: 0 = off; else the reward is an exponential moving
+  # average of the parameters, ema <- d ema + (1 - d) params after every
+  # step (from the initial parameters; optax.incremental_update), which
+  # smooths the last steps' noise at no extra training cost.
+  c.param_ema = 0.0
   c.held_out_fraction = 0.1  # the paper holds nothing out; 0 disables
   c.split_seed = 0
   c.selection = 'paper'  # 'paper': highest final train loss; or
@@ -107,7 +112,10 @@ def _fingerprint(config, data: data_lib.PreferenceData) -> str:
   if c.get('lr_schedule', 'constant') == 'constant':
     # Runs saved before the schedule existed keep their fingerprint.
     c.pop('lr_schedule', None)
-  else:  # A decaying rate's every step depends on the run's length.
+  if not c.get('param_ema', 0.0):  # Likewise runs before param_ema.
+    c.pop('param_ema', None)
+  if c.get('lr_schedule', 'constant') != 'constant':
+    # A decaying rate's every step depends on the run's length.
     c['num_epochs'] = config.num_epochs
   h = hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode())
   for leaf in jax.tree_util.tree_leaves(data):
@@ -174,11 +182,15 @@ def _train_one_loss(
         json.dump({'fingerprint': fp}, f)
   seeds = int(config.num_seeds)
   nb = data_lib.num_batches(train_data.num_pairs, int(config.batch_size))
+  ema_decay = float(config.get('param_ema', 0.0))
+  if not 0.0 <= ema_decay < 1.0:
+    raise ValueError(f'param_ema must be in [0, 1), got {ema_decay}')
   init = init_states(
       keys,
       losses_lib.initial_loss_params(loss_name),
       model=model,
       bins=train_data.bins,
+      ema=ema_decay > 0,
   )
   # A copy: train_step donates its input buffers, and resuming reads init.
   states = mesh_lib.replicate(jax.tree_util.tree_map(jnp.copy, init), mesh)
@@ -200,12 +212,18 @@ def _train_one_loss(
             f'= {config.num_epochs}'
         )
       _write_all_metrics(root, history)  # drop lines of unsaved epochs
+      ema_params = (
+          checkpointing.restore_ema_params(mngr, latest, init.params)
+          if ema_decay > 0
+          else {}
+      )
       states = mesh_lib.replicate(
           TrainState(
               step=jnp.full((seeds,), start * nb, jnp.int32),
               params=params,
               opt_state=opt_state,
               loss_params=loss_params,
+              ema_params=ema_params,
           ),
           mesh,
       )
@@ -221,6 +239,7 @@ def _train_one_loss(
           loss_name=loss_name,
           batch_size=int(config.batch_size),
           mesh=mesh,
+          ema_decay=ema_decay,
       )
       _check_finite(step_losses, loss_name, epoch, epoch * nb)
       rows = _epoch_rows(
@@ -242,6 +261,7 @@ def _train_one_loss(
             states.opt_state,
             history,
             states.loss_params,
+            states.ema_params,
         )
     mngr.wait_until_finished()
   _write_all_metrics(root, history)

@@ -48,6 +48,9 @@ class TrainState:
   # The loss's own learned parameters, trained with the model by the same
   # Adam: {} for L_C, L_L; {'tie_raw': []} for L_D (losses.py).
   loss_params: dict
+  # Exponential moving average of ``params`` (Polyak averaging), updated
+  # after every step with the decay ``train_step`` is given; {} when off.
+  ema_params: dict = flax.struct.field(default_factory=dict)
 
 
 def seed_keys(config) -> jax.Array:
@@ -70,13 +73,16 @@ def make_optimizer(learning_rate) -> optax.GradientTransformation:
   return optax.adam(learning_rate)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'bins'))
-def init_states(keys, loss_params=None, *, model, bins: int) -> TrainState:
+@functools.partial(jax.jit, static_argnames=('model', 'bins', 'ema'))
+def init_states(
+    keys, loss_params=None, *, model, bins: int, ema: bool = False
+) -> TrainState:
   """Seed-stacked initial TrainState (leading axis = seed) for keys [K].
 
   ``loss_params``: the loss's initial parameters (losses.initial_loss_params;
   default {}), the same for every seed. The model parameters depend on the
-  keys only, so every loss starts from the same model.
+  keys only, so every loss starts from the same model. ``ema``: keep a
+  moving average of the parameters, starting at the initial ones.
   """
   tx = make_optimizer(1e-3)
   loss_params = {} if loss_params is None else loss_params
@@ -88,6 +94,7 @@ def init_states(keys, loss_params=None, *, model, bins: int) -> TrainState:
         params=params,
         opt_state=tx.init((params, loss_params)),
         loss_params=loss_params,
+        ema_params=params if ema else {},
     )
 
   return jax.vmap(one)(keys)
@@ -110,7 +117,9 @@ def epoch_indices(keys, epoch, *, num_pairs: int, batch_size: int):
 
 
 @functools.partial(
-    jax.jit, static_argnames=('model', 'loss_name', 'mesh'), donate_argnums=(0,)
+    jax.jit,
+    static_argnames=('model', 'loss_name', 'mesh', 'ema_decay'),
+    donate_argnums=(0,),
 )
 def train_step(
     states: TrainState,
@@ -123,8 +132,12 @@ def train_step(
     model,
     loss_name: str,
     mesh=None,
+    ema_decay: float = 0.0,
 ):
   """One Adam step of every seed (vmap) on its batch idx [seeds, batch].
+
+  ema_decay: when the states keep ``ema_params``, they become
+  ema_decay * ema_params + (1 - ema_decay) * params after the update.
 
   mesh: optional jax.sharding.Mesh. Data-parallel over its 'data' axis: the
   state and batch are replicated, the batch's rewards are split over the
@@ -157,7 +170,13 @@ def train_step(
       grads = (jax.lax.psum(grads[0], axis), grads[1])
     updates, opt_state = tx.update(grads, state.opt_state, trained)
     params, loss_params = optax.apply_updates(trained, updates)
-    return TrainState(state.step + 1, params, opt_state, loss_params), loss
+    ema = state.ema_params
+    if ema:  # Polyak averaging (optax.incremental_update's arithmetic).
+      ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
+    return (
+        TrainState(state.step + 1, params, opt_state, loss_params, ema),
+        loss,
+    )
 
   step = jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None, None))
   args = (states, keys, idx, weight, data, learning_rate)
@@ -181,8 +200,11 @@ def train_epoch(
     loss_name: str,
     batch_size: int,
     mesh=None,
+    ema_decay: float = 0.0,
 ):
   """One epoch for all seeds: a Python loop of jitted, vmapped steps.
+
+  ``ema_decay``: the decay of the states' ``ema_params`` (see train_step).
 
   ``learning_rate``: Adam's rate, or an optax schedule of the global step
   (epoch * steps per epoch + batch; train.learning_rate_schedule).
@@ -221,6 +243,7 @@ def train_epoch(
         model=model,
         loss_name=loss_name,
         mesh=mesh,
+        ema_decay=float(ema_decay),
     )
     losses.append(loss)
   return states, jnp.stack(losses, axis=1), weight.sum(axis=2)
