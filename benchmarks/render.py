@@ -8,7 +8,7 @@ the TF-gradient cost, and VTK's CPU ray caster when ``import vtk`` works.
 Prints one JSON object. Times are medians over --repeats runs after
 compilation (first call timed separately as 'compile_s').
 
---new-views adds only the 'new_views' block of --quality.
+--new-views adds only the 'new_views' blocks of --quality.
 
 --preintegration-cost prints only the 'preintegration_cost' block of
 --quality (and the load average), without the figures above, with VTK's
@@ -28,7 +28,10 @@ with and without pre-integration, interleaved, and the cache sizes;
 views never rendered before, the compile time and number of programs
 compiled per new view, the cached gradient / forward ratio, VTK's time on
 the same view and step in the same run, each time over VTK's, and the load
-average.
+average: with the default settings (point sampling, shading on), and in
+'new_views_preintegrated_tensor' / '..._unshaded' with pre-integration and
+tensor_normals (the quality goals' settings), shading on / off, each with
+VTK at the same shading.
 """
 
 from __future__ import annotations
@@ -383,12 +386,36 @@ def quality_figures(
         packed, spacing, axes, tables['default'], view, step
     )
     out['preintegration_cost']['load_average_1_5_15'] = list(os.getloadavg())
-  settings = render_settings.RenderSettings(
-      step_mm=step, reference_step_mm=step
+  point = render_settings.RenderSettings(step_mm=step, reference_step_mm=step)
+  out['new_views'] = new_view_figures(
+      packed, spacing, axes, tables['default'], point, view, size, hu, do_vtk
   )
-  views = render_quality.new_views(
-      packed, spacing, axes, tables['default'], settings, size
-  )
+  # The quality goals' settings (issue 14), shading on and off, same run.
+  for name, shading in (
+      ('new_views_preintegrated_tensor', True),
+      ('new_views_preintegrated_tensor_unshaded', False),
+  ):
+    out[name] = new_view_figures(
+        packed,
+        spacing,
+        axes,
+        tables['default'],
+        point.replace(preintegrate=True, tensor_normals=True, shading=shading),
+        view,
+        size,
+        hu,
+        do_vtk,
+    )
+  return out
+
+
+def new_view_figures(
+    packed, spacing, axes, table, settings, view, size, hu, do_vtk
+):
+  """render_quality.new_views of these settings, the cached gradient /
+  forward on view, VTK's time on the same view, step and shading, each
+  time over VTK's, and the load average."""
+  views = render_quality.new_views(packed, spacing, axes, table, settings, size)
   # The gradient of a cached render w.r.t. the TF table vs its forward.
   cache = ray_cache.build_ray_cache(
       None, None, spacing, axes, view, 256, settings, packed=packed
@@ -401,10 +428,8 @@ def quality_figures(
           )
       )
   )
-  _, views['cached_forward_s'], _ = time_calls(
-      lambda: fwd(tables['default']), 3
-  )
-  _, views['cached_grad_s'], _ = time_calls(lambda: grad(tables['default']), 3)
+  _, views['cached_forward_s'], _ = time_calls(lambda: fwd(table), 3)
+  _, views['cached_grad_s'], _ = time_calls(lambda: grad(table), 3)
   views['grad_over_forward'] = (
       views['cached_grad_s'] / views['cached_forward_s']
   )
@@ -413,9 +438,9 @@ def quality_figures(
         hu,
         spacing,
         axes,
-        np.asarray(tables['default']),
+        np.asarray(table),
         size,
-        step,
+        settings.step_mm,
         settings,
         view,
     )
@@ -435,8 +460,7 @@ def quality_figures(
         if k in views:
           views[k.replace('_s', '') + '_over_vtk'] = views[k] / vtk_s
   views['load_average_1_5_15'] = list(os.getloadavg())
-  out['new_views'] = views
-  return out
+  return views
 
 
 def preintegration_cost_only(size=256, repeats=3):

@@ -30,35 +30,45 @@ from rlhf_tf.render.native_segment_plan import (
 
 @numba.njit(inline='always')
 def _scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
-  """Adds a piece's cotangent into acc [bins, 8] from that of its mean
-  (P, V) difference quotient, g_mean [4] (piece_adjoint's last loop, less
-  the shading weight's sigma terms, 0 for a transparent piece)."""
+  """Adds a transparent piece's cotangent into acc [bins, 8] from that of
+  its mean (P, V) difference quotient, g_mean [4] (piece_adjoint's last
+  loop; the shading weight's sigma terms are 0 there). Adds of an exact 0
+  are left out: the P columns where the quotient falls back to the mean of
+  V (|du| <= TINY_DU: air, u = 0 at both ends) and the upper gradient row
+  at fv = 0 (v = 0: no gradient)."""
   u_f, u_b = points[k, 0], points[k + 1, 0]
   vbar = 0.5 * (points[k, 1] + points[k + 1, 1])
   j = min(max(int(vbar), 0), bins_y - 2)
   i_f = min(max(int(u_f), 0), bins_x - 1)
   i_b = min(max(int(u_b), 0), bins_x - 1)
   k_f, k_b = j * bins_x + i_f, j * bins_x + i_b
-  fu_f, fu_b, fv = u_f - i_f, u_b - i_b, vbar - j
+  fv = vbar - j
   du = u_b - u_f
-  ok = abs(du) > TINY_DU
   w00 = 1.0 - fv
-  for c in range(4):
-    if ok:
+  upper = fv != 0.0
+  if abs(du) > TINY_DU:
+    fu_f, fu_b = u_f - i_f, u_b - i_b
+    for c in range(4):
       g_g = g_mean[c] / du
       g_p_f, g_v_f = -g_g, -g_g * fu_f
       g_p_b, g_v_b = g_g, g_g * fu_b
-    else:
-      g_p_f = g_p_b = 0.0
-      g_v_f = g_v_b = 0.5 * g_mean[c]
-    acc[k_f, c] += w00 * g_p_f
-    acc[k_f + bins_x, c] += fv * g_p_f
-    acc[k_f, 4 + c] += w00 * g_v_f
-    acc[k_f + bins_x, 4 + c] += fv * g_v_f
-    acc[k_b, c] += w00 * g_p_b
-    acc[k_b + bins_x, c] += fv * g_p_b
-    acc[k_b, 4 + c] += w00 * g_v_b
-    acc[k_b + bins_x, 4 + c] += fv * g_v_b
+      acc[k_f, c] += w00 * g_p_f
+      acc[k_f, 4 + c] += w00 * g_v_f
+      acc[k_b, c] += w00 * g_p_b
+      acc[k_b, 4 + c] += w00 * g_v_b
+      if upper:
+        acc[k_f + bins_x, c] += fv * g_p_f
+        acc[k_f + bins_x, 4 + c] += fv * g_v_f
+        acc[k_b + bins_x, c] += fv * g_p_b
+        acc[k_b + bins_x, 4 + c] += fv * g_v_b
+  else:
+    for c in range(4):
+      g_v = 0.5 * g_mean[c]
+      acc[k_f, 4 + c] += w00 * g_v
+      acc[k_b, 4 + c] += w00 * g_v
+      if upper:
+        acc[k_f + bins_x, 4 + c] += fv * g_v
+        acc[k_b + bins_x, 4 + c] += fv * g_v
 
 
 @numba.njit(inline='always')
