@@ -64,10 +64,10 @@ class RenderSettings:
   # A fixed per-pixel phase of the depth grid (sampling.pixel_phase) instead
   # of one phase for all rays.
   jitter: bool = _static(default=False)
-  # Direct renderer on CPU: march point samples with numba
-  # (rlhf_tf.render.direct_native: per-ray skipping and termination, ~3x
-  # less CPU) instead of XLA; False = the XLA march (GPU / TPU always use
-  # it, and so does pre-integration).
+  # Direct renderer on CPU: march with numba (rlhf_tf.render.direct_native:
+  # per-ray skipping and termination, ~3x less CPU; pre-integrated:
+  # direct_native_segments, ~6x less) instead of XLA; False = the XLA march
+  # (GPU / TPU always use it, and so does point-sampled tensor shading).
   native_march: bool = _static(default=True)
   # Pre-integrated classification (rlhf_tf.render.preintegration): each
   # segment between two samples at consecutive depth-grid points is
