@@ -1,9 +1,10 @@
 """The native pre-integrated direct renderer (rlhf_tf.render.
 direct_native_segments): the XLA pre-integrated march's image without
 skipping and termination (float64 rounding), within their stated bounds
-with them, skipping and termination at work, closed forms. (Its gradient,
-the XLA march's VJP, is tested against the cached adjoint in
-tests/test_preintegration.py.) Tiny volumes; hypothesis draws scenes."""
+with them, skipping and termination at work. (Its closed form, a constant
+slab's exp(-sigma L), and its gradient, the XLA march's VJP, against the
+cached adjoint: tests/test_preintegration.py, whose raymarch.render runs
+it on CPU.) Tiny volumes; hypothesis draws scenes."""
 
 import functools
 
@@ -206,28 +207,6 @@ def test_empty_blocks_are_skipped_and_rays_stop():
   assert np.all(t_stop[stopped] < threshold)
   assert np.all(t_stop[stopped] >= t[stopped] * (1 - 1e-9))
   assert np.any(t_stop[stopped] > 2 * t[stopped])
-
-
-def test_constant_slab_transmittance_is_exact_in_float64():
-  shape, a, ref, step = (6, 8, 6), 0.3, 1.0, 0.7  # step does not divide L.
-  with jax.enable_x64(True):
-    hu = jnp.full(shape, 100.0, jnp.float64)
-    table = jnp.ones((4, 4, 4), jnp.float64) * jnp.array([0.2, 0.5, 0.9, a])
-    cam = camera_lib.head_camera(
-        shape, SPACING, width=4, height=4, ortho_width_mm=4.0
-    )  # Rays along +y.
-    for jitter in (False, True):
-      s = EXACT.replace(
-          step_mm=step,
-          reference_step_mm=ref,
-          shading=False,
-          jitter=jitter,
-          background=(0.0, 0.0, 0.0),
-      )
-      img = raymarch.render(hu, None, SPACING, AXES, table, cam, s)
-      expected = -np.expm1(np.log1p(-a) / ref * shape[1] * SPACING[1])
-      np.testing.assert_allclose(img[..., 3], expected, rtol=1e-12)
-      np.testing.assert_allclose(img[..., 2], 0.9 * expected, rtol=1e-12)
 
 
 def test_empty_tf_gives_exactly_the_background():
