@@ -19,6 +19,7 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import (
     direct_native,
     direct_native_segments,
+    direct_segment_kernels,
     empty_space,
     preintegration,
     raymarch,
@@ -165,10 +166,11 @@ def test_skipping_and_termination_stay_within_their_bounds(
   assert float(jnp.abs(image - exact).max()) <= bound
 
 
-@functools.partial(jax.jit, static_argnames='s')
-def _march(hu, table, cam, s, occ_value):
-  """direct_native_segments.march with every block's occupancy set to
-  occ_value: (rgb [N, 3], log T [N])."""
+@functools.partial(jax.jit, static_argnames=('s', 'coarse'))
+def _march(hu, table, cam, s, occ_value, coarse=1):
+  """direct_native_segments.march with the blocks' occupancy set to
+  occ_value (a value or one per block), coarse blocks of coarse^3 blocks:
+  (rgb [N, 3], log T [N])."""
   packed = sampling.packed_volume(hu, SPACING)
   ranges = empty_space.block_ranges(packed, SPACING, s.step_mm)
   spec, o, d, phase, occ = direct_native.march_inputs(
@@ -182,8 +184,37 @@ def _march(hu, table, cam, s, occ_value):
       o,
       d,
       phase,
-      jnp.full_like(occ, occ_value),
+      jnp.broadcast_to(jnp.asarray(occ_value, occ.dtype), occ.shape),
+      coarse,
   )
+
+
+def test_coarse_blocks_skip_only_what_the_blocks_skip():
+  """Coarse blocks of 2^3 / 3^3 blocks: the same image as blocks alone,
+  with an occupancy drawn per coarse block of 2^3 (then per block inside
+  the occupied ones) over a volume visible everywhere, so that any segment
+  skipped or marched in excess shows."""
+  shape = (26, 24, 22)
+  hu = smooth_volume(shape, seed=2)
+  cam = camera_lib.orbit_camera(shape, SPACING, 35.0, 25.0, width=9, height=9)
+  table = random_table()
+  s = EXACT.replace(skip_empty_space=True)
+  nb = np.array([-(-n // empty_space.BLOCK) for n in shape])
+  rng = np.random.default_rng(0)
+  coarse = rng.random(-(-nb // 2)) < 0.4
+  occ = coarse.repeat(2, 0).repeat(2, 1).repeat(2, 2)[: nb[0], : nb[1], : nb[2]]
+  occ = (occ & (rng.random(nb) < 0.8)).reshape(-1).astype(np.uint8)
+  coarse_occ, _ = direct_segment_kernels.coarse_occupancy(occ, nb, 2)
+  assert 0 < coarse_occ.sum() < coarse_occ.size  # Work for both levels.
+  rgb, log_t = _march(hu, table, cam, s, occ)
+  assert float(jnp.abs(rgb).max()) > 0.1 and float(log_t.min()) < -0.1
+  assert (
+      float(jnp.abs(rgb - _march(hu, table, cam, s, 1)[0]).max()) > 0.01
+  )  # The skipped blocks' matter shows.
+  for c in (2, 3):
+    rgb_c, log_t_c = _march(hu, table, cam, s, occ, c)
+    np.testing.assert_array_equal(rgb_c, rgb)
+    np.testing.assert_array_equal(log_t_c, log_t)
 
 
 def test_empty_blocks_are_skipped_and_rays_stop():

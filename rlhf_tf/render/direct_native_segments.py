@@ -36,7 +36,10 @@ import numpy as np
 from rlhf_tf.render import direct_native, direct_segment_kernels, preintegration
 
 
-def march(spec, vol, table, origins, directions, phase, occ):
+def march(
+    spec, vol, table, origins, directions, phase, occ,
+    coarse=direct_segment_kernels.COARSE,
+):  # fmt: skip
   """(premultiplied rgb [N, 3], log transmittance [N]) of the N = H * W
   row-major pixels' rays.
 
@@ -48,6 +51,8 @@ def march(spec, vol, table, origins, directions, phase, occ):
     origins, directions: [N, 3] rays (camera.generate_rays).
     phase: [N] depth-grid phases (sampling.pixel_phase).
     occ: [Bz * By * Bx] uint8 empty-space occupancy (0 = skip).
+    coarse: blocks per edge of the coarse empty-space blocks, crossed at
+      once where all their blocks are empty (1: none).
   """
   n = origins.shape[0]
   dtype = table.dtype
@@ -64,7 +69,7 @@ def march(spec, vol, table, origins, directions, phase, occ):
     v, t, o, d, p, b = [np.asarray(a) for a in args]
     with direct_native.LOCK:
       direct_segment_kernels.forward_kernel(
-          v, shape, t, bins, o, d, p, b, blocks, fp, ip,
+          v, shape, t, bins, o, d, p, b, blocks, fp, ip, coarse,
           *[np.asarray(a) for a in out],
       )  # fmt: skip
 

@@ -27,7 +27,10 @@ What it skips (as the point-sampled ``direct_kernels`` march):
   (``empty_space.occupancy``) and every later one up to where the ray
   leaves that block (``direct_kernels._visit``): the block ranges' halo of
   one step covers the segment's ends (pixels within 2.0005 x
-  settings.empty_space_tolerance of the unskipped march);
+  settings.empty_space_tolerance of the unskipped march); a coarse block
+  of COARSE^3 blocks whose blocks are all empty is crossed at once
+  (``_coarse_visit``: the same segments skipped, in fewer steps through
+  the air around a head);
 - the gradient loads of a segment that no TF bin with extinction can touch
   whatever its samples' gradients (``native_segment_plan.
   surely_transparent`` over every gradient row, from the HU and slopes
@@ -47,15 +50,21 @@ import numba
 import numpy as np
 
 from rlhf_tf.render.direct_kernels import (
+    _block,
+    _block_exit,
     _corner,
     _normal_scale,
     _power,
     _ray,
+    _segment,
     _visit,
+    BLOCK,
     GRAD_MAX,
     HU_MIN,
     HU_RANGE,
     INT_POWER,
+    INV_BLOCK,
+    INV_STEP,
     KA,
     KD,
     KS,
@@ -64,6 +73,7 @@ from rlhf_tf.render.direct_kernels import (
     NUM,
     SHADING,
     SHININESS,
+    SKIP,
     STEP,
     TENSOR,
     THRESHOLD,
@@ -173,13 +183,74 @@ def _gradient(vol, shape, d, fp, ip, bins_y, ends, row, corner):
   ends[row, 4] = _power(max(diffuse, 1e-12), fp[SHININESS], ip[INT_POWER])
 
 
+COARSE = 4  # Empty-space blocks per coarse block edge (16 voxels).
+
+
+@numba.njit(nogil=True)
+def coarse_occupancy(occ, nb, coarse):
+  """([Cz * Cy * Cx] uint8 occupancy of coarse blocks of coarse^3 blocks:
+  0 where every block in it is empty (occ [Bz * By * Bx]), their counts
+  (Cz, Cy, Cx) = ceil(nb / coarse))."""
+  cb = np.empty(3, np.int64)
+  for a in range(3):
+    cb[a] = -(-nb[a] // coarse)
+  out = np.zeros(cb[0] * cb[1] * cb[2], np.uint8)
+  for z in range(nb[0]):
+    for y in range(nb[1]):
+      for x in range(nb[2]):
+        if occ[(z * nb[1] + y) * nb[2] + x]:
+          c = ((z // coarse) * cb[1] + y // coarse) * cb[2] + x // coarse
+          out[c] = 1
+  return out, cb
+
+
+@numba.njit(inline='always')
+def _coarse_visit(
+    i, base_t, start, end, frame, cocc, c_nb, nb, fp, ip, coarse, state
+):
+  """The first sample >= i not in an empty coarse block, and the coarse
+  state (ray parameter where the ray leaves the coarse block of the last
+  lookup, its occupancy), as direct_kernels._visit one level up: a coarse
+  block is empty only if all its blocks are, so what it skips _visit would
+  skip block by block (the same rounding caveat, covered by the blocks'
+  halo). Its block is that of the sample's block (b // coarse: the same
+  floor and clamp as _visit's, whatever the rounding), its exit planes
+  are block faces computed as _visit's (the same floats)."""
+  exit_t, occupied = state
+  step = fp[STEP]
+  while True:
+    _, mid = _segment(i, start, end, step)
+    t = base_t + mid
+    if t >= exit_t:
+      b = _block(
+          frame[0] + t * frame[3],
+          frame[1] + t * frame[4],
+          frame[2] + t * frame[5],
+          nb,
+          fp[INV_BLOCK],
+      )
+      c = (b[0] // coarse, b[1] // coarse, b[2] // coarse)
+      occupied = cocc[(c[0] * c_nb[1] + c[1]) * c_nb[2] + c[2]] != 0
+      exit_t = _block_exit(c, frame, c_nb, ip[BLOCK] * coarse)
+    if occupied:
+      return i, (exit_t, occupied)
+    # The first sample whose midpoint (i + 1/2) step is past exit_t.
+    x = min((exit_t - base_t) * fp[INV_STEP] + 0.5, 2.0**30)
+    i = max(i + 1, int(math.floor(x)))
+    if i >= ip[NUM] or i * step >= end:
+      return i, (exit_t, occupied)
+
+
 @numba.njit(nogil=True, cache=True)
 def _march_ray(
-    vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, scratch
-):
-  """(r, g, b premultiplied, log transmittance) of one ray. (A function of
-  its own, not inlined into the parallel kernel: numba compiles the two
-  several times faster.)"""
+    vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, coarse_occ,
+    scratch,
+):  # fmt: skip
+  """(r, g, b premultiplied, log transmittance) of one ray. coarse_occ:
+  (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), blocks per coarse
+  block edge; 1: no coarse level). (A function of its own, not inlined
+  into the parallel kernel: numba compiles the two several times
+  faster.)"""
   ends, corner, have, points, lengths, taus, e, frame = scratch
   by, bx = bins[0], bins[1]
   step, num, threshold = fp[STEP], ip[NUM], fp[THRESHOLD]
@@ -189,7 +260,16 @@ def _march_ray(
   cr, cg, cb = 0.0, 0.0, 0.0
   i, last = 0, -2  # last: the segment whose back end is in ends[2].
   exit_t, occupied = -np.inf, True
+  cocc, c_nb, coarse = coarse_occ
+  coarse_state = (-np.inf, True)
   while i < num and i * step < end and trans >= threshold:
+    if ip[SKIP] and coarse > 1:  # Empty coarse blocks at once.
+      i, coarse_state = _coarse_visit(
+          i, base_t, start, end, frame, cocc, c_nb, nb, fp, ip, coarse,
+          coarse_state,
+      )  # fmt: skip
+      if i >= num or i * step >= end:
+        break
     nxt, empty, _, _, _, _, exit_t, occupied = _visit(
         i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied
     )
@@ -245,7 +325,7 @@ def _march_ray(
 @numba.njit(parallel=True, nogil=True, cache=True)
 def forward_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-    rgb_out, log_t_out,
+    coarse, rgb_out, log_t_out,
 ):  # fmt: skip
   """rgb_out [N, 3] premultiplied colour, log_t_out [N] log transmittance.
 
@@ -253,10 +333,12 @@ def forward_kernel(
   [bins_y * bins_x, 8] (P, V) (preintegration.segment_table, flat); bins
   (bins_y, bins_x); origins, directions [N, 3] (N = H * W, row-major
   pixels); phase [N]; occ [Bz * By * Bx] uint8; nb (Bz, By, Bx); fp, ip:
-  direct_kernels' parameters."""
+  direct_kernels' parameters; coarse: blocks per coarse block edge (an
+  empty coarse block is crossed at once; 1: none)."""
   n_tiles, lanes, tiles_x = tiles(ip)
   w = ip[WIDTH]
   sat = occupancy(table, bins[1])
+  coarse_occ = coarse_occupancy(occ, nb, coarse) + (coarse,)
   for lane in numba.prange(lanes):
     scratch = (
         np.zeros((3, 5)),  # ends: u, v, du, d, s (native_segment_plan).
@@ -275,7 +357,7 @@ def forward_kernel(
           p = r * w + c
           cr, cg, cb, log_t = _march_ray(
               vol, shape, table, bins, origins[p], directions[p], phase[p],
-              occ, nb, fp, ip, sat, scratch,
+              occ, nb, fp, ip, sat, coarse_occ, scratch,
           )  # fmt: skip
           rgb_out[p, 0] = cr
           rgb_out[p, 1] = cg
