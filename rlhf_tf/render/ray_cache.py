@@ -48,7 +48,8 @@ an earlier one and ``render_cached``, ``render_cached_labels``, their
 gradients and ``many_actions`` reuse its compiled programs (a bucketed
 cache compiled them anew for every view: 14-39 s under load). The build
 itself runs one compiled program (``cache_sampling._sample_chunk``) for every
-view.
+view; on CPU a pre-integrated cache is sampled by numba instead, straight
+into its narrow tiles (``native_cache_build``).
 
 NO EMPTY-SPACE SKIPPING when the cache is BUILT (render time: see
 ``rlhf_tf.render.cached_render``): it is built once per view and
@@ -71,7 +72,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import cache_sampling, native_layout, sampling
+from rlhf_tf.render import (
+    cache_sampling,
+    native_cache_build,
+    native_layout,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render.histogram import JHAxes
 from rlhf_tf.render.render_settings import RenderSettings
@@ -287,8 +293,28 @@ def build_ray_cache(
     pool_shape = (capacity * CHUNK * where.per, native_layout.GROUP)
   else:
     pool_shape = (capacity * CHUNK, tile)
+  # On CPU a pre-integrated cache is sampled natively, straight into its
+  # narrow tiles (native_cache_build: ~10x less time than the XLA build).
+  native = native_cache_build.wanted(
+      settings, narrow, labels is not None, mesh_lib.data_size(mesh)
+  )
   pool = None
-  for t in range(used):
+  if native:
+    pool = native_cache_build.sample_pool(
+        packed,
+        origins_np,
+        directions_np,
+        phase_np,
+        native_layout.narrow_rays(pixels, n_pix),
+        where,
+        pool_shape,
+        spacing,
+        axes,
+        (by, bx),
+        settings,
+        (camera.height, camera.width),
+    )
+  for t in range(0 if native else used):
     rows = int(num_chunks[t]) * CHUNK
     if mesh_lib.data_size(mesh) > 1:
       split = mesh_lib.padded_size(tile, mesh_lib.data_size(mesh))
@@ -342,8 +368,8 @@ def build_ray_cache(
         where.num_chunks,
         where.num_steps,
     )
-  # jnp.array copies into a buffer of XLA's own (aligned) rather than
-  # wrapping the numpy one.
+  # jax.device_put wraps a 64-byte aligned numpy pool (native_cache_build's)
+  # without a copy and copies any other into a buffer of XLA's own.
   tiles = CacheTiles(
       pixels=jnp.asarray(pixels),
       length=jnp.asarray(ray_len),
@@ -351,7 +377,7 @@ def build_ray_cache(
       first_chunk=jnp.asarray(first_chunk),
       num_chunks=jnp.asarray(num_chunks),
       num_steps=jnp.asarray(num_steps),
-      **{k: jnp.array(v) for k, v in pool.items()},
+      **{k: jax.device_put(v) for k, v in pool.items()},
   )
   return RayCache(
       tiles=tiles,

@@ -1,0 +1,224 @@
+"""The pre-integrated ray cache's build on CPU as native code.
+
+``ray_cache.build_ray_cache`` samples, per ray, every segment end and
+every segment midpoint of the view's depth grid inside the volume box
+(``ray_samples.sample_rays`` with settings.preintegrate) and stores u, v,
+du (and with shading the quantised headlight terms d, s) of both in the
+narrow tiles the native cached march walks (``native_layout``). The XLA
+path (``cache_sampling``: for GPU / TPU, a mesh or labels) samples whole
+chunks of rows of wide tiles and regroups them; on CPU that cost 3-4 s per
+new view of Cranium 256^2 (the XLA sampling program: ~90 %, the regroup
+most of the rest). Here numba walks each ray once, with the direct
+pre-integrated march's own sampling code (``direct_segment_kernels.
+_hu_and_slope`` / ``_gradient``: the same trilinear HU, exact slope along
+the ray, gradient norm and (tensor) headlight terms), and writes its rows
+straight into its narrow tile's column of the pool:
+
+- row i of a ray holds end i (the box entry for i = 0, then the depth-grid
+  points, clamped to the box exit: ``sampling.segment_ends``) and the
+  midpoint of segment i, from end i to end i + 1
+  (``preintegration.sample_depths``);
+- a segment's back end is the next one's front end: sampled once; rows past
+  the exit repeat the exit's values without sampling (as the XLA build,
+  whose ends collapse onto the exit there);
+- narrow tiles are dealt to the workers in turn; a tile's 16 rays are
+  mostly image neighbours (rays are sorted by sample count, stably, so
+  equal counts keep row-major order) and its rows lie in one block of
+  memory, so the volume's and the pool's cache lines are reused.
+
+Float64 arithmetic (the XLA build's is float32): the fields agree to
+float32 rounding of the sample positions (tests/test_native_cache_build.py).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from rlhf_tf.render import cached_native, direct_native, native_layout
+from rlhf_tf.render.direct_kernels import _ray, SHADING, STEP
+from rlhf_tf.render.direct_segment_kernels import _gradient, _hu_and_slope
+
+# Columns of a sampled point in ``ends`` (direct_segment_kernels' layout).
+_U, _V, _DU, _D, _S = 0, 1, 2, 3, 4
+_FIXED = 65535.0  # cached_march.quantise's scale.
+_ALIGN = 64  # Bytes: XLA's CPU buffer alignment.
+
+
+@numba.njit(inline='always')
+def _quantise(x):
+  """cached_march.quantise of one value (round half to even)."""
+  return np.uint16(np.rint(min(max(x, 0.0), 1.0) * _FIXED))
+
+
+@numba.njit(inline='always')
+def _sample(vol, shape, d, frame, t, fp, ip, bins_y, bins_x, ends, k, corner):
+  """Fills ends[k] (u, v, du, d, s) at ray parameter t."""
+  _hu_and_slope(vol, shape, frame, t, fp, bins_x, ends, k, corner)
+  _gradient(vol, shape, d, fp, ip, bins_y, ends, k, corner)
+
+
+@numba.njit(inline='always')
+def _store(pool, shade, row, col, ends, k, mid):
+  """Writes ends[k] into row, col of the pool's end (mid = 0) or midpoint
+  (mid = 3) fields u, v, du and, when shade is not empty, d, s."""
+  pool[mid][row, col] = ends[k, _U]
+  pool[mid + 1][row, col] = ends[k, _V]
+  pool[mid + 2][row, col] = ends[k, _DU]
+  if shade[0].shape[0]:
+    s = 2 * (mid // 3)
+    shade[s][row, col] = _quantise(ends[k, _D])
+    shade[s + 1][row, col] = _quantise(ends[k, _S])
+
+
+@numba.njit(nogil=True, cache=True)
+def _ray_rows(vol, shape, o, d, phase, fp, ip, bins, pool, shade, r0, rows,
+              col, scratch):  # fmt: skip
+  """Rows r0 .. r0 + rows - 1 of pool column col: one ray's ends and
+  midpoints (module docstring). (A function of its own, not inlined into
+  the parallel kernel: numba compiles the two several times faster.)"""
+  ends, corner, frame = scratch
+  by, bx = bins[0], bins[1]
+  step = fp[STEP]
+  base_t, start, end = _ray(o, d, fp, phase, frame)
+  front = start  # End 0: the box entry (clamped grid point 0).
+  _sample(vol, shape, d, frame, base_t + front, fp, ip, by, bx, ends, 0, corner)
+  for i in range(rows):
+    row = r0 + i
+    _store(pool, shade, row, col, ends, 0, 0)
+    back = min(max((i + 1) * step, start), end)
+    if back == front:  # Past the exit: nothing new to sample.
+      _store(pool, shade, row, col, ends, 0, 3)
+      continue
+    mid = front + 0.5 * (back - front)
+    _sample(vol, shape, d, frame, base_t + mid, fp, ip, by, bx, ends, 1, corner)
+    _store(pool, shade, row, col, ends, 1, 3)
+    _sample(
+        vol, shape, d, frame, base_t + back, fp, ip, by, bx, ends, 0, corner
+    )
+    front = back
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def build_kernel(vol, shape, origins, directions, phase, pixels, first_row,
+                 num_rows, fp, ip, bins, pool, shade, workers):  # fmt: skip
+  """Fills the pool fields (u, v, du, u_mid, v_mid, du_mid: [N, GROUP]
+  float32; shade: d, s, d_mid, s_mid [N, GROUP] uint16, or [0, GROUP] when
+  unshaded) of the narrow tiles' rays.
+
+  vol [Z * Y * X, 4] packed volume; shape (Z, Y, X); origins, directions
+  [H * W, 3]; phase [H * W]; pixels [T, GROUP] each tile's rays (H * W:
+  padding, left untouched); first_row, num_rows [T] the tile's pool rows;
+  fp, ip: direct_kernels' parameters; bins (bins_y, bins_x); worker w
+  takes tiles w, w + workers, ..."""
+  n_tiles, group = pixels.shape
+  n_pix = origins.shape[0]
+  for wk in numba.prange(workers):
+    scratch = (np.zeros((2, 5)), np.zeros((2, 4)), np.empty(9))
+    for t in range(wk, n_tiles, workers):
+      for m in range(group):
+        p = pixels[t, m]
+        if p >= n_pix or num_rows[t] == 0:
+          continue
+        _ray_rows(vol, shape, origins[p], directions[p], phase[p], fp, ip,
+                  bins, pool, shade, first_row[t], num_rows[t], m,
+                  scratch)  # fmt: skip
+
+
+def _aligned_zeros(shape, dtype):
+  """np.zeros whose data start on a 64-byte boundary: jax.device_put then
+  wraps it without a copy (numpy's own start 16 bytes past one, which
+  XLA's CPU client copies: ~0.1 s per 300 MB pool)."""
+  size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+  raw = np.zeros(size + _ALIGN, np.uint8)
+  skip = -raw.ctypes.data % _ALIGN
+  return raw[skip : skip + size].view(dtype).reshape(shape)
+
+
+def wanted(settings, narrow: bool, labels: bool, mesh_size: int) -> bool:
+  """Whether build_ray_cache samples natively: a pre-integrated cache in
+  narrow tiles (CPU, native_layout.wanted), without labels or a mesh, and
+  settings.native_march (False: the XLA build, as the direct march)."""
+  return (
+      bool(settings.preintegrate)
+      and narrow
+      and not labels
+      and mesh_size <= 1
+      and bool(settings.native_march)
+  )
+
+
+def sample_pool(
+    packed,
+    origins,
+    directions,
+    phase,
+    pixels,
+    where: native_layout.Plan,
+    pool_shape,
+    spacing,
+    axes,
+    bins,
+    settings,
+    image_size,
+) -> dict:
+  """{field: [N, GROUP] numpy} the pre-integrated pool of a view.
+
+  Args:
+    packed: [Z, Y, X, 4] packed volume (sampling.pack_volume), any float
+      dtype (on the host: read without a copy).
+    origins, directions: [H * W, 3] numpy rays (cache_sampling.chords);
+      phase: [H * W] their depth-grid phases.
+    pixels: [T, GROUP] int32 the narrow tiles' rays (H * W: padding).
+    where: their rows in the pool (native_layout.plan).
+    pool_shape: (N, GROUP) each field's shape.
+    spacing: (3,) mm; axes: JHAxes; bins: (bins_y, bins_x).
+    settings: RenderSettings with preintegrate (step_mm, shading,
+      shininess, normal_eps, tensor_normals are used).
+    image_size: (H, W).
+
+  Returns:
+    u, v, du, u_mid, v_mid, du_mid (float32) and with shading diffuse,
+    specular, diffuse_mid, specular_mid (uint16); rows outside the tiles
+    and padding columns are 0.
+  """
+  shape = tuple(int(n) for n in packed.shape[:3])
+  vol = np.asarray(packed).reshape(-1, 4)
+  # Parameters rounded to the rays' precision (float64 only with
+  # jax_enable_x64), as the XLA build sees them.
+  dtype = np.result_type(origins.dtype, np.float32)
+  spec = direct_native.march_spec(
+      shape, spacing, axes, bins, (1, 1, 1), 1, settings, dtype, *image_size
+  )
+  fp = np.asarray(spec.floats, np.float64)
+  ip = np.asarray(spec.ints, np.int64)
+  assert ip[SHADING] == int(bool(settings.shading))
+  names = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
+  pool = {k: _aligned_zeros(pool_shape, np.float32) for k in names}
+  shade_names = ('diffuse', 'specular', 'diffuse_mid', 'specular_mid')
+  rows = pool_shape[0] if settings.shading else 0
+  shade = {
+      k: _aligned_zeros((rows, pool_shape[1]), np.uint16) for k in shade_names
+  }
+  with cached_native.LOCK:
+    build_kernel(
+        vol,
+        np.asarray(shape, np.int64),
+        # Rays copied to float64 whatever their dtype (exact; writable: one
+        # compiled kernel).
+        np.array(origins, np.float64),
+        np.array(directions, np.float64),
+        np.array(phase, np.float64),
+        np.ascontiguousarray(pixels, np.int32),
+        (where.first_chunk * native_layout.CHUNK).astype(np.int64),
+        (where.num_chunks * native_layout.CHUNK).astype(np.int64),
+        fp,
+        ip,
+        np.asarray(bins, np.int64),
+        tuple(pool[k] for k in names),
+        tuple(shade[k] for k in shade_names),
+        numba.get_num_threads(),
+    )
+  if settings.shading:
+    pool.update(shade)
+  return pool
