@@ -10,13 +10,13 @@ One ray at a time, in float64 whatever the input dtype, with the optics of
   and (i + 1) step past the ray's last grid point before the box entry
   (``direct_kernels._ray``), clamped to the box (``sampling.segment_ends``),
   and is sampled at both ends and at its midpoint;
-- at each sample: trilinear HU and its exact slope along the ray (voxel
-  axes that clamp contribute 0: ``sampling.trilinear_packed``'s tangent),
-  the JH coordinates u, v and du / dt of ``preintegration.coords`` /
-  ``coord_slope``, and with shading the headlight terms from the mean
-  gradient (``compositing.headlight_terms``) or, with
-  settings.tensor_normals, from the gradient's structure tensor
-  (``compositing.tensor_headlight_terms``);
+- at each sample (``segment_sampling``): trilinear HU and its exact slope
+  along the ray (voxel axes that clamp contribute 0:
+  ``sampling.trilinear_packed``'s tangent), the JH coordinates u, v and
+  du / dt of ``preintegration.coords`` / ``coord_slope``, and with shading
+  the headlight terms from the mean gradient
+  (``compositing.headlight_terms``) or, with settings.tensor_normals, from
+  the gradient's structure tensor (``compositing.tensor_headlight_terms``);
 - each segment is split and classified by ``native_segment_plan`` (the
   numba twin of ``preintegration.segment_plan``, shared with the cached
   march) and composited front to back.
@@ -52,30 +52,20 @@ import numpy as np
 from rlhf_tf.render.direct_kernels import (
     _block,
     _block_exit,
-    _corner,
-    _normal_scale,
-    _power,
     _ray,
     _segment,
     _visit,
     BLOCK,
-    GRAD_MAX,
-    HU_MIN,
-    HU_RANGE,
-    INT_POWER,
     INV_BLOCK,
     INV_STEP,
     KA,
     KD,
     KS,
     MIN_DEN,
-    NORMAL_EPS,
     NUM,
     SHADING,
-    SHININESS,
     SKIP,
     STEP,
-    TENSOR,
     THRESHOLD,
     tile_pixels,
     tiles,
@@ -92,96 +82,13 @@ from rlhf_tf.render.native_segment_plan import (
     transparent,
 )
 
-
-@numba.njit(inline='always')
-def _hu_and_slope(vol, shape, frame, t, fp, bins_x, ends, row, corner):
-  """Samples HU at ray parameter t (voxel coords frame[:3] + t frame[3:6]):
-  fills ends[row]' u and du (preintegration.coords / coord_slope) and
-  corner[row] = (flat lower corner, fz, fy, fx) for ``_gradient``."""
-  cz = frame[0] + t * frame[3]
-  cy = frame[1] + t * frame[4]
-  cx = frame[2] + t * frame[5]
-  base, sz, sy, sx, fz, fy, fx = _corner(cz, cy, cx, shape)
-  v000, v001 = vol[base, 0], vol[base + sx, 0]
-  v010, v011 = vol[base + sy, 0], vol[base + sy + sx, 0]
-  b = base + sz
-  v100, v101 = vol[b, 0], vol[b + sx, 0]
-  v110, v111 = vol[b + sy, 0], vol[b + sy + sx, 0]
-  x00 = v000 + fx * (v001 - v000)
-  x01 = v010 + fx * (v011 - v010)
-  x10 = v100 + fx * (v101 - v100)
-  x11 = v110 + fx * (v111 - v110)
-  y0 = x00 + fy * (x01 - x00)
-  y1 = x10 + fy * (x11 - x10)
-  hu = y0 + fz * (y1 - y0)
-  # d HU / dt: the trilinear field's partials along unclamped axes.
-  slope = 0.0
-  if 0.0 < cz < shape[0] - 1.0:
-    slope += frame[3] * (y1 - y0)
-  if 0.0 < cy < shape[1] - 1.0:
-    slope += frame[4] * ((x01 - x00) + fz * ((x11 - x10) - (x01 - x00)))
-  if 0.0 < cx < shape[2] - 1.0:
-    d0 = (v001 - v000) + fy * ((v011 - v010) - (v001 - v000))
-    d1 = (v101 - v100) + fy * ((v111 - v110) - (v101 - v100))
-    slope += frame[5] * (d0 + fz * (d1 - d0))
-  inv_hu = 1.0 / fp[HU_RANGE]
-  x = (hu - fp[HU_MIN]) * inv_hu
-  ends[row, 0] = min(max(x, 0.0), 1.0) * bins_x
-  ends[row, 2] = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
-  corner[row, 0] = base
-  corner[row, 1] = fz
-  corner[row, 2] = fy
-  corner[row, 3] = fx
-
-
-@numba.njit(inline='always')
-def _gradient(vol, shape, d, fp, ip, bins_y, ends, row, corner):
-  """Fills ends[row]' v (preintegration.coords of |g|) and, with shading,
-  its headlight terms d, s from the 8 voxels at corner[row]."""
-  base = int(corner[row, 0])
-  fz, fy, fx = corner[row, 1], corner[row, 2], corner[row, 3]
-  sx = 1 if shape[2] > 1 else 0
-  sy = shape[2] if shape[1] > 1 else 0
-  sz = shape[1] * shape[2] if shape[0] > 1 else 0
-  tensor = ip[SHADING] and ip[TENSOR]
-  gz, gy, gx, q, trace = 0.0, 0.0, 0.0, 0.0, 0.0
-  for c in range(8):
-    hz = fz if c & 4 else 1.0 - fz
-    hy = fy if c & 2 else 1.0 - fy
-    hx = fx if c & 1 else 1.0 - fx
-    w = hz * hy * hx
-    k = (
-        base
-        + (sz if c & 4 else 0)
-        + (sy if c & 2 else 0)
-        + (sx if c & 1 else 0)
-    )
-    az, ay, ax = vol[k, 1], vol[k, 2], vol[k, 3]
-    gz += w * az
-    gy += w * ay
-    gx += w * ax
-    if (
-        tensor
-    ):  # Structure tensor seen along the view: sampling.trilinear_packed.
-      gl = az * d[0] + ay * d[1] + ax * d[2]
-      q += w * gl * gl
-      trace += w * (az * az + ay * ay + ax * ax)
-  sq = gz * gz + gy * gy + gx * gx
-  norm = math.sqrt(max(sq, 1e-24))  # safe_math.floored_norm.
-  y = norm / fp[GRAD_MAX]
-  ends[row, 1] = min(max(y * bins_y - 0.5, 0.0), bins_y - 1.0)
-  if not ip[SHADING]:
-    return
-  eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
-  if tensor:
-    root_q = math.sqrt(q) if q > 0.0 else 0.0
-    diffuse = min(root_q / math.sqrt(max(trace, eps2)), 1.0)
-  else:
-    cos = (gz * d[0] + gy * d[1] + gx * d[2]) / _normal_scale(sq, norm, eps2)
-    diffuse = min(abs(cos), 1.0)
-  ends[row, 3] = diffuse
-  ends[row, 4] = _power(max(diffuse, 1e-12), fp[SHININESS], ip[INT_POWER])
-
+# _hu_and_slope, _gradient: the native cache build's (segment_sampling).
+from rlhf_tf.render.segment_sampling import (  # noqa: F401
+    _gradient,
+    _hu_and_slope,
+    sample_end,
+    shade_end,
+)
 
 COARSE = 4  # Empty-space blocks per coarse block edge (16 voxels).
 
@@ -251,7 +158,7 @@ def _march_ray(
   block edge; 1: no coarse level). (A function of its own, not inlined
   into the parallel kernel: numba compiles the two several times
   faster.)"""
-  ends, corner, have, points, lengths, taus, e, frame = scratch
+  ends, corner, grads, have, points, lengths, taus, e, frame = scratch
   by, bx = bins[0], bins[1]
   step, num, threshold = fp[STEP], ip[NUM], fp[THRESHOLD]
   optics = (ip[SHADING] > 0, fp[KA], fp[KD], fp[KS])
@@ -284,14 +191,19 @@ def _march_ray(
         ends[0, k] = ends[2, k]
       for k in range(4):
         corner[0, k] = corner[2, k]
+      for k in range(3):
+        grads[0, k] = grads[2, k]
       have[0] = have[2]
     else:
-      _hu_and_slope(vol, shape, frame, base_t + front, fp, bx, ends, 0, corner)
+      sample_end(
+          vol, shape, frame, base_t + front, fp, bx, ends, 0, corner, grads
+      )
       have[0] = False
-    _hu_and_slope(
-        vol, shape, frame, base_t + front + 0.5 * seg, fp, bx, ends, 1, corner
-    )
-    _hu_and_slope(vol, shape, frame, base_t + back, fp, bx, ends, 2, corner)
+    sample_end(
+        vol, shape, frame, base_t + front + 0.5 * seg, fp, bx, ends, 1,
+        corner, grads,
+    )  # fmt: skip
+    sample_end(vol, shape, frame, base_t + back, fp, bx, ends, 2, corner, grads)
     have[1] = have[2] = False
     last = i
     i = nxt
@@ -306,7 +218,7 @@ def _march_ray(
     ends[0, 1] = v_front
     for k in range(3):
       if not have[k]:
-        _gradient(vol, shape, d, fp, ip, by, ends, k, corner)
+        shade_end(vol, shape, d, fp, ip, by, ends, k, corner, grads)
         have[k] = True
     split(ends, 0.5 * seg, bx, fp[MIN_DEN], points, lengths, taus)
     if transparent(sat, bx, by, points, lengths):
@@ -343,6 +255,7 @@ def forward_kernel(
     scratch = (
         np.zeros((3, 5)),  # ends: u, v, du, d, s (native_segment_plan).
         np.zeros((3, 4)),  # corner: flat lower corner, fz, fy, fx.
+        np.zeros((3, 3)),  # grads: the trilinear gradient (z, y, x).
         np.zeros(3, np.bool_),  # have: the end's v, d, s are sampled.
         np.zeros((NUM_POINTS, 4)),
         np.zeros(NUM_PIECES),

@@ -1,0 +1,115 @@
+"""4-wide trilinear sampling of a packed volume in numba kernels.
+
+A packed voxel (``sampling.pack_volume``: HU, gradient z, y, x) is one
+4-lane vector of the volume [voxels, 4] (C order), so a trilinear sample of
+all four channels is 8 vector loads and the 7 nested lerps of one channel
+(numba leaves LLVM's superword vectorizer off: numba#8705): the HU that
+pre-integration's ends need comes with its gradient for the same
+instructions. ``trilinear_packed`` also returns the HU's partials along
+the voxel axes (the lerps' differences), from which the march takes the
+exact slope along a ray (``direct_segment_kernels._hu_slope_gradient``).
+All in float64 (a float32 volume is widened on load), in the order of the
+scalar lerps they replace (tests/test_native_trilinear.py).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+_I32 = ir.IntType(32)
+_F64 = ir.DoubleType()
+_V64 = ir.VectorType(_F64, 4)
+
+
+def _splat(builder, x):
+  v = builder.insert_element(
+      ir.Constant(_V64, ir.Undefined), x, ir.Constant(_I32, 0)
+  )
+  return builder.shuffle_vector(
+      v, v, ir.Constant(ir.VectorType(_I32, 4), [0, 0, 0, 0])
+  )
+
+
+@intrinsic
+def trilinear_packed(typingctx, vol, base, sz, sy, sx, fz, fy, fx):
+  """(hu, gz, gy, gx, dhu_z, dhu_y, dhu_x), float64: the trilinear sample
+  of vol [voxels, 4] (C order) at lower corner voxel base (flat), strides
+  sz, sy, sx (voxels), fractions fz, fy, fx, as nested lerps per channel
+
+    x_ab = v_ab0 + fx (v_ab1 - v_ab0),  y_a = x_a0 + fy (x_a1 - x_a0),
+    value = y_0 + fz (y_1 - y_0),
+
+  and the HU's partials along z, y, x (per unit voxel coordinate):
+  y_1 - y_0, (x_01 - x_00) + fz ((x_11 - x_10) - (x_01 - x_00)) and
+  d_0 + fz (d_1 - d_0), d_a = (v_a01 - v_a00) + fy ((v_a11 - v_a10) -
+  (v_a01 - v_a00))."""
+  del typingctx
+  if not (isinstance(vol, types.Array) and vol.ndim == 2 and vol.layout == 'C'):
+    return None
+  sig = types.UniTuple(types.float64, 7)(vol, base, sz, sy, sx, fz, fy, fx)
+
+  def codegen(context, builder, signature, args):
+    aryty = signature.args[0]
+    base, sz, sy, sx = (
+        context.cast(builder, v, t, types.intp)
+        for v, t in zip(args[1:5], signature.args[1:5])
+    )
+    fz, fy, fx = (
+        _splat(builder, context.cast(builder, v, t, types.float64))
+        for v, t in zip(args[5:8], signature.args[5:8])
+    )
+    scalar = context.get_value_type(aryty.dtype)
+    vector = ir.VectorType(scalar, 4)
+    align = aryty.dtype.bitwidth // 8
+    data = context.make_array(aryty)(context, builder, args[0]).data
+    four = ir.Constant(base.type, 4)
+
+    def load(voxel):
+      pointer = builder.bitcast(
+          builder.gep(data, [builder.mul(voxel, four)]), vector.as_pointer()
+      )
+      x = builder.load(pointer, align=align)
+      return x if scalar == _F64 else builder.fpext(x, _V64)
+
+    def lerp(a, b, f):
+      return builder.fadd(a, builder.fmul(f, builder.fsub(b, a)))
+
+    v = {}
+    for z in range(2):
+      for y in range(2):
+        row = base
+        if z:
+          row = builder.add(row, sz)
+        if y:
+          row = builder.add(row, sy)
+        v[z, y, 0] = load(row)
+        v[z, y, 1] = load(builder.add(row, sx))
+    x = {
+        (z, y): lerp(v[z, y, 0], v[z, y, 1], fx) for z in (0, 1) for y in (0, 1)
+    }
+    y0 = lerp(x[0, 0], x[0, 1], fy)
+    y1 = lerp(x[1, 0], x[1, 1], fy)
+    value = lerp(y0, y1, fz)
+    dz = builder.fsub(y1, y0)
+    dy = lerp(
+        builder.fsub(x[0, 1], x[0, 0]), builder.fsub(x[1, 1], x[1, 0]), fz
+    )
+    dx = {
+        z: lerp(
+            builder.fsub(v[z, 0, 1], v[z, 0, 0]),
+            builder.fsub(v[z, 1, 1], v[z, 1, 0]),
+            fy,
+        )
+        for z in (0, 1)
+    }
+    dx = lerp(dx[0], dx[1], fz)
+    zero = ir.Constant(_I32, 0)
+    lanes = [
+        builder.extract_element(value, ir.Constant(_I32, i)) for i in range(4)
+    ]
+    lanes += [builder.extract_element(p, zero) for p in (dz, dy, dx)]
+    return context.make_tuple(builder, signature.return_type, lanes)
+
+  return sig, codegen

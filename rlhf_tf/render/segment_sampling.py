@@ -1,0 +1,169 @@
+"""Sampling a pre-integrated segment's ends and midpoint in numba kernels.
+
+At ray parameter t (voxel coords frame[:3] + t frame[3:6], mm): trilinear
+HU and its exact slope along the ray (voxel axes that clamp contribute 0:
+``sampling.trilinear_packed``'s tangent), the JH coordinates u, v and
+du / dt of ``preintegration.coords`` / ``coord_slope``, and with shading
+the headlight terms d, s from the mean gradient
+(``compositing.headlight_terms``) or, with settings.tensor_normals, from
+the gradient's structure tensor (``compositing.tensor_headlight_terms``).
+
+A sample fills one row of ``ends`` [rows, 5] (u, v, du, d, s: the layout
+of ``native_segment_plan``) and of ``corner`` [rows, 4] (flat lower
+corner, fz, fy, fx: where its 8 voxels are). HU and gradient come from the
+same 8 vector loads (``native_trilinear``): ``sample_end`` keeps the
+gradient [rows, 3] for ``shade_end``, which the march calls only for
+segments that may be visible (the gradient's norm and the tensor terms
+cost nothing for the others). ``_hu_and_slope`` / ``_gradient``: the same
+in two steps without the kept gradient (the native cache build's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+from rlhf_tf.render.direct_kernels import (
+    _corner,
+    _normal_scale,
+    _power,
+    GRAD_MAX,
+    HU_MIN,
+    HU_RANGE,
+    INT_POWER,
+    NORMAL_EPS,
+    SHADING,
+    SHININESS,
+    TENSOR,
+)
+from rlhf_tf.render.native_trilinear import trilinear_packed
+
+
+@numba.njit(inline='always')
+def _strides(shape):
+  """(sz, sy, sx) voxel strides, 0 along an axis of one voxel."""
+  sx = 1 if shape[2] > 1 else 0
+  sy = shape[2] if shape[1] > 1 else 0
+  sz = shape[1] * shape[2] if shape[0] > 1 else 0
+  return sz, sy, sx
+
+
+@numba.njit(inline='always')
+def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
+  """Fills ends[row]' u and du and corner[row] at ray parameter t; returns
+  the trilinear gradient (gz, gy, gx) there (HU/mm)."""
+  cz = frame[0] + t * frame[3]
+  cy = frame[1] + t * frame[4]
+  cx = frame[2] + t * frame[5]
+  base, sz, sy, sx, fz, fy, fx = _corner(cz, cy, cx, shape)
+  hu, gz, gy, gx, pz, py, px = trilinear_packed(
+      vol, base, sz, sy, sx, fz, fy, fx
+  )
+  # d HU / dt: the trilinear field's partials along unclamped axes.
+  slope = 0.0
+  if 0.0 < cz < shape[0] - 1.0:
+    slope += frame[3] * pz
+  if 0.0 < cy < shape[1] - 1.0:
+    slope += frame[4] * py
+  if 0.0 < cx < shape[2] - 1.0:
+    slope += frame[5] * px
+  inv_hu = 1.0 / fp[HU_RANGE]
+  x = (hu - fp[HU_MIN]) * inv_hu
+  ends[row, 0] = min(max(x, 0.0), 1.0) * bins_x
+  ends[row, 2] = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
+  corner[row, 0] = base
+  corner[row, 1] = fz
+  corner[row, 2] = fy
+  corner[row, 3] = fx
+  return gz, gy, gx
+
+
+@numba.njit(inline='always')
+def _tensor_terms(vol, shape, d, corner, row):
+  """(q, trace J) of the gradient's structure tensor seen along d at
+  corner[row] (sampling.trilinear_packed's sums over the 8 voxels)."""
+  base = int(corner[row, 0])
+  fz, fy, fx = corner[row, 1], corner[row, 2], corner[row, 3]
+  sz, sy, sx = _strides(shape)
+  q, trace = 0.0, 0.0
+  for c in range(8):
+    hz = fz if c & 4 else 1.0 - fz
+    hy = fy if c & 2 else 1.0 - fy
+    hx = fx if c & 1 else 1.0 - fx
+    w = hz * hy * hx
+    k = (
+        base
+        + (sz if c & 4 else 0)
+        + (sy if c & 2 else 0)
+        + (sx if c & 1 else 0)
+    )
+    az, ay, ax = vol[k, 1], vol[k, 2], vol[k, 3]
+    gl = az * d[0] + ay * d[1] + ax * d[2]
+    q += w * gl * gl
+    trace += w * (az * az + ay * ay + ax * ax)
+  return q, trace
+
+
+@numba.njit(inline='always')
+def _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g):
+  """Fills ends[row]' v (preintegration.coords of |g|, g = (gz, gy, gx))
+  and, with shading, its headlight terms d, s."""
+  gz, gy, gx = g
+  sq = gz * gz + gy * gy + gx * gx
+  norm = math.sqrt(max(sq, 1e-24))  # safe_math.floored_norm.
+  y = norm / fp[GRAD_MAX]
+  ends[row, 1] = min(max(y * bins_y - 0.5, 0.0), bins_y - 1.0)
+  if not ip[SHADING]:
+    return
+  eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
+  if ip[TENSOR]:  # Structure tensor seen along the view.
+    q, trace = _tensor_terms(vol, shape, d, corner, row)
+    root_q = math.sqrt(q) if q > 0.0 else 0.0
+    diffuse = min(root_q / math.sqrt(max(trace, eps2)), 1.0)
+  else:
+    cos = (gz * d[0] + gy * d[1] + gx * d[2]) / _normal_scale(sq, norm, eps2)
+    diffuse = min(abs(cos), 1.0)
+  ends[row, 3] = diffuse
+  ends[row, 4] = _power(max(diffuse, 1e-12), fp[SHININESS], ip[INT_POWER])
+
+
+@numba.njit(inline='always')
+def sample_end(vol, shape, frame, t, fp, bins_x, ends, row, corner, grads):
+  """Fills ends[row]' u, du, corner[row] and grads[row] ([rows, 3]: the
+  trilinear gradient, for ``shade_end``) at ray parameter t."""
+  g = _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner)
+  grads[row, 0], grads[row, 1], grads[row, 2] = g
+
+
+@numba.njit(inline='always')
+def shade_end(vol, shape, d, fp, ip, bins_y, ends, row, corner, grads):
+  """Fills ends[row]' v, d, s from ``sample_end``'s gradient."""
+  g = (grads[row, 0], grads[row, 1], grads[row, 2])
+  _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g)
+
+
+@numba.njit(inline='always')
+def _hu_and_slope(vol, shape, frame, t, fp, bins_x, ends, row, corner):
+  """Fills ends[row]' u and du and corner[row] (for ``_gradient``) at ray
+  parameter t."""
+  _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner)
+
+
+@numba.njit(inline='always')
+def _gradient(vol, shape, d, fp, ip, bins_y, ends, row, corner):
+  """Fills ends[row]' v and, with shading, d, s from the 8 voxels at
+  corner[row] (``_hu_and_slope``'s)."""
+  sz, sy, sx = _strides(shape)
+  _, gz, gy, gx, _, _, _ = trilinear_packed(
+      vol,
+      int(corner[row, 0]),
+      sz,
+      sy,
+      sx,
+      corner[row, 1],
+      corner[row, 2],
+      corner[row, 3],
+  )
+  g = (gz, gy, gx)
+  _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g)

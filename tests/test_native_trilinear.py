@@ -1,0 +1,72 @@
+"""The 4-wide trilinear sample (rlhf_tf.render.native_trilinear) gives, bit
+for bit, the scalar nested lerps of each channel and of the HU's partials
+(float64, a float32 volume widened), which are the trilinear field's value
+and derivatives (finite differences)."""
+
+import numba
+import numpy as np
+import pytest
+
+from rlhf_tf.render.native_trilinear import trilinear_packed
+
+
+@numba.njit
+def _vector(vol, base, sz, sy, sx, fz, fy, fx):
+  return trilinear_packed(vol, base, sz, sy, sx, fz, fy, fx)
+
+
+@numba.njit
+def _scalar(vol, base, sz, sy, sx, fz, fy, fx):
+  out = np.zeros(7)
+  for ch in range(4):
+    v = np.zeros((2, 2, 2))
+    for z in range(2):
+      for y in range(2):
+        for x in range(2):
+          v[z, y, x] = np.float64(vol[base + z * sz + y * sy + x * sx, ch])
+    x00 = v[0, 0, 0] + fx * (v[0, 0, 1] - v[0, 0, 0])
+    x01 = v[0, 1, 0] + fx * (v[0, 1, 1] - v[0, 1, 0])
+    x10 = v[1, 0, 0] + fx * (v[1, 0, 1] - v[1, 0, 0])
+    x11 = v[1, 1, 0] + fx * (v[1, 1, 1] - v[1, 1, 0])
+    y0 = x00 + fy * (x01 - x00)
+    y1 = x10 + fy * (x11 - x10)
+    out[ch] = y0 + fz * (y1 - y0)
+    if ch == 0:
+      out[4] = y1 - y0
+      out[5] = (x01 - x00) + fz * ((x11 - x10) - (x01 - x00))
+      d0 = (v[0, 0, 1] - v[0, 0, 0]) + fy * (
+          (v[0, 1, 1] - v[0, 1, 0]) - (v[0, 0, 1] - v[0, 0, 0])
+      )
+      d1 = (v[1, 0, 1] - v[1, 0, 0]) + fy * (
+          (v[1, 1, 1] - v[1, 1, 0]) - (v[1, 0, 1] - v[1, 0, 0])
+      )
+      out[6] = d0 + fz * (d1 - d0)
+  return out
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_vector_sample_is_the_scalar_lerps(dtype):
+  rng = np.random.default_rng(0)
+  shape = (4, 5, 6)
+  vol = rng.normal(size=(np.prod(shape), 4)).astype(dtype) * 300
+  sz, sy, sx = shape[1] * shape[2], shape[2], 1
+  for _ in range(30):
+    iz, iy, ix = (rng.integers(0, n - 1) for n in shape)
+    base = (iz * shape[1] + iy) * shape[2] + ix
+    fz, fy, fx = rng.uniform(0, 1, 3)
+    args = (vol, base, sz, sy, sx, fz, fy, fx)
+    np.testing.assert_array_equal(np.array(_vector(*args)), _scalar(*args))
+
+
+def test_partials_are_the_fields_derivatives():
+  rng = np.random.default_rng(1)
+  vol = rng.normal(size=(8, 4))  # One cell: 2 x 2 x 2 voxels.
+  f = rng.uniform(0.1, 0.9, 3)
+  h = 1e-6
+  partials = _vector(vol, 0, 4, 2, 1, *f)[4:]
+  for a in range(3):
+    up, down = f.copy(), f.copy()
+    up[a] += h
+    down[a] -= h
+    fd = _vector(vol, 0, 4, 2, 1, *up)[0] - _vector(vol, 0, 4, 2, 1, *down)[0]
+    np.testing.assert_allclose(partials[a], fd / (2 * h), rtol=1e-7)
