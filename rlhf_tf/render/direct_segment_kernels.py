@@ -29,7 +29,7 @@ What it skips (as the point-sampled ``direct_kernels`` march):
   one step covers the segment's ends (pixels within 2.0005 x
   settings.empty_space_tolerance of the unskipped march); a coarse block
   of COARSE^3 blocks whose blocks are all empty is crossed at once
-  (``_coarse_visit``: the same segments skipped, in fewer steps through
+  (``_visit_blocks``: the same segments skipped, in fewer steps through
   the air around a head);
 - the gradient loads of a segment that no TF bin with extinction can touch
   whatever its samples' gradients (``native_segment_plan.
@@ -54,7 +54,6 @@ from rlhf_tf.render.direct_kernels import (
     _block_exit,
     _ray,
     _segment,
-    _visit,
     BLOCK,
     INV_BLOCK,
     INV_STEP,
@@ -112,40 +111,45 @@ def coarse_occupancy(occ, nb, coarse):
 
 
 @numba.njit(inline='always')
-def _coarse_visit(
-    i, base_t, start, end, frame, cocc, c_nb, nb, fp, ip, coarse, state
+def _visit_blocks(
+    i, base_t, start, end, frame, occ, nb, coarse_occ, fp, ip, state
 ):
-  """The first sample >= i not in an empty coarse block, and the coarse
-  state (ray parameter where the ray leaves the coarse block of the last
-  lookup, its occupancy), as direct_kernels._visit one level up: a coarse
-  block is empty only if all its blocks are, so what it skips _visit would
-  skip block by block (the same rounding caveat, covered by the blocks'
-  halo). Its block is that of the sample's block (b // coarse: the same
-  floor and clamp as _visit's, whatever the rounding), its exit planes
-  are block faces computed as _visit's (the same floats)."""
+  """(next sample, sample i lies in an empty block, the block state): as
+  direct_kernels._visit, on two levels. state: the ray parameter where the
+  ray leaves the block of the last lookup, and its occupancy; past it, the
+  sample's block b is looked up (direct_kernels._block) and, when its
+  coarse block b // coarse (coarse_occ: coarse_occupancy's) is empty, the
+  state is that coarse block's: a coarse block is empty only if all its
+  blocks are, so the samples it skips are those _visit would skip block by
+  block (the same rounding caveat, covered by the blocks' halo), in fewer
+  steps. Exit planes are block faces, computed as _visit's (the same
+  floats)."""
   exit_t, occupied = state
-  step = fp[STEP]
-  while True:
-    _, mid = _segment(i, start, end, step)
-    t = base_t + mid
-    if t >= exit_t:
-      b = _block(
-          frame[0] + t * frame[3],
-          frame[1] + t * frame[4],
-          frame[2] + t * frame[5],
-          nb,
-          fp[INV_BLOCK],
-      )
-      c = (b[0] // coarse, b[1] // coarse, b[2] // coarse)
-      occupied = cocc[(c[0] * c_nb[1] + c[1]) * c_nb[2] + c[2]] != 0
+  if not ip[SKIP]:
+    return i + 1, False, state
+  _, mid = _segment(i, start, end, fp[STEP])
+  t = base_t + mid
+  if t >= exit_t:
+    cocc, c_nb, coarse = coarse_occ
+    b = _block(
+        frame[0] + t * frame[3],
+        frame[1] + t * frame[4],
+        frame[2] + t * frame[5],
+        nb,
+        fp[INV_BLOCK],
+    )
+    c = (b[0] // coarse, b[1] // coarse, b[2] // coarse)
+    if cocc[(c[0] * c_nb[1] + c[1]) * c_nb[2] + c[2]] == 0:
+      occupied = False
       exit_t = _block_exit(c, frame, c_nb, ip[BLOCK] * coarse)
-    if occupied:
-      return i, (exit_t, occupied)
-    # The first sample whose midpoint (i + 1/2) step is past exit_t.
-    x = min((exit_t - base_t) * fp[INV_STEP] + 0.5, 2.0**30)
-    i = max(i + 1, int(math.floor(x)))
-    if i >= ip[NUM] or i * step >= end:
-      return i, (exit_t, occupied)
+    else:
+      occupied = occ[(b[0] * nb[1] + b[1]) * nb[2] + b[2]] != 0
+      exit_t = _block_exit(b, frame, nb, ip[BLOCK])
+  if occupied:
+    return i + 1, False, (exit_t, occupied)
+  # The first sample whose midpoint (i + 1/2) step is past exit_t.
+  x = min((exit_t - base_t) * fp[INV_STEP] + 0.5, 2.0**30)
+  return max(i + 1, int(math.floor(x))), True, (exit_t, occupied)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -166,19 +170,10 @@ def _march_ray(
   trans, log_t = 1.0, 0.0
   cr, cg, cb = 0.0, 0.0, 0.0
   i, last = 0, -2  # last: the segment whose back end is in ends[2].
-  exit_t, occupied = -np.inf, True
-  cocc, c_nb, coarse = coarse_occ
-  coarse_state = (-np.inf, True)
+  state = (-np.inf, True)  # _visit_blocks'.
   while i < num and i * step < end and trans >= threshold:
-    if ip[SKIP] and coarse > 1:  # Empty coarse blocks at once.
-      i, coarse_state = _coarse_visit(
-          i, base_t, start, end, frame, cocc, c_nb, nb, fp, ip, coarse,
-          coarse_state,
-      )  # fmt: skip
-      if i >= num or i * step >= end:
-        break
-    nxt, empty, _, _, _, _, exit_t, occupied = _visit(
-        i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied
+    nxt, empty, state = _visit_blocks(
+        i, base_t, start, end, frame, occ, nb, coarse_occ, fp, ip, state
     )
     if empty:
       i = nxt
