@@ -2,7 +2,7 @@
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment in
 ``native_segment_plan``): per group of rays the forward's walk over the
 segments it composited, R_i = C - sum_{j<=i} T_j e_j, into NUM_BLOCKS
-partial tables.
+partial tables. Transparent segments: ``native_clear_adjoint``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_clear_adjoint import (
+    clear_adjoint,
+    flush,
+    NUM_PENDING,
+)
 from rlhf_tf.render.native_segment_forward import (
     columns,
     load_ends,
     load_shading,
 )
-from rlhf_tf.render.native_segment_math import TINY_DU
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
     NUM_POINTS,
@@ -29,81 +34,36 @@ from rlhf_tf.render.native_segment_plan import (
 
 
 @numba.njit(inline='always')
-def _scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
-  """Adds a transparent piece's cotangent into acc [bins, 8] from that of
-  its mean (P, V) difference quotient, g_mean [4] (piece_adjoint's last
-  loop; the shading weight's sigma terms are 0 there). Adds of an exact 0
-  are left out: the P columns where the quotient falls back to the mean of
-  V (|du| <= TINY_DU: air, u = 0 at both ends) and the upper gradient row
-  at fv = 0 (v = 0: no gradient)."""
-  u_f, u_b = points[k, 0], points[k + 1, 0]
-  vbar = 0.5 * (points[k, 1] + points[k + 1, 1])
-  j = min(max(int(vbar), 0), bins_y - 2)
-  i_f = min(max(int(u_f), 0), bins_x - 1)
-  i_b = min(max(int(u_b), 0), bins_x - 1)
-  k_f, k_b = j * bins_x + i_f, j * bins_x + i_b
-  fv = vbar - j
-  du = u_b - u_f
-  w00 = 1.0 - fv
-  upper = fv != 0.0
-  if abs(du) > TINY_DU:
-    fu_f, fu_b = u_f - i_f, u_b - i_b
-    for c in range(4):
-      g_g = g_mean[c] / du
-      g_p_f, g_v_f = -g_g, -g_g * fu_f
-      g_p_b, g_v_b = g_g, g_g * fu_b
-      acc[k_f, c] += w00 * g_p_f
-      acc[k_f, 4 + c] += w00 * g_v_f
-      acc[k_b, c] += w00 * g_p_b
-      acc[k_b, 4 + c] += w00 * g_v_b
-      if upper:
-        acc[k_f + bins_x, c] += fv * g_p_f
-        acc[k_f + bins_x, 4 + c] += fv * g_v_f
-        acc[k_b + bins_x, c] += fv * g_p_b
-        acc[k_b + bins_x, 4 + c] += fv * g_v_b
-  else:
-    for c in range(4):
-      g_v = 0.5 * g_mean[c]
-      acc[k_f, 4 + c] += w00 * g_v
-      acc[k_b, 4 + c] += w00 * g_v
-      if upper:
-        acc[k_f + bins_x, 4 + c] += fv * g_v
-        acc[k_b + bins_x, 4 + c] += fv * g_v
+def _cotangents(m, g_rgb, g_log_t, behind, trans, g_e):
+  """Ray m's dC/de_i = T_i g_rgb into g_e [3]; returns its g_lt =
+  g_log_t + g_rgb . R_i (behind [n, 3]: R_i, trans [n]: T_i)."""
+  g_lt = g_log_t[m]
+  for c in range(3):
+    g_lt += g_rgb[m, c] * behind[m, c]
+    g_e[c] = g_rgb[m, c] * trans[m]
+  return g_lt
 
 
 @numba.njit(inline='always')
-def transparent_adjoint(
-    bins_x, bins_y, points, lengths, optics, g_e, g_lt, acc, g_mean
-):
-  """segment_adjoint of a transparent segment (``transparent``: every
-  piece's mean (P, V) quotient is exactly 0, so e = 0, lt = 0, T unchanged)
-  without a table load: piece_adjoint's formulas at mean = 0 (tau = 0,
-  phi = 1, a = 0; shaded: w = 1/2, min(e lit + ks s a, a) ties at 0 and
-  splits g_e in halves, JAX's rule), each piece with the segment's g_e [3]
-  and g_lt. g_mean: [4] scratch."""
-  shading, ka, kd, ks = optics
-  for k in range(NUM_PIECES - 1, -1, -1):
-    l = lengths[k]
-    if l == 0.0:
-      continue
-    g_tau = -g_lt
-    if shading:
-      d_f, s_f = points[k, 2], points[k, 3]
-      d_b, s_b = points[k + 1, 2], points[k + 1, 3]
-      lit = ka + kd * (d_f + 0.5 * (d_b - d_f))
-      s = s_f + 0.5 * (s_b - s_f)
-      g_a = 0.0
-      for c in range(3):
-        g_val = g_e[c] * 0.5
-        g_a += g_e[c] - g_val
-        g_mean[1 + c] = g_val * lit * l
-        g_a += ks * s * g_val
-      g_tau += g_a
-    else:
-      for c in range(3):
-        g_mean[1 + c] = g_e[c] * l
-    g_mean[0] = g_tau * l
-    _scatter_piece(acc, bins_x, bins_y, points, k, g_mean)
+def scratch(n):
+  """The walk's scratch arrays for groups of up to n rays (``_adjoint_group``
+  takes them from its caller, which holds them: borrowed views)."""
+  return (
+      np.zeros((3, 5)),  # ends
+      np.zeros((NUM_POINTS, 4)),  # points
+      np.zeros(NUM_PIECES),  # lengths
+      np.zeros(2),  # taus
+      np.zeros((NUM_PIECES + 1, 4)),  # e
+      np.zeros(3),  # g_e
+      np.zeros(3),  # g_piece
+      np.zeros(4),  # mean
+      np.zeros(4),  # g_mean
+      np.zeros(NUM_PIECES),  # trans_k
+      np.zeros(n),  # trans
+      np.zeros((n, 3)),  # behind
+      np.zeros((n, NUM_PENDING)),  # pending
+      np.zeros(n, np.int64),  # bin_k
+  )
 
 
 @numba.njit(nogil=True)
@@ -122,32 +82,47 @@ def _adjoint_group(
     g_rgb,
     g_log_t,
     acc,
+    work,
 ):
   """Adds the group's share of the (P, V) table's cotangent into acc
   [bins, 8], each ray over its steps[m] segments (cached_segments.
   march_tile_vjp: T_i, R_i = sum_{j>i} T_j e_j; dC/de_i = T_i, dC/dlt_i =
   R_i, d log T_N / dlt_i = 1). Transparent segments are walked too: they
-  pass a cotangent to their extinction and emission (transparent_adjoint,
-  no table load; occ: ``occupancy``)."""
+  pass a cotangent to their extinction and emission (clear_adjoint, no
+  table load; occ: ``occupancy``), gathered per ray while its cotangents
+  stay the same. work: ``scratch``. Every array is used through a
+  ``borrowed`` view (the caller holds them): no reference counting per
+  segment."""
   u, v, du, um, vm, dum, d, s, dm, sm = fields  # Once (forward's note).
+  u, v, du = borrowed(u), borrowed(v), borrowed(du)
+  um, vm, dum = borrowed(um), borrowed(vm), borrowed(dum)
+  d, s, dm, sm = borrowed(d), borrowed(s), borrowed(dm), borrowed(sm)
+  lo, hi, steps = borrowed(lo), borrowed(hi), borrowed(steps)
+  table, occ, acc = borrowed(table), borrowed(occ), borrowed(acc)
+  g_rgb, g_log_t = borrowed(g_rgb), borrowed(g_log_t)
   n = lo.shape[0]
   zero = lo.dtype.type(0.0)
   step, shading, ka, kd, ks, min_den = params
   shaded = shading > 0
   optics = (shaded, ka, kd, ks)
   f = table.dtype.type
-  ends = np.zeros((3, 5))
-  points = np.zeros((NUM_POINTS, 4))
-  lengths = np.zeros(NUM_PIECES)
-  taus = np.zeros(2)
-  e = np.zeros((NUM_PIECES + 1, 4))
-  g_e = np.zeros(3)
-  g_piece = np.zeros(3)
-  mean = np.zeros(4)
-  g_mean = np.zeros(4)
-  trans_k = np.zeros(NUM_PIECES)
-  trans = np.ones(n)
-  behind = rgb_total.astype(np.float64)
+  ends, points, lengths, taus, e, g_e, g_piece = work[:7]
+  mean, g_mean, trans_k, trans, behind, pending, bin_k = work[7:]
+  ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
+  taus, e, g_e, g_piece = (
+      borrowed(taus),
+      borrowed(e),
+      borrowed(g_e),
+      borrowed(g_piece),
+  )
+  mean, g_mean, trans_k = borrowed(mean), borrowed(g_mean), borrowed(trans_k)
+  trans, behind = borrowed(trans), borrowed(behind)
+  pending, bin_k = borrowed(pending), borrowed(bin_k)
+  for m in range(n):
+    trans[m] = 1.0
+    bin_k[m] = -1
+    for c in range(3):
+      behind[m, c] = rgb_total[m, c]
   most = 0
   for m in range(n):
     most = max(most, steps[m])
@@ -163,16 +138,27 @@ def _adjoint_group(
       if shaded:
         load_shading(d, s, dm, sm, row, m, ends)
         split_shading(ends, taus, points)
+      # The ray's cotangents before this segment: dC/de_i = T_i, dC/dlt_i
+      # = R_i (unchanged by transparent segments: e = 0).
+      g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
       if transparent(occ, bins_x, bins_y, points, lengths):
-        # e = 0: T_i and R_i unchanged, dC/dlt_i = R_i.
-        g_lt = g_log_t[m]
-        for c in range(3):
-          g_lt += g_rgb[m, c] * behind[m, c]
-          g_e[c] = g_rgb[m, c] * trans[m]
-        transparent_adjoint(
-            bins_x, bins_y, points, lengths, optics, g_e, g_lt, acc, g_mean
+        clear_adjoint(
+            acc,
+            bins_x,
+            bins_y,
+            points,
+            lengths,
+            optics,
+            g_e,
+            g_lt,
+            g_mean,
+            bin_k,
+            pending,
+            m,
         )
         continue
+      # T_i, R_i change here: the pending sums take the old ones.
+      flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
       segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
       t_i = trans[m]
       g_lt = g_log_t[m]
@@ -197,6 +183,9 @@ def _adjoint_group(
           trans_k,
       )
       trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])
+  for m in range(n):
+    g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
+    flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -225,6 +214,7 @@ def adjoint_kernel(
   g_out[...] = 0.0
   occ = occupancy(table, bins_x)
   for b in numba.prange(blocks):
+    work = scratch(group)
     for job in range(b, jobs, blocks):
       t = job // groups
       g0 = (job % groups) * group
@@ -245,4 +235,5 @@ def adjoint_kernel(
           g_rgb[t, g0:g1],
           g_log_t[t, g0:g1],
           g_out[b],
+          work,
       )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
     NUM_POINTS,
@@ -66,6 +67,21 @@ def columns(fields, g0, g1):
   )
 
 
+@numba.njit(inline='always')
+def scratch(n):
+  """The walk's scratch arrays for groups of up to n rays (``_forward_group``
+  takes them from its caller, which holds them: borrowed views)."""
+  return (
+      np.zeros((3, 5)),  # ends
+      np.zeros((NUM_POINTS, 4)),  # points
+      np.zeros(NUM_PIECES),  # lengths
+      np.zeros(2),  # taus
+      np.zeros((NUM_PIECES + 1, 4)),  # e
+      np.zeros(n),  # trans
+      np.zeros(n, np.bool_),  # done
+  )
+
+
 @numba.njit(nogil=True)
 def _forward_group(
     fields,
@@ -82,25 +98,37 @@ def _forward_group(
     rgb,
     log_t,
     steps,
+    work,
 ):
   """Marches one group's rays (pool columns of lo, hi [n]): fills rgb
-  [n, 3], log_t [n] (log T_N) and steps [n] (segments walked)."""
+  [n, 3], log_t [n] (log T_N) and steps [n] (segments walked). work:
+  ``scratch``. Every array is used through a ``borrowed`` view (the caller
+  holds them): no reference counting per segment."""
   # Unpacked once: array views made per segment would each cost a
   # reference count (the empty walk 1.7x slower).
   u, v, du, um, vm, dum, d, s, dm, sm = fields
+  u, v, du = borrowed(u), borrowed(v), borrowed(du)
+  um, vm, dum = borrowed(um), borrowed(vm), borrowed(dum)
+  d, s, dm, sm = borrowed(d), borrowed(s), borrowed(dm), borrowed(sm)
+  lo, hi, table, occ = (
+      borrowed(lo),
+      borrowed(hi),
+      borrowed(table),
+      borrowed(occ),
+  )
+  rgb, log_t, steps = borrowed(rgb), borrowed(log_t), borrowed(steps)
+  ends, points, lengths, taus, e, trans, done = work
+  ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
+  taus, e = borrowed(taus), borrowed(e)
+  trans, done = borrowed(trans), borrowed(done)
   n = lo.shape[0]
   zero = lo.dtype.type(0.0)
   step, shading, ka, kd, ks, min_den = params
   shaded = shading > 0
   optics = (shaded, ka, kd, ks)
   f = table.dtype.type
-  ends = np.zeros((3, 5))
-  points = np.zeros((NUM_POINTS, 4))
-  lengths = np.zeros(NUM_PIECES)
-  taus = np.zeros(2)
-  e = np.zeros((NUM_PIECES + 1, 4))
-  trans = np.ones(n)
-  done = np.zeros(n, np.bool_)
+  trans[:n] = 1.0
+  done[:n] = False
   rgb[...] = 0.0
   log_t[...] = 0.0
   steps[...] = 0
@@ -163,6 +191,7 @@ def forward_kernel(
   jobs = n_tiles * groups
   occ = occupancy(table, bins_x)
   for wk in numba.prange(workers):
+    work = scratch(group)
     for job in range(wk, jobs, workers):
       t = job // groups
       g0 = (job % groups) * group
@@ -183,4 +212,5 @@ def forward_kernel(
           rgb[t, g0:g1],
           log_t[t, g0:g1],
           steps[t, g0:g1],
+          work,
       )

@@ -1,0 +1,96 @@
+"""The transparent segments' adjoint (rlhf_tf.render.native_clear_adjoint):
+the per-ray pending sums add what the per-piece scatter adds (float64, up
+to rounding), shaded or not, and a ``borrowed`` view is the array's memory
+(rlhf_tf.render.native_borrow)."""
+
+import numba
+import numpy as np
+import pytest
+
+from rlhf_tf.render import native_clear_adjoint as clear
+from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_segment_plan import NUM_PIECES, NUM_POINTS
+
+
+@numba.njit
+def _per_piece(acc, bins_x, bins_y, points, lengths, optics, g_e, g_lt):
+  """Every piece scattered on its own (the walk before pending sums)."""
+  g_mean = np.zeros(4)
+  shading = optics[0]
+  for k in range(NUM_PIECES):
+    l = lengths[k]
+    if l == 0.0:
+      continue
+    s = d = 0.0
+    if shading:
+      s = points[k, 3] + 0.5 * (points[k + 1, 3] - points[k, 3])
+      d = points[k, 2] + 0.5 * (points[k + 1, 2] - points[k, 2])
+    clear._g_mean(optics, g_e, g_lt, l, l * s, l * d, g_mean)
+    clear.scatter_piece(acc, bins_x, bins_y, points, k, g_mean)
+
+
+@numba.njit
+def _pending(acc, bins_x, bins_y, segments, lengths, optics, g_e, g_lt):
+  """The segments of one ray through clear_adjoint, then a flush."""
+  g_mean = np.zeros(4)
+  bin_k = np.full(1, -1, np.int64)
+  pending = np.zeros((1, clear.NUM_PENDING))
+  for i in range(segments.shape[0]):
+    clear.clear_adjoint(
+        acc,
+        bins_x,
+        bins_y,
+        segments[i],
+        lengths[i],
+        optics,
+        g_e,
+        g_lt,
+        g_mean,
+        bin_k,
+        pending,
+        0,
+    )
+  clear.flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, 0, g_mean)
+
+
+@pytest.mark.parametrize('shading', [False, True])
+def test_pending_sums_add_what_each_piece_adds(shading):
+  rng = np.random.default_rng(int(shading))
+  bins_x, bins_y = 6, 5
+  n = 40
+  segments = np.zeros((n, NUM_POINTS, 4))
+  # Mostly within a column and a few gradient rows (air-like runs), some
+  # across columns; u, v clipped to the table as the split leaves them.
+  col = rng.integers(0, bins_x, n)[:, None] + 0.0
+  segments[..., 0] = col + rng.uniform(0.0, 0.999, (n, NUM_POINTS))
+  cross = rng.uniform(size=n) < 0.3
+  segments[cross, :, 0] += rng.uniform(-1.5, 1.5, (cross.sum(), NUM_POINTS))
+  segments[..., 0] = np.clip(segments[..., 0], 0.0, bins_x)
+  segments[..., 1] = np.clip(rng.normal(1.5, 0.8, (n, NUM_POINTS)), 0, None)
+  segments[..., 2:] = rng.uniform(0.0, 1.0, (n, NUM_POINTS, 2))
+  lengths = rng.uniform(0.1, 0.6, (n, NUM_PIECES))
+  lengths[rng.uniform(size=(n, NUM_PIECES)) < 0.4] = 0.0
+  optics = (shading, 0.3, 0.6, 0.4)
+  g_e = rng.normal(size=3)
+  g_lt = float(rng.normal())
+  ref = np.zeros((bins_x * bins_y, 8))
+  for i in range(n):
+    _per_piece(ref, bins_x, bins_y, segments[i], lengths[i], optics, g_e, g_lt)
+  got = np.zeros_like(ref)
+  _pending(got, bins_x, bins_y, segments, lengths, optics, g_e, g_lt)
+  assert np.abs(ref).max() > 0.1
+  np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+@numba.njit
+def _write_through(a):
+  b = borrowed(a)
+  b[1, 2] = 7.0
+  return b.sum(), b.shape[0], b.strides[0]
+
+
+def test_a_borrowed_view_is_the_array_itself():
+  a = np.arange(12.0).reshape(3, 4)
+  total, rows, stride = _write_through(a)
+  assert a[1, 2] == 7.0
+  assert total == a.sum() and rows == 3 and stride == a.strides[0]
