@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from rlhf_tf.render.native_trilinear import trilinear_packed
+from rlhf_tf.render.native_trilinear import structure_terms, trilinear_packed
 
 
 @numba.njit
@@ -44,6 +44,37 @@ def _scalar(vol, base, sz, sy, sx, fz, fy, fx):
   return out
 
 
+@numba.njit
+def _terms(vol, base, sz, sy, sx, fz, fy, fx, d):
+  return structure_terms(vol, base, sz, sy, sx, fz, fy, fx, d[0], d[1], d[2])
+
+
+@numba.njit
+def _scalar_terms(vol, base, sz, sy, sx, fz, fy, fx, d):
+  """sampling.trilinear_packed's q, trace as a loop over the corners."""
+  q, trace = 0.0, 0.0
+  for c in range(8):
+    hz = fz if c & 4 else 1.0 - fz
+    hy = fy if c & 2 else 1.0 - fy
+    hx = fx if c & 1 else 1.0 - fx
+    w = hz * hy * hx
+    k = (
+        base
+        + (sz if c & 4 else 0)
+        + (sy if c & 2 else 0)
+        + (sx if c & 1 else 0)
+    )
+    az, ay, ax = (
+        np.float64(vol[k, 1]),
+        np.float64(vol[k, 2]),
+        np.float64(vol[k, 3]),
+    )
+    gl = az * d[0] + ay * d[1] + ax * d[2]
+    q += w * gl * gl
+    trace += w * (az * az + ay * ay + ax * ax)
+  return q, trace
+
+
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_vector_sample_is_the_scalar_lerps(dtype):
   rng = np.random.default_rng(0)
@@ -56,6 +87,11 @@ def test_vector_sample_is_the_scalar_lerps(dtype):
     fz, fy, fx = rng.uniform(0, 1, 3)
     args = (vol, base, sz, sy, sx, fz, fy, fx)
     np.testing.assert_array_equal(np.array(_vector(*args)), _scalar(*args))
+    d = rng.normal(size=3)
+    d /= np.linalg.norm(d)
+    np.testing.assert_array_equal(
+        _terms(*args, d), _scalar_terms(*args, d.astype(np.float64))
+    )
 
 
 def test_partials_are_the_fields_derivatives():

@@ -7,8 +7,9 @@ all four channels is 8 vector loads and the 7 nested lerps of one channel
 pre-integration's ends need comes with its gradient for the same
 instructions. ``trilinear_packed`` also returns the HU's partials along
 the voxel axes (the lerps' differences), from which the march takes the
-exact slope along a ray (``direct_segment_kernels._hu_slope_gradient``).
-All in float64 (a float32 volume is widened on load), in the order of the
+exact slope along a ray (``segment_sampling._hu_slope_gradient``), and
+``structure_terms`` the structure-tensor shading terms from the same 8
+voxels (per-corner products 4 corners to a vector). All in float64 (a float32 volume is widened on load), in the order of the
 scalar lerps they replace (tests/test_native_trilinear.py).
 """
 
@@ -111,5 +112,94 @@ def trilinear_packed(typingctx, vol, base, sz, sy, sx, fz, fy, fx):
     ]
     lanes += [builder.extract_element(p, zero) for p in (dz, dy, dx)]
     return context.make_tuple(builder, signature.return_type, lanes)
+
+  return sig, codegen
+
+
+@intrinsic
+def structure_terms(typingctx, vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx):
+  """(q, trace J), float64: the gradient's structure tensor J = sum_c w_c
+  g_c g_c^T seen along (dz, dy, dx), q = sum_c w_c (g_c . l)^2, and its
+  trace sum_c w_c |g_c|^2 over the 8 voxels of a trilinear sample
+  (``sampling.trilinear_packed``'s view_dir terms; arguments as
+  ``trilinear_packed``'s). Corner c = 4 z + 2 y + x has weight (h_z h_y) h_x
+  (h = f or 1 - f); the per-corner products run 4 corners to a vector
+  (transposed by shuffles), the sums over c in the scalar loop's order."""
+  del typingctx
+  if not (isinstance(vol, types.Array) and vol.ndim == 2 and vol.layout == 'C'):
+    return None
+  sig = types.UniTuple(types.float64, 2)(
+      vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx
+  )
+
+  def codegen(context, builder, signature, args):
+    aryty = signature.args[0]
+    base, sz, sy, sx = (
+        context.cast(builder, v, t, types.intp)
+        for v, t in zip(args[1:5], signature.args[1:5])
+    )
+    f = [
+        context.cast(builder, v, t, types.float64)
+        for v, t in zip(args[5:11], signature.args[5:11])
+    ]
+    fz, fy, fx = f[:3]
+    scalar = context.get_value_type(aryty.dtype)
+    vector = ir.VectorType(scalar, 4)
+    align = aryty.dtype.bitwidth // 8
+    data = context.make_array(aryty)(context, builder, args[0]).data
+    four = ir.Constant(base.type, 4)
+    one = ir.Constant(_F64, 1.0)
+    h = {
+        a: (builder.fsub(one, x), x)
+        for a, x in (('z', fz), ('y', fy), ('x', fx))
+    }
+    corners, weights = [], []
+    for c in range(8):
+      voxel = base
+      for bit, stride in ((4, sz), (2, sy), (1, sx)):
+        if c & bit:
+          voxel = builder.add(voxel, stride)
+      pointer = builder.bitcast(
+          builder.gep(data, [builder.mul(voxel, four)]), vector.as_pointer()
+      )
+      x = builder.load(pointer, align=align)
+      corners.append(x if scalar == _F64 else builder.fpext(x, _V64))
+      w = builder.fmul(h['z'][c >> 2 & 1], h['y'][c >> 1 & 1])
+      weights.append(builder.fmul(w, h['x'][c & 1]))
+
+    def shuffle(a, b, lanes):
+      mask = ir.Constant(ir.VectorType(_I32, 4), lanes)
+      return builder.shuffle_vector(a, b, mask)
+
+    q_lanes, t_lanes = [], []
+    dz, dy, dx = (_splat(builder, x) for x in f[3:])
+    for g in range(2):
+      a0, a1, a2, a3 = corners[4 * g : 4 * g + 4]
+      zy0, zy1 = shuffle(a0, a1, [1, 5, 2, 6]), shuffle(a2, a3, [1, 5, 2, 6])
+      x0, x1 = shuffle(a0, a1, [3, 7, 3, 7]), shuffle(a2, a3, [3, 7, 3, 7])
+      gz = shuffle(zy0, zy1, [0, 1, 4, 5])
+      gy = shuffle(zy0, zy1, [2, 3, 6, 7])
+      gx = shuffle(x0, x1, [0, 1, 4, 5])
+      w = ir.Constant(_V64, ir.Undefined)
+      for i in range(4):
+        w = builder.insert_element(w, weights[4 * g + i], ir.Constant(_I32, i))
+      gl = builder.fadd(
+          builder.fadd(builder.fmul(gz, dz), builder.fmul(gy, dy)),
+          builder.fmul(gx, dx),
+      )
+      sq = builder.fadd(
+          builder.fadd(builder.fmul(gz, gz), builder.fmul(gy, gy)),
+          builder.fmul(gx, gx),
+      )
+      q = builder.fmul(builder.fmul(w, gl), gl)
+      t = builder.fmul(w, sq)
+      for i in range(4):
+        q_lanes.append(builder.extract_element(q, ir.Constant(_I32, i)))
+        t_lanes.append(builder.extract_element(t, ir.Constant(_I32, i)))
+    q = t = ir.Constant(_F64, 0.0)
+    for i in range(8):
+      q = builder.fadd(q, q_lanes[i])
+      t = builder.fadd(t, t_lanes[i])
+    return context.make_tuple(builder, signature.return_type, [q, t])
 
   return sig, codegen

@@ -37,7 +37,7 @@ from rlhf_tf.render.direct_kernels import (
     SHININESS,
     TENSOR,
 )
-from rlhf_tf.render.native_trilinear import trilinear_packed
+from rlhf_tf.render.native_trilinear import structure_terms, trilinear_packed
 
 
 @numba.njit(inline='always')
@@ -83,26 +83,20 @@ def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
 def _tensor_terms(vol, shape, d, corner, row):
   """(q, trace J) of the gradient's structure tensor seen along d at
   corner[row] (sampling.trilinear_packed's sums over the 8 voxels)."""
-  base = int(corner[row, 0])
-  fz, fy, fx = corner[row, 1], corner[row, 2], corner[row, 3]
   sz, sy, sx = _strides(shape)
-  q, trace = 0.0, 0.0
-  for c in range(8):
-    hz = fz if c & 4 else 1.0 - fz
-    hy = fy if c & 2 else 1.0 - fy
-    hx = fx if c & 1 else 1.0 - fx
-    w = hz * hy * hx
-    k = (
-        base
-        + (sz if c & 4 else 0)
-        + (sy if c & 2 else 0)
-        + (sx if c & 1 else 0)
-    )
-    az, ay, ax = vol[k, 1], vol[k, 2], vol[k, 3]
-    gl = az * d[0] + ay * d[1] + ax * d[2]
-    q += w * gl * gl
-    trace += w * (az * az + ay * ay + ax * ax)
-  return q, trace
+  return structure_terms(
+      vol,
+      int(corner[row, 0]),
+      sz,
+      sy,
+      sx,
+      corner[row, 1],
+      corner[row, 2],
+      corner[row, 3],
+      d[0],
+      d[1],
+      d[2],
+  )
 
 
 @numba.njit(inline='always')
