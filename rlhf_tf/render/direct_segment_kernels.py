@@ -70,6 +70,7 @@ from rlhf_tf.render.direct_kernels import (
     tiles,
     WIDTH,
 )
+from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
     NUM_POINTS,
@@ -161,8 +162,24 @@ def _march_ray(
   (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), blocks per coarse
   block edge; 1: no coarse level). (A function of its own, not inlined
   into the parallel kernel: numba compiles the two several times
-  faster.)"""
+  faster.) Every array is used through a ``native_borrow.borrowed`` view
+  (the caller holds them): an inlined helper's array arguments would
+  otherwise cost an atomic reference count each, per call, on arrays the
+  threads share."""
+  vol, shape, table, bins = (
+      borrowed(vol),
+      borrowed(shape),
+      borrowed(table),
+      borrowed(bins),
+  )
+  o, d, occ, nb = borrowed(o), borrowed(d), borrowed(occ), borrowed(nb)
+  fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
+  cocc, c_nb, coarse = coarse_occ
+  coarse_occ = (borrowed(cocc), borrowed(c_nb), coarse)
   ends, corner, grads, have, points, lengths, taus, e, frame = scratch
+  ends, corner, grads = borrowed(ends), borrowed(corner), borrowed(grads)
+  have, points, lengths = borrowed(have), borrowed(points), borrowed(lengths)
+  taus, e, frame = borrowed(taus), borrowed(e), borrowed(frame)
   by, bx = bins[0], bins[1]
   step, num, threshold = fp[STEP], ip[NUM], fp[THRESHOLD]
   optics = (ip[SHADING] > 0, fp[KA], fp[KD], fp[KS])
