@@ -37,6 +37,7 @@ import numpy as np
 
 from rlhf_tf.render import preintegration
 from rlhf_tf.render.native_pv import piece_means
+from rlhf_tf.render.native_pv_scatter import scatter_pv
 
 TINY_DU = preintegration.TINY_DU
 _TINY_SIGMA = preintegration._TINY_SIGMA  # pylint: disable=protected-access
@@ -76,8 +77,14 @@ def _phi(z):
     dq3 = -(q4 / 4 - z / 4 / 5)
     dq2 = -(q3 / 3 + z / 3 * dq3)
     return 1.0 - z / 2 * q2, -(q2 / 2 + z / 2 * dq2)
-  phi = -np.expm1(-z) / z
-  return phi, (np.exp(-z) - phi) / z
+  return _phi_beyond(z, -np.expm1(-z), np.exp(-z))
+
+
+@numba.njit(inline='always')
+def _phi_beyond(z, a, ex):
+  """_phi at |z| >= _SERIES_Z from a = 1 - exp(-z) and ex = exp(-z)."""
+  phi = a / z
+  return phi, (ex - phi) / z
 
 
 @numba.njit(inline='always')
@@ -196,19 +203,17 @@ def piece_adjoint(
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
   du = u_b - u_f
   ok = abs(du) > TINY_DU
-  for c in range(4):
-    pv_f = _pv(table, k_f, bins_x, fv, 4 + c)
-    pv_b = _pv(table, k_b, bins_x, fv, 4 + c)
-    if ok:
-      g_f = _pv(table, k_f, bins_x, fv, c) + fu_f * pv_f
-      g_b = _pv(table, k_b, bins_x, fv, c) + fu_b * pv_b
-      mean[c] = (g_b - g_f) / du
-    else:
-      mean[c] = 0.5 * (pv_f + pv_b)
-  sig_f = _pv(table, k_f, bins_x, fv, 4)
-  sig_b = _pv(table, k_b, bins_x, fv, 4)
+  # The means and V_0 at the ends as piece_forward reads them (native_pv).
+  mean[0], mean[1], mean[2], mean[3], sig_f, sig_b = piece_means(
+      table, k_f, k_b, bins_x, fv, fu_f, fu_b, du, ok
+  )
   tau = l * mean[0]
-  phi, d_phi = _phi(tau)
+  # One transcendental per piece: exp(-tau) = 1 + expm1(-tau) (to an ulp
+  # of 1, as exp's own rounding), for phi, its derivative and shading.
+  em1 = np.expm1(-tau)
+  a = -em1
+  ex = 1.0 + em1  # da / dtau.
+  phi, d_phi = _phi(tau) if abs(tau) < _SERIES_Z else _phi_beyond(tau, a, ex)
   scale = l * phi
   g_mean[:] = 0.0
   g_sig_f = 0.0
@@ -219,8 +224,6 @@ def piece_adjoint(
     w, w_mean, w_f, w_b = _weight(mean[0], sig_f, sig_b)
     d = d_f + w * (d_b - d_f)
     s = s_f + w * (s_b - s_f)
-    ex = np.exp(-tau)  # da / dtau.
-    a = -np.expm1(-tau)
     lit = ka + kd * d
     g_a = 0.0
     g_d = 0.0
@@ -246,24 +249,19 @@ def piece_adjoint(
       g_scale += g_e[c] * mean[1 + c]
   g_tau += g_scale * l * d_phi
   g_mean[0] += g_tau * l
+  # mean -> (P, V) of both ends -> the two rows of each (native_pv_scatter:
+  # 4-lane adds, the front end's first as the scalar loop's).
+  g0, g1, g2, g3 = g_mean[0], g_mean[1], g_mean[2], g_mean[3]
+  if ok:
+    g0, g1, g2, g3 = g0 / du, g1 / du, g2 / du, g3 / du
+    p_f, p_b = (-g0, -g1, -g2, -g3), (g0, g1, g2, g3)
+    v_f = (-g0 * fu_f + g_sig_f, -g1 * fu_f, -g2 * fu_f, -g3 * fu_f)
+    v_b = (g0 * fu_b + g_sig_b, g1 * fu_b, g2 * fu_b, g3 * fu_b)
+  else:
+    p_f = p_b = (0.0, 0.0, 0.0, 0.0)
+    g0, g1, g2, g3 = 0.5 * g0, 0.5 * g1, 0.5 * g2, 0.5 * g3
+    v_f = (g0 + g_sig_f, g1, g2, g3)
+    v_b = (g0 + g_sig_b, g1, g2, g3)
   w00 = 1.0 - fv
-  for c in range(4):
-    # mean -> (p, V) of both ends -> the two rows of each.
-    if ok:
-      g_g = g_mean[c] / du
-      g_p_f, g_v_f = -g_g, -g_g * fu_f
-      g_p_b, g_v_b = g_g, g_g * fu_b
-    else:
-      g_p_f = g_p_b = 0.0
-      g_v_f = g_v_b = 0.5 * g_mean[c]
-    if c == 0:
-      g_v_f += g_sig_f
-      g_v_b += g_sig_b
-    acc[k_f, c] += w00 * g_p_f
-    acc[k_f + bins_x, c] += fv * g_p_f
-    acc[k_f, 4 + c] += w00 * g_v_f
-    acc[k_f + bins_x, 4 + c] += fv * g_v_f
-    acc[k_b, c] += w00 * g_p_b
-    acc[k_b + bins_x, c] += fv * g_p_b
-    acc[k_b, 4 + c] += w00 * g_v_b
-    acc[k_b + bins_x, 4 + c] += fv * g_v_b
+  scatter_pv(acc, k_f, bins_x, w00, fv, p_f, v_f)
+  scatter_pv(acc, k_b, bins_x, w00, fv, p_b, v_b)
