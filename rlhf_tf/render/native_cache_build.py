@@ -9,9 +9,9 @@ path (``cache_sampling``: for GPU / TPU, a mesh or labels) samples whole
 chunks of rows of wide tiles and regroups them; on CPU that cost 3-4 s per
 new view of Cranium 256^2 (the XLA sampling program: ~90 %, the regroup
 most of the rest). Here numba walks each ray once, with the direct
-pre-integrated march's own sampling code (``direct_segment_kernels.
-_hu_and_slope`` / ``_gradient``: the same trilinear HU, exact slope along
-the ray, gradient norm and (tensor) headlight terms), and writes its rows
+pre-integrated march's own sampling code (``segment_sampling.sample_end``
+/ ``shade_end``: the same trilinear HU, exact slope along the ray,
+gradient norm and (tensor) headlight terms), and writes its rows
 straight into its narrow tile's column of the pool:
 
 - row i of a ray holds end i (the box entry for i = 0, then the depth-grid
@@ -44,8 +44,8 @@ import numpy as np
 
 from rlhf_tf.render import cached_native, direct_native, native_layout
 from rlhf_tf.render.direct_kernels import _ray, SHADING, STEP
-from rlhf_tf.render.direct_segment_kernels import _gradient, _hu_and_slope
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.segment_sampling import sample_end, shade_end
 
 # Columns of a sampled point in ``ends`` (direct_segment_kernels' layout).
 _U, _V, _DU, _D, _S = 0, 1, 2, 3, 4
@@ -64,10 +64,11 @@ def _quantise(x):
 
 
 @numba.njit(inline='always')
-def _sample(vol, shape, d, frame, t, fp, ip, bins_y, bins_x, ends, k, corner):
-  """Fills ends[k] (u, v, du, d, s) at ray parameter t."""
-  _hu_and_slope(vol, shape, frame, t, fp, bins_x, ends, k, corner)
-  _gradient(vol, shape, d, fp, ip, bins_y, ends, k, corner)
+def _sample(vol, shape, d, frame, t, fp, ip, bins, ends, k, corner, grads):
+  """Fills ends[k] (u, v, du, d, s) at ray parameter t (one trilinear
+  lookup of HU and gradient: segment_sampling)."""
+  sample_end(vol, shape, frame, t, fp, bins[1], ends, k, corner, grads)
+  shade_end(vol, shape, d, fp, ip, bins[0], ends, k, corner, grads)
 
 
 @numba.njit(inline='always')
@@ -97,21 +98,23 @@ def _ray_rows(vol, shape, o, d, phase, fp, ip, bins, pool, shade, r0, rows,
       borrowed(fp),
       borrowed(ip),
   )
-  ends, corner, frame = (
+  ends, corner, frame, grads = (
       borrowed(scratch[0]),
       borrowed(scratch[1]),
       borrowed(scratch[2]),
+      borrowed(scratch[3]),
   )
   u, v, du = borrowed(pool[0]), borrowed(pool[1]), borrowed(pool[2])
   u_mid, v_mid, du_mid = borrowed(pool[3]), borrowed(pool[4]), borrowed(pool[5])
   sd, ss = borrowed(shade[0]), borrowed(shade[1])
   sd_mid, ss_mid = borrowed(shade[2]), borrowed(shade[3])
   shaded = sd.shape[0] > 0
-  by, bx = bins[0], bins[1]
+  bins = borrowed(bins)
   step = fp[STEP]
   base_t, start, end = _ray(o, d, fp, phase, frame)
   front = start  # End 0: the box entry (clamped grid point 0).
-  _sample(vol, shape, d, frame, base_t + front, fp, ip, by, bx, ends, 0, corner)
+  _sample(vol, shape, d, frame, base_t + front, fp, ip, bins, ends, 0, corner,
+          grads)  # fmt: skip
   for i in range(rows):
     row = r0 + i
     _store(u, v, du, sd, ss, shaded, row, col, ends, 0)
@@ -120,11 +123,11 @@ def _ray_rows(vol, shape, o, d, phase, fp, ip, bins, pool, shade, r0, rows,
       _store(u_mid, v_mid, du_mid, sd_mid, ss_mid, shaded, row, col, ends, 0)
       continue
     mid = front + 0.5 * (back - front)
-    _sample(vol, shape, d, frame, base_t + mid, fp, ip, by, bx, ends, 1, corner)
+    _sample(vol, shape, d, frame, base_t + mid, fp, ip, bins, ends, 1, corner,
+            grads)  # fmt: skip
     _store(u_mid, v_mid, du_mid, sd_mid, ss_mid, shaded, row, col, ends, 1)
-    _sample(
-        vol, shape, d, frame, base_t + back, fp, ip, by, bx, ends, 0, corner
-    )
+    _sample(vol, shape, d, frame, base_t + back, fp, ip, bins, ends, 0, corner,
+            grads)  # fmt: skip
     front = back
 
 
@@ -143,7 +146,13 @@ def build_kernel(vol, shape, origins, directions, phase, pixels, first_row,
   n_tiles, group = pixels.shape
   n_pix = origins.shape[0]
   for wk in numba.prange(workers):
-    scratch = (np.zeros((2, 5)), np.zeros((2, 4)), np.empty(9))
+    # ends (u, v, du, d, s), corner, frame, grads: segment_sampling's.
+    scratch = (
+        np.zeros((2, 5)),
+        np.zeros((2, 4)),
+        np.empty(9),
+        np.zeros((2, 3)),
+    )
     for t in range(wk, n_tiles, workers):
       for m in range(group):
         p = pixels[t, m]
