@@ -246,7 +246,7 @@ def _march_ray(
   return cr, cg, cb, log_t
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def forward_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     coarse, rgb_out, log_t_out,
@@ -259,22 +259,57 @@ def forward_kernel(
   pixels); phase [N]; occ [Bz * By * Bx] uint8; nb (Bz, By, Bx); fp, ip:
   direct_kernels' parameters; coarse: blocks per coarse block edge (an
   empty coarse block is crossed at once; 1: none)."""
+  lanes = tiles(ip)[1]
+  sat = occupancy(table, bins[1])
+  cocc, c_nb = coarse_occupancy(occ, nb, coarse)
+  scratch = (
+      np.zeros((lanes, 3, 5)),  # ends: u, v, du, d, s (native_segment_plan).
+      np.zeros((lanes, 3, 4)),  # corner: flat lower corner, fz, fy, fx.
+      np.zeros((lanes, 3, 3)),  # grads: the trilinear gradient (z, y, x).
+      np.zeros((lanes, 3), np.bool_),  # have: the end's v, d, s are sampled.
+      np.zeros((lanes, NUM_POINTS, 4)),
+      np.zeros((lanes, NUM_PIECES)),
+      np.zeros((lanes, 2)),
+      np.zeros((lanes, NUM_PIECES + 1, 4)),
+      np.empty((lanes, 9)),
+  )
+  _lanes(
+      vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
+      sat, cocc, c_nb, coarse, *scratch, rgb_out, log_t_out,
+  )  # fmt: skip
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _lanes(
+    vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
+    sat, cocc, c_nb, coarse, ends, corner, grads, have, points, lengths, taus,
+    e, frame, rgb_out, log_t_out,
+):  # fmt: skip
+  """forward_kernel's parallel march: lane l marches its tiles with the
+  scratch rows [l] of ends ... frame (``_march_ray``'s). Every array is
+  used through a borrowed view (forward_kernel holds them): no reference
+  count per ray on arrays the threads share."""
+  vol, shape, table, bins = (
+      borrowed(vol),
+      borrowed(shape),
+      borrowed(table),
+      borrowed(bins),
+  )
+  origins, directions = borrowed(origins), borrowed(directions)
+  phase, occ, nb = borrowed(phase), borrowed(occ), borrowed(nb)
+  fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
+  coarse_occ = (borrowed(cocc), borrowed(c_nb), coarse)
+  ends, corner, grads = borrowed(ends), borrowed(corner), borrowed(grads)
+  have, points, lengths = borrowed(have), borrowed(points), borrowed(lengths)
+  taus, e, frame = borrowed(taus), borrowed(e), borrowed(frame)
+  rgb_out, log_t_out = borrowed(rgb_out), borrowed(log_t_out)
   n_tiles, lanes, tiles_x = tiles(ip)
   w = ip[WIDTH]
-  sat = occupancy(table, bins[1])
-  coarse_occ = coarse_occupancy(occ, nb, coarse) + (coarse,)
   for lane in numba.prange(lanes):
     scratch = (
-        np.zeros((3, 5)),  # ends: u, v, du, d, s (native_segment_plan).
-        np.zeros((3, 4)),  # corner: flat lower corner, fz, fy, fx.
-        np.zeros((3, 3)),  # grads: the trilinear gradient (z, y, x).
-        np.zeros(3, np.bool_),  # have: the end's v, d, s are sampled.
-        np.zeros((NUM_POINTS, 4)),
-        np.zeros(NUM_PIECES),
-        np.zeros(2),
-        np.zeros((NUM_PIECES + 1, 4)),
-        np.empty(9),
-    )
+        ends[lane], corner[lane], grads[lane], have[lane], points[lane],
+        lengths[lane], taus[lane], e[lane], frame[lane],
+    )  # fmt: skip
     for job in range(lane, n_tiles, lanes):  # Tiles spread over the lanes.
       r0, r1, c0, c1 = tile_pixels(job, tiles_x, ip)
       for r in range(r0, r1):
