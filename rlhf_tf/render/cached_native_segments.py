@@ -21,7 +21,11 @@ cache, with the same per-ray walk as the point-sampled native march:
 - a custom VJP w.r.t. the (P, V) table (``preintegration.segment_table``;
   JAX differentiates its construction from the TF) that re-walks each ray
   over exactly the segments the forward composited, with the hand-written
-  reverse of every formula (``native_segment_plan.segment_adjoint``).
+  reverse of every formula (``native_segment_plan.segment_adjoint``); a
+  transparent segment's cotangent, linear in the ray's while it crosses
+  transparent ones, is summed per ray and bin (``native_clear_adjoint``);
+- the walkers use their arrays through ``native_borrow.borrowed`` views:
+  no atomic reference count per inlined helper call.
 
 Tested against the XLA march (float64: ~1e-13) and finite differences in
 tests/test_cached_native_segments.py. Cost: ``benchmarks/render.py
