@@ -153,7 +153,7 @@ def _visit_blocks(
   return max(i + 1, int(math.floor(x))), True, (exit_t, occupied)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model='numpy')
 def _march_ray(
     vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, coarse_occ,
     scratch,
@@ -162,8 +162,9 @@ def _march_ray(
   (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), blocks per coarse
   block edge; 1: no coarse level). (A function of its own, not inlined
   into the parallel kernel: numba compiles the two several times
-  faster.) Every array is used through a ``native_borrow.borrowed`` view
-  (the caller holds them): an inlined helper's array arguments would
+  faster. error_model='numpy': no division-by-zero checks, every divisor
+  is guarded.) Every array is used through a ``native_borrow.borrowed``
+  view (the caller holds them): an inlined helper's array arguments would
   otherwise cost an atomic reference count each, per call, on arrays the
   threads share."""
   vol, shape, table, bins = (
