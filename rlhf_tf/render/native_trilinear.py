@@ -9,8 +9,9 @@ instructions. ``trilinear_packed`` also returns the HU's partials along
 the voxel axes (the lerps' differences), from which the march takes the
 exact slope along a ray (``segment_sampling._hu_slope_gradient``), and
 ``structure_terms`` the structure-tensor shading terms from the same 8
-voxels (per-corner products 4 corners to a vector). All in float64 (a float32 volume is widened on load), in the order of the
-scalar lerps they replace (tests/test_native_trilinear.py).
+voxels (per-corner products 4 corners to a vector). All in float64 (a
+float32 volume is widened on load), in the order of the scalar code they
+replace (tests/test_native_trilinear.py).
 """
 
 from __future__ import annotations
