@@ -19,18 +19,19 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-_I32 = ir.IntType(32)
-_F64 = ir.DoubleType()
-_V64 = ir.VectorType(_F64, 4)
+I32 = ir.IntType(32)
+F64 = ir.DoubleType()
+V64 = ir.VectorType(F64, 4)
 
 
-def _splat(builder, x):
-  """The float64 4-lane vector (x, x, x, x)."""
+def splat(builder, x):
+  """The float64 4-lane vector (x, x, x, x) (shared by the native_*
+  intrinsics)."""
   v = builder.insert_element(
-      ir.Constant(_V64, ir.Undefined), x, ir.Constant(_I32, 0)
+      ir.Constant(V64, ir.Undefined), x, ir.Constant(I32, 0)
   )
   return builder.shuffle_vector(
-      v, v, ir.Constant(ir.VectorType(_I32, 4), [0, 0, 0, 0])
+      v, v, ir.Constant(ir.VectorType(I32, 4), [0, 0, 0, 0])
   )
 
 
@@ -84,9 +85,9 @@ def piece_means(typingctx, table, k_f, k_b, bins_x, fv, fu_f, fu_b, du, ok):
       return builder.load(pointer, align=align)
 
     def to_f64(x):
-      return x if scalar == _F64 else builder.fpext(x, _V64)
+      return x if scalar == F64 else builder.fpext(x, V64)
 
-    splat_fv = _splat(builder, fv)
+    splat_fv = splat(builder, fv)
 
     def lerp(k, half):  # a + fv (b - a), b - a in the table's dtype.
       a = load(k, half)
@@ -96,22 +97,22 @@ def piece_means(typingctx, table, k_f, k_b, bins_x, fv, fu_f, fu_b, du, ok):
 
     p_f, v_f = lerp(k_f, 0), lerp(k_f, 1)
     p_b, v_b = lerp(k_b, 0), lerp(k_b, 1)
-    g_f = builder.fadd(p_f, builder.fmul(_splat(builder, fu_f), v_f))
-    g_b = builder.fadd(p_b, builder.fmul(_splat(builder, fu_b), v_b))
+    g_f = builder.fadd(p_f, builder.fmul(splat(builder, fu_f), v_f))
+    g_b = builder.fadd(p_b, builder.fmul(splat(builder, fu_b), v_b))
     dg = builder.fsub(g_b, g_f)
-    inv_du = builder.fdiv(ir.Constant(_F64, 1.0), du)
-    by_div = builder.fdiv(dg, _splat(builder, du))
-    by_mul = builder.fmul(dg, _splat(builder, inv_du))
+    inv_du = builder.fdiv(ir.Constant(F64, 1.0), du)
+    by_div = builder.fdiv(dg, splat(builder, du))
+    by_mul = builder.fmul(dg, splat(builder, inv_du))
     slope = builder.shuffle_vector(
-        by_div, by_mul, ir.Constant(ir.VectorType(_I32, 4), [0, 5, 6, 7])
+        by_div, by_mul, ir.Constant(ir.VectorType(I32, 4), [0, 5, 6, 7])
     )
     flat = builder.fmul(
-        _splat(builder, ir.Constant(_F64, 0.5)), builder.fadd(v_f, v_b)
+        splat(builder, ir.Constant(F64, 0.5)), builder.fadd(v_f, v_b)
     )
     mean = builder.select(ok, slope, flat)
-    zero = ir.Constant(_I32, 0)
+    zero = ir.Constant(I32, 0)
     lanes = [
-        builder.extract_element(mean, ir.Constant(_I32, i)) for i in range(4)
+        builder.extract_element(mean, ir.Constant(I32, i)) for i in range(4)
     ]
     lanes += [builder.extract_element(v_f, zero)]
     lanes += [builder.extract_element(v_b, zero)]

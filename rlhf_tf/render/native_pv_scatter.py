@@ -18,16 +18,14 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-_I32 = ir.IntType(32)
-_F64 = ir.DoubleType()
-_V64 = ir.VectorType(_F64, 4)
+from rlhf_tf.render.native_pv import F64, I32, V64
 
 
 def _vector(builder, values):
   """The float64 4-lane vector of 4 float64 values."""
-  out = ir.Constant(_V64, ir.Undefined)
+  out = ir.Constant(V64, ir.Undefined)
   for i, x in enumerate(values):
-    out = builder.insert_element(out, x, ir.Constant(_I32, i))
+    out = builder.insert_element(out, x, ir.Constant(I32, i))
   return out
 
 
@@ -68,10 +66,10 @@ def scatter_pv(typingctx, acc, k, bins_x, w_lo, w_hi, g_p, g_v):
     data = context.make_array(aryty)(context, builder, ary).data
     for row, w in ((k, w_lo), (builder.add(k, bins_x), w_hi)):
       splat = builder.insert_element(
-          ir.Constant(_V64, ir.Undefined), w, ir.Constant(_I32, 0)
+          ir.Constant(V64, ir.Undefined), w, ir.Constant(I32, 0)
       )
       splat = builder.shuffle_vector(
-          splat, splat, ir.Constant(ir.VectorType(_I32, 4), [0, 0, 0, 0])
+          splat, splat, ir.Constant(ir.VectorType(I32, 4), [0, 0, 0, 0])
       )
       for half in range(2):
         offset = builder.add(
@@ -82,10 +80,10 @@ def scatter_pv(typingctx, acc, k, bins_x, w_lo, w_hi, g_p, g_v):
             builder.gep(data, [offset]), vector.as_pointer()
         )
         old = builder.load(pointer, align=align)
-        if scalar != _F64:
-          old = builder.fpext(old, _V64)
+        if scalar != F64:
+          old = builder.fpext(old, V64)
         new = builder.fadd(old, builder.fmul(splat, x[half]))
-        if scalar != _F64:
+        if scalar != F64:
           new = builder.fptrunc(new, vector)
         builder.store(new, pointer, align=align)
     return context.get_dummy_value()

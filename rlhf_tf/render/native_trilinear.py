@@ -20,18 +20,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-_I32 = ir.IntType(32)
-_F64 = ir.DoubleType()
-_V64 = ir.VectorType(_F64, 4)
-
-
-def _splat(builder, x):
-  v = builder.insert_element(
-      ir.Constant(_V64, ir.Undefined), x, ir.Constant(_I32, 0)
-  )
-  return builder.shuffle_vector(
-      v, v, ir.Constant(ir.VectorType(_I32, 4), [0, 0, 0, 0])
-  )
+from rlhf_tf.render.native_pv import F64, I32, splat, V64
 
 
 @intrinsic
@@ -59,7 +48,7 @@ def trilinear_packed(typingctx, vol, base, sz, sy, sx, fz, fy, fx):
         for v, t in zip(args[1:5], signature.args[1:5])
     )
     fz, fy, fx = (
-        _splat(builder, context.cast(builder, v, t, types.float64))
+        splat(builder, context.cast(builder, v, t, types.float64))
         for v, t in zip(args[5:8], signature.args[5:8])
     )
     scalar = context.get_value_type(aryty.dtype)
@@ -73,7 +62,7 @@ def trilinear_packed(typingctx, vol, base, sz, sy, sx, fz, fy, fx):
           builder.gep(data, [builder.mul(voxel, four)]), vector.as_pointer()
       )
       x = builder.load(pointer, align=align)
-      return x if scalar == _F64 else builder.fpext(x, _V64)
+      return x if scalar == F64 else builder.fpext(x, V64)
 
     def lerp(a, b, f):
       return builder.fadd(a, builder.fmul(f, builder.fsub(b, a)))
@@ -107,9 +96,9 @@ def trilinear_packed(typingctx, vol, base, sz, sy, sx, fz, fy, fx):
         for z in (0, 1)
     }
     dx = lerp(dx[0], dx[1], fz)
-    zero = ir.Constant(_I32, 0)
+    zero = ir.Constant(I32, 0)
     lanes = [
-        builder.extract_element(value, ir.Constant(_I32, i)) for i in range(4)
+        builder.extract_element(value, ir.Constant(I32, i)) for i in range(4)
     ]
     lanes += [builder.extract_element(p, zero) for p in (dz, dy, dx)]
     return context.make_tuple(builder, signature.return_type, lanes)
@@ -149,7 +138,7 @@ def structure_terms(typingctx, vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx):
     align = aryty.dtype.bitwidth // 8
     data = context.make_array(aryty)(context, builder, args[0]).data
     four = ir.Constant(base.type, 4)
-    one = ir.Constant(_F64, 1.0)
+    one = ir.Constant(F64, 1.0)
     h = {
         a: (builder.fsub(one, x), x)
         for a, x in (('z', fz), ('y', fy), ('x', fx))
@@ -164,16 +153,16 @@ def structure_terms(typingctx, vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx):
           builder.gep(data, [builder.mul(voxel, four)]), vector.as_pointer()
       )
       x = builder.load(pointer, align=align)
-      corners.append(x if scalar == _F64 else builder.fpext(x, _V64))
+      corners.append(x if scalar == F64 else builder.fpext(x, V64))
       w = builder.fmul(h['z'][c >> 2 & 1], h['y'][c >> 1 & 1])
       weights.append(builder.fmul(w, h['x'][c & 1]))
 
     def shuffle(a, b, lanes):
-      mask = ir.Constant(ir.VectorType(_I32, 4), lanes)
+      mask = ir.Constant(ir.VectorType(I32, 4), lanes)
       return builder.shuffle_vector(a, b, mask)
 
     q_lanes, t_lanes = [], []
-    dz, dy, dx = (_splat(builder, x) for x in f[3:])
+    dz, dy, dx = (splat(builder, x) for x in f[3:])
     for g in range(2):
       a0, a1, a2, a3 = corners[4 * g : 4 * g + 4]
       zy0, zy1 = shuffle(a0, a1, [1, 5, 2, 6]), shuffle(a2, a3, [1, 5, 2, 6])
@@ -181,9 +170,9 @@ def structure_terms(typingctx, vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx):
       gz = shuffle(zy0, zy1, [0, 1, 4, 5])
       gy = shuffle(zy0, zy1, [2, 3, 6, 7])
       gx = shuffle(x0, x1, [0, 1, 4, 5])
-      w = ir.Constant(_V64, ir.Undefined)
+      w = ir.Constant(V64, ir.Undefined)
       for i in range(4):
-        w = builder.insert_element(w, weights[4 * g + i], ir.Constant(_I32, i))
+        w = builder.insert_element(w, weights[4 * g + i], ir.Constant(I32, i))
       gl = builder.fadd(
           builder.fadd(builder.fmul(gz, dz), builder.fmul(gy, dy)),
           builder.fmul(gx, dx),
@@ -195,9 +184,9 @@ def structure_terms(typingctx, vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx):
       q = builder.fmul(builder.fmul(w, gl), gl)
       t = builder.fmul(w, sq)
       for i in range(4):
-        q_lanes.append(builder.extract_element(q, ir.Constant(_I32, i)))
-        t_lanes.append(builder.extract_element(t, ir.Constant(_I32, i)))
-    q = t = ir.Constant(_F64, 0.0)
+        q_lanes.append(builder.extract_element(q, ir.Constant(I32, i)))
+        t_lanes.append(builder.extract_element(t, ir.Constant(I32, i)))
+    q = t = ir.Constant(F64, 0.0)
     for i in range(8):
       q = builder.fadd(q, q_lanes[i])
       t = builder.fadd(t, t_lanes[i])
