@@ -46,16 +46,15 @@ unterminated opaque ray reaches). Tested against it and against
 finite differences in tests/test_cached_native.py.
 
 Concurrency: numba's default threading layer must not be entered from two
-threads at once, so the kernels run under one lock (the UI renders in a
-background thread). The gradient's per-block partial tables (NUM_BLOCKS,
-a fixed count) are summed in a fixed order: results do not depend on the
-thread count.
+threads at once, so the kernels run under native_lock.LOCK, shared by all
+native kernels (the UI renders in background threads). The gradient's
+per-block partial tables (NUM_BLOCKS, a fixed count) are summed in a fixed
+order: results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 
 import jax
 from jax.experimental import buffer_callback
@@ -63,7 +62,7 @@ import jax.numpy as jnp
 import numba
 import numpy as np
 
-from rlhf_tf.render import cached_march
+from rlhf_tf.render import cached_march, native_lock
 from rlhf_tf.render.cached_native_kernels import (
     adjoint_kernel,
     forward_kernel,
@@ -71,8 +70,8 @@ from rlhf_tf.render.cached_native_kernels import (
 )
 from rlhf_tf.render.native_layout import GROUP
 
-# One numba call at a time (module docstring: concurrency).
-LOCK = threading.Lock()
+# One numba call at a time, process-wide (native_lock).
+LOCK = native_lock.LOCK
 
 
 def _params(settings, dtype):

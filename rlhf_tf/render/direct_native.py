@@ -36,15 +36,14 @@ images differ by float32 rounding (~1e-6). Tested in
 tests/test_direct_native.py.
 
 Concurrency: numba's default threading layer must not be entered from two
-threads at once, so the kernels run under one lock. The table cotangent is
-summed from NUM_BLOCKS partial tables in a fixed order: results do not
-depend on the thread count.
+threads at once, so the kernels run under native_lock.LOCK, the one lock all
+native kernels share. The table cotangent is summed from NUM_BLOCKS partial
+tables in a fixed order: results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 from typing import NamedTuple
 
 import jax
@@ -58,11 +57,13 @@ from rlhf_tf.render import (
     direct_adjoint_kernels,
     direct_kernels,
     empty_space,
+    native_lock,
 )
 from rlhf_tf.render import sampling as sampling_lib
 
 NUM_BLOCKS = 8  # Partial TF-table cotangents (task b: rays b, b + 8, ...).
-LOCK = threading.Lock()
+# One numba call at a time, process-wide (native_lock).
+LOCK = native_lock.LOCK
 
 
 class MarchSpec(NamedTuple):
