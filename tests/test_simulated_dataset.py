@@ -161,3 +161,39 @@ def test_render_preintegrate_is_a_pinned_setting(tmp_path, smoke_config):
   )
   with pytest.raises(ValueError, match='render.preintegrate must be True'):
     scenes.check_render_config(bad)
+
+
+def test_render_tensor_normals_is_a_pinned_setting(tmp_path, smoke_config):
+  """config.render.tensor_normals (shading from the structure tensor) reaches
+  the scene's RenderSettings and its image-cache key; a store written
+  before the key existed loads with False and is refused with True."""
+  config = smoke_config('simulate')
+  assert config.render.tensor_normals is False
+  key = scenes.render_key(config.render)
+  store = dataset.open_store(config, str(tmp_path))
+  spec = dataset.scene_specs(config)[0]
+  made = dataset.ensure_scene(store, spec, config)
+  assert made.scene.settings.tensor_normals is False
+  record = store.scenes()[0]['volume_source']
+  del record['render']['tensor_normals']  # As an older version wrote it.
+  with store.conn:
+    store.conn.execute(
+        'UPDATE scenes SET volume_source = ? WHERE scene_id = ?',
+        (json.dumps(record), spec.scene_id),
+    )
+  dataset.ensure_scene(store, spec, config)
+  config.render.tensor_normals = True
+  config.render.preintegrate = True
+  assert scenes.render_key(config.render) == key + '-preint-tensor'
+  with pytest.raises(ValueError, match=r'render\.tensor_normals: store False'):
+    dataset.ensure_scene(store, spec, config)
+  other = dataset.ensure_scene(
+      dataset.open_store(config, str(tmp_path / 'other')), spec, config
+  )
+  assert other.scene.settings.tensor_normals is True
+  assert other.scene.settings.preintegrate is True
+  bad = ml_collections.ConfigDict(
+      dict(config.render.to_dict(), tensor_normals=1.5)
+  )
+  with pytest.raises(ValueError, match='render.tensor_normals must be True'):
+    scenes.check_render_config(bad)

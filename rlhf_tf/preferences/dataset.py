@@ -165,7 +165,7 @@ def _scene_record(spec: SceneSpec, config) -> dict:
 # is the same, and is refused when the config now asks for another one).
 _VOLUME_KEYS_ADDED = dict(patient=False, spacing=0.0)
 # Likewise for config.render (point samples before the setting existed).
-_RENDER_KEYS_ADDED = dict(preintegrate=False)
+_RENDER_KEYS_ADDED = dict(preintegrate=False, tensor_normals=False)
 # Volume keys that decide whether a volume may load, not what its voxels
 # are: not part of a scene's identity.
 _VOLUME_KEYS_NOT_SCENE = ('allow_non_ct',)
