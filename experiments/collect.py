@@ -34,6 +34,13 @@ once; the page then loads the other views, nearest first (each new view of a
 scene builds its ray cache once; --experiment.ui.view_caches of them are
 kept, ~110 MB each at 256^2 on the default phantom).
 
+Renderings free of wood-grain rings: add
+--experiment.render.preintegrate=True --experiment.render.tensor_normals=True
+(pre-integrated classification and structure-tensor shading; a new view's
+ray cache then takes ~3 s instead of ~1 s and an image ~0.1-0.25 s instead of
+~0.04 s on 2 cores). The store records the setting, so pass the same two
+flags to the reward_*.py run that trains on these votes.
+
 Reference presets: the page offers the InVesalius raycasting presets (once
 fetched with `python -m rlhf_tf.export.invesalius_presets`) and any Slicer
 file given with --experiment.reference_presets.slicer_files="('my.vp.json',)"
