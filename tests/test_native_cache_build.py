@@ -15,6 +15,7 @@ from render_testing import AXES, random_table, smooth_volume, SPACING
 from rlhf_tf.render import (
     cache_sampling,
     cached_render,
+    native_cache_build,
     native_layout,
     ray_cache,
     raymarch,
@@ -189,3 +190,38 @@ def test_a_view_that_misses_the_volume_gives_an_empty_pool():
     assert not np.asarray(x).any()
   img = cached_render.render_cached(native, random_table(BINS), MODES['tensor'])
   np.testing.assert_array_equal(img, 0.0)
+
+
+def _vm_flags(address):
+  """VmFlags of the mapping holding address (/proc/self/smaps), or None."""
+  try:
+    with open('/proc/self/smaps') as f:
+      lines = f.read().splitlines()
+  except OSError:
+    return None
+  inside = False
+  for line in lines:
+    head = line.split()[0]
+    if '-' in head and ':' not in head:
+      lo, hi = (int(x, 16) for x in head.split('-'))
+      inside = lo <= address < hi
+    elif inside and head == 'VmFlags:':
+      return line.split()[1:]
+  return None
+
+
+def test_pool_fields_are_fresh_small_pages_wrapped_without_a_copy():
+  """A pool field is zeros in page-aligned memory that jax.device_put
+  wraps in place, not advised for huge pages (faulting those in compacts
+  memory: native_cache_build._aligned_zeros)."""
+  for dtype in (np.float32, np.uint16):
+    x = native_cache_build._aligned_zeros((1000, 16), dtype)  # pylint: disable=protected-access
+    assert x.shape == (1000, 16) and x.dtype == dtype and x.flags.writeable
+    assert x.ctypes.data % 4096 == 0 and not x.any()
+    x[3, 5] = 7
+    assert jax.device_put(x).unsafe_buffer_pointer() == x.ctypes.data
+    big = native_cache_build._aligned_zeros((1 << 22, 16), dtype)  # pylint: disable=protected-access
+    flags = _vm_flags(big.ctypes.data + big.nbytes // 2)  # Past the head.
+    assert flags is None or 'hg' not in flags
+  empty = native_cache_build._aligned_zeros((0, 16), np.float32)  # pylint: disable=protected-access
+  assert empty.shape == (0, 16)

@@ -39,6 +39,8 @@ float32 rounding of the sample positions (tests/test_native_cache_build.py).
 
 from __future__ import annotations
 
+import mmap
+
 import numba
 import numpy as np
 
@@ -50,7 +52,6 @@ from rlhf_tf.render.segment_sampling import sample_end, shade_end
 # Columns of a sampled point in ``ends`` (direct_segment_kernels' layout).
 _U, _V, _DU, _D, _S = 0, 1, 2, 3, 4
 _FIXED = 65535.0  # cached_march.quantise's scale.
-_ALIGN = 64  # Bytes: XLA's CPU buffer alignment.
 # Divisions without Python's zero check (a zero divisor gives inf / nan, as
 # in XLA) and fused multiply-adds: ~10-15 % less time per sample (rounding
 # differs from the XLA build's float64 by ~1 ulp, well inside float32).
@@ -164,13 +165,17 @@ def build_kernel(vol, shape, origins, directions, phase, pixels, first_row,
 
 
 def _aligned_zeros(shape, dtype):
-  """np.zeros whose data start on a 64-byte boundary: jax.device_put then
-  wraps it without a copy (numpy's own start 16 bytes past one, which
-  XLA's CPU client copies: ~0.1 s per 300 MB pool)."""
-  size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-  raw = np.zeros(size + _ALIGN, np.uint8)
-  skip = -raw.ctypes.data % _ALIGN
-  return raw[skip : skip + size].view(dtype).reshape(shape)
+  """Zeros [shape] in fresh anonymous pages (mmap): page-aligned, so
+  jax.device_put wraps them without a copy (XLA's CPU client copies an
+  array that does not start on a 64-byte boundary: ~0.1 s per 300 MB
+  pool), and without numpy's transparent-huge-page advice for large
+  arrays: with the kernel's defrag=madvise, faulting huge pages in
+  compacts memory, ~0.5-1 s per 300 MB pool on this machine (4 KiB pages:
+  ~0.1 s), and whether a build paid it depended on what glibc had freed
+  before (the 'compile per new view' of benchmarks/render.py)."""
+  count = int(np.prod(shape))
+  pages = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))
+  return np.frombuffer(pages, dtype, count=count).reshape(shape)
 
 
 def wanted(settings, narrow: bool, labels: bool, mesh_size: int) -> bool:
