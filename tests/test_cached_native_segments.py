@@ -16,6 +16,7 @@ from render_testing import AXES, random_table, smooth_volume, SPACING
 from rlhf_tf.render import (
     cached_native_segments,
     cached_segments,
+    native_block_boxes,
     ray_cache,
     raymarch,
 )
@@ -60,10 +61,12 @@ def _cache(
 
 def _steeper(cache, scale):
   """The cache with its slopes du scaled: more half segments bracket a
-  crest (preintegration.extremum), some with peaks clipped to the table."""
+  crest (preintegration.extremum), some with peaks clipped to the table
+  (and the block boxes of the new slopes)."""
   tiles = cache.tiles
   tiles = tiles.replace(du=tiles.du * scale, du_mid=tiles.du_mid * scale)
-  return cache.replace(tiles=tiles)
+  box = native_block_boxes.of_tiles(tiles, cache.step_mm, cache.bins)
+  return cache.replace(tiles=tiles.replace(box=jnp.asarray(box)))
 
 
 def _brackets(cache):

@@ -14,6 +14,9 @@ cache, with the same per-ray walk as the point-sampled native march:
   thread in turn;
 - early ray termination at settings.termination_transmittance (a pixel
   moves by less than it; 0: march to the end);
+- a block of native_block_boxes.BLOCK segments of a ray is skipped
+  without loading them when its (u, v) box, stored in the cache, holds no
+  bin of non-zero extinction (exact, as the next);
 - a segment is skipped after 4 loads when no bin its four pieces read has
   extinction (``native_segment_plan.transparent``, a summed-area table of
   the TF's non-zero bins; exact: it adds nothing, whatever its colour), and
@@ -64,6 +67,14 @@ def _params(settings, dtype):
       # safe_math.safe_div's default threshold in preintegration.extremum.
       float(np.finfo(dtype).eps) ** 2,
   )
+
+
+def _boxes(tiles):
+  """The tiles' block boxes (native_block_boxes), or [0, tile, 4]: none
+  (a cache built without them: every block is walked)."""
+  if tiles.box is None:
+    return jnp.zeros((0, tiles.rows.shape[1], 4), jnp.uint16)
+  return tiles.box
 
 
 def _inputs(tiles, dtype):
@@ -121,7 +132,12 @@ def march(tiles, table, settings):
           jax.ShapeDtypeStruct((n_tiles, tile), jnp.int32),
       ),
       vmap_method='sequential',
-  )(*_inputs(tiles, dtype), tiles.num_steps, table.reshape(-1, 8))
+  )(
+      *_inputs(tiles, dtype),
+      tiles.num_steps,
+      _boxes(tiles),
+      table.reshape(-1, 8),
+  )
 
 
 def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):

@@ -1,7 +1,8 @@
 """The numba forward walker of the native pre-integrated cached march
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment in
 ``native_segment_plan``): per group of rays, front to back over segments
-(row i to row i + 1), skipping transparent ones, stopping at
+(row i to row i + 1), skipping blocks of them whose coarse (u, v) box the
+TF leaves clear (``native_block_boxes``) and transparent ones, stopping at
 T < threshold.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
@@ -85,6 +87,7 @@ def scratch(n):
 @numba.njit(nogil=True)
 def _forward_group(
     fields,
+    box,
     lo,
     hi,
     r0,
@@ -101,7 +104,10 @@ def _forward_group(
     work,
 ):
   """Marches one group's rays (pool columns of lo, hi [n]): fills rgb
-  [n, 3], log_t [n] (log T_N) and steps [n] (segments walked). work:
+  [n, 3], log_t [n] (log T_N) and steps [n] (segments walked), block by
+  block of native_block_boxes.BLOCK segments (ray by ray within one:
+  its rows are a few cache lines), skipping the blocks whose box
+  [blocks, n, 4] is clear (no boxes: box has 0 blocks). work:
   ``scratch``. Every array is used through a ``borrowed`` view (the caller
   holds them): no reference counting per segment."""
   # Unpacked once: array views made per segment would each cost a
@@ -117,6 +123,8 @@ def _forward_group(
       borrowed(occ),
   )
   rgb, log_t, steps = borrowed(rgb), borrowed(log_t), borrowed(steps)
+  box = borrowed(box)
+  boxed = box.shape[0] > 0
   ends, points, lengths, taus, e, trans, done = work
   ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
   taus, e = borrowed(taus), borrowed(e)
@@ -133,35 +141,54 @@ def _forward_group(
   log_t[...] = 0.0
   steps[...] = 0
   live = n
-  for i in range(num):
+  k0 = r0 // BLOCK
+  for i0 in range(0, num, BLOCK):
     if live == 0:
       break
-    fi = lo.dtype.type(i) * step
-    row = r0 + i
+    i1 = min(i0 + BLOCK, num)
     for m in range(n):
       if done[m]:
         continue
-      if fi >= hi[m] or trans[m] < threshold:
-        done[m] = True
-        live -= 1
+      if boxed and block_clear(occ, box, k0 + i0 // BLOCK, m):
+        # Nothing to composite in this block (native_block_boxes): only
+        # its end and termination tests.
+        if trans[m] < threshold:
+          done[m] = True
+          live -= 1
+          continue
+        for i in range(i0, i1):
+          if lo.dtype.type(i) * step >= hi[m]:
+            done[m] = True
+            live -= 1
+            break
+          steps[m] = i + 1
         continue
-      steps[m] = i + 1
-      seg = min(max(hi[m] - fi, zero), step) - min(max(lo[m] - fi, zero), step)
-      load_ends(u, v, du, um, vm, dum, row, m, f, ends)
-      if surely_transparent(occ, bins_x, bins_y, ends, 0.5 * seg):
-        continue
-      split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
-      if transparent(occ, bins_x, bins_y, points, lengths):
-        continue
-      if shaded:
-        load_shading(d, s, dm, sm, row, m, ends)
-        split_shading(ends, taus, points)
-      lt = segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
-      t_i = trans[m]
-      for c in range(3):
-        rgb[m, c] += t_i * e[NUM_PIECES, c]
-      log_t[m] += lt
-      trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])  # T_{i+1} = T_i exp(lt).
+      for i in range(i0, i1):
+        fi = lo.dtype.type(i) * step
+        if fi >= hi[m] or trans[m] < threshold:
+          done[m] = True
+          live -= 1
+          break
+        steps[m] = i + 1
+        seg = min(max(hi[m] - fi, zero), step) - min(
+            max(lo[m] - fi, zero), step
+        )
+        row = r0 + i
+        load_ends(u, v, du, um, vm, dum, row, m, f, ends)
+        if surely_transparent(occ, bins_x, bins_y, ends, 0.5 * seg):
+          continue
+        split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
+        if transparent(occ, bins_x, bins_y, points, lengths):
+          continue
+        if shaded:
+          load_shading(d, s, dm, sm, row, m, ends)
+          split_shading(ends, taus, points)
+        lt = segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
+        t_i = trans[m]
+        for c in range(3):
+          rgb[m, c] += t_i * e[NUM_PIECES, c]
+        log_t[m] += lt
+        trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])  # T_{i+1} = T_i exp(lt).
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -171,6 +198,7 @@ def forward_kernel(
     length,
     first_row,
     num_steps,
+    box,
     table,
     bins_x,
     bins_y,
@@ -184,7 +212,8 @@ def forward_kernel(
 ):
   """rgb [T, tile, 3], log_t [T, tile], steps [T, tile] from the pool
   fields (u, v, du, u_mid, v_mid, du_mid, d, s, d_mid, s_mid: [rows,
-  tile]); worker w takes groups w, w + workers, ...
+  tile]) and block boxes [rows // BLOCK, tile, 4] (native_block_boxes;
+  or [0, tile, 4]: none); worker w takes groups w, w + workers, ...
   (cached_native._forward_kernel)."""
   n_tiles, tile = start.shape
   groups = -(-tile // group)
@@ -199,6 +228,7 @@ def forward_kernel(
       lo = start[t, g0:g1]
       _forward_group(
           columns(fields, g0, g1),
+          box[:, g0:g1],
           lo,
           lo + length[t, g0:g1],
           first_row[t],

@@ -17,8 +17,9 @@ S + 1 segment ends and, in the same row, u, v, du (and d, s) at the
 midpoint of the segment that starts there (32 bytes per row with shading,
 24 without, one more row; rendered by
 ``rlhf_tf.render.cached_segments``, on CPU by its native twin
-``cached_native_segments``) -- plus per ray the chord length, the offset
-of the box entry past the depth grid (float32, see
+``cached_native_segments``, which skips blocks of 16 segments by their
+(u, v) box: ``native_block_boxes``) -- plus per ray the chord length, the
+offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
 then one 16-value gather per sample (the 2x2 bin neighbourhood, see
 ``sampling.corner_table``), bilinear weights, shading and compositing.
@@ -74,6 +75,7 @@ import numpy as np
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.render import (
     cache_sampling,
+    native_block_boxes,
     native_cache_build,
     native_layout,
     sampling,
@@ -118,6 +120,10 @@ class CacheTiles:
   diffuse_mid: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   specular_mid: Optional[jnp.ndarray] = None  # [N, tile] uint16 or None.
   label: Optional[jnp.ndarray] = None  # [N, tile] uint8 label or None.
+  # Pre-integration in narrow tiles: per ray and block of BLOCK segments,
+  # the (u, v) bins they can read (native_block_boxes; the native march
+  # skips blocks the TF leaves clear). [N // BLOCK, tile, 4] uint16.
+  box: Optional[jnp.ndarray] = None
 
   @property
   def rows(self) -> jnp.ndarray:
@@ -367,6 +373,14 @@ def build_ray_cache(
         where.first_chunk,
         where.num_chunks,
         where.num_steps,
+    )
+  if narrow and settings.preintegrate:  # For the native march (CPU).
+    pool['box'] = native_block_boxes.block_boxes(
+        [pool[k] for k in native_block_boxes.FIELDS],
+        np.asarray(first_chunk) * CHUNK,
+        num_steps,
+        settings.step_mm,
+        (by, bx),
     )
   # jax.device_put wraps a 64-byte aligned numpy pool (native_cache_build's)
   # without a copy and copies any other into a buffer of XLA's own.
