@@ -153,7 +153,7 @@ def _visit_blocks(
   return max(i + 1, int(math.floor(x))), True, (exit_t, occupied)
 
 
-@numba.njit(nogil=True, cache=True, error_model='numpy')
+@numba.njit(nogil=True, cache=True, error_model='numpy', fastmath={'contract'})
 def _march_ray(
     vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, coarse_occ,
     scratch,
@@ -163,10 +163,12 @@ def _march_ray(
   block edge; 1: no coarse level). (A function of its own, not inlined
   into the parallel kernel: numba compiles the two several times
   faster. error_model='numpy': no division-by-zero checks, every divisor
-  is guarded.) Every array is used through a ``native_borrow.borrowed``
-  view (the caller holds them): an inlined helper's array arguments would
-  otherwise cost an atomic reference count each, per call, on arrays the
-  threads share."""
+  is guarded; fastmath contract: fused multiply-adds, ~7 % less CPU, the
+  rounding of float64 products differs from the XLA march's by an ulp.)
+  Every array is used through a ``native_borrow.borrowed`` view (the
+  caller holds them): an inlined helper's array arguments would otherwise
+  cost an atomic reference count each, per call, on arrays the threads
+  share."""
   vol, shape, table, bins = (
       borrowed(vol),
       borrowed(shape),

@@ -23,6 +23,9 @@ Per piece from end f to end b (length l):
 min / max / clip ties split the cotangent in halves, as JAX's do
 (lax.min's rule).
 
+A piece of optical depth |tau| < _SERIES_Z takes a = tau phi(tau) from
+phi's series (no expm1; relative error < tau^5 / 720 < 2e-13, as phi's).
+
 A piece whose mean extinction is exactly 0 is transparent (e = 0, lt = 0:
 sigma >= 0 and emission sigma rgb vanish together over its span) and its
 forward stops before the optics. The forward reads a bin's P_0..3 and
@@ -157,9 +160,14 @@ def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
     e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
     return 0.0
   tau = l * mean0
-  a = -np.expm1(-tau)
+  if abs(tau) < _SERIES_Z:  # a = tau phi(tau): no expm1 (to ~z^5 / 720).
+    phi = _phi(tau)[0]
+    a = tau * phi
+  else:
+    a = -np.expm1(-tau)
+    phi = a / tau
   e[k, 3] = a
-  scale = l * (_phi(tau)[0] if abs(tau) < _SERIES_Z else a / tau)
+  scale = l * phi
   e[k, 0] = scale * mean1
   e[k, 1] = scale * mean2
   e[k, 2] = scale * mean3
