@@ -21,12 +21,15 @@ from rlhf_tf.render.native_segment_forward import (
     load_ends,
     load_shading,
 )
+from rlhf_tf.render.native_segment_math import (
+    piece_adjoint,
+    piece_lookup,
+    piece_optics,
+)
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
     NUM_POINTS,
     occupancy,
-    segment_adjoint,
-    segment_forward,
     split,
     split_shading,
     transparent,
@@ -45,6 +48,70 @@ def _cotangents(m, g_rgb, g_log_t, behind, trans, g_e):
 
 
 @numba.njit(inline='always')
+def segment_forward_kept(
+    table, bins_x, bins_y, points, lengths, optics, e, kept
+):
+  """native_segment_plan.segment_forward (e [5, 4], returns lt) that keeps
+  each piece's piece_lookup means in kept [4, 6] for segment_adjoint: the
+  table is read once per piece in the reverse pass."""
+  shading, ka, kd, ks = optics
+  lt = 0.0
+  e[4, 0] = e[4, 1] = e[4, 2] = 0.0
+  trans = 1.0
+  for k in range(NUM_PIECES):
+    if lengths[k] == 0.0:
+      e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
+      continue
+    means = piece_lookup(table, bins_x, bins_y, points, k)
+    for c in range(6):
+      kept[k, c] = means[c]
+    lt += piece_optics(means, points, k, lengths[k], shading, ka, kd, ks, e)
+    for c in range(3):
+      e[4, c] += trans * e[k, c]
+    trans *= 1.0 - e[k, 3]  # exp(lt_k).
+  e[4, 3] = 1.0 - trans
+  return lt
+
+
+@numba.njit(inline='always')
+def segment_adjoint(
+    bins_x, bins_y, points, lengths, optics, e, kept, g_e, g_lt, acc, g_piece
+):
+  """Adds the segment's cotangent into acc [bins, 8] from those of its e
+  (g_e [3]) and lt (g_lt), with segment_forward_kept's e [5, 4] and kept
+  [4, 6] (native_segment_plan: the reverse's formulas). g_piece: [3]
+  scratch."""
+  shading, ka, kd, ks = optics
+  behind = 0.0  # sum_{j>k} T_j g_e . e_j.
+  for k in range(NUM_PIECES - 1, -1, -1):
+    trans_k = 1.0  # T_k, in segment_forward's order.
+    for j in range(k):
+      trans_k *= 1.0 - e[j, 3]
+    dot = 0.0
+    for c in range(3):
+      dot += g_e[c] * e[k, c]
+      g_piece[c] = trans_k * g_e[c]
+    if lengths[k] != 0.0:
+      piece_adjoint(
+          bins_x,
+          bins_y,
+          points,
+          k,
+          lengths[k],
+          shading,
+          ka,
+          kd,
+          ks,
+          kept,
+          e[k, 3],
+          g_piece,
+          g_lt + behind,
+          acc,
+      )
+    behind += trans_k * dot
+
+
+@numba.njit(inline='always')
 def scratch(n):
   """The walk's scratch arrays for groups of up to n rays (``_adjoint_group``
   takes them from its caller, which holds them: borrowed views)."""
@@ -56,9 +123,8 @@ def scratch(n):
       np.zeros((NUM_PIECES + 1, 4)),  # e
       np.zeros(3),  # g_e
       np.zeros(3),  # g_piece
-      np.zeros(4),  # mean
+      np.zeros((NUM_PIECES, 6)),  # kept
       np.zeros(4),  # g_mean
-      np.zeros(NUM_PIECES),  # trans_k
       np.zeros(n),  # trans
       np.zeros((n, 3)),  # behind
       np.zeros((n, NUM_PENDING)),  # pending
@@ -107,7 +173,7 @@ def _adjoint_group(
   optics = (shaded, ka, kd, ks)
   f = table.dtype.type
   ends, points, lengths, taus, e, g_e, g_piece = work[:7]
-  mean, g_mean, trans_k, trans, behind, pending, bin_k = work[7:]
+  kept, g_mean, trans, behind, pending, bin_k = work[7:]
   ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
   taus, e, g_e, g_piece = (
       borrowed(taus),
@@ -115,7 +181,7 @@ def _adjoint_group(
       borrowed(g_e),
       borrowed(g_piece),
   )
-  mean, g_mean, trans_k = borrowed(mean), borrowed(g_mean), borrowed(trans_k)
+  kept, g_mean = borrowed(kept), borrowed(g_mean)
   trans, behind = borrowed(trans), borrowed(behind)
   pending, bin_k = borrowed(pending), borrowed(bin_k)
   for m in range(n):
@@ -159,7 +225,9 @@ def _adjoint_group(
         continue
       # T_i, R_i change here: the pending sums take the old ones.
       flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
-      segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
+      segment_forward_kept(
+          table, bins_x, bins_y, points, lengths, optics, e, kept
+      )
       t_i = trans[m]
       g_lt = g_log_t[m]
       for c in range(3):
@@ -167,20 +235,17 @@ def _adjoint_group(
         g_lt += g_rgb[m, c] * behind[m, c]
         g_e[c] = g_rgb[m, c] * t_i
       segment_adjoint(
-          table,
           bins_x,
           bins_y,
           points,
           lengths,
           optics,
           e,
+          kept,
           g_e,
           g_lt,
           acc,
           g_piece,
-          mean,
-          g_mean,
-          trans_k,
       )
       trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])
   for m in range(n):

@@ -139,23 +139,48 @@ def _weight(mean, s_f, s_b):
 
 
 @numba.njit(inline='always')
-def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
-  """Fills e[k] ([5, 4]) with piece k's (shaded) premultiplied colour and
-  opacity a = 1 - exp(lt); returns lt. The piece runs from points[k] to
-  points[k + 1] ([5, 4]: u, v, d, s; rows, not views: a view would cost a
-  reference count per piece). A piece of mean extinction 0 returns lt = 0,
-  e[k] = 0."""
-  u_f, v_f, d_f, s_f = points[k, 0], points[k, 1], points[k, 2], points[k, 3]
+def _lit_channel(g, mean_c, scale, lit, s, a, kd, ks):
+  """The reverse of one channel of the shaded e'_c = min(e_c lit + ks s a,
+  a), e_c = scale mean_c, from its cotangent g: d / d mean_c, the shares
+  of d / d scale, d / d d and d / d s, and those of d / d a (the min's,
+  then the specular term's)."""
+  e = scale * mean_c
+  val = e * lit + ks * s * a
+  g_val = g * _share(val, a) if val <= a else 0.0
+  g_min = g - g_val if val >= a else 0.0
+  return (
+      g_val * lit * scale,
+      g_val * lit * mean_c,
+      kd * g_val * e,
+      ks * a * g_val,
+      g_min,
+      ks * s * g_val,
+  )
+
+
+@numba.njit(inline='always')
+def piece_lookup(table, bins_x, bins_y, points, k):
+  """(mean_0, mean_1, mean_2, mean_3, V_0 at f, V_0 at b), float64, of
+  piece k from points[k] to points[k + 1] ([5, 4]: u, v, d, s): the
+  table reads of piece_forward (native_pv.piece_means)."""
+  u_f, v_f = points[k, 0], points[k, 1]
   u_b, v_b = points[k + 1, 0], points[k + 1, 1]
-  d_b, s_b = points[k + 1, 2], points[k + 1, 3]
   vbar = 0.5 * (v_f + v_b)
   k_f, fu_f, fv = _index(u_f, vbar, bins_x, bins_y)
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
   du = u_b - u_f
   # All four channels' means in 4-lane vectors (native_pv): 8 vector loads.
-  mean0, mean1, mean2, mean3, sig_f, sig_b = piece_means(
+  return piece_means(
       table, k_f, k_b, bins_x, fv, fu_f, fu_b, du, abs(du) > TINY_DU
   )
+
+
+@numba.njit(inline='always')
+def piece_optics(means, points, k, l, shading, ka, kd, ks, e):
+  """Fills e[k] ([5, 4]) with piece k's (shaded) premultiplied colour and
+  opacity a = 1 - exp(lt) from its piece_lookup means; returns lt. A piece
+  of mean extinction 0 returns lt = 0, e[k] = 0."""
+  mean0, mean1, mean2, mean3, sig_f, sig_b = means
   if mean0 == 0.0:
     e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
     return 0.0
@@ -172,6 +197,8 @@ def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
   e[k, 1] = scale * mean2
   e[k, 2] = scale * mean3
   if shading:
+    d_f, s_f = points[k, 2], points[k, 3]
+    d_b, s_b = points[k + 1, 2], points[k + 1, 3]
     w = _weight_value(mean0, sig_f, sig_b)
     lit = ka + kd * (d_f + w * (d_b - d_f))
     spec = ks * (s_f + w * (s_b - s_f)) * a
@@ -181,8 +208,17 @@ def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
 
 
 @numba.njit(inline='always')
+def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
+  """Fills e[k] ([5, 4]) with piece k's (shaded) premultiplied colour and
+  opacity a = 1 - exp(lt); returns lt (piece_optics of piece_lookup). The
+  piece runs from points[k] to points[k + 1] ([5, 4]: u, v, d, s; rows,
+  not views: a view would cost a reference count per piece)."""
+  means = piece_lookup(table, bins_x, bins_y, points, k)
+  return piece_optics(means, points, k, l, shading, ka, kd, ks, e)
+
+
+@numba.njit(inline='always')
 def piece_adjoint(
-    table,
     bins_x,
     bins_y,
     points,
@@ -192,17 +228,19 @@ def piece_adjoint(
     ka,
     kd,
     ks,
+    kept,
+    a,
     g_e,
     g_lt,
     acc,
-    mean,
-    g_mean,
 ):
   """Adds the piece's cotangent into acc [bins, 8] from those of its output
   e' (g_e [3]) and lt (g_lt): the reverse of piece_forward's formulas (all
   of them: a transparent piece still passes a cotangent to its extinction).
   The piece runs from points[k] to points[k + 1] ([5, 4]: u, v, d, s);
-  g_e [3] is T_k g_e; mean, g_mean: [4] scratch."""
+  kept[k] ([4, 6]) holds its piece_lookup means as the forward read them
+  and a its opacity (e[k, 3]: no table read, no transcendental here); g_e
+  [3] is T_k g_e."""
   u_f, v_f, d_f, s_f = points[k, 0], points[k, 1], points[k, 2], points[k, 3]
   u_b, v_b = points[k + 1, 0], points[k + 1, 1]
   d_b, s_b = points[k + 1, 2], points[k + 1, 3]
@@ -211,55 +249,60 @@ def piece_adjoint(
   k_b, fu_b, _ = _index(u_b, vbar, bins_x, bins_y)
   du = u_b - u_f
   ok = abs(du) > TINY_DU
-  # The means and V_0 at the ends as piece_forward reads them (native_pv).
-  mean[0], mean[1], mean[2], mean[3], sig_f, sig_b = piece_means(
-      table, k_f, k_b, bins_x, fv, fu_f, fu_b, du, ok
-  )
-  tau = l * mean[0]
-  # One transcendental per piece: exp(-tau) = 1 + expm1(-tau) (to an ulp
-  # of 1, as exp's own rounding), for phi, its derivative and shading.
-  em1 = np.expm1(-tau)
-  a = -em1
-  ex = 1.0 + em1  # da / dtau.
+  mean0, mean1, mean2, mean3 = kept[k, 0], kept[k, 1], kept[k, 2], kept[k, 3]
+  sig_f, sig_b = kept[k, 4], kept[k, 5]
+  tau = l * mean0
+  # exp(-tau) = 1 - a (a = -expm1(-tau), as the forward's: to an ulp of 1,
+  # as exp's own rounding), for phi, its derivative and shading.
+  ex = 1.0 - a  # da / dtau.
   phi, d_phi = _phi(tau) if abs(tau) < _SERIES_Z else _phi_beyond(tau, a, ex)
   scale = l * phi
-  g_mean[:] = 0.0
+  # d / d mean_0..3 as scalars (registers, not a scratch array).
+  g_m0 = g_m1 = g_m2 = g_m3 = 0.0
   g_sig_f = 0.0
   g_sig_b = 0.0
   g_tau = -g_lt
   g_scale = 0.0
   if shading:
-    w, w_mean, w_f, w_b = _weight(mean[0], sig_f, sig_b)
+    w, w_mean, w_f, w_b = _weight(mean0, sig_f, sig_b)
     d = d_f + w * (d_b - d_f)
     s = s_f + w * (s_b - s_f)
     lit = ka + kd * d
     g_a = 0.0
     g_d = 0.0
     g_s = 0.0
-    for c in range(3):
-      e = scale * mean[1 + c]
-      val = e * lit + ks * s * a
-      g_val = g_e[c] * _share(val, a) if val <= a else 0.0
-      g_a += g_e[c] - g_val if val >= a else 0.0
-      g_mean[1 + c] += g_val * lit * scale
-      g_scale += g_val * lit * mean[1 + c]
-      g_d += kd * g_val * e
-      g_s += ks * a * g_val
-      g_a += ks * s * g_val
+    for c in range(3):  # (LLVM unrolls it and folds the ifs.)
+      g_m, g_sc, g_dc, g_sc2, g_a1, g_a2 = _lit_channel(
+          g_e[c], kept[k, 1 + c], scale, lit, s, a, kd, ks
+      )
+      if c == 0:
+        g_m1 = g_m
+      elif c == 1:
+        g_m2 = g_m
+      else:
+        g_m3 = g_m
+      g_a += g_a1
+      g_scale += g_sc
+      g_d += g_dc
+      g_s += g_sc2
+      g_a += g_a2
     g_tau += g_a * ex
     g_w = g_d * (d_b - d_f) + g_s * (s_b - s_f)
-    g_mean[0] += g_w * w_mean
+    g_m0 += g_w * w_mean
     g_sig_f += g_w * w_f
     g_sig_b += g_w * w_b
   else:
-    for c in range(3):
-      g_mean[1 + c] += g_e[c] * scale
-      g_scale += g_e[c] * mean[1 + c]
+    g_m1 = g_e[0] * scale
+    g_m2 = g_e[1] * scale
+    g_m3 = g_e[2] * scale
+    g_scale += g_e[0] * mean1
+    g_scale += g_e[1] * mean2
+    g_scale += g_e[2] * mean3
   g_tau += g_scale * l * d_phi
-  g_mean[0] += g_tau * l
+  g_m0 += g_tau * l
   # mean -> (P, V) of both ends -> the two rows of each (native_pv_scatter:
   # 4-lane adds, the front end's first as the scalar loop's).
-  g0, g1, g2, g3 = g_mean[0], g_mean[1], g_mean[2], g_mean[3]
+  g0, g1, g2, g3 = g_m0, g_m1, g_m2, g_m3
   if ok:
     g0, g1, g2, g3 = g0 / du, g1 / du, g2 / du, g3 / du
     p_f, p_b = (-g0, -g1, -g2, -g3), (g0, g1, g2, g3)

@@ -1,5 +1,6 @@
 """One pre-integrated segment in native code: where it is split, whether it
-is transparent, and its four pieces composited (forward and adjoint).
+is transparent, and its four pieces composited (the adjoint's walk:
+``native_segment_adjoint``).
 
 Scalar numba versions of ``preintegration.segment_plan`` for the native
 pre-integrated march (``cached_native_segments``): a segment is two halves,
@@ -17,7 +18,8 @@ b and four pieces, each classified by ``native_segment_math.piece_forward``
 
   e = sum_k T_k e_k,  T_k = prod_{j<k} exp(lt_j),  lt = sum_k lt_k.
 
-Reverse (w.r.t. the (P, V) table only: the split depends on the cached
+Reverse (``native_segment_adjoint.segment_adjoint``; w.r.t. the (P, V)
+table only: the split depends on the cached
 samples, not on the TF): from the segment's cotangents g_e [3] and g_lt,
 piece k gets g_e_k = T_k g_e and g_lt_k = g_lt + sum_{j>k} T_j g_e . e_j.
 A piece of length 0 (tau clipped to 0 or 1, an empty segment) adds
@@ -29,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rlhf_tf.render.native_segment_math import piece_adjoint, piece_forward
+from rlhf_tf.render.native_segment_math import piece_forward
 
 # Columns of a point in ``points``.
 U, V, D, S = 0, 1, 2, 3
@@ -201,56 +203,3 @@ def segment_forward(table, bins_x, bins_y, points, lengths, optics, e):
     trans *= 1.0 - e[k, 3]  # exp(lt_k).
   e[4, 3] = 1.0 - trans
   return lt
-
-
-@numba.njit(inline='always')
-def segment_adjoint(
-    table,
-    bins_x,
-    bins_y,
-    points,
-    lengths,
-    optics,
-    e,
-    g_e,
-    g_lt,
-    acc,
-    g_piece,
-    mean,
-    g_mean,
-    trans_k,
-):
-  """Adds the segment's cotangent into acc [bins, 8] from those of its e
-  (g_e [3]) and lt (g_lt), with segment_forward's e [5, 4]. Scratch,
-  allocated once per walk: g_piece [3], mean [4], g_mean [4], trans_k
-  [4]."""
-  shading, ka, kd, ks = optics
-  trans = 1.0
-  for k in range(NUM_PIECES):
-    trans_k[k] = trans
-    trans *= 1.0 - e[k, 3]
-  behind = 0.0  # sum_{j>k} T_j g_e . e_j.
-  for k in range(NUM_PIECES - 1, -1, -1):
-    dot = 0.0
-    for c in range(3):
-      dot += g_e[c] * e[k, c]
-      g_piece[c] = trans_k[k] * g_e[c]
-    if lengths[k] != 0.0:
-      piece_adjoint(
-          table,
-          bins_x,
-          bins_y,
-          points,
-          k,
-          lengths[k],
-          shading,
-          ka,
-          kd,
-          ks,
-          g_piece,
-          g_lt + behind,
-          acc,
-          mean,
-          g_mean,
-      )
-    behind += trans_k[k] * dot
