@@ -1,7 +1,8 @@
 """The transparent segments' adjoint (rlhf_tf.render.native_clear_adjoint):
 the per-ray pending sums add what the per-piece scatter adds (float64, up
-to rounding), shaded or not, and a ``borrowed`` view is the array's memory
-(rlhf_tf.render.native_borrow)."""
+to rounding), shaded or not; a segment split leaves whole adds from its
+ends what split and clear_adjoint add (bit for bit); and a ``borrowed``
+view is the array's memory (rlhf_tf.render.native_borrow)."""
 
 import numba
 import numpy as np
@@ -9,7 +10,12 @@ import pytest
 
 from rlhf_tf.render import native_clear_adjoint as clear
 from rlhf_tf.render.native_borrow import borrowed
-from rlhf_tf.render.native_segment_plan import NUM_PIECES, NUM_POINTS
+from rlhf_tf.render.native_segment_plan import (
+    NUM_PIECES,
+    NUM_POINTS,
+    split,
+    split_shading,
+)
 
 
 @numba.njit
@@ -80,6 +86,85 @@ def test_pending_sums_add_what_each_piece_adds(shading):
   _pending(got, bins_x, bins_y, segments, lengths, optics, g_e, g_lt)
   assert np.abs(ref).max() > 0.1
   np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+@numba.njit
+def _unsplit_both_ways(ends, half, bins_x, bins_y, optics, g_e, g_lt):
+  """(acc by clear_unsplit, acc by split + clear_adjoint, taus) of one
+  segment ends [3, 5] of one ray, each flushed."""
+  out = []
+  taus = np.zeros(2)
+  for way in range(2):
+    acc = np.zeros((bins_x * bins_y, 8))
+    g_mean = np.zeros(4)
+    bin_k = np.full(1, -1, np.int64)
+    pending = np.zeros((1, clear.NUM_PENDING))
+    if way == 0:
+      clear.clear_unsplit(
+          acc,
+          bins_x,
+          bins_y,
+          ends,
+          half,
+          optics,
+          g_e,
+          g_lt,
+          g_mean,
+          bin_k,
+          pending,
+          0,
+      )
+    else:
+      points = np.zeros((NUM_POINTS, 4))
+      lengths = np.zeros(NUM_PIECES)
+      split(ends, half, bins_x, 1e-30, points, lengths, taus)
+      split_shading(ends, taus, points)
+      clear.clear_adjoint(
+          acc,
+          bins_x,
+          bins_y,
+          points,
+          lengths,
+          optics,
+          g_e,
+          g_lt,
+          g_mean,
+          bin_k,
+          pending,
+          0,
+      )
+    clear.flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, 0, g_mean)
+    out.append(acc)
+  return out[0], out[1], taus
+
+
+@pytest.mark.parametrize('shading', [False, True])
+def test_a_segment_split_leaves_whole_adds_the_same_from_its_ends(shading):
+  rng = np.random.default_rng(7 + int(shading))
+  bins_x, bins_y = 6, 5
+  optics = (shading, 0.3, 0.6, 0.4)
+  seen = 0
+  for trial in range(60):
+    ends = np.zeros((3, 5))
+    # u beyond the table on both sides (clipped), v across rows; slopes of
+    # one sign (or 0) along each half, some across columns.
+    ends[:, 0] = rng.uniform(-0.5, bins_x + 0.5, 3)
+    ends[:, 1] = rng.uniform(0.0, bins_y - 1.0, 3)
+    sign = rng.choice([-1.0, 0.0, 1.0])
+    ends[:, 2] = sign * rng.uniform(0.0, 3.0, 3)
+    ends[:, 3:] = rng.uniform(0.0, 1.0, (3, 2))
+    half = 0.0 if trial == 0 else rng.uniform(0.1, 0.6)
+    assert clear.unsplit(ends, half)
+    got, ref, taus = _unsplit_both_ways(
+        ends, half, bins_x, bins_y, optics, rng.normal(size=3), rng.normal()
+    )
+    assert np.all(taus == 1.0)
+    np.testing.assert_array_equal(got, ref)
+    seen += np.abs(ref).max() > 0
+  assert seen > 50
+  # Bracketing slopes: split splits it (a half's tau < 1), unsplit says so.
+  ends[:, 2] = (1.0, -1.0, 1.0)
+  assert not clear.unsplit(ends, 0.5)
 
 
 @numba.njit

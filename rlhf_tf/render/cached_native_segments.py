@@ -155,11 +155,11 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
     with cached_native.LOCK:
       native_segment_adjoint.adjoint_kernel(
           tuple(args[:10]),
-          *args[10:15],
+          *args[10:16],
           bx,
           by,
           params,
-          *args[15:],
+          *args[16:],
           cached_native.GROUP,
           np.asarray(out),
       )
@@ -171,6 +171,7 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
   )(
       *_inputs(tiles, dtype),
       steps,
+      _boxes(tiles),
       table.reshape(-1, 8),
       rgb,
       g_rgb,

@@ -28,8 +28,11 @@ follow each other in the same bin: each ray keeps the sums
 (sum l (1 - fv), ... l s ..., ... l d ...; likewise fv) of its pieces in
 one pending bin and adds them times A, B, C when it moves to another bin
 or its cotangents change (``flush``), rather than 32 read-modify-writes of
-the table's cotangent per piece. Pieces across a column boundary take the
-per-piece scatter (``scatter_piece``). The same sums in another order: the
+the table's cotangent per piece. Pieces across a column boundary take
+the per-piece scatter (``scatter_piece``, 4-lane adds). A segment that
+split would leave whole (no half brackets an extremum: ``unsplit``, most
+of them) is classified from its ends without it (``clear_unsplit``: the
+same operations, bit for bit). The same sums in another order: the
 cotangent equals the per-piece one up to rounding (tests/
 test_cached_native_segments.py against the XLA march, ~1e-13 in float64).
 """
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import numba
 
+from rlhf_tf.render.native_pv_scatter import scatter_pv
 from rlhf_tf.render.native_segment_math import TINY_DU
 from rlhf_tf.render.native_segment_plan import D, NUM_PIECES, S, U, V
 
@@ -47,15 +51,14 @@ NUM_PENDING = 6
 
 
 @numba.njit(inline='always')
-def scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
+def _scatter(acc, bins_x, bins_y, u_f, u_b, vbar, g_mean):
   """Adds a transparent piece's cotangent into acc [bins, 8] from that of
   its mean (P, V) difference quotient, g_mean [4] (piece_adjoint's last
-  loop; the shading weight's sigma terms are 0 there). Adds of an exact 0
-  are left out: the P columns where the quotient falls back to the mean of
-  V (|du| <= TINY_DU: air, u = 0 at both ends) and the upper gradient row
-  at fv = 0 (v = 0: no gradient)."""
-  u_f, u_b = points[k, U], points[k + 1, U]
-  vbar = 0.5 * (points[k, V] + points[k + 1, V])
+  step; the shading weight's sigma terms are 0 there): the piece from u_f
+  to u_b at mean gradient coordinate vbar. 4-lane adds
+  (``native_pv_scatter``; a lane whose addend is an exact 0 keeps its
+  value: the P columns where the quotient falls back to the mean of V,
+  |du| <= TINY_DU, and the upper gradient row at fv = 0)."""
   j = min(max(int(vbar), 0), bins_y - 2)
   i_f = min(max(int(u_f), 0), bins_x - 1)
   i_b = min(max(int(u_b), 0), bins_x - 1)
@@ -63,30 +66,31 @@ def scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
   fv = vbar - j
   du = u_b - u_f
   w00 = 1.0 - fv
-  upper = fv != 0.0
   if abs(du) > TINY_DU:
     fu_f, fu_b = u_f - i_f, u_b - i_b
-    for c in range(4):
-      g_g = g_mean[c] / du
-      g_p_f, g_v_f = -g_g, -g_g * fu_f
-      g_p_b, g_v_b = g_g, g_g * fu_b
-      acc[k_f, c] += w00 * g_p_f
-      acc[k_f, 4 + c] += w00 * g_v_f
-      acc[k_b, c] += w00 * g_p_b
-      acc[k_b, 4 + c] += w00 * g_v_b
-      if upper:
-        acc[k_f + bins_x, c] += fv * g_p_f
-        acc[k_f + bins_x, 4 + c] += fv * g_v_f
-        acc[k_b + bins_x, c] += fv * g_p_b
-        acc[k_b + bins_x, 4 + c] += fv * g_v_b
+    g0, g1 = g_mean[0] / du, g_mean[1] / du
+    g2, g3 = g_mean[2] / du, g_mean[3] / du
+    p_b = (g0, g1, g2, g3)
+    p_f = (-g0, -g1, -g2, -g3)
+    v_f = (-g0 * fu_f, -g1 * fu_f, -g2 * fu_f, -g3 * fu_f)
+    v_b = (g0 * fu_b, g1 * fu_b, g2 * fu_b, g3 * fu_b)
   else:
-    for c in range(4):
-      g_v = 0.5 * g_mean[c]
-      acc[k_f, 4 + c] += w00 * g_v
-      acc[k_b, 4 + c] += w00 * g_v
-      if upper:
-        acc[k_f + bins_x, 4 + c] += fv * g_v
-        acc[k_b + bins_x, 4 + c] += fv * g_v
+    p_f = p_b = (0.0, 0.0, 0.0, 0.0)
+    v_f = v_b = (
+        0.5 * g_mean[0],
+        0.5 * g_mean[1],
+        0.5 * g_mean[2],
+        0.5 * g_mean[3],
+    )
+  scatter_pv(acc, k_f, bins_x, w00, fv, p_f, v_f)
+  scatter_pv(acc, k_b, bins_x, w00, fv, p_b, v_b)
+
+
+@numba.njit(inline='always')
+def scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
+  """``_scatter`` of piece k of points [5, 4] (u, v, d, s)."""
+  vbar = 0.5 * (points[k, V] + points[k + 1, V])
+  _scatter(acc, bins_x, bins_y, points[k, U], points[k + 1, U], vbar, g_mean)
 
 
 @numba.njit(inline='always')
@@ -132,6 +136,55 @@ def flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean):
 
 
 @numba.njit(inline='always')
+def _clear_piece(
+    acc,
+    bins_x,
+    bins_y,
+    u_f,
+    v_f,
+    u_b,
+    v_b,
+    l,
+    s,
+    d,
+    optics,
+    g_e,
+    g_lt,
+    g_mean,
+    bin_k,
+    pending,
+    m,
+):
+  """One transparent piece of ray m from (u_f, v_f) to (u_b, v_b), of
+  length l > 0 and shading terms s, d at its middle: into the ray's
+  pending sums where it stays in one column, else into acc."""
+  i_f = min(max(int(u_f), 0), bins_x - 1)
+  i_b = min(max(int(u_b), 0), bins_x - 1)
+  vbar = 0.5 * (v_f + v_b)
+  if i_f != i_b:
+    _g_mean(optics, g_e, g_lt, l, l * s, l * d, g_mean)
+    _scatter(acc, bins_x, bins_y, u_f, u_b, vbar, g_mean)
+    return
+  j = min(max(int(vbar), 0), bins_y - 2)
+  fv = vbar - j
+  here = j * bins_x + i_f
+  if here != bin_k[m]:
+    flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
+    bin_k[m] = here
+    for c in range(NUM_PENDING):
+      pending[m, c] = 0.0
+  w0 = l * (1.0 - fv)
+  w1 = l * fv
+  pending[m, 0] += w0
+  pending[m, 3] += w1
+  if optics[0]:  # (Unshaded, the s and d sums stay 0.)
+    pending[m, 1] += w0 * s
+    pending[m, 2] += w0 * d
+    pending[m, 4] += w1 * s
+    pending[m, 5] += w1 * d
+
+
+@numba.njit(inline='always')
 def clear_adjoint(
     acc,
     bins_x,
@@ -160,23 +213,90 @@ def clear_adjoint(
     if shading:  # The piece's middle: w = 1/2.
       s = points[k, S] + 0.5 * (points[k + 1, S] - points[k, S])
       d = points[k, D] + 0.5 * (points[k + 1, D] - points[k, D])
-    i_f = min(max(int(points[k, U]), 0), bins_x - 1)
-    i_b = min(max(int(points[k + 1, U]), 0), bins_x - 1)
-    if i_f != i_b:
-      _g_mean(optics, g_e, g_lt, l, l * s, l * d, g_mean)
-      scatter_piece(acc, bins_x, bins_y, points, k, g_mean)
-      continue
-    vbar = 0.5 * (points[k, V] + points[k + 1, V])
-    j = min(max(int(vbar), 0), bins_y - 2)
-    fv = vbar - j
-    here = j * bins_x + i_f
-    if here != bin_k[m]:
-      flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
-      bin_k[m] = here
-      for c in range(NUM_PENDING):
-        pending[m, c] = 0.0
-    for row in range(2):
-      w = l * (fv if row else 1.0 - fv)
-      pending[m, 3 * row] += w
-      pending[m, 3 * row + 1] += w * s
-      pending[m, 3 * row + 2] += w * d
+    _clear_piece(
+        acc,
+        bins_x,
+        bins_y,
+        points[k, U],
+        points[k, V],
+        points[k + 1, U],
+        points[k + 1, V],
+        l,
+        s,
+        d,
+        optics,
+        g_e,
+        g_lt,
+        g_mean,
+        bin_k,
+        pending,
+        m,
+    )
+
+
+@numba.njit(inline='always')
+def unsplit(ends, half):
+  """Whether neither half of a segment (ends [3, 5]: f, m, b; u, v, du, d,
+  s) brackets an extremum: native_segment_plan.split leaves both whole
+  (taus 1), and ``clear_unsplit`` gives clear_adjoint's sums without it."""
+  for k in range(2):
+    s_a = ends[k, 2] * half
+    s_c = ends[k + 1, 2] * half
+    if (s_a > 0.0 and s_c < 0.0) or (s_a < 0.0 and s_c > 0.0):
+      return False
+  return True
+
+
+@numba.njit(inline='always')
+def clear_unsplit(
+    acc,
+    bins_x,
+    bins_y,
+    ends,
+    half,
+    optics,
+    g_e,
+    g_lt,
+    g_mean,
+    bin_k,
+    pending,
+    m,
+):
+  """clear_adjoint of a transparent segment that split leaves whole
+  (``unsplit``; half: its halves' length), from its ends [3, 5] directly:
+  pieces 2 and 0, each a half from end a to split's point at tau = 1,
+  (clip(u_c, 0, bins_x), x_a + (x_c - x_a)) for x = v, d, s (pieces 1
+  and 3 are empty)."""
+  if half == 0.0:
+    return  # An empty segment: every piece of length 0.
+  for k in range(1, -1, -1):
+    u_a, v_a = ends[k, 0], ends[k, 1]
+    u_c = min(max(ends[k + 1, 0], 0.0), float(bins_x))
+    v_c = v_a + (ends[k + 1, 1] - v_a)
+    s = 0.0
+    d = 0.0
+    if optics[0]:  # As clear_adjoint's middle of the piece.
+      d_a, s_a = ends[k, 3], ends[k, 4]
+      d_c = d_a + (ends[k + 1, 3] - d_a)
+      s_c = s_a + (ends[k + 1, 4] - s_a)
+      s = s_a + 0.5 * (s_c - s_a)
+      d = d_a + 0.5 * (d_c - d_a)
+    _clear_piece(
+        acc,
+        bins_x,
+        bins_y,
+        u_a,
+        v_a,
+        u_c,
+        v_c,
+        half,
+        s,
+        d,
+        optics,
+        g_e,
+        g_lt,
+        g_mean,
+        bin_k,
+        pending,
+        m,
+    )

@@ -2,7 +2,11 @@
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment in
 ``native_segment_plan``): per group of rays the forward's walk over the
 segments it composited, R_i = C - sum_{j<=i} T_j e_j, into NUM_BLOCKS
-partial tables. Transparent segments: ``native_clear_adjoint``.
+partial tables. Transparent segments: ``native_clear_adjoint``; a
+segment is known transparent without a split when its block's box
+(``native_block_boxes``) or its own (``surely_transparent``) is clear,
+the forward's tests. A classified segment's pieces read the table once
+(``segment_forward_kept``: their means kept for ``segment_adjoint``).
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_clear_adjoint import (
     clear_adjoint,
+    clear_unsplit,
     flush,
     NUM_PENDING,
+    unsplit,
 )
 from rlhf_tf.render.native_segment_forward import (
     columns,
@@ -32,6 +39,7 @@ from rlhf_tf.render.native_segment_plan import (
     occupancy,
     split,
     split_shading,
+    surely_transparent,
     transparent,
 )
 
@@ -129,12 +137,14 @@ def scratch(n):
       np.zeros((n, 3)),  # behind
       np.zeros((n, NUM_PENDING)),  # pending
       np.zeros(n, np.int64),  # bin_k
+      np.zeros(n, np.bool_),  # clear_block
   )
 
 
 @numba.njit(nogil=True)
 def _adjoint_group(
     fields,
+    box,
     lo,
     hi,
     r0,
@@ -173,7 +183,7 @@ def _adjoint_group(
   optics = (shaded, ka, kd, ks)
   f = table.dtype.type
   ends, points, lengths, taus, e, g_e, g_piece = work[:7]
-  kept, g_mean, trans, behind, pending, bin_k = work[7:]
+  kept, g_mean, trans, behind, pending, bin_k, clear_block = work[7:]
   ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
   taus, e, g_e, g_piece = (
       borrowed(taus),
@@ -184,6 +194,9 @@ def _adjoint_group(
   kept, g_mean = borrowed(kept), borrowed(g_mean)
   trans, behind = borrowed(trans), borrowed(behind)
   pending, bin_k = borrowed(pending), borrowed(bin_k)
+  box, clear_block = borrowed(box), borrowed(clear_block)
+  boxed = box.shape[0] > 0
+  k0 = r0 // BLOCK
   for m in range(n):
     trans[m] = 1.0
     bin_k[m] = -1
@@ -195,18 +208,62 @@ def _adjoint_group(
   for i in range(most):
     fi = lo.dtype.type(i) * step
     row = r0 + i
+    new_block = boxed and i % BLOCK == 0
     for m in range(n):
       if i >= steps[m]:
         continue
+      if new_block:
+        clear_block[m] = block_clear(occ, box, k0 + i // BLOCK, m)
       seg = min(max(hi[m] - fi, zero), step) - min(max(lo[m] - fi, zero), step)
+      half = 0.5 * seg
       load_ends(u, v, du, um, vm, dum, row, m, f, ends)
-      split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
       if shaded:
         load_shading(d, s, dm, sm, row, m, ends)
-        split_shading(ends, taus, points)
       # The ray's cotangents before this segment: dC/de_i = T_i, dC/dlt_i
       # = R_i (unchanged by transparent segments: e = 0).
       g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
+      # Transparent for sure (its block's box or its own is clear: the
+      # forward's tests): no split where split would leave it whole.
+      if (boxed and clear_block[m]) or surely_transparent(
+          occ, bins_x, bins_y, ends, half
+      ):
+        if unsplit(ends, half):
+          clear_unsplit(
+              acc,
+              bins_x,
+              bins_y,
+              ends,
+              half,
+              optics,
+              g_e,
+              g_lt,
+              g_mean,
+              bin_k,
+              pending,
+              m,
+          )
+          continue
+        split(ends, half, bins_x, min_den, points, lengths, taus)
+        if shaded:
+          split_shading(ends, taus, points)
+        clear_adjoint(
+            acc,
+            bins_x,
+            bins_y,
+            points,
+            lengths,
+            optics,
+            g_e,
+            g_lt,
+            g_mean,
+            bin_k,
+            pending,
+            m,
+        )
+        continue
+      split(ends, half, bins_x, min_den, points, lengths, taus)
+      if shaded:
+        split_shading(ends, taus, points)
       if transparent(occ, bins_x, bins_y, points, lengths):
         clear_adjoint(
             acc,
@@ -260,6 +317,7 @@ def adjoint_kernel(
     length,
     first_row,
     steps,
+    box,
     table,
     bins_x,
     bins_y,
@@ -287,6 +345,7 @@ def adjoint_kernel(
       lo = start[t, g0:g1]
       _adjoint_group(
           columns(fields, g0, g1),
+          box[:, g0:g1],
           lo,
           lo + length[t, g0:g1],
           first_row[t],
