@@ -7,7 +7,11 @@ import numba
 import numpy as np
 import pytest
 
-from rlhf_tf.render.native_trilinear import structure_terms, trilinear_packed
+from rlhf_tf.render.native_trilinear import (
+    prefetch_corners,
+    structure_terms,
+    trilinear_packed,
+)
 
 
 @numba.njit
@@ -106,3 +110,22 @@ def test_partials_are_the_fields_derivatives():
     down[a] -= h
     fd = _vector(vol, 0, 4, 2, 1, *up)[0] - _vector(vol, 0, 4, 2, 1, *down)[0]
     np.testing.assert_allclose(partials[a], fd / (2 * h), rtol=1e-7)
+
+
+@numba.njit
+def _prefetched_sample(vol, base, sz, sy, sx, fz, fy, fx):
+  prefetch_corners(vol, base, sz, sy, sx)
+  return trilinear_packed(vol, base, sz, sy, sx, fz, fy, fx)
+
+
+def test_prefetch_asks_for_both_ends_of_each_row_and_changes_nothing():
+  rng = np.random.default_rng(2)
+  shape = (3, 4, 5)
+  vol = rng.normal(size=(np.prod(shape), 4)).astype(np.float32)
+  sz, sy = shape[1] * shape[2], shape[2]
+  for sx in (1, 0):  # 0: an axis of one voxel (no x neighbour).
+    base = (1 * shape[1] + 2) * shape[2] + 3
+    args = (vol, base, sz, sy, sx, 0.2, 0.7, 0.4)
+    assert _prefetched_sample(*args) == _vector(*args)
+  ir = _prefetched_sample.inspect_llvm(_prefetched_sample.signatures[0])
+  assert ir.count('call void @llvm.prefetch') == 8

@@ -9,7 +9,8 @@ instructions. ``trilinear_packed`` also returns the HU's partials along
 the voxel axes (the lerps' differences), from which the march takes the
 exact slope along a ray (``segment_sampling._hu_slope_gradient``), and
 ``structure_terms`` the structure-tensor shading terms from the same 8
-voxels (per-corner products 4 corners to a vector). All in float64 (a
+voxels (per-corner products 4 corners to a vector); ``prefetch_corners``
+asks the caches for a later sample's voxels. All in float64 (a
 float32 volume is widened on load), in the order of the scalar code they
 replace (tests/test_native_trilinear.py).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rlhf_tf.render.native_pv import F64, I32, splat, V64
@@ -191,5 +193,49 @@ def structure_terms(typingctx, vol, base, sz, sy, sx, fz, fy, fx, dz, dy, dx):
       q = builder.fadd(q, q_lanes[i])
       t = builder.fadd(t, t_lanes[i])
     return context.make_tuple(builder, signature.return_type, [q, t])
+
+  return sig, codegen
+
+
+@intrinsic
+def prefetch_corners(typingctx, vol, base, sz, sy, sx):
+  """Asks the caches for the 8 voxels of a trilinear sample of vol
+  [voxels, 4] at lower corner base (strides sz, sy, sx): per (z, y) row
+  the first voxel's first channel and its x neighbour's last
+  (llvm.prefetch: read, all cache levels). A hint: no result, no load
+  into registers, no fault even outside the array."""
+  del typingctx
+  if not (isinstance(vol, types.Array) and vol.ndim == 2 and vol.layout == 'C'):
+    return None
+  sig = types.none(vol, base, sz, sy, sx)
+
+  def codegen(context, builder, signature, args):
+    aryty = signature.args[0]
+    base, sz, sy, sx = (
+        context.cast(builder, v, t, types.intp)
+        for v, t in zip(args[1:5], signature.args[1:5])
+    )
+    data = context.make_array(aryty)(context, builder, args[0]).data
+    i8p = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32])
+    fn = cgutils.get_or_insert_function(
+        builder.module, fnty, 'llvm.prefetch.p0'
+    )
+    read_all_levels = [ir.Constant(I32, v) for v in (0, 3, 1)]
+    four = ir.Constant(base.type, 4)
+    three = ir.Constant(base.type, 3)
+    for z in range(2):
+      for y in range(2):
+        row = base
+        if z:
+          row = builder.add(row, sz)
+        if y:
+          row = builder.add(row, sy)
+        first = builder.mul(row, four)
+        last = builder.add(builder.mul(builder.add(row, sx), four), three)
+        for element in (first, last):
+          pointer = builder.bitcast(builder.gep(data, [element]), i8p)
+          builder.call(fn, [pointer] + read_all_levels)
+    return context.get_dummy_value()
 
   return sig, codegen

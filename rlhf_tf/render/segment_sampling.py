@@ -16,6 +16,7 @@ gradient [rows, 3] for ``shade_end``, which the march calls only for
 segments that may be visible (the gradient's norm and the tensor terms
 cost nothing for the others). ``_hu_and_slope`` / ``_gradient``: the same
 in two steps without the kept gradient (the native cache build's).
+``prefetch_end``: a hint to load a later sample's voxels.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ from rlhf_tf.render.direct_kernels import (
     SHININESS,
     TENSOR,
 )
-from rlhf_tf.render.native_trilinear import structure_terms, trilinear_packed
+from rlhf_tf.render.native_trilinear import (
+    prefetch_corners,
+    structure_terms,
+    trilinear_packed,
+)
 
 
 @numba.njit(inline='always')
@@ -161,3 +166,16 @@ def _gradient(vol, shape, d, fp, ip, bins_y, ends, row, corner):
   )
   g = (gz, gy, gx)
   _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g)
+
+
+@numba.njit(inline='always')
+def prefetch_end(vol, shape, frame, t):
+  """Asks the cache for the 8 voxels a sample at ray parameter t reads
+  (no result: ``native_trilinear.prefetch_corners``)."""
+  base, sz, sy, sx, _, _, _ = _corner(
+      frame[0] + t * frame[3],
+      frame[1] + t * frame[4],
+      frame[2] + t * frame[5],
+      shape,
+  )
+  prefetch_corners(vol, base, sz, sy, sx)
