@@ -21,7 +21,6 @@ from rlhf_tf.render.native_segment_plan import (
 @numba.njit
 def _per_piece(acc, bins_x, bins_y, points, lengths, optics, g_e, g_lt):
   """Every piece scattered on its own (the walk before pending sums)."""
-  g_mean = np.zeros(4)
   shading = optics[0]
   for k in range(NUM_PIECES):
     l = lengths[k]
@@ -31,18 +30,16 @@ def _per_piece(acc, bins_x, bins_y, points, lengths, optics, g_e, g_lt):
     if shading:
       s = points[k, 3] + 0.5 * (points[k + 1, 3] - points[k, 3])
       d = points[k, 2] + 0.5 * (points[k + 1, 2] - points[k, 2])
-    clear._g_mean(optics, g_e, g_lt, l, l * s, l * d, g_mean)
+    g_mean = clear._g_mean(optics, g_e, g_lt, l, l * s, l * d)
     clear.scatter_piece(acc, bins_x, bins_y, points, k, g_mean)
 
 
 @numba.njit
 def _pending(acc, bins_x, bins_y, segments, lengths, optics, g_e, g_lt):
   """The segments of one ray through clear_adjoint, then a flush."""
-  g_mean = np.zeros(4)
-  bin_k = np.full(1, -1, np.int64)
-  pending = np.zeros((1, clear.NUM_PENDING))
+  pend = clear.none_pending()
   for i in range(segments.shape[0]):
-    clear.clear_adjoint(
+    pend = clear.clear_adjoint(
         acc,
         bins_x,
         bins_y,
@@ -51,12 +48,9 @@ def _pending(acc, bins_x, bins_y, segments, lengths, optics, g_e, g_lt):
         optics,
         g_e,
         g_lt,
-        g_mean,
-        bin_k,
-        pending,
-        0,
+        pend,
     )
-  clear.flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, 0, g_mean)
+  clear.flush(acc, bins_x, optics, g_e, g_lt, pend)
 
 
 @pytest.mark.parametrize('shading', [False, True])
@@ -96,44 +90,20 @@ def _unsplit_both_ways(ends, half, bins_x, bins_y, optics, g_e, g_lt):
   taus = np.zeros(2)
   for way in range(2):
     acc = np.zeros((bins_x * bins_y, 8))
-    g_mean = np.zeros(4)
-    bin_k = np.full(1, -1, np.int64)
-    pending = np.zeros((1, clear.NUM_PENDING))
+    pend = clear.none_pending()
     if way == 0:
-      clear.clear_unsplit(
-          acc,
-          bins_x,
-          bins_y,
-          ends,
-          half,
-          optics,
-          g_e,
-          g_lt,
-          g_mean,
-          bin_k,
-          pending,
-          0,
+      pend = clear.clear_unsplit(
+          acc, bins_x, bins_y, ends, half, optics, g_e, g_lt, pend
       )
     else:
       points = np.zeros((NUM_POINTS, 4))
       lengths = np.zeros(NUM_PIECES)
       split(ends, half, bins_x, 1e-30, points, lengths, taus)
       split_shading(ends, taus, points)
-      clear.clear_adjoint(
-          acc,
-          bins_x,
-          bins_y,
-          points,
-          lengths,
-          optics,
-          g_e,
-          g_lt,
-          g_mean,
-          bin_k,
-          pending,
-          0,
+      pend = clear.clear_adjoint(
+          acc, bins_x, bins_y, points, lengths, optics, g_e, g_lt, pend
       )
-    clear.flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, 0, g_mean)
+    clear.flush(acc, bins_x, optics, g_e, g_lt, pend)
     out.append(acc)
   return out[0], out[1], taus
 

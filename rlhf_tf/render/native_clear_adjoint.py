@@ -40,6 +40,7 @@ test_cached_native_segments.py against the XLA march, ~1e-13 in float64).
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 from rlhf_tf.render.native_pv_scatter import scatter_pv
 from rlhf_tf.render.native_segment_math import TINY_DU
@@ -94,115 +95,95 @@ def scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
 
 
 @numba.njit(inline='always')
-def _g_mean(optics, g_e, g_lt, l, ls, ld, g_mean):
-  """Fills g_mean [4] = l A + ls B + ld C (the module docstring) from
+def _g_mean(optics, g_e, g_lt, l, ls, ld):
+  """g_mean (4 floats) = l A + ls B + ld C (the module docstring) from
   (sums of) l, l s and l d."""
   shading, ka, kd, ks = optics
   if shading:
     half = 0.5 * (g_e[0] + g_e[1] + g_e[2])
-    g_mean[0] = l * (-g_lt + half) + ls * (ks * half)
-    for c in range(3):
-      g_mean[1 + c] = l * (0.5 * ka * g_e[c]) + ld * (0.5 * kd * g_e[c])
-  else:
-    g_mean[0] = -g_lt * l
-    for c in range(3):
-      g_mean[1 + c] = g_e[c] * l
+    a = 0.5 * ka
+    b = 0.5 * kd
+    return (
+        l * (-g_lt + half) + ls * (ks * half),
+        l * (a * g_e[0]) + ld * (b * g_e[0]),
+        l * (a * g_e[1]) + ld * (b * g_e[1]),
+        l * (a * g_e[2]) + ld * (b * g_e[2]),
+    )
+  return (-g_lt * l, g_e[0] * l, g_e[1] * l, g_e[2] * l)
 
 
 @numba.njit(inline='always')
-def flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean):
-  """Adds ray m's pending sums (pending [n, 6], ``NUM_PENDING``) of its
-  pending bin bin_k [n] (flat, lower gradient row; < 0: none) into acc
-  [bins, 8]'s V columns, with the ray's cotangents g_e [3], g_lt, and
-  leaves it none; g_mean: [4] scratch."""
-  here = bin_k[m]
-  if here < 0:
-    return
-  bin_k[m] = -1
-  for row in range(2):
-    o = 3 * row
-    _g_mean(
-        optics,
-        g_e,
-        g_lt,
-        pending[m, o],
-        pending[m, o + 1],
-        pending[m, o + 2],
-        g_mean,
-    )
-    kk = here + row * bins_x
-    for c in range(4):
-      acc[kk, 4 + c] += g_mean[c]
+def none_pending():
+  """A ray's pending state with no pending bin: (bin, the 6 sums of
+  ``NUM_PENDING``), bin < 0."""
+  return (np.int64(-1), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@numba.njit(inline='always')
+def flush(acc, bins_x, optics, g_e, g_lt, pend):
+  """Adds a ray's pending sums pend (bin: flat, lower gradient row, < 0:
+  none; then the ``NUM_PENDING`` sums) into acc [bins, 8]'s V columns,
+  with the ray's cotangents g_e [3], g_lt; returns ``none_pending()``.
+  The state is a tuple (registers), not an array: no load and store per
+  piece."""
+  here, p0, p1, p2, p3, p4, p5 = pend
+  if here >= 0:
+    for row in range(2):  # (LLVM unrolls it and folds the selects.)
+      l, ls, ld = (p0, p1, p2) if row == 0 else (p3, p4, p5)
+      g = _g_mean(optics, g_e, g_lt, l, ls, ld)
+      kk = here + row * bins_x
+      acc[kk, 4] += g[0]
+      acc[kk, 5] += g[1]
+      acc[kk, 6] += g[2]
+      acc[kk, 7] += g[3]
+  return none_pending()
 
 
 @numba.njit(inline='always')
 def _clear_piece(
-    acc,
-    bins_x,
-    bins_y,
-    u_f,
-    v_f,
-    u_b,
-    v_b,
-    l,
-    s,
-    d,
-    optics,
-    g_e,
-    g_lt,
-    g_mean,
-    bin_k,
-    pending,
-    m,
+    acc, bins_x, bins_y, u_f, v_f, u_b, v_b, l, s, d, optics, g_e, g_lt, pend
 ):
-  """One transparent piece of ray m from (u_f, v_f) to (u_b, v_b), of
+  """One transparent piece of a ray from (u_f, v_f) to (u_b, v_b), of
   length l > 0 and shading terms s, d at its middle: into the ray's
-  pending sums where it stays in one column, else into acc."""
+  pending state pend (returned; ``flush``ed first where the piece lands
+  in another bin) where it stays in one column, else into acc."""
   i_f = min(max(int(u_f), 0), bins_x - 1)
   i_b = min(max(int(u_b), 0), bins_x - 1)
   vbar = 0.5 * (v_f + v_b)
   if i_f != i_b:
-    _g_mean(optics, g_e, g_lt, l, l * s, l * d, g_mean)
+    g_mean = _g_mean(optics, g_e, g_lt, l, l * s, l * d)
     _scatter(acc, bins_x, bins_y, u_f, u_b, vbar, g_mean)
-    return
+    return pend
   j = min(max(int(vbar), 0), bins_y - 2)
   fv = vbar - j
-  here = j * bins_x + i_f
-  if here != bin_k[m]:
-    flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
-    bin_k[m] = here
-    for c in range(NUM_PENDING):
-      pending[m, c] = 0.0
+  here = np.int64(j * bins_x + i_f)
+  if here != pend[0]:
+    pend = flush(acc, bins_x, optics, g_e, g_lt, pend)
+  _, p0, p1, p2, p3, p4, p5 = pend
   w0 = l * (1.0 - fv)
   w1 = l * fv
-  pending[m, 0] += w0
-  pending[m, 3] += w1
-  if optics[0]:  # (Unshaded, the s and d sums stay 0.)
-    pending[m, 1] += w0 * s
-    pending[m, 2] += w0 * d
-    pending[m, 4] += w1 * s
-    pending[m, 5] += w1 * d
+  if optics[0]:
+    return (
+        here,
+        p0 + w0,
+        p1 + w0 * s,
+        p2 + w0 * d,
+        p3 + w1,
+        p4 + w1 * s,
+        p5 + w1 * d,
+    )
+  # Unshaded, the s and d sums stay 0.
+  return (here, p0 + w0, p1, p2, p3 + w1, p4, p5)
 
 
 @numba.njit(inline='always')
 def clear_adjoint(
-    acc,
-    bins_x,
-    bins_y,
-    points,
-    lengths,
-    optics,
-    g_e,
-    g_lt,
-    g_mean,
-    bin_k,
-    pending,
-    m,
+    acc, bins_x, bins_y, points, lengths, optics, g_e, g_lt, pend
 ):
   """The cotangent of a transparent segment's pieces (points [5, 4], lengths
-  [4]) of ray m, with its g_e [3] and g_lt: into its pending sums (pending
-  [n, 6], bin bin_k [n]; flushed first when a piece lands in another bin)
-  where a piece stays in one column, else into acc [bins, 8]."""
+  [4]) of a ray, with its g_e [3] and g_lt: into its pending state pend
+  (returned) where a piece stays in one column, else into acc [bins,
+  8]."""
   shading = optics[0]
   for k in range(NUM_PIECES - 1, -1, -1):
     l = lengths[k]
@@ -213,7 +194,7 @@ def clear_adjoint(
     if shading:  # The piece's middle: w = 1/2.
       s = points[k, S] + 0.5 * (points[k + 1, S] - points[k, S])
       d = points[k, D] + 0.5 * (points[k + 1, D] - points[k, D])
-    _clear_piece(
+    pend = _clear_piece(
         acc,
         bins_x,
         bins_y,
@@ -227,11 +208,9 @@ def clear_adjoint(
         optics,
         g_e,
         g_lt,
-        g_mean,
-        bin_k,
-        pending,
-        m,
+        pend,
     )
+  return pend
 
 
 @numba.njit(inline='always')
@@ -248,27 +227,14 @@ def unsplit(ends, half):
 
 
 @numba.njit(inline='always')
-def clear_unsplit(
-    acc,
-    bins_x,
-    bins_y,
-    ends,
-    half,
-    optics,
-    g_e,
-    g_lt,
-    g_mean,
-    bin_k,
-    pending,
-    m,
-):
+def clear_unsplit(acc, bins_x, bins_y, ends, half, optics, g_e, g_lt, pend):
   """clear_adjoint of a transparent segment that split leaves whole
   (``unsplit``; half: its halves' length), from its ends [3, 5] directly:
   pieces 2 and 0, each a half from end a to split's point at tau = 1,
   (clip(u_c, 0, bins_x), x_a + (x_c - x_a)) for x = v, d, s (pieces 1
-  and 3 are empty)."""
+  and 3 are empty). Returns the pending state."""
   if half == 0.0:
-    return  # An empty segment: every piece of length 0.
+    return pend  # An empty segment: every piece of length 0.
   for k in range(1, -1, -1):
     u_a, v_a = ends[k, 0], ends[k, 1]
     u_c = min(max(ends[k + 1, 0], 0.0), float(bins_x))
@@ -281,7 +247,7 @@ def clear_unsplit(
       s_c = s_a + (ends[k + 1, 4] - s_a)
       s = s_a + 0.5 * (s_c - s_a)
       d = d_a + 0.5 * (d_c - d_a)
-    _clear_piece(
+    pend = _clear_piece(
         acc,
         bins_x,
         bins_y,
@@ -295,8 +261,6 @@ def clear_unsplit(
         optics,
         g_e,
         g_lt,
-        g_mean,
-        bin_k,
-        pending,
-        m,
+        pend,
     )
+  return pend

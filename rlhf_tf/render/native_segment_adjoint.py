@@ -132,16 +132,14 @@ def scratch(n):
       np.zeros(3),  # g_e
       np.zeros(3),  # g_piece
       np.zeros((NUM_PIECES, 6)),  # kept
-      np.zeros(4),  # g_mean
       np.zeros(n),  # trans
       np.zeros((n, 3)),  # behind
       np.zeros((n, NUM_PENDING)),  # pending
       np.zeros(n, np.int64),  # bin_k
-      np.zeros(n, np.bool_),  # clear_block
   )
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, error_model='numpy')
 def _adjoint_group(
     fields,
     box,
@@ -183,7 +181,7 @@ def _adjoint_group(
   optics = (shaded, ka, kd, ks)
   f = table.dtype.type
   ends, points, lengths, taus, e, g_e, g_piece = work[:7]
-  kept, g_mean, trans, behind, pending, bin_k, clear_block = work[7:]
+  kept, trans, behind, pending, bin_k = work[7:]
   ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
   taus, e, g_e, g_piece = (
       borrowed(taus),
@@ -191,10 +189,10 @@ def _adjoint_group(
       borrowed(g_e),
       borrowed(g_piece),
   )
-  kept, g_mean = borrowed(kept), borrowed(g_mean)
+  kept = borrowed(kept)
   trans, behind = borrowed(trans), borrowed(behind)
   pending, bin_k = borrowed(pending), borrowed(bin_k)
-  box, clear_block = borrowed(box), borrowed(clear_block)
+  box = borrowed(box)
   boxed = box.shape[0] > 0
   k0 = r0 // BLOCK
   for m in range(n):
@@ -205,112 +203,124 @@ def _adjoint_group(
   most = 0
   for m in range(n):
     most = max(most, steps[m])
-  for i in range(most):
-    fi = lo.dtype.type(i) * step
-    row = r0 + i
-    new_block = boxed and i % BLOCK == 0
+  # Block by block of BLOCK segments, ray by ray within one (its rows are
+  # a few cache lines; a ray's branches repeat).
+  for i0 in range(0, most, BLOCK):
     for m in range(n):
-      if i >= steps[m]:
+      if i0 >= steps[m]:
         continue
-      if new_block:
-        clear_block[m] = block_clear(occ, box, k0 + i // BLOCK, m)
-      seg = min(max(hi[m] - fi, zero), step) - min(max(lo[m] - fi, zero), step)
-      half = 0.5 * seg
-      load_ends(u, v, du, um, vm, dum, row, m, f, ends)
-      if shaded:
-        load_shading(d, s, dm, sm, row, m, ends)
-      # The ray's cotangents before this segment: dC/de_i = T_i, dC/dlt_i
-      # = R_i (unchanged by transparent segments: e = 0).
+      clear = boxed and block_clear(occ, box, k0 + i0 // BLOCK, m)
+      # The ray's cotangents before its next segment: dC/de_i = T_i,
+      # dC/dlt_i = R_i (unchanged by transparent segments: e = 0).
       g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
-      # Transparent for sure (its block's box or its own is clear: the
-      # forward's tests): no split where split would leave it whole.
-      if (boxed and clear_block[m]) or surely_transparent(
-          occ, bins_x, bins_y, ends, half
-      ):
-        if unsplit(ends, half):
-          clear_unsplit(
+      # Its pending sums (native_clear_adjoint) in registers meanwhile.
+      pend = (bin_k[m],) + (
+          pending[m, 0],
+          pending[m, 1],
+          pending[m, 2],
+          pending[m, 3],
+          pending[m, 4],
+          pending[m, 5],
+      )
+      for i in range(i0, min(i0 + BLOCK, steps[m])):
+        fi = lo.dtype.type(i) * step
+        row = r0 + i
+        seg = min(max(hi[m] - fi, zero), step) - min(
+            max(lo[m] - fi, zero), step
+        )
+        half = 0.5 * seg
+        load_ends(u, v, du, um, vm, dum, row, m, f, ends)
+        if shaded:
+          load_shading(d, s, dm, sm, row, m, ends)
+        # Transparent for sure (its block's box or its own is clear: the
+        # forward's tests): no split where split would leave it whole.
+        if clear or surely_transparent(occ, bins_x, bins_y, ends, half):
+          if unsplit(ends, half):
+            pend = clear_unsplit(
+                acc,
+                bins_x,
+                bins_y,
+                ends,
+                half,
+                optics,
+                g_e,
+                g_lt,
+                pend,
+            )
+            continue
+          split(ends, half, bins_x, min_den, points, lengths, taus)
+          if shaded:
+            split_shading(ends, taus, points)
+          pend = clear_adjoint(
               acc,
               bins_x,
               bins_y,
-              ends,
-              half,
+              points,
+              lengths,
               optics,
               g_e,
               g_lt,
-              g_mean,
-              bin_k,
-              pending,
-              m,
+              pend,
           )
           continue
         split(ends, half, bins_x, min_den, points, lengths, taus)
         if shaded:
           split_shading(ends, taus, points)
-        clear_adjoint(
-            acc,
+        if transparent(occ, bins_x, bins_y, points, lengths):
+          pend = clear_adjoint(
+              acc,
+              bins_x,
+              bins_y,
+              points,
+              lengths,
+              optics,
+              g_e,
+              g_lt,
+              pend,
+          )
+          continue
+        # T_i, R_i change here: the pending sums take the old ones.
+        pend = flush(acc, bins_x, optics, g_e, g_lt, pend)
+        segment_forward_kept(
+            table, bins_x, bins_y, points, lengths, optics, e, kept
+        )
+        t_i = trans[m]
+        g_lt = g_log_t[m]
+        for c in range(3):
+          behind[m, c] -= t_i * e[NUM_PIECES, c]  # R_i.
+          g_lt += g_rgb[m, c] * behind[m, c]
+          g_e[c] = g_rgb[m, c] * t_i
+        segment_adjoint(
             bins_x,
             bins_y,
             points,
             lengths,
             optics,
+            e,
+            kept,
             g_e,
             g_lt,
-            g_mean,
-            bin_k,
-            pending,
-            m,
-        )
-        continue
-      split(ends, half, bins_x, min_den, points, lengths, taus)
-      if shaded:
-        split_shading(ends, taus, points)
-      if transparent(occ, bins_x, bins_y, points, lengths):
-        clear_adjoint(
             acc,
-            bins_x,
-            bins_y,
-            points,
-            lengths,
-            optics,
-            g_e,
-            g_lt,
-            g_mean,
-            bin_k,
-            pending,
-            m,
+            g_piece,
         )
-        continue
-      # T_i, R_i change here: the pending sums take the old ones.
-      flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
-      segment_forward_kept(
-          table, bins_x, bins_y, points, lengths, optics, e, kept
-      )
-      t_i = trans[m]
-      g_lt = g_log_t[m]
-      for c in range(3):
-        behind[m, c] -= t_i * e[NUM_PIECES, c]  # R_i.
-        g_lt += g_rgb[m, c] * behind[m, c]
-        g_e[c] = g_rgb[m, c] * t_i
-      segment_adjoint(
-          bins_x,
-          bins_y,
-          points,
-          lengths,
-          optics,
-          e,
-          kept,
-          g_e,
-          g_lt,
-          acc,
-          g_piece,
-      )
-      trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])
+        trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])
+        g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
+      bin_k[m], pending[m, 0], pending[m, 1], pending[m, 2] = pend[:4]
+      pending[m, 3], pending[m, 4], pending[m, 5] = pend[4:]
   for m in range(n):
     g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
-    flush(acc, bins_x, optics, g_e, g_lt, bin_k, pending, m, g_mean)
+    pend = (bin_k[m],) + (
+        pending[m, 0],
+        pending[m, 1],
+        pending[m, 2],
+        pending[m, 3],
+        pending[m, 4],
+        pending[m, 5],
+    )
+    flush(acc, bins_x, optics, g_e, g_lt, pend)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model='numpy')
 def adjoint_kernel(
     fields,
     start,
