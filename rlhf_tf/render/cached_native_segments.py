@@ -17,10 +17,14 @@ cache, with the same per-ray walk as the point-sampled native march:
 - a block of native_block_boxes.BLOCK segments of a ray is skipped
   without loading them when its (u, v) box, stored in the cache, holds no
   bin of non-zero extinction (exact, as the next);
-- a segment is skipped after 4 loads when no bin its four pieces read has
-  extinction (``native_segment_plan.transparent``, a summed-area table of
-  the TF's non-zero bins; exact: it adds nothing, whatever its colour), and
-  a piece of mean extinction exactly 0 after 8;
+- a segment is skipped before its split when no bin in a box around all
+  its pieces could read has extinction
+  (``native_segment_plan.surely_transparent``, 4 loads of a summed-area
+  table of the TF's non-zero bins; exact: it adds nothing, whatever its
+  colour), and a piece of mean extinction exactly 0 after 8 (the exact
+  test after the split, ``transparent``, is left to the adjoint: it found
+  ~2 % of the segments the first one let through on Cranium, and costs
+  more than classifying them, which adds exactly 0 too);
 - a custom VJP w.r.t. the (P, V) table (``preintegration.segment_table``;
   JAX differentiates its construction from the TF) that re-walks each ray
   over exactly the segments the forward composited, with the hand-written

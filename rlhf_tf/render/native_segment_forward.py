@@ -2,8 +2,8 @@
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment in
 ``native_segment_plan``): per group of rays, front to back over segments
 (row i to row i + 1), skipping blocks of them whose coarse (u, v) box the
-TF leaves clear (``native_block_boxes``) and transparent ones, stopping at
-T < threshold.
+TF leaves clear (``native_block_boxes``) and surely transparent ones,
+stopping at T < threshold.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from rlhf_tf.render.native_segment_plan import (
     split,
     split_shading,
     surely_transparent,
-    transparent,
 )
 
 _Q = 1.0 / 65535.0
@@ -178,8 +177,6 @@ def _forward_group(
         if surely_transparent(occ, bins_x, bins_y, ends, 0.5 * seg):
           continue
         split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
-        if transparent(occ, bins_x, bins_y, points, lengths):
-          continue
         if shaded:
           load_shading(d, s, dm, sm, row, m, ends)
           split_shading(ends, taus, points)
