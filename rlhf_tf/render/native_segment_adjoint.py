@@ -28,12 +28,9 @@ from rlhf_tf.render.native_segment_forward import (
     load_ends,
     load_shading,
 )
-from rlhf_tf.render.native_segment_math import (
-    piece_adjoint,
-    piece_lookup,
-    piece_optics,
-)
-from rlhf_tf.render.native_segment_plan import (
+from rlhf_tf.render.native_segment_math import piece_adjoint, piece_optics
+from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
+    _lookup,
     NUM_PIECES,
     NUM_POINTS,
     occupancy,
@@ -59,10 +56,17 @@ def _cotangents(m, g_rgb, g_log_t, behind, trans, g_e):
 def segment_forward_kept(
     table, bins_x, bins_y, points, lengths, optics, e, kept
 ):
-  """native_segment_plan.segment_forward (e [5, 4], returns lt) that keeps
-  each piece's piece_lookup means in kept [4, 6] for segment_adjoint: the
-  table is read once per piece in the reverse pass."""
+  """native_segment_plan.segment_forward (e [5, 4], returns lt; every
+  piece's lookup first, then their optics) that keeps each piece's
+  piece_lookup means in kept [4, 6] for segment_adjoint: the table is read
+  once per piece in the reverse pass."""
   shading, ka, kd, ks = optics
+  means = (
+      _lookup(table, bins_x, bins_y, points, lengths, 0),
+      _lookup(table, bins_x, bins_y, points, lengths, 1),
+      _lookup(table, bins_x, bins_y, points, lengths, 2),
+      _lookup(table, bins_x, bins_y, points, lengths, 3),
+  )
   lt = 0.0
   e[4, 0] = e[4, 1] = e[4, 2] = 0.0
   trans = 1.0
@@ -70,10 +74,9 @@ def segment_forward_kept(
     if lengths[k] == 0.0:
       e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
       continue
-    means = piece_lookup(table, bins_x, bins_y, points, k)
     for c in range(6):
-      kept[k, c] = means[c]
-    lt += piece_optics(means, points, k, lengths[k], shading, ka, kd, ks, e)
+      kept[k, c] = means[k][c]
+    lt += piece_optics(means[k], points, k, lengths[k], shading, ka, kd, ks, e)
     for c in range(3):
       e[4, c] += trans * e[k, c]
     trans *= 1.0 - e[k, 3]  # exp(lt_k).

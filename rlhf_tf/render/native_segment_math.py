@@ -127,14 +127,18 @@ def _weight(mean, s_f, s_b):
   g_mean = 0.0
   g_jump = 0.0
   if ok_m:
-    g_jump += g_shift * c2 * (1.0 - c2) / (2.0 * mean)
-    g_c = g_shift * jump * (1.0 - 2.0 * c2) / (2.0 * mean) * g_c2 * g_c1
-    g_mean -= g_shift * shift / mean
+    # The partials by reciprocals (one division each; the values above
+    # divide as the forward's _weight_value, whose ties they must meet).
+    inv_2m = 1.0 / (2.0 * mean)
+    g_jump += g_shift * c2 * (1.0 - c2) * inv_2m
+    g_c = g_shift * jump * (1.0 - 2.0 * c2) * inv_2m * g_c2 * g_c1
+    g_mean -= g_shift * shift * (2.0 * inv_2m)
     if ok_j:
-      g_mean -= g_c / jump
-      g_jump -= g_c * c / jump
+      g_c_j = g_c * (1.0 / jump)
+      g_mean -= g_c_j
+      g_jump -= g_c_j * c
       # c = (s_b - mean) / jump: d/ds_b through the numerator.
-      return w, g_mean, -g_jump, g_jump + g_c / jump
+      return w, g_mean, -g_jump, g_jump + g_c_j
   return w, g_mean, -g_jump, g_jump
 
 
@@ -304,7 +308,8 @@ def piece_adjoint(
   # 4-lane adds, the front end's first as the scalar loop's).
   g0, g1, g2, g3 = g_m0, g_m1, g_m2, g_m3
   if ok:
-    g0, g1, g2, g3 = g0 / du, g1 / du, g2 / du, g3 / du
+    inv_du = 1.0 / du  # (One division, not four.)
+    g0, g1, g2, g3 = g0 * inv_du, g1 * inv_du, g2 * inv_du, g3 * inv_du
     p_f, p_b = (-g0, -g1, -g2, -g3), (g0, g1, g2, g3)
     v_f = (-g0 * fu_f + g_sig_f, -g1 * fu_f, -g2 * fu_f, -g3 * fu_f)
     v_b = (g0 * fu_b + g_sig_b, g1 * fu_b, g2 * fu_b, g3 * fu_b)
