@@ -336,9 +336,9 @@ def adjoint_kernel(
   groups = -(-tile // group)
   jobs = n_tiles * groups
   blocks = g_out.shape[0]
-  g_out[...] = 0.0
   occ = occupancy(table, bins_x)
   for b in numba.prange(blocks):
+    g_out[b] = 0.0  # Each block by its thread (16 MB in all).
     work = scratch(group)
     for job in range(b, jobs, blocks):
       t = job // groups
