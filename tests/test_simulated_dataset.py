@@ -129,6 +129,18 @@ def test_a_store_from_before_a_volume_key_was_added_still_loads(
     dataset.ensure_scene(store, dataset.scene_specs(config)[0], config)
 
 
+def _record_without(store, spec, render_key):
+  """Rewrites the stored scene record as a version before ``render_key``
+  existed wrote it."""
+  record = store.scenes()[0]['volume_source']
+  del record['render'][render_key]
+  with store.conn:
+    store.conn.execute(
+        'UPDATE scenes SET volume_source = ? WHERE scene_id = ?',
+        (json.dumps(record), spec.scene_id),
+    )
+
+
 def test_render_preintegrate_is_a_pinned_setting(tmp_path, smoke_config):
   """config.render.preintegrate picks the renderer's classification of the
   scene (votes and scores depend on it); a store written before the key
@@ -143,13 +155,7 @@ def test_render_preintegrate_is_a_pinned_setting(tmp_path, smoke_config):
   spec = dataset.scene_specs(config)[0]
   made = dataset.ensure_scene(store, spec, config)
   assert made.scene.settings.preintegrate is False
-  record = store.scenes()[0]['volume_source']
-  del record['render']['preintegrate']  # As an older version wrote it.
-  with store.conn:
-    store.conn.execute(
-        'UPDATE scenes SET volume_source = ? WHERE scene_id = ?',
-        (json.dumps(record), spec.scene_id),
-    )
+  _record_without(store, spec, 'preintegrate')
   again = dataset.ensure_scene(store, spec, config)
   np.testing.assert_array_equal(again.vertices, made.vertices)
   config.render.preintegrate = True
@@ -174,13 +180,7 @@ def test_render_tensor_normals_is_a_pinned_setting(tmp_path, smoke_config):
   spec = dataset.scene_specs(config)[0]
   made = dataset.ensure_scene(store, spec, config)
   assert made.scene.settings.tensor_normals is False
-  record = store.scenes()[0]['volume_source']
-  del record['render']['tensor_normals']  # As an older version wrote it.
-  with store.conn:
-    store.conn.execute(
-        'UPDATE scenes SET volume_source = ? WHERE scene_id = ?',
-        (json.dumps(record), spec.scene_id),
-    )
+  _record_without(store, spec, 'tensor_normals')
   dataset.ensure_scene(store, spec, config)
   config.render.tensor_normals = True
   config.render.preintegrate = True
