@@ -44,21 +44,14 @@ import numpy as np
 from rlhf_tf.render import native_lock
 from rlhf_tf.render.cached_march import CHUNK
 
+# The plan's own bin indices: a box holds every bin the plan's tests read.
+from rlhf_tf.render.native_segment_plan import _column, _row
+
 # Segments per box: two per pool chunk (cached_march.CHUNK = 32; a tile's
 # first row is a multiple of CHUNK, so blocks never straddle two tiles).
 BLOCK = 16
 _REACH = 4.0 / 27.0
 FIELDS = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
-
-
-@numba.njit(inline='always')
-def _column(u, bins_x):
-  return min(max(int(u), 0), bins_x - 1)
-
-
-@numba.njit(inline='always')
-def _row(v, bins_y):
-  return min(max(int(v), 0), bins_y - 2)
 
 
 @numba.njit(inline='always')
