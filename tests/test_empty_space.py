@@ -11,7 +11,13 @@ import pytest
 from render_testing import AXES, smooth_volume, SPACING
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import empty_space, raymarch, render_settings, sampling
+from rlhf_tf.render import (
+    direct_kernels,
+    empty_space,
+    raymarch,
+    render_settings,
+    sampling,
+)
 
 SHAPE = (10, 12, 9)
 BASE = render_settings.RenderSettings(
@@ -244,11 +250,81 @@ def test_block_ranges_equal_a_brute_force_loop():
   gmag = np.linalg.norm(packed[..., 1:], axis=-1)
   for bz, by, bx in np.ndindex(ranges.hu_min.shape):
     box = tuple(
-        slice(max(b * 4 - h, 0), b * 4 + 4 + h)
-        for b, h in zip((bz, by, bx), ranges.halo)
+        slice(max(b * 4 - lo, 0), b * 4 + 4 + hi)
+        for b, (lo, hi) in zip((bz, by, bx), ranges.halo)
     )
     assert float(ranges.hu_min[bz, by, bx]) == hu[box].min()
     assert float(ranges.hu_max[bz, by, bx]) == hu[box].max()
     np.testing.assert_allclose(
         ranges.grad_max[bz, by, bx], gmag[box].max(), rtol=1e-6
     )
+
+
+def _halo_reach(shape, spacing, step, seed, rays=300):
+  """[3, 2] largest (below, above) voxels past its block's faces that any
+  point of a segment reads (trilinear corners), over random rays: segments,
+  their block (that of the midpoint) and corners exactly as the native
+  marches compute them (direct_kernels._ray, _segment, _block, _axis)."""
+  rng = np.random.default_rng(seed)
+  fp = np.zeros(direct_kernels.NUM_FLOAT)
+  lo, hi = camera_lib.volume_box(shape, spacing)
+  fp[direct_kernels.LO : direct_kernels.LO + 3] = lo
+  fp[direct_kernels.HI : direct_kernels.HI + 3] = hi
+  fp[direct_kernels.SPACING : direct_kernels.SPACING + 3] = spacing
+  fp[direct_kernels.STEP] = step
+  nb = np.asarray([-(-n // 4) for n in shape], np.int64)
+  frame = np.empty(9)
+  reach = np.full((3, 2), -np.inf)
+  for _ in range(rays):
+    target = rng.uniform(lo, hi)
+    d = rng.normal(size=3)
+    if rng.uniform() < 0.5:  # Near an axis: segments reach furthest.
+      d *= np.where(np.arange(3) == rng.integers(3), 1.0, 1e-3)
+    d /= np.linalg.norm(d)
+    o = target - d * (np.linalg.norm(hi - lo) + rng.uniform(0, 5))
+    base_t, start, end = direct_kernels._ray(o, d, fp, rng.uniform(), frame)
+    i = 0
+    while i * step < end:
+      _, mid = direct_kernels._segment(i, start, end, step)
+      t = base_t + mid
+      b = direct_kernels._block(
+          *(frame[a] + t * frame[3 + a] for a in range(3)), nb, 0.25
+      )
+      front = min(max(i * step, start), end)
+      back = min(max((i + 1) * step, start), end)
+      for p in (front, back, *rng.uniform(front, back, 4)):
+        for a in range(3):
+          c = frame[a] + (base_t + p) * frame[3 + a]
+          k, _ = direct_kernels._axis(c, shape[a])
+          top = k + 1 if shape[a] > 1 else k
+          reach[a, 0] = max(reach[a, 0], 4 * b[a] - k)
+          reach[a, 1] = max(reach[a, 1], top - (4 * b[a] + 3))
+      i += 1
+  return reach
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    step=st.floats(0.2, 3.0),
+    spacing=st.tuples(*[st.sampled_from([0.5, 0.9, 1.0, 1.5])] * 3),
+    shape=st.tuples(*[st.integers(5, 13)] * 3),
+)
+def test_every_voxel_a_segment_reads_lies_in_its_block_and_halo(
+    seed, step, spacing, shape
+):
+  """halo_voxels covers every trilinear corner of every point (ends,
+  midpoint, points between) of every segment, on both sides, for the block
+  the march assigns the segment to (its midpoint's)."""
+  reach = _halo_reach(shape, spacing, step, seed, rays=40)
+  halo = np.asarray(empty_space.halo_voxels(spacing, step))
+  assert (reach <= halo).all(), (reach, halo)
+
+
+@pytest.mark.parametrize('step', [0.9, 1.5])
+def test_the_halo_is_tight(step):
+  """Some segment reads the last voxel of the halo on each side of each
+  axis: a halo one voxel smaller would miss a voxel a segment reads."""
+  spacing = (1.0, 0.9, 1.5)
+  reach = _halo_reach((9, 10, 11), spacing, step, 0)
+  np.testing.assert_array_equal(reach, empty_space.halo_voxels(spacing, step))

@@ -225,7 +225,8 @@ def _visit(i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied):
   exit_t lies in the same block (blocks are convex, t grows), so only a
   sample past it looks its block up. From an empty block the march jumps to
   the first sample past exit_t: the samples in between lie in the block (up
-  to rounding, which the block ranges' halo of a voxel and more covers)."""
+  to rounding, which the block ranges' halo's margin covers:
+  empty_space.ROUNDING_MARGIN)."""
   step = fp[STEP]
   seg, mid = _segment(i, start, end, step)
   t = base_t + mid

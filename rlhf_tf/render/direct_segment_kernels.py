@@ -25,9 +25,10 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 
 - a segment whose midpoint lies in an empty-space block
   (``empty_space.occupancy``) and every later one up to where the ray
-  leaves that block (``direct_kernels._visit``): the block ranges' halo of
-  one step covers the segment's ends (pixels within 2.0005 x
-  settings.empty_space_tolerance of the unskipped march); a coarse block
+  leaves that block (``direct_kernels._visit``): the block ranges' halo
+  (``empty_space.halo_voxels``) covers every voxel the segment reads
+  (pixels within 2.0005 x settings.empty_space_tolerance of the unskipped
+  march); a coarse block
   of COARSE^3 blocks whose blocks are all empty is crossed at once
   (``_visit_blocks``: the same segments skipped, in fewer steps through
   the air around a head);

@@ -3,16 +3,22 @@
 The volume is cut into blocks of BLOCK^3 voxels. Per block we keep the range
 of everything a sample taken in it can look up in the TF: min / max HU and
 max |gradient| over the block's voxels plus a halo (``halo_voxels``) that
-covers the trilinear footprint of a sample (one voxel) and the segment a
-sample stands for (one step either side: point sampling at the segment's
-midpoint and pre-integration at its ends and midpoint both stay inside).
-Trilinear HU is a convex combination of voxel values, so it lies in
-[min, max]; the interpolated gradient vector's norm lies in [0, max |g|]
-(vectors may cancel, so 0 is the only lower bound); pre-integration's
-chords between sampled values stay within them. A block is EMPTY for a TF
-table when every bin that a bilinear lookup of a point in that JH rectangle
-can touch has alpha <= ``skip_threshold`` (the rectangle's bins and their
-right / upper neighbours).
+covers every voxel a segment assigned to the block can read. Every march
+(native point / pre-integrated, XLA) assigns segment i to the block holding
+its midpoint m (clamped to the volume) and samples points within half a
+step of m (the midpoint; pre-integration also its ends and chords between),
+i.e. within r = step / (2 spacing) voxels of m along each axis; a
+trilinear sample at c reads voxels floor(c) and floor(c) + 1 (clamped). With
+m in [b B, (b + 1) B] that is voxels b B - ceil(r) .. (b + 1) B + 1 +
+floor(r): a halo of ceil(r) below the block and floor(r) + 2 past its last
+voxel (plus a 1e-3 voxel margin for the rounding of the coordinates and of
+the march's block exits). Trilinear HU is a convex combination of voxel
+values, so it lies in [min, max]; the interpolated gradient vector's norm
+lies in [0, max |g|] (vectors may cancel, so 0 is the only lower bound);
+pre-integration's chords between sampled values stay within them. A block
+is EMPTY for a TF table when every bin that a bilinear lookup of a point in
+that JH rectangle can touch has alpha <= ``skip_threshold`` (the
+rectangle's bins and their right / upper neighbours).
 
 THRESHOLD AND ITS PIXEL EFFECT. The TF is a soft sigmoid indicator, so its
 opacity is never exactly 0 away from a polygon; a block is skipped when its
@@ -41,6 +47,9 @@ import jax.numpy as jnp
 import numpy as np
 
 BLOCK = 4  # Voxels per block edge (4: less direct-render CPU than 8).
+# Voxels of slack in the halo for the rounding of sample coordinates (float32
+# marches: ~1e-4 voxel at 500 voxels) and of the march's block exits.
+ROUNDING_MARGIN = 1e-3
 
 
 @flax.struct.dataclass
@@ -51,15 +60,21 @@ class BlockRanges:
   hu_max: jnp.ndarray
   grad_max: jnp.ndarray  # max |gradient| (HU/mm).
   block: int = flax.struct.field(pytree_node=False, default=BLOCK)
-  halo: tuple = flax.struct.field(pytree_node=False, default=(1, 1, 1))
+  # ((below, above),) * 3 voxels per axis (halo_voxels).
+  halo: tuple = flax.struct.field(
+      pytree_node=False, default=((1, 2), (1, 2), (1, 2))
+  )
 
 
 def halo_voxels(spacing, step_mm: float) -> tuple:
-  """Voxels per axis a block's ranges reach past its faces: the trilinear
-  footprint (1) plus one step along any direction (ceil(step / spacing))."""
-  return tuple(
-      1 + int(math.ceil(float(step_mm) / float(s) - 1e-9)) for s in spacing
-  )
+  """((below, above),) per axis: voxels a block's ranges reach past its low
+  and high faces (module docstring): ceil(r) and floor(r) + 2 with r =
+  step / (2 spacing) plus ROUNDING_MARGIN."""
+  out = []
+  for s in spacing:
+    r = 0.5 * float(step_mm) / float(s) + ROUNDING_MARGIN
+    out.append((int(math.ceil(r)), int(math.floor(r)) + 2))
+  return tuple(out)
 
 
 def skip_threshold(
@@ -75,16 +90,16 @@ def skip_threshold(
 
 
 def _window_reduce(x, block, halo, op, init):
-  """[Z, Y, X] -> [Bz, By, Bx] op over each block grown by halo voxels
-  (voxels outside the volume are ignored). One axis at a time (min and max
-  are separable): ~3 (block + 2 halo) reads per block voxel instead of
-  (block + 2 halo)^3."""
+  """[Z, Y, X] -> [Bz, By, Bx] op over each block grown by halo ((below,
+  above) voxels per axis; voxels outside the volume are ignored). One axis
+  at a time (min and max are separable): ~3 (block + below + above) reads
+  per block voxel instead of their cube."""
   init = jnp.asarray(init, x.dtype)
-  for a, (n, h) in enumerate(zip(x.shape, halo)):
+  for a, (n, (lo, hi)) in enumerate(zip(x.shape, halo)):
     nb = -(-n // block)
     window, strides, pads = [1] * 3, [1] * 3, [(0, 0)] * 3
-    window[a], strides[a] = block + 2 * h, block
-    pads[a] = (h, nb * block - n + h)
+    window[a], strides[a] = block + lo + hi, block
+    pads[a] = (lo, nb * block - n + hi)
     x = jax.lax.reduce_window(
         x, init, op, tuple(window), tuple(strides), tuple(pads)
     )
@@ -120,7 +135,7 @@ def check_ranges(ranges: BlockRanges, shape, spacing, step_mm: float):
   need = halo_voxels(spacing, step_mm)
   nb = tuple(-(-n // ranges.block) for n in shape)
   if tuple(ranges.hu_min.shape) != nb or any(
-      h < n for h, n in zip(ranges.halo, need)
+      h[0] < n[0] or h[1] < n[1] for h, n in zip(ranges.halo, need)
   ):
     raise ValueError(
         f'block ranges {ranges.hu_min.shape} (halo {ranges.halo}) do not fit '
