@@ -9,6 +9,7 @@ import pytest
 
 from rlhf_tf.render.native_trilinear import (
     prefetch_corners,
+    prefetch_row,
     structure_terms,
     trilinear_packed,
 )
@@ -129,3 +130,17 @@ def test_prefetch_asks_for_both_ends_of_each_row_and_changes_nothing():
     assert _prefetched_sample(*args) == _vector(*args)
   ir = _prefetched_sample.inspect_llvm(_prefetched_sample.signatures[0])
   assert ir.count('call void @llvm.prefetch') == 8
+
+
+@numba.njit
+def _prefetched_row(table, row):
+  prefetch_row(table, row)
+  return table[row].sum()
+
+
+def test_prefetch_row_asks_for_both_ends_of_the_row_and_changes_nothing():
+  table = np.arange(6 * 8, dtype=np.float32).reshape(6, 8)
+  for row in range(6):
+    assert _prefetched_row(table, row) == table[row].sum()
+  ir = _prefetched_row.inspect_llvm(_prefetched_row.signatures[0])
+  assert ir.count('call void @llvm.prefetch') == 2

@@ -44,7 +44,11 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 
 A segment's back end is the next one's front end: sampled once. While a
 segment is marched, the caches are asked for the voxels of the next one's
-midpoint and back end (``segment_sampling.prefetch_end``: ~2 % less CPU).
+midpoint and back end (``segment_sampling.prefetch_end``: ~2 % less CPU),
+and while a classified segment is split, for the (P, V) table rows at its
+midpoint's and back end's bins (``native_trilinear.prefetch_row``: the
+2 MB float32 table is larger than a core's L2, and its lookups were the
+march's largest stall; ~4 % less CPU on Cranium).
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ from rlhf_tf.render.direct_kernels import (
 )
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
+    _column,
+    _row,
     NUM_PIECES,
     NUM_POINTS,
     occupancy,
@@ -85,6 +91,7 @@ from rlhf_tf.render.native_segment_plan import (
     split_shading,
     surely_transparent,
 )
+from rlhf_tf.render.native_trilinear import prefetch_row
 
 # _hu_and_slope, _gradient: the native cache build's (segment_sampling).
 from rlhf_tf.render.segment_sampling import (  # noqa: F401
@@ -244,6 +251,12 @@ def _march_ray(
       if not have[k]:
         shade_end(vol, shape, d, fp, ip, by, ends, k, corner, grads)
         have[k] = True
+    # The table rows the midpoint's and back end's lookups will likely
+    # read, while the segment is split.
+    for k in range(1, 3):
+      row = _row(ends[k, 1], by) * bx + _column(ends[k, 0], bx)
+      prefetch_row(table, row)
+      prefetch_row(table, row + bx)
     split(ends, 0.5 * seg, bx, fp[MIN_DEN], points, lengths, taus)
     # No transparent() test here (module docstring): its pieces of mean
     # extinction 0 add e = 0, lt = 0 (the same floats), cheaper than it.

@@ -10,7 +10,8 @@ the voxel axes (the lerps' differences), from which the march takes the
 exact slope along a ray (``segment_sampling._hu_slope_gradient``), and
 ``structure_terms`` the structure-tensor shading terms from the same 8
 voxels (per-corner products 4 corners to a vector); ``prefetch_corners``
-asks the caches for a later sample's voxels. All in float64 (a
+asks the caches for a later sample's voxels, ``prefetch_row`` for a table
+row a later lookup will read. All in float64 (a
 float32 volume is widened on load), in the order of the scalar code they
 replace (tests/test_native_trilinear.py).
 """
@@ -236,6 +237,39 @@ def prefetch_corners(typingctx, vol, base, sz, sy, sx):
         for element in (first, last):
           pointer = builder.bitcast(builder.gep(data, [element]), i8p)
           builder.call(fn, [pointer] + read_all_levels)
+    return context.get_dummy_value()
+
+  return sig, codegen
+
+
+@intrinsic
+def prefetch_row(typingctx, array, row):
+  """Asks the caches for row ``row`` of a C-order 2-D array (its first and
+  last element: a (P, V) table row of 8 float32 or float64 spans one or
+  two cache lines). A hint, as ``prefetch_corners``'."""
+  del typingctx
+  if not (
+      isinstance(array, types.Array) and array.ndim == 2 and array.layout == 'C'
+  ):
+    return None
+  sig = types.none(array, row)
+
+  def codegen(context, builder, signature, args):
+    aryty = signature.args[0]
+    row = context.cast(builder, args[1], signature.args[1], types.intp)
+    ary = context.make_array(aryty)(context, builder, args[0])
+    width = builder.extract_value(ary.shape, 1)
+    i8p = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32])
+    fn = cgutils.get_or_insert_function(
+        builder.module, fnty, 'llvm.prefetch.p0'
+    )
+    read_all_levels = [ir.Constant(I32, v) for v in (0, 3, 1)]
+    first = builder.mul(row, width)
+    last = builder.add(first, builder.sub(width, ir.Constant(width.type, 1)))
+    for element in (first, last):
+      pointer = builder.bitcast(builder.gep(ary.data, [element]), i8p)
+      builder.call(fn, [pointer] + read_all_levels)
     return context.get_dummy_value()
 
   return sig, codegen
