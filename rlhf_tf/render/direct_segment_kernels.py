@@ -44,11 +44,13 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 
 A segment's back end is the next one's front end: sampled once. While a
 segment is marched, the caches are asked for the voxels of the next one's
-midpoint and back end (``segment_sampling.prefetch_end``: ~2 % less CPU),
-and while a classified segment is split, for the (P, V) table rows at its
-midpoint's and back end's bins (``native_trilinear.prefetch_row``: the
-2 MB float32 table is larger than a core's L2, and its lookups were the
-march's largest stall; ~4 % less CPU on Cranium).
+back end (``segment_sampling.prefetch_end``; its midpoint reads mostly the
+cache lines of its two ends, a step being about a voxel: asking for the
+midpoint's too cost ~4 % more CPU than it saved on Cranium), and while a
+classified segment is split, for the (P, V) table rows at its midpoint's
+and back end's bins (``native_trilinear.prefetch_row``: the 2 MB float32
+table is larger than a core's L2, and its lookups were the march's
+largest stall; ~4 % less CPU on Cranium).
 """
 
 from __future__ import annotations
@@ -213,9 +215,8 @@ def _march_ray(
     front = min(max(i * step, start), end)
     back = min(max((i + 1) * step, start), end)
     seg = back - front
-    # The next segment's midpoint and back end, while this one is marched.
+    # The next segment's back end, while this one is marched.
     after = min((i + 2) * step, end)
-    prefetch_end(vol, shape, frame, base_t + 0.5 * (back + after))
     prefetch_end(vol, shape, frame, base_t + after)
     if last == i - 1:  # The previous back end is this front end.
       for k in range(5):
