@@ -1,6 +1,7 @@
 """The numba forward walker of the native pre-integrated cached march
-(``rlhf_tf.render.cached_native_segments``: what and why; one segment in
-``native_segment_plan``): per group of rays, front to back over segments
+(``rlhf_tf.render.cached_native_segments``: what and why; one segment's
+split in ``native_segment_plan``, its pieces' optics in
+``native_segment_optics``): per group of rays, front to back over segments
 (row i to row i + 1), skipping blocks of them whose coarse (u, v) box the
 TF leaves clear (``native_block_boxes``) and surely transparent ones,
 stopping at T < threshold.
@@ -13,11 +14,11 @@ import numpy as np
 
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_segment_optics import segment_optics
 from rlhf_tf.render.native_segment_plan import (
     NUM_PIECES,
     NUM_POINTS,
     occupancy,
-    segment_forward,
     split,
     split_shading,
     surely_transparent,
@@ -77,7 +78,6 @@ def scratch(n):
       np.zeros((NUM_POINTS, 4)),  # points
       np.zeros(NUM_PIECES),  # lengths
       np.zeros(2),  # taus
-      np.zeros((NUM_PIECES + 1, 4)),  # e
       np.zeros(n),  # trans
       np.zeros(n, np.bool_),  # done
   )
@@ -124,9 +124,9 @@ def _forward_group(
   rgb, log_t, steps = borrowed(rgb), borrowed(log_t), borrowed(steps)
   box = borrowed(box)
   boxed = box.shape[0] > 0
-  ends, points, lengths, taus, e, trans, done = work
+  ends, points, lengths, taus, trans, done = work
   ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
-  taus, e = borrowed(taus), borrowed(e)
+  taus = borrowed(taus)
   trans, done = borrowed(trans), borrowed(done)
   n = lo.shape[0]
   zero = lo.dtype.type(0.0)
@@ -180,12 +180,15 @@ def _forward_group(
         if shaded:
           load_shading(d, s, dm, sm, row, m, ends)
           split_shading(ends, taus, points)
-        lt = segment_forward(table, bins_x, bins_y, points, lengths, optics, e)
+        lt, e_r, e_g, e_b, a = segment_optics(
+            table, bins_x, bins_y, points, lengths, optics
+        )
         t_i = trans[m]
-        for c in range(3):
-          rgb[m, c] += t_i * e[NUM_PIECES, c]
+        rgb[m, 0] += t_i * e_r
+        rgb[m, 1] += t_i * e_g
+        rgb[m, 2] += t_i * e_b
         log_t[m] += lt
-        trans[m] = t_i * (1.0 - e[NUM_PIECES, 3])  # T_{i+1} = T_i exp(lt).
+        trans[m] = t_i * (1.0 - a)  # T_{i+1} = T_i exp(lt).
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
