@@ -137,6 +137,48 @@ def test_a_segment_split_leaves_whole_adds_the_same_from_its_ends(shading):
   assert not clear.unsplit(ends, 0.5)
 
 
+def test_an_unshaded_segment_in_one_bin_adds_the_same_split_or_not():
+  """one_bin: unshaded, clear_unsplit of a segment whose pieces all read
+  one column and row pair adds what split + clear_adjoint add (crests
+  inside the column: taus < 1), up to rounding; where a crest reaches
+  the next column, one_bin says no."""
+  rng = np.random.default_rng(11)
+  bins_x, bins_y = 6, 5
+  optics = (False, 0.3, 0.6, 0.4)
+  crests = 0
+  for _ in range(200):
+    ends = np.zeros((3, 5))
+    col, row = rng.integers(0, bins_x), rng.integers(0, bins_y - 1)
+    ends[:, 0] = col + rng.uniform(0.3, 0.7, 3)
+    ends[:, 1] = row + rng.uniform(0.0, 0.999, 3)
+    ends[:, 2] = rng.uniform(-0.4, 0.4, 3)  # Slopes of either sign.
+    half = rng.uniform(0.1, 0.6)
+    if not clear.one_bin(ends, half, bins_x, bins_y):
+      continue
+    got, ref, taus = _unsplit_both_ways(
+        ends, half, bins_x, bins_y, optics, rng.normal(size=3), rng.normal()
+    )
+    crests += np.any(taus < 1.0)
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14)
+  assert crests > 20
+  # A crest that reaches the next column: the pieces read two columns.
+  ends = np.zeros((3, 5))
+  ends[:, 0] = (2.5, 2.9, 2.5)
+  ends[:, 1] = 1.5
+  ends[:, 2] = (4.0, -4.0, -4.0)
+  assert not clear.one_bin(ends, 0.5, bins_x, bins_y)
+  got, ref, _ = _unsplit_both_ways(
+      ends, 0.5, bins_x, bins_y, optics, np.ones(3), 1.0
+  )
+  assert np.abs(got - ref).max() > 1e-3
+  # A segment across two gradient rows: no.
+  ends[:, 0] = 2.5
+  ends[:, 1] = (1.5, 1.9, 2.1)
+  ends[:, 2] = 0.0
+  assert not clear.one_bin(ends, 0.5, bins_x, bins_y)
+
+
 @numba.njit
 def _write_through(a):
   b = borrowed(a)

@@ -32,9 +32,11 @@ the table's cotangent per piece. Pieces across a column boundary take
 the per-piece scatter (``scatter_piece``, 4-lane adds). A segment that
 split would leave whole (no half brackets an extremum: ``unsplit``, most
 of them) is classified from its ends without it (``clear_unsplit``: the
-same operations, bit for bit). The same sums in another order: the
-cotangent equals the per-piece one up to rounding (tests/
-test_cached_native_segments.py against the XLA march, ~1e-13 in float64).
+same operations, bit for bit); so is, unshaded, one whose pieces all read
+one column and row pair (``one_bin``: the same sums up to rounding). The
+same sums in another order: the cotangent equals the per-piece one up to
+rounding (tests/test_cached_native_segments.py against the XLA march,
+~1e-13 in float64).
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ import numpy as np
 
 from rlhf_tf.render.native_pv_scatter import scatter_pv
 from rlhf_tf.render.native_segment_math import TINY_DU
-from rlhf_tf.render.native_segment_plan import D, NUM_PIECES, S, U, V
+from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
+    _column,
+    _row,
+    D,
+    NUM_PIECES,
+    S,
+    U,
+    V,
+)
 
 # Columns of a ray's pending sums: lower row (l w, l w s, l w d), then the
 # upper row's, w = 1 - fv and fv.
@@ -224,6 +234,37 @@ def unsplit(ends, half):
     if (s_a > 0.0 and s_c < 0.0) or (s_a < 0.0 and s_c > 0.0):
       return False
   return True
+
+
+@numba.njit(inline='always')
+def one_bin(ends, half, bins_x, bins_y):
+  """Whether every piece split could make of a segment (ends [3, 5]; half:
+  its halves' length) reads one column and one gradient row pair: the
+  columns within the cubic Hermite's reach of each half's chord
+  (``native_segment_plan.surely_transparent``'s bound, 4/27 (|s_a - du| +
+  |s_c - du|)) and the rows of the ends' v (the pieces' mean v lie
+  between them), with 1e-6 bins to spare for rounding. Unshaded, such a
+  transparent half adds the same sums split or not (l (1 - fv) and l fv
+  summed over its pieces are h (1 - fv) and h fv at the half's own mean v:
+  v is linear along it), so ``clear_unsplit`` gives them, up to rounding,
+  without the split."""
+  lo = float(bins_x)
+  hi = 0.0
+  for k in range(2):
+    u_a, u_c = ends[k, 0], ends[k + 1, 0]
+    du = u_c - u_a
+    reach = (
+        4.0
+        / 27.0
+        * (abs(ends[k, 2] * half - du) + abs(ends[k + 1, 2] * half - du))
+    )
+    lo = min(lo, min(u_a, u_c) - reach)
+    hi = max(hi, max(u_a, u_c) + reach)
+  if _column(lo - 1e-6, bins_x) != _column(hi + 1e-6, bins_x):
+    return False
+  v_lo = min(ends[0, 1], min(ends[1, 1], ends[2, 1])) - 1e-6
+  v_hi = max(ends[0, 1], max(ends[1, 1], ends[2, 1])) + 1e-6
+  return _row(v_lo, bins_y) == _row(v_hi, bins_y)
 
 
 @numba.njit(inline='always')

@@ -21,6 +21,7 @@ from rlhf_tf.render.native_clear_adjoint import (
     clear_unsplit,
     flush,
     NUM_PENDING,
+    one_bin,
     unsplit,
 )
 from rlhf_tf.render.native_segment_forward import (
@@ -241,7 +242,9 @@ def _adjoint_group(
         # Transparent for sure (its block's box or its own is clear: the
         # forward's tests): no split where split would leave it whole.
         if clear or surely_transparent(occ, bins_x, bins_y, ends, half):
-          if unsplit(ends, half):
+          if unsplit(ends, half) or (
+              not shaded and one_bin(ends, half, bins_x, bins_y)
+          ):
             pend = clear_unsplit(
                 acc,
                 bins_x,
