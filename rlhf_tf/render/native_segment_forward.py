@@ -155,6 +155,11 @@ def _forward_group(
           done[m] = True
           live -= 1
           continue
+        if lo.dtype.type(i1 - 1) * step < hi[m]:
+          # i * step does not decrease with i (rounding is monotone): the
+          # ray goes on past the block, one test for its BLOCK.
+          steps[m] = i1
+          continue
         for i in range(i0, i1):
           if lo.dtype.type(i) * step >= hi[m]:
             done[m] = True
