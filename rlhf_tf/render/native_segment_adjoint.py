@@ -6,7 +6,10 @@ partial tables. Transparent segments: ``native_clear_adjoint``; a
 segment is known transparent without a split when its block's box
 (``native_block_boxes``) or its own (``surely_transparent``) is clear,
 the forward's tests. A classified segment's pieces read the table once
-(``segment_forward_kept``: their means kept for ``segment_adjoint``).
+(``segment_forward_kept``: their means kept for ``segment_adjoint``);
+while it is split, the caches are asked for the table's and the
+cotangent's rows at its midpoint's and back end's bins
+(``native_trilinear.prefetch_row``, as the direct march).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from rlhf_tf.render.native_segment_forward import (
 )
 from rlhf_tf.render.native_segment_math import piece_adjoint, piece_optics
 from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
+    _column,
     _lookup,
+    _row,
     NUM_PIECES,
     NUM_POINTS,
     occupancy,
@@ -39,6 +44,7 @@ from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-
     split_shading,
     surely_transparent,
 )
+from rlhf_tf.render.native_trilinear import prefetch_row
 
 
 @numba.njit(inline='always')
@@ -272,6 +278,17 @@ def _adjoint_group(
               pend,
           )
           continue
+        # The (P, V) table rows its midpoint's and back end's lookups will
+        # likely read, and the cotangent's rows its pieces add into, asked
+        # of the caches while it is split (both 2 MB: larger than L2).
+        for k in range(1, 3):
+          bin_e = _row(ends[k, 1], bins_y) * bins_x + _column(
+              ends[k, 0], bins_x
+          )
+          prefetch_row(table, bin_e)
+          prefetch_row(table, bin_e + bins_x)
+          prefetch_row(acc, bin_e)
+          prefetch_row(acc, bin_e + bins_x)
         split(ends, half, bins_x, min_den, points, lengths, taus)
         if shaded:
           split_shading(ends, taus, points)
