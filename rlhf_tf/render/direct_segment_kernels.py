@@ -99,8 +99,9 @@ from rlhf_tf.render.native_trilinear import prefetch_row
 from rlhf_tf.render.segment_sampling import (  # noqa: F401
     _gradient,
     _hu_and_slope,
-    prefetch_end,
-    sample_end,
+    prefetch_at,
+    sample_at,
+    sample_consts,
     shade_end,
 )
 
@@ -133,7 +134,10 @@ def _visit_blocks(
   direct_kernels._visit, on two levels. state: the ray parameter where the
   ray leaves the block of the last lookup, and its occupancy; past it, the
   sample's block b is looked up (direct_kernels._block) and, when its
-  coarse block b // coarse (coarse_occ: coarse_occupancy's) is empty, the
+  coarse block b // coarse (coarse_occ: coarse_occupancy's occupancy and
+  counts, and cmap [max(nb) + 1]: cmap[b] = b // coarse, cmap[-1] =
+  coarse, a load instead of three integer divisions per lookup) is empty,
+  the
   state is that coarse block's: a coarse block is empty only if all its
   blocks are, so the samples it skips are those _visit would skip block by
   block (the same rounding caveat, covered by the blocks' halo), in fewer
@@ -145,7 +149,7 @@ def _visit_blocks(
   _, mid = _segment(i, start, end, fp[STEP])
   t = base_t + mid
   if t >= exit_t:
-    cocc, c_nb, coarse = coarse_occ
+    cocc, c_nb, cmap = coarse_occ
     b = _block(
         frame[0] + t * frame[3],
         frame[1] + t * frame[4],
@@ -153,10 +157,10 @@ def _visit_blocks(
         nb,
         fp[INV_BLOCK],
     )
-    c = (b[0] // coarse, b[1] // coarse, b[2] // coarse)
+    c = (cmap[b[0]], cmap[b[1]], cmap[b[2]])
     if cocc[(c[0] * c_nb[1] + c[1]) * c_nb[2] + c[2]] == 0:
       occupied = False
-      exit_t = _block_exit(c, frame, c_nb, ip[BLOCK] * coarse)
+      exit_t = _block_exit(c, frame, c_nb, ip[BLOCK] * cmap[-1])
     else:
       occupied = occ[(b[0] * nb[1] + b[1]) * nb[2] + b[2]] != 0
       exit_t = _block_exit(b, frame, nb, ip[BLOCK])
@@ -173,12 +177,13 @@ def _march_ray(
     scratch,
 ):  # fmt: skip
   """(r, g, b premultiplied, log transmittance) of one ray. coarse_occ:
-  (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), blocks per coarse
-  block edge; 1: no coarse level). (A function of its own, not inlined
-  into the parallel kernel: numba compiles the two several times
-  faster. error_model='numpy': no division-by-zero checks, every divisor
-  is guarded; fastmath contract: fused multiply-adds, ~7 % less CPU, the
-  rounding of float64 products differs from the XLA march's by an ulp.)
+  (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), cmap: blocks to
+  coarse blocks, _visit_blocks'; coarse 1: no coarse level). (A function
+  of its own, not inlined into the parallel kernel: numba compiles the two
+  several times faster. error_model='numpy': no division-by-zero checks,
+  every divisor is guarded; fastmath contract: fused multiply-adds, ~7 %
+  less CPU, the rounding of float64 products differs from the XLA march's
+  by an ulp.)
   Every array is used through a ``native_borrow.borrowed`` view (the
   caller holds them): an inlined helper's array arguments would otherwise
   cost an atomic reference count each, per call, on arrays the threads
@@ -191,8 +196,8 @@ def _march_ray(
   )
   o, d, occ, nb = borrowed(o), borrowed(d), borrowed(occ), borrowed(nb)
   fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
-  cocc, c_nb, coarse = coarse_occ
-  coarse_occ = (borrowed(cocc), borrowed(c_nb), coarse)
+  cocc, c_nb, cmap = coarse_occ
+  coarse_occ = (borrowed(cocc), borrowed(c_nb), borrowed(cmap))
   ends, corner, grads, have, points, lengths, taus, e, frame = scratch
   ends, corner, grads = borrowed(ends), borrowed(corner), borrowed(grads)
   have, points, lengths = borrowed(have), borrowed(points), borrowed(lengths)
@@ -200,6 +205,7 @@ def _march_ray(
   by, bx = bins[0], bins[1]
   step, num, threshold = fp[STEP], ip[NUM], fp[THRESHOLD]
   optics = (ip[SHADING] > 0, fp[KA], fp[KD], fp[KS])
+  k = sample_consts(shape, fp, bx)
   base_t, start, end = _ray(o, d, fp, phase, frame)
   trans, log_t = 1.0, 0.0
   cr, cg, cb = 0.0, 0.0, 0.0
@@ -217,25 +223,20 @@ def _march_ray(
     seg = back - front
     # The next segment's back end, while this one is marched.
     after = min((i + 2) * step, end)
-    prefetch_end(vol, shape, frame, base_t + after)
+    prefetch_at(vol, k, frame, base_t + after)
     if last == i - 1:  # The previous back end is this front end.
-      for k in range(5):
-        ends[0, k] = ends[2, k]
-      for k in range(4):
-        corner[0, k] = corner[2, k]
-      for k in range(3):
-        grads[0, k] = grads[2, k]
+      for c in range(5):
+        ends[0, c] = ends[2, c]
+      for c in range(4):
+        corner[0, c] = corner[2, c]
+      for c in range(3):
+        grads[0, c] = grads[2, c]
       have[0] = have[2]
     else:
-      sample_end(
-          vol, shape, frame, base_t + front, fp, bx, ends, 0, corner, grads
-      )
+      sample_at(vol, k, frame, base_t + front, ends, 0, corner, grads)
       have[0] = False
-    sample_end(
-        vol, shape, frame, base_t + front + 0.5 * seg, fp, bx, ends, 1,
-        corner, grads,
-    )  # fmt: skip
-    sample_end(vol, shape, frame, base_t + back, fp, bx, ends, 2, corner, grads)
+    sample_at(vol, k, frame, base_t + front + 0.5 * seg, ends, 1, corner, grads)
+    sample_at(vol, k, frame, base_t + back, ends, 2, corner, grads)
     have[1] = have[2] = False
     last = i
     i = nxt
@@ -248,14 +249,14 @@ def _march_ray(
       ends[0, 1] = v_front
       continue
     ends[0, 1] = v_front
-    for k in range(3):
-      if not have[k]:
-        shade_end(vol, shape, d, fp, ip, by, ends, k, corner, grads)
-        have[k] = True
+    for r in range(3):
+      if not have[r]:
+        shade_end(vol, shape, d, fp, ip, by, ends, r, corner, grads)
+        have[r] = True
     # The table rows the midpoint's and back end's lookups will likely
     # read, while the segment is split.
-    for k in range(1, 3):
-      row = _row(ends[k, 1], by) * bx + _column(ends[k, 0], bx)
+    for r in range(1, 3):
+      row = _row(ends[r, 1], by) * bx + _column(ends[r, 0], bx)
       prefetch_row(table, row)
       prefetch_row(table, row + bx)
     split(ends, 0.5 * seg, bx, fp[MIN_DEN], points, lengths, taus)
@@ -288,6 +289,11 @@ def forward_kernel(
   lanes = tiles(ip)[1]
   sat = occupancy(table, bins[1])
   cocc, c_nb = coarse_occupancy(occ, nb, coarse)
+  # cmap[b] = b // coarse for every block index b; cmap[-1] = coarse.
+  cmap = np.empty(max(nb[0], max(nb[1], nb[2])) + 1, np.int64)
+  for b in range(cmap.size - 1):
+    cmap[b] = b // coarse
+  cmap[-1] = coarse
   scratch = (
       np.zeros((lanes, 3, 5)),  # ends: u, v, du, d, s (native_segment_plan).
       np.zeros((lanes, 3, 4)),  # corner: flat lower corner, fz, fy, fx.
@@ -301,14 +307,14 @@ def forward_kernel(
   )
   _lanes(
       vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-      sat, cocc, c_nb, coarse, *scratch, rgb_out, log_t_out,
+      sat, cocc, c_nb, cmap, *scratch, rgb_out, log_t_out,
   )  # fmt: skip
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _lanes(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-    sat, cocc, c_nb, coarse, ends, corner, grads, have, points, lengths, taus,
+    sat, cocc, c_nb, cmap, ends, corner, grads, have, points, lengths, taus,
     e, frame, rgb_out, log_t_out,
 ):  # fmt: skip
   """forward_kernel's parallel march: lane l marches its tiles with the
@@ -324,7 +330,7 @@ def _lanes(
   origins, directions = borrowed(origins), borrowed(directions)
   phase, occ, nb = borrowed(phase), borrowed(occ), borrowed(nb)
   fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
-  coarse_occ = (borrowed(cocc), borrowed(c_nb), coarse)
+  coarse_occ = (borrowed(cocc), borrowed(c_nb), borrowed(cmap))
   ends, corner, grads = borrowed(ends), borrowed(corner), borrowed(grads)
   have, points, lengths = borrowed(have), borrowed(points), borrowed(lengths)
   taus, e, frame = borrowed(taus), borrowed(e), borrowed(frame)

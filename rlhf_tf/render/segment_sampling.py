@@ -55,26 +55,73 @@ def _strides(shape):
 
 
 @numba.njit(inline='always')
-def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
-  """Fills ends[row]' u and du and corner[row] at ray parameter t; returns
-  the trilinear gradient (gz, gy, gx) there (HU/mm)."""
+def sample_consts(shape, fp, bins_x):
+  """A render's constants of ``sample_at`` / ``prefetch_at``: (HU min,
+  1 / HU range, bins_x, n - 1 and max(n - 2, 0) per axis as floats, Y, X,
+  strides sz, sy, sx). Computed once per ray instead of per sample: LLVM
+  cannot hoist them out of a march that stores into float64 scratch arrays
+  (they might alias fp), so each sample paid a division and six int to
+  float conversions (the same values, bit for bit)."""
+  sz, sy, sx = _strides(shape)
+  return (
+      fp[HU_MIN],
+      1.0 / fp[HU_RANGE],
+      float(bins_x),
+      (shape[0] - 1.0, shape[1] - 1.0, shape[2] - 1.0),
+      (
+          max(shape[0] - 2.0, 0.0),
+          max(shape[1] - 2.0, 0.0),
+          max(shape[2] - 2.0, 0.0),
+      ),
+      shape[1],
+      shape[2],
+      (sz, sy, sx),
+  )
+
+
+@numba.njit(inline='always')
+def _axis(c, top, low):
+  """direct_kernels._axis with n - 1.0 = top, max(n - 2.0, 0.0) = low."""
+  c = min(max(c, 0.0), top)
+  i = min(max(math.floor(c), 0.0), low)
+  return int(i), c - i
+
+
+@numba.njit(inline='always')
+def _corner_at(cz, cy, cx, k):
+  """direct_kernels._corner from sample_consts' k: (flat lower corner,
+  fractions fz, fy, fx)."""
+  top, low = k[3], k[4]
+  iz, fz = _axis(cz, top[0], low[0])
+  iy, fy = _axis(cy, top[1], low[1])
+  ix, fx = _axis(cx, top[2], low[2])
+  return (iz * k[5] + iy) * k[6] + ix, fz, fy, fx
+
+
+@numba.njit(inline='always')
+def _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner):
+  """Fills ends[row]' u and du and corner[row] at ray parameter t (k:
+  sample_consts'); returns the trilinear gradient (gz, gy, gx) there
+  (HU/mm)."""
   cz = frame[0] + t * frame[3]
   cy = frame[1] + t * frame[4]
   cx = frame[2] + t * frame[5]
-  base, sz, sy, sx, fz, fy, fx = _corner(cz, cy, cx, shape)
+  base, fz, fy, fx = _corner_at(cz, cy, cx, k)
+  sz, sy, sx = k[7]
   hu, gz, gy, gx, pz, py, px = trilinear_packed(
       vol, base, sz, sy, sx, fz, fy, fx
   )
   # d HU / dt: the trilinear field's partials along unclamped axes.
+  top = k[3]
   slope = 0.0
-  if 0.0 < cz < shape[0] - 1.0:
+  if 0.0 < cz < top[0]:
     slope += frame[3] * pz
-  if 0.0 < cy < shape[1] - 1.0:
+  if 0.0 < cy < top[1]:
     slope += frame[4] * py
-  if 0.0 < cx < shape[2] - 1.0:
+  if 0.0 < cx < top[2]:
     slope += frame[5] * px
-  inv_hu = 1.0 / fp[HU_RANGE]
-  x = (hu - fp[HU_MIN]) * inv_hu
+  inv_hu, bins_x = k[1], k[2]
+  x = (hu - k[0]) * inv_hu
   ends[row, 0] = min(max(x, 0.0), 1.0) * bins_x
   ends[row, 2] = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
   corner[row, 0] = base
@@ -82,6 +129,14 @@ def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
   corner[row, 2] = fy
   corner[row, 3] = fx
   return gz, gy, gx
+
+
+@numba.njit(inline='always')
+def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
+  """Fills ends[row]' u and du and corner[row] at ray parameter t; returns
+  the trilinear gradient (gz, gy, gx) there (HU/mm)."""
+  k = sample_consts(shape, fp, bins_x)
+  return _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner)
 
 
 @numba.njit(inline='always')
@@ -136,6 +191,13 @@ def sample_end(vol, shape, frame, t, fp, bins_x, ends, row, corner, grads):
 
 
 @numba.njit(inline='always')
+def sample_at(vol, k, frame, t, ends, row, corner, grads):
+  """sample_end with sample_consts' k (the same values, bit for bit)."""
+  g = _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner)
+  grads[row, 0], grads[row, 1], grads[row, 2] = g
+
+
+@numba.njit(inline='always')
 def shade_end(vol, shape, d, fp, ip, bins_y, ends, row, corner, grads):
   """Fills ends[row]' v, d, s from ``sample_end``'s gradient."""
   g = (grads[row, 0], grads[row, 1], grads[row, 2])
@@ -178,4 +240,17 @@ def prefetch_end(vol, shape, frame, t):
       frame[2] + t * frame[5],
       shape,
   )
+  prefetch_corners(vol, base, sz, sy, sx)
+
+
+@numba.njit(inline='always')
+def prefetch_at(vol, k, frame, t):
+  """prefetch_end with sample_consts' k."""
+  base, _, _, _ = _corner_at(
+      frame[0] + t * frame[3],
+      frame[1] + t * frame[4],
+      frame[2] + t * frame[5],
+      k,
+  )
+  sz, sy, sx = k[7]
   prefetch_corners(vol, base, sz, sy, sx)
