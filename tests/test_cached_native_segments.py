@@ -17,6 +17,7 @@ from rlhf_tf.render import (
     cached_native_segments,
     cached_segments,
     native_block_boxes,
+    native_segment_boxes,
     ray_cache,
     raymarch,
 )
@@ -62,11 +63,14 @@ def _cache(
 def _steeper(cache, scale):
   """The cache with its slopes du scaled: more half segments bracket a
   crest (preintegration.extremum), some with peaks clipped to the table
-  (and the block boxes of the new slopes)."""
+  (and the block and segment boxes of the new slopes)."""
   tiles = cache.tiles
   tiles = tiles.replace(du=tiles.du * scale, du_mid=tiles.du_mid * scale)
   box = native_block_boxes.of_tiles(tiles, cache.step_mm, cache.bins)
-  return cache.replace(tiles=tiles.replace(box=jnp.asarray(box)))
+  seg_box = native_segment_boxes.of_tiles(tiles, cache.step_mm, cache.bins)
+  return cache.replace(
+      tiles=tiles.replace(box=jnp.asarray(box), seg_box=jnp.asarray(seg_box))
+  )
 
 
 def _brackets(cache):

@@ -21,10 +21,12 @@ cache, with the same per-ray walk as the point-sampled native march:
   its pieces could read has extinction
   (``native_segment_plan.surely_transparent``, 4 loads of a summed-area
   table of the TF's non-zero bins; exact: it adds nothing, whatever its
-  colour), and a piece of mean extinction exactly 0 after 8 (the exact
-  test after the split, ``transparent``, is left to the adjoint: it found
-  ~2 % of the segments the first one let through on Cranium, and costs
-  more than classifying them, which adds exactly 0 too);
+  colour; the forward reads each segment's box from the cache,
+  ``native_segment_boxes``), and a piece of mean extinction exactly 0
+  after 8 (the exact test after the split, ``transparent``, is left to
+  the adjoint: it found ~2 % of the segments the first one let through on
+  Cranium, and costs more than classifying them, which adds exactly 0
+  too);
 - a custom VJP w.r.t. the (P, V) table (``preintegration.segment_table``;
   JAX differentiates its construction from the TF) that re-walks each ray
   over exactly the segments the forward composited, with the hand-written
@@ -81,6 +83,14 @@ def _boxes(tiles):
   return tiles.box
 
 
+def _seg_boxes(tiles):
+  """The tiles' segment boxes (native_segment_boxes), or [0, tile]: none
+  (the forward computes each segment's)."""
+  if tiles.seg_box is None:
+    return jnp.zeros((0, tiles.rows.shape[1]), jnp.uint32)
+  return tiles.seg_box
+
+
 def _inputs(tiles, dtype):
   """The kernels' common leading inputs (buffers): the pool fields
   (_FIELDS, then _SHADE or empty), start, length, first row."""
@@ -118,7 +128,8 @@ def march(tiles, table, settings):
     with cached_native.LOCK:
       native_segment_forward.forward_kernel(
           tuple(args[:10]),
-          *args[10:],
+          args[-1],
+          *args[10:-1],
           bx,
           by,
           params,
@@ -141,6 +152,7 @@ def march(tiles, table, settings):
       tiles.num_steps,
       _boxes(tiles),
       table.reshape(-1, 8),
+      _seg_boxes(tiles),
   )
 
 

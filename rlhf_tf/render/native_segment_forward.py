@@ -1,10 +1,11 @@
 """The numba forward walker of the native pre-integrated cached march
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment's
-split in ``native_segment_plan``, its pieces' optics in
-``native_segment_optics``): per group of rays, front to back over segments
-(row i to row i + 1), skipping blocks of them whose coarse (u, v) box the
-TF leaves clear (``native_block_boxes``) and surely transparent ones,
-stopping at T < threshold.
+split and optics in registers in ``native_segment_regs``, after
+``native_segment_plan`` and ``native_segment_optics``): per group of rays,
+front to back over segments (row i to row i + 1), skipping blocks of them
+whose coarse (u, v) box the TF leaves clear (``native_block_boxes``) and
+surely transparent ones (their boxes stored in the cache:
+``native_segment_boxes``; or computed here), stopping at T < threshold.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import numpy as np
 
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
-from rlhf_tf.render.native_segment_optics import segment_optics
-from rlhf_tf.render.native_segment_plan import (
-    NUM_PIECES,
-    NUM_POINTS,
-    occupancy,
-    split,
-    split_shading,
+from rlhf_tf.render.native_segment_boxes import clear
+from rlhf_tf.render.native_segment_plan import occupancy
+from rlhf_tf.render.native_segment_regs import (
+    end,
+    segment,
+    shade,
     surely_transparent,
 )
 
@@ -74,10 +74,6 @@ def scratch(n):
   """The walk's scratch arrays for groups of up to n rays (``_forward_group``
   takes them from its caller, which holds them: borrowed views)."""
   return (
-      np.zeros((3, 5)),  # ends
-      np.zeros((NUM_POINTS, 4)),  # points
-      np.zeros(NUM_PIECES),  # lengths
-      np.zeros(2),  # taus
       np.zeros(n),  # trans
       np.zeros(n, np.bool_),  # done
   )
@@ -86,6 +82,7 @@ def scratch(n):
 @numba.njit(nogil=True)
 def _forward_group(
     fields,
+    seg_box,
     box,
     lo,
     hi,
@@ -106,7 +103,9 @@ def _forward_group(
   [n, 3], log_t [n] (log T_N) and steps [n] (segments walked), block by
   block of native_block_boxes.BLOCK segments (ray by ray within one:
   its rows are a few cache lines), skipping the blocks whose box
-  [blocks, n, 4] is clear (no boxes: box has 0 blocks). work:
+  [blocks, n, 4] is clear (no boxes: box has 0 blocks) and the segments
+  whose box seg_box [rows, n] is (native_segment_boxes; none: 0 rows,
+  surely_transparent of the ends). work:
   ``scratch``. Every array is used through a ``borrowed`` view (the caller
   holds them): no reference counting per segment."""
   # Unpacked once: array views made per segment would each cost a
@@ -122,11 +121,10 @@ def _forward_group(
       borrowed(occ),
   )
   rgb, log_t, steps = borrowed(rgb), borrowed(log_t), borrowed(steps)
-  box = borrowed(box)
+  box, seg_box = borrowed(box), borrowed(seg_box)
   boxed = box.shape[0] > 0
-  ends, points, lengths, taus, trans, done = work
-  ends, points, lengths = borrowed(ends), borrowed(points), borrowed(lengths)
-  taus = borrowed(taus)
+  seg_boxed = seg_box.shape[0] > 0
+  trans, done = work
   trans, done = borrowed(trans), borrowed(done)
   n = lo.shape[0]
   zero = lo.dtype.type(0.0)
@@ -178,15 +176,26 @@ def _forward_group(
             max(lo[m] - fi, zero), step
         )
         row = r0 + i
-        load_ends(u, v, du, um, vm, dum, row, m, f, ends)
-        if surely_transparent(occ, bins_x, bins_y, ends, 0.5 * seg):
+        if seg_boxed and clear(occ, seg_box, row, m):
+          continue  # Before its ends are loaded.
+        half = 0.5 * seg
+        x_f = end(u, v, du, row, m, f)
+        x_m = end(um, vm, dum, row, m, f)
+        x_b = end(u, v, du, row + 1, m, f)
+        if not seg_boxed and surely_transparent(
+            occ, bins_x, bins_y, x_f, x_m, x_b, half
+        ):
           continue
-        split(ends, 0.5 * seg, bins_x, min_den, points, lengths, taus)
         if shaded:
-          load_shading(d, s, dm, sm, row, m, ends)
-          split_shading(ends, taus, points)
-        lt, e_r, e_g, e_b, a = segment_optics(
-            table, bins_x, bins_y, points, lengths, optics
+          shades = (
+              shade(d, s, row, m),
+              shade(dm, sm, row, m),
+              shade(d, s, row + 1, m),
+          )
+        else:
+          shades = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0))
+        lt, e_r, e_g, e_b, a = segment(
+            table, bins_x, bins_y, x_f, x_m, x_b, half, min_den, shades, optics
         )
         t_i = trans[m]
         rgb[m, 0] += t_i * e_r
@@ -199,6 +208,7 @@ def _forward_group(
 @numba.njit(parallel=True, nogil=True, cache=True)
 def forward_kernel(
     fields,
+    seg_box,
     start,
     length,
     first_row,
@@ -217,7 +227,8 @@ def forward_kernel(
 ):
   """rgb [T, tile, 3], log_t [T, tile], steps [T, tile] from the pool
   fields (u, v, du, u_mid, v_mid, du_mid, d, s, d_mid, s_mid: [rows,
-  tile]) and block boxes [rows // BLOCK, tile, 4] (native_block_boxes;
+  tile]), segment boxes [rows, tile] (native_segment_boxes; or [0, tile]:
+  none) and block boxes [rows // BLOCK, tile, 4] (native_block_boxes;
   or [0, tile, 4]: none); worker w takes groups w, w + workers, ...
   (cached_native._forward_kernel)."""
   n_tiles, tile = start.shape
@@ -233,6 +244,7 @@ def forward_kernel(
       lo = start[t, g0:g1]
       _forward_group(
           columns(fields, g0, g1),
+          seg_box[:, g0:g1],
           box[:, g0:g1],
           lo,
           lo + length[t, g0:g1],

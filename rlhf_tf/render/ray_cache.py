@@ -17,8 +17,9 @@ S + 1 segment ends and, in the same row, u, v, du (and d, s) at the
 midpoint of the segment that starts there (32 bytes per row with shading,
 24 without, one more row; rendered by
 ``rlhf_tf.render.cached_segments``, on CPU by its native twin
-``cached_native_segments``, which skips blocks of 16 segments by their
-(u, v) box: ``native_block_boxes``) -- plus per ray the chord length, the
+``cached_native_segments``, which skips blocks of 16 segments and single
+ones by their (u, v) boxes: ``native_block_boxes``, ``native_segment_boxes``,
+4 more bytes per row) -- plus per ray the chord length, the
 offset of the box entry past the depth grid (float32, see
 ``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
 then one 16-value gather per sample (the 2x2 bin neighbourhood, see
@@ -75,9 +76,9 @@ import numpy as np
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.render import (
     cache_sampling,
-    native_block_boxes,
     native_cache_build,
     native_layout,
+    native_segment_boxes,
     sampling,
 )
 from rlhf_tf.render import camera as camera_lib
@@ -124,6 +125,9 @@ class CacheTiles:
   # the (u, v) bins they can read (native_block_boxes; the native march
   # skips blocks the TF leaves clear). [N // BLOCK, tile, 4] uint16.
   box: Optional[jnp.ndarray] = None
+  # Per segment (pool row), the bins it can read in bytes [N, tile] uint32
+  # (native_segment_boxes; None: none stored).
+  seg_box: Optional[jnp.ndarray] = None
 
   @property
   def rows(self) -> jnp.ndarray:
@@ -375,13 +379,11 @@ def build_ray_cache(
         where.num_steps,
     )
   if narrow and settings.preintegrate:  # For the native march (CPU).
-    pool['box'] = native_block_boxes.block_boxes(
-        [pool[k] for k in native_block_boxes.FIELDS],
-        np.asarray(first_chunk) * CHUNK,
-        num_steps,
-        settings.step_mm,
+    first_row = np.asarray(first_chunk) * CHUNK
+    pool['box'], pool['seg_box'] = native_segment_boxes.both(
+        pool, ray_start, ray_len, first_row, num_steps, settings.step_mm,
         (by, bx),
-    )
+    )  # fmt: skip
   # jax.device_put wraps a 64-byte aligned numpy pool (native_cache_build's)
   # without a copy and copies any other into a buffer of XLA's own.
   tiles = CacheTiles(
@@ -391,7 +393,7 @@ def build_ray_cache(
       first_chunk=jnp.asarray(first_chunk),
       num_chunks=jnp.asarray(num_chunks),
       num_steps=jnp.asarray(num_steps),
-      **{k: jax.device_put(v) for k, v in pool.items()},
+      **{k: jax.device_put(v) for k, v in pool.items() if v is not None},
   )
   return RayCache(
       tiles=tiles,
