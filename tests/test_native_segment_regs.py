@@ -76,3 +76,47 @@ def test_registers_are_the_scratch_path_bit_for_bit(
     got = _register_path(table, occ, bx, by, ends, half, min_den, optics)
     assert want[0] == got[0]
     np.testing.assert_array_equal(np.array(got[1]), np.array(want[1]))
+
+
+@numba.njit
+def _pair_and_each(table, bx, by, ends, half, min_den, optics):
+  """(pair's results, each segment's own): two segments' ends [2, 3, 5]."""
+  x = [[(e[k, 0], e[k, 1], e[k, 2]) for k in range(3)] for e in ends]
+  s = [[(e[k, 3], e[k, 4]) for k in range(3)] for e in ends]
+  shades = [(t[0], t[1], t[2]) for t in s]
+  shading = optics[0]
+  ready = [
+      regs.prepare(table, bx, by, x[i][0], x[i][1], x[i][2], half[i], min_den,
+                   shades[i], shading)  # fmt: skip
+      for i in range(2)
+  ]
+  each = [
+      regs.segment(table, bx, by, x[i][0], x[i][1], x[i][2], half[i],
+                   min_den, shades[i], optics)  # fmt: skip
+      for i in range(2)
+  ]
+  return regs.pair(ready[0], ready[1], optics), each[0] + each[1]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    slope=st.sampled_from([0.3, 4.0, 60.0]),
+    shading=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_a_pair_is_each_segment_bit_for_bit(seed, slope, shading, dtype):
+  rng = np.random.default_rng(seed)
+  table = rng.uniform(-0.2, 2.0, (64, 8)).astype(dtype)
+  table[rng.uniform(size=64) < 0.3, 4] = 0.0
+  min_den = float(np.finfo(dtype).eps) ** 2
+  optics = (shading, 0.2, 0.7, 0.4)
+  for _ in range(40):
+    ends = np.zeros((2, 3, 5))
+    ends[..., 0] = rng.uniform(-1.0, 9.0, (2, 3)).astype(dtype)
+    ends[..., 1] = rng.uniform(0.0, 7.0, (2, 3)).astype(dtype)
+    ends[..., 2] = (rng.normal(size=(2, 3)) * slope).astype(dtype)
+    ends[..., 3:] = rng.integers(0, 65536, (2, 3, 2)) / 65535.0
+    half = rng.choice([0.0, 0.3, 0.75, 4.0], 2)
+    got, want = _pair_and_each(table, 8, 8, ends, half, min_den, optics)
+    np.testing.assert_array_equal(np.array(got), np.array(want))

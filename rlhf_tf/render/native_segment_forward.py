@@ -6,6 +6,17 @@ front to back over segments (row i to row i + 1), skipping blocks of them
 whose coarse (u, v) box the TF leaves clear (``native_block_boxes``) and
 surely transparent ones (their boxes stored in the cache:
 ``native_segment_boxes``; or computed here), stopping at T < threshold.
+
+A ray's classified segments wait in pairs: the first one's split and
+table reads are held until the next one's are done, then both segments'
+optics run in one set of 8-lane vectors (``native_segment_regs.pair``:
+the march is bound by each segment's chain of dependent vector operations,
+and two independent chains share it), and they are composited in turn. If
+the first takes T below threshold, the second is dropped and the ray's
+segment count set back (the walk past a waiting segment tested the
+threshold without its opacity), so colour, log T and counts are those of
+compositing each segment as it comes, bit for bit
+(tests/test_native_segment_forward.py).
 """
 
 from __future__ import annotations
@@ -16,10 +27,12 @@ import numpy as np
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_boxes import clear
+from rlhf_tf.render.native_segment_optics import _optics4
 from rlhf_tf.render.native_segment_plan import occupancy
 from rlhf_tf.render.native_segment_regs import (
     end,
-    segment,
+    pair,
+    prepare,
     shade,
     surely_transparent,
 )
@@ -67,6 +80,24 @@ def columns(fields, g0, g1):
       dm[:, g0:g1],
       sm[:, g0:g1],
   )
+
+
+_Z6 = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_Z5 = (0.0, 0.0, 0.0, 0.0, 0.0)
+# A prepared segment's type (native_segment_regs.prepare), unused.
+_NONE = ((_Z6, _Z6, _Z6, _Z6), (0.0, 0.0, 0.0, 0.0), _Z5, _Z5)
+
+
+@numba.njit(inline='always')
+def _composite(rgb, log_t, trans, m, out):
+  """Composites a segment's out (lt, e_0, e_1, e_2, a) behind ray m's."""
+  lt, e_r, e_g, e_b, a = out
+  t_i = trans[m]
+  rgb[m, 0] += t_i * e_r
+  rgb[m, 1] += t_i * e_g
+  rgb[m, 2] += t_i * e_b
+  log_t[m] += lt
+  trans[m] = t_i * (1.0 - a)  # T_{i+1} = T_i exp(lt).
 
 
 @numba.njit(inline='always')
@@ -165,8 +196,15 @@ def _forward_group(
             break
           steps[m] = i + 1
         continue
+      # A classified segment waits (pending) for the next one of the ray
+      # in the block: their optics run together (pair, 8 lanes).
+      waiting = False
+      pending = _NONE
+      at = 0
       for i in range(i0, i1):
         fi = lo.dtype.type(i) * step
+        # (trans[m] without a pending segment's opacity: if that takes it
+        # below threshold, steps is set back when it is composited.)
         if fi >= hi[m] or trans[m] < threshold:
           done[m] = True
           live -= 1
@@ -194,15 +232,31 @@ def _forward_group(
           )
         else:
           shades = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0))
-        lt, e_r, e_g, e_b, a = segment(
-            table, bins_x, bins_y, x_f, x_m, x_b, half, min_den, shades, optics
+        ready = prepare(
+            table, bins_x, bins_y, x_f, x_m, x_b, half, min_den, shades, shaded
         )
-        t_i = trans[m]
-        rgb[m, 0] += t_i * e_r
-        rgb[m, 1] += t_i * e_g
-        rgb[m, 2] += t_i * e_b
-        log_t[m] += lt
-        trans[m] = t_i * (1.0 - a)  # T_{i+1} = T_i exp(lt).
+        if not waiting:
+          waiting, pending, at = True, ready, i
+          continue
+        waiting = False
+        out = pair(pending, ready, optics)
+        _composite(rgb, log_t, trans, m, out[:5])
+        if trans[m] < threshold:
+          # The ray stops after the pending segment: the next one is not
+          # composited (as if each had been composited in turn).
+          steps[m] = at + 1
+          done[m] = True
+          live -= 1
+          break
+        _composite(rgb, log_t, trans, m, out[5:])
+      if waiting:  # Alone: on its own.
+        means, ls, ds, ss = pending
+        _composite(rgb, log_t, trans, m, _optics4(*means, ls, ds, ss, *optics))
+        if trans[m] < threshold:
+          steps[m] = at + 1
+          if not done[m]:
+            done[m] = True
+            live -= 1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)

@@ -24,7 +24,7 @@ import numpy as np
 
 from rlhf_tf.render.native_pv import piece_means
 from rlhf_tf.render.native_segment_math import _index, TINY_DU
-from rlhf_tf.render.native_segment_optics import _optics4
+from rlhf_tf.render.native_segment_optics import _optics4, optics_pair
 from rlhf_tf.render.native_segment_plan import _column, _row, extremum
 
 _Q = 1.0 / 65535.0
@@ -143,3 +143,16 @@ def segment(table, bins_x, bins_y, f, mid, b, half, min_den, shades, optics):
       table, bins_x, bins_y, f, mid, b, half, min_den, shades, shading
   )
   return _optics4(*means, ls, ds, ss, shading, ka, kd, ks)
+
+
+@numba.njit(inline='always')
+def pair(a, b, optics):
+  """(lt, e_0, e_1, e_2, a) of two prepared segments a, b (``prepare``'s
+  results) at once (native_segment_optics.optics_pair): a's, then b's."""
+  shading, ka, kd, ks = optics
+  means_a, ls_a, ds_a, ss_a = a
+  means_b, ls_b, ds_b, ss_b = b
+  return optics_pair(
+      means_a, means_b, ls_a + ls_b, ds_a + ds_b, ss_a + ss_b, shading, ka,
+      kd, ks,
+  )  # fmt: skip
