@@ -7,8 +7,7 @@ segment the pre-integrated classification of the XLA march
 (``raymarch._render``: ``ray_samples.sample_rays`` +
 ``preintegration.classify``), compiled by numba
 (``rlhf_tf.render.direct_segment_kernels``; a segment's split and optics are
-``native_segment_plan`` / ``native_segment_math``, shared with the
-pre-integrated cached march) and run through
+``native_segment_regs``', shared with the pre-integrated cached forward) and run through
 ``jax.experimental.buffer_callback`` without a copy of the volume.
 
 Differences to the XLA march: skipping and termination per ray (pixels

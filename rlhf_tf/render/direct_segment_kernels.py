@@ -17,9 +17,12 @@ One ray at a time, in float64 whatever the input dtype, with the optics of
   the headlight terms from the mean gradient
   (``compositing.headlight_terms``) or, with settings.tensor_normals, from
   the gradient's structure tensor (``compositing.tensor_headlight_terms``);
-- each segment is split and classified by ``native_segment_plan`` (the
-  numba twin of ``preintegration.segment_plan``, shared with the cached
-  march) and composited front to back.
+- each segment is split and classified as ``native_segment_plan`` (the
+  numba twin of ``preintegration.segment_plan``) does, on tuples
+  (``native_segment_regs.segment``, shared with the cached forward: its
+  pieces' optics 4 lanes at once, ``native_segment_optics``; bit for bit
+  ``segment_forward`` unless a piece takes expm1, then within its ulp)
+  and composited front to back.
 
 What it skips (as the point-sampled ``direct_kernels`` march):
 
@@ -38,7 +41,7 @@ What it skips (as the point-sampled ``direct_kernels`` march):
   alone): exact, such a segment adds nothing. The rest are classified
   without the exact per-piece test (``native_segment_plan.transparent``):
   it catches < 1 % of them (Cranium), each of whose pieces has mean
-  extinction 0 and adds exactly nothing in ``segment_forward`` too, and
+  extinction 0 and adds exactly nothing in the optics too, and
   costs ~4 % of the march;
 - the rest of a ray once its transmittance is below the threshold.
 
@@ -54,9 +57,15 @@ largest stall; ~4 % less CPU on Cranium). Asking for the back end of the
 segment two, three or five ahead instead of the next one's: no gain
 (Cranium 256^2, paired ratios 0.99-1.0).
 
-Samples use ``segment_sampling.sample_at`` / ``prefetch_at`` with the
+Samples use ``segment_sampling.sample_regs`` / ``prefetch_at`` with the
 ray's ``sample_consts`` (the HU axis' reciprocal and the volume's float
 limits once per ray, not per sample: ~5 % less CPU, the same values).
+A segment's three samples, their shading (``segment_sampling.
+_shade_values``), split and optics live in registers (tuples), not in
+float64 scratch arrays that LLVM must assume alias the ray's frame and
+each other (Cranium 256^2, one thread, paired with the scratch-array
+march: ~5 % less CPU for the sampling alone, bit-identical; ~8 % with
+the split and optics of ``native_segment_regs``).
 Tried and not kept (Cranium 256^2, one thread, paired with the march
 before): a per-voxel-cell HU min / max test of a segment's three cells
 before sampling it (exact: it caught 71 % of the segments
@@ -98,24 +107,19 @@ from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
     _column,
     _row,
-    NUM_PIECES,
-    NUM_POINTS,
     occupancy,
-    segment_forward,
-    split,
-    split_shading,
-    surely_transparent,
 )
+from rlhf_tf.render.native_segment_regs import segment, surely_transparent
 from rlhf_tf.render.native_trilinear import prefetch_row
 
 # _hu_and_slope, _gradient: the native cache build's (segment_sampling).
 from rlhf_tf.render.segment_sampling import (  # noqa: F401
     _gradient,
     _hu_and_slope,
+    _shade_values,
     prefetch_at,
-    sample_at,
     sample_consts,
-    shade_end,
+    sample_regs,
 )
 
 COARSE = 4  # Empty-space blocks per coarse block edge (16 voxels).
@@ -187,7 +191,7 @@ def _visit_blocks(
 @numba.njit(nogil=True, cache=True, error_model='numpy', fastmath={'contract'})
 def _march_ray(
     vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, coarse_occ,
-    scratch,
+    frame,
 ):  # fmt: skip
   """(r, g, b premultiplied, log transmittance) of one ray. coarse_occ:
   (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), cmap: blocks to
@@ -211,18 +215,21 @@ def _march_ray(
   fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
   cocc, c_nb, cmap = coarse_occ
   coarse_occ = (borrowed(cocc), borrowed(c_nb), borrowed(cmap))
-  ends, corner, grads, have, points, lengths, taus, e, frame = scratch
-  ends, corner, grads = borrowed(ends), borrowed(corner), borrowed(grads)
-  have, points, lengths = borrowed(have), borrowed(points), borrowed(lengths)
-  taus, e, frame = borrowed(taus), borrowed(e), borrowed(frame)
+  frame = borrowed(frame)
   by, bx = bins[0], bins[1]
   step, num, threshold = fp[STEP], ip[NUM], fp[THRESHOLD]
   optics = (ip[SHADING] > 0, fp[KA], fp[KD], fp[KS])
   k = sample_consts(shape, fp, bx)
   base_t, start, end = _ray(o, d, fp, phase, frame)
+  # Samples in registers (tuples): no float64 scratch store that LLVM must
+  # assume aliases the frame, the volume or the last sample.
+  fr = (frame[0], frame[1], frame[2], frame[3], frame[4], frame[5])
+  top_v = by - 1.0  # Any gradient row: a v range of [0, bins_y - 1].
   trans, log_t = 1.0, 0.0
   cr, cg, cb = 0.0, 0.0, 0.0
-  i, last = 0, -2  # last: the segment whose back end is in ends[2].
+  i, last = 0, -2  # last: the segment whose back end is in b.
+  b = ((0.0, 0.0), (0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+  b_shade, b_have = (0.0, 0.0, 0.0), False  # b's (v, d, s), if sampled.
   state = (-np.inf, True)  # _visit_blocks'.
   while i < num and i * step < end and trans >= threshold:
     nxt, empty, state = _visit_blocks(
@@ -234,55 +241,54 @@ def _march_ray(
     front = min(max(i * step, start), end)
     back = min(max((i + 1) * step, start), end)
     seg = back - front
+    half = 0.5 * seg
     # The next segment's back end, while this one is marched.
     after = min((i + 2) * step, end)
-    prefetch_at(vol, k, frame, base_t + after)
+    prefetch_at(vol, k, fr, base_t + after)
     if last == i - 1:  # The previous back end is this front end.
-      for c in range(5):
-        ends[0, c] = ends[2, c]
-      for c in range(4):
-        corner[0, c] = corner[2, c]
-      for c in range(3):
-        grads[0, c] = grads[2, c]
-      have[0] = have[2]
+      f, f_shade, f_have = b, b_shade, b_have
     else:
-      sample_at(vol, k, frame, base_t + front, ends, 0, corner, grads)
-      have[0] = False
-    sample_at(vol, k, frame, base_t + front + 0.5 * seg, ends, 1, corner, grads)
-    sample_at(vol, k, frame, base_t + back, ends, 2, corner, grads)
-    have[1] = have[2] = False
+      f = sample_regs(vol, k, fr, base_t + front)
+      f_shade, f_have = b_shade, False  # f_shade: a placeholder.
+    m = sample_regs(vol, k, fr, base_t + front + half)
+    b = sample_regs(vol, k, fr, base_t + back)
+    b_have = False
     last = i
     i = nxt
-    # Any gradient row: a v range of [0, bins_y - 1].
-    v_front = ends[0, 1]
-    ends[0, 1] = 0.0
-    ends[1, 1] = by - 1.0
-    ends[2, 1] = by - 1.0
-    if surely_transparent(sat, bx, by, ends, 0.5 * seg):
-      ends[0, 1] = v_front
+    if surely_transparent(
+        sat, bx, by,
+        (f[0][0], 0.0, f[0][1]),
+        (m[0][0], top_v, m[0][1]),
+        (b[0][0], top_v, b[0][1]),
+        half,
+    ):  # fmt: skip
       continue
-    ends[0, 1] = v_front
-    for r in range(3):
-      if not have[r]:
-        shade_end(vol, shape, d, fp, ip, by, ends, r, corner, grads)
-        have[r] = True
+    if not f_have:
+      f_shade = _shade_values(vol, shape, d, fp, ip, by, f[1], f[2])
+    m_shade = _shade_values(vol, shape, d, fp, ip, by, m[1], m[2])
+    b_shade = _shade_values(vol, shape, d, fp, ip, by, b[1], b[2])
+    b_have = True
     # The table rows the midpoint's and back end's lookups will likely
     # read, while the segment is split.
-    for r in range(1, 3):
-      row = _row(ends[r, 1], by) * bx + _column(ends[r, 0], bx)
+    for u, v in ((m[0][0], m_shade[0]), (b[0][0], b_shade[0])):
+      row = _row(v, by) * bx + _column(u, bx)
       prefetch_row(table, row)
       prefetch_row(table, row + bx)
-    split(ends, 0.5 * seg, bx, fp[MIN_DEN], points, lengths, taus)
-    # No transparent() test here (module docstring): its pieces of mean
-    # extinction 0 add e = 0, lt = 0 (the same floats), cheaper than it.
-    if ip[SHADING]:
-      split_shading(ends, taus, points)
-    lt = segment_forward(table, bx, by, points, lengths, optics, e)
-    cr += trans * e[NUM_PIECES, 0]
-    cg += trans * e[NUM_PIECES, 1]
-    cb += trans * e[NUM_PIECES, 2]
+    lt, e_0, e_1, e_2, alpha = segment(
+        table, bx, by,
+        (f[0][0], f_shade[0], f[0][1]),
+        (m[0][0], m_shade[0], m[0][1]),
+        (b[0][0], b_shade[0], b[0][1]),
+        half, fp[MIN_DEN],
+        ((f_shade[1], f_shade[2]), (m_shade[1], m_shade[2]),
+         (b_shade[1], b_shade[2])),
+        optics,
+    )  # fmt: skip
+    cr += trans * e_0
+    cg += trans * e_1
+    cb += trans * e_2
     log_t += lt
-    trans *= 1.0 - e[NUM_PIECES, 3]  # T_{i+1} = T_i exp(lt).
+    trans *= 1.0 - alpha  # T_{i+1} = T_i exp(lt).
   return cr, cg, cb, log_t
 
 
@@ -307,31 +313,20 @@ def forward_kernel(
   for b in range(cmap.size - 1):
     cmap[b] = b // coarse
   cmap[-1] = coarse
-  scratch = (
-      np.zeros((lanes, 3, 5)),  # ends: u, v, du, d, s (native_segment_plan).
-      np.zeros((lanes, 3, 4)),  # corner: flat lower corner, fz, fy, fx.
-      np.zeros((lanes, 3, 3)),  # grads: the trilinear gradient (z, y, x).
-      np.zeros((lanes, 3), np.bool_),  # have: the end's v, d, s are sampled.
-      np.zeros((lanes, NUM_POINTS, 4)),
-      np.zeros((lanes, NUM_PIECES)),
-      np.zeros((lanes, 2)),
-      np.zeros((lanes, NUM_PIECES + 1, 4)),
-      np.empty((lanes, 9)),
-  )
+  frame = np.empty((lanes, 9))  # _ray's, per lane.
   _lanes(
       vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-      sat, cocc, c_nb, cmap, *scratch, rgb_out, log_t_out,
+      sat, cocc, c_nb, cmap, frame, rgb_out, log_t_out,
   )  # fmt: skip
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _lanes(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-    sat, cocc, c_nb, cmap, ends, corner, grads, have, points, lengths, taus,
-    e, frame, rgb_out, log_t_out,
+    sat, cocc, c_nb, cmap, frame, rgb_out, log_t_out,
 ):  # fmt: skip
   """forward_kernel's parallel march: lane l marches its tiles with the
-  scratch rows [l] of ends ... frame (``_march_ray``'s). Every array is
+  frame row [l] (``_march_ray``'s). Every array is
   used through a borrowed view (forward_kernel holds them): no reference
   count per ray on arrays the threads share."""
   vol, shape, table, bins = (
@@ -344,17 +339,12 @@ def _lanes(
   phase, occ, nb = borrowed(phase), borrowed(occ), borrowed(nb)
   fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
   coarse_occ = (borrowed(cocc), borrowed(c_nb), borrowed(cmap))
-  ends, corner, grads = borrowed(ends), borrowed(corner), borrowed(grads)
-  have, points, lengths = borrowed(have), borrowed(points), borrowed(lengths)
-  taus, e, frame = borrowed(taus), borrowed(e), borrowed(frame)
+  frame = borrowed(frame)
   rgb_out, log_t_out = borrowed(rgb_out), borrowed(log_t_out)
   n_tiles, lanes, tiles_x = tiles(ip)
   w = ip[WIDTH]
   for lane in numba.prange(lanes):
-    scratch = (
-        ends[lane], corner[lane], grads[lane], have[lane], points[lane],
-        lengths[lane], taus[lane], e[lane], frame[lane],
-    )  # fmt: skip
+    frame_l = frame[lane]
     for job in range(lane, n_tiles, lanes):  # Tiles spread over the lanes.
       r0, r1, c0, c1 = tile_pixels(job, tiles_x, ip)
       for r in range(r0, r1):
@@ -362,7 +352,7 @@ def _lanes(
           p = r * w + c
           cr, cg, cb, log_t = _march_ray(
               vol, shape, table, bins, origins[p], directions[p], phase[p],
-              occ, nb, fp, ip, sat, coarse_occ, scratch,
+              occ, nb, fp, ip, sat, coarse_occ, frame_l,
           )  # fmt: skip
           rgb_out[p, 0] = cr
           rgb_out[p, 1] = cg

@@ -99,10 +99,11 @@ def _corner_at(cz, cy, cx, k):
 
 
 @numba.njit(inline='always')
-def _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner):
-  """Fills ends[row]' u and du and corner[row] at ray parameter t (k:
-  sample_consts'); returns the trilinear gradient (gz, gy, gx) there
-  (HU/mm)."""
+def sample_regs(vol, k, frame, t):
+  """((u, du), (flat lower corner, fz, fy, fx), (gz, gy, gx)): u, du, the
+  voxels and the trilinear gradient (HU/mm) of the sample at ray parameter
+  t (k: sample_consts'; frame: indexable, e.g. a tuple of frame[:6]), in
+  registers (``_hu_slope_gradient_at`` stores them)."""
   cz = frame[0] + t * frame[3]
   cy = frame[1] + t * frame[4]
   cx = frame[2] + t * frame[5]
@@ -122,13 +123,24 @@ def _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner):
     slope += frame[5] * px
   inv_hu, bins_x = k[1], k[2]
   x = (hu - k[0]) * inv_hu
-  ends[row, 0] = min(max(x, 0.0), 1.0) * bins_x
-  ends[row, 2] = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
-  corner[row, 0] = base
-  corner[row, 1] = fz
-  corner[row, 2] = fy
-  corner[row, 3] = fx
-  return gz, gy, gx
+  u = min(max(x, 0.0), 1.0) * bins_x
+  du = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
+  return (u, du), (base, fz, fy, fx), (gz, gy, gx)
+
+
+@numba.njit(inline='always')
+def _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner):
+  """Fills ends[row]' u and du and corner[row] at ray parameter t (k:
+  sample_consts'); returns the trilinear gradient (gz, gy, gx) there
+  (HU/mm)."""
+  (u, du), at, g = sample_regs(vol, k, frame, t)
+  ends[row, 0] = u
+  ends[row, 2] = du
+  corner[row, 0] = at[0]
+  corner[row, 1] = at[1]
+  corner[row, 2] = at[2]
+  corner[row, 3] = at[3]
+  return g
 
 
 @numba.njit(inline='always')
@@ -140,46 +152,42 @@ def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
 
 
 @numba.njit(inline='always')
-def _tensor_terms(vol, shape, d, corner, row):
-  """(q, trace J) of the gradient's structure tensor seen along d at
-  corner[row] (sampling.trilinear_packed's sums over the 8 voxels)."""
-  sz, sy, sx = _strides(shape)
-  return structure_terms(
-      vol,
-      int(corner[row, 0]),
-      sz,
-      sy,
-      sx,
-      corner[row, 1],
-      corner[row, 2],
-      corner[row, 3],
-      d[0],
-      d[1],
-      d[2],
-  )
+def _shade_values(vol, shape, d, fp, ip, bins_y, at, g):
+  """(v, d, s) of a sample: v of preintegration.coords of |g| (g = (gz,
+  gy, gx), the trilinear gradient) and, with shading, its headlight terms
+  d, s (0.0, 0.0 without). at: (flat lower corner, fz, fy, fx), for the
+  structure tensor."""
+  gz, gy, gx = g
+  sq = gz * gz + gy * gy + gx * gx
+  norm = math.sqrt(max(sq, 1e-24))  # safe_math.floored_norm.
+  y = norm / fp[GRAD_MAX]
+  v = min(max(y * bins_y - 0.5, 0.0), bins_y - 1.0)
+  if not ip[SHADING]:
+    return v, 0.0, 0.0
+  eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
+  if ip[TENSOR]:  # Structure tensor seen along the view.
+    sz, sy, sx = _strides(shape)
+    q, trace = structure_terms(
+        vol, at[0], sz, sy, sx, at[1], at[2], at[3], d[0], d[1], d[2]
+    )
+    root_q = math.sqrt(q) if q > 0.0 else 0.0
+    diffuse = min(root_q / math.sqrt(max(trace, eps2)), 1.0)
+  else:
+    cos = (gz * d[0] + gy * d[1] + gx * d[2]) / _normal_scale(sq, norm, eps2)
+    diffuse = min(abs(cos), 1.0)
+  return v, diffuse, _power(max(diffuse, 1e-12), fp[SHININESS], ip[INT_POWER])
 
 
 @numba.njit(inline='always')
 def _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g):
   """Fills ends[row]' v (preintegration.coords of |g|, g = (gz, gy, gx))
   and, with shading, its headlight terms d, s."""
-  gz, gy, gx = g
-  sq = gz * gz + gy * gy + gx * gx
-  norm = math.sqrt(max(sq, 1e-24))  # safe_math.floored_norm.
-  y = norm / fp[GRAD_MAX]
-  ends[row, 1] = min(max(y * bins_y - 0.5, 0.0), bins_y - 1.0)
-  if not ip[SHADING]:
-    return
-  eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
-  if ip[TENSOR]:  # Structure tensor seen along the view.
-    q, trace = _tensor_terms(vol, shape, d, corner, row)
-    root_q = math.sqrt(q) if q > 0.0 else 0.0
-    diffuse = min(root_q / math.sqrt(max(trace, eps2)), 1.0)
-  else:
-    cos = (gz * d[0] + gy * d[1] + gx * d[2]) / _normal_scale(sq, norm, eps2)
-    diffuse = min(abs(cos), 1.0)
-  ends[row, 3] = diffuse
-  ends[row, 4] = _power(max(diffuse, 1e-12), fp[SHININESS], ip[INT_POWER])
+  at = (int(corner[row, 0]), corner[row, 1], corner[row, 2], corner[row, 3])
+  v, diffuse, spec = _shade_values(vol, shape, d, fp, ip, bins_y, at, g)
+  ends[row, 1] = v
+  if ip[SHADING]:
+    ends[row, 3] = diffuse
+    ends[row, 4] = spec
 
 
 @numba.njit(inline='always')
