@@ -21,6 +21,7 @@ from rlhf_tf.render import (
     direct_native_segments,
     direct_segment_kernels,
     empty_space,
+    native_segment_plan,
     preintegration,
     raymarch,
     sampling,
@@ -247,3 +248,26 @@ def test_empty_tf_gives_exactly_the_background():
       img[..., :3], jnp.broadcast_to(jnp.array(BASE.background), (6, 6, 3))
   )
   np.testing.assert_array_equal(img[..., 3], 0.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    bins=st.tuples(st.integers(2, 7), st.integers(1, 9)),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_next_occupied_is_the_summed_area_test_over_every_row(bins, seed):
+  """The march's column test (direct_segment_kernels.next_occupied) says
+  what native_segment_plan.surely_transparent's summed-area table says for
+  a v range of [0, bins_y - 1] (every gradient row), for every column range
+  c0 .. c1 - 1."""
+  by, bx = bins
+  rng = np.random.default_rng(seed)
+  table = rng.normal(size=(by * bx, 8))
+  table[rng.random(by * bx) < 0.7, 4] = 0.0  # Mostly zero extinction.
+  nxt = direct_segment_kernels.next_occupied(table, bx)
+  sat = native_segment_plan.occupancy(table, bx)
+  r0, r1 = 0, by  # surely_transparent's rows for v in [0, bins_y - 1].
+  for c0 in range(bx):
+    for c1 in range(c0 + 1, bx + 1):
+      count = sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0]
+      assert (nxt[c0] >= c1) == (count == 0), (c0, c1)

@@ -38,7 +38,9 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 - the gradient loads of a segment that no TF bin with extinction can touch
   whatever its samples' gradients (``native_segment_plan.
   surely_transparent`` over every gradient row, from the HU and slopes
-  alone): exact, such a segment adds nothing. The rest are classified
+  alone; one load of ``next_occupied`` instead of its four summed-area
+  loads, the same answer: ~0.5 % less CPU): exact, such a segment adds
+  nothing. The rest are classified
   without the exact per-piece test (``native_segment_plan.transparent``):
   it catches < 1 % of them (Cranium), each of whose pieces has mean
   extinction 0 and adds exactly nothing in the optics too, and
@@ -107,9 +109,8 @@ from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
     _column,
     _row,
-    occupancy,
 )
-from rlhf_tf.render.native_segment_regs import segment, surely_transparent
+from rlhf_tf.render.native_segment_regs import _half_columns, segment
 from rlhf_tf.render.native_trilinear import prefetch_row
 
 # _hu_and_slope, _gradient: the native cache build's (segment_sampling).
@@ -141,6 +142,26 @@ def coarse_occupancy(occ, nb, coarse):
           c = ((z // coarse) * cb[1] + y // coarse) * cb[2] + x // coarse
           out[c] = 1
   return out, cb
+
+
+@numba.njit(nogil=True)
+def next_occupied(table, bins_x):
+  """[bins_x + 1] int32: at column c, the first column >= c with a bin
+  of extinction V_0 != 0 in any gradient row (bins_x: none). Columns c0
+  .. c1 - 1 hold no such bin iff out[c0] >= c1: native_segment_plan.
+  surely_transparent's test with a v range of [0, bins_y - 1] (rows 0 ..
+  bins_y - 1, every row), in one load instead of four of its summed-area
+  table."""
+  bins_y = table.shape[0] // bins_x
+  out = np.empty(bins_x + 1, np.int32)
+  out[bins_x] = bins_x
+  for i in range(bins_x - 1, -1, -1):
+    out[i] = out[i + 1]
+    for j in range(bins_y):
+      if table[j * bins_x + i, 4] != 0.0:
+        out[i] = i
+        break
+  return out
 
 
 @numba.njit(inline='always')
@@ -224,7 +245,6 @@ def _march_ray(
   # Samples in registers (tuples): no float64 scratch store that LLVM must
   # assume aliases the frame, the volume or the last sample.
   fr = (frame[0], frame[1], frame[2], frame[3], frame[4], frame[5])
-  top_v = by - 1.0  # Any gradient row: a v range of [0, bins_y - 1].
   trans, log_t = 1.0, 0.0
   cr, cg, cb = 0.0, 0.0, 0.0
   i, last = 0, -2  # last: the segment whose back end is in b.
@@ -255,13 +275,12 @@ def _march_ray(
     b_have = False
     last = i
     i = nxt
-    if surely_transparent(
-        sat, bx, by,
-        (f[0][0], 0.0, f[0][1]),
-        (m[0][0], top_v, m[0][1]),
-        (b[0][0], top_v, b[0][1]),
-        half,
-    ):  # fmt: skip
+    # native_segment_plan.surely_transparent over every gradient row.
+    f_u, m_u, b_u = (f[0][0], 0.0, f[0][1]), (m[0][0], 0.0, m[0][1]), (
+        b[0][0], 0.0, b[0][1])  # fmt: skip
+    c0, c1 = _half_columns(f_u, m_u, half, bx, bx, 0)
+    c0, c1 = _half_columns(m_u, b_u, half, bx, c0, c1)
+    if sat[c0] >= c1:
       continue
     if not f_have:
       f_shade = _shade_values(vol, shape, d, fp, ip, by, f[1], f[2])
@@ -306,7 +325,7 @@ def forward_kernel(
   direct_kernels' parameters; coarse: blocks per coarse block edge (an
   empty coarse block is crossed at once; 1: none)."""
   lanes = tiles(ip)[1]
-  sat = occupancy(table, bins[1])
+  sat = next_occupied(table, bins[1])
   cocc, c_nb = coarse_occupancy(occ, nb, coarse)
   # cmap[b] = b // coarse for every block index b; cmap[-1] = coarse.
   cmap = np.empty(max(nb[0], max(nb[1], nb[2])) + 1, np.int64)
