@@ -6,9 +6,10 @@ same rays, per-ray empty-space skipping and early ray termination, and per
 segment the pre-integrated classification of the XLA march
 (``raymarch._render``: ``ray_samples.sample_rays`` +
 ``preintegration.classify``), compiled by numba
-(``rlhf_tf.render.direct_segment_kernels``; a segment's split and optics are
-``native_segment_regs``', shared with the pre-integrated cached forward) and run through
-``jax.experimental.buffer_callback`` without a copy of the volume.
+(``rlhf_tf.render.direct_segment_kernels``; a segment's split and optics
+are ``native_segment_regs``', shared with the pre-integrated cached
+forward) and run through ``jax.experimental.buffer_callback`` without a
+copy of the volume.
 
 Differences to the XLA march: skipping and termination per ray (pixels
 within 2.0005 x settings.empty_space_tolerance + settings.

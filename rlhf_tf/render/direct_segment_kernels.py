@@ -48,10 +48,13 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 - the rest of a ray once its transmittance is below the threshold.
 
 A segment's back end is the next one's front end: sampled once. While a
-segment is marched, the caches are asked for the voxels of the next one's
-back end (``segment_sampling.prefetch_at``; its midpoint reads mostly the
-cache lines of its two ends, a step being about a voxel: asking for the
-midpoint's too cost ~4 % more CPU than it saved on Cranium), and while a
+segment is marched, the next one's back end is located
+(``segment_sampling.locate``: its voxels, kept for its
+``sample_located``: ~3-4 % less CPU than locating it twice) and the
+caches are asked for its voxels (``prefetch_corners``; its midpoint
+reads mostly the cache lines of its two ends, a step being about a voxel:
+asking for the midpoint's too cost ~4 % more CPU than it saved on
+Cranium), and while a
 classified segment is split, for the (P, V) table rows at its midpoint's
 and back end's bins (``native_trilinear.prefetch_row``: the 2 MB float32
 table is larger than a core's L2, and its lookups were the march's
@@ -59,7 +62,7 @@ largest stall; ~4 % less CPU on Cranium). Asking for the back end of the
 segment two, three or five ahead instead of the next one's: no gain
 (Cranium 256^2, paired ratios 0.99-1.0).
 
-Samples use ``segment_sampling.sample_regs`` / ``prefetch_at`` with the
+Samples use ``segment_sampling.sample_regs`` / ``locate`` with the
 ray's ``sample_consts`` (the HU axis' reciprocal and the volume's float
 limits once per ray, not per sample: ~5 % less CPU, the same values).
 A segment's three samples, their shading (``segment_sampling.
@@ -111,15 +114,16 @@ from rlhf_tf.render.native_segment_plan import (
     _row,
 )
 from rlhf_tf.render.native_segment_regs import _half_columns, segment
-from rlhf_tf.render.native_trilinear import prefetch_row
+from rlhf_tf.render.native_trilinear import prefetch_corners, prefetch_row
 
 # _hu_and_slope, _gradient: the native cache build's (segment_sampling).
 from rlhf_tf.render.segment_sampling import (  # noqa: F401
     _gradient,
     _hu_and_slope,
     _shade_values,
-    prefetch_at,
+    locate,
     sample_consts,
+    sample_located,
     sample_regs,
 )
 
@@ -251,6 +255,7 @@ def _march_ray(
   b = ((0.0, 0.0), (0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
   b_shade, b_have = (0.0, 0.0, 0.0), False  # b's (v, d, s), if sampled.
   state = (-np.inf, True)  # _visit_blocks'.
+  at, at_i = locate(k, fr, 0.0), -1  # Where segment at_i's back end is.
   while i < num and i * step < end and trans >= threshold:
     nxt, empty, state = _visit_blocks(
         i, base_t, start, end, frame, occ, nb, coarse_occ, fp, ip, state
@@ -262,18 +267,24 @@ def _march_ray(
     back = min(max((i + 1) * step, start), end)
     seg = back - front
     half = 0.5 * seg
+    # This back end: located while the previous segment was marched (the
+    # same t: (i + 1) step >= start), else now.
+    if at_i != i:
+      at = locate(k, fr, base_t + back)
     # The next segment's back end, while this one is marched.
     after = min((i + 2) * step, end)
-    prefetch_at(vol, k, fr, base_t + after)
+    at_next = locate(k, fr, base_t + after)
+    prefetch_corners(vol, at_next[3], *k[7])
     if last == i - 1:  # The previous back end is this front end.
       f, f_shade, f_have = b, b_shade, b_have
     else:
       f = sample_regs(vol, k, fr, base_t + front)
       f_shade, f_have = b_shade, False  # f_shade: a placeholder.
     m = sample_regs(vol, k, fr, base_t + front + half)
-    b = sample_regs(vol, k, fr, base_t + back)
+    b = sample_located(vol, k, fr, at)
     b_have = False
     last = i
+    at, at_i = at_next, i + 1
     i = nxt
     # native_segment_plan.surely_transparent over every gradient row.
     f_u, m_u, b_u = (f[0][0], 0.0, f[0][1]), (m[0][0], 0.0, m[0][1]), (

@@ -99,15 +99,23 @@ def _corner_at(cz, cy, cx, k):
 
 
 @numba.njit(inline='always')
-def sample_regs(vol, k, frame, t):
-  """((u, du), (flat lower corner, fz, fy, fx), (gz, gy, gx)): u, du, the
-  voxels and the trilinear gradient (HU/mm) of the sample at ray parameter
-  t (k: sample_consts'; frame: indexable, e.g. a tuple of frame[:6]), in
-  registers (``_hu_slope_gradient_at`` stores them)."""
+def locate(k, frame, t):
+  """(cz, cy, cx, flat lower corner, fz, fy, fx): where the sample at ray
+  parameter t lies (voxel coordinates) and its 8 voxels (k:
+  sample_consts'; frame: indexable, e.g. a tuple of frame[:6])."""
   cz = frame[0] + t * frame[3]
   cy = frame[1] + t * frame[4]
   cx = frame[2] + t * frame[5]
   base, fz, fy, fx = _corner_at(cz, cy, cx, k)
+  return cz, cy, cx, base, fz, fy, fx
+
+
+@numba.njit(inline='always')
+def sample_located(vol, k, frame, at):
+  """((u, du), (flat lower corner, fz, fy, fx), (gz, gy, gx)): u, du, the
+  voxels and the trilinear gradient (HU/mm) of the sample ``locate`` put
+  at at, in registers (``_hu_slope_gradient_at`` stores them)."""
+  cz, cy, cx, base, fz, fy, fx = at
   sz, sy, sx = k[7]
   hu, gz, gy, gx, pz, py, px = trilinear_packed(
       vol, base, sz, sy, sx, fz, fy, fx
@@ -126,6 +134,12 @@ def sample_regs(vol, k, frame, t):
   u = min(max(x, 0.0), 1.0) * bins_x
   du = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
   return (u, du), (base, fz, fy, fx), (gz, gy, gx)
+
+
+@numba.njit(inline='always')
+def sample_regs(vol, k, frame, t):
+  """sample_located at ray parameter t."""
+  return sample_located(vol, k, frame, locate(k, frame, t))
 
 
 @numba.njit(inline='always')
