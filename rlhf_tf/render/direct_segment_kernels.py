@@ -48,13 +48,14 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 - the rest of a ray once its transmittance is below the threshold.
 
 A segment's back end is the next one's front end: sampled once. While a
-segment is marched, the next one's back end is located
-(``segment_sampling.locate``: its voxels, kept for its
-``sample_located``: ~3-4 % less CPU than locating it twice) and the
-caches are asked for its voxels (``prefetch_corners``; its midpoint
-reads mostly the cache lines of its two ends, a step being about a voxel:
-asking for the midpoint's too cost ~4 % more CPU than it saved on
-Cranium), and while a
+segment is marched, the next one's back end and midpoint are located
+(``segment_sampling.locate``: their voxels, kept for their
+``sample_located``: the back end's was located twice, for the prefetch
+and the sample, ~3-4 % more CPU; the midpoint's early, ~3 % less CPU)
+and the caches are asked for the back end's voxels (``prefetch_corners``;
+the midpoint reads mostly the cache lines of its two ends, a step being
+about a voxel: asking for the midpoint's too cost ~4 % more CPU than it
+saved on Cranium, and no gain once located early), and while a
 classified segment is split, for the (P, V) table rows at its midpoint's
 and back end's bins (``native_trilinear.prefetch_row``: the 2 MB float32
 table is larger than a core's L2, and its lookups were the march's
@@ -255,7 +256,9 @@ def _march_ray(
   b = ((0.0, 0.0), (0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
   b_shade, b_have = (0.0, 0.0, 0.0), False  # b's (v, d, s), if sampled.
   state = (-np.inf, True)  # _visit_blocks'.
-  at, at_i = locate(k, fr, 0.0), -1  # Where segment at_i's back end is.
+  # Where segment at_i's back end and midpoint are (segment_sampling.locate).
+  at, at_i = locate(k, fr, 0.0), -1
+  at_m = at
   while i < num and i * step < end and trans >= threshold:
     nxt, empty, state = _visit_blocks(
         i, base_t, start, end, frame, occ, nb, coarse_occ, fp, ip, state
@@ -267,24 +270,27 @@ def _march_ray(
     back = min(max((i + 1) * step, start), end)
     seg = back - front
     half = 0.5 * seg
-    # This back end: located while the previous segment was marched (the
-    # same t: (i + 1) step >= start), else now.
+    # This midpoint and back end: located while the previous segment was
+    # marched (the same t: (i + 1) step >= start), else now.
     if at_i != i:
       at = locate(k, fr, base_t + back)
+      at_m = locate(k, fr, base_t + front + half)
     # The next segment's back end, while this one is marched.
     after = min((i + 2) * step, end)
     at_next = locate(k, fr, base_t + after)
     prefetch_corners(vol, at_next[3], *k[7])
+    # Its midpoint: front + half as the next iteration computes them.
+    at_next_m = locate(k, fr, base_t + back + 0.5 * (after - back))
     if last == i - 1:  # The previous back end is this front end.
       f, f_shade, f_have = b, b_shade, b_have
     else:
       f = sample_regs(vol, k, fr, base_t + front)
       f_shade, f_have = b_shade, False  # f_shade: a placeholder.
-    m = sample_regs(vol, k, fr, base_t + front + half)
+    m = sample_located(vol, k, fr, at_m)
     b = sample_located(vol, k, fr, at)
     b_have = False
     last = i
-    at, at_i = at_next, i + 1
+    at, at_m, at_i = at_next, at_next_m, i + 1
     i = nxt
     # native_segment_plan.surely_transparent over every gradient row.
     f_u, m_u, b_u = (f[0][0], 0.0, f[0][1]), (m[0][0], 0.0, m[0][1]), (
