@@ -7,16 +7,19 @@ whose coarse (u, v) box the TF leaves clear (``native_block_boxes``) and
 surely transparent ones (their boxes stored in the cache:
 ``native_segment_boxes``; or computed here), stopping at T < threshold.
 
-A ray's classified segments wait in pairs: the first one's split and
-table reads are held until the next one's are done, then both segments'
-optics run in one set of 8-lane vectors (``native_segment_regs.pair``:
-the march is bound by each segment's chain of dependent vector operations,
-and two independent chains share it), and they are composited in turn. If
-the first takes T below threshold, the second is dropped and the ray's
-segment count set back (the walk past a waiting segment tested the
-threshold without its opacity), so colour, log T and counts are those of
-compositing each segment as it comes, bit for bit
-(tests/test_native_segment_forward.py).
+A ray's classified segments go in pairs: the first one's split and table
+reads are held until the next one's (in the block) are done, then both
+segments' optics run in one set of 8-lane vectors
+(``native_segment_regs.pair``: the march is bound by each segment's chain
+of dependent vector operations, and two independent chains share it), and
+they are composited in turn. If the first takes T below threshold, the
+second is dropped and the ray's segment count set back (the walk past the
+first tested the threshold without its opacity), so colour, log T and
+counts are those of compositing each segment as it comes, bit for bit
+(tests/test_native_segment_forward.py). Each pair lives within one pass of
+the walk's loop (``_next`` finds each segment): with the first segment
+carried from pass to pass as a tuple, LLVM rebuilt and spilled its vectors
+per ray and block (perf: ~9 % of a shaded re-render's samples).
 """
 
 from __future__ import annotations
@@ -82,12 +85,6 @@ def columns(fields, g0, g1):
   )
 
 
-_Z6 = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-_Z5 = (0.0, 0.0, 0.0, 0.0, 0.0)
-# A prepared segment's type (native_segment_regs.prepare), unused.
-_NONE = ((_Z6, _Z6, _Z6, _Z6), (0.0, 0.0, 0.0, 0.0), _Z5, _Z5)
-
-
 @numba.njit(inline='always')
 def _composite(rgb, log_t, trans, m, out):
   """Composites a segment's out (lt, e_0, e_1, e_2, a) behind ray m's."""
@@ -107,6 +104,62 @@ def scratch(n):
   return (
       np.zeros(n),  # trans
       np.zeros(n, np.bool_),  # done
+  )
+
+
+@numba.njit(inline='always')
+def _next(i, i1, m, ray, skip, ends, f):
+  """(i, half, stop): ray m's first classified segment (not clear) from
+  block index i on (before i1): i, or -1 if none; half, its half length;
+  stop, whether the ray ended (past its end or T < threshold) first. Sets
+  steps[m] to the segments walked. ray: (lo, hi, trans, steps, r0, step,
+  threshold); skip: (seg_box, seg_boxed, occ, bins_x, bins_y); ends: the
+  pool fields u, v, du, u_mid, v_mid, du_mid."""
+  lo, hi, trans, steps, r0, step, threshold = ray
+  seg_box, seg_boxed, occ, bins_x, bins_y = skip
+  u, v, du, um, vm, dum = ends
+  zero = lo.dtype.type(0.0)
+  while i < i1:
+    fi = lo.dtype.type(i) * step
+    if fi >= hi[m] or trans[m] < threshold:
+      return -1, 0.0, True
+    steps[m] = i + 1
+    seg = min(max(hi[m] - fi, zero), step) - min(max(lo[m] - fi, zero), step)
+    row = r0 + i
+    i += 1
+    if seg_boxed:
+      if clear(occ, seg_box, row, m):
+        continue  # Before its ends are loaded.
+    else:
+      x_f = end(u, v, du, row, m, f)
+      x_m = end(um, vm, dum, row, m, f)
+      x_b = end(u, v, du, row + 1, m, f)
+      if surely_transparent(occ, bins_x, bins_y, x_f, x_m, x_b, 0.5 * seg):
+        continue
+    return i - 1, 0.5 * seg, False
+  return -1, 0.0, False
+
+
+@numba.njit(inline='always')
+def _prepared(row, m, half, ends, terms, table, bins_x, bins_y, min_den,
+              shaded, f):  # fmt: skip
+  """native_segment_regs.prepare of segment row of ray m (ends: as
+  ``_next``'s; terms: the pool fields d, s, d_mid, s_mid)."""
+  u, v, du, um, vm, dum = ends
+  d, s, dm, sm = terms
+  x_f = end(u, v, du, row, m, f)
+  x_m = end(um, vm, dum, row, m, f)
+  x_b = end(u, v, du, row + 1, m, f)
+  if shaded:
+    shades = (
+        shade(d, s, row, m),
+        shade(dm, sm, row, m),
+        shade(d, s, row + 1, m),
+    )
+  else:
+    shades = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0))
+  return prepare(
+      table, bins_x, bins_y, x_f, x_m, x_b, half, min_den, shades, shaded
   )
 
 
@@ -158,7 +211,6 @@ def _forward_group(
   trans, done = work
   trans, done = borrowed(trans), borrowed(done)
   n = lo.shape[0]
-  zero = lo.dtype.type(0.0)
   step, shading, ka, kd, ks, min_den = params
   shaded = shading > 0
   optics = (shaded, ka, kd, ks)
@@ -170,6 +222,10 @@ def _forward_group(
   steps[...] = 0
   live = n
   k0 = r0 // BLOCK
+  ray = (lo, hi, trans, steps, r0, step, threshold)
+  skip = (seg_box, seg_boxed, occ, bins_x, bins_y)
+  ends = (u, v, du, um, vm, dum)
+  terms = (d, s, dm, sm)
   for i0 in range(0, num, BLOCK):
     if live == 0:
       break
@@ -196,67 +252,47 @@ def _forward_group(
             break
           steps[m] = i + 1
         continue
-      # A classified segment waits (pending) for the next one of the ray
-      # in the block: their optics run together (pair, 8 lanes).
-      waiting = False
-      pending = _NONE
-      at = 0
-      for i in range(i0, i1):
-        fi = lo.dtype.type(i) * step
-        # (trans[m] without a pending segment's opacity: if that takes it
-        # below threshold, steps is set back when it is composited.)
-        if fi >= hi[m] or trans[m] < threshold:
-          done[m] = True
-          live -= 1
+      # The ray's classified segments two at a time: a waits for b (the
+      # next one in the block), then both segments' optics run in one set
+      # of 8-lane vectors (pair). Each one's state lives within one pass
+      # of this loop: a tuple carried from pass to pass (a segment
+      # "pending" across the walk) made LLVM rebuild and spill its
+      # vectors per ray and block (perf: ~9 % of a shaded re-render).
+      i = i0
+      stop = False
+      while True:
+        ia, half_a, stop = _next(i, i1, m, ray, skip, ends, f)
+        if ia < 0:
           break
-        steps[m] = i + 1
-        seg = min(max(hi[m] - fi, zero), step) - min(
-            max(lo[m] - fi, zero), step
-        )
-        row = r0 + i
-        if seg_boxed and clear(occ, seg_box, row, m):
-          continue  # Before its ends are loaded.
-        half = 0.5 * seg
-        x_f = end(u, v, du, row, m, f)
-        x_m = end(um, vm, dum, row, m, f)
-        x_b = end(u, v, du, row + 1, m, f)
-        if not seg_boxed and surely_transparent(
-            occ, bins_x, bins_y, x_f, x_m, x_b, half
-        ):
-          continue
-        if shaded:
-          shades = (
-              shade(d, s, row, m),
-              shade(dm, sm, row, m),
-              shade(d, s, row + 1, m),
+        a = _prepared(ia + r0, m, half_a, ends, terms, table, bins_x,
+                      bins_y, min_den, shaded, f)  # fmt: skip
+        # (_next tests trans[m] without a's opacity: if that takes it
+        # below threshold, steps is set back when a is composited.)
+        ib, half_b, stop = _next(ia + 1, i1, m, ray, skip, ends, f)
+        if ib < 0:  # Alone: on its own.
+          means, ls, ds, ss = a
+          _composite(
+              rgb, log_t, trans, m, _optics4(*means, ls, ds, ss, *optics)
           )
-        else:
-          shades = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0))
-        ready = prepare(
-            table, bins_x, bins_y, x_f, x_m, x_b, half, min_den, shades, shaded
-        )
-        if not waiting:
-          waiting, pending, at = True, ready, i
-          continue
-        waiting = False
-        out = pair(pending, ready, optics)
+          if trans[m] < threshold:
+            steps[m] = ia + 1
+            stop = True
+          break
+        b = _prepared(ib + r0, m, half_b, ends, terms, table, bins_x,
+                      bins_y, min_den, shaded, f)  # fmt: skip
+        out = pair(a, b, optics)
         _composite(rgb, log_t, trans, m, out[:5])
         if trans[m] < threshold:
-          # The ray stops after the pending segment: the next one is not
-          # composited (as if each had been composited in turn).
-          steps[m] = at + 1
-          done[m] = True
-          live -= 1
+          # The ray stops after a: b is not composited (as if each had
+          # been composited in turn).
+          steps[m] = ia + 1
+          stop = True
           break
         _composite(rgb, log_t, trans, m, out[5:])
-      if waiting:  # Alone: on its own.
-        means, ls, ds, ss = pending
-        _composite(rgb, log_t, trans, m, _optics4(*means, ls, ds, ss, *optics))
-        if trans[m] < threshold:
-          steps[m] = at + 1
-          if not done[m]:
-            done[m] = True
-            live -= 1
+        i = ib + 1
+      if stop:
+        done[m] = True
+        live -= 1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
