@@ -17,6 +17,7 @@ from rlhf_tf.render import (
     cached_native_segments,
     cached_segments,
     native_block_boxes,
+    native_clear_blocks,
     native_segment_boxes,
     ray_cache,
     raymarch,
@@ -63,14 +64,16 @@ def _cache(
 def _steeper(cache, scale):
   """The cache with its slopes du scaled: more half segments bracket a
   crest (preintegration.extremum), some with peaks clipped to the table
-  (and the block and segment boxes of the new slopes)."""
+  (and the block and segment boxes and clear blocks' weights of the new
+  slopes)."""
   tiles = cache.tiles
   tiles = tiles.replace(du=tiles.du * scale, du_mid=tiles.du_mid * scale)
   box = native_block_boxes.of_tiles(tiles, cache.step_mm, cache.bins)
   seg_box = native_segment_boxes.of_tiles(tiles, cache.step_mm, cache.bins)
-  return cache.replace(
-      tiles=tiles.replace(box=jnp.asarray(box), seg_box=jnp.asarray(seg_box))
-  )
+  tiles = tiles.replace(box=jnp.asarray(box), seg_box=jnp.asarray(seg_box))
+  clear = native_clear_blocks.of_tiles(tiles, cache.step_mm, cache.bins)
+  clear = {k: jnp.asarray(v) for k, v in clear.items()}
+  return cache.replace(tiles=tiles.replace(**clear))
 
 
 def _brackets(cache):

@@ -32,7 +32,9 @@ cache, with the same per-ray walk as the point-sampled native march:
   over exactly the segments the forward composited, with the hand-written
   reverse of every formula (``native_segment_plan.segment_adjoint``); a
   transparent segment's cotangent, linear in the ray's while it crosses
-  transparent ones, is summed per ray and bin (``native_clear_adjoint``);
+  transparent ones, is summed per ray and bin (``native_clear_adjoint``),
+  and that of a block the TF leaves clear is scattered from weights stored
+  in the cache (``native_clear_blocks``);
 - the walkers use their arrays through ``native_borrow.borrowed`` views:
   no atomic reference count per inlined helper call.
 
@@ -89,6 +91,18 @@ def _seg_boxes(tiles):
   if tiles.seg_box is None:
     return jnp.zeros((0, tiles.rows.shape[1]), jnp.uint32)
   return tiles.seg_box
+
+
+def _clear_blocks(tiles):
+  """The tiles' clear blocks' weights (native_clear_blocks: span, keys,
+  weights), or none (span [0, tile, 2]: every clear block is walked)."""
+  if tiles.clear_span is None:
+    return (
+        jnp.zeros((0, tiles.rows.shape[1], 2), jnp.int32),
+        jnp.zeros((0,), jnp.int32),
+        jnp.zeros((0, 1), tiles.rows.dtype),
+    )
+  return tiles.clear_span, tiles.clear_key, tiles.clear_weight
 
 
 def _inputs(tiles, dtype):
@@ -171,11 +185,11 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
     with cached_native.LOCK:
       native_segment_adjoint.adjoint_kernel(
           tuple(args[:10]),
-          *args[10:16],
+          *args[10:19],
           bx,
           by,
           params,
-          *args[16:],
+          *args[19:],
           cached_native.GROUP,
           np.asarray(out),
       )
@@ -188,6 +202,7 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
       *_inputs(tiles, dtype),
       steps,
       _boxes(tiles),
+      *_clear_blocks(tiles),
       table.reshape(-1, 8),
       rgb,
       g_rgb,

@@ -141,8 +141,11 @@ def regroup(tiles: dict, samples, extra: int, no_pixel: int) -> dict:
       'num_steps': where.num_steps,
   }
   for k, v in tiles.items():
-    # (Block and segment boxes are built for narrow tiles only.)
-    if k in out or k in ('box', 'seg_box') or v is None:
+    # (Block and segment boxes and clear blocks' weights are built for
+    # narrow tiles only.)
+    if k in out or k in ('box', 'seg_box') or k.startswith('clear_'):
+      continue
+    if v is None:
       continue
     dst = np.zeros((v.shape[0] * where.per, GROUP), v.dtype)
     for t in range(n_tiles):

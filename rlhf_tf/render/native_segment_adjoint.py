@@ -2,7 +2,9 @@
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment in
 ``native_segment_plan``): per group of rays the forward's walk over the
 segments it composited, R_i = C - sum_{j<=i} T_j e_j, into NUM_BLOCKS
-partial tables. Transparent segments: ``native_clear_adjoint``; a
+partial tables. A block the TF leaves clear that the ray crosses whole:
+its weights stored in the cache (``native_clear_blocks``), no segment
+loaded. Other transparent segments: ``native_clear_adjoint``; a
 segment is known transparent without a split when its block's box
 (``native_block_boxes``) or its own (``surely_transparent``) is clear,
 the forward's tests. A classified segment's pieces read the table once
@@ -27,6 +29,7 @@ from rlhf_tf.render.native_clear_adjoint import (
     one_bin,
     unsplit,
 )
+from rlhf_tf.render.native_clear_blocks import scatter_block
 from rlhf_tf.render.native_segment_forward import (
     columns,
     load_ends,
@@ -156,6 +159,9 @@ def scratch(n):
 def _adjoint_group(
     fields,
     box,
+    span,
+    keys,
+    weights,
     lo,
     hi,
     r0,
@@ -177,7 +183,9 @@ def _adjoint_group(
   R_i, d log T_N / dlt_i = 1). Transparent segments are walked too: they
   pass a cotangent to their extinction and emission (clear_adjoint, no
   table load; occ: ``occupancy``), gathered per ray while its cotangents
-  stay the same. work: ``scratch``. Every array is used through a
+  stay the same; a clear block crossed whole from span [blocks, n, 2],
+  keys, weights (``native_clear_blocks``; span [0, n, 2]: none). work:
+  ``scratch``. Every array is used through a
   ``borrowed`` view (the caller holds them): no reference counting per
   segment."""
   u, v, du, um, vm, dum, d, s, dm, sm = fields  # Once (forward's note).
@@ -205,8 +213,10 @@ def _adjoint_group(
   kept = borrowed(kept)
   trans, behind = borrowed(trans), borrowed(behind)
   pending, bin_k = borrowed(pending), borrowed(bin_k)
-  box = borrowed(box)
+  box, span = borrowed(box), borrowed(span)
+  keys, weights = borrowed(keys), borrowed(weights)
   boxed = box.shape[0] > 0
+  weighed = span.shape[0] > 0
   k0 = r0 // BLOCK
   for m in range(n):
     trans[m] = 1.0
@@ -226,6 +236,14 @@ def _adjoint_group(
       # The ray's cotangents before its next segment: dC/de_i = T_i,
       # dC/dlt_i = R_i (unchanged by transparent segments: e = 0).
       g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
+      # A clear block the ray crosses whole: its few stored weights
+      # (native_clear_blocks) rather than its BLOCK segments.
+      b = k0 + i0 // BLOCK
+      whole = clear and weighed and i0 + BLOCK <= steps[m]
+      if whole and scatter_block(
+          acc, span, keys, weights, b, m, optics, g_e, g_lt
+      ):
+        continue
       # Its pending sums (native_clear_adjoint) in registers meanwhile.
       pend = (bin_k[m],) + (
           pending[m, 0],
@@ -350,6 +368,9 @@ def adjoint_kernel(
     first_row,
     steps,
     box,
+    span,
+    keys,
+    weights,
     table,
     bins_x,
     bins_y,
@@ -378,6 +399,9 @@ def adjoint_kernel(
       _adjoint_group(
           columns(fields, g0, g1),
           box[:, g0:g1],
+          span[:, g0:g1],
+          keys,
+          weights,
           lo,
           lo + length[t, g0:g1],
           first_row[t],

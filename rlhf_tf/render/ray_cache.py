@@ -77,6 +77,7 @@ from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.render import (
     cache_sampling,
     native_cache_build,
+    native_clear_blocks,
     native_layout,
     native_segment_boxes,
     sampling,
@@ -128,6 +129,14 @@ class CacheTiles:
   # Per segment (pool row), the bins it can read in bytes [N, tile] uint32
   # (native_segment_boxes; None: none stored).
   seg_box: Optional[jnp.ndarray] = None
+  # With them, each block's TF-independent cotangent weights for when the
+  # TF leaves it clear (native_clear_blocks; the adjoint scatters them):
+  # span [N // BLOCK, tile, 2] int32 (first entry, count; -1: walk it),
+  # entries' keys [E] int32 and weights [E, 3 or 1] (E: capacity, not
+  # view-dependent). Built from the fields: rebuild them with the box.
+  clear_span: Optional[jnp.ndarray] = None
+  clear_key: Optional[jnp.ndarray] = None
+  clear_weight: Optional[jnp.ndarray] = None
 
   @property
   def rows(self) -> jnp.ndarray:
@@ -384,6 +393,17 @@ def build_ray_cache(
         pool, ray_start, ray_len, first_row, num_steps, settings.step_mm,
         (by, bx),
     )  # fmt: skip
+    pool.update(
+        native_clear_blocks.of_pool(
+            pool,
+            first_chunk,
+            num_steps,
+            ray_start,
+            ray_len,
+            settings.step_mm,
+            (by, bx),
+        )
+    )
   # jax.device_put wraps a 64-byte aligned numpy pool (native_cache_build's)
   # without a copy and copies any other into a buffer of XLA's own.
   tiles = CacheTiles(
