@@ -4,6 +4,8 @@ tables with explicit seeds (test_raymarch.py, test_cached_march.py)."""
 import jax.numpy as jnp
 import numpy as np
 
+from rlhf_tf.render import camera as camera_lib
+from rlhf_tf.render import ray_cache
 from rlhf_tf.render.histogram import JHAxes
 
 AXES = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=400.0)
@@ -25,3 +27,20 @@ def random_table(bins=8, seed=0, alpha_max=0.6, dtype=np.float32):
   t = rng.uniform(0.05, 1.0, (bins, bins, 4))
   t[..., 3] *= alpha_max
   return jnp.asarray(t, dtype)
+
+
+def small_cache(settings, seed, azimuth, dtype=np.float32):
+  """The ray cache of an 8x8 perspective view (azimuth in degrees,
+  elevation 20) of smooth_volume((10, 10, 10), seed) (the native block /
+  segment box and clear-block weight tests)."""
+  hu = smooth_volume((10, 10, 10), seed=seed, dtype=dtype)
+  cam = camera_lib.orbit_camera(
+      (10, 10, 10),
+      SPACING,
+      azimuth,
+      20.0,
+      width=8,
+      height=8,
+      projection='perspective',
+  )
+  return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, settings)

@@ -8,17 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import jax.numpy as jnp
 import numpy as np
-from render_testing import AXES, random_table, smooth_volume, SPACING
+from render_testing import random_table, small_cache
 
 from rlhf_tf.render import (
     cached_native_segments,
     native_block_boxes,
     native_segment_plan,
     preintegration,
-    ray_cache,
     raymarch,
 )
-from rlhf_tf.render import camera as camera_lib
 
 BLOCK = native_block_boxes.BLOCK
 EXACT = raymarch.RenderSettings(
@@ -105,18 +103,7 @@ def test_every_bin_a_block_reads_is_in_its_box(seed, slope, bins, step):
   assert checked > 0
 
 
-def _cache(s, seed, azimuth):
-  hu = smooth_volume((10, 10, 10), seed=seed)
-  cam = camera_lib.orbit_camera(
-      (10, 10, 10),
-      SPACING,
-      azimuth,
-      20.0,
-      width=8,
-      height=8,
-      projection='perspective',
-  )
-  return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, s)
+_cache = small_cache
 
 
 def _clear_blocks(cache, pv):

@@ -9,17 +9,15 @@ from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-from render_testing import AXES, random_table, smooth_volume, SPACING
+from render_testing import random_table, small_cache
 
 from rlhf_tf.render import (
     cached_native_segments,
     native_clear_blocks,
     native_segment_plan,
     preintegration,
-    ray_cache,
     raymarch,
 )
-from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render.native_block_boxes import BLOCK
 
 EXACT = raymarch.RenderSettings(
@@ -37,17 +35,7 @@ WEIGHT_RTOL = 2e-7  # (Measured: 0.5-3e-8.)
 
 
 def _cache(s, seed, azimuth):
-  hu = smooth_volume((10, 10, 10), seed=seed, dtype=np.float64)
-  cam = camera_lib.orbit_camera(
-      (10, 10, 10),
-      SPACING,
-      azimuth,
-      20.0,
-      width=8,
-      height=8,
-      projection='perspective',
-  )
-  return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, s)
+  return small_cache(s, seed, azimuth, np.float64)
 
 
 def _scattered(tiles, pv, steps):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-from render_testing import AXES, random_table, smooth_volume, SPACING
+from render_testing import random_table, small_cache
 from test_native_block_boxes import _read_bins
 
 from rlhf_tf.render import (
@@ -19,10 +19,8 @@ from rlhf_tf.render import (
     native_segment_boxes,
     native_segment_plan,
     preintegration,
-    ray_cache,
     raymarch,
 )
-from rlhf_tf.render import camera as camera_lib
 
 EXACT = raymarch.RenderSettings(
     step_mm=1.1,
@@ -125,18 +123,7 @@ def test_tables_of_more_than_256_bins_a_side_store_none():
   assert got.shape == (32, 2)
 
 
-def _cache(s, seed, azimuth, dtype=np.float32):
-  hu = smooth_volume((10, 10, 10), seed=seed, dtype=dtype)
-  cam = camera_lib.orbit_camera(
-      (10, 10, 10),
-      SPACING,
-      azimuth,
-      20.0,
-      width=8,
-      height=8,
-      projection='perspective',
-  )
-  return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, s)
+_cache = small_cache
 
 
 def _steeper(cache, scale):
