@@ -1,7 +1,7 @@
 """The ray cache's sampling programs (``rlhf_tf.render.ray_cache``): each
 ray's chord through the volume box, and the stored fields of a tile of
 rays, CHUNK rows per call (one compiled program for every view) or a whole
-tile split over a device mesh."""
+tile split over a device mesh, and the pool they fill (``sample_pool``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from rlhf_tf.devices import mesh as mesh_lib
-from rlhf_tf.render import cached_march, preintegration, ray_samples, sampling
+from rlhf_tf.render import (
+    cached_march,
+    native_layout,
+    preintegration,
+    ray_samples,
+    sampling,
+)
 from rlhf_tf.render import camera as camera_lib
 
 # Rows per pool chunk (ray_cache.CHUNK).
@@ -223,6 +229,87 @@ def sample_bucket_on_mesh(
       out_specs=P(None, mesh_lib.DATA),
       check_vma=False,
   )(packed, labels_flat, origins, directions, phase)
+
+
+def sample_pool(
+    packed,
+    labels_flat,
+    rays,
+    plan,
+    where,
+    pool_shape,
+    shape,
+    spacing,
+    axes,
+    bins,
+    settings,
+    mesh,
+) -> dict:
+  """The pool {field: pool_shape numpy} of build_ray_cache's XLA build: each
+  wide tile sampled by sample_tile_chunks (or sample_bucket_on_mesh where
+  the mesh's 'data' axis has more than one device), stored wide or, given
+  where (a native_layout.Plan), straight into narrow tiles (the native
+  twin: native_cache_build.sample_pool).
+
+  Args:
+    packed: [Z, Y, X, 4] sampling.packed_volume. labels_flat: [Z * Y * X]
+      uint8 labels or None.
+    rays: per-pixel (origins [H * W, 3], directions [H * W, 3], phase
+      [H * W]) device arrays (``chords``).
+    plan: cache_tiling.TilePlan. where: native_layout.Plan or None (wide).
+    pool_shape: (rows, tile columns) of each field.
+    shape, spacing, axes, bins, settings: as _sample_chunk's. mesh: a
+      jax.sharding.Mesh or None.
+  """
+  origins, directions, phase = rays
+  rays_np = [np.asarray(a) for a in rays]
+  devices = mesh_lib.data_size(mesh)
+  pool = None
+  for t in range(plan.used):
+    row0 = int(plan.first_chunk[t]) * CHUNK
+    rows = int(plan.num_chunks[t]) * CHUNK
+    if devices > 1:
+      take = mesh_lib.pad_leading(
+          plan.take[t], mesh_lib.padded_size(plan.tile, devices)
+      )
+      data = sample_bucket_on_mesh(
+          packed,
+          labels_flat,
+          origins[take],
+          directions[take],
+          phase[take],
+          shape,
+          spacing,
+          axes,
+          rows,
+          bins,
+          settings,
+          mesh,
+      )
+      data = {k: mesh_lib.to_host(v)[:, : plan.tile] for k, v in data.items()}
+    else:
+      data = sample_tile_chunks(
+          packed,
+          labels_flat,
+          *[a[plan.take[t]] for a in rays_np],
+          int(plan.num_chunks[t]),
+          shape,
+          spacing,
+          axes,
+          bins,
+          settings,
+      )
+    if pool is None:
+      pool = {k: np.zeros(pool_shape, v.dtype) for k, v in data.items()}
+    for k, v in data.items():
+      if where is None:
+        pool[k][row0 : row0 + rows] = v
+      else:
+        native_layout.put(pool[k], v, t, where)
+  if pool is None:  # No ray meets the box: an empty pool of the right kind.
+    names = field_names(settings, labels_flat is not None)
+    pool = {k: np.zeros(pool_shape, dt) for k, dt in names.items()}
+  return pool
 
 
 @functools.partial(

@@ -15,29 +15,28 @@ instead of idx, fx, fy the float32 lookup coordinates u, v of
 ``preintegration.coords`` and the slope du / dt (``coord_slope``) at the
 S + 1 segment ends and, in the same row, u, v, du (and d, s) at the
 midpoint of the segment that starts there (32 bytes per row with shading,
-24 without, one more row; rendered by
-``rlhf_tf.render.cached_segments``, on CPU by its native twin
-``cached_native_segments``, which skips blocks of 16 segments and single
-ones by their (u, v) boxes: ``native_block_boxes``, ``native_segment_boxes``,
-4 more bytes per row) -- plus per ray the chord length, the
-offset of the box entry past the depth grid (float32, see
-``sampling.grid_start``) and pixel index. ``cached_render.render_cached`` is
-then one 16-value gather per sample (the 2x2 bin neighbourhood, see
-``sampling.corner_table``), bilinear weights, shading and compositing.
+24 without, one more row; rendered by ``rlhf_tf.render.cached_segments``,
+on CPU by its native twin ``cached_native_segments``, which skips blocks of
+16 segments and single ones by their (u, v) boxes, 4 more bytes per row:
+``native_skip_fields``) -- plus per ray the chord length, the offset of the
+box entry past the depth grid (float32, see ``sampling.grid_start``) and
+pixel index. ``cached_render.render_cached`` is then one 16-value gather
+per sample (the 2x2 bin neighbourhood, see ``sampling.corner_table``),
+bilinear weights, shading and compositing.
 
 EXACT SAMPLE COMPACTION: samples outside the volume box are empty for every
 TF, so the cache keeps, per ray, only the ceil((start + length) / step)
 samples inside the box (the depth grid's first segment may be partial), and
-drops rays that miss the box (they show the background). Rays are sorted by
-sample count and cut into tiles of ``settings.cache_tile_rays``; each tile keeps
-whole chunks of CHUNK rows up to its own longest ray, in one pool
-(``CacheTiles``); the march walks only up to that ray's last sample
-(``CacheTiles.num_steps``: on Cranium 256^2, 12 % less CPU time for the
-forward and 6 % for the gradient than walking whole chunks). On CPU (no
-labels) the tiles are then cut into tiles of 16 rays, each to its own
-longest ray (``native_layout``: the native marches' memory layout). This is
-exact -- the cached image differs from
-``raymarch.render`` (with its skipping and termination off) only by the
+drops rays that miss the box (they show the background). Rays are sorted
+by sample count and cut into tiles of ``settings.cache_tile_rays``
+(``cache_tiling``); each tile keeps whole chunks of CHUNK rows up to its
+own longest ray, in one pool (``CacheTiles``); the march walks only up to
+that ray's last sample (``CacheTiles.num_steps``: on Cranium 256^2, 12 %
+less CPU time for the forward and 6 % for the gradient than walking whole
+chunks). On CPU (no labels) the tiles are then cut into tiles of 16 rays,
+each to its own longest ray (``native_layout``: the native marches' memory
+layout). This is exact -- the cached image differs from ``raymarch.render``
+(with its skipping and termination off) only by the
 fixed-point weights and float32 rounding (max abs difference 1e-5 .. 1e-4
 on [0, 1] RGBA; a TF with jumps between adjacent bins amplifies rounding of
 the sample positions the most).
@@ -45,10 +44,11 @@ Samples in air are kept: a TF may make air visible.
 
 NO RECOMPILATION PER VIEW: the cache's array shapes are [H * W / tile]
 tiles and a pool whose capacity is rounded up to one of POOL_STEPS sizes
-(``pool_chunks``), so a new view of a scene almost always has the shapes of
-an earlier one and ``render_cached``, ``render_cached_labels``, their
-gradients and ``many_actions`` reuse its compiled programs (a bucketed
-cache compiled them anew for every view: 14-39 s under load). The build
+(``cache_tiling.pool_chunks``), so a new view of a scene almost always has
+the shapes of an earlier one and ``render_cached``,
+``render_cached_labels``, their gradients and ``many_actions`` reuse its
+compiled programs (a bucketed cache compiled them anew for every view:
+14-39 s under load). The build
 itself runs one compiled program (``cache_sampling._sample_chunk``) for every
 view; on CPU a pre-integrated cache is sampled by numba instead, straight
 into its narrow tiles (``native_cache_build``).
@@ -76,10 +76,10 @@ import numpy as np
 from rlhf_tf.devices import mesh as mesh_lib
 from rlhf_tf.render import (
     cache_sampling,
+    cache_tiling,
     native_cache_build,
-    native_clear_blocks,
     native_layout,
-    native_segment_boxes,
+    native_skip_fields,
     sampling,
 )
 from rlhf_tf.render import camera as camera_lib
@@ -93,7 +93,8 @@ class CacheTiles:
   row chunks: tile t's rows are pool rows first_chunk[t] * CHUNK .. +
   num_chunks[t] * CHUNK - 1 (row i = sample i, or segment end i with
   pre-integration), [rows, tile] sample-major. Shapes depend only on the
-  image size, tile size and pool capacity (``pool_chunks``), not the view."""
+  image size, tile size and pool capacity (``cache_tiling.pool_chunks``),
+  not the view."""
 
   pixels: jnp.ndarray  # [T, tile] int32 flat pixel index; H * W = padding.
   length: jnp.ndarray  # [T, tile] float32 chord length in the box (mm).
@@ -181,20 +182,9 @@ class RayCache:
 
 # Rows per pool chunk: the cache build samples a tile CHUNK rows per call
 # (_sample_chunk: one compiled program for every view) and a tile keeps
-# whole chunks (up to CHUNK - 1 rows past its longest ray, transparent).
+# whole chunks (up to CHUNK - 1 rows past its longest ray, transparent);
+# the pool's capacity: cache_tiling.pool_chunks.
 CHUNK = cache_sampling.CHUNK
-# The pool's capacity is rounded up to a multiple of 1 / POOL_STEPS of the
-# largest pool an image of this size can need, so that views of a scene
-# share one shape and so one compiled march (pool_chunks).
-POOL_STEPS = 16
-
-
-def pool_chunks(used: int, most: int) -> int:
-  """Pool capacity in chunks for ``used`` chunks out of at most ``most``: the
-  next multiple of ceil(most / POOL_STEPS) (at most POOL_STEPS shapes per
-  image size, step and volume; a view after the first rarely adds one)."""
-  quantum = max(1, -(-int(most) // POOL_STEPS))
-  return max(quantum, -(-int(used) // quantum) * quantum)
 
 
 def build_ray_cache(
@@ -242,184 +232,77 @@ def build_ray_cache(
   """
   spacing = tuple(float(s) for s in np.asarray(spacing).reshape(3))
   if packed is None:
-    if gradient is None:
-      packed = sampling.packed_volume(volume_hu, spacing)
-    else:
-      packed = sampling.pack_volume(volume_hu, gradient)
+    packed = _packed_volume(volume_hu, gradient, spacing)
   shape = tuple(int(n) for n in packed.shape[:3])
-  by, bx = (
-      (int(bins), int(bins))
-      if np.ndim(bins) == 0
-      else tuple(int(b) for b in bins)
-  )
-  if min(by, bx) < 2:
-    raise ValueError(f'bins must be >= 2, got {(by, bx)}')
-  labels_flat = None
-  if labels is not None:
-    labels = np.asarray(labels)
-    if labels.shape != shape or labels.min() < 0 or labels.max() > 255:
-      raise ValueError(
-          f'labels must be a {shape} map of values in 0..255, '
-          f'got shape {labels.shape}, range '
-          f'{labels.min()}..{labels.max()}'
-      )
-    labels_flat = jnp.asarray(labels.reshape(-1).astype(np.uint8))
+  table_bins = _table_bins(bins)
+  labels_flat = _flat_labels(labels, shape)
   origins, directions, phase, length, start = cache_sampling.chords(
       camera, shape, spacing, settings.step_mm, settings.jitter
   )
-  length_np, start_np = np.asarray(length), np.asarray(start)
-  origins_np, directions_np, phase_np = (
-      np.asarray(origins),
-      np.asarray(directions),
-      np.asarray(phase),
-  )
-  s_max = sampling.num_samples(shape, spacing, settings.step_mm)
-  counts = np.minimum(
-      np.ceil((start_np + length_np) / settings.step_mm - 1e-6), s_max
-  ).astype(np.int64)
-  counts[length_np <= 0] = 0
-  # Pre-integration samples both ends of each ray's segments.
-  extra = int(settings.preintegrate)
-  order = np.argsort(-counts, kind='stable')
-  order = order[counts[order] > 0]
-  n_pix = length_np.size
-  tile = max(1, min(int(settings.cache_tile_rays), n_pix))
-  n_tiles = -(-n_pix // tile)  # Capacity: every pixel's ray.
-  used = -(-order.size // tile)
-  pixels = np.full((n_tiles, tile), n_pix, np.int32)
-  pixels.reshape(-1)[: order.size] = order
-  real = pixels < n_pix
-  take = np.where(real, pixels, pixels[:, :1])  # Padding: the tile's first.
-  take = np.where(take < n_pix, take, 0)
-  ray_len = np.where(real, length_np[take], 0.0).astype(np.float32)
-  ray_start = np.where(real, start_np[take], 0.0).astype(np.float32)
-  num_chunks = np.zeros(n_tiles, np.int32)
-  # Rays are sorted by count: a tile's first ray is its longest.
-  num_steps = np.zeros(n_tiles, np.int32)
-  num_steps[:used] = counts[pixels[:used, 0]]
-  num_chunks[:used] = -(-(num_steps[:used] + extra) // CHUNK)
-  first_chunk = (np.cumsum(num_chunks) - num_chunks).astype(np.int32)
-  capacity = pool_chunks(
-      max(int(num_chunks.sum()), _view_bound(camera, shape, spacing, settings)),
-      n_tiles * -(-(s_max + extra) // CHUNK),
+  plan = cache_tiling.plan_tiles(
+      length, start, camera, shape, spacing, settings
   )
   if narrow is None:
     narrow = native_layout.wanted(settings, labels is not None)
-  if narrow:  # Each wide tile's rows go straight into its narrow tiles.
-    where = native_layout.plan(
-        np.where(real, counts[take], 0), num_steps, extra
-    )
-    pool_shape = (capacity * CHUNK * where.per, native_layout.GROUP)
-  else:
-    pool_shape = (capacity * CHUNK, tile)
+  where, pool_shape = _pool_layout(plan, narrow, settings)
   # On CPU a pre-integrated cache is sampled natively, straight into its
   # narrow tiles (native_cache_build: ~10x less time than the XLA build).
-  native = native_cache_build.wanted(
+  if native_cache_build.wanted(
       settings, narrow, labels is not None, mesh_lib.data_size(mesh)
-  )
-  pool = None
-  if native:
+  ):
     pool = native_cache_build.sample_pool(
         packed,
-        origins_np,
-        directions_np,
-        phase_np,
-        native_layout.narrow_rays(pixels, n_pix),
+        np.asarray(origins),
+        np.asarray(directions),
+        np.asarray(phase),
+        native_layout.narrow_rays(plan.pixels, plan.counts.size),
         where,
         pool_shape,
         spacing,
         axes,
-        (by, bx),
+        table_bins,
         settings,
         (camera.height, camera.width),
     )
-  for t in range(0 if native else used):
-    rows = int(num_chunks[t]) * CHUNK
-    if mesh_lib.data_size(mesh) > 1:
-      split = mesh_lib.padded_size(tile, mesh_lib.data_size(mesh))
-      take_all = mesh_lib.pad_leading(take[t], split)
-      data = cache_sampling.sample_bucket_on_mesh(
-          packed,
-          labels_flat,
-          origins[take_all],
-          directions[take_all],
-          phase[take_all],
-          shape,
-          spacing,
-          axes,
-          rows,
-          (by, bx),
-          settings,
-          mesh,
-      )
-      data = {k: mesh_lib.to_host(v)[:, :tile] for k, v in data.items()}
-    else:
-      data = cache_sampling.sample_tile_chunks(
-          packed,
-          labels_flat,
-          origins_np[take[t]],
-          directions_np[take[t]],
-          phase_np[take[t]],
-          int(num_chunks[t]),
-          shape,
-          spacing,
-          axes,
-          (by, bx),
-          settings,
-      )
-    if pool is None:
-      pool = {k: np.zeros(pool_shape, v.dtype) for k, v in data.items()}
-    row0 = int(first_chunk[t]) * CHUNK
-    for k, v in data.items():
-      if narrow:
-        native_layout.put(pool[k], v, t, where)
-      else:
-        pool[k][row0 : row0 + rows] = v
-  if pool is None:  # No ray meets the box: an empty pool of the right kind.
-    names = cache_sampling.field_names(settings, labels_flat is not None)
-    pool = {k: np.zeros(pool_shape, dt) for k, dt in names.items()}
-  if narrow:
-    pixels = native_layout.narrow_rays(pixels, n_pix)
-    ray_len = native_layout.narrow_rays(ray_len, 0.0)
-    ray_start = native_layout.narrow_rays(ray_start, 0.0)
-    first_chunk, num_chunks, num_steps = (
-        where.first_chunk,
-        where.num_chunks,
-        where.num_steps,
+  else:
+    pool = cache_sampling.sample_pool(
+        packed,
+        labels_flat,
+        (origins, directions, phase),
+        plan,
+        where,
+        pool_shape,
+        shape,
+        spacing,
+        axes,
+        table_bins,
+        settings,
+        mesh,
     )
+  rays = _ray_fields(plan, where)
   if narrow and settings.preintegrate:  # For the native march (CPU).
-    first_row = np.asarray(first_chunk) * CHUNK
-    pool['box'], pool['seg_box'] = native_segment_boxes.both(
-        pool, ray_start, ray_len, first_row, num_steps, settings.step_mm,
-        (by, bx),
-    )  # fmt: skip
     pool.update(
-        native_clear_blocks.of_pool(
+        native_skip_fields.of_pool(
             pool,
-            first_chunk,
-            num_steps,
-            ray_start,
-            ray_len,
+            rays['start'],
+            rays['length'],
+            rays['first_chunk'],
+            rays['num_steps'],
             settings.step_mm,
-            (by, bx),
+            table_bins,
         )
     )
   # jax.device_put wraps a 64-byte aligned numpy pool (native_cache_build's)
   # without a copy and copies any other into a buffer of XLA's own.
   tiles = CacheTiles(
-      pixels=jnp.asarray(pixels),
-      length=jnp.asarray(ray_len),
-      start=jnp.asarray(ray_start),
-      first_chunk=jnp.asarray(first_chunk),
-      num_chunks=jnp.asarray(num_chunks),
-      num_steps=jnp.asarray(num_steps),
+      **{k: jnp.asarray(v) for k, v in rays.items()},
       **{k: jax.device_put(v) for k, v in pool.items() if v is not None},
   )
   return RayCache(
       tiles=tiles,
       height=camera.height,
       width=camera.width,
-      bins=(by, bx),
+      bins=table_bins,
       step_mm=settings.step_mm,
       shading=settings.shading,
       shininess=settings.shininess,
@@ -430,19 +313,63 @@ def build_ray_cache(
   )
 
 
-def _view_bound(camera, shape, spacing, settings) -> int:
-  """Pool chunks enough for any view of an orthographic camera of this
-  image size and width (0 for perspective ones): rays meet the box along
-  chords whose lengths add up to at most box volume / pixel area, so the
-  samples add up to that / step plus two partial ones per ray, and each
-  tile pads about one chunk (rays sorted by length, whole chunks). Sizing the
-  pool by it gives every view of a scene the same shapes."""
-  if camera.projection != 'orthographic':
-    return 0
-  width_mm = float(np.asarray(camera.ortho_width_mm))
-  pixel_mm2 = (width_mm / camera.width) ** 2
-  box_mm3 = float(np.prod(np.asarray(shape) * np.asarray(spacing)))
-  n_pix = camera.height * camera.width
-  tile = max(1, min(int(settings.cache_tile_rays), n_pix))
-  samples = box_mm3 / pixel_mm2 / settings.step_mm + 2 * n_pix
-  return int(np.ceil(samples / (CHUNK * tile))) + -(-n_pix // tile)
+def _packed_volume(volume_hu, gradient, spacing):
+  """[Z, Y, X, 4] sampling.packed_volume of HU and, if given, its
+  gradient (else computed)."""
+  if gradient is None:
+    return sampling.packed_volume(volume_hu, spacing)
+  return sampling.pack_volume(volume_hu, gradient)
+
+
+def _pool_layout(plan, narrow: bool, settings):
+  """(where, pool_shape): the native_layout.Plan of the plan's wide tiles
+  cut into narrow ones (None: the pool stays wide) and the pool fields'
+  (rows, columns). Narrow, each wide tile's rows go straight into its
+  narrow tiles."""
+  if not narrow:
+    return None, (plan.capacity * CHUNK, plan.tile)
+  where = native_layout.plan(
+      plan.ray_counts(), plan.num_steps, int(settings.preintegrate)
+  )
+  return where, (plan.capacity * CHUNK * where.per, native_layout.GROUP)
+
+
+def _table_bins(bins) -> tuple:
+  """(bins_y, bins_x) of an int or pair, each >= 2."""
+  by, bx = (
+      (int(bins), int(bins))
+      if np.ndim(bins) == 0
+      else tuple(int(b) for b in bins)
+  )
+  if min(by, bx) < 2:
+    raise ValueError(f'bins must be >= 2, got {(by, bx)}')
+  return by, bx
+
+
+def _flat_labels(labels, shape):
+  """[Z * Y * X] uint8 device array of a [Z, Y, X] label map (None: None)."""
+  if labels is None:
+    return None
+  labels = np.asarray(labels)
+  if labels.shape != shape or labels.min() < 0 or labels.max() > 255:
+    raise ValueError(
+        f'labels must be a {shape} map of values in 0..255, '
+        f'got shape {labels.shape}, range '
+        f'{labels.min()}..{labels.max()}'
+    )
+  return jnp.asarray(labels.reshape(-1).astype(np.uint8))
+
+
+_TILE_FIELDS = ('first_chunk', 'num_chunks', 'num_steps')
+
+
+def _ray_fields(plan, where) -> dict:
+  """CacheTiles' per-ray and per-tile fields (pixels, length, start,
+  first_chunk, num_chunks, num_steps) as numpy arrays: the plan's wide tiles
+  or, given where (a native_layout.Plan), its narrow ones."""
+  rays = dict(pixels=plan.pixels, length=plan.length, start=plan.start)
+  if where is not None:  # Padding rays: pixel H * W, empty chords.
+    fill = dict(pixels=plan.counts.size, length=0.0, start=0.0)
+    rays = {k: native_layout.narrow_rays(v, fill[k]) for k, v in rays.items()}
+  tiles = plan if where is None else where
+  return dict(rays, **{k: getattr(tiles, k) for k in _TILE_FIELDS})
