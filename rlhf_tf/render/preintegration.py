@@ -38,7 +38,7 @@ composites to exactly 1 - exp(-sigma L) (tests/test_preintegration.py).
 Storing (P_i, V_i) per bin rather than G at bin edges keeps the difference
 exact within a bin (same P_i on both sides) and makes a lookup one gather of
 16 values (two gradient rows x 8): ``row_pairs``. The table is built outside
-the march (a cumsum over x; its adjoint, a reverse cumsum, is JAX's), so the
+the march (a cumsum over x, ``block_cumsum``; its adjoint is JAX's), so the
 ray cache's hand-written adjoint stops at the (P, V) table
 (rlhf_tf.render.cached_segments).
 """
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from rlhf_tf.render import compositing, safe_math, sampling
+from rlhf_tf.render import block_cumsum, compositing, safe_math, sampling
 
 # |u_b - u_f| (intensity bins) below which a segment takes the mean of its
 # end values instead of the prefix difference quotient: the quotient's
@@ -86,7 +86,8 @@ def segment_table(tf_table, reference_step_mm):
   v = jnp.concatenate(
       [sigma[..., None], sigma[..., None] * tf_table[..., :3]], -1
   )
-  p = jnp.cumsum(v[..., :-1, :], axis=-2)
+  # jnp.cumsum's order of additions, faster on CPU (block_cumsum).
+  p = block_cumsum.cumsum(v[..., :-1, :], axis=-2)
   pad = [(0, 0)] * (p.ndim - 2) + [(1, 0), (0, 0)]
   return jnp.concatenate([jnp.pad(p, pad), v], -1)
 
