@@ -32,16 +32,16 @@ Session 14 (same measure, load 3-5): the (P, V) table as row pairs [bins,
 unshaded, 1.03 shaded; the table in a 2 MB huge page 1.02; both segments
 of a pair split first, then their lookups interleaved 1.03-1.06; lookups
 without the zero-length branch 1.01; a uint16 summed-area table (counts
-mod 2^16) 0.97-0.99, not kept: a full 256^2 table's 65536 reads as 0
-(a guard through forward and adjoint); groups taken by whichever worker
-is free (an atomic counter) 1.04-1.08 in 2-thread wall-clock. Where the
-time goes (perf cpu-clock samples by code region; numba's code has no
-symbols: dump the process's executable anonymous mappings at exit and
-objdump them at their addresses): a segment's table lookups ~45 %, its
-ends and split ~18 %, optics ~11 %, the walk and its tests ~13 %. A table
-that fits L1 (wrong images) is only 0.86-0.91 without termination: the
-lookups cost their dependent chain (split, bin index, load, lerp,
-division) more than their cache misses.
+mod 2^16) 0.97-0.99 but a full 256^2 table's 65536 reads as 0, and with
+that closed (a box of 2^16 bins or more taken as not clear) 0.99-1.00;
+groups taken by whichever worker is free (an atomic counter) 1.04-1.08
+in 2-thread wall-clock. Where the time goes (perf cpu-clock samples by
+code region; numba's code has no symbols: dump the process's executable
+anonymous mappings at exit and objdump them at their addresses): a
+segment's table lookups ~45 %, its ends and split ~18 %, optics ~11 %, the
+walk and its tests ~13 %. A table that fits L1 (wrong images) is only
+0.86-0.91 without termination: the lookups cost their dependent chain
+(split, bin index, load, lerp, division) more than their cache misses.
 """
 
 from __future__ import annotations
