@@ -241,6 +241,42 @@ def test_next_occupied_by_hand():
   )
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    bins=st.sampled_from([(8, 8), (5, 12), (16, 3)]),
+    density=st.sampled_from([0.0, 0.02, 0.2, 1.0]),
+)
+def test_occupancy_equals_a_brute_force_loop(seed, bins, density):
+  """A block is occupied iff some bin of its JH rectangle (its bins and
+  their right / upper neighbours: every gradient row up to its max |g|'s,
+  the columns between its HU min's and max's) has alpha above the
+  threshold, against a plain loop over random sparse TFs and ranges."""
+  rng = np.random.default_rng(seed)
+  by, bx = bins
+  alpha = np.where(rng.random(bins) < density, rng.uniform(0, 1, bins), 0.0)
+  hu = rng.uniform(-1200.0, 2200.0, (2, 3, 4, 5))
+  ranges = empty_space.BlockRanges(
+      hu_min=jnp.asarray(hu.min(0), jnp.float32),
+      hu_max=jnp.asarray(hu.max(0), jnp.float32),
+      grad_max=jnp.asarray(rng.uniform(0.0, 1500.0, (3, 4, 5)), jnp.float32),
+  )
+  threshold = 0.3
+  occ = np.asarray(
+      empty_space.occupancy(ranges, AXES, jnp.asarray(alpha), threshold)
+  )
+
+  def lower_bin(v, n):
+    return np.clip(np.floor(np.clip(v * n - 0.5, 0.0, n - 1.0)), 0, n - 2)
+
+  i0 = lower_bin(np.asarray(AXES.hu_to_x(ranges.hu_min)), bx).astype(int)
+  i1 = lower_bin(np.asarray(AXES.hu_to_x(ranges.hu_max)), bx).astype(int)
+  j1 = lower_bin(np.asarray(AXES.grad_to_y(ranges.grad_max)), by).astype(int)
+  for b in np.ndindex(occ.shape):
+    seen = alpha[: j1[b] + 2, i0[b] : i1[b] + 2] > threshold
+    assert occ[b] == seen.any(), b
+
+
 def test_block_ranges_equal_a_brute_force_loop():
   """Per-block HU min / max and max |g| over the block grown by its halo
   (voxels outside the volume ignored), against a plain loop."""

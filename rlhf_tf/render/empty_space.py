@@ -156,14 +156,25 @@ def occupancy(ranges: BlockRanges, axes, alpha, threshold: float):
   may exceed ``threshold`` (False = empty, safe to skip)."""
   alpha = jax.lax.stop_gradient(alpha)
   by, bx = alpha.shape
-  visible = (alpha > threshold).astype(jnp.int32)
-  # Rows 0..j of a column hold a visible bin; then a prefix count along x.
-  below = jax.lax.cummax(visible, axis=0)
-  count = jnp.pad(jnp.cumsum(below, axis=1), ((0, 0), (1, 0)))
+  # below[j, i]: rows 0..j of column i hold a visible bin (row >= the
+  # column's first visible row, by where none is); count: its prefix count
+  # along x. Integers, so exact in any order: a min reduction and a
+  # log-depth scan, not cummax / cumsum, which XLA:CPU lowers to windows
+  # as long as the axis (~1.1 ms less per render at 256^2 bins).
+  rows = jnp.arange(by, dtype=jnp.int32)
+  first = jnp.min(jnp.where(alpha > threshold, rows[:, None], by), axis=0)
+  below = (rows[:, None] >= first[None, :]).astype(jnp.int32)
+  count = jnp.pad(
+      jax.lax.associative_scan(jnp.add, below, axis=1), ((0, 0), (1, 0))
+  )
   i0 = _bin_range(axes.hu_to_x(ranges.hu_min), bx)
   i1 = _bin_range(axes.hu_to_x(ranges.hu_max), bx) + 1
   j1 = _bin_range(axes.grad_to_y(ranges.grad_max), by) + 1
-  return count[j1, i1 + 1] - count[j1, i0] > 0
+  # Flat lookups, in bounds with bins >= 2 (raymarch.check_table: 0 <= i0,
+  # i1 + 1 <= bx, j1 <= by - 1): cheaper gathers than count[j1, i].
+  flat, row = count.reshape(-1), j1 * (bx + 1)
+  at = lambda k: flat.at[k].get(mode='promise_in_bounds')
+  return at(row + i1 + 1) - at(row + i0) > 0
 
 
 def dilate(occ):
