@@ -19,7 +19,7 @@ from rlhf_tf.render import camera as camera_lib
 from rlhf_tf.render import (
     direct_native,
     direct_native_segments,
-    direct_segment_kernels,
+    direct_skip_tables,
     empty_space,
     native_segment_plan,
     preintegration,
@@ -205,7 +205,7 @@ def test_coarse_blocks_skip_only_what_the_blocks_skip():
   coarse = rng.random(-(-nb // 2)) < 0.4
   occ = coarse.repeat(2, 0).repeat(2, 1).repeat(2, 2)[: nb[0], : nb[1], : nb[2]]
   occ = (occ & (rng.random(nb) < 0.8)).reshape(-1).astype(np.uint8)
-  coarse_occ, _ = direct_segment_kernels.coarse_occupancy(occ, nb, 2)
+  coarse_occ, _ = direct_skip_tables.coarse_occupancy(occ, nb, 2)
   assert 0 < coarse_occ.sum() < coarse_occ.size  # Work for both levels.
   rgb, log_t = _march(hu, table, cam, s, occ)
   assert float(jnp.abs(rgb).max()) > 0.1 and float(log_t.min()) < -0.1
@@ -216,6 +216,28 @@ def test_coarse_blocks_skip_only_what_the_blocks_skip():
     rgb_c, log_t_c = _march(hu, table, cam, s, occ, c)
     np.testing.assert_array_equal(rgb_c, rgb)
     np.testing.assert_array_equal(log_t_c, log_t)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    nb=st.tuples(*[st.integers(1, 9)] * 3),
+    coarse=st.integers(1, 5),
+    density=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_coarse_occupancy_is_any_block_occupied(nb, coarse, density, seed):
+  """A coarse block (coarse^3 blocks, cut at the volume's far faces) is
+  occupied iff one of its blocks is, against a plain loop."""
+  nb = np.asarray(nb, np.int64)
+  occ = np.random.default_rng(seed).random(nb) < density
+  out, cb = direct_skip_tables.coarse_occupancy(
+      occ.reshape(-1).astype(np.uint8), nb, coarse
+  )
+  np.testing.assert_array_equal(cb, -(-nb // coarse))
+  for c in np.ndindex(tuple(cb)):
+    block = tuple(slice(i * coarse, (i + 1) * coarse) for i in c)
+    flat = (c[0] * cb[1] + c[1]) * cb[2] + c[2]
+    assert out[flat] == occ[block].any(), c
 
 
 def test_empty_blocks_are_skipped_and_rays_stop():
@@ -256,7 +278,7 @@ def test_empty_tf_gives_exactly_the_background():
     seed=st.integers(0, 2**31 - 1),
 )
 def test_next_occupied_is_the_summed_area_test_over_every_row(bins, seed):
-  """The march's column test (direct_segment_kernels.next_occupied) says
+  """The march's column test (direct_skip_tables.next_occupied) says
   what native_segment_plan.surely_transparent's summed-area table says for
   a v range of [0, bins_y - 1] (every gradient row), for every column range
   c0 .. c1 - 1."""
@@ -264,7 +286,7 @@ def test_next_occupied_is_the_summed_area_test_over_every_row(bins, seed):
   rng = np.random.default_rng(seed)
   table = rng.normal(size=(by * bx, 8))
   table[rng.random(by * bx) < 0.7, 4] = 0.0  # Mostly zero extinction.
-  nxt = direct_segment_kernels.next_occupied(table, bx)
+  nxt = direct_skip_tables.next_occupied(table, bx)
   sat = native_segment_plan.occupancy(table, bx)
   r0, r1 = 0, by  # surely_transparent's rows for v in [0, bins_y - 1].
   for c0 in range(bx):

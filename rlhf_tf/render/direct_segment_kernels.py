@@ -38,9 +38,9 @@ What it skips (as the point-sampled ``direct_kernels`` march):
 - the gradient loads of a segment that no TF bin with extinction can touch
   whatever its samples' gradients (``native_segment_plan.
   surely_transparent`` over every gradient row, from the HU and slopes
-  alone; one load of ``next_occupied`` instead of its four summed-area
-  loads, the same answer: ~0.5 % less CPU): exact, such a segment adds
-  nothing. The rest are classified
+  alone; one load of ``direct_skip_tables.next_occupied`` instead of its
+  four summed-area loads, the same answer: ~0.5 % less CPU): exact, such
+  a segment adds nothing. The rest are classified
   without the exact per-piece test (``native_segment_plan.transparent``):
   it catches < 1 % of them (Cranium), each of whose pieces has mean
   extinction 0 and adds exactly nothing in the optics too, and
@@ -66,12 +66,9 @@ segment two, three or five ahead instead of the next one's: no gain
 Samples use ``segment_sampling.sample_regs`` / ``locate`` with the
 ray's ``sample_consts`` (the HU axis' reciprocal and the volume's float
 limits once per ray, not per sample: ~5 % less CPU, the same values).
-A segment's three samples, their shading (``segment_sampling.
-_shade_values``), split and optics live in registers (tuples), not in
-float64 scratch arrays that LLVM must assume alias the ray's frame and
-each other (Cranium 256^2, one thread, paired with the scratch-array
-march: ~5 % less CPU for the sampling alone, bit-identical; ~8 % with
-the split and optics of ``native_segment_regs``).
+A segment's samples, shading, split and optics live in registers
+(tuples), not in float64 scratch arrays LLVM must assume aliased (one
+thread, paired: ~8 % less CPU, bit-identical).
 Tried and not kept (Cranium 256^2, one thread, paired with the march
 before): a per-voxel-cell HU min / max test of a segment's three cells
 before sampling it (exact: it caught 71 % of the segments
@@ -81,7 +78,21 @@ it does; coarse blocks whose blocks are all occupied crossed at once
 (fewer block lookups): no gain; classified segments' optics in pairs
 (``native_segment_regs.pair``, as the cached forward): 3-4 % more CPU;
 sampling the next midpoint a segment early: 3-6 % more; without the
-table rows' prefetch: 4-7 % more.
+table rows' prefetch: 4-7 % more; (session 14) per-cell HU bounds built
+once per volume (int16 lo / hi per cell widened by the Hermite reach of
+a per-cell slope bound, exact, images bit-identical; 28 MB and 0.3 s for
+Cranium) tested before sampling: they caught 55 % of what
+``surely_transparent`` rejects, 1.11x CPU, 0.99-1.04x with their rows
+prefetched and tested only after a clear segment: the march is bound by
+its walk and the volume's cache traffic (sampling nothing at all: ~0.5x),
+not by the samples' arithmetic (not classifying at all: 0.97x
+unshaded); tiles claimed in Morton order, not image order: 1.01-1.06x.
+
+Tiles go to the threads as they ask (``native_tiles.next_job``), in image
+order: a thread slowed by another process no longer holds the render up
+while the other idles (2 threads under load: 5 % less wall-clock), and
+consecutive tiles share the volume's cache lines (one thread: 5-6 % less
+CPU than the 64 lanes' fixed spread sets of tiles).
 """
 
 from __future__ import annotations
@@ -112,12 +123,14 @@ from rlhf_tf.render.direct_kernels import (
     tiles,
     WIDTH,
 )
+from rlhf_tf.render.direct_skip_tables import coarse_occupancy, next_occupied
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_plan import (
     _column,
     _row,
 )
 from rlhf_tf.render.native_segment_regs import _half_columns, segment
+from rlhf_tf.render.native_tiles import next_job
 from rlhf_tf.render.native_trilinear import prefetch_corners, prefetch_row
 
 # _hu_and_slope, _gradient: the native cache build's (segment_sampling).
@@ -132,44 +145,6 @@ from rlhf_tf.render.segment_sampling import (  # noqa: F401
 )
 
 COARSE = 4  # Empty-space blocks per coarse block edge (16 voxels).
-
-
-@numba.njit(nogil=True)
-def coarse_occupancy(occ, nb, coarse):
-  """([Cz * Cy * Cx] uint8 occupancy of coarse blocks of coarse^3 blocks:
-  0 where every block in it is empty (occ [Bz * By * Bx]), their counts
-  (Cz, Cy, Cx) = ceil(nb / coarse))."""
-  cb = np.empty(3, np.int64)
-  for a in range(3):
-    cb[a] = -(-nb[a] // coarse)
-  out = np.zeros(cb[0] * cb[1] * cb[2], np.uint8)
-  for z in range(nb[0]):
-    for y in range(nb[1]):
-      for x in range(nb[2]):
-        if occ[(z * nb[1] + y) * nb[2] + x]:
-          c = ((z // coarse) * cb[1] + y // coarse) * cb[2] + x // coarse
-          out[c] = 1
-  return out, cb
-
-
-@numba.njit(nogil=True)
-def next_occupied(table, bins_x):
-  """[bins_x + 1] int32: at column c, the first column >= c with a bin
-  of extinction V_0 != 0 in any gradient row (bins_x: none). Columns c0
-  .. c1 - 1 hold no such bin iff out[c0] >= c1: native_segment_plan.
-  surely_transparent's test with a v range of [0, bins_y - 1] (rows 0 ..
-  bins_y - 1, every row), in one load instead of four of its summed-area
-  table."""
-  bins_y = table.shape[0] // bins_x
-  out = np.empty(bins_x + 1, np.int32)
-  out[bins_x] = bins_x
-  for i in range(bins_x - 1, -1, -1):
-    out[i] = out[i + 1]
-    for j in range(bins_y):
-      if table[j * bins_x + i, 4] != 0.0:
-        out[i] = i
-        break
-  return out
 
 
 @numba.njit(inline='always')
@@ -353,19 +328,22 @@ def forward_kernel(
     cmap[b] = b // coarse
   cmap[-1] = coarse
   frame = np.empty((lanes, 9))  # _ray's, per lane.
+  counter = np.zeros(1, np.int64)  # Tiles claimed (native_tiles).
   _lanes(
       vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-      sat, cocc, c_nb, cmap, frame, rgb_out, log_t_out,
+      sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out,
   )  # fmt: skip
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _lanes(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-    sat, cocc, c_nb, cmap, frame, rgb_out, log_t_out,
+    sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out,
 ):  # fmt: skip
-  """forward_kernel's parallel march: lane l marches its tiles with the
-  frame row [l] (``_march_ray``'s). Every array is
+  """forward_kernel's parallel march: lane l marches the tiles it claims
+  (``native_tiles.next_job`` on counter, int64 [1] = 0: in image order,
+  each to whichever thread asks next) with the frame row [l]
+  (``_march_ray``'s). Every array is
   used through a borrowed view (forward_kernel holds them): no reference
   count per ray on arrays the threads share."""
   vol, shape, table, bins = (
@@ -378,13 +356,16 @@ def _lanes(
   phase, occ, nb = borrowed(phase), borrowed(occ), borrowed(nb)
   fp, ip, sat = borrowed(fp), borrowed(ip), borrowed(sat)
   coarse_occ = (borrowed(cocc), borrowed(c_nb), borrowed(cmap))
-  frame = borrowed(frame)
+  frame, counter = borrowed(frame), borrowed(counter)
   rgb_out, log_t_out = borrowed(rgb_out), borrowed(log_t_out)
   n_tiles, lanes, tiles_x = tiles(ip)
   w = ip[WIDTH]
   for lane in numba.prange(lanes):
     frame_l = frame[lane]
-    for job in range(lane, n_tiles, lanes):  # Tiles spread over the lanes.
+    while True:
+      job = next_job(counter)
+      if job >= n_tiles:
+        break
       r0, r1, c0, c1 = tile_pixels(job, tiles_x, ip)
       for r in range(r0, r1):
         for c in range(c0, c1):
