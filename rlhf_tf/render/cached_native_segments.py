@@ -34,7 +34,9 @@ cache, with the same per-ray walk as the point-sampled native march:
   transparent segment's cotangent, linear in the ray's while it crosses
   transparent ones, is summed per ray and bin (``native_clear_adjoint``),
   and that of a block the TF leaves clear is scattered from weights stored
-  in the cache (``native_clear_blocks``);
+  in the cache (``native_clear_blocks``); under the gradient the forward
+  records each classified segment's table reads for it
+  (``native_segment_kept``);
 - the walkers use their arrays through ``native_borrow.borrowed`` views:
   no atomic reference count per inlined helper call.
 
@@ -58,8 +60,10 @@ from rlhf_tf.render import (
     cached_native,
     native_segment_adjoint,
     native_segment_forward,
+    native_segment_kept,
     preintegration,
 )
+from rlhf_tf.render.native_layout import GROUP
 
 _FIELDS = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
 _SHADE = ('diffuse', 'specular', 'diffuse_mid', 'specular_mid')
@@ -126,19 +130,36 @@ def _np(buffers):
   return [np.asarray(b) for b in buffers]
 
 
-def march(tiles, table, settings):
+def march(tiles, table, settings, keep=False):
   """(C [T, tile, 3], log T_N [T, tile], segments composited [T, tile]
   int32) of a pre-integrated cache's tiles with a (P, V) table
-  [bins_y, bins_x, 8]."""
+  [bins_y, bins_x, 8]; keep: and the classified segments' records for
+  march_vjp (res, keys, span: ``native_segment_kept``)."""
   dtype = table.dtype
   n_tiles, tile = tiles.pixels.shape
   by, bx = (np.int64(b) for b in table.shape[:2])
   params = _params(settings, dtype)
   threshold = float(settings.termination_transmittance)
+  outputs = [
+      jax.ShapeDtypeStruct((n_tiles, tile, 3), dtype),
+      jax.ShapeDtypeStruct((n_tiles, tile), dtype),
+      jax.ShapeDtypeStruct((n_tiles, tile), jnp.int32),
+  ]
+  if keep:
+    records = native_segment_kept.capacity(n_tiles * tile)
+    outputs += [
+        jax.ShapeDtypeStruct(
+            (records, native_segment_kept.width(params[1] > 0)), dtype
+        ),
+        jax.ShapeDtypeStruct((records,), jnp.int32),
+        jax.ShapeDtypeStruct((n_tiles * -(-tile // GROUP), 2), jnp.int32),
+    ]
 
   def run(ctx, out, *args):
     del ctx
     args = _np(args)
+    out = _np(out)
+    kept = tuple(out[3:]) if keep else native_segment_kept.empty(dtype)
     with cached_native.LOCK:
       native_segment_forward.forward_kernel(
           tuple(args[:10]),
@@ -150,16 +171,13 @@ def march(tiles, table, settings):
           threshold,
           cached_native.GROUP,
           numba.get_num_threads(),
-          *_np(out),
+          *out[:3],
+          kept,
       )
 
   return buffer_callback.buffer_callback(
       run,
-      (
-          jax.ShapeDtypeStruct((n_tiles, tile, 3), dtype),
-          jax.ShapeDtypeStruct((n_tiles, tile), dtype),
-          jax.ShapeDtypeStruct((n_tiles, tile), jnp.int32),
-      ),
+      tuple(outputs),
       vmap_method='sequential',
   )(
       *_inputs(tiles, dtype),
@@ -170,10 +188,13 @@ def march(tiles, table, settings):
   )
 
 
-def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
+def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept=None):
   """The cotangent [bins_y * bins_x, 8] of the (P, V) table from the
   forward's outputs and the cotangents g_rgb [T, tile, 3], g_log_t
-  [T, tile] of C and log T_N."""
+  [T, tile] of C and log T_N; kept: march(keep=True)'s records (None: the
+  table is read again)."""
+  if kept is None:
+    kept = native_segment_kept.empty(table.dtype)
   dtype = table.dtype
   bins = table.shape[0] * table.shape[1]
   by, bx = (np.int64(b) for b in table.shape[:2])
@@ -189,7 +210,8 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
           bx,
           by,
           params,
-          *args[19:],
+          *args[19:22],
+          tuple(args[22:]),
           cached_native.GROUP,
           np.asarray(out),
       )
@@ -207,6 +229,7 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t):
       rgb,
       g_rgb,
       g_log_t,
+      *kept,
   )
   return functools.reduce(
       jnp.add, [partial[b] for b in range(cached_native.NUM_BLOCKS)]
@@ -224,23 +247,33 @@ def cached_image(cache, tf_table, settings):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def table_image(cache, table, settings):
   """[H*W, 4] RGBA from a (P, V) table [bins_y, bins_x, 8]."""
-  return _table_image_fwd(cache, table, settings)[0]
+  return _image(cache, table, settings, keep=False)[0]
+
+
+def _image(cache, table, settings, keep):
+  """(image, march's outputs); keep: with the records for march_vjp."""
+  out = march(cache.tiles, table, settings, keep=keep)
+  image, _, _ = cached_march.scatter_image(
+      cache, out[0], out[1], None, None, settings, 0
+  )
+  return image, out
 
 
 def _table_image_fwd(cache, table, settings):
-  rgb, log_t, steps = march(cache.tiles, table, settings)
-  image, _, _ = cached_march.scatter_image(
-      cache, rgb, log_t, None, None, settings, 0
-  )
-  return image, (cache, table, rgb, log_t, steps)
+  # Under the gradient: the classified segments' table reads kept for the
+  # adjoint (native_segment_kept).
+  image, (rgb, log_t, steps, *kept) = _image(cache, table, settings, True)
+  return image, (cache, table, rgb, log_t, steps, tuple(kept))
 
 
 def _table_image_bwd(settings, residuals, ct):
-  cache, table, rgb, log_t, steps = residuals
+  cache, table, rgb, log_t, steps, kept = residuals
   g_rgb, g_log_t = cached_march.tiles_cotangent(
       cache.tiles, jnp.asarray(ct), log_t, settings.background
   )
-  g_table = march_vjp(cache.tiles, table, settings, steps, rgb, g_rgb, g_log_t)
+  g_table = march_vjp(
+      cache.tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept
+  )
   return (
       jax.tree_util.tree_map(cached_march.zero_cotangent, cache),
       g_table.reshape(table.shape),

@@ -4,14 +4,16 @@
 segments it composited, R_i = C - sum_{j<=i} T_j e_j, into NUM_BLOCKS
 partial tables. A block the TF leaves clear that the ray crosses whole:
 its weights stored in the cache (``native_clear_blocks``), no segment
-loaded. Other transparent segments: ``native_clear_adjoint``; a
-segment is known transparent without a split when its block's box
+loaded. Other transparent segments: ``native_clear_adjoint``; a segment
+is known transparent without a split when its block's box
 (``native_block_boxes``) or its own (``surely_transparent``) is clear,
-the forward's tests. A classified segment's pieces read the table once
-(``segment_forward_kept``: their means kept for ``segment_adjoint``);
-while it is split, the caches are asked for the table's and the
-cotangent's rows at its midpoint's and back end's bins
-(``native_trilinear.prefetch_row``, as the direct march).
+the forward's tests. A classified
+segment's pieces' means (its table reads): the forward's records when it
+kept them (under the gradient), else read once (``native_segment_kept``:
+kept for ``segment_adjoint``); while it is split, the caches are asked
+for the cotangent's rows at its midpoint's and back end's bins (and the
+table's, unless recorded: ``native_trilinear.prefetch_row``, as the
+direct march).
 """
 
 from __future__ import annotations
@@ -35,10 +37,15 @@ from rlhf_tf.render.native_segment_forward import (
     load_ends,
     load_shading,
 )
-from rlhf_tf.render.native_segment_math import piece_adjoint, piece_optics
+from rlhf_tf.render.native_segment_kept import (
+    kept_optics,
+    key,
+    recall,
+    segment_adjoint,
+    segment_forward_kept,
+)
 from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
     _column,
-    _lookup,
     _row,
     NUM_PIECES,
     NUM_POINTS,
@@ -59,76 +66,6 @@ def _cotangents(m, g_rgb, g_log_t, behind, trans, g_e):
     g_lt += g_rgb[m, c] * behind[m, c]
     g_e[c] = g_rgb[m, c] * trans[m]
   return g_lt
-
-
-@numba.njit(inline='always')
-def segment_forward_kept(
-    table, bins_x, bins_y, points, lengths, optics, e, kept
-):
-  """native_segment_plan.segment_forward (e [5, 4], returns lt; every
-  piece's lookup first, then their optics) that keeps each piece's
-  piece_lookup means in kept [4, 6] for segment_adjoint: the table is read
-  once per piece in the reverse pass."""
-  shading, ka, kd, ks = optics
-  means = (
-      _lookup(table, bins_x, bins_y, points, lengths, 0),
-      _lookup(table, bins_x, bins_y, points, lengths, 1),
-      _lookup(table, bins_x, bins_y, points, lengths, 2),
-      _lookup(table, bins_x, bins_y, points, lengths, 3),
-  )
-  lt = 0.0
-  e[4, 0] = e[4, 1] = e[4, 2] = 0.0
-  trans = 1.0
-  for k in range(NUM_PIECES):
-    if lengths[k] == 0.0:
-      e[k, 0] = e[k, 1] = e[k, 2] = e[k, 3] = 0.0
-      continue
-    for c in range(6):
-      kept[k, c] = means[k][c]
-    lt += piece_optics(means[k], points, k, lengths[k], shading, ka, kd, ks, e)
-    for c in range(3):
-      e[4, c] += trans * e[k, c]
-    trans *= 1.0 - e[k, 3]  # exp(lt_k).
-  e[4, 3] = 1.0 - trans
-  return lt
-
-
-@numba.njit(inline='always')
-def segment_adjoint(
-    bins_x, bins_y, points, lengths, optics, e, kept, g_e, g_lt, acc, g_piece
-):
-  """Adds the segment's cotangent into acc [bins, 8] from those of its e
-  (g_e [3]) and lt (g_lt), with segment_forward_kept's e [5, 4] and kept
-  [4, 6] (native_segment_plan: the reverse's formulas). g_piece: [3]
-  scratch."""
-  shading, ka, kd, ks = optics
-  behind = 0.0  # sum_{j>k} T_j g_e . e_j.
-  for k in range(NUM_PIECES - 1, -1, -1):
-    trans_k = 1.0  # T_k, in segment_forward's order.
-    for j in range(k):
-      trans_k *= 1.0 - e[j, 3]
-    dot = 0.0
-    for c in range(3):
-      dot += g_e[c] * e[k, c]
-      g_piece[c] = trans_k * g_e[c]
-    if lengths[k] != 0.0:
-      piece_adjoint(
-          bins_x,
-          bins_y,
-          points,
-          k,
-          lengths[k],
-          shading,
-          ka,
-          kd,
-          ks,
-          kept,
-          e[k, 3],
-          g_piece,
-          g_lt + behind,
-          acc,
-      )
-    behind += trans_k * dot
 
 
 @numba.njit(inline='always')
@@ -176,6 +113,10 @@ def _adjoint_group(
     g_log_t,
     acc,
     work,
+    res,
+    res_keys,
+    at,
+    end,
 ):
   """Adds the group's share of the (P, V) table's cotangent into acc
   [bins, 8], each ray over its steps[m] segments (cached_segments.
@@ -185,9 +126,10 @@ def _adjoint_group(
   table load; occ: ``occupancy``), gathered per ray while its cotangents
   stay the same; a clear block crossed whole from span [blocks, n, 2],
   keys, weights (``native_clear_blocks``; span [0, n, 2]: none). work:
-  ``scratch``. Every array is used through a
-  ``borrowed`` view (the caller holds them): no reference counting per
-  segment."""
+  ``scratch``. A classified segment's means: records at .. end - 1 of res,
+  res_keys (``native_segment_kept``; none: at = end), else the table's.
+  Every array is used through a ``borrowed`` view (the caller holds
+  them): no reference counting per segment."""
   u, v, du, um, vm, dum, d, s, dm, sm = fields  # Once (forward's note).
   u, v, du = borrowed(u), borrowed(v), borrowed(du)
   um, vm, dum = borrowed(um), borrowed(vm), borrowed(dum)
@@ -215,6 +157,7 @@ def _adjoint_group(
   pending, bin_k = borrowed(pending), borrowed(bin_k)
   box, span = borrowed(box), borrowed(span)
   keys, weights = borrowed(keys), borrowed(weights)
+  res, res_keys = borrowed(res), borrowed(res_keys)
   boxed = box.shape[0] > 0
   weighed = span.shape[0] > 0
   k0 = r0 // BLOCK
@@ -297,14 +240,17 @@ def _adjoint_group(
           )
           continue
         # The (P, V) table rows its midpoint's and back end's lookups will
-        # likely read, and the cotangent's rows its pieces add into, asked
-        # of the caches while it is split (both 2 MB: larger than L2).
+        # likely read (unless recorded), and the cotangent's rows its
+        # pieces add into, asked of the caches while it is split (both 2
+        # MB: larger than L2).
+        recorded = recall(res, res_keys, at, end, key(i, m), kept)
         for k in range(1, 3):
           bin_e = _row(ends[k, 1], bins_y) * bins_x + _column(
               ends[k, 0], bins_x
           )
-          prefetch_row(table, bin_e)
-          prefetch_row(table, bin_e + bins_x)
+          if not recorded:
+            prefetch_row(table, bin_e)
+            prefetch_row(table, bin_e + bins_x)
           prefetch_row(acc, bin_e)
           prefetch_row(acc, bin_e + bins_x)
         split(ends, half, bins_x, min_den, points, lengths, taus)
@@ -315,9 +261,14 @@ def _adjoint_group(
         # extinction 0, whose adjoint is the same as clear_adjoint's).
         # T_i, R_i change here: the pending sums take the old ones.
         pend = flush(acc, bins_x, optics, g_e, g_lt, pend)
-        segment_forward_kept(
-            table, bins_x, bins_y, points, lengths, optics, e, kept
-        )
+        if recorded:
+          at += 1
+          kept_optics(points, lengths, optics, e, kept)
+        else:
+          at = end  # The rest of the group's segments: the table's.
+          segment_forward_kept(
+              table, bins_x, bins_y, points, lengths, optics, e, kept
+          )
         t_i = trans[m]
         g_lt = g_log_t[m]
         for c in range(3):
@@ -378,11 +329,15 @@ def adjoint_kernel(
     rgb_total,
     g_rgb,
     g_log_t,
+    kept,
     group,
     g_out,
 ):
   """Adds the cotangent of the (P, V) table into g_out [NUM_BLOCKS, bins,
-  8] (block b: groups b, b + NUM_BLOCKS, ...; summed in a fixed order)."""
+  8] (block b: groups b, b + NUM_BLOCKS, ...; summed in a fixed order).
+  kept: the forward's records (res, keys, span: ``native_segment_kept``;
+  span [0, 2]: none)."""
+  res, res_keys, span_kept = kept
   n_tiles, tile = start.shape
   groups = -(-tile // group)
   jobs = n_tiles * groups
@@ -396,6 +351,10 @@ def adjoint_kernel(
       g0 = (job % groups) * group
       g1 = min(g0 + group, tile)
       lo = start[t, g0:g1]
+      at = end = 0
+      if span_kept.shape[0] > 0:
+        at = span_kept[job, 0]
+        end = at + span_kept[job, 1]
       _adjoint_group(
           columns(fields, g0, g1),
           box[:, g0:g1],
@@ -416,4 +375,8 @@ def adjoint_kernel(
           g_log_t[t, g0:g1],
           g_out[b],
           work,
+          res,
+          res_keys,
+          at,
+          end,
       )

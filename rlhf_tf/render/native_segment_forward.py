@@ -52,6 +52,7 @@ import numpy as np
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_segment_boxes import clear
+from rlhf_tf.render.native_segment_kept import key, record
 from rlhf_tf.render.native_segment_optics import _optics4
 from rlhf_tf.render.native_segment_plan import occupancy
 from rlhf_tf.render.native_segment_regs import (
@@ -204,6 +205,9 @@ def _forward_group(
     log_t,
     steps,
     work,
+    kept,
+    at,
+    end,
 ):
   """Marches one group's rays (pool columns of lo, hi [n]): fills rgb
   [n, 3], log_t [n] (log T_N) and steps [n] (segments walked), block by
@@ -212,8 +216,10 @@ def _forward_group(
   [blocks, n, 4] is clear (no boxes: box has 0 blocks) and the segments
   whose box seg_box [rows, n] is (native_segment_boxes; none: 0 rows,
   surely_transparent of the ends). work:
-  ``scratch``. Every array is used through a ``borrowed`` view (the caller
-  holds them): no reference counting per segment."""
+  ``scratch``. Records each classified segment's means in kept (res, keys:
+  ``native_segment_kept``) at at .. end - 1; returns the next free record.
+  Every array is used through a ``borrowed`` view (the caller holds them):
+  no reference counting per segment."""
   # Unpacked once: array views made per segment would each cost a
   # reference count (the empty walk 1.7x slower).
   u, v, du, um, vm, dum, d, s, dm, sm = fields
@@ -232,6 +238,7 @@ def _forward_group(
   seg_boxed = seg_box.shape[0] > 0
   trans, done = work
   trans, done = borrowed(trans), borrowed(done)
+  res, res_keys = borrowed(kept[0]), borrowed(kept[1])
   n = lo.shape[0]
   step, shading, ka, kd, ks, min_den = params
   shaded = shading > 0
@@ -296,6 +303,7 @@ def _forward_group(
           _composite(
               rgb, log_t, trans, m, _optics4(*means, ls, ds, ss, *optics)
           )
+          at = record(res, res_keys, at, end, means, key(ia, m))
           if trans[m] < threshold:
             steps[m] = ia + 1
             stop = True
@@ -304,6 +312,7 @@ def _forward_group(
                       bins_y, min_den, shaded, f)  # fmt: skip
         out = pair(a, b, optics)
         _composite(rgb, log_t, trans, m, out[:5])
+        at = record(res, res_keys, at, end, a[0], key(ia, m))
         if trans[m] < threshold:
           # The ray stops after a: b is not composited (as if each had
           # been composited in turn).
@@ -311,10 +320,12 @@ def _forward_group(
           stop = True
           break
         _composite(rgb, log_t, trans, m, out[5:])
+        at = record(res, res_keys, at, end, b[0], key(ib, m))
         i = ib + 1
       if stop:
         done[m] = True
         live -= 1
+  return at
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -336,25 +347,33 @@ def forward_kernel(
     rgb,
     log_t,
     steps,
+    kept,
 ):
   """rgb [T, tile, 3], log_t [T, tile], steps [T, tile] from the pool
   fields (u, v, du, u_mid, v_mid, du_mid, d, s, d_mid, s_mid: [rows,
   tile]), segment boxes [rows, tile] (native_segment_boxes; or [0, tile]:
   none) and block boxes [rows // BLOCK, tile, 4] (native_block_boxes;
   or [0, tile, 4]: none); worker w takes groups w, w + workers, ...
-  (cached_native._forward_kernel)."""
+  (cached_native._forward_kernel). kept: (res, keys, span) the classified
+  segments' records (``native_segment_kept``; res [0, w]: none), worker
+  w's in records w * per .. (w + 1) * per - 1."""
   n_tiles, tile = start.shape
+  res, res_keys, span = kept
+  per = res.shape[0] // workers
   groups = -(-tile // group)
   jobs = n_tiles * groups
   occ = occupancy(table, bins_x)
   for wk in numba.prange(workers):
     work = scratch(group)
+    at = wk * per
+    end = at + per
     for job in range(wk, jobs, workers):
       t = job // groups
       g0 = (job % groups) * group
       g1 = min(g0 + group, tile)
       lo = start[t, g0:g1]
-      _forward_group(
+      first = at
+      at = _forward_group(
           columns(fields, g0, g1),
           seg_box[:, g0:g1],
           box[:, g0:g1],
@@ -372,4 +391,10 @@ def forward_kernel(
           log_t[t, g0:g1],
           steps[t, g0:g1],
           work,
+          (res, res_keys),
+          at,
+          end,
       )
+      if span.shape[0] > 0:
+        span[job, 0] = first
+        span[job, 1] = at - first
