@@ -40,7 +40,7 @@ def _cache(s, seed, azimuth):
 
 def _scattered(tiles, pv, steps):
   """How many blocks the adjoint takes from the weights: clear (the
-  table's extinction leaves their box empty), crossed whole, not WALK."""
+  table's extinction leaves their box empty), walked into, not WALK."""
   occ = native_segment_plan.occupancy(np.asarray(pv).reshape(-1, 8), 8)
   box = np.asarray(tiles.box).astype(np.int64)
   span = np.asarray(tiles.clear_span)
@@ -52,8 +52,8 @@ def _scattered(tiles, pv, steps):
       k = first[t] + i0 // BLOCK
       c0, c1, r0, r1 = box[k].T
       clear = occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
-      whole = steps[t] >= i0 + BLOCK
-      out += int(np.sum(clear & whole & (span[k, :, 1] >= 0)))
+      walked = steps[t] > i0
+      out += int(np.sum(clear & walked & (span[k, :, 1] >= 0)))
   return out
 
 

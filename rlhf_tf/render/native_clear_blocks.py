@@ -36,9 +36,9 @@ compilation), in the pool's dtype:
 The weights are those of the adjoint's own walk (the same splits, the same
 pieces; unshaded ``one_bin`` segments split as shaded ones: the same sums
 up to rounding), summed in another order: the cotangent equals the walk's
-up to rounding (tests/test_native_clear_blocks.py). Only a block the ray
-crosses whole (the forward composited all BLOCK segments) takes them; the
-one it ends in is walked.
+up to rounding (tests/test_native_clear_blocks.py). The block a ray ends
+in takes them too: its segments past the ray's end have length 0 and no
+weight, and the forward stops in a clear block only there.
 """
 
 from __future__ import annotations

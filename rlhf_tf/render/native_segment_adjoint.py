@@ -2,12 +2,11 @@
 (``rlhf_tf.render.cached_native_segments``: what and why; one segment in
 ``native_segment_plan``): per group of rays the forward's walk over the
 segments it composited, R_i = C - sum_{j<=i} T_j e_j, into NUM_BLOCKS
-partial tables. A block the TF leaves clear that the ray crosses whole:
-its weights stored in the cache (``native_clear_blocks``), no segment
-loaded. Other transparent segments: ``native_clear_adjoint``; a segment
-is known transparent without a split when its block's box
-(``native_block_boxes``) or its own (``surely_transparent``) is clear,
-the forward's tests. A classified
+partial tables. A block the TF leaves clear: its weights stored in the
+cache (``native_clear_blocks``), no segment loaded. Other transparent
+segments: ``native_clear_adjoint``; a segment is known transparent
+without a split when its block's box (``native_block_boxes``) or its own
+(``surely_transparent``) is clear, the forward's tests. A classified
 segment's pieces' means (its table reads): the forward's records when it
 kept them (under the gradient), else read once (``native_segment_kept``:
 kept for ``segment_adjoint``); while it is split, the caches are asked
@@ -124,7 +123,7 @@ def _adjoint_group(
   R_i, d log T_N / dlt_i = 1). Transparent segments are walked too: they
   pass a cotangent to their extinction and emission (clear_adjoint, no
   table load; occ: ``occupancy``), gathered per ray while its cotangents
-  stay the same; a clear block crossed whole from span [blocks, n, 2],
+  stay the same; a clear block from span [blocks, n, 2],
   keys, weights (``native_clear_blocks``; span [0, n, 2]: none). work:
   ``scratch``. A classified segment's means: records at .. end - 1 of res,
   res_keys (``native_segment_kept``; none: at = end), else the table's.
@@ -179,11 +178,13 @@ def _adjoint_group(
       # The ray's cotangents before its next segment: dC/de_i = T_i,
       # dC/dlt_i = R_i (unchanged by transparent segments: e = 0).
       g_lt = _cotangents(m, g_rgb, g_log_t, behind, trans, g_e)
-      # A clear block the ray crosses whole: its few stored weights
-      # (native_clear_blocks) rather than its BLOCK segments.
+      # A clear block: its few stored weights (native_clear_blocks)
+      # rather than its BLOCK segments. Also the block the ray ends in:
+      # the forward stops in a clear block only past the ray's end (or
+      # num), where every segment has length 0 and no weight.
       b = k0 + i0 // BLOCK
-      whole = clear and weighed and i0 + BLOCK <= steps[m]
-      if whole and scatter_block(
+      stored = clear and weighed
+      if stored and scatter_block(
           acc, span, keys, weights, b, m, optics, g_e, g_lt
       ):
         continue
