@@ -41,11 +41,11 @@ x 0.88 shaded, x 0.83 unshaded; forward with records x 1.13 / 1.09 of the
 plain one (which is unchanged: x 1.02 / 0.98); both x 0.95 / 0.92. The
 whole gradient (jax.grad of the cached render's mean, 2 threads, 9 reps
 alternated with main's adjoint): x 0.985 / 0.88 (the arena is a fresh
-XLA buffer per call). Tried and not kept: variable-length records (only the pieces of non-zero
-length, the key with a mask of them stored among the values: 44.5 / 30.6
-MB used, in a 76 / 52 MB arena): the adjoint no faster, the forward with
-records x 1.14 / 1.12 and the plain forward x 1.03-1.06 (the longer
-record code in its loop; paired, 9-11 reps).
+XLA buffer per call). Tried and not kept: variable-length records (only
+the pieces of non-zero length, the key with a mask of them stored among
+the values: 44.5 / 30.6 MB used, in a 76 / 52 MB arena): the adjoint no
+faster, the forward with records x 1.14 / 1.12 and the plain forward
+x 1.03-1.06 (the longer record code in its loop; paired, 9-11 reps).
 """
 
 from __future__ import annotations
