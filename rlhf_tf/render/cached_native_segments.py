@@ -159,7 +159,7 @@ def march(tiles, table, settings, keep=False):
     del ctx
     args = _np(args)
     out = _np(out)
-    kept = tuple(out[3:]) if keep else native_segment_kept.empty(dtype)
+    kept = tuple(out[3:]) if keep else None
     with cached_native.LOCK:
       native_segment_forward.forward_kernel(
           tuple(args[:10]),

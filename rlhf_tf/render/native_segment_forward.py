@@ -216,8 +216,9 @@ def _forward_group(
   [blocks, n, 4] is clear (no boxes: box has 0 blocks) and the segments
   whose box seg_box [rows, n] is (native_segment_boxes; none: 0 rows,
   surely_transparent of the ends). work:
-  ``scratch``. Records each classified segment's means in kept (res, keys:
-  ``native_segment_kept``) at at .. end - 1; returns the next free record.
+  ``scratch``. Records each classified segment's means in kept (res, keys,
+  span: ``native_segment_kept``; None: a plain render, compiled without
+  the records' code) at at .. end - 1; returns the next free record.
   Every array is used through a ``borrowed`` view (the caller holds them):
   no reference counting per segment."""
   # Unpacked once: array views made per segment would each cost a
@@ -238,7 +239,8 @@ def _forward_group(
   seg_boxed = seg_box.shape[0] > 0
   trans, done = work
   trans, done = borrowed(trans), borrowed(done)
-  res, res_keys = borrowed(kept[0]), borrowed(kept[1])
+  if kept is not None:  # (numba prunes it by type: None or a tuple.)
+    res, res_keys = borrowed(kept[0]), borrowed(kept[1])
   n = lo.shape[0]
   step, shading, ka, kd, ks, min_den = params
   shaded = shading > 0
@@ -303,7 +305,8 @@ def _forward_group(
           _composite(
               rgb, log_t, trans, m, _optics4(*means, ls, ds, ss, *optics)
           )
-          at = record(res, res_keys, at, end, means, key(ia, m))
+          if kept is not None:
+            at = record(res, res_keys, at, end, means, key(ia, m))
           if trans[m] < threshold:
             steps[m] = ia + 1
             stop = True
@@ -312,7 +315,8 @@ def _forward_group(
                       bins_y, min_den, shaded, f)  # fmt: skip
         out = pair(a, b, optics)
         _composite(rgb, log_t, trans, m, out[:5])
-        at = record(res, res_keys, at, end, a[0], key(ia, m))
+        if kept is not None:
+          at = record(res, res_keys, at, end, a[0], key(ia, m))
         if trans[m] < threshold:
           # The ray stops after a: b is not composited (as if each had
           # been composited in turn).
@@ -320,7 +324,8 @@ def _forward_group(
           stop = True
           break
         _composite(rgb, log_t, trans, m, out[5:])
-        at = record(res, res_keys, at, end, b[0], key(ib, m))
+        if kept is not None:
+          at = record(res, res_keys, at, end, b[0], key(ib, m))
         i = ib + 1
       if stop:
         done[m] = True
@@ -355,11 +360,12 @@ def forward_kernel(
   none) and block boxes [rows // BLOCK, tile, 4] (native_block_boxes;
   or [0, tile, 4]: none); worker w takes groups w, w + workers, ...
   (cached_native._forward_kernel). kept: (res, keys, span) the classified
-  segments' records (``native_segment_kept``; res [0, w]: none), worker
-  w's in records w * per .. (w + 1) * per - 1."""
+  segments' records (``native_segment_kept``; None: none), worker w's in
+  records w * per .. (w + 1) * per - 1."""
   n_tiles, tile = start.shape
-  res, res_keys, span = kept
-  per = res.shape[0] // workers
+  per = 0
+  if kept is not None:
+    per = kept[0].shape[0] // workers
   groups = -(-tile // group)
   jobs = n_tiles * groups
   occ = occupancy(table, bins_x)
@@ -391,10 +397,10 @@ def forward_kernel(
           log_t[t, g0:g1],
           steps[t, g0:g1],
           work,
-          (res, res_keys),
+          kept,
           at,
           end,
       )
-      if span.shape[0] > 0:
-        span[job, 0] = first
-        span[job, 1] = at - first
+      if kept is not None:
+        kept[2][job, 0] = first
+        kept[2][job, 1] = at - first
