@@ -31,8 +31,8 @@ means are stored in the table's dtype: with a float32 table the cotangent
 is the recomputing adjoint's up to float32 rounding of the means (float64
 arithmetic on float32 table values); with a float64 table, bit for bit.
 
-A plain render records nothing (capacity 0: one compare per composited
-segment).
+A plain render records nothing: its walk is compiled without the
+records' code (kept None, pruned by numba).
 
 Cranium 256^2, pre-integrated + tensor_normals, demo TF (751k classified
 segments: 72 MB of records shaded, 49 MB unshaded, in a 100 / 68 MB
@@ -75,8 +75,8 @@ def width(shading):
 
 
 def empty(dtype):
-  """(res, keys, span) holding no record (a plain render's; an adjoint
-  that reads the table for every segment)."""
+  """(res, keys, span) holding no record: an adjoint that reads the table
+  for every segment."""
   return (
       np.zeros((0, width(False)), dtype),
       np.zeros(0, np.int32),
