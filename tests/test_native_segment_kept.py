@@ -5,7 +5,10 @@ the cotangent of the one that reads the table again (float64: to
 small for every segment (the rest read from the table); the records are
 read (changed records change the cotangent), a record whose key is not
 the segment's is not (the table is read instead), and the gradient of the
-cached image, which keeps them, is the table-reading adjoint's."""
+cached image, which keeps them, is the table-reading adjoint's. The arena
+is reused from call to call: a ticket another forward has overwritten
+reads the table, and gradients of several renders in one program, or
+one forward's cotangents taken twice, are those of each alone."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,11 +51,11 @@ def _marched(s, seed, azimuth):
   return cache.tiles, pv, out, g_rgb, g_log_t
 
 
-def _vjp(s, tiles, pv, out, g_rgb, g_log_t, kept):
+def _vjp(s, tiles, pv, out, g_rgb, g_log_t, ticket):
   rgb, _, steps = out[:3]
   return np.asarray(
       cached_native_segments.march_vjp(
-          tiles, pv, s, steps, rgb, g_rgb, g_log_t, kept
+          tiles, pv, s, steps, rgb, g_rgb, g_log_t, ticket
       )
   )
 
@@ -80,26 +83,37 @@ def _check_records(seed, azimuth, shading, threshold, per_ray):
   with jax.enable_x64(True):
     s = EXACT.replace(shading=shading, termination_transmittance=threshold)
     tiles, pv, out, g_rgb, g_log_t = _marched(s, seed, azimuth)
-    res, keys, span = out[3:]
+    ticket = out[3]
+    res, keys, span = native_segment_kept.Arena.arrays
     assert res.shape == (
         per_ray * tiles.pixels.size,
         native_segment_kept.width(shading),
     )
     assert int(span[:, 1].sum()) > 0
-    plain = cached_native_segments.march(tiles, pv, s)
-    for a, b in zip(out[:3], plain):  # The records change no pixel.
-      np.testing.assert_array_equal(a, b)
     want = _vjp(s, tiles, pv, out, g_rgb, g_log_t, None)
-    got = _vjp(s, tiles, pv, out, g_rgb, g_log_t, (res, keys, span))
+    got = _vjp(s, tiles, pv, out, g_rgb, g_log_t, ticket)
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, want, rtol=0.0, atol=RTOL_64 * scale)
     # The records are read: means doubled change the cotangent ...
-    changed = _vjp(s, tiles, pv, out, g_rgb, g_log_t, (2 * res, keys, span))
+    res *= 2
+    changed = _vjp(s, tiles, pv, out, g_rgb, g_log_t, ticket)
     assert np.abs(changed - want).max() > 1e-3 * scale
     # ... unless no key is the segment's: then the table is read.
-    keys_off = keys + 1
-    got = _vjp(s, tiles, pv, out, g_rgb, g_log_t, (2 * res, keys_off, span))
+    keys += 1
+    got = _vjp(s, tiles, pv, out, g_rgb, g_log_t, ticket)
     np.testing.assert_array_equal(got, want)
+    keys -= 1
+    # Another forward (a plain one writes none; this one the same records)
+    # takes the arena: the first ticket reads the table.
+    plain = cached_native_segments.march(tiles, pv, s)
+    for a, b in zip(out[:3], plain):  # The records change no pixel.
+      np.testing.assert_array_equal(a, b)
+    again = cached_native_segments.march(tiles, pv, s, keep=True)
+    assert int(again[3][0]) != int(ticket[0])
+    got = _vjp(s, tiles, pv, out, g_rgb, g_log_t, ticket)
+    np.testing.assert_array_equal(got, want)
+    got = _vjp(s, tiles, pv, again, g_rgb, g_log_t, again[3])
+    np.testing.assert_allclose(got, want, rtol=0.0, atol=RTOL_64 * scale)
 
 
 def test_the_cached_images_gradient_is_the_table_reading_adjoints():
@@ -126,3 +140,34 @@ def test_the_cached_images_gradient_is_the_table_reading_adjoints():
     assert float(jnp.abs(image[:, 3]).max()) > 0.1
     scale = float(jnp.abs(want).max())
     np.testing.assert_allclose(got, want, rtol=0.0, atol=RTOL_64 * scale)
+
+
+def test_renders_in_one_program_and_cotangents_taken_twice():
+  """Two renders' forwards run before either adjoint (one arena: the first
+  reads the table), a vjp's cotangents taken twice: each the gradient of
+  its render alone."""
+  with jax.enable_x64(True):
+    s = EXACT.replace(shading=True, termination_transmittance=0.3)
+    cache = small_cache(s, 2, 70.0, np.float64)
+    a = random_table(seed=5, dtype=np.float64).at[:, :3, 3].set(0.0)
+    b = random_table(seed=6, dtype=np.float64).at[:, :3, 3].set(0.0)
+
+    def loss(t, w):
+      image = cached_native_segments.cached_image(cache, t, s)
+      return jnp.sum(w * image)
+
+    rng = np.random.default_rng(2)
+    wa, wb = (jnp.asarray(rng.normal(size=(64, 4))) for _ in range(2))
+    want_a = jax.grad(loss)(a, wa)
+    want_b = jax.grad(loss)(b, wb)
+    both = jax.jit(jax.grad(lambda x, y: loss(x, wa) + loss(y, wb), (0, 1)))
+    got_a, got_b = both(a, b)
+    scale = float(jnp.abs(want_a).max())
+    np.testing.assert_allclose(got_a, want_a, rtol=0.0, atol=RTOL_64 * scale)
+    np.testing.assert_allclose(got_b, want_b, rtol=0.0, atol=RTOL_64 * scale)
+    _, vjp = jax.vjp(
+        lambda t: cached_native_segments.cached_image(cache, t, s), a
+    )
+    first = vjp(wa)[0]
+    np.testing.assert_array_equal(vjp(wa)[0], first)
+    np.testing.assert_allclose(first, want_a, rtol=0.0, atol=RTOL_64 * scale)

@@ -133,8 +133,8 @@ def _np(buffers):
 def march(tiles, table, settings, keep=False):
   """(C [T, tile, 3], log T_N [T, tile], segments composited [T, tile]
   int32) of a pre-integrated cache's tiles with a (P, V) table
-  [bins_y, bins_x, 8]; keep: and the classified segments' records for
-  march_vjp (res, keys, span: ``native_segment_kept``)."""
+  [bins_y, bins_x, 8]; keep: and the ticket [1] int32 of the classified
+  segments' records for march_vjp (``native_segment_kept.take_arena``)."""
   dtype = table.dtype
   n_tiles, tile = tiles.pixels.shape
   by, bx = (np.int64(b) for b in table.shape[:2])
@@ -146,21 +146,22 @@ def march(tiles, table, settings, keep=False):
       jax.ShapeDtypeStruct((n_tiles, tile), jnp.int32),
   ]
   if keep:
-    records = native_segment_kept.capacity(n_tiles * tile)
-    outputs += [
-        jax.ShapeDtypeStruct(
-            (records, native_segment_kept.width(params[1] > 0)), dtype
-        ),
-        jax.ShapeDtypeStruct((records,), jnp.int32),
-        jax.ShapeDtypeStruct((n_tiles * -(-tile // GROUP), 2), jnp.int32),
-    ]
+    # The records go to the reused arena; its ticket is the output.
+    outputs.append(jax.ShapeDtypeStruct((1,), jnp.int32))
 
   def run(ctx, out, *args):
     del ctx
     args = _np(args)
     out = _np(out)
-    kept = tuple(out[3:]) if keep else None
     with cached_native.LOCK:
+      kept = None
+      if keep:
+        kept, out[3][0] = native_segment_kept.take_arena(
+            native_segment_kept.capacity(n_tiles * tile),
+            native_segment_kept.width(params[1] > 0),
+            dtype,
+            n_tiles * -(-tile // GROUP),
+        )
       native_segment_forward.forward_kernel(
           tuple(args[:10]),
           args[-1],
@@ -188,13 +189,11 @@ def march(tiles, table, settings, keep=False):
   )
 
 
-def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept=None):
+def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, ticket=None):
   """The cotangent [bins_y * bins_x, 8] of the (P, V) table from the
   forward's outputs and the cotangents g_rgb [T, tile, 3], g_log_t
-  [T, tile] of C and log T_N; kept: march(keep=True)'s records (None: the
-  table is read again)."""
-  if kept is None:
-    kept = native_segment_kept.empty(table.dtype)
+  [T, tile] of C and log T_N; ticket: march(keep=True)'s ticket of its
+  records (None: the table is read again)."""
   dtype = table.dtype
   bins = table.shape[0] * table.shape[1]
   by, bx = (np.int64(b) for b in table.shape[:2])
@@ -204,6 +203,10 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept=None):
     del ctx
     args = _np(args)
     with cached_native.LOCK:
+      if ticket is None:
+        kept = native_segment_kept.empty(dtype)
+      else:
+        kept = native_segment_kept.recall_arena(args[22][0], dtype)
       native_segment_adjoint.adjoint_kernel(
           tuple(args[:10]),
           *args[10:19],
@@ -211,7 +214,7 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept=None):
           by,
           params,
           *args[19:22],
-          tuple(args[22:]),
+          kept,
           cached_native.GROUP,
           np.asarray(out),
       )
@@ -229,7 +232,7 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept=None):
       rgb,
       g_rgb,
       g_log_t,
-      *kept,
+      *(() if ticket is None else (ticket,)),
   )
   return functools.reduce(
       jnp.add, [partial[b] for b in range(cached_native.NUM_BLOCKS)]
@@ -262,17 +265,17 @@ def _image(cache, table, settings, keep):
 def _table_image_fwd(cache, table, settings):
   # Under the gradient: the classified segments' table reads kept for the
   # adjoint (native_segment_kept).
-  image, (rgb, log_t, steps, *kept) = _image(cache, table, settings, True)
-  return image, (cache, table, rgb, log_t, steps, tuple(kept))
+  image, (rgb, log_t, steps, ticket) = _image(cache, table, settings, True)
+  return image, (cache, table, rgb, log_t, steps, ticket)
 
 
 def _table_image_bwd(settings, residuals, ct):
-  cache, table, rgb, log_t, steps, kept = residuals
+  cache, table, rgb, log_t, steps, ticket = residuals
   g_rgb, g_log_t = cached_march.tiles_cotangent(
       cache.tiles, jnp.asarray(ct), log_t, settings.background
   )
   g_table = march_vjp(
-      cache.tiles, table, settings, steps, rgb, g_rgb, g_log_t, kept
+      cache.tiles, table, settings, steps, rgb, g_rgb, g_log_t, ticket
   )
   return (
       jax.tree_util.tree_map(cached_march.zero_cotangent, cache),

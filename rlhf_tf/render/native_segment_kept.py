@@ -20,8 +20,10 @@ composites, in its walk's order, into the arena of its worker:
   keys [capacity] int32: i * GROUP + m (segment i of the group's ray m);
   span [jobs, 2] int32: a group's (job's) first record and count.
 
-Worker w of the forward's owns records w * capacity // workers onward; when
-its arena is full it records no more (the adjoint reads the rest again).
+The arena is the process's one ``Arena``, reused from call to call (the
+forward returns a ticket for it). Worker w of the forward's owns records
+w * capacity // workers onward; when its arena is full it records no more
+(the adjoint reads the rest again).
 The adjoint walks each group's rays in the forward's order (block by block,
 ray by ray, segment by segment) and takes the group's records in turn: a
 record whose key is the segment's gives its means; past the group's count,
@@ -35,17 +37,18 @@ A plain render records nothing: its walk is compiled without the
 records' code (kept None, pruned by numba).
 
 Cranium 256^2, pre-integrated + tensor_normals, demo TF (751k classified
-segments: 72 MB of records shaded, 49 MB unshaded, in a 100 / 68 MB
-arena), one thread, paired ratios against recomputing (9 reps): adjoint
-x 0.88 shaded, x 0.83 unshaded; forward with records x 1.13 / 1.09 of the
-plain one (which is unchanged: x 1.02 / 0.98); both x 0.95 / 0.92. The
-whole gradient (jax.grad of the cached render's mean, 2 threads, 9 reps
-alternated with main's adjoint): x 0.985 / 0.88 (the arena is a fresh
-XLA buffer per call). Tried and not kept: variable-length records (only
-the pieces of non-zero length, the key with a mask of them stored among
-the values: 44.5 / 30.6 MB used, in a 76 / 52 MB arena): the adjoint no
-faster, the forward with records x 1.14 / 1.12 and the plain forward
-x 1.03-1.06 (the longer record code in its loop; paired, 9-11 reps).
+segments: 72 MB of records shaded, 49 MB unshaded, in a 100 / 68 MB arena),
+one thread, paired ratios against recomputing (9 reps): adjoint x 0.88
+shaded, x 0.83 unshaded; forward with records x 1.13 / 1.09 of the plain one
+(which is unchanged: x 1.02 / 0.98); both x 0.95 / 0.92. The whole gradient
+(jax.grad of the cached render's mean, 2 threads, 9 reps alternated with
+main's adjoint): x 0.985 / 0.88 (the arena is a fresh XLA buffer per call;
+reused since, ``Arena``: x 0.853 / 0.875 at one thread, 9 reps,
+/tmp/grad_ab/ab.py). Tried and not kept: variable-length records (only the
+pieces of non-zero length, the key with a mask of them stored among the
+values: 44.5 / 30.6 MB used, in a 76 / 52 MB arena): the adjoint no faster,
+the forward with records x 1.14 / 1.12 and the plain forward x 1.03-1.06
+(the longer record code in its loop; paired, 9-11 reps).
 """
 
 from __future__ import annotations
@@ -72,6 +75,48 @@ def width(shading):
   """Values per record: 4 pieces' means (``piece_lookup``: 6 shaded, 4
   unshaded)."""
   return NUM_PIECES * (6 if shading else 4)
+
+
+class Arena:
+  """The process's one arena of records (res, keys, span), reused from
+  call to call: a fresh ~100 MB XLA output per gradient cost the forward
+  its page faults (Cranium 256^2: the records' forward x 1.59 of the plain
+  one at one thread, ~55 ms of it faulting the arena's pages in). The
+  forward writes it and returns a ticket ([1] int32, its generation); the
+  adjoint gets the records only if no forward wrote the arena since that
+  one (``recall_arena``), else ``empty`` (it reads the table: the same
+  cotangent up to the means' rounding). A new shape or dtype replaces the
+  arena (at most one is held). Callers hold native_lock.LOCK: the writer
+  and the generation test are one critical section."""
+
+  arrays = None
+  shape = None
+  generation = 0
+
+
+def take_arena(records, w, dtype, jobs):
+  """(res [records, w], keys [records], span [jobs, 2]) of the reused
+  arena for a forward and its ticket [1] int32 (a new generation); under
+  native_lock.LOCK."""
+  shape = (records, w, np.dtype(dtype), jobs)
+  if Arena.shape != shape:
+    Arena.arrays = None  # Freed before the next is allocated.
+    Arena.arrays = (
+        np.empty((records, w), dtype),
+        np.empty(records, np.int32),
+        np.empty((jobs, 2), np.int32),
+    )
+    Arena.shape = shape
+  Arena.generation = (Arena.generation + 1) % (1 << 31)
+  return Arena.arrays, np.int32(Arena.generation)
+
+
+def recall_arena(ticket, dtype):
+  """The arena's records if ticket (take_arena's) is its generation still,
+  else ``empty(dtype)``; under native_lock.LOCK."""
+  if Arena.arrays is not None and int(ticket) == Arena.generation:
+    return Arena.arrays
+  return empty(dtype)
 
 
 def empty(dtype):
