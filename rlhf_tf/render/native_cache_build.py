@@ -45,12 +45,15 @@ float32 rounding of the sample positions (tests/test_native_cache_build.py).
 
 from __future__ import annotations
 
-import mmap
-
 import numba
 import numpy as np
 
-from rlhf_tf.render import cached_native, direct_native, native_layout
+from rlhf_tf.render import (
+    cached_native,
+    direct_native,
+    native_layout,
+    pool_pages,
+)
 from rlhf_tf.render.direct_kernels import _ray, SHADING, STEP
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_trilinear import prefetch_corners
@@ -182,10 +185,9 @@ def _aligned_zeros(shape, dtype):
   arrays: with the kernel's defrag=madvise, faulting huge pages in
   compacts memory, ~0.5-1 s per 300 MB pool on this machine (4 KiB pages:
   ~0.1 s), and whether a build paid it depended on what glibc had freed
-  before (the 'compile per new view' of benchmarks/render.py)."""
-  count = int(np.prod(shape))
-  pages = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))
-  return np.frombuffer(pages, dtype, count=count).reshape(shape)
+  before (the 'compile per new view' of benchmarks/render.py). Pages of
+  a dropped cache's pool are reused (pool_pages: no page faults)."""
+  return pool_pages.zeros(shape, dtype)
 
 
 def wanted(settings, narrow: bool, labels: bool, mesh_size: int) -> bool:
@@ -274,4 +276,6 @@ def sample_pool(
     )
   if settings.shading:
     pool.update(shade)
+  # One spare pool's pages at most, idle until the next build.
+  pool_pages.trim(sum(x.nbytes for x in pool.values()))
   return pool
