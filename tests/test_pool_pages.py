@@ -1,13 +1,15 @@
 """Pool buffers reused once no array uses them (rlhf_tf.render.pool_pages):
 never while an array, a view of one or a JAX array wrapping one is alive;
-zeroed when reused; idle ones released beyond trim's bytes."""
+zeroed when reused; idle ones released beyond trim's bytes; a native cache
+build in a dropped cache's pages gives the same cache."""
 
 import gc
 
 import jax
 import numpy as np
+from render_testing import small_cache
 
-from rlhf_tf.render import pool_pages
+from rlhf_tf.render import pool_pages, raymarch
 
 
 def test_a_buffer_is_reused_only_once_nothing_uses_it():
@@ -55,3 +57,25 @@ def test_trim_releases_idle_buffers_beyond_its_bytes():
   pool_pages.trim(0)
   assert pool_pages.held_bytes() == held + 8192
   assert not kept.any()
+
+
+def test_a_native_build_in_a_dropped_caches_pages_is_the_same_cache():
+  s = raymarch.RenderSettings(
+      step_mm=1.1, cache_tile_rays=24, preintegrate=True, shading=True
+  )
+  first = small_cache(s, seed=1, azimuth=30.0)
+  want = {
+      k: np.array(v)
+      for k, v in vars(first.tiles).items()
+      if isinstance(v, jax.Array)
+  }
+  arrays = [v for v in vars(first.tiles).values() if isinstance(v, jax.Array)]
+  used = {v.unsafe_buffer_pointer() for v in arrays}
+  del arrays
+  del first
+  gc.collect()
+  again = small_cache(s, seed=1, azimuth=30.0)
+  assert again.tiles.u.unsafe_buffer_pointer() in used
+  assert again.tiles.seg_box.unsafe_buffer_pointer() in used
+  for k, w in want.items():
+    assert np.array_equal(np.asarray(getattr(again.tiles, k)), w), k

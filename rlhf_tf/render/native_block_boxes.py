@@ -136,7 +136,7 @@ def _widen(acc, u_f, u_m, u_b, s_f, s_m, s_b, v_f, v_m, v_b, half, bins_x,
     acc[3, m] = max(acc[3, m], _row(max(vf, max(vm, vb)) + 1.0, bins_y) + 2)
 
 
-def block_boxes(fields, first_row, num_steps, step_mm, bins):
+def block_boxes(fields, first_row, num_steps, step_mm, bins, zeros=np.zeros):
   """[N // BLOCK, tile, 4] uint16 boxes (module docstring) of a
   pre-integrated pool.
 
@@ -159,7 +159,7 @@ def block_boxes(fields, first_row, num_steps, step_mm, bins):
   first_row = np.asarray(first_row, np.int64)
   if np.any(first_row % BLOCK):
     raise ValueError(f'tiles must start at multiples of {BLOCK} rows')
-  out = np.zeros((rows // BLOCK, tile, 4), np.uint16)
+  out = zeros((rows // BLOCK, tile, 4), np.uint16)
   # The march's segment lengths are in the cache's dtype: float32 (or
   # float64); its step rounded to either is at most this.
   half = 0.5 * max(float(step_mm), float(np.float32(step_mm))) * (1.0 + 1e-6)

@@ -302,7 +302,8 @@ def _clear_weights(fields, shade, box, start, length, first_row, num_steps,
 
 
 def clear_weights(fields, shade, box, start, length, first_row, num_steps,
-                  step_mm, bins, mean_keys=MEAN_KEYS):  # fmt: skip
+                  step_mm, bins, mean_keys=MEAN_KEYS,
+                  zeros=np.zeros):  # fmt: skip
   """(span, keys, weights) of a pre-integrated pool (module docstring).
 
   Args:
@@ -318,6 +319,7 @@ def clear_weights(fields, shade, box, start, length, first_row, num_steps,
     step_mm: the cache's step.
     bins: (bins_y, bins_x) of the TF tables the cache is rendered with.
     mean_keys: entries per block on average (a tile's share).
+    zeros: the outputs' allocator (np.zeros' signature).
 
   Returns:
     span [N // BLOCK, tile, 2] int32, keys [E] int32, weights [E, 3] (or
@@ -332,9 +334,9 @@ def clear_weights(fields, shade, box, start, length, first_row, num_steps,
     shade = (np.zeros((0, tile), np.uint16),) * 4
   shade = tuple(np.asarray(x) for x in shade)
   size = rows // BLOCK * tile * mean_keys
-  span = np.zeros((rows // BLOCK, tile, 2), np.int32)
-  keys = np.zeros(size, np.int32)
-  weights = np.zeros((size, 3 if shade[0].shape[0] else 1), dtype)
+  span = zeros((rows // BLOCK, tile, 2), np.int32)
+  keys = zeros(size, np.int32)
+  weights = zeros((size, 3 if shade[0].shape[0] else 1), dtype)
   with native_lock.LOCK:
     _clear_weights(
         fields,
@@ -360,10 +362,12 @@ _FIELDS = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
 _SHADE = ('diffuse', 'specular', 'diffuse_mid', 'specular_mid')
 
 
-def of_pool(pool, first_chunk, num_steps, start, length, step_mm, bins):
+def of_pool(pool, first_chunk, num_steps, start, length, step_mm, bins,
+            zeros=np.zeros):  # fmt: skip
   """{clear_span, clear_key, clear_weight} (CacheTiles' fields) of a
   pre-integrated pool {name: [N, tile]} (shaded: with diffuse, ...; its
-  block boxes: box) whose tile t starts at chunk first_chunk[t]."""
+  block boxes: box) whose tile t starts at chunk first_chunk[t]; zeros:
+  clear_weights'."""
   shade = None
   if pool.get('diffuse') is not None:
     shade = [pool[k] for k in _SHADE]
@@ -377,6 +381,7 @@ def of_pool(pool, first_chunk, num_steps, start, length, step_mm, bins):
       num_steps,
       step_mm,
       bins,
+      zeros=zeros,
   )
   return dict(clear_span=span, clear_key=keys, clear_weight=weights)
 

@@ -95,7 +95,8 @@ def _segment_boxes(fields, start, length, first_row, num_steps, step, bins_x,
           out[row, m] = np.uint32(packed) if fi < hi[m] else np.uint32(0)
 
 
-def segment_boxes(fields, start, length, first_row, num_steps, step_mm, bins):
+def segment_boxes(fields, start, length, first_row, num_steps, step_mm, bins,
+                  zeros=np.zeros):  # fmt: skip
   """[N, tile] uint32 boxes (module docstring) of a pre-integrated pool, or
   None for tables of more than MAX_BINS bins a side.
 
@@ -115,7 +116,7 @@ def segment_boxes(fields, start, length, first_row, num_steps, step_mm, bins):
   fields = tuple(np.asarray(x) for x in fields)
   start = np.asarray(start)
   dtype = start.dtype.type
-  out = np.zeros(fields[0].shape, np.uint32)
+  out = zeros(fields[0].shape, np.uint32)
   with native_lock.LOCK:
     _segment_boxes(
         fields,
@@ -132,15 +133,18 @@ def segment_boxes(fields, start, length, first_row, num_steps, step_mm, bins):
   return out
 
 
-def both(pool, start, length, first_row, num_steps, step_mm, bins):
+def both(pool, start, length, first_row, num_steps, step_mm, bins,
+         zeros=np.zeros):  # fmt: skip
   """(block boxes (native_block_boxes.block_boxes), segment boxes) of a
   pre-integrated pool {field: [N, tile]} (segment_boxes' other args)."""
   fields = [pool[k] for k in FIELDS]
   return (
       native_block_boxes.block_boxes(
-          fields, first_row, num_steps, step_mm, bins
+          fields, first_row, num_steps, step_mm, bins, zeros
       ),
-      segment_boxes(fields, start, length, first_row, num_steps, step_mm, bins),
+      segment_boxes(
+          fields, start, length, first_row, num_steps, step_mm, bins, zeros
+      ),
   )
 
 

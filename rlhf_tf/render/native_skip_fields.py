@@ -30,7 +30,8 @@ from rlhf_tf.render import native_clear_blocks, native_segment_boxes
 from rlhf_tf.render.cache_sampling import CHUNK
 
 
-def of_pool(pool, start, length, first_chunk, num_steps, step_mm, bins):
+def of_pool(pool, start, length, first_chunk, num_steps, step_mm, bins,
+            zeros=np.zeros):  # fmt: skip
   """{box, seg_box, clear_span, clear_key, clear_weight} of a pre-integrated
   pool in narrow tiles.
 
@@ -42,11 +43,13 @@ def of_pool(pool, start, length, first_chunk, num_steps, step_mm, bins):
     first_chunk, num_steps: [T] int32 each tile's first pool chunk and its
       longest ray's segments.
     step_mm: the depth grid's step (mm). bins: (bins_y, bins_x).
+    zeros: the fields' allocator (np.zeros' signature; the native build
+      passes pool_pages.zeros).
   """
   first_row = np.asarray(first_chunk) * CHUNK
   out = {}
   out['box'], out['seg_box'] = native_segment_boxes.both(
-      pool, start, length, first_row, num_steps, step_mm, bins
+      pool, start, length, first_row, num_steps, step_mm, bins, zeros
   )
   out.update(
       native_clear_blocks.of_pool(
@@ -57,6 +60,7 @@ def of_pool(pool, start, length, first_chunk, num_steps, step_mm, bins):
           length,
           step_mm,
           bins,
+          zeros,
       )
   )
   return out

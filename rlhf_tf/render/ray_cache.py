@@ -80,6 +80,7 @@ from rlhf_tf.render import (
     native_cache_build,
     native_layout,
     native_skip_fields,
+    pool_pages,
     sampling,
 )
 from rlhf_tf.render import camera as camera_lib
@@ -247,9 +248,10 @@ def build_ray_cache(
   where, pool_shape = _pool_layout(plan, narrow, settings)
   # On CPU a pre-integrated cache is sampled natively, straight into its
   # narrow tiles (native_cache_build: ~10x less time than the XLA build).
-  if native_cache_build.wanted(
+  native = native_cache_build.wanted(
       settings, narrow, labels is not None, mesh_lib.data_size(mesh)
-  ):
+  )
+  if native:
     pool = native_cache_build.sample_pool(
         packed,
         np.asarray(origins),
@@ -290,8 +292,12 @@ def build_ray_cache(
             rays['num_steps'],
             settings.step_mm,
             table_bins,
+            # Natively built: in pages of dropped caches (pool_pages).
+            pool_pages.zeros if native else np.zeros,
         )
     )
+    if native:  # One spare pool's pages at most, idle until the next build.
+      pool_pages.trim(sum(v.nbytes for v in pool.values() if v is not None))
   # jax.device_put wraps a 64-byte aligned numpy pool (native_cache_build's)
   # without a copy and copies any other into a buffer of XLA's own.
   tiles = CacheTiles(
