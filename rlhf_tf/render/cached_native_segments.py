@@ -206,10 +206,12 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, ticket=None):
       if ticket is None:
         kept = native_segment_kept.empty(dtype)
       else:
-        kept = native_segment_kept.recall_arena(args[22][0], dtype)
+        kept = native_segment_kept.recall_arena(args[-2][0], dtype)
       native_segment_adjoint.adjoint_kernel(
           tuple(args[:10]),
-          *args[10:19],
+          *args[10:15],
+          args[-1],  # seg_box.
+          *args[15:19],
           bx,
           by,
           params,
@@ -233,6 +235,7 @@ def march_vjp(tiles, table, settings, steps, rgb, g_rgb, g_log_t, ticket=None):
       g_rgb,
       g_log_t,
       *(() if ticket is None else (ticket,)),
+      _seg_boxes(tiles),
   )
   return functools.reduce(
       jnp.add, [partial[b] for b in range(cached_native.NUM_BLOCKS)]

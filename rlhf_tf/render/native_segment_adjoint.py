@@ -31,6 +31,7 @@ from rlhf_tf.render.native_clear_adjoint import (
     unsplit,
 )
 from rlhf_tf.render.native_clear_blocks import scatter_block
+from rlhf_tf.render.native_segment_boxes import clear as seg_clear
 from rlhf_tf.render.native_segment_forward import (
     columns,
     load_ends,
@@ -95,6 +96,7 @@ def scratch(n):
 def _adjoint_group(
     fields,
     box,
+    seg_box,
     span,
     keys,
     weights,
@@ -123,7 +125,9 @@ def _adjoint_group(
   R_i, d log T_N / dlt_i = 1). Transparent segments are walked too: they
   pass a cotangent to their extinction and emission (clear_adjoint, no
   table load; occ: ``occupancy``), gathered per ray while its cotangents
-  stay the same; a clear block from span [blocks, n, 2],
+  stay the same; a segment's box from seg_box [rows, n] (``native_segment_
+  boxes``, the forward's test; none: 0 rows, surely_transparent of its
+  ends); a clear block from span [blocks, n, 2],
   keys, weights (``native_clear_blocks``; span [0, n, 2]: none). work:
   ``scratch``. A classified segment's means: records at .. end - 1 of res,
   res_keys (``native_segment_kept``; none: at = end), else the table's.
@@ -154,10 +158,11 @@ def _adjoint_group(
   kept = borrowed(kept)
   trans, behind = borrowed(trans), borrowed(behind)
   pending, bin_k = borrowed(pending), borrowed(bin_k)
-  box, span = borrowed(box), borrowed(span)
+  box, span, seg_box = borrowed(box), borrowed(span), borrowed(seg_box)
   keys, weights = borrowed(keys), borrowed(weights)
   res, res_keys = borrowed(res), borrowed(res_keys)
   boxed = box.shape[0] > 0
+  seg_boxed = seg_box.shape[0] > 0
   weighed = span.shape[0] > 0
   k0 = r0 // BLOCK
   for m in range(n):
@@ -208,8 +213,15 @@ def _adjoint_group(
         if shaded:
           load_shading(d, s, dm, sm, row, m, ends)
         # Transparent for sure (its block's box or its own is clear: the
-        # forward's tests): no split where split would leave it whole.
-        if clear or surely_transparent(occ, bins_x, bins_y, ends, half):
+        # forward's tests; its box stored: no float-to-int clamp chain per
+        # segment): no split where split would leave it whole.
+        if seg_boxed:
+          see_through = clear or seg_clear(occ, seg_box, row, m)
+        else:
+          see_through = clear or surely_transparent(
+              occ, bins_x, bins_y, ends, half
+          )
+        if see_through:
           if unsplit(ends, half) or (
               not shaded and one_bin(ends, half, bins_x, bins_y)
           ):
@@ -320,6 +332,7 @@ def adjoint_kernel(
     first_row,
     steps,
     box,
+    seg_box,
     span,
     keys,
     weights,
@@ -336,7 +349,8 @@ def adjoint_kernel(
 ):
   """Adds the cotangent of the (P, V) table into g_out [NUM_BLOCKS, bins,
   8] (block b: groups b, b + NUM_BLOCKS, ...; summed in a fixed order).
-  kept: the forward's records (res, keys, span: ``native_segment_kept``;
+  seg_box: the segments' boxes [rows, tile] (or [0, tile]: none). kept:
+  the forward's records (res, keys, span: ``native_segment_kept``;
   span [0, 2]: none)."""
   res, res_keys, span_kept = kept
   n_tiles, tile = start.shape
@@ -359,6 +373,7 @@ def adjoint_kernel(
       _adjoint_group(
           columns(fields, g0, g1),
           box[:, g0:g1],
+          seg_box[:, g0:g1],
           span[:, g0:g1],
           keys,
           weights,
