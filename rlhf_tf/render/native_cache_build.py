@@ -35,6 +35,16 @@ straight into its narrow tile's column of the pool:
   shaded / unshaded than with float64 scratch rows (one thread, paired,
   9 reps; the same pool bit for bit).
 
+Tried in session 15 and not kept (whole build, one thread, paired, 9
+reps): no prefetch x 1.075; prefetching 2 segments ahead x ~1.00; a
+tile's rays sampled 64 / 16 rows at a time, all 16 rays in turn (the pool
+lines they share kept in the caches) x 1.03 / 1.06 (a ray's own run
+through the volume counts more); the volume in transparent huge pages
+x 1.02. perf (one thread, shaded): the kernel ~1.1 s user, spread thin
+over trilinear loads, the gradient norm's division, the structure terms
+and _power's loop; the pool's fresh page faults ~0.2 s of system time
+(now reused: pool_pages).
+
 Cost (Cranium 256^2, pre-integrated, tensor_normals, shaded, one view):
 ~1.5 s of CPU at load ~5.7 (the XLA build: ~6 s), so ~0.8 s on two idle
 cores; the pool (~310 MB) is wrapped without a copy.

@@ -20,6 +20,13 @@ per re-render (what each saves: its module's docstring):
 N is the pool's rows, tile = native_layout.GROUP rays. The clear-block
 weights read the block boxes: a cache whose fields change must rebuild
 ``box`` before them (each module's ``of_tiles``).
+
+Cost (Cranium 256^2 shaded, one thread): ~0.09 s block boxes, ~0.08 s
+segment boxes, ~0.37 s clear-block weights (perf: spread over the hash
+lookups and float64 sums of its ~4.4M segments' pieces). Their cost is
+arithmetic, not loads: all three in one pass, tile by tile while its rows
+are in the caches, gave the whole build x 0.989 / 1.016 shaded /
+unshaded (paired, 9 reps; not kept).
 """
 
 from __future__ import annotations
