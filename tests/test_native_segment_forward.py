@@ -15,7 +15,9 @@ from test_native_segment_boxes import _steeper
 
 from rlhf_tf.render import (
     cached_march,
+    cached_native,
     cached_native_segments,
+    native_segment_forward,
     native_segment_plan,
     preintegration,
     ray_cache,
@@ -136,3 +138,54 @@ def test_pairs_and_boxes_are_the_plain_walk_bit_for_bit(
   for a, b in zip(got, want):
     np.testing.assert_array_equal(np.asarray(a), b)
   assert int(np.asarray(got[2]).sum()) > 0
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**16), azimuth=st.floats(0.0, 360.0))
+def test_unshaded_walk_without_the_shading_code_is_bit_for_bit(seed, azimuth):
+  # lit None (lit_flag of shading 0) compiles the walk without the shading
+  # code; lit True keeps the runtime flag, which is off here.
+  s = EXACT.replace(shading=False, termination_transmittance=0.05)
+  hu = smooth_volume((10, 10, 10), seed=seed % 5)
+  cam = camera_lib.orbit_camera(
+      (10, 10, 10), SPACING, azimuth, 20.0, width=8, height=8,
+      projection='perspective',
+  )  # fmt: skip
+  cache = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, s)
+  table = random_table(seed=seed, alpha_max=0.95).at[:, :3, 3].set(0.0)
+  pv = preintegration.segment_table(table, s.reference_step_mm)
+  tiles = cache.tiles
+  dtype = np.dtype(pv.dtype)
+  params = cached_native_segments._params(s, dtype)
+  assert native_segment_forward.lit_flag(params[1]) is None
+  assert native_segment_forward.lit_flag(1.0) is True
+  n_tiles, tile = tiles.pixels.shape
+  ins = [np.asarray(x) for x in cached_native_segments._inputs(tiles, dtype)]
+  outs = []
+  for lit in (None, True):
+    out = (
+        np.zeros((n_tiles, tile, 3), dtype),
+        np.zeros((n_tiles, tile), dtype),
+        np.zeros((n_tiles, tile), np.int32),
+    )
+    native_segment_forward.forward_kernel(
+        tuple(ins[:10]),
+        np.asarray(cached_native_segments._seg_boxes(tiles)),
+        *ins[10:],
+        np.asarray(tiles.num_steps),
+        np.asarray(cached_native_segments._boxes(tiles)),
+        np.asarray(pv).reshape(-1, 8),
+        np.int64(pv.shape[1]),
+        np.int64(pv.shape[0]),
+        params,
+        float(s.termination_transmittance),
+        cached_native.GROUP,
+        1,
+        *out,
+        None,
+        lit,
+    )
+    outs.append(out)
+  for a, b in zip(*outs):
+    np.testing.assert_array_equal(a, b)
+  assert int(outs[0][2].sum()) > 0

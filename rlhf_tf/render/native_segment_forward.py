@@ -108,6 +108,14 @@ def columns(fields, g0, g1):
   )
 
 
+def lit_flag(shading):
+  """forward_kernel's lit of a march with params' shading: True if on,
+  else None. A runtime flag kept the shading code in the unshaded walk,
+  whose registers it crowded (Cranium 256^2 unshaded, one thread, paired
+  against a runtime flag: x 0.90-0.965)."""
+  return True if shading > 0 else None
+
+
 @numba.njit(inline='always')
 def _composite(rgb, log_t, trans, m, out):
   """Composites a segment's out (lt, e_0, e_1, e_2, a) behind ray m's."""
@@ -208,6 +216,7 @@ def _forward_group(
     kept,
     at,
     end,
+    lit,
 ):
   """Marches one group's rays (pool columns of lo, hi [n]): fills rgb
   [n, 3], log_t [n] (log T_N) and steps [n] (segments walked), block by
@@ -220,7 +229,8 @@ def _forward_group(
   span: ``native_segment_kept``; None: a plain render, compiled without
   the records' code) at at .. end - 1; returns the next free record.
   Every array is used through a ``borrowed`` view (the caller holds them):
-  no reference counting per segment."""
+  no reference counting per segment. lit: None for an unshaded march
+  (``lit_flag``), else True."""
   # Unpacked once: array views made per segment would each cost a
   # reference count (the empty walk 1.7x slower).
   u, v, du, um, vm, dum, d, s, dm, sm = fields
@@ -243,7 +253,12 @@ def _forward_group(
     res, res_keys = borrowed(kept[0]), borrowed(kept[1])
   n = lo.shape[0]
   step, shading, ka, kd, ks, min_den = params
-  shaded = shading > 0
+  # Unshaded: a walk compiled without the shading code (numba prunes by
+  # lit's type; LLVM folds the constant into the optics' branches).
+  if lit is None:
+    shaded = False
+  else:
+    shaded = shading > 0
   optics = (shaded, ka, kd, ks)
   f = table.dtype.type
   trans[:n] = 1.0
@@ -353,6 +368,7 @@ def forward_kernel(
     log_t,
     steps,
     kept,
+    lit,
 ):
   """rgb [T, tile, 3], log_t [T, tile], steps [T, tile] from the pool
   fields (u, v, du, u_mid, v_mid, du_mid, d, s, d_mid, s_mid: [rows,
@@ -361,7 +377,8 @@ def forward_kernel(
   or [0, tile, 4]: none); worker w takes groups w, w + workers, ...
   (cached_native._forward_kernel). kept: (res, keys, span) the classified
   segments' records (``native_segment_kept``; None: none), worker w's in
-  records w * per .. (w + 1) * per - 1."""
+  records w * per .. (w + 1) * per - 1. lit: True where params' shading
+  is on, else None (compiled without the shading code: ``lit_flag``)."""
   n_tiles, tile = start.shape
   per = 0
   if kept is not None:
@@ -400,6 +417,7 @@ def forward_kernel(
           kept,
           at,
           end,
+          lit,
       )
       if kept is not None:
         kept[2][job, 0] = first
