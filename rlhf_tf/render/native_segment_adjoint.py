@@ -6,7 +6,8 @@ partial tables. A block the TF leaves clear: its weights stored in the
 cache (``native_clear_blocks``), no segment loaded. Other transparent
 segments: ``native_clear_adjoint``; a segment is known transparent
 without a split when its block's box (``native_block_boxes``) or its own
-(``surely_transparent``) is clear, the forward's tests. A classified
+(stored, ``native_segment_boxes``; else ``surely_transparent``'s) is
+clear, the forward's tests. A classified
 segment's pieces' means (its table reads): the forward's records when it
 kept them (under the gradient), else read once (``native_segment_kept``:
 kept for ``segment_adjoint``); while it is split, the caches are asked
