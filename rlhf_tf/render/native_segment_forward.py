@@ -44,7 +44,7 @@ walk and its tests ~13 %. A table that fits L1 (wrong images) is only
 (split, bin index, load, lerp, division) more than their cache misses.
 Session 15 (paired, one thread, Cranium az 30, shaded / unshaded): the
 unshaded walk compiled without the shading code (``lit_flag``) x 1.003 /
-0.962 (3 views, 27 pairs, load 1.1). Not kept: extremum's one division
+0.962 (az 30, 90, 150: 27 pairs, load 1.1). Not kept: extremum's one division
 chosen by a branch 1.035 / 1.052; error_model='numpy' 1.016 / 1.000;
 pool rows indexed unsigned (no wraparound) 1.017 / 1.046; a block's 16
 box tests at once, the next open segment by its trailing zeros 1.009 /
@@ -53,9 +53,10 @@ stored by type 1.013 / 1.014; each half's crest tau stored in the cache
 ([N, tile, 2] float64, 156 MB; 39 % of the pool's halves bracket one;
 +0.2-0.36 s of one-thread build) 1.038 / 1.022, though a split with no
 crest at all (wrong images) is 0.82 / 0.80 and one whose crest is
-computed but not used (behind a predicted branch) 0.95 / 0.95. Counts: 751k classified segments, 1.82M pieces of
-non-zero length, 318k crest halves; the lookups read 52k bins, 90 % of
-reads in 16.5k (528 KB, over a core's 512 KB L2).
+computed but not used (behind a predicted branch) 0.95 / 0.95. Counts:
+751k classified segments, 1.82M pieces of non-zero length, 318k crest
+halves; the lookups read 52k bins, 90 % of reads in 16.5k (528 KB, over
+a core's 512 KB L2).
 """
 
 from __future__ import annotations
