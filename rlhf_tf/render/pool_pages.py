@@ -36,6 +36,9 @@ import threading
 
 import numpy as np
 
+# The registry's own lock, never held around a numba call (native_lock.LOCK
+# is): zeros runs both under native_lock.LOCK (the pool) and outside it
+# (ray_cache's skip fields), and two builds may pick the same idle buffer.
 _LOCK = threading.Lock()
 _BUFFERS: list = []  # Every mmap handed out and not released.
 
