@@ -95,7 +95,8 @@ def _check_records(seed, azimuth, shading, threshold, per_ray):
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, want, rtol=0.0, atol=RTOL_64 * scale)
     # The records are read: means doubled change the cotangent ...
-    res *= 2
+    with np.errstate(over='ignore', invalid='ignore'):
+      res *= 2  # Rows past a group's span hold a reused arena's stale bits.
     changed = _vjp(s, tiles, pv, out, g_rgb, g_log_t, ticket)
     assert np.abs(changed - want).max() > 1e-3 * scale
     # ... unless no key is the segment's: then the table is read.
