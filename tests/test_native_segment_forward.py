@@ -24,6 +24,7 @@ from rlhf_tf.render import (
     raymarch,
 )
 from rlhf_tf.render import camera as camera_lib
+from rlhf_tf.render import native_pool_rows as pool_rows
 from rlhf_tf.render import native_segment_regs as regs
 
 EXACT = raymarch.RenderSettings(
@@ -60,18 +61,18 @@ def _walk(fields, start, length, first_row, num_steps, table, bins_x,
         steps[t, m] = i + 1
         seg = min(max(hi - fi, zero), step) - min(max(lo - fi, zero), step)
         row = r0 + i
-        x_f = regs.end(u, v, du, row, m, f)
-        x_m = regs.end(um, vm, dum, row, m, f)
-        x_b = regs.end(u, v, du, row + 1, m, f)
+        x_f = pool_rows.end(u, v, du, row, m, f)
+        x_m = pool_rows.end(um, vm, dum, row, m, f)
+        x_b = pool_rows.end(u, v, du, row + 1, m, f)
         if regs.surely_transparent(occ, bins_x, bins_y, x_f, x_m, x_b,
                                    0.5 * seg):  # fmt: skip
           continue
         shades = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0))
         if shading > 0:
           shades = (
-              regs.shade(d, s, row, m),
-              regs.shade(dm, sm, row, m),
-              regs.shade(d, s, row + 1, m),
+              pool_rows.shade(d, s, row, m),
+              pool_rows.shade(dm, sm, row, m),
+              pool_rows.shade(d, s, row + 1, m),
           )
         lt, e_r, e_g, e_b, a = regs.segment(
             table, bins_x, bins_y, x_f, x_m, x_b, 0.5 * seg, min_den, shades,
@@ -160,7 +161,9 @@ def test_unshaded_walk_without_the_shading_code_is_bit_for_bit(seed, azimuth):
   assert native_segment_forward.lit_flag(params[1]) is None
   assert native_segment_forward.lit_flag(1.0) is True
   n_tiles, tile = tiles.pixels.shape
-  ins = [np.asarray(x) for x in cached_native_segments._inputs(tiles, dtype)]
+  # Writable copies, as buffer_callback hands the kernel: read-only views
+  # of jax arrays would compile variants of their own (~40 s each).
+  ins = [np.array(x) for x in cached_native_segments._inputs(tiles, dtype)]
   outs = []
   for lit in (None, True):
     out = (
@@ -170,11 +173,11 @@ def test_unshaded_walk_without_the_shading_code_is_bit_for_bit(seed, azimuth):
     )
     native_segment_forward.forward_kernel(
         tuple(ins[:10]),
-        np.asarray(cached_native_segments._seg_boxes(tiles)),
+        np.array(cached_native_segments._seg_boxes(tiles)),
         *ins[10:],
-        np.asarray(tiles.num_steps),
-        np.asarray(cached_native_segments._boxes(tiles)),
-        np.asarray(pv).reshape(-1, 8),
+        np.array(tiles.num_steps),
+        np.array(cached_native_segments._boxes(tiles)),
+        np.array(pv).reshape(-1, 8),
         np.int64(pv.shape[1]),
         np.int64(pv.shape[0]),
         params,
