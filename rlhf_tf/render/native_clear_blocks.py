@@ -51,7 +51,7 @@ from rlhf_tf.render.cached_march import CHUNK
 from rlhf_tf.render.native_block_boxes import BLOCK
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_clear_adjoint import _g_mean, unsplit
-from rlhf_tf.render.native_segment_forward import load_ends, load_shading
+from rlhf_tf.render.native_pool_rows import load_ends, load_shading
 from rlhf_tf.render.native_segment_math import TINY_DU
 from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
     D,

@@ -32,12 +32,8 @@ from rlhf_tf.render.native_clear_adjoint import (
     unsplit,
 )
 from rlhf_tf.render.native_clear_blocks import scatter_block
+from rlhf_tf.render.native_pool_rows import columns, load_ends, load_shading
 from rlhf_tf.render.native_segment_boxes import clear as seg_clear
-from rlhf_tf.render.native_segment_forward import (
-    columns,
-    load_ends,
-    load_shading,
-)
 from rlhf_tf.render.native_segment_kept import (
     kept_optics,
     key,

@@ -38,7 +38,8 @@ import numpy as np
 
 from rlhf_tf.render import native_block_boxes, native_lock
 from rlhf_tf.render.cached_march import CHUNK
-from rlhf_tf.render.native_segment_regs import box, end
+from rlhf_tf.render.native_pool_rows import end
+from rlhf_tf.render.native_segment_regs import box
 
 # Bins a packed box can hold (bytes: c1 - 1 and r1 - 1 up to 255).
 MAX_BINS = 256

@@ -56,7 +56,12 @@ crest at all (wrong images) is 0.82 / 0.80 and one whose crest is
 computed but not used (behind a predicted branch) 0.95 / 0.95. Counts:
 751k classified segments, 1.82M pieces of non-zero length, 318k crest
 halves; the lookups read 52k bins, 90 % of reads in 16.5k (528 KB, over
-a core's 512 KB L2).
+a core's 512 KB L2). Session 16 (same measure, 27 pairs, load 3.5): a
+plain walk that first finds a ray's next K classified segments in a
+block, then runs them as independent iterations (pairs, or one by one),
+then composites them in order (bit-identical) 1.03-1.16 shaded, 1.07-1.22
+unshaded for K = 2-16: no per-segment gain (a segment is ~440 cycles, more
+than the out-of-order window), and the walk no longer hides behind optics.
 """
 
 from __future__ import annotations
@@ -66,61 +71,16 @@ import numpy as np
 
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_pool_rows import columns, end, shade
 from rlhf_tf.render.native_segment_boxes import clear
 from rlhf_tf.render.native_segment_kept import key, record
 from rlhf_tf.render.native_segment_optics import _optics4
 from rlhf_tf.render.native_segment_plan import occupancy
 from rlhf_tf.render.native_segment_regs import (
-    end,
     pair,
     prepare,
-    shade,
     surely_transparent,
 )
-
-_Q = 1.0 / 65535.0
-
-
-@numba.njit(inline='always')
-def load_ends(u, v, du, um, vm, dum, row, m, dtype, ends):
-  """Fills ends [3, 5]' u, v, du columns (front, midpoint, back; d, s:
-  load_shading) from the pool fields u, v, du, u_mid, v_mid, du_mid of row
-  (front and midpoint) and row + 1 (back), in the table's dtype."""
-  ends[0, 0] = dtype(u[row, m])
-  ends[0, 1] = dtype(v[row, m])
-  ends[0, 2] = dtype(du[row, m])
-  ends[1, 0] = dtype(um[row, m])
-  ends[1, 1] = dtype(vm[row, m])
-  ends[1, 2] = dtype(dum[row, m])
-  ends[2, 0] = dtype(u[row + 1, m])
-  ends[2, 1] = dtype(v[row + 1, m])
-  ends[2, 2] = dtype(du[row + 1, m])
-
-
-@numba.njit(inline='always')
-def load_shading(d, s, dm, sm, row, m, ends):
-  """Fills ends' d, s columns with the dequantised headlight terms."""
-  ends[0, 3], ends[0, 4] = d[row, m] * _Q, s[row, m] * _Q
-  ends[1, 3], ends[1, 4] = dm[row, m] * _Q, sm[row, m] * _Q
-  ends[2, 3], ends[2, 4] = d[row + 1, m] * _Q, s[row + 1, m] * _Q
-
-
-@numba.njit(inline='always')
-def columns(fields, g0, g1):
-  """The pool fields' columns g0:g1 (a group's rays)."""
-  u, v, du, um, vm, dum, d, s, dm, sm = fields
-  return (
-      u[:, g0:g1],
-      v[:, g0:g1],
-      du[:, g0:g1],
-      um[:, g0:g1],
-      vm[:, g0:g1],
-      dum[:, g0:g1],
-      d[:, g0:g1],
-      s[:, g0:g1],
-      dm[:, g0:g1],
-      sm[:, g0:g1],
-  )
 
 
 def lit_flag(shading):

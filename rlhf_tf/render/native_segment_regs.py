@@ -20,31 +20,13 @@ table's dtype first, as ``load_ends``); a point is (u, v) or (u, v, d, s).
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 from rlhf_tf.render.native_pv import piece_means
 from rlhf_tf.render.native_segment_math import _index, TINY_DU
 from rlhf_tf.render.native_segment_optics import _optics4, optics_pair
 from rlhf_tf.render.native_segment_plan import _column, _row, extremum
 
-_Q = 1.0 / 65535.0
 _ZEROS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-@numba.njit(inline='always')
-def end(u, v, du, row, m, dtype):
-  """(u, v, du) of pool row, column m, rounded to dtype, as float64."""
-  return (
-      np.float64(dtype(u[row, m])),
-      np.float64(dtype(v[row, m])),
-      np.float64(dtype(du[row, m])),
-  )
-
-
-@numba.njit(inline='always')
-def shade(d, s, row, m):
-  """The dequantised headlight terms (d, s) of pool row, column m."""
-  return d[row, m] * _Q, s[row, m] * _Q
 
 
 @numba.njit(inline='always')
