@@ -43,6 +43,7 @@ import numpy as np
 
 from rlhf_tf.render import native_lock
 from rlhf_tf.render.cached_march import CHUNK
+from rlhf_tf.render.native_args import read_only
 
 # The plan's own bin indices: a box holds every bin the plan's tests read.
 from rlhf_tf.render.native_segment_plan import _column, _row
@@ -154,7 +155,7 @@ def block_boxes(fields, first_row, num_steps, step_mm, bins, zeros=np.zeros):
   by, bx = (int(b) for b in bins)
   if max(by, bx) >= 2**16:
     raise ValueError(f'block boxes need bins < 65536, got {(by, bx)}')
-  fields = tuple(np.asarray(f) for f in fields)
+  fields = tuple(read_only(f) for f in fields)
   rows, tile = fields[0].shape
   first_row = np.asarray(first_row, np.int64)
   if np.any(first_row % BLOCK):

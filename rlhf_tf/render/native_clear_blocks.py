@@ -48,6 +48,7 @@ import numpy as np
 
 from rlhf_tf.render import native_lock
 from rlhf_tf.render.cached_march import CHUNK
+from rlhf_tf.render.native_args import read_only
 from rlhf_tf.render.native_block_boxes import BLOCK
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_clear_adjoint import _g_mean, unsplit
@@ -327,12 +328,12 @@ def clear_weights(fields, shade, box, start, length, first_row, num_steps,
     walks: span (0, 0).
   """
   by, bx = (int(b) for b in bins)
-  fields = tuple(np.asarray(x) for x in fields)
+  fields = tuple(read_only(x) for x in fields)
   rows, tile = fields[0].shape
   dtype = fields[0].dtype
   if shade is None:
     shade = (np.zeros((0, tile), np.uint16),) * 4
-  shade = tuple(np.asarray(x) for x in shade)
+  shade = tuple(read_only(x) for x in shade)
   size = rows // BLOCK * tile * mean_keys
   span = zeros((rows // BLOCK, tile, 2), np.int32)
   keys = zeros(size, np.int32)
@@ -341,7 +342,7 @@ def clear_weights(fields, shade, box, start, length, first_row, num_steps,
     _clear_weights(
         fields,
         shade,
-        np.asarray(box),
+        read_only(box),
         np.asarray(start).astype(dtype),
         np.asarray(length).astype(dtype),
         np.asarray(first_row, np.int64),

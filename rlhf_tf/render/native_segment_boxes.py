@@ -38,6 +38,7 @@ import numpy as np
 
 from rlhf_tf.render import native_block_boxes, native_lock
 from rlhf_tf.render.cached_march import CHUNK
+from rlhf_tf.render.native_args import read_only
 from rlhf_tf.render.native_pool_rows import end
 from rlhf_tf.render.native_segment_regs import box
 
@@ -114,15 +115,15 @@ def segment_boxes(fields, start, length, first_row, num_steps, step_mm, bins,
   by, bx = (int(b) for b in bins)
   if max(by, bx) > MAX_BINS:
     return None
-  fields = tuple(np.asarray(x) for x in fields)
-  start = np.asarray(start)
+  fields = tuple(read_only(x) for x in fields)
+  start = read_only(start)
   dtype = start.dtype.type
   out = zeros(fields[0].shape, np.uint32)
   with native_lock.LOCK:
     _segment_boxes(
         fields,
         start,
-        np.asarray(length, start.dtype),
+        read_only(length, start.dtype),
         np.asarray(first_row, np.int64),
         np.asarray(num_steps, np.int64),
         dtype(step_mm),  # The march's step (cached_native_segments).
