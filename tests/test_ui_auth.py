@@ -135,6 +135,24 @@ def test_a_lease_signed_with_another_secret_is_refused(ui):
   assert r.status_code == 409 and events(path) == 0
 
 
+def test_a_lease_token_is_its_lease_and_ages_on_the_server_clock():
+  # No signing time of its own: the same lease signs to the same token
+  # whenever it is signed, and its age is now - shown_at on the server's
+  # clock (an injected one in tests), up to max_age_s (and a minute back).
+  import time
+
+  lease = auth.SignedLease('inspector-1', SCENE, 3, 0, 1, 1000.0)
+  token = KEYS.sign_lease(lease)
+  time.sleep(1.1)  # itsdangerous' timed tokens change with the second
+  assert KEYS.sign_lease(lease) == token
+  assert KEYS.lease_of(token, 60.0, now=1000.0) == lease
+  assert KEYS.lease_of(token, 60.0, now=1060.0) == lease
+  assert KEYS.lease_of(token, 60.0, now=1060.5) is None
+  assert KEYS.lease_of(token, 60.0, now=950.0) == lease  # clock stepped back
+  assert KEYS.lease_of(token, 60.0, now=939.0) is None
+  assert KEYS.lease_of(token[:-2] + 'xx', 60.0, now=1000.0) is None
+
+
 def test_double_vote_is_refused_until_undone(ui):
   path, c = ui
   pair = next_pair(c, 'inspector-1')

@@ -16,6 +16,10 @@ Leases are signed the same way: ``/api/next`` hands out a lease token naming
 lease of the voter on that very pair. So nobody votes on a pair leased to
 someone else or never leased, and the shown time comes from the server, even
 after a restart (the secret persists, the in-memory lease table does not).
+A lease token carries no signing time of its own: its age is the server
+clock's now minus its shown time, so the same lease always signs to the same
+token (asking again hands out the very token) and an injected clock (tests)
+governs it whole.
 
 The secret lives in a file next to the store (``ui_secret.key``, mode 0600),
 made on first use with ``secrets.token_bytes``.
@@ -38,6 +42,9 @@ SECRET_BYTES = 32
 MAX_NAME = 64
 _INSPECTOR_SALT = 'rlhf_tf.ui.inspector'
 _LEASE_SALT = 'rlhf_tf.ui.lease'
+# A lease shown up to this far in the server clock's future is still taken
+# (the clock stepped back, e.g. by NTP, between handout and vote).
+_CLOCK_STEP_BACK_S = 60.0
 
 
 class SignedLease(NamedTuple):
@@ -121,7 +128,7 @@ class InspectorKeys:
     self.secret = secret
     self.inspectors = parse_roster(list(inspectors))
     self._names = itsdangerous.URLSafeSerializer(secret, _INSPECTOR_SALT)
-    self._leases = itsdangerous.URLSafeTimedSerializer(secret, _LEASE_SALT)
+    self._leases = itsdangerous.URLSafeSerializer(secret, _LEASE_SALT)
 
   def token(self, inspector: str) -> str:
     """The secret token of a rostered inspector (put it in their link)."""
@@ -149,13 +156,16 @@ class InspectorKeys:
   def sign_lease(self, lease: SignedLease) -> str:
     return self._leases.dumps(list(lease))
 
-  def lease_of(self, token, max_age_s: float) -> Optional[SignedLease]:
-    """The lease a token certifies, if genuine and younger than max_age_s."""
+  def lease_of(
+      self, token, max_age_s: float, now: float
+  ) -> Optional[SignedLease]:
+    """The lease a token certifies, if genuine and shown at most max_age_s
+    before now (unix seconds, server clock; or up to a minute after it)."""
     if not isinstance(token, str) or len(token) > 2048:
       return None
     try:
-      fields = self._leases.loads(token, max_age=max_age_s)
-      return SignedLease(
+      fields = self._leases.loads(token)
+      lease = SignedLease(
           str(fields[0]),
           str(fields[1]),
           int(fields[2]),
@@ -165,6 +175,8 @@ class InspectorKeys:
       )
     except (itsdangerous.BadData, TypeError, ValueError, IndexError):
       return None
+    age = now - lease.shown_at
+    return lease if -_CLOCK_STEP_BACK_S <= age <= max_age_s else None
 
 
 def keys_for_store(store_path, inspectors) -> InspectorKeys:

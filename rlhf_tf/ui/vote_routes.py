@@ -203,7 +203,7 @@ def leased_shown_at(
     state: app_state.AppState, token, inspector, scene_id, pair_id, left, right
 ) -> float:
   """When the pair was shown, from the voter's signed lease on it."""
-  lease = state.keys.lease_of(token, MAX_LEASE_AGE_S)
+  lease = state.keys.lease_of(token, MAX_LEASE_AGE_S, state.clock())
   if lease is None:
     raise ApiError(
         409,
