@@ -79,6 +79,38 @@ def pytest_unconfigure(config):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config, items):
+  """Orders the test files for pytest-xdist's queue (``--dist loadfile``
+  with ``--no-loadscope-reorder``, pyproject.toml): most tests first, as
+  xdist's own reorder does, but the files marked ``subprocesses`` (a few
+  tests, minutes of CPU in the processes they start) after the first half
+  of the other files.
+
+  Not last: each worker holds its next file queued, so a run that ends on
+  them ends on one busy worker (session 17: one worker idle for the last
+  150 s of 1212). Not first: their processes would each compile the same
+  numba kernels into a still empty cache at once (session 16 put the
+  longest files first and the run got slower).
+  """
+  counts = {}
+  for item in items:
+    counts[item.path] = counts.get(item.path, 0) + 1
+  by_count = sorted(counts, key=lambda path: -counts[path])  # stable
+  marked = {
+      item.path for item in items if item.get_closest_marker('subprocesses')
+  }
+  unmarked = [path for path in by_count if path not in marked]
+  head = unmarked[: len(unmarked) // 2]
+  rest = unmarked[len(head) :]
+  rank = {
+      path: i
+      for i, path in enumerate(
+          head + [p for p in by_count if p in marked] + rest
+      )
+  }
+  items.sort(key=lambda item: rank[item.path])  # stable within a file
+
+
 @pytest.fixture(autouse=True, scope='module')
 def free_compiled_programs():
   """Drops JAX's compiled programs after each test file.

@@ -10,6 +10,9 @@ import sys
 
 from bad_input_corpus import dicom_series, edited, inv3
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.subprocesses  # tests/conftest.py queues it mid-run
 
 REPO = Path(__file__).resolve().parents[1]
 RENDER = 'experiments/render.py:smoke'

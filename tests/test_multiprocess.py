@@ -14,7 +14,10 @@ import sys
 
 import multiprocess_reference as ref
 import numpy as np
+import pytest
 from test_sharding import sharded_env
+
+pytestmark = pytest.mark.subprocesses  # tests/conftest.py queues it mid-run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -25,9 +25,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from test_sharding import sharded_env
 
 from rlhf_tf.preferences import store as store_lib
+
+pytestmark = pytest.mark.subprocesses  # tests/conftest.py queues it mid-run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -23,6 +23,7 @@ from rlhf_tf.preferences.store import PreferenceStore
 from rlhf_tf.ui import auth
 
 pytest.importorskip('waitress')
+pytestmark = pytest.mark.subprocesses  # tests/conftest.py queues it mid-run
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS, VOTES = 4, 500
