@@ -158,8 +158,9 @@ def test_unshaded_walk_without_the_shading_code_is_bit_for_bit(seed, azimuth):
   tiles = cache.tiles
   dtype = np.dtype(pv.dtype)
   params = cached_native_segments._params(s, dtype)
-  assert native_segment_forward.lit_flag(params[1]) is None
-  assert native_segment_forward.lit_flag(1.0) is True
+  assert native_segment_forward.lit_flag(params[1], dtype) is None
+  assert native_segment_forward.lit_flag(1.0, dtype) is True
+  assert native_segment_forward.lit_flag(0.0, np.float64) is True
   n_tiles, tile = tiles.pixels.shape
   # Writable copies, as buffer_callback hands the kernel: read-only views
   # of jax arrays would compile variants of their own (~40 s each).

@@ -174,7 +174,7 @@ def march(tiles, table, settings, keep=False):
           numba.get_num_threads(),
           *out[:3],
           kept,
-          native_segment_forward.lit_flag(params[1]),
+          native_segment_forward.lit_flag(params[1], dtype),
       )
 
   return buffer_callback.buffer_callback(

@@ -83,11 +83,17 @@ from rlhf_tf.render.native_segment_regs import (
 )
 
 
-def lit_flag(shading):
-  """forward_kernel's lit of a march with params' shading: True if on,
-  else None. A runtime flag kept the shading code in the unshaded walk,
-  whose registers it crowded (Cranium 256^2 unshaded, one thread, paired
-  against a runtime flag: x 0.90-0.965)."""
+def lit_flag(shading, dtype):
+  """forward_kernel's lit of a march with params' shading and a table of
+  dtype: True if on, else None. A runtime flag kept the shading code in
+  the unshaded walk, whose registers it crowded (Cranium 256^2 unshaded,
+  one thread, paired against a runtime flag: x 0.90-0.965).
+
+  A float64 march (the exactness checks' dtype, never a fast path) always
+  gets True, the runtime flag (the same image: shaded = shading > 0): one
+  float64 walk compiled for both, not two (~25 s of numba each)."""
+  if np.dtype(dtype) == np.float64:
+    return True
   return True if shading > 0 else None
 
 
