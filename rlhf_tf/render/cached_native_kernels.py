@@ -28,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_rgba import bilinear_rgba, scatter_rgba
 
 # The adjoint accumulates into NUM_BLOCKS partial tables (task b adds into
@@ -35,7 +36,7 @@ from rlhf_tf.render.native_rgba import bilinear_rgba, scatter_rgba
 NUM_BLOCKS = 8
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _lookup(table, k, bins_x, fx, fy, c):
   """Channel c of the bilinear lookup of flat bins k, k + 1, k + bins_x,
   k + bins_x + 1 of table [bins, 4] (sampling.bilinear_lookup)."""
@@ -46,7 +47,7 @@ def _lookup(table, k, bins_x, fx, fy, c):
   return bottom + fy * (top - bottom)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _transparent(table, k, bins_x):
   """Whether the four bins of a lookup all have alpha = 0."""
   zero = table.dtype.type(0.0)
@@ -58,14 +59,14 @@ def _transparent(table, k, bins_x):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _segment(lo, hi, fi, step, zero):
   """l_i: the part of sample i's segment [fi, fi + step) inside [lo, hi)
   (sampling.segment_length)."""
   return min(max(hi - fi, zero), step) - min(max(lo - fi, zero), step)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _opacity(alpha, seg, ref, one_minus_eps):
   """a_i = 1 - (1 - alpha)^(l_i / l_ref), alpha clamped to 1 - epsneg
   (compositing.opacity_log_transmittance). A whole segment of the
@@ -211,14 +212,14 @@ def forward_kernel(
         log_t_out[t, g0 + m] = np.log(max(log_t_out[t, g0 + m], tiny))
 
 
-@numba.njit(nogil=True, inline='always')
+@numba.njit(nogil=True, **HELPER)
 def _shade(base, lit, spec, one, zero):
   """(min(base lit + spec, 1), its derivative w.r.t. base)."""
   x = base * lit + spec
   return min(x, one), lit if x < one else zero
 
 
-@numba.njit(nogil=True, inline='always')
+@numba.njit(nogil=True, **HELPER)
 def _adjoint_sample(
     idx, fx, fy, dif, spe, p, table, row_bins, params, seg, seg_ref, g_rgb,
     g_log_t, state, acc,
@@ -283,7 +284,7 @@ def _adjoint_sample(
   return trans, r_0, r_1, r_2, g_behind
 
 
-@numba.njit(nogil=True, inline='always')
+@numba.njit(nogil=True, **HELPER)
 def _adjoint_ray(
     idx, fx, fy, dif, spe, p, stride, lo, hi, num, table, bins_x, params,
     rgb_total, g_rgb, g_log_t, acc,

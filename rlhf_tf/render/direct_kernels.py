@@ -37,6 +37,8 @@ import math
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_inline import HELPER
+
 TILE = 8  # Pixels per tile edge: neighbouring rays share cache lines.
 LANES = 64  # Parallel tasks of the forward, each a spread set of tiles.
 
@@ -53,7 +55,7 @@ TENSOR = 7  # Shading from the structure tensor (pre-integrated march only).
 NUM_INT = 8
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def tiles(ip):
   """(TILE x TILE pixel tiles of the image, parallel lanes, tiles per
   image row)."""
@@ -62,7 +64,7 @@ def tiles(ip):
   return n_tiles, min(LANES, n_tiles), tiles_x
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def tile_pixels(job, tiles_x, ip):
   """(first row, row past the last, first column, column past the last)
   of tile job."""
@@ -71,7 +73,7 @@ def tile_pixels(job, tiles_x, ip):
   return r0, min(r0 + TILE, ip[HEIGHT]), c0, min(c0 + TILE, ip[WIDTH])
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _ray(o, d, fp, phase, frame):
   """(t0 - start, start, end) of a ray: its last grid point before the box
   entry and its chord [start, end] past that point (end = 0 on a miss).
@@ -95,7 +97,7 @@ def _ray(o, d, fp, phase, frame):
   return t0 - start, start, end
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _segment(i, start, end, step):
   """(length, midpoint) of segment i of the chord [start, end]."""
   lo = max(start, i * step)
@@ -103,7 +105,7 @@ def _segment(i, start, end, step):
   return max(hi - lo, 0.0), 0.5 * (lo + hi)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _axis(c, n):
   """(lower corner, fraction) of a clamp-to-edge trilinear axis of n."""
   c = min(max(c, 0.0), n - 1.0)
@@ -111,7 +113,7 @@ def _axis(c, n):
   return int(i), c - i
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _block(cz, cy, cx, nb, inv_block):
   """(bz, by, bx) empty-space block of voxel coords (clamped, as
   empty_space.occupied_at)."""
@@ -121,7 +123,7 @@ def _block(cz, cy, cx, nb, inv_block):
   return bz, by, bx
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _block_exit(b, frame, nb, block):
   """Ray parameter where the ray leaves block b (blocks at the volume's
   faces reach to infinity, as occupied_at clamps)."""
@@ -134,7 +136,7 @@ def _block_exit(b, frame, nb, block):
   return t_exit
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _opacity(alpha, seg, fp):
   """alpha' = 1 - (1 - min(alpha, 1 - eps))^(seg / ref) (opacity
   correction; alpha' = alpha for a whole reference step: no log / exp)."""
@@ -145,7 +147,7 @@ def _opacity(alpha, seg, fp):
   return -math.expm1(s * math.log1p(-a))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _trilinear(vol, base, sz, sy, sx, fz, fy, fx, ch):
   """Channel ch at lower corner base of vol [voxels, 4], nested lerps."""
   x0 = vol[base, ch] + fx * (vol[base + sx, ch] - vol[base, ch])
@@ -160,7 +162,7 @@ def _trilinear(vol, base, sz, sy, sx, fz, fy, fx, ch):
   return y0 + fz * (y1 - y0)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _lookup(table, k, bins_x, wx, wy, c):
   """Channel c of the bilinear TF lookup at flat bin k (lower left)."""
   bottom = table[k, c] + wx * (table[k + 1, c] - table[k, c])
@@ -169,7 +171,7 @@ def _lookup(table, k, bins_x, wx, wy, c):
   return bottom + wy * (top - bottom)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _tf_axis(v, n):
   """(bin, fraction, d fraction / d v) of sampling.tf_coords on n bins."""
   u = v * n - 0.5
@@ -179,7 +181,7 @@ def _tf_axis(v, n):
   return int(i), u - i, du
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _normal_scale(sq, norm, eps2):
   """sqrt(max(|g|^2, eps^2)) (compositing.safe_normalize) from |g|^2 and
   norm = sqrt(max(|g|^2, 1e-24)) (one square root for both)."""
@@ -188,7 +190,7 @@ def _normal_scale(sq, norm, eps2):
   return math.sqrt(max(sq, eps2))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _power(x, p, int_power):
   """x^p (integral p by squaring: no powf call)."""
   if int_power < 0:
@@ -202,7 +204,7 @@ def _power(x, p, int_power):
   return out
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _corner(cz, cy, cx, shape):
   """(flat lower corner, strides sz, sy, sx, fractions fz, fy, fx)."""
   iz, fz = _axis(cz, shape[0])
@@ -215,7 +217,7 @@ def _corner(cz, cy, cx, shape):
   return base, sz, sy, sx, fz, fy, fx
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _visit(i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied):
   """(next sample, sample i is in an empty block, segment length, voxel
   coords z, y, x of sample i, and the block state (exit_t, occupied)).

@@ -125,6 +125,7 @@ from rlhf_tf.render.direct_kernels import (
 )
 from rlhf_tf.render.direct_skip_tables import coarse_occupancy, next_occupied
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_segment_plan import (
     _column,
     _row,
@@ -147,7 +148,7 @@ from rlhf_tf.render.segment_sampling import (  # noqa: F401
 COARSE = 4  # Empty-space blocks per coarse block edge (16 voxels).
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _visit_blocks(
     i, base_t, start, end, frame, occ, nb, coarse_occ, fp, ip, state
 ):

@@ -44,6 +44,7 @@ import numpy as np
 from rlhf_tf.render import native_lock
 from rlhf_tf.render.cached_march import CHUNK
 from rlhf_tf.render.native_args import read_only
+from rlhf_tf.render.native_inline import HELPER
 
 # The plan's own bin indices: a box holds every bin the plan's tests read.
 from rlhf_tf.render.native_segment_plan import _column, _row
@@ -55,7 +56,7 @@ _REACH = 4.0 / 27.0
 FIELDS = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _half_columns(u_a, u_c, s_a, s_c, half, bins_x):
   """(first column, last column + 1) a half a -> c of at most ``half`` mm
   can read (module docstring)."""
@@ -107,7 +108,7 @@ def _block_boxes(fields, first_row, num_steps, half, bins_x, bins_y, workers,
           out[k, :, c] = acc[c]
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _widen(acc, u_f, u_m, u_b, s_f, s_m, s_b, v_f, v_m, v_b, half, bins_x,
            bins_y):  # fmt: skip
   """acc [4, tile] (c0, c1, r0, r1 of each ray) widened by the boxes of
@@ -190,7 +191,7 @@ def of_tiles(tiles, step_mm, bins):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def block_clear(occ, box, k, m):
   """Whether block k of ray (column) m reads no bin of non-zero extinction
   (occ: ``native_segment_plan.occupancy``'s summed-area table)."""

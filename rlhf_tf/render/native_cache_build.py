@@ -66,6 +66,7 @@ from rlhf_tf.render import (
 )
 from rlhf_tf.render.direct_kernels import _ray, SHADING, STEP
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_trilinear import prefetch_corners
 from rlhf_tf.render.segment_sampling import (
     _shade_values,
@@ -83,13 +84,13 @@ _FIXED = 65535.0  # cached_march.quantise's scale.
 _FAST = dict(error_model='numpy', fastmath={'contract'})
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _quantise(x):
   """cached_march.quantise of one value (round half to even)."""
   return np.uint16(np.rint(min(max(x, 0.0), 1.0) * _FIXED))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _sample(vol, shape, d, fp, ip, k, frame, t, bins_y):
   """(u, v, du, d, s) at ray parameter t (k: sample_consts'; frame: the
   ray's origin and direction in voxel units, a tuple), in registers: one
@@ -100,7 +101,7 @@ def _sample(vol, shape, d, fp, ip, k, frame, t, bins_y):
   return u, v, du, diffuse, spec
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _store(u, v, du, d, s, shaded, row, col, x):
   """Writes x = (u, v, du, d, s) into row, col of the fields u, v, du and
   (shaded) the quantised d, s."""

@@ -44,6 +44,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pv_scatter import scatter_pv
 from rlhf_tf.render.native_segment_math import TINY_DU
 from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
@@ -61,7 +62,7 @@ from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-
 NUM_PENDING = 6
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _scatter(acc, bins_x, bins_y, u_f, u_b, vbar, g_mean):
   """Adds a transparent piece's cotangent into acc [bins, 8] from that of
   its mean (P, V) difference quotient, g_mean [4] (piece_adjoint's last
@@ -97,14 +98,14 @@ def _scatter(acc, bins_x, bins_y, u_f, u_b, vbar, g_mean):
   scatter_pv(acc, k_b, bins_x, w00, fv, p_b, v_b)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def scatter_piece(acc, bins_x, bins_y, points, k, g_mean):
   """``_scatter`` of piece k of points [5, 4] (u, v, d, s)."""
   vbar = 0.5 * (points[k, V] + points[k + 1, V])
   _scatter(acc, bins_x, bins_y, points[k, U], points[k + 1, U], vbar, g_mean)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _g_mean(optics, g_e, g_lt, l, ls, ld):
   """g_mean (4 floats) = l A + ls B + ld C (the module docstring) from
   (sums of) l, l s and l d."""
@@ -122,14 +123,14 @@ def _g_mean(optics, g_e, g_lt, l, ls, ld):
   return (-g_lt * l, g_e[0] * l, g_e[1] * l, g_e[2] * l)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def none_pending():
   """A ray's pending state with no pending bin: (bin, the 6 sums of
   ``NUM_PENDING``), bin < 0."""
   return (np.int64(-1), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def flush(acc, bins_x, optics, g_e, g_lt, pend):
   """Adds a ray's pending sums pend (bin: flat, lower gradient row, < 0:
   none; then the ``NUM_PENDING`` sums) into acc [bins, 8]'s V columns,
@@ -149,7 +150,7 @@ def flush(acc, bins_x, optics, g_e, g_lt, pend):
   return none_pending()
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _clear_piece(
     acc, bins_x, bins_y, u_f, v_f, u_b, v_b, l, s, d, optics, g_e, g_lt, pend
 ):
@@ -186,7 +187,7 @@ def _clear_piece(
   return (here, p0 + w0, p1, p2, p3 + w1, p4, p5)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def clear_adjoint(
     acc, bins_x, bins_y, points, lengths, optics, g_e, g_lt, pend
 ):
@@ -223,7 +224,7 @@ def clear_adjoint(
   return pend
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def unsplit(ends, half):
   """Whether neither half of a segment (ends [3, 5]: f, m, b; u, v, du, d,
   s) brackets an extremum: native_segment_plan.split leaves both whole
@@ -236,7 +237,7 @@ def unsplit(ends, half):
   return True
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def one_bin(ends, half, bins_x, bins_y):
   """Whether every piece split could make of a segment (ends [3, 5]; half:
   its halves' length) reads one column and one gradient row pair: the
@@ -267,7 +268,7 @@ def one_bin(ends, half, bins_x, bins_y):
   return _row(v_lo, bins_y) == _row(v_hi, bins_y)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def clear_unsplit(acc, bins_x, bins_y, ends, half, optics, g_e, g_lt, pend):
   """clear_adjoint of a transparent segment that split leaves whole
   (``unsplit``; half: its halves' length), from its ends [3, 5] directly:

@@ -52,6 +52,7 @@ from rlhf_tf.render.native_args import read_only
 from rlhf_tf.render.native_block_boxes import BLOCK
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_clear_adjoint import _g_mean, unsplit
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import load_ends, load_shading
 from rlhf_tf.render.native_segment_math import TINY_DU
 from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-member
@@ -83,7 +84,7 @@ HASH = 128  # A power of 2 > 4 MAX_KEYS: short probes.
 WALK = -1
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _add(acc, n, key, c, l, s, d):
   """Adds c (l, l s, l d) to key's entry of acc = (keys [MAX_KEYS], w
   [MAX_KEYS, 3], slot [HASH]: each key's entry + 1 at its hash, 0 empty,
@@ -115,7 +116,7 @@ def _add(acc, n, key, c, l, s, d):
   return n + 1
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _clear(acc, n):
   """Empties acc's hash of its n entries' keys (n <= MAX_KEYS + 1)."""
   slot, placed = acc[2], acc[3]
@@ -123,7 +124,7 @@ def _clear(acc, n):
     slot[placed[q]] = 0
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _piece(acc, n, bins_x, bins_y, u_f, v_f, u_b, v_b, l, s, d):
   """The weights of one transparent piece (native_clear_adjoint.
   _clear_piece and _scatter's, per unit of g_mean) added to acc
@@ -152,7 +153,7 @@ def _piece(acc, n, bins_x, bins_y, u_f, v_f, u_b, v_b, l, s, d):
   return n
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _segment(acc, n, ends, half, bins_x, bins_y, min_den, shaded, work):
   """The weights of one transparent segment (ends [3, 5], halves of length
   half > 0), split as native_segment_adjoint's clear path splits it."""
@@ -402,7 +403,7 @@ def of_tiles(tiles, step_mm, bins):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def scatter_block(acc, span, keys, weights, b, m, optics, g_e, g_lt):
   """Adds clear block b of ray m's cotangent into acc [bins, 8] with the
   ray's g_e [3], g_lt; False (nothing added) when it must be walked."""

@@ -17,10 +17,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_inline import HELPER
+
 _Q = 1.0 / 65535.0
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def end(u, v, du, row, m, dtype):
   """(u, v, du) of pool row, column m, rounded to dtype, as float64."""
   return (
@@ -30,13 +32,13 @@ def end(u, v, du, row, m, dtype):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def shade(d, s, row, m):
   """The dequantised headlight terms (d, s) of pool row, column m."""
   return d[row, m] * _Q, s[row, m] * _Q
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def load_ends(u, v, du, um, vm, dum, row, m, dtype, ends):
   """Fills ends [3, 5]' u, v, du columns (front, midpoint, back; d, s:
   load_shading) from the pool fields u, v, du, u_mid, v_mid, du_mid of row
@@ -52,7 +54,7 @@ def load_ends(u, v, du, um, vm, dum, row, m, dtype, ends):
   ends[2, 2] = dtype(du[row + 1, m])
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def load_shading(d, s, dm, sm, row, m, ends):
   """Fills ends' d, s columns with the dequantised headlight terms."""
   ends[0, 3], ends[0, 4] = d[row, m] * _Q, s[row, m] * _Q
@@ -60,7 +62,7 @@ def load_shading(d, s, dm, sm, row, m, ends):
   ends[2, 3], ends[2, 4] = d[row + 1, m] * _Q, s[row + 1, m] * _Q
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def columns(fields, g0, g1):
   """The pool fields' columns g0:g1 (a group's rays)."""
   u, v, du, um, vm, dum, d, s, dm, sm = fields

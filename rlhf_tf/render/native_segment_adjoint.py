@@ -32,6 +32,7 @@ from rlhf_tf.render.native_clear_adjoint import (
     unsplit,
 )
 from rlhf_tf.render.native_clear_blocks import scatter_block
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import columns, load_ends, load_shading
 from rlhf_tf.render.native_segment_boxes import clear as seg_clear
 from rlhf_tf.render.native_segment_kept import (
@@ -54,7 +55,7 @@ from rlhf_tf.render.native_segment_plan import (  # pylint: disable=g-importing-
 from rlhf_tf.render.native_trilinear import prefetch_row
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _cotangents(m, g_rgb, g_log_t, behind, trans, g_e):
   """Ray m's dC/de_i = T_i g_rgb into g_e [3]; returns its g_lt =
   g_log_t + g_rgb . R_i (behind [n, 3]: R_i, trans [n]: T_i)."""
@@ -65,7 +66,7 @@ def _cotangents(m, g_rgb, g_log_t, behind, trans, g_e):
   return g_lt
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def scratch(n):
   """The walk's scratch arrays for groups of up to n rays (``_adjoint_group``
   takes them from its caller, which holds them: borrowed views)."""

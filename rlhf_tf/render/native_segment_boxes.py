@@ -39,6 +39,7 @@ import numpy as np
 from rlhf_tf.render import native_block_boxes, native_lock
 from rlhf_tf.render.cached_march import CHUNK
 from rlhf_tf.render.native_args import read_only
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import end
 from rlhf_tf.render.native_segment_regs import box
 
@@ -47,7 +48,7 @@ MAX_BINS = 256
 FIELDS = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def clear(occ, seg_box, row, m):
   """Whether segment row of ray (column) m reads no bin of non-zero
   extinction (occ: ``native_segment_plan.occupancy``'s summed-area

@@ -71,6 +71,7 @@ import numpy as np
 
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import columns, end, shade
 from rlhf_tf.render.native_segment_boxes import clear
 from rlhf_tf.render.native_segment_kept import key, record
@@ -97,7 +98,7 @@ def lit_flag(shading, dtype):
   return True if shading > 0 else None
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _composite(rgb, log_t, trans, m, out):
   """Composites a segment's out (lt, e_0, e_1, e_2, a) behind ray m's."""
   lt, e_r, e_g, e_b, a = out
@@ -109,7 +110,7 @@ def _composite(rgb, log_t, trans, m, out):
   trans[m] = t_i * (1.0 - a)  # T_{i+1} = T_i exp(lt).
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def scratch(n):
   """The walk's scratch arrays for groups of up to n rays (``_forward_group``
   takes them from its caller, which holds them: borrowed views)."""
@@ -119,7 +120,7 @@ def scratch(n):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _next(i, i1, m, ray, skip, ends, f):
   """(i, half, stop): ray m's first classified segment (not clear) from
   block index i on (before i1): i, or -1 if none; half, its half length;
@@ -152,7 +153,7 @@ def _next(i, i1, m, ray, skip, ends, f):
   return -1, 0.0, False
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _prepared(row, m, half, ends, terms, table, bins_x, bins_y, min_den,
               shaded, f):  # fmt: skip
   """native_segment_regs.prepare of segment row of ray m (ends: as

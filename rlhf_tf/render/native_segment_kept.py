@@ -56,6 +56,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_layout import GROUP
 from rlhf_tf.render.native_segment_math import piece_adjoint, piece_optics
 from rlhf_tf.render.native_segment_plan import _lookup, NUM_PIECES
@@ -129,13 +130,13 @@ def empty(dtype):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def key(i, m):
   """The record key of segment i (from the ray's first row) of ray m."""
   return np.int32(i * GROUP + m)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _put(res, at, o, w, mean):
   res[at, o] = mean[0]
   res[at, o + 1] = mean[1]
@@ -146,7 +147,7 @@ def _put(res, at, o, w, mean):
     res[at, o + 5] = mean[5]
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def record(res, keys, at, end, means, k):
   """Writes a segment's means (4 piece_lookup tuples) and key k at record
   at if at < end; returns the next free record."""
@@ -162,7 +163,7 @@ def record(res, keys, at, end, means, k):
   return at + 1
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def recall(res, keys, at, end, k, kept):
   """Whether record at (< end) is segment k's; then kept [4, 6] holds its
   pieces' means (columns 4, 5 only shaded)."""
@@ -175,7 +176,7 @@ def recall(res, keys, at, end, k, kept):
   return True
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def kept_optics(points, lengths, optics, e, kept):
   """native_segment_plan.segment_forward's optics from the pieces' means
   in kept [4, 6]: fills e [5, 4], returns lt."""
@@ -197,7 +198,7 @@ def kept_optics(points, lengths, optics, e, kept):
   return lt
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def segment_forward_kept(
     table, bins_x, bins_y, points, lengths, optics, e, kept
 ):
@@ -217,7 +218,7 @@ def segment_forward_kept(
   return kept_optics(points, lengths, optics, e, kept)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def segment_adjoint(
     bins_x, bins_y, points, lengths, optics, e, kept, g_e, g_lt, acc, g_piece
 ):

@@ -39,6 +39,7 @@ import numba
 import numpy as np
 
 from rlhf_tf.render import preintegration
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pv import piece_means
 from rlhf_tf.render.native_pv_scatter import scatter_pv
 
@@ -47,14 +48,14 @@ _TINY_SIGMA = preintegration._TINY_SIGMA  # pylint: disable=protected-access
 _SERIES_Z = preintegration._SERIES_Z  # pylint: disable=protected-access
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _share(x, y):
   """d min(x, y) / dx (and d max(x, y) / dx) where the result is x: 1, 1/2
   at a tie (JAX's rule), 0 otherwise; here for 'x is the one taken'."""
   return 0.5 if x == y else 1.0
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _index(u, vbar, bins_x, bins_y):
   """preintegration.lookup_index: (flat bin, fu, fv)."""
   # int() truncates; it equals floor wherever the clamp to 0 does not act.
@@ -63,14 +64,14 @@ def _index(u, vbar, bins_x, bins_y):
   return j * bins_x + i, u - i, vbar - j
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _pv(table, k, bins_x, fv, c):
   """Channel c of the (P, V) row pair k interpolated at fv."""
   a = table[k, c]
   return a + fv * (table[k + bins_x, c] - a)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _phi(z):
   """preintegration.absorption_ratio and its derivative."""
   if abs(z) < _SERIES_Z:
@@ -83,14 +84,14 @@ def _phi(z):
   return _phi_beyond(z, -np.expm1(-z), np.exp(-z))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _phi_beyond(z, a, ex):
   """_phi at |z| >= _SERIES_Z from a = 1 - exp(-z) and ex = exp(-z)."""
   phi = a / z
   return phi, (ex - phi) / z
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _weight_value(mean, s_f, s_b):
   """preintegration.shading_weight (the forward's: no partials)."""
   jump = s_b - s_f
@@ -104,7 +105,7 @@ def _weight_value(mean, s_f, s_b):
   return min(1.0, max(0.0, 0.5 + shift))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _weight(mean, s_f, s_b):
   """preintegration.shading_weight and its partials (d/dmean, d/ds_f,
   d/ds_b)."""
@@ -142,7 +143,7 @@ def _weight(mean, s_f, s_b):
   return w, g_mean, -g_jump, g_jump
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _lit_channel(g, mean_c, scale, lit, s, a, kd, ks):
   """The reverse of one channel of the shaded e'_c = min(e_c lit + ks s a,
   a), e_c = scale mean_c, from its cotangent g: d / d mean_c, the shares
@@ -162,7 +163,7 @@ def _lit_channel(g, mean_c, scale, lit, s, a, kd, ks):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def piece_lookup(table, bins_x, bins_y, points, k):
   """(mean_0, mean_1, mean_2, mean_3, V_0 at f, V_0 at b), float64, of
   piece k from points[k] to points[k + 1] ([5, 4]: u, v, d, s): the
@@ -179,7 +180,7 @@ def piece_lookup(table, bins_x, bins_y, points, k):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def piece_optics(means, points, k, l, shading, ka, kd, ks, e):
   """Fills e[k] ([5, 4]) with piece k's (shaded) premultiplied colour and
   opacity a = 1 - exp(lt) from its piece_lookup means; returns lt. A piece
@@ -211,7 +212,7 @@ def piece_optics(means, points, k, l, shading, ka, kd, ks, e):
   return -tau
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
   """Fills e[k] ([5, 4]) with piece k's (shaded) premultiplied colour and
   opacity a = 1 - exp(lt); returns lt (piece_optics of piece_lookup). The
@@ -221,7 +222,7 @@ def piece_forward(table, bins_x, bins_y, points, k, l, shading, ka, kd, ks, e):
   return piece_optics(means, points, k, l, shading, ka, kd, ks, e)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def piece_adjoint(
     bins_x,
     bins_y,

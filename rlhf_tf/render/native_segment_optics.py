@@ -51,6 +51,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pv import F64, I32
 from rlhf_tf.render.native_segment_math import (
     _SERIES_Z,
@@ -358,7 +359,7 @@ def optics_pair(typingctx, means_a, means_b, lengths, d, s, shading, ka, kd,
   return sig, codegen
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def segment_optics(table, bins_x, bins_y, points, lengths, optics):
   """(lt, e_0, e_1, e_2, a) of a split segment (points [5, 4], lengths
   [4]: native_segment_plan.split): ``segment_forward``'s lt and e[4], its

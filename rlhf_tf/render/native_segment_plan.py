@@ -31,6 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_segment_math import piece_lookup, piece_optics
 
 # Columns of a point in ``points``.
@@ -39,12 +40,12 @@ NUM_POINTS = 5
 NUM_PIECES = 4
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _sign(x):
   return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def extremum(u_a, u_b, s_a, s_b, min_den):
   """preintegration.extremum, scalar: (tau in [0, 1], u there). min_den:
   safe_math.safe_div's default threshold, eps(dtype)^2."""
@@ -70,7 +71,7 @@ def extremum(u_a, u_b, s_a, s_b, min_den):
   return tau, u_a + tau * (c1 + tau * (c2 + tau * c3))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def split(ends, half, bins_x, min_den, points, lengths, taus):
   """Fills the u, v columns of points [5, 4] (f, p_1, m, p_2, b), lengths
   [4] and taus [2] from ends [3, 5] (f, m, b: u, v, du, d, s)."""
@@ -94,7 +95,7 @@ def split(ends, half, bins_x, min_den, points, lengths, taus):
   points[4, V] = ends[2, 1]
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def split_shading(ends, taus, points):
   """Fills the d, s columns of points [5, 4] (``split``'s taus [2])."""
   for k in range(2):
@@ -121,17 +122,17 @@ def occupancy(table, bins_x):
   return out
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _column(u, bins_x):
   return min(max(int(u), 0), bins_x - 1)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _row(v, bins_y):
   return min(max(int(v), 0), bins_y - 2)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def surely_transparent(occ, bins_x, bins_y, ends, half):
   """A cheaper, conservative ``transparent`` before ``split``: whether no
   bin in a box around all the pieces could read has V_0 != 0. The cubic
@@ -155,7 +156,7 @@ def surely_transparent(occ, bins_x, bins_y, ends, half):
   return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def transparent(occ, bins_x, bins_y, points, lengths):
   """Whether every bin the pieces of non-zero length read (columns between
   the five points', the two gradient rows at each piece's mean v:
@@ -185,7 +186,7 @@ def transparent(occ, bins_x, bins_y, points, lengths):
   return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _lookup(table, bins_x, bins_y, points, lengths, k):
   """piece_lookup of piece k, or zeros for an empty one (not classified)."""
   if lengths[k] == 0.0:
@@ -193,7 +194,7 @@ def _lookup(table, bins_x, bins_y, points, lengths, k):
   return piece_lookup(table, bins_x, bins_y, points, k)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def segment_forward(table, bins_x, bins_y, points, lengths, optics, e):
   """Fills e [5, 4] (rows k < 4: piece k's shaded premultiplied colour and
   opacity; row 4: the segment's, a = 1 - prod_k (1 - a_k)); returns the

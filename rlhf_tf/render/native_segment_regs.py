@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numba
 
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pv import piece_means
 from rlhf_tf.render.native_segment_math import _index, TINY_DU
 from rlhf_tf.render.native_segment_optics import _optics4, optics_pair
@@ -29,7 +30,7 @@ from rlhf_tf.render.native_segment_plan import _column, _row, extremum
 _ZEROS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _half_columns(a, c, half, bins_x, c0, c1):
   """(c0, c1) widened by the columns the half a -> c can read."""
   u_a, u_c = a[0], c[0]
@@ -41,7 +42,7 @@ def _half_columns(a, c, half, bins_x, c0, c1):
   return c0, c1
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def box(f, mid, b, half, bins_x, bins_y):
   """(c0, c1, r0, r1): the columns c0 .. c1 - 1 and gradient rows r0 ..
   r1 - 1 of native_segment_plan.surely_transparent's box of the ends f,
@@ -53,14 +54,14 @@ def box(f, mid, b, half, bins_x, bins_y):
   return c0, c1, _row(v_lo - 1.0, bins_y), _row(v_hi + 1.0, bins_y) + 2
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def surely_transparent(occ, bins_x, bins_y, f, mid, b, half):
   """native_segment_plan.surely_transparent of the ends f, mid, b."""
   c0, c1, r0, r1 = box(f, mid, b, half, bins_x, bins_y)
   return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def half_split(a, c, half, bins_x, min_den):
   """(tau, crest point (u, v)) of the half a -> c (native_segment_plan.
   split's)."""
@@ -68,12 +69,12 @@ def half_split(a, c, half, bins_x, min_den):
   return tau, (min(max(peak, 0.0), float(bins_x)), a[1] + tau * (c[1] - a[1]))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def lerp(x_a, x_c, tau):
   return x_a + tau * (x_c - x_a)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def lookup(table, bins_x, bins_y, f, b, length):
   """native_segment_plan._lookup of the piece from point f to b."""
   if length == 0.0:
@@ -87,7 +88,7 @@ def lookup(table, bins_x, bins_y, f, b, length):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def prepare(table, bins_x, bins_y, f, mid, b, half, min_den, shades, shading):
   """(means, lengths, d, s) of the segment through the ends f, mid, b
   ((u, v, du) each) of halves of length half: native_segment_plan.split
@@ -115,7 +116,7 @@ def prepare(table, bins_x, bins_y, f, mid, b, half, min_den, shades, shading):
   return means, (l_0, l_1, l_2, l_3), ds, ss
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def segment(table, bins_x, bins_y, f, mid, b, half, min_den, shades, optics):
   """(lt, e_0, e_1, e_2, a) of the segment through the ends f, mid, b
   (``prepare``'s arguments): native_segment_plan.split (+ split_shading)
@@ -127,7 +128,7 @@ def segment(table, bins_x, bins_y, f, mid, b, half, min_den, shades, optics):
   return _optics4(*means, ls, ds, ss, shading, ka, kd, ks)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def pair(a, b, optics):
   """(lt, e_0, e_1, e_2, a) of two prepared segments a, b (``prepare``'s
   results) at once (native_segment_optics.optics_pair): a's, then b's."""

@@ -38,6 +38,7 @@ from rlhf_tf.render.direct_kernels import (
     SHININESS,
     TENSOR,
 )
+from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_trilinear import (
     prefetch_corners,
     structure_terms,
@@ -45,7 +46,7 @@ from rlhf_tf.render.native_trilinear import (
 )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _strides(shape):
   """(sz, sy, sx) voxel strides, 0 along an axis of one voxel."""
   sx = 1 if shape[2] > 1 else 0
@@ -54,7 +55,7 @@ def _strides(shape):
   return sz, sy, sx
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def sample_consts(shape, fp, bins_x):
   """A render's constants of ``sample_at`` / ``prefetch_at``: (HU min,
   1 / HU range, bins_x, n - 1 and max(n - 2, 0) per axis as floats, Y, X,
@@ -79,7 +80,7 @@ def sample_consts(shape, fp, bins_x):
   )
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _axis(c, top, low):
   """direct_kernels._axis with n - 1.0 = top, max(n - 2.0, 0.0) = low."""
   c = min(max(c, 0.0), top)
@@ -87,7 +88,7 @@ def _axis(c, top, low):
   return int(i), c - i
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _corner_at(cz, cy, cx, k):
   """direct_kernels._corner from sample_consts' k: (flat lower corner,
   fractions fz, fy, fx)."""
@@ -98,7 +99,7 @@ def _corner_at(cz, cy, cx, k):
   return (iz * k[5] + iy) * k[6] + ix, fz, fy, fx
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def locate(k, frame, t):
   """(cz, cy, cx, flat lower corner, fz, fy, fx): where the sample at ray
   parameter t lies (voxel coordinates) and its 8 voxels (k:
@@ -110,7 +111,7 @@ def locate(k, frame, t):
   return cz, cy, cx, base, fz, fy, fx
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def sample_located(vol, k, frame, at):
   """((u, du), (flat lower corner, fz, fy, fx), (gz, gy, gx)): u, du, the
   voxels and the trilinear gradient (HU/mm) of the sample ``locate`` put
@@ -136,13 +137,13 @@ def sample_located(vol, k, frame, at):
   return (u, du), (base, fz, fy, fx), (gz, gy, gx)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def sample_regs(vol, k, frame, t):
   """sample_located at ray parameter t."""
   return sample_located(vol, k, frame, locate(k, frame, t))
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner):
   """Fills ends[row]' u and du and corner[row] at ray parameter t (k:
   sample_consts'); returns the trilinear gradient (gz, gy, gx) there
@@ -157,7 +158,7 @@ def _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner):
   return g
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
   """Fills ends[row]' u and du and corner[row] at ray parameter t; returns
   the trilinear gradient (gz, gy, gx) there (HU/mm)."""
@@ -165,7 +166,7 @@ def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
   return _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _shade_values(vol, shape, d, fp, ip, bins_y, at, g):
   """(v, d, s) of a sample: v of preintegration.coords of |g| (g = (gz,
   gy, gx), the trilinear gradient) and, with shading, its headlight terms
@@ -192,7 +193,7 @@ def _shade_values(vol, shape, d, fp, ip, bins_y, at, g):
   return v, diffuse, _power(max(diffuse, 1e-12), fp[SHININESS], ip[INT_POWER])
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g):
   """Fills ends[row]' v (preintegration.coords of |g|, g = (gz, gy, gx))
   and, with shading, its headlight terms d, s."""
@@ -204,7 +205,7 @@ def _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g):
     ends[row, 4] = spec
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def sample_end(vol, shape, frame, t, fp, bins_x, ends, row, corner, grads):
   """Fills ends[row]' u, du, corner[row] and grads[row] ([rows, 3]: the
   trilinear gradient, for ``shade_end``) at ray parameter t."""
@@ -212,28 +213,28 @@ def sample_end(vol, shape, frame, t, fp, bins_x, ends, row, corner, grads):
   grads[row, 0], grads[row, 1], grads[row, 2] = g
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def sample_at(vol, k, frame, t, ends, row, corner, grads):
   """sample_end with sample_consts' k (the same values, bit for bit)."""
   g = _hu_slope_gradient_at(vol, k, frame, t, ends, row, corner)
   grads[row, 0], grads[row, 1], grads[row, 2] = g
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def shade_end(vol, shape, d, fp, ip, bins_y, ends, row, corner, grads):
   """Fills ends[row]' v, d, s from ``sample_end``'s gradient."""
   g = (grads[row, 0], grads[row, 1], grads[row, 2])
   _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _hu_and_slope(vol, shape, frame, t, fp, bins_x, ends, row, corner):
   """Fills ends[row]' u and du and corner[row] (for ``_gradient``) at ray
   parameter t."""
   _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def _gradient(vol, shape, d, fp, ip, bins_y, ends, row, corner):
   """Fills ends[row]' v and, with shading, d, s from the 8 voxels at
   corner[row] (``_hu_and_slope``'s)."""
@@ -252,7 +253,7 @@ def _gradient(vol, shape, d, fp, ip, bins_y, ends, row, corner):
   _v_and_shading(vol, shape, d, fp, ip, bins_y, ends, row, corner, g)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def prefetch_end(vol, shape, frame, t):
   """Asks the cache for the 8 voxels a sample at ray parameter t reads
   (no result: ``native_trilinear.prefetch_corners``)."""
@@ -265,7 +266,7 @@ def prefetch_end(vol, shape, frame, t):
   prefetch_corners(vol, base, sz, sy, sx)
 
 
-@numba.njit(inline='always')
+@numba.njit(**HELPER)
 def prefetch_at(vol, k, frame, t):
   """prefetch_end with sample_consts' k."""
   base, _, _, _ = _corner_at(
