@@ -25,8 +25,6 @@ from hypothesis import settings as hypothesis_settings
 import jax
 import pytest
 
-from rlhf_tf.jobs import experiment_file
-
 EXPERIMENTS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'
 )
@@ -42,6 +40,29 @@ if _XLA_LEVEL not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = ' '.join(
       os.environ.get('XLA_FLAGS', '').split() + [_XLA_LEVEL + '=0']
   )
+
+# The renderer's numba kernels compile with their helpers not inlined at
+# numba's level (rlhf_tf/render/native_inline.py): about four times faster to
+# compile, the same arithmetic, slower to run; tests run tiny shapes and
+# compile some forty kernel variants. tests/test_native_inline.py checks the
+# default ('always') against it. numba's cache cannot tell the two apart, so
+# this run's kernels go to a folder of its own, made by the first pytest
+# process (xdist's controller), inherited by the workers and the processes
+# tests start, and removed when the run ends (pytest_unconfigure); under a
+# NUMBA_CACHE_DIR already given, in a subfolder of it. A mode already given
+# is kept as it is. Set before rlhf_tf (and so numba) is first imported.
+_INLINE = 'RLHF_TF_NUMBA_INLINE'
+_NUMBA_CACHE_DIR = 'NUMBA_CACHE_DIR'
+_own_numba_cache_dir = None
+if _INLINE not in os.environ:
+  os.environ[_INLINE] = 'never'
+  if os.environ.get(_NUMBA_CACHE_DIR):
+    os.environ[_NUMBA_CACHE_DIR] = os.path.join(
+        os.environ[_NUMBA_CACHE_DIR], 'rlhf_tf_inline_never'
+    )
+  else:
+    _own_numba_cache_dir = tempfile.mkdtemp(prefix='rlhf_tf_numba_cache_')
+    os.environ[_NUMBA_CACHE_DIR] = _own_numba_cache_dir
 
 if '--xla_force_host_platform_device_count' not in os.environ.get(
     'XLA_FLAGS', ''
@@ -84,11 +105,11 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-  """Removes the cache folder this process made (the run's, after its
+  """Removes the cache folders this process made (the run's, after its
   workers have ended)."""
-  path = config.stash.get(_OWN_CACHE_DIR, None)
-  if path:
-    shutil.rmtree(path, ignore_errors=True)
+  for path in config.stash.get(_OWN_CACHE_DIR, None), _own_numba_cache_dir:
+    if path:
+      shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -142,6 +163,10 @@ def free_compiled_programs():
 def smoke_config():
   """name -> the ':smoke' config of experiments/<name>.py (every size tiny):
   the tests run the experiments' own small configs."""
+
+  # Imported here, not at the top: rlhf_tf imports numba, which reads
+  # NUMBA_CACHE_DIR when it is first imported (set at the top of this file).
+  from rlhf_tf.jobs import experiment_file
 
   def load(name: str):
     return experiment_file.load_config(
