@@ -34,7 +34,7 @@ def _inputs(tmp: Path) -> dict:
 
 
 def _cases(tmp: Path, files: dict) -> list:
-  """(name, extra argv, text the error line must contain)."""
+  """(name, extra argv, text (or texts) the error line must contain)."""
   vol = '--experiment.volume.'
   return [
       (
@@ -49,8 +49,16 @@ def _cases(tmp: Path, files: dict) -> list:
       ),
       (
           'unknown override key',
-          [f'--experiment={RENDER}', '--experiment.render.nosuch=1'],
-          'render.nosuch',
+          [
+              '--experiment=experiments/inspect.py:smoke',
+              '--experiment.histogram.binz=16',
+          ],
+          ("unknown config key 'histogram.binz'", 'bins, grad_percentile'),
+      ),
+      (
+          'unknown job',
+          [f'--experiment={RENDER}', '--experiment.job=fly'],
+          ("unknown job 'fly'", 'inspect', 'train_reward'),
       ),
       (
           'override of the wrong type',
@@ -144,11 +152,12 @@ def test_launch_prints_one_error_line_and_no_traceback(tmp_path):
   for (name, _, needle), run in zip(cases, runs):
     out = run.stdout + run.stderr
     errors = [line for line in out.splitlines() if line.startswith('error:')]
+    needles = (needle,) if isinstance(needle, str) else needle
     if (
         run.returncode != 2
         or 'Traceback' in out
         or len(errors) != 1
-        or needle not in errors[0]
+        or not all(n in errors[0] for n in needles)
     ):
       problems.append(f'{name}: rc={run.returncode}\n{out[-1500:]}')
   assert not problems, '\n\n'.join(problems)

@@ -12,8 +12,9 @@ from rlhf_tf.jobs import experiment_file, JOBS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, 'experiments', '*.py')))
-# quickstart.py's smoke run is tests/test_quickstart_outputs.py's (the same
-# job through JOBS, with the checks below and its outputs'): run it once.
+# quickstart.py's smoke run goes through launch.py in
+# tests/test_multiprocess_launch.py, with tests/test_quickstart_outputs.py's
+# checks of its outputs: run it once.
 SMOKE_RUN_ELSEWHERE = ('quickstart.py',)
 SMOKE = [
     p for p in EXPERIMENTS if os.path.basename(p) not in SMOKE_RUN_ELSEWHERE
@@ -61,25 +62,3 @@ def test_launch_runs_inspect_smoke_in_a_temp_workdir(tmp_path):
   assert os.path.getsize(tmp_path / 'inspect.png') > 10_000
   assert os.path.getsize(tmp_path / 'groups.png') > 10_000
   assert '"bins": 16' in (tmp_path / 'volume.json').read_text()
-
-
-def test_launch_unknown_key_lists_the_valid_ones(tmp_path):
-  proc = _launch(
-      '--experiment=experiments/inspect.py:smoke',
-      f'--workdir={tmp_path}',
-      '--experiment.histogram.binz=16',
-  )
-  assert proc.returncode != 0
-  assert "unknown config key 'histogram.binz'" in proc.stderr
-  assert 'bins, grad_percentile, hu_window' in proc.stderr
-
-
-def test_launch_unknown_job_lists_the_jobs(tmp_path):
-  proc = _launch(
-      '--experiment=experiments/inspect.py:smoke',
-      f'--workdir={tmp_path}',
-      '--experiment.job=fly',
-  )
-  assert proc.returncode != 0
-  assert "unknown job 'fly'" in proc.stderr
-  assert 'inspect' in proc.stderr and 'train_reward' in proc.stderr

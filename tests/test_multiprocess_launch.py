@@ -3,13 +3,15 @@
 Two CPU processes on 127.0.0.1 (jax.distributed, gloo collectives, 2
 simulated devices each: a 4-device mesh) run an experiment's ':smoke' job
 through launch.py into one workdir; one process with one device runs it into
-another. Checked:
+another (the quickstart's smoke run of the suite). Checked:
 
 - both processes finish (exit status 0);
 - process 1 writes nothing under the workdir but its share of the orbax
   checkpoints (a Python audit hook, tests/launch_audited.py, records its file
   writes; it never opens the SQLite store -- dataset.StoreOfProcess0 -- so
   any store access there would fail the run); process 0 wrote the outputs;
+- both workdirs hold every figure and number of the evaluation
+  (tests/test_quickstart_outputs.py's check_quickstart_outputs);
 - the outputs are those of one process: the same files, the same simulated
   votes in the store (pair by pair), the inspector's criteria of every
   rendering within 1e-5 (float32 rounding of renderings split over 4
@@ -26,6 +28,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_quickstart_outputs import check_quickstart_outputs
 from test_sharding import sharded_env
 
 from rlhf_tf.preferences import store as store_lib
@@ -135,6 +138,8 @@ def test_launch_two_processes_agree_with_one(tmp_path):
   ):
     assert name in written, (name, sorted(written)[:20])
 
+  check_quickstart_outputs(one)
+  check_quickstart_outputs(two)
   assert _files(two) == _files(one)
   assert len(os.listdir(two / 'images')) == len(os.listdir(one / 'images'))
   assert _votes(two) == _votes(one)
