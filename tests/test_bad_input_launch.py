@@ -1,8 +1,13 @@
 """launch.py on a representative subset of the bad-input corpus, as a user
 runs it: one line `error: ...` naming the file, key or polygon, exit status
-2, and no traceback. The runs go in parallel (each is mostly start-up)."""
+2, and no traceback; and a bug that keeps its traceback.
 
-import concurrent.futures
+Each run is mostly start-up (importing JAX and the jobs), so the runs share
+one: tests/launch_forked.py imports launch.py's modules once and runs
+launch.py as ``__main__`` in a forked child per case, 4 at a time."""
+
+import dataclasses
+import json
 import os
 from pathlib import Path
 import subprocess
@@ -127,29 +132,77 @@ def _cases(tmp: Path, files: dict) -> list:
   ]
 
 
-def _launch(argv, workdir):
+@dataclasses.dataclass
+class Run:
+  returncode: int
+  stdout: str
+  stderr: str
+
+
+def _launch_all(runs: list, tmp: Path) -> list:
+  """[Run] of ``python launch.py ARGV --workdir=W`` for each (argv, W)."""
+  cases = [
+      dict(
+          argv=[*argv, f'--workdir={workdir}'],
+          out=str(tmp / f'run{i}.out'),
+          err=str(tmp / f'run{i}.err'),
+      )
+      for i, (argv, workdir) in enumerate(runs)
+  ]
+  (tmp / 'cases.json').write_text(json.dumps(cases))
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
-  return subprocess.run(
-      [sys.executable, 'launch.py', *argv, f'--workdir={workdir}'],
+  subprocess.run(
+      [
+          sys.executable,
+          str(REPO / 'tests' / 'launch_forked.py'),
+          str(tmp / 'cases.json'),
+      ],
       cwd=REPO,
       env=env,
-      capture_output=True,
-      text=True,
-      timeout=300,
+      check=True,
+      timeout=600,
   )
+  return [
+      Run(
+          int(Path(c['out'] + '.status').read_text()),
+          Path(c['out']).read_text(),
+          Path(c['err']).read_text(),
+      )
+      for c in cases
+  ]
 
 
-def test_launch_prints_one_error_line_and_no_traceback(tmp_path):
-  files = _inputs(tmp_path)
-  cases = _cases(tmp_path, files)
+def _bug(tmp: Path) -> Path:
+  """An experiment file whose config makes the render job fail on a bug
+  (volume=1: not a ConfigDict), not on the user's input."""
+  bug = tmp / 'bug.py'
+  bug.write_text(
+      'import ml_collections\n'
+      'def get_config(arg=None):\n'
+      '  return ml_collections.ConfigDict(dict(job="render", '
+      'volume=1))\n'
+  )
+  return bug
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """(cases, their runs, the bug's run), all launched together."""
+  tmp = tmp_path_factory.mktemp('launches')
+  cases = _cases(tmp, _inputs(tmp))
   workdirs = [
-      tmp_path / ('a_file/w' if name == 'workdir inside a file' else f'work{i}')
+      tmp / ('a_file/w' if name == 'workdir inside a file' else f'work{i}')
       for i, (name, _, _) in enumerate(cases)
   ]
-  with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    runs = list(pool.map(_launch, [argv for _, argv, _ in cases], workdirs))
+  argvs = [argv for _, argv, _ in cases] + [[f'--experiment={_bug(tmp)}']]
+  *done, bug = _launch_all(list(zip(argvs, workdirs + [tmp / 'w'])), tmp)
+  return cases, done, bug
+
+
+def test_launch_prints_one_error_line_and_no_traceback(runs):
+  cases, done, _ = runs
   problems = []
-  for (name, _, needle), run in zip(cases, runs):
+  for (name, _, needle), run in zip(cases, done):
     out = run.stdout + run.stderr
     errors = [line for line in out.splitlines() if line.startswith('error:')]
     needles = (needle,) if isinstance(needle, str) else needle
@@ -163,15 +216,8 @@ def test_launch_prints_one_error_line_and_no_traceback(tmp_path):
   assert not problems, '\n\n'.join(problems)
 
 
-def test_a_bug_keeps_its_traceback(tmp_path):
+def test_a_bug_keeps_its_traceback(runs):
   """Not every error is the user's: launch.py does not swallow the rest."""
-  bug = tmp_path / 'bug.py'
-  bug.write_text(
-      'import ml_collections\n'
-      'def get_config(arg=None):\n'
-      '  return ml_collections.ConfigDict(dict(job="render", '
-      'volume=1))\n'
-  )
-  run = _launch([f'--experiment={bug}'], tmp_path / 'w')
-  assert run.returncode not in (0, 2)
-  assert 'Traceback' in run.stderr
+  *_, bug = runs
+  assert bug.returncode not in (0, 2)
+  assert 'Traceback' in bug.stderr
