@@ -109,6 +109,27 @@ def test_defaults_change_no_pixel_by_more_than_2e_3():
 
 
 @pytest.mark.parametrize('native', [True, False])
+def test_air_at_exactly_hu_min_is_no_knife_edge(native):
+  """Air padded with exactly AXES.hu_min (data clipped to the window):
+  +-1e-4 HU on the whole volume, about the last bit of the trilinear
+  weights there, moves no pixel of the pre-integrated image by 1e-4
+  (preintegration.EDGE_X; with a strict edge the XLA march moved 21 of
+  144 pixels by up to 0.086)."""
+  hu = np.array(_volume(2))
+  hu[hu == -1024.0] = AXES.hu_min
+  cam = _camera(12)
+  table = _sparse_table(6)
+  s = EXACT.replace(preintegrate=True, native_march=native)
+  base = raymarch.render(jnp.asarray(hu), None, SPACING, AXES, table, cam, s)
+  assert float(base[..., 3].max()) > 0.5
+  for eps in (1e-4, -1e-4):
+    image = raymarch.render(
+        jnp.asarray(hu + eps), None, SPACING, AXES, table, cam, s
+    )
+    np.testing.assert_allclose(image, base, atol=1e-4)
+
+
+@pytest.mark.parametrize('native', [True, False])
 def test_defaults_hold_with_pre_integration(native):
   """Pre-integration's Hermite midpoints may leave the ends' HU range; the
   widened block ranges keep the bound (the XLA march's tiles and, on CPU,

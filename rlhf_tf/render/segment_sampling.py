@@ -44,6 +44,7 @@ from rlhf_tf.render.native_trilinear import (
     structure_terms,
     trilinear_packed,
 )
+from rlhf_tf.render.preintegration import EDGE_X
 
 
 @numba.njit(**HELPER)
@@ -133,7 +134,8 @@ def sample_located(vol, k, frame, at):
   inv_hu, bins_x = k[1], k[2]
   x = (hu - k[0]) * inv_hu
   u = min(max(x, 0.0), 1.0) * bins_x
-  du = slope * inv_hu * bins_x if 0.0 < x < 1.0 else 0.0
+  # preintegration.coord_slope: 0 on or within EDGE_X of the clip.
+  du = slope * inv_hu * bins_x if EDGE_X < x < 1.0 - EDGE_X else 0.0
   return (u, du), (base, fz, fy, fx), (gz, gy, gx)
 
 
