@@ -53,12 +53,14 @@ for _flag, _value in _XLA_TEST_FLAGS.items():
 # numba's level (rlhf_tf/render/native_inline.py): about four times faster to
 # compile, the same arithmetic, slower to run; tests run tiny shapes and
 # compile some forty kernel variants. tests/test_native_inline.py checks the
-# default ('always') against it. numba's cache cannot tell the two apart, so
-# this run's kernels go to a folder of its own, made by the first pytest
-# process (xdist's controller), inherited by the workers and the processes
-# tests start, and removed when the run ends (pytest_unconfigure); under a
-# NUMBA_CACHE_DIR already given, in a subfolder of it. A mode already given
-# is kept as it is. Set before rlhf_tf (and so numba) is first imported.
+# default ('always') against it. The kernels' cache stamp tells the two
+# apart (render/native_cache.py), but each mode replaces the other's kernels
+# in a shared folder; so this run's kernels go to a folder of its own, made
+# by the first pytest process (xdist's controller), inherited by the
+# workers and the processes tests start, and removed when the run ends
+# (pytest_unconfigure); under a NUMBA_CACHE_DIR already given, in a
+# subfolder of it. A mode already given is kept as it is. Set before
+# rlhf_tf (and so numba) is first imported.
 _INLINE = 'RLHF_TF_NUMBA_INLINE'
 _NUMBA_CACHE_DIR = 'NUMBA_CACHE_DIR'
 _own_numba_cache_dir = None

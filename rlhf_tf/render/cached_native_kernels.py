@@ -28,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_rgba import bilinear_rgba, scatter_rgba
 
@@ -146,7 +147,7 @@ def _forward_group(
       trans[m] *= one - a  # T_{i+1} = T_i (1 - a_i).
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@kernel(parallel=True, nogil=True)
 def forward_kernel(
     idx,
     fx,
@@ -335,7 +336,7 @@ def _adjoint_ray(
     )  # fmt: skip
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@kernel(parallel=True, nogil=True)
 def adjoint_kernel(
     idx,
     fx,

@@ -39,9 +39,10 @@ from rlhf_tf.render.direct_kernels import (
     SHADING,
     SHININESS,
 )
+from rlhf_tf.render.native_cache import kernel
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True)
 def _adjoint_ray(
     p, vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     steps, rgb_total, g_rgb, g_log_t, g_table, g_vol, want_table, want_vol,
@@ -182,7 +183,7 @@ def _adjoint_ray(
     trans = trans_next
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@kernel(parallel=True, nogil=True)
 def adjoint_table_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     steps, rgb_total, g_rgb, g_log_t, g_out,
@@ -202,7 +203,7 @@ def adjoint_table_kernel(
       )  # fmt: skip
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True)
 def adjoint_volume_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     steps, rgb_total, g_rgb, g_log_t, g_out,

@@ -37,6 +37,7 @@ import math
 import numba
 import numpy as np
 
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 
 TILE = 8  # Pixels per tile edge: neighbouring rays share cache lines.
@@ -248,7 +249,7 @@ def _visit(i, base_t, start, end, frame, occ, nb, fp, ip, exit_t, occupied):
   return max(i + 1, int(math.floor(x))), True, seg, cz, cy, cx, exit_t, occupied
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@kernel(parallel=True, nogil=True)
 def forward_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     rgb_out, log_t_out, steps_out,

@@ -125,6 +125,7 @@ from rlhf_tf.render.direct_kernels import (
 )
 from rlhf_tf.render.direct_skip_tables import coarse_occupancy, next_occupied
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_segment_plan import (
     _column,
@@ -193,7 +194,7 @@ def _visit_blocks(
   return max(i + 1, int(math.floor(x))), True, (exit_t, occupied)
 
 
-@numba.njit(nogil=True, cache=True, error_model='numpy', fastmath={'contract'})
+@kernel(nogil=True, error_model='numpy', fastmath={'contract'})
 def _march_ray(
     vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, coarse_occ,
     frame,
@@ -307,7 +308,7 @@ def _march_ray(
   return cr, cg, cb, log_t
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True)
 def forward_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     coarse, rgb_out, log_t_out,
@@ -336,7 +337,7 @@ def forward_kernel(
   )  # fmt: skip
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@kernel(parallel=True, nogil=True)
 def _lanes(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
     sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out,

@@ -44,6 +44,7 @@ import numpy as np
 from rlhf_tf.render import native_lock
 from rlhf_tf.render.cached_march import CHUNK
 from rlhf_tf.render.native_args import read_only
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 
 # The plan's own bin indices: a box holds every bin the plan's tests read.
@@ -69,7 +70,7 @@ def _half_columns(u_a, u_c, s_a, s_c, half, bins_x):
   return c0, c1
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
+@kernel(nogil=True, parallel=True)
 def _block_boxes(fields, first_row, num_steps, half, bins_x, bins_y, workers,
                  out):  # fmt: skip
   """Fills out [N // BLOCK, tile, 4] (module docstring) from the pool

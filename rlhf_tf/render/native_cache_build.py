@@ -66,6 +66,7 @@ from rlhf_tf.render import (
 )
 from rlhf_tf.render.direct_kernels import _ray, SHADING, STEP
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_trilinear import prefetch_corners
 from rlhf_tf.render.segment_sampling import (
@@ -113,7 +114,7 @@ def _store(u, v, du, d, s, shaded, row, col, x):
     s[row, col] = _quantise(x[_S])
 
 
-@numba.njit(nogil=True, cache=True, **_FAST)
+@kernel(nogil=True, **_FAST)
 def _ray_rows(vol, shape, o, d, phase, fp, ip, bins, pool, shade, r0, rows,
               col, frame):  # fmt: skip
   """Rows r0 .. r0 + rows - 1 of pool column col: one ray's ends and
@@ -162,7 +163,7 @@ def _ray_rows(vol, shape, o, d, phase, fp, ip, bins, pool, shade, r0, rows,
     front = back
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, **_FAST)
+@kernel(parallel=True, nogil=True, **_FAST)
 def build_kernel(vol, shape, origins, directions, phase, pixels, first_row,
                  num_rows, fp, ip, bins, pool, shade, workers):  # fmt: skip
   """Fills the pool fields (u, v, du, u_mid, v_mid, du_mid: [N, GROUP]

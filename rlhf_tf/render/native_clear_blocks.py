@@ -51,6 +51,7 @@ from rlhf_tf.render.cached_march import CHUNK
 from rlhf_tf.render.native_args import read_only
 from rlhf_tf.render.native_block_boxes import BLOCK
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_clear_adjoint import _g_mean, unsplit
 from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import load_ends, load_shading
@@ -262,7 +263,7 @@ def _tile_weights(fields, shade, box, lo, hi, r0, num, step, min_den, bins_x,
       at += n
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
+@kernel(nogil=True, parallel=True)
 def _clear_weights(fields, shade, box, start, length, first_row, num_steps,
                    step, min_den, bins_x, bins_y, workers, span, keys,
                    weights):  # fmt: skip

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import flax.struct
 import jax
-import numba
 import numpy as np
 
 from rlhf_tf.render.cached_march import CHUNK
+from rlhf_tf.render.native_cache import kernel
 
 # Rays per narrow tile: 16 int32 = one 64-byte cache line per row.
 GROUP = 16
@@ -40,7 +40,7 @@ def wanted(settings, labels: bool) -> bool:
   return jax.default_backend() == 'cpu' and not labels
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True)
 def _put(dst, data, first_dst, rows):
   """dst [chunks * CHUNK, GROUP] <- data [rows, tile], one wide tile's
   rows: its narrow tile u (columns u * GROUP ...) takes rows[u] rows to

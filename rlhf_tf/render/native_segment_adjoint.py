@@ -23,6 +23,7 @@ import numpy as np
 
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_clear_adjoint import (
     clear_adjoint,
     clear_unsplit,
@@ -316,10 +317,9 @@ def _adjoint_group(
     flush(acc, bins_x, optics, g_e, g_lt, pend)
 
 
-@numba.njit(
+@kernel(
     parallel=True,
     nogil=True,
-    cache=True,
     error_model='numpy',
     fastmath={'contract'},
 )

@@ -39,6 +39,7 @@ import numpy as np
 from rlhf_tf.render import native_block_boxes, native_lock
 from rlhf_tf.render.cached_march import CHUNK
 from rlhf_tf.render.native_args import read_only
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import end
 from rlhf_tf.render.native_segment_regs import box
@@ -61,7 +62,7 @@ def clear(occ, seg_box, row, m):
   return occ[r1, c1] - occ[r0, c1] - occ[r1, c0] + occ[r0, c0] == 0
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
+@kernel(nogil=True, parallel=True)
 def _segment_boxes(fields, start, length, first_row, num_steps, step, bins_x,
                    bins_y, workers, out):  # fmt: skip
   """Fills out [N, tile] (module docstring) from the pool fields (u, v,

@@ -71,6 +71,7 @@ import numpy as np
 
 from rlhf_tf.render.native_block_boxes import BLOCK, block_clear
 from rlhf_tf.render.native_borrow import borrowed
+from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_inline import HELPER
 from rlhf_tf.render.native_pool_rows import columns, end, shade
 from rlhf_tf.render.native_segment_boxes import clear
@@ -330,7 +331,7 @@ def _forward_group(
   return at
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@kernel(parallel=True, nogil=True)
 def forward_kernel(
     fields,
     seg_box,
