@@ -309,6 +309,8 @@ def new_views(
     azimuths=(30.0, 60.0, 90.0, 120.0, 150.0),
     bins: int = 256,
     build_kwargs=None,
+    vtk=None,
+    rounds: int = 7,
 ) -> dict:
   """Direct render, cache build and cached render of views never rendered
   before.
@@ -324,6 +326,17 @@ def new_views(
   cache. On CPU, 'direct' is the native march (raymarch.native_march) and
   'direct_xla' the XLA march of the same views (settings.native_march
   False), timed in turn.
+
+  vtk: a render.VtkScene of the same volume, TF, step and shading (None:
+  none). Then VTK renders each of these views too, and the cached
+  re-render and VTK's render of the view are timed in turn, rounds times
+  each (the machine's speed drifts within seconds: alternating shares the
+  drift): 'same_view_vtk_s' and 'same_view_cached_render_s' are the
+  medians over the later views of each one's median, and
+  'same_view_cached_render_over_vtk' (interleaved) /
+  'same_view_direct_new_view_over_vtk' /
+  'same_view_cache_build_new_view_over_vtk' (first call) the medians over
+  the later views of each time over VTK's on that view.
   """
   shape = tuple(packed.shape[:3])
   ranges = empty_space.block_ranges(packed, spacing, settings.step_mm)
@@ -333,6 +346,7 @@ def new_views(
   if raymarch.native_march(settings):
     rows['direct_xla'] = []
   compiles = []
+  same_view = []  # (cached re-render, VTK) per view.
   for az in azimuths:
     before = _compiled_programs()
     view = camera_lib.head_camera(
@@ -382,12 +396,18 @@ def new_views(
     )
     rows['cache_build'].append(_first_and_again(build))
     cache = build()
-    rows['cached_render'].append(
-        _first_and_again(
-            lambda: cached_render.render_cached(cache, table, settings)
-        )
-    )
+    rerender = lambda: cached_render.render_cached(cache, table, settings)
+    rows['cached_render'].append(_first_and_again(rerender))
     compiles.append(_compiled_programs() - before)
+    if vtk is not None:
+      vtk.look(view)
+      ours, theirs = [], []
+      for _ in range(rounds):
+        t = time.perf_counter()
+        jax.block_until_ready(rerender())
+        ours.append(time.perf_counter() - t)
+        theirs.append(vtk.render_s())
+      same_view.append((statistics.median(ours), statistics.median(theirs)))
   out = {'azimuths_deg': list(azimuths)}
   for k, v in rows.items():
     later = v[1:]
@@ -397,6 +417,17 @@ def new_views(
     out[f'{k}_compile_per_new_view_s'] = statistics.median(
         max(a - b, 0.0) for a, b in later
     )
+  if same_view:
+    later = same_view[1:]
+    out['same_view_vtk_s'] = statistics.median(v for _, v in later)
+    out['same_view_cached_render_s'] = statistics.median(c for c, _ in later)
+    out['same_view_cached_render_over_vtk'] = statistics.median(
+        c / v for c, v in later
+    )
+    for k in ('direct', 'cache_build'):
+      out[f'same_view_{k}_new_view_over_vtk'] = statistics.median(
+          a / v for (a, _), (_, v) in zip(rows[k][1:], later)
+      )
   out['programs_compiled_first_view'] = compiles[0]
   out['programs_compiled_per_new_view'] = compiles[1:]
   return out
