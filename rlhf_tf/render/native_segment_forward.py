@@ -62,6 +62,18 @@ block, then runs them as independent iterations (pairs, or one by one),
 then composites them in order (bit-identical) 1.03-1.16 shaded, 1.07-1.22
 unshaded for K = 2-16: no per-segment gain (a segment is ~440 cycles, more
 than the out-of-order window), and the walk no longer hides behind optics.
+Session 21 (one thread, Cranium az 30 unshaded, the first 1M of the
+2.6M segments ``_next`` classifies without termination, in walk order,
+outside the walk): per segment ``prepare`` + ``_optics4`` 117 ns, in
+pairs (``pair``) 106 ns; the same work stage by stage over 16 segments
+(all splits, then all lookups, then all optics: each stage's chains
+independent) 104 ns, of which ends and split 33 ns, lookups 50 ns, optics
+24 ns. So not the chain's latency but its instruction count bounds a
+segment; a split written branch-free for SIMD lanes (selects, one loop
+per field) was not vectorised by LLVM and took 14.5 ns per half against
+10.0 ns for ``extremum``'s branches (74 % of halves leave at the sign
+test). What is left is explicit vectors across segments (AVX2: 4 float64
+lanes; llvmlite IR as ``native_pv``), not started.
 """
 
 from __future__ import annotations
