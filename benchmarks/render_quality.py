@@ -327,7 +327,7 @@ def new_views(
   'direct_xla' the XLA march of the same views (settings.native_march
   False), timed in turn.
 
-  vtk: a render.VtkScene of the same volume, TF, step and shading (None:
+  vtk: a vtk_reference.VtkScene of the same volume, TF, step and shading (None:
   none). Then VTK renders each of these views too, and the cached
   re-render and VTK's render of the view are timed in turn, rounds times
   each (the machine's speed drifts within seconds: alternating shares the
