@@ -85,3 +85,20 @@ def test_kernel_recompiles_when_a_helper_module_changes(tmp_path):
   assert _run(package, cache_dir) == dict(
       stamped=2, plain=1, stamped_hits=1, plain_hits=1
   )
+
+
+def test_every_cached_kernel_of_the_package_is_stamped():
+  """A kernel cached with numba's own cache=True would be loaded stale
+  after a helper's module changes: every cached kernel uses
+  native_cache.kernel."""
+  package = ROOT / 'rlhf_tf'
+  offenders = [
+      f'{path.relative_to(ROOT)}:{n}'
+      for path in sorted(package.rglob('*.py'))
+      for n, line in enumerate(path.read_text().splitlines(), 1)
+      if 'cache=True' in line.replace(' ', '')
+      and path.name != 'native_cache.py'
+  ]
+  assert (
+      not offenders
+  ), f'numba cache=True instead of native_cache.kernel: {offenders}'
