@@ -138,6 +138,30 @@ def test_float32_images_match_the_xla_march():
   np.testing.assert_allclose(_render(hu, table, cam, s), img_x, atol=1e-4)
 
 
+def test_unshaded_march_without_shading_code_is_bit_identical(monkeypatch):
+  """float32 unshaded: the march compiled without the shading code (lit
+  None, native_segment_forward.lit_flag) gives the runtime flag's (lit
+  True) colour and log T bit for bit, with skipping and termination."""
+  from rlhf_tf.render import direct_segment_kernels
+
+  kernel = direct_segment_kernels.forward_kernel
+  outputs = {}
+
+  def both(*args):
+    *inputs, rgb, log_t, lit = args
+    assert lit is None  # Unshaded float32.
+    for flag in (True, None):
+      kernel(*inputs, rgb, log_t, flag)
+      outputs[flag] = (rgb.copy(), log_t.copy())
+
+  monkeypatch.setattr(direct_segment_kernels, 'forward_kernel', both)
+  hu, table = _volume(2), random_table()
+  img = _render(hu, table, _camera(8), BASE.replace(**OPTICS[2]))
+  assert float(img[..., 3].max()) > 0.5
+  for a, b in zip(outputs[True], outputs[None]):
+    np.testing.assert_array_equal(a, b)
+
+
 @settings(max_examples=6, deadline=None)
 @given(
     seed=st.integers(0, 2**16),

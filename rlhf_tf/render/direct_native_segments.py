@@ -33,7 +33,13 @@ from jax.experimental import buffer_callback
 import jax.numpy as jnp
 import numpy as np
 
-from rlhf_tf.render import direct_native, direct_segment_kernels, preintegration
+from rlhf_tf.render import (
+    direct_kernels,
+    direct_native,
+    direct_segment_kernels,
+    native_segment_forward,
+    preintegration,
+)
 
 
 def march(
@@ -64,13 +70,17 @@ def march(
       np.asarray(spec.ints, np.int64),
   )
 
+  # Unshaded: the march compiled without the shading code (float64: one
+  # march for both, native_segment_forward.lit_flag).
+  lit = native_segment_forward.lit_flag(ip[direct_kernels.SHADING], dtype)
+
   def run(ctx, out, *args):
     del ctx
     v, t, o, d, p, b = [np.asarray(a) for a in args]
     with direct_native.LOCK:
       direct_segment_kernels.forward_kernel(
           v, shape, t, bins, o, d, p, b, blocks, fp, ip, coarse,
-          *[np.asarray(a) for a in out],
+          *[np.asarray(a) for a in out], lit,
       )  # fmt: skip
 
   return buffer_callback.buffer_callback(

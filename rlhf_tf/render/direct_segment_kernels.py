@@ -88,6 +88,17 @@ its walk and the volume's cache traffic (sampling nothing at all: ~0.5x),
 not by the samples' arithmetic (not classifying at all: 0.97x
 unshaded); tiles claimed in Morton order, not image order: 1.01-1.06x.
 
+An unshaded float32 march is compiled without the shading code (``lit``
+None, as the cached forward's ``native_segment_forward.lit_flag``: the
+structure tensor's and the optics' shading branches pruned; the same
+image bit for bit): Cranium 256^2 unshaded, the kernel alone, paired
+with the runtime flag in one process, azimuths 60-150: x0.96 in 2
+threads (40 and 56 pairs), x0.98 in one (40 pairs). (Session 22, not
+kept: the HU read from a volume of HU alone, 4 bytes a voxel instead
+of the packed 16 (``trilinear_hu``, bit for bit; the gradient from the
+packed volume only for segments that pass the transparency test),
+x1.05-1.08: the march is not bound by the volume's cache lines.)
+
 Tiles go to the threads as they ask (``native_tiles.next_job``), in image
 order: a thread slowed by another process no longer holds the render up
 while the other idles (2 threads under load: 5 % less wall-clock), and
@@ -140,6 +151,7 @@ from rlhf_tf.render.segment_sampling import (  # noqa: F401
     _gradient,
     _hu_and_slope,
     _shade_values,
+    gradient_coord,
     locate,
     sample_consts,
     sample_located,
@@ -194,10 +206,20 @@ def _visit_blocks(
   return max(i + 1, int(math.floor(x))), True, (exit_t, occupied)
 
 
+@numba.njit(**HELPER)
+def _shade(vol, shape, d, fp, ip, bins_y, at, g, shaded):
+  """segment_sampling._shade_values, or (v, 0.0, 0.0) unshaded (shaded
+  False: a constant of an unshaded march, which then has no shading
+  code)."""
+  if shaded:
+    return _shade_values(vol, shape, d, fp, ip, bins_y, at, g)
+  return gradient_coord(fp, bins_y, g)[0], 0.0, 0.0
+
+
 @kernel(nogil=True, error_model='numpy', fastmath={'contract'})
 def _march_ray(
     vol, shape, table, bins, o, d, phase, occ, nb, fp, ip, sat, coarse_occ,
-    frame,
+    frame, lit,
 ):  # fmt: skip
   """(r, g, b premultiplied, log transmittance) of one ray. coarse_occ:
   (coarse_occupancy's [Cz * Cy * Cx] and (Cz, Cy, Cx), cmap: blocks to
@@ -224,7 +246,13 @@ def _march_ray(
   frame = borrowed(frame)
   by, bx = bins[0], bins[1]
   step, num, threshold = fp[STEP], ip[NUM], fp[THRESHOLD]
-  optics = (ip[SHADING] > 0, fp[KA], fp[KD], fp[KS])
+  # Unshaded: a march compiled without the shading code (numba prunes by
+  # lit's type, LLVM folds the constant).
+  if lit is None:
+    shaded = False
+  else:
+    shaded = ip[SHADING] > 0
+  optics = (shaded, fp[KA], fp[KD], fp[KS])
   k = sample_consts(shape, fp, bx)
   base_t, start, end = _ray(o, d, fp, phase, frame)
   # Samples in registers (tuples): no float64 scratch store that LLVM must
@@ -280,9 +308,9 @@ def _march_ray(
     if sat[c0] >= c1:
       continue
     if not f_have:
-      f_shade = _shade_values(vol, shape, d, fp, ip, by, f[1], f[2])
-    m_shade = _shade_values(vol, shape, d, fp, ip, by, m[1], m[2])
-    b_shade = _shade_values(vol, shape, d, fp, ip, by, b[1], b[2])
+      f_shade = _shade(vol, shape, d, fp, ip, by, f[1], f[2], shaded)
+    m_shade = _shade(vol, shape, d, fp, ip, by, m[1], m[2], shaded)
+    b_shade = _shade(vol, shape, d, fp, ip, by, b[1], b[2], shaded)
     b_have = True
     # The table rows the midpoint's and back end's lookups will likely
     # read, while the segment is split.
@@ -311,7 +339,7 @@ def _march_ray(
 @kernel(nogil=True)
 def forward_kernel(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-    coarse, rgb_out, log_t_out,
+    coarse, rgb_out, log_t_out, lit,
 ):  # fmt: skip
   """rgb_out [N, 3] premultiplied colour, log_t_out [N] log transmittance.
 
@@ -333,14 +361,14 @@ def forward_kernel(
   counter = np.zeros(1, np.int64)  # Tiles claimed (native_tiles).
   _lanes(
       vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-      sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out,
+      sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out, lit,
   )  # fmt: skip
 
 
 @kernel(parallel=True, nogil=True)
 def _lanes(
     vol, shape, table, bins, origins, directions, phase, occ, nb, fp, ip,
-    sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out,
+    sat, cocc, c_nb, cmap, frame, counter, rgb_out, log_t_out, lit,
 ):  # fmt: skip
   """forward_kernel's parallel march: lane l marches the tiles it claims
   (``native_tiles.next_job`` on counter, int64 [1] = 0: in image order,
@@ -374,7 +402,7 @@ def _lanes(
           p = r * w + c
           cr, cg, cb, log_t = _march_ray(
               vol, shape, table, bins, origins[p], directions[p], phase[p],
-              occ, nb, fp, ip, sat, coarse_occ, frame_l,
+              occ, nb, fp, ip, sat, coarse_occ, frame_l, lit,
           )  # fmt: skip
           rgb_out[p, 0] = cr
           rgb_out[p, 1] = cg

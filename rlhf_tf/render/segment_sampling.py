@@ -169,16 +169,24 @@ def _hu_slope_gradient(vol, shape, frame, t, fp, bins_x, ends, row, corner):
 
 
 @numba.njit(**HELPER)
+def gradient_coord(fp, bins_y, g):
+  """(v, |g|^2, |g|): v of preintegration.coords of |g| (g = (gz, gy, gx),
+  the trilinear gradient, HU/mm)."""
+  gz, gy, gx = g
+  sq = gz * gz + gy * gy + gx * gx
+  norm = math.sqrt(max(sq, 1e-24))  # safe_math.floored_norm.
+  y = norm / fp[GRAD_MAX]
+  return min(max(y * bins_y - 0.5, 0.0), bins_y - 1.0), sq, norm
+
+
+@numba.njit(**HELPER)
 def _shade_values(vol, shape, d, fp, ip, bins_y, at, g):
   """(v, d, s) of a sample: v of preintegration.coords of |g| (g = (gz,
   gy, gx), the trilinear gradient) and, with shading, its headlight terms
   d, s (0.0, 0.0 without). at: (flat lower corner, fz, fy, fx), for the
   structure tensor."""
   gz, gy, gx = g
-  sq = gz * gz + gy * gy + gx * gx
-  norm = math.sqrt(max(sq, 1e-24))  # safe_math.floored_norm.
-  y = norm / fp[GRAD_MAX]
-  v = min(max(y * bins_y - 0.5, 0.0), bins_y - 1.0)
+  v, sq, norm = gradient_coord(fp, bins_y, g)
   if not ip[SHADING]:
     return v, 0.0, 0.0
   eps2 = fp[NORMAL_EPS] * fp[NORMAL_EPS]
