@@ -203,15 +203,12 @@ def _aligned_zeros(shape, dtype):
 
 
 def wanted(settings, narrow: bool, labels: bool, mesh_size: int) -> bool:
-  """Whether build_ray_cache samples natively: a pre-integrated cache in
-  narrow tiles (CPU, native_layout.wanted), without labels or a mesh, and
+  """Whether build_ray_cache samples natively (here pre-integrated,
+  point-sampled in ``native_point_build``): a cache in narrow tiles (CPU,
+  native_layout.wanted), without labels or a mesh, and
   settings.native_march (False: the XLA build, as the direct march)."""
   return (
-      bool(settings.preintegrate)
-      and narrow
-      and not labels
-      and mesh_size <= 1
-      and bool(settings.native_march)
+      narrow and not labels and mesh_size <= 1 and bool(settings.native_march)
   )
 
 
