@@ -1,14 +1,14 @@
 """Ray-cache build time for new views, the XLA build against the native one.
 
   .venv/bin/python benchmarks/cache_build.py            # pre-integrated
-  .venv/bin/python benchmarks/cache_build.py --modes point,shaded
+  .venv/bin/python benchmarks/cache_build.py --modes point  # the default
 
 Cranium (or the synthetic head) at 256^2, the step and view of
 ``render.py --new-views`` (default step, azimuths 30 .. 120, elevation 10,
 zoom 1.3), tensor_normals. Per mode (shaded / unshaded pre-integrated,
 point = point sampling) and path (xla: settings.native_march=False, the
-XLA sampling program + regroup; native: ``native_cache_build`` on CPU;
-point sampling has only the XLA build) the builds alternate view by view,
+XLA sampling program + regroup; native: ``native_cache_build``, point
+sampling ``native_point_build``, on CPU) the builds alternate view by view,
 so both see the same load: the first view (compiles), then the median
 wall and CPU (all threads) seconds of the later, new views. Prints JSON
 with the load average before and after.
@@ -57,9 +57,7 @@ def main(argv=None):
   for mode in args.modes.split(','):
     settings = base
     paths = args.paths.split(',')
-    if mode == 'point':
-      paths = ['xla']
-    else:
+    if mode != 'point':
       settings = base.replace(
           preintegrate=True, tensor_normals=True, shading=mode == 'shaded'
       )

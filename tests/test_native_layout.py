@@ -92,7 +92,9 @@ def test_narrow_tiles_render_what_the_wide_ones_do(tile, azimuth, seed):
 
 def test_a_build_in_narrow_tiles_equals_the_regrouped_wide_one():
   """build_ray_cache(narrow=True) (the default for the native march)
-  writes each wide tile's rows straight into narrow tiles."""
+  writes each wide tile's rows straight into narrow tiles (the XLA build:
+  native_march=False; on CPU the native one samples them itself,
+  tests/test_native_point_build.py)."""
   wide = _wide_cache(24)
   built = ray_cache.build_ray_cache(
       smooth_volume((8, 8, 8)),
@@ -109,7 +111,7 @@ def test_a_build_in_narrow_tiles_equals_the_regrouped_wide_one():
           projection='perspective',
       ),
       8,
-      SETTINGS.replace(cache_tile_rays=24),
+      SETTINGS.replace(cache_tile_rays=24, native_march=False),
       narrow=True,
   )
   table = random_table(seed=3)
