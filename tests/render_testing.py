@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlhf_tf.render import camera as camera_lib
-from rlhf_tf.render import ray_cache
+from rlhf_tf.render import native_layout, ray_cache
 from rlhf_tf.render.histogram import JHAxes
 
 AXES = JHAxes(hu_min=-1000.0, hu_max=1000.0, grad_max=400.0)
@@ -44,3 +44,26 @@ def small_cache(settings, seed, azimuth, dtype=np.float32):
       projection='perspective',
   )
   return ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, 8, settings)
+
+
+def native_and_xla_caches(hu, cam, bins, settings):
+  """(native, XLA) builds of one view's ray cache (build_ray_cache with
+  settings and with settings.native_march=False), for the native builds'
+  tests."""
+  build = lambda s: ray_cache.build_ray_cache(
+      hu, None, SPACING, AXES, cam, bins, s
+  )
+  return build(settings), build(settings.replace(native_march=False))
+
+
+def stored_entries(tiles, field, n_pixels):
+  """[N, GROUP] bool: the entries of pool field [N, GROUP] of a
+  narrow-tiled cache that belong to real rays (pixel < n_pixels; every row
+  of their narrow tile: the march walks up to its longest ray)."""
+  out = np.zeros(field.shape, bool)
+  real = np.asarray(tiles.pixels) < n_pixels
+  first = np.asarray(tiles.first_chunk) * native_layout.CHUNK
+  rows = np.asarray(tiles.num_chunks) * native_layout.CHUNK
+  for t in range(real.shape[0]):
+    out[first[t] : first[t] + rows[t]] = real[t]
+  return out

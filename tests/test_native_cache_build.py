@@ -10,13 +10,19 @@ from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-from render_testing import AXES, random_table, smooth_volume, SPACING
+from render_testing import (
+    AXES,
+    native_and_xla_caches,
+    random_table,
+    smooth_volume,
+    SPACING,
+    stored_entries,
+)
 
 from rlhf_tf.render import (
     cache_sampling,
     cached_render,
     native_cache_build,
-    native_layout,
     ray_cache,
     raymarch,
 )
@@ -63,26 +69,6 @@ def _camera(azimuth, elevation, projection):
   )
 
 
-def _both(hu, cam, s):
-  native = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, BINS, s)
-  xla = ray_cache.build_ray_cache(
-      hu, None, SPACING, AXES, cam, BINS, s.replace(native_march=False)
-  )
-  return native, xla
-
-
-def _stored(tiles):
-  """[N, GROUP] bool: the pool entries of real rays (every row of their
-  narrow tile: the march walks up to its longest ray)."""
-  out = np.zeros(tiles.u.shape, bool)
-  real = np.asarray(tiles.pixels) < SIZE[0] * SIZE[1]
-  first = np.asarray(tiles.first_chunk) * native_layout.CHUNK
-  rows = np.asarray(tiles.num_chunks) * native_layout.CHUNK
-  for t in range(real.shape[0]):
-    out[first[t] : first[t] + rows[t]] = real[t]
-  return out
-
-
 def _assert_same_fields(native, xla, atol, shade_atol):
   """Same tiles; same fields of real rays (atol on u, v, du; shade_atol
   on the dequantised headlight terms)."""
@@ -90,7 +76,7 @@ def _assert_same_fields(native, xla, atol, shade_atol):
   for k in ('pixels', 'length', 'start', 'first_chunk', 'num_chunks'):
     np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
   np.testing.assert_array_equal(a.num_steps, b.num_steps)
-  stored = _stored(a)
+  stored = stored_entries(a, a.u, SIZE[0] * SIZE[1])
   assert stored.sum() > 100
   shaded = BASE.replace(shading=a.diffuse is not None)
   for k, dtype in cache_sampling.field_names(shaded, False).items():
@@ -126,21 +112,23 @@ def test_native_build_stores_the_xla_builds_fields(
         'perspective' if perspective else 'orthographic',
     )
     hu = smooth_volume(SHAPE, seed=seed, dtype=np.float64)
-    native, xla = _both(hu, cam, MODES[mode])
+    native, xla = native_and_xla_caches(hu, cam, BINS, MODES[mode])
   _assert_same_fields(native, xla, ATOL_64, SHADE_LSB / 65535)
 
 
 def test_in_float32_the_fields_agree_to_the_xla_builds_rounding():
   hu = smooth_volume(SHAPE, seed=5)
   cam = _camera(200.0, 25.0, 'perspective')
-  native, xla = _both(hu, cam, MODES['mean_gradient'])
+  native, xla = native_and_xla_caches(hu, cam, BINS, MODES['mean_gradient'])
   _assert_same_fields(native, xla, ATOL_32, SHADE_ATOL_32)
 
 
 def test_native_built_cache_renders_and_differentiates_as_the_xla_one():
   s = MODES['tensor']
   hu = smooth_volume(SHAPE, seed=3)
-  native, xla = _both(hu, _camera(35.0, 20.0, 'perspective'), s)
+  native, xla = native_and_xla_caches(
+      hu, _camera(35.0, 20.0, 'perspective'), BINS, s
+  )
   table = random_table(BINS, seed=4)
   weights = jnp.array([0.3, -0.5, 0.7, 1.1])
 
@@ -182,7 +170,7 @@ def test_a_view_that_misses_the_volume_gives_an_empty_pool():
   # The whole image plane moved sideways: rays pass beside the box.
   off = 1e4 * cam.basis()[1]
   cam = cam.replace(eye=cam.eye + off, centre=cam.centre + off)
-  native, xla = _both(hu, cam, MODES['tensor'])
+  native, xla = native_and_xla_caches(hu, cam, BINS, MODES['tensor'])
   assert int(np.asarray(native.tiles.num_chunks).sum()) == 0
   for k in cache_sampling.field_names(MODES['tensor'], False):
     x, y = getattr(native.tiles, k), getattr(xla.tiles, k)

@@ -9,12 +9,18 @@ from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-from render_testing import AXES, random_table, smooth_volume, SPACING
+from render_testing import (
+    AXES,
+    native_and_xla_caches,
+    random_table,
+    smooth_volume,
+    SPACING,
+    stored_entries,
+)
 
 from rlhf_tf.render import (
     cache_sampling,
     cached_render,
-    native_layout,
     ray_cache,
     raymarch,
 )
@@ -49,26 +55,6 @@ def _camera(azimuth, elevation, projection):
   )
 
 
-def _both(hu, cam, s):
-  native = ray_cache.build_ray_cache(hu, None, SPACING, AXES, cam, BINS, s)
-  xla = ray_cache.build_ray_cache(
-      hu, None, SPACING, AXES, cam, BINS, s.replace(native_march=False)
-  )
-  return native, xla
-
-
-def _stored(tiles):
-  """[N, GROUP] bool: the pool entries of real rays (every row of their
-  narrow tile)."""
-  out = np.zeros(tiles.idx.shape, bool)
-  real = np.asarray(tiles.pixels) < SIZE[0] * SIZE[1]
-  first = np.asarray(tiles.first_chunk) * native_layout.CHUNK
-  rows = np.asarray(tiles.num_chunks) * native_layout.CHUNK
-  for t in range(real.shape[0]):
-    out[first[t] : first[t] + rows[t]] = real[t]
-  return out
-
-
 def _coords(tiles, stored):
   """(x, y) in bins of every stored sample: the lower-left bin plus its
   dequantised fraction (a sample on a bin edge has the same coordinate
@@ -83,7 +69,7 @@ def _assert_same_fields(native, xla, coord_atol, shade_atol):
   a, b = native.tiles, xla.tiles
   for k in ('pixels', 'length', 'start', 'first_chunk', 'num_chunks'):
     np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
-  stored = _stored(a)
+  stored = stored_entries(a, a.idx, SIZE[0] * SIZE[1])
   assert stored.sum() > 100
   shaded = BASE.replace(shading=a.diffuse is not None)
   for k, dtype in cache_sampling.field_names(shaded, False).items():
@@ -123,20 +109,24 @@ def test_native_build_stores_the_xla_builds_lookups(
         'perspective' if perspective else 'orthographic',
     )
     hu = smooth_volume(SHAPE, seed=seed, dtype=np.float64)
-    native, xla = _both(hu, cam, MODES[mode])
+    native, xla = native_and_xla_caches(hu, cam, BINS, MODES[mode])
   _assert_same_fields(native, xla, 1.01 * _LSB, _LSB)
 
 
 def test_in_float32_the_lookups_agree_to_the_xla_builds_rounding():
   hu = smooth_volume(SHAPE, seed=5)
-  native, xla = _both(hu, _camera(200.0, 25.0, 'perspective'), BASE)
+  native, xla = native_and_xla_caches(
+      hu, _camera(200.0, 25.0, 'perspective'), BINS, BASE
+  )
   _assert_same_fields(native, xla, 1e-4, 2e-3)
 
 
 def test_native_built_cache_renders_and_differentiates_as_the_xla_one():
   s = MODES['shaded']
   hu = smooth_volume(SHAPE, seed=3)
-  native, xla = _both(hu, _camera(35.0, 20.0, 'perspective'), s)
+  native, xla = native_and_xla_caches(
+      hu, _camera(35.0, 20.0, 'perspective'), BINS, s
+  )
   table = random_table(8, seed=4)[: BINS[0]]  # [bins_y, bins_x, 4].
   weights = jnp.array([0.3, -0.5, 0.7, 1.1])
 

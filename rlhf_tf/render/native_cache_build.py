@@ -212,6 +212,49 @@ def wanted(settings, narrow: bool, labels: bool, mesh_size: int) -> bool:
   )
 
 
+def kernel_inputs(
+    packed,
+    origins,
+    directions,
+    phase,
+    pixels,
+    where: native_layout.Plan,
+    spacing,
+    axes,
+    bins,
+    settings,
+    image_size,
+) -> tuple:
+  """The build kernels' leading arguments (vol, shape, origins,
+  directions, phase, pixels, first_row, num_rows, fp, ip, bins: this
+  module's build_kernel and native_point_build's) from sample_pool's."""
+  shape = tuple(int(n) for n in packed.shape[:3])
+  # Parameters rounded to the rays' precision (float64 only with
+  # jax_enable_x64), as the XLA build sees them.
+  dtype = np.result_type(origins.dtype, np.float32)
+  spec = direct_native.march_spec(
+      shape, spacing, axes, bins, (1, 1, 1), 1, settings, dtype, *image_size
+  )
+  fp = np.asarray(spec.floats, np.float64)
+  ip = np.asarray(spec.ints, np.int64)
+  assert ip[SHADING] == int(bool(settings.shading))
+  return (
+      np.asarray(packed).reshape(-1, 4),
+      np.asarray(shape, np.int64),
+      # Rays copied to float64 whatever their dtype (exact; writable: one
+      # compiled kernel).
+      np.array(origins, np.float64),
+      np.array(directions, np.float64),
+      np.array(phase, np.float64),
+      np.ascontiguousarray(pixels, np.int32),
+      (where.first_chunk * native_layout.CHUNK).astype(np.int64),
+      (where.num_chunks * native_layout.CHUNK).astype(np.int64),
+      fp,
+      ip,
+      np.asarray(bins, np.int64),
+  )
+
+
 def sample_pool(
     packed,
     origins,
@@ -246,17 +289,19 @@ def sample_pool(
     specular, diffuse_mid, specular_mid (uint16); rows outside the tiles
     and padding columns are 0.
   """
-  shape = tuple(int(n) for n in packed.shape[:3])
-  vol = np.asarray(packed).reshape(-1, 4)
-  # Parameters rounded to the rays' precision (float64 only with
-  # jax_enable_x64), as the XLA build sees them.
-  dtype = np.result_type(origins.dtype, np.float32)
-  spec = direct_native.march_spec(
-      shape, spacing, axes, bins, (1, 1, 1), 1, settings, dtype, *image_size
+  inputs = kernel_inputs(
+      packed,
+      origins,
+      directions,
+      phase,
+      pixels,
+      where,
+      spacing,
+      axes,
+      bins,
+      settings,
+      image_size,
   )
-  fp = np.asarray(spec.floats, np.float64)
-  ip = np.asarray(spec.ints, np.int64)
-  assert ip[SHADING] == int(bool(settings.shading))
   names = ('u', 'v', 'du', 'u_mid', 'v_mid', 'du_mid')
   pool = {k: _aligned_zeros(pool_shape, np.float32) for k in names}
   shade_names = ('diffuse', 'specular', 'diffuse_mid', 'specular_mid')
@@ -266,19 +311,7 @@ def sample_pool(
   }
   with cached_native.LOCK:
     build_kernel(
-        vol,
-        np.asarray(shape, np.int64),
-        # Rays copied to float64 whatever their dtype (exact; writable: one
-        # compiled kernel).
-        np.array(origins, np.float64),
-        np.array(directions, np.float64),
-        np.array(phase, np.float64),
-        np.ascontiguousarray(pixels, np.int32),
-        (where.first_chunk * native_layout.CHUNK).astype(np.int64),
-        (where.num_chunks * native_layout.CHUNK).astype(np.int64),
-        fp,
-        ip,
-        np.asarray(bins, np.int64),
+        *inputs,
         tuple(pool[k] for k in names),
         tuple(shade[k] for k in shade_names),
         numba.get_num_threads(),

@@ -32,13 +32,8 @@ import math
 import numba
 import numpy as np
 
-from rlhf_tf.render import (
-    cached_native,
-    direct_native,
-    native_layout,
-    pool_pages,
-)
-from rlhf_tf.render.direct_kernels import _ray, _segment, SHADING, STEP
+from rlhf_tf.render import cached_native, native_cache_build, pool_pages
+from rlhf_tf.render.direct_kernels import _ray, _segment, STEP
 from rlhf_tf.render.native_borrow import borrowed
 from rlhf_tf.render.native_cache import kernel
 from rlhf_tf.render.native_cache_build import _FAST, _quantise
@@ -147,16 +142,19 @@ def sample_pool(
   (int32), fx, fy and with shading diffuse, specular (uint16); rows
   outside the tiles and padding columns are 0. Arguments as
   native_cache_build.sample_pool's (settings without preintegrate)."""
-  shape = tuple(int(n) for n in packed.shape[:3])
-  vol = np.asarray(packed).reshape(-1, 4)
-  # Parameters rounded to the rays' precision, as the XLA build sees them.
-  dtype = np.result_type(origins.dtype, np.float32)
-  spec = direct_native.march_spec(
-      shape, spacing, axes, bins, (1, 1, 1), 1, settings, dtype, *image_size
+  inputs = native_cache_build.kernel_inputs(
+      packed,
+      origins,
+      directions,
+      phase,
+      pixels,
+      where,
+      spacing,
+      axes,
+      bins,
+      settings,
+      image_size,
   )
-  fp = np.asarray(spec.floats, np.float64)
-  ip = np.asarray(spec.ints, np.int64)
-  assert ip[SHADING] == int(bool(settings.shading))
   pool = {
       'idx': pool_pages.zeros(pool_shape, np.int32),
       'fx': pool_pages.zeros(pool_shape, np.uint16),
@@ -169,18 +167,7 @@ def sample_pool(
   }
   with cached_native.LOCK:
     build_kernel(
-        vol,
-        np.asarray(shape, np.int64),
-        # Rays copied to float64 whatever their dtype (exact; one kernel).
-        np.array(origins, np.float64),
-        np.array(directions, np.float64),
-        np.array(phase, np.float64),
-        np.ascontiguousarray(pixels, np.int32),
-        (where.first_chunk * native_layout.CHUNK).astype(np.int64),
-        (where.num_chunks * native_layout.CHUNK).astype(np.int64),
-        fp,
-        ip,
-        np.asarray(bins, np.int64),
+        *inputs,
         pool['idx'],
         pool['fx'],
         pool['fy'],
